@@ -1,0 +1,140 @@
+//! Signed statements that make up the trust chain:
+//!
+//! ```text
+//! network key ──signs──▶ network policy ──names──▶ retention devices
+//! identity key ──signs──▶ device list ──names──▶ device signing keys
+//! device key ──signs──▶ pre-keys (medium-term and one-time)
+//! ```
+//!
+//! Each statement has a structural `decode` (never panics) and a `verify`
+//! that checks it against what the caller already trusts and returns a
+//! `Verified…` type. Only verified types can be turned into recipients.
+
+mod device_list;
+mod fingerprint;
+mod policy;
+mod prekey;
+
+pub use device_list::{DeviceEntry, DeviceList, DeviceListExpectation, VerifiedDevice, VerifiedDeviceList};
+pub use fingerprint::NetworkFingerprint;
+pub use policy::{NetworkPolicy, PolicyTracker, RetentionDevice, VerifiedPolicy};
+pub use prekey::{PreKeyKind, PreKeyRef, SignedPreKey, VerifiedPreKey};
+
+use thiserror::Error;
+
+use crate::codec::DecodeError;
+use crate::ids::{DeviceId, NetworkId, UserId};
+use crate::suite::VersionError;
+
+/// Why a certificate, device list or policy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The bytes are not a well-formed statement.
+    #[error("malformed {what}: {source}")]
+    Decode {
+        /// Which statement.
+        what: &'static str,
+        /// The decoding failure.
+        source: DecodeError,
+    },
+    /// Unknown version or suite.
+    #[error("{0}")]
+    Version(#[from] VersionError),
+    /// The signature does not verify under the expected key.
+    #[error("{what} signature does not verify: it was altered or signed by another key")]
+    BadSignature {
+        /// Which statement.
+        what: &'static str,
+    },
+    /// A pre-key past its expiry.
+    #[error("{what} expired at {expired_at} ms (now {now} ms); fetch fresh keys")]
+    Expired {
+        /// Which statement.
+        what: &'static str,
+        /// Expiry time (ms since the Unix epoch).
+        expired_at: u64,
+        /// The caller's clock.
+        now: u64,
+    },
+    /// A policy older than one already seen: the server is replaying an old one.
+    #[error("network policy version {got} is older than version {seen} already seen (rollback refused)")]
+    PolicyRollback {
+        /// Highest version seen.
+        seen: u64,
+        /// Version offered.
+        got: u64,
+    },
+    /// Two different policies with the same version: the server is forking views.
+    #[error("two different network policies both claim version {version} (equivocation)")]
+    PolicyConflict {
+        /// The contested version.
+        version: u64,
+    },
+    /// A device list older than one already seen.
+    #[error("device list version {got} is older than version {seen} already seen (rollback refused)")]
+    DeviceListRollback {
+        /// Highest version seen.
+        seen: u64,
+        /// Version offered.
+        got: u64,
+    },
+    /// The statement belongs to another network.
+    #[error("statement is for network {got}, expected {expected}")]
+    WrongNetwork {
+        /// Network the caller is in.
+        expected: NetworkId,
+        /// Network named in the statement.
+        got: NetworkId,
+    },
+    /// The statement names another user.
+    #[error("statement is for user {got}, expected {expected}")]
+    WrongUser {
+        /// User asked for.
+        expected: UserId,
+        /// User named in the statement.
+        got: UserId,
+    },
+    /// The statement names another device.
+    #[error("statement is for device {got}, expected {expected}")]
+    WrongDevice {
+        /// Device asked for.
+        expected: DeviceId,
+        /// Device named in the statement.
+        got: DeviceId,
+    },
+    /// The device list is signed by an identity key other than the pinned one.
+    #[error("identity key of user {user} changed; verify their safety number before trusting it")]
+    IdentityChanged {
+        /// Whose identity changed.
+        user: UserId,
+    },
+    /// The device is not in the user's signed device list.
+    #[error("device {device} is not in the signed device list of user {user}")]
+    UnknownDevice {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// The device was revoked by its user.
+    #[error("device {device} of user {user} has been revoked")]
+    RevokedDevice {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// The same device id appears twice.
+    #[error("device {0} is listed twice")]
+    DuplicateDevice(DeviceId),
+    /// A field is out of its allowed range (too many devices, name too long…).
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+impl CertError {
+    pub(crate) fn decode(what: &'static str) -> impl Fn(DecodeError) -> CertError {
+        move |source| CertError::Decode { what, source }
+    }
+}

@@ -1,0 +1,112 @@
+use super::{user_list, ContentError};
+use crate::codec::{Reader, Writer};
+use crate::ids::UserId;
+
+/// Most users one control message may name.
+pub const MAX_CONTROL_USERS: usize = 4096;
+/// Longest conversation name, in bytes.
+pub const MAX_CONVERSATION_NAME: usize = 256;
+
+/// Membership and room control, sent in-band so every member (and the
+/// retention archive) has a signed record of who changed what.
+///
+/// Body: `action u8 | action body`; actions 1, 2, 4, 5 carry
+/// `count u16 | user ids`, 6 a u16-prefixed name, 7 `ttl u32 | bor u32`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Users added to the conversation.
+    MembersAdded(Vec<UserId>),
+    /// Users removed from the conversation.
+    MembersRemoved(Vec<UserId>),
+    /// The sender left.
+    Left,
+    /// Users made moderators of a room.
+    ModeratorsAdded(Vec<UserId>),
+    /// Users no longer moderators.
+    ModeratorsRemoved(Vec<UserId>),
+    /// The conversation's new name.
+    Renamed(String),
+    /// New default timers for the conversation (seconds, 0 = off).
+    DefaultTimers {
+        /// Expiry from send.
+        ttl_secs: u32,
+        /// Burn after first read.
+        burn_on_read_secs: u32,
+    },
+    /// An action this version does not know.
+    Unknown {
+        /// The action number.
+        action: u8,
+        /// Its raw body.
+        body: Vec<u8>,
+    },
+}
+
+impl Control {
+    pub(super) fn encode(&self, w: &mut Writer) {
+        let users = |w: &mut Writer, action: u8, list: &[UserId]| {
+            w.u8(action).u16(u16::try_from(list.len()).unwrap_or(u16::MAX));
+            for u in list {
+                w.raw(&u.0);
+            }
+        };
+        match self {
+            Control::MembersAdded(l) => users(w, 1, l),
+            Control::MembersRemoved(l) => users(w, 2, l),
+            Control::Left => {
+                w.u8(3);
+            }
+            Control::ModeratorsAdded(l) => users(w, 4, l),
+            Control::ModeratorsRemoved(l) => users(w, 5, l),
+            Control::Renamed(name) => {
+                w.u8(6).bytes16(name.as_bytes());
+            }
+            Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
+                w.u8(7).u32(*ttl_secs).u32(*burn_on_read_secs);
+            }
+            Control::Unknown { action, body } => {
+                w.u8(*action).raw(body);
+            }
+        }
+    }
+
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<Self, ContentError> {
+        let action = r.u8("control action")?;
+        Ok(match action {
+            1 => Control::MembersAdded(user_list(r, "added members", MAX_CONTROL_USERS)?),
+            2 => Control::MembersRemoved(user_list(r, "removed members", MAX_CONTROL_USERS)?),
+            3 => Control::Left,
+            4 => Control::ModeratorsAdded(user_list(r, "added moderators", MAX_CONTROL_USERS)?),
+            5 => Control::ModeratorsRemoved(user_list(r, "removed moderators", MAX_CONTROL_USERS)?),
+            6 => Control::Renamed(r.str16("conversation name", MAX_CONVERSATION_NAME)?.to_owned()),
+            7 => Control::DefaultTimers {
+                ttl_secs: r.u32("default ttl")?,
+                burn_on_read_secs: r.u32("default burn-on-read")?,
+            },
+            0 => return Err(ContentError::Invalid("control action 0 is reserved")),
+            other => Control::Unknown { action: other, body: r.rest().to_vec() },
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ContentError> {
+        match self {
+            Control::MembersAdded(l)
+            | Control::MembersRemoved(l)
+            | Control::ModeratorsAdded(l)
+            | Control::ModeratorsRemoved(l)
+                if l.is_empty() || l.len() > MAX_CONTROL_USERS =>
+            {
+                return Err(ContentError::Invalid("a membership change names 1 to 4096 users"));
+            }
+            Control::Renamed(n) if n.len() > MAX_CONVERSATION_NAME => {
+                return Err(ContentError::Invalid("conversation name longer than 256 bytes"));
+            }
+            Control::Unknown { action: 0..=7, .. } => {
+                return Err(ContentError::Invalid("unknown control action uses a known action number"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

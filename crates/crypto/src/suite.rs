@@ -1,0 +1,88 @@
+//! Protocol version, cipher suites and the domain-separation labels.
+
+use thiserror::Error;
+
+/// The envelope format version this crate writes.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// The oldest version this crate accepts. Version 0 is the seed's legacy
+/// format (unsigned, header not authenticated) and is refused as a downgrade.
+pub const MIN_PROTOCOL_VERSION: u8 = 1;
+
+/// A cipher suite: the set of primitives an object was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Suite {
+    /// X25519, Ed25519, HKDF-SHA256, AES-256-GCM.
+    Curve25519Aes256Gcm,
+}
+
+impl Suite {
+    /// The suite number on the wire.
+    pub const fn id(self) -> u16 {
+        match self {
+            Suite::Curve25519Aes256Gcm => 1,
+        }
+    }
+
+    /// Suite 2 is reserved for P-384/ECDSA/HKDF-SHA384/AES-256-GCM (FIPS).
+    pub fn from_id(id: u16) -> Result<Self, VersionError> {
+        match id {
+            1 => Ok(Suite::Curve25519Aes256Gcm),
+            other => Err(VersionError::UnsupportedSuite(other)),
+        }
+    }
+}
+
+/// Why a version or suite number was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// A version newer than this software understands: upgrade the client.
+    #[error("protocol version {0} is newer than this software supports; upgrade Strongroom")]
+    UnknownVersion(u8),
+    /// A version older than the minimum: a downgrade attempt or a legacy peer.
+    #[error("protocol version {0} is below the minimum accepted version {MIN_PROTOCOL_VERSION} (downgrade refused)")]
+    Downgrade(u8),
+    /// A suite this software does not implement.
+    #[error("cipher suite {0} is not supported")]
+    UnsupportedSuite(u16),
+}
+
+/// Checks a version byte read from the wire.
+pub fn check_version(v: u8) -> Result<(), VersionError> {
+    if v < MIN_PROTOCOL_VERSION {
+        Err(VersionError::Downgrade(v))
+    } else if v > PROTOCOL_VERSION {
+        Err(VersionError::UnknownVersion(v))
+    } else {
+        Ok(())
+    }
+}
+
+/// Domain-separation labels. Each is followed by a zero byte wherever it is
+/// used, and no label is a prefix of another.
+pub(crate) mod label {
+    pub const PREKEY: &[u8] = b"strongroom/v1/prekey";
+    pub const DEVICE_LIST: &[u8] = b"strongroom/v1/device-list";
+    pub const NETWORK_POLICY: &[u8] = b"strongroom/v1/network-policy";
+    pub const ENVELOPE: &[u8] = b"strongroom/v1/envelope";
+    pub const KEK: &[u8] = b"strongroom/v1/kek";
+    pub const ATTACHMENT: &[u8] = b"strongroom/v1/attachment";
+    pub const NETWORK_FINGERPRINT: &[u8] = b"strongroom/v1/network-fingerprint";
+    pub const SAFETY_NUMBER: &[u8] = b"strongroom/v1/safety-number";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(check_version(1), Ok(()));
+        assert_eq!(check_version(0), Err(VersionError::Downgrade(0)));
+        assert_eq!(check_version(2), Err(VersionError::UnknownVersion(2)));
+        assert_eq!(Suite::from_id(1), Ok(Suite::Curve25519Aes256Gcm));
+        assert_eq!(Suite::from_id(2), Err(VersionError::UnsupportedSuite(2)));
+    }
+}
