@@ -271,5 +271,3 @@ impl AttachmentOpener {
     }
 }
 
-#[cfg(test)]
-mod tests;

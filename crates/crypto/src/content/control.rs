@@ -12,7 +12,7 @@ pub const MAX_CONVERSATION_NAME: usize = 256;
 ///
 /// Body: `action u8 | action body`; actions 1, 2, 4, 5 carry
 /// `count u16 | user ids`, 6 a u16-prefixed name, 7 `ttl u32 | bor u32`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Control {
     /// Users added to the conversation.
@@ -108,5 +108,23 @@ impl Control {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Names and bodies are user content: `Debug` shows only the action and counts.
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::MembersAdded(l) => write!(f, "MembersAdded({} users)", l.len()),
+            Control::MembersRemoved(l) => write!(f, "MembersRemoved({} users)", l.len()),
+            Control::Left => f.write_str("Left"),
+            Control::ModeratorsAdded(l) => write!(f, "ModeratorsAdded({} users)", l.len()),
+            Control::ModeratorsRemoved(l) => write!(f, "ModeratorsRemoved({} users)", l.len()),
+            Control::Renamed(n) => write!(f, "Renamed({} bytes)", n.len()),
+            Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
+                write!(f, "DefaultTimers {{ ttl_secs: {ttl_secs}, burn_on_read_secs: {burn_on_read_secs} }}")
+            }
+            Control::Unknown { action, body } => write!(f, "Unknown(action {action}, {} bytes)", body.len()),
+        }
     }
 }

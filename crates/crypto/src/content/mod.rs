@@ -369,5 +369,3 @@ pub(crate) fn user_list(b: &mut Reader<'_>, field: &'static str, max: usize) -> 
     Ok(v)
 }
 
-#[cfg(test)]
-mod tests;

@@ -137,5 +137,3 @@ impl From<HeaderError> for EnvelopeError {
     }
 }
 
-#[cfg(test)]
-mod tests;
