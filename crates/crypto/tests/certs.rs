@@ -34,9 +34,22 @@ fn prekey_verifies_and_fails_precisely() {
     assert_eq!(forged.verify(&dev0, NOW), Err(CertError::BadSignature { what: "pre-key" }));
     let mut bytes = pk.encode();
     bytes[60] ^= 1;
-    assert_eq!(SignedPreKey::decode(&bytes).unwrap().verify(&dev0, NOW), Err(CertError::BadSignature { what: "pre-key" }));
+    assert_eq!(
+        SignedPreKey::decode(&bytes).unwrap().verify(&dev0, NOW),
+        Err(CertError::BadSignature { what: "pre-key" })
+    );
     let retention = PreKeyRef { kind: PreKeyKind::Retention, id: 1 };
-    assert!(SignedPreKey::sign(&w.users[0].devices[0].key, w.net, w.users[0].id, dev0.device_id(), retention, pk.public, 0, 1).is_err());
+    assert!(SignedPreKey::sign(
+        &w.users[0].devices[0].key,
+        w.net,
+        w.users[0].id,
+        dev0.device_id(),
+        retention,
+        pk.public,
+        0,
+        1
+    )
+    .is_err());
     for len in 0..bytes.len() {
         assert!(SignedPreKey::decode(&bytes[..len]).is_err());
     }
@@ -71,7 +84,10 @@ fn device_list_pinning_rollback_and_lookup() {
     let mut bytes = list.encode();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    assert_eq!(DeviceList::decode(&bytes).unwrap().verify(&w.expectation(0)), Err(CertError::BadSignature { what: "device list" }));
+    assert_eq!(
+        DeviceList::decode(&bytes).unwrap().verify(&w.expectation(0)),
+        Err(CertError::BadSignature { what: "device list" })
+    );
 
     // Duplicates and oversize names are refused at signing and decoding.
     let mut dup = list.devices.clone();

@@ -50,8 +50,9 @@ fn one_to_one_reaches_peer_and_own_other_device() {
 fn group_with_retention_every_device_opens() {
     let w = World::new(2, &[2, 1, 1, 1], true);
     let meta = w.meta();
-    let env = seal(&w.sender(0, 0), &meta, &text("quarterly numbers"), &w.recipients(&[0, 1, 2, 3]), &mut w.rng.clone())
-        .unwrap();
+    let env =
+        seal(&w.sender(0, 0), &meta, &text("quarterly numbers"), &w.recipients(&[0, 1, 2, 3]), &mut w.rng.clone())
+            .unwrap();
     assert_eq!(env.wraps().len(), 6);
     for (u, d) in [(0, 0), (0, 1), (1, 0), (2, 0), (3, 0)] {
         assert_eq!(open_as(&w, &env, 0, u, d).unwrap().content, text("quarterly numbers"), "user {u} device {d}");
@@ -125,7 +126,10 @@ fn sender_must_be_in_signed_list_and_not_revoked() {
     assert!(matches!(err, EnvelopeError::Sender(CertError::RevokedDevice { .. })), "{err:?}");
     // Alice's list without device 1.
     let fewer: Vec<DeviceEntry> = entries.into_iter().filter(|e| e.device_id != w.users[0].devices[1].id).collect();
-    let list = DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 3, NOW, fewer).unwrap().verify(&w.expectation(0)).unwrap();
+    let list = DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 3, NOW, fewer)
+        .unwrap()
+        .verify(&w.expectation(0))
+        .unwrap();
     let err = d.open(&w.me(1, 0), keys, &list, &mut MemoryReplayGuard::default(), NOW).unwrap_err();
     assert!(matches!(err, EnvelopeError::Sender(CertError::UnknownDevice { .. })), "{err:?}");
     // Another user's list.
@@ -153,7 +157,13 @@ fn every_tampered_region_is_caught() {
             let mut bad = wire.clone();
             bad[i] ^= bit;
             let result = DeliveredEnvelope::decode(&bad).and_then(|d| {
-                d.open(&w.me(1, 1), &w.users[1].devices[1].prekeys, &w.verified_list(0), &mut MemoryReplayGuard::default(), NOW)
+                d.open(
+                    &w.me(1, 1),
+                    &w.users[1].devices[1].prekeys,
+                    &w.verified_list(0),
+                    &mut MemoryReplayGuard::default(),
+                    NOW,
+                )
             });
             assert!(result.is_err(), "flipping bit {bit:#x} of byte {i} was not detected");
         }
@@ -213,7 +223,13 @@ fn stale_messages_are_refused() {
     let w = World::new(10, &[1, 1], false);
     let env = seal(&w.sender(0, 0), &w.meta(), &text("old"), &w.recipients(&[1]), &mut w.rng.clone()).unwrap();
     let err = env
-        .open(&w.me(1, 0), &w.users[1].devices[0].prekeys, &w.verified_list(0), &mut MemoryReplayGuard::new(1000), NOW + 5000)
+        .open(
+            &w.me(1, 0),
+            &w.users[1].devices[0].prekeys,
+            &w.verified_list(0),
+            &mut MemoryReplayGuard::new(1000),
+            NOW + 5000,
+        )
         .unwrap_err();
     assert_eq!(err, EnvelopeError::Stale { age_ms: 5000 });
 }

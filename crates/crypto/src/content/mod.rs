@@ -368,4 +368,3 @@ pub(crate) fn user_list(b: &mut Reader<'_>, field: &'static str, max: usize) -> 
     }
     Ok(v)
 }
-

@@ -136,4 +136,3 @@ impl From<HeaderError> for EnvelopeError {
         }
     }
 }
-

@@ -65,7 +65,8 @@ impl World {
                 for r in [MEDIUM, PreKeyRef { kind: PreKeyKind::OneTime, id: 100 }] {
                     let secret = AgreementSecret::generate(&mut rng);
                     signed.push(
-                        SignedPreKey::sign(&key, net, id, dev_id, r, secret.public(), NOW - 1000, NOW + YEAR_MS).unwrap(),
+                        SignedPreKey::sign(&key, net, id, dev_id, r, secret.public(), NOW - 1000, NOW + YEAR_MS)
+                            .unwrap(),
                     );
                     prekeys.insert(r, secret);
                 }
@@ -96,7 +97,10 @@ impl World {
                 name: "Acme compliance archive".into(),
             };
             let mut keys = HashMap::new();
-            keys.insert(PreKeyRef { kind: PreKeyKind::Retention, id: 7 }, AgreementSecret::from_bytes(secret.expose_bytes().clone()).unwrap());
+            keys.insert(
+                PreKeyRef { kind: PreKeyKind::Retention, id: 7 },
+                AgreementSecret::from_bytes(secret.expose_bytes().clone()).unwrap(),
+            );
             Retention { device, secret, keys }
         });
         let policy = NetworkPolicy::sign(
