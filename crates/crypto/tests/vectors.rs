@@ -385,7 +385,7 @@ fn dir() -> PathBuf {
 }
 
 fn generated_inputs() -> Vec<(&'static str, &'static str, Value)> {
-    let mut rng = ChaCha20Rng::seed_from_u64(0x5742_6f6f_6d);
+    let mut rng = ChaCha20Rng::seed_from_u64(0x0057_426f_6f6d);
     let attachment_plain: Vec<u8> = (0..3 * 1024 + 100).map(|i| (i % 251) as u8).collect();
     vec![
         (
