@@ -144,5 +144,34 @@ fn attachment_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seal_benches, open_benches, attachment_benches);
+/// The primitives an open is made of, for reading the open figure against.
+fn primitive_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("primitive");
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let sk = strongroom_crypto::keys::SigningKey::generate(&mut rng);
+    let msg = [0u8; 256];
+    let sig = sk.sign(&msg);
+    let vk = sk.verifying_key();
+    g.bench_function("ed25519_verify", |b| b.iter(|| vk.verify(&msg, &sig).unwrap()));
+    g.bench_function("ed25519_sign", |b| b.iter(|| sk.sign(&msg)));
+    let a = strongroom_crypto::keys::AgreementSecret::generate(&mut rng);
+    let p = strongroom_crypto::keys::AgreementSecret::generate(&mut rng).public();
+    g.bench_function("x25519", |b| b.iter(|| a.diffie_hellman(&p).unwrap()));
+    let bytes = a.expose_bytes().clone();
+    g.bench_function("x25519_key_from_bytes", |b| {
+        b.iter(|| strongroom_crypto::keys::AgreementSecret::from_bytes(bytes.clone()).unwrap())
+    });
+    let mut hot = vec![0u8; DEFAULT_CHUNK_SIZE as usize];
+    let gcm = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &[1u8; 32]).unwrap());
+    g.throughput(Throughput::Bytes(hot.len() as u64));
+    g.bench_function("aes256gcm_seal_in_place/256KiB", |b| {
+        b.iter(|| {
+            gcm.seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key([0; 12]), aead::Aad::empty(), &mut hot)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, seal_benches, open_benches, attachment_benches, primitive_benches);
 criterion_main!(benches);

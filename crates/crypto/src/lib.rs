@@ -49,6 +49,7 @@ pub mod certs;
 mod codec;
 pub mod content;
 pub mod envelope;
+pub mod fuzz_checks;
 mod hex;
 pub mod ids;
 pub mod keys;

@@ -41,7 +41,7 @@ pub struct World {
     pub users: Vec<User>,
     pub retention: Option<Retention>,
     pub policy: NetworkPolicy,
-    pub counter: std::cell::Cell<u64>,
+    pub counter: std::sync::atomic::AtomicU64,
 }
 
 pub const MEDIUM: PreKeyRef = PreKeyRef { kind: PreKeyKind::MediumTerm, id: 1 };
@@ -111,7 +111,7 @@ impl World {
             retention.iter().map(|r| r.device.clone()).collect(),
         )
         .unwrap();
-        Self { rng, net, network_key, users, retention, policy, counter: std::cell::Cell::new(0) }
+        Self { rng, net, network_key, users, retention, policy, counter: std::sync::atomic::AtomicU64::new(0) }
     }
 
     pub fn expectation(&self, u: usize) -> DeviceListExpectation {
@@ -176,8 +176,7 @@ impl World {
 
     /// Metadata with a fresh message id.
     pub fn meta(&self) -> MessageMeta {
-        let n = self.counter.get() + 1;
-        self.counter.set(n);
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let mut id = [0x4d; 16];
         id[8..].copy_from_slice(&n.to_be_bytes());
         MessageMeta {
