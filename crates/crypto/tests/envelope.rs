@@ -64,6 +64,13 @@ fn group_with_retention_every_device_opens() {
         .unwrap();
     assert_eq!(o.content, text("quarterly numbers"));
     assert_eq!(o.prekey.kind, PreKeyKind::Retention);
+    // Stored split: prefix | tail | signature is each device's delivery.
+    let parts = env.delivery_parts();
+    assert_eq!(parts.tails.len(), 6);
+    for (u, dev, tail) in &parts.tails {
+        let joined = DeliveryParts::join(&parts.prefix, tail, &parts.signature);
+        assert_eq!(joined, env.for_device(*u, *dev).unwrap().encode());
+    }
     // deliveries() builds the same per-device envelopes as for_device().
     for d in env.deliveries() {
         let (u, dev) = d.wrap().recipient();

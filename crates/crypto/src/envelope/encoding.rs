@@ -157,6 +157,62 @@ impl Envelope {
     }
 }
 
+/// An envelope split for a relay's storage: the part every recipient shares
+/// (stored once) and a small tail per recipient device. For each device,
+/// `prefix | tail | signature` is exactly its delivered form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryParts {
+    /// `header | form 2 | ciphertext | tree size`.
+    pub prefix: Vec<u8>,
+    /// The sender's signature (the last 64 bytes of every delivery).
+    pub signature: [u8; 64],
+    /// Per recipient: `leaf index u32 | wrap | proof count u8 | proof`.
+    pub tails: Vec<(UserId, DeviceId, Vec<u8>)>,
+}
+
+impl DeliveryParts {
+    /// The delivered form for one tail.
+    pub fn join(prefix: &[u8], tail: &[u8], signature: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(prefix.len() + tail.len() + signature.len());
+        v.extend_from_slice(prefix);
+        v.extend_from_slice(tail);
+        v.extend_from_slice(signature);
+        v
+    }
+}
+
+impl Envelope {
+    /// Splits the envelope into what a relay stores (see [`DeliveryParts`]).
+    pub fn delivery_parts(&self) -> DeliveryParts {
+        let mut w = Writer::with_capacity(HEADER_LEN + 9 + self.ciphertext.len());
+        w.raw(&self.header.encode())
+            .u8(FORM_DELIVERED)
+            .bytes32(&self.ciphertext)
+            .u32(u32::try_from(self.wraps.len()).unwrap_or(u32::MAX));
+        let prefix = w.finish();
+        let tails = match wraps_tree(&self.wraps) {
+            Some(tree) => self
+                .wraps
+                .iter()
+                .enumerate()
+                .map(|(i, wrap)| {
+                    let proof = tree.inclusion_proof(i).unwrap_or_default();
+                    let mut t = Writer::with_capacity(4 + WRAP_LEN + 1 + 32 * proof.len());
+                    t.u32(u32::try_from(i).unwrap_or(u32::MAX));
+                    wrap.write(&mut t);
+                    t.u8(u8::try_from(proof.len()).unwrap_or(u8::MAX));
+                    for h in &proof {
+                        t.raw(h);
+                    }
+                    (wrap.user_id, wrap.device_id, t.finish())
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        DeliveryParts { prefix, signature: self.signature.0, tails }
+    }
+}
+
 fn check_sorted(wraps: &[Wrap]) -> Result<(), EnvelopeError> {
     for pair in wraps.windows(2) {
         if let [a, b] = pair {

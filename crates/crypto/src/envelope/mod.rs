@@ -18,7 +18,7 @@ mod replay;
 mod seal;
 mod wrap;
 
-pub use encoding::{DeliveredEnvelope, Envelope, MAX_CIPHERTEXT, MAX_RECIPIENTS};
+pub use encoding::{DeliveredEnvelope, DeliveryParts, Envelope, MAX_CIPHERTEXT, MAX_RECIPIENTS};
 pub use header::{Header, HeaderError, HEADER_LEN};
 pub use open::{Opened, PreKeySecrets, RecipientDevice};
 pub use replay::{MemoryReplayGuard, ReplayGuard};
