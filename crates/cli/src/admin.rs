@@ -1,0 +1,148 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use rand_core::OsRng;
+use strongroom_crypto::certs::{NetworkFingerprint, NetworkPolicy};
+use strongroom_crypto::ids::NetworkId;
+use strongroom_crypto::keys::SigningKey;
+use strongroom_wire::{CreateNetwork, ErrorBody, InviteCreated, B64};
+
+use crate::keyfile;
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Networks (tenants).
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: its key (kept by you, in a passphrase-protected file),
+    /// its first policy, and the first administrator's invite.
+    Create(CreateArgs),
+    /// Unlock a network key file and print its network id and key fingerprint.
+    Fingerprint {
+        /// The network key file.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The organisation's name.
+    #[arg(long)]
+    name: String,
+    /// The relay's URL.
+    #[arg(long, env = "STRONGROOM_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The server's data directory (the bootstrap secret is read from it).
+    #[arg(long, env = "STRONGROOM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The bootstrap secret the server printed at first start.
+    #[arg(long, env = "STRONGROOM_BOOTSTRAP_SECRET", hide_env_values = true)]
+    bootstrap_secret: Option<String>,
+    /// Where to write the network key file [default: ./network-<id>.key].
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Network(NetworkCommand::Create(args)) => create_network(args).await,
+        AdminCommand::Network(NetworkCommand::Fingerprint { key_file }) => {
+            let (network, key) = keyfile::load(&key_file, &passphrase()?)?;
+            println!("Network: {network}\nNetwork key fingerprint: {}", NetworkFingerprint::of(&key.verifying_key()));
+            Ok(())
+        }
+    }
+}
+
+/// The passphrase from STRONGROOM_NETWORK_KEY_PASSPHRASE, or asked on the terminal.
+pub fn passphrase() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("STRONGROOM_NETWORK_KEY_PASSPHRASE") {
+        return Ok(p);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("no passphrase: set STRONGROOM_NETWORK_KEY_PASSPHRASE or run in a terminal");
+    }
+    eprint!("Passphrase for the network key file (12+ characters): ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the passphrase")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
+    let secret = match (&args.bootstrap_secret, &args.data_dir) {
+        (Some(s), _) => s.trim().to_owned(),
+        (None, Some(dir)) => std::fs::read_to_string(dir.join("bootstrap-secret"))
+            .with_context(|| {
+                format!("cannot read the bootstrap secret in {} (pass --bootstrap-secret)", dir.display())
+            })?
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            bail!("creating a network needs the server's bootstrap secret: pass --data-dir or --bootstrap-secret")
+        }
+    };
+    let network = NetworkId::random(&mut OsRng);
+    let key = SigningKey::generate(&mut OsRng);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let policy = NetworkPolicy::sign(&key, network, 1, now, vec![]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key_file = args.key_file.clone().unwrap_or_else(|| PathBuf::from(format!("network-{network}.key")));
+    keyfile::save(&key_file, &network, &key, &passphrase()?)?;
+
+    let body = CreateNetwork {
+        name: args.name.clone(),
+        network_id: network.to_string(),
+        network_public: B64(key.verifying_key().as_bytes().to_vec()),
+        policy: B64(policy.encode()),
+    };
+    let url = format!("{}/v1/admin/networks", args.server.trim_end_matches('/'));
+    let sent = reqwest::Client::new()
+        .post(&url)
+        .header("Authorization", format!("Bootstrap {secret}"))
+        .json(&body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&key_file);
+            bail!("cannot reach the server at {}: {e} (is `strongroom server` running?)", args.server);
+        }
+    };
+    if !response.status().is_success() {
+        let _ = std::fs::remove_file(&key_file);
+        let status = response.status();
+        let err: Option<ErrorBody> = response.json().await.ok();
+        bail!("the server refused ({status}): {}", err.map(|e| e.message).unwrap_or_default());
+    }
+    let invite: InviteCreated = response.json().await.context("the server's answer is not understood")?;
+    let fingerprint = NetworkFingerprint::of(&key.verifying_key());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "network_id": network.to_string(),
+                "network_fingerprint": fingerprint.to_string(),
+                "key_file": key_file.display().to_string(),
+                "admin_invite": invite.invite,
+                "invite_expires_at": invite.expires_at,
+            })
+        );
+    } else {
+        println!("Network \"{}\" created: {network}", args.name);
+        println!("Network key fingerprint: {fingerprint}");
+        println!("Network key file (keep it safe, with its passphrase): {}", key_file.display());
+        println!("First administrator's invite (one use, 7 days):\n{}", invite.invite);
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+CREATE TABLE server_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE networks (id BYTEA PRIMARY KEY, name TEXT NOT NULL, network_public BYTEA NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE policies (network_id BYTEA NOT NULL REFERENCES networks(id), version BIGINT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (network_id, version));
+CREATE TABLE invites (secret_hash BYTEA PRIMARY KEY, network_id BYTEA NOT NULL REFERENCES networks(id), admin BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+CREATE TABLE users (id BYTEA PRIMARY KEY, network_id BYTEA NOT NULL REFERENCES networks(id), username TEXT NOT NULL, password_hash TEXT NOT NULL, admin BIGINT NOT NULL, identity_key BYTEA, failed_logins BIGINT NOT NULL DEFAULT 0, locked_until BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, UNIQUE (network_id, username));
+CREATE TABLE sessions (token_hash BYTEA PRIMARY KEY, user_id BYTEA NOT NULL REFERENCES users(id), device_id BYTEA NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE TABLE device_lists (user_id BYTEA PRIMARY KEY REFERENCES users(id), version BIGINT NOT NULL, body BYTEA NOT NULL);
+CREATE TABLE user_devices (user_id BYTEA NOT NULL REFERENCES users(id), device_id BYTEA NOT NULL, revoked BIGINT NOT NULL, PRIMARY KEY (user_id, device_id));
+CREATE TABLE prekeys (device_id BYTEA NOT NULL, kind BIGINT NOT NULL, key_id BIGINT NOT NULL, expires_at BIGINT NOT NULL, body BYTEA NOT NULL, PRIMARY KEY (device_id, kind, key_id));
+CREATE TABLE conversations (id BYTEA PRIMARY KEY, network_id BYTEA NOT NULL REFERENCES networks(id), kind BIGINT NOT NULL, last_seq BIGINT NOT NULL DEFAULT 0, membership_seq BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+CREATE TABLE members (conversation_id BYTEA NOT NULL REFERENCES conversations(id), user_id BYTEA NOT NULL REFERENCES users(id), role BIGINT NOT NULL, PRIMARY KEY (conversation_id, user_id));
+CREATE INDEX members_by_user ON members (user_id);
+CREATE TABLE envelopes (message_id BYTEA PRIMARY KEY, network_id BYTEA NOT NULL, conversation_id BYTEA NOT NULL REFERENCES conversations(id), seq BIGINT NOT NULL, sender_device BYTEA NOT NULL, prefix BYTEA NOT NULL, signature BYTEA NOT NULL, received_at BIGINT NOT NULL, expires_at BIGINT);
+CREATE TABLE queue (id BIGSERIAL PRIMARY KEY, device_id BYTEA NOT NULL, message_id BYTEA NOT NULL REFERENCES envelopes(message_id), tail BYTEA NOT NULL, retention BIGINT NOT NULL, enqueued_at BIGINT NOT NULL, UNIQUE (device_id, message_id));
+CREATE INDEX queue_by_device ON queue (device_id, id);
+CREATE INDEX queue_by_message ON queue (message_id);
+CREATE TABLE blobs (id BYTEA PRIMARY KEY, network_id BYTEA NOT NULL, conversation_id BYTEA NOT NULL REFERENCES conversations(id), uploader BYTEA NOT NULL, size BIGINT NOT NULL, sha256 BYTEA NOT NULL, created_at BIGINT NOT NULL);

@@ -1,0 +1,17 @@
+CREATE TABLE server_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE networks (id BLOB PRIMARY KEY, name TEXT NOT NULL, network_public BLOB NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE policies (network_id BLOB NOT NULL REFERENCES networks(id), version INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (network_id, version));
+CREATE TABLE invites (secret_hash BLOB PRIMARY KEY, network_id BLOB NOT NULL REFERENCES networks(id), admin INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, revoked INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+CREATE TABLE users (id BLOB PRIMARY KEY, network_id BLOB NOT NULL REFERENCES networks(id), username TEXT NOT NULL, password_hash TEXT NOT NULL, admin INTEGER NOT NULL, identity_key BLOB, failed_logins INTEGER NOT NULL DEFAULT 0, locked_until INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, UNIQUE (network_id, username));
+CREATE TABLE sessions (token_hash BLOB PRIMARY KEY, user_id BLOB NOT NULL REFERENCES users(id), device_id BLOB NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE device_lists (user_id BLOB PRIMARY KEY REFERENCES users(id), version INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE user_devices (user_id BLOB NOT NULL REFERENCES users(id), device_id BLOB NOT NULL, revoked INTEGER NOT NULL, PRIMARY KEY (user_id, device_id));
+CREATE TABLE prekeys (device_id BLOB NOT NULL, kind INTEGER NOT NULL, key_id INTEGER NOT NULL, expires_at INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (device_id, kind, key_id));
+CREATE TABLE conversations (id BLOB PRIMARY KEY, network_id BLOB NOT NULL REFERENCES networks(id), kind INTEGER NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0, membership_seq INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);
+CREATE TABLE members (conversation_id BLOB NOT NULL REFERENCES conversations(id), user_id BLOB NOT NULL REFERENCES users(id), role INTEGER NOT NULL, PRIMARY KEY (conversation_id, user_id));
+CREATE INDEX members_by_user ON members (user_id);
+CREATE TABLE envelopes (message_id BLOB PRIMARY KEY, network_id BLOB NOT NULL, conversation_id BLOB NOT NULL REFERENCES conversations(id), seq INTEGER NOT NULL, sender_device BLOB NOT NULL, prefix BLOB NOT NULL, signature BLOB NOT NULL, received_at INTEGER NOT NULL, expires_at INTEGER);
+CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id BLOB NOT NULL, message_id BLOB NOT NULL REFERENCES envelopes(message_id), tail BLOB NOT NULL, retention INTEGER NOT NULL, enqueued_at INTEGER NOT NULL, UNIQUE (device_id, message_id));
+CREATE INDEX queue_by_device ON queue (device_id, id);
+CREATE INDEX queue_by_message ON queue (message_id);
+CREATE TABLE blobs (id BLOB PRIMARY KEY, network_id BLOB NOT NULL, conversation_id BLOB NOT NULL REFERENCES conversations(id), uploader BLOB NOT NULL, size INTEGER NOT NULL, sha256 BLOB NOT NULL, created_at INTEGER NOT NULL);

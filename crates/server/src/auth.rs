@@ -1,0 +1,131 @@
+//! Passwords (Argon2id), session tokens (random, stored hashed), the
+//! authenticated-caller extractor and rate limiting.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use aws_lc_rs::digest;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand_core::{OsRng, RngCore};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, SessionRow};
+
+/// Argon2id PHC string for a password (run off the async threads).
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed"))?
+    .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed"))
+}
+
+/// Checks a password against a PHC string (constant time inside argon2).
+pub async fn verify_password(hash: String, password: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The password rule until security groups set their own.
+pub fn check_password_policy(password: &str) -> ApiResult<()> {
+    let n = password.chars().count();
+    if !(10..=1024).contains(&n) {
+        return Err(ApiError::bad_request("weak_password", "passwords must be 10 to 1024 characters long"));
+    }
+    Ok(())
+}
+
+/// SHA-256 of a secret (tokens, invite secrets): only hashes are stored.
+pub fn secret_hash(secret: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, secret).as_ref());
+    out
+}
+
+/// A fresh session token (64 hex digits) and its hash.
+pub fn new_token() -> (String, [u8; 32]) {
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    let token = crate::error::hex(&raw);
+    let hash = secret_hash(token.as_bytes());
+    (token, hash)
+}
+
+/// The authenticated caller: a session bound to one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The session.
+    pub session: SessionRow,
+    /// Hash of the bearer token (for logout).
+    pub token_hash: [u8; 32],
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("log in first: send Authorization: Bearer <token>"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?;
+        let token_hash = secret_hash(token.trim().as_bytes());
+        let session = state
+            .store
+            .session(&token_hash, now_ms())
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the session token is unknown or expired; log in again"))?;
+        Ok(Caller { session, token_hash })
+    }
+}
+
+/// Token buckets keyed by client address or device.
+pub struct RateLimiter<K> {
+    per_sec: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    /// `per_sec` sustained, up to `burst` at once.
+    pub fn new(per_sec: f64, burst: f64) -> Self {
+        Self { per_sec, burst, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token; `false` when the caller is over its rate.
+    pub fn allow(&self, key: &K) -> bool {
+        let now = Instant::now();
+        let Ok(mut map) = self.buckets.lock() else { return true };
+        if map.len() > 100_000 {
+            // Bounded memory: forget full buckets.
+            let (rate, burst) = (self.per_sec, self.burst);
+            map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = map.entry(key.clone()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Rate limiter for unauthenticated login and registration, by address.
+pub type AddrLimiter = RateLimiter<IpAddr>;

@@ -1,0 +1,220 @@
+//! # strongroom-server
+//!
+//! The relay: networks, accounts, the key directory, conversations, durable
+//! delivery over HTTP and WebSocket, and encrypted blobs. It stores and
+//! forwards ciphertext and public keys; it never decrypts anything.
+//!
+//! [`Server::bind`] prepares everything (data directory, database and its
+//! migrations, blob store, bootstrap secret, listener); [`Server::run`] serves
+//! until the shutdown future completes.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+mod routes;
+pub mod state;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use rand_core::{OsRng, RngCore};
+use thiserror::Error;
+
+pub use config::{Config, Limits};
+pub use routes::router;
+
+use crate::auth::RateLimiter;
+use crate::state::AppState;
+use crate::store::{now_ms, Store, StoreError};
+
+/// The OpenAPI document served at `/api/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory could not be created or written.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The blob store URL is not usable.
+    #[error("cannot use blob store {url}: {reason}")]
+    BlobStore {
+        /// The configured URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another server running there?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A server ready to run.
+pub struct Server {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    bootstrap_secret: Option<String>,
+}
+
+impl Server {
+    /// Creates the data directory, opens the database, the blob store and
+    /// the listener. On the first start it creates the bootstrap secret.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let dir = config.data_dir.clone();
+        let dir_err = |source| ServerError::DataDir { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let store = Store::connect(&config.database_url()).await?;
+        let blobs = open_blob_store(&config)?;
+        let bootstrap_secret = ensure_bootstrap_secret(&store, &dir).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let limits = &config.limits;
+        let state = AppState {
+            store,
+            blobs,
+            hub: Arc::default(),
+            metrics: Arc::default(),
+            auth_limiter: Arc::new(RateLimiter::new(
+                f64::from(limits.auth_per_minute) / 60.0,
+                f64::from(limits.auth_per_minute),
+            )),
+            send_limiter: Arc::new(RateLimiter::new(
+                f64::from(limits.sends_per_second),
+                f64::from(limits.sends_per_second) * 10.0,
+            )),
+            public_url: Arc::new(public_url),
+            config: Arc::new(config),
+        };
+        Ok(Self { state, listener, bootstrap_secret })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The URL carried in invites.
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// The bootstrap secret, only on the start that created it.
+    pub fn bootstrap_secret(&self) -> Option<&str> {
+        self.bootstrap_secret.as_deref()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes
+    /// in-flight requests and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let expiry = tokio::spawn(expiry_loop(state.clone()));
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve);
+        expiry.abort();
+        state.store.close().await;
+        result
+    }
+}
+
+fn open_blob_store(config: &Config) -> Result<Arc<dyn ObjectStore>, ServerError> {
+    let bad = |url: &str, reason: String| ServerError::BlobStore { url: url.to_owned(), reason };
+    match config.blob_store.as_deref() {
+        None => {
+            let dir = config.data_dir.join("blobs");
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
+            let fs =
+                LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&dir.display().to_string(), e.to_string()))?;
+            Ok(Arc::new(fs))
+        }
+        Some("memory:") | Some("memory://") => Ok(Arc::new(InMemory::new())),
+        Some(url) if url.starts_with("file://") => {
+            let dir = Path::new(url.trim_start_matches("file://"));
+            std::fs::create_dir_all(dir)
+                .map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
+            Ok(Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(url, e.to_string()))?))
+        }
+        Some(url) if url.starts_with("s3://") => {
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| bad(url, e.to_string()))?;
+            Ok(Arc::new(s3))
+        }
+        Some(url) => Err(bad(url, "use s3://bucket, file:///path or memory://".into())),
+    }
+}
+
+/// On first start: a random secret, written to `data_dir/bootstrap-secret`
+/// (owner-only) and stored hashed; it authorises creating networks.
+async fn ensure_bootstrap_secret(store: &Store, dir: &Path) -> Result<Option<String>, ServerError> {
+    if store.bootstrap_hash().await?.is_some() {
+        return Ok(None);
+    }
+    let mut raw = [0u8; 32];
+    OsRng.fill_bytes(&mut raw);
+    let secret = crate::error::hex(&raw);
+    let path = dir.join("bootstrap-secret");
+    write_private(&path, secret.as_bytes())
+        .map_err(|source| ServerError::DataDir { path: path.display().to_string(), source })?;
+    if store.init_bootstrap_hash(&auth::secret_hash(secret.as_bytes())).await? {
+        Ok(Some(secret))
+    } else {
+        // Another process initialised it first.
+        let _ = std::fs::remove_file(&path);
+        Ok(None)
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(data)
+}
+
+async fn expiry_loop(state: AppState) {
+    let every = Duration::from_secs(state.config.expiry_interval_secs.max(1));
+    let horizon = i64::try_from(state.config.undelivered_horizon_days * 86_400_000).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match state.store.expire(now_ms(), horizon).await {
+            Ok(n) => {
+                state.metrics.expired.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "expiry pass failed; will retry"),
+        }
+    }
+}

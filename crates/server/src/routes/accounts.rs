@@ -1,0 +1,124 @@
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rand_core::{OsRng, RngCore};
+use strongroom_wire::{ChangePassword, Invite, Login, Register, Registered, Session};
+
+use crate::auth::{check_password_policy, hash_password, new_token, secret_hash, verify_password, Caller};
+use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, LoginOutcome};
+
+fn check_username(name: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("bad_username", "usernames are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'"))
+    }
+}
+
+fn limit(state: &AppState, addr: SocketAddr) -> ApiResult<()> {
+    if state.auth_limiter.allow(&addr.ip()) {
+        Ok(())
+    } else {
+        Err(ApiError::too_many("too many login or registration attempts from this address; wait a minute"))
+    }
+}
+
+pub(super) async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<Register>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
+    limit(&state, addr)?;
+    check_username(&req.username)?;
+    check_password_policy(&req.password)?;
+    let invite = Invite::parse(&req.invite).map_err(|e| ApiError::bad_request("bad_invite", e))?;
+    let hash = hash_password(req.password).await?;
+    let mut user = [0u8; 16];
+    OsRng.fill_bytes(&mut user);
+    match state.store.register(&secret_hash(&invite.secret), &user, &req.username, &hash, now_ms()).await? {
+        LoginOutcome::Registered(network) => {
+            Ok((StatusCode::CREATED, Json(Registered { user_id: hex(&user), network_id: hex(&network) })))
+        }
+        LoginOutcome::BadInvite => Err(ApiError::forbidden(
+            "invalid_invite",
+            "the invite is unknown, already used, revoked or expired; ask an administrator for a new one",
+        )),
+        LoginOutcome::UsernameTaken => {
+            Err(ApiError::conflict("username_taken", "that username is taken in this network"))
+        }
+    }
+}
+
+/// A password hash to verify against when the user does not exist, so the
+/// response time does not reveal which usernames exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZWqPk0xBTzEb8zjLKPcTRCovQ5qR2lBwSI71AQoEcUg";
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<Login>,
+) -> ApiResult<Json<Session>> {
+    limit(&state, addr)?;
+    let network = parse_id(&req.network_id, "network_id")?;
+    let device = parse_id(&req.device_id, "device_id")?;
+    let wrong = || ApiError::unauthorized("wrong username or password");
+    let Some(user) = state.store.user_by_name(&network, &req.username).await? else {
+        verify_password(DUMMY_HASH.to_owned(), req.password).await;
+        return Err(wrong());
+    };
+    let now = now_ms();
+    if user.locked_until > now {
+        return Err(ApiError::too_many(format!(
+            "this account is locked after repeated failed logins; try again in {} minutes or ask an administrator",
+            (user.locked_until - now) / 60_000 + 1
+        )));
+    }
+    if !verify_password(user.password_hash.clone(), req.password).await {
+        let limits = &state.config.limits;
+        state
+            .store
+            .login_failed(
+                &user.id,
+                now,
+                i64::from(limits.lockout_threshold),
+                i64::try_from(limits.lockout_secs * 1000).unwrap_or(i64::MAX),
+            )
+            .await?;
+        return Err(wrong());
+    }
+    let (token, hash) = new_token();
+    let expires_at = now + i64::try_from(state.config.session_days * 86_400_000).unwrap_or(i64::MAX);
+    state.store.login_succeeded(&user.id, &hash, &device, now, expires_at).await?;
+    Ok(Json(Session { token, user_id: hex(&user.id), admin: user.admin }))
+}
+
+pub(super) async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    state.store.logout(&caller.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(req): Json<ChangePassword>,
+) -> ApiResult<StatusCode> {
+    check_password_policy(&req.new_password)?;
+    let current = state
+        .store
+        .password_hash(&caller.session.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account not found"))?;
+    if !verify_password(current, req.old_password).await {
+        return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
+    }
+    let hash = hash_password(req.new_password).await?;
+    state.store.set_password(&caller.session.user_id, &hash, &caller.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

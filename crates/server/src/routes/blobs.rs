@@ -1,0 +1,124 @@
+//! Encrypted attachment blobs, streamed through `object_store` in bounded
+//! memory. Readable by members of the conversation the uploader named.
+
+use aws_lc_rs::digest;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::{path::Path as ObjPath, WriteMultipart};
+use rand_core::{OsRng, RngCore};
+use strongroom_wire::BlobCreated;
+
+use super::conversations::member_of;
+use crate::auth::Caller;
+use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, BlobRow};
+
+#[derive(serde::Deserialize)]
+pub(super) struct UploadQuery {
+    conversation: String,
+    sha256: String,
+}
+
+fn object_path(id: &[u8; 16]) -> ObjPath {
+    ObjPath::from(format!("blobs/{}", hex(id)))
+}
+
+fn storage_error(e: object_store::Error) -> ApiError {
+    tracing::error!(error = %e, "blob storage failure");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "blob storage failed; retry shortly")
+}
+
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<BlobCreated>)> {
+    let conversation = parse_id(&q.conversation, "conversation")?;
+    member_of(&state, &caller, &conversation).await?;
+    let declared: Vec<u8> = (0..q.sha256.len())
+        .step_by(2)
+        .map(|i| q.sha256.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<_>>()
+        .filter(|v: &Vec<u8>| v.len() == 32)
+        .ok_or_else(|| ApiError::bad_request("bad_hash", "sha256 must be 64 hex digits"))?;
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    let path = object_path(&id);
+    let max = state.config.limits.max_blob_bytes;
+    let upload = state.blobs.put_multipart(&path).await.map_err(storage_error)?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024);
+    let mut hash = digest::Context::new(&digest::SHA256);
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    let failure = loop {
+        match stream.next().await {
+            None => break None,
+            Some(Err(_)) => {
+                break Some(ApiError::bad_request("upload_interrupted", "the upload was interrupted; retry it"))
+            }
+            Some(Ok(chunk)) => {
+                size += chunk.len() as u64;
+                if size > max {
+                    break Some(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "blob_too_large",
+                        format!("files are limited to {max} bytes"),
+                    ));
+                }
+                hash.update(&chunk);
+                // Bounded memory: wait when the store has too many parts in flight.
+                if writer.wait_for_capacity(4).await.is_err() {
+                    break Some(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        "blob storage failed",
+                    ));
+                }
+                writer.write(&chunk);
+            }
+        }
+    };
+    if let Some(err) = failure {
+        let _ = writer.abort().await;
+        return Err(err);
+    }
+    if hash.finish().as_ref() != declared.as_slice() {
+        let _ = writer.abort().await;
+        return Err(ApiError::bad_request("hash_mismatch", "the uploaded bytes do not match the declared sha256"));
+    }
+    writer.finish().await.map_err(storage_error)?;
+    let row = BlobRow { network_id: caller.session.network_id, conversation_id: conversation, size, sha256: declared };
+    state.store.insert_blob(&id, &row, &caller.session.user_id, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(BlobCreated { blob_id: hex(&id), size })))
+}
+
+pub(super) async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id, "blob id")?;
+    let row = state
+        .store
+        .blob(&id)
+        .await?
+        .filter(|b| b.network_id == caller.session.network_id)
+        .ok_or_else(|| ApiError::not_found("unknown_blob", "no such file"))?;
+    member_of(&state, &caller, &row.conversation_id).await?;
+    let stream = state.blobs.get(&object_path(&id)).await.map_err(storage_error)?.into_stream();
+    let body = Body::from_stream(stream.map_ok(Bytes::from).map_err(std::io::Error::other));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, row.size.to_string()),
+            (header::HeaderName::from_static("x-strongroom-sha256"), hex(&row.sha256)),
+        ],
+        body,
+    ))
+}

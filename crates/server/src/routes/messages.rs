@@ -1,0 +1,125 @@
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use strongroom_crypto::certs::NetworkPolicy;
+use strongroom_crypto::envelope::Envelope;
+use strongroom_crypto::ids::UserId;
+use strongroom_wire::{Accepted, Ack, Deliveries, Delivery, B64};
+
+use super::conversations::member_of;
+use crate::auth::Caller;
+use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, QueuedRow, StoreError, StoreOutcome, StoredEnvelope};
+
+/// Accepts an envelope (raw full-form bytes). Answers only after the
+/// envelope and every device's queue entry are committed.
+pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Json<Accepted>> {
+    let s = caller.session;
+    if !state.send_limiter.allow(&s.device_id) {
+        return Err(ApiError::too_many("this device is sending too fast; slow down"));
+    }
+    let env = Envelope::decode(&body).map_err(|e| ApiError::bad_request("malformed_envelope", e.to_string()))?;
+    let h = env.header();
+    if h.network_id.as_bytes() != &s.network_id {
+        return Err(ApiError::forbidden("wrong_network", "the envelope is for another network"));
+    }
+    if h.sender_user_id.as_bytes() != &s.user_id || h.sender_device_id.as_bytes() != &s.device_id {
+        return Err(ApiError::forbidden(
+            "sender_mismatch",
+            "the envelope's sender is not this session's user and device",
+        ));
+    }
+    if !state.store.device_active(&s.user_id, &s.device_id).await? {
+        return Err(ApiError::forbidden("device_not_listed", "this device is not in your signed device list"));
+    }
+    let conversation = *h.conversation_id.as_bytes();
+    member_of(&state, &caller, &conversation).await?;
+
+    // Exactly the current member devices plus the policy's retention devices.
+    let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
+        state.store.member_devices(&conversation).await?.into_iter().collect();
+    if let Some((_, policy)) = state.store.current_policy(&s.network_id).await? {
+        let policy = NetworkPolicy::decode(&policy).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
+        expected.extend(policy.retention.iter().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));
+    }
+    let got: BTreeSet<([u8; 16], [u8; 16])> =
+        env.wraps().iter().map(|w| (*w.user_id.as_bytes(), *w.device_id.as_bytes())).collect();
+    if got != expected {
+        let fmt = |(u, d): &([u8; 16], [u8; 16])| format!("{}:{}", hex(u), hex(d));
+        return Err(ApiError::recipient_mismatch(
+            expected.difference(&got).map(fmt).collect(),
+            got.difference(&expected).map(fmt).collect(),
+        ));
+    }
+
+    let parts = env.delivery_parts();
+    let tails: Vec<([u8; 16], Vec<u8>, bool)> =
+        parts.tails.into_iter().map(|(u, d, t)| (*d.as_bytes(), t, u == UserId::RETENTION)).collect();
+    let stored = StoredEnvelope {
+        message_id: *h.message_id.as_bytes(),
+        network_id: s.network_id,
+        conversation_id: conversation,
+        sender_device: s.device_id,
+        prefix: parts.prefix,
+        signature: parts.signature.to_vec(),
+        expires_at: h.expires_at().map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+    };
+    let message_id = hex(h.message_id.as_bytes());
+    match state.store.store_envelope(&stored, &tails, now_ms()).await? {
+        StoreOutcome::Stored(seq) => {
+            state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (device, _, _) in &tails {
+                state.hub.notify(device);
+            }
+            Ok(Json(Accepted { message_id, seq, duplicate: false }))
+        }
+        StoreOutcome::Duplicate(seq) => Ok(Json(Accepted { message_id, seq, duplicate: true })),
+        StoreOutcome::IdConflict => {
+            Err(ApiError::conflict("message_id_conflict", "this message id is already used; pick a fresh random id"))
+        }
+    }
+}
+
+pub(crate) fn delivery(row: QueuedRow) -> Delivery {
+    Delivery {
+        message_id: hex(&row.message_id),
+        conversation_id: hex(&row.conversation_id),
+        seq: row.seq,
+        envelope: B64(row.envelope),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct FetchQuery {
+    limit: Option<i64>,
+}
+
+/// The oldest unacknowledged messages for the caller's device.
+pub(super) async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FetchQuery>,
+) -> ApiResult<Json<Deliveries>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let rows = state.store.queued(&caller.session.device_id, 0, limit).await?;
+    state.metrics.deliveries_out.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(Deliveries { messages: rows.into_iter().map(delivery).collect() }))
+}
+
+pub(crate) fn parse_ack(ids: &[String]) -> ApiResult<Vec<[u8; 16]>> {
+    if ids.len() > 1000 {
+        return Err(ApiError::bad_request("too_many_ids", "acknowledge at most 1000 messages at a time"));
+    }
+    ids.iter().map(|m| parse_id(m, "message id")).collect()
+}
+
+/// Acknowledges messages the device has durably stored; they leave its queue.
+pub(super) async fn ack(State(state): State<AppState>, caller: Caller, Json(req): Json<Ack>) -> ApiResult<StatusCode> {
+    let ids = parse_ack(&req.message_ids)?;
+    state.store.ack(&caller.session.device_id, &ids).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

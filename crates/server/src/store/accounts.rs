@@ -1,0 +1,233 @@
+use sqlx::Row;
+
+use super::{blob, id16, int, Store, StoreError};
+
+/// A user as the login path needs it.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// User id.
+    pub id: [u8; 16],
+    /// Network.
+    pub network_id: [u8; 16],
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Administrator.
+    pub admin: bool,
+    /// Failed logins since the last success.
+    pub failed_logins: i64,
+    /// Locked until (ms).
+    pub locked_until: i64,
+}
+
+/// An authenticated session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRow {
+    /// User.
+    pub user_id: [u8; 16],
+    /// Device the token is bound to.
+    pub device_id: [u8; 16],
+    /// The user's network.
+    pub network_id: [u8; 16],
+    /// Administrator.
+    pub admin: bool,
+}
+
+/// What registering with an invite did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The account exists; its network.
+    Registered([u8; 16]),
+    /// The invite is unknown, used, revoked or expired.
+    BadInvite,
+    /// The username is taken in that network.
+    UsernameTaken,
+}
+
+impl Store {
+    /// Uses an invite and creates the account, atomically.
+    pub async fn register(
+        &self,
+        invite_hash: &[u8; 32],
+        user_id: &[u8; 16],
+        username: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<LoginOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let invite = sqlx::query(&self.sql(
+            "UPDATE invites SET used_at = $1 WHERE secret_hash = $2 AND used_at IS NULL AND revoked = 0 AND expires_at > $3 \
+             RETURNING network_id, admin",
+        ))
+        .bind(now)
+        .bind(invite_hash.to_vec())
+        .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(invite) = invite else { return Ok(LoginOutcome::BadInvite) };
+        let network = id16(&invite, "network_id")?;
+        let admin = int(&invite, "admin")?;
+        let inserted = sqlx::query(&self.sql(
+            "INSERT INTO users (id, network_id, username, password_hash, admin, failed_logins, locked_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, 0, $6) ON CONFLICT (network_id, username) DO NOTHING",
+        ))
+        .bind(user_id.to_vec())
+        .bind(network.to_vec())
+        .bind(username.to_owned())
+        .bind(password_hash.to_owned())
+        .bind(admin)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Dropping the transaction rolls the invite back: it stays usable.
+            return Ok(LoginOutcome::UsernameTaken);
+        }
+        tx.commit().await?;
+        Ok(LoginOutcome::Registered(network))
+    }
+
+    /// Looks a user up by network and name.
+    pub async fn user_by_name(&self, network: &[u8; 16], username: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT id, network_id, password_hash, admin, failed_logins, locked_until FROM users WHERE network_id = $1 AND username = $2",
+        ))
+        .bind(network.to_vec())
+        .bind(username.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(UserRow {
+                id: id16(&r, "id")?,
+                network_id: id16(&r, "network_id")?,
+                password_hash: r.try_get("password_hash")?,
+                admin: int(&r, "admin")? != 0,
+                failed_logins: int(&r, "failed_logins")?,
+                locked_until: int(&r, "locked_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts a failed login; locks the account for `lock_ms` at `threshold` failures.
+    pub async fn login_failed(
+        &self,
+        user: &[u8; 16],
+        now: i64,
+        threshold: i64,
+        lock_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql(
+            "UPDATE users SET failed_logins = failed_logins + 1, \
+             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END WHERE id = $3",
+        ))
+        .bind(threshold)
+        .bind(now + lock_ms)
+        .bind(user.to_vec())
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Creates a session after a successful login and clears the failure count.
+    pub async fn login_succeeded(
+        &self,
+        user: &[u8; 16],
+        token_hash: &[u8; 32],
+        device: &[u8; 16],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1"))
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        ))
+        .bind(token_hash.to_vec())
+        .bind(user.to_vec())
+        .bind(device.to_vec())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The session for a token hash, if valid at `now`.
+    pub async fn session(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT s.user_id, s.device_id, u.network_id, u.admin FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        ))
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                user_id: id16(&r, "user_id")?,
+                device_id: id16(&r, "device_id")?,
+                network_id: id16(&r, "network_id")?,
+                admin: int(&r, "admin")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends one session.
+    pub async fn logout(&self, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("DELETE FROM sessions WHERE token_hash = $1"))
+            .bind(token_hash.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Sets a new password hash and ends every other session of the user.
+    pub async fn set_password(&self, user: &[u8; 16], hash: &str, keep_session: &[u8; 32]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("UPDATE users SET password_hash = $1 WHERE id = $2"))
+            .bind(hash.to_owned())
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(&self.sql("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2"))
+            .bind(user.to_vec())
+            .bind(keep_session.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// The password hash of a user.
+    pub async fn password_hash(&self, user: &[u8; 16]) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT password_hash FROM users WHERE id = $1"))
+            .bind(user.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
+    }
+
+    /// The network of a user, if the user exists.
+    pub async fn user_network(&self, user: &[u8; 16]) -> Result<Option<[u8; 16]>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT network_id FROM users WHERE id = $1"))
+            .bind(user.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| id16(&r, "network_id")).transpose()
+    }
+
+    /// The pinned identity key of a user.
+    pub async fn identity_key(&self, user: &[u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT identity_key FROM users WHERE id = $1"))
+            .bind(user.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| blob(&r, "identity_key").ok()))
+    }
+}

@@ -1,0 +1,231 @@
+use super::{id16, int, Store, StoreError};
+
+/// Kind of conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Two people.
+    Direct,
+    /// Any member may change membership.
+    Group,
+    /// Moderators change membership.
+    Room,
+}
+
+impl Kind {
+    /// Wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Group => "group",
+            Kind::Room => "room",
+        }
+    }
+    /// From the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Kind::Direct),
+            "group" => Some(Kind::Group),
+            "room" => Some(Kind::Room),
+            _ => None,
+        }
+    }
+    fn code(self) -> i64 {
+        match self {
+            Kind::Direct => 1,
+            Kind::Group => 2,
+            Kind::Room => 3,
+        }
+    }
+    fn from_code(c: i64) -> Result<Self, StoreError> {
+        match c {
+            1 => Ok(Kind::Direct),
+            2 => Ok(Kind::Group),
+            3 => Ok(Kind::Room),
+            _ => Err(StoreError::Corrupt("conversation kind")),
+        }
+    }
+}
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ordinary member.
+    Member,
+    /// May change a room's membership.
+    Moderator,
+}
+
+impl Role {
+    /// Wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+        }
+    }
+    fn code(self) -> i64 {
+        match self {
+            Role::Member => 0,
+            Role::Moderator => 1,
+        }
+    }
+}
+
+/// A conversation with its members.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    /// Id.
+    pub id: [u8; 16],
+    /// Network.
+    pub network_id: [u8; 16],
+    /// Kind.
+    pub kind: Kind,
+    /// Last message sequence number.
+    pub last_seq: u64,
+    /// Membership change counter.
+    pub membership_seq: u64,
+    /// Members and roles, sorted by user id.
+    pub members: Vec<([u8; 16], Role)>,
+}
+
+impl ConversationRow {
+    /// The role of `user`, if a member.
+    pub fn role(&self, user: &[u8; 16]) -> Option<Role> {
+        self.members.iter().find(|(u, _)| u == user).map(|(_, r)| *r)
+    }
+}
+
+impl Store {
+    /// Creates a conversation with its members.
+    pub async fn create_conversation(
+        &self,
+        id: &[u8; 16],
+        network: &[u8; 16],
+        kind: Kind,
+        members: &[([u8; 16], Role)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO conversations (id, network_id, kind, last_seq, membership_seq, created_at) VALUES ($1, $2, $3, 0, 1, $4)",
+        ))
+        .bind(id.to_vec())
+        .bind(network.to_vec())
+        .bind(kind.code())
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        for (user, role) in members {
+            sqlx::query(&self.sql("INSERT INTO members (conversation_id, user_id, role) VALUES ($1, $2, $3)"))
+                .bind(id.to_vec())
+                .bind(user.to_vec())
+                .bind(role.code())
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A conversation and its members.
+    pub async fn conversation(&self, id: &[u8; 16]) -> Result<Option<ConversationRow>, StoreError> {
+        let row = sqlx::query(
+            &self.sql("SELECT id, network_id, kind, last_seq, membership_seq FROM conversations WHERE id = $1"),
+        )
+        .bind(id.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let members =
+            sqlx::query(&self.sql("SELECT user_id, role FROM members WHERE conversation_id = $1 ORDER BY user_id"))
+                .bind(id.to_vec())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((id16(r, "user_id")?, if int(r, "role")? == 1 { Role::Moderator } else { Role::Member })))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(ConversationRow {
+            id: id16(&row, "id")?,
+            network_id: id16(&row, "network_id")?,
+            kind: Kind::from_code(int(&row, "kind")?)?,
+            last_seq: u64::try_from(int(&row, "last_seq")?).unwrap_or(0),
+            membership_seq: u64::try_from(int(&row, "membership_seq")?).unwrap_or(0),
+            members,
+        }))
+    }
+
+    /// Conversations `user` is a member of.
+    pub async fn conversations_of(&self, user: &[u8; 16]) -> Result<Vec<ConversationRow>, StoreError> {
+        let ids =
+            sqlx::query(&self.sql("SELECT conversation_id FROM members WHERE user_id = $1 ORDER BY conversation_id"))
+                .bind(user.to_vec())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for r in &ids {
+            if let Some(c) = self.conversation(&id16(r, "conversation_id")?).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a membership change and bumps the membership sequence.
+    pub async fn change_members(
+        &self,
+        id: &[u8; 16],
+        add: &[[u8; 16]],
+        remove: &[[u8; 16]],
+        promote: &[[u8; 16]],
+        demote: &[[u8; 16]],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        for u in add {
+            sqlx::query(&self.sql(
+                "INSERT INTO members (conversation_id, user_id, role) VALUES ($1, $2, 0) ON CONFLICT (conversation_id, user_id) DO NOTHING",
+            ))
+            .bind(id.to_vec())
+            .bind(u.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        for u in remove {
+            sqlx::query(&self.sql("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2"))
+                .bind(id.to_vec())
+                .bind(u.to_vec())
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        for (list, role) in [(promote, 1i64), (demote, 0)] {
+            for u in list {
+                sqlx::query(&self.sql("UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = $3"))
+                    .bind(role)
+                    .bind(id.to_vec())
+                    .bind(u.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+        }
+        let seq = int(
+            &sqlx::query(&self.sql(
+                "UPDATE conversations SET membership_seq = membership_seq + 1 WHERE id = $1 RETURNING membership_seq",
+            ))
+            .bind(id.to_vec())
+            .fetch_one(&mut *tx.tx)
+            .await?,
+            "membership_seq",
+        )?;
+        tx.commit().await?;
+        Ok(u64::try_from(seq).unwrap_or(0))
+    }
+
+    /// Which of `users` are accounts in `network`.
+    pub async fn users_in_network(&self, network: &[u8; 16], users: &[[u8; 16]]) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for u in users {
+            if self.user_network(u).await?.as_ref() == Some(network) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

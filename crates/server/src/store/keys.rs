@@ -1,0 +1,198 @@
+use sqlx::Row;
+
+use super::{blob, id16, int, Store, StoreError};
+
+/// Why a device list upload was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceListRefusal {
+    /// Signed by an identity key other than the one pinned for the user.
+    IdentityMismatch,
+    /// Not newer than the stored list.
+    NotNewer {
+        /// Stored version.
+        current: u64,
+    },
+}
+
+impl Store {
+    /// Stores a verified device list and the device set it names. The first
+    /// list pins the user's identity key; later ones must use the same key
+    /// and a higher version.
+    pub async fn put_device_list(
+        &self,
+        user: &[u8; 16],
+        identity: &[u8; 32],
+        version: u64,
+        body: &[u8],
+        devices: &[([u8; 16], bool)],
+    ) -> Result<Result<(), DeviceListRefusal>, StoreError> {
+        let mut tx = self.write().await?;
+        let pinned = sqlx::query(&self.sql("SELECT identity_key FROM users WHERE id = $1"))
+            .bind(user.to_vec())
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        match pinned.try_get::<Option<Vec<u8>>, _>("identity_key")? {
+            Some(k) if k != identity => return Ok(Err(DeviceListRefusal::IdentityMismatch)),
+            Some(_) => {}
+            None => {
+                sqlx::query(&self.sql("UPDATE users SET identity_key = $1 WHERE id = $2"))
+                    .bind(identity.to_vec())
+                    .bind(user.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+        }
+        let current = sqlx::query(&self.sql("SELECT version FROM device_lists WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        let version_i = i64::try_from(version).unwrap_or(i64::MAX);
+        if let Some(row) = current {
+            let cur = int(&row, "version")?;
+            if version_i <= cur {
+                return Ok(Err(DeviceListRefusal::NotNewer { current: u64::try_from(cur).unwrap_or(0) }));
+            }
+            sqlx::query(&self.sql("UPDATE device_lists SET version = $1, body = $2 WHERE user_id = $3"))
+                .bind(version_i)
+                .bind(body.to_vec())
+                .bind(user.to_vec())
+                .execute(&mut *tx.tx)
+                .await?;
+        } else {
+            sqlx::query(&self.sql("INSERT INTO device_lists (user_id, version, body) VALUES ($1, $2, $3)"))
+                .bind(user.to_vec())
+                .bind(version_i)
+                .bind(body.to_vec())
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        sqlx::query(&self.sql("DELETE FROM user_devices WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        for (device, revoked) in devices {
+            sqlx::query(&self.sql("INSERT INTO user_devices (user_id, device_id, revoked) VALUES ($1, $2, $3)"))
+                .bind(user.to_vec())
+                .bind(device.to_vec())
+                .bind(i64::from(*revoked))
+                .execute(&mut *tx.tx)
+                .await?;
+            if *revoked {
+                // A revoked device receives nothing more.
+                sqlx::query(&self.sql("DELETE FROM prekeys WHERE device_id = $1"))
+                    .bind(device.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// The stored device list of a user.
+    pub async fn device_list(&self, user: &[u8; 16]) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT body FROM device_lists WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| blob(&r, "body")).transpose()
+    }
+
+    /// Whether `device` is an active (listed, not revoked) device of `user`.
+    pub async fn device_active(&self, user: &[u8; 16], device: &[u8; 16]) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            &self.sql("SELECT 1 AS one FROM user_devices WHERE user_id = $1 AND device_id = $2 AND revoked = 0"),
+        )
+        .bind(user.to_vec())
+        .bind(device.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Active devices of the members of a conversation: (user, device), sorted.
+    pub async fn member_devices(&self, conversation: &[u8; 16]) -> Result<Vec<([u8; 16], [u8; 16])>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT d.user_id, d.device_id FROM members m JOIN user_devices d ON d.user_id = m.user_id \
+             WHERE m.conversation_id = $1 AND d.revoked = 0",
+        ))
+        .bind(conversation.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut v = rows
+            .iter()
+            .map(|r| Ok((id16(r, "user_id")?, id16(r, "device_id")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Adds signed pre-keys of a device: (kind, id, expires_at, encoded).
+    /// Re-uploading an id replaces it.
+    pub async fn put_prekeys(&self, device: &[u8; 16], keys: &[(u8, u32, i64, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for (kind, id, expires_at, body) in keys {
+            sqlx::query(&self.sql(
+                "INSERT INTO prekeys (device_id, kind, key_id, expires_at, body) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (device_id, kind, key_id) DO UPDATE SET expires_at = excluded.expires_at, body = excluded.body",
+            ))
+            .bind(device.to_vec())
+            .bind(i64::from(*kind))
+            .bind(i64::from(*id))
+            .bind(*expires_at)
+            .bind(body.clone())
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Claims a pre-key for sealing to `device`: a one-time pre-key, removed
+    /// so no one else gets it (safe under concurrent claims: the DELETE that
+    /// removes the row wins it), else the newest unexpired medium-term pre-key.
+    pub async fn claim_prekey(&self, device: &[u8; 16], now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        for _ in 0..16 {
+            let candidate = sqlx::query(&self.sql(
+                "SELECT key_id, body FROM prekeys WHERE device_id = $1 AND kind = 1 AND expires_at > $2 ORDER BY key_id LIMIT 1",
+            ))
+            .bind(device.to_vec())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = candidate else { break };
+            let key_id = int(&row, "key_id")?;
+            let mut tx = self.write().await?;
+            let won = sqlx::query(&self.sql("DELETE FROM prekeys WHERE device_id = $1 AND kind = 1 AND key_id = $2"))
+                .bind(device.to_vec())
+                .bind(key_id)
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected()
+                == 1;
+            tx.commit().await?;
+            if won {
+                return Ok(Some(blob(&row, "body")?));
+            }
+        }
+        let row = sqlx::query(&self.sql(
+            "SELECT body FROM prekeys WHERE device_id = $1 AND kind = 0 AND expires_at > $2 ORDER BY key_id DESC LIMIT 1",
+        ))
+        .bind(device.to_vec())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| blob(&r, "body")).transpose()
+    }
+
+    /// One-time pre-keys left for each active device of a user.
+    pub async fn one_time_counts(&self, user: &[u8; 16]) -> Result<Vec<([u8; 16], u64)>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT d.device_id, (SELECT COUNT(*) FROM prekeys p WHERE p.device_id = d.device_id AND p.kind = 1) AS n \
+             FROM user_devices d WHERE d.user_id = $1 AND d.revoked = 0 ORDER BY d.device_id",
+        ))
+        .bind(user.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((id16(r, "device_id")?, u64::try_from(int(r, "n")?).unwrap_or(0)))).collect()
+    }
+}

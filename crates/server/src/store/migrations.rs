@@ -1,0 +1,43 @@
+//! Versioned schema migrations, one list per dialect, applied in order inside
+//! a transaction each. Applied versions are recorded so a migration runs once;
+//! a later schema change is a new file, never an edit of an old one.
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_initial.sql"))];
+
+pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
+    let list = match store.backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let mut tx = store.write().await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx.tx)
+    .await?;
+    if store.backend == Backend::Postgres {
+        // Several server processes may start at once: one migrates, the others wait.
+        sqlx::query("LOCK TABLE schema_migrations IN EXCLUSIVE MODE").execute(&mut *tx.tx).await?;
+    }
+    let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *tx.tx).await?;
+    let applied: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>("version")).collect::<Result<_, _>>()?;
+    for (version, sql) in list {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(statement).execute(&mut *tx.tx).await?;
+        }
+        sqlx::query(&store.sql("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"))
+            .bind(*version)
+            .bind(super::now_ms())
+            .execute(&mut *tx.tx)
+            .await?;
+    }
+    tx.commit().await
+}

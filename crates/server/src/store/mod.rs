@@ -1,0 +1,157 @@
+//! Storage: one [`Store`] over sqlx's `Any` driver, with a migration set per
+//! dialect. SQLite (WAL, `synchronous=FULL`) is the embedded default;
+//! PostgreSQL serves several server processes. Handlers never see SQL: each
+//! domain has its own file of methods on `Store`.
+//!
+//! Queries are written once with `$1`-style placeholders; on SQLite they are
+//! rewritten to `?1`, which SQLite binds by number exactly like PostgreSQL.
+
+mod accounts;
+mod blobs;
+mod conversations;
+mod keys;
+mod messages;
+mod migrations;
+mod networks;
+
+pub use accounts::{LoginOutcome, SessionRow, UserRow};
+pub use blobs::BlobRow;
+pub use conversations::{ConversationRow, Kind, Role};
+pub use keys::DeviceListRefusal;
+pub use messages::{QueuedRow, StoreOutcome, StoredEnvelope};
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use thiserror::Error;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database URL is not SQLite or PostgreSQL.
+    #[error("unsupported database URL (use sqlite://PATH or postgres://…)")]
+    UnsupportedUrl,
+    /// A stored value is not what the schema promises (corruption).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The server's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer; taking this before a write transaction
+    /// avoids SQLITE_BUSY on lock upgrades. Unused on PostgreSQL.
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction (holding the SQLite writer lock when on SQLite).
+pub struct WriteTx<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let opts = AnyPoolOptions::new().max_connections(match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        });
+        let opts = if backend == Backend::Sqlite {
+            opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode=WAL").await?;
+                    conn.execute("PRAGMA synchronous=FULL").await?;
+                    conn.execute("PRAGMA foreign_keys=ON").await?;
+                    conn.execute("PRAGMA busy_timeout=10000").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            opts
+        };
+        let pool = opts.connect(url).await?;
+        let store = Self { pool, backend, write_lock: Arc::new(Mutex::new(())) };
+        migrations::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn sql<'q>(&self, q: &'q str) -> Cow<'q, str> {
+        match self.backend {
+            Backend::Postgres => Cow::Borrowed(q),
+            Backend::Sqlite => Cow::Owned(q.replace('$', "?")),
+        }
+    }
+
+    async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+}
+
+impl WriteTx<'_> {
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn blob(row: &AnyRow, col: &str) -> Result<Vec<u8>, StoreError> {
+    Ok(row.try_get::<Vec<u8>, _>(col)?)
+}
+
+pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, StoreError> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+pub(crate) fn id16(row: &AnyRow, col: &str) -> Result<[u8; 16], StoreError> {
+    blob(row, col)?.try_into().map_err(|_| StoreError::Corrupt("identifier is not 16 bytes"))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,279 @@
+//! # strongroom-wire
+//!
+//! The JSON request and response types of the relay's HTTP and WebSocket API,
+//! shared by the server and clients. Types only, no logic. Binary values
+//! (envelopes, keys, signed statements) travel as standard base64 in
+//! [`B64`]; identifiers as 32 lower-case hex digits.
+//!
+//! Envelopes are posted as raw bytes (`application/octet-stream`) and
+//! delivered base64 in JSON, in the delivered form of `docs/PROTOCOL.md`.
+
+mod b64;
+mod invite;
+
+pub use b64::B64;
+pub use invite::Invite;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error response body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `recipient_mismatch`.
+    pub error: String,
+    /// What was wrong and what to do.
+    pub message: String,
+    /// For `recipient_mismatch`: devices the envelope lacks (`user:device` hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// For `recipient_mismatch`: devices the envelope has but must not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
+}
+
+/// `POST /v1/admin/networks` (authorised by the bootstrap secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNetwork {
+    /// Display name.
+    pub name: String,
+    /// Network id chosen by the administrator's CLI (hex).
+    pub network_id: String,
+    /// The network public key (Ed25519, 32 bytes).
+    pub network_public: B64,
+    /// The first network policy, signed by the network key.
+    pub policy: B64,
+}
+
+/// Response to [`CreateNetwork`] and to invite creation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteCreated {
+    /// The invite code to hand to the person (carries server URL, network id,
+    /// network key fingerprint and a one-time secret).
+    pub invite: String,
+    /// When it stops working (ms since the Unix epoch).
+    pub expires_at: u64,
+}
+
+/// `POST /v1/invites` (network administrators).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateInvite {
+    /// Whether the new account is an administrator.
+    #[serde(default)]
+    pub admin: bool,
+    /// Lifetime in seconds (default 7 days).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// `POST /v1/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Register {
+    /// The invite code.
+    pub invite: String,
+    /// Chosen username (unique in the network).
+    pub username: String,
+    /// Chosen password.
+    pub password: String,
+}
+
+/// Response to [`Register`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    /// The new user id (hex).
+    pub user_id: String,
+    /// The network id (hex).
+    pub network_id: String,
+}
+
+/// `POST /v1/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Login {
+    /// Network id (hex).
+    pub network_id: String,
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// The device this session is bound to (hex; chosen by the device).
+    pub device_id: String,
+}
+
+/// Response to [`Login`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Bearer token for `Authorization: Bearer …`.
+    pub token: String,
+    /// The user (hex).
+    pub user_id: String,
+    /// Whether the user administers the network.
+    pub admin: bool,
+}
+
+/// `POST /v1/password`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangePassword {
+    /// Current password.
+    pub old_password: String,
+    /// New password.
+    pub new_password: String,
+}
+
+/// `PUT /v1/keys/prekeys`: signed pre-keys of the caller's device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadPreKeys {
+    /// Encoded signed pre-keys (medium-term and one-time).
+    pub prekeys: Vec<B64>,
+}
+
+/// `GET /v1/keys/{user}`: a user's published keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserKeys {
+    /// The user (hex).
+    pub user_id: String,
+    /// The current signed device list.
+    pub device_list: B64,
+    /// One-time pre-keys left, per device (for topping up).
+    pub one_time_remaining: Vec<DeviceCount>,
+}
+
+/// A count per device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceCount {
+    /// Device (hex).
+    pub device_id: String,
+    /// Count.
+    pub count: u64,
+}
+
+/// `POST /v1/keys/claim`: one pre-key per device, for sealing a message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimPreKeys {
+    /// The devices, as `user:device` hex pairs.
+    pub devices: Vec<String>,
+}
+
+/// Response to [`ClaimPreKeys`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimedPreKeys {
+    /// One signed pre-key per device asked for, in order: a one-time pre-key
+    /// (now deleted from the server) or, when none are left, the newest
+    /// unexpired medium-term pre-key.
+    pub prekeys: Vec<B64>,
+}
+
+/// `POST /v1/conversations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateConversation {
+    /// `direct`, `group` or `room`.
+    pub kind: String,
+    /// The other members (hex user ids); the creator is added.
+    pub members: Vec<String>,
+}
+
+/// A conversation and its members.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Id (hex).
+    pub id: String,
+    /// `direct`, `group` or `room`.
+    pub kind: String,
+    /// Members.
+    pub members: Vec<Member>,
+    /// Increases with every membership change.
+    pub membership_seq: u64,
+    /// Last message sequence number assigned.
+    pub last_seq: u64,
+}
+
+/// One member.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    /// User (hex).
+    pub user_id: String,
+    /// `member` or `moderator`.
+    pub role: String,
+}
+
+/// `POST /v1/conversations/{id}/members`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChangeMembers {
+    /// Users to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Users to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Members to make moderators (rooms).
+    #[serde(default)]
+    pub promote: Vec<String>,
+    /// Moderators to make plain members (rooms).
+    #[serde(default)]
+    pub demote: Vec<String>,
+}
+
+/// Response to `POST /v1/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The message id (hex).
+    pub message_id: String,
+    /// Its per-conversation sequence number.
+    pub seq: u64,
+    /// True if this message id had already been accepted (a resend).
+    pub duplicate: bool,
+}
+
+/// One delivered message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Delivery {
+    /// Message id (hex).
+    pub message_id: String,
+    /// Conversation (hex).
+    pub conversation_id: String,
+    /// Per-conversation sequence number.
+    pub seq: u64,
+    /// The delivered-form envelope for this device.
+    pub envelope: B64,
+}
+
+/// `GET /v1/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deliveries {
+    /// Queued messages, oldest first.
+    pub messages: Vec<Delivery>,
+}
+
+/// `POST /v1/messages/ack`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ack {
+    /// Message ids (hex) durably stored by the device.
+    pub message_ids: Vec<String>,
+}
+
+/// Frames on `GET /v1/ws`, in both directions (JSON text frames).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WsFrame {
+    /// Server → device: a message.
+    Message(Delivery),
+    /// Device → server: acknowledge messages.
+    Ack {
+        /// Message ids (hex).
+        message_ids: Vec<String>,
+    },
+    /// Server → device: an error about the last frame.
+    Error {
+        /// Code.
+        error: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// Response to `POST /v1/blobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobCreated {
+    /// The blob id (hex).
+    pub blob_id: String,
+    /// Bytes stored.
+    pub size: u64,
+}
