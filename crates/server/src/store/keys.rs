@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::{blob, id16, int, Store, StoreError};
+use super::{blob, id16, int, Backend, Store, StoreError};
 
 /// Why a device list upload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,31 +148,26 @@ impl Store {
     }
 
     /// Claims a pre-key for sealing to `device`: a one-time pre-key, removed
-    /// so no one else gets it (safe under concurrent claims: the DELETE that
-    /// removes the row wins it), else the newest unexpired medium-term pre-key.
+    /// in the same statement that picks it so no two claims ever get the same
+    /// one, else the newest unexpired medium-term pre-key.
     pub async fn claim_prekey(&self, device: &[u8; 16], now: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        for _ in 0..16 {
-            let candidate = sqlx::query(&self.sql(
-                "SELECT key_id, body FROM prekeys WHERE device_id = $1 AND kind = 1 AND expires_at > $2 ORDER BY key_id LIMIT 1",
-            ))
-            .bind(device.to_vec())
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = candidate else { break };
-            let key_id = int(&row, "key_id")?;
-            let mut tx = self.write().await?;
-            let won = sqlx::query(&self.sql("DELETE FROM prekeys WHERE device_id = $1 AND kind = 1 AND key_id = $2"))
-                .bind(device.to_vec())
-                .bind(key_id)
-                .execute(&mut *tx.tx)
-                .await?
-                .rows_affected()
-                == 1;
-            tx.commit().await?;
-            if won {
-                return Ok(Some(blob(&row, "body")?));
+        let claim = match self.backend {
+            // Concurrent claimers skip rows another transaction is taking.
+            Backend::Postgres => {
+                "DELETE FROM prekeys WHERE (device_id, kind, key_id) IN (SELECT device_id, kind, key_id FROM prekeys \
+                 WHERE device_id = $1 AND kind = 1 AND expires_at > $2 ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING body"
             }
+            // Writers are serialised by the write lock.
+            Backend::Sqlite => {
+                "DELETE FROM prekeys WHERE rowid = (SELECT rowid FROM prekeys \
+                 WHERE device_id = $1 AND kind = 1 AND expires_at > $2 ORDER BY key_id LIMIT 1) RETURNING body"
+            }
+        };
+        let mut tx = self.write().await?;
+        let taken = sqlx::query(&self.sql(claim)).bind(device.to_vec()).bind(now).fetch_optional(&mut *tx.tx).await?;
+        tx.commit().await?;
+        if let Some(row) = taken {
+            return Ok(Some(blob(&row, "body")?));
         }
         let row = sqlx::query(&self.sql(
             "SELECT body FROM prekeys WHERE device_id = $1 AND kind = 0 AND expires_at > $2 ORDER BY key_id DESC LIMIT 1",

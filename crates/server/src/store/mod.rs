@@ -112,6 +112,11 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Applies pending migrations (a no-op when up to date).
+    pub async fn migrate_again(&self) -> Result<(), StoreError> {
+        migrations::run(self).await
+    }
+
     fn sql<'q>(&self, q: &'q str) -> Cow<'q, str> {
         match self.backend {
             Backend::Postgres => Cow::Borrowed(q),

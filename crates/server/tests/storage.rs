@@ -1,0 +1,235 @@
+//! One storage suite, run against every backend: SQLite always, PostgreSQL
+//! when STRONGROOM_TEST_POSTGRES_URL is set (CI sets it; otherwise the tests
+//! say they skipped it). Each run gets a fresh database or schema.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::HashSet;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use strongroom_server::store::*;
+
+async fn sqlite() -> Store {
+    let dir = std::env::temp_dir().join(format!(
+        "sr-store-{}-{}",
+        std::process::id(),
+        rand_chacha::ChaCha8Rng::from_entropy().next_u64()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    Store::connect(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display())).await.unwrap()
+}
+
+async fn postgres() -> Option<(Store, String)> {
+    let Ok(base) = std::env::var("STRONGROOM_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED the PostgreSQL run of this storage test: set STRONGROOM_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        return None;
+    };
+    let schema = format!("sr_test_{}", rand_chacha::ChaCha8Rng::from_entropy().next_u64());
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.expect("connect to the test PostgreSQL");
+    sqlx::Executor::execute(&mut admin, format!("CREATE SCHEMA {schema}").as_str()).await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((Store::connect(&format!("{base}{sep}options=-c%20search_path%3D{schema}")).await.unwrap(), schema))
+}
+
+async fn drop_schema(schema: &str) {
+    let base = std::env::var("STRONGROOM_TEST_POSTGRES_URL").unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+    sqlx::Executor::execute(&mut admin, format!("DROP SCHEMA {schema} CASCADE").as_str()).await.unwrap();
+}
+
+/// Runs `f` against each available backend.
+macro_rules! on_every_backend {
+    ($name:ident, $f:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $f(sqlite().await).await;
+            if let Some((pg, schema)) = postgres().await {
+                let keep = pg.clone();
+                $f(pg).await;
+                keep.close().await;
+                drop_schema(&schema).await;
+            }
+        }
+    };
+}
+
+fn id(n: u8) -> [u8; 16] {
+    [n; 16]
+}
+
+async fn network(store: &Store) -> [u8; 16] {
+    let net = id(1);
+    assert!(store.create_network(&net, "Acme", &[7; 32], 1, b"policy-1", 0).await.unwrap());
+    assert!(!store.create_network(&net, "Again", &[7; 32], 1, b"policy-1", 0).await.unwrap());
+    net
+}
+
+async fn user(store: &Store, net: &[u8; 16], n: u8, name: &str) -> [u8; 16] {
+    let secret = [n; 32];
+    store.create_invite(&secret, net, false, i64::MAX, 0).await.unwrap();
+    assert_eq!(store.register(&secret, &id(n), name, "hash", 10).await.unwrap(), LoginOutcome::Registered(*net));
+    id(n)
+}
+
+async fn accounts_and_invites(store: Store) {
+    let net = network(&store).await;
+    assert_eq!(store.network_public(&net).await.unwrap(), Some([7; 32]));
+    assert_eq!(store.current_policy(&net).await.unwrap(), Some((1, b"policy-1".to_vec())));
+    assert!(store.put_policy(&net, 2, b"policy-2").await.unwrap());
+    assert!(!store.put_policy(&net, 2, b"other").await.unwrap(), "same version refused");
+    assert!(!store.put_policy(&net, 1, b"old").await.unwrap(), "rollback refused");
+
+    store.create_invite(&[9; 32], &net, true, 1000, 0).await.unwrap();
+    assert_eq!(
+        store.register(&[9; 32], &id(10), "alice", "h", 2000).await.unwrap(),
+        LoginOutcome::BadInvite,
+        "expired"
+    );
+    store.create_invite(&[8; 32], &net, true, 5000, 0).await.unwrap();
+    user(&store, &net, 11, "bob").await;
+    assert_eq!(store.register(&[8; 32], &id(12), "bob", "h", 10).await.unwrap(), LoginOutcome::UsernameTaken);
+    // The failed registration rolled back: the invite still works once.
+    assert_eq!(store.register(&[8; 32], &id(12), "alice", "h", 10).await.unwrap(), LoginOutcome::Registered(net));
+    assert_eq!(store.register(&[8; 32], &id(13), "carol", "h", 10).await.unwrap(), LoginOutcome::BadInvite, "used");
+    store.create_invite(&[6; 32], &net, false, 5000, 0).await.unwrap();
+    assert!(store.revoke_invite(&[6; 32], &net).await.unwrap());
+    assert_eq!(store.register(&[6; 32], &id(14), "dave", "h", 10).await.unwrap(), LoginOutcome::BadInvite, "revoked");
+
+    let alice = store.user_by_name(&net, "alice").await.unwrap().unwrap();
+    assert!(alice.admin);
+    for _ in 0..3 {
+        store.login_failed(&alice.id, 100, 3, 60_000).await.unwrap();
+    }
+    let locked = store.user_by_name(&net, "alice").await.unwrap().unwrap();
+    assert_eq!(locked.failed_logins, 3);
+    assert_eq!(locked.locked_until, 60_100);
+    store.login_succeeded(&alice.id, &[5; 32], &id(50), 200, 10_000).await.unwrap();
+    let s = store.session(&[5; 32], 300).await.unwrap().unwrap();
+    assert_eq!((s.user_id, s.device_id, s.network_id, s.admin), (alice.id, id(50), net, true));
+    assert!(store.session(&[5; 32], 10_001).await.unwrap().is_none(), "expired session");
+    store.login_succeeded(&alice.id, &[4; 32], &id(51), 200, 10_000).await.unwrap();
+    store.set_password(&alice.id, "new", &[4; 32]).await.unwrap();
+    assert!(store.session(&[5; 32], 300).await.unwrap().is_none(), "other sessions end on password change");
+    assert!(store.session(&[4; 32], 300).await.unwrap().is_some());
+    store.logout(&[4; 32]).await.unwrap();
+    assert!(store.session(&[4; 32], 300).await.unwrap().is_none());
+}
+on_every_backend!(accounts_and_invites_sqlite_and_postgres, accounts_and_invites);
+
+async fn device_lists_and_prekeys(store: Store) {
+    let net = network(&store).await;
+    let u = user(&store, &net, 20, "erin").await;
+    assert!(store
+        .put_device_list(&u, &[1; 32], 1, b"list-1", &[(id(21), false), (id(22), false)])
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(
+        store.put_device_list(&u, &[2; 32], 2, b"x", &[]).await.unwrap(),
+        Err(DeviceListRefusal::IdentityMismatch)
+    );
+    assert_eq!(
+        store.put_device_list(&u, &[1; 32], 1, b"x", &[]).await.unwrap(),
+        Err(DeviceListRefusal::NotNewer { current: 1 })
+    );
+    assert!(store.device_active(&u, &id(21)).await.unwrap());
+    assert!(store
+        .put_device_list(&u, &[1; 32], 2, b"list-2", &[(id(21), false), (id(22), true)])
+        .await
+        .unwrap()
+        .is_ok());
+    assert!(!store.device_active(&u, &id(22)).await.unwrap(), "revoked");
+    assert_eq!(store.device_list(&u).await.unwrap(), Some(b"list-2".to_vec()));
+
+    // 40 one-time pre-keys, one medium-term; 80 concurrent claims.
+    let mut keys: Vec<(u8, u32, i64, Vec<u8>)> =
+        (0..40u32).map(|i| (1, i, i64::MAX, format!("otk-{i}").into_bytes())).collect();
+    keys.push((0, 1, i64::MAX, b"mtk-1".to_vec()));
+    keys.push((0, 0, 50, b"mtk-0-expired".to_vec()));
+    store.put_prekeys(&id(21), &keys).await.unwrap();
+    assert_eq!(store.one_time_counts(&u).await.unwrap(), vec![(id(21), 40)]);
+    let tasks: Vec<_> = (0..80)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.claim_prekey(&id(21), 100).await.unwrap().unwrap() })
+        })
+        .collect();
+    let mut one_time = HashSet::new();
+    let mut fallback = 0;
+    for t in tasks {
+        let k = t.await.unwrap();
+        if k == b"mtk-1" {
+            fallback += 1;
+        } else {
+            assert!(one_time.insert(k.clone()), "one-time pre-key handed out twice: {}", String::from_utf8_lossy(&k));
+        }
+    }
+    assert_eq!((one_time.len(), fallback), (40, 40));
+    assert_eq!(store.claim_prekey(&id(99), 100).await.unwrap(), None);
+}
+on_every_backend!(device_lists_and_prekeys_sqlite_and_postgres, device_lists_and_prekeys);
+
+async fn conversations_and_delivery(store: Store) {
+    let net = network(&store).await;
+    let (a, b) = (user(&store, &net, 30, "a").await, user(&store, &net, 31, "b").await);
+    store.put_device_list(&a, &[1; 32], 1, b"l", &[(id(32), false)]).await.unwrap().unwrap();
+    store.put_device_list(&b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
+    let conv = id(35);
+    store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    assert_eq!(store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
+    assert_eq!(store.conversations_of(&a).await.unwrap().len(), 1);
+
+    let env = |m: u8, expires_at: Option<i64>| StoredEnvelope {
+        message_id: id(m),
+        network_id: net,
+        conversation_id: conv,
+        sender_device: id(32),
+        prefix: vec![m; 10],
+        signature: vec![0xee; 64],
+        expires_at,
+    };
+    let tails = |m: u8| vec![(id(33), vec![m, 1], false), (id(34), vec![m, 2], false), (id(90), vec![m, 3], true)];
+    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 1000).await.unwrap(), StoreOutcome::Stored(1));
+    assert_eq!(store.store_envelope(&env(41, Some(5000)), &tails(41), 1001).await.unwrap(), StoreOutcome::Stored(2));
+    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 1002).await.unwrap(), StoreOutcome::Duplicate(1));
+    let mut other = env(40, None);
+    other.sender_device = id(99);
+    assert_eq!(store.store_envelope(&other, &tails(40), 1003).await.unwrap(), StoreOutcome::IdConflict);
+    assert_eq!(store.conversation(&conv).await.unwrap().unwrap().last_seq, 2);
+
+    let q = store.queued(&id(33), 0, 10).await.unwrap();
+    assert_eq!(q.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let mut want = vec![40; 10];
+    want.extend([40, 1]);
+    want.extend([0xee; 64]);
+    assert_eq!(q[0].envelope, want, "prefix | tail | signature");
+    assert_eq!(store.queue_depth().await.unwrap(), (4, 2));
+
+    // Ack by one device keeps the envelope for the others.
+    assert_eq!(store.ack(&id(33), &[id(40)]).await.unwrap(), 1);
+    assert_eq!(store.queued(&id(33), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&id(34), 0, 10).await.unwrap().len(), 2);
+    assert_eq!(store.envelope_count().await.unwrap(), 2);
+
+    // TTL expiry drops device queues, never the retention device's.
+    assert_eq!(store.expire(6000, 1_000_000).await.unwrap(), 2);
+    assert_eq!(store.queued(&id(34), 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&id(90), 0, 10).await.unwrap().len(), 2, "retention keeps everything");
+    // The undelivered horizon drops the rest for devices; retention still keeps all.
+    store.expire(10_000_000, 1000).await.unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), (0, 2));
+    assert_eq!(store.envelope_count().await.unwrap(), 2);
+    store.ack(&id(90), &[id(40), id(41)]).await.unwrap();
+    assert_eq!(store.envelope_count().await.unwrap(), 0, "envelopes go once every queue has them acked");
+
+    let seq = store.change_members(&conv, &[], &[b], &[], &[]).await.unwrap();
+    assert_eq!(seq, 2);
+    assert_eq!(store.member_devices(&conv).await.unwrap(), vec![(a, id(32))]);
+}
+on_every_backend!(conversations_and_delivery_sqlite_and_postgres, conversations_and_delivery);
+
+async fn migrations_are_idempotent(store: Store) {
+    store.migrate_again().await.unwrap();
+    store.migrate_again().await.unwrap();
+}
+on_every_backend!(migrations_run_once_sqlite_and_postgres, migrations_are_idempotent);
