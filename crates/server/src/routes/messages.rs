@@ -39,9 +39,11 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     let conversation = *h.conversation_id.as_bytes();
     member_of(&state, &caller, &conversation).await?;
 
-    // Exactly the current member devices plus the policy's retention devices.
+    // Exactly the current member devices (but the sending device itself)
+    // plus the policy's retention devices.
     let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
         state.store.member_devices(&conversation).await?.into_iter().collect();
+    expected.remove(&(s.user_id, s.device_id));
     if let Some((_, policy)) = state.store.current_policy(&s.network_id).await? {
         let policy = NetworkPolicy::decode(&policy).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
         expected.extend(policy.retention.iter().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));

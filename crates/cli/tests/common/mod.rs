@@ -1,0 +1,413 @@
+//! Test harness: the real `strongroom` binary on a free port, and a small
+//! client that enrols devices and seals and opens real envelopes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand_core::OsRng;
+use reqwest::StatusCode;
+use serde_json::Value;
+use strongroom_crypto::certs::*;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::envelope::*;
+use strongroom_crypto::ids::*;
+use strongroom_crypto::keys::*;
+use strongroom_wire::*;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_strongroom")
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "sr-e2e-{tag}-{}-{}",
+        std::process::id(),
+        rand_core::RngCore::next_u64(&mut OsRng)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A running `strongroom server`, killed on drop.
+pub struct ServerProc {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub bootstrap: Option<String>,
+    pub extra: Vec<String>,
+}
+
+impl ServerProc {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(bin())
+            .args(["server", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("STRONGROOM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start strongroom server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut url, mut bootstrap) = (None, None);
+        while url.is_none() || (bootstrap.is_none() && Instant::now() < deadline) {
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else { break };
+            if let Some(u) = line.strip_prefix("Strongroom relay listening on ") {
+                url = Some(u.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("Bootstrap secret") {
+                bootstrap = rest.rsplit(": ").next().map(|s| s.trim().to_owned());
+            }
+            if line.starts_with("Next:") {
+                break;
+            }
+        }
+        let url = url.expect("server did not print its URL within 30 s");
+        Self {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+            bootstrap,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// SIGTERM and wait (graceful shutdown), bounded.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Restarts on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let extra: Vec<String> = self.extra.clone();
+        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut next = Self::start_on(&self.data_dir, &listen, &refs);
+        std::mem::swap(&mut self.child, &mut next.child);
+        std::mem::forget(next);
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a network with the CLI; returns (network id, admin invite).
+pub fn create_network(server: &ServerProc, dir: &Path, name: &str) -> (NetworkId, String) {
+    let out = Command::new(bin())
+        .args(["admin", "network", "create", "--json", "--name", name, "--server", &server.url, "--data-dir"])
+        .arg(&server.data_dir)
+        .arg("--key-file")
+        .arg(dir.join(format!("{name}.key")))
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "network create failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (NetworkId::parse_hex(v["network_id"].as_str().unwrap()).unwrap(), v["admin_invite"].as_str().unwrap().to_owned())
+}
+
+/// One enrolled device of one user.
+pub struct Device {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+    pub network: NetworkId,
+    pub user: UserId,
+    pub device: DeviceId,
+    pub identity: std::sync::Arc<SigningKey>,
+    pub device_key: SigningKey,
+    pub prekeys: HashMap<PreKeyRef, AgreementSecret>,
+    pub replay: MemoryReplayGuard,
+    pub lists: HashMap<UserId, VerifiedDeviceList>,
+}
+
+pub async fn register(url: &str, invite: &str, username: &str) -> UserId {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/register"))
+        .json(&Register { invite: invite.into(), username: username.into(), password: PASSWORD.into() })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    UserId::parse_hex(&r.json::<Registered>().await.unwrap().user_id).unwrap()
+}
+
+pub async fn login(url: &str, network: NetworkId, username: &str, device: DeviceId) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/login"))
+        .json(&Login {
+            network_id: network.to_string(),
+            username: username.into(),
+            password: PASSWORD.into(),
+            device_id: device.to_string(),
+        })
+        .send()
+        .await
+        .unwrap()
+}
+
+impl Device {
+    /// Logs in a new device and publishes keys. `others` are the user's
+    /// existing devices (they stay in the signed list).
+    pub async fn enrol(
+        url: &str,
+        network: NetworkId,
+        username: &str,
+        identity: Option<std::sync::Arc<SigningKey>>,
+        others: &[&Device],
+        one_time: u32,
+    ) -> Device {
+        let device = DeviceId::random(&mut OsRng);
+        let r = login(url, network, username, device).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let s: Session = r.json().await.unwrap();
+        let mut d = Device {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            token: s.token,
+            network,
+            user: UserId::parse_hex(&s.user_id).unwrap(),
+            device,
+            identity: identity.unwrap_or_else(|| std::sync::Arc::new(SigningKey::generate(&mut OsRng))),
+            device_key: SigningKey::generate(&mut OsRng),
+            prekeys: HashMap::new(),
+            replay: MemoryReplayGuard::default(),
+            lists: HashMap::new(),
+        };
+        let mut entries: Vec<DeviceEntry> = others
+            .iter()
+            .map(|o| DeviceEntry {
+                device_id: o.device,
+                signing_key: o.device_key.verifying_key(),
+                created_at: 0,
+                revoked: false,
+                name: "old".into(),
+            })
+            .collect();
+        entries.push(DeviceEntry {
+            device_id: device,
+            signing_key: d.device_key.verifying_key(),
+            created_at: now_ms(),
+            revoked: false,
+            name: "new".into(),
+        });
+        let list = DeviceList::sign(&d.identity, network, d.user, now_ms(), now_ms(), entries).unwrap();
+        let r = d.put_bytes("/v1/keys/device-list", list.encode()).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+        d.upload_prekeys(one_time).await;
+        d
+    }
+
+    pub async fn upload_prekeys(&mut self, one_time: u32) {
+        let mut signed = Vec::new();
+        let base = self.prekeys.len() as u32;
+        for i in 0..=one_time {
+            let kind = if i == 0 && base == 0 { PreKeyKind::MediumTerm } else { PreKeyKind::OneTime };
+            let r = PreKeyRef { kind, id: base + i };
+            let secret = AgreementSecret::generate(&mut OsRng);
+            let pk = SignedPreKey::sign(
+                &self.device_key,
+                self.network,
+                self.user,
+                self.device,
+                r,
+                secret.public(),
+                now_ms(),
+                now_ms() + 7 * 86_400_000,
+            )
+            .unwrap();
+            signed.push(B64(pk.encode()));
+            self.prekeys.insert(r, secret);
+        }
+        let r = self
+            .http
+            .put(format!("{}/v1/keys/prekeys", self.url))
+            .bearer_auth(&self.token)
+            .json(&UploadPreKeys { prekeys: signed })
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    }
+
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http.put(format!("{}{path}", self.url)).bearer_auth(&self.token).body(body).send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &impl serde::Serialize) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.token).json(body).send().await.unwrap()
+    }
+
+    pub async fn invite(&self, admin: bool) -> String {
+        let r = self.post_json("/v1/invites", &CreateInvite { admin, ttl_secs: None }).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        r.json::<InviteCreated>().await.unwrap().invite
+    }
+
+    pub async fn create_conversation(&self, kind: &str, members: &[UserId]) -> Conversation {
+        let r = self
+            .post_json(
+                "/v1/conversations",
+                &CreateConversation { kind: kind.into(), members: members.iter().map(|u| u.to_string()).collect() },
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// A user's verified device list (trust on first use, then pinned).
+    pub async fn device_list(&mut self, user: UserId) -> VerifiedDeviceList {
+        let r = self.get(&format!("/v1/keys/{user}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let keys: UserKeys = r.json().await.unwrap();
+        let list = DeviceList::decode(&keys.device_list.0).unwrap();
+        let pinned = self.lists.get(&user).map(|l| l.identity_key());
+        let v = list
+            .verify(&DeviceListExpectation {
+                network_id: self.network,
+                user_id: user,
+                pinned_identity: pinned,
+                min_version: None,
+            })
+            .unwrap();
+        self.lists.insert(user, v.clone());
+        v
+    }
+
+    /// Recipients for a conversation: every active device of every member but
+    /// this one (claiming a pre-key for each).
+    pub async fn recipients(&mut self, conversation: &str) -> Vec<Recipient> {
+        let c: Conversation = self.get(&format!("/v1/conversations/{conversation}")).await.json().await.unwrap();
+        let mut devices = Vec::new();
+        for m in &c.members {
+            let user = UserId::parse_hex(&m.user_id).unwrap();
+            let list = self.device_list(user).await;
+            for d in list.active_devices() {
+                if (d.user_id(), d.device_id()) != (self.user, self.device) {
+                    devices.push(d);
+                }
+            }
+        }
+        let claim =
+            ClaimPreKeys { devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect() };
+        let r = self.post_json("/v1/keys/claim", &claim).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        let claimed: ClaimedPreKeys = r.json().await.unwrap();
+        devices
+            .iter()
+            .zip(claimed.prekeys)
+            .map(|(d, pk)| Recipient::from(&SignedPreKey::decode(&pk.0).unwrap().verify(d, now_ms()).unwrap()))
+            .collect()
+    }
+
+    pub fn seal_to(&self, conversation: &str, content: &Content, recipients: &[Recipient]) -> Envelope {
+        let sender = Sender {
+            network_id: self.network,
+            user_id: self.user,
+            identity_key: self.identity.verifying_key(),
+            device_id: self.device,
+            signing_key: &self.device_key,
+        };
+        let meta = MessageMeta {
+            conversation_id: ConversationId::parse_hex(conversation).unwrap(),
+            message_id: MessageId::random(&mut OsRng),
+            timestamp: now_ms(),
+            ttl_secs: 0,
+            burn_on_read_secs: 0,
+        };
+        seal(&sender, &meta, content, recipients, &mut OsRng).unwrap()
+    }
+
+    pub async fn post_envelope(&self, bytes: Vec<u8>) -> reqwest::Response {
+        self.http.post(format!("{}/v1/messages", self.url)).bearer_auth(&self.token).body(bytes).send().await.unwrap()
+    }
+
+    /// Seals text for the conversation's current devices and sends it.
+    pub async fn send_text(&mut self, conversation: &str, text: &str) -> Accepted {
+        let recipients = self.recipients(conversation).await;
+        let env = self.seal_to(conversation, &Content::Text(text.into()), &recipients);
+        let r = self.post_envelope(env.encode()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// Opens one delivery.
+    pub async fn open(&mut self, d: &Delivery) -> Result<Opened, EnvelopeError> {
+        let delivered = DeliveredEnvelope::decode(&d.envelope.0)?;
+        let sender = delivered.header().sender_user_id;
+        let list = match self.lists.get(&sender) {
+            Some(l) if l.device(delivered.header().sender_device_id).is_ok() => l.clone(),
+            _ => self.device_list(sender).await,
+        };
+        let me = RecipientDevice {
+            network_id: self.network,
+            user_id: self.user,
+            identity_key: self.identity.verifying_key(),
+            device_id: self.device,
+        };
+        delivered.open(&me, &self.prekeys, &list, &mut self.replay, now_ms())
+    }
+
+    /// Fetches, opens and acknowledges everything queued; returns (seq, text).
+    pub async fn receive_all(&mut self) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        loop {
+            let r = self.get("/v1/messages?limit=500").await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let batch: Deliveries = r.json().await.unwrap();
+            if batch.messages.is_empty() {
+                return out;
+            }
+            let mut ids = Vec::new();
+            for d in &batch.messages {
+                let opened = self.open(d).await.unwrap();
+                let Content::Text(t) = opened.content else { panic!("expected text") };
+                out.push((d.seq, t));
+                ids.push(d.message_id.clone());
+            }
+            let r = self.post_json("/v1/messages/ack", &Ack { message_ids: ids }).await;
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        }
+    }
+}

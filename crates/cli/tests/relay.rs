@@ -1,0 +1,459 @@
+//! End-to-end: the real `strongroom` binary, driven over HTTP and WebSocket
+//! by clients that seal and open real envelopes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use strongroom_crypto::attachment;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::envelope::Envelope;
+use strongroom_crypto::ids::UserId;
+use strongroom_crypto::keys::SecretBytes;
+use strongroom_wire::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Server, network, and three users: Alice (admin, two devices), Bob, Carol.
+struct World {
+    server: ServerProc,
+    _dir: std::path::PathBuf,
+    alice: Device,
+    alice2: Device,
+    bob: Device,
+    carol: Device,
+}
+
+async fn world(tag: &str, extra: &[&str]) -> World {
+    let dir = temp_dir(tag);
+    let server = ServerProc::start(&dir.join("data"), extra);
+    let (network, invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &invite, "alice").await;
+    let alice = Device::enrol(&server.url, network, "alice", None, &[], 20).await;
+    let alice2 = Device::enrol(&server.url, network, "alice", Some(Arc::clone(&alice.identity)), &[&alice], 20).await;
+    register(&server.url, &alice.invite(false).await, "bob").await;
+    let bob = Device::enrol(&server.url, network, "bob", None, &[], 20).await;
+    register(&server.url, &alice.invite(false).await, "carol").await;
+    let carol = Device::enrol(&server.url, network, "carol", None, &[], 20).await;
+    World { server, _dir: dir, alice, alice2, bob, carol }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_delivery_to_every_device_and_idempotent_resend() {
+    let mut w = world("group", &[]).await;
+    let conv = w.alice.create_conversation("group", &[w.bob.user, w.carol.user]).await;
+    let recipients = w.alice.recipients(&conv.id).await;
+    assert_eq!(recipients.len(), 3, "alice's other device, bob, carol");
+    let env = w.alice.seal_to(&conv.id, &Content::Text("hello group".into()), &recipients);
+    let bytes = env.encode();
+    let first: Accepted = w.alice.post_envelope(bytes.clone()).await.json().await.unwrap();
+    let again: Accepted = w.alice.post_envelope(bytes).await.json().await.unwrap();
+    assert_eq!((first.seq, first.duplicate), (1, false));
+    assert_eq!((again.seq, again.duplicate), (1, true), "a resend is harmless");
+    for d in [&mut w.bob, &mut w.carol, &mut w.alice2] {
+        assert_eq!(d.receive_all().await, vec![(1, "hello group".to_owned())]);
+    }
+    // The sending device gets no copy; nothing is delivered twice.
+    assert!(w.alice.receive_all().await.is_empty());
+    for d in [&mut w.bob, &mut w.carol, &mut w.alice2] {
+        assert!(d.receive_all().await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_queue_then_in_order_and_restart_loses_nothing() {
+    let mut w = world("offline", &[]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&conv.id).await;
+    // Bob is offline while Alice sends 60 messages (one-time keys run out: fallback to the medium-term key).
+    for i in 0..60 {
+        let env = w.alice.seal_to(&conv.id, &Content::Text(format!("m{i}")), &recipients);
+        let a: Accepted = w.alice.post_envelope(env.encode()).await.json().await.unwrap();
+        assert_eq!(a.seq, i + 1);
+    }
+    w.server.restart();
+    let got = w.bob.receive_all().await;
+    assert_eq!(got.len(), 60);
+    for (i, (seq, text)) in got.iter().enumerate() {
+        assert_eq!((*seq, text.as_str()), (i as u64 + 1, format!("m{i}").as_str()));
+    }
+    assert!(w.bob.receive_all().await.is_empty(), "acknowledged messages are gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pushes_and_takes_acks() {
+    let mut w = world("ws", &[]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    // Unauthenticated sockets are refused.
+    let bare = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    assert!(tokio_tungstenite::connect_async(bare).await.is_err());
+
+    w.alice.send_text(&conv.id, "pushed").await;
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => break serde_json::from_str::<WsFrame>(&t).unwrap(),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("push within 10 s");
+    let WsFrame::Message(d) = frame else { panic!("expected a message frame") };
+    let opened = w.bob.open(&d).await.unwrap();
+    assert_eq!(opened.content, Content::Text("pushed".into()));
+    let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] }).unwrap();
+    ws.send(Message::Text(ack.into())).await.unwrap();
+    // A malformed frame gets an error frame, not a dropped connection.
+    ws.send(Message::Text("{\"type\":\"nonsense\"}".into())).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+                break serde_json::from_str::<WsFrame>(&t).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(reply, WsFrame::Error { .. }));
+    let queued: Deliveries = w.bob.get("/v1/messages").await.json().await.unwrap();
+    assert!(queued.messages.is_empty(), "acknowledged over WebSocket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prekey_claims_never_share_a_one_time_key() {
+    let w = world("claims", &[]).await;
+    let target = format!("{}:{}", w.bob.user, w.bob.device);
+    let mut tasks = Vec::new();
+    for d in [&w.alice, &w.alice2, &w.carol] {
+        for _ in 0..10 {
+            let (http, url, token, t) = (d.http.clone(), d.url.clone(), d.token.clone(), target.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = http
+                    .post(format!("{url}/v1/keys/claim"))
+                    .bearer_auth(token)
+                    .json(&ClaimPreKeys { devices: vec![t] })
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                r.json::<ClaimedPreKeys>().await.unwrap().prekeys.remove(0).0
+            }));
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for t in tasks {
+        *seen.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    // Bob uploaded 20 one-time keys and one medium-term key: 20 distinct one-time keys and 10 fallbacks.
+    let repeated: Vec<_> = seen.values().filter(|n| **n > 1).collect();
+    assert_eq!(seen.len(), 21, "20 one-time keys plus the medium-term key");
+    assert_eq!(repeated, vec![&10], "only the medium-term key repeats");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_round_trip_and_access_control() {
+    let dir = temp_dir("blobcfg");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, "[limits]\nmax_blob_bytes = 1000000\n").unwrap();
+    let w = world("blob", &["--config", cfg.to_str().unwrap()]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let key = SecretBytes::new([9u8; 32]);
+    let plain: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+    let mut blob = Vec::new();
+    let summary = attachment::encrypt(&key, [1; 16], 65_536, &plain[..], &mut blob).unwrap();
+    let sha = summary.ciphertext_sha256.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let upload = |d: &Device, body: Vec<u8>, sha: String| {
+        d.http
+            .post(format!("{}/v1/blobs?conversation={}&sha256={sha}", d.url, conv.id))
+            .bearer_auth(&d.token)
+            .body(body)
+            .send()
+    };
+    let r = upload(&w.alice, blob.clone(), sha.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let created: BlobCreated = r.json().await.unwrap();
+    assert_eq!(created.size, blob.len() as u64);
+    let got = w.bob.get(&format!("/v1/blobs/{}", created.blob_id)).await;
+    assert_eq!(got.status(), StatusCode::OK);
+    let bytes = got.bytes().await.unwrap();
+    let mut back = Vec::new();
+    attachment::decrypt(&key, &bytes[..], &mut back).unwrap();
+    assert_eq!(back, plain);
+    // Carol is not in the conversation.
+    assert_eq!(w.carol.get(&format!("/v1/blobs/{}", created.blob_id)).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(upload(&w.carol, blob.clone(), sha.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    // Wrong hash, oversize, unknown blob.
+    let bad = upload(&w.alice, blob.clone(), "00".repeat(32)).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json::<ErrorBody>().await.unwrap().error, "hash_mismatch");
+    assert_eq!(
+        upload(&w.alice, vec![0u8; 1_000_001], sha.clone()).await.unwrap().status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(w.bob.get(&format!("/v1/blobs/{}", "ab".repeat(16))).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_isolated() {
+    let mut w = world("iso", &[]).await;
+    let dir = temp_dir("iso-b");
+    let (net_b, invite_b) = create_network(&w.server, &dir, "globex");
+    register(&w.server.url, &invite_b, "mallory").await;
+    let mut mallory = Device::enrol(&w.server.url, net_b, "mallory", None, &[], 2).await;
+    register(&w.server.url, &mallory.invite(false).await, "trent").await;
+    let trent = Device::enrol(&w.server.url, net_b, "trent", None, &[], 2).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    w.alice.send_text(&conv.id, "secret plans").await;
+
+    assert_eq!(mallory.get(&format!("/v1/keys/{}", w.alice.user)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(mallory.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::NOT_FOUND);
+    let r = mallory
+        .post_json(
+            "/v1/conversations",
+            &CreateConversation { kind: "direct".into(), members: vec![w.alice.user.to_string()] },
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = mallory
+        .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![format!("{}:{}", w.bob.user, w.bob.device)] })
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // An envelope aimed at network A's conversation from network B.
+    let own = mallory.create_conversation("direct", &[trent.user]).await;
+    let recipients = mallory.recipients(&own.id).await;
+    let env = mallory.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    assert_eq!(mallory.post_envelope(env.encode()).await.status(), StatusCode::NOT_FOUND);
+    assert!(mallory.receive_all().await.is_empty());
+    assert_eq!(w.bob.receive_all().await.len(), 1);
+    // Same username in both networks is fine; logins stay apart.
+    assert_eq!(
+        login(&w.server.url, net_b, "alice", strongroom_crypto::ids::DeviceId::random(&mut rand_core::OsRng))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_precise_errors() {
+    let mut w = world("bad", &[]).await;
+    let conv = w.alice.create_conversation("group", &[w.bob.user]).await;
+    let url = w.server.url.clone();
+    let http = reqwest::Client::new();
+    // 401 without or with a bad token.
+    assert_eq!(http.get(format!("{url}/v1/messages")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        http.get(format!("{url}/v1/messages")).bearer_auth("nope").send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // 400 malformed envelope, with a typed body.
+    let r = w.alice.post_envelope(b"not an envelope".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "malformed_envelope");
+    // 400 malformed JSON and ids.
+    let r = w
+        .alice
+        .http
+        .post(format!("{url}/v1/conversations"))
+        .bearer_auth(&w.alice.token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(w.alice.get("/v1/conversations/xyz").await.status(), StatusCode::BAD_REQUEST);
+    // 404 unknown conversation, 403 not a member.
+    assert_eq!(w.alice.get(&format!("/v1/conversations/{}", "00".repeat(16))).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(w.carol.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::FORBIDDEN);
+    // 409 recipient mismatch: Bob's device missing, Carol's extra; the body lists both.
+    let mut recipients = w.alice.recipients(&conv.id).await;
+    let bob_addr = (w.bob.user, w.bob.device);
+    recipients.retain(|r| r.address() != bob_addr);
+    let carol_conv = w.carol.create_conversation("direct", &[w.alice.user]).await;
+    let carol_recipients = w.alice.recipients(&carol_conv.id).await;
+    recipients.extend(carol_recipients.into_iter().filter(|r| r.address().0 == w.carol.user));
+    let env = w.alice.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    let r = w.alice.post_envelope(env.encode()).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body: ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error, "recipient_mismatch");
+    assert_eq!(body.missing, vec![format!("{}:{}", w.bob.user, w.bob.device)]);
+    assert_eq!(body.extra, vec![format!("{}:{}", w.carol.user, w.carol.device)]);
+    // 403 an envelope claiming another sender.
+    let recipients = w.alice.recipients(&conv.id).await;
+    let env = w.alice2.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    assert_eq!(w.alice.post_envelope(env.encode()).await.status(), StatusCode::FORBIDDEN);
+    // 413 an oversized envelope.
+    assert_eq!(w.alice.post_envelope(vec![0u8; 3 * 1024 * 1024]).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // 403 invalid invite, 409 username taken, 400 weak password and bad username.
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{url}{path}")).json(&body).send();
+    let r = post("/v1/register", serde_json::json!({"invite": "sr1-AAAA", "username": "x", "password": PASSWORD}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let invite = w.alice.invite(false).await;
+    assert_eq!(
+        post("/v1/register", serde_json::json!({"invite": invite, "username": "bob", "password": PASSWORD}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        post("/v1/register", serde_json::json!({"invite": invite, "username": "dave", "password": "short"}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post("/v1/register", serde_json::json!({"invite": invite, "username": "Dave!", "password": PASSWORD}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Non-admins cannot invite.
+    assert_eq!(
+        w.bob.post_json("/v1/invites", &CreateInvite { admin: false, ttl_secs: None }).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Room moderation: a plain member cannot add people.
+    let room = w.alice.create_conversation("room", &[w.bob.user]).await;
+    let r = w
+        .bob
+        .post_json(
+            &format!("/v1/conversations/{}/members", room.id),
+            &ChangeMembers { add: vec![w.carol.user.to_string()], ..Default::default() },
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = w
+        .alice
+        .post_json(
+            &format!("/v1/conversations/{}/members", room.id),
+            &ChangeMembers { add: vec![w.carol.user.to_string()], ..Default::default() },
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = &mut w;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lockout_and_rate_limit() {
+    let dir = temp_dir("lock");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, "[limits]\nauth_per_minute = 12\nlockout_threshold = 3\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", cfg.to_str().unwrap()]);
+    let (network, invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &invite, "alice").await;
+    let http = reqwest::Client::new();
+    let attempt = |password: &str| {
+        http.post(format!("{}/v1/login", server.url))
+            .json(&serde_json::json!({"network_id": network.to_string(), "username": "alice", "password": password, "device_id": "11".repeat(16)}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("wrong password!!").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is refused now.
+    let r = attempt(PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.json::<ErrorBody>().await.unwrap().message.contains("locked"));
+    // The address is rate limited after 12 attempts a minute.
+    let mut limited = false;
+    for _ in 0..12 {
+        if attempt("wrong password!!").await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+        }
+    }
+    assert!(limited);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_endpoints_and_openapi_match_the_routes() {
+    let mut w = world("ops", &[]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    w.alice.send_text(&conv.id, "count me").await;
+    let http = reqwest::Client::new();
+    let url = &w.server.url;
+    assert_eq!(http.get(format!("{url}/healthz")).send().await.unwrap().text().await.unwrap(), "ok\n");
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("strongroom_messages_in_total 1"), "{metrics}");
+    assert!(metrics.contains("strongroom_queue_depth{kind=\"device\"} 2"), "{metrics}");
+    assert!(metrics.contains("strongroom_queue_depth{kind=\"retention\"} 0"));
+    assert!(metrics.contains("strongroom_http_request_duration_seconds_bucket"));
+    let doc: serde_json::Value =
+        http.get(format!("{url}/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20);
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{user}", &"ab".repeat(16)).replace("{id}", &"ab".repeat(16));
+            let req = http.request(method.to_uppercase().parse().unwrap(), format!("{url}{concrete}"));
+            let status = req.send().await.unwrap().status();
+            assert!(
+                status != StatusCode::NOT_FOUND || concrete.contains("abab"),
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented but not routed");
+        }
+    }
+    assert_eq!(http.get(format!("{url}/v1/nonexistent")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let _ = w.bob.receive_all().await;
+    let _ = UserId::RETENTION;
+    let _ = Envelope::decode(&[]).is_err();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_rate_limit_logout_and_password_change() {
+    let dir = temp_dir("rate");
+    let cfg = dir.join("server.toml");
+    std::fs::write(&cfg, "[limits]\nsends_per_second = 1\n").unwrap();
+    let mut w = world("rate", &["--config", cfg.to_str().unwrap()]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&conv.id).await;
+    // Bursts of 10 are allowed at 1 per second; the rest get 429.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let env = w.alice.seal_to(&conv.id, &Content::Text("spam".into()), &recipients);
+        statuses.push(w.alice.post_envelope(env.encode()).await.status());
+    }
+    assert!(statuses.iter().filter(|s| **s == StatusCode::OK).count() <= 11, "{statuses:?}");
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    // Changing the password ends the user's other sessions at once.
+    let r = w
+        .alice
+        .post_json(
+            "/v1/password",
+            &ChangePassword { old_password: "wrong one!!".into(), new_password: "another long password".into() },
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = w
+        .alice
+        .post_json(
+            "/v1/password",
+            &ChangePassword { old_password: PASSWORD.into(), new_password: "another long password".into() },
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(w.alice2.get("/v1/conversations").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(w.alice.get("/v1/conversations").await.status(), StatusCode::OK);
+    // Logout ends this session.
+    assert_eq!(w.bob.post_json("/v1/logout", &serde_json::json!({})).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(w.bob.get("/v1/messages").await.status(), StatusCode::UNAUTHORIZED);
+    let _ = &mut w;
+}
