@@ -30,7 +30,7 @@ use rand_core::{OsRng, RngCore};
 use thiserror::Error;
 
 pub use config::{Config, Limits};
-pub use routes::router;
+pub use routes::{paths, router};
 
 use crate::auth::RateLimiter;
 use crate::state::AppState;

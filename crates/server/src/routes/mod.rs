@@ -14,42 +14,58 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 
 use crate::state::AppState;
 
+/// Every route, once: the router is built from this table and the OpenAPI
+/// document is checked against it.
+fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let envelope_limit = state.config.limits.max_envelope_bytes;
+    vec![
+        ("/healthz", get(ops::healthz)),
+        ("/metrics", get(ops::metrics)),
+        ("/api/openapi.json", get(ops::openapi)),
+        ("/v1/admin/networks", post(admin::create_network)),
+        ("/v1/invites", post(admin::create_invite)),
+        ("/v1/invites/revoke", post(admin::revoke_invite)),
+        ("/v1/policy", get(admin::get_policy).put(admin::put_policy)),
+        ("/v1/register", post(accounts::register)),
+        ("/v1/login", post(accounts::login)),
+        ("/v1/logout", post(accounts::logout)),
+        ("/v1/password", post(accounts::change_password)),
+        ("/v1/keys/device-list", put(keys::put_device_list)),
+        ("/v1/keys/prekeys", put(keys::put_prekeys)),
+        ("/v1/keys/claim", post(keys::claim)),
+        ("/v1/keys/{user}", get(keys::user_keys)),
+        ("/v1/conversations", post(conversations::create).get(conversations::list)),
+        ("/v1/conversations/{id}", get(conversations::get_one)),
+        ("/v1/conversations/{id}/members", post(conversations::change_members)),
+        ("/v1/messages", post(messages::send).get(messages::fetch).layer(DefaultBodyLimit::max(envelope_limit))),
+        ("/v1/messages/ack", post(messages::ack)),
+        ("/v1/ws", get(ws::connect)),
+        ("/v1/blobs", post(blobs::upload).layer(DefaultBodyLimit::disable())),
+        ("/v1/blobs/{id}", get(blobs::download)),
+    ]
+}
+
 /// The complete API.
 pub fn router(state: AppState) -> Router {
     let json_limit = state.config.limits.max_json_bytes;
-    let envelope_limit = state.config.limits.max_envelope_bytes;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi))
-        .route("/v1/admin/networks", post(admin::create_network))
-        .route("/v1/invites", post(admin::create_invite))
-        .route("/v1/invites/revoke", post(admin::revoke_invite))
-        .route("/v1/policy", get(admin::get_policy).put(admin::put_policy))
-        .route("/v1/register", post(accounts::register))
-        .route("/v1/login", post(accounts::login))
-        .route("/v1/logout", post(accounts::logout))
-        .route("/v1/password", post(accounts::change_password))
-        .route("/v1/keys/device-list", put(keys::put_device_list))
-        .route("/v1/keys/prekeys", put(keys::put_prekeys))
-        .route("/v1/keys/claim", post(keys::claim))
-        .route("/v1/keys/{user}", get(keys::user_keys))
-        .route("/v1/conversations", post(conversations::create).get(conversations::list))
-        .route("/v1/conversations/{id}", get(conversations::get_one))
-        .route("/v1/conversations/{id}/members", post(conversations::change_members))
-        .route("/v1/messages", post(messages::send).get(messages::fetch).layer(DefaultBodyLimit::max(envelope_limit)))
-        .route("/v1/messages/ack", post(messages::ack))
-        .route("/v1/ws", get(ws::connect))
-        .route("/v1/blobs", post(blobs::upload).layer(DefaultBodyLimit::disable()))
-        .route("/v1/blobs/{id}", get(blobs::download))
+    let mut router = Router::new();
+    for (path, methods) in table(&state) {
+        router = router.route(path, methods);
+    }
+    router
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The routed paths (for checking the OpenAPI document).
+pub fn paths(state: &AppState) -> Vec<&'static str> {
+    table(state).into_iter().map(|(p, _)| p).collect()
 }
 
 /// Latency and status metrics, and a log line with the route template only
