@@ -4,6 +4,7 @@
 mod admin;
 mod keyfile;
 mod server;
+mod user;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,41 @@ enum Command {
     /// Administer networks.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Join a network with an invite: creates your profile and first device.
+    Enrol {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::EnrolArgs,
+    },
+    /// Send a text message.
+    Send {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::SendArgs,
+    },
+    /// Fetch new messages and show your messages.
+    Read {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::ReadArgs,
+    },
+    /// Create an invite for a new person (administrators).
+    Invite {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::InviteArgs,
+    },
+    /// List or create conversations.
+    Conversations {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: user::ConversationsCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +73,11 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Enrol { profile, args } => user::enrol(profile, args).await,
+            Command::Send { profile, args } => user::send(profile, args).await,
+            Command::Read { profile, args } => user::read(profile, args).await,
+            Command::Invite { profile, args } => user::invite(profile, args).await,
+            Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });
     match result {

@@ -215,6 +215,19 @@ async fn networks_are_isolated() {
     w.alice.send_text(&conv.id, "secret plans").await;
 
     assert_eq!(mallory.get(&format!("/v1/keys/{}", w.alice.user)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(mallory.get("/v1/users?username=alice").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(mallory.get(&format!("/v1/users?id={}", w.alice.user)).await.status(), StatusCode::NOT_FOUND);
+    let bob: UserInfo = w.alice.get("/v1/users?username=bob").await.json().await.unwrap();
+    assert_eq!(bob, UserInfo { user_id: w.bob.user.to_string(), username: "bob".into() });
+    assert_eq!(w.alice.get("/v1/users").await.status(), StatusCode::BAD_REQUEST);
+    // Network info is public: a new client checks the key against its invite's fingerprint.
+    let info: NetworkInfo =
+        reqwest::get(format!("{}/v1/networks/{net_b}", w.server.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(info.name, "globex");
+    assert_eq!(
+        reqwest::get(format!("{}/v1/networks/{}", w.server.url, "00".repeat(16))).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(mallory.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::NOT_FOUND);
     let r = mallory
         .post_json(

@@ -54,6 +54,26 @@ pub struct InviteCreated {
     pub expires_at: u64,
 }
 
+/// `GET /v1/networks/{id}`: what a new client needs to pin the network key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// Network id (hex).
+    pub network_id: String,
+    /// Display name.
+    pub name: String,
+    /// The network's Ed25519 public key; its fingerprint must match the invite's.
+    pub network_public: B64,
+}
+
+/// `GET /v1/users?username=…` or `?id=…`: a user of the caller's network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User id (hex).
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+}
+
 /// `POST /v1/invites` (network administrators).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateInvite {

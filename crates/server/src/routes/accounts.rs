@@ -1,10 +1,11 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::Json;
 use rand_core::{OsRng, RngCore};
-use strongroom_wire::{ChangePassword, Invite, Login, Register, Registered, Session};
+use strongroom_wire::{ChangePassword, Invite, Login, NetworkInfo, Register, Registered, Session, UserInfo, B64};
 
 use crate::auth::{check_password_policy, hash_password, new_token, secret_hash, verify_password, Caller};
 use crate::error::{hex, parse_id, ApiError, ApiResult};
@@ -121,4 +122,43 @@ pub(super) async fn change_password(
     let hash = hash_password(req.new_password).await?;
     state.store.set_password(&caller.session.user_id, &hash, &caller.token_hash).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Public: a network's name and key (clients check the key against the
+/// fingerprint in their invite before trusting it).
+pub(super) async fn network_info(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NetworkInfo>> {
+    let id = parse_id(&id, "network id")?;
+    let (name, public) = state
+        .store
+        .network_info(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_network", "no such network"))?;
+    Ok(Json(NetworkInfo { network_id: hex(&id), name, network_public: B64(public) }))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct UserQuery {
+    username: Option<String>,
+    id: Option<String>,
+}
+
+/// A user of the caller's network, by username or id.
+pub(super) async fn find_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<UserQuery>,
+) -> ApiResult<Json<UserInfo>> {
+    let id = q.id.as_deref().map(|i| parse_id(i, "id")).transpose()?;
+    if id.is_none() && q.username.is_none() {
+        return Err(ApiError::bad_request("bad_query", "give ?username= or ?id="));
+    }
+    let (user, username) = state
+        .store
+        .find_user(&caller.session.network_id, id.as_ref(), q.username.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_user", "no such user in your network"))?;
+    Ok(Json(UserInfo { user_id: hex(&user), username }))
 }

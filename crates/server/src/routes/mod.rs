@@ -28,6 +28,8 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/metrics", get(ops::metrics)),
         ("/api/openapi.json", get(ops::openapi)),
         ("/v1/admin/networks", post(admin::create_network)),
+        ("/v1/networks/{id}", get(accounts::network_info)),
+        ("/v1/users", get(accounts::find_user)),
         ("/v1/invites", post(admin::create_invite)),
         ("/v1/invites/revoke", post(admin::revoke_invite)),
         ("/v1/policy", get(admin::get_policy).put(admin::put_policy)),

@@ -213,6 +213,33 @@ impl Store {
         Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
     }
 
+    /// A user's id and name, looked up by either, within a network.
+    pub async fn find_user(
+        &self,
+        network: &[u8; 16],
+        id: Option<&[u8; 16]>,
+        username: Option<&str>,
+    ) -> Result<Option<([u8; 16], String)>, StoreError> {
+        let row = match (id, username) {
+            (Some(id), _) => {
+                sqlx::query(&self.sql("SELECT id, username FROM users WHERE network_id = $1 AND id = $2"))
+                    .bind(network.to_vec())
+                    .bind(id.to_vec())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            (None, Some(name)) => {
+                sqlx::query(&self.sql("SELECT id, username FROM users WHERE network_id = $1 AND username = $2"))
+                    .bind(network.to_vec())
+                    .bind(name.to_owned())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            (None, None) => None,
+        };
+        row.map(|r| Ok((id16(&r, "id")?, r.try_get("username")?))).transpose()
+    }
+
     /// The network of a user, if the user exists.
     pub async fn user_network(&self, user: &[u8; 16]) -> Result<Option<[u8; 16]>, StoreError> {
         let row = sqlx::query(&self.sql("SELECT network_id FROM users WHERE id = $1"))

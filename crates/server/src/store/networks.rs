@@ -69,6 +69,15 @@ impl Store {
         row.map(|r| blob(&r, "network_public")?.try_into().map_err(|_| StoreError::Corrupt("network key"))).transpose()
     }
 
+    /// A network's name and public key.
+    pub async fn network_info(&self, id: &[u8; 16]) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT name, network_public FROM networks WHERE id = $1"))
+            .bind(id.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("name")?, blob(&r, "network_public")?))).transpose()
+    }
+
     /// The newest policy: (version, encoded policy).
     pub async fn current_policy(&self, network: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let row = sqlx::query(

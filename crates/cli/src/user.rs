@@ -1,0 +1,220 @@
+//! Commands for people: enrol, send, read, conversations.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use strongroom_client::{Client, Message};
+use strongroom_crypto::content::Content;
+use strongroom_crypto::ids::ConversationId;
+
+/// Where the profile lives and how to unlock it.
+#[derive(Args, Clone)]
+pub struct ProfileArgs {
+    /// Profile directory (keys and the encrypted local store).
+    #[arg(long, env = "STRONGROOM_PROFILE", default_value = "strongroom-profile", global = true)]
+    pub profile: PathBuf,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EnrolArgs {
+    /// The invite code from your administrator.
+    #[arg(long)]
+    invite: String,
+    /// Your username (a-z, 0-9, '.', '_', '-').
+    #[arg(long)]
+    username: String,
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// Send to this user (the direct conversation with them).
+    #[arg(long, conflicts_with = "conversation")]
+    to: Option<String>,
+    /// Send to this conversation (id).
+    #[arg(long)]
+    conversation: Option<String>,
+    /// Delete the message this many seconds after sending.
+    #[arg(long, default_value_t = 0)]
+    ttl: u32,
+    /// The text.
+    text: String,
+}
+
+#[derive(Args)]
+pub struct ReadArgs {
+    /// Only this conversation (id).
+    #[arg(long)]
+    conversation: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ConversationsCommand {
+    /// List your conversations.
+    List,
+    /// Create a group or room with these usernames.
+    Create {
+        /// group or room.
+        #[arg(long, default_value = "group")]
+        kind: String,
+        /// Members (usernames).
+        members: Vec<String>,
+    },
+}
+
+fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
+    if let Ok(v) = std::env::var(env) {
+        return Ok(v);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("{prompt} needed: set {env} or run in a terminal");
+    }
+    eprint!("{prompt}: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
+    let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
+    Client::open(&p.profile, &pass).await.context("cannot open the profile")
+}
+
+fn conversation_id(s: &str) -> anyhow::Result<ConversationId> {
+    ConversationId::parse_hex(s).context("a conversation id is 32 hex digits (see `strongroom conversations list`)")
+}
+
+pub async fn enrol(p: ProfileArgs, a: EnrolArgs) -> anyhow::Result<()> {
+    let pass = secret_from("STRONGROOM_PASSPHRASE", "Choose a profile passphrase (8+ characters)")?;
+    let password = secret_from("STRONGROOM_PASSWORD", "Choose an account password (10+ characters)")?;
+    let client =
+        Client::enrol(&p.profile, &pass, &a.invite, &a.username, &password).await.context("enrolment failed")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"user_id": client.user_id().to_string(), "device_id": client.device_id().to_string(), "profile": p.profile.display().to_string()})
+        );
+    } else {
+        println!("Enrolled {} (user {}) on device {}", client.username(), client.user_id(), client.device_id());
+        println!("Profile: {}", p.profile.display());
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let conversation = match (&a.to, &a.conversation) {
+        (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
+        (None, Some(c)) => conversation_id(c)?,
+        (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
+    };
+    let policy = client.policy().await?;
+    let accepted = client.send(conversation, &Content::Text(a.text), a.ttl).await.context("sending failed")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"conversation": conversation.to_string(), "message_id": accepted.message_id, "seq": accepted.seq, "retention": policy.retention_enabled()})
+        );
+    } else {
+        println!("Sent to conversation {conversation} (#{})", accepted.seq);
+        if policy.retention_enabled() {
+            println!("Data retention is on in this network.");
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+fn describe(content: &Content) -> String {
+    match content {
+        Content::Text(t) => t.clone(),
+        Content::Reply { text, .. } => format!("(reply) {text}"),
+        Content::Edit { text, .. } => format!("(edit) {text}"),
+        Content::Recall { .. } => "(message recalled)".into(),
+        Content::Reaction { emoji, .. } => format!("(reaction) {emoji}"),
+        Content::File(f) => format!("(file) {} — {} bytes", f.name, f.size),
+        Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
+        other => format!("({other:?})"),
+    }
+}
+
+pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let report = client.sync().await.context("cannot fetch messages")?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
+    let messages = client.messages(filter).await?;
+    let mut names = std::collections::HashMap::new();
+    for m in &messages {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(m.sender) {
+            slot.insert(client.username_of(m.sender).await.unwrap_or_else(|_| m.sender.to_string()));
+        }
+    }
+    let name = |m: &Message| names.get(&m.sender).cloned().unwrap_or_default();
+    if p.json {
+        let list: Vec<_> = messages
+            .iter()
+            .map(|m| serde_json::json!({"conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(), "sender": name(m), "timestamp": m.timestamp, "text": describe(&m.content)}))
+            .collect();
+        println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings}));
+    } else {
+        for m in &messages {
+            println!("[{}] #{} {}: {}", &m.conversation.to_string()[..8], m.seq, name(m), describe(&m.content));
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow::Result<()> {
+    let client = open(&p).await?;
+    match cmd {
+        ConversationsCommand::List => {
+            let list = client.conversations().await?;
+            if p.json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                for c in list {
+                    println!("{} {} ({} members)", c.id, c.kind, c.members.len());
+                }
+            }
+        }
+        ConversationsCommand::Create { kind, members } => {
+            let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+            let c = client.create_conversation(&kind, &refs).await?;
+            if p.json {
+                println!("{}", serde_json::to_string(&c)?);
+            } else {
+                println!("Created {} {}", c.kind, c.id);
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InviteArgs {
+    /// Make the new account an administrator.
+    #[arg(long)]
+    admin: bool,
+}
+
+pub async fn invite(p: ProfileArgs, a: InviteArgs) -> anyhow::Result<()> {
+    let client = open(&p).await?;
+    let invite = client.create_invite(a.admin).await.context("cannot create an invite")?;
+    if p.json {
+        println!("{}", serde_json::json!({"invite": invite.invite, "expires_at": invite.expires_at}));
+    } else {
+        println!("Invite (one use, 7 days):\n{}", invite.invite);
+    }
+    client.close().await;
+    Ok(())
+}

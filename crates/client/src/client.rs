@@ -1,0 +1,530 @@
+//! The client: a profile directory, its keys, and the relay.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rand_core::OsRng;
+use strongroom_crypto::certs::*;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::envelope::*;
+use strongroom_crypto::ids::*;
+use strongroom_crypto::keys::*;
+use strongroom_wire::*;
+use subtle::ConstantTimeEq;
+
+use crate::api::Api;
+use crate::error::ClientError;
+use crate::state::ProfileState;
+use crate::store::{hex, LocalStore, StoredRow};
+use crate::vault::Vault;
+
+/// One-time pre-keys kept on the server; topped up below [`LOW_WATER`].
+const ONE_TIME_BATCH: u32 = 50;
+const LOW_WATER: u64 = 20;
+/// Argon2id memory for the profile key (64 MiB).
+pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
+
+/// A message in the local store, decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Message id.
+    pub message_id: MessageId,
+    /// Conversation.
+    pub conversation: ConversationId,
+    /// Server sequence number in the conversation.
+    pub seq: u64,
+    /// Sender.
+    pub sender: UserId,
+    /// Sender's timestamp (ms).
+    pub timestamp: u64,
+    /// What it says.
+    pub content: Content,
+}
+
+/// What a sync did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// New messages, in arrival order.
+    pub received: Vec<Message>,
+    /// Envelopes refused (tampered, replayed, untrusted sender…), each explained.
+    pub warnings: Vec<String>,
+}
+
+/// A Strongroom device with its profile.
+pub struct Client {
+    dir: PathBuf,
+    vault: Vault,
+    store: LocalStore,
+    state: ProfileState,
+    api: Api,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn unhex<const N: usize>(s: &str) -> Result<[u8; N], ClientError> {
+    let v: Option<Vec<u8>> =
+        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+    v.and_then(|v| v.try_into().ok()).ok_or(ClientError::Corrupt("stored key material"))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
+    move |source| ClientError::Io { path: path.display().to_string(), source }
+}
+
+impl Client {
+    /// Creates a profile in `dir`, registers with the invite, and publishes
+    /// this first device's keys. The network key is pinned only if its
+    /// fingerprint matches the one the invite carries.
+    pub async fn enrol(
+        dir: &Path,
+        passphrase: &str,
+        invite: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        let invite = Invite::parse(invite).map_err(ClientError::Invite)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let vault = Vault::create(dir, passphrase, PROFILE_KDF_KIB)?;
+        let store = LocalStore::open(dir).await?;
+        let mut api = Api::new(&invite.server_url, None);
+
+        let network = NetworkId::from_bytes(invite.network_id);
+        let info: NetworkInfo = api.get(&format!("/v1/networks/{network}")).await?;
+        let public: [u8; 32] = info
+            .network_public
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Trust("the server sent a malformed network key".into()))?;
+        let fingerprint = NetworkFingerprint::of(&VerifyingKey::from_bytes(public));
+        if !bool::from(fingerprint.as_bytes().ct_eq(&invite.network_fingerprint)) {
+            return Err(ClientError::Trust(
+                "the server's network key does not match the fingerprint in your invite: do not use this server; tell your administrator".into(),
+            ));
+        }
+        let registered: Registered = api
+            .post(
+                "/v1/register",
+                &Register { invite: invite.encode(), username: username.into(), password: password.into() },
+            )
+            .await?;
+        let device = DeviceId::random(&mut OsRng);
+        let session: Session = api
+            .post(
+                "/v1/login",
+                &Login {
+                    network_id: network.to_string(),
+                    username: username.into(),
+                    password: password.into(),
+                    device_id: device.to_string(),
+                },
+            )
+            .await?;
+        api.set_token(session.token.clone());
+        let identity = SigningKey::generate(&mut OsRng);
+        let device_key = SigningKey::generate(&mut OsRng);
+        let state = ProfileState {
+            server_url: invite.server_url.clone(),
+            network_id: network.to_string(),
+            network_public: hex(&public),
+            username: username.into(),
+            user_id: registered.user_id,
+            device_id: device.to_string(),
+            token: session.token,
+            identity_seed: hex(identity.expose_seed().expose()),
+            device_seed: hex(device_key.expose_seed().expose()),
+            prekeys: Vec::new(),
+            next_prekey_id: 0,
+            device_list_version: 0,
+            policy: None,
+            pins: Default::default(),
+        };
+        let mut client = Self { dir: dir.to_owned(), vault, store, state, api };
+        client.publish_device_list().await?;
+        client.add_prekeys(true, ONE_TIME_BATCH).await?;
+        client.policy().await?;
+        client.save().await?;
+        Ok(client)
+    }
+
+    /// Unlocks an existing profile.
+    pub async fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let vault = Vault::unlock(dir, passphrase)?;
+        let store = LocalStore::open(dir).await?;
+        let raw =
+            store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
+        let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
+        let api = Api::new(&state.server_url, Some(state.token.clone()));
+        Ok(Self { dir: dir.to_owned(), vault, store, state, api })
+    }
+
+    /// Closes the store.
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+
+    async fn save(&self) -> Result<(), ClientError> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(&self.state).map_err(|_| ClientError::Corrupt("state"))?);
+        self.store.put_record(&self.vault, "state", &json).await
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// This user.
+    pub fn user_id(&self) -> UserId {
+        UserId::parse_hex(&self.state.user_id).unwrap_or(UserId::from_bytes([0; 16]))
+    }
+    /// This user's name.
+    pub fn username(&self) -> &str {
+        &self.state.username
+    }
+    /// This device.
+    pub fn device_id(&self) -> DeviceId {
+        DeviceId::parse_hex(&self.state.device_id).unwrap_or(DeviceId::from_bytes([0; 16]))
+    }
+    /// The network.
+    pub fn network_id(&self) -> NetworkId {
+        NetworkId::parse_hex(&self.state.network_id).unwrap_or(NetworkId::from_bytes([0; 16]))
+    }
+    fn identity(&self) -> Result<SigningKey, ClientError> {
+        SigningKey::from_seed(SecretBytes::new(unhex(&self.state.identity_seed)?))
+            .map_err(|_| ClientError::Corrupt("identity key"))
+    }
+    fn device_key(&self) -> Result<SigningKey, ClientError> {
+        SigningKey::from_seed(SecretBytes::new(unhex(&self.state.device_seed)?))
+            .map_err(|_| ClientError::Corrupt("device key"))
+    }
+    fn network_key(&self) -> Result<VerifyingKey, ClientError> {
+        Ok(VerifyingKey::from_bytes(unhex(&self.state.network_public)?))
+    }
+
+    async fn publish_device_list(&mut self) -> Result<(), ClientError> {
+        let device_key = self.device_key()?;
+        let entry = DeviceEntry {
+            device_id: self.device_id(),
+            signing_key: device_key.verifying_key(),
+            created_at: now_ms(),
+            revoked: false,
+            name: "cli".into(),
+        };
+        self.state.device_list_version += 1;
+        let list = DeviceList::sign(
+            &self.identity()?,
+            self.network_id(),
+            self.user_id(),
+            self.state.device_list_version,
+            now_ms(),
+            vec![entry],
+        )
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.state.pins.insert(self.state.user_id.clone(), hex(self.identity()?.verifying_key().as_bytes()));
+        self.api.put_bytes("/v1/keys/device-list", list.encode()).await
+    }
+
+    async fn add_prekeys(&mut self, medium_term: bool, one_time: u32) -> Result<(), ClientError> {
+        let device_key = self.device_key()?;
+        let mut signed = Vec::new();
+        let now = now_ms();
+        let kinds =
+            medium_term.then_some(PreKeyKind::MediumTerm).into_iter().chain((0..one_time).map(|_| PreKeyKind::OneTime));
+        for kind in kinds {
+            let id = self.state.next_prekey_id;
+            self.state.next_prekey_id += 1;
+            let secret = AgreementSecret::generate(&mut OsRng);
+            let expires = if kind == PreKeyKind::MediumTerm { now + 30 * 86_400_000 } else { now + 365 * 86_400_000 };
+            let key_ref = PreKeyRef { kind, id };
+            let pk = SignedPreKey::sign(
+                &device_key,
+                self.network_id(),
+                self.user_id(),
+                self.device_id(),
+                key_ref,
+                secret.public(),
+                now,
+                expires,
+            )
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+            signed.push(B64(pk.encode()));
+            self.state.prekeys.push((u8::from(kind == PreKeyKind::OneTime), id, hex(secret.expose_bytes().expose())));
+        }
+        self.save().await?;
+        self.api.put_json("/v1/keys/prekeys", &UploadPreKeys { prekeys: signed }).await
+    }
+
+    fn prekey_secrets(&self) -> Result<HashMap<PreKeyRef, AgreementSecret>, ClientError> {
+        self.state
+            .prekeys
+            .iter()
+            .map(|(kind, id, secret)| {
+                let kind = if *kind == 1 { PreKeyKind::OneTime } else { PreKeyKind::MediumTerm };
+                let s = AgreementSecret::from_bytes(SecretBytes::new(unhex(secret)?))
+                    .map_err(|_| ClientError::Corrupt("pre-key"))?;
+                Ok((PreKeyRef { kind, id: *id }, s))
+            })
+            .collect()
+    }
+
+    /// The network policy, verified against the pinned network key; refuses
+    /// rollback and equivocation.
+    pub async fn policy(&mut self) -> Result<VerifiedPolicy, ClientError> {
+        let bytes = self.api.get_bytes("/v1/policy").await?;
+        let policy = NetworkPolicy::decode(&bytes)
+            .map_err(|e| ClientError::Trust(format!("the network policy is malformed: {e}")))?;
+        let mut tracker = match &self.state.policy {
+            Some((v, d)) => PolicyTracker::resume(self.network_key()?, self.network_id(), *v, unhex(d)?),
+            None => PolicyTracker::new(self.network_key()?, self.network_id()),
+        };
+        let verified =
+            tracker.verify(&policy).map_err(|e| ClientError::Trust(format!("network policy refused: {e}")))?;
+        if let Some((v, d)) = tracker.highest() {
+            if self.state.policy.as_ref().map(|p| p.0) != Some(v) {
+                self.state.policy = Some((v, hex(&d)));
+                self.save().await?;
+            }
+        }
+        Ok(verified)
+    }
+
+    /// A user's device list, verified; the identity key is pinned on first
+    /// use and a change is refused until the user re-verifies.
+    pub async fn device_list(&mut self, user: UserId) -> Result<VerifiedDeviceList, ClientError> {
+        let keys: UserKeys = self.api.get(&format!("/v1/keys/{user}")).await?;
+        let list = DeviceList::decode(&keys.device_list.0)
+            .map_err(|e| ClientError::Trust(format!("device list of {user}: {e}")))?;
+        let pinned =
+            self.state.pins.get(&user.to_string()).map(|k| unhex(k)).transpose()?.map(VerifyingKey::from_bytes);
+        let verified = list
+            .verify(&DeviceListExpectation {
+                network_id: self.network_id(),
+                user_id: user,
+                pinned_identity: pinned,
+                min_version: None,
+            })
+            .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
+        if pinned.is_none() {
+            self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
+            self.save().await?;
+        }
+        Ok(verified)
+    }
+
+    /// Creates an invite (network administrators).
+    pub async fn create_invite(&self, admin: bool) -> Result<InviteCreated, ClientError> {
+        self.api.post("/v1/invites", &CreateInvite { admin, ttl_secs: None }).await
+    }
+
+    /// A user id by username.
+    pub async fn find_user(&self, username: &str) -> Result<UserId, ClientError> {
+        let u: UserInfo = self.api.get(&format!("/v1/users?username={username}")).await?;
+        UserId::parse_hex(&u.user_id).ok_or(ClientError::Corrupt("user id from server"))
+    }
+
+    /// A username by user id.
+    pub async fn username_of(&self, user: UserId) -> Result<String, ClientError> {
+        Ok(self.api.get::<UserInfo>(&format!("/v1/users?id={user}")).await?.username)
+    }
+
+    /// Conversations this user is in.
+    pub async fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        self.api.get("/v1/conversations").await
+    }
+
+    /// Creates a conversation with the given usernames.
+    pub async fn create_conversation(&self, kind: &str, members: &[&str]) -> Result<Conversation, ClientError> {
+        let mut ids = Vec::new();
+        for m in members {
+            ids.push(self.find_user(m).await?.to_string());
+        }
+        self.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members: ids }).await
+    }
+
+    /// The direct conversation with `username`, created if needed.
+    pub async fn direct_with(&self, username: &str) -> Result<ConversationId, ClientError> {
+        let other = self.find_user(username).await?.to_string();
+        for c in self.conversations().await? {
+            if c.kind == "direct" && c.members.iter().any(|m| m.user_id == other) {
+                return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+            }
+        }
+        let c: Conversation = self
+            .api
+            .post("/v1/conversations", &CreateConversation { kind: "direct".into(), members: vec![other] })
+            .await?;
+        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+    }
+
+    async fn recipients(&mut self, conversation: ConversationId) -> Result<(Vec<Recipient>, bool), ClientError> {
+        let c: Conversation = self.api.get(&format!("/v1/conversations/{conversation}")).await?;
+        let me = (self.user_id(), self.device_id());
+        let mut devices = Vec::new();
+        for m in &c.members {
+            let user = UserId::parse_hex(&m.user_id).ok_or(ClientError::Corrupt("member id"))?;
+            let list = self.device_list(user).await?;
+            devices.extend(list.active_devices().filter(|d| (d.user_id(), d.device_id()) != me));
+        }
+        let mut recipients = Vec::with_capacity(devices.len() + 1);
+        if !devices.is_empty() {
+            let claim = ClaimPreKeys {
+                devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
+            };
+            let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
+            for (d, pk) in devices.iter().zip(claimed.prekeys) {
+                let signed = SignedPreKey::decode(&pk.0)
+                    .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
+                let verified = signed
+                    .verify(d, now_ms())
+                    .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
+                recipients.push(Recipient::from(&verified));
+            }
+        }
+        let policy = self.policy().await?;
+        recipients.extend(policy.retention_recipients());
+        Ok((recipients, policy.retention_enabled()))
+    }
+
+    /// Seals `content` for every current device of the conversation (and the
+    /// retention devices the verified policy names) and sends it. If the
+    /// server reports a changed device set, refreshes once and retries.
+    pub async fn send(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+        ttl_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (recipients, _) = self.recipients(conversation).await?;
+            if recipients.is_empty() {
+                return Err(ClientError::Usage("nobody else is in this conversation yet".into()));
+            }
+            let identity = self.identity()?;
+            let device_key = self.device_key()?;
+            let sender = Sender {
+                network_id: self.network_id(),
+                user_id: self.user_id(),
+                identity_key: identity.verifying_key(),
+                device_id: self.device_id(),
+                signing_key: &device_key,
+            };
+            let meta = MessageMeta {
+                conversation_id: conversation,
+                message_id: MessageId::random(&mut OsRng),
+                timestamp: now_ms(),
+                ttl_secs,
+                burn_on_read_secs: 0,
+            };
+            let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
+                .map_err(|e| ClientError::Usage(e.to_string()))?;
+            match self.api.post_bytes::<Accepted>("/v1/messages", env.encode()).await {
+                Err(ClientError::Refused { code, .. }) if code == "recipient_mismatch" && attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends text.
+    pub async fn send_text(&mut self, conversation: ConversationId, text: &str) -> Result<Accepted, ClientError> {
+        self.send(conversation, &Content::Text(text.into()), 0).await
+    }
+
+    /// Fetches, verifies, decrypts, stores and acknowledges everything queued
+    /// for this device. Refused envelopes become warnings (and are
+    /// acknowledged so they do not block the queue); nothing panics.
+    pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        loop {
+            let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
+            if batch.messages.is_empty() {
+                break;
+            }
+            let mut ack = Vec::with_capacity(batch.messages.len());
+            for d in &batch.messages {
+                match self.receive(d).await {
+                    Ok(Some(m)) => report.received.push(m),
+                    Ok(None) => {}
+                    Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
+                    Err(e) => report.warnings.push(format!("message {} refused: {e}", d.message_id)),
+                }
+                ack.push(d.message_id.clone());
+            }
+            self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack }).await?;
+        }
+        self.store.purge_expired(now_ms()).await?;
+        self.top_up().await?;
+        Ok(report)
+    }
+
+    async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
+        let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
+        let h = *delivered.header();
+        if self.store.seen(h.message_id.as_bytes()).await? {
+            return Err(ClientError::Trust(EnvelopeError::Replay(h.message_id).to_string()));
+        }
+        let sender = self.device_list(h.sender_user_id).await?;
+        let me = RecipientDevice {
+            network_id: self.network_id(),
+            user_id: self.user_id(),
+            identity_key: self.identity()?.verifying_key(),
+            device_id: self.device_id(),
+        };
+        let opened = delivered
+            .open(&me, &self.prekey_secrets()?, &sender, &mut MemoryReplayGuard::default(), now_ms())
+            .map_err(|e| ClientError::Trust(e.to_string()))?;
+        let plain = zeroize::Zeroizing::new(opened.content.encode().map_err(|e| ClientError::Trust(e.to_string()))?);
+        let row = StoredRow {
+            message_id: *h.message_id.as_bytes(),
+            conversation: *h.conversation_id.as_bytes(),
+            seq: d.seq,
+            sender: *h.sender_user_id.as_bytes(),
+            timestamp: h.timestamp,
+            sealed: Vec::new(),
+        };
+        self.store.put_message(&self.vault, &row, &plain, h.expires_at()).await?;
+        if opened.prekey.kind == PreKeyKind::OneTime {
+            // Forward secrecy: the one-time private key is gone after first use.
+            self.state.prekeys.retain(|(k, id, _)| !(*k == 1 && *id == opened.prekey.id));
+            self.save().await?;
+        }
+        Ok(Some(Message {
+            message_id: h.message_id,
+            conversation: h.conversation_id,
+            seq: d.seq,
+            sender: h.sender_user_id,
+            timestamp: h.timestamp,
+            content: opened.content,
+        }))
+    }
+
+    async fn top_up(&mut self) -> Result<(), ClientError> {
+        let keys: UserKeys = self.api.get(&format!("/v1/keys/{}", self.user_id())).await?;
+        let mine = self.device_id().to_string();
+        let left = keys.one_time_remaining.iter().find(|c| c.device_id == mine).map_or(0, |c| c.count);
+        if left < LOW_WATER {
+            self.add_prekeys(false, ONE_TIME_BATCH).await?;
+        }
+        Ok(())
+    }
+
+    /// Stored messages, in order; of one conversation or all.
+    pub async fn messages(&self, conversation: Option<ConversationId>) -> Result<Vec<Message>, ClientError> {
+        let rows = self.store.messages(conversation.as_ref().map(|c| c.as_bytes())).await?;
+        rows.into_iter()
+            .map(|r| {
+                let plain = self.vault.open(&format!("msg:{}", hex(&r.message_id)), &r.sealed)?;
+                Ok(Message {
+                    message_id: MessageId::from_bytes(r.message_id),
+                    conversation: ConversationId::from_bytes(r.conversation),
+                    seq: r.seq,
+                    sender: UserId::from_bytes(r.sender),
+                    timestamp: r.timestamp,
+                    content: Content::decode(&plain).map_err(|_| ClientError::Corrupt("stored message"))?,
+                })
+            })
+            .collect()
+    }
+}

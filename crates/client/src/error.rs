@@ -1,0 +1,52 @@
+use thiserror::Error;
+
+/// Why a client operation failed. Messages say what to do.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The profile directory could not be read or written.
+    #[error("profile {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The passphrase does not unlock the profile.
+    #[error("wrong passphrase for this profile")]
+    WrongPassphrase,
+    /// No profile exists there yet.
+    #[error("no Strongroom profile in {0}; run `strongroom enrol` first")]
+    NoProfile(String),
+    /// A profile already exists there.
+    #[error("a Strongroom profile already exists in {0}; use another --profile directory")]
+    ProfileExists(String),
+    /// Stored data failed to decrypt or parse: altered or damaged.
+    #[error("the profile is damaged or was altered: {0}")]
+    Corrupt(&'static str),
+    /// The server could not be reached.
+    #[error("cannot reach the server: {0}")]
+    Network(#[from] reqwest::Error),
+    /// The server refused a request.
+    #[error("the server refused ({status}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+    /// The invite code is unusable.
+    #[error("invalid invite: {0}")]
+    Invite(&'static str),
+    /// Something a peer or the server sent failed verification.
+    #[error("security check failed: {0}")]
+    Trust(String),
+    /// Bad input from the caller.
+    #[error("{0}")]
+    Usage(String),
+}

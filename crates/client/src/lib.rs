@@ -1,0 +1,16 @@
+//! # strongroom-client
+//!
+//! The client SDK (async, no UI): enrol with an invite (pinning the network
+//! key by the invite's fingerprint), publish and top up keys, send and
+//! receive end-to-end encrypted messages, and keep everything in a local
+//! store encrypted under a key derived from the profile passphrase.
+
+mod api;
+mod client;
+mod error;
+mod state;
+mod store;
+mod vault;
+
+pub use client::{Client, Message, SyncReport, PROFILE_KDF_KIB};
+pub use error::ClientError;

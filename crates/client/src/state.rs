@@ -1,0 +1,39 @@
+//! The profile's keys and trust state, kept as one sealed record.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// Everything a device knows about itself. Secrets are hex strings wiped on drop.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ProfileState {
+    pub server_url: String,
+    pub network_id: String,
+    pub network_public: String,
+    pub username: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub token: String,
+    pub identity_seed: String,
+    pub device_seed: String,
+    /// (kind: 0 medium-term / 1 one-time, id, private key hex)
+    pub prekeys: Vec<(u8, u32, String)>,
+    pub next_prekey_id: u32,
+    pub device_list_version: u64,
+    /// Highest policy version seen and its digest (hex).
+    pub policy: Option<(u64, String)>,
+    /// Pinned identity keys by user id (hex → hex).
+    pub pins: BTreeMap<String, String>,
+}
+
+impl Drop for ProfileState {
+    fn drop(&mut self) {
+        self.token.zeroize();
+        self.identity_seed.zeroize();
+        self.device_seed.zeroize();
+        for (_, _, secret) in &mut self.prekeys {
+            secret.zeroize();
+        }
+    }
+}

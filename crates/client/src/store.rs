@@ -1,0 +1,160 @@
+//! The local store: SQLite with every payload sealed by the [`Vault`].
+//! Only random identifiers, sequence numbers and times are in the clear.
+//! `secure_delete` overwrites deleted records, and the rollback journal
+//! (not WAL) keeps no stale copies after a commit.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use zeroize::Zeroizing;
+
+use crate::error::ClientError;
+use crate::vault::Vault;
+
+/// A stored message (content still sealed until read).
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    /// Message id.
+    pub message_id: [u8; 16],
+    /// Conversation.
+    pub conversation: [u8; 16],
+    /// Server sequence number.
+    pub seq: u64,
+    /// Sender user.
+    pub sender: [u8; 16],
+    /// Sender timestamp (ms).
+    pub timestamp: u64,
+    /// Sealed content encoding.
+    pub sealed: Vec<u8>,
+}
+
+pub(crate) struct LocalStore {
+    pool: SqlitePool,
+}
+
+fn id16(v: Vec<u8>) -> Result<[u8; 16], ClientError> {
+    v.try_into().map_err(|_| ClientError::Corrupt("identifier"))
+}
+
+impl LocalStore {
+    pub(crate) async fn open(dir: &Path) -> Result<Self, ClientError> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.join("store.db").display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Delete)
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("secure_delete", "ON")
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+        for stmt in [
+            "CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, sealed BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS messages (message_id BLOB PRIMARY KEY, conversation BLOB NOT NULL, seq INTEGER NOT NULL, \
+             sender BLOB NOT NULL, timestamp INTEGER NOT NULL, expires_at INTEGER, sealed BLOB NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, seq)",
+            "CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, timestamp INTEGER NOT NULL)",
+        ] {
+            sqlx::query(stmt).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn put_record(&self, vault: &Vault, name: &str, plaintext: &[u8]) -> Result<(), ClientError> {
+        sqlx::query("INSERT INTO records (name, sealed) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed")
+            .bind(name)
+            .bind(vault.seal(name, plaintext))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn record(&self, vault: &Vault, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ClientError> {
+        let row =
+            sqlx::query("SELECT sealed FROM records WHERE name = ?1").bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| vault.open(name, &r.get::<Vec<u8>, _>("sealed"))).transpose()
+    }
+
+    /// Stores a message and marks its id seen, atomically; `false` if it was already stored.
+    pub(crate) async fn put_message(
+        &self,
+        vault: &Vault,
+        row: &StoredRow,
+        plaintext: &[u8],
+        expires_at: Option<u64>,
+    ) -> Result<bool, ClientError> {
+        let mut tx = self.pool.begin().await?;
+        let name = format!("msg:{}", hex(&row.message_id));
+        let n = sqlx::query(
+            "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(row.message_id.to_vec())
+        .bind(row.conversation.to_vec())
+        .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+        .bind(row.sender.to_vec())
+        .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+        .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .bind(vault.seal(&name, plaintext))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
+            .bind(row.message_id.to_vec())
+            .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn seen(&self, id: &[u8; 16]) -> Result<bool, ClientError> {
+        Ok(sqlx::query("SELECT 1 FROM seen WHERE message_id = ?1")
+            .bind(id.to_vec())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Messages, oldest first by (conversation, seq); one conversation or all.
+    pub(crate) async fn messages(&self, conversation: Option<&[u8; 16]>) -> Result<Vec<StoredRow>, ClientError> {
+        let rows = match conversation {
+            Some(c) => {
+                sqlx::query("SELECT * FROM messages WHERE conversation = ?1 ORDER BY seq")
+                    .bind(c.to_vec())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT * FROM messages ORDER BY timestamp, seq").fetch_all(&self.pool).await?,
+        };
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredRow {
+                    message_id: id16(r.get("message_id"))?,
+                    conversation: id16(r.get("conversation"))?,
+                    seq: u64::try_from(r.get::<i64, _>("seq")).unwrap_or(0),
+                    sender: id16(r.get("sender"))?,
+                    timestamp: u64::try_from(r.get::<i64, _>("timestamp")).unwrap_or(0),
+                    sealed: r.get("sealed"),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes messages whose TTL has run out (overwritten on disk).
+    pub(crate) async fn purge_expired(&self, now: u64) -> Result<u64, ClientError> {
+        let n = sqlx::query("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1")
+            .bind(i64::try_from(now).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

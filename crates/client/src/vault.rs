@@ -1,0 +1,126 @@
+//! The profile key: Argon2id over the passphrase, and AES-256-GCM sealing of
+//! every stored record with the record's name as associated data (so a
+//! record cannot be moved to another place in the store undetected).
+
+use std::path::Path;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::ClientError;
+
+const FORMAT: &str = "strongroom-profile-v1";
+const CHECK: &[u8] = b"strongroom profile key check";
+
+/// `profile.json`: the key-derivation parameters and a check value; no secrets.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    salt: String,
+    check: String,
+}
+
+/// The unlocked profile key.
+pub struct Vault {
+    key: LessSafeKey,
+}
+
+fn derive(passphrase: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<Vault, ClientError> {
+    let params = Params::new(m, t, p, Some(32)).map_err(|_| ClientError::Corrupt("key derivation parameters"))?;
+    let mut k = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, k.as_mut())
+        .map_err(|_| ClientError::Corrupt("key derivation"))?;
+    let key =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k.as_ref()).map_err(|_| ClientError::Corrupt("key setup"))?);
+    Ok(Vault { key })
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
+    move |source| ClientError::Io { path: path.display().to_string(), source }
+}
+
+impl Vault {
+    /// Creates `dir/profile.json` for a new profile.
+    pub fn create(dir: &Path, passphrase: &str, m_kib: u32) -> Result<Self, ClientError> {
+        if passphrase.chars().count() < 8 {
+            return Err(ClientError::Usage("the profile passphrase must be at least 8 characters".into()));
+        }
+        let path = dir.join("profile.json");
+        if path.exists() {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let vault = derive(passphrase, &salt, m_kib, 3, 1)?;
+        let header = Header {
+            format: FORMAT.into(),
+            m_kib,
+            t: 3,
+            p: 1,
+            salt: STANDARD.encode(salt),
+            check: STANDARD.encode(vault.seal("check", CHECK)),
+        };
+        let json = serde_json::to_vec_pretty(&header).map_err(|_| ClientError::Corrupt("profile header"))?;
+        std::fs::write(&path, json).map_err(io(&path))?;
+        Ok(vault)
+    }
+
+    /// Unlocks an existing profile; a wrong passphrase is reported as such.
+    pub fn unlock(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let path = dir.join("profile.json");
+        let text = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ClientError::NoProfile(dir.display().to_string()),
+            _ => io(&path)(e),
+        })?;
+        let h: Header = serde_json::from_slice(&text).map_err(|_| ClientError::Corrupt("profile.json"))?;
+        if h.format != FORMAT || h.m_kib > 4 * 1024 * 1024 || h.t > 64 || h.p > 64 {
+            return Err(ClientError::Corrupt("unsupported profile format"));
+        }
+        let salt = STANDARD.decode(&h.salt).map_err(|_| ClientError::Corrupt("profile salt"))?;
+        let vault = derive(passphrase, &salt, h.m_kib, h.t, h.p)?;
+        let check = STANDARD.decode(&h.check).map_err(|_| ClientError::Corrupt("profile check"))?;
+        match vault.open("check", &check) {
+            Ok(v) if v.as_slice() == CHECK => Ok(vault),
+            _ => Err(ClientError::WrongPassphrase),
+        }
+    }
+
+    /// `nonce | ciphertext | tag`, bound to `name`.
+    pub fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let mut buf = plaintext.to_vec();
+        // Sealing only fails for inputs over 64 GiB.
+        let _ = self.key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(name.as_bytes()),
+            &mut buf,
+        );
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Opens a sealed record stored under `name`.
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let (nonce, ct) = sealed.split_at_checked(12).ok_or(ClientError::Corrupt("record too short"))?;
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| ClientError::Corrupt("record nonce"))?;
+        let mut buf = Zeroizing::new(ct.to_vec());
+        let plain = self
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut buf)
+            .map_err(|_| ClientError::Corrupt("a record does not authenticate"))?
+            .len();
+        buf.truncate(plain);
+        Ok(buf)
+    }
+}
