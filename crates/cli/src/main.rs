@@ -51,6 +51,13 @@ enum Command {
         #[command(flatten)]
         args: user::InviteArgs,
     },
+    /// Send or get files.
+    File {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: user::FileCommand,
+    },
     /// List or create conversations.
     Conversations {
         #[command(flatten)]
@@ -77,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Send { profile, args } => user::send(profile, args).await,
             Command::Read { profile, args } => user::read(profile, args).await,
             Command::Invite { profile, args } => user::invite(profile, args).await,
+            Command::File { profile, cmd } => user::file(profile, cmd).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });

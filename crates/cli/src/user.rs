@@ -137,7 +137,9 @@ fn describe(content: &Content) -> String {
         Content::Edit { text, .. } => format!("(edit) {text}"),
         Content::Recall { .. } => "(message recalled)".into(),
         Content::Reaction { emoji, .. } => format!("(reaction) {emoji}"),
-        Content::File(f) => format!("(file) {} — {} bytes", f.name, f.size),
+        Content::File(f) => {
+            format!("(file) {} — {} bytes; get it with `strongroom file get MESSAGE_ID`", f.name, f.size)
+        }
         Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
         other => format!("({other:?})"),
     }
@@ -166,7 +168,8 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings}));
     } else {
         for m in &messages {
-            println!("[{}] #{} {}: {}", &m.conversation.to_string()[..8], m.seq, name(m), describe(&m.content));
+            let id = if matches!(m.content, Content::File(_)) { format!(" ({})", m.message_id) } else { String::new() };
+            println!("[{}] #{} {}{id}: {}", &m.conversation.to_string()[..8], m.seq, name(m), describe(&m.content));
         }
     }
     client.close().await;
@@ -214,6 +217,104 @@ pub async fn invite(p: ProfileArgs, a: InviteArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::json!({"invite": invite.invite, "expires_at": invite.expires_at}));
     } else {
         println!("Invite (one use, 7 days):\n{}", invite.invite);
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum FileCommand {
+    /// Encrypt and send a file.
+    Send {
+        /// Send to this user (the direct conversation with them).
+        #[arg(long, conflicts_with = "conversation")]
+        to: Option<String>,
+        /// Send to this conversation (id).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Download, verify and decrypt a received file.
+    Get {
+        /// The message that carried it (from `strongroom read`).
+        message: String,
+        /// Where to write it [default: its name, in the current directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A progress bar on stderr when it is a terminal; silent otherwise.
+fn progress_bar(label: &'static str) -> impl Fn(u64, u64) + Send + Sync {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let last = std::sync::atomic::AtomicU64::new(u64::MAX);
+    move |done, total| {
+        if !tty || total == 0 {
+            return;
+        }
+        let pct = (done.min(total) * 100 / total).min(100);
+        if last.swap(pct, std::sync::atomic::Ordering::Relaxed) == pct {
+            return;
+        }
+        let filled = (pct / 5) as usize;
+        eprint!(
+            "\r{label} [{}{}] {pct:>3}% {:.1}/{:.1} MiB",
+            "#".repeat(filled),
+            " ".repeat(20 - filled),
+            done as f64 / 1048576.0,
+            total as f64 / 1048576.0
+        );
+        if pct == 100 {
+            eprintln!();
+        }
+    }
+}
+
+pub async fn file(p: ProfileArgs, cmd: FileCommand) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    match cmd {
+        FileCommand::Send { to, conversation, path } => {
+            let conv = match (&to, &conversation) {
+                (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
+                (None, Some(c)) => conversation_id(c)?,
+                (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
+            };
+            let bar = progress_bar("encrypting and uploading");
+            let (accepted, file) = client.send_file(conv, &path, &bar).await.context("sending the file failed")?;
+            if p.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"conversation": conv.to_string(), "message_id": accepted.message_id, "seq": accepted.seq, "size": file.size, "name": file.name})
+                );
+            } else {
+                println!("Sent {} ({} bytes) to conversation {conv} (#{})", file.name, file.size, accepted.seq);
+            }
+        }
+        FileCommand::Get { message, out } => {
+            let id = strongroom_crypto::ids::MessageId::parse_hex(&message).context("a message id is 32 hex digits")?;
+            let file = client.file_of(id).await?;
+            let dest = out.unwrap_or_else(|| {
+                // Only the final component of the sender's name, never a path.
+                PathBuf::from(
+                    std::path::Path::new(&file.name).file_name().map(|n| n.to_owned()).unwrap_or_else(|| "file".into()),
+                )
+            });
+            if dest.exists() {
+                bail!("{} exists; choose another --out", dest.display());
+            }
+            let bar = progress_bar("downloading and decrypting");
+            client.get_file(&file, &dest, &bar).await.context("getting the file failed")?;
+            if p.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"path": dest.display().to_string(), "size": file.size, "media_type": file.media_type})
+                );
+            } else {
+                println!("Saved {} ({} bytes, verified)", dest.display(), file.size);
+            }
+        }
     }
     client.close().await;
     Ok(())

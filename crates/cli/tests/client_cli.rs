@@ -75,8 +75,28 @@ fn two_people_exchange_messages_with_the_cli() {
     assert_eq!(again["messages"].as_array().unwrap().len(), 2);
 
     ok_json(cli(&bob, &["send", "--json", "--to", "alice", "got it"]));
+    // Alice's view: her own two messages (kept locally when sent) and Bob's reply, in order.
     let read = ok_json(cli(&alice, &["read", "--json"]));
-    assert_eq!(read["messages"][0]["text"], "got it");
+    let view: Vec<(String, String, u64)> = read["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["sender"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+                m["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        vec![
+            ("alice".into(), secret.into(), 1),
+            ("alice".into(), "second message".into(), 2),
+            ("bob".into(), "got it".into(), 3)
+        ]
+    );
     let convs = ok_json(cli(&alice, &["conversations", "list", "--json"]));
     assert_eq!(convs.as_array().unwrap().len(), 1);
 
@@ -96,4 +116,100 @@ fn two_people_exchange_messages_with_the_cli() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: ") && err.contains("wrong passphrase") && err.lines().count() == 1, "{err}");
+}
+
+/// Runs the CLI and samples its peak RSS (VmHWM) until it exits.
+fn cli_peak_mib(profile: &Path, args: &[&str]) -> (std::process::Output, u64) {
+    let child = Command::new(bin())
+        .args(args)
+        .arg("--profile")
+        .arg(profile)
+        .env("STRONGROOM_PASSPHRASE", "profile passphrase")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let p2 = peak.clone();
+    let sampler = std::thread::spawn(move || {
+        while let Ok(s) = std::fs::read_to_string(&status) {
+            if let Some(kib) = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                p2.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    sampler.join().unwrap();
+    (out, peak.load(std::sync::atomic::Ordering::Relaxed) / 1024)
+}
+
+#[test]
+fn a_100_mib_file_streams_through_in_flat_memory() {
+    const SIZE: usize = 100 * 1024 * 1024;
+    let dir = temp_dir("file");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
+    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
+    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+
+    let source = dir.join("report.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&source).unwrap());
+        let block: Vec<u8> = (0..1024 * 1024).map(|i| ((i * 7) % 253) as u8).collect();
+        for i in 0..SIZE / block.len() {
+            let mut b = block.clone();
+            b[0] = i as u8; // every MiB differs
+            f.write_all(&b).unwrap();
+        }
+    }
+    let (out, send_peak) = cli_peak_mib(&alice, &["file", "send", "--json", "--to", "bob", source.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sent: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent["size"], SIZE as u64);
+
+    let read = ok_json(cli(&bob, &["read", "--json"]));
+    let msg = &read["messages"][0];
+    assert!(msg["text"].as_str().unwrap().starts_with("(file) report.bin"), "{msg}");
+    let dest = dir.join("received.bin");
+    let (out, get_peak) = cli_peak_mib(
+        &bob,
+        &["file", "get", "--json", msg["message_id"].as_str().unwrap(), "--out", dest.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Unlocking a profile costs 64 MiB by itself (Argon2id); measure what the
+    // file adds on top of a command that only unlocks and lists.
+    let (out, baseline) = cli_peak_mib(&bob, &["conversations", "list", "--json"]);
+    assert!(out.status.success());
+    eprintln!("100 MiB file: peak RSS sender {send_peak} MiB, receiver {get_peak} MiB, baseline (unlock + list) {baseline} MiB");
+    let growth = send_peak.max(get_peak).saturating_sub(baseline);
+    assert!(growth < 25, "a 100 MiB file raised peak memory by {growth} MiB over the {baseline} MiB baseline");
+
+    // Byte-identical, compared in chunks.
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(&source).unwrap(), std::fs::File::open(&dest).unwrap());
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        let m = b.read(&mut y).unwrap();
+        assert_eq!(x[..n], y[..m]);
+        if n == 0 {
+            break;
+        }
+    }
+    // The profiles' scratch space (ciphertext in transit) is cleaned up.
+    assert_eq!(std::fs::read_dir(alice.join("tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(bob.join("tmp")).unwrap().count(), 0);
+    // Asking for it again refuses to overwrite.
+    let again = cli(&bob, &["file", "get", msg["message_id"].as_str().unwrap(), "--out", dest.to_str().unwrap()]);
+    assert!(!again.status.success());
 }

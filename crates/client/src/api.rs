@@ -70,8 +70,59 @@ impl Api {
         Self::check(r).await.map(|_| ())
     }
 
+    /// Streams a file as the request body.
+    pub(crate) async fn post_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+        len: u64,
+    ) -> Result<T, ClientError> {
+        let stream = tokio_util_stream(file);
+        let r = self
+            .auth(self.http.post(format!("{}{path}", self.base)))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await?;
+        Ok(Self::check(r).await?.json().await?)
+    }
+
+    /// Streams a response body into a file; returns the bytes written.
+    pub(crate) async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let mut r = Self::check(self.auth(self.http.get(format!("{}{path}", self.base))).send().await?).await?;
+        let mut out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|source| ClientError::Io { path: dest.display().to_string(), source })?;
+        let mut n = 0u64;
+        while let Some(chunk) = r.chunk().await? {
+            n += chunk.len() as u64;
+            out.write_all(&chunk)
+                .await
+                .map_err(|source| ClientError::Io { path: dest.display().to_string(), source })?;
+        }
+        out.flush().await.map_err(|source| ClientError::Io { path: dest.display().to_string(), source })?;
+        Ok(n)
+    }
+
     pub(crate) async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
         let r = self.auth(self.http.post(format!("{}{path}", self.base))).body(body).send().await?;
         Ok(Self::check(r).await?.json().await?)
     }
+}
+
+/// A file as a stream of 1 MiB chunks.
+fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    })
 }

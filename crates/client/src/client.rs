@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rand_core::OsRng;
 use strongroom_crypto::certs::*;
-use strongroom_crypto::content::Content;
+use strongroom_crypto::content::{Content, FileRef};
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
@@ -422,9 +422,95 @@ impl Client {
                 .map_err(|e| ClientError::Usage(e.to_string()))?;
             match self.api.post_bytes::<Accepted>("/v1/messages", env.encode()).await {
                 Err(ClientError::Refused { code, .. }) if code == "recipient_mismatch" && attempt < 3 => continue,
+                Ok(accepted) => {
+                    // Keep our own copy, so the conversation reads complete here too.
+                    let row = StoredRow {
+                        message_id: *meta.message_id.as_bytes(),
+                        conversation: *conversation.as_bytes(),
+                        seq: accepted.seq,
+                        sender: *self.user_id().as_bytes(),
+                        timestamp: meta.timestamp,
+                        sealed: Vec::new(),
+                    };
+                    let plain =
+                        zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
+                    let expires = (ttl_secs > 0).then(|| meta.timestamp + u64::from(ttl_secs) * 1000);
+                    self.store.put_message(&self.vault, &row, &plain, expires).await?;
+                    return Ok(accepted);
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Encrypts and uploads a file, then sends its reference. Memory stays
+    /// flat; `progress` sees (bytes done, total) for encryption then upload.
+    pub async fn send_file(
+        &mut self,
+        conversation: ConversationId,
+        path: &Path,
+        progress: crate::files::Progress<'_>,
+    ) -> Result<(Accepted, FileRef), ClientError> {
+        let tmp = crate::files::scratch(&self.dir)?;
+        let result = self.send_file_via(conversation, path, &tmp, progress).await;
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    async fn send_file_via(
+        &mut self,
+        conversation: ConversationId,
+        path: &Path,
+        tmp: &Path,
+        progress: crate::files::Progress<'_>,
+    ) -> Result<(Accepted, FileRef), ClientError> {
+        let (source, scratch) = (path.to_owned(), tmp.to_owned());
+        let mut file = tokio::task::block_in_place(|| crate::files::encrypt_file(&source, &scratch, progress))?;
+        let len =
+            std::fs::metadata(tmp).map_err(|source| ClientError::Io { path: tmp.display().to_string(), source })?.len();
+        let upload = tokio::fs::File::open(tmp)
+            .await
+            .map_err(|source| ClientError::Io { path: tmp.display().to_string(), source })?;
+        let path_q = format!("/v1/blobs?conversation={conversation}&sha256={}", hex(&file.ciphertext_sha256));
+        let created: BlobCreated = self.api.post_file(&path_q, upload, len).await?;
+        progress(len, len);
+        file.blob_id = BlobId::parse_hex(&created.blob_id).ok_or(ClientError::Corrupt("blob id from server"))?;
+        let accepted = self.send(conversation, &Content::File(file.clone()), 0).await?;
+        Ok((accepted, file))
+    }
+
+    /// Downloads and decrypts a received file to `dest`, verifying its hash,
+    /// size and every chunk; on any failure nothing is left at `dest`.
+    pub async fn get_file(
+        &self,
+        file: &FileRef,
+        dest: &Path,
+        progress: crate::files::Progress<'_>,
+    ) -> Result<(), ClientError> {
+        let tmp = crate::files::scratch(&self.dir)?;
+        let result = async {
+            self.api.download(&format!("/v1/blobs/{}", file.blob_id), &tmp).await?;
+            let (f, t, d) = (file.clone(), tmp.clone(), dest.to_owned());
+            tokio::task::block_in_place(|| crate::files::decrypt_file(&f, &t, &d, progress))
+        }
+        .await;
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    /// The file reference carried by a stored message.
+    pub async fn file_of(&self, message: MessageId) -> Result<FileRef, ClientError> {
+        self.messages(None)
+            .await?
+            .into_iter()
+            .find(|m| m.message_id == message)
+            .and_then(|m| match m.content {
+                Content::File(f) => Some(f),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                ClientError::Usage(format!("no received file with message id {message}; run `strongroom read` first"))
+            })
     }
 
     /// Sends text.

@@ -8,9 +8,11 @@
 mod api;
 mod client;
 mod error;
+mod files;
 mod state;
 mod store;
 mod vault;
 
 pub use client::{Client, Message, SyncReport, PROFILE_KDF_KIB};
 pub use error::ClientError;
+pub use files::Progress;
