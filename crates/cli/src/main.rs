@@ -51,6 +51,13 @@ enum Command {
         #[command(flatten)]
         args: user::InviteArgs,
     },
+    /// Show the safety number with someone (and accept a changed identity).
+    Verify {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::VerifyArgs,
+    },
     /// Send or get files.
     File {
         #[command(flatten)]
@@ -85,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Read { profile, args } => user::read(profile, args).await,
             Command::Invite { profile, args } => user::invite(profile, args).await,
             Command::File { profile, cmd } => user::file(profile, cmd).await,
+            Command::Verify { profile, args } => user::verify(profile, args).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });

@@ -319,3 +319,29 @@ pub async fn file(p: ProfileArgs, cmd: FileCommand) -> anyhow::Result<()> {
     client.close().await;
     Ok(())
 }
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The other person's username.
+    username: String,
+    /// Accept their current identity key after it changed (compare the safety number first).
+    #[arg(long)]
+    accept: bool,
+}
+
+pub async fn verify(p: ProfileArgs, a: VerifyArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    if a.accept {
+        client.accept_identity(&a.username).await.context("cannot accept the new identity")?;
+    }
+    let sn = client.safety_number(&a.username).await?;
+    if p.json {
+        println!("{}", serde_json::json!({"username": a.username, "safety_number": sn.digits(), "qr": sn.qr_string()}));
+    } else {
+        println!("Safety number with {}:\n{}", a.username, sn.digits());
+        println!("Compare it with {} in person or on a call; both of you see the same digits.", a.username);
+        println!("QR code payload: {}", sn.qr_string());
+    }
+    client.close().await;
+    Ok(())
+}

@@ -100,6 +100,13 @@ fn two_people_exchange_messages_with_the_cli() {
     let convs = ok_json(cli(&alice, &["conversations", "list", "--json"]));
     assert_eq!(convs.as_array().unwrap().len(), 1);
 
+    // Both sides see the same safety number.
+    let a = ok_json(cli(&alice, &["verify", "--json", "bob"]));
+    let b = ok_json(cli(&bob, &["verify", "--json", "alice"]));
+    assert_eq!(a["safety_number"], b["safety_number"]);
+    assert_eq!(a["qr"], b["qr"]);
+    assert_eq!(a["safety_number"].as_str().unwrap().len(), 71);
+
     // Nothing readable at rest: not in the profiles, not on the server.
     for needle in [secret.as_bytes(), b"account password 123", b"profile passphrase"] {
         assert!(files_containing(&alice, needle).is_empty());

@@ -317,6 +317,24 @@ impl Client {
         self.api.post("/v1/invites", &CreateInvite { admin, ttl_secs: None }).await
     }
 
+    /// The safety number with `username`, from this user's identity and the
+    /// pinned (or, on first contact, fetched and pinned) identity of theirs.
+    pub async fn safety_number(&mut self, username: &str) -> Result<strongroom_crypto::safety_number::SafetyNumber, ClientError> {
+        let user = self.find_user(username).await?;
+        let theirs = self.device_list(user).await?.identity_key();
+        let mine = self.identity()?.verifying_key();
+        Ok(strongroom_crypto::safety_number::SafetyNumber::new((&self.user_id(), &mine), (&user, &theirs)))
+    }
+
+    /// Accepts `username`'s current identity key after it changed (do this
+    /// only after comparing the new safety number out of band).
+    pub async fn accept_identity(&mut self, username: &str) -> Result<(), ClientError> {
+        let user = self.find_user(username).await?;
+        self.state.pins.remove(&user.to_string());
+        self.device_list(user).await?;
+        Ok(())
+    }
+
     /// A user id by username.
     pub async fn find_user(&self, username: &str) -> Result<UserId, ClientError> {
         let u: UserInfo = self.api.get(&format!("/v1/users?username={username}")).await?;
