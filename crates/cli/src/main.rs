@@ -51,6 +51,13 @@ enum Command {
         #[command(flatten)]
         args: user::InviteArgs,
     },
+    /// Stream incoming messages as they arrive.
+    Watch {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::WatchArgs,
+    },
     /// Show the safety number with someone (and accept a changed identity).
     Verify {
         #[command(flatten)]
@@ -93,6 +100,7 @@ fn main() -> std::process::ExitCode {
             Command::Invite { profile, args } => user::invite(profile, args).await,
             Command::File { profile, cmd } => user::file(profile, cmd).await,
             Command::Verify { profile, args } => user::verify(profile, args).await,
+            Command::Watch { profile, args } => user::watch(profile, args).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });

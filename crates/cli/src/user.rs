@@ -345,3 +345,43 @@ pub async fn verify(p: ProfileArgs, a: VerifyArgs) -> anyhow::Result<()> {
     client.close().await;
     Ok(())
 }
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let json = p.json;
+    let n = client
+        .watch(
+            a.count,
+            a.timeout.map(std::time::Duration::from_secs),
+            |m| {
+                use std::io::Write;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(), "sender": m.sender.to_string(), "timestamp": m.timestamp, "text": describe(&m.content)})
+                    );
+                } else {
+                    println!("[{}] #{} {}: {}", &m.conversation.to_string()[..8], m.seq, m.sender, describe(&m.content));
+                }
+                let _ = std::io::stdout().flush();
+            },
+            |w| eprintln!("warning: {w}"),
+        )
+        .await
+        .context("watching failed")?;
+    if !json {
+        eprintln!("{n} messages");
+    }
+    client.close().await;
+    Ok(())
+}

@@ -100,6 +100,26 @@ fn two_people_exchange_messages_with_the_cli() {
     let convs = ok_json(cli(&alice, &["conversations", "list", "--json"]));
     assert_eq!(convs.as_array().unwrap().len(), 1);
 
+    // Live: Bob watches while Alice sends; each message is printed as it arrives.
+    let watcher = Command::new(bin())
+        .args(["watch", "--json", "--count", "2", "--timeout", "30", "--profile"])
+        .arg(&bob)
+        .env("STRONGROOM_PASSPHRASE", "profile passphrase")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    ok_json(cli(&alice, &["send", "--json", "--to", "bob", "live one"]));
+    ok_json(cli(&alice, &["send", "--json", "--to", "bob", "live two"]));
+    let out = watcher.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let live: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(live, vec!["live one", "live two"]);
+
     // Both sides see the same safety number.
     let a = ok_json(cli(&alice, &["verify", "--json", "bob"]));
     let b = ok_json(cli(&bob, &["verify", "--json", "alice"]));

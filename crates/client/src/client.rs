@@ -319,7 +319,10 @@ impl Client {
 
     /// The safety number with `username`, from this user's identity and the
     /// pinned (or, on first contact, fetched and pinned) identity of theirs.
-    pub async fn safety_number(&mut self, username: &str) -> Result<strongroom_crypto::safety_number::SafetyNumber, ClientError> {
+    pub async fn safety_number(
+        &mut self,
+        username: &str,
+    ) -> Result<strongroom_crypto::safety_number::SafetyNumber, ClientError> {
         let user = self.find_user(username).await?;
         let theirs = self.device_list(user).await?.identity_key();
         let mine = self.identity()?.verifying_key();
@@ -561,6 +564,62 @@ impl Client {
         self.store.purge_expired(now_ms()).await?;
         self.top_up().await?;
         Ok(report)
+    }
+
+    /// Streams messages as the server pushes them over WebSocket, storing,
+    /// acknowledging and handing each to `on_message`; refused envelopes go
+    /// to `on_warning`. Returns after `max` messages or `timeout`.
+    pub async fn watch(
+        &mut self,
+        max: Option<usize>,
+        timeout: Option<std::time::Duration>,
+        mut on_message: impl FnMut(&Message),
+        mut on_warning: impl FnMut(&str),
+    ) -> Result<usize, ClientError> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message as Frame;
+        let url = format!("{}/v1/ws", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
+        let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
+        let auth = format!("Bearer {}", self.state.token).parse().map_err(|_| ClientError::Corrupt("session token"))?;
+        req.headers_mut().insert("Authorization", auth);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| ClientError::Usage(format!("cannot open the live connection: {e}")))?;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut count = 0;
+        while max.is_none_or(|m| count < m) {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, ws.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+                None => ws.next().await,
+            };
+            let text = match next {
+                Some(Ok(Frame::Text(t))) => t,
+                Some(Ok(Frame::Close(_))) | None => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Usage(format!("live connection lost: {e}"))),
+            };
+            let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&text) else { continue };
+            match self.receive(&d).await {
+                Ok(Some(m)) => {
+                    count += 1;
+                    on_message(&m);
+                }
+                Ok(None) => {}
+                Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
+                Err(e) => on_warning(&format!("message {} refused: {e}", d.message_id)),
+            }
+            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
+                .map_err(|_| ClientError::Corrupt("ack"))?;
+            ws.send(Frame::Text(ack.into()))
+                .await
+                .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+        }
+        let _ = ws.close(None).await;
+        Ok(count)
     }
 
     async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
