@@ -441,7 +441,7 @@ impl Client {
             };
             let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
                 .map_err(|e| ClientError::Usage(e.to_string()))?;
-            match self.api.post_bytes::<Accepted>("/v1/messages", env.encode()).await {
+            match self.post_envelope(env.encode()).await {
                 Err(ClientError::Refused { code, .. }) if code == "recipient_mismatch" && attempt < 3 => continue,
                 Ok(accepted) => {
                     // Keep our own copy, so the conversation reads complete here too.
@@ -534,6 +534,23 @@ impl Client {
             })
     }
 
+    /// Posts an envelope, resending the same bytes if the connection fails:
+    /// the server accepts a message id once, so a resend after a lost answer
+    /// is harmless and nothing is sent twice.
+    async fn post_envelope(&self, bytes: Vec<u8>) -> Result<Accepted, ClientError> {
+        let mut delay = std::time::Duration::from_millis(100);
+        for _ in 0..12 {
+            match self.api.post_bytes::<Accepted>("/v1/messages", bytes.clone()).await {
+                Err(ClientError::Network(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+        self.api.post_bytes("/v1/messages", bytes).await
+    }
+
     /// Sends text.
     pub async fn send_text(&mut self, conversation: ConversationId, text: &str) -> Result<Accepted, ClientError> {
         self.send(conversation, &Content::Text(text.into()), 0).await
@@ -544,6 +561,7 @@ impl Client {
     /// acknowledged so they do not block the queue); nothing panics.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
+        let mut lists = HashMap::new();
         loop {
             let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
             if batch.messages.is_empty() {
@@ -551,7 +569,7 @@ impl Client {
             }
             let mut ack = Vec::with_capacity(batch.messages.len());
             for d in &batch.messages {
-                match self.receive(d).await {
+                match self.receive_cached(d, &mut lists).await {
                     Ok(Some(m)) => report.received.push(m),
                     Ok(None) => {}
                     Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
@@ -623,12 +641,29 @@ impl Client {
     }
 
     async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
+        self.receive_cached(d, &mut HashMap::new()).await
+    }
+
+    /// Receives one delivery, reusing sender device lists fetched earlier in
+    /// the same pass unless the sending device is not in them.
+    async fn receive_cached(
+        &mut self,
+        d: &Delivery,
+        lists: &mut HashMap<UserId, VerifiedDeviceList>,
+    ) -> Result<Option<Message>, ClientError> {
         let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
         let h = *delivered.header();
         if self.store.seen(h.message_id.as_bytes()).await? {
             return Err(ClientError::Trust(EnvelopeError::Replay(h.message_id).to_string()));
         }
-        let sender = self.device_list(h.sender_user_id).await?;
+        let sender = match lists.get(&h.sender_user_id) {
+            Some(l) if l.device(h.sender_device_id).is_ok() => l.clone(),
+            _ => {
+                let l = self.device_list(h.sender_user_id).await?;
+                lists.insert(h.sender_user_id, l.clone());
+                l
+            }
+        };
         let me = RecipientDevice {
             network_id: self.network_id(),
             user_id: self.user_id(),
