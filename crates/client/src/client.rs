@@ -568,15 +568,25 @@ impl Client {
                 break;
             }
             let mut ack = Vec::with_capacity(batch.messages.len());
+            let mut opened = Vec::with_capacity(batch.messages.len());
+            let mut in_batch = std::collections::HashSet::new();
             for d in &batch.messages {
-                match self.receive_cached(d, &mut lists).await {
-                    Ok(Some(m)) => report.received.push(m),
-                    Ok(None) => {}
+                match self.open_delivery(d, &mut lists).await {
+                    Ok((m, row, plain, expires)) if in_batch.insert(m.message_id) => {
+                        opened.push((row, plain, expires));
+                        report.received.push(m);
+                    }
+                    Ok((m, ..)) => {
+                        report.warnings.push(format!("message {} refused: delivered twice (replay)", m.message_id))
+                    }
                     Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
                     Err(e) => report.warnings.push(format!("message {} refused: {e}", d.message_id)),
                 }
                 ack.push(d.message_id.clone());
             }
+            // Durable before acknowledged: one commit for the whole batch.
+            self.store.put_messages(&self.vault, &opened).await?;
+            self.save().await?;
             self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack }).await?;
         }
         self.store.purge_expired(now_ms()).await?;
@@ -641,16 +651,21 @@ impl Client {
     }
 
     async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
-        self.receive_cached(d, &mut HashMap::new()).await
+        let (m, row, plain, expires) = self.open_delivery(d, &mut HashMap::new()).await?;
+        self.store.put_messages(&self.vault, &[(row, plain, expires)]).await?;
+        self.save().await?;
+        Ok(Some(m))
     }
 
-    /// Receives one delivery, reusing sender device lists fetched earlier in
-    /// the same pass unless the sending device is not in them.
-    async fn receive_cached(
+    /// Verifies and decrypts one delivery (not yet stored), reusing sender
+    /// device lists fetched earlier in the same pass unless the sending
+    /// device is not in them. A used one-time pre-key is forgotten (the
+    /// caller saves the state with the batch that stores the message).
+    async fn open_delivery(
         &mut self,
         d: &Delivery,
         lists: &mut HashMap<UserId, VerifiedDeviceList>,
-    ) -> Result<Option<Message>, ClientError> {
+    ) -> Result<(Message, StoredRow, zeroize::Zeroizing<Vec<u8>>, Option<u64>), ClientError> {
         let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
         let h = *delivered.header();
         if self.store.seen(h.message_id.as_bytes()).await? {
@@ -682,20 +697,19 @@ impl Client {
             timestamp: h.timestamp,
             sealed: Vec::new(),
         };
-        self.store.put_message(&self.vault, &row, &plain, h.expires_at()).await?;
         if opened.prekey.kind == PreKeyKind::OneTime {
             // Forward secrecy: the one-time private key is gone after first use.
             self.state.prekeys.retain(|(k, id, _)| !(*k == 1 && *id == opened.prekey.id));
-            self.save().await?;
         }
-        Ok(Some(Message {
+        let message = Message {
             message_id: h.message_id,
             conversation: h.conversation_id,
             seq: d.seq,
             sender: h.sender_user_id,
             timestamp: h.timestamp,
             content: opened.content,
-        }))
+        };
+        Ok((message, row, plain, h.expires_at()))
     }
 
     async fn top_up(&mut self) -> Result<(), ClientError> {

@@ -74,37 +74,48 @@ impl LocalStore {
         row.map(|r| vault.open(name, &r.get::<Vec<u8>, _>("sealed"))).transpose()
     }
 
-    /// Stores a message and marks its id seen, atomically; `false` if it was already stored.
+    /// Stores one message and marks its id seen.
     pub(crate) async fn put_message(
         &self,
         vault: &Vault,
         row: &StoredRow,
         plaintext: &[u8],
         expires_at: Option<u64>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<(), ClientError> {
+        self.put_messages(vault, &[(row.clone(), Zeroizing::new(plaintext.to_vec()), expires_at)]).await
+    }
+
+    /// Stores a batch of messages and marks their ids seen in one
+    /// transaction: one durable commit for the batch (group commit).
+    pub(crate) async fn put_messages(
+        &self,
+        vault: &Vault,
+        batch: &[(StoredRow, Zeroizing<Vec<u8>>, Option<u64>)],
+    ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
-        let name = format!("msg:{}", hex(&row.message_id));
-        let n = sqlx::query(
-            "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(row.message_id.to_vec())
-        .bind(row.conversation.to_vec())
-        .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
-        .bind(row.sender.to_vec())
-        .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
-        .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
-        .bind(vault.seal(&name, plaintext))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
+        for (row, plaintext, expires_at) in batch {
+            let name = format!("msg:{}", hex(&row.message_id));
+            sqlx::query(
+                "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
             .bind(row.message_id.to_vec())
+            .bind(row.conversation.to_vec())
+            .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+            .bind(row.sender.to_vec())
             .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+            .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+            .bind(vault.seal(&name, plaintext))
             .execute(&mut *tx)
             .await?;
+            sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
+                .bind(row.message_id.to_vec())
+                .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(())
     }
 
     pub(crate) async fn seen(&self, id: &[u8; 16]) -> Result<bool, ClientError> {
