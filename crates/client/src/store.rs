@@ -30,6 +30,9 @@ pub struct StoredRow {
     pub sealed: Vec<u8>,
 }
 
+/// A decrypted message ready to store: its row, content encoding and expiry.
+pub(crate) type Pending = (StoredRow, Zeroizing<Vec<u8>>, Option<u64>);
+
 pub(crate) struct LocalStore {
     pool: SqlitePool,
 }
@@ -90,7 +93,7 @@ impl LocalStore {
     pub(crate) async fn put_messages(
         &self,
         vault: &Vault,
-        batch: &[(StoredRow, Zeroizing<Vec<u8>>, Option<u64>)],
+        batch: &[Pending],
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         for (row, plaintext, expires_at) in batch {
