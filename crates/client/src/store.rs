@@ -90,11 +90,7 @@ impl LocalStore {
 
     /// Stores a batch of messages and marks their ids seen in one
     /// transaction: one durable commit for the batch (group commit).
-    pub(crate) async fn put_messages(
-        &self,
-        vault: &Vault,
-        batch: &[Pending],
-    ) -> Result<(), ClientError> {
+    pub(crate) async fn put_messages(&self, vault: &Vault, batch: &[Pending]) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         for (row, plaintext, expires_at) in batch {
             let name = format!("msg:{}", hex(&row.message_id));
