@@ -562,17 +562,47 @@ impl Client {
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut lists = HashMap::new();
+        let mut last_seq: HashMap<ConversationId, u64> = HashMap::new();
+        let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
             let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
             if batch.messages.is_empty() {
                 break;
             }
+            // A relay that keeps serving what this pass already handled
+            // (acknowledged or refused) would keep us here forever.
+            if batch.messages.iter().all(|d| handled.contains(&d.message_id)) {
+                report.warnings.push("the server keeps resending messages already handled; stopping this sync".into());
+                break;
+            }
+            handled.extend(batch.messages.iter().map(|d| d.message_id.clone()));
             let mut ack = Vec::with_capacity(batch.messages.len());
             let mut opened = Vec::with_capacity(batch.messages.len());
             let mut in_batch = std::collections::HashSet::new();
             for d in &batch.messages {
                 match self.open_delivery(d, &mut lists).await {
                     Ok((m, row, plain, expires)) if in_batch.insert(m.message_id) => {
+                        // Gap detection on the server's per-conversation order.
+                        let last = match last_seq.get(&m.conversation) {
+                            Some(s) => *s,
+                            None => self.store.last_seq(m.conversation.as_bytes()).await?,
+                        };
+                        // Before our first message here the history is not ours to have.
+                        if last > 0 && m.seq > last + 1 {
+                            report.warnings.push(format!(
+                                "conversation {}: messages {}..{} have not arrived (gap before #{})",
+                                m.conversation,
+                                last + 1,
+                                m.seq - 1,
+                                m.seq
+                            ));
+                        } else if m.seq <= last && m.sender != self.user_id() {
+                            report.warnings.push(format!(
+                                "conversation {}: message #{} arrived out of order (after #{last})",
+                                m.conversation, m.seq
+                            ));
+                        }
+                        last_seq.insert(m.conversation, last.max(m.seq));
                         opened.push((row, plain, expires));
                         report.received.push(m);
                     }

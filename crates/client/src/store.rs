@@ -117,6 +117,15 @@ impl LocalStore {
         Ok(())
     }
 
+    /// The highest sequence number stored for a conversation.
+    pub(crate) async fn last_seq(&self, conversation: &[u8; 16]) -> Result<u64, ClientError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM messages WHERE conversation = ?1")
+            .bind(conversation.to_vec())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.get::<i64, _>("s")).unwrap_or(0))
+    }
+
     pub(crate) async fn seen(&self, id: &[u8; 16]) -> Result<bool, ClientError> {
         Ok(sqlx::query("SELECT 1 FROM seen WHERE message_id = ?1")
             .bind(id.to_vec())

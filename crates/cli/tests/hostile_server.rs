@@ -1,0 +1,177 @@
+//! A hostile relay: a proxy between the real client SDK and the real server
+//! that tampers with what the server says. Every tampering must be refused
+//! with a visible warning or error — never a crash, never a silent drop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use common::*;
+use strongroom_client::{Client, ClientError};
+use strongroom_crypto::certs::{DeviceEntry, DeviceList, NetworkPolicy};
+use strongroom_crypto::content::Content;
+use strongroom_crypto::ids::DeviceId;
+use strongroom_crypto::keys::SigningKey;
+use strongroom_wire::{Deliveries, Delivery, UserKeys, B64};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tamper {
+    None,
+    FlipCiphertext,
+    ReplayOld,
+    Reverse,
+    InjectDevice,
+    BumpPolicyVersion,
+}
+
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    mode: Mutex<Tamper>,
+    served: Mutex<Vec<Delivery>>,
+}
+
+async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
+    for name in ["authorization", "content-type"] {
+        if let Some(v) = headers.get(name) {
+            up = up.header(name, v.to_str().unwrap());
+        }
+    }
+    let r = up.send().await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let mut bytes = r.bytes().await.unwrap().to_vec();
+    let mode = *p.mode.lock().unwrap();
+    if status == 200 && method == "GET" {
+        if path.starts_with("/v1/messages") {
+            let mut d: Deliveries = serde_json::from_slice(&bytes).unwrap();
+            match mode {
+                Tamper::FlipCiphertext => {
+                    for m in &mut d.messages {
+                        m.envelope.0[200] ^= 0x01; // inside the ciphertext
+                    }
+                }
+                Tamper::ReplayOld => d.messages.extend(p.served.lock().unwrap().iter().cloned()),
+                Tamper::Reverse => d.messages.reverse(),
+                _ => {}
+            }
+            if mode != Tamper::ReplayOld {
+                p.served.lock().unwrap().extend(d.messages.iter().cloned());
+            }
+            bytes = serde_json::to_vec(&d).unwrap();
+        } else if path.starts_with("/v1/keys/") && mode == Tamper::InjectDevice {
+            // Add a device the server controls, keeping the user's signature.
+            let mut k: UserKeys = serde_json::from_slice(&bytes).unwrap();
+            let mut list = DeviceList::decode(&k.device_list.0).unwrap();
+            list.devices.push(DeviceEntry {
+                device_id: DeviceId::from_bytes([0xee; 16]),
+                signing_key: SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
+                created_at: 0,
+                revoked: false,
+                name: "server-added".into(),
+            });
+            k.device_list = B64(list.encode());
+            bytes = serde_json::to_vec(&k).unwrap();
+        } else if path == "/v1/policy" && mode == Tamper::BumpPolicyVersion {
+            // A "newer" policy the network key never signed.
+            let mut policy = NetworkPolicy::decode(&bytes).unwrap();
+            policy.version += 1;
+            bytes = policy.encode();
+        }
+    }
+    let mut res = Response::builder().status(status);
+    if let Some(c) = ctype {
+        res = res.header("content-type", c);
+    }
+    res.body(Body::from(bytes)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tampering_is_refused_visibly() {
+    let dir = temp_dir("hostile");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let proxy = Arc::new(Proxy {
+        upstream: server.url.clone(),
+        http: reqwest::Client::new(),
+        mode: Mutex::new(Tamper::None),
+        served: Mutex::new(vec![]),
+    });
+    let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let set = |m: Tamper| *proxy.mode.lock().unwrap() = m;
+
+    // Invites carry the proxy's URL, so both clients talk only to the hostile relay.
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let mut alice =
+        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let mut bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m1").await.unwrap();
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+
+    // 1. Flipped ciphertext: refused with a warning, nothing stored.
+    alice.send_text(conv, "m2").await.unwrap();
+    set(Tamper::FlipCiphertext);
+    let r = bob.sync().await.unwrap();
+    assert!(r.received.is_empty());
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("altered"), "{}", r.warnings[0]);
+
+    // 2. Replayed envelopes (already received): refused as replays.
+    set(Tamper::ReplayOld);
+    let r = bob.sync().await.unwrap();
+    assert!(r.received.is_empty());
+    assert!(r.warnings.iter().any(|w| w.contains("replay")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("keeps resending")),
+        "a re-serving relay cannot trap the client: {:?}",
+        r.warnings
+    );
+
+    // 3. Reordered sequence: stored, but the gap and the late arrivals are reported.
+    set(Tamper::None);
+    for t in ["m3", "m4", "m5"] {
+        alice.send_text(conv, t).await.unwrap();
+    }
+    proxy.served.lock().unwrap().clear();
+    set(Tamper::Reverse);
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.len(), 3);
+    assert!(r.warnings.iter().any(|w| w.contains("gap")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().any(|w| w.contains("out of order")), "{:?}", r.warnings);
+    let texts: Vec<Content> = bob.messages(Some(conv)).await.unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(texts, ["m1", "m3", "m4", "m5"].map(|t| Content::Text(t.into())), "stored in sequence order");
+
+    // 4. A device injected into Bob's signed device list: Alice refuses to send to it.
+    set(Tamper::InjectDevice);
+    let err = alice.send_text(conv, "to a fake device?").await.unwrap_err();
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("signature")), "{err}");
+
+    // 5. A policy with a higher version but no valid network signature.
+    set(Tamper::BumpPolicyVersion);
+    let err = alice.send_text(conv, "under a forged policy?").await.unwrap_err();
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("policy")), "{err}");
+
+    // Honest again: everything works, nothing was lost from the store.
+    set(Tamper::None);
+    alice.send_text(conv, "m6").await.unwrap();
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.len(), 1);
+    let _ = STANDARD.encode([0u8]);
+}
