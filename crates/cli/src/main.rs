@@ -51,6 +51,27 @@ enum Command {
         #[command(flatten)]
         args: user::InviteArgs,
     },
+    /// Change the text of a message you sent.
+    Edit {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::EditArgs,
+    },
+    /// Delete a message you sent, for everyone.
+    Recall {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::TargetArgs,
+    },
+    /// React to a message.
+    React {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::ReactArgs,
+    },
     /// Stream incoming messages as they arrive.
     Watch {
         #[command(flatten)]
@@ -101,6 +122,9 @@ fn main() -> std::process::ExitCode {
             Command::File { profile, cmd } => user::file(profile, cmd).await,
             Command::Verify { profile, args } => user::verify(profile, args).await,
             Command::Watch { profile, args } => user::watch(profile, args).await,
+            Command::Edit { profile, args } => user::edit(profile, args).await,
+            Command::Recall { profile, args } => user::recall(profile, args).await,
+            Command::React { profile, args } => user::react(profile, args).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use strongroom_client::{Client, Message};
+use strongroom_client::Client;
 use strongroom_crypto::content::Content;
 use strongroom_crypto::ids::ConversationId;
 
@@ -32,8 +32,11 @@ pub struct EnrolArgs {
 #[derive(Args)]
 pub struct SendArgs {
     /// Send to this user (the direct conversation with them).
-    #[arg(long, conflicts_with = "conversation")]
+    #[arg(long, conflicts_with_all = ["conversation", "reply_to"])]
     to: Option<String>,
+    /// Answer this message (id), in its conversation.
+    #[arg(long, conflicts_with = "conversation")]
+    reply_to: Option<String>,
     /// Send to this conversation (id).
     #[arg(long)]
     conversation: Option<String>,
@@ -84,6 +87,11 @@ async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
     Client::open(&p.profile, &pass).await.context("cannot open the profile")
 }
 
+fn message_id(s: &str) -> anyhow::Result<strongroom_crypto::ids::MessageId> {
+    strongroom_crypto::ids::MessageId::parse_hex(s)
+        .context("a message id is 32 hex digits (see `strongroom read --json`)")
+}
+
 fn conversation_id(s: &str) -> anyhow::Result<ConversationId> {
     ConversationId::parse_hex(s).context("a conversation id is 32 hex digits (see `strongroom conversations list`)")
 }
@@ -108,13 +116,19 @@ pub async fn enrol(p: ProfileArgs, a: EnrolArgs) -> anyhow::Result<()> {
 
 pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let conversation = match (&a.to, &a.conversation) {
-        (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
-        (None, Some(c)) => conversation_id(c)?,
-        (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
+    let reply_to = a.reply_to.as_deref().map(message_id).transpose()?;
+    let conversation = match (&a.to, &a.conversation, reply_to) {
+        (_, _, Some(target)) => client.conversation_of(target).await?,
+        (Some(user), _, None) => client.direct_with(user).await.context("cannot find that user")?,
+        (None, Some(c), None) => conversation_id(c)?,
+        (None, None, None) => bail!("say where: --to USERNAME, --conversation ID or --reply-to MESSAGE_ID"),
+    };
+    let content = match reply_to {
+        Some(target) => Content::Reply { in_reply_to: target, text: a.text },
+        None => Content::Text(a.text),
     };
     let policy = client.policy().await?;
-    let accepted = client.send(conversation, &Content::Text(a.text), a.ttl).await.context("sending failed")?;
+    let accepted = client.send(conversation, &content, a.ttl).await.context("sending failed")?;
     if p.json {
         println!(
             "{}",
@@ -152,24 +166,40 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
-    let messages = client.messages(filter).await?;
+    let items = client.view(filter).await?;
     let mut names = std::collections::HashMap::new();
-    for m in &messages {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(m.sender) {
-            slot.insert(client.username_of(m.sender).await.unwrap_or_else(|_| m.sender.to_string()));
+    for who in items.iter().flat_map(|i| std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0))) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(who) {
+            slot.insert(client.username_of(who).await.unwrap_or_else(|_| who.to_string()));
         }
     }
-    let name = |m: &Message| names.get(&m.sender).cloned().unwrap_or_default();
+    let name = |u: &strongroom_crypto::ids::UserId| names.get(u).cloned().unwrap_or_default();
     if p.json {
-        let list: Vec<_> = messages
+        let list: Vec<_> = items
             .iter()
-            .map(|m| serde_json::json!({"conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(), "sender": name(m), "timestamp": m.timestamp, "text": describe(&m.content)}))
+            .map(|i| {
+                let m = &i.message;
+                serde_json::json!({
+                    "conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(),
+                    "sender": name(&m.sender), "timestamp": m.timestamp, "text": describe(&m.content), "edited": i.edited,
+                    "reactions": i.reactions.iter().map(|(u, e)| serde_json::json!({"user": name(u), "emoji": e})).collect::<Vec<_>>(),
+                })
+            })
             .collect();
         println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings}));
     } else {
-        for m in &messages {
+        for i in &items {
+            let m = &i.message;
             let id = if matches!(m.content, Content::File(_)) { format!(" ({})", m.message_id) } else { String::new() };
-            println!("[{}] #{} {}{id}: {}", &m.conversation.to_string()[..8], m.seq, name(m), describe(&m.content));
+            let edited = if i.edited { " (edited)" } else { "" };
+            let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", name(u))).collect();
+            println!(
+                "[{}] #{} {}{id}: {}{edited}{reactions}",
+                &m.conversation.to_string()[..8],
+                m.seq,
+                name(&m.sender),
+                describe(&m.content)
+            );
         }
     }
     client.close().await;
@@ -384,4 +414,63 @@ pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
     }
     client.close().await;
     Ok(())
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// Your message to change (id).
+    message: String,
+    /// Its new text.
+    text: String,
+}
+
+#[derive(Args)]
+pub struct TargetArgs {
+    /// The message (id).
+    message: String,
+}
+
+#[derive(Args)]
+pub struct ReactArgs {
+    /// The message (id).
+    message: String,
+    /// The emoji.
+    emoji: String,
+    /// Take the reaction back.
+    #[arg(long)]
+    remove: bool,
+}
+
+/// Sends a message about an earlier one (edit, recall, reaction) to its conversation.
+async fn about(
+    p: ProfileArgs,
+    target: &str,
+    make: impl FnOnce(strongroom_crypto::ids::MessageId) -> Content,
+) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let target = message_id(target)?;
+    let conversation = client.conversation_of(target).await?;
+    let accepted = client.send(conversation, &make(target), 0).await.context("sending failed")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"conversation": conversation.to_string(), "message_id": accepted.message_id, "seq": accepted.seq})
+        );
+    } else {
+        println!("Sent (#{})", accepted.seq);
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn edit(p: ProfileArgs, a: EditArgs) -> anyhow::Result<()> {
+    about(p, &a.message, |target| Content::Edit { target, text: a.text }).await
+}
+
+pub async fn recall(p: ProfileArgs, a: TargetArgs) -> anyhow::Result<()> {
+    about(p, &a.message, |target| Content::Recall { target }).await
+}
+
+pub async fn react(p: ProfileArgs, a: ReactArgs) -> anyhow::Result<()> {
+    about(p, &a.message, |target| Content::Reaction { target, emoji: a.emoji, remove: a.remove }).await
 }

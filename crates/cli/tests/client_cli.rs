@@ -240,3 +240,55 @@ fn a_100_mib_file_streams_through_in_flat_memory() {
     let again = cli(&bob, &["file", "get", msg["message_id"].as_str().unwrap(), "--out", dest.to_str().unwrap()]);
     assert!(!again.status.success());
 }
+
+#[test]
+fn replies_edits_recalls_and_reactions() {
+    let dir = temp_dir("edits");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let (alice, bob) = (dir.join("alice"), dir.join("bob"));
+    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
+    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+
+    let draft =
+        ok_json(cli(&alice, &["send", "--json", "--to", "bob", "draft"]))["message_id"].as_str().unwrap().to_owned();
+    let oops = ok_json(cli(&alice, &["send", "--json", "--to", "bob", "oops, wrong chat"]))["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok_json(cli(&bob, &["read", "--json"]));
+
+    ok_json(cli(&alice, &["edit", "--json", &draft, "final text"]));
+    ok_json(cli(&alice, &["recall", "--json", &oops]));
+    ok_json(cli(&bob, &["react", "--json", &draft, "👍"]));
+    ok_json(cli(&bob, &["send", "--json", "--reply-to", &draft, "looks good"]));
+    // Bob cannot edit Alice's message: the edit is ignored where it is applied.
+    ok_json(cli(&bob, &["edit", "--json", &draft, "forged by bob"]));
+
+    let shown = |v: &Value| -> Vec<(String, String, bool)> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["sender"].as_str().unwrap().to_owned(),
+                    m["text"].as_str().unwrap().to_owned(),
+                    m["edited"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let bob_view = ok_json(cli(&bob, &["read", "--json"]));
+    assert_eq!(
+        shown(&bob_view),
+        vec![("alice".into(), "final text".into(), true), ("bob".into(), "(reply) looks good".into(), false)],
+        "edit applied, recalled message gone"
+    );
+    let alice_view = ok_json(cli(&alice, &["read", "--json"]));
+    assert_eq!(shown(&alice_view)[0], ("alice".into(), "final text".into(), true), "bob's forged edit is ignored");
+    assert_eq!(alice_view["messages"][0]["reactions"][0]["emoji"], "👍");
+    assert_eq!(alice_view["messages"][0]["reactions"][0]["user"], "bob");
+    assert_eq!(shown(&alice_view)[1].1, "(reply) looks good");
+}

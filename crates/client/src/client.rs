@@ -41,6 +41,18 @@ pub struct Message {
     pub content: Content,
 }
 
+/// A message as the conversation shows it: edits applied, reactions
+/// gathered; edit, reaction and recall messages themselves folded in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewItem {
+    /// The message (its latest edit applied to `content`).
+    pub message: Message,
+    /// Whether its text was edited.
+    pub edited: bool,
+    /// Reactions: (who, emoji).
+    pub reactions: Vec<(UserId, String)>,
+}
+
 /// What a sync did.
 #[derive(Debug, Default)]
 pub struct SyncReport {
@@ -457,6 +469,9 @@ impl Client {
                         zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
                     let expires = (ttl_secs > 0).then(|| meta.timestamp + u64::from(ttl_secs) * 1000);
                     self.store.put_message(&self.vault, &row, &plain, expires).await?;
+                    if let Content::Recall { target } = content {
+                        self.store.delete_message(target.as_bytes()).await?;
+                    }
                     return Ok(accepted);
                 }
                 other => return other,
@@ -616,6 +631,8 @@ impl Client {
             }
             // Durable before acknowledged: one commit for the whole batch.
             self.store.put_messages(&self.vault, &opened).await?;
+            let start = report.received.len().saturating_sub(opened.len());
+            self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
             self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack }).await?;
         }
@@ -683,6 +700,7 @@ impl Client {
     async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
         let (m, row, plain, expires) = self.open_delivery(d, &mut HashMap::new()).await?;
         self.store.put_messages(&self.vault, &[(row, plain, expires)]).await?;
+        self.apply_recalls(std::slice::from_ref(&m)).await?;
         self.save().await?;
         Ok(Some(m))
     }
@@ -748,6 +766,71 @@ impl Client {
         let left = keys.one_time_remaining.iter().find(|c| c.device_id == mine).map_or(0, |c| c.count);
         if left < LOW_WATER {
             self.add_prekeys(false, ONE_TIME_BATCH).await?;
+        }
+        Ok(())
+    }
+
+    /// The conversation view: edits applied (only the original sender's),
+    /// reactions gathered, recalled messages gone.
+    pub async fn view(&self, conversation: Option<ConversationId>) -> Result<Vec<ViewItem>, ClientError> {
+        let all = self.messages(conversation).await?;
+        let mut items: Vec<ViewItem> = Vec::new();
+        let mut index: HashMap<MessageId, usize> = HashMap::new();
+        for m in all {
+            match &m.content {
+                Content::Edit { target, text } => {
+                    if let Some(item) = index.get(target).and_then(|i| items.get_mut(*i)) {
+                        if item.message.sender == m.sender {
+                            item.message.content = match &item.message.content {
+                                Content::Reply { in_reply_to, .. } => {
+                                    Content::Reply { in_reply_to: *in_reply_to, text: text.clone() }
+                                }
+                                _ => Content::Text(text.clone()),
+                            };
+                            item.edited = true;
+                        }
+                    }
+                }
+                Content::Reaction { target, emoji, remove } => {
+                    if let Some(item) = index.get(target).and_then(|i| items.get_mut(*i)) {
+                        item.reactions.retain(|(u, e)| !(*u == m.sender && e == emoji));
+                        if !remove {
+                            item.reactions.push((m.sender, emoji.clone()));
+                        }
+                    }
+                }
+                Content::Recall { .. } | Content::Receipt { .. } => {}
+                _ => {
+                    index.insert(m.message_id, items.len());
+                    items.push(ViewItem { message: m, edited: false, reactions: Vec::new() });
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// The conversation a stored message belongs to.
+    pub async fn conversation_of(&self, message: MessageId) -> Result<ConversationId, ClientError> {
+        self.messages(None)
+            .await?
+            .into_iter()
+            .find(|m| m.message_id == message)
+            .map(|m| m.conversation)
+            .ok_or_else(|| ClientError::Usage(format!("no stored message {message}; run `strongroom read` first")))
+    }
+
+    /// Applies recalls: a recall from a message's own sender deletes it from disk.
+    async fn apply_recalls(&self, received: &[Message]) -> Result<(), ClientError> {
+        let recalls: Vec<&Message> = received.iter().filter(|m| matches!(m.content, Content::Recall { .. })).collect();
+        if recalls.is_empty() {
+            return Ok(());
+        }
+        let stored = self.messages(None).await?;
+        for r in recalls {
+            let Content::Recall { target } = r.content else { continue };
+            if stored.iter().any(|m| m.message_id == target && m.sender == r.sender) {
+                self.store.delete_message(target.as_bytes()).await?;
+            }
         }
         Ok(())
     }

@@ -159,6 +159,12 @@ impl LocalStore {
             .collect()
     }
 
+    /// Deletes one message (overwritten on disk by `secure_delete`).
+    pub(crate) async fn delete_message(&self, id: &[u8; 16]) -> Result<(), ClientError> {
+        sqlx::query("DELETE FROM messages WHERE message_id = ?1").bind(id.to_vec()).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Deletes messages whose TTL has run out (overwritten on disk).
     pub(crate) async fn purge_expired(&self, now: u64) -> Result<u64, ClientError> {
         let n = sqlx::query("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1")
