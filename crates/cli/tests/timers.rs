@@ -1,0 +1,63 @@
+//! Disappearing messages: once a TTL runs out, the message is removed from
+//! the local store on disk (its sealed bytes are overwritten), not hidden.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use sqlx::{Connection, Row};
+use strongroom_client::Client;
+use strongroom_crypto::content::Content;
+
+async fn sealed_blobs(profile: &Path) -> Vec<Vec<u8>> {
+    let mut c =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", profile.join("store.db").display())).await.unwrap();
+    let rows = sqlx::query("SELECT sealed FROM messages").fetch_all(&mut c).await.unwrap();
+    rows.iter().map(|r| r.get::<Vec<u8>, _>("sealed")).collect()
+}
+
+fn on_disk(profile: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(profile).unwrap().any(|e| {
+        let p = e.unwrap().path();
+        p.is_file() && std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_gone_from_disk() {
+    let dir = temp_dir("ttl");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let mut alice =
+        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let bob_dir = dir.join("bob");
+    let mut bob = Client::enrol(&bob_dir, "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let conv = alice.direct_with("bob").await.unwrap();
+
+    alice.send(conv, &Content::Text("stays".into()), 0).await.unwrap();
+    alice.send(conv, &Content::Text("self-destructs".into()), 2).await.unwrap();
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.len(), 2);
+    let before = sealed_blobs(&bob_dir).await;
+    assert_eq!(before.len(), 2);
+    for b in &before {
+        assert!(on_disk(&bob_dir, b), "each sealed record is in the store file before expiry");
+    }
+
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    bob.sync().await.unwrap(); // purges what has expired
+    let left: Vec<Content> = bob.messages(Some(conv)).await.unwrap().into_iter().map(|m| m.content).collect();
+    assert_eq!(left, vec![Content::Text("stays".into())]);
+    let after = sealed_blobs(&bob_dir).await;
+    assert_eq!(after.len(), 1);
+    let gone: Vec<&Vec<u8>> = before.iter().filter(|b| !after.contains(b)).collect();
+    assert_eq!(gone.len(), 1);
+    assert!(!on_disk(&bob_dir, gone[0]), "the expired record's bytes must be overwritten on disk, not just unlinked");
+    assert!(on_disk(&bob_dir, &after[0]));
+    // The sender's own copy expires too.
+    alice.sync().await.unwrap();
+    assert_eq!(alice.messages(Some(conv)).await.unwrap().len(), 1);
+}
