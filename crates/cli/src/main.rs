@@ -51,6 +51,23 @@ enum Command {
         #[command(flatten)]
         args: user::InviteArgs,
     },
+    /// Show or change a conversation's members (rooms: moderators only).
+    Members {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::MembersArgs,
+    },
+    /// List your devices from your signed device list.
+    Devices {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+    },
+    /// Log this device in again (expired session, changed password).
+    Login {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+    },
     /// Change the text of a message you sent.
     Edit {
         #[command(flatten)]
@@ -123,6 +140,9 @@ fn main() -> std::process::ExitCode {
             Command::Verify { profile, args } => user::verify(profile, args).await,
             Command::Watch { profile, args } => user::watch(profile, args).await,
             Command::Edit { profile, args } => user::edit(profile, args).await,
+            Command::Members { profile, args } => user::members(profile, args).await,
+            Command::Devices { profile } => user::devices(profile).await,
+            Command::Login { profile } => user::login(profile).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,
             Command::React { profile, args } => user::react(profile, args).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,

@@ -474,3 +474,97 @@ pub async fn recall(p: ProfileArgs, a: TargetArgs) -> anyhow::Result<()> {
 pub async fn react(p: ProfileArgs, a: ReactArgs) -> anyhow::Result<()> {
     about(p, &a.message, |target| Content::Reaction { target, emoji: a.emoji, remove: a.remove }).await
 }
+
+#[derive(Args)]
+pub struct MembersArgs {
+    /// The conversation (id).
+    #[arg(long)]
+    conversation: String,
+    /// Add these users.
+    #[arg(long, value_delimiter = ',')]
+    add: Vec<String>,
+    /// Remove these users (yourself, to leave).
+    #[arg(long, value_delimiter = ',')]
+    remove: Vec<String>,
+    /// Make these members moderators (rooms).
+    #[arg(long, value_delimiter = ',')]
+    promote: Vec<String>,
+    /// Make these moderators plain members (rooms).
+    #[arg(long, value_delimiter = ',')]
+    demote: Vec<String>,
+}
+
+fn str_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+pub async fn members(p: ProfileArgs, a: MembersArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let id = conversation_id(&a.conversation)?;
+    let c = if a.add.is_empty() && a.remove.is_empty() && a.promote.is_empty() && a.demote.is_empty() {
+        client.conversation(id).await?
+    } else {
+        client
+            .change_members(id, &str_refs(&a.add), &str_refs(&a.remove), &str_refs(&a.promote), &str_refs(&a.demote))
+            .await
+            .context("cannot change the members")?
+    };
+    let mut out = Vec::new();
+    for m in &c.members {
+        let user = strongroom_crypto::ids::UserId::parse_hex(&m.user_id).context("bad member id from server")?;
+        out.push((client.username_of(user).await.unwrap_or_else(|_| m.user_id.clone()), m.role.clone()));
+    }
+    if p.json {
+        let list: Vec<_> = out.iter().map(|(n, r)| serde_json::json!({"username": n, "role": r})).collect();
+        println!(
+            "{}",
+            serde_json::json!({"conversation": c.id, "kind": c.kind, "members": list, "membership_seq": c.membership_seq})
+        );
+    } else {
+        println!("{} {} (membership change #{})", c.kind, c.id, c.membership_seq);
+        for (n, r) in out {
+            println!("  {n} ({r})");
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn devices(p: ProfileArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let this = client.device_id();
+    let list = client.devices().await?;
+    if p.json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(d, n, revoked)| serde_json::json!({"device_id": d.to_string(), "name": n, "revoked": revoked, "this_device": *d == this}))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for (d, n, revoked) in list {
+            println!(
+                "{d} {n}{}{}",
+                if revoked { " (revoked)" } else { "" },
+                if d == this { " (this device)" } else { "" }
+            );
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+pub async fn login(p: ProfileArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let password = secret_from("STRONGROOM_PASSWORD", "Account password")?;
+    client.login(&password).await.context("login failed")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"user_id": client.user_id().to_string(), "device_id": client.device_id().to_string()})
+        );
+    } else {
+        println!("Logged in as {} on device {}", client.username(), client.device_id());
+    }
+    client.close().await;
+    Ok(())
+}

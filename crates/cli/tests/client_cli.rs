@@ -292,3 +292,64 @@ fn replies_edits_recalls_and_reactions() {
     assert_eq!(alice_view["messages"][0]["reactions"][0]["user"], "bob");
     assert_eq!(shown(&alice_view)[1].1, "(reply) looks good");
 }
+
+#[test]
+fn rooms_moderation_devices_and_login() {
+    let dir = temp_dir("rooms");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let (alice, bob, carol) = (dir.join("alice"), dir.join("bob"), dir.join("carol"));
+    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
+    for (p, name) in [(&bob, "bob"), (&carol, "carol")] {
+        let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+        ok_json(cli(p, &["enrol", "--json", "--invite", &invite, "--username", name]));
+    }
+    let room = ok_json(cli(&alice, &["conversations", "create", "--json", "--kind", "room", "bob"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A plain member cannot change a room.
+    let denied = cli(&bob, &["members", "--conversation", &room, "--add", "carol"]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("moderators"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    // The moderator adds Carol and promotes Bob; now Bob may change it.
+    let m = ok_json(cli(&alice, &["members", "--json", "--conversation", &room, "--add", "carol", "--promote", "bob"]));
+    let roles: Vec<(String, String)> = m["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["username"].as_str().unwrap().into(), x["role"].as_str().unwrap().into()))
+        .collect();
+    assert!(
+        roles.contains(&("bob".into(), "moderator".into())) && roles.contains(&("carol".into(), "member".into())),
+        "{roles:?}"
+    );
+
+    ok_json(cli(&alice, &["send", "--json", "--conversation", &room, "welcome to the room"]));
+    for p in [&bob, &carol] {
+        let read = ok_json(cli(p, &["read", "--json"]));
+        let texts: Vec<&str> =
+            read["messages"].as_array().unwrap().iter().map(|x| x["text"].as_str().unwrap()).collect();
+        assert!(texts.contains(&"welcome to the room"), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.contains("MembersAdded")),
+            "membership changes are announced in-band: {texts:?}"
+        );
+    }
+    ok_json(cli(&bob, &["members", "--json", "--conversation", &room, "--remove", "carol"]));
+    // Removed, Carol no longer sees the room.
+    let gone = cli(&carol, &["members", "--conversation", &room]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not a member"));
+
+    let devices = ok_json(cli(&alice, &["devices", "--json"]));
+    assert_eq!(devices.as_array().unwrap().len(), 1);
+    assert_eq!(devices[0]["this_device"], true);
+    ok_json(cli(&alice, &["login", "--json"]));
+    ok_json(cli(&alice, &["conversations", "list", "--json"]));
+}

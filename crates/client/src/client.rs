@@ -375,6 +375,82 @@ impl Client {
         self.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members: ids }).await
     }
 
+    /// A conversation's members and roles.
+    pub async fn conversation(&self, id: ConversationId) -> Result<Conversation, ClientError> {
+        self.api.get(&format!("/v1/conversations/{id}")).await
+    }
+
+    /// Changes members (groups: any member; rooms: moderators) and announces
+    /// the change in the conversation with a signed control message, so every
+    /// member and the retention archive hold a record of who changed what.
+    pub async fn change_members(
+        &mut self,
+        id: ConversationId,
+        add: &[&str],
+        remove: &[&str],
+        promote: &[&str],
+        demote: &[&str],
+    ) -> Result<Conversation, ClientError> {
+        let mut resolve = Vec::new();
+        for list in [add, remove, promote, demote] {
+            let mut v = Vec::new();
+            for name in list {
+                v.push(self.find_user(name).await?);
+            }
+            resolve.push(v);
+        }
+        let hexes = |v: &Vec<UserId>| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let change = ChangeMembers {
+            add: hexes(&resolve[0]),
+            remove: hexes(&resolve[1]),
+            promote: hexes(&resolve[2]),
+            demote: hexes(&resolve[3]),
+        };
+        let c: Conversation = self.api.post(&format!("/v1/conversations/{id}/members"), &change).await?;
+        use strongroom_crypto::content::Control;
+        let me = self.user_id();
+        let announcements = [
+            (!resolve[0].is_empty()).then(|| Control::MembersAdded(resolve[0].clone())),
+            (!resolve[1].is_empty() && resolve[1] != [me]).then(|| Control::MembersRemoved(resolve[1].clone())),
+            (resolve[1] == [me]).then_some(Control::Left),
+            (!resolve[2].is_empty()).then(|| Control::ModeratorsAdded(resolve[2].clone())),
+            (!resolve[3].is_empty()).then(|| Control::ModeratorsRemoved(resolve[3].clone())),
+        ];
+        for control in announcements.into_iter().flatten() {
+            // Best effort: after leaving, there may be nobody left to tell.
+            match self.send(id, &Content::Control(control), 0).await {
+                Ok(_) | Err(ClientError::Refused { .. }) | Err(ClientError::Usage(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(c)
+    }
+
+    /// This user's devices from the signed device list: (id, name, revoked).
+    pub async fn devices(&mut self) -> Result<Vec<(DeviceId, String, bool)>, ClientError> {
+        let list = self.device_list(self.user_id()).await?;
+        Ok(list.list().devices.iter().map(|d| (d.device_id, d.name.clone(), d.revoked)).collect())
+    }
+
+    /// Logs this device in again (after the session expired or the password changed).
+    pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
+        let session: Session = self
+            .api
+            .post(
+                "/v1/login",
+                &Login {
+                    network_id: self.state.network_id.clone(),
+                    username: self.state.username.clone(),
+                    password: password.into(),
+                    device_id: self.state.device_id.clone(),
+                },
+            )
+            .await?;
+        self.api.set_token(session.token.clone());
+        self.state.token = session.token;
+        self.save().await
+    }
+
     /// The direct conversation with `username`, created if needed.
     pub async fn direct_with(&self, username: &str) -> Result<ConversationId, ClientError> {
         let other = self.find_user(username).await?.to_string();
