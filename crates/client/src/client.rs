@@ -391,30 +391,28 @@ impl Client {
         promote: &[&str],
         demote: &[&str],
     ) -> Result<Conversation, ClientError> {
-        let mut resolve = Vec::new();
-        for list in [add, remove, promote, demote] {
-            let mut v = Vec::new();
-            for name in list {
-                v.push(self.find_user(name).await?);
-            }
-            resolve.push(v);
-        }
-        let hexes = |v: &Vec<UserId>| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let (add, remove, promote, demote) = (
+            self.resolve(add).await?,
+            self.resolve(remove).await?,
+            self.resolve(promote).await?,
+            self.resolve(demote).await?,
+        );
+        let hexes = |v: &[UserId]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
         let change = ChangeMembers {
-            add: hexes(&resolve[0]),
-            remove: hexes(&resolve[1]),
-            promote: hexes(&resolve[2]),
-            demote: hexes(&resolve[3]),
+            add: hexes(&add),
+            remove: hexes(&remove),
+            promote: hexes(&promote),
+            demote: hexes(&demote),
         };
         let c: Conversation = self.api.post(&format!("/v1/conversations/{id}/members"), &change).await?;
         use strongroom_crypto::content::Control;
-        let me = self.user_id();
+        let leaving = remove == [self.user_id()];
         let announcements = [
-            (!resolve[0].is_empty()).then(|| Control::MembersAdded(resolve[0].clone())),
-            (!resolve[1].is_empty() && resolve[1] != [me]).then(|| Control::MembersRemoved(resolve[1].clone())),
-            (resolve[1] == [me]).then_some(Control::Left),
-            (!resolve[2].is_empty()).then(|| Control::ModeratorsAdded(resolve[2].clone())),
-            (!resolve[3].is_empty()).then(|| Control::ModeratorsRemoved(resolve[3].clone())),
+            (!add.is_empty()).then(|| Control::MembersAdded(add.clone())),
+            (!remove.is_empty() && !leaving).then(|| Control::MembersRemoved(remove.clone())),
+            leaving.then_some(Control::Left),
+            (!promote.is_empty()).then(|| Control::ModeratorsAdded(promote.clone())),
+            (!demote.is_empty()).then(|| Control::ModeratorsRemoved(demote.clone())),
         ];
         for control in announcements.into_iter().flatten() {
             // Best effort: after leaving, there may be nobody left to tell.
@@ -424,6 +422,14 @@ impl Client {
             }
         }
         Ok(c)
+    }
+
+    async fn resolve(&self, names: &[&str]) -> Result<Vec<UserId>, ClientError> {
+        let mut v = Vec::with_capacity(names.len());
+        for name in names {
+            v.push(self.find_user(name).await?);
+        }
+        Ok(v)
     }
 
     /// This user's devices from the signed device list: (id, name, revoked).
