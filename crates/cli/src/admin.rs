@@ -63,19 +63,12 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The passphrase from STRONGROOM_NETWORK_KEY_PASSPHRASE, or asked on the terminal.
+/// The network key passphrase, from STRONGROOM_NETWORK_KEY_PASSPHRASE or asked on the terminal.
 pub fn passphrase() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("STRONGROOM_NETWORK_KEY_PASSPHRASE") {
-        return Ok(p);
-    }
-    use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() {
-        bail!("no passphrase: set STRONGROOM_NETWORK_KEY_PASSPHRASE or run in a terminal");
-    }
-    eprint!("Passphrase for the network key file (12+ characters): ");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("cannot read the passphrase")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    crate::user::secret_from(
+        "STRONGROOM_NETWORK_KEY_PASSPHRASE",
+        "Passphrase for the network key file (12+ characters)",
+    )
 }
 
 async fn create_network(args: CreateArgs) -> anyhow::Result<()> {

@@ -68,7 +68,8 @@ pub enum ConversationsCommand {
     },
 }
 
-fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
+/// A secret from an environment variable, or asked on the terminal.
+pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
     if let Ok(v) = std::env::var(env) {
         return Ok(v);
     }

@@ -217,17 +217,7 @@ fn check_entries(devices: &[DeviceEntry]) -> Result<(), CertError> {
             return Err(CertError::Invalid("device name longer than 64 bytes"));
         }
     }
-    for pair in devices.windows(2) {
-        if let [a, b] = pair {
-            if a.device_id == b.device_id {
-                return Err(CertError::DuplicateDevice(a.device_id));
-            }
-            if a.device_id > b.device_id {
-                return Err(CertError::Invalid("device list entries are not in ascending id order"));
-            }
-        }
-    }
-    Ok(())
+    super::check_ascending(devices, |d| d.device_id, "device list entries are not in ascending id order")
 }
 
 impl VerifiedDeviceList {

@@ -133,6 +133,26 @@ pub enum CertError {
     Invalid(&'static str),
 }
 
+/// Entries must be in strictly ascending device id order: one encoding per
+/// list, and no device listed twice.
+pub(crate) fn check_ascending<T>(
+    items: &[T],
+    id: impl Fn(&T) -> DeviceId,
+    unordered: &'static str,
+) -> Result<(), CertError> {
+    for pair in items.windows(2) {
+        if let [a, b] = pair {
+            if id(a) == id(b) {
+                return Err(CertError::DuplicateDevice(id(a)));
+            }
+            if id(a) > id(b) {
+                return Err(CertError::Invalid(unordered));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl CertError {
     pub(crate) fn decode(what: &'static str) -> impl Fn(DecodeError) -> CertError {
         move |source| CertError::Decode { what, source }

@@ -155,17 +155,7 @@ fn check_entries(retention: &[RetentionDevice]) -> Result<(), CertError> {
     if retention.iter().any(|d| d.name.len() > MAX_RETENTION_NAME) {
         return Err(CertError::Invalid("retention device name longer than 64 bytes"));
     }
-    for pair in retention.windows(2) {
-        if let [a, b] = pair {
-            if a.device_id == b.device_id {
-                return Err(CertError::DuplicateDevice(a.device_id));
-            }
-            if a.device_id > b.device_id {
-                return Err(CertError::Invalid("retention devices are not in ascending id order"));
-            }
-        }
-    }
-    Ok(())
+    super::check_ascending(retention, |d| d.device_id, "retention devices are not in ascending id order")
 }
 
 /// Verifies policies against the pinned network key and remembers the newest
