@@ -61,3 +61,28 @@ async fn expired_messages_are_gone_from_disk() {
     alice.sync().await.unwrap();
     assert_eq!(alice.messages(Some(conv)).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn medium_term_prekeys_rotate_and_old_private_halves_are_deleted() {
+    use strongroom_client::{GRACE_MS, ROTATE_AFTER_MS};
+    let dir = temp_dir("rotate");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let mut alice =
+        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
+    let now = now_ms();
+    assert_eq!(alice.prekey_counts().0, 1);
+    alice.maintain_keys(now + 1000).await.unwrap();
+    assert_eq!(alice.prekey_counts().0, 1, "no rotation before a week");
+    // t1: the first key A is a week old -> B is made; A is kept for the grace period.
+    let t1 = now + ROTATE_AFTER_MS + 1000;
+    alice.maintain_keys(t1).await.unwrap();
+    assert_eq!(alice.prekey_counts().0, 2);
+    // Just before A's grace ends, B is itself due for rotation -> C; A, B, C all kept.
+    let t2 = t1 + GRACE_MS - 1000;
+    alice.maintain_keys(t2).await.unwrap();
+    assert_eq!(alice.prekey_counts().0, 3);
+    // Past A's grace (counted from when B replaced it): A's private half is deleted.
+    alice.maintain_keys(t1 + GRACE_MS + 1000).await.unwrap();
+    assert_eq!(alice.prekey_counts().0, 2, "B and C remain");
+}

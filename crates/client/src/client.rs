@@ -21,6 +21,11 @@ use crate::vault::Vault;
 /// One-time pre-keys kept on the server; topped up below [`LOW_WATER`].
 const ONE_TIME_BATCH: u32 = 50;
 const LOW_WATER: u64 = 20;
+/// A new medium-term pre-key is made when the newest is this old (7 days).
+pub const ROTATE_AFTER_MS: u64 = 7 * 86_400_000;
+/// Older medium-term private keys are deleted this long after a newer one
+/// replaced them (14 days): long enough for messages in flight to arrive.
+pub const GRACE_MS: u64 = 14 * 86_400_000;
 /// Argon2id memory for the profile key (64 MiB).
 pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
 
@@ -149,6 +154,7 @@ impl Client {
             device_seed: hex(device_key.expose_seed().expose()),
             prekeys: Vec::new(),
             next_prekey_id: 0,
+            medium_created: Default::default(),
             device_list_version: 0,
             policy: None,
             pins: Default::default(),
@@ -238,9 +244,12 @@ impl Client {
     }
 
     async fn add_prekeys(&mut self, medium_term: bool, one_time: u32) -> Result<(), ClientError> {
+        self.add_prekeys_at(medium_term, one_time, now_ms()).await
+    }
+
+    async fn add_prekeys_at(&mut self, medium_term: bool, one_time: u32, now: u64) -> Result<(), ClientError> {
         let device_key = self.device_key()?;
         let mut signed = Vec::new();
-        let now = now_ms();
         let kinds =
             medium_term.then_some(PreKeyKind::MediumTerm).into_iter().chain((0..one_time).map(|_| PreKeyKind::OneTime));
         for kind in kinds {
@@ -262,6 +271,9 @@ impl Client {
             .map_err(|e| ClientError::Usage(e.to_string()))?;
             signed.push(B64(pk.encode()));
             self.state.prekeys.push((u8::from(kind == PreKeyKind::OneTime), id, hex(secret.expose_bytes().expose())));
+            if kind == PreKeyKind::MediumTerm {
+                self.state.medium_created.insert(id, now);
+            }
         }
         self.save().await?;
         self.api.put_json("/v1/keys/prekeys", &UploadPreKeys { prekeys: signed }).await
@@ -720,6 +732,7 @@ impl Client {
         }
         self.store.purge_expired(now_ms()).await?;
         self.top_up().await?;
+        self.maintain_keys(now_ms()).await?;
         Ok(report)
     }
 
@@ -840,6 +853,41 @@ impl Client {
             content: opened.content,
         };
         Ok((message, row, plain, h.expires_at()))
+    }
+
+    /// Key upkeep as of `now`: a fresh medium-term pre-key once the newest is
+    /// [`ROTATE_AFTER_MS`] old, and deletion of older medium-term private keys
+    /// [`GRACE_MS`] after they were replaced. Runs at every sync.
+    pub async fn maintain_keys(&mut self, now: u64) -> Result<(), ClientError> {
+        let newest = self.state.medium_created.values().max().copied();
+        if newest.is_none_or(|t| now.saturating_sub(t) >= ROTATE_AFTER_MS) {
+            self.add_prekeys_at(true, 0, now).await?;
+        }
+        // A key was replaced when the next newer one was made; its private
+        // half goes once that is GRACE_MS ago.
+        let mut keys: Vec<(u32, u64)> = self.state.medium_created.iter().map(|(id, t)| (*id, *t)).collect();
+        keys.sort_by_key(|(_, t)| *t);
+        let stale: Vec<u32> = keys
+            .windows(2)
+            .filter_map(|w| match w {
+                [(old, _), (_, replaced_at)] if now.saturating_sub(*replaced_at) >= GRACE_MS => Some(*old),
+                _ => None,
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for id in &stale {
+            self.state.medium_created.remove(id);
+            self.state.prekeys.retain(|(k, i, _)| !(*k == 0 && i == id));
+        }
+        self.save().await
+    }
+
+    /// Private pre-keys held: (medium-term, one-time).
+    pub fn prekey_counts(&self) -> (usize, usize) {
+        let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == 0).count();
+        (medium, self.state.prekeys.len() - medium)
     }
 
     async fn top_up(&mut self) -> Result<(), ClientError> {

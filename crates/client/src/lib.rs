@@ -13,6 +13,6 @@ mod state;
 mod store;
 mod vault;
 
-pub use client::{Client, Message, SyncReport, ViewItem, PROFILE_KDF_KIB};
+pub use client::{Client, Message, SyncReport, ViewItem, GRACE_MS, PROFILE_KDF_KIB, ROTATE_AFTER_MS};
 pub use error::ClientError;
 pub use files::Progress;

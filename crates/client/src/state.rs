@@ -20,6 +20,9 @@ pub(crate) struct ProfileState {
     /// (kind: 0 medium-term / 1 one-time, id, private key hex)
     pub prekeys: Vec<(u8, u32, String)>,
     pub next_prekey_id: u32,
+    /// When each medium-term pre-key was made (id → ms), for rotation.
+    #[serde(default)]
+    pub medium_created: BTreeMap<u32, u64>,
     pub device_list_version: u64,
     /// Highest policy version seen and its digest (hex).
     pub policy: Option<(u64, String)>,
