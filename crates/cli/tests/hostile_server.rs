@@ -28,6 +28,9 @@ enum Tamper {
     Reverse,
     InjectDevice,
     BumpPolicyVersion,
+    /// Acknowledgements fail (as in a crash between storing and acking): the
+    /// server re-delivers what the client already stored.
+    DropAck,
 }
 
 struct Proxy {
@@ -42,6 +45,9 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
     let headers = req.headers().clone();
     let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    if path == "/v1/messages/ack" && *p.mode.lock().unwrap() == Tamper::DropAck {
+        return Response::builder().status(503).body(Body::empty()).unwrap();
+    }
     let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
     for name in ["authorization", "content-type"] {
         if let Some(v) = headers.get(name) {
@@ -167,6 +173,23 @@ async fn every_tampering_is_refused_visibly() {
     set(Tamper::BumpPolicyVersion);
     let err = alice.send_text(conv, "under a forged policy?").await.unwrap_err();
     assert!(matches!(err, ClientError::Trust(ref m) if m.contains("policy")), "{err}");
+
+    // 6. Lost acknowledgements: the honest re-delivery is absorbed silently, stored once.
+    set(Tamper::None);
+    alice.send_text(conv, "ack me").await.unwrap();
+    set(Tamper::DropAck);
+    assert!(bob.sync().await.is_err(), "the failed ack is reported");
+    set(Tamper::None);
+    let r = bob.sync().await.unwrap();
+    assert!(r.received.is_empty() && r.warnings.is_empty(), "{:?}", r.warnings);
+    let acks = bob
+        .messages(Some(conv))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.content == Content::Text("ack me".into()))
+        .count();
+    assert_eq!(acks, 1);
 
     // Honest again: everything works, nothing was lost from the store.
     set(Tamper::None);

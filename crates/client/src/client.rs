@@ -76,6 +76,10 @@ pub struct Client {
     api: Api,
 }
 
+fn d_id(d: &Delivery) -> Result<[u8; 16], ClientError> {
+    MessageId::parse_hex(&d.message_id).map(|m| *m.as_bytes()).ok_or(ClientError::Corrupt("message id from server"))
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -719,6 +723,7 @@ impl Client {
                         report.warnings.push(format!("message {} refused: delivered twice (replay)", m.message_id))
                     }
                     Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
+                    Err(ClientError::AlreadyStored) => {}
                     Err(e) => report.warnings.push(format!("message {} refused: {e}", d.message_id)),
                 }
                 ack.push(d.message_id.clone());
@@ -728,7 +733,10 @@ impl Client {
             let start = report.received.len().saturating_sub(opened.len());
             self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
-            self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack }).await?;
+            self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack.clone() }).await?;
+            let acked: Vec<[u8; 16]> =
+                ack.iter().filter_map(|m| MessageId::parse_hex(m)).map(|m| *m.as_bytes()).collect();
+            self.store.mark_acked(&acked).await?;
         }
         self.store.purge_expired(now_ms()).await?;
         self.top_up().await?;
@@ -778,7 +786,7 @@ impl Client {
                     count += 1;
                     on_message(&m);
                 }
-                Ok(None) => {}
+                Ok(None) | Err(ClientError::AlreadyStored) => {}
                 Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
                 Err(e) => on_warning(&format!("message {} refused: {e}", d.message_id)),
             }
@@ -787,6 +795,7 @@ impl Client {
             ws.send(Frame::Text(ack.into()))
                 .await
                 .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+            self.store.mark_acked(&[d_id(&d)?]).await?;
         }
         let _ = ws.close(None).await;
         Ok(count)
@@ -811,8 +820,11 @@ impl Client {
     ) -> Result<(Message, StoredRow, zeroize::Zeroizing<Vec<u8>>, Option<u64>), ClientError> {
         let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
         let h = *delivered.header();
-        if self.store.seen(h.message_id.as_bytes()).await? {
-            return Err(ClientError::Trust(EnvelopeError::Replay(h.message_id).to_string()));
+        match self.store.seen(h.message_id.as_bytes()).await? {
+            // Stored but never acknowledged (we stopped in between): an honest re-delivery.
+            Some(false) => return Err(ClientError::AlreadyStored),
+            Some(true) => return Err(ClientError::Trust(EnvelopeError::Replay(h.message_id).to_string())),
+            None => {}
         }
         let sender = match lists.get(&h.sender_user_id) {
             Some(l) if l.device(h.sender_device_id).is_ok() => l.clone(),

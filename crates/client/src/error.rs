@@ -46,6 +46,9 @@ pub enum ClientError {
     /// Something a peer or the server sent failed verification.
     #[error("security check failed: {0}")]
     Trust(String),
+    /// Internal: a delivery of a message already stored (not an error to report).
+    #[error("message already stored")]
+    AlreadyStored,
     /// Bad input from the caller.
     #[error("{0}")]
     Usage(String),

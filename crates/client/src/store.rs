@@ -55,7 +55,7 @@ impl LocalStore {
             "CREATE TABLE IF NOT EXISTS messages (message_id BLOB PRIMARY KEY, conversation BLOB NOT NULL, seq INTEGER NOT NULL, \
              sender BLOB NOT NULL, timestamp INTEGER NOT NULL, expires_at INTEGER, sealed BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, seq)",
-            "CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, timestamp INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, timestamp INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0)",
         ] {
             sqlx::query(stmt).execute(&pool).await?;
         }
@@ -126,12 +126,23 @@ impl LocalStore {
         Ok(u64::try_from(row.get::<i64, _>("s")).unwrap_or(0))
     }
 
-    pub(crate) async fn seen(&self, id: &[u8; 16]) -> Result<bool, ClientError> {
-        Ok(sqlx::query("SELECT 1 FROM seen WHERE message_id = ?1")
+    /// Whether a message id was stored before, and whether its delivery was acknowledged.
+    pub(crate) async fn seen(&self, id: &[u8; 16]) -> Result<Option<bool>, ClientError> {
+        let row = sqlx::query("SELECT acked FROM seen WHERE message_id = ?1")
             .bind(id.to_vec())
             .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>("acked") != 0))
+    }
+
+    /// Records that the server was told these messages are stored.
+    pub(crate) async fn mark_acked(&self, ids: &[[u8; 16]]) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE seen SET acked = 1 WHERE message_id = ?1").bind(id.to_vec()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Messages, oldest first by (conversation, seq); one conversation or all.
