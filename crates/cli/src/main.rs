@@ -58,6 +58,13 @@ enum Command {
         #[command(flatten)]
         args: user::MembersArgs,
     },
+    /// Link a new device to your account by approval from an existing one.
+    Link {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: user::LinkCommand,
+    },
     /// List your devices from your signed device list.
     Devices {
         #[command(flatten)]
@@ -142,6 +149,7 @@ fn main() -> std::process::ExitCode {
             Command::Edit { profile, args } => user::edit(profile, args).await,
             Command::Members { profile, args } => user::members(profile, args).await,
             Command::Devices { profile } => user::devices(profile).await,
+            Command::Link { profile, cmd } => user::link(profile, cmd).await,
             Command::Login { profile } => user::login(profile).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,
             Command::React { profile, args } => user::react(profile, args).await,

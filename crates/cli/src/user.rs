@@ -535,6 +535,9 @@ pub async fn devices(p: ProfileArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
     let this = client.device_id();
     let list = client.devices().await?;
+    if !p.json {
+        println!("Network {} — to link a new device run there: strongroom link start --server URL --network {} --username {}", client.network_id(), client.network_id(), client.username());
+    }
     if p.json {
         let v: Vec<_> = list
             .iter()
@@ -567,5 +570,70 @@ pub async fn login(p: ProfileArgs) -> anyhow::Result<()> {
         println!("Logged in as {} on device {}", client.username(), client.device_id());
     }
     client.close().await;
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum LinkCommand {
+    /// On the NEW device: ask to join your account; shows a code and waits.
+    Start {
+        /// The relay's URL.
+        #[arg(long, env = "STRONGROOM_SERVER")]
+        server: String,
+        /// Your network's id (`strongroom devices` on an existing device shows it).
+        #[arg(long)]
+        network: String,
+        /// Your username.
+        #[arg(long)]
+        username: String,
+        /// How long to wait for approval, seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// On an EXISTING device: approve the new device showing this code.
+    Approve {
+        /// The code the new device shows.
+        code: String,
+    },
+}
+
+pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
+    match cmd {
+        LinkCommand::Start { server, network, username, timeout } => {
+            let network =
+                strongroom_crypto::ids::NetworkId::parse_hex(&network).context("a network id is 32 hex digits")?;
+            let pass =
+                secret_from("STRONGROOM_PASSPHRASE", "Choose a profile passphrase for this device (8+ characters)")?;
+            let password = secret_from("STRONGROOM_PASSWORD", "Account password")?;
+            let pending = Client::link_begin(&p.profile, &pass, &server, network, &username, &password)
+                .await
+                .context("cannot start linking")?;
+            if p.json {
+                println!("{}", serde_json::json!({"link_code": pending.code().to_string()}));
+            } else {
+                println!("Link code: {}", pending.code());
+                println!("On one of your devices run: strongroom link approve {}", pending.code());
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let client = pending.wait(std::time::Duration::from_secs(timeout)).await.context("linking failed")?;
+            if p.json {
+                println!("{}", serde_json::json!({"device_id": client.device_id().to_string(), "linked": true}));
+            } else {
+                println!("This device ({}) is now linked to {}", client.device_id(), client.username());
+            }
+            client.close().await;
+        }
+        LinkCommand::Approve { code } => {
+            let mut client = open(&p).await?;
+            let device = client.approve_link(&code).await.context("cannot approve the device")?;
+            if p.json {
+                println!("{}", serde_json::json!({"approved": device.to_string()}));
+            } else {
+                println!("Approved device {device}");
+            }
+            client.close().await;
+        }
+    }
     Ok(())
 }

@@ -353,3 +353,69 @@ fn rooms_moderation_devices_and_login() {
     ok_json(cli(&alice, &["login", "--json"]));
     ok_json(cli(&alice, &["conversations", "list", "--json"]));
 }
+
+#[test]
+fn a_second_device_is_linked_by_approval_and_gets_everything() {
+    use std::io::BufRead;
+    let dir = temp_dir("link");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (network, admin_invite) = create_network(&server, &dir, "acme");
+    let (alice, alice2, bob) = (dir.join("alice"), dir.join("alice2"), dir.join("bob"));
+    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
+    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+
+    // The new device asks and shows a code; it needs the password but cannot join by password alone.
+    let mut new_device = Command::new(bin())
+        .args([
+            "link",
+            "start",
+            "--json",
+            "--server",
+            &server.url,
+            "--network",
+            &network.to_string(),
+            "--username",
+            "alice",
+            "--timeout",
+            "60",
+            "--profile",
+        ])
+        .arg(&alice2)
+        .env("STRONGROOM_PASSPHRASE", "profile passphrase")
+        .env("STRONGROOM_PASSWORD", "account password 123")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(new_device.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let code = first["link_code"].as_str().unwrap().to_owned();
+
+    // A wrong code approves nothing.
+    let wrong = cli(&alice, &["link", "approve", "0000-0000-0000-0000-0000"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("shows that code"));
+    ok_json(cli(&alice, &["link", "approve", "--json", &code]));
+    let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(done["linked"], true);
+    assert!(new_device.wait().unwrap().success());
+
+    let devices = ok_json(cli(&alice, &["devices", "--json"]));
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    // Bob's message reaches both of Alice's devices; the new device's message reaches Bob and Alice's first device.
+    ok_json(cli(&bob, &["send", "--json", "--to", "alice", "to both devices"]));
+    ok_json(cli(&alice2, &["send", "--json", "--to", "bob", "from the new device"]));
+    for p in [&alice, &alice2] {
+        let read = ok_json(cli(p, &["read", "--json"]));
+        let texts: Vec<&str> =
+            read["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+        assert!(texts.contains(&"to both devices"), "{texts:?}");
+        assert!(texts.contains(&"from the new device"), "{texts:?}");
+    }
+    let read = ok_json(cli(&bob, &["read", "--json"]));
+    assert!(read["messages"].as_array().unwrap().iter().any(|m| m["text"] == "from the new device"));
+    // Both of Alice's devices show Bob the same safety number: one identity.
+    let one = ok_json(cli(&alice, &["verify", "--json", "bob"]));
+    let two = ok_json(cli(&alice2, &["verify", "--json", "bob"]));
+    assert_eq!(one["safety_number"], two["safety_number"]);
+}

@@ -19,7 +19,7 @@ use crate::store::{hex, LocalStore, StoredRow};
 use crate::vault::Vault;
 
 /// One-time pre-keys kept on the server; topped up below [`LOW_WATER`].
-const ONE_TIME_BATCH: u32 = 50;
+pub(crate) const ONE_TIME_BATCH: u32 = 50;
 const LOW_WATER: u64 = 20;
 /// A new medium-term pre-key is made when the newest is this old (7 days).
 pub const ROTATE_AFTER_MS: u64 = 7 * 86_400_000;
@@ -169,6 +169,32 @@ impl Client {
         client.policy().await?;
         client.save().await?;
         Ok(client)
+    }
+
+    pub(crate) fn from_parts(dir: PathBuf, vault: Vault, store: LocalStore, state: ProfileState, api: Api) -> Self {
+        Self { dir, vault, store, state, api }
+    }
+
+    pub(crate) fn api(&self) -> &Api {
+        &self.api
+    }
+
+    pub(crate) fn identity_key_pair(&self) -> Result<SigningKey, ClientError> {
+        self.identity()
+    }
+
+    pub(crate) fn pinned_network_key(&self) -> Result<VerifyingKey, ClientError> {
+        self.network_key()
+    }
+
+    pub(crate) async fn set_device_list_version(&mut self, version: u64) -> Result<(), ClientError> {
+        self.state.device_list_version = version;
+        self.save().await
+    }
+
+    pub(crate) async fn publish_initial_prekeys(&mut self, one_time: u32) -> Result<(), ClientError> {
+        self.add_prekeys(true, one_time).await?;
+        self.save().await
     }
 
     /// Unlocks an existing profile.

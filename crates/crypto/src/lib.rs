@@ -53,6 +53,7 @@ pub mod fuzz_checks;
 mod hex;
 pub mod ids;
 pub mod keys;
+pub mod link;
 pub mod merkle;
 mod primitives;
 pub mod safety_number;

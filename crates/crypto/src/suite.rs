@@ -71,6 +71,8 @@ pub(crate) mod label {
     pub const ATTACHMENT: &[u8] = b"strongroom/v1/attachment";
     pub const NETWORK_FINGERPRINT: &[u8] = b"strongroom/v1/network-fingerprint";
     pub const SAFETY_NUMBER: &[u8] = b"strongroom/v1/safety-number";
+    pub const LINK_CODE: &[u8] = b"strongroom/v1/link-code";
+    pub const LINK: &[u8] = b"strongroom/v1/link-identity";
 }
 
 #[cfg(test)]

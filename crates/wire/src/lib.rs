@@ -165,6 +165,29 @@ pub struct DeviceCount {
     pub count: u64,
 }
 
+/// `POST /v1/devices/link` (the new device) and one entry of
+/// `GET /v1/devices/link` (the user's existing devices).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkRequest {
+    /// The new device (hex); set by the server from the session.
+    #[serde(default)]
+    pub device_id: String,
+    /// Its Ed25519 signing key.
+    pub signing_key: B64,
+    /// Its ephemeral X25519 link key.
+    pub link_key: B64,
+}
+
+/// `POST /v1/devices/link/approve` (an existing device) and the answer of
+/// `GET /v1/devices/link/result` (the new device).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkApproval {
+    /// The new device (hex).
+    pub device_id: String,
+    /// The identity key sealed to the link key (PROTOCOL.md, linking).
+    pub sealed_identity: B64,
+}
+
 /// `POST /v1/keys/claim`: one pre-key per device, for sealing a message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimPreKeys {

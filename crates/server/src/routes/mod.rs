@@ -4,6 +4,7 @@ mod accounts;
 mod admin;
 mod blobs;
 mod conversations;
+mod devices;
 mod keys;
 mod messages;
 mod ops;
@@ -38,6 +39,9 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/logout", post(accounts::logout)),
         ("/v1/password", post(accounts::change_password)),
         ("/v1/keys/device-list", put(keys::put_device_list)),
+        ("/v1/devices/link", post(devices::request).get(devices::pending)),
+        ("/v1/devices/link/approve", post(devices::approve)),
+        ("/v1/devices/link/result", get(devices::result)),
         ("/v1/keys/prekeys", put(keys::put_prekeys)),
         ("/v1/keys/claim", post(keys::claim)),
         ("/v1/keys/{user}", get(keys::user_keys)),

@@ -10,6 +10,7 @@ mod accounts;
 mod blobs;
 mod conversations;
 mod keys;
+mod links;
 mod messages;
 mod migrations;
 mod networks;
@@ -18,6 +19,7 @@ pub use accounts::{LoginOutcome, SessionRow, UserRow};
 pub use blobs::BlobRow;
 pub use conversations::{ConversationRow, Kind, Role};
 pub use keys::DeviceListRefusal;
+pub use links::LinkRow;
 pub use messages::{QueuedRow, StoreOutcome, StoredEnvelope};
 
 use std::borrow::Cow;

@@ -1,0 +1,205 @@
+//! Linking a new device to an account by approval from an existing device.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand_core::OsRng;
+use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
+use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
+use strongroom_crypto::keys::{AgreementSecret, SigningKey};
+use strongroom_crypto::link::{open_identity, seal_identity, LinkCode};
+use strongroom_wire::{LinkApproval, LinkRequest, Login, Session, B64};
+
+use crate::api::Api;
+use crate::client::{Client, ONE_TIME_BATCH};
+use crate::error::ClientError;
+use crate::state::ProfileState;
+use crate::store::{hex, LocalStore};
+use crate::vault::Vault;
+
+/// A new device waiting for approval; show [`PendingLink::code`] on it.
+pub struct PendingLink {
+    dir: PathBuf,
+    vault: Vault,
+    store: LocalStore,
+    api: Api,
+    server_url: String,
+    network: NetworkId,
+    username: String,
+    user: UserId,
+    device: DeviceId,
+    token: String,
+    device_key: SigningKey,
+    link: AgreementSecret,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Client {
+    /// Starts linking a new device: creates its profile, logs in (the session
+    /// is useless until an existing device approves), and asks to be linked.
+    pub async fn link_begin(
+        dir: &Path,
+        passphrase: &str,
+        server_url: &str,
+        network: NetworkId,
+        username: &str,
+        password: &str,
+    ) -> Result<PendingLink, ClientError> {
+        std::fs::create_dir_all(dir).map_err(|source| ClientError::Io { path: dir.display().to_string(), source })?;
+        let vault = Vault::create(dir, passphrase, crate::client::PROFILE_KDF_KIB)?;
+        let store = LocalStore::open(dir).await?;
+        let mut api = Api::new(server_url, None);
+        let device = DeviceId::random(&mut OsRng);
+        let session: Session = api
+            .post(
+                "/v1/login",
+                &Login {
+                    network_id: network.to_string(),
+                    username: username.into(),
+                    password: password.into(),
+                    device_id: device.to_string(),
+                },
+            )
+            .await?;
+        api.set_token(session.token.clone());
+        let device_key = SigningKey::generate(&mut OsRng);
+        let link = AgreementSecret::generate(&mut OsRng);
+        let req = LinkRequest {
+            device_id: String::new(),
+            signing_key: B64(device_key.verifying_key().as_bytes().to_vec()),
+            link_key: B64(link.public().as_bytes().to_vec()),
+        };
+        api.post_empty("/v1/devices/link", &req).await?;
+        let user = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+        Ok(PendingLink {
+            dir: dir.to_owned(),
+            vault,
+            store,
+            api,
+            server_url: server_url.into(),
+            network,
+            username: username.into(),
+            user,
+            device,
+            token: session.token,
+            device_key,
+            link,
+        })
+    }
+
+    /// Approves the new device showing `code`: signs a device list that adds
+    /// it and hands it the identity key, sealed to its link key.
+    pub async fn approve_link(&mut self, code: &str) -> Result<DeviceId, ClientError> {
+        let wanted = LinkCode::parse(code)
+            .ok_or_else(|| ClientError::Usage("a link code is 20 hex digits, as the new device shows it".into()))?;
+        let pending: Vec<LinkRequest> = self.api().get("/v1/devices/link").await?;
+        let found = pending.iter().find_map(|r| {
+            let device = DeviceId::parse_hex(&r.device_id)?;
+            let signing =
+                strongroom_crypto::keys::VerifyingKey::from_bytes(r.signing_key.0.as_slice().try_into().ok()?);
+            let link = strongroom_crypto::keys::AgreementPublic::from_bytes(r.link_key.0.as_slice().try_into().ok()?);
+            LinkCode::of(&device, &signing, &link).matches(&wanted).then_some((device, signing, link))
+        });
+        let (device, signing, link) = found.ok_or_else(|| {
+            ClientError::Usage("no device waiting to be linked shows that code; check it and try again".into())
+        })?;
+        let own = self.device_list(self.user_id()).await?;
+        let mut entries = own.list().devices.clone();
+        entries.push(DeviceEntry {
+            device_id: device,
+            signing_key: signing,
+            created_at: now_ms(),
+            revoked: false,
+            name: "linked".into(),
+        });
+        let version = own.list().version + 1;
+        let identity = self.identity_key_pair()?;
+        let list = DeviceList::sign(&identity, self.network_id(), self.user_id(), version, now_ms(), entries)
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
+        self.set_device_list_version(version).await?;
+        let sealed = seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &device, &link, &mut OsRng)
+            .map_err(|e| ClientError::Trust(e.to_string()))?;
+        self.api()
+            .post_empty(
+                "/v1/devices/link/approve",
+                &LinkApproval { device_id: device.to_string(), sealed_identity: B64(sealed) },
+            )
+            .await?;
+        Ok(device)
+    }
+}
+
+impl PendingLink {
+    /// The code to compare on the approving device.
+    pub fn code(&self) -> LinkCode {
+        LinkCode::of(&self.device, &self.device_key.verifying_key(), &self.link.public())
+    }
+
+    /// Waits for approval (polling), then takes the identity key, checks the
+    /// signed device list includes this device, and publishes its pre-keys.
+    pub async fn wait(self, timeout: Duration) -> Result<Client, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let approval: LinkApproval = loop {
+            match self.api.get("/v1/devices/link/result").await {
+                Ok(a) => break a,
+                Err(ClientError::Refused { status: 404, .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(ClientError::Refused { status: 404, .. }) => {
+                    return Err(ClientError::Usage("not approved in time; run `strongroom link` again".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.device, &self.link)
+            .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
+        let identity = SigningKey::from_seed(seed).map_err(|_| ClientError::Corrupt("identity key"))?;
+        let keys: strongroom_wire::UserKeys = self.api.get(&format!("/v1/keys/{}", self.user)).await?;
+        let list = DeviceList::decode(&keys.device_list.0).map_err(|e| ClientError::Trust(e.to_string()))?;
+        let verified = list
+            .verify(&DeviceListExpectation {
+                network_id: self.network,
+                user_id: self.user,
+                pinned_identity: Some(identity.verifying_key()),
+                min_version: None,
+            })
+            .map_err(|e| {
+                ClientError::Trust(format!("the device list does not match the identity key received: {e}"))
+            })?;
+        let me = verified
+            .device(self.device)
+            .map_err(|e| ClientError::Trust(format!("this device is not in the signed list: {e}")))?;
+        if me.signing_key() != self.device_key.verifying_key() {
+            return Err(ClientError::Trust("the signed device list names another key for this device".into()));
+        }
+        let mut pins = std::collections::BTreeMap::new();
+        pins.insert(self.user.to_string(), hex(identity.verifying_key().as_bytes()));
+        let state = ProfileState {
+            server_url: self.server_url,
+            network_id: self.network.to_string(),
+            network_public: hex(network_key.as_bytes()),
+            username: self.username,
+            user_id: self.user.to_string(),
+            device_id: self.device.to_string(),
+            token: self.token.clone(),
+            identity_seed: hex(identity.expose_seed().expose()),
+            device_seed: hex(self.device_key.expose_seed().expose()),
+            prekeys: Vec::new(),
+            next_prekey_id: 0,
+            medium_created: Default::default(),
+            device_list_version: list.version,
+            policy: None,
+            pins,
+        };
+        let mut api = Api::new(&state.server_url, Some(self.token));
+        api.set_token(state.token.clone());
+        let mut client = Client::from_parts(self.dir, self.vault, self.store, state, api);
+        client.publish_initial_prekeys(ONE_TIME_BATCH).await?;
+        client.policy().await?;
+        Ok(client)
+    }
+}
