@@ -113,13 +113,14 @@ pub fn seal_identity(
     let shared = e.diffie_hellman(link_key)?;
     let key = derive(&shared, device, link_key, &e.public())?;
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
-    buf[..32].copy_from_slice(identity_seed.expose());
-    buf[32..].copy_from_slice(network_key.as_bytes());
-    let tag = primitives::aes256gcm_seal(key.expose(), [0; 12], device.as_bytes(), &mut buf[..])
+    let (seed_part, network_part) = buf.split_at_mut(32);
+    seed_part.copy_from_slice(identity_seed.expose());
+    network_part.copy_from_slice(network_key.as_bytes());
+    let tag = primitives::aes256gcm_seal(key.expose(), [0; 12], device.as_bytes(), buf.as_mut_slice())
         .map_err(|_| LinkError::Backend)?;
     let mut out = Vec::with_capacity(SEALED_IDENTITY_LEN);
     out.extend_from_slice(e.public().as_bytes());
-    out.extend_from_slice(&buf[..]);
+    out.extend_from_slice(buf.as_slice());
     out.extend_from_slice(&tag);
     Ok(out)
 }
@@ -141,12 +142,13 @@ pub fn open_identity(
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
     buf.copy_from_slice(ct);
     let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| LinkError::Length)?;
-    primitives::aes256gcm_open(key.expose(), [0; 12], device.as_bytes(), &mut buf[..], &tag)
+    primitives::aes256gcm_open(key.expose(), [0; 12], device.as_bytes(), buf.as_mut_slice(), &tag)
         .map_err(|_| LinkError::Open)?;
+    let (seed_part, network_part) = buf.split_at(32);
     let mut seed = [0u8; 32];
-    seed.copy_from_slice(&buf[..32]);
+    seed.copy_from_slice(seed_part);
     let mut network = [0u8; 32];
-    network.copy_from_slice(&buf[32..]);
+    network.copy_from_slice(network_part);
     Ok((SecretBytes::new(seed), VerifyingKey::from_bytes(network)))
 }
 
