@@ -65,10 +65,12 @@ enum Command {
         #[command(subcommand)]
         cmd: user::LinkCommand,
     },
-    /// List your devices from your signed device list.
+    /// List your devices from your signed device list (and revoke one).
     Devices {
         #[command(flatten)]
         profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::DevicesArgs,
     },
     /// Log this device in again (expired session, changed password).
     Login {
@@ -148,7 +150,7 @@ fn main() -> std::process::ExitCode {
             Command::Watch { profile, args } => user::watch(profile, args).await,
             Command::Edit { profile, args } => user::edit(profile, args).await,
             Command::Members { profile, args } => user::members(profile, args).await,
-            Command::Devices { profile } => user::devices(profile).await,
+            Command::Devices { profile, args } => user::devices(profile, args).await,
             Command::Link { profile, cmd } => user::link(profile, cmd).await,
             Command::Login { profile } => user::login(profile).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,

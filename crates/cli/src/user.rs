@@ -531,8 +531,19 @@ pub async fn members(p: ProfileArgs, a: MembersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn devices(p: ProfileArgs) -> anyhow::Result<()> {
+#[derive(Args)]
+pub struct DevicesArgs {
+    /// Revoke this device (id): it is logged out and receives nothing more.
+    #[arg(long)]
+    remove: Option<String>,
+}
+
+pub async fn devices(p: ProfileArgs, a: DevicesArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
+    if let Some(d) = &a.remove {
+        let device = strongroom_crypto::ids::DeviceId::parse_hex(d).context("a device id is 32 hex digits")?;
+        client.remove_device(device).await.context("cannot remove the device")?;
+    }
     let this = client.device_id();
     let list = client.devices().await?;
     if !p.json {

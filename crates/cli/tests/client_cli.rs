@@ -418,4 +418,18 @@ fn a_second_device_is_linked_by_approval_and_gets_everything() {
     let one = ok_json(cli(&alice, &["verify", "--json", "bob"]));
     let two = ok_json(cli(&alice2, &["verify", "--json", "bob"]));
     assert_eq!(one["safety_number"], two["safety_number"]);
+
+    // Removing the new device: it is logged out at once and gets nothing more.
+    let second = devices.as_array().unwrap().iter().find(|d| d["this_device"] == false).unwrap()["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after = ok_json(cli(&alice, &["devices", "--json", "--remove", &second]));
+    assert_eq!(after.as_array().unwrap().iter().filter(|d| d["revoked"] == true).count(), 1);
+    let out = cli(&alice2, &["read", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    ok_json(cli(&bob, &["send", "--json", "--to", "alice", "only the first device now"]));
+    let read = ok_json(cli(&alice, &["read", "--json"]));
+    assert!(read["messages"].as_array().unwrap().iter().any(|m| m["text"] == "only the first device now"));
 }

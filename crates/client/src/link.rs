@@ -133,6 +133,29 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Revokes one of this user's other devices: signs a device list marking
+    /// it revoked. Peers stop encrypting to it; the server logs it out.
+    pub async fn remove_device(&mut self, device: DeviceId) -> Result<(), ClientError> {
+        if device == self.device_id() {
+            return Err(ClientError::Usage("this is the device you are using; remove it from another device".into()));
+        }
+        let own = self.device_list(self.user_id()).await?;
+        let mut entries = own.list().devices.clone();
+        let entry = entries
+            .iter_mut()
+            .find(|e| e.device_id == device && !e.revoked)
+            .ok_or_else(|| ClientError::Usage(format!("{device} is not one of your active devices")))?;
+        entry.revoked = true;
+        let version = own.list().version + 1;
+        let list =
+            DeviceList::sign(&self.identity_key_pair()?, self.network_id(), self.user_id(), version, now_ms(), entries)
+                .map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
+        self.set_device_list_version(version).await
+    }
+}
+
 impl PendingLink {
     /// The code to compare on the approving device.
     pub fn code(&self) -> LinkCode {

@@ -78,8 +78,17 @@ impl Store {
                 .execute(&mut *tx.tx)
                 .await?;
             if *revoked {
-                // A revoked device receives nothing more.
+                // A revoked device receives nothing more and is logged out at once.
                 sqlx::query(&self.sql("DELETE FROM prekeys WHERE device_id = $1"))
+                    .bind(device.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
+                sqlx::query(&self.sql("DELETE FROM sessions WHERE user_id = $1 AND device_id = $2"))
+                    .bind(user.to_vec())
+                    .bind(device.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
+                sqlx::query(&self.sql("DELETE FROM queue WHERE device_id = $1"))
                     .bind(device.to_vec())
                     .execute(&mut *tx.tx)
                     .await?;
