@@ -77,6 +77,13 @@ enum Command {
         #[command(flatten)]
         profile: user::ProfileArgs,
     },
+    /// Set a conversation's default disappearing-message timers.
+    Timers {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::TimersArgs,
+    },
     /// Change the text of a message you sent.
     Edit {
         #[command(flatten)]
@@ -152,6 +159,7 @@ fn main() -> std::process::ExitCode {
             Command::Members { profile, args } => user::members(profile, args).await,
             Command::Devices { profile, args } => user::devices(profile, args).await,
             Command::Link { profile, cmd } => user::link(profile, cmd).await,
+            Command::Timers { profile, args } => user::timers(profile, args).await,
             Command::Login { profile } => user::login(profile).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,
             Command::React { profile, args } => user::react(profile, args).await,

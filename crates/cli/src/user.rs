@@ -43,6 +43,9 @@ pub struct SendArgs {
     /// Delete the message this many seconds after sending.
     #[arg(long, default_value_t = 0)]
     ttl: u32,
+    /// Delete it this many seconds after the recipient first sees it.
+    #[arg(long, default_value_t = 0)]
+    burn_on_read: u32,
     /// The text.
     text: String,
 }
@@ -129,7 +132,7 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
         None => Content::Text(a.text),
     };
     let policy = client.policy().await?;
-    let accepted = client.send(conversation, &content, a.ttl).await.context("sending failed")?;
+    let accepted = client.send_timed(conversation, &content, a.ttl, a.burn_on_read).await.context("sending failed")?;
     if p.json {
         println!(
             "{}",
@@ -168,6 +171,9 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
     let items = client.view(filter).await?;
+    // Shown now: burn-on-read clocks start.
+    let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
+    client.mark_displayed(&shown).await?;
     let mut names = std::collections::HashMap::new();
     for who in items.iter().flat_map(|i| std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0))) {
         if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(who) {
@@ -646,5 +652,37 @@ pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
             client.close().await;
         }
     }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TimersArgs {
+    /// The conversation (id).
+    #[arg(long)]
+    conversation: String,
+    /// Default expiry after sending, seconds (0 = off).
+    #[arg(long, default_value_t = 0)]
+    ttl: u32,
+    /// Default burn after first read, seconds (0 = off).
+    #[arg(long, default_value_t = 0)]
+    burn_on_read: u32,
+}
+
+pub async fn timers(p: ProfileArgs, a: TimersArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let id = conversation_id(&a.conversation)?;
+    client.set_default_timers(id, a.ttl, a.burn_on_read).await.context("cannot set the timers")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"conversation": id.to_string(), "ttl": a.ttl, "burn_on_read": a.burn_on_read})
+        );
+    } else {
+        println!(
+            "Default timers for {id}: expire after {} s, burn {} s after reading (0 = off)",
+            a.ttl, a.burn_on_read
+        );
+    }
+    client.close().await;
     Ok(())
 }

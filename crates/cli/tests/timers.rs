@@ -86,3 +86,40 @@ async fn medium_term_prekeys_rotate_and_old_private_halves_are_deleted() {
     alice.maintain_keys(t1 + GRACE_MS + 1000).await.unwrap();
     assert_eq!(alice.prekey_counts().0, 2, "B and C remain");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burn_on_read_starts_at_first_display_and_defaults_apply() {
+    let dir = temp_dir("bor");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let mut alice =
+        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let mut bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let conv = alice.direct_with("bob").await.unwrap();
+
+    alice.send_timed(conv, &Content::Text("burn me".into()), 0, 1).await.unwrap();
+    let got = bob.sync().await.unwrap().received;
+    assert_eq!(got.len(), 1);
+    // Unread, it stays however long it waits.
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    bob.sync().await.unwrap();
+    assert_eq!(bob.messages(Some(conv)).await.unwrap().len(), 1);
+    // Shown once, it is gone a second later.
+    bob.mark_displayed(&[got[0].message_id]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    bob.sync().await.unwrap();
+    assert!(bob.messages(Some(conv)).await.unwrap().is_empty());
+
+    // Conversation defaults: announced in-band, followed by both sides.
+    alice.set_default_timers(conv, 1, 0).await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(bob.default_timers(conv).await.unwrap(), (1, 0));
+    alice.send_text(conv, "short-lived by default").await.unwrap();
+    let got = bob.sync().await.unwrap().received;
+    assert_eq!(got.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    bob.sync().await.unwrap();
+    let left: Vec<Content> = bob.messages(Some(conv)).await.unwrap().into_iter().map(|m| m.content).collect();
+    assert!(!left.contains(&Content::Text("short-lived by default".into())), "{left:?}");
+}

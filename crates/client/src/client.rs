@@ -543,6 +543,41 @@ impl Client {
         Ok((recipients, policy.retention_enabled()))
     }
 
+    /// The conversation's default timers (ttl, burn-on-read), from the last
+    /// `DefaultTimers` control message sent or received in it.
+    pub async fn default_timers(&self, conversation: ConversationId) -> Result<(u32, u32), ClientError> {
+        let rec = self.store.record(&self.vault, &format!("timers:{conversation}")).await?;
+        Ok(rec.and_then(|r| serde_json::from_slice::<(u32, u32)>(&r).ok()).unwrap_or((0, 0)))
+    }
+
+    /// Sets the conversation's default timers for everyone in it.
+    pub async fn set_default_timers(
+        &mut self,
+        conversation: ConversationId,
+        ttl_secs: u32,
+        bor_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        let control = Content::Control(strongroom_crypto::content::Control::DefaultTimers {
+            ttl_secs,
+            burn_on_read_secs: bor_secs,
+        });
+        // The announcement itself does not expire.
+        let accepted = self.send_exact(conversation, &control, 0, 0).await?;
+        self.remember_timers(conversation, ttl_secs, bor_secs).await?;
+        Ok(accepted)
+    }
+
+    async fn remember_timers(&self, conversation: ConversationId, ttl: u32, bor: u32) -> Result<(), ClientError> {
+        let json = serde_json::to_vec(&(ttl, bor)).map_err(|_| ClientError::Corrupt("timers"))?;
+        self.store.put_record(&self.vault, &format!("timers:{conversation}"), &json).await
+    }
+
+    /// Starts the burn-on-read clock of messages the user has now seen.
+    pub async fn mark_displayed(&self, ids: &[MessageId]) -> Result<(), ClientError> {
+        let raw: Vec<[u8; 16]> = ids.iter().map(|m| *m.as_bytes()).collect();
+        self.store.mark_displayed(&raw, now_ms()).await
+    }
+
     /// Seals `content` for every current device of the conversation (and the
     /// retention devices the verified policy names) and sends it. If the
     /// server reports a changed device set, refreshes once and retries.
@@ -551,6 +586,35 @@ impl Client {
         conversation: ConversationId,
         content: &Content,
         ttl_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        self.send_timed(conversation, content, ttl_secs, 0).await
+    }
+
+    /// Sends with a TTL and a burn-on-read time (seconds; 0 = off). When both
+    /// are 0 the conversation's default timers apply (security-group maxima
+    /// will clamp them once security groups exist).
+    pub async fn send_timed(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+        ttl_secs: u32,
+        bor_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        let (ttl_secs, bor_secs) = if ttl_secs == 0 && bor_secs == 0 {
+            self.default_timers(conversation).await?
+        } else {
+            (ttl_secs, bor_secs)
+        };
+        self.send_exact(conversation, content, ttl_secs, bor_secs).await
+    }
+
+    /// Sends with exactly these timers (no conversation defaults).
+    async fn send_exact(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+        ttl_secs: u32,
+        bor_secs: u32,
     ) -> Result<Accepted, ClientError> {
         let mut attempt = 0;
         loop {
@@ -573,7 +637,7 @@ impl Client {
                 message_id: MessageId::random(&mut OsRng),
                 timestamp: now_ms(),
                 ttl_secs,
-                burn_on_read_secs: 0,
+                burn_on_read_secs: bor_secs,
             };
             let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
                 .map_err(|e| ClientError::Usage(e.to_string()))?;
@@ -587,6 +651,7 @@ impl Client {
                         seq: accepted.seq,
                         sender: *self.user_id().as_bytes(),
                         timestamp: meta.timestamp,
+                        burn_secs: 0,
                         sealed: Vec::new(),
                     };
                     let plain =
@@ -876,6 +941,7 @@ impl Client {
             seq: d.seq,
             sender: *h.sender_user_id.as_bytes(),
             timestamp: h.timestamp,
+            burn_secs: h.burn_on_read_secs,
             sealed: Vec::new(),
         };
         if opened.prekey.kind == PreKeyKind::OneTime {
@@ -989,6 +1055,15 @@ impl Client {
 
     /// Applies recalls: a recall from a message's own sender deletes it from disk.
     async fn apply_recalls(&self, received: &[Message]) -> Result<(), ClientError> {
+        for m in received {
+            if let Content::Control(strongroom_crypto::content::Control::DefaultTimers {
+                ttl_secs,
+                burn_on_read_secs,
+            }) = m.content
+            {
+                self.remember_timers(m.conversation, ttl_secs, burn_on_read_secs).await?;
+            }
+        }
         let recalls: Vec<&Message> = received.iter().filter(|m| matches!(m.content, Content::Recall { .. })).collect();
         if recalls.is_empty() {
             return Ok(());

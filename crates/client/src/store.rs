@@ -26,6 +26,8 @@ pub struct StoredRow {
     pub sender: [u8; 16],
     /// Sender timestamp (ms).
     pub timestamp: u64,
+    /// Burn this many seconds after first display (0 = off).
+    pub burn_secs: u32,
     /// Sealed content encoding.
     pub sealed: Vec<u8>,
 }
@@ -53,7 +55,8 @@ impl LocalStore {
         for stmt in [
             "CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, sealed BLOB NOT NULL)",
             "CREATE TABLE IF NOT EXISTS messages (message_id BLOB PRIMARY KEY, conversation BLOB NOT NULL, seq INTEGER NOT NULL, \
-             sender BLOB NOT NULL, timestamp INTEGER NOT NULL, expires_at INTEGER, sealed BLOB NOT NULL)",
+             sender BLOB NOT NULL, timestamp INTEGER NOT NULL, expires_at INTEGER, burn_secs INTEGER NOT NULL DEFAULT 0, \
+             sealed BLOB NOT NULL)",
             "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, seq)",
             "CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, timestamp INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0)",
         ] {
@@ -95,8 +98,8 @@ impl LocalStore {
         for (row, plaintext, expires_at) in batch {
             let name = format!("msg:{}", hex(&row.message_id));
             sqlx::query(
-                "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, sealed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (message_id) DO NOTHING",
+                "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, burn_secs, sealed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7) ON CONFLICT (message_id) DO NOTHING",
             )
             .bind(row.message_id.to_vec())
             .bind(row.conversation.to_vec())
@@ -105,6 +108,7 @@ impl LocalStore {
             .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
             .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
             .bind(vault.seal(&name, plaintext))
+            .bind(i64::from(row.burn_secs))
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
@@ -164,6 +168,7 @@ impl LocalStore {
                     seq: u64::try_from(r.get::<i64, _>("seq")).unwrap_or(0),
                     sender: id16(r.get("sender"))?,
                     timestamp: u64::try_from(r.get::<i64, _>("timestamp")).unwrap_or(0),
+                    burn_secs: u32::try_from(r.get::<i64, _>("burn_secs")).unwrap_or(0),
                     sealed: r.get("sealed"),
                 })
             })
@@ -173,6 +178,23 @@ impl LocalStore {
     /// Deletes one message (overwritten on disk by `secure_delete`).
     pub(crate) async fn delete_message(&self, id: &[u8; 16]) -> Result<(), ClientError> {
         sqlx::query("DELETE FROM messages WHERE message_id = ?1").bind(id.to_vec()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts the burn-on-read clock of displayed messages (first display only).
+    pub(crate) async fn mark_displayed(&self, ids: &[[u8; 16]], now: u64) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE messages SET expires_at = MIN(COALESCE(expires_at, ?2 + burn_secs * 1000), ?2 + burn_secs * 1000), burn_secs = 0 \
+                 WHERE message_id = ?1 AND burn_secs > 0",
+            )
+            .bind(id.to_vec())
+            .bind(i64::try_from(now).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
