@@ -75,19 +75,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = Server::bind(config).await.context("cannot start the server")?;
     let url = server.public_url().to_owned();
     let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    println!("Strongroom relay listening on http://{addr}");
-    println!("Data directory: {}", data_dir.display());
+    say(&format!("Strongroom relay listening on http://{addr}"));
+    say(&format!("Data directory: {}", data_dir.display()));
     if let Some(secret) = server.bootstrap_secret() {
-        println!("Bootstrap secret (also in {}): {secret}", data_dir.join("bootstrap-secret").display());
+        say(&format!("Bootstrap secret (also in {}): {secret}", data_dir.join("bootstrap-secret").display()));
     }
-    println!(
+    say(&format!(
         "Next: strongroom admin network create --name \"Your organisation\" --server {url} --data-dir {}",
         data_dir.display()
-    );
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    ));
     server.run(shutdown_signal()).await.context("server stopped with an error")?;
-    println!("Strongroom relay stopped");
+    say("Strongroom relay stopped");
     Ok(())
 }
 
@@ -111,4 +109,13 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Prints a line to stdout; a closed stdout (a pipe whose reader left) must
+/// not take the server down, so write errors are ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
