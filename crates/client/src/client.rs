@@ -837,7 +837,8 @@ impl Client {
 
     /// Streams messages as the server pushes them over WebSocket, storing,
     /// acknowledging and handing each to `on_message`; refused envelopes go
-    /// to `on_warning`. Returns after `max` messages or `timeout`.
+    /// to `on_warning`. Messages handed to `on_message` count as displayed
+    /// (their burn-on-read clock starts). Returns after `max` messages or `timeout`.
     pub async fn watch(
         &mut self,
         max: Option<usize>,
@@ -876,6 +877,8 @@ impl Client {
                 Ok(Some(m)) => {
                     count += 1;
                     on_message(&m);
+                    // Handed to the application = shown: burn-on-read starts.
+                    self.mark_displayed(&[m.message_id]).await?;
                 }
                 Ok(None) | Err(ClientError::AlreadyStored) => {}
                 Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
