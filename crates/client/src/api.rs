@@ -18,6 +18,25 @@ impl Api {
         Self { http: Http::new(), base: base.trim_end_matches('/').to_owned(), token }
     }
 
+    /// Logs `device` in and keeps the session token for the calls that follow.
+    pub(crate) async fn login(
+        &mut self,
+        network: strongroom_crypto::ids::NetworkId,
+        username: &str,
+        password: &str,
+        device: strongroom_crypto::ids::DeviceId,
+    ) -> Result<strongroom_wire::Session, ClientError> {
+        let login = strongroom_wire::Login {
+            network_id: network.to_string(),
+            username: username.into(),
+            password: password.into(),
+            device_id: device.to_string(),
+        };
+        let session: strongroom_wire::Session = self.post("/v1/login", &login).await?;
+        self.token = Some(session.token.clone());
+        Ok(session)
+    }
+
     pub(crate) fn set_token(&mut self, token: String) {
         self.token = Some(token);
     }

@@ -132,18 +132,7 @@ impl Client {
             )
             .await?;
         let device = DeviceId::random(&mut OsRng);
-        let session: Session = api
-            .post(
-                "/v1/login",
-                &Login {
-                    network_id: network.to_string(),
-                    username: username.into(),
-                    password: password.into(),
-                    device_id: device.to_string(),
-                },
-            )
-            .await?;
-        api.set_token(session.token.clone());
+        let session = api.login(network, username, password, device).await?;
         let identity = SigningKey::generate(&mut OsRng);
         let device_key = SigningKey::generate(&mut OsRng);
         let state = ProfileState {
@@ -482,19 +471,8 @@ impl Client {
 
     /// Logs this device in again (after the session expired or the password changed).
     pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
-        let session: Session = self
-            .api
-            .post(
-                "/v1/login",
-                &Login {
-                    network_id: self.state.network_id.clone(),
-                    username: self.state.username.clone(),
-                    password: password.into(),
-                    device_id: self.state.device_id.clone(),
-                },
-            )
-            .await?;
-        self.api.set_token(session.token.clone());
+        let (network, device, username) = (self.network_id(), self.device_id(), self.state.username.clone());
+        let session = self.api.login(network, &username, password, device).await?;
         self.state.token = session.token;
         self.save().await
     }

@@ -8,7 +8,7 @@ use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
 use strongroom_crypto::keys::{AgreementSecret, SigningKey};
 use strongroom_crypto::link::{open_identity, seal_identity, LinkCode};
-use strongroom_wire::{LinkApproval, LinkRequest, Login, Session, B64};
+use strongroom_wire::{LinkApproval, LinkRequest, B64};
 
 use crate::api::Api;
 use crate::client::{Client, ONE_TIME_BATCH};
@@ -53,18 +53,7 @@ impl Client {
         let store = LocalStore::open(dir).await?;
         let mut api = Api::new(server_url, None);
         let device = DeviceId::random(&mut OsRng);
-        let session: Session = api
-            .post(
-                "/v1/login",
-                &Login {
-                    network_id: network.to_string(),
-                    username: username.into(),
-                    password: password.into(),
-                    device_id: device.to_string(),
-                },
-            )
-            .await?;
-        api.set_token(session.token.clone());
+        let session = api.login(network, username, password, device).await?;
         let device_key = SigningKey::generate(&mut OsRng);
         let link = AgreementSecret::generate(&mut OsRng);
         let req = LinkRequest {
