@@ -27,6 +27,14 @@ fn ok_json(out: std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Enrols Alice with the administrator's invite, and Bob with one she makes; returns Bob's (now used) invite.
+fn enrol_alice_and_bob(alice: &Path, bob: &Path, admin_invite: &str) -> String {
+    ok_json(cli(alice, &["enrol", "--json", "--invite", admin_invite, "--username", "alice"]));
+    let invite = ok_json(cli(alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+    ok_json(cli(bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+    invite
+}
+
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -47,9 +55,7 @@ fn two_people_exchange_messages_with_the_cli() {
     let (_, admin_invite) = create_network(&server, &dir, "acme");
     let (alice, bob) = (dir.join("alice"), dir.join("bob"));
 
-    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
-    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
-    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+    let invite = enrol_alice_and_bob(&alice, &bob, &admin_invite);
     // The invite was used up.
     let again = cli(&dir.join("eve"), &["enrol", "--invite", &invite, "--username", "eve"]);
     assert!(!again.status.success());
@@ -184,9 +190,7 @@ fn a_100_mib_file_streams_through_in_flat_memory() {
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (_, admin_invite) = create_network(&server, &dir, "acme");
     let (alice, bob) = (dir.join("alice"), dir.join("bob"));
-    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
-    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
-    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+    enrol_alice_and_bob(&alice, &bob, &admin_invite);
 
     let source = dir.join("report.bin");
     {
@@ -247,9 +251,7 @@ fn replies_edits_recalls_and_reactions() {
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (_, admin_invite) = create_network(&server, &dir, "acme");
     let (alice, bob) = (dir.join("alice"), dir.join("bob"));
-    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
-    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
-    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+    enrol_alice_and_bob(&alice, &bob, &admin_invite);
 
     let draft =
         ok_json(cli(&alice, &["send", "--json", "--to", "bob", "draft"]))["message_id"].as_str().unwrap().to_owned();
@@ -361,9 +363,7 @@ fn a_second_device_is_linked_by_approval_and_gets_everything() {
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (network, admin_invite) = create_network(&server, &dir, "acme");
     let (alice, alice2, bob) = (dir.join("alice"), dir.join("alice2"), dir.join("bob"));
-    ok_json(cli(&alice, &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]));
-    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
-    ok_json(cli(&bob, &["enrol", "--json", "--invite", &invite, "--username", "bob"]));
+    enrol_alice_and_bob(&alice, &bob, &admin_invite);
 
     // The new device asks and shows a code; it needs the password but cannot join by password alone.
     let mut new_device = Command::new(bin())

@@ -13,7 +13,7 @@ use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::*;
-use strongroom_client::{Client, ClientError};
+use strongroom_client::ClientError;
 use strongroom_crypto::certs::{DeviceEntry, DeviceList, NetworkPolicy};
 use strongroom_crypto::content::Content;
 use strongroom_crypto::ids::DeviceId;
@@ -120,11 +120,7 @@ async fn every_tampering_is_refused_visibly() {
     let set = |m: Tamper| *proxy.mode.lock().unwrap() = m;
 
     // Invites carry the proxy's URL, so both clients talk only to the hostile relay.
-    let (_, admin_invite) = create_network(&server, &dir, "acme");
-    let mut alice =
-        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
-    let invite = alice.create_invite(false).await.unwrap().invite;
-    let mut bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let conv = alice.direct_with("bob").await.unwrap();
     alice.send_text(conv, "m1").await.unwrap();
     let r = bob.sync().await.unwrap();

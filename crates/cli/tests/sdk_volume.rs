@@ -6,18 +6,14 @@
 mod common;
 
 use common::*;
-use strongroom_client::{Client, ClientError};
+use strongroom_client::ClientError;
 use strongroom_crypto::content::Content;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_messages_offline_with_a_server_crash_mid_stream() {
     let dir = temp_dir("volume");
     let mut server = ServerProc::start(&dir.join("data"), &[]);
-    let (_, admin_invite) = create_network(&server, &dir, "acme");
-    let mut alice =
-        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
-    let invite = alice.create_invite(false).await.unwrap().invite;
-    let mut bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let conv = alice.direct_with("bob").await.unwrap();
 
     let mut retries = 0;

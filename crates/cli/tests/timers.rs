@@ -29,12 +29,8 @@ fn on_disk(profile: &Path, needle: &[u8]) -> bool {
 async fn expired_messages_are_gone_from_disk() {
     let dir = temp_dir("ttl");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (_, admin_invite) = create_network(&server, &dir, "acme");
-    let mut alice =
-        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
-    let invite = alice.create_invite(false).await.unwrap().invite;
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let bob_dir = dir.join("bob");
-    let mut bob = Client::enrol(&bob_dir, "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
     let conv = alice.direct_with("bob").await.unwrap();
 
     alice.send(conv, &Content::Text("stays".into()), 0).await.unwrap();
@@ -91,11 +87,7 @@ async fn medium_term_prekeys_rotate_and_old_private_halves_are_deleted() {
 async fn burn_on_read_starts_at_first_display_and_defaults_apply() {
     let dir = temp_dir("bor");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (_, admin_invite) = create_network(&server, &dir, "acme");
-    let mut alice =
-        Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
-    let invite = alice.create_invite(false).await.unwrap().invite;
-    let mut bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let conv = alice.direct_with("bob").await.unwrap();
 
     alice.send_timed(conv, &Content::Text("burn me".into()), 0, 1).await.unwrap();

@@ -410,3 +410,13 @@ impl Device {
         }
     }
 }
+
+/// Alice (the network's first administrator) and Bob, enrolled through the SDK.
+pub async fn two_clients(dir: &Path, server: &ServerProc) -> (strongroom_client::Client, strongroom_client::Client) {
+    use strongroom_client::Client;
+    let (_, admin_invite) = create_network(server, dir, "acme");
+    let alice = Client::enrol(&dir.join("alice"), "alice passphrase", &admin_invite, "alice", PASSWORD).await.unwrap();
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
+    (alice, bob)
+}
