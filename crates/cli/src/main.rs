@@ -98,6 +98,13 @@ enum Command {
         #[command(flatten)]
         args: user::TargetArgs,
     },
+    /// Forward a message (text, file or location) to another conversation.
+    Forward {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::ForwardArgs,
+    },
     /// React to a message.
     React {
         #[command(flatten)]
@@ -163,6 +170,7 @@ fn main() -> std::process::ExitCode {
             Command::Login { profile } => user::login(profile).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,
             Command::React { profile, args } => user::react(profile, args).await,
+            Command::Forward { profile, args } => user::forward(profile, args).await,
             Command::Conversations { profile, cmd } => user::conversations(profile, cmd).await,
         }
     });

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use strongroom_client::Client;
-use strongroom_crypto::content::Content;
+use strongroom_crypto::content::{Content, Location};
 use strongroom_crypto::ids::ConversationId;
 
 /// Where the profile lives and how to unlock it.
@@ -46,8 +46,30 @@ pub struct SendArgs {
     /// Delete it this many seconds after the recipient first sees it.
     #[arg(long, default_value_t = 0)]
     burn_on_read: u32,
+    /// Share a position instead of text: LATITUDE,LONGITUDE in degrees.
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "reply_to")]
+    location: Option<String>,
+    /// Uncertainty of the position, metres.
+    #[arg(long, default_value_t = 0.0, requires = "location")]
+    accuracy: f32,
+    /// Live location: positions from this share stay current for this many seconds.
+    #[arg(long, requires = "location")]
+    live_for: Option<u64>,
     /// The text.
-    text: String,
+    #[arg(required_unless_present = "location", conflicts_with = "location")]
+    text: Option<String>,
+}
+
+/// A position from "LAT,LON", checked like every received one.
+fn parse_location(s: &str, accuracy_m: f32, live_for: Option<u64>) -> anyhow::Result<Location> {
+    let (lat, lon) = s.split_once(',').context("a location is LATITUDE,LONGITUDE, e.g. 51.5014,-0.1419")?;
+    let latitude: f64 = lat.trim().parse().context("the latitude is not a number")?;
+    let longitude: f64 = lon.trim().parse().context("the longitude is not a number")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let live_until = live_for.map(|secs| now.saturating_add(secs.saturating_mul(1000)));
+    let location = Location { latitude, longitude, accuracy_m, live_until };
+    Content::Location(location).validate().context("that location cannot be sent")?;
+    Ok(location)
 }
 
 #[derive(Args)]
@@ -55,6 +77,26 @@ pub struct ReadArgs {
     /// Only this conversation (id).
     #[arg(long)]
     conversation: Option<String>,
+    /// Do not tell senders you have read their messages.
+    #[arg(long)]
+    no_receipts: bool,
+}
+
+/// A UTC time from milliseconds since the epoch.
+fn when(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[derive(Subcommand)]
@@ -127,9 +169,10 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
         (None, Some(c), None) => conversation_id(c)?,
         (None, None, None) => bail!("say where: --to USERNAME, --conversation ID or --reply-to MESSAGE_ID"),
     };
-    let content = match reply_to {
-        Some(target) => Content::Reply { in_reply_to: target, text: a.text },
-        None => Content::Text(a.text),
+    let content = match (reply_to, &a.location) {
+        (_, Some(loc)) => Content::Location(parse_location(loc, a.accuracy, a.live_for)?),
+        (Some(target), None) => Content::Reply { in_reply_to: target, text: a.text.unwrap_or_default() },
+        (None, None) => Content::Text(a.text.unwrap_or_default()),
     };
     let policy = client.policy().await?;
     let accepted = client.send_timed(conversation, &content, a.ttl, a.burn_on_read).await.context("sending failed")?;
@@ -158,6 +201,10 @@ fn describe(content: &Content) -> String {
         Content::File(f) => {
             format!("(file) {} — {} bytes; get it with `strongroom file get MESSAGE_ID`", f.name, f.size)
         }
+        Content::Location(l) => {
+            let live = l.live_until.map(|t| format!(", live until {}", when(t))).unwrap_or_default();
+            format!("(location) {:.6}, {:.6} ±{} m{live}", l.latitude, l.longitude, l.accuracy_m)
+        }
         Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
         other => format!("({other:?})"),
     }
@@ -174,8 +221,17 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
+    if !a.no_receipts {
+        let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+        if let Err(e) = client.send_read_receipts(&messages, now).await {
+            eprintln!("warning: read receipts were not sent: {e}");
+        }
+    }
     let mut names = std::collections::HashMap::new();
-    for who in items.iter().flat_map(|i| std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0))) {
+    for who in items.iter().flat_map(|i| {
+        std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0)).chain(i.read_by.iter().copied())
+    }) {
         if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(who) {
             slot.insert(client.username_of(who).await.unwrap_or_else(|_| who.to_string()));
         }
@@ -190,6 +246,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                     "conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(),
                     "sender": name(&m.sender), "timestamp": m.timestamp, "text": describe(&m.content), "edited": i.edited,
                     "reactions": i.reactions.iter().map(|(u, e)| serde_json::json!({"user": name(u), "emoji": e})).collect::<Vec<_>>(),
+                    "read_by": i.read_by.iter().map(name).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -200,6 +257,8 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
             let id = if matches!(m.content, Content::File(_)) { format!(" ({})", m.message_id) } else { String::new() };
             let edited = if i.edited { " (edited)" } else { "" };
             let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", name(u))).collect();
+            let read: Vec<String> = i.read_by.iter().map(name).collect();
+            let read = if read.is_empty() { String::new() } else { format!(" (read by {})", read.join(", ")) };
             println!(
                 "[{}] #{} {}{id}: {}{edited}{reactions}",
                 &m.conversation.to_string()[..8],
@@ -207,6 +266,9 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 name(&m.sender),
                 describe(&m.content)
             );
+            if !read.is_empty() {
+                println!("    {read}");
+            }
         }
     }
     client.close().await;
@@ -682,6 +744,40 @@ pub async fn timers(p: ProfileArgs, a: TimersArgs) -> anyhow::Result<()> {
             "Default timers for {id}: expire after {} s, burn {} s after reading (0 = off)",
             a.ttl, a.burn_on_read
         );
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ForwardArgs {
+    /// The message to forward (id).
+    message: String,
+    /// To this user (the direct conversation with them).
+    #[arg(long, conflicts_with = "conversation", required_unless_present = "conversation")]
+    to: Option<String>,
+    /// To this conversation (id).
+    #[arg(long)]
+    conversation: Option<String>,
+}
+
+pub async fn forward(p: ProfileArgs, a: ForwardArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let message = message_id(&a.message)?;
+    let to = match (&a.to, &a.conversation) {
+        (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
+        (None, Some(c)) => conversation_id(c)?,
+        (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
+    };
+    let bar = progress_bar("forwarding");
+    let accepted = client.forward(message, to, &bar).await.context("forwarding failed")?;
+    if p.json {
+        println!(
+            "{}",
+            serde_json::json!({"conversation": to.to_string(), "message_id": accepted.message_id, "seq": accepted.seq})
+        );
+    } else {
+        println!("Forwarded to conversation {to} (#{})", accepted.seq);
     }
     client.close().await;
     Ok(())

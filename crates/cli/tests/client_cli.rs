@@ -35,19 +35,6 @@ fn enrol_alice_and_bob(alice: &Path, bob: &Path, admin_invite: &str) -> String {
     invite
 }
 
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            hits.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
-            hits.push(path.display().to_string());
-        }
-    }
-    hits
-}
-
 #[test]
 fn two_people_exchange_messages_with_the_cli() {
     let dir = temp_dir("cli");
@@ -100,7 +87,8 @@ fn two_people_exchange_messages_with_the_cli() {
         vec![
             ("alice".into(), secret.into(), 1),
             ("alice".into(), "second message".into(), 2),
-            ("bob".into(), "got it".into(), 3)
+            // #3 is Bob's read receipt: sequenced like every message, folded into the view.
+            ("bob".into(), "got it".into(), 4)
         ]
     );
     let convs = ok_json(cli(&alice, &["conversations", "list", "--json"]));
@@ -432,4 +420,72 @@ fn a_second_device_is_linked_by_approval_and_gets_everything() {
     ok_json(cli(&bob, &["send", "--json", "--to", "alice", "only the first device now"]));
     let read = ok_json(cli(&alice, &["read", "--json"]));
     assert!(read["messages"].as_array().unwrap().iter().any(|m| m["text"] == "only the first device now"));
+}
+
+#[test]
+fn read_receipts_locations_and_forwarding() {
+    let dir = temp_dir("receipts");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let (alice, bob, carol) = (dir.join("alice"), dir.join("bob"), dir.join("carol"));
+    enrol_alice_and_bob(&alice, &bob, &admin_invite);
+    let invite = ok_json(cli(&alice, &["invite", "--json"]))["invite"].as_str().unwrap().to_owned();
+    ok_json(cli(&carol, &["enrol", "--json", "--invite", &invite, "--username", "carol"]));
+
+    // Read receipts: Bob reads, Alice sees "read by bob"; Bob's --no-receipts read sends none.
+    let hello = ok_json(cli(&alice, &["send", "--json", "--to", "bob", "hello bob"]))["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok_json(cli(&bob, &["read", "--json", "--no-receipts"]));
+    let view = ok_json(cli(&alice, &["read", "--json"]));
+    assert_eq!(view["messages"][0]["read_by"], serde_json::json!([]), "no receipt when turned off");
+    ok_json(cli(&bob, &["read", "--json"]));
+    ok_json(cli(&bob, &["read", "--json"])); // a second read receipts nothing new
+    let view = ok_json(cli(&alice, &["read", "--json"]));
+    assert_eq!(view["messages"][0]["read_by"], serde_json::json!(["bob"]));
+    let human = cli(&alice, &["read"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("(read by bob)"));
+
+    // Static and live locations; out-of-range ones are refused before sending.
+    ok_json(cli(&alice, &["send", "--json", "--to", "bob", "--location", "51.501364,-0.14189", "--accuracy", "12"]));
+    ok_json(cli(&alice, &["send", "--json", "--to", "bob", "--location", "-33.8568,151.2153", "--live-for", "900"]));
+    let bad = cli(&alice, &["send", "--to", "bob", "--location", "91,0"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("latitude"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let bad = cli(&alice, &["send", "--to", "bob", "--location", "north"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("LATITUDE,LONGITUDE"));
+    let texts: Vec<String> = ok_json(cli(&bob, &["read", "--json"]))["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(texts.contains(&"(location) 51.501364, -0.141890 ±12 m".to_owned()), "{texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("(location) -33.856800, 151.215300 ±0 m, live until 20")), "{texts:?}");
+
+    // Forwarding: Bob forwards Alice's text and a file to Carol, who has no
+    // access to the original conversation; the file is re-encrypted and re-uploaded.
+    let doc = dir.join("minutes.txt");
+    std::fs::write(&doc, b"minutes of the board meeting").unwrap();
+    let file_msg = ok_json(cli(&alice, &["file", "send", "--json", "--to", "bob", doc.to_str().unwrap()]))
+        ["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok_json(cli(&bob, &["read", "--json"]));
+    ok_json(cli(&bob, &["forward", "--json", &hello, "--to", "carol"]));
+    ok_json(cli(&bob, &["forward", "--json", &file_msg, "--to", "carol"]));
+    let bad = cli(&bob, &["forward", &"0".repeat(32), "--to", "carol"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no stored message"));
+    let carol_view = ok_json(cli(&carol, &["read", "--json"]));
+    let msgs = carol_view["messages"].as_array().unwrap();
+    assert_eq!(msgs[0]["text"], "hello bob");
+    assert_eq!(msgs[0]["sender"], "bob");
+    let forwarded_file = msgs[1]["message_id"].as_str().unwrap();
+    assert!(msgs[1]["text"].as_str().unwrap().contains("minutes.txt"));
+    let out = dir.join("carol-minutes.txt");
+    ok_json(cli(&carol, &["file", "get", "--json", forwarded_file, "--out", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&out).unwrap(), b"minutes of the board meeting");
+    assert!(files_containing(&bob, b"minutes of the board").is_empty(), "no plaintext left in Bob's profile");
 }

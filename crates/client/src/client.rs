@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rand_core::OsRng;
 use strongroom_crypto::certs::*;
-use strongroom_crypto::content::{Content, FileRef};
+use strongroom_crypto::content::{Content, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
@@ -56,6 +56,8 @@ pub struct ViewItem {
     pub edited: bool,
     /// Reactions: (who, emoji).
     pub reactions: Vec<(UserId, String)>,
+    /// Who has sent a read receipt for it.
+    pub read_by: Vec<UserId>,
 }
 
 /// What a sync did.
@@ -586,6 +588,23 @@ impl Client {
         self.send_exact(conversation, content, ttl_secs, bor_secs).await
     }
 
+    /// Sends with no timers, whatever the conversation's defaults.
+    pub(crate) async fn send_untimed(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+    ) -> Result<Accepted, ClientError> {
+        self.send_exact(conversation, content, 0, 0).await
+    }
+
+    pub(crate) async fn record(&self, name: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ClientError> {
+        self.store.record(&self.vault, name).await
+    }
+
+    pub(crate) async fn put_record(&self, name: &str, value: &[u8]) -> Result<(), ClientError> {
+        self.store.put_record(&self.vault, name, value).await
+    }
+
     /// Sends with exactly these timers (no conversation defaults).
     async fn send_exact(
         &mut self,
@@ -654,8 +673,33 @@ impl Client {
         path: &Path,
         progress: crate::files::Progress<'_>,
     ) -> Result<(Accepted, FileRef), ClientError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let media = crate::files::media_type(&name).to_owned();
+        self.send_file_named(conversation, path, &name, &media, progress).await
+    }
+
+    /// [`Client::send_file`] under a given file name and media type.
+    pub async fn send_file_named(
+        &mut self,
+        conversation: ConversationId,
+        path: &Path,
+        name: &str,
+        media_type: &str,
+        progress: crate::files::Progress<'_>,
+    ) -> Result<(Accepted, FileRef), ClientError> {
         let tmp = crate::files::scratch(&self.dir)?;
-        let result = self.send_file_via(conversation, path, &tmp, progress).await;
+        let result = self.send_file_via(conversation, path, &tmp, progress).await.map(|mut f| {
+            f.name = name.chars().take(255).collect();
+            f.media_type = media_type.to_owned();
+            f
+        });
+        let result = match result {
+            Ok(file) => {
+                let accepted = self.send(conversation, &Content::File(file.clone()), 0).await;
+                accepted.map(|a| (a, file))
+            }
+            Err(e) => Err(e),
+        };
         let _ = std::fs::remove_file(&tmp);
         result
     }
@@ -666,7 +710,7 @@ impl Client {
         path: &Path,
         tmp: &Path,
         progress: crate::files::Progress<'_>,
-    ) -> Result<(Accepted, FileRef), ClientError> {
+    ) -> Result<FileRef, ClientError> {
         let (source, scratch) = (path.to_owned(), tmp.to_owned());
         let mut file = tokio::task::block_in_place(|| crate::files::encrypt_file(&source, &scratch, progress))?;
         let len =
@@ -678,8 +722,7 @@ impl Client {
         let created: BlobCreated = self.api.post_file(&path_q, upload, len).await?;
         progress(len, len);
         file.blob_id = BlobId::parse_hex(&created.blob_id).ok_or(ClientError::Corrupt("blob id from server"))?;
-        let accepted = self.send(conversation, &Content::File(file.clone()), 0).await?;
-        Ok((accepted, file))
+        Ok(file)
     }
 
     /// Downloads and decrypts a received file to `dest`, verifying its hash,
@@ -816,7 +859,8 @@ impl Client {
     /// Streams messages as the server pushes them over WebSocket, storing,
     /// acknowledging and handing each to `on_message`; refused envelopes go
     /// to `on_warning`. Messages handed to `on_message` count as displayed
-    /// (their burn-on-read clock starts). Returns after `max` messages or `timeout`.
+    /// (their burn-on-read clock starts); receipts are stored, not handed on.
+    /// Returns after `max` messages or `timeout`.
     pub async fn watch(
         &mut self,
         max: Option<usize>,
@@ -852,6 +896,8 @@ impl Client {
             };
             let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&text) else { continue };
             match self.receive(&d).await {
+                // Receipts are stored (the view shows "read by") but are not messages to show.
+                Ok(Some(m)) if matches!(m.content, Content::Receipt { .. }) => {}
                 Ok(Some(m)) => {
                     count += 1;
                     on_message(&m);
@@ -969,6 +1015,20 @@ impl Client {
         self.save().await
     }
 
+    /// Every private key this profile holds (identity, device, pre-keys), for
+    /// tests that scan the profile directory for them.
+    #[cfg(feature = "test-support")]
+    pub fn private_keys_for_tests(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        let seeds = [&self.state.identity_seed, &self.state.device_seed];
+        let prekeys = self.state.prekeys.iter().map(|(_, _, s)| s);
+        seeds
+            .into_iter()
+            .chain(prekeys)
+            .filter_map(|h| unhex::<32>(h).ok())
+            .map(|k| zeroize::Zeroizing::new(k.to_vec()))
+            .collect()
+    }
+
     /// Private pre-keys held: (medium-term, one-time).
     pub fn prekey_counts(&self) -> (usize, usize) {
         let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == 0).count();
@@ -1014,10 +1074,19 @@ impl Client {
                         }
                     }
                 }
+                Content::Receipt { kind: ReceiptKind::Read, message_ids, .. } => {
+                    for id in message_ids {
+                        if let Some(item) = index.get(id).and_then(|i| items.get_mut(*i)) {
+                            if item.message.sender != m.sender && !item.read_by.contains(&m.sender) {
+                                item.read_by.push(m.sender);
+                            }
+                        }
+                    }
+                }
                 Content::Recall { .. } | Content::Receipt { .. } => {}
                 _ => {
                     index.insert(m.message_id, items.len());
-                    items.push(ViewItem { message: m, edited: false, reactions: Vec::new() });
+                    items.push(ViewItem { message: m, edited: false, reactions: Vec::new(), read_by: Vec::new() });
                 }
             }
         }

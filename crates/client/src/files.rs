@@ -90,7 +90,7 @@ pub(crate) fn scratch(profile: &Path) -> Result<PathBuf, ClientError> {
     Ok(dir.join(hex(&r)))
 }
 
-fn media_type(name: &str) -> &'static str {
+pub(crate) fn media_type(name: &str) -> &'static str {
     let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "pdf" => "application/pdf",

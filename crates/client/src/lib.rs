@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod files;
 mod link;
+mod receipts;
 mod state;
 mod store;
 mod vault;

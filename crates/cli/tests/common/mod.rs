@@ -420,3 +420,17 @@ pub async fn two_clients(dir: &Path, server: &ServerProc) -> (strongroom_client:
     let bob = Client::enrol(&dir.join("bob"), "bob passphrase", &invite, "bob", PASSWORD).await.unwrap();
     (alice, bob)
 }
+
+/// Files under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}

@@ -304,7 +304,8 @@ impl Content {
         Ok(content)
     }
 
-    fn validate(&self) -> Result<(), ContentError> {
+    /// Checks every field is in range (what [`Content::decode`] enforces).
+    pub fn validate(&self) -> Result<(), ContentError> {
         let text_ok = |t: &str| t.len() <= MAX_TEXT;
         let ok = match self {
             Content::Text(t) | Content::Reply { text: t, .. } | Content::Edit { text: t, .. } => text_ok(t),
