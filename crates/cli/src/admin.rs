@@ -15,6 +15,34 @@ pub enum AdminCommand {
     /// Networks (tenants).
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Turn data retention on or off (signs the network policy with the network key).
+    #[command(subcommand)]
+    Retention(RetentionAdminCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RetentionAdminCommand {
+    /// Sign a new network policy naming a retention device (made by
+    /// `strongroom retention init`): from then on every message in the
+    /// network is also encrypted to it, and every client shows it.
+    Enable(RetentionPolicyArgs),
+    /// Sign a new network policy without that retention device (or without any, with --all).
+    Disable(RetentionPolicyArgs),
+}
+
+#[derive(Args)]
+pub struct RetentionPolicyArgs {
+    /// The network key file.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The retention device file (retention-device.json); for disable, optional with --all.
+    #[arg(long, required_unless_present = "all")]
+    device: Option<PathBuf>,
+    /// Disable: remove every retention device.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    profile: crate::user::ProfileArgs,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +83,8 @@ pub struct CreateArgs {
 pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::Network(NetworkCommand::Create(args)) => create_network(args).await,
+        AdminCommand::Retention(RetentionAdminCommand::Enable(args)) => retention_policy(args, true).await,
+        AdminCommand::Retention(RetentionAdminCommand::Disable(args)) => retention_policy(args, false).await,
         AdminCommand::Network(NetworkCommand::Fingerprint { key_file }) => {
             let (network, key) = keyfile::load(&key_file, &passphrase()?)?;
             println!("Network: {network}\nNetwork key fingerprint: {}", NetworkFingerprint::of(&key.verifying_key()));
@@ -137,5 +167,58 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
         println!("Network key file (keep it safe, with its passphrase): {}", key_file.display());
         println!("First administrator's invite (one use, 7 days):\n{}", invite.invite);
     }
+    Ok(())
+}
+
+/// Signs and publishes the next policy with the retention device added or removed.
+async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Result<()> {
+    let device = args
+        .device
+        .as_deref()
+        .map(strongroom_retention::keys::DeviceFile::load)
+        .transpose()
+        .context("cannot read the retention device file")?;
+    let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
+    let mut client = crate::user::open(&args.profile).await?;
+    if client.network_id() != network {
+        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
+    }
+    let current = client.policy().await.context("cannot fetch the current policy")?;
+    let mut list = current.policy().retention.clone();
+    match (&device, enable) {
+        (Some(d), true) => {
+            if d.network()? != network {
+                bail!("that retention device was made for another network ({})", d.network_id);
+            }
+            let entry = d.retention_device()?;
+            list.retain(|x| x.device_id != entry.device_id);
+            list.push(entry);
+        }
+        (Some(d), false) => {
+            let id = d.retention_device()?.device_id;
+            if !list.iter().any(|x| x.device_id == id) {
+                bail!("that retention device is not in the current policy; nothing to disable");
+            }
+            list.retain(|x| x.device_id != id);
+        }
+        (None, _) => list.clear(),
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let version = current.policy().version + 1;
+    let policy = NetworkPolicy::sign(&key, network, version, now, list).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verified = client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    let names: Vec<String> = verified.policy().retention.iter().map(|d| d.name.clone()).collect();
+    if args.profile.json {
+        println!(
+            "{}",
+            serde_json::json!({"policy_version": version, "retention": verified.retention_enabled(), "retention_devices": names})
+        );
+    } else if verified.retention_enabled() {
+        println!("Policy version {version} published: data retention is ON ({})", names.join(", "));
+    } else {
+        println!("Policy version {version} published: data retention is OFF");
+    }
+    client.close().await;
     Ok(())
 }

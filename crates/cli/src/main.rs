@@ -3,6 +3,7 @@
 
 mod admin;
 mod keyfile;
+mod retention;
 mod server;
 mod user;
 
@@ -23,6 +24,13 @@ enum Command {
     /// Administer networks.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The organisation's retention device: keys, archiving, verify, export, search, holds.
+    Retention {
+        #[command(flatten)]
+        at: retention::Where,
+        #[command(subcommand)]
+        cmd: retention::RetentionCommand,
+    },
     /// Join a network with an invite: creates your profile and first device.
     Enrol {
         #[command(flatten)]
@@ -155,6 +163,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
+            Command::Retention { at, cmd } => retention::run(at, cmd).await,
             Command::Enrol { profile, args } => user::enrol(profile, args).await,
             Command::Send { profile, args } => user::send(profile, args).await,
             Command::Read { profile, args } => user::read(profile, args).await,

@@ -128,7 +128,7 @@ pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
+pub async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
     let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
     Client::open(&p.profile, &pass).await.context("cannot open the profile")
 }
@@ -218,6 +218,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
     let items = client.view(filter).await?;
+    let retention = client.policy().await.context("the network policy cannot be trusted")?.retention_enabled();
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
@@ -250,8 +251,11 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings}));
+        println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings, "retention": retention}));
     } else {
+        if retention {
+            println!("(data retention is on: your organisation archives these conversations)");
+        }
         for i in &items {
             let m = &i.message;
             let id = if matches!(m.content, Content::File(_)) { format!(" ({})", m.message_id) } else { String::new() };
@@ -276,15 +280,27 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
 }
 
 pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow::Result<()> {
-    let client = open(&p).await?;
+    let mut client = open(&p).await?;
     match cmd {
         ConversationsCommand::List => {
             let list = client.conversations().await?;
+            let retention = client.policy().await.context("the network policy cannot be trusted")?.retention_enabled();
             if p.json {
-                println!("{}", serde_json::to_string(&list)?);
+                let list: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("retention".into(), retention.into());
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
             } else {
+                let note = if retention { ", data retention on" } else { "" };
                 for c in list {
-                    println!("{} {} ({} members)", c.id, c.kind, c.members.len());
+                    println!("{} {} ({} members{note})", c.id, c.kind, c.members.len());
                 }
             }
         }

@@ -14,9 +14,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::*;
 use strongroom_client::ClientError;
-use strongroom_crypto::certs::{DeviceEntry, DeviceList, NetworkPolicy};
+use strongroom_crypto::certs::{DeviceEntry, DeviceList, NetworkPolicy, RetentionDevice};
 use strongroom_crypto::content::Content;
 use strongroom_crypto::ids::DeviceId;
+use strongroom_crypto::keys::AgreementSecret;
 use strongroom_crypto::keys::SigningKey;
 use strongroom_wire::{Deliveries, Delivery, UserKeys, B64};
 
@@ -28,6 +29,10 @@ enum Tamper {
     Reverse,
     InjectDevice,
     BumpPolicyVersion,
+    /// A retention device the network key never certified, slipped into the policy.
+    InjectRetention,
+    /// The first policy seen (before retention was turned on) served again.
+    RollbackPolicy,
     /// Acknowledgements fail (as in a crash between storing and acking): the
     /// server re-delivers what the client already stored.
     DropAck,
@@ -38,6 +43,7 @@ struct Proxy {
     http: reqwest::Client,
     mode: Mutex<Tamper>,
     served: Mutex<Vec<Delivery>>,
+    first_policy: Mutex<Option<Vec<u8>>>,
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
@@ -87,13 +93,35 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 revoked: false,
                 name: "server-added".into(),
             });
+            // Kept in canonical order, so only the signature can give it away.
+            list.devices.sort_by_key(|d| d.device_id);
             k.device_list = B64(list.encode());
             bytes = serde_json::to_vec(&k).unwrap();
-        } else if path == "/v1/policy" && mode == Tamper::BumpPolicyVersion {
-            // A "newer" policy the network key never signed.
+        } else if path == "/v1/policy" {
+            p.first_policy.lock().unwrap().get_or_insert_with(|| bytes.clone());
             let mut policy = NetworkPolicy::decode(&bytes).unwrap();
-            policy.version += 1;
-            bytes = policy.encode();
+            match mode {
+                // A "newer" policy the network key never signed.
+                Tamper::BumpPolicyVersion => {
+                    policy.version += 1;
+                    bytes = policy.encode();
+                }
+                // A reader the organisation never approved.
+                Tamper::InjectRetention => {
+                    policy.retention.push(RetentionDevice {
+                        device_id: DeviceId::from_bytes([0xdd; 16]),
+                        signing_key: SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
+                        agreement_key: AgreementSecret::generate(&mut rand_core::OsRng).public(),
+                        agreement_key_id: 1,
+                        name: "server's own archive".into(),
+                    });
+                    policy.retention.sort_by_key(|d| d.device_id);
+                    policy.version += 1;
+                    bytes = policy.encode();
+                }
+                Tamper::RollbackPolicy => bytes = p.first_policy.lock().unwrap().clone().unwrap(),
+                _ => {}
+            }
         }
     }
     let mut res = Response::builder().status(status);
@@ -114,6 +142,7 @@ async fn every_tampering_is_refused_visibly() {
         http: reqwest::Client::new(),
         mode: Mutex::new(Tamper::None),
         served: Mutex::new(vec![]),
+        first_policy: Mutex::new(None),
     });
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -192,5 +221,65 @@ async fn every_tampering_is_refused_visibly() {
     alice.send_text(conv, "m6").await.unwrap();
     let r = bob.sync().await.unwrap();
     assert_eq!(r.received.len(), 1);
+
+    // 7. Retention turned on by the organisation (signed with the network key):
+    // messages now carry a wrap for the retention device.
+    let retention_dir = dir.join("retention");
+    let network = alice.network_id().to_string();
+    let public = reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap();
+    let info: strongroom_wire::NetworkInfo = public.json().await.unwrap();
+    let key = strongroom_crypto::keys::VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap());
+    let fp = strongroom_crypto::certs::NetworkFingerprint::of(&key).to_string();
+    run_cli(&[
+        "retention",
+        "init",
+        "--dir",
+        retention_dir.to_str().unwrap(),
+        "--server",
+        &proxy_url,
+        "--network",
+        &network,
+        "--fingerprint",
+        &fp,
+    ]);
+    run_cli(&[
+        "admin",
+        "retention",
+        "enable",
+        "--key-file",
+        dir.join("acme.key").to_str().unwrap(),
+        "--device",
+        retention_dir.join("retention-device.json").to_str().unwrap(),
+        "--profile",
+        dir.join("alice").to_str().unwrap(),
+    ]);
+    assert!(alice.policy().await.unwrap().retention_enabled());
+    alice.send_text(conv, "archived").await.unwrap();
+
+    // 8. A retention device not signed by the network key: refused, loudly.
+    set(Tamper::InjectRetention);
+    let err = alice.send_text(conv, "to the server's reader?").await.unwrap_err();
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("policy") && m.contains("signature")), "{err}");
+
+    // 9. The old policy without retention served again to a client that has
+    // seen the new one: a rollback, refused.
+    set(Tamper::None);
+    assert!(bob.policy().await.unwrap().retention_enabled());
+    set(Tamper::RollbackPolicy);
+    let err = bob.send_text(conv, "quietly unarchived?").await.unwrap_err();
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("rollback")), "{err}");
+    set(Tamper::None);
+    bob.send_text(conv, "honest again").await.unwrap();
     let _ = STANDARD.encode([0u8]);
+}
+
+fn run_cli(args: &[&str]) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .env("STRONGROOM_PASSPHRASE", "alice passphrase")
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }

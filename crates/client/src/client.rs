@@ -334,6 +334,13 @@ impl Client {
         Ok(verified)
     }
 
+    /// Publishes a new network policy (administrators sign it with the
+    /// network key file), then fetches and verifies it like any client.
+    pub async fn publish_policy(&mut self, policy: &NetworkPolicy) -> Result<VerifiedPolicy, ClientError> {
+        self.api.put_bytes("/v1/policy", policy.encode()).await?;
+        self.policy().await
+    }
+
     /// A user's device list, verified; the identity key is pinned on first
     /// use and a change is refused until the user re-verifies.
     pub async fn device_list(&mut self, user: UserId) -> Result<VerifiedDeviceList, ClientError> {

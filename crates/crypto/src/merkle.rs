@@ -1,6 +1,7 @@
 //! RFC 6962 / RFC 9162 Merkle tree hashing: used for the wraps of an
 //! envelope (so a device can be sent only its own wrap plus a proof) and,
-//! later, for the retention archive log.
+//! for the retention archive log, which grows one leaf at a time
+//! ([`Accumulator`]).
 //!
 //! `leaf = SHA-256(0x00 | data)`, `node = SHA-256(0x01 | left | right)`; a tree
 //! of `n` leaves splits at the largest power of two below `n`.
@@ -111,9 +112,69 @@ pub fn root_from_proof(leaf: Hash, index: u64, size: u64, path: &[Hash]) -> Opti
     (s == 0).then_some(r)
 }
 
+/// An append-only log's root, kept in O(log n) memory: the roots of the
+/// perfect subtrees the leaves so far form (as in a binary counter). The
+/// RFC 6962 root of any size is these folded from the right.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    /// (height, hash) of perfect subtrees, largest first.
+    peaks: Vec<(u32, Hash)>,
+    size: u64,
+}
+
+impl Accumulator {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf (its [`leaf_hash`]).
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(height, left)) = self.peaks.last() {
+            if height != node.0 {
+                break;
+            }
+            self.peaks.pop();
+            node = (height + 1, node_hash(&left, &node.1));
+        }
+        self.peaks.push(node);
+        self.size += 1;
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The RFC 6962 root; `None` while empty.
+    pub fn root(&self) -> Option<Hash> {
+        let mut iter = self.peaks.iter().rev();
+        let mut acc = iter.next()?.1;
+        for (_, left) in iter {
+            acc = node_hash(left, &acc);
+        }
+        Some(acc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accumulator_matches_the_tree_at_every_size() {
+        let mut acc = Accumulator::new();
+        assert_eq!(acc.root(), None);
+        let mut leaves = Vec::new();
+        for i in 0u32..300 {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            leaves.push(leaf);
+            acc.push(leaf);
+            assert_eq!(acc.root(), Some(mth(&leaves)), "size {}", i + 1);
+            assert_eq!(acc.size(), u64::from(i) + 1);
+        }
+    }
 
     /// RFC 6962 MTH, written recursively as in the RFC, to check the
     /// bottom-up construction against.

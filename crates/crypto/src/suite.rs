@@ -73,6 +73,8 @@ pub(crate) mod label {
     pub const SAFETY_NUMBER: &[u8] = b"strongroom/v1/safety-number";
     pub const LINK_CODE: &[u8] = b"strongroom/v1/link-code";
     pub const LINK: &[u8] = b"strongroom/v1/link-identity";
+    pub const RETENTION_LOGIN: &[u8] = b"strongroom/v1/retention-login";
+    pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v1/archive-checkpoint";
 }
 
 #[cfg(test)]

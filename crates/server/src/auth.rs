@@ -89,7 +89,39 @@ impl FromRequestParts<AppState> for Caller {
             .session(&token_hash, now_ms())
             .await?
             .ok_or_else(|| ApiError::unauthorized("the session token is unknown or expired; log in again"))?;
+        if session.user_id == RETENTION_USER && !retention_may(&parts.method, parts.uri.path()) {
+            return Err(ApiError::forbidden(
+                "retention_read_only",
+                "a retention device only receives: it cannot send, create or administer",
+            ));
+        }
         Ok(Caller { session, token_hash })
+    }
+}
+
+/// The user id retention sessions carry.
+pub const RETENTION_USER: [u8; 16] = [0xff; 16];
+
+/// What a retention device may do: receive its queue, read conversation
+/// membership, sender keys, usernames, the policy and files. Nothing else.
+fn retention_may(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    let get = *method == Method::GET;
+    match path {
+        "/v1/messages" | "/v1/ws" | "/v1/policy" | "/v1/users" => get,
+        "/v1/messages/ack" => *method == Method::POST,
+        p => {
+            get && (p.starts_with("/v1/conversations/") && !p.ends_with("/members")
+                || p.starts_with("/v1/keys/") && p != "/v1/keys/device-list" && p != "/v1/keys/prekeys"
+                || p.starts_with("/v1/blobs/"))
+        }
+    }
+}
+
+impl Caller {
+    /// Whether this is a retention device's session.
+    pub fn is_retention(&self) -> bool {
+        self.session.user_id == RETENTION_USER
     }
 }
 

@@ -320,3 +320,19 @@ pub struct BlobCreated {
     /// Bytes stored.
     pub size: u64,
 }
+
+/// `POST /v1/retention/session`: a retention device logs in with a signature
+/// by the signing key the current network policy names for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionLoginRequest {
+    /// Network (hex).
+    pub network_id: String,
+    /// Retention device (hex).
+    pub device_id: String,
+    /// Milliseconds since the Unix epoch; within 5 minutes of the server's clock.
+    pub timestamp: u64,
+    /// 16 random bytes (hex), never reused.
+    pub nonce: String,
+    /// Ed25519 signature over the `RetentionLogin` statement.
+    pub signature: B64,
+}

@@ -14,11 +14,15 @@ mod device_list;
 mod fingerprint;
 mod policy;
 mod prekey;
+mod retention;
 
 pub use device_list::{DeviceEntry, DeviceList, DeviceListExpectation, VerifiedDevice, VerifiedDeviceList};
 pub use fingerprint::NetworkFingerprint;
-pub use policy::{NetworkPolicy, PolicyTracker, RetentionDevice, VerifiedPolicy};
+pub use policy::{
+    NetworkPolicy, PolicyTracker, RetentionDevice, VerifiedPolicy, MAX_RETENTION_DEVICES, MAX_RETENTION_NAME,
+};
 pub use prekey::{PreKeyKind, PreKeyRef, SignedPreKey, VerifiedPreKey};
+pub use retention::{ArchiveCheckpoint, RetentionLogin};
 
 use thiserror::Error;
 

@@ -22,7 +22,7 @@ fn check_username(name: &str) -> ApiResult<()> {
     }
 }
 
-fn limit(state: &AppState, addr: SocketAddr) -> ApiResult<()> {
+pub(super) fn limit(state: &AppState, addr: SocketAddr) -> ApiResult<()> {
     if state.auth_limiter.allow(&addr.ip()) {
         Ok(())
     } else {

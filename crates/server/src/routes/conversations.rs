@@ -47,7 +47,8 @@ pub(crate) async fn member_of(state: &AppState, caller: &Caller, id: &[u8; 16]) 
         .await?
         .filter(|c| c.network_id == caller.session.network_id)
         .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
-    if c.role(&caller.session.user_id).is_none() {
+    // Retention devices are a recipient of every conversation in their network.
+    if c.role(&caller.session.user_id).is_none() && !caller.is_retention() {
         return Err(ApiError::forbidden("not_member", "you are not a member of this conversation"));
     }
     Ok(c)

@@ -8,6 +8,7 @@ mod devices;
 mod keys;
 mod messages;
 mod ops;
+mod retention;
 mod ws;
 
 use std::time::Instant;
@@ -53,6 +54,7 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/ws", get(ws::connect)),
         ("/v1/blobs", post(blobs::upload).layer(DefaultBodyLimit::disable())),
         ("/v1/blobs/{id}", get(blobs::download)),
+        ("/v1/retention/session", post(retention::login)),
     ]
 }
 

@@ -167,15 +167,74 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(SessionRow {
+        if let Some(r) = row {
+            return Ok(Some(SessionRow {
                 user_id: id16(&r, "user_id")?,
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
                 admin: int(&r, "admin")? != 0,
+            }));
+        }
+        let row = sqlx::query(
+            &self.sql("SELECT device_id, network_id FROM retention_sessions WHERE token_hash = $1 AND expires_at > $2"),
+        )
+        .bind(token_hash.to_vec())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                user_id: [0xff; 16],
+                device_id: id16(&r, "device_id")?,
+                network_id: id16(&r, "network_id")?,
+                admin: false,
             })
         })
         .transpose()
+    }
+
+    /// Records a retention device's login nonce (false if it was used
+    /// before) and creates its session.
+    pub async fn retention_login(
+        &self,
+        nonce: &[u8; 16],
+        network: &[u8; 16],
+        device: &[u8; 16],
+        token_hash: &[u8; 32],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("DELETE FROM retention_logins WHERE expires_at < $1"))
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        let seen = sqlx::query(&self.sql("SELECT 1 AS x FROM retention_logins WHERE nonce = $1"))
+            .bind(nonce.to_vec())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        // Nonces are kept a day: longer than the timestamp window.
+        sqlx::query(&self.sql("INSERT INTO retention_logins (nonce, expires_at) VALUES ($1, $2)"))
+            .bind(nonce.to_vec())
+            .bind(now + 86_400_000)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO retention_sessions (token_hash, network_id, device_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        ))
+        .bind(token_hash.to_vec())
+        .bind(network.to_vec())
+        .bind(device.to_vec())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Ends one session.

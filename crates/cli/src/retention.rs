@@ -1,0 +1,414 @@
+//! `strongroom retention …`: the organisation's retention device and its archive.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use strongroom_crypto::certs::NetworkFingerprint;
+use strongroom_crypto::ids::NetworkId;
+use strongroom_crypto::keys::VerifyingKey;
+use strongroom_retention::archive::{destination, Archive, Sealer};
+use strongroom_retention::export::Formats;
+use strongroom_retention::keys::RetentionKeys;
+use strongroom_retention::record::Hold;
+use strongroom_retention::search::Filter;
+use strongroom_retention::service::{RunOptions, Service};
+use strongroom_retention::verify::{verify, Trusted};
+
+/// Where the retention device's keys and archive are.
+#[derive(Args, Clone)]
+pub struct Where {
+    /// Directory holding retention.key and retention-device.json.
+    #[arg(long, env = "STRONGROOM_RETENTION_DIR", default_value = "strongroom-retention", global = true)]
+    dir: PathBuf,
+    /// Archive destination: a directory, or s3://bucket/prefix [default: DIR/archive].
+    #[arg(long, env = "STRONGROOM_ARCHIVE", global = true)]
+    archive: Option<String>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Create the retention device's keys for a network (then an administrator
+    /// runs `strongroom admin retention enable --device DIR/retention-device.json`).
+    Init {
+        /// The relay's URL.
+        #[arg(long, env = "STRONGROOM_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The network id.
+        #[arg(long)]
+        network: String,
+        /// The network key fingerprint your administrators gave you (checked against the server's).
+        #[arg(long)]
+        fingerprint: String,
+        /// Shown to every user ("Acme compliance archive").
+        #[arg(long, default_value = "Compliance archive")]
+        name: String,
+    },
+    /// Receive and archive every message and file in the network.
+    Run {
+        /// Stop once everything queued is archived.
+        #[arg(long)]
+        once: bool,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        for_secs: Option<u64>,
+    },
+    /// Check every record, checkpoint, signature, file and sequence.
+    Verify {
+        /// Skip re-hashing stored files.
+        #[arg(long)]
+        skip_files: bool,
+    },
+    /// Export records (JSON Lines, EML, CSV load file) with a manifest.
+    Export {
+        /// Output directory (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Formats: any of jsonl, eml, csv.
+        #[arg(long, value_delimiter = ',', default_value = "jsonl,eml,csv")]
+        format: Vec<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Find records by words, participant, conversation and time.
+    Search {
+        /// Words that must all appear.
+        query: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Legal holds: records they cover are never deleted.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// Delete records older than the retention period that no hold covers
+    /// (each deletion is itself recorded; verify still passes).
+    Purge {
+        /// The retention period in days.
+        #[arg(long)]
+        period_days: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold.
+    Place {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Release a hold.
+    Release {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List standing holds.
+    List,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct FilterArgs {
+    /// From this time (RFC 3339 date `2026-11-01` or ms since the epoch).
+    #[arg(long)]
+    from: Option<String>,
+    /// Until this time (exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    /// Sent or received by this user (username or id).
+    #[arg(long)]
+    user: Option<String>,
+    /// In this conversation (id).
+    #[arg(long)]
+    conversation: Option<String>,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let parts: Vec<&str> = s.get(..10).unwrap_or(s).split('-').collect();
+    let [y, m, d] = parts.as_slice() else { bail!("a time is YYYY-MM-DD or milliseconds since the epoch: {s:?}") };
+    let (y, m, d): (i64, i64, i64) = (y.parse()?, m.parse()?, d.parse()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        bail!("{s:?} is not a date");
+    }
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400_000).context("dates before 1970 are not supported")
+}
+
+impl FilterArgs {
+    fn filter(&self, text: Option<String>) -> anyhow::Result<Filter> {
+        Ok(Filter {
+            from: self.from.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            user: self.user.clone(),
+            conversation: self.conversation.clone(),
+            text,
+        })
+    }
+}
+
+fn passphrase() -> anyhow::Result<String> {
+    crate::user::secret_from("STRONGROOM_RETENTION_PASSPHRASE", "Passphrase for the retention keys (12+ characters)")
+}
+
+fn archive_spec(w: &Where) -> String {
+    w.archive.clone().unwrap_or_else(|| w.dir.join("archive").display().to_string())
+}
+
+async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive> {
+    let store = destination(&archive_spec(w)).context("cannot open the archive destination")?;
+    let signer = strongroom_crypto::keys::SigningKey::from_seed(strongroom_crypto::keys::SecretBytes::new(
+        *keys.signing.expose_seed().expose(),
+    ))
+    .map_err(|_| anyhow::anyhow!("the retention signing key is damaged"))?;
+    Archive::open(store, &keys.archive_key, signer, keys.network()?, keys.device_id()?)
+        .await
+        .context("cannot open the archive")
+}
+
+fn load_keys(dir: &Path) -> anyhow::Result<RetentionKeys> {
+    RetentionKeys::load(dir, &passphrase()?).context("cannot unlock the retention keys")
+}
+
+fn progress(label: &'static str, json: bool) -> impl Fn(u64, u64) + Send + Sync {
+    use std::io::IsTerminal;
+    let show = !json && std::io::stderr().is_terminal();
+    move |done, total| {
+        if show && (done == total || done % 1000 == 0) {
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            eprint!("\r{label}: {done}/{total} records ({pct}%)");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
+    match cmd {
+        RetentionCommand::Init { server, network, fingerprint, name } => {
+            let network = NetworkId::parse_hex(&network).context("a network id is 32 hex digits")?;
+            let info: strongroom_wire::NetworkInfo =
+                reqwest::get(format!("{}/v1/networks/{network}", server.trim_end_matches('/')))
+                    .await
+                    .with_context(|| format!("cannot reach the server at {server}"))?
+                    .error_for_status()
+                    .context("the server does not know that network")?
+                    .json()
+                    .await?;
+            let public: [u8; 32] =
+                info.network_public.0.as_slice().try_into().map_err(|_| anyhow::anyhow!("malformed network key"))?;
+            let key = VerifyingKey::from_bytes(public);
+            let got = NetworkFingerprint::of(&key).to_string();
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                got.replace(' ', "").as_bytes(),
+                fingerprint.replace(' ', "").as_bytes(),
+            )) {
+                bail!(
+                    "the server's network key fingerprint is {got}, not the one you were given: do not use this server"
+                );
+            }
+            let keys = RetentionKeys::create(&w.dir, &passphrase()?, &server, network, key, &name)?;
+            let device = strongroom_retention::keys::device_path(&w.dir);
+            if w.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"device_id": keys.device.device_id, "device_file": device.display().to_string(), "dir": w.dir.display().to_string()})
+                );
+            } else {
+                println!("Retention device {} created in {}", keys.device.device_id, w.dir.display());
+                println!("An administrator now turns retention on with:");
+                println!(
+                    "  strongroom admin retention enable --key-file NETWORK.key --device {} --profile ADMIN_PROFILE",
+                    device.display()
+                );
+            }
+        }
+        RetentionCommand::Run { once, for_secs } => {
+            let keys = load_keys(&w.dir)?;
+            let archive = open_archive(&w, &keys).await?;
+            let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
+            let report = service
+                .run(RunOptions {
+                    until_empty: once,
+                    max_time: for_secs.map(Duration::from_secs),
+                    poll: Duration::from_millis(500),
+                })
+                .await
+                .context("archiving stopped")?;
+            if w.json {
+                println!("{}", serde_json::json!({"run": report, "records": service.archive().size()}));
+            } else {
+                println!(
+                    "Archived {} records ({} files, {} unreadable kept as evidence); the archive holds {}.",
+                    report.archived,
+                    report.files,
+                    report.unreadable,
+                    service.archive().size()
+                );
+            }
+        }
+        RetentionCommand::Verify { skip_files } => {
+            let keys = load_keys(&w.dir)?;
+            let store = destination(&archive_spec(&w))?;
+            let sealer = Sealer::new(&keys.archive_key, keys.network()?, keys.device_id()?)?;
+            let trusted = Trusted {
+                network: keys.network()?,
+                device: keys.device_id()?,
+                signing_key: keys.signing.verifying_key(),
+                sealer: &sealer,
+            };
+            let report = verify(store.as_ref(), &trusted, !skip_files).await?;
+            if w.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} records ({} deleted under retention), {} segments, {} checkpoints, {} conversations, {} files",
+                    report.records,
+                    report.deleted,
+                    report.segments,
+                    report.checkpoints,
+                    report.conversations,
+                    report.files
+                );
+                for p in &report.problems {
+                    println!("PROBLEM: {p}");
+                }
+            }
+            if !report.ok() {
+                bail!("the archive failed verification: {} problem(s)", report.problem_count);
+            }
+            if !w.json {
+                println!("Verified: every record, checkpoint, signature and sequence is intact.");
+            }
+        }
+        RetentionCommand::Export { out, format, filter } => {
+            let keys = load_keys(&w.dir)?;
+            let archive = open_archive(&w, &keys).await?;
+            let mut formats = Formats { jsonl: false, eml: false, csv: false };
+            for f in &format {
+                match f.as_str() {
+                    "jsonl" => formats.jsonl = true,
+                    "eml" => formats.eml = true,
+                    "csv" => formats.csv = true,
+                    other => bail!("unknown export format {other:?}: use jsonl, eml or csv"),
+                }
+            }
+            let bar = progress("exporting", w.json);
+            let manifest =
+                strongroom_retention::export::export(&archive, &filter.filter(None)?, formats, &out, &bar).await?;
+            if w.json {
+                println!("{}", serde_json::json!({"out": out.display().to_string(), "counts": manifest.counts}));
+            } else {
+                println!(
+                    "Exported to {}: {:?}; manifest.json lists every file with its SHA-256.",
+                    out.display(),
+                    manifest.counts
+                );
+            }
+        }
+        RetentionCommand::Search { query, filter } => {
+            let keys = load_keys(&w.dir)?;
+            let archive = open_archive(&w, &keys).await?;
+            let hits = strongroom_retention::search::search(&archive, &filter.filter(query)?).await?;
+            if w.json {
+                let list: Vec<_> = hits
+                    .iter()
+                    .map(|(i, r)| {
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            // Never print a file's key.
+                            if let Some(f) = o.remove("file") {
+                                o.insert("file_name".into(), f.get("name").cloned().unwrap_or_default());
+                            }
+                            o.insert("index".into(), (*i).into());
+                        }
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({"hits": list}));
+            } else {
+                for (i, r) in &hits {
+                    let who = r.sender.as_ref().map(|s| s.username.clone()).unwrap_or_default();
+                    let what = r
+                        .text
+                        .clone()
+                        .or_else(|| r.file.as_ref().map(|f| format!("(file) {}", f.name)))
+                        .unwrap_or_else(|| format!("({})", r.kind));
+                    println!(
+                        "#{i} {} [{}] {who}: {what}",
+                        strongroom_retention::export::iso8601(r.time()),
+                        r.conversation_id.as_deref().and_then(|c| c.get(..8)).unwrap_or("-")
+                    );
+                }
+                eprintln!("{} record(s)", hits.len());
+            }
+        }
+        RetentionCommand::Hold(cmd) => {
+            let keys = load_keys(&w.dir)?;
+            let mut archive = open_archive(&w, &keys).await?;
+            match cmd {
+                HoldCommand::Place { name, filter } => {
+                    let f = filter.filter(None)?;
+                    let hold =
+                        Hold { name, user_id: f.user, conversation_id: f.conversation, from: f.from, until: f.until };
+                    strongroom_retention::holds::place(&mut archive, hold).await?;
+                    println!(
+                        "{}",
+                        if w.json { serde_json::json!({"placed": true}).to_string() } else { "Hold placed.".into() }
+                    );
+                }
+                HoldCommand::Release { name } => {
+                    strongroom_retention::holds::release(&mut archive, &name).await?;
+                    println!(
+                        "{}",
+                        if w.json {
+                            serde_json::json!({"released": true}).to_string()
+                        } else {
+                            "Hold released.".into()
+                        }
+                    );
+                }
+                HoldCommand::List => {
+                    let holds = strongroom_retention::holds::active(&archive).await?;
+                    if w.json {
+                        println!("{}", serde_json::json!({"holds": holds}));
+                    } else {
+                        for h in holds {
+                            println!("{}: {}", h.name, serde_json::to_string(&h)?);
+                        }
+                    }
+                }
+            }
+        }
+        RetentionCommand::Purge { period_days } => {
+            let keys = load_keys(&w.dir)?;
+            let mut archive = open_archive(&w, &keys).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            let report = strongroom_retention::holds::purge(&mut archive, period_days, now).await?;
+            if w.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "Deleted {} records ({} files); {} past their period kept under legal hold.",
+                    report.deleted, report.files, report.held
+                );
+            }
+        }
+    }
+    Ok(())
+}

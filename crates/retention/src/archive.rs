@@ -1,0 +1,569 @@
+//! The archive: an append-only log of encrypted records in segments, each
+//! record a leaf of an RFC 6962 Merkle tree, with checkpoints (tree size and
+//! root) signed by the retention device.
+//!
+//! Layout under the destination (a local directory or an object store):
+//!
+//! ```text
+//! archive.json                      network, device, its signing key (public)
+//! segments/<first index, 16 digits>.seg
+//! checkpoints/<tree size, 16 digits>.ckpt
+//! files/<blob id>                   encrypted file bytes, as the relay held them
+//! ```
+//!
+//! Segment entries: `0x01 | len u32 | nonce 12 | AES-256-GCM(record JSON)`
+//! with associated data `"strongroom-archive-v1" 0x00 | network | device |
+//! index u64`, leaf data `index u64 | nonce | ciphertext`; or, once deleted
+//! under a retention period, `0x02 | leaf hash 32` (the log stays provable).
+//! Checkpoint: `tree size u64 | root 32 | timestamp u64 | signature 64`.
+//! Segments and checkpoints are written whole (an object, or a file renamed
+//! into place), so a crash never leaves half of one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, PutPayload};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use strongroom_crypto::certs::ArchiveCheckpoint;
+use strongroom_crypto::ids::{DeviceId, NetworkId};
+use strongroom_crypto::keys::{SecretBytes, Signature, SigningKey, VerifyingKey};
+use strongroom_crypto::merkle::{leaf_hash, Accumulator, Hash};
+
+use crate::record::Record;
+use crate::{hex, RetentionError};
+
+const AAD_LABEL: &[u8] = b"strongroom-archive-v1";
+const TAG_SEALED: u8 = 1;
+const TAG_REDACTED: u8 = 2;
+/// Checkpoint encoding length.
+pub const CHECKPOINT_LEN: usize = 8 + 32 + 8 + 64;
+/// Largest record accepted in a segment (a record holds at most one message).
+const MAX_ENTRY: usize = 16 << 20;
+
+/// Opens a destination: `s3://bucket/prefix` (credentials and endpoint from
+/// the usual `AWS_*` variables), `memory:` (tests), or a local directory.
+pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
+    if spec.starts_with("s3://") {
+        let s3 = object_store::aws::AmazonS3Builder::from_env().with_url(spec).build()?;
+        let prefix = spec.trim_start_matches("s3://").split_once('/').map(|(_, p)| p.to_owned()).unwrap_or_default();
+        if prefix.is_empty() {
+            return Ok(Arc::new(s3));
+        }
+        return Ok(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str())));
+    }
+    if spec == "memory:" {
+        return Ok(Arc::new(object_store::memory::InMemory::new()));
+    }
+    let path = std::path::Path::new(spec);
+    std::fs::create_dir_all(path).map_err(crate::error::io(path))?;
+    Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(path)?))
+}
+
+/// `archive.json`: what the archive belongs to. No secrets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ArchiveHeader {
+    /// Format.
+    pub format: String,
+    /// Network (hex).
+    pub network_id: String,
+    /// Retention device (hex).
+    pub device_id: String,
+    /// Its checkpoint signing key (hex).
+    pub signing_key: String,
+    /// Created (ms).
+    pub created_at: u64,
+}
+
+/// One segment entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// An encrypted record.
+    Sealed {
+        /// AES-GCM nonce.
+        nonce: [u8; 12],
+        /// Ciphertext and tag.
+        ciphertext: Vec<u8>,
+    },
+    /// A record deleted under a retention period: only its leaf hash remains.
+    Redacted(Hash),
+}
+
+impl Entry {
+    /// The leaf hash of this entry at `index`.
+    pub fn leaf(&self, index: u64) -> Hash {
+        match self {
+            Entry::Sealed { nonce, ciphertext } => {
+                let mut data = Vec::with_capacity(20 + ciphertext.len());
+                data.extend_from_slice(&index.to_be_bytes());
+                data.extend_from_slice(nonce);
+                data.extend_from_slice(ciphertext);
+                leaf_hash(&data)
+            }
+            Entry::Redacted(h) => *h,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Entry::Sealed { nonce, ciphertext } => {
+                out.push(TAG_SEALED);
+                out.extend_from_slice(&((12 + ciphertext.len()) as u32).to_be_bytes());
+                out.extend_from_slice(nonce);
+                out.extend_from_slice(ciphertext);
+            }
+            Entry::Redacted(h) => {
+                out.push(TAG_REDACTED);
+                out.extend_from_slice(h);
+            }
+        }
+    }
+}
+
+/// Parses a segment; the error says at which byte and why.
+pub fn parse_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let tag = bytes.get(at).copied().ok_or("truncated")?;
+        match tag {
+            TAG_SEALED => {
+                let len_bytes: [u8; 4] = bytes
+                    .get(at + 1..at + 5)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| format!("entry {} at byte {at}: truncated length", entries.len()))?;
+                let len = u32::from_be_bytes(len_bytes) as usize;
+                if !(12 + 16..=MAX_ENTRY).contains(&len) {
+                    return Err(format!("entry {} at byte {at}: impossible length {len}", entries.len()));
+                }
+                let body = bytes
+                    .get(at + 5..at + 5 + len)
+                    .ok_or_else(|| format!("entry {} at byte {at}: truncated (needs {len} bytes)", entries.len()))?;
+                let (nonce, ciphertext) = body.split_at(12);
+                let nonce: [u8; 12] = nonce.try_into().map_err(|_| "nonce".to_owned())?;
+                entries.push(Entry::Sealed { nonce, ciphertext: ciphertext.to_vec() });
+                at += 5 + len;
+            }
+            TAG_REDACTED => {
+                let h: Hash = bytes
+                    .get(at + 1..at + 33)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| format!("entry {} at byte {at}: truncated deletion marker", entries.len()))?;
+                entries.push(Entry::Redacted(h));
+                at += 33;
+            }
+            other => return Err(format!("entry {} at byte {at}: unknown entry type {other}", entries.len())),
+        }
+    }
+    Ok(entries)
+}
+
+/// Encodes entries into a segment.
+pub fn encode_segment(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        e.encode(&mut out);
+    }
+    out
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Leaves covered.
+    pub tree_size: u64,
+    /// Root over them.
+    pub root: Hash,
+    /// When (ms).
+    pub timestamp: u64,
+    /// By the retention device.
+    pub signature: Signature,
+}
+
+impl StoredCheckpoint {
+    /// Encodes to [`CHECKPOINT_LEN`] bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(CHECKPOINT_LEN);
+        v.extend_from_slice(&self.tree_size.to_be_bytes());
+        v.extend_from_slice(&self.root);
+        v.extend_from_slice(&self.timestamp.to_be_bytes());
+        v.extend_from_slice(self.signature.as_bytes());
+        v
+    }
+
+    /// Decodes; `None` if the length is wrong.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != CHECKPOINT_LEN {
+            return None;
+        }
+        Some(Self {
+            tree_size: u64::from_be_bytes(b.get(0..8)?.try_into().ok()?),
+            root: b.get(8..40)?.try_into().ok()?,
+            timestamp: u64::from_be_bytes(b.get(40..48)?.try_into().ok()?),
+            signature: Signature::from_bytes(b.get(48..112)?.try_into().ok()?),
+        })
+    }
+
+    /// The signed statement.
+    pub fn statement(&self, network: NetworkId, device: DeviceId) -> ArchiveCheckpoint {
+        ArchiveCheckpoint {
+            network_id: network,
+            device_id: device,
+            tree_size: self.tree_size,
+            root: self.root,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// Record encryption under the archive key.
+pub struct Sealer {
+    key: LessSafeKey,
+    network: NetworkId,
+    device: DeviceId,
+}
+
+impl Sealer {
+    /// For the archive of `device` in `network`.
+    pub fn new(archive_key: &SecretBytes<32>, network: NetworkId, device: DeviceId) -> Result<Self, RetentionError> {
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, archive_key.expose())
+                .map_err(|_| RetentionError::Corrupt("archive key".into()))?,
+        );
+        Ok(Self { key, network, device })
+    }
+
+    fn aad(&self, index: u64) -> Vec<u8> {
+        let mut a = Vec::with_capacity(AAD_LABEL.len() + 41);
+        a.extend_from_slice(AAD_LABEL);
+        a.push(0);
+        a.extend_from_slice(self.network.as_bytes());
+        a.extend_from_slice(self.device.as_bytes());
+        a.extend_from_slice(&index.to_be_bytes());
+        a
+    }
+
+    /// Seals a record as leaf `index`.
+    pub fn seal(&self, index: u64, record: &Record) -> Result<Entry, RetentionError> {
+        let mut buf = zeroize::Zeroizing::new(
+            serde_json::to_vec(record).map_err(|e| RetentionError::Corrupt(format!("record encoding: {e}")))?,
+        );
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(self.aad(index)), &mut *buf)
+            .map_err(|_| RetentionError::Corrupt("sealing a record".into()))?;
+        Ok(Entry::Sealed { nonce, ciphertext: buf.to_vec() })
+    }
+
+    /// Opens leaf `index`; `None` if it does not authenticate there.
+    pub fn open(&self, index: u64, nonce: &[u8; 12], ciphertext: &[u8]) -> Option<Record> {
+        let mut buf = zeroize::Zeroizing::new(ciphertext.to_vec());
+        let plain =
+            self.key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(self.aad(index)), &mut buf).ok()?;
+        serde_json::from_slice(plain).ok()
+    }
+}
+
+/// A segment's name for its first index.
+pub fn segment_name(first: u64) -> ObjPath {
+    ObjPath::from(format!("segments/{first:016}.seg"))
+}
+
+/// A checkpoint's name for its tree size.
+pub fn checkpoint_name(size: u64) -> ObjPath {
+    ObjPath::from(format!("checkpoints/{size:016}.ckpt"))
+}
+
+/// A file's name.
+pub fn file_name(blob_id: &str) -> ObjPath {
+    ObjPath::from(format!("files/{blob_id}"))
+}
+
+/// Objects under `prefix` whose names are `<16 digits>.<ext>`, sorted by number.
+pub async fn numbered(store: &dyn ObjectStore, prefix: &str, ext: &str) -> Result<Vec<(u64, ObjPath)>, RetentionError> {
+    use futures_util::TryStreamExt;
+    let listed: Vec<_> = store.list(Some(&ObjPath::from(prefix))).try_collect().await?;
+    let mut out = Vec::new();
+    for meta in listed {
+        let name = meta.location.filename().unwrap_or_default().to_owned();
+        let n = name.strip_suffix(ext).and_then(|n| n.strip_suffix('.')).and_then(|n| n.parse::<u64>().ok());
+        match n {
+            Some(n) => out.push((n, meta.location)),
+            None => return Err(RetentionError::Corrupt(format!("unexpected object {} in the archive", meta.location))),
+        }
+    }
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out)
+}
+
+/// The writable archive.
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    sealer: Sealer,
+    signer: SigningKey,
+    network: NetworkId,
+    device: DeviceId,
+    acc: Accumulator,
+    archived: HashSet<[u8; 16]>,
+    checkpointed: u64,
+}
+
+impl Archive {
+    /// Opens (or creates) the archive, replaying every segment to rebuild
+    /// the log state and the set of archived message ids; signs a
+    /// checkpoint if the last run stopped between a segment and its checkpoint.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        archive_key: &SecretBytes<32>,
+        signer: SigningKey,
+        network: NetworkId,
+        device: DeviceId,
+    ) -> Result<Self, RetentionError> {
+        let header_path = ObjPath::from("archive.json");
+        let expected = ArchiveHeader {
+            format: "strongroom-archive-v1".into(),
+            network_id: network.to_string(),
+            device_id: device.to_string(),
+            signing_key: hex(signer.verifying_key().as_bytes()),
+            created_at: crate::now_ms(),
+        };
+        match store.get(&header_path).await {
+            Ok(got) => {
+                let h: ArchiveHeader = serde_json::from_slice(&got.bytes().await?)
+                    .map_err(|_| RetentionError::Corrupt("archive.json is malformed".into()))?;
+                if h.network_id != expected.network_id
+                    || h.device_id != expected.device_id
+                    || h.signing_key != expected.signing_key
+                {
+                    return Err(RetentionError::Usage(
+                        "this archive belongs to another retention device or network; choose another destination"
+                            .into(),
+                    ));
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let json = serde_json::to_vec_pretty(&expected).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
+                store.put(&header_path, PutPayload::from(json)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let sealer = Sealer::new(archive_key, network, device)?;
+        let mut archive = Self {
+            store,
+            sealer,
+            signer,
+            network,
+            device,
+            acc: Accumulator::new(),
+            archived: HashSet::new(),
+            checkpointed: 0,
+        };
+        archive.replay().await?;
+        if archive.checkpointed < archive.acc.size() {
+            archive.checkpoint().await?;
+        }
+        Ok(archive)
+    }
+
+    async fn replay(&mut self) -> Result<(), RetentionError> {
+        for (first, path) in numbered(self.store.as_ref(), "segments", "seg").await? {
+            if first != self.acc.size() {
+                return Err(RetentionError::Corrupt(format!(
+                    "segment {path} starts at record {first}, expected {}; run `strongroom retention verify`",
+                    self.acc.size()
+                )));
+            }
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let entries = parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
+            for entry in entries {
+                let index = self.acc.size();
+                if let Entry::Sealed { nonce, ciphertext } = &entry {
+                    let record = self.sealer.open(index, nonce, ciphertext).ok_or_else(|| {
+                        RetentionError::Corrupt(format!(
+                            "record {index} does not decrypt; run `strongroom retention verify`"
+                        ))
+                    })?;
+                    if let Some(id) = record.message_id.as_deref().and_then(crate::unhex::<16>) {
+                        self.archived.insert(id);
+                    }
+                }
+                self.acc.push(entry.leaf(index));
+            }
+        }
+        if let Some((size, _)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.last() {
+            self.checkpointed = *size;
+        }
+        Ok(())
+    }
+
+    /// Records so far.
+    pub fn size(&self) -> u64 {
+        self.acc.size()
+    }
+
+    /// Whether a message is already archived.
+    pub fn contains(&self, message_id: &[u8; 16]) -> bool {
+        self.archived.contains(message_id)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The record sealer (for reading).
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Appends records as one segment, then signs a checkpoint over them.
+    /// When this returns, they are durable in the destination.
+    pub async fn append(&mut self, records: &[Record]) -> Result<(), RetentionError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let first = self.acc.size();
+        let mut entries = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            entries.push(self.sealer.seal(first + i as u64, r)?);
+        }
+        self.store.put(&segment_name(first), PutPayload::from(encode_segment(&entries))).await?;
+        for (i, (entry, record)) in entries.iter().zip(records).enumerate() {
+            self.acc.push(entry.leaf(first + i as u64));
+            if let Some(id) = record.message_id.as_deref().and_then(crate::unhex::<16>) {
+                self.archived.insert(id);
+            }
+        }
+        self.checkpoint().await
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), RetentionError> {
+        let Some(root) = self.acc.root() else { return Ok(()) };
+        let mut cp = StoredCheckpoint {
+            tree_size: self.acc.size(),
+            root,
+            timestamp: crate::now_ms(),
+            signature: Signature::from_bytes([0; 64]),
+        };
+        cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
+        self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+        self.checkpointed = cp.tree_size;
+        Ok(())
+    }
+
+    /// Stores a file's encrypted bytes (streamed from a local file).
+    pub async fn put_file(&self, blob_id: &str, local: &std::path::Path) -> Result<(), RetentionError> {
+        use object_store::WriteMultipart;
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(local).await.map_err(crate::error::io(local))?;
+        let upload = self.store.put_multipart(&file_name(blob_id)).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await.map_err(crate::error::io(local))?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await?;
+            writer.write(buf.get(..n).unwrap_or_default());
+        }
+        writer.finish().await?;
+        Ok(())
+    }
+
+    /// Reads every record in order: `f(index, record)`; deleted ones are skipped.
+    pub async fn for_each(&self, mut f: impl FnMut(u64, Record)) -> Result<(), RetentionError> {
+        read_records(self.store.as_ref(), &self.sealer, |i, r| {
+            if let Some(r) = r {
+                f(i, r)
+            }
+        })
+        .await
+    }
+
+    /// Replaces the entries at `indices` with deletion markers (their leaf
+    /// hashes), after a deletion record naming them was appended.
+    pub async fn redact(&mut self, indices: &HashSet<u64>) -> Result<(), RetentionError> {
+        for (first, path) in numbered(self.store.as_ref(), "segments", "seg").await? {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let mut entries = parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
+            let mut changed = false;
+            for (i, entry) in entries.iter_mut().enumerate() {
+                let index = first + i as u64;
+                if indices.contains(&index) && matches!(entry, Entry::Sealed { .. }) {
+                    *entry = Entry::Redacted(entry.leaf(index));
+                    changed = true;
+                }
+            }
+            if changed {
+                self.store.put(&path, PutPayload::from(encode_segment(&entries))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a stored file.
+    pub async fn delete_file(&self, blob_id: &str) -> Result<(), RetentionError> {
+        match self.store.delete(&file_name(blob_id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Reads every entry in order: `f(index, Some(record))`, or `None` for a
+/// deleted one. Stops at the first damaged segment or record.
+pub async fn read_records(
+    store: &dyn ObjectStore,
+    sealer: &Sealer,
+    mut f: impl FnMut(u64, Option<Record>),
+) -> Result<(), RetentionError> {
+    read_entries(store, sealer, |i, _, r| f(i, r)).await
+}
+
+/// [`read_records`], with each stored entry too.
+pub async fn read_entries(
+    store: &dyn ObjectStore,
+    sealer: &Sealer,
+    mut f: impl FnMut(u64, &Entry, Option<Record>),
+) -> Result<(), RetentionError> {
+    let mut next = 0u64;
+    for (first, path) in numbered(store, "segments", "seg").await? {
+        if first != next {
+            return Err(RetentionError::Corrupt(format!("segment {path} is out of place; run verify")));
+        }
+        let bytes = store.get(&path).await?.bytes().await?;
+        for entry in parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))? {
+            match &entry {
+                Entry::Sealed { nonce, ciphertext } => {
+                    let r = sealer.open(next, nonce, ciphertext).ok_or_else(|| {
+                        RetentionError::Corrupt(format!("record {next} does not decrypt; run verify"))
+                    })?;
+                    f(next, &entry, Some(r));
+                }
+                Entry::Redacted(_) => f(next, &entry, None),
+            }
+            next += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The device's checkpoint key as `archive.json` names it.
+pub async fn header(store: &dyn ObjectStore) -> Result<ArchiveHeader, RetentionError> {
+    let got = store.get(&ObjPath::from("archive.json")).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => {
+            RetentionError::Usage("no archive here (archive.json is missing); check --archive".into())
+        }
+        other => other.into(),
+    })?;
+    serde_json::from_slice(&got.bytes().await?).map_err(|_| RetentionError::Corrupt("archive.json is malformed".into()))
+}
+
+/// Parses a verifying key from hex.
+pub fn verifying_key(hex_key: &str) -> Option<VerifyingKey> {
+    crate::unhex::<32>(hex_key).map(VerifyingKey::from_bytes)
+}

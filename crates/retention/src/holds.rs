@@ -1,0 +1,127 @@
+//! Legal holds and retention periods. Holds are records in the log (placed
+//! and released), so the log itself proves which holds stood when. Purging
+//! deletes records older than the period that no hold covers: a deletion
+//! record naming each one (index, leaf hash, conversation, sequence) is
+//! appended first, then the records are replaced by their leaf hashes, so
+//! `verify` still proves everything else intact and sees every gap explained.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::archive::{read_entries, Archive};
+use crate::record::{Deleted, Hold, Record};
+use crate::{hex, now_ms, RetentionError};
+
+/// What a purge did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Records deleted.
+    pub deleted: u64,
+    /// Records past their period kept because a hold covers them.
+    pub held: u64,
+    /// Files removed with their records.
+    pub files: u64,
+}
+
+impl Hold {
+    /// Whether the hold covers a record.
+    pub fn covers(&self, r: &Record) -> bool {
+        self.user_id.as_deref().is_none_or(|u| r.involves(u))
+            && self.conversation_id.as_deref().is_none_or(|c| r.conversation_id.as_deref() == Some(c))
+            && self.from.is_none_or(|t| r.time() >= t)
+            && self.until.is_none_or(|t| r.time() < t)
+    }
+}
+
+/// Places a hold.
+pub async fn place(archive: &mut Archive, hold: Hold) -> Result<(), RetentionError> {
+    if hold.name.trim().is_empty() {
+        return Err(RetentionError::Usage("a hold needs a name (--name)".into()));
+    }
+    if active(archive).await?.iter().any(|h| h.name == hold.name) {
+        return Err(RetentionError::Usage(format!("a hold named {:?} already stands", hold.name)));
+    }
+    archive
+        .append(&[Record { kind: "hold".into(), archived_at: now_ms(), hold: Some(hold), ..Record::default() }])
+        .await
+}
+
+/// Releases a hold by name.
+pub async fn release(archive: &mut Archive, name: &str) -> Result<(), RetentionError> {
+    let Some(hold) = active(archive).await?.into_iter().find(|h| h.name == name) else {
+        return Err(RetentionError::Usage(format!("no hold named {name:?} stands (see `retention hold list`)")));
+    };
+    archive
+        .append(&[Record {
+            kind: "hold_released".into(),
+            archived_at: now_ms(),
+            hold: Some(hold),
+            ..Record::default()
+        }])
+        .await
+}
+
+/// Holds standing now, from the log.
+pub async fn active(archive: &Archive) -> Result<Vec<Hold>, RetentionError> {
+    let mut holds: Vec<Hold> = Vec::new();
+    archive
+        .for_each(|_, r| match (r.kind.as_str(), r.hold) {
+            ("hold", Some(h)) => holds.push(h),
+            ("hold_released", Some(h)) => holds.retain(|x| x.name != h.name),
+            _ => {}
+        })
+        .await?;
+    Ok(holds)
+}
+
+/// Deletes message records older than `period_days` (by sent time) that no
+/// standing hold covers.
+pub async fn purge(archive: &mut Archive, period_days: u64, now: u64) -> Result<PurgeReport, RetentionError> {
+    let holds = active(archive).await?;
+    let cutoff = now.saturating_sub(period_days.saturating_mul(86_400_000));
+    let mut report = PurgeReport::default();
+    let mut deleted = Vec::new();
+    let mut files = Vec::new();
+    read_entries(archive.store().as_ref(), archive.sealer(), |index, entry, record| {
+        let Some(r) = record else { return };
+        if !r.is_message() || r.time() >= cutoff {
+            return;
+        }
+        if holds.iter().any(|h| h.covers(&r)) {
+            report.held += 1;
+            return;
+        }
+        deleted.push(Deleted {
+            index,
+            leaf: hex(&entry.leaf(index)),
+            conversation_id: r.conversation_id.clone(),
+            seq: r.seq,
+        });
+        if let Some(f) = r.file.filter(|f| f.stored) {
+            files.push(f.blob_id);
+        }
+    })
+    .await?;
+    if deleted.is_empty() {
+        return Ok(report);
+    }
+    report.deleted = deleted.len() as u64;
+    let indices: HashSet<u64> = deleted.iter().map(|d| d.index).collect();
+    // The log says what goes, and why, before anything goes.
+    archive
+        .append(&[Record {
+            kind: "deletion".into(),
+            archived_at: now_ms(),
+            deleted,
+            reason: Some(format!("retention period of {period_days} days")),
+            ..Record::default()
+        }])
+        .await?;
+    archive.redact(&indices).await?;
+    for blob in files {
+        archive.delete_file(&blob).await?;
+        report.files += 1;
+    }
+    Ok(report)
+}

@@ -1,0 +1,501 @@
+//! `strongroom retention run`: log in to the relay as the retention device,
+//! receive every envelope and file of every conversation, verify, decrypt
+//! and archive them, and only then acknowledge them. Envelopes that cannot
+//! be verified or decrypted are archived as `unreadable` with the reason
+//! and their bytes: that is evidence too.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand_core::{OsRng, RngCore};
+use strongroom_crypto::certs::{
+    DeviceList, DeviceListExpectation, NetworkPolicy, PolicyTracker, PreKeyKind, PreKeyRef, RetentionLogin,
+    VerifiedDeviceList,
+};
+use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
+use strongroom_crypto::envelope::{DeliveredEnvelope, EnvelopeError, PreKeySecrets, RecipientDevice, ReplayGuard};
+use strongroom_crypto::ids::{MessageId, UserId};
+use strongroom_crypto::keys::AgreementSecret;
+use strongroom_wire::{
+    Ack, Conversation, Deliveries, Delivery, RetentionLoginRequest, Session, UserInfo, UserKeys, B64,
+};
+
+use crate::archive::Archive;
+use crate::keys::RetentionKeys;
+use crate::record::{FileInfo, Party, Record};
+use crate::{hex, now_ms, RetentionError};
+
+/// Deliveries fetched per round (one segment and one checkpoint each).
+const BATCH: u32 = 500;
+
+/// How long `run` goes on.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Stop once the queue is empty.
+    pub until_empty: bool,
+    /// Stop after this long in any case.
+    pub max_time: Option<Duration>,
+    /// Wait between polls of an empty queue.
+    pub poll: Duration,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Records written.
+    pub archived: u64,
+    /// Of which unreadable envelopes kept as evidence.
+    pub unreadable: u64,
+    /// Files stored.
+    pub files: u64,
+    /// Deliveries that were already archived (a restart after a crash) and were only acknowledged.
+    pub duplicates: u64,
+}
+
+/// The archive already dedups by message id, and an archive must take old
+/// messages from a long backlog: no replay window here.
+struct NoReplayWindow;
+
+impl ReplayGuard for NoReplayWindow {
+    fn check(&self, _: &MessageId, _: u64, _: u64) -> Result<(), EnvelopeError> {
+        Ok(())
+    }
+    fn record(&mut self, _: MessageId, _: u64, _: u64) {}
+}
+
+/// The retention device's one agreement key.
+struct OneKey<'a>(PreKeyRef, &'a AgreementSecret);
+
+impl PreKeySecrets for OneKey<'_> {
+    fn secret(&self, key: PreKeyRef) -> Option<&AgreementSecret> {
+        (key == self.0).then_some(self.1)
+    }
+}
+
+/// The relay, as the retention device sees it.
+pub struct Relay {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+async fn refused(res: reqwest::Response) -> RetentionError {
+    let status = res.status().as_u16();
+    let body = res.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<strongroom_wire::ErrorBody>(&body).map(|e| e.message).unwrap_or(body);
+    RetentionError::Refused { status, message }
+}
+
+impl Relay {
+    /// A relay at `base`.
+    pub fn new(base: &str) -> Result<Self, RetentionError> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token: None })
+    }
+
+    /// Logs in with a fresh signed statement.
+    pub async fn login(&mut self, keys: &RetentionKeys) -> Result<(), RetentionError> {
+        let mut nonce = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce);
+        let statement =
+            RetentionLogin { network_id: keys.network()?, device_id: keys.device_id()?, timestamp: now_ms(), nonce };
+        let req = RetentionLoginRequest {
+            network_id: keys.device.network_id.clone(),
+            device_id: keys.device.device_id.clone(),
+            timestamp: statement.timestamp,
+            nonce: hex(&nonce),
+            signature: B64(statement.sign(&keys.signing).as_bytes().to_vec()),
+        };
+        let res = self.http.post(format!("{}/v1/retention/session", self.base)).json(&req).send().await?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        let session: Session = res.json().await?;
+        self.token = Some(session.token);
+        Ok(())
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RetentionError> {
+        let res = self.get(path).send().await?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        Ok(res.json().await?)
+    }
+
+    async fn bytes(&self, path: &str) -> Result<Vec<u8>, RetentionError> {
+        let res = self.get(path).send().await?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        Ok(res.bytes().await?.to_vec())
+    }
+
+    async fn ack(&self, ids: Vec<String>) -> Result<(), RetentionError> {
+        let req = self.http.post(format!("{}/v1/messages/ack", self.base)).json(&Ack { message_ids: ids });
+        let res = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+        .send()
+        .await?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        Ok(())
+    }
+
+    async fn download(&self, path: &str, dest: &std::path::Path) -> Result<(), RetentionError> {
+        use futures_util::StreamExt;
+        let res = self.get(path).send().await?;
+        if !res.status().is_success() {
+            return Err(refused(res).await);
+        }
+        let mut out = std::fs::File::create(dest).map_err(crate::error::io(dest))?;
+        let mut stream = res.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk?).map_err(crate::error::io(dest))?;
+        }
+        out.sync_all().map_err(crate::error::io(dest))
+    }
+}
+
+/// The running retention device.
+pub struct Service {
+    keys: RetentionKeys,
+    relay: Relay,
+    archive: Archive,
+    users: HashMap<UserId, (String, Option<VerifiedDeviceList>)>,
+    scratch: std::path::PathBuf,
+}
+
+impl Service {
+    /// Logs in and checks that the network's current policy, verified
+    /// against the network key pinned at `init`, names this device.
+    pub async fn start(keys: RetentionKeys, archive: Archive) -> Result<Self, RetentionError> {
+        let mut relay = Relay::new(&keys.server_url)?;
+        relay.login(&keys).await?;
+        let policy = NetworkPolicy::decode(&relay.bytes("/v1/policy").await?)
+            .map_err(|e| RetentionError::Trust(format!("the network policy is malformed: {e}")))?;
+        let verified = PolicyTracker::new(keys.network_public, keys.network()?)
+            .verify(&policy)
+            .map_err(|e| RetentionError::Trust(format!("the network policy does not verify: {e}")))?;
+        let me = keys.device_id()?;
+        if !verified.policy().retention.iter().any(|d| d.device_id == me) {
+            return Err(RetentionError::Trust(
+                "the network policy does not name this retention device: run `strongroom admin retention enable`"
+                    .into(),
+            ));
+        }
+        let scratch = std::env::temp_dir().join(format!("strongroom-retention-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).map_err(crate::error::io(&scratch))?;
+        Ok(Self { keys, relay, archive, users: HashMap::new(), scratch })
+    }
+
+    /// The archive.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// Receives and archives until the options say stop.
+    pub async fn run(&mut self, opts: RunOptions) -> Result<RunReport, RetentionError> {
+        let started = tokio::time::Instant::now();
+        let mut report = RunReport::default();
+        loop {
+            if opts.max_time.is_some_and(|t| started.elapsed() >= t) {
+                break;
+            }
+            let batch = match self.relay.json::<Deliveries>(&format!("/v1/messages?limit={BATCH}")).await {
+                Ok(b) => b.messages,
+                Err(RetentionError::Refused { status: 401, .. }) => {
+                    self.relay.login(&self.keys).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if batch.is_empty() {
+                if opts.until_empty {
+                    break;
+                }
+                tokio::time::sleep(opts.poll).await;
+                continue;
+            }
+            self.archive_batch(&batch, &mut report).await?;
+            tracing::info!(archived = report.archived, records = self.archive.size(), "archived a batch");
+        }
+        Ok(report)
+    }
+
+    async fn archive_batch(&mut self, batch: &[Delivery], report: &mut RunReport) -> Result<(), RetentionError> {
+        let mut records = Vec::with_capacity(batch.len());
+        let mut conversations: HashMap<String, Option<Conversation>> = HashMap::new();
+        let mut in_batch = std::collections::HashSet::new();
+        for d in batch {
+            let Some(id) = MessageId::parse_hex(&d.message_id) else { continue };
+            if self.archive.contains(id.as_bytes()) || !in_batch.insert(*id.as_bytes()) {
+                report.duplicates += 1;
+                continue;
+            }
+            if !conversations.contains_key(&d.conversation_id) {
+                let c = self.relay.json::<Conversation>(&format!("/v1/conversations/{}", d.conversation_id)).await.ok();
+                conversations.insert(d.conversation_id.clone(), c);
+            }
+            let conversation = conversations.get(&d.conversation_id).cloned().flatten();
+            let record = self.record_for(d, conversation.as_ref(), report).await?;
+            if record.kind == "control" {
+                // Membership changed: later messages in this batch see the new members.
+                conversations.remove(&d.conversation_id);
+            }
+            records.push(record);
+        }
+        self.archive.append(&records).await?;
+        report.archived += records.len() as u64;
+        // Only now, with the records durable, may the relay forget them.
+        self.relay.ack(batch.iter().map(|d| d.message_id.clone()).collect()).await
+    }
+
+    async fn user(&mut self, user: UserId, refresh: bool) -> (String, Option<VerifiedDeviceList>) {
+        if !refresh {
+            if let Some(u) = self.users.get(&user) {
+                return u.clone();
+            }
+        }
+        let name =
+            self.relay.json::<UserInfo>(&format!("/v1/users?id={user}")).await.map(|u| u.username).unwrap_or_default();
+        let list = async {
+            let keys: UserKeys = self.relay.json(&format!("/v1/keys/{user}")).await.ok()?;
+            let list = DeviceList::decode(&keys.device_list.0).ok()?;
+            list.verify(&DeviceListExpectation {
+                network_id: self.keys.network().ok()?,
+                user_id: user,
+                pinned_identity: None,
+                min_version: None,
+            })
+            .ok()
+        }
+        .await;
+        self.users.insert(user, (name.clone(), list.clone()));
+        (name, list)
+    }
+
+    async fn party(&mut self, user: UserId) -> Party {
+        let (username, list) = self.user(user, false).await;
+        Party {
+            user_id: user.to_string(),
+            username,
+            identity_key: list.map(|l| hex(l.identity_key().as_bytes())),
+            device_id: None,
+        }
+    }
+
+    async fn record_for(
+        &mut self,
+        d: &Delivery,
+        conversation: Option<&Conversation>,
+        report: &mut RunReport,
+    ) -> Result<Record, RetentionError> {
+        let mut record = Record {
+            archived_at: now_ms(),
+            conversation_id: Some(d.conversation_id.clone()),
+            conversation_kind: conversation.map(|c| c.kind.clone()),
+            seq: Some(d.seq),
+            message_id: Some(d.message_id.clone()),
+            ..Record::default()
+        };
+        for m in conversation.map(|c| c.members.clone()).unwrap_or_default() {
+            if let Some(u) = UserId::parse_hex(&m.user_id) {
+                record.recipients.push(self.party(u).await);
+            }
+        }
+        let env = match DeliveredEnvelope::decode(&d.envelope.0) {
+            Ok(env) => env,
+            Err(e) => return Ok(unreadable(record, &d.envelope.0, format!("malformed envelope: {e}"), report)),
+        };
+        let h = *env.header();
+        record.sent_at = Some(h.timestamp);
+        record.ttl_secs = h.ttl_secs;
+        record.burn_on_read_secs = h.burn_on_read_secs;
+        let mut sender = self.party(h.sender_user_id).await;
+        sender.device_id = Some(h.sender_device_id.to_string());
+        record.sender = Some(sender);
+        if h.conversation_id.to_string() != d.conversation_id || h.message_id.to_string() != d.message_id {
+            return Ok(unreadable(record, &d.envelope.0, "the relay filed it under another id".into(), report));
+        }
+        let opened = match self.open(&env, h.sender_user_id, false).await {
+            Err(EnvelopeError::Sender(_)) => self.open(&env, h.sender_user_id, true).await,
+            other => other,
+        };
+        match opened {
+            Ok(content) => {
+                self.fill(&mut record, content, report).await?;
+                Ok(record)
+            }
+            Err(e) => Ok(unreadable(record, &d.envelope.0, e.to_string(), report)),
+        }
+    }
+
+    async fn open(&mut self, env: &DeliveredEnvelope, sender: UserId, refresh: bool) -> Result<Content, EnvelopeError> {
+        let (_, list) = self.user(sender, refresh).await;
+        let list = list.ok_or(EnvelopeError::Sender(strongroom_crypto::certs::CertError::UnknownDevice {
+            user: sender,
+            device: env.header().sender_device_id,
+        }))?;
+        let me = RecipientDevice {
+            network_id: self.keys.network().map_err(|_| EnvelopeError::Backend)?,
+            user_id: UserId::RETENTION,
+            identity_key: self.keys.network_public,
+            device_id: self.keys.device_id().map_err(|_| EnvelopeError::Backend)?,
+        };
+        let key_ref = PreKeyRef { kind: PreKeyKind::Retention, id: self.keys.device.agreement_key_id };
+        env.open(&me, &OneKey(key_ref, &self.keys.agreement), &list, &mut NoReplayWindow, now_ms()).map(|o| o.content)
+    }
+
+    async fn fill(&mut self, r: &mut Record, content: Content, report: &mut RunReport) -> Result<(), RetentionError> {
+        let id = |m: &MessageId| Some(m.to_string());
+        match content {
+            Content::Text(t) => (r.kind, r.text) = ("text".into(), Some(t)),
+            Content::Reply { in_reply_to, text } => {
+                (r.kind, r.text, r.target) = ("reply".into(), Some(text), id(&in_reply_to))
+            }
+            Content::Edit { target, text } => (r.kind, r.text, r.target) = ("edit".into(), Some(text), id(&target)),
+            Content::Recall { target } => (r.kind, r.target) = ("recall".into(), id(&target)),
+            Content::Reaction { target, emoji, remove } => {
+                (r.kind, r.target, r.emoji, r.removed) = ("reaction".into(), id(&target), Some(emoji), remove)
+            }
+            Content::Receipt { kind, at, message_ids } => {
+                r.kind = "receipt".into();
+                let kind = if kind == ReceiptKind::Read { "read" } else { "delivered" };
+                let ids: Vec<String> = message_ids.iter().map(|m| m.to_string()).collect();
+                r.receipt = Some(serde_json::json!({"kind": kind, "at": at, "message_ids": ids}));
+            }
+            Content::Location(l) => {
+                r.kind = "location".into();
+                r.location = Some(serde_json::json!({
+                    "latitude": l.latitude, "longitude": l.longitude, "accuracy_m": l.accuracy_m, "live_until": l.live_until,
+                }));
+            }
+            Content::Control(c) => {
+                r.kind = "control".into();
+                r.control = Some(control_json(&c));
+            }
+            Content::File(f) => {
+                r.kind = "file".into();
+                let info = self.fetch_file(&f).await;
+                if info.stored {
+                    report.files += 1;
+                }
+                r.file = Some(info);
+            }
+            Content::Unknown { type_id, body } => {
+                r.kind = "unknown".into();
+                r.raw = Some(STANDARD.encode(&body));
+                r.error = Some(format!("content type {type_id} is not known to this version"));
+            }
+            _ => r.kind = "unknown".into(),
+        }
+        Ok(())
+    }
+
+    /// Downloads, checks and stores a file; failures are recorded, not fatal.
+    async fn fetch_file(&mut self, f: &FileRef) -> FileInfo {
+        let mut info = FileInfo {
+            blob_id: f.blob_id.to_string(),
+            name: f.name.clone(),
+            media_type: f.media_type.clone(),
+            size: f.size,
+            sha256: String::new(),
+            ciphertext_sha256: hex(&f.ciphertext_sha256),
+            file_key: hex(f.file_key.expose()),
+            stored: false,
+            error: None,
+        };
+        let tmp = self.scratch.join(f.blob_id.to_string());
+        let result = async {
+            self.relay.download(&format!("/v1/blobs/{}", f.blob_id), &tmp).await?;
+            let file = f.clone();
+            let path = tmp.clone();
+            let plain_sha = tokio::task::spawn_blocking(move || -> Result<String, String> {
+                let input = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                let mut sink = HashSink(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+                let summary = strongroom_crypto::attachment::decrypt(
+                    &file.file_key,
+                    std::io::BufReader::with_capacity(1 << 20, input),
+                    &mut sink,
+                )
+                .map_err(|e| e.to_string())?;
+                summary.check(&file).map_err(|e| e.to_string())?;
+                Ok(hex(sink.0.finish().as_ref()))
+            })
+            .await
+            .map_err(|e| RetentionError::Corrupt(e.to_string()))?
+            .map_err(RetentionError::Corrupt)?;
+            self.archive.put_file(&f.blob_id.to_string(), &tmp).await?;
+            Ok::<_, RetentionError>(plain_sha)
+        }
+        .await;
+        let _ = std::fs::remove_file(&tmp);
+        match result {
+            Ok(sha) => {
+                info.sha256 = sha;
+                info.stored = true;
+            }
+            Err(e) => info.error = Some(e.to_string()),
+        }
+        info
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+struct HashSink(aws_lc_rs::digest::Context);
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn unreadable(mut r: Record, raw: &[u8], why: String, report: &mut RunReport) -> Record {
+    report.unreadable += 1;
+    tracing::warn!(message = ?r.message_id, "archived an envelope that could not be verified or decrypted: {why}");
+    r.kind = "unreadable".into();
+    r.error = Some(why);
+    r.raw = Some(STANDARD.encode(raw));
+    r
+}
+
+fn control_json(c: &Control) -> serde_json::Value {
+    let ids = |v: &[UserId]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    match c {
+        Control::MembersAdded(v) => serde_json::json!({"action": "members_added", "users": ids(v)}),
+        Control::MembersRemoved(v) => serde_json::json!({"action": "members_removed", "users": ids(v)}),
+        Control::Left => serde_json::json!({"action": "left"}),
+        Control::ModeratorsAdded(v) => serde_json::json!({"action": "moderators_added", "users": ids(v)}),
+        Control::ModeratorsRemoved(v) => serde_json::json!({"action": "moderators_removed", "users": ids(v)}),
+        Control::Renamed(name) => serde_json::json!({"action": "renamed", "name": name}),
+        Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
+            serde_json::json!({"action": "default_timers", "ttl_secs": ttl_secs, "burn_on_read_secs": burn_on_read_secs})
+        }
+        Control::Unknown { action, .. } => serde_json::json!({"action": "unknown", "code": action}),
+        _ => serde_json::json!({"action": "unknown"}),
+    }
+}

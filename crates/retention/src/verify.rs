@@ -1,0 +1,225 @@
+//! `strongroom retention verify`: every leaf recomputed, every record
+//! authenticated at its position, every checkpoint's signature and root
+//! checked, deletions accounted for, and per-conversation sequences checked
+//! for gaps. Problems are listed precisely (which record, segment, checkpoint).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use object_store::ObjectStore;
+use serde::Serialize;
+use strongroom_crypto::ids::{DeviceId, NetworkId};
+use strongroom_crypto::keys::VerifyingKey;
+use strongroom_crypto::merkle::{Accumulator, Hash};
+
+use crate::archive::{numbered, parse_segment, Entry, Sealer, StoredCheckpoint};
+use crate::{hex, RetentionError};
+
+/// Most problems listed; the count is always complete.
+const MAX_LISTED: usize = 50;
+
+/// What verify found.
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Records (leaves), deleted ones included.
+    pub records: u64,
+    /// Of which deleted under a retention period.
+    pub deleted: u64,
+    /// Segments read.
+    pub segments: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Conversations whose sequences were checked.
+    pub conversations: u64,
+    /// Files whose bytes were checked.
+    pub files: u64,
+    /// Root over all records (hex), when there are any.
+    pub root: Option<String>,
+    /// Everything wrong, most precise first.
+    pub problems: Vec<String>,
+    /// How many problems in all (the list stops at 50).
+    pub problem_count: u64,
+}
+
+impl VerifyReport {
+    /// Whether the archive is intact.
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, p: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(p);
+        }
+    }
+}
+
+/// Whom the archive must belong to (from the retention key file, not from
+/// the archive itself, which an attacker could rewrite).
+pub struct Trusted<'a> {
+    /// Network.
+    pub network: NetworkId,
+    /// Retention device.
+    pub device: DeviceId,
+    /// Its checkpoint key.
+    pub signing_key: VerifyingKey,
+    /// Decrypts records.
+    pub sealer: &'a Sealer,
+}
+
+/// Verifies the archive in `store`. `check_files` also re-hashes every stored file.
+pub async fn verify(
+    store: &dyn ObjectStore,
+    trusted: &Trusted<'_>,
+    check_files: bool,
+) -> Result<VerifyReport, RetentionError> {
+    let mut report = VerifyReport::default();
+    let header = crate::archive::header(store).await?;
+    if header.signing_key != hex(trusted.signing_key.as_bytes()) || header.device_id != trusted.device.to_string() {
+        report.problem("archive.json names another retention device or key than this key file".into());
+    }
+
+    // Checkpoints first: their roots are compared as the leaves go by.
+    let mut checkpoints = BTreeMap::new();
+    for (size, path) in numbered(store, "checkpoints", "ckpt").await? {
+        let bytes = store.get(&path).await?.bytes().await?;
+        let Some(cp) = StoredCheckpoint::decode(&bytes) else {
+            report.problem(format!("checkpoint {path}: malformed ({} bytes)", bytes.len()));
+            continue;
+        };
+        if cp.tree_size != size {
+            report.problem(format!("checkpoint {path}: names size {} but is stored as {size}", cp.tree_size));
+        }
+        if cp.statement(trusted.network, trusted.device).verify(&trusted.signing_key, &cp.signature).is_err() {
+            report.problem(format!("checkpoint at size {size}: the signature does not verify (forged or altered)"));
+        }
+        checkpoints.insert(cp.tree_size, cp.root);
+        report.checkpoints += 1;
+    }
+
+    let mut acc = Accumulator::new();
+    let mut deleted_leaves: HashMap<u64, Hash> = HashMap::new();
+    let mut accounted: HashMap<u64, Hash> = HashMap::new();
+    let mut seqs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut seen_ids: HashMap<String, u64> = HashMap::new();
+    let mut files = Vec::new();
+    for (first, path) in numbered(store, "segments", "seg").await? {
+        report.segments += 1;
+        if first != acc.size() {
+            if first > acc.size() {
+                report.problem(format!(
+                    "segment {path}: starts at record {first} but the log has {} records before it: records {}..{} are missing",
+                    acc.size(),
+                    acc.size(),
+                    first - 1
+                ));
+            } else {
+                report.problem(format!(
+                    "segment {path}: starts at record {first}, overlapping records already in the log (inserted)"
+                ));
+            }
+        }
+        let bytes = store.get(&path).await?.bytes().await?;
+        let entries = match parse_segment(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                report.problem(format!("segment {path}: {e}"));
+                continue;
+            }
+        };
+        for (k, entry) in entries.iter().enumerate() {
+            let index = acc.size();
+            match entry {
+                Entry::Sealed { nonce, ciphertext } => match trusted.sealer.open(index, nonce, ciphertext) {
+                    None => report.problem(format!(
+                        "record {index} (segment {path}, entry {k}): does not authenticate at this position: altered, moved or inserted"
+                    )),
+                    Some(record) => {
+                        if let (Some(c), Some(s)) = (&record.conversation_id, record.seq) {
+                            seqs.entry(c.clone()).or_default().insert(s);
+                        }
+                        if let Some(id) = &record.message_id {
+                            if let Some(prev) = seen_ids.insert(id.clone(), index) {
+                                report.problem(format!("record {index}: message {id} is archived twice (also record {prev})"));
+                            }
+                        }
+                        for d in &record.deleted {
+                            if let Some(leaf) = crate::unhex::<32>(&d.leaf) {
+                                accounted.insert(d.index, leaf);
+                            }
+                            if let (Some(c), Some(s)) = (&d.conversation_id, d.seq) {
+                                seqs.entry(c.clone()).or_default().insert(s);
+                            }
+                        }
+                        if let Some(f) = record.file.filter(|f| f.stored) {
+                            files.push((index, f));
+                        }
+                    }
+                },
+                Entry::Redacted(h) => {
+                    report.deleted += 1;
+                    deleted_leaves.insert(index, *h);
+                }
+            }
+            acc.push(entry.leaf(index));
+            if let Some(root) = checkpoints.get(&acc.size()) {
+                if Some(*root) != acc.root() {
+                    report.problem(format!(
+                        "checkpoint at size {}: the records do not match its root (altered, deleted, inserted or reordered at or before record {index})",
+                        acc.size()
+                    ));
+                }
+            }
+        }
+    }
+    report.records = acc.size();
+    report.root = acc.root().map(|r| hex(&r));
+
+    for (index, leaf) in &deleted_leaves {
+        if accounted.get(index) != Some(leaf) {
+            report.problem(format!("record {index} was removed without a deletion record naming it"));
+        }
+    }
+    match checkpoints.keys().next_back() {
+        None if acc.size() > 0 => report.problem("no signed checkpoint: nothing in this archive is signed".into()),
+        Some(last) if *last > acc.size() => report.problem(format!(
+            "checkpoint at size {last} but the archive has only {} records: records were deleted",
+            acc.size()
+        )),
+        Some(last) if *last < acc.size() => report.problem(format!(
+            "records {last}..{} come after the last signed checkpoint (appended by someone else, or the service stopped before signing; run it to sign)",
+            acc.size() - 1
+        )),
+        _ => {}
+    }
+    report.conversations = seqs.len() as u64;
+    for (conversation, s) in &seqs {
+        let (Some(lo), Some(hi)) = (s.first(), s.last()) else { continue };
+        let missing: Vec<u64> = (*lo..=*hi).filter(|n| !s.contains(n)).collect();
+        if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
+            report.problem(format!(
+                "conversation {conversation}: {} sequence number(s) missing between {a} and {b}",
+                missing.len()
+            ));
+        }
+    }
+    if check_files {
+        for (index, f) in files {
+            report.files += 1;
+            match store.get(&crate::archive::file_name(&f.blob_id)).await {
+                Ok(got) => {
+                    let bytes = got.bytes().await?;
+                    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+                    if hex(digest.as_ref()) != f.ciphertext_sha256 {
+                        report.problem(format!("file {} (record {index}): its bytes were altered", f.blob_id));
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    report.problem(format!("file {} (record {index}) is missing", f.blob_id))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,63 @@
+//! Retention devices log in with their policy-certified signing key: no
+//! account or password, and only while the network policy names them.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::Json;
+use strongroom_crypto::certs::{NetworkPolicy, RetentionLogin};
+use strongroom_crypto::ids::{DeviceId, NetworkId};
+use strongroom_crypto::keys::Signature;
+use strongroom_wire::{RetentionLoginRequest, Session};
+
+use crate::auth::new_token;
+use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, StoreError};
+
+/// Clock skew accepted on a login's timestamp.
+const SKEW_MS: i64 = 5 * 60_000;
+/// Retention sessions last a day; the service logs in again by itself.
+const SESSION_MS: i64 = 86_400_000;
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<RetentionLoginRequest>,
+) -> ApiResult<Json<Session>> {
+    super::accounts::limit(&state, addr)?;
+    let network = parse_id(&req.network_id, "network id")?;
+    let device = parse_id(&req.device_id, "device id")?;
+    let nonce: [u8; 16] = parse_id(&req.nonce, "nonce")?;
+    let signature: [u8; 64] = req
+        .signature
+        .0
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::bad_request("bad_signature", "the signature must be 64 bytes"))?;
+    let now = now_ms();
+    let skew = i64::try_from(req.timestamp).unwrap_or(i64::MAX).saturating_sub(now);
+    if skew.abs() > SKEW_MS {
+        return Err(ApiError::unauthorized(
+            "the login's timestamp is more than 5 minutes from the server's clock; check the clock",
+        ));
+    }
+    let refused = || ApiError::unauthorized("this retention device is not in the network's current policy");
+    let (_, body) = state.store.current_policy(&network).await?.ok_or_else(refused)?;
+    let policy = NetworkPolicy::decode(&body).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
+    let named = policy.retention.iter().find(|d| d.device_id.as_bytes() == &device).ok_or_else(refused)?;
+    let statement = RetentionLogin {
+        network_id: NetworkId::from_bytes(network),
+        device_id: DeviceId::from_bytes(device),
+        timestamp: req.timestamp,
+        nonce,
+    };
+    statement
+        .verify(&named.signing_key, &Signature::from_bytes(signature))
+        .map_err(|_| ApiError::unauthorized("the retention login signature does not verify"))?;
+    let (token, hash) = new_token();
+    if !state.store.retention_login(&nonce, &network, &device, &hash, now, now + SESSION_MS).await? {
+        return Err(ApiError::unauthorized("this login was already used (replayed); make a new one"));
+    }
+    Ok(Json(Session { token, user_id: hex(&[0xff; 16]), admin: false }))
+}
