@@ -59,7 +59,7 @@ pub struct Deleted {
 }
 
 /// A legal hold: records it matches are never deleted while it stands.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Hold {
     /// Its name ("SEC inquiry 2026-14").
     pub name: String,

@@ -108,10 +108,9 @@ pub async fn verify(
         if first != acc.size() {
             if first > acc.size() {
                 report.problem(format!(
-                    "segment {path}: starts at record {first} but the log has {} records before it: records {}..{} are missing",
+                    "segment {path}: declared to start at record {first} but {} records precede it: {} record(s) missing before it",
                     acc.size(),
-                    acc.size(),
-                    first - 1
+                    first - acc.size()
                 ));
             } else {
                 report.problem(format!(
@@ -127,20 +126,47 @@ pub async fn verify(
                 continue;
             }
         };
+        // Records are opened at the position their segment declares, so one
+        // missing or extra entry is named precisely instead of every later
+        // record failing; a one-step shift is recognised as such.
+        let mut shift: i64 = 0;
         for (k, entry) in entries.iter().enumerate() {
             let index = acc.size();
+            let declared = (first as i64 + k as i64 + shift).max(0) as u64;
             match entry {
-                Entry::Sealed { nonce, ciphertext } => match trusted.sealer.open(index, nonce, ciphertext) {
-                    None => report.problem(format!(
-                        "record {index} (segment {path}, entry {k}): does not authenticate at this position: altered, moved or inserted"
-                    )),
-                    Some(record) => {
+                Entry::Sealed { nonce, ciphertext } => {
+                    let open = |at: u64| trusted.sealer.open(at, nonce, ciphertext);
+                    let found = if let Some(r) = open(declared) {
+                        Some((declared, r))
+                    } else if let Some(r) = open(declared + 1) {
+                        report.problem(format!(
+                            "record {declared} is missing from segment {path}: deleted (record {} follows directly)",
+                            declared + 1
+                        ));
+                        shift += 1;
+                        Some((declared + 1, r))
+                    } else if let Some(r) = declared.checked_sub(1).and_then(open) {
+                        report.problem(format!(
+                            "segment {path}, entry {k}: a second record {}: one of the two was inserted",
+                            declared - 1
+                        ));
+                        shift -= 1;
+                        Some((declared - 1, r))
+                    } else {
+                        report.problem(format!(
+                            "record {declared} (segment {path}, entry {k}): does not authenticate at this position: altered or moved"
+                        ));
+                        None
+                    };
+                    if let Some((at, record)) = found {
                         if let (Some(c), Some(s)) = (&record.conversation_id, record.seq) {
                             seqs.entry(c.clone()).or_default().insert(s);
                         }
                         if let Some(id) = &record.message_id {
-                            if let Some(prev) = seen_ids.insert(id.clone(), index) {
-                                report.problem(format!("record {index}: message {id} is archived twice (also record {prev})"));
+                            if let Some(prev) = seen_ids.insert(id.clone(), at) {
+                                report.problem(format!(
+                                    "record {at}: message {id} is archived twice (also record {prev})"
+                                ));
                             }
                         }
                         for d in &record.deleted {
@@ -152,13 +178,13 @@ pub async fn verify(
                             }
                         }
                         if let Some(f) = record.file.filter(|f| f.stored) {
-                            files.push((index, f));
+                            files.push((at, f));
                         }
                     }
-                },
+                }
                 Entry::Redacted(h) => {
                     report.deleted += 1;
-                    deleted_leaves.insert(index, *h);
+                    deleted_leaves.insert(declared, *h);
                 }
             }
             acc.push(entry.leaf(index));
