@@ -81,6 +81,9 @@ pub enum RetentionCommand {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Health for monitoring: records, last archived time, last verify result
+    /// (Prometheus text, or --json).
+    Status,
     /// Legal holds: records they cover are never deleted.
     #[command(subcommand)]
     Hold(HoldCommand),
@@ -244,6 +247,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
             let report = service
                 .run(RunOptions {
+                    status_file: Some(w.dir.join("status.json")),
                     until_empty: once,
                     max_time: for_secs.map(Duration::from_secs),
                     poll: Duration::from_millis(500),
@@ -273,6 +277,10 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 sealer: &sealer,
             };
             let report = verify(store.as_ref(), &trusted, !skip_files).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});
+            std::fs::write(w.dir.join("last-verify.json"), last.to_string())
+                .context("cannot record the verify result")?;
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -393,6 +401,28 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                         }
                     }
                 }
+            }
+        }
+        RetentionCommand::Status => {
+            let read = |name: &str| -> serde_json::Value {
+                std::fs::read(w.dir.join(name)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+            };
+            let (status, verify) = (read("status.json"), read("last-verify.json"));
+            let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            if w.json {
+                println!("{}", serde_json::json!({"archive": status, "last_verify": verify}));
+            } else {
+                println!("# HELP strongroom_retention_records Records in the archive.\n# TYPE strongroom_retention_records gauge");
+                println!("strongroom_retention_records {}", n(&status, "records"));
+                println!("# HELP strongroom_retention_last_archived_ms When a batch was last archived (ms since the epoch).\n# TYPE strongroom_retention_last_archived_ms gauge");
+                println!("strongroom_retention_last_archived_ms {}", n(&status, "last_archived_at"));
+                println!("# HELP strongroom_retention_last_verify_ok 1 if the last verify passed, 0 if it failed or never ran.\n# TYPE strongroom_retention_last_verify_ok gauge");
+                println!(
+                    "strongroom_retention_last_verify_ok {}",
+                    u8::from(verify.get("ok").and_then(|x| x.as_bool()) == Some(true))
+                );
+                println!("# HELP strongroom_retention_last_verify_ms When verify last ran (ms since the epoch).\n# TYPE strongroom_retention_last_verify_ms gauge");
+                println!("strongroom_retention_last_verify_ms {}", n(&verify, "at"));
             }
         }
         RetentionCommand::Purge { period_days } => {

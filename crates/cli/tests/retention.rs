@@ -273,7 +273,9 @@ async fn retention_archives_everything_and_proves_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     let dir = temp_dir("retention-backlog");
-    let server = ServerProc::start(&dir.join("data"), &[]);
+    let config = dir.join("server.toml");
+    std::fs::write(&config, "expiry_interval_secs = 1\nretention_backlog_alert = 1500\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", s(&config)]);
     let (mut alice, _bob) = two_clients(&dir, &server).await;
     let rdir = turn_retention_on(&server, &dir, &alice).await;
 
@@ -295,6 +297,12 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     }
     assert_eq!(sent, 2000);
     assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 2000);
+    // Over the alert threshold: the metric says so (the server also logs a warning).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&server, "strongroom_retention_backlog_alert").await != 1 {
+        assert!(std::time::Instant::now() < deadline, "no backlog alert");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     // Start archiving, and kill -9 it in the middle (once a second segment is written).
     let mut child = Command::new(bin())
@@ -319,7 +327,136 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
     assert_eq!(v["records"], 2000, "no duplicate and no missing record (run after the kill: {run})");
+    let status = retention(&rdir, &["status"]);
+    assert_eq!(status["archive"]["records"], 2000);
+    assert_eq!(status["last_verify"]["ok"], true);
+    let text = cli(&["retention", "--dir", s(&rdir), "status"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("strongroom_retention_last_verify_ok 1"));
     assert_eq!(v["conversations"], 20);
     assert_eq!(v["files"], 20);
     assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&server, "strongroom_retention_backlog_alert").await != 0 {
+        assert!(std::time::Instant::now() < deadline, "the alert did not clear");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_are_evidence() {
+    use strongroom_crypto::certs::{NetworkPolicy, PolicyTracker, RetentionLogin};
+    use strongroom_crypto::ids::{DeviceId, UserId};
+    use strongroom_crypto::keys::SigningKey;
+    use strongroom_wire::{RetentionLoginRequest, B64};
+
+    let dir = temp_dir("retention-login");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, _bob) = two_clients(&dir, &server).await;
+    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let keys = strongroom_retention::keys::RetentionKeys::load(&rdir, "retention passphrase").unwrap();
+    assert!(strongroom_retention::keys::RetentionKeys::load(&rdir, "wrong passphrase!!").is_err());
+    let http = reqwest::Client::new();
+    let network = keys.network().unwrap();
+    let me = keys.device_id().unwrap();
+    let login = |device: DeviceId, ts: u64, nonce: [u8; 16], key: &SigningKey| {
+        let statement = RetentionLogin { network_id: network, device_id: device, timestamp: ts, nonce };
+        RetentionLoginRequest {
+            network_id: network.to_string(),
+            device_id: device.to_string(),
+            timestamp: ts,
+            nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+            signature: B64(statement.sign(key).as_bytes().to_vec()),
+        }
+    };
+    let post = |req: RetentionLoginRequest| {
+        let http = http.clone();
+        let url = format!("{}/v1/retention/session", server.url);
+        async move { http.post(url).json(&req).send().await.unwrap() }
+    };
+    let ok = post(login(me, now_ms(), [1; 16], &keys.signing)).await;
+    assert_eq!(ok.status(), 200);
+    let token = ok.json::<strongroom_wire::Session>().await.unwrap().token;
+    let replay = post(login(me, now_ms(), [1; 16], &keys.signing)).await;
+    assert_eq!(replay.status(), 401);
+    assert!(replay.text().await.unwrap().contains("already used"));
+    let forged = post(login(me, now_ms(), [2; 16], &SigningKey::generate(&mut rand_core::OsRng))).await;
+    assert!(forged.text().await.unwrap().contains("does not verify"));
+    let stale = post(login(me, now_ms() - 600_000, [3; 16], &keys.signing)).await;
+    assert!(stale.text().await.unwrap().contains("clock"));
+    let stranger = post(login(DeviceId::from_bytes([9; 16]), now_ms(), [4; 16], &keys.signing)).await;
+    assert!(stranger.text().await.unwrap().contains("not in the network's current policy"));
+    let garbage = http.post(format!("{}/v1/retention/session", server.url)).body("{\"network_id\": 5}").send().await;
+    assert!(garbage.unwrap().status().is_client_error());
+
+    // Receive-only: it reads any conversation's members, but cannot send, create or administer.
+    let conv = alice.direct_with("bob").await.unwrap();
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth(&token);
+    let get = auth(http.get(format!("{}/v1/conversations/{conv}", server.url))).send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    for (method, path) in [
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/conversations"),
+        ("PUT", "/v1/keys/device-list"),
+        ("PUT", "/v1/policy"),
+        ("POST", "/v1/invites"),
+        ("POST", "/v1/blobs"),
+    ] {
+        let r = auth(http.request(method.parse().unwrap(), format!("{}{path}", server.url))).body("{}").send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+        assert!(r.text().await.unwrap().contains("retention_read_only"));
+    }
+
+    // The relay refuses an envelope without the retention device's wrap, and says which is missing.
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    register(&server.url, &invite, "mallory").await;
+    let mut mallory = Device::enrol(&server.url, network, "mallory", None, &[], 5).await;
+    let c = mallory.create_conversation("direct", &[alice.user_id()]).await;
+    let recipients = mallory.recipients(&c.id).await;
+    let env = mallory.seal_to(&c.id, &Content::Text("no archive please".into()), &recipients);
+    let r = mallory.post_envelope(env.encode()).await;
+    assert_eq!(r.status(), 409);
+    let body: strongroom_wire::ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.error, "recipient_mismatch");
+    assert_eq!(body.missing, vec![format!("{}:{me}", UserId::RETENTION)]);
+
+    // A wrap the retention device cannot open (sealed under a policy signed
+    // by some other key) is archived as unreadable evidence, not skipped.
+    let fake = SigningKey::generate(&mut rand_core::OsRng);
+    let policy =
+        NetworkPolicy::sign(&fake, network, 99, now_ms(), vec![keys.device.retention_device().unwrap()]).unwrap();
+    let verified = PolicyTracker::new(fake.verifying_key(), network).verify(&policy).unwrap();
+    let mut all = recipients.clone();
+    all.extend(verified.retention_recipients());
+    let env = mallory.seal_to(&c.id, &Content::Text("hidden from the archive?".into()), &all);
+    assert_eq!(mallory.post_envelope(env.encode()).await.status(), 200);
+    mallory.send_text_with_retention(&c.id, "an honest one", &alice.policy().await.unwrap()).await;
+    let run = retention(&rdir, &["run", "--once"]);
+    assert_eq!(run["run"]["archived"], 2);
+    assert_eq!(run["run"]["unreadable"], 1);
+    let hits = retention(&rdir, &["search", "--user", "mallory"]);
+    let kinds: Vec<&str> = hits["hits"].as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["unreadable", "text"]);
+    assert!(hits["hits"][0]["error"].as_str().unwrap().contains("wrap"), "{}", hits["hits"][0]);
+    assert!(hits["hits"][0]["raw"].as_str().unwrap().len() > 100, "the envelope itself is kept");
+    assert_eq!(retention(&rdir, &["verify"])["problem_count"], 0);
+
+    // Turned off: its session ends at once, and it cannot log in again.
+    ok_json(&[
+        "admin",
+        "retention",
+        "disable",
+        "--json",
+        "--device",
+        s(&rdir.join("retention-device.json")),
+        "--key-file",
+        s(&dir.join("acme.key")),
+        "--profile",
+        s(&dir.join("alice")),
+    ]);
+    let after = auth(http.get(format!("{}/v1/messages", server.url))).send().await.unwrap();
+    assert_eq!(after.status(), 401);
+    assert_eq!(post(login(me, now_ms(), [5; 16], &keys.signing)).await.status(), 401);
+    let run = cli(&["retention", "--dir", s(&rdir), "run", "--once"]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not in the network's current policy"));
 }

@@ -32,8 +32,11 @@ use crate::{hex, now_ms, RetentionError};
 const BATCH: u32 = 500;
 
 /// How long `run` goes on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Where to keep `{"records", "last_archived_at", "updated_at"}` for
+    /// monitoring (`strongroom retention status`), rewritten after every batch.
+    pub status_file: Option<std::path::PathBuf>,
     /// Stop once the queue is empty.
     pub until_empty: bool,
     /// Stop after this long in any case.
@@ -233,6 +236,9 @@ impl Service {
             }
             self.archive_batch(&batch, &mut report).await?;
             tracing::info!(archived = report.archived, records = self.archive.size(), "archived a batch");
+            if let Some(path) = &opts.status_file {
+                write_status(path, self.archive.size(), now_ms())?;
+            }
         }
         Ok(report)
     }
@@ -460,6 +466,14 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
+}
+
+/// Replaces the status file whole (written aside, then renamed).
+pub fn write_status(path: &std::path::Path, records: u64, last_archived_at: u64) -> Result<(), RetentionError> {
+    let json = serde_json::json!({"records": records, "last_archived_at": last_archived_at, "updated_at": now_ms()});
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json.to_string()).map_err(crate::error::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(crate::error::io(path))
 }
 
 struct HashSink(aws_lc_rs::digest::Context);

@@ -95,6 +95,11 @@ impl FromRequestParts<AppState> for Caller {
                 "a retention device only receives: it cannot send, create or administer",
             ));
         }
+        if session.user_id == RETENTION_USER && !retention_still_named(state, &session).await? {
+            return Err(ApiError::unauthorized(
+                "this retention device is no longer in the network policy; its session has ended",
+            ));
+        }
         Ok(Caller { session, token_hash })
     }
 }
@@ -116,6 +121,14 @@ fn retention_may(method: &axum::http::Method, path: &str) -> bool {
                 || p.starts_with("/v1/blobs/"))
         }
     }
+}
+
+/// A retention session lasts only while the current policy names its device.
+async fn retention_still_named(state: &AppState, session: &SessionRow) -> Result<bool, ApiError> {
+    let Some((_, body)) = state.store.current_policy(&session.network_id).await? else { return Ok(false) };
+    let policy = strongroom_crypto::certs::NetworkPolicy::decode(&body)
+        .map_err(|_| ApiError::from(crate::store::StoreError::Corrupt("policy")))?;
+    Ok(policy.retention.iter().any(|d| d.device_id.as_bytes() == &session.device_id))
 }
 
 impl Caller {

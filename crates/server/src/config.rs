@@ -26,6 +26,9 @@ pub struct Config {
     pub expiry_interval_secs: u64,
     /// Session lifetime in days.
     pub session_days: u64,
+    /// Alert (log line and `strongroom_retention_backlog_alert 1`) when more
+    /// deliveries than this wait for retention devices.
+    pub retention_backlog_alert: u64,
     /// Request limits.
     pub limits: Limits,
 }
@@ -61,6 +64,7 @@ impl Default for Config {
             undelivered_horizon_days: 30,
             expiry_interval_secs: 60,
             session_days: 30,
+            retention_backlog_alert: 10_000,
             limits: Limits::default(),
         }
     }

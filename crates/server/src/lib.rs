@@ -216,5 +216,18 @@ async fn expiry_loop(state: AppState) {
             }
             Err(e) => tracing::warn!(error = %e, "expiry pass failed; will retry"),
         }
+        if let Ok((_, backlog)) = state.store.queue_depth().await {
+            let limit = state.config.retention_backlog_alert;
+            let was = state.metrics.retention_alert.swap(backlog > limit, std::sync::atomic::Ordering::Relaxed);
+            if backlog > limit && !was {
+                tracing::warn!(
+                    backlog,
+                    limit,
+                    "retention backlog over its alert threshold: is `strongroom retention run` running and reaching the server?"
+                );
+            } else if backlog <= limit && was {
+                tracing::info!(backlog, "retention backlog back under its alert threshold");
+            }
+        }
     }
 }

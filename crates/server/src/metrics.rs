@@ -15,6 +15,8 @@ pub struct Metrics {
     pub deliveries_out: AtomicU64,
     /// Queue entries dropped by expiry.
     pub expired: AtomicU64,
+    /// The retention backlog is over its alert threshold.
+    pub retention_alert: std::sync::atomic::AtomicBool,
     latency_buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -51,6 +53,7 @@ impl Metrics {
         let _ = writeln!(s, "# HELP strongroom_deliveries_out_total Envelopes delivered to devices.\n# TYPE strongroom_deliveries_out_total counter\nstrongroom_deliveries_out_total {}", g(&self.deliveries_out));
         let _ = writeln!(s, "# HELP strongroom_expired_total Undelivered queue entries dropped by expiry.\n# TYPE strongroom_expired_total counter\nstrongroom_expired_total {}", g(&self.expired));
         let _ = writeln!(s, "# HELP strongroom_queue_depth Queued deliveries by recipient kind; kind=\"retention\" is the retention backlog.\n# TYPE strongroom_queue_depth gauge\nstrongroom_queue_depth{{kind=\"device\"}} {}\nstrongroom_queue_depth{{kind=\"retention\"}} {}", queue.0, queue.1);
+        let _ = writeln!(s, "# HELP strongroom_retention_backlog_alert 1 when the retention backlog is over retention_backlog_alert.\n# TYPE strongroom_retention_backlog_alert gauge\nstrongroom_retention_backlog_alert {}", u8::from(self.retention_alert.load(Ordering::Relaxed)));
         let _ = writeln!(s, "# HELP strongroom_envelopes_stored Envelopes stored (each once).\n# TYPE strongroom_envelopes_stored gauge\nstrongroom_envelopes_stored {envelopes}");
         let _ = writeln!(s, "# HELP strongroom_http_responses_total Responses by status class.\n# TYPE strongroom_http_responses_total counter");
         for (class, a) in [("2xx", &self.status_2xx), ("4xx", &self.status_4xx), ("5xx", &self.status_5xx)] {

@@ -371,6 +371,21 @@ impl Device {
         r.json().await.unwrap()
     }
 
+    /// Like `send_text`, with wraps for the policy's retention devices too.
+    pub async fn send_text_with_retention(
+        &mut self,
+        conversation: &str,
+        text: &str,
+        policy: &VerifiedPolicy,
+    ) -> Accepted {
+        let mut recipients = self.recipients(conversation).await;
+        recipients.extend(policy.retention_recipients());
+        let env = self.seal_to(conversation, &Content::Text(text.into()), &recipients);
+        let r = self.post_envelope(env.encode()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
     /// Opens one delivery.
     pub async fn open(&mut self, d: &Delivery) -> Result<Opened, EnvelopeError> {
         let delivered = DeliveredEnvelope::decode(&d.envelope.0)?;
