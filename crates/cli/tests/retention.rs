@@ -15,62 +15,7 @@ use std::process::{Command, Stdio};
 use common::*;
 use mail_parser::MimeHeaders;
 use serde_json::Value;
-use strongroom_crypto::certs::NetworkFingerprint;
 use strongroom_crypto::content::{Content, Location};
-use strongroom_crypto::keys::VerifyingKey;
-
-fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .env("STRONGROOM_PASSPHRASE", "alice passphrase")
-        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
-        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(args: &[&str]) -> Value {
-    let out = cli(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `retention init` for the network, then `admin retention enable` by Alice (an administrator).
-async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongroom_client::Client) -> PathBuf {
-    let network = alice.network_id().to_string();
-    let info: strongroom_wire::NetworkInfo =
-        reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap().json().await.unwrap();
-    let fingerprint = NetworkFingerprint::of(&VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap()));
-    let rdir = dir.join("retention");
-    let init = |fp: &str| {
-        let args = ["--server", &server.url, "--network", &network, "--fingerprint", fp];
-        cli(&[&["retention", "init", "--json", "--dir", s(&rdir)][..], &args[..]].concat())
-    };
-    let wrong = init("0000");
-    assert!(!wrong.status.success());
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("do not use this server"));
-    let made = init(&fingerprint.to_string());
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let device = rdir.join("retention-device.json");
-    let on = ok_json(&[
-        "admin",
-        "retention",
-        "enable",
-        "--json",
-        "--key-file",
-        s(&dir.join("acme.key")),
-        "--device",
-        s(&device),
-        "--profile",
-        s(&dir.join("alice")),
-    ]);
-    assert_eq!(on["retention"], true);
-    rdir
-}
 
 fn retention(rdir: &Path, args: &[&str]) -> Value {
     let mut all = vec!["retention", "--dir", s(rdir), "--json"];

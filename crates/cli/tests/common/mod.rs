@@ -449,3 +449,63 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     }
     hits
 }
+
+// Data retention: the retention device made and signed into the policy with the CLI.
+
+/// The binary with every passphrase these tests use.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env("STRONGROOM_PASSPHRASE", "alice passphrase")
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output()
+        .unwrap()
+}
+
+/// [`cli`], which must succeed and print JSON.
+pub fn ok_json(args: &[&str]) -> Value {
+    let out = cli(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A path as a CLI argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `retention init` for the network, then `admin retention enable` by Alice (an administrator).
+pub async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongroom_client::Client) -> PathBuf {
+    let network = alice.network_id().to_string();
+    let info: strongroom_wire::NetworkInfo =
+        reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap().json().await.unwrap();
+    let fingerprint = strongroom_crypto::certs::NetworkFingerprint::of(&VerifyingKey::from_bytes(
+        info.network_public.0.try_into().unwrap(),
+    ));
+    let rdir = dir.join("retention");
+    let init = |fp: &str| {
+        let args = ["--server", &server.url, "--network", &network, "--fingerprint", fp];
+        cli(&[&["retention", "init", "--json", "--dir", s(&rdir)][..], &args[..]].concat())
+    };
+    let wrong = init("0000");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("do not use this server"));
+    let made = init(&fingerprint.to_string());
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let device = rdir.join("retention-device.json");
+    let on = ok_json(&[
+        "admin",
+        "retention",
+        "enable",
+        "--json",
+        "--key-file",
+        s(&dir.join("acme.key")),
+        "--device",
+        s(&device),
+        "--profile",
+        s(&dir.join("alice")),
+    ]);
+    assert_eq!(on["retention"], true);
+    rdir
+}
