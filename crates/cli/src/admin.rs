@@ -18,6 +18,41 @@ pub enum AdminCommand {
     /// Turn data retention on or off (signs the network policy with the network key).
     #[command(subcommand)]
     Retention(RetentionAdminCommand),
+    /// Users: list, invite (one or many), suspend, delete, reset password, roles, groups.
+    Users {
+        #[command(flatten)]
+        profile: crate::user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: crate::manage::UsersCommand,
+    },
+    /// Devices: list, reset all of a user's, remote-wipe one.
+    Devices {
+        #[command(flatten)]
+        profile: crate::user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: crate::manage::DevicesCommand,
+    },
+    /// Security groups and their policy.
+    Groups {
+        #[command(flatten)]
+        profile: crate::user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: crate::manage::GroupsCommand,
+    },
+    /// The network's default settings (for users in no group).
+    Settings {
+        #[command(flatten)]
+        profile: crate::user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: crate::manage::SettingsCommand,
+    },
+    /// The audit log: list, export, verify.
+    Audit {
+        #[command(flatten)]
+        profile: crate::user::ProfileArgs,
+        #[command(subcommand)]
+        cmd: crate::manage::AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +119,11 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::Network(NetworkCommand::Create(args)) => create_network(args).await,
         AdminCommand::Retention(RetentionAdminCommand::Enable(args)) => retention_policy(args, true).await,
+        AdminCommand::Users { profile, cmd } => crate::manage::users(profile, cmd).await,
+        AdminCommand::Devices { profile, cmd } => crate::manage::devices(profile, cmd).await,
+        AdminCommand::Groups { profile, cmd } => crate::manage::groups(profile, cmd).await,
+        AdminCommand::Settings { profile, cmd } => crate::manage::settings(profile, cmd).await,
+        AdminCommand::Audit { profile, cmd } => crate::manage::audit(profile, cmd).await,
         AdminCommand::Retention(RetentionAdminCommand::Disable(args)) => retention_policy(args, false).await,
         AdminCommand::Network(NetworkCommand::Fingerprint { key_file }) => {
             let (network, key) = keyfile::load(&key_file, &passphrase()?)?;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod keyfile;
+mod manage;
 mod retention;
 mod server;
 mod user;
@@ -84,6 +85,13 @@ enum Command {
     Login {
         #[command(flatten)]
         profile: user::ProfileArgs,
+    },
+    /// Choose a new password with a reset code from your administrator.
+    Password {
+        #[command(flatten)]
+        profile: user::ProfileArgs,
+        #[command(flatten)]
+        args: user::PasswordArgs,
     },
     /// Set a conversation's default disappearing-message timers.
     Timers {
@@ -177,6 +185,7 @@ fn main() -> std::process::ExitCode {
             Command::Link { profile, cmd } => user::link(profile, cmd).await,
             Command::Timers { profile, args } => user::timers(profile, args).await,
             Command::Login { profile } => user::login(profile).await,
+            Command::Password { profile, args } => user::password(profile, args).await,
             Command::Recall { profile, args } => user::recall(profile, args).await,
             Command::React { profile, args } => user::react(profile, args).await,
             Command::Forward { profile, args } => user::forward(profile, args).await,

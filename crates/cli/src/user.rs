@@ -130,7 +130,20 @@ pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
 
 pub async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
     let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
-    Client::open(&p.profile, &pass).await.context("cannot open the profile")
+    let client = Client::open(&p.profile, &pass).await.context("cannot open the profile")?;
+    // A remote wipe is carried out before anything else; other failures
+    // (an expired session, say) are for the command itself to report.
+    match client.my_policy().await {
+        Err(strongroom_client::ClientError::Wiped(why)) => {
+            let dir = p.profile.display().to_string();
+            let confirmed = client.erase_after_wipe().await;
+            bail!(
+                "this device was wiped {why}: its Strongroom data in {dir} is erased{}",
+                if confirmed.is_ok() { " and the server was told" } else { "" }
+            );
+        }
+        _ => Ok(client),
+    }
 }
 
 fn message_id(s: &str) -> anyhow::Result<strongroom_crypto::ids::MessageId> {
@@ -222,7 +235,8 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
-    if !a.no_receipts {
+    let forced = client.my_policy().await.map(|r| r.read_receipts == "forced").unwrap_or(false);
+    if !a.no_receipts || forced {
         let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         if let Err(e) = client.send_read_receipts(&messages, now).await {
@@ -794,6 +808,28 @@ pub async fn forward(p: ProfileArgs, a: ForwardArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("Forwarded to conversation {to} (#{})", accepted.seq);
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PasswordArgs {
+    /// The one-time code from your administrator (after a password reset).
+    #[arg(long)]
+    reset_code: String,
+}
+
+/// Chooses a new password with an administrator's reset code, and logs in with it.
+pub async fn password(p: ProfileArgs, a: PasswordArgs) -> anyhow::Result<()> {
+    let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
+    let mut client = Client::open(&p.profile, &pass).await.context("cannot open the profile")?;
+    let password = secret_from("STRONGROOM_PASSWORD", "Choose a new account password")?;
+    client.reset_password(&a.reset_code, &password).await.context("the password was not changed")?;
+    if p.json {
+        println!("{}", serde_json::json!({"password_changed": true}));
+    } else {
+        println!("Password changed; this device is logged in again.");
     }
     client.close().await;
     Ok(())

@@ -56,6 +56,9 @@ impl Api {
         let body: Option<ErrorBody> = r.json().await.ok();
         let (code, message) =
             body.map(|b| (b.error, b.message)).unwrap_or_else(|| ("http_error".into(), "no details".into()));
+        if code == "device_wiped" {
+            return Err(ClientError::Wiped("by your network administrator".into()));
+        }
         Err(ClientError::Refused { status, code, message })
     }
 
@@ -77,6 +80,29 @@ impl Api {
     pub(crate) async fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         let r = self.auth(self.http.post(format!("{}{path}", self.base))).json(body).send().await?;
         Self::check(r).await.map(|_| ())
+    }
+
+    /// Any JSON call (administration): `None` for an empty answer.
+    pub(crate) async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        let mut req = self.auth(self.http.request(method, format!("{}{path}", self.base)));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = Self::check(req.send().await?).await?;
+        let bytes = r.bytes().await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(Some(v)),
+            // Exports are JSON Lines: handed back as one string.
+            Err(_) => Ok(Some(serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))),
+        }
     }
 
     pub(crate) async fn put_json<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {

@@ -9,6 +9,7 @@ use strongroom_crypto::content::{Content, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
+use strongroom_wire::GroupSettings;
 use strongroom_wire::*;
 use subtle::ConstantTimeEq;
 
@@ -334,6 +335,29 @@ impl Client {
         Ok(verified)
     }
 
+    /// The security-group settings that apply to this user, fetched now (so
+    /// an administrator's change applies at the next operation, no restart).
+    /// Also records the device lockout for the (locked) profile header.
+    pub async fn my_policy(&self) -> Result<GroupSettings, ClientError> {
+        let policy: GroupSettings = self.api.get("/v1/me/policy").await?;
+        Vault::set_lockout(&self.dir, policy.device_lockout)?;
+        Ok(policy)
+    }
+
+    /// An administration API call (`strongroom admin …`): JSON in, JSON out.
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        self.api.call_json(method, path, body).await
+    }
+
+    pub(crate) async fn confirm_wipe(&self) -> Result<(), ClientError> {
+        self.api.post_empty("/v1/devices/wipe/confirm", &serde_json::json!({})).await
+    }
+
     /// Publishes a new network policy (administrators sign it with the
     /// network key file), then fetches and verifies it like any client.
     pub async fn publish_policy(&mut self, policy: &NetworkPolicy) -> Result<VerifiedPolicy, ClientError> {
@@ -344,7 +368,17 @@ impl Client {
     /// A user's device list, verified; the identity key is pinned on first
     /// use and a change is refused until the user re-verifies.
     pub async fn device_list(&mut self, user: UserId) -> Result<VerifiedDeviceList, ClientError> {
+        Ok(self.device_list_and_revoked(user).await?.0)
+    }
+
+    /// The verified list, and the devices an administrator revoked or wiped
+    /// (never encrypted to, whatever the signed list says).
+    async fn device_list_and_revoked(
+        &mut self,
+        user: UserId,
+    ) -> Result<(VerifiedDeviceList, Vec<DeviceId>), ClientError> {
         let keys: UserKeys = self.api.get(&format!("/v1/keys/{user}")).await?;
+        let revoked: Vec<DeviceId> = keys.revoked_devices.iter().filter_map(|d| DeviceId::parse_hex(d)).collect();
         let list = DeviceList::decode(&keys.device_list.0)
             .map_err(|e| ClientError::Trust(format!("device list of {user}: {e}")))?;
         let pinned =
@@ -361,7 +395,7 @@ impl Client {
             self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
             self.save().await?;
         }
-        Ok(verified)
+        Ok((verified, revoked))
     }
 
     /// Creates an invite (network administrators).
@@ -478,6 +512,18 @@ impl Client {
         Ok(list.list().devices.iter().map(|d| (d.device_id, d.name.clone(), d.revoked)).collect())
     }
 
+    /// Redeems an administrator's reset code with a new password, then logs in with it.
+    pub async fn reset_password(&mut self, code: &str, new_password: &str) -> Result<(), ClientError> {
+        let req = RedeemReset {
+            network_id: self.state.network_id.clone(),
+            username: self.state.username.clone(),
+            code: code.into(),
+            new_password: new_password.into(),
+        };
+        self.api.post_empty("/v1/password/reset", &req).await?;
+        self.login(new_password).await
+    }
+
     /// Logs this device in again (after the session expired or the password changed).
     pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
         let (network, device, username) = (self.network_id(), self.device_id(), self.state.username.clone());
@@ -507,8 +553,11 @@ impl Client {
         let mut devices = Vec::new();
         for m in &c.members {
             let user = UserId::parse_hex(&m.user_id).ok_or(ClientError::Corrupt("member id"))?;
-            let list = self.device_list(user).await?;
-            devices.extend(list.active_devices().filter(|d| (d.user_id(), d.device_id()) != me));
+            let (list, revoked) = self.device_list_and_revoked(user).await?;
+            devices.extend(
+                list.active_devices()
+                    .filter(|d| (d.user_id(), d.device_id()) != me && !revoked.contains(&d.device_id())),
+            );
         }
         let mut recipients = Vec::with_capacity(devices.len() + 1);
         if !devices.is_empty() {
@@ -612,7 +661,8 @@ impl Client {
         self.store.put_record(&self.vault, name, value).await
     }
 
-    /// Sends with exactly these timers (no conversation defaults).
+    /// Sends with exactly these timers (no conversation defaults), clamped
+    /// to the security group's maxima.
     async fn send_exact(
         &mut self,
         conversation: ConversationId,
@@ -620,6 +670,19 @@ impl Client {
         ttl_secs: u32,
         bor_secs: u32,
     ) -> Result<Accepted, ClientError> {
+        let rules = self.my_policy().await?;
+        if matches!(content, Content::Location(_)) && !rules.location_enabled {
+            return Err(ClientError::Policy("your security group does not allow sharing locations".into()));
+        }
+        let ttl_secs = match rules.max_ttl_secs {
+            0 => ttl_secs,
+            max if ttl_secs == 0 => max,
+            max => ttl_secs.min(max),
+        };
+        let bor_secs = match rules.max_bor_secs {
+            0 => bor_secs,
+            max => bor_secs.min(max),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -694,6 +757,17 @@ impl Client {
         media_type: &str,
         progress: crate::files::Progress<'_>,
     ) -> Result<(Accepted, FileRef), ClientError> {
+        let rules = self.my_policy().await?;
+        if !rules.files_enabled {
+            return Err(ClientError::Policy("your security group does not allow sending files".into()));
+        }
+        let size = std::fs::metadata(path).map_err(io(path))?.len();
+        if size > rules.max_file_size {
+            return Err(ClientError::Policy(format!(
+                "files are limited to {} bytes in your security group; this one is {size}",
+                rules.max_file_size
+            )));
+        }
         let tmp = crate::files::scratch(&self.dir)?;
         let result = self.send_file_via(conversation, path, &tmp, progress).await.map(|mut f| {
             f.name = name.chars().take(255).collect();
@@ -740,6 +814,9 @@ impl Client {
         dest: &Path,
         progress: crate::files::Progress<'_>,
     ) -> Result<(), ClientError> {
+        if !self.my_policy().await?.file_download {
+            return Err(ClientError::Policy("your security group does not allow downloading files".into()));
+        }
         let tmp = crate::files::scratch(&self.dir)?;
         let result = async {
             self.api.download(&format!("/v1/blobs/{}", file.blob_id), &tmp).await?;

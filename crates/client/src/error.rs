@@ -52,4 +52,10 @@ pub enum ClientError {
     /// Bad input from the caller.
     #[error("{0}")]
     Usage(String),
+    /// The security group's policy does not allow it.
+    #[error("not allowed: {0}")]
+    Policy(String),
+    /// An administrator wiped this device (or too many unlocks failed): its data is being erased.
+    #[error("this device was wiped: {0}")]
+    Wiped(String),
 }

@@ -14,6 +14,7 @@ mod receipts;
 mod state;
 mod store;
 mod vault;
+mod wipe;
 
 pub use client::{Client, Message, SyncReport, ViewItem, GRACE_MS, PROFILE_KDF_KIB, ROTATE_AFTER_MS};
 pub use error::ClientError;

@@ -15,6 +15,9 @@ impl Client {
     /// last receipt this device sent there (so a message is receipted once).
     /// Returns how many messages were receipted.
     pub async fn send_read_receipts(&mut self, shown: &[Message], at: u64) -> Result<usize, ClientError> {
+        if self.my_policy().await?.read_receipts == "off" {
+            return Ok(0);
+        }
         let me = self.user_id();
         let mut by_conversation: BTreeMap<ConversationId, Vec<&Message>> = BTreeMap::new();
         for m in shown.iter().filter(|m| m.sender != me && receiptable(&m.content)) {

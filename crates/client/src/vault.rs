@@ -26,6 +26,20 @@ struct Header {
     p: u32,
     salt: String,
     check: String,
+    /// Failed unlocks before the profile erases itself (0 = never), from the
+    /// security group; kept in the clear because it must work while locked.
+    #[serde(default)]
+    lockout: u32,
+    /// Failed unlocks since the last success.
+    #[serde(default)]
+    failures: u32,
+}
+
+fn write_header(path: &Path, h: &Header) -> Result<(), ClientError> {
+    let json = serde_json::to_vec_pretty(h).map_err(|_| ClientError::Corrupt("profile header"))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// The unlocked profile key.
@@ -68,6 +82,8 @@ impl Vault {
             p: 1,
             salt: STANDARD.encode(salt),
             check: STANDARD.encode(vault.seal("check", CHECK)),
+            lockout: 0,
+            failures: 0,
         };
         let json = serde_json::to_vec_pretty(&header).map_err(|_| ClientError::Corrupt("profile header"))?;
         std::fs::write(&path, json).map_err(io(&path))?;
@@ -89,9 +105,35 @@ impl Vault {
         let vault = derive(passphrase, &salt, h.m_kib, h.t, h.p)?;
         let check = STANDARD.decode(&h.check).map_err(|_| ClientError::Corrupt("profile check"))?;
         match vault.open("check", &check) {
-            Ok(v) if v.as_slice() == CHECK => Ok(vault),
-            _ => Err(ClientError::WrongPassphrase),
+            Ok(v) if v.as_slice() == CHECK => {
+                if h.failures != 0 {
+                    write_header(&path, &Header { failures: 0, ..h })?;
+                }
+                Ok(vault)
+            }
+            _ => {
+                let failures = h.failures.saturating_add(1);
+                if h.lockout > 0 && failures >= h.lockout {
+                    crate::wipe::erase_profile(dir);
+                    return Err(ClientError::Wiped(format!(
+                        "{failures} failed unlocks: this device erased its Strongroom data as its security group requires"
+                    )));
+                }
+                write_header(&path, &Header { failures, ..h })?;
+                Err(ClientError::WrongPassphrase)
+            }
         }
+    }
+
+    /// Records the security group's device lockout (failed unlocks before erasure).
+    pub fn set_lockout(dir: &Path, lockout: u32) -> Result<(), ClientError> {
+        let path = dir.join("profile.json");
+        let text = std::fs::read(&path).map_err(io(&path))?;
+        let h: Header = serde_json::from_slice(&text).map_err(|_| ClientError::Corrupt("profile.json"))?;
+        if h.lockout != lockout {
+            write_header(&path, &Header { lockout, ..h })?;
+        }
+        Ok(())
     }
 
     /// `nonce | ciphertext | tag`, bound to `name`.

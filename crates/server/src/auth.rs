@@ -39,9 +39,17 @@ pub async fn verify_password(hash: String, password: String) -> bool {
 
 /// The password rule until security groups set their own.
 pub fn check_password_policy(password: &str) -> ApiResult<()> {
+    check_password_length(password, 10)
+}
+
+/// The password rule of a security group: at least `min` characters (at most 1024).
+pub fn check_password_length(password: &str, min: u32) -> ApiResult<()> {
     let n = password.chars().count();
-    if !(10..=1024).contains(&n) {
-        return Err(ApiError::bad_request("weak_password", "passwords must be 10 to 1024 characters long"));
+    if n < min as usize || n > 1024 {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            format!("passwords must be {min} to 1024 characters long in this network"),
+        ));
     }
     Ok(())
 }
@@ -89,6 +97,18 @@ impl FromRequestParts<AppState> for Caller {
             .session(&token_hash, now_ms())
             .await?
             .ok_or_else(|| ApiError::unauthorized("the session token is unknown or expired; log in again"))?;
+        if session.suspended {
+            return Err(ApiError::forbidden(
+                "account_suspended",
+                "this account is suspended; ask your network administrator",
+            ));
+        }
+        if session.user_id != RETENTION_USER
+            && parts.uri.path() != "/v1/devices/wipe/confirm"
+            && state.store.wipe_pending(&session.device_id).await?
+        {
+            return Err(ApiError::device_wiped());
+        }
         if session.user_id == RETENTION_USER && !retention_may(&parts.method, parts.uri.path()) {
             return Err(ApiError::forbidden(
                 "retention_read_only",

@@ -28,6 +28,14 @@ impl ApiError {
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
+    /// 410: an administrator ordered this device wiped.
+    pub fn device_wiped() -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "device_wiped",
+            "an administrator wiped this device: erase its local data, then confirm at /v1/devices/wipe/confirm",
+        )
+    }
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)

@@ -50,6 +50,14 @@ impl Hub {
         }
     }
 
+    /// Closes every connection of `device` (suspension, wipe, deletion):
+    /// dropping its wakers ends each connection's loop.
+    pub fn disconnect(&self, device: &[u8; 16]) {
+        if let Ok(mut c) = self.conns.lock() {
+            c.remove(device);
+        }
+    }
+
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.lock().map(|c| c.values().map(Vec::len).sum()).unwrap_or(0)

@@ -30,3 +30,31 @@ pub struct AppState {
     /// The URL carried in invites.
     pub public_url: Arc<String>,
 }
+
+impl AppState {
+    /// Defaults when no administrator has set any: the server's configured
+    /// lockout and file size limits, everything else allowed.
+    pub fn default_settings(&self) -> strongroom_wire::GroupSettings {
+        strongroom_wire::GroupSettings {
+            lockout_threshold: self.config.limits.lockout_threshold,
+            max_file_size: self.config.limits.max_blob_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// The settings that apply to a user.
+    pub async fn settings_for_user(
+        &self,
+        user: &[u8; 16],
+    ) -> Result<strongroom_wire::GroupSettings, crate::store::StoreError> {
+        Ok(self.store.effective_settings(user).await?.unwrap_or_else(|| self.default_settings()))
+    }
+
+    /// A network's default settings.
+    pub async fn settings_for_network(
+        &self,
+        network: &[u8; 16],
+    ) -> Result<strongroom_wire::GroupSettings, crate::store::StoreError> {
+        Ok(self.store.network_settings(network).await?.unwrap_or_else(|| self.default_settings()))
+    }
+}

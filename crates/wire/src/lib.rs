@@ -8,9 +8,11 @@
 //! Envelopes are posted as raw bytes (`application/octet-stream`) and
 //! delivered base64 in JSON, in the delivered form of `docs/PROTOCOL.md`.
 
+pub mod admin;
 mod b64;
 mod invite;
 
+pub use admin::*;
 pub use b64::B64;
 pub use invite::Invite;
 
@@ -154,6 +156,10 @@ pub struct UserKeys {
     pub device_list: B64,
     /// One-time pre-keys left, per device (for topping up).
     pub one_time_remaining: Vec<DeviceCount>,
+    /// Devices an administrator revoked or wiped (hex): clients stop
+    /// encrypting to them even while the user's signed list still names them.
+    #[serde(default)]
+    pub revoked_devices: Vec<String>,
 }
 
 /// A count per device.

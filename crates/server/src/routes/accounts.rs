@@ -7,7 +7,7 @@ use axum::Json;
 use rand_core::{OsRng, RngCore};
 use strongroom_wire::{ChangePassword, Invite, Login, NetworkInfo, Register, Registered, Session, UserInfo, B64};
 
-use crate::auth::{check_password_policy, hash_password, new_token, secret_hash, verify_password, Caller};
+use crate::auth::{check_password_length, hash_password, new_token, secret_hash, verify_password, Caller};
 use crate::error::{hex, parse_id, ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{now_ms, LoginOutcome};
@@ -37,8 +37,9 @@ pub(super) async fn register(
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
     limit(&state, addr)?;
     check_username(&req.username)?;
-    check_password_policy(&req.password)?;
     let invite = Invite::parse(&req.invite).map_err(|e| ApiError::bad_request("bad_invite", e))?;
+    let rules = state.settings_for_network(&invite.network_id).await?;
+    check_password_length(&req.password, rules.password_min_length)?;
     let hash = hash_password(req.password).await?;
     let mut user = [0u8; 16];
     OsRng.fill_bytes(&mut user);
@@ -46,6 +47,13 @@ pub(super) async fn register(
         LoginOutcome::Registered(network) => {
             Ok((StatusCode::CREATED, Json(Registered { user_id: hex(&user), network_id: hex(&network) })))
         }
+        LoginOutcome::Reenrolled(network, existing) => {
+            Ok((StatusCode::CREATED, Json(Registered { user_id: hex(&existing), network_id: hex(&network) })))
+        }
+        LoginOutcome::WrongUser => Err(ApiError::forbidden(
+            "invalid_invite",
+            "this invite re-enrols another account: use the username your administrator reset",
+        )),
         LoginOutcome::BadInvite => Err(ApiError::forbidden(
             "invalid_invite",
             "the invite is unknown, already used, revoked or expired; ask an administrator for a new one",
@@ -75,6 +83,7 @@ pub(super) async fn login(
         return Err(wrong());
     };
     let now = now_ms();
+    let rules = state.settings_for_user(&user.id).await?;
     if user.locked_until > now {
         return Err(ApiError::too_many(format!(
             "this account is locked after repeated failed logins; try again in {} minutes or ask an administrator",
@@ -83,16 +92,19 @@ pub(super) async fn login(
     }
     if !verify_password(user.password_hash.clone(), req.password).await {
         let limits = &state.config.limits;
+        // The security group's threshold; 0 means never lock.
+        let threshold = if rules.lockout_threshold == 0 { i64::MAX } else { i64::from(rules.lockout_threshold) };
         state
             .store
-            .login_failed(
-                &user.id,
-                now,
-                i64::from(limits.lockout_threshold),
-                i64::try_from(limits.lockout_secs * 1000).unwrap_or(i64::MAX),
-            )
+            .login_failed(&user.id, now, threshold, i64::try_from(limits.lockout_secs * 1000).unwrap_or(i64::MAX))
             .await?;
         return Err(wrong());
+    }
+    if state.store.is_suspended(&user.id).await? {
+        return Err(ApiError::forbidden(
+            "account_suspended",
+            "this account is suspended; ask your network administrator",
+        ));
     }
     let (token, hash) = new_token();
     let expires_at = now + i64::try_from(state.config.session_days * 86_400_000).unwrap_or(i64::MAX);
@@ -110,7 +122,8 @@ pub(super) async fn change_password(
     caller: Caller,
     Json(req): Json<ChangePassword>,
 ) -> ApiResult<StatusCode> {
-    check_password_policy(&req.new_password)?;
+    let rules = state.settings_for_user(&caller.session.user_id).await?;
+    check_password_length(&req.new_password, rules.password_min_length)?;
     let current = state
         .store
         .password_hash(&caller.session.user_id)
@@ -161,4 +174,41 @@ pub(super) async fn find_user(
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_user", "no such user in your network"))?;
     Ok(Json(UserInfo { user_id: hex(&user), username }))
+}
+
+/// Redeems an administrator's reset code: the user chooses a new password,
+/// then logs in again on each device.
+pub(super) async fn redeem_reset(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<strongroom_wire::RedeemReset>,
+) -> ApiResult<StatusCode> {
+    limit(&state, addr)?;
+    let network = parse_id(&req.network_id, "network_id")?;
+    let rules = state.settings_for_network(&network).await?;
+    check_password_length(&req.new_password, rules.password_min_length)?;
+    let hash = hash_password(req.new_password).await?;
+    if !state
+        .store
+        .redeem_reset(&network, &req.username, &secret_hash(req.code.trim().as_bytes()), &hash, now_ms())
+        .await?
+    {
+        return Err(ApiError::forbidden(
+            "invalid_code",
+            "the reset code is unknown, used, expired or for another user; ask an administrator for a new one",
+        ));
+    }
+    state
+        .store
+        .audit(
+            &network,
+            &req.username,
+            "user.password_reset_redeemed",
+            &req.username,
+            &addr.ip().to_string(),
+            "{}",
+            now_ms(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

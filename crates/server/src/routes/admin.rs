@@ -1,5 +1,7 @@
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -15,7 +17,7 @@ use crate::error::{parse_id, ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::now_ms;
 
-const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
+pub(super) const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
 const MAX_INVITE_SECS: u64 = 90 * 24 * 3600;
 
 /// Creates an invite for `network` and returns its code.
@@ -24,6 +26,17 @@ pub(crate) async fn issue_invite(
     network: &[u8; 16],
     admin: bool,
     ttl_secs: u64,
+) -> ApiResult<InviteCreated> {
+    issue_invite_for(state, network, admin, ttl_secs, None).await
+}
+
+/// An invite; bound to `for_user`, it re-enrols that existing account.
+pub(crate) async fn issue_invite_for(
+    state: &AppState,
+    network: &[u8; 16],
+    admin: bool,
+    ttl_secs: u64,
+    for_user: Option<&[u8; 16]>,
 ) -> ApiResult<InviteCreated> {
     let public = state
         .store
@@ -35,6 +48,9 @@ pub(crate) async fn issue_invite(
     let now = now_ms();
     let expires_at = now + i64::try_from(ttl_secs.min(MAX_INVITE_SECS) * 1000).unwrap_or(i64::MAX);
     state.store.create_invite(&secret_hash(&secret), network, admin, expires_at, now).await?;
+    if let Some(user) = for_user {
+        state.store.bind_invite_user(&secret_hash(&secret), user).await?;
+    }
     let invite = Invite {
         server_url: state.public_url.to_string(),
         network_id: *network,
@@ -86,12 +102,14 @@ pub(super) async fn create_network(
     }
     tracing::info!("network created");
     let invite = issue_invite(&state, &id, true, DEFAULT_INVITE_SECS).await?;
+    state.store.audit(&id, "bootstrap", "network.create", name, "operator", "{}", now_ms()).await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
 pub(super) async fn create_invite(
     State(state): State<AppState>,
     caller: Caller,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Json(req): Json<CreateInvite>,
 ) -> ApiResult<(StatusCode, Json<InviteCreated>)> {
     if !caller.session.admin {
@@ -100,6 +118,8 @@ pub(super) async fn create_invite(
     let invite =
         issue_invite(&state, &caller.session.network_id, req.admin, req.ttl_secs.unwrap_or(DEFAULT_INVITE_SECS))
             .await?;
+    super::manage::audit(&state, &caller, addr, "invite.create", "1 invite", serde_json::json!({"admin": req.admin}))
+        .await?;
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
@@ -111,6 +131,7 @@ pub(super) struct RevokeInvite {
 pub(super) async fn revoke_invite(
     State(state): State<AppState>,
     caller: Caller,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Json(req): Json<RevokeInvite>,
 ) -> ApiResult<StatusCode> {
     if !caller.session.admin {
@@ -118,6 +139,7 @@ pub(super) async fn revoke_invite(
     }
     let invite = Invite::parse(&req.invite).map_err(|e| ApiError::bad_request("bad_invite", e))?;
     if state.store.revoke_invite(&secret_hash(&invite.secret), &caller.session.network_id).await? {
+        super::manage::audit(&state, &caller, addr, "invite.revoke", "invite", serde_json::json!({})).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("unknown_invite", "no unused invite with that code in your network"))
@@ -135,7 +157,12 @@ pub(super) async fn get_policy(State(state): State<AppState>, caller: Caller) ->
 
 /// Stores a newer policy signed by the network key (administrators sign it
 /// offline with the network key file; the server only checks and serves it).
-pub(super) async fn put_policy(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<StatusCode> {
+pub(super) async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     if !caller.session.admin {
         return Err(ApiError::forbidden("not_admin", "only network administrators can publish a policy"));
     }
@@ -167,5 +194,16 @@ pub(super) async fn put_policy(State(state): State<AppState>, caller: Caller, bo
     if !state.store.put_policy(&network, policy.version, &body).await? {
         return Err(ApiError::conflict("stale_policy", "a policy with this or a newer version exists"));
     }
+    let names: Vec<&str> = policy.retention.iter().map(|d| d.name.as_str()).collect();
+    let action = if policy.retention.is_empty() { "policy.retention_off" } else { "policy.retention_on" };
+    super::manage::audit(
+        &state,
+        &caller,
+        addr,
+        action,
+        &format!("policy v{}", policy.version),
+        serde_json::json!({"retention_devices": names}),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,6 +41,10 @@ pub(super) async fn upload(
 ) -> ApiResult<(StatusCode, Json<BlobCreated>)> {
     let conversation = parse_id(&q.conversation, "conversation")?;
     member_of(&state, &caller, &conversation).await?;
+    let policy = state.settings_for_user(&caller.session.user_id).await?;
+    if !policy.files_enabled {
+        return Err(ApiError::forbidden("files_disabled", "your security group does not allow sending files"));
+    }
     let declared: Vec<u8> = (0..q.sha256.len())
         .step_by(2)
         .map(|i| q.sha256.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
@@ -50,7 +54,7 @@ pub(super) async fn upload(
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let path = object_path(&id);
-    let max = state.config.limits.max_blob_bytes;
+    let max = state.config.limits.max_blob_bytes.min(policy.max_file_size);
     let upload = state.blobs.put_multipart(&path).await.map_err(storage_error)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024);
     let mut hash = digest::Context::new(&digest::SHA256);
@@ -68,7 +72,7 @@ pub(super) async fn upload(
                     break Some(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "blob_too_large",
-                        format!("files are limited to {max} bytes"),
+                        format!("files are limited to {max} bytes for you (server limit or security group)"),
                     ));
                 }
                 hash.update(&chunk);
@@ -111,6 +115,9 @@ pub(super) async fn download(
         .filter(|b| b.network_id == caller.session.network_id)
         .ok_or_else(|| ApiError::not_found("unknown_blob", "no such file"))?;
     member_of(&state, &caller, &row.conversation_id).await?;
+    if !caller.is_retention() && !state.settings_for_user(&caller.session.user_id).await?.file_download {
+        return Err(ApiError::forbidden("downloads_disabled", "your security group does not allow downloading files"));
+    }
     let stream = state.blobs.get(&object_path(&id)).await.map_err(storage_error)?.into_stream();
     let body = Body::from_stream(stream.map_ok(Bytes::from).map_err(std::io::Error::other));
     Ok((

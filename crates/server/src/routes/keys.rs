@@ -117,6 +117,7 @@ pub(super) async fn user_keys(
         user_id: hex(&user),
         device_list: B64(list),
         one_time_remaining: counts.into_iter().map(|(d, count)| DeviceCount { device_id: hex(&d), count }).collect(),
+        revoked_devices: state.store.revoked_devices(&user).await?.iter().map(|d| hex(d)).collect(),
     }))
 }
 

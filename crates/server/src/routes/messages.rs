@@ -38,6 +38,19 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     }
     let conversation = *h.conversation_id.as_bytes();
     member_of(&state, &caller, &conversation).await?;
+    let policy = state.settings_for_user(&s.user_id).await?;
+    if policy.max_ttl_secs > 0 && (h.ttl_secs == 0 || h.ttl_secs > policy.max_ttl_secs) {
+        return Err(ApiError::forbidden(
+            "timer_too_long",
+            format!("your security group requires messages to expire within {} seconds", policy.max_ttl_secs),
+        ));
+    }
+    if policy.max_bor_secs > 0 && h.burn_on_read_secs > policy.max_bor_secs {
+        return Err(ApiError::forbidden(
+            "timer_too_long",
+            format!("your security group allows burn-on-read timers up to {} seconds", policy.max_bor_secs),
+        ));
+    }
 
     // Exactly the current member devices (but the sending device itself)
     // plus the policy's retention devices.

@@ -6,6 +6,7 @@ mod blobs;
 mod conversations;
 mod devices;
 mod keys;
+mod manage;
 mod messages;
 mod ops;
 mod retention;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 use crate::state::AppState;
@@ -55,6 +56,25 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/blobs", post(blobs::upload).layer(DefaultBodyLimit::disable())),
         ("/v1/blobs/{id}", get(blobs::download)),
         ("/v1/retention/session", post(retention::login)),
+        ("/v1/me/policy", get(manage::my_policy)),
+        ("/v1/password/reset", post(accounts::redeem_reset)),
+        ("/v1/devices/wipe/confirm", post(manage::confirm_wipe)),
+        ("/v1/admin/users", get(manage::list_users)),
+        ("/v1/admin/users/{id}", delete(manage::delete_user)),
+        ("/v1/admin/users/{id}/suspend", post(manage::suspend)),
+        ("/v1/admin/users/{id}/unsuspend", post(manage::unsuspend)),
+        ("/v1/admin/users/{id}/reset-password", post(manage::reset_password)),
+        ("/v1/admin/users/{id}/role", post(manage::set_role)),
+        ("/v1/admin/users/{id}/group", post(manage::set_group)),
+        ("/v1/admin/users/{id}/devices/reset", post(manage::reset_devices)),
+        ("/v1/admin/users/{id}/devices/{device}/wipe", post(manage::wipe_device)),
+        ("/v1/admin/invites", post(manage::bulk_invite)),
+        ("/v1/admin/invites/reissue", post(manage::reissue_invite)),
+        ("/v1/admin/groups", get(manage::list_groups).post(manage::create_group)),
+        ("/v1/admin/groups/{id}", put(manage::update_group).delete(manage::delete_group)),
+        ("/v1/admin/settings", get(manage::get_settings).put(manage::put_settings)),
+        ("/v1/admin/audit", get(manage::audit_log)),
+        ("/v1/admin/audit/verify", get(manage::audit_verify)),
     ]
 }
 

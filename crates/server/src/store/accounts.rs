@@ -30,6 +30,10 @@ pub struct SessionRow {
     pub network_id: [u8; 16],
     /// Administrator.
     pub admin: bool,
+    /// Read-only administrator (auditor).
+    pub auditor: bool,
+    /// Suspended: every request is refused.
+    pub suspended: bool,
 }
 
 /// What registering with an invite did.
@@ -41,6 +45,10 @@ pub enum LoginOutcome {
     BadInvite,
     /// The username is taken in that network.
     UsernameTaken,
+    /// A re-enrolment invite was used: the existing account (network, user) gets a new password.
+    Reenrolled([u8; 16], [u8; 16]),
+    /// A re-enrolment invite used with another username.
+    WrongUser,
 }
 
 impl Store {
@@ -56,7 +64,7 @@ impl Store {
         let mut tx = self.write().await?;
         let invite = sqlx::query(&self.sql(
             "UPDATE invites SET used_at = $1 WHERE secret_hash = $2 AND used_at IS NULL AND revoked = 0 AND expires_at > $3 \
-             RETURNING network_id, admin",
+             RETURNING network_id, admin, user_id",
         ))
         .bind(now)
         .bind(invite_hash.to_vec())
@@ -66,6 +74,23 @@ impl Store {
         let Some(invite) = invite else { return Ok(LoginOutcome::BadInvite) };
         let network = id16(&invite, "network_id")?;
         let admin = int(&invite, "admin")?;
+        if let Some(existing) = invite.try_get::<Option<Vec<u8>>, _>("user_id")? {
+            let n = sqlx::query(&self.sql(
+                "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0 WHERE id = $2 AND username = $3 AND deleted = 0",
+            ))
+            .bind(password_hash.to_owned())
+            .bind(existing.clone())
+            .bind(username.to_owned())
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Ok(LoginOutcome::WrongUser);
+            }
+            tx.commit().await?;
+            let user: [u8; 16] = existing.as_slice().try_into().map_err(|_| StoreError::Corrupt("invite user"))?;
+            return Ok(LoginOutcome::Reenrolled(network, user));
+        }
         let inserted = sqlx::query(&self.sql(
             "INSERT INTO users (id, network_id, username, password_hash, admin, failed_logins, locked_until, created_at) \
              VALUES ($1, $2, $3, $4, $5, 0, 0, $6) ON CONFLICT (network_id, username) DO NOTHING",
@@ -160,8 +185,8 @@ impl Store {
     /// The session for a token hash, if valid at `now`.
     pub async fn session(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(&self.sql(
-            "SELECT s.user_id, s.device_id, u.network_id, u.admin FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
+            "SELECT s.user_id, s.device_id, u.network_id, u.admin, u.role, u.suspended FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0",
         ))
         .bind(token_hash.to_vec())
         .bind(now)
@@ -173,6 +198,8 @@ impl Store {
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
                 admin: int(&r, "admin")? != 0,
+                auditor: r.try_get::<String, _>("role")? == "auditor",
+                suspended: int(&r, "suspended")? != 0,
             }));
         }
         let row = sqlx::query(
@@ -188,6 +215,8 @@ impl Store {
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
                 admin: false,
+                auditor: false,
+                suspended: false,
             })
         })
         .transpose()

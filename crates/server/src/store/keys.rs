@@ -70,7 +70,16 @@ impl Store {
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
+        // Devices an administrator wiped stay revoked whatever the list says.
+        let wiped: Vec<Vec<u8>> = sqlx::query(&self.sql("SELECT device_id FROM device_wipes WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .fetch_all(&mut *tx.tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>("device_id"))
+            .collect::<Result<_, _>>()?;
         for (device, revoked) in devices {
+            let revoked = &(*revoked || wiped.iter().any(|w| w.as_slice() == device.as_slice()));
             sqlx::query(&self.sql("INSERT INTO user_devices (user_id, device_id, revoked) VALUES ($1, $2, $3)"))
                 .bind(user.to_vec())
                 .bind(device.to_vec())

@@ -7,6 +7,7 @@
 //! rewritten to `?1`, which SQLite binds by number exactly like PostgreSQL.
 
 mod accounts;
+mod admin;
 mod blobs;
 mod conversations;
 mod keys;
@@ -16,6 +17,7 @@ mod migrations;
 mod networks;
 
 pub use accounts::{LoginOutcome, SessionRow, UserRow};
+pub use admin::AuditQuery;
 pub use blobs::BlobRow;
 pub use conversations::{ConversationRow, Kind, Role};
 pub use keys::DeviceListRefusal;

@@ -135,6 +135,17 @@ impl Store {
         tx.commit().await
     }
 
+    /// Binds an invite to an existing user: using it re-enrols that account.
+    pub async fn bind_invite_user(&self, secret_hash: &[u8; 32], user: &[u8; 16]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("UPDATE invites SET user_id = $1 WHERE secret_hash = $2"))
+            .bind(user.to_vec())
+            .bind(secret_hash.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
     /// Revokes an unused invite of `network`; `false` if there is none.
     pub async fn revoke_invite(&self, secret_hash: &[u8; 32], network: &[u8; 16]) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;

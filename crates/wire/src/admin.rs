@@ -1,0 +1,275 @@
+//! Administration: security groups and their settings, users as
+//! administrators see them, and the audit log.
+
+use serde::{Deserialize, Serialize};
+
+/// What a security group allows. Users without a group get the network's
+/// default settings. Unknown fields are refused, so a typo is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Longest disappearing-message timer, seconds; 0 = no limit. When set,
+    /// every message must expire within it.
+    pub max_ttl_secs: u32,
+    /// Longest burn-on-read timer, seconds; 0 = no limit.
+    pub max_bor_secs: u32,
+    /// May send files.
+    pub files_enabled: bool,
+    /// May download files.
+    pub file_download: bool,
+    /// Largest file, bytes.
+    pub max_file_size: u64,
+    /// May make calls.
+    pub calling_enabled: bool,
+    /// May use video in calls.
+    pub video_enabled: bool,
+    /// May share their screen.
+    pub screen_share_enabled: bool,
+    /// May share locations.
+    pub location_enabled: bool,
+    /// May forward messages.
+    pub message_forwarding: bool,
+    /// Clients may fetch link previews.
+    pub link_previews: bool,
+    /// Read receipts: `off`, `on` (the user chooses) or `forced`.
+    pub read_receipts: String,
+    /// Talking to other networks: `none`, `allow_list` or `open`.
+    pub federation: String,
+    /// Networks allowed when `federation` is `allow_list` (domain names).
+    pub federation_allow: Vec<String>,
+    /// Guests may join conversations.
+    pub guests_enabled: bool,
+    /// Shortest password, characters.
+    pub password_min_length: u32,
+    /// Failed logins before the account locks; 0 = never.
+    pub lockout_threshold: u32,
+    /// Failed profile unlocks before a device erases itself; 0 = never.
+    pub device_lockout: u32,
+    /// Archive retention period for these users' messages, days; 0 = the
+    /// archive's default.
+    pub retention_days: u32,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            max_ttl_secs: 0,
+            max_bor_secs: 0,
+            files_enabled: true,
+            file_download: true,
+            max_file_size: 4 << 30,
+            calling_enabled: true,
+            video_enabled: true,
+            screen_share_enabled: true,
+            location_enabled: true,
+            message_forwarding: true,
+            link_previews: true,
+            read_receipts: "on".into(),
+            federation: "none".into(),
+            federation_allow: Vec::new(),
+            guests_enabled: false,
+            password_min_length: 10,
+            lockout_threshold: 5,
+            device_lockout: 0,
+            retention_days: 0,
+        }
+    }
+}
+
+impl GroupSettings {
+    /// Every setting in range, or what is wrong and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !["off", "on", "forced"].contains(&self.read_receipts.as_str()) {
+            return Err(format!("read_receipts is off, on or forced, not {:?}", self.read_receipts));
+        }
+        if !["none", "allow_list", "open"].contains(&self.federation.as_str()) {
+            return Err(format!("federation is none, allow_list or open, not {:?}", self.federation));
+        }
+        if self.federation_allow.len() > 1000 {
+            return Err("federation_allow holds at most 1000 networks".into());
+        }
+        for d in &self.federation_allow {
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(format!("federation_allow entry {d:?} is not a domain name"));
+            }
+        }
+        if !(8..=1024).contains(&self.password_min_length) {
+            return Err("password_min_length is 8 to 1024".into());
+        }
+        if self.lockout_threshold > 1000 || self.device_lockout > 1000 {
+            return Err("lockout_threshold and device_lockout are 0 (off) to 1000".into());
+        }
+        if self.max_file_size == 0 {
+            return Err("max_file_size must be at least 1 byte (turn files off with files_enabled = false)".into());
+        }
+        if !self.files_enabled && self.max_file_size == 0 {
+            return Err("max_file_size must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// A security group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// Id (hex).
+    pub id: String,
+    /// Name, unique in the network.
+    pub name: String,
+    /// Its settings.
+    pub settings: GroupSettings,
+    /// Members.
+    pub members: u64,
+}
+
+/// `POST /v1/admin/groups` and `PUT /v1/admin/groups/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRequest {
+    /// Name.
+    pub name: String,
+    /// Settings (omitted fields take their defaults).
+    #[serde(default)]
+    pub settings: GroupSettings,
+}
+
+/// A user as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUser {
+    /// Id (hex).
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// `user`, `admin` or `auditor`.
+    pub role: String,
+    /// Suspended.
+    pub suspended: bool,
+    /// Security group (id), if any.
+    pub group_id: Option<String>,
+    /// Devices: (id, revoked, wipe pending or done).
+    pub devices: Vec<AdminDevice>,
+    /// Created (ms).
+    pub created_at: u64,
+}
+
+/// A device as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDevice {
+    /// Id (hex).
+    pub device_id: String,
+    /// Revoked.
+    pub revoked: bool,
+    /// `none`, `pending` or `confirmed`.
+    pub wipe: String,
+}
+
+/// One audit log entry. `hash = SHA-256(prev_hash | seq | at | actor | action | target | source | details)`
+/// with each field as a u32 length and its bytes; the first entry's `prev_hash` is 32 zero bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the network's log, from 1.
+    pub seq: u64,
+    /// When (ms).
+    pub at: u64,
+    /// Who (username, or `bootstrap`).
+    pub actor: String,
+    /// What, e.g. `user.suspend`.
+    pub action: String,
+    /// On what (user, device, group…).
+    pub target: String,
+    /// From which address.
+    pub source: String,
+    /// Details (JSON text).
+    pub details: String,
+    /// Previous entry's hash (hex).
+    pub prev_hash: String,
+    /// This entry's hash (hex).
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// Recomputes this entry's hash from its fields and `prev_hash`.
+    pub fn compute_hash(&self, prev_hash: &[u8; 32]) -> [u8; 32] {
+        use aws_lc_rs::digest::{Context, SHA256};
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(prev_hash);
+        ctx.update(&self.seq.to_be_bytes());
+        ctx.update(&self.at.to_be_bytes());
+        for field in [&self.actor, &self.action, &self.target, &self.source, &self.details] {
+            ctx.update(&(field.len() as u32).to_be_bytes());
+            ctx.update(field.as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+}
+
+/// Checks a run of audit entries from the start of a log: every hash, every
+/// link, and no gap in `seq`. The first problem, precisely.
+pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), String> {
+    let mut prev = [0u8; 32];
+    for (i, e) in entries.iter().enumerate() {
+        let want = i as u64 + 1;
+        if e.seq != want {
+            return Err(format!(
+                "entry {want} is missing (found {} in its place): entries were deleted or inserted",
+                e.seq
+            ));
+        }
+        if e.prev_hash != hex(&prev) {
+            return Err(format!("entry {}: does not link to the entry before it", e.seq));
+        }
+        let h = e.compute_hash(&prev);
+        if e.hash != hex(&h) {
+            return Err(format!("entry {} ({} by {}): its contents were altered", e.seq, e.action, e.actor));
+        }
+        prev = h;
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `POST /v1/admin/users/{id}/role`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetRole {
+    /// `user`, `admin` or `auditor`.
+    pub role: String,
+}
+
+/// `POST /v1/admin/users/{id}/group`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetGroup {
+    /// Group id (hex), or none for the network default.
+    pub group_id: Option<String>,
+}
+
+/// A one-time code the user redeems to choose a new password (`POST /v1/password/reset`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetCode {
+    /// The code.
+    pub code: String,
+    /// Valid until (ms).
+    pub expires_at: u64,
+}
+
+/// `POST /v1/password/reset`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedeemReset {
+    /// Network (hex).
+    pub network_id: String,
+    /// Username.
+    pub username: String,
+    /// The code from the administrator.
+    pub code: String,
+    /// The new password.
+    pub new_password: String,
+}
