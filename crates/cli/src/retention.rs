@@ -90,9 +90,13 @@ pub enum RetentionCommand {
     /// Delete records older than the retention period that no hold covers
     /// (each deletion is itself recorded; verify still passes).
     Purge {
-        /// The retention period in days.
+        /// The default period in days, for records whose sender's security
+        /// group and network set none (from the relay); without it they are kept.
         #[arg(long)]
-        period_days: u64,
+        period_days: Option<u64>,
+        /// Do not ask the relay for the network's and groups' periods.
+        #[arg(long, requires = "period_days")]
+        offline: bool,
     },
 }
 
@@ -425,11 +429,19 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 println!("strongroom_retention_last_verify_ms {}", n(&verify, "at"));
             }
         }
-        RetentionCommand::Purge { period_days } => {
+        RetentionCommand::Purge { period_days, offline } => {
             let keys = load_keys(&w.dir)?;
+            let mut periods = strongroom_retention::holds::Periods { default_days: period_days, ..Default::default() };
+            if !offline {
+                let p = strongroom_retention::service::fetch_periods(&keys)
+                    .await
+                    .context("cannot fetch the retention periods from the relay (use --offline --period-days N)")?;
+                periods.network_days = p.network_days;
+                periods.users = p.users;
+            }
             let mut archive = open_archive(&w, &keys).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-            let report = strongroom_retention::holds::purge(&mut archive, period_days, now).await?;
+            let report = strongroom_retention::holds::purge(&mut archive, &periods, now).await?;
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

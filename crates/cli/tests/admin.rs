@@ -121,10 +121,21 @@ async fn admin_routes_are_guarded_per_role_and_network_and_the_audit_log_proves_
     // Actions leave a chained trail: who, what, on whom, from where.
     admin(&["groups", "create", "legal", "--set", "max_ttl_secs=86400"], &dir);
     admin(&["users", "group", "bob", "--group", "legal"], &dir);
-    admin(&["users", "invite", "--count", "2"], &dir);
+    let invited = admin(&["users", "invite", "--count", "2"], &dir);
+    assert_eq!(invited.as_array().unwrap().len(), 2);
+    let csv = dir.join("new-staff.csv");
+    std::fs::write(&csv, "name,department\nfrank,legal\ngrace,ops\n\n").unwrap();
+    let invited = admin(&["users", "invite", "--csv", s(&csv)], &dir);
+    let labels: Vec<&str> = invited.as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["frank", "grace"]);
+    // Reinvite: the old code stops working, the new one works.
+    let old = invited[0]["invite"].as_str().unwrap().to_owned();
+    let new = admin(&["users", "reinvite", "--invite", &old], &dir)["invite"].as_str().unwrap().to_owned();
+    assert!(Client::enrol(&dir.join("frank-old"), "frank passphrase", &old, "frank", PASSWORD).await.is_err());
+    Client::enrol(&dir.join("frank"), "frank passphrase", &new, "frank", PASSWORD).await.unwrap();
     let entries = admin(&["audit", "list"], &dir);
     let actions: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["network.create", "invite.create", "user.role", "group.create", "user.group"] {
+    for a in ["network.create", "invite.create", "invite.reissue", "user.role", "group.create", "user.group"] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
     let group_entry = entries.as_array().unwrap().iter().find(|e| e["action"] == "user.group").unwrap();
@@ -238,6 +249,26 @@ async fn security_groups_are_enforced_by_server_and_client_and_change_live() {
     assert!(matches!(err, ClientError::Policy(ref m) if m.contains("limited to 10 bytes")), "{err}");
     admin(&["groups", "edit", "restricted", "--set", "max_file_size=1000000"], &dir);
     bob.send_file(conv, &file, &|_, _| {}).await.unwrap();
+
+    // Login lockout after the group's threshold (2 here).
+    admin(&["groups", "edit", "restricted", "--set", "lockout_threshold=2"], &dir);
+    let login = |password: &'static str| {
+        let url = server.url.clone();
+        let network = alice.network_id().to_string();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/login"))
+                .json(&json!({"network_id": network, "username": "mallory", "password": password, "device_id": "22".repeat(16)}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(login("wrong password 1").await, 401);
+    assert_eq!(login("wrong password 2").await, 401);
+    assert_eq!(login(PASSWORD).await, 429, "locked after 2 failures");
 
     // Password rules from the network settings.
     admin(&["settings", "set", "--set", "password_min_length=20"], &dir);

@@ -175,6 +175,26 @@ async fn retention_archives_everything_and_proves_it() {
     retention(&rdir, &["hold", "place", "--name", "inquiry-7", "--conversation", &group_id]);
     let holds = retention(&rdir, &["hold", "list"]);
     assert_eq!(holds["holds"][0]["name"], "inquiry-7");
+    // The network's period (set by an administrator, fetched from the relay) wins over the default.
+    let settings = |days: &str| {
+        let profile = dir.join("alice");
+        ok_json(&[
+            "admin",
+            "settings",
+            "set",
+            "--json",
+            "--set",
+            &format!("retention_days={days}"),
+            "--profile",
+            s(&profile),
+        ])
+    };
+    settings("3650");
+    let kept = retention(&rdir, &["purge", "--period-days", "0"]);
+    assert_eq!(kept["deleted"], 0, "ten years have not passed: {kept}");
+    settings("0");
+    let offline = cli(&["retention", "--dir", s(&rdir), "purge", "--offline"]);
+    assert!(!offline.status.success(), "--offline needs --period-days");
     let purged = retention(&rdir, &["purge", "--period-days", "0"]);
     assert_eq!(purged["deleted"], sent - 2);
     assert_eq!(purged["held"], 2);

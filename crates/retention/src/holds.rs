@@ -75,17 +75,56 @@ pub async fn active(archive: &Archive) -> Result<Vec<Hold>, RetentionError> {
     Ok(holds)
 }
 
-/// Deletes message records older than `period_days` (by sent time) that no
-/// standing hold covers.
-pub async fn purge(archive: &mut Archive, period_days: u64, now: u64) -> Result<PurgeReport, RetentionError> {
+/// Which retention period applies to a record: the sender's security
+/// group's, else the network's, else the archive's default; none = keep.
+#[derive(Debug, Clone, Default)]
+pub struct Periods {
+    /// The archive operator's default (`--period-days`).
+    pub default_days: Option<u64>,
+    /// The network's period (0 = unset).
+    pub network_days: u32,
+    /// By sender (user id hex): their security group's period.
+    pub users: std::collections::BTreeMap<String, u32>,
+}
+
+impl Periods {
+    /// One period for everything.
+    pub fn uniform(days: u64) -> Self {
+        Self { default_days: Some(days), ..Self::default() }
+    }
+
+    /// The period for a record, in days; `None` keeps it.
+    pub fn for_record(&self, r: &Record) -> Option<u64> {
+        let group = r.sender.as_ref().and_then(|s| self.users.get(&s.user_id)).copied().filter(|d| *d > 0);
+        group.or((self.network_days > 0).then_some(self.network_days)).map(u64::from).or(self.default_days)
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.users.is_empty() {
+            parts.push(format!("security group periods for {} users", self.users.len()));
+        }
+        if self.network_days > 0 {
+            parts.push(format!("network period of {} days", self.network_days));
+        }
+        if let Some(d) = self.default_days {
+            parts.push(format!("default period of {d} days"));
+        }
+        format!("retention period: {}", parts.join("; "))
+    }
+}
+
+/// Deletes message records older than their retention period (by sent
+/// time) that no standing hold covers.
+pub async fn purge(archive: &mut Archive, periods: &Periods, now: u64) -> Result<PurgeReport, RetentionError> {
     let holds = active(archive).await?;
-    let cutoff = now.saturating_sub(period_days.saturating_mul(86_400_000));
     let mut report = PurgeReport::default();
     let mut deleted = Vec::new();
     let mut files = Vec::new();
     read_entries(archive.store().as_ref(), archive.sealer(), |index, entry, record| {
         let Some(r) = record else { return };
-        if !r.is_message() || r.time() >= cutoff {
+        let Some(days) = periods.for_record(&r) else { return };
+        if !r.is_message() || r.time() >= now.saturating_sub(days.saturating_mul(86_400_000)) {
             return;
         }
         if holds.iter().any(|h| h.covers(&r)) {
@@ -114,7 +153,7 @@ pub async fn purge(archive: &mut Archive, period_days: u64, now: u64) -> Result<
             kind: "deletion".into(),
             archived_at: now_ms(),
             deleted,
-            reason: Some(format!("retention period of {period_days} days")),
+            reason: Some(periods.describe()),
             ..Record::default()
         }])
         .await?;

@@ -174,6 +174,13 @@ impl Relay {
     }
 }
 
+/// The network's and security groups' retention periods, from the relay.
+pub async fn fetch_periods(keys: &RetentionKeys) -> Result<strongroom_wire::RetentionPeriods, RetentionError> {
+    let mut relay = Relay::new(&keys.server_url)?;
+    relay.login(keys).await?;
+    relay.json("/v1/retention/periods").await
+}
+
 /// The running retention device.
 pub struct Service {
     keys: RetentionKeys,

@@ -133,7 +133,7 @@ fn retention_may(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     let get = *method == Method::GET;
     match path {
-        "/v1/messages" | "/v1/ws" | "/v1/policy" | "/v1/users" => get,
+        "/v1/messages" | "/v1/ws" | "/v1/policy" | "/v1/users" | "/v1/retention/periods" => get,
         "/v1/messages/ack" => *method == Method::POST,
         p => {
             get && (p.starts_with("/v1/conversations/") && !p.ends_with("/members")

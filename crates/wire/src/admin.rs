@@ -273,3 +273,12 @@ pub struct RedeemReset {
     /// The new password.
     pub new_password: String,
 }
+
+/// `GET /v1/retention/periods`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RetentionPeriods {
+    /// The network's period in days (0 = none set).
+    pub network_days: u32,
+    /// Users whose security group sets a period: user id (hex) → days.
+    pub users: std::collections::BTreeMap<String, u32>,
+}

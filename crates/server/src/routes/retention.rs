@@ -61,3 +61,18 @@ pub(super) async fn login(
     }
     Ok(Json(Session { token, user_id: hex(&[0xff; 16]), admin: false }))
 }
+
+/// `GET /v1/retention/periods`: the network's retention period and the
+/// security groups' (by user), for the retention service's purge.
+pub(super) async fn periods(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+) -> ApiResult<Json<strongroom_wire::RetentionPeriods>> {
+    if !caller.is_retention() && !caller.session.admin && !caller.session.auditor {
+        return Err(ApiError::forbidden("not_admin", "only the retention service and administrators can see this"));
+    }
+    let network = caller.session.network_id;
+    let default_days = state.settings_for_network(&network).await?.retention_days;
+    let users = state.store.retention_periods(&network).await?.into_iter().map(|(u, d)| (hex(&u), d)).collect();
+    Ok(Json(strongroom_wire::RetentionPeriods { network_days: default_days, users }))
+}

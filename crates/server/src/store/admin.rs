@@ -482,6 +482,24 @@ impl Store {
         }
     }
 
+    /// Retention periods (days) by user, for users whose group sets one.
+    pub async fn retention_periods(&self, network: &[u8; 16]) -> Result<Vec<([u8; 16], u32)>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT u.id, g.settings FROM users u JOIN security_groups g ON g.id = u.group_id WHERE u.network_id = $1",
+        ))
+        .bind(network.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let days = settings(&r.try_get::<String, _>("settings")?)?.retention_days;
+            if days > 0 {
+                out.push((id16(&r, "id")?, days));
+            }
+        }
+        Ok(out)
+    }
+
     /// Appends to the network's audit log, chaining the hash.
     #[allow(clippy::too_many_arguments)]
     pub async fn audit(
