@@ -313,7 +313,7 @@ async fn suspension_password_reset_wipe_deletion_and_device_reset() {
     let closed_after = tokio::time::timeout(Duration::from_secs(20), watch).await.unwrap().unwrap();
     assert!(closed_after < Duration::from_secs(30), "the WebSocket was closed by the suspension");
     let err = bob.sync().await.unwrap_err();
-    assert!(matches!(err, ClientError::Refused { status: 401 | 403, .. }), "{err}");
+    assert!(matches!(err, ClientError::Refused { status: 403, ref code, .. } if code == "account_suspended"), "{err}");
     assert!(bob.login(PASSWORD).await.is_err(), "a suspended user cannot log in");
     admin(&["users", "unsuspend", "bob"], &dir);
     bob.login(PASSWORD).await.unwrap();

@@ -79,6 +79,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub deliveries_out: AtomicU64,
     /// Queue entries dropped by expiry.
     pub expired: AtomicU64,
+    /// When a retention device last acknowledged archived messages (ms).
+    pub retention_last_ack: AtomicU64,
     /// The retention backlog is over its alert threshold.
     pub retention_alert: std::sync::atomic::AtomicBool,
     latency_buckets: [AtomicU64; 10],

@@ -80,7 +80,7 @@ async fn user_here(state: &AppState, caller: &Caller, id: &str) -> ApiResult<([u
 
 #[derive(Deserialize)]
 pub(super) struct UserSearch {
-    search: Option<String>,
+    pub(super) search: Option<String>,
 }
 
 pub(super) async fn list_users(
@@ -96,17 +96,17 @@ pub(super) async fn list_users(
 #[serde(deny_unknown_fields)]
 pub(super) struct BulkInvite {
     /// One invite per label (e.g. the names from a CSV file); at most 1000.
-    labels: Vec<String>,
+    pub(super) labels: Vec<String>,
     #[serde(default)]
-    admin: bool,
-    ttl_secs: Option<u64>,
+    pub(super) admin: bool,
+    pub(super) ttl_secs: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
 pub(super) struct LabelledInvite {
-    label: String,
+    pub(super) label: String,
     #[serde(flatten)]
-    invite: InviteCreated,
+    pub(super) invite: InviteCreated,
 }
 
 pub(super) async fn bulk_invite(
@@ -450,11 +450,11 @@ pub(super) async fn my_policy(State(state): State<AppState>, caller: Caller) -> 
 
 #[derive(Deserialize)]
 pub(super) struct AuditParams {
-    from: Option<i64>,
-    until: Option<i64>,
-    actor: Option<String>,
-    action: Option<String>,
-    format: Option<String>,
+    pub(super) from: Option<i64>,
+    pub(super) until: Option<i64>,
+    pub(super) actor: Option<String>,
+    pub(super) action: Option<String>,
+    pub(super) format: Option<String>,
 }
 
 pub(super) async fn audit_log(

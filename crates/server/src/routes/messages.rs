@@ -136,5 +136,9 @@ pub(crate) fn parse_ack(ids: &[String]) -> ApiResult<Vec<[u8; 16]>> {
 pub(super) async fn ack(State(state): State<AppState>, caller: Caller, Json(req): Json<Ack>) -> ApiResult<StatusCode> {
     let ids = parse_ack(&req.message_ids)?;
     state.store.ack(&caller.session.device_id, &ids).await?;
+    if caller.is_retention() && !ids.is_empty() {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        state.metrics.retention_last_ack.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,8 +1,10 @@
-//! HTTP and WebSocket routes. Every route is listed in `openapi.json`.
+//! HTTP and WebSocket routes. Every API route is listed in `openapi.json`;
+//! the web console (`/admin`, HTML) is separate.
 
 mod accounts;
 mod admin;
 mod blobs;
+mod console;
 mod conversations;
 mod devices;
 mod keys;
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, methods);
     }
     router
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -92,14 +92,15 @@ impl Store {
             return Ok(LoginOutcome::Reenrolled(network, user));
         }
         let inserted = sqlx::query(&self.sql(
-            "INSERT INTO users (id, network_id, username, password_hash, admin, failed_logins, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, 0, $6) ON CONFLICT (network_id, username) DO NOTHING",
+            "INSERT INTO users (id, network_id, username, password_hash, admin, role, failed_logins, locked_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) ON CONFLICT (network_id, username) DO NOTHING",
         ))
         .bind(user_id.to_vec())
         .bind(network.to_vec())
         .bind(username.to_owned())
         .bind(password_hash.to_owned())
         .bind(admin)
+        .bind(if admin != 0 { "admin" } else { "user" })
         .bind(now)
         .execute(&mut *tx.tx)
         .await?
@@ -264,6 +265,17 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Extends a session (the web console's idle timeout).
+    pub async fn touch_session(&self, token_hash: &[u8; 32], expires_at: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2"))
+            .bind(expires_at)
+            .bind(token_hash.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
     }
 
     /// Ends one session.

@@ -119,7 +119,8 @@ impl Store {
         rows.iter().map(|r| id16(r, "device_id")).collect()
     }
 
-    /// Suspends (ending every session at once) or unsuspends a user.
+    /// Suspends or unsuspends a user. Sessions are refused while suspended
+    /// (with a message saying so) and work again when lifted.
     pub async fn set_suspended(&self, user: &[u8; 16], suspended: bool) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(&self.sql("UPDATE users SET suspended = $1 WHERE id = $2"))
@@ -127,12 +128,6 @@ impl Store {
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
-        if suspended {
-            sqlx::query(&self.sql("DELETE FROM sessions WHERE user_id = $1"))
-                .bind(user.to_vec())
-                .execute(&mut *tx.tx)
-                .await?;
-        }
         tx.commit().await
     }
 

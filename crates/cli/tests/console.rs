@@ -1,0 +1,297 @@
+//! The web console in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver), against the real server: log
+//! in, invite someone and enrol them with the CLI, turn files off in their
+//! security group and see the CLI's file send refused, suspend them and see
+//! their next request refused, and find all of it in the audit log.
+//! Screenshots of each page go to `$CARGO_TARGET_TMPDIR/console-screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A minimal W3C WebDriver client.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    driver: Child,
+    shots: PathBuf,
+    n: u32,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    async fn start() -> Option<Self> {
+        let driver_bin =
+            ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| Path::new(p).exists());
+        let Some(driver_bin) = driver_bin else {
+            assert!(
+                std::env::var_os("STRONGROOM_REQUIRE_BROWSER").is_none(),
+                "chromium-driver is required here (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("SKIPPED: browser tests need Debian's chromium and chromium-driver (.ci/run installs them)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+        }}}});
+        let r: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let id = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {r}")).to_owned();
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Some(Self { http, base: format!("{base}/session/{id}"), driver, shots, n: 0 })
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if v["value"].get("error").is_some() {
+            panic!("WebDriver {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self.cmd(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        v[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        let v =
+            self.cmd(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css}))).await;
+        v.as_array().unwrap().iter().map(|e| e[ELEMENT].as_str().unwrap().to_owned()).collect()
+    }
+
+    async fn typ(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text}))).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.click_el(&e).await;
+    }
+
+    async fn click_el(&self, e: &str) {
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
+    }
+
+    async fn text(&self, e: &str) -> String {
+        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None).await.as_str().unwrap().to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_owned()
+    }
+
+    /// Waits (up to 10 s) for the page to contain `text`: form posts navigate asynchronously.
+    async fn wait_for(&self, text: &str) -> String {
+        for _ in 0..100 {
+            let src = self.source().await;
+            if src.contains(text) {
+                return src;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never showed {text:?}: {}", self.source().await);
+    }
+
+    async fn heading(&self) -> String {
+        let h = self.find("h1").await;
+        self.text(&h).await
+    }
+
+    async fn shot(&mut self, name: &str) {
+        let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"));
+        self.n += 1;
+        std::fs::write(self.shots.join(format!("{:02}-{name}.png", self.n)), bytes).unwrap();
+    }
+
+    async fn cookie(&self, name: &str) -> Value {
+        self.cmd(reqwest::Method::GET, &format!("/cookie/{name}"), None).await
+    }
+}
+
+fn person(profile: &Path, pass: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .arg("--profile")
+        .arg(profile)
+        .env("STRONGROOM_PASSPHRASE", pass)
+        .env("STRONGROOM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let Some(mut b) = Browser::start().await else { return };
+    let dir = temp_dir("console");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (network, admin_invite) = create_network(&server, &dir, "acme");
+    let alice = dir.join("alice");
+    let out =
+        person(&alice, "alice passphrase", &["enrol", "--json", "--invite", &admin_invite, "--username", "alice"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = &server.url;
+
+    // Not logged in: sent to the login page, which has a strict CSP and no scripts.
+    b.go(&format!("{url}/admin/users")).await;
+    assert_eq!(b.heading().await, "Strongroom console");
+    let page = reqwest::get(format!("{url}/admin/login")).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert!(!page.text().await.unwrap().contains("<script"));
+    b.shot("login").await;
+
+    // Wrong password, then right.
+    b.typ("#network", &network.to_string()).await;
+    b.typ("#username", "alice").await;
+    b.typ("#password", "not the password").await;
+    b.click("button[type=submit]").await;
+    b.wait_for("Wrong network, username or password").await;
+    b.typ("#network", &network.to_string()).await;
+    b.typ("#username", "alice").await;
+    b.typ("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_for("<h1>Dashboard</h1>").await;
+    let cookie = b.cookie("sr_console").await;
+    assert_eq!(cookie["httpOnly"], true);
+    assert_eq!(cookie["secure"], true);
+    assert_eq!(cookie["sameSite"], "Strict");
+    b.shot("dashboard").await;
+
+    // Invite Bob: the page shows the code and link; Bob enrols with the CLI.
+    b.go(&format!("{url}/admin/users")).await;
+    b.typ("#labels", "bob").await;
+    b.click("form[action='/admin/users/invite'] button").await;
+    b.wait_for("Invites created").await;
+    let code_el = b.find(".invite-code").await;
+    let code = b.text(&code_el).await;
+    assert!(code.starts_with("sr1-"), "{code}");
+    assert!(b.source().await.contains("/join#sr1-"));
+    b.shot("invite").await;
+    let bob = dir.join("bob");
+    let out = person(&bob, "bob passphrase", &["enrol", "--json", "--invite", &code, "--username", "bob"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bob_id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["user_id"].as_str().unwrap().to_owned();
+
+    // A security group without files, with a validation error first.
+    b.go(&format!("{url}/admin/groups")).await;
+    b.typ("#name", "nofiles").await;
+    b.typ("#password_min_length", "3").await;
+    b.click("form[action='/admin/groups'] button.primary").await;
+    b.wait_for("password_min_length is 8 to 1024").await; // validation errors are shown
+    b.typ("#name", "nofiles").await;
+    b.click("#files_enabled").await; // on by default: now off
+    b.click("form[action='/admin/groups'] button.primary").await;
+    b.wait_for("Security group created.").await;
+    b.shot("groups").await;
+
+    // Put Bob in it; his CLI file send is refused.
+    b.go(&format!("{url}/admin/users")).await;
+    for opt in b.find_all(&format!("#g-{bob_id} option")).await {
+        if b.text(&opt).await == "nofiles" {
+            b.click_el(&opt).await;
+        }
+    }
+    b.click(&format!("form[action='/admin/users/{bob_id}/group'] button")).await;
+    let src = b.wait_for("Security group set.").await;
+    assert!(src.contains("<strong>alice</strong>") && src.contains("<td>admin</td>"), "roles are shown");
+    b.shot("users").await;
+    let doc = dir.join("memo.txt");
+    std::fs::write(&doc, b"memo").unwrap();
+    let out = person(&bob, "bob passphrase", &["file", "send", "--to", "alice", doc.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not allow sending files"));
+
+    // Suspend Bob: his next request is refused.
+    b.click(&format!("form[action='/admin/users/{bob_id}/suspend'] button")).await;
+    b.wait_for("User suspended").await;
+    let out = person(&bob, "bob passphrase", &["read"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("suspended"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The audit log shows all of it, chained and intact.
+    b.go(&format!("{url}/admin/audit")).await;
+    let src = b.source().await;
+    for action in ["console.login", "invite.create", "group.create", "user.group", "user.suspend"] {
+        assert!(src.contains(action), "{action} missing from the audit page");
+    }
+    assert!(src.contains("Hash chain verified"));
+    b.shot("audit").await;
+    b.typ("#action", "user.").await;
+    b.click("form[action='/admin/audit'] button").await;
+    let src = b.wait_for("value=\"user.\"").await;
+    assert!(src.contains("user.suspend") && !src.contains("group.create"), "filters apply");
+    b.go(&format!("{url}/admin/settings")).await;
+    b.shot("settings").await;
+
+    // CSRF: the session cookie alone cannot drive a form.
+    let value = cookie["value"].as_str().unwrap();
+    let forged = reqwest::Client::new()
+        .post(format!("{url}/admin/users/{bob_id}/unsuspend"))
+        .header("cookie", format!("sr_console={value}"))
+        .form(&[("csrf", "guess")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // Escaping: a hostile group name is shown as text, never as markup.
+    b.go(&format!("{url}/admin/groups")).await;
+    b.typ("#name", "<img src=x onerror=alert(1)>").await;
+    b.click("form[action='/admin/groups'] button.primary").await;
+    b.wait_for("&lt;img src=x onerror=alert(1)&gt;").await;
+
+    // Log out ends the session.
+    b.click("header form button").await;
+    b.wait_for("<h1>Strongroom console</h1>").await;
+    let after = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = after
+        .get(format!("{url}/admin/dashboard"))
+        .header("cookie", format!("sr_console={value}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the old cookie no longer works");
+}

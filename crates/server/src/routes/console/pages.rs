@@ -1,0 +1,735 @@
+//! The console's pages and forms.
+
+use std::collections::HashMap;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use strongroom_wire::{GroupRequest, GroupSettings, SetGroup, SetRole};
+
+use super::super::manage::{self, AuditParams, BulkInvite, UserSearch};
+use super::{
+    api_error, clear_cookie, esc, html_response, page_error, session_cookie, Addr, Console, CONSOLE_DEVICE, IDLE_MS,
+};
+use crate::auth::{new_token, verify_password};
+use crate::error::parse_id;
+use crate::state::AppState;
+use crate::store::{now_ms, AuditQuery};
+
+type Fields = HashMap<String, String>;
+
+fn when(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+fn login_page(message: Option<&str>) -> Response {
+    let flash =
+        message.map(|m| format!("<div class=\"flash bad\" role=\"alert\">{}</div>", esc(m))).unwrap_or_default();
+    html_response(
+        if message.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Log in · Strongroom console</title><link rel=\"stylesheet\" href=\"/admin/static/console.css\"></head><body>\
+             <main class=\"login\"><h1>Strongroom console</h1>{flash}\
+             <form method=\"post\" action=\"/admin/login\">\
+             <label for=\"network\">Network id</label><input id=\"network\" name=\"network\" type=\"text\" required autocomplete=\"off\" spellcheck=\"false\">\
+             <label for=\"username\">Username</label><input id=\"username\" name=\"username\" type=\"text\" required autocomplete=\"username\">\
+             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
+             <p><button class=\"primary\" type=\"submit\">Log in</button></p></form>\
+             <p class=\"muted\">For network administrators and auditors. Sessions end after 15 minutes without activity.</p></main></body></html>"
+        ),
+    )
+}
+
+pub(super) async fn login_form() -> Response {
+    login_page(None)
+}
+
+pub(super) async fn login(State(state): State<AppState>, ConnectInfo(addr): Addr, Form(f): Form<Fields>) -> Response {
+    if super::super::accounts::limit(&state, addr).is_err() {
+        return login_page(Some("Too many login attempts from this address; wait a minute."));
+    }
+    let field = |k: &str| f.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let wrong = || login_page(Some("Wrong network, username or password."));
+    let Ok(network) = parse_id(&field("network"), "network id") else { return wrong() };
+    let Ok(Some(user)) = state.store.user_by_name(&network, &field("username")).await else { return wrong() };
+    let now = now_ms();
+    if user.locked_until > now {
+        return login_page(Some("This account is locked after repeated failed logins; try again later."));
+    }
+    if !verify_password(user.password_hash.clone(), f.get("password").cloned().unwrap_or_default()).await {
+        let threshold = match state.settings_for_user(&user.id).await.map(|s| s.lockout_threshold) {
+            Ok(0) | Err(_) => i64::MAX,
+            Ok(n) => i64::from(n),
+        };
+        let lock_ms = i64::try_from(state.config.limits.lockout_secs * 1000).unwrap_or(i64::MAX);
+        let _ = state.store.login_failed(&user.id, now, threshold, lock_ms).await;
+        return wrong();
+    }
+    let (token, hash) = new_token();
+    if state.store.login_succeeded(&user.id, &hash, &CONSOLE_DEVICE, now, now + IDLE_MS).await.is_err() {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE, "The server could not start a session; try again.");
+    }
+    match state.store.session(&hash, now).await {
+        Ok(Some(s)) if !s.suspended && (s.admin || s.auditor) => {
+            let name = field("username");
+            let _ = state.store.audit(&network, &name, "console.login", &name, &addr.ip().to_string(), "{}", now).await;
+            ([(header::SET_COOKIE, session_cookie(&token))], Redirect::to("/admin/dashboard")).into_response()
+        }
+        _ => {
+            let _ = state.store.logout(&hash).await;
+            login_page(Some("Only network administrators and auditors can use the console."))
+        }
+    }
+}
+
+pub(super) async fn logout(State(state): State<AppState>, c: Console, Form(f): Form<Fields>) -> Response {
+    if let Some(r) = c.refuse_form(&f, false) {
+        return r;
+    }
+    let _ = state.store.logout(&c.caller.token_hash).await;
+    ([(header::SET_COOKIE, clear_cookie())], Redirect::to("/admin/login")).into_response()
+}
+
+pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Response {
+    let network = c.caller.session.network_id;
+    let users = state.store.admin_users(&network, None).await.unwrap_or_default();
+    let devices: usize = users.iter().map(|u| u.devices.iter().filter(|d| !d.revoked).count()).sum();
+    let suspended = users.iter().filter(|u| u.suspended).count();
+    let (device_q, retention_q) = state.store.queue_depth().await.unwrap_or((0, 0));
+    let groups = state.store.groups(&network).await.map(|g| g.len()).unwrap_or(0);
+    let retention: Vec<String> = match state.store.current_policy(&network).await {
+        Ok(Some((_, body))) => strongroom_crypto::certs::NetworkPolicy::decode(&body)
+            .map(|p| p.retention.iter().map(|d| d.name.clone()).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let last_ack = state.metrics.retention_last_ack.load(std::sync::atomic::Ordering::Relaxed);
+    let card = |n: String, l: &str| {
+        format!("<div class=\"card\"><div class=\"n\">{}</div><div class=\"l\">{}</div></div>", esc(&n), esc(l))
+    };
+    let retention_status =
+        if retention.is_empty() { "off".to_owned() } else { format!("on: {}", retention.join(", ")) };
+    let alert = state.metrics.retention_alert.load(std::sync::atomic::Ordering::Relaxed);
+    let body = format!(
+        "<div class=\"cards\">{}{}{}{}{}{}</div><h2>Data retention</h2><div class=\"cards\">{}{}{}</div>{}",
+        card(users.len().to_string(), "users"),
+        card(suspended.to_string(), "suspended"),
+        card(devices.to_string(), "active devices"),
+        card(state.hub.connections().to_string(), "connected clients (this server)"),
+        card(device_q.to_string(), "messages queued for devices"),
+        card(groups.to_string(), "security groups"),
+        card(retention_status, "data retention"),
+        card(retention_q.to_string(), "retention backlog (messages waiting for the archive)"),
+        card(if last_ack == 0 { "never".into() } else { when(last_ack) }, "last archived batch acknowledged"),
+        if alert {
+            "<div class=\"flash bad\" role=\"alert\">The retention backlog is over its alert threshold: check that the retention service is running.</div>"
+        } else {
+            ""
+        },
+    );
+    c.page("dashboard", "Dashboard", None, &body)
+}
+
+fn users_page(
+    state_users: &[strongroom_wire::AdminUser],
+    groups: &[strongroom_wire::SecurityGroup],
+    c: &Console,
+    search: &str,
+    extra: &str,
+) -> String {
+    let csrf = c.csrf_field();
+    let group_name = |id: &Option<String>| {
+        id.as_ref()
+            .and_then(|id| groups.iter().find(|g| &g.id == id))
+            .map(|g| g.name.clone())
+            .unwrap_or_else(|| "network defaults".into())
+    };
+    let mut rows = String::new();
+    for u in state_users {
+        let id = esc(&u.user_id);
+        let name = esc(&u.username);
+        let status = if u.suspended { "<span class=\"badge bad\">suspended</span>" } else { "active" };
+        let mut devices = String::new();
+        for d in &u.devices {
+            let state = if d.wipe != "none" {
+                format!("wipe {}", esc(&d.wipe))
+            } else if d.revoked {
+                "revoked".into()
+            } else {
+                "active".into()
+            };
+            let wipe = if d.revoked || d.wipe != "none" {
+                String::new()
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"/admin/users/{id}/devices/{dev}/wipe\">{csrf}<button class=\"danger\" type=\"submit\" aria-label=\"Wipe device {short} of {name}\">Wipe</button></form>",
+                    dev = esc(&d.device_id),
+                    short = esc(d.device_id.get(..8).unwrap_or(""))
+                )
+            };
+            devices.push_str(&format!(
+                "<div><code>{}</code> {state} {wipe}</div>",
+                esc(d.device_id.get(..8).unwrap_or(""))
+            ));
+        }
+        let options: String = std::iter::once(("".to_owned(), "network defaults".to_owned()))
+            .chain(groups.iter().map(|g| (g.id.clone(), g.name.clone())))
+            .map(|(gid, gname)| {
+                let sel = if u.group_id.as_deref().unwrap_or("") == gid { " selected" } else { "" };
+                format!("<option value=\"{}\"{sel}>{}</option>", esc(&gid), esc(&gname))
+            })
+            .collect();
+        let suspend =
+            if u.suspended { ("unsuspend", "Unsuspend", "") } else { ("suspend", "Suspend", " class=\"danger\"") };
+        let button = |action: &str, label: &str, class: &str| {
+            format!("<form method=\"post\" action=\"/admin/users/{id}/{action}\">{csrf}<button type=\"submit\"{class} aria-label=\"{label} {name}\">{label}</button></form> ")
+        };
+        rows.push_str(&format!(
+            "<tr><td><strong>{name}</strong><br><code>{idshort}</code></td><td>{role}</td><td>{status}</td><td>{group}\
+             <form method=\"post\" action=\"/admin/users/{id}/group\">{csrf}<label for=\"g-{id}\" class=\"muted\">Security group of {name}</label>\
+             <select id=\"g-{id}\" name=\"group\">{options}</select> <button type=\"submit\">Set</button></form></td><td>{devices}</td><td class=\"actions\">{s}{r}{d}{x}</td></tr>",
+            idshort = esc(u.user_id.get(..8).unwrap_or("")),
+            role = esc(&u.role),
+            group = esc(&group_name(&u.group_id)),
+            s = button(suspend.0, suspend.1, suspend.2),
+            r = button("reset-password", "Reset password", ""),
+            d = button("reset-devices", "Reset devices", ""),
+            x = button("delete", "Delete", " class=\"danger\""),
+        ));
+    }
+    format!(
+        "{extra}<form method=\"get\" action=\"/admin/users\" class=\"row\" role=\"search\"><div><label for=\"search\">Search users</label>\
+         <input id=\"search\" name=\"search\" type=\"text\" value=\"{search}\"></div><div><button type=\"submit\">Search</button></div></form>\
+         <h2>Invite people</h2><form method=\"post\" action=\"/admin/users/invite\">{csrf}<div class=\"row\"><div><label for=\"labels\">Names (one per line or comma-separated; one invite each)</label>\
+         <input id=\"labels\" name=\"labels\" type=\"text\" placeholder=\"frank, grace\"></div>\
+         <div class=\"check\"><input id=\"admin\" name=\"admin\" type=\"checkbox\" value=\"on\"><label for=\"admin\">as administrators</label></div>\
+         <div><button class=\"primary\" type=\"submit\">Create invites</button></div></div></form>\
+         <h2>Users</h2><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Role</th><th scope=\"col\">Status</th><th scope=\"col\">Security group</th><th scope=\"col\">Devices</th><th scope=\"col\">Actions</th></tr></thead><tbody>{rows}</tbody></table>",
+        search = esc(search),
+    )
+}
+
+async fn render_users(
+    state: &AppState,
+    c: &Console,
+    search: &str,
+    flash: Option<(bool, &str)>,
+    extra: &str,
+) -> Response {
+    let network = c.caller.session.network_id;
+    let users =
+        match manage::list_users(State(state.clone()), c.caller, Query(UserSearch { search: Some(search.to_owned()) }))
+            .await
+        {
+            Ok(Json(u)) => u,
+            Err(e) => return api_error(e),
+        };
+    let groups = state.store.groups(&network).await.unwrap_or_default();
+    c.page("users", "Users", flash, &users_page(&users, &groups, c, search, extra))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct SearchQuery {
+    search: Option<String>,
+}
+
+pub(super) async fn users(State(state): State<AppState>, c: Console, Query(q): Query<SearchQuery>) -> Response {
+    render_users(&state, &c, q.search.as_deref().unwrap_or(""), None, "").await
+}
+
+pub(super) async fn invite(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    let labels: Vec<String> = f
+        .get("labels")
+        .map(|l| l.split([',', '\n']).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let labels = if labels.is_empty() { vec!["invite".to_owned()] } else { labels };
+    let req = BulkInvite { labels, admin: f.contains_key("admin"), ttl_secs: None };
+    match manage::bulk_invite(State(state.clone()), c.caller, ConnectInfo(addr), Json(req)).await {
+        Ok((_, Json(list))) => {
+            let base = state.public_url.trim_end_matches('/').to_owned();
+            let items: String = list
+                .iter()
+                .map(|i| {
+                    format!(
+                        "<div class=\"invite\"><strong>{label}</strong> <span class=\"muted\">(one use, until {until})</span>\
+                         <p>Invite code: <code class=\"invite-code\">{code}</code></p>\
+                         <p>Invite link: <code>{base}/join#{code}</code></p>\
+                         <p class=\"muted\">They run: <code>strongroom enrol --invite {code} --username NAME</code></p></div>",
+                        label = esc(&i.label),
+                        code = esc(&i.invite.invite),
+                        until = when(i.invite.expires_at),
+                        base = esc(&base),
+                    )
+                })
+                .collect();
+            render_users(&state, &c, "", Some((true, "Invites created: give each person their code or link.")), &items)
+                .await
+        }
+        Err(e) => render_users(&state, &c, "", Some((false, e.message())), "").await,
+    }
+}
+
+pub(super) async fn user_action(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    let st = || State(state.clone());
+    let (ca, ci, p) = (c.caller, ConnectInfo(addr), Path(id.clone()));
+    let outcome: Result<(String, String), crate::error::ApiError> = match action.as_str() {
+        "suspend" => manage::suspend(st(), ca, ci, p).await.map(|_| ("User suspended: their sessions have ended.".into(), String::new())),
+        "unsuspend" => manage::unsuspend(st(), ca, ci, p).await.map(|_| ("User unsuspended.".into(), String::new())),
+        "delete" => manage::delete_user(st(), ca, ci, p).await.map(|_| ("User deleted; their queued messages are purged.".into(), String::new())),
+        "reset-password" => manage::reset_password(st(), ca, ci, p).await.map(|(_, Json(r))| {
+            (
+                "Password reset: the user is logged out everywhere.".into(),
+                format!("<div class=\"invite\"><p>One-time code (valid until {}): <code class=\"reset-code\">{}</code></p><p class=\"muted\">They run: <code>strongroom password --reset-code CODE</code></p></div>", when(r.expires_at), esc(&r.code)),
+            )
+        }),
+        "reset-devices" => manage::reset_devices(st(), ca, ci, p).await.map(|(_, Json(i))| {
+            (
+                "All devices revoked.".into(),
+                format!("<div class=\"invite\"><p>Re-enrolment invite (same username): <code class=\"invite-code\">{}</code></p></div>", esc(&i.invite)),
+            )
+        }),
+        "group" => {
+            let group = f.get("group").filter(|g| !g.is_empty()).cloned();
+            manage::set_group(st(), ca, ci, p, Json(SetGroup { group_id: group })).await.map(|_| ("Security group set.".into(), String::new()))
+        }
+        "role" => {
+            let role = f.get("role").cloned().unwrap_or_default();
+            manage::set_role(st(), ca, ci, p, Json(SetRole { role })).await.map(|_| ("Role set.".into(), String::new()))
+        }
+        _ => return page_error(StatusCode::NOT_FOUND, "No such action."),
+    };
+    match outcome {
+        Ok((msg, extra)) => render_users(&state, &c, "", Some((true, &msg)), &extra).await,
+        Err(e) => render_users(&state, &c, "", Some((false, e.message())), "").await,
+    }
+}
+
+pub(super) async fn wipe(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Path((id, device)): Path<(String, String)>,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    match manage::wipe_device(State(state.clone()), c.caller, ConnectInfo(addr), Path((id, device))).await {
+        Ok(_) => {
+            render_users(
+                &state,
+                &c,
+                "",
+                Some((true, "Wipe ordered: the device is revoked and erases itself when it next connects.")),
+                "",
+            )
+            .await
+        }
+        Err(e) => render_users(&state, &c, "", Some((false, e.message())), "").await,
+    }
+}
+
+const BOOLS: &[(&str, &str)] = &[
+    ("files_enabled", "Send files"),
+    ("file_download", "Download files"),
+    ("location_enabled", "Share locations"),
+    ("message_forwarding", "Forward messages"),
+    ("link_previews", "Link previews"),
+    ("calling_enabled", "Calls"),
+    ("video_enabled", "Video in calls"),
+    ("screen_share_enabled", "Screen sharing"),
+    ("guests_enabled", "Guests in conversations"),
+];
+
+const NUMBERS: &[(&str, &str)] = &[
+    ("max_ttl_secs", "Longest disappearing-message timer (seconds; 0 = no limit)"),
+    ("max_bor_secs", "Longest burn-on-read timer (seconds; 0 = no limit)"),
+    ("max_file_size", "Largest file (bytes)"),
+    ("password_min_length", "Shortest password (characters)"),
+    ("lockout_threshold", "Failed logins before the account locks (0 = never)"),
+    ("device_lockout", "Failed unlocks before a device erases itself (0 = never)"),
+    ("retention_days", "Archive retention period (days; 0 = the network's)"),
+];
+
+fn settings_fields(s: &GroupSettings) -> String {
+    let v = serde_json::to_value(s).unwrap_or_default();
+    let mut out = String::from("<fieldset><legend>Features</legend>");
+    for (k, label) in BOOLS {
+        let checked = if v.get(*k).and_then(|x| x.as_bool()) == Some(true) { " checked" } else { "" };
+        out.push_str(&format!("<div class=\"check\"><input id=\"{k}\" name=\"{k}\" type=\"checkbox\" value=\"on\"{checked}><label for=\"{k}\">{label}</label></div>"));
+    }
+    out.push_str("</fieldset><fieldset><legend>Limits and authentication</legend>");
+    for (k, label) in NUMBERS {
+        let n = v.get(*k).and_then(|x| x.as_u64()).unwrap_or(0);
+        out.push_str(&format!(
+            "<label for=\"{k}\">{label}</label><input id=\"{k}\" name=\"{k}\" type=\"number\" min=\"0\" value=\"{n}\">"
+        ));
+    }
+    let select = |k: &str, label: &str, options: &[&str], current: &str| {
+        let opts: String = options
+            .iter()
+            .map(|o| format!("<option value=\"{o}\"{}>{o}</option>", if *o == current { " selected" } else { "" }))
+            .collect();
+        format!("<label for=\"{k}\">{label}</label><select id=\"{k}\" name=\"{k}\">{opts}</select>")
+    };
+    out.push_str("</fieldset><fieldset><legend>Messaging and federation</legend>");
+    out.push_str(&select("read_receipts", "Read receipts", &["off", "on", "forced"], &s.read_receipts));
+    out.push_str(&select("federation", "Federation", &["none", "allow_list", "open"], &s.federation));
+    out.push_str(&format!(
+        "<label for=\"federation_allow\">Allowed networks (domains, comma-separated)</label><input id=\"federation_allow\" name=\"federation_allow\" type=\"text\" value=\"{}\"></fieldset>",
+        esc(&s.federation_allow.join(", "))
+    ));
+    out
+}
+
+/// Reads the settings form: unchecked boxes are off; numbers must be whole numbers.
+fn settings_from_form(f: &Fields) -> Result<GroupSettings, String> {
+    let mut v = serde_json::to_value(GroupSettings::default()).map_err(|e| e.to_string())?;
+    let obj = v.as_object_mut().ok_or("settings")?;
+    for (k, _) in BOOLS {
+        obj.insert((*k).into(), f.contains_key(*k).into());
+    }
+    for (k, label) in NUMBERS {
+        let raw = f.get(*k).map(|s| s.trim()).unwrap_or("0");
+        let n: u64 = raw.parse().map_err(|_| format!("{label}: {raw:?} is not a whole number of 0 or more"))?;
+        obj.insert((*k).into(), n.into());
+    }
+    for k in ["read_receipts", "federation"] {
+        obj.insert(k.into(), f.get(k).cloned().unwrap_or_default().into());
+    }
+    let allow: Vec<String> = f
+        .get("federation_allow")
+        .map(|s| s.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect())
+        .unwrap_or_default();
+    obj.insert("federation_allow".into(), allow.into());
+    let s: GroupSettings = serde_json::from_value(v).map_err(|e| format!("a setting is out of range: {e}"))?;
+    s.validate()?;
+    Ok(s)
+}
+
+async fn render_groups(state: &AppState, c: &Console, flash: Option<(bool, &str)>) -> Response {
+    let groups = match manage::list_groups(State(state.clone()), c.caller).await {
+        Ok(Json(g)) => g,
+        Err(e) => return api_error(e),
+    };
+    let rows: String = groups
+        .iter()
+        .map(|g| {
+            format!(
+                "<tr><td><a href=\"/admin/groups/{id}\">{name}</a></td><td>{members}</td><td>{files}</td><td>{ttl}</td><td>{receipts}</td></tr>",
+                id = esc(&g.id),
+                name = esc(&g.name),
+                members = g.members,
+                files = if g.settings.files_enabled { "on" } else { "off" },
+                ttl = if g.settings.max_ttl_secs == 0 { "no limit".into() } else { format!("{} s", g.settings.max_ttl_secs) },
+                receipts = esc(&g.settings.read_receipts),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<table><thead><tr><th scope=\"col\">Group</th><th scope=\"col\">Members</th><th scope=\"col\">Files</th><th scope=\"col\">Timer limit</th><th scope=\"col\">Read receipts</th></tr></thead><tbody>{rows}</tbody></table>\
+         <h2>New security group</h2><form method=\"post\" action=\"/admin/groups\">{csrf}<label for=\"name\">Name</label><input id=\"name\" name=\"name\" type=\"text\" required>{fields}\
+         <p><button class=\"primary\" type=\"submit\">Create group</button></p></form>",
+        csrf = c.csrf_field(),
+        fields = settings_fields(&GroupSettings::default()),
+    );
+    c.page("groups", "Security groups", flash, &body)
+}
+
+pub(super) async fn groups(State(state): State<AppState>, c: Console) -> Response {
+    render_groups(&state, &c, None).await
+}
+
+pub(super) async fn create_group(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    let settings = match settings_from_form(&f) {
+        Ok(s) => s,
+        Err(e) => return render_groups(&state, &c, Some((false, &e))).await,
+    };
+    let req = GroupRequest { name: f.get("name").cloned().unwrap_or_default(), settings };
+    match manage::create_group(State(state.clone()), c.caller, ConnectInfo(addr), Json(req)).await {
+        Ok(_) => render_groups(&state, &c, Some((true, "Security group created."))).await,
+        Err(e) => render_groups(&state, &c, Some((false, e.message()))).await,
+    }
+}
+
+async fn render_group(state: &AppState, c: &Console, id: &str, flash: Option<(bool, &str)>) -> Response {
+    let groups = state.store.groups(&c.caller.session.network_id).await.unwrap_or_default();
+    let Some(g) = groups.into_iter().find(|g| g.id == id) else {
+        return page_error(StatusCode::NOT_FOUND, "No such security group in your network.");
+    };
+    let body = format!(
+        "<form method=\"post\" action=\"/admin/groups/{id}\">{csrf}<label for=\"name\">Name</label><input id=\"name\" name=\"name\" type=\"text\" value=\"{name}\" required>{fields}\
+         <p><button class=\"primary\" type=\"submit\">Save</button></p></form>\
+         <form method=\"post\" action=\"/admin/groups/{id}/delete\">{csrf}<button class=\"danger\" type=\"submit\">Delete this group</button></form>",
+        id = esc(&g.id),
+        csrf = c.csrf_field(),
+        name = esc(&g.name),
+        fields = settings_fields(&g.settings),
+    );
+    c.page("groups", &format!("Security group: {}", g.name), flash, &body)
+}
+
+pub(super) async fn group_form(State(state): State<AppState>, c: Console, Path(id): Path<String>) -> Response {
+    render_group(&state, &c, &id, None).await
+}
+
+pub(super) async fn update_group(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    let settings = match settings_from_form(&f) {
+        Ok(s) => s,
+        Err(e) => return render_group(&state, &c, &id, Some((false, &e))).await,
+    };
+    let req = GroupRequest { name: f.get("name").cloned().unwrap_or_default(), settings };
+    match manage::update_group(State(state.clone()), c.caller, ConnectInfo(addr), Path(id.clone()), Json(req)).await {
+        Ok(_) => {
+            render_group(&state, &c, &id, Some((true, "Saved: members' clients apply it at their next request."))).await
+        }
+        Err(e) => render_group(&state, &c, &id, Some((false, e.message()))).await,
+    }
+}
+
+pub(super) async fn delete_group(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Path(id): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    match manage::delete_group(State(state.clone()), c.caller, ConnectInfo(addr), Path(id)).await {
+        Ok(_) => {
+            render_groups(&state, &c, Some((true, "Security group deleted; its members use the network defaults.")))
+                .await
+        }
+        Err(e) => render_groups(&state, &c, Some((false, e.message()))).await,
+    }
+}
+
+async fn render_settings(state: &AppState, c: &Console, flash: Option<(bool, &str)>) -> Response {
+    let s = match manage::get_settings(State(state.clone()), c.caller).await {
+        Ok(Json(s)) => s,
+        Err(e) => return api_error(e),
+    };
+    let body = format!(
+        "<p class=\"muted\">These apply to users in no security group.</p><form method=\"post\" action=\"/admin/settings\">{}{}<p><button class=\"primary\" type=\"submit\">Save</button></p></form>",
+        c.csrf_field(),
+        settings_fields(&s)
+    );
+    c.page("settings", "Network settings", flash, &body)
+}
+
+pub(super) async fn settings(State(state): State<AppState>, c: Console) -> Response {
+    render_settings(&state, &c, None).await
+}
+
+pub(super) async fn save_settings(
+    State(state): State<AppState>,
+    c: Console,
+    ConnectInfo(addr): Addr,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Some(r) = c.refuse_form(&f, true) {
+        return r;
+    }
+    let s = match settings_from_form(&f) {
+        Ok(s) => s,
+        Err(e) => return render_settings(&state, &c, Some((false, &e))).await,
+    };
+    match manage::put_settings(State(state.clone()), c.caller, ConnectInfo(addr), Json(s)).await {
+        Ok(_) => render_settings(&state, &c, Some((true, "Network settings saved."))).await,
+        Err(e) => render_settings(&state, &c, Some((false, e.message()))).await,
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AuditFilter {
+    actor: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+fn parse_day(s: &Option<String>) -> Option<i64> {
+    let s = s.as_deref()?.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut it = s.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days * 86_400_000)
+}
+
+impl AuditFilter {
+    fn query(&self) -> AuditQuery {
+        let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.trim().is_empty());
+        AuditQuery {
+            from: parse_day(&self.from),
+            until: parse_day(&self.until).map(|t| t + 86_400_000),
+            actor: nonempty(&self.actor),
+            action: nonempty(&self.action),
+        }
+    }
+    fn link(&self) -> String {
+        let pairs = [("actor", &self.actor), ("action", &self.action), ("from", &self.from), ("until", &self.until)];
+        pairs
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", urlencode(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Query<AuditFilter>) -> Response {
+    if let Err(e) = manage::require_reader(&c.caller) {
+        return api_error(e);
+    }
+    let entries = match state.store.audit_entries(&c.caller.session.network_id, &q.query()).await {
+        Ok(e) => e,
+        Err(e) => return api_error(e.into()),
+    };
+    let intact = state
+        .store
+        .audit_entries(&c.caller.session.network_id, &AuditQuery::default())
+        .await
+        .map(|all| strongroom_wire::verify_audit_chain(&all));
+    let status = match intact {
+        Ok(Ok(())) => {
+            "<div class=\"flash ok\" role=\"status\">Hash chain verified: the log is intact.</div>".to_owned()
+        }
+        Ok(Err(p)) => {
+            format!("<div class=\"flash bad\" role=\"alert\">The audit log was tampered with: {}</div>", esc(&p))
+        }
+        Err(_) => String::new(),
+    };
+    let rows: String = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
+                e.seq,
+                when(e.at),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&e.target),
+                esc(&e.source),
+                esc(&e.details)
+            )
+        })
+        .collect();
+    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let body = format!(
+        "{status}<form method=\"get\" action=\"/admin/audit\" class=\"row\" role=\"search\">\
+         <div><label for=\"actor\">Actor</label><input id=\"actor\" name=\"actor\" type=\"text\" value=\"{actor}\"></div>\
+         <div><label for=\"action\">Action (prefix)</label><input id=\"action\" name=\"action\" type=\"text\" value=\"{action}\" placeholder=\"user.\"></div>\
+         <div><label for=\"from\">From (YYYY-MM-DD)</label><input id=\"from\" name=\"from\" type=\"text\" value=\"{from}\"></div>\
+         <div><label for=\"until\">Until (YYYY-MM-DD)</label><input id=\"until\" name=\"until\" type=\"text\" value=\"{until}\"></div>\
+         <div><button type=\"submit\">Filter</button> <a class=\"button\" href=\"/admin/audit/export?{link}\">Export JSON Lines</a></div></form>\
+         <h2>{n} entries</h2><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">When</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th><th scope=\"col\">Target</th><th scope=\"col\">From</th><th scope=\"col\">Details</th></tr></thead><tbody>{rows}</tbody></table>",
+        actor = v(&q.actor),
+        action = v(&q.action),
+        from = v(&q.from),
+        until = v(&q.until),
+        link = esc(&q.link()),
+        n = entries.len(),
+    );
+    c.page("audit", "Audit log", None, &body)
+}
+
+pub(super) async fn audit_export(State(state): State<AppState>, c: Console, Query(q): Query<AuditFilter>) -> Response {
+    let aq = q.query();
+    let params = AuditParams {
+        from: aq.from,
+        until: aq.until,
+        actor: aq.actor,
+        action: aq.action,
+        format: Some("jsonl".into()),
+    };
+    match manage::audit_log(State(state), c.caller, Query(params)).await {
+        Ok(mut r) => {
+            r.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                header::HeaderValue::from_static("attachment; filename=\"strongroom-audit.jsonl\""),
+            );
+            r
+        }
+        Err(e) => api_error(e),
+    }
+}
+
+/// Where invite links point: the code stays in the fragment (never sent to any server).
+pub(super) async fn join() -> Response {
+    html_response(
+        StatusCode::OK,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Join · Strongroom</title>\
+         <link rel=\"stylesheet\" href=\"/admin/static/console.css\"></head><body><main class=\"login\"><h1>You are invited to Strongroom</h1>\
+         <p>Your invite code is the part of this page's address after <code>#</code> (it starts with <code>sr1-</code>).</p>\
+         <p>Install Strongroom, then run:</p><p><code>strongroom enrol --invite CODE --username YOUR-NAME</code></p></main></body></html>"
+            .into(),
+    )
+}
