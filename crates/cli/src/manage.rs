@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
 use strongroom_client::Client;
+use strongroom_wire::time::urlencode;
 use strongroom_wire::{verify_audit_chain, AuditEntry, GroupSettings};
 
 use crate::user::ProfileArgs;
@@ -150,18 +151,6 @@ impl AuditFilter {
         }
         q.join("&")
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Applies `key=value` pairs to settings; values are JSON when they parse

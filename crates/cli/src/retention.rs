@@ -140,20 +140,9 @@ fn parse_time(s: &str) -> anyhow::Result<u64> {
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
     }
-    let parts: Vec<&str> = s.get(..10).unwrap_or(s).split('-').collect();
-    let [y, m, d] = parts.as_slice() else { bail!("a time is YYYY-MM-DD or milliseconds since the epoch: {s:?}") };
-    let (y, m, d): (i64, i64, i64) = (y.parse()?, m.parse()?, d.parse()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        bail!("{s:?} is not a date");
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400_000).context("dates before 1970 are not supported")
+    let ms = strongroom_wire::time::parse_date(s)
+        .with_context(|| format!("a time is YYYY-MM-DD or milliseconds since the epoch, not {s:?}"))?;
+    u64::try_from(ms).context("dates before 1970 are not supported")
 }
 
 impl FilterArgs {

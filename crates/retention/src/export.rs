@@ -360,25 +360,9 @@ fn write_eml(out: &mut impl Write, index: u64, r: &Record, attachment: Option<&[
     write!(out, "--{boundary}--\r\n")
 }
 
-fn civil(ms: u64) -> (i64, i64, i64, u64, u64, u64, i64) {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, (days + 4).rem_euclid(7))
-}
-
 /// `2026-11-26T20:01:12Z`.
 pub fn iso8601(ms: u64) -> String {
-    let (y, m, d, hh, mm, ss, _) = civil(ms);
+    let (y, m, d, hh, mm, ss, _) = strongroom_wire::time::utc(ms);
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
@@ -386,7 +370,7 @@ pub fn iso8601(ms: u64) -> String {
 pub fn rfc5322_date(ms: u64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let (y, m, d, hh, mm, ss, wd) = civil(ms);
+    let (y, m, d, hh, mm, ss, wd) = strongroom_wire::time::utc(ms);
     let day = DAYS.get(wd as usize).copied().unwrap_or("Sun");
     let month = MONTHS.get((m - 1) as usize).copied().unwrap_or("Jan");
     format!("{day}, {d:02} {month} {y:04} {hh:02}:{mm:02}:{ss:02} +0000")

@@ -11,6 +11,7 @@
 pub mod admin;
 mod b64;
 mod invite;
+pub mod time;
 
 pub use admin::*;
 pub use b64::B64;

@@ -20,18 +20,7 @@ use crate::store::{now_ms, AuditQuery};
 type Fields = HashMap<String, String>;
 
 fn when(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    strongroom_wire::time::display(ms)
 }
 
 fn login_page(message: Option<&str>) -> Response {
@@ -598,18 +587,7 @@ pub(super) struct AuditFilter {
 }
 
 fn parse_day(s: &Option<String>) -> Option<i64> {
-    let s = s.as_deref()?.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut it = s.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Some(days * 86_400_000)
+    strongroom_wire::time::parse_date(s.as_deref()?)
 }
 
 impl AuditFilter {
@@ -626,22 +604,12 @@ impl AuditFilter {
         let pairs = [("actor", &self.actor), ("action", &self.action), ("from", &self.from), ("until", &self.until)];
         pairs
             .iter()
-            .filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", urlencode(v))))
+            .filter_map(|(k, v)| {
+                v.as_ref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", strongroom_wire::time::urlencode(v)))
+            })
             .collect::<Vec<_>>()
             .join("&")
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Query<AuditFilter>) -> Response {
