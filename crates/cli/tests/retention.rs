@@ -97,6 +97,24 @@ async fn retention_archives_everything_and_proves_it() {
     let again = retention(&rdir, &["run", "--once"]);
     assert_eq!(again["run"]["archived"], 0, "nothing twice");
 
+    // The signed checkpoint reached the relay: administrators see it on the console dashboard.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = http
+        .post(format!("{}/admin/login", server.url))
+        .form(&[
+            ("network", alice.network_id().to_string()),
+            ("username", "alice".into()),
+            ("password", PASSWORD.into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let dashboard = http.get(format!("{}/admin/dashboard", server.url)).header("cookie", cookie).send().await.unwrap();
+    let page = dashboard.text().await.unwrap();
+    assert!(page.contains(&format!("Last archive checkpoint: <span class=\"mono\">{sent} records, signed")), "{page}");
+    assert!(page.contains("on: Compliance archive"));
+
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
     assert_eq!(v["records"], sent);

@@ -309,6 +309,7 @@ pub struct Archive {
     acc: Accumulator,
     archived: HashSet<[u8; 16]>,
     checkpointed: u64,
+    last_checkpoint: Option<StoredCheckpoint>,
 }
 
 impl Archive {
@@ -360,6 +361,7 @@ impl Archive {
             acc: Accumulator::new(),
             archived: HashSet::new(),
             checkpointed: 0,
+            last_checkpoint: None,
         };
         archive.replay().await?;
         if archive.checkpointed < archive.acc.size() {
@@ -402,6 +404,11 @@ impl Archive {
     /// Records so far.
     pub fn size(&self) -> u64 {
         self.acc.size()
+    }
+
+    /// The checkpoint this process signed last.
+    pub fn last_checkpoint(&self) -> Option<StoredCheckpoint> {
+        self.last_checkpoint
     }
 
     /// Whether a message is already archived.
@@ -451,6 +458,7 @@ impl Archive {
         cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
         self.checkpointed = cp.tree_size;
+        self.last_checkpoint = Some(cp);
         Ok(())
     }
 

@@ -146,7 +146,11 @@ impl Relay {
     }
 
     async fn ack(&self, ids: Vec<String>) -> Result<(), RetentionError> {
-        let req = self.http.post(format!("{}/v1/messages/ack", self.base)).json(&Ack { message_ids: ids });
+        self.post_json("/v1/messages/ack", &Ack { message_ids: ids }).await
+    }
+
+    async fn post_json(&self, path: &str, body: &impl serde::Serialize) -> Result<(), RetentionError> {
+        let req = self.http.post(format!("{}{path}", self.base)).json(body);
         let res = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
@@ -275,7 +279,20 @@ impl Service {
         self.archive.append(&records).await?;
         report.archived += records.len() as u64;
         // Only now, with the records durable, may the relay forget them.
-        self.relay.ack(batch.iter().map(|d| d.message_id.clone()).collect()).await
+        self.relay.ack(batch.iter().map(|d| d.message_id.clone()).collect()).await?;
+        if let Some(cp) = self.archive.last_checkpoint() {
+            let report = strongroom_wire::CheckpointReport {
+                tree_size: cp.tree_size,
+                root: hex(&cp.root),
+                timestamp: cp.timestamp,
+                signature: B64(cp.signature.as_bytes().to_vec()),
+            };
+            // For administrators' dashboards; the archive does not depend on it.
+            if let Err(e) = self.relay.post_json("/v1/retention/checkpoint", &report).await {
+                tracing::warn!("could not report the archive checkpoint to the relay: {e}");
+            }
+        }
+        Ok(())
     }
 
     async fn user(&mut self, user: UserId, refresh: bool) -> (String, Option<VerifiedDeviceList>) {

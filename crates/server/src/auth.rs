@@ -134,7 +134,7 @@ fn retention_may(method: &axum::http::Method, path: &str) -> bool {
     let get = *method == Method::GET;
     match path {
         "/v1/messages" | "/v1/ws" | "/v1/policy" | "/v1/users" | "/v1/retention/periods" => get,
-        "/v1/messages/ack" => *method == Method::POST,
+        "/v1/messages/ack" | "/v1/retention/checkpoint" => *method == Method::POST,
         p => {
             get && (p.starts_with("/v1/conversations/") && !p.ends_with("/members")
                 || p.starts_with("/v1/keys/") && p != "/v1/keys/device-list" && p != "/v1/keys/prekeys"

@@ -282,3 +282,18 @@ pub struct RetentionPeriods {
     /// Users whose security group sets a period: user id (hex) → days.
     pub users: std::collections::BTreeMap<String, u32>,
 }
+
+/// `POST /v1/retention/checkpoint`: the retention device reports its
+/// archive's latest signed checkpoint (shown to administrators; the relay
+/// checks the signature with the key the policy names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    /// Records in the archive.
+    pub tree_size: u64,
+    /// Merkle root (hex).
+    pub root: String,
+    /// When it was signed (ms).
+    pub timestamp: u64,
+    /// Ed25519 signature over the `ArchiveCheckpoint` statement (base64).
+    pub signature: crate::B64,
+}

@@ -59,6 +59,7 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/blobs/{id}", get(blobs::download)),
         ("/v1/retention/session", post(retention::login)),
         ("/v1/retention/periods", get(retention::periods)),
+        ("/v1/retention/checkpoint", post(retention::checkpoint)),
         ("/v1/me/policy", get(manage::my_policy)),
         ("/v1/password/reset", post(accounts::redeem_reset)),
         ("/v1/devices/wipe/confirm", post(manage::confirm_wipe)),

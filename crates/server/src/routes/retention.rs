@@ -76,3 +76,57 @@ pub(super) async fn periods(
     let users = state.store.retention_periods(&network).await?.into_iter().map(|(u, d)| (hex(&u), d)).collect();
     Ok(Json(strongroom_wire::RetentionPeriods { network_days: default_days, users }))
 }
+
+/// `POST /v1/retention/checkpoint`: only signed checkpoints of a device the
+/// current policy names are kept.
+pub(super) async fn checkpoint(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    Json(req): Json<strongroom_wire::CheckpointReport>,
+) -> ApiResult<axum::http::StatusCode> {
+    if !caller.is_retention() {
+        return Err(ApiError::forbidden("not_retention", "only retention devices report checkpoints"));
+    }
+    let network = caller.session.network_id;
+    let (_, body) =
+        state.store.current_policy(&network).await?.ok_or_else(|| ApiError::forbidden("no_policy", "no policy"))?;
+    let policy = NetworkPolicy::decode(&body).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
+    let device = policy
+        .retention
+        .iter()
+        .find(|d| d.device_id.as_bytes() == &caller.session.device_id)
+        .ok_or_else(|| ApiError::unauthorized("this retention device is not in the network policy"))?;
+    let root: [u8; 32] = (0..32)
+        .map(|i| req.root.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("bad_root", "root must be 64 hex digits"))?;
+    let sig: [u8; 64] = req
+        .signature
+        .0
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::bad_request("bad_signature", "the signature must be 64 bytes"))?;
+    let statement = strongroom_crypto::certs::ArchiveCheckpoint {
+        network_id: NetworkId::from_bytes(network),
+        device_id: DeviceId::from_bytes(caller.session.device_id),
+        tree_size: req.tree_size,
+        root,
+        timestamp: req.timestamp,
+    };
+    statement
+        .verify(&device.signing_key, &Signature::from_bytes(sig))
+        .map_err(|_| ApiError::bad_request("bad_signature", "the checkpoint signature does not verify"))?;
+    state
+        .store
+        .put_retention_checkpoint(
+            &network,
+            &caller.session.device_id,
+            i64::try_from(req.tree_size).unwrap_or(i64::MAX),
+            &root,
+            i64::try_from(req.timestamp).unwrap_or(i64::MAX),
+            now_ms(),
+        )
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

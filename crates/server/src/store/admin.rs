@@ -495,6 +495,58 @@ impl Store {
         Ok(out)
     }
 
+    /// Records a retention device's latest signed checkpoint (if newer).
+    pub async fn put_retention_checkpoint(
+        &self,
+        network: &[u8; 16],
+        device: &[u8; 16],
+        tree_size: i64,
+        root: &[u8; 32],
+        signed_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO retention_checkpoints (network_id, device_id, tree_size, root, signed_at, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (network_id, device_id) DO UPDATE SET \
+             tree_size = excluded.tree_size, root = excluded.root, signed_at = excluded.signed_at, received_at = excluded.received_at \
+             WHERE excluded.tree_size >= retention_checkpoints.tree_size",
+        ))
+        .bind(network.to_vec())
+        .bind(device.to_vec())
+        .bind(tree_size)
+        .bind(root.to_vec())
+        .bind(signed_at)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Latest checkpoint per retention device of a network: (device, size, root, signed at).
+    pub async fn retention_checkpoints(
+        &self,
+        network: &[u8; 16],
+    ) -> Result<Vec<([u8; 16], u64, [u8; 32], u64)>, StoreError> {
+        let rows = sqlx::query(
+            &self.sql("SELECT device_id, tree_size, root, signed_at FROM retention_checkpoints WHERE network_id = $1"),
+        )
+        .bind(network.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let root: Vec<u8> = r.try_get("root")?;
+                Ok((
+                    id16(r, "device_id")?,
+                    u64::try_from(int(r, "tree_size")?).unwrap_or(0),
+                    <[u8; 32]>::try_from(root.as_slice()).map_err(|_| StoreError::Corrupt("checkpoint root"))?,
+                    u64::try_from(int(r, "signed_at")?).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
     /// Appends to the network's audit log, chaining the hash.
     #[allow(clippy::too_many_arguments)]
     pub async fn audit(

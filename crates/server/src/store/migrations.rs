@@ -11,12 +11,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_device_links.sql")),
     (3, include_str!("../../migrations/sqlite/0003_retention_sessions.sql")),
     (4, include_str!("../../migrations/sqlite/0004_administration.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_retention_checkpoints.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
     (2, include_str!("../../migrations/postgres/0002_device_links.sql")),
     (3, include_str!("../../migrations/postgres/0003_retention_sessions.sql")),
     (4, include_str!("../../migrations/postgres/0004_administration.sql")),
+    (5, include_str!("../../migrations/postgres/0005_retention_checkpoints.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {

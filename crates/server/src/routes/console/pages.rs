@@ -13,7 +13,7 @@ use super::{
     api_error, clear_cookie, esc, html_response, page_error, session_cookie, Addr, Console, CONSOLE_DEVICE, IDLE_MS,
 };
 use crate::auth::{new_token, verify_password};
-use crate::error::parse_id;
+use crate::error::{hex, parse_id};
 use crate::state::AppState;
 use crate::store::{now_ms, AuditQuery};
 
@@ -106,6 +106,17 @@ pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Resp
         _ => Vec::new(),
     };
     let last_ack = state.metrics.retention_last_ack.load(std::sync::atomic::Ordering::Relaxed);
+    let checkpoint = state
+        .store
+        .retention_checkpoints(&network)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .max_by_key(|c| c.3)
+        .map(|(_, size, root, at)| {
+            format!("{size} records, signed {} (root {}…)", when(at), hex(&root).get(..12).unwrap_or(""))
+        })
+        .unwrap_or_else(|| "none reported".into());
     let card = |n: String, l: &str| {
         format!("<div class=\"card\"><div class=\"n\">{}</div><div class=\"l\">{}</div></div>", esc(&n), esc(l))
     };
@@ -113,7 +124,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Resp
         if retention.is_empty() { "off".to_owned() } else { format!("on: {}", retention.join(", ")) };
     let alert = state.metrics.retention_alert.load(std::sync::atomic::Ordering::Relaxed);
     let body = format!(
-        "<div class=\"cards\">{}{}{}{}{}{}</div><h2>Data retention</h2><div class=\"cards\">{}{}{}</div>{}",
+        "<div class=\"cards\">{}{}{}{}{}{}</div><h2>Data retention</h2><div class=\"cards\">{}{}{}</div><p>Last archive checkpoint: <span class=\"mono\">{}</span></p>{}",
         card(users.len().to_string(), "users"),
         card(suspended.to_string(), "suspended"),
         card(devices.to_string(), "active devices"),
@@ -123,6 +134,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Resp
         card(retention_status, "data retention"),
         card(retention_q.to_string(), "retention backlog (messages waiting for the archive)"),
         card(if last_ack == 0 { "never".into() } else { when(last_ack) }, "last archived batch acknowledged"),
+        esc(&checkpoint),
         if alert {
             "<div class=\"flash bad\" role=\"alert\">The retention backlog is over its alert threshold: check that the retention service is running.</div>"
         } else {
@@ -639,7 +651,7 @@ pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Q
         .rev()
         .map(|e| {
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"when\">{}</td><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
                 e.seq,
                 when(e.at),
                 esc(&e.actor),

@@ -1,0 +1,1 @@
+CREATE TABLE retention_checkpoints (network_id BYTEA NOT NULL, device_id BYTEA NOT NULL, tree_size BIGINT NOT NULL, root BYTEA NOT NULL, signed_at BIGINT NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (network_id, device_id))

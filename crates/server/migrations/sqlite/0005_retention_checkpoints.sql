@@ -1,0 +1,1 @@
+CREATE TABLE retention_checkpoints (network_id BLOB NOT NULL, device_id BLOB NOT NULL, tree_size INTEGER NOT NULL, root BLOB NOT NULL, signed_at INTEGER NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY (network_id, device_id))
