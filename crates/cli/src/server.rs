@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// URL clients use to reach this server (put in invites) [default: http://LISTEN].
     #[arg(long, env = "STRONGROOM_PUBLIC_URL")]
     public_url: Option<String>,
+    /// NATS for cross-node wake-ups when several servers share one database: nats://HOST:PORT.
+    #[arg(long, env = "STRONGROOM_NATS_URL")]
+    nats_url: Option<String>,
     /// Alert when more deliveries than this wait for retention devices [default: 10000].
     #[arg(long, env = "STRONGROOM_RETENTION_BACKLOG_ALERT")]
     retention_backlog_alert: Option<u64>,
@@ -61,6 +64,9 @@ fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.public_url {
         config.public_url = Some(v.clone());
+    }
+    if let Some(v) = &args.nats_url {
+        config.nats_url = Some(v.clone());
     }
     if let Some(v) = args.retention_backlog_alert {
         config.retention_backlog_alert = v;

@@ -20,6 +20,9 @@ pub struct Config {
     pub blob_store: Option<String>,
     /// The URL clients use to reach this server, carried in invites.
     pub public_url: Option<String>,
+    /// `nats://host:port`: cross-node wake-ups when several server processes
+    /// share one database (cluster mode).
+    pub nats_url: Option<String>,
     /// Undelivered messages are dropped after this many days (never for retention devices).
     pub undelivered_horizon_days: u64,
     /// How often expiry runs, in seconds.
@@ -61,6 +64,7 @@ impl Default for Config {
             database_url: None,
             blob_store: None,
             public_url: None,
+            nats_url: None,
             undelivered_horizon_days: 30,
             expiry_interval_secs: 60,
             session_days: 30,

@@ -16,6 +16,8 @@ type Wakers = HashMap<[u8; 16], Vec<(u64, mpsc::Sender<()>)>>;
 pub struct Hub {
     next: AtomicU64,
     conns: Mutex<Wakers>,
+    /// Wake-ups for the other server processes (cluster mode).
+    cluster: std::sync::OnceLock<mpsc::Sender<Vec<[u8; 16]>>>,
 }
 
 impl Hub {
@@ -55,6 +57,22 @@ impl Hub {
     pub fn disconnect(&self, device: &[u8; 16]) {
         if let Ok(mut c) = self.conns.lock() {
             c.remove(device);
+        }
+    }
+
+    /// Connects this hub to the other processes' (set once, at start).
+    pub fn set_cluster(&self, tx: mpsc::Sender<Vec<[u8; 16]>>) {
+        let _ = self.cluster.set(tx);
+    }
+
+    /// Wakes these devices here and, in cluster mode, on every other process.
+    pub fn notify_everywhere(&self, devices: Vec<[u8; 16]>) {
+        for d in &devices {
+            self.notify(d);
+        }
+        if let Some(tx) = self.cluster.get() {
+            // Never block a request on the link; connections poll as a fallback.
+            let _ = tx.try_send(devices);
         }
     }
 

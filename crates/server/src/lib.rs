@@ -9,6 +9,7 @@
 //! until the shutdown future completes.
 
 pub mod auth;
+mod cluster;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -73,6 +74,9 @@ pub enum ServerError {
     /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// A configuration value is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A server ready to run.
@@ -136,6 +140,10 @@ impl Server {
     /// in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let state = self.state.clone();
+        if let Some(url) = &state.config.nats_url {
+            let tx = cluster::start(url, state.hub.clone()).map_err(ServerError::Config)?;
+            state.hub.set_cluster(tx);
+        }
         let expiry = tokio::spawn(expiry_loop(state.clone()));
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve);

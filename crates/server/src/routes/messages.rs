@@ -87,9 +87,7 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     match state.store.store_envelope(&stored, &tails, now_ms()).await? {
         StoreOutcome::Stored(seq) => {
             state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for (device, _, _) in &tails {
-                state.hub.notify(device);
-            }
+            state.hub.notify_everywhere(tails.iter().map(|(device, _, _)| *device).collect());
             Ok(Json(Accepted { message_id, seq, duplicate: false }))
         }
         StoreOutcome::Duplicate(seq) => Ok(Json(Accepted { message_id, seq, duplicate: true })),

@@ -23,7 +23,7 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let (conn, mut wake) = state.hub.register(device);
     // Queue ids pushed on this connection and not yet acknowledged.
     let mut pushed: HashSet<i64> = HashSet::new();
-    let mut ping = tokio::time::interval(Duration::from_secs(25));
+    let mut ping = tokio::time::interval(Duration::from_secs(10));
     let mut pending = true;
     loop {
         if pending {
@@ -51,6 +51,8 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             }
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+                // A lost wake-up (another process, a NATS hiccup) costs at most this long.
+                pending = true;
             }
         }
     }
