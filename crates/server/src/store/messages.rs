@@ -48,8 +48,10 @@ pub enum StoreOutcome {
 }
 
 impl Store {
-    /// Stores an envelope once and queues a tail per recipient device, in one
-    /// transaction: when this returns `Stored`, the message is durable.
+    /// Stores an envelope once and queues a tail per recipient device: when
+    /// this returns `Stored`, the message is durable. Concurrent calls are
+    /// committed together (group commit): one transaction and one fsync for
+    /// everything that arrived while the previous commit was in flight.
     /// `tails`: (device, tail, is a retention device).
     pub async fn store_envelope(
         &self,
@@ -57,7 +59,35 @@ impl Store {
         tails: &[([u8; 16], Vec<u8>, bool)],
         now: i64,
     ) -> Result<StoreOutcome, StoreError> {
+        let Some(committer) = &self.envelopes else { return self.store_alone(env, tails, now).await };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now, reply };
+        if committer.send(job).await.is_err() {
+            return self.store_alone(env, tails, now).await;
+        }
+        answer.await.unwrap_or(Err(StoreError::Corrupt("the committer stopped")))
+    }
+
+    /// One envelope in its own transaction.
+    async fn store_alone(
+        &self,
+        env: &StoredEnvelope,
+        tails: &[([u8; 16], Vec<u8>, bool)],
+        now: i64,
+    ) -> Result<StoreOutcome, StoreError> {
         let mut tx = self.write().await?;
+        let outcome = self.store_in(&mut tx, env, tails, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn store_in(
+        &self,
+        tx: &mut super::WriteTx<'_>,
+        env: &StoredEnvelope,
+        tails: &[([u8; 16], Vec<u8>, bool)],
+        now: i64,
+    ) -> Result<StoreOutcome, StoreError> {
         let existing =
             sqlx::query(&self.sql("SELECT conversation_id, sender_device, seq FROM envelopes WHERE message_id = $1"))
                 .bind(env.message_id.to_vec())
@@ -108,7 +138,6 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(StoreOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
     }
 
@@ -205,5 +234,55 @@ impl Store {
     pub async fn envelope_count(&self) -> Result<u64, StoreError> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM envelopes").fetch_one(&self.pool).await?;
         Ok(u64::try_from(int(&r, "n")?).unwrap_or(0))
+    }
+}
+
+/// One envelope waiting for the group committer.
+pub(crate) struct EnvelopeJob {
+    env: StoredEnvelope,
+    tails: Vec<([u8; 16], Vec<u8>, bool)>,
+    now: i64,
+    reply: tokio::sync::oneshot::Sender<Result<StoreOutcome, StoreError>>,
+}
+
+/// Most envelopes in one commit.
+const GROUP_MAX: usize = 512;
+
+/// Takes whatever is waiting (at least one), stores it in one transaction,
+/// commits once, then answers each. A database error in the group rolls it
+/// back and retries each envelope alone, so one bad envelope fails only itself.
+pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<EnvelopeJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let together = async {
+            let mut tx = store.write().await?;
+            let mut outcomes = Vec::with_capacity(group.len());
+            for j in &group {
+                outcomes.push(store.store_in(&mut tx, &j.env, &j.tails, j.now).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(outcomes)
+        }
+        .await;
+        match together {
+            Ok(outcomes) => {
+                for (j, o) in group.into_iter().zip(outcomes) {
+                    let _ = j.reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, envelopes = group.len(), "group commit failed; storing one by one");
+                for j in group {
+                    let r = store.store_alone(&j.env, &j.tails, j.now).await;
+                    let _ = j.reply.send(r);
+                }
+            }
+        }
     }
 }

@@ -64,6 +64,8 @@ pub struct Store {
     /// SQLite allows one writer; taking this before a write transaction
     /// avoids SQLITE_BUSY on lock upgrades. Unused on PostgreSQL.
     write_lock: Arc<Mutex<()>>,
+    /// Group commit of envelopes (see `messages.rs`).
+    envelopes: Option<tokio::sync::mpsc::Sender<messages::EnvelopeJob>>,
 }
 
 /// A write transaction (holding the SQLite writer lock when on SQLite).
@@ -101,8 +103,13 @@ impl Store {
             opts
         };
         let pool = opts.connect(url).await?;
-        let store = Self { pool, backend, write_lock: Arc::new(Mutex::new(())) };
+        let mut store = Self { pool, backend, write_lock: Arc::new(Mutex::new(())), envelopes: None };
         migrations::run(&store).await?;
+        // The committer holds a store without a sender of its own, so it
+        // ends when the last handle is dropped.
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(messages::group_commit(store.clone(), rx));
+        store.envelopes = Some(tx);
         Ok(store)
     }
 
