@@ -2,6 +2,7 @@
 //! them. Errors print as one line with a hint.
 
 mod admin;
+mod bench;
 mod keyfile;
 mod manage;
 mod retention;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the relay server (SQLite and local files by default).
     Server(server::ServerArgs),
+    /// Load generator: simulated clients with real keys against a running server.
+    Bench(bench::BenchArgs),
     /// Administer networks.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -170,6 +173,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Retention { at, cmd } => retention::run(at, cmd).await,
             Command::Enrol { profile, args } => user::enrol(profile, args).await,

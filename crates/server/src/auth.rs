@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;
 use aws_lc_rs::digest;
 use axum::extract::FromRequestParts;
@@ -17,23 +17,121 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{now_ms, SessionRow};
 
-/// Argon2id PHC string for a password (run off the async threads).
-pub async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+/// Argon2id (19 MiB and tens of milliseconds each) runs on two dedicated
+/// threads: a burst of logins queues instead of taking a blocking thread and
+/// a fresh 19 MiB allocation each, so memory and CPU stay bounded.
+type Job = Box<dyn FnOnce() + Send>;
+
+fn argon2_pool() -> Option<&'static std::sync::mpsc::SyncSender<Job>> {
+    static POOL: std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<Job>>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1024);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..2 {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            });
+            if spawned.is_err() {
+                return None;
+            }
+        }
+        Some(tx)
     })
-    .await
-    .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed"))?
-    .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed"))
+    .as_ref()
 }
 
-/// Checks a password against a PHC string (constant time inside argon2).
-pub async fn verify_password(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+async fn on_argon2_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    match argon2_pool() {
+        Some(pool) => {
+            let pool = pool.clone();
+            // The queue is bounded; waiting for room happens off the async threads.
+            tokio::task::spawn_blocking(move || pool.send(job)).await.ok()?.ok()?;
+        }
+        None => {
+            tokio::task::spawn_blocking(job).await.ok()?;
+        }
+    }
+    rx.await.ok()
+}
+
+thread_local! {
+    /// Each Argon2 thread keeps one work area and reuses it, instead of
+    /// allocating (and the allocator keeping) 19 MiB per login.
+    static WORK: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2id over `password` and `salt` with `params`, into `out`, in the thread's work area.
+fn argon2_into(params: argon2::Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<(), argon2::Error> {
+    let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    WORK.with(|w| {
+        let mut w = w.borrow_mut();
+        let need = a.params().block_count();
+        if need > 4 * 19 * 1024 {
+            // Parameters far beyond ours (a foreign hash): a one-off area.
+            return a.hash_password_into_with_memory(password, salt, out, vec![argon2::Block::default(); need]);
+        }
+        if w.len() < need {
+            w.resize(need, argon2::Block::default());
+        }
+        let area = w.get_mut(..need).ok_or(argon2::Error::MemoryTooLittle)?;
+        a.hash_password_into_with_memory(password, salt, out, area)
+    })
+}
+
+/// Argon2id PHC string for a password.
+pub async fn hash_password(password: String) -> ApiResult<String> {
+    use argon2::password_hash::{Output, ParamsString, PasswordHash as Phc};
+    let failed = || ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing failed");
+    on_argon2_thread(move || -> Option<String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let params = argon2::Params::default();
+        let mut raw = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut raw).ok()?.to_vec();
+        let mut out = [0u8; 32];
+        argon2_into(params.clone(), password.as_bytes(), &salt_bytes, &mut out).ok()?;
+        let phc = Phc {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(0x13),
+            params: ParamsString::try_from(&params).ok()?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&out).ok()?),
+        };
+        Some(phc.to_string())
     })
     .await
+    .flatten()
+    .ok_or_else(failed)
+}
+
+/// Checks a password against a PHC string, comparing in constant time.
+pub async fn verify_password(hash: String, password: String) -> bool {
+    on_argon2_thread(move || -> Option<bool> {
+        let phc = PasswordHash::new(&hash).ok()?;
+        if phc.algorithm != argon2::ARGON2ID_IDENT {
+            return Some(false);
+        }
+        let params = argon2::Params::try_from(&phc).ok()?;
+        let mut raw = [0u8; 64];
+        let salt = phc.salt?.decode_b64(&mut raw).ok()?;
+        let expected = phc.hash?;
+        let mut out = vec![0u8; expected.len()];
+        argon2_into(params, password.as_bytes(), salt, &mut out).ok()?;
+        Some(bool::from(subtle::ConstantTimeEq::ct_eq(out.as_slice(), expected.as_bytes())))
+    })
+    .await
+    .flatten()
     .unwrap_or(false)
 }
 

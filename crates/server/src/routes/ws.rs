@@ -15,7 +15,10 @@ use crate::state::AppState;
 const BATCH: i64 = 500;
 
 pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(64 * 1024).on_upgrade(move |socket| serve(state, caller, socket))
+    ws.max_message_size(64 * 1024)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| serve(state, caller, socket))
 }
 
 async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {

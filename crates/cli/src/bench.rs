@@ -1,0 +1,488 @@
+//! `strongroom bench`: a load generator. Simulated clients with real keys
+//! seal real envelopes, send them over HTTP and receive them over WebSocket
+//! from a running server (or cluster), for a fixed time, then report
+//! accepted and delivered envelopes per second and end-to-end latency.
+//!
+//! It creates its own network with the server's bootstrap secret. Run the
+//! server with generous auth and send limits for this (docs/PERFORMANCE.md).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use rand_core::OsRng;
+use strongroom_crypto::certs::{
+    DeviceEntry, DeviceList, DeviceListExpectation, NetworkPolicy, PreKeyKind, PreKeyRef, SignedPreKey,
+};
+use strongroom_crypto::content::Content;
+use strongroom_crypto::envelope::{seal, MessageMeta, Recipient, Sender};
+use strongroom_crypto::ids::{ConversationId, DeviceId, MessageId, NetworkId, UserId};
+use strongroom_crypto::keys::{AgreementSecret, SigningKey};
+use strongroom_wire::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Scenario {
+    /// N/2 pairs, each side sending to the other.
+    Pairs,
+    /// One group of N members, every member sending.
+    Group,
+    /// One room: N users with --devices devices each; one member sends.
+    Room,
+    /// N idle WebSocket connections, held for the duration.
+    Idle,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The server (or balancer) URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The server's data directory (for the bootstrap secret).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Or the bootstrap secret itself.
+    #[arg(long, env = "STRONGROOM_BOOTSTRAP_SECRET", hide_env_values = true)]
+    bootstrap_secret: Option<String>,
+    /// What to run.
+    #[arg(long, value_enum, default_value = "pairs")]
+    scenario: Scenario,
+    /// Simulated users (idle: connections).
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Devices per user (room).
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Message text size in bytes (the envelope pads it to a power of two).
+    #[arg(long, default_value_t = 1000)]
+    size: usize,
+    /// Sends in flight per sender.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// The server's process id, to report its resident memory (idle).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const PASSWORD: &str = "bench password 0123456789";
+
+struct Sim {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    user: UserId,
+    device: DeviceId,
+    identity: Arc<SigningKey>,
+    device_key: SigningKey,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+async fn check(r: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    if r.status().is_success() {
+        return Ok(r);
+    }
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    bail!("the server refused ({status}): {body}")
+}
+
+impl Sim {
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?;
+        Ok(check(r).await?.json().await?)
+    }
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        Ok(check(r).await?.json().await?)
+    }
+}
+
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    network: NetworkId,
+    username: &str,
+) -> anyhow::Result<(String, UserId, DeviceId)> {
+    let device = DeviceId::random(&mut OsRng);
+    let req = Login {
+        network_id: network.to_string(),
+        username: username.into(),
+        password: PASSWORD.into(),
+        device_id: device.to_string(),
+    };
+    let s: Session = check(http.post(format!("{base}/v1/login")).json(&req).send().await?).await?.json().await?;
+    Ok((s.token, UserId::parse_hex(&s.user_id).context("user id")?, device))
+}
+
+/// A user with `devices` devices: registered, logged in, device list and a medium-term pre-key each.
+async fn make_user(
+    http: &reqwest::Client,
+    base: &str,
+    network: NetworkId,
+    invite: &str,
+    name: String,
+    devices: usize,
+) -> anyhow::Result<Vec<Sim>> {
+    let name = name.as_str();
+    let reg = Register { invite: invite.into(), username: name.into(), password: PASSWORD.into() };
+    check(http.post(format!("{base}/v1/register")).json(&reg).send().await?).await?;
+    let identity = Arc::new(SigningKey::generate(&mut OsRng));
+    let mut sims = Vec::new();
+    for _ in 0..devices {
+        let (token, user, device) = login(http, base, network, name).await?;
+        sims.push(Sim {
+            http: http.clone(),
+            base: base.into(),
+            token,
+            user,
+            device,
+            identity: identity.clone(),
+            device_key: SigningKey::generate(&mut OsRng),
+        });
+    }
+    let first = sims.first().context("no device")?;
+    let entries: Vec<DeviceEntry> = sims
+        .iter()
+        .map(|s| DeviceEntry {
+            device_id: s.device,
+            signing_key: s.device_key.verifying_key(),
+            created_at: now_ms(),
+            revoked: false,
+            name: "bench".into(),
+        })
+        .collect();
+    let list =
+        DeviceList::sign(&identity, network, first.user, 1, now_ms(), entries).map_err(|e| anyhow::anyhow!("{e}"))?;
+    check(http.put(format!("{base}/v1/keys/device-list")).bearer_auth(&first.token).body(list.encode()).send().await?)
+        .await?;
+    for s in &sims {
+        let secret = AgreementSecret::generate(&mut OsRng);
+        let pk = SignedPreKey::sign(
+            &s.device_key,
+            network,
+            s.user,
+            s.device,
+            PreKeyRef { kind: PreKeyKind::MediumTerm, id: 0 },
+            secret.public(),
+            now_ms(),
+            now_ms() + 86_400_000,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = http
+            .put(format!("{base}/v1/keys/prekeys"))
+            .bearer_auth(&s.token)
+            .json(&UploadPreKeys { prekeys: vec![B64(pk.encode())] })
+            .send()
+            .await?;
+        check(r).await?;
+    }
+    Ok(sims)
+}
+
+/// Every device of the conversation but the sender's, as verified recipients.
+async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::Result<Vec<Recipient>> {
+    let c: Conversation = s.get(&format!("/v1/conversations/{conversation}")).await?;
+    let mut devices = Vec::new();
+    for m in &c.members {
+        let keys: UserKeys = s.get(&format!("/v1/keys/{}", m.user_id)).await?;
+        let user = UserId::parse_hex(&m.user_id).context("member")?;
+        let list = DeviceList::decode(&keys.device_list.0)?
+            .verify(&DeviceListExpectation {
+                network_id: network,
+                user_id: user,
+                pinned_identity: None,
+                min_version: None,
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        devices.extend(list.active_devices().filter(|d| d.device_id() != s.device));
+    }
+    let mut out = Vec::new();
+    for chunk in devices.chunks(500) {
+        let claim =
+            ClaimPreKeys { devices: chunk.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect() };
+        let claimed: ClaimedPreKeys = s.post("/v1/keys/claim", &claim).await?;
+        for (d, pk) in chunk.iter().zip(claimed.prekeys) {
+            let v = SignedPreKey::decode(&pk.0)?.verify(d, now_ms()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.push(Recipient::from(&v));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    delivered: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+    sent_at: Mutex<HashMap<String, Instant>>,
+}
+
+/// Holds a WebSocket for a device: counts pushes, records latency, acknowledges.
+async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let mut pending = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
+        let idle = next.is_err();
+        match next {
+            Ok(Some(Ok(Frame::Text(t)))) => {
+                if let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&t) {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    let sent = stats.sent_at.lock().ok().and_then(|m| m.get(&d.message_id).copied());
+                    if let (Some(t0), Ok(mut l)) = (sent, stats.latencies_us.lock()) {
+                        l.push(t0.elapsed().as_micros() as u64);
+                    }
+                    pending.push(d.message_id);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(_) => break,
+            Err(_) => {}
+        }
+        if pending.len() >= 64 || (!pending.is_empty() && idle) {
+            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
+            ws.send(Frame::Text(ack.into())).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn send_loop(
+    s: Arc<Sim>,
+    network: NetworkId,
+    conversation: ConversationId,
+    recips: Arc<Vec<Recipient>>,
+    text: String,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let sender = Sender {
+            network_id: network,
+            user_id: s.user,
+            identity_key: s.identity.verifying_key(),
+            device_id: s.device,
+            signing_key: &s.device_key,
+        };
+        let meta = MessageMeta {
+            conversation_id: conversation,
+            message_id: MessageId::random(&mut OsRng),
+            timestamp: now_ms(),
+            ttl_secs: 0,
+            burn_on_read_secs: 0,
+        };
+        let Ok(env) = seal(&sender, &meta, &Content::Text(text.clone()), &recips, &mut OsRng) else { break };
+        let id = meta.message_id.to_string();
+        if let Ok(mut m) = stats.sent_at.lock() {
+            m.insert(id, Instant::now());
+        }
+        let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(env.encode()).send().await;
+        match r {
+            Ok(r) if r.status().is_success() => stats.accepted.fetch_add(1, Ordering::Relaxed),
+            _ => stats.refused.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let base = a.server.trim_end_matches('/').to_owned();
+    let secret = match (&a.bootstrap_secret, &a.data_dir) {
+        (Some(s), _) => s.trim().to_owned(),
+        (None, Some(d)) => std::fs::read_to_string(d.join("bootstrap-secret"))
+            .context("cannot read the bootstrap secret (--data-dir)")?
+            .trim()
+            .to_owned(),
+        (None, None) => bail!("the bench creates its own network: pass --data-dir or --bootstrap-secret"),
+    };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let network = NetworkId::random(&mut OsRng);
+    let key = SigningKey::generate(&mut OsRng);
+    let policy = NetworkPolicy::sign(&key, network, 1, now_ms(), vec![]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let create = CreateNetwork {
+        name: "bench".into(),
+        network_id: network.to_string(),
+        network_public: B64(key.verifying_key().as_bytes().to_vec()),
+        policy: B64(policy.encode()),
+    };
+    let r = http
+        .post(format!("{base}/v1/admin/networks"))
+        .header("Authorization", format!("Bootstrap {secret}"))
+        .json(&create)
+        .send()
+        .await?;
+    let admin_invite: InviteCreated = check(r).await?.json().await?;
+    let admin = make_user(&http, &base, network, &admin_invite.invite, "bench-admin".into(), 1)
+        .await?
+        .pop()
+        .context("admin")?;
+
+    // Idle: many sockets over a few devices (a device may hold several), so
+    // set-up is not a password hash per connection.
+    let users = if a.scenario == Scenario::Idle { a.clients.clamp(2, 20) } else { a.clients.max(2) };
+    let labels: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
+    let mut invites: Vec<String> = Vec::new();
+    for chunk in labels.chunks(1000) {
+        let list: Vec<serde_json::Value> =
+            admin.post("/v1/admin/invites", &serde_json::json!({"labels": chunk})).await?;
+        invites.extend(list.iter().filter_map(|i| i["invite"].as_str().map(str::to_owned)));
+    }
+    let devices = if a.scenario == Scenario::Room { a.devices.max(1) } else { 1 };
+    let setup = Instant::now();
+    let made: Vec<anyhow::Result<Vec<Sim>>> = futures_util::stream::iter(invites.iter().enumerate())
+        .map(|(i, inv)| make_user(&http, &base, network, inv, format!("u{i}"), devices))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let sims: Vec<Vec<Sim>> = made.into_iter().collect::<anyhow::Result<_>>()?;
+    eprintln!(
+        "set up {} users / {} devices in {:.1} s",
+        sims.len(),
+        sims.len() * devices,
+        setup.elapsed().as_secs_f64()
+    );
+
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let all: Vec<Arc<Sim>> = sims.into_iter().flatten().map(Arc::new).collect();
+    let mut tasks = Vec::new();
+    let sockets = if a.scenario == Scenario::Idle { a.clients } else { all.len() };
+    let failures = Arc::new(AtomicU64::new(0));
+    for (i, s) in all.iter().cycle().take(sockets).enumerate() {
+        let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = receive(&s, stats, stop).await {
+                if failures.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("receiver: {e}");
+                }
+            }
+        }));
+        if i % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = "x".repeat(a.size);
+    // (sender, conversation)
+    let mut plan: Vec<(Arc<Sim>, ConversationId)> = Vec::new();
+    let first_devices: Vec<Arc<Sim>> = all.iter().step_by(devices).cloned().collect();
+    match a.scenario {
+        Scenario::Pairs => {
+            for pair in first_devices.chunks(2) {
+                let [x, y] = pair else { continue };
+                let c: Conversation = x
+                    .post(
+                        "/v1/conversations",
+                        &CreateConversation { kind: "direct".into(), members: vec![y.user.to_string()] },
+                    )
+                    .await?;
+                let id = ConversationId::parse_hex(&c.id).context("id")?;
+                plan.push((x.clone(), id));
+                plan.push((y.clone(), id));
+            }
+        }
+        Scenario::Group | Scenario::Room => {
+            let owner = first_devices.first().context("users")?;
+            let members = first_devices.iter().skip(1).map(|s| s.user.to_string()).collect();
+            let kind = if a.scenario == Scenario::Group { "group" } else { "room" };
+            let c: Conversation =
+                owner.post("/v1/conversations", &CreateConversation { kind: kind.into(), members }).await?;
+            let id = ConversationId::parse_hex(&c.id).context("id")?;
+            if a.scenario == Scenario::Group {
+                plan.extend(first_devices.iter().map(|s| (s.clone(), id)));
+            } else {
+                plan.push((owner.clone(), id));
+            }
+        }
+        Scenario::Idle => {}
+    }
+    // Recipients first (one claim per sender), then everyone starts at once.
+    let mut prepared = Vec::new();
+    for (s, conv) in &plan {
+        prepared.push((s.clone(), *conv, Arc::new(recipients(s, network, &conv.to_string()).await?)));
+    }
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for (s, conv, recips) in prepared {
+        for _ in 0..a.concurrency {
+            senders.push(tokio::spawn(send_loop(
+                s.clone(),
+                network,
+                conv,
+                recips.clone(),
+                text.clone(),
+                stats.clone(),
+                stop.clone(),
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(a.duration)).await;
+    let rss = a.server_pid.and_then(rss_kib);
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for s in senders {
+        let _ = s.await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    let accepted = stats.accepted.load(Ordering::Relaxed);
+    let delivered = stats.delivered.load(Ordering::Relaxed);
+    let result = serde_json::json!({
+        "scenario": format!("{:?}", a.scenario).to_lowercase(),
+        "users": users, "devices": all.len(), "connections": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
+        "seconds": elapsed,
+        "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,
+        "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
+        "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
+        "server_rss_mib": rss.map(|k| k as f64 / 1024.0),
+    });
+    if a.json {
+        println!("{result}");
+    } else {
+        println!(
+            "{}: {} users / {} devices / {} connections ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms{}",
+            format!("{:?}", a.scenario).to_lowercase(), users, all.len(), sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
+            accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
+            percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999),
+            rss.map(|k| format!("\n  server RSS {:.0} MiB", k as f64 / 1024.0)).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
