@@ -40,7 +40,8 @@ pub enum Scenario {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The server (or balancer) URL.
+    /// The server URL; several, comma-separated, spread the simulated
+    /// clients over cluster nodes (client i uses node i mod n).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
     /// The server's data directory (for the bootstrap secret).
@@ -320,7 +321,8 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let base = a.server.trim_end_matches('/').to_owned();
+    let nodes: Vec<String> = a.server.split(',').map(|u| u.trim().trim_end_matches('/').to_owned()).collect();
+    let base = nodes.first().cloned().context("--server")?;
     let secret = match (&a.bootstrap_secret, &a.data_dir) {
         (Some(s), _) => s.trim().to_owned(),
         (None, Some(d)) => std::fs::read_to_string(d.join("bootstrap-secret"))
@@ -364,7 +366,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let devices = if a.scenario == Scenario::Room { a.devices.max(1) } else { 1 };
     let setup = Instant::now();
     let made: Vec<anyhow::Result<Vec<Sim>>> = futures_util::stream::iter(invites.iter().enumerate())
-        .map(|(i, inv)| make_user(&http, &base, network, inv, format!("u{i}"), devices))
+        .map(|(i, inv)| {
+            let node = nodes.get(i % nodes.len()).cloned().unwrap_or_default();
+            let http = http.clone();
+            async move { make_user(&http, &node, network, inv, format!("u{i}"), devices).await }
+        })
         .buffer_unordered(16)
         .collect()
         .await;

@@ -262,6 +262,20 @@ pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Rece
         }
         let together = async {
             let mut tx = store.write().await?;
+            if store.backend == super::Backend::Postgres {
+                // Several processes commit groups at once: take the
+                // conversations' row locks in one global order, so two
+                // groups touching the same conversations never deadlock.
+                let mut ids: Vec<[u8; 16]> = group.iter().map(|j| j.env.conversation_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for id in ids {
+                    sqlx::query("SELECT 1 AS one FROM conversations WHERE id = $1 FOR UPDATE")
+                        .bind(id.to_vec())
+                        .fetch_optional(&mut *tx.tx)
+                        .await?;
+                }
+            }
             let mut outcomes = Vec::with_capacity(group.len());
             for j in &group {
                 outcomes.push(store.store_in(&mut tx, &j.env, &j.tails, j.now).await?);
