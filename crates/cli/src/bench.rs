@@ -323,6 +323,18 @@ fn rss_kib(pid: u32) -> Option<u64> {
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let nodes: Vec<String> = a.server.split(',').map(|u| u.trim().trim_end_matches('/').to_owned()).collect();
     let base = nodes.first().cloned().context("--server")?;
+    // A load generator is not a tool to point at other people's servers.
+    for n in &nodes {
+        let host = n.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
+        let host =
+            n.split("://").nth(1).and_then(|r| r.strip_prefix('[')).and_then(|r| r.split(']').next()).unwrap_or(host);
+        if !["127.0.0.1", "localhost", "::1"].contains(&host) {
+            bail!("the load generator only runs against loopback servers (127.0.0.1, localhost, ::1), not {n}");
+        }
+    }
+    if a.duration == 0 || a.duration > 600 || a.clients > 20_000 || a.devices > 1000 || a.concurrency > 64 {
+        bail!("bounds: --duration 1..=600 s, --clients up to 20000, --devices up to 1000, --concurrency up to 64");
+    }
     let secret = match (&a.bootstrap_secret, &a.data_dir) {
         (Some(s), _) => s.trim().to_owned(),
         (None, Some(d)) => std::fs::read_to_string(d.join("bootstrap-secret"))

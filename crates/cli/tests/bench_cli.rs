@@ -1,0 +1,46 @@
+//! The load generator runs end to end against the real server (briefly),
+//! and refuses to point anywhere but loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn a_short_bench_run_reports_real_traffic() {
+    let dir = temp_dir("bench");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    for scenario in ["pairs", "group"] {
+        let out = Command::new(bin())
+            .args([
+                "bench",
+                "--json",
+                "--scenario",
+                scenario,
+                "--clients",
+                "4",
+                "--duration",
+                "1",
+                "--server",
+                &server.url,
+            ])
+            .arg("--data-dir")
+            .arg(&server.data_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["accepted"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["delivered"].as_u64().unwrap() >= v["accepted"].as_u64().unwrap() / 2, "{v}");
+        assert_eq!(v["refused"], 0);
+        assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    }
+    let far = Command::new(bin())
+        .args(["bench", "--server", "http://192.0.2.1:8080", "--bootstrap-secret", "x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&far.stderr).contains("only runs against loopback"));
+}
