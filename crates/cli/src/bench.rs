@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Sends in flight per sender.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Fixed total send rate (messages/s, spread over the senders) instead of
+    /// as fast as possible: latency at a known load.
+    #[arg(long)]
+    rate: Option<f64>,
     /// The server's process id, to report its resident memory (idle).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -270,16 +274,34 @@ async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::R
     Ok(())
 }
 
-async fn send_loop(
-    s: Arc<Sim>,
+/// One sending loop's setting.
+struct Loop {
     network: NetworkId,
     conversation: ConversationId,
     recips: Arc<Vec<Recipient>>,
     text: String,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
-) {
+    /// Fixed rate: one send per `pace`, starting `phase` into the first period
+    /// (spread, so fixed-rate loops do not all fire together).
+    pace: Option<(Duration, Duration)>,
+}
+
+async fn send_loop(s: Arc<Sim>, l: Loop) {
+    let Loop { network, conversation, recips, text, stats, stop, pace } = l;
+    let mut tick = match pace {
+        Some((period, phase)) => {
+            tokio::time::sleep(phase).await;
+            let mut t = tokio::time::interval(period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(t)
+        }
+        None => None,
+    };
     while !stop.load(Ordering::Relaxed) {
+        if let Some(t) = tick.as_mut() {
+            t.tick().await;
+        }
         let sender = Sender {
             network_id: network,
             user_id: s.user,
@@ -453,19 +475,23 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     for (s, conv) in &plan {
         prepared.push((s.clone(), *conv, Arc::new(recipients(s, network, &conv.to_string()).await?)));
     }
+    let loops = prepared.len() * a.concurrency;
+    let pace = a.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(loops as f64 / r));
     let started = Instant::now();
     let mut senders = Vec::new();
     for (s, conv, recips) in prepared {
         for _ in 0..a.concurrency {
-            senders.push(tokio::spawn(send_loop(
-                s.clone(),
+            let phase = pace.map(|p| (p, p.mul_f64(senders.len() as f64 / loops.max(1) as f64)));
+            let l = Loop {
                 network,
-                conv,
-                recips.clone(),
-                text.clone(),
-                stats.clone(),
-                stop.clone(),
-            )));
+                conversation: conv,
+                recips: recips.clone(),
+                text: text.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+                pace: phase,
+            };
+            senders.push(tokio::spawn(send_loop(s.clone(), l)));
         }
     }
     tokio::time::sleep(Duration::from_secs(a.duration)).await;
@@ -487,6 +513,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "users": users, "devices": all.len(), "connections": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
         "seconds": elapsed,
         "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,
+        "rate_target": a.rate,
         "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
         "server_rss_mib": rss.map(|k| k as f64 / 1024.0),
