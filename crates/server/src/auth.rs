@@ -201,10 +201,7 @@ impl FromRequestParts<AppState> for Caller {
                 "this account is suspended; ask your network administrator",
             ));
         }
-        if session.user_id != RETENTION_USER
-            && parts.uri.path() != "/v1/devices/wipe/confirm"
-            && state.store.wipe_pending(&session.device_id).await?
-        {
+        if session.wipe_pending && parts.uri.path() != "/v1/devices/wipe/confirm" {
             return Err(ApiError::device_wiped());
         }
         if session.user_id == RETENTION_USER && !retention_may(&parts.method, parts.uri.path()) {

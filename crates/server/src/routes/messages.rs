@@ -33,9 +33,6 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
             "the envelope's sender is not this session's user and device",
         ));
     }
-    if !state.store.device_active(&s.user_id, &s.device_id).await? {
-        return Err(ApiError::forbidden("device_not_listed", "this device is not in your signed device list"));
-    }
     let conversation = *h.conversation_id.as_bytes();
     member_of(&state, &caller, &conversation).await?;
     let policy = state.settings_for_user(&s.user_id).await?;
@@ -56,7 +53,10 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     // plus the policy's retention devices.
     let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
         state.store.member_devices(&conversation).await?.into_iter().collect();
-    expected.remove(&(s.user_id, s.device_id));
+    // The sender's own device must be one of them: active in its signed list.
+    if !expected.remove(&(s.user_id, s.device_id)) {
+        return Err(ApiError::forbidden("device_not_listed", "this device is not in your signed device list"));
+    }
     if let Some((_, policy)) = state.store.current_policy(&s.network_id).await? {
         let policy = NetworkPolicy::decode(&policy).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
         expected.extend(policy.retention.iter().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));

@@ -34,6 +34,8 @@ pub struct SessionRow {
     pub auditor: bool,
     /// Suspended: every request is refused.
     pub suspended: bool,
+    /// An administrator ordered this device wiped (not yet confirmed).
+    pub wipe_pending: bool,
 }
 
 /// What registering with an invite did.
@@ -186,7 +188,9 @@ impl Store {
     /// The session for a token hash, if valid at `now`.
     pub async fn session(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(&self.sql(
-            "SELECT s.user_id, s.device_id, u.network_id, u.admin, u.role, u.suspended FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT s.user_id, s.device_id, u.network_id, u.admin, u.role, u.suspended, \
+             (SELECT COUNT(*) FROM device_wipes w WHERE w.device_id = s.device_id AND w.confirmed_at IS NULL) AS wiping \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0",
         ))
         .bind(token_hash.to_vec())
@@ -201,6 +205,7 @@ impl Store {
                 admin: int(&r, "admin")? != 0,
                 auditor: r.try_get::<String, _>("role")? == "auditor",
                 suspended: int(&r, "suspended")? != 0,
+                wipe_pending: int(&r, "wiping")? != 0,
             }));
         }
         let row = sqlx::query(
@@ -218,6 +223,7 @@ impl Store {
                 admin: false,
                 auditor: false,
                 suspended: false,
+                wipe_pending: false,
             })
         })
         .transpose()

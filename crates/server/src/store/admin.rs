@@ -464,17 +464,17 @@ impl Store {
     /// What applies to a user: their group's settings, else the network's;
     /// `None` when neither is set.
     pub async fn effective_settings(&self, user: &[u8; 16]) -> Result<Option<GroupSettings>, StoreError> {
+        // One statement: the group's settings, else the network's (this runs on every send).
         let row = sqlx::query(&self.sql(
-            "SELECT u.network_id, g.settings FROM users u LEFT JOIN security_groups g ON g.id = u.group_id WHERE u.id = $1",
+            "SELECT COALESCE(g.settings, n.settings) AS settings FROM users u \
+             LEFT JOIN security_groups g ON g.id = u.group_id \
+             LEFT JOIN network_settings n ON n.network_id = u.network_id WHERE u.id = $1",
         ))
         .bind(user.to_vec())
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        match r.try_get::<Option<String>, _>("settings")? {
-            Some(s) => settings(&s).map(Some),
-            None => self.network_settings(&id16(&r, "network_id")?).await,
-        }
+        r.try_get::<Option<String>, _>("settings")?.map(|s| settings(&s)).transpose()
     }
 
     /// Retention periods (days) by user, for users whose group sets one.
