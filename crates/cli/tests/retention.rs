@@ -325,8 +325,20 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     }
 }
 
+fn json_body(v: &Value) -> String {
+    v.to_string()
+}
+
+fn refused(r: Result<Option<Value>, strongroom_client::ClientError>) -> (u16, String) {
+    match r {
+        Err(strongroom_client::ClientError::Refused { status, code, .. }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_are_evidence() {
+    use reqwest::Method;
     use strongroom_crypto::certs::{NetworkPolicy, PolicyTracker, RetentionLogin};
     use strongroom_crypto::ids::{DeviceId, UserId};
     use strongroom_crypto::keys::SigningKey;
@@ -389,6 +401,40 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
         assert_eq!(r.status(), 403, "{method} {path}");
         assert!(r.text().await.unwrap().contains("retention_read_only"));
     }
+
+    // Checkpoint reports: only well-formed, correctly signed ones by this device are taken.
+    let cp = strongroom_crypto::certs::ArchiveCheckpoint {
+        network_id: network,
+        device_id: me,
+        tree_size: 5,
+        root: [3; 32],
+        timestamp: now_ms(),
+    };
+    let report = |root: String, sig: Vec<u8>| {
+        json_body(&serde_json::json!({"tree_size": 5, "root": root, "timestamp": cp.timestamp, "signature": B64(sig)}))
+    };
+    let post_cp = |body: String| {
+        auth(http.post(format!("{}/v1/retention/checkpoint", server.url)))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let good_sig = cp.sign(&keys.signing).as_bytes().to_vec();
+    let r = post_cp(report("zz".repeat(32), good_sig.clone())).await.unwrap();
+    assert_eq!(r.status(), 400, "a root that is not hex");
+    let r = post_cp(report("03".repeat(32), vec![0; 64])).await.unwrap();
+    assert_eq!(r.status(), 400, "a forged signature");
+    let r = post_cp(report("03".repeat(32), vec![0; 7])).await.unwrap();
+    assert_eq!(r.status(), 400, "a short signature");
+    let r = post_cp(report("03".repeat(32), good_sig)).await.unwrap();
+    assert_eq!(r.status(), 204);
+    let malformed =
+        refused(alice.admin_call(Method::POST, "/v1/retention/checkpoint", Some(&serde_json::json!({}))).await);
+    assert_eq!(malformed.0, 422, "a malformed report");
+    let shaped =
+        serde_json::json!({"tree_size": 5, "root": "03".repeat(32), "timestamp": 1, "signature": B64(vec![0; 64])});
+    let not_retention = refused(alice.admin_call(Method::POST, "/v1/retention/checkpoint", Some(&shaped)).await);
+    assert_eq!(not_retention, (403, "not_retention".into()), "users cannot report checkpoints");
 
     // The relay refuses an envelope without the retention device's wrap, and says which is missing.
     let invite = alice.create_invite(false).await.unwrap().invite;

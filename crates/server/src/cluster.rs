@@ -112,6 +112,67 @@ async fn session(addr: &str, hub: &Hub, outgoing: &mut mpsc::Receiver<Vec<[u8; 1
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
+
+    /// A scripted NATS server: greets, reads the client's CONNECT/SUB, sends `frames`.
+    async fn fake_nats(frames: Vec<u8>) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"INFO {\"server_id\":\"test\"}\r\n").await.unwrap();
+            let mut got = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut got)).await.unwrap().unwrap();
+            got.truncate(n);
+            s.write_all(&frames).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            got
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn wake_ups_from_other_nodes_reach_local_connections() {
+        let hub = Hub::default();
+        let (_, mut rx) = hub.register([7; 16]);
+        let mut frames = b"PING\r\nMSG strongroom.wake 1 32\r\n".to_vec();
+        frames.extend_from_slice(&[9u8; 16]);
+        frames.extend_from_slice(&[7u8; 16]);
+        frames.extend_from_slice(b"\r\n");
+        let (addr, server) = fake_nats(frames).await;
+        let (_tx, mut out) = mpsc::channel(1);
+        let link = tokio::spawn(async move { session(&addr, &hub, &mut out).await });
+        tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
+        let hello = String::from_utf8(server.await.unwrap()).unwrap();
+        assert!(hello.contains("\"echo\":false") && hello.contains("SUB strongroom.wake 1"), "{hello}");
+        link.abort();
+    }
+
+    #[tokio::test]
+    async fn hostile_frames_end_the_link_without_panicking() {
+        for frames in [
+            b"MSG strongroom.wake 1 999999999\r\n".to_vec(),
+            b"MSG strongroom.wake 1 notanumber\r\n".to_vec(),
+            b"-ERR 'Authorization Violation'\r\n".to_vec(),
+            b"".to_vec(),
+        ] {
+            let hub = Hub::default();
+            let (addr, _server) = fake_nats(frames).await;
+            let (_tx, mut out) = mpsc::channel(1);
+            let r = tokio::time::timeout(Duration::from_secs(3), session(&addr, &hub, &mut out)).await.unwrap();
+            assert!(r.is_err());
+        }
+        // Not a NATS server at all.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let (_tx, mut out) = mpsc::channel(1);
+        let err = session(&addr, &Hub::default(), &mut out).await.unwrap_err();
+        assert!(err.contains("not a NATS server"), "{err}");
+    }
 
     #[test]
     fn addresses() {
