@@ -9,7 +9,6 @@ use strongroom_crypto::envelope::Envelope;
 use strongroom_crypto::ids::UserId;
 use strongroom_wire::{Accepted, Ack, Deliveries, Delivery, B64};
 
-use super::conversations::member_of;
 use crate::auth::Caller;
 use crate::error::{hex, parse_id, ApiError, ApiResult};
 use crate::state::AppState;
@@ -34,7 +33,13 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
         ));
     }
     let conversation = *h.conversation_id.as_bytes();
-    member_of(&state, &caller, &conversation).await?;
+    match state.store.membership(&conversation, &s.user_id).await? {
+        Some((network, true)) if network == s.network_id => {}
+        Some((network, false)) if network == s.network_id => {
+            return Err(ApiError::forbidden("not_member", "you are not a member of this conversation"))
+        }
+        _ => return Err(ApiError::not_found("unknown_conversation", "no such conversation")),
+    }
     let policy = state.settings_for_user(&s.user_id).await?;
     if policy.max_ttl_secs > 0 && (h.ttl_secs == 0 || h.ttl_secs > policy.max_ttl_secs) {
         return Err(ApiError::forbidden(

@@ -153,6 +153,24 @@ impl Store {
         }))
     }
 
+    /// A conversation's network and whether `user` is a member, in one
+    /// statement (the send path needs nothing more).
+    pub async fn membership(
+        &self,
+        conversation: &[u8; 16],
+        user: &[u8; 16],
+    ) -> Result<Option<([u8; 16], bool)>, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT c.network_id, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id AND m.user_id = $2) AS member \
+             FROM conversations c WHERE c.id = $1",
+        ))
+        .bind(conversation.to_vec())
+        .bind(user.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((id16(&r, "network_id")?, int(&r, "member")? > 0))).transpose()
+    }
+
     /// Conversations `user` is a member of.
     pub async fn conversations_of(&self, user: &[u8; 16]) -> Result<Vec<ConversationRow>, StoreError> {
         let ids =
