@@ -77,6 +77,9 @@ pub struct Client {
     store: LocalStore,
     state: ProfileState,
     api: Api,
+    /// The device lockout last written to the profile header (u64::MAX:
+    /// not yet), so every send does not re-read the header from disk.
+    lockout_written: std::sync::atomic::AtomicU64,
 }
 
 fn d_id(d: &Delivery) -> Result<[u8; 16], ClientError> {
@@ -155,7 +158,7 @@ impl Client {
             policy: None,
             pins: Default::default(),
         };
-        let mut client = Self { dir: dir.to_owned(), vault, store, state, api };
+        let mut client = Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into() };
         client.publish_device_list().await?;
         client.add_prekeys(true, ONE_TIME_BATCH).await?;
         client.policy().await?;
@@ -164,7 +167,7 @@ impl Client {
     }
 
     pub(crate) fn from_parts(dir: PathBuf, vault: Vault, store: LocalStore, state: ProfileState, api: Api) -> Self {
-        Self { dir, vault, store, state, api }
+        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into() }
     }
 
     pub(crate) fn api(&self) -> &Api {
@@ -197,7 +200,7 @@ impl Client {
             store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
         let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
         let api = Api::new(&state.server_url, Some(state.token.clone()));
-        Ok(Self { dir: dir.to_owned(), vault, store, state, api })
+        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into() })
     }
 
     /// Closes the store.
@@ -340,7 +343,11 @@ impl Client {
     /// Also records the device lockout for the (locked) profile header.
     pub async fn my_policy(&self) -> Result<GroupSettings, ClientError> {
         let policy: GroupSettings = self.api.get("/v1/me/policy").await?;
-        Vault::set_lockout(&self.dir, policy.device_lockout)?;
+        let lockout = u64::from(policy.device_lockout);
+        if self.lockout_written.load(std::sync::atomic::Ordering::Relaxed) != lockout {
+            Vault::set_lockout(&self.dir, policy.device_lockout)?;
+            self.lockout_written.store(lockout, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(policy)
     }
 
@@ -627,8 +634,8 @@ impl Client {
     }
 
     /// Sends with a TTL and a burn-on-read time (seconds; 0 = off). When both
-    /// are 0 the conversation's default timers apply (security-group maxima
-    /// will clamp them once security groups exist).
+    /// are 0 the conversation's default timers apply; the security group's
+    /// maxima clamp whatever results.
     pub async fn send_timed(
         &mut self,
         conversation: ConversationId,

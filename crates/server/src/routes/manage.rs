@@ -78,6 +78,12 @@ async fn user_here(state: &AppState, caller: &Caller, id: &str) -> ApiResult<([u
     }
 }
 
+/// An administrator acting on a user of their own network.
+async fn admin_on_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<([u8; 16], String)> {
+    require_admin(caller)?;
+    user_here(state, caller, id).await
+}
+
 #[derive(Deserialize)]
 pub(super) struct UserSearch {
     pub(super) search: Option<String>,
@@ -190,8 +196,7 @@ pub(super) async fn unsuspend(
 
 /// Suspending ends every session and closes open WebSockets at once.
 async fn suspension(state: &AppState, caller: &Caller, addr: SocketAddr, id: &str, on: bool) -> ApiResult<StatusCode> {
-    require_admin(caller)?;
-    let (user, name) = user_here(state, caller, id).await?;
+    let (user, name) = admin_on_user(state, caller, id).await?;
     if on && user == caller.session.user_id {
         return Err(ApiError::bad_request("self", "you cannot suspend yourself"));
     }
@@ -210,8 +215,7 @@ pub(super) async fn delete_user(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&caller)?;
-    let (user, name) = user_here(&state, &caller, &id).await?;
+    let (user, name) = admin_on_user(&state, &caller, &id).await?;
     if user == caller.session.user_id {
         return Err(ApiError::bad_request("self", "you cannot delete yourself"));
     }
@@ -228,8 +232,7 @@ pub(super) async fn reset_password(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<ResetCode>)> {
-    require_admin(&caller)?;
-    let (user, name) = user_here(&state, &caller, &id).await?;
+    let (user, name) = admin_on_user(&state, &caller, &id).await?;
     let mut raw = [0u8; 16];
     OsRng.fill_bytes(&mut raw);
     let code = hex(&raw);
@@ -267,8 +270,7 @@ pub(super) async fn set_group(
     Path(id): Path<String>,
     Json(req): Json<SetGroup>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&caller)?;
-    let (user, name) = user_here(&state, &caller, &id).await?;
+    let (user, name) = admin_on_user(&state, &caller, &id).await?;
     let group = req.group_id.as_deref().map(|g| parse_id(g, "group id")).transpose()?;
     if !state.store.assign_group(&caller.session.network_id, &user, group.as_ref()).await? {
         return Err(ApiError::not_found("unknown_group", "no such security group in your network"));
@@ -284,8 +286,7 @@ pub(super) async fn reset_devices(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<InviteCreated>)> {
-    require_admin(&caller)?;
-    let (user, name) = user_here(&state, &caller, &id).await?;
+    let (user, name) = admin_on_user(&state, &caller, &id).await?;
     let devices = state.store.user_devices(&user).await?;
     state.store.reset_devices(&user).await?;
     disconnect_all(&state, &devices);
@@ -309,8 +310,7 @@ pub(super) async fn wipe_device(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path((id, device)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&caller)?;
-    let (user, name) = user_here(&state, &caller, &id).await?;
+    let (user, name) = admin_on_user(&state, &caller, &id).await?;
     let device_id = parse_id(&device, "device id")?;
     if !state.store.wipe_device(&user, &device_id, now_ms()).await? {
         return Err(ApiError::not_found("unknown_device", "that user has no such device"));
