@@ -5,6 +5,12 @@
 //! costs latency, never a message (connections also re-check their queue
 //! periodically), so core NATS (at-most-once) is exactly enough.
 //!
+//! The same link carries "something changed" announcements: each process
+//! remembers sessions, members and policies until a write (`store/cache.rs`);
+//! a write committed by one process makes the others forget too. A lost
+//! announcement is bounded by the cache's two-second entry lifetime, and a
+//! link that comes back up forgets everything it may have missed.
+//!
 //! The client speaks the NATS text protocol directly (`CONNECT`, `SUB`,
 //! `PUB`, `MSG`, `PING`/`PONG`): a few lines, no extra dependency.
 
@@ -18,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::hub::Hub;
 
 const SUBJECT: &str = "strongroom.wake";
+const CHANGED: &str = "strongroom.changed";
 /// Most device ids in one published wake-up (a 1,000-device room fits).
 const MAX_IDS: usize = 4096;
 
@@ -31,18 +38,38 @@ fn address(url: &str) -> Result<String, String> {
     Ok(if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:4222") })
 }
 
-/// Starts the link; returns the sender the hub publishes wake-ups into.
-pub fn start(url: &str, hub: Arc<Hub>) -> Result<mpsc::Sender<Vec<[u8; 16]>>, String> {
-    let addr = address(url)?;
-    let (tx, rx) = mpsc::channel::<Vec<[u8; 16]>>(1024);
-    tokio::spawn(run(addr, hub, rx));
-    Ok(tx)
+/// What arrives from the other processes is applied to.
+pub struct Local {
+    /// Wakes local connections.
+    pub hub: Arc<Hub>,
+    /// Forgets what this process remembered from the database.
+    pub invalidate: Box<dyn Fn() + Send + Sync>,
 }
 
-async fn run(addr: String, hub: Arc<Hub>, mut outgoing: mpsc::Receiver<Vec<[u8; 16]>>) {
+/// What this process tells the others.
+pub struct Outbox {
+    wakes: mpsc::Receiver<Vec<[u8; 16]>>,
+    changes: mpsc::Receiver<()>,
+}
+
+/// Where wake-ups (the hub's) and change announcements (the store's) go out.
+pub type Senders = (mpsc::Sender<Vec<[u8; 16]>>, mpsc::Sender<()>);
+
+/// Starts the link; returns the senders for wake-ups and announcements.
+pub fn start(url: &str, local: Local) -> Result<Senders, String> {
+    let addr = address(url)?;
+    let (wake_tx, wakes) = mpsc::channel::<Vec<[u8; 16]>>(1024);
+    let (change_tx, changes) = mpsc::channel::<()>(1);
+    tokio::spawn(run(addr, local, Outbox { wakes, changes }));
+    Ok((wake_tx, change_tx))
+}
+
+async fn run(addr: String, local: Local, mut outbox: Outbox) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match session(&addr, &hub, &mut outgoing).await {
+        // Whatever changed while the link was down was not announced.
+        (local.invalidate)();
+        match session(&addr, &local, &mut outbox).await {
             Ok(()) => return, // the server is shutting down
             Err(e) => {
                 tracing::warn!(%addr, "NATS link down ({e}); cross-node wake-ups wait, connections poll meanwhile");
@@ -53,7 +80,7 @@ async fn run(addr: String, hub: Arc<Hub>, mut outgoing: mpsc::Receiver<Vec<[u8; 
     }
 }
 
-async fn session(addr: &str, hub: &Hub, outgoing: &mut mpsc::Receiver<Vec<[u8; 16]>>) -> Result<(), String> {
+async fn session(addr: &str, local: &Local, outbox: &mut Outbox) -> Result<(), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -62,9 +89,9 @@ async fn session(addr: &str, hub: &Hub, outgoing: &mut mpsc::Receiver<Vec<[u8; 1
     if !line.starts_with("INFO ") {
         return Err(format!("not a NATS server (said {:?})", line.trim()));
     }
-    // echo=false: our own wake-ups were already delivered locally.
+    // echo=false: our own wake-ups and changes were already applied locally.
     let hello = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"strongroom\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {SUBJECT} 1\r\n",
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"strongroom\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {SUBJECT} 1\r\nSUB {CHANGED} 2\r\n",
         env!("CARGO_PKG_VERSION")
     );
     write.write_all(hello.as_bytes()).await.map_err(|e| e.to_string())?;
@@ -81,21 +108,30 @@ async fn session(addr: &str, hub: &Hub, outgoing: &mut mpsc::Receiver<Vec<[u8; 1
                     write.write_all(b"PONG\r\n").await.map_err(|e| e.to_string())?;
                 } else if let Some(rest) = l.strip_prefix("MSG ") {
                     let size: usize = rest.rsplit(' ').next().and_then(|s| s.parse().ok()).ok_or("malformed MSG")?;
+                    let changed = rest.split(' ').next() == Some(CHANGED);
                     if size > MAX_IDS * 16 {
                         return Err("oversized message".into());
                     }
                     let mut payload = vec![0u8; size + 2];
                     read.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
+                    if changed {
+                        (local.invalidate)();
+                        continue;
+                    }
                     for id in payload.get(..size).unwrap_or_default().chunks_exact(16) {
                         if let Ok(id) = <[u8; 16]>::try_from(id) {
-                            hub.notify(&id);
+                            local.hub.notify(&id);
                         }
                     }
                 } else if l.starts_with("-ERR") {
                     return Err(l.to_owned());
                 }
             }
-            ids = outgoing.recv() => {
+            c = outbox.changes.recv() => {
+                if c.is_none() { return Ok(()) }
+                write.write_all(format!("PUB {CHANGED} 0\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+            }
+            ids = outbox.wakes.recv() => {
                 let Some(ids) = ids else { return Ok(()) };
                 for chunk in ids.chunks(MAX_IDS) {
                     let payload: Vec<u8> = chunk.iter().flatten().copied().collect();
@@ -125,26 +161,60 @@ mod tests {
             let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut got)).await.unwrap().unwrap();
             got.truncate(n);
             s.write_all(&frames).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Then whatever the client publishes, for a while.
+            let mut more = vec![0u8; 4096];
+            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut more)).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&more[..n]);
+            }
             got
         });
         (addr, task)
     }
 
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn local(hub: Arc<Hub>) -> (Local, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        (
+            Local {
+                hub,
+                invalidate: Box::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            },
+            count,
+        )
+    }
+
+    fn outbox() -> (mpsc::Sender<Vec<[u8; 16]>>, mpsc::Sender<()>, Outbox) {
+        let (w, wakes) = mpsc::channel(1);
+        let (c, changes) = mpsc::channel(1);
+        (w, c, Outbox { wakes, changes })
+    }
+
     #[tokio::test]
-    async fn wake_ups_from_other_nodes_reach_local_connections() {
-        let hub = Hub::default();
+    async fn wake_ups_and_changes_from_other_nodes_apply_here() {
+        let hub = Arc::new(Hub::default());
         let (_, mut rx) = hub.register([7; 16]);
         let mut frames = b"PING\r\nMSG strongroom.wake 1 32\r\n".to_vec();
         frames.extend_from_slice(&[9u8; 16]);
         frames.extend_from_slice(&[7u8; 16]);
-        frames.extend_from_slice(b"\r\n");
+        frames.extend_from_slice(b"\r\nMSG strongroom.changed 2 0\r\n\r\n");
         let (addr, server) = fake_nats(frames).await;
-        let (_tx, mut out) = mpsc::channel(1);
-        let link = tokio::spawn(async move { session(&addr, &hub, &mut out).await });
+        let (local, invalidated) = local(hub);
+        let (_w, changes, mut out) = outbox();
+        let link = tokio::spawn(async move { session(&addr, &local, &mut out).await });
         tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
-        let hello = String::from_utf8(server.await.unwrap()).unwrap();
-        assert!(hello.contains("\"echo\":false") && hello.contains("SUB strongroom.wake 1"), "{hello}");
+        // A change committed here is announced to the others.
+        changes.send(()).await.unwrap();
+        let said = String::from_utf8(server.await.unwrap()).unwrap();
+        assert!(said.contains("\"echo\":false") && said.contains("SUB strongroom.wake 1"), "{said}");
+        assert!(said.contains("SUB strongroom.changed 2") && said.contains("PUB strongroom.changed 0\r\n"), "{said}");
+        assert_eq!(invalidated.load(Ordering::SeqCst), 1);
         link.abort();
     }
 
@@ -156,10 +226,10 @@ mod tests {
             b"-ERR 'Authorization Violation'\r\n".to_vec(),
             b"".to_vec(),
         ] {
-            let hub = Hub::default();
+            let (local, _) = local(Arc::new(Hub::default()));
             let (addr, _server) = fake_nats(frames).await;
-            let (_tx, mut out) = mpsc::channel(1);
-            let r = tokio::time::timeout(Duration::from_secs(3), session(&addr, &hub, &mut out)).await.unwrap();
+            let (_w, _c, mut out) = outbox();
+            let r = tokio::time::timeout(Duration::from_secs(3), session(&addr, &local, &mut out)).await.unwrap();
             assert!(r.is_err());
         }
         // Not a NATS server at all.
@@ -169,8 +239,9 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
         });
-        let (_tx, mut out) = mpsc::channel(1);
-        let err = session(&addr, &Hub::default(), &mut out).await.unwrap_err();
+        let (local, _) = local(Arc::new(Hub::default()));
+        let (_w, _c, mut out) = outbox();
+        let err = session(&addr, &local, &mut out).await.unwrap_err();
         assert!(err.contains("not a NATS server"), "{err}");
     }
 

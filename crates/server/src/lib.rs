@@ -141,8 +141,12 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let state = self.state.clone();
         if let Some(url) = &state.config.nats_url {
-            let tx = cluster::start(url, state.hub.clone()).map_err(ServerError::Config)?;
-            state.hub.set_cluster(tx);
+            let store = state.store.clone();
+            let local =
+                cluster::Local { hub: state.hub.clone(), invalidate: Box::new(move || store.invalidate_cache()) };
+            let (wakes, changes) = cluster::start(url, local).map_err(ServerError::Config)?;
+            state.hub.set_cluster(wakes);
+            state.store.announce_changes(changes);
         }
         let expiry = tokio::spawn(expiry_loop(state.clone()));
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

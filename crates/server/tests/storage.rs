@@ -74,7 +74,7 @@ async fn user(store: &Store, net: &[u8; 16], n: u8, name: &str) -> [u8; 16] {
 async fn accounts_and_invites(store: Store) {
     let net = network(&store).await;
     assert_eq!(store.network_public(&net).await.unwrap(), Some([7; 32]));
-    assert_eq!(store.current_policy(&net).await.unwrap(), Some((1, b"policy-1".to_vec())));
+    assert_eq!(store.current_policy(&net).await.unwrap(), Some((1, std::sync::Arc::new(b"policy-1".to_vec()))));
     assert!(store.put_policy(&net, 2, b"policy-2").await.unwrap());
     assert!(!store.put_policy(&net, 2, b"other").await.unwrap(), "same version refused");
     assert!(!store.put_policy(&net, 1, b"old").await.unwrap(), "rollback refused");
@@ -176,7 +176,7 @@ async fn conversations_and_delivery(store: Store) {
     store.put_device_list(&b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
     let conv = id(35);
     store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
-    assert_eq!(store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
+    assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
     assert_eq!(store.conversations_of(&a).await.unwrap().len(), 1);
 
     let env = |m: u8, expires_at: Option<i64>| StoredEnvelope {
@@ -224,9 +224,80 @@ async fn conversations_and_delivery(store: Store) {
 
     let seq = store.change_members(&conv, &[], &[b], &[], &[]).await.unwrap();
     assert_eq!(seq, 2);
-    assert_eq!(store.member_devices(&conv).await.unwrap(), vec![(a, id(32))]);
+    assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32))]);
 }
 on_every_backend!(conversations_and_delivery_sqlite_and_postgres, conversations_and_delivery);
+
+/// Many envelopes and acks at once land in shared commits: sequence numbers
+/// stay gapless per conversation, a repeated id inside one group is a
+/// duplicate of the first, a clashing id is refused, and concurrent acks
+/// from several devices each count their own.
+async fn group_commits(store: Store) {
+    let net = network(&store).await;
+    let (a, b) = (user(&store, &net, 50, "a").await, user(&store, &net, 51, "b").await);
+    store.put_device_list(&a, &[1; 32], 1, b"l", &[(id(52), false)]).await.unwrap().unwrap();
+    store.put_device_list(&b, &[2; 32], 1, b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
+    let (c1, c2) = (id(55), id(56));
+    for c in [c1, c2] {
+        store.create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    }
+    let env = |m: u16, conv: [u8; 16], sender: u8| {
+        let mut message_id = [0u8; 16];
+        message_id[..2].copy_from_slice(&m.to_be_bytes());
+        StoredEnvelope {
+            message_id,
+            network_id: net,
+            conversation_id: conv,
+            sender_device: id(sender),
+            prefix: vec![1; 8],
+            signature: vec![2; 64],
+            expires_at: None,
+        }
+    };
+    let tails = vec![(id(53), vec![3], false), (id(54), vec![4], false)];
+    // 200 distinct envelopes over two conversations, then id 0 again (same
+    // sender: duplicate) and id 1 from another device (clash), all at once.
+    let mut jobs: Vec<StoredEnvelope> = (0..200u16).map(|m| env(m, if m % 2 == 0 { c1 } else { c2 }, 52)).collect();
+    jobs.push(env(0, c1, 52));
+    jobs.push(env(1, c2, 57));
+    let outcomes = futures_util::future::join_all(jobs.iter().map(|e| store.store_envelope(e, &tails, 1000))).await;
+    let outcomes: Vec<StoreOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    for conv in [c1, c2] {
+        let mut seqs: Vec<u64> = jobs[..200]
+            .iter()
+            .zip(&outcomes)
+            .filter(|(e, _)| e.conversation_id == conv)
+            .map(|(_, o)| match o {
+                StoreOutcome::Stored(s) => *s,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=100).collect::<Vec<u64>>(), "gapless per conversation");
+        assert_eq!(store.conversation(&conv).await.unwrap().unwrap().last_seq, 100);
+    }
+    let StoreOutcome::Stored(first) = outcomes[0] else { panic!() };
+    assert_eq!(outcomes[200], StoreOutcome::Duplicate(first));
+    assert_eq!(outcomes[201], StoreOutcome::IdConflict);
+    assert_eq!(store.envelope_count().await.unwrap(), 200);
+
+    // Both devices ack everything concurrently, half of it twice.
+    let ids: Vec<[u8; 16]> = jobs[..200].iter().map(|e| e.message_id).collect();
+    let acks = futures_util::future::join_all([
+        store.ack(&id(53), &ids[..100]),
+        store.ack(&id(53), &ids[100..]),
+        store.ack(&id(54), &ids),
+        store.ack(&id(54), &ids[..100]),
+    ])
+    .await;
+    let acks: Vec<u64> = acks.into_iter().map(Result::unwrap).collect();
+    assert_eq!(acks[0] + acks[1], 200);
+    assert_eq!(acks[2] + acks[3], 200, "a repeated ack removes nothing twice");
+    assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
+    assert_eq!(store.envelope_count().await.unwrap(), 0, "fully acknowledged envelopes are gone");
+    assert_eq!(store.ack(&id(53), &[]).await.unwrap(), 0);
+}
+on_every_backend!(group_commits_sqlite_and_postgres, group_commits);
 
 async fn migrations_are_idempotent(store: Store) {
     store.migrate_again().await.unwrap();

@@ -152,7 +152,7 @@ pub(super) async fn get_policy(State(state): State<AppState>, caller: Caller) ->
         .current_policy(&caller.session.network_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no_policy", "the network has no policy"))?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body))
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body.to_vec()))
 }
 
 /// Stores a newer policy signed by the network key (administrators sign it

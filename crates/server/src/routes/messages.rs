@@ -57,7 +57,7 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     // Exactly the current member devices (but the sending device itself)
     // plus the policy's retention devices.
     let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
-        state.store.member_devices(&conversation).await?.into_iter().collect();
+        state.store.member_devices(&conversation).await?.iter().copied().collect();
     // The sender's own device must be one of them: active in its signed list.
     if !expected.remove(&(s.user_id, s.device_id)) {
         return Err(ApiError::forbidden("device_not_listed", "this device is not in your signed device list"));

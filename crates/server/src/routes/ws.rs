@@ -26,13 +26,21 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let (conn, mut wake) = state.hub.register(device);
     // Queue ids pushed on this connection and not yet acknowledged.
     let mut pushed: HashSet<i64> = HashSet::new();
+    // On SQLite (one writer) queue ids become visible in increasing order, so
+    // each wake-up reads only past the last one pushed. PostgreSQL sequences
+    // can commit out of order across processes: there, read the whole queue.
+    let watermark = state.store.backend() == crate::store::Backend::Sqlite;
+    let mut last = 0i64;
     let mut ping = tokio::time::interval(Duration::from_secs(10));
     let mut pending = true;
-    loop {
-        if pending {
-            pending = false;
-            if push(&state, &device, &mut socket, &mut pushed).await.is_err() {
-                break;
+    'serve: loop {
+        while pending {
+            match push(&state, &device, &mut socket, &mut pushed, if watermark { last } else { 0 }).await {
+                Ok((high, more)) => {
+                    last = high.unwrap_or(last);
+                    pending = more;
+                }
+                Err(()) => break 'serve,
             }
         }
         tokio::select! {
@@ -67,23 +75,34 @@ async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
     socket.send(Message::Text(text.into())).await.map_err(|_| ())
 }
 
-/// Pushes every queued message not yet pushed on this connection.
+/// Pushes queued messages after queue position `after` not yet pushed on
+/// this connection. Returns the highest position read, and whether to read
+/// again at once (a full batch with something new in it).
 async fn push(
     state: &AppState,
     device: &[u8; 16],
     socket: &mut WebSocket,
     pushed: &mut HashSet<i64>,
-) -> Result<(), ()> {
-    let rows = state.store.queued(device, 0, BATCH).await.map_err(|_| ())?;
-    let live: HashSet<i64> = rows.iter().map(|r| r.queue_id).collect();
-    pushed.retain(|id| live.contains(id));
+    after: i64,
+) -> Result<(Option<i64>, bool), ()> {
+    let rows = state.store.queued(device, after, BATCH).await.map_err(|_| ())?;
+    let high = rows.last().map(|r| r.queue_id);
+    let full = rows.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+    if after == 0 {
+        let live: HashSet<i64> = rows.iter().map(|r| r.queue_id).collect();
+        pushed.retain(|id| live.contains(id));
+    } else {
+        pushed.retain(|id| *id > after);
+    }
+    let mut new = 0;
     for row in rows {
         if pushed.insert(row.queue_id) {
+            new += 1;
             state.metrics.deliveries_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             send(socket, &WsFrame::Message(delivery(row))).await?;
         }
     }
-    Ok(())
+    Ok((high, full && new > 0))
 }
 
 async fn handle(state: &AppState, device: &[u8; 16], text: &str, socket: &mut WebSocket) -> Result<(), ()> {

@@ -185,10 +185,23 @@ impl Store {
         tx.commit().await
     }
 
-    /// The session for a token hash, if valid at `now`.
+    /// The session for a token hash, if valid at `now` (every request asks:
+    /// remembered until the next write, see `cache.rs`).
     pub async fn session(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<SessionRow>, StoreError> {
+        let generation = self.cache.generation();
+        if let Some((session, expires_at)) = self.cache.sessions.get(token_hash, generation) {
+            return Ok((expires_at > now).then_some(session));
+        }
+        let found = self.session_uncached(token_hash, now).await?;
+        if let Some(found) = found {
+            self.cache.sessions.put(*token_hash, generation, found);
+        }
+        Ok(found.map(|(s, _)| s))
+    }
+
+    async fn session_uncached(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<(SessionRow, i64)>, StoreError> {
         let row = sqlx::query(&self.sql(
-            "SELECT s.user_id, s.device_id, u.network_id, u.admin, u.role, u.suspended, \
+            "SELECT s.user_id, s.device_id, s.expires_at, u.network_id, u.admin, u.role, u.suspended, \
              (SELECT COUNT(*) FROM device_wipes w WHERE w.device_id = s.device_id AND w.confirmed_at IS NULL) AS wiping \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0",
@@ -198,7 +211,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(r) = row {
-            return Ok(Some(SessionRow {
+            let session = SessionRow {
                 user_id: id16(&r, "user_id")?,
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
@@ -206,17 +219,18 @@ impl Store {
                 auditor: r.try_get::<String, _>("role")? == "auditor",
                 suspended: int(&r, "suspended")? != 0,
                 wipe_pending: int(&r, "wiping")? != 0,
-            }));
+            };
+            return Ok(Some((session, int(&r, "expires_at")?)));
         }
-        let row = sqlx::query(
-            &self.sql("SELECT device_id, network_id FROM retention_sessions WHERE token_hash = $1 AND expires_at > $2"),
-        )
+        let row = sqlx::query(&self.sql(
+            "SELECT device_id, network_id, expires_at FROM retention_sessions WHERE token_hash = $1 AND expires_at > $2",
+        ))
         .bind(token_hash.to_vec())
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(SessionRow {
+            let session = SessionRow {
                 user_id: [0xff; 16],
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
@@ -224,7 +238,8 @@ impl Store {
                 auditor: false,
                 suspended: false,
                 wipe_pending: false,
-            })
+            };
+            Ok((session, int(&r, "expires_at")?))
         })
         .transpose()
     }

@@ -464,6 +464,10 @@ impl Store {
     /// What applies to a user: their group's settings, else the network's;
     /// `None` when neither is set.
     pub async fn effective_settings(&self, user: &[u8; 16]) -> Result<Option<GroupSettings>, StoreError> {
+        let generation = self.cache.generation();
+        if let Some(found) = self.cache.settings.get(user, generation) {
+            return Ok(found);
+        }
         // One statement: the group's settings, else the network's (this runs on every send).
         let row = sqlx::query(&self.sql(
             "SELECT COALESCE(g.settings, n.settings) AS settings FROM users u \
@@ -473,8 +477,12 @@ impl Store {
         .bind(user.to_vec())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        r.try_get::<Option<String>, _>("settings")?.map(|s| settings(&s)).transpose()
+        let found = match row {
+            Some(r) => r.try_get::<Option<String>, _>("settings")?.map(|s| settings(&s)).transpose()?,
+            None => None,
+        };
+        self.cache.settings.put(*user, generation, found.clone());
+        Ok(found)
     }
 
     /// Retention periods (days) by user, for users whose group sets one.

@@ -160,6 +160,11 @@ impl Store {
         conversation: &[u8; 16],
         user: &[u8; 16],
     ) -> Result<Option<([u8; 16], bool)>, StoreError> {
+        let generation = self.cache.generation();
+        let key = (*conversation, *user);
+        if let Some(found) = self.cache.membership.get(&key, generation) {
+            return Ok(found);
+        }
         let row = sqlx::query(&self.sql(
             "SELECT c.network_id, (SELECT COUNT(*) FROM members m WHERE m.conversation_id = c.id AND m.user_id = $2) AS member \
              FROM conversations c WHERE c.id = $1",
@@ -168,7 +173,9 @@ impl Store {
         .bind(user.to_vec())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((id16(&r, "network_id")?, int(&r, "member")? > 0))).transpose()
+        let found = row.map(|r| Ok::<_, StoreError>((id16(&r, "network_id")?, int(&r, "member")? > 0))).transpose()?;
+        self.cache.membership.put(key, generation, found);
+        Ok(found)
     }
 
     /// Conversations `user` is a member of.

@@ -129,7 +129,14 @@ impl Store {
     }
 
     /// Active devices of the members of a conversation: (user, device), sorted.
-    pub async fn member_devices(&self, conversation: &[u8; 16]) -> Result<Vec<([u8; 16], [u8; 16])>, StoreError> {
+    pub async fn member_devices(
+        &self,
+        conversation: &[u8; 16],
+    ) -> Result<std::sync::Arc<Vec<([u8; 16], [u8; 16])>>, StoreError> {
+        let generation = self.cache.generation();
+        if let Some(found) = self.cache.member_devices.get(conversation, generation) {
+            return Ok(found);
+        }
         let rows = sqlx::query(&self.sql(
             "SELECT d.user_id, d.device_id FROM members m JOIN user_devices d ON d.user_id = m.user_id \
              WHERE m.conversation_id = $1 AND d.revoked = 0",
@@ -142,6 +149,8 @@ impl Store {
             .map(|r| Ok((id16(r, "user_id")?, id16(r, "device_id")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         v.sort_unstable();
+        let v = std::sync::Arc::new(v);
+        self.cache.member_devices.put(*conversation, generation, v.clone());
         Ok(v)
     }
 

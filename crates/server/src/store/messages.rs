@@ -61,7 +61,7 @@ impl Store {
     ) -> Result<StoreOutcome, StoreError> {
         let Some(committer) = &self.envelopes else { return self.store_alone(env, tails, now).await };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now, reply };
+        let job = Job::Envelope(Box::new(EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now }), reply);
         if committer.send(job).await.is_err() {
             return self.store_alone(env, tails, now).await;
         }
@@ -75,70 +75,132 @@ impl Store {
         tails: &[([u8; 16], Vec<u8>, bool)],
         now: i64,
     ) -> Result<StoreOutcome, StoreError> {
-        let mut tx = self.write().await?;
-        let outcome = self.store_in(&mut tx, env, tails, now).await?;
+        let job = EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now };
+        let mut tx = self.write_queue().await?;
+        let outcome = self.store_many(&mut tx, &[&job]).await?;
         tx.commit().await?;
-        Ok(outcome)
+        outcome.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
     }
 
-    async fn store_in(
+    /// Stores a group of envelopes in a few statements: one lookup of
+    /// existing ids, one sequence update per conversation (in a global
+    /// order, so concurrent groups on PostgreSQL never deadlock), and
+    /// multi-row inserts. Outcomes are in the order of `jobs`.
+    async fn store_many(
         &self,
         tx: &mut super::WriteTx<'_>,
-        env: &StoredEnvelope,
-        tails: &[([u8; 16], Vec<u8>, bool)],
-        now: i64,
-    ) -> Result<StoreOutcome, StoreError> {
-        let existing =
-            sqlx::query(&self.sql("SELECT conversation_id, sender_device, seq FROM envelopes WHERE message_id = $1"))
-                .bind(env.message_id.to_vec())
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-        if let Some(row) = existing {
-            let same = id16(&row, "conversation_id")? == env.conversation_id
-                && id16(&row, "sender_device")? == env.sender_device;
-            return Ok(if same {
-                StoreOutcome::Duplicate(u64::try_from(int(&row, "seq")?).unwrap_or(0))
-            } else {
-                StoreOutcome::IdConflict
-            });
+        jobs: &[&EnvelopeJob],
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        use std::collections::{BTreeMap, HashMap};
+        // Ids already stored: (conversation, sender, seq if stored before this group).
+        type Owner = ([u8; 16], [u8; 16], Option<i64>);
+        let mut known: HashMap<[u8; 16], Owner> = HashMap::new();
+        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({})",
+                placeholders(self.backend, chunk.len(), 1, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for j in chunk {
+                q = q.bind(j.env.message_id.to_vec());
+            }
+            for row in q.fetch_all(&mut *tx.tx).await? {
+                let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
+                known.insert(id16(&row, "message_id")?, entry);
+            }
         }
-        let seq = int(
-            &sqlx::query(
-                &self.sql("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq"),
-            )
-            .bind(env.conversation_id.to_vec())
-            .fetch_one(&mut *tx.tx)
-            .await?,
-            "last_seq",
-        )?;
-        sqlx::query(&self.sql(
-            "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        ))
-        .bind(env.message_id.to_vec())
-        .bind(env.network_id.to_vec())
-        .bind(env.conversation_id.to_vec())
-        .bind(seq)
-        .bind(env.sender_device.to_vec())
-        .bind(env.prefix.clone())
-        .bind(env.signature.clone())
-        .bind(now)
-        .bind(env.expires_at)
-        .execute(&mut *tx.tx)
-        .await?;
-        for (device, tail, retention) in tails {
-            sqlx::query(&self.sql(
-                "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES ($1, $2, $3, $4, $5)",
-            ))
-            .bind(device.to_vec())
-            .bind(env.message_id.to_vec())
-            .bind(tail.clone())
-            .bind(i64::from(*retention))
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
+        // New envelopes (index into `jobs`) per conversation, in order; an
+        // id seen twice in the group is the first one's duplicate.
+        let mut fresh: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(v) = known.entry(j.env.message_id) {
+                v.insert((j.env.conversation_id, j.env.sender_device, None));
+                fresh.entry(j.env.conversation_id).or_default().push(i);
+            }
         }
-        Ok(StoreOutcome::Stored(u64::try_from(seq).unwrap_or(0)))
+        let mut seqs: HashMap<usize, i64> = HashMap::new();
+        for (conversation, members) in &fresh {
+            let n = i64::try_from(members.len()).unwrap_or(i64::MAX);
+            let last = int(
+                &sqlx::query(
+                    &self.sql("UPDATE conversations SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq"),
+                )
+                .bind(conversation.to_vec())
+                .bind(n)
+                .fetch_one(&mut *tx.tx)
+                .await?,
+                "last_seq",
+            )?;
+            for (k, i) in members.iter().enumerate() {
+                seqs.insert(*i, last - n + 1 + i64::try_from(k).unwrap_or(0));
+            }
+        }
+        let mut new: Vec<(usize, i64)> = seqs.iter().map(|(i, s)| (*i, *s)).collect();
+        new.sort_unstable();
+        for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 9) {
+            let sql = format!(
+                "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) VALUES {}",
+                placeholders(self.backend, chunk.len(), 9, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for (i, seq) in chunk {
+                let j = jobs.get(*i).ok_or(StoreError::Corrupt("group index"))?;
+                let e = &j.env;
+                q = q
+                    .bind(e.message_id.to_vec())
+                    .bind(e.network_id.to_vec())
+                    .bind(e.conversation_id.to_vec())
+                    .bind(*seq)
+                    .bind(e.sender_device.to_vec())
+                    .bind(e.prefix.clone())
+                    .bind(e.signature.clone())
+                    .bind(j.now)
+                    .bind(e.expires_at);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        let rows: Vec<(&EnvelopeJob, &Tail)> =
+            new.iter().filter_map(|(i, _)| jobs.get(*i)).flat_map(|j| j.tails.iter().map(move |t| (*j, t))).collect();
+        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
+            let sql = format!(
+                "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES {}",
+                placeholders(self.backend, chunk.len(), 5, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for (j, (device, tail, retention)) in chunk {
+                q = q
+                    .bind(device.to_vec())
+                    .bind(j.env.message_id.to_vec())
+                    .bind(tail.clone())
+                    .bind(i64::from(*retention))
+                    .bind(j.now);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        jobs.iter()
+            .enumerate()
+            .map(|(i, j)| {
+                if let Some(seq) = seqs.get(&i) {
+                    return Ok(StoreOutcome::Stored(u64::try_from(*seq).unwrap_or(0)));
+                }
+                let (conversation, sender, seq) =
+                    known.get(&j.env.message_id).ok_or(StoreError::Corrupt("group outcome"))?;
+                if *conversation != j.env.conversation_id || *sender != j.env.sender_device {
+                    return Ok(StoreOutcome::IdConflict);
+                }
+                // Stored before, or by an earlier envelope of this group.
+                let seq = match seq {
+                    Some(s) => *s,
+                    None => jobs
+                        .iter()
+                        .position(|o| o.env.message_id == j.env.message_id)
+                        .and_then(|first| seqs.get(&first))
+                        .copied()
+                        .unwrap_or(0),
+                };
+                Ok(StoreOutcome::Duplicate(u64::try_from(seq).unwrap_or(0)))
+            })
+            .collect()
     }
 
     /// Up to `limit` queued messages for `device` after queue position `after`, oldest first.
@@ -167,33 +229,72 @@ impl Store {
     }
 
     /// Removes acknowledged messages from `device`'s queue, then any envelope
-    /// no queue references any more. Returns how many were removed.
+    /// no queue references any more. Returns how many were removed. Acks
+    /// from every connection are committed together, like envelopes.
     pub async fn ack(&self, device: &[u8; 16], message_ids: &[[u8; 16]]) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let mut n = 0;
-        for m in message_ids {
-            n += sqlx::query(&self.sql("DELETE FROM queue WHERE device_id = $1 AND message_id = $2"))
-                .bind(device.to_vec())
-                .bind(m.to_vec())
-                .execute(&mut *tx.tx)
-                .await?
-                .rows_affected();
-            sqlx::query(&self.sql(
-                "DELETE FROM envelopes WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = $1)",
-            ))
-            .bind(m.to_vec())
-            .execute(&mut *tx.tx)
-            .await?;
+        if message_ids.is_empty() {
+            return Ok(0);
         }
+        let job = AckJob { device: *device, ids: message_ids.to_vec() };
+        let Some(committer) = &self.envelopes else { return self.ack_alone(&job).await };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Err(e) = committer.send(Job::Ack(job, reply)).await {
+            let Job::Ack(job, _) = e.0 else { return Err(StoreError::Corrupt("the committer stopped")) };
+            return self.ack_alone(&job).await;
+        }
+        answer.await.unwrap_or(Err(StoreError::Corrupt("the committer stopped")))
+    }
+
+    async fn ack_alone(&self, job: &AckJob) -> Result<u64, StoreError> {
+        let mut tx = self.write_queue().await?;
+        let n = self.ack_many(&mut tx, &[job]).await?;
         tx.commit().await?;
-        Ok(n)
+        n.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
+    }
+
+    /// Acks of a group: one delete per device (and chunk), then one sweep of
+    /// the envelopes they leave unreferenced.
+    async fn ack_many(&self, tx: &mut super::WriteTx<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
+        let mut removed = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let mut n = 0;
+            for chunk in j.ids.chunks(MAX_ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM queue WHERE device_id = {} AND message_id IN ({})",
+                    placeholders(self.backend, 1, 1, 0),
+                    placeholders(self.backend, chunk.len(), 1, 1)
+                );
+                let mut q = sqlx::query(&sql).persistent(false).bind(j.device.to_vec());
+                for m in chunk {
+                    q = q.bind(m.to_vec());
+                }
+                n += q.execute(&mut *tx.tx).await?.rows_affected();
+            }
+            removed.push(n);
+        }
+        let mut ids: Vec<[u8; 16]> = jobs.iter().flat_map(|j| j.ids.iter().copied()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM envelopes WHERE message_id IN ({}) \
+                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)",
+                placeholders(self.backend, chunk.len(), 1, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for m in chunk {
+                q = q.bind(m.to_vec());
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        Ok(removed)
     }
 
     /// Drops undelivered messages older than the horizon and those whose TTL
     /// ran out — never from a retention device's queue — then envelopes no
     /// queue references. Returns the number of queue entries dropped.
     pub async fn expire(&self, now: i64, horizon_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_queue().await?;
         let old = sqlx::query(&self.sql("DELETE FROM queue WHERE retention = 0 AND enqueued_at < $1"))
             .bind(now - horizon_ms)
             .execute(&mut *tx.tx)
@@ -237,21 +338,67 @@ impl Store {
     }
 }
 
+/// Most rows (or ids) per multi-row statement: well under SQLite's and
+/// PostgreSQL's limits on bound parameters.
+const MAX_ROWS_PER_STATEMENT: usize = 500;
+
+/// `rows` groups of `width` numbered placeholders after the first `skip`:
+/// `($1, $2), ($3, $4)`, or `$1, $2` for one column (`?n` on SQLite).
+fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize) -> String {
+    let mark = if backend == super::Backend::Postgres { '$' } else { '?' };
+    let mut out = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        if width > 1 {
+            out.push('(');
+        }
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push(mark);
+            out.push_str(&(skip + r * width + c + 1).to_string());
+        }
+        if width > 1 {
+            out.push(')');
+        }
+    }
+    out
+}
+
+/// A recipient device's part: (device, tail, is a retention device).
+type Tail = ([u8; 16], Vec<u8>, bool);
+
 /// One envelope waiting for the group committer.
 pub(crate) struct EnvelopeJob {
     env: StoredEnvelope,
-    tails: Vec<([u8; 16], Vec<u8>, bool)>,
+    tails: Vec<Tail>,
     now: i64,
-    reply: tokio::sync::oneshot::Sender<Result<StoreOutcome, StoreError>>,
 }
 
-/// Most envelopes in one commit.
+/// One device's acks waiting for the group committer.
+pub(crate) struct AckJob {
+    device: [u8; 16],
+    ids: Vec<[u8; 16]>,
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
+
+/// Work for the group committer.
+pub(crate) enum Job {
+    Envelope(Box<EnvelopeJob>, Reply<StoreOutcome>),
+    Ack(AckJob, Reply<u64>),
+}
+
+/// Most jobs in one commit.
 const GROUP_MAX: usize = 512;
 
 /// Takes whatever is waiting (at least one), stores it in one transaction,
 /// commits once, then answers each. A database error in the group rolls it
-/// back and retries each envelope alone, so one bad envelope fails only itself.
-pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<EnvelopeJob>) {
+/// back and retries each job alone, so one bad envelope fails only itself.
+pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -260,43 +407,58 @@ pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Rece
                 Err(_) => break,
             }
         }
+        let envelopes: Vec<&EnvelopeJob> =
+            group.iter().filter_map(|j| if let Job::Envelope(e, _) = j { Some(&**e) } else { None }).collect();
+        let acks: Vec<&AckJob> =
+            group.iter().filter_map(|j| if let Job::Ack(a, _) = j { Some(a) } else { None }).collect();
         let together = async {
-            let mut tx = store.write().await?;
-            if store.backend == super::Backend::Postgres {
-                // Several processes commit groups at once: take the
-                // conversations' row locks in one global order, so two
-                // groups touching the same conversations never deadlock.
-                let mut ids: Vec<[u8; 16]> = group.iter().map(|j| j.env.conversation_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                for id in ids {
-                    sqlx::query("SELECT 1 AS one FROM conversations WHERE id = $1 FOR UPDATE")
-                        .bind(id.to_vec())
-                        .fetch_optional(&mut *tx.tx)
-                        .await?;
-                }
-            }
-            let mut outcomes = Vec::with_capacity(group.len());
-            for j in &group {
-                outcomes.push(store.store_in(&mut tx, &j.env, &j.tails, j.now).await?);
-            }
+            let mut tx = store.write_queue().await?;
+            let stored = store.store_many(&mut tx, &envelopes).await?;
+            let acked = store.ack_many(&mut tx, &acks).await?;
             tx.commit().await?;
-            Ok::<_, StoreError>(outcomes)
+            Ok::<_, StoreError>((stored, acked))
         }
         .await;
         match together {
-            Ok(outcomes) => {
-                for (j, o) in group.into_iter().zip(outcomes) {
-                    let _ = j.reply.send(Ok(o));
+            Ok((stored, acked)) => {
+                let (mut stored, mut acked) = (stored.into_iter(), acked.into_iter());
+                for j in group {
+                    match j {
+                        Job::Envelope(_, reply) => {
+                            let _ = reply.send(stored.next().ok_or(StoreError::Corrupt("group outcome")));
+                        }
+                        Job::Ack(_, reply) => {
+                            let _ = reply.send(acked.next().ok_or(StoreError::Corrupt("group outcome")));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, envelopes = group.len(), "group commit failed; storing one by one");
+                tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
                 for j in group {
-                    let r = store.store_alone(&j.env, &j.tails, j.now).await;
-                    let _ = j.reply.send(r);
+                    match j {
+                        Job::Envelope(e, reply) => {
+                            let _ = reply.send(store.store_alone(&e.env, &e.tails, e.now).await);
+                        }
+                        Job::Ack(a, reply) => {
+                            let _ = reply.send(store.ack_alone(&a).await);
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_and_columns() {
+        use crate::store::Backend::{Postgres, Sqlite};
+        assert_eq!(placeholders(Postgres, 2, 2, 0), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(Sqlite, 3, 1, 1), "?2, ?3, ?4");
+        assert_eq!(placeholders(Sqlite, 0, 3, 0), "");
     }
 }

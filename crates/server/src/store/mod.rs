@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod blobs;
+mod cache;
 mod conversations;
 mod keys;
 mod links;
@@ -64,14 +65,18 @@ pub struct Store {
     /// SQLite allows one writer; taking this before a write transaction
     /// avoids SQLITE_BUSY on lock upgrades. Unused on PostgreSQL.
     write_lock: Arc<Mutex<()>>,
-    /// Group commit of envelopes (see `messages.rs`).
-    envelopes: Option<tokio::sync::mpsc::Sender<messages::EnvelopeJob>>,
+    /// Group commit of envelopes and acks (see `messages.rs`).
+    envelopes: Option<tokio::sync::mpsc::Sender<messages::Job>>,
+    /// What the send path reads, remembered until a write (see `cache.rs`).
+    cache: Arc<cache::Cache>,
 }
 
 /// A write transaction (holding the SQLite writer lock when on SQLite).
 pub struct WriteTx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<MutexGuard<'a, ()>>,
+    /// Committing invalidates the cache: every write but the message hot path.
+    cache: Option<&'a cache::Cache>,
 }
 
 impl Store {
@@ -103,7 +108,13 @@ impl Store {
             opts
         };
         let pool = opts.connect(url).await?;
-        let mut store = Self { pool, backend, write_lock: Arc::new(Mutex::new(())), envelopes: None };
+        let mut store = Self {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+            envelopes: None,
+            cache: Arc::new(cache::Cache::new()),
+        };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
         // ends when the last handle is dropped.
@@ -135,19 +146,41 @@ impl Store {
         }
     }
 
+    /// A write transaction whose commit invalidates the cache.
     async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let mut tx = self.write_queue().await?;
+        tx.cache = Some(&self.cache);
+        Ok(tx)
+    }
+
+    /// A write transaction of the message hot path (envelopes, queues,
+    /// acks), which changes nothing the cache holds.
+    async fn write_queue(&self) -> Result<WriteTx<'_>, StoreError> {
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx { tx, _guard: guard, cache: None })
+    }
+
+    /// Another server process committed a write: forget what was read.
+    pub fn invalidate_cache(&self) {
+        self.cache.invalidate();
+    }
+
+    /// Where to announce this process's invalidating commits (cluster mode).
+    pub fn announce_changes(&self, tx: tokio::sync::mpsc::Sender<()>) {
+        self.cache.set_announce(tx);
     }
 }
 
 impl WriteTx<'_> {
     async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
+        if let Some(cache) = self.cache {
+            cache.committed();
+        }
         Ok(())
     }
 }

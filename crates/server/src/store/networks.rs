@@ -79,14 +79,30 @@ impl Store {
     }
 
     /// The newest policy: (version, encoded policy).
-    pub async fn current_policy(&self, network: &[u8; 16]) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    pub async fn current_policy(
+        &self,
+        network: &[u8; 16],
+    ) -> Result<Option<(u64, std::sync::Arc<Vec<u8>>)>, StoreError> {
+        let generation = self.cache.generation();
+        if let Some(found) = self.cache.policies.get(network, generation) {
+            return Ok(found);
+        }
         let row = sqlx::query(
             &self.sql("SELECT version, body FROM policies WHERE network_id = $1 ORDER BY version DESC LIMIT 1"),
         )
         .bind(network.to_vec())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((u64::try_from(int(&r, "version")?).unwrap_or(0), blob(&r, "body")?))).transpose()
+        let found = row
+            .map(|r| {
+                Ok::<_, StoreError>((
+                    u64::try_from(int(&r, "version")?).unwrap_or(0),
+                    std::sync::Arc::new(blob(&r, "body")?),
+                ))
+            })
+            .transpose()?;
+        self.cache.policies.put(*network, generation, found.clone());
+        Ok(found)
     }
 
     /// Stores a newer policy; `false` if its version is not above the current one.
