@@ -246,7 +246,7 @@ async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::R
     let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     let mut pending = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;

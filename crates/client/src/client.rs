@@ -966,7 +966,8 @@ impl Client {
         let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
         let auth = format!("Bearer {}", self.state.token).parse().map_err(|_| ClientError::Corrupt("session token"))?;
         req.headers_mut().insert("Authorization", auth);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
             .await
             .map_err(|e| ClientError::Usage(format!("cannot open the live connection: {e}")))?;
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);

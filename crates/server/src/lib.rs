@@ -150,7 +150,16 @@ impl Server {
         }
         let expiry = tokio::spawn(expiry_loop(state.clone()));
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Serve);
+        let result = axum::serve(
+            // Small frames (pushes, acks) must not wait for the peer's delayed ACK (Nagle).
+            axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve);
         expiry.abort();
         state.store.close().await;
         result

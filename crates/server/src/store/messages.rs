@@ -342,10 +342,11 @@ impl Store {
 /// PostgreSQL's limits on bound parameters.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
-/// `rows` groups of `width` numbered placeholders after the first `skip`:
-/// `($1, $2), ($3, $4)`, or `$1, $2` for one column (`?n` on SQLite).
+/// `rows` groups of `width` placeholders after the first `skip`:
+/// `($1, $2), ($3, $4)`, or `$1, $2` for one column. On SQLite plain `?`
+/// (bound in order): numbered ones make binding quadratic in their count.
 fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize) -> String {
-    let mark = if backend == super::Backend::Postgres { '$' } else { '?' };
+    let numbered = backend == super::Backend::Postgres;
     let mut out = String::with_capacity(rows * width * 6);
     for r in 0..rows {
         if r > 0 {
@@ -358,8 +359,12 @@ fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize)
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push(mark);
-            out.push_str(&(skip + r * width + c + 1).to_string());
+            if numbered {
+                out.push('$');
+                out.push_str(&(skip + r * width + c + 1).to_string());
+            } else {
+                out.push('?');
+            }
         }
         if width > 1 {
             out.push(')');
@@ -458,7 +463,8 @@ mod tests {
     fn placeholders_number_rows_and_columns() {
         use crate::store::Backend::{Postgres, Sqlite};
         assert_eq!(placeholders(Postgres, 2, 2, 0), "($1, $2), ($3, $4)");
-        assert_eq!(placeholders(Sqlite, 3, 1, 1), "?2, ?3, ?4");
+        assert_eq!(placeholders(Postgres, 3, 1, 1), "$2, $3, $4");
+        assert_eq!(placeholders(Sqlite, 2, 2, 1), "(?, ?), (?, ?)");
         assert_eq!(placeholders(Sqlite, 0, 3, 0), "");
     }
 }
