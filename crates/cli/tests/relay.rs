@@ -126,6 +126,31 @@ async fn websocket_pushes_and_takes_acks() {
     assert!(matches!(reply, WsFrame::Error { .. }));
     let queued: Deliveries = w.bob.get("/v1/messages").await.json().await.unwrap();
     assert!(queued.messages.is_empty(), "acknowledged over WebSocket");
+
+    // A burst far larger than a connection's push channel, sent concurrently
+    // while nobody reads the socket: every message arrives once, in order.
+    let recipients = w.alice.recipients(&conv.id).await;
+    let burst: Vec<Vec<u8>> = (0..600)
+        .map(|i| w.alice.seal_to(&conv.id, &Content::Text(format!("b{i}")), &recipients).encode())
+        .collect();
+    for chunk in burst.chunks(60) {
+        for r in futures_util::future::join_all(chunk.iter().map(|e| w.alice.post_envelope(e.clone()))).await {
+            assert!(r.status().is_success());
+        }
+    }
+    let mut seqs = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seqs.len() < 600 {
+            if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+                if let WsFrame::Message(d) = serde_json::from_str::<WsFrame>(&t).unwrap() {
+                    seqs.push(d.seq);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of 600 pushed", seqs.len()));
+    assert_eq!(seqs, (2..=601).collect::<Vec<u64>>(), "each once, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn wake_ups_and_changes_from_other_nodes_apply_here() {
         let hub = Arc::new(Hub::default());
-        let (_, mut rx) = hub.register([7; 16]);
+        let mut conn = hub.register([7; 16]);
         let mut frames = b"PING\r\nMSG strongroom.wake 1 32\r\n".to_vec();
         frames.extend_from_slice(&[9u8; 16]);
         frames.extend_from_slice(&[7u8; 16]);
@@ -208,7 +208,8 @@ mod tests {
         let (local, invalidated) = local(hub);
         let (_w, changes, mut out) = outbox();
         let link = tokio::spawn(async move { session(&addr, &local, &mut out).await });
-        tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
+        let push = tokio::time::timeout(Duration::from_secs(2), conn.rx.recv()).await.unwrap().unwrap();
+        assert!(matches!(push, crate::hub::Push::Wake));
         // A change committed here is announced to the others.
         changes.send(()).await.unwrap();
         let said = String::from_utf8(server.await.unwrap()).unwrap();

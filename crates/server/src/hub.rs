@@ -1,15 +1,56 @@
-//! Which devices have a WebSocket open on this process, and how to wake them
-//! when something is queued for them. A wake-up carries no data: the
-//! connection reads its queue from the store, so a missed wake-up costs
-//! latency, never a message.
+//! Which devices have a WebSocket open on this process, and how to tell
+//! them something is queued. A wake-up carries no data: the connection reads
+//! its queue from the store, so a missed wake-up costs latency, never a
+//! message. On SQLite the committer also hands over the committed rows
+//! themselves, so a connection pushes without reading them back; when its
+//! channel is full the row is dropped and the connection is marked to read
+//! the store instead (see `routes/ws.rs`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-type Wakers = HashMap<[u8; 16], Vec<(u64, mpsc::Sender<()>)>>;
+use crate::store::QueuedRow;
+
+/// What a connection is told.
+#[derive(Debug)]
+pub enum Push {
+    /// Something may be queued: read the store.
+    Wake,
+    /// This row was just committed to the device's queue.
+    Row(Arc<QueuedRow>),
+}
+
+/// Rows and wake-ups a connection may have waiting before it reads the store instead.
+const CHANNEL: usize = 256;
+
+/// One connection's side of the hub.
+pub struct Conn {
+    /// Pushes for it.
+    pub rx: mpsc::Receiver<Push>,
+    /// Set when a push could not be queued: read the store before the next row.
+    pub missed: Arc<AtomicBool>,
+    id: u64,
+}
+
+struct Waker {
+    id: u64,
+    tx: mpsc::Sender<Push>,
+    missed: Arc<AtomicBool>,
+}
+
+impl Waker {
+    fn send(&self, push: Push) {
+        if self.tx.try_send(push).is_err() {
+            // Before anything sent later, so the connection sees it in time.
+            self.missed.store(true, Ordering::Release);
+        }
+    }
+}
+
+type Wakers = HashMap<[u8; 16], Vec<Waker>>;
 
 /// Connected devices.
 #[derive(Default)]
@@ -21,21 +62,22 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Registers a connection of `device`; the receiver gets wake-ups.
-    pub fn register(&self, device: [u8; 16]) -> (u64, mpsc::Receiver<()>) {
+    /// Registers a connection of `device`.
+    pub fn register(&self, device: [u8; 16]) -> Conn {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let missed = Arc::new(AtomicBool::new(false));
         if let Ok(mut c) = self.conns.lock() {
-            c.entry(device).or_default().push((id, tx));
+            c.entry(device).or_default().push(Waker { id, tx, missed: missed.clone() });
         }
-        (id, rx)
+        Conn { rx, missed, id }
     }
 
     /// Removes a connection.
-    pub fn unregister(&self, device: [u8; 16], id: u64) {
+    pub fn unregister(&self, device: [u8; 16], conn: &Conn) {
         if let Ok(mut c) = self.conns.lock() {
             if let Some(v) = c.get_mut(&device) {
-                v.retain(|(i, _)| *i != id);
+                v.retain(|w| w.id != conn.id);
                 if v.is_empty() {
                     c.remove(&device);
                 }
@@ -43,11 +85,23 @@ impl Hub {
         }
     }
 
-    /// Wakes every connection of `device` (coalesced: one pending wake-up each).
+    /// Wakes every connection of `device`.
     pub fn notify(&self, device: &[u8; 16]) {
         if let Ok(c) = self.conns.lock() {
-            for (_, tx) in c.get(device).into_iter().flatten() {
-                let _ = tx.try_send(());
+            for w in c.get(device).into_iter().flatten() {
+                w.send(Push::Wake);
+            }
+        }
+    }
+
+    /// Hands a just-committed row to every connection of `device` (built
+    /// only if the device is connected here).
+    pub fn deliver(&self, device: &[u8; 16], row: &dyn Fn() -> QueuedRow) {
+        if let Ok(c) = self.conns.lock() {
+            let Some(ws) = c.get(device).filter(|w| !w.is_empty()) else { return };
+            let row = Arc::new(row());
+            for w in ws {
+                w.send(Push::Row(row.clone()));
             }
         }
     }
@@ -70,6 +124,11 @@ impl Hub {
         for d in &devices {
             self.notify(d);
         }
+        self.notify_elsewhere(devices);
+    }
+
+    /// Wakes these devices on every other process (cluster mode).
+    pub fn notify_elsewhere(&self, devices: Vec<[u8; 16]>) {
         if let Some(tx) = self.cluster.get() {
             // Never block a request on the link; connections poll as a fallback.
             let _ = tx.try_send(devices);
@@ -79,5 +138,39 @@ impl Hub {
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.lock().map(|c| c.values().map(Vec::len).sum()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64) -> QueuedRow {
+        QueuedRow { queue_id: id, message_id: [1; 16], conversation_id: [2; 16], seq: 1, envelope: vec![3] }
+    }
+
+    #[test]
+    fn rows_reach_connected_devices_only_and_overflow_is_flagged() {
+        let hub = Hub::default();
+        let built = std::cell::Cell::new(0);
+        hub.deliver(&[9; 16], &|| {
+            built.set(built.get() + 1);
+            row(1)
+        });
+        assert_eq!(built.get(), 0, "no row is built for a device not connected here");
+
+        let mut conn = hub.register([9; 16]);
+        for i in 0..CHANNEL as i64 {
+            hub.deliver(&[9; 16], &|| row(i));
+        }
+        assert!(!conn.missed.load(Ordering::Acquire));
+        hub.deliver(&[9; 16], &|| row(999));
+        assert!(conn.missed.load(Ordering::Acquire), "a dropped row makes the connection read the store");
+        match conn.rx.try_recv() {
+            Ok(Push::Row(r)) => assert_eq!(r.queue_id, 0),
+            other => panic!("{other:?}"),
+        }
+        hub.unregister([9; 16], &conn);
+        assert_eq!(hub.connections(), 0);
     }
 }

@@ -102,10 +102,13 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let limits = &config.limits;
+        let hub: Arc<hub::Hub> = Arc::default();
+        let to_hub = hub.clone();
+        store.deliver_to(Box::new(move |device, row| to_hub.deliver(device, row)));
         let state = AppState {
             store,
             blobs,
-            hub: Arc::default(),
+            hub,
             metrics: Arc::default(),
             auth_limiter: Arc::new(RateLimiter::new(
                 f64::from(limits.auth_per_minute) / 60.0,

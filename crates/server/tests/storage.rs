@@ -299,6 +299,43 @@ async fn group_commits(store: Store) {
 }
 on_every_backend!(group_commits_sqlite_and_postgres, group_commits);
 
+/// On SQLite the committer hands each committed row to the sink, in queue
+/// order and exactly as `queued` would read it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_rows_go_to_the_sink_in_queue_order() {
+    let store = sqlite().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    assert!(store.deliver_to(Box::new(move |device, row| into.lock().unwrap().push((*device, row())))));
+    assert!(store.delivers_directly());
+    let net = network(&store).await;
+    let (a, b) = (user(&store, &net, 60, "a").await, user(&store, &net, 61, "b").await);
+    let conv = id(62);
+    store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    let envs: Vec<StoredEnvelope> = (0..50u8)
+        .map(|m| StoredEnvelope {
+            message_id: [m; 16],
+            network_id: net,
+            conversation_id: conv,
+            sender_device: id(63),
+            prefix: vec![m; 4],
+            signature: vec![0xee; 64],
+            expires_at: None,
+        })
+        .collect();
+    let tails = vec![(id(64), vec![1], false), (id(65), vec![2], false)];
+    futures_util::future::join_all(envs.iter().map(|e| store.store_envelope(e, &tails, 1))).await;
+    // A duplicate delivers nothing again.
+    store.store_envelope(&envs[0], &tails, 2).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 100);
+    for device in [id(64), id(65)] {
+        let pushed: Vec<_> = seen.iter().filter(|(d, _)| *d == device).map(|(_, r)| r.clone()).collect();
+        assert!(pushed.windows(2).all(|w| w[0].queue_id < w[1].queue_id), "in queue order");
+        assert_eq!(pushed, store.queued(&device, 0, 100).await.unwrap(), "as the store reads them back");
+    }
+}
+
 async fn migrations_are_idempotent(store: Store) {
     store.migrate_again().await.unwrap();
     store.migrate_again().await.unwrap();

@@ -1,6 +1,8 @@
 //! `GET /v1/ws`: pushes queued messages as they arrive and takes acks.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -10,9 +12,12 @@ use strongroom_wire::WsFrame;
 
 use super::messages::{delivery, parse_ack};
 use crate::auth::Caller;
+use crate::hub::Push;
 use crate::state::AppState;
 
 const BATCH: i64 = 500;
+/// PostgreSQL: how often a woken connection re-reads its whole queue.
+const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(64 * 1024)
@@ -23,31 +28,54 @@ pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: W
 
 async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let device = caller.session.device_id;
-    let (conn, mut wake) = state.hub.register(device);
+    let mut conn = state.hub.register(device);
     // Queue ids pushed on this connection and not yet acknowledged.
     let mut pushed: HashSet<i64> = HashSet::new();
-    // On SQLite (one writer) queue ids become visible in increasing order, so
-    // each wake-up reads only past the last one pushed. PostgreSQL sequences
-    // can commit out of order across processes: there, read the whole queue.
-    let watermark = state.store.backend() == crate::store::Backend::Sqlite;
+    // Reads start past the last queue position pushed. On SQLite (one
+    // writer) positions become visible in increasing order, so that is exact,
+    // and rows the committer hands over are pushed as they come. PostgreSQL
+    // sequences can commit out of order across processes, so there the whole
+    // queue is read again at most every FULL_READ_EVERY (when woken) and on
+    // every ping tick: a row committed out of order waits at most that long.
+    let exact = state.store.backend() == crate::store::Backend::Sqlite;
     let mut last = 0i64;
+    let mut full_at = tokio::time::Instant::now();
+    let mut force_full = false;
     let mut ping = tokio::time::interval(Duration::from_secs(10));
     let mut pending = true;
     'serve: loop {
         while pending {
-            match push(&state, &device, &mut socket, &mut pushed, if watermark { last } else { 0 }).await {
+            // Rows that overflow from here on are read next time.
+            conn.missed.store(false, Ordering::Release);
+            let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
+            if full {
+                full_at = tokio::time::Instant::now();
+                force_full = false;
+            }
+            match push(&state, &device, &mut socket, &mut pushed, if full { 0 } else { last }, exact).await {
                 Ok((high, more)) => {
-                    last = high.unwrap_or(last);
-                    pending = more;
+                    last = last.max(high.unwrap_or(0));
+                    // After a full read, read on past the newest position too.
+                    pending = more || full;
                 }
                 Err(()) => break 'serve,
             }
         }
         tokio::select! {
-            w = wake.recv() => {
-                if w.is_none() { break; }
-                pending = true;
-            }
+            p = conn.rx.recv() => match p {
+                None => break,
+                Some(Push::Wake) => pending = true,
+                // A row after a dropped one (or not in order): read the store, which has both.
+                Some(Push::Row(_)) if !exact || conn.missed.load(Ordering::Acquire) => pending = true,
+                Some(Push::Row(row)) => {
+                    if row.queue_id > last {
+                        last = row.queue_id;
+                        let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
+                        state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
+                        if send(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break; }
+                    }
+                }
+            },
             msg = socket.recv() => {
                 match msg {
                     Some(Ok(Message::Text(text))) => {
@@ -64,10 +92,11 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
                 // A lost wake-up (another process, a NATS hiccup) costs at most this long.
                 pending = true;
+                force_full = true;
             }
         }
     }
-    state.hub.unregister(device, conn);
+    state.hub.unregister(device, &conn);
 }
 
 async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
@@ -84,6 +113,7 @@ async fn push(
     socket: &mut WebSocket,
     pushed: &mut HashSet<i64>,
     after: i64,
+    exact: bool,
 ) -> Result<(Option<i64>, bool), ()> {
     let rows = state.store.queued(device, after, BATCH).await.map_err(|_| ())?;
     let high = rows.last().map(|r| r.queue_id);
@@ -91,14 +121,15 @@ async fn push(
     if after == 0 {
         let live: HashSet<i64> = rows.iter().map(|r| r.queue_id).collect();
         pushed.retain(|id| live.contains(id));
-    } else {
-        pushed.retain(|id| *id > after);
+    } else if exact {
+        // Everything past `after` is new: nothing to remember.
+        pushed.clear();
     }
     let mut new = 0;
     for row in rows {
         if pushed.insert(row.queue_id) {
             new += 1;
-            state.metrics.deliveries_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
             send(socket, &WsFrame::Message(delivery(row))).await?;
         }
     }

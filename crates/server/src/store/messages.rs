@@ -77,20 +77,40 @@ impl Store {
     ) -> Result<StoreOutcome, StoreError> {
         let job = EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now };
         let mut tx = self.write_queue().await?;
-        let outcome = self.store_many(&mut tx, &[&job]).await?;
+        let (outcomes, queued) = self.store_many(&mut tx, &[&job]).await?;
         tx.commit().await?;
-        outcome.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
+        self.deliver(&[&job], &outcomes, &queued);
+        outcomes.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
+    }
+
+    /// Hands committed rows to the sink, in queue order.
+    fn deliver(&self, jobs: &[&EnvelopeJob], outcomes: &[StoreOutcome], queued: &QueueIds) {
+        let Some(sink) = self.sink.get() else { return };
+        for (j, outcome) in jobs.iter().zip(outcomes) {
+            let StoreOutcome::Stored(seq) = outcome else { continue };
+            for (device, tail, _) in &j.tails {
+                let Some(queue_id) = queued.get(&(*device, j.env.message_id)) else { continue };
+                sink(device, &|| QueuedRow {
+                    queue_id: *queue_id,
+                    message_id: j.env.message_id,
+                    conversation_id: j.env.conversation_id,
+                    seq: *seq,
+                    envelope: DeliveryParts::join(&j.env.prefix, tail, &j.env.signature),
+                });
+            }
+        }
     }
 
     /// Stores a group of envelopes in a few statements: one lookup of
     /// existing ids, one sequence update per conversation (in a global
     /// order, so concurrent groups on PostgreSQL never deadlock), and
-    /// multi-row inserts. Outcomes are in the order of `jobs`.
+    /// multi-row inserts. Outcomes are in the order of `jobs`; with a sink,
+    /// also the queue id of each (device, message) row.
     async fn store_many(
         &self,
         tx: &mut super::WriteTx<'_>,
         jobs: &[&EnvelopeJob],
-    ) -> Result<Vec<StoreOutcome>, StoreError> {
+    ) -> Result<(Vec<StoreOutcome>, QueueIds), StoreError> {
         use std::collections::{BTreeMap, HashMap};
         // Ids already stored: (conversation, sender, seq if stored before this group).
         type Owner = ([u8; 16], [u8; 16], Option<i64>);
@@ -161,9 +181,11 @@ impl Store {
         }
         let rows: Vec<(&EnvelopeJob, &Tail)> =
             new.iter().filter_map(|(i, _)| jobs.get(*i)).flat_map(|j| j.tails.iter().map(move |t| (*j, t))).collect();
+        let mut queued = QueueIds::new();
+        let returning = if self.sink.get().is_some() { " RETURNING id, device_id, message_id" } else { "" };
         for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
             let sql = format!(
-                "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES {}",
+                "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES {}{returning}",
                 placeholders(self.backend, chunk.len(), 5, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
@@ -175,9 +197,14 @@ impl Store {
                     .bind(i64::from(*retention))
                     .bind(j.now);
             }
-            q.execute(&mut *tx.tx).await?;
+            for row in q.fetch_all(&mut *tx.tx).await? {
+                if !returning.is_empty() {
+                    queued.insert((id16(&row, "device_id")?, id16(&row, "message_id")?), int(&row, "id")?);
+                }
+            }
         }
-        jobs.iter()
+        let outcomes = jobs
+            .iter()
             .enumerate()
             .map(|(i, j)| {
                 if let Some(seq) = seqs.get(&i) {
@@ -200,7 +227,8 @@ impl Store {
                 };
                 Ok(StoreOutcome::Duplicate(u64::try_from(seq).unwrap_or(0)))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((outcomes, queued))
     }
 
     /// Up to `limit` queued messages for `device` after queue position `after`, oldest first.
@@ -373,6 +401,9 @@ fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize)
     out
 }
 
+/// Queue ids of the rows just inserted: (device, message) → id.
+type QueueIds = std::collections::HashMap<([u8; 16], [u8; 16]), i64>;
+
 /// A recipient device's part: (device, tail, is a retention device).
 type Tail = ([u8; 16], Vec<u8>, bool);
 
@@ -418,9 +449,10 @@ pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Rece
             group.iter().filter_map(|j| if let Job::Ack(a, _) = j { Some(a) } else { None }).collect();
         let together = async {
             let mut tx = store.write_queue().await?;
-            let stored = store.store_many(&mut tx, &envelopes).await?;
+            let (stored, queued) = store.store_many(&mut tx, &envelopes).await?;
             let acked = store.ack_many(&mut tx, &acks).await?;
             tx.commit().await?;
+            store.deliver(&envelopes, &stored, &queued);
             Ok::<_, StoreError>((stored, acked))
         }
         .await;

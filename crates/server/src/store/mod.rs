@@ -69,7 +69,12 @@ pub struct Store {
     envelopes: Option<tokio::sync::mpsc::Sender<messages::Job>>,
     /// What the send path reads, remembered until a write (see `cache.rs`).
     cache: Arc<cache::Cache>,
+    /// Where committed queue rows go (SQLite: straight to connections).
+    sink: Arc<std::sync::OnceLock<Sink>>,
 }
+
+/// Takes each committed queue row: (device, row built on demand).
+pub type Sink = Box<dyn Fn(&[u8; 16], &dyn Fn() -> QueuedRow) + Send + Sync>;
 
 /// A write transaction (holding the SQLite writer lock when on SQLite).
 pub struct WriteTx<'a> {
@@ -114,6 +119,7 @@ impl Store {
             write_lock: Arc::new(Mutex::new(())),
             envelopes: None,
             cache: Arc::new(cache::Cache::new()),
+            sink: Arc::new(std::sync::OnceLock::new()),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
@@ -162,6 +168,19 @@ impl Store {
         };
         let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _guard: guard, cache: None })
+    }
+
+    /// On SQLite, hands every committed queue row to `sink` in commit order
+    /// (queue ids only grow there, so a connection can push rows as they come
+    /// and read the store only to fill a gap). Not on PostgreSQL, where other
+    /// processes commit to the same queues. Returns whether it is in use.
+    pub fn deliver_to(&self, sink: Sink) -> bool {
+        self.backend == Backend::Sqlite && self.sink.set(sink).is_ok()
+    }
+
+    /// Whether committed rows reach local connections without a wake-up.
+    pub fn delivers_directly(&self) -> bool {
+        self.backend == Backend::Sqlite && self.sink.get().is_some()
     }
 
     /// Another server process committed a write: forget what was read.
