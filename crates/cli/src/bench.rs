@@ -1,7 +1,12 @@
 //! `strongroom bench`: a load generator. Simulated clients with real keys
 //! seal real envelopes, send them over HTTP and receive them over WebSocket
-//! from a running server (or cluster), for a fixed time, then report
-//! accepted and delivered envelopes per second and end-to-end latency.
+//! from a running server (or cluster), for a fixed time or a fixed count,
+//! then report accepted and delivered envelopes per second, end-to-end
+//! latency and the server processes' CPU time per delivered envelope.
+//!
+//! With `--count`, every envelope is sealed before the clock starts, so the
+//! generator's own X25519 and Ed25519 work does not compete with the server
+//! for the same cores while it is measured.
 //!
 //! It creates its own network with the server's bootstrap secret. Run the
 //! server with generous auth and send limits for this (docs/PERFORMANCE.md).
@@ -59,9 +64,13 @@ pub struct BenchArgs {
     /// Devices per user (room).
     #[arg(long, default_value_t = 1)]
     devices: usize,
-    /// Seconds of load.
+    /// Seconds of load (with --count: the most to wait for it).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Send exactly this many envelopes in all, sealed before the clock
+    /// starts, and measure until every copy is delivered.
+    #[arg(long)]
+    count: Option<u64>,
     /// Message text size in bytes (the envelope pads it to a power of two).
     #[arg(long, default_value_t = 1000)]
     size: usize,
@@ -72,9 +81,10 @@ pub struct BenchArgs {
     /// as fast as possible: latency at a known load.
     #[arg(long)]
     rate: Option<f64>,
-    /// The server's process id, to report its resident memory (idle).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server processes' ids (comma-separated), to report their resident
+    /// memory and the CPU time they spent per delivered envelope.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -274,12 +284,17 @@ async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::R
     Ok(())
 }
 
+/// A sealed envelope: (message id, encoded).
+type Sealed = (String, Vec<u8>);
+
 /// One sending loop's setting.
 struct Loop {
     network: NetworkId,
     conversation: ConversationId,
     recips: Arc<Vec<Recipient>>,
     text: String,
+    /// Envelopes sealed in advance (--count), sent in order, then stop.
+    sealed: Option<Vec<Sealed>>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     /// Fixed rate: one send per `pace`, starting `phase` into the first period
@@ -288,7 +303,8 @@ struct Loop {
 }
 
 async fn send_loop(s: Arc<Sim>, l: Loop) {
-    let Loop { network, conversation, recips, text, stats, stop, pace } = l;
+    let Loop { network, conversation, recips, text, sealed, stats, stop, pace } = l;
+    let mut sealed = sealed.map(Vec::into_iter);
     let mut tick = match pace {
         Some((period, phase)) => {
             tokio::time::sleep(phase).await;
@@ -302,31 +318,79 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
         if let Some(t) = tick.as_mut() {
             t.tick().await;
         }
-        let sender = Sender {
-            network_id: network,
-            user_id: s.user,
-            identity_key: s.identity.verifying_key(),
-            device_id: s.device,
-            signing_key: &s.device_key,
+        let (id, body) = match sealed.as_mut() {
+            Some(next) => match next.next() {
+                Some(e) => e,
+                None => break,
+            },
+            None => match seal_one(&s, network, conversation, &text, &recips) {
+                Some(e) => e,
+                None => break,
+            },
         };
-        let meta = MessageMeta {
-            conversation_id: conversation,
-            message_id: MessageId::random(&mut OsRng),
-            timestamp: now_ms(),
-            ttl_secs: 0,
-            burn_on_read_secs: 0,
-        };
-        let Ok(env) = seal(&sender, &meta, &Content::Text(text.clone()), &recips, &mut OsRng) else { break };
-        let id = meta.message_id.to_string();
         if let Ok(mut m) = stats.sent_at.lock() {
             m.insert(id, Instant::now());
         }
-        let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(env.encode()).send().await;
+        let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(body).send().await;
         match r {
             Ok(r) if r.status().is_success() => stats.accepted.fetch_add(1, Ordering::Relaxed),
             _ => stats.refused.fetch_add(1, Ordering::Relaxed),
         };
     }
+}
+
+/// A fresh envelope from `s` to `recips`: (message id, encoded).
+fn seal_one(
+    s: &Sim,
+    network: NetworkId,
+    conversation: ConversationId,
+    text: &str,
+    recips: &[Recipient],
+) -> Option<Sealed> {
+    let sender = Sender {
+        network_id: network,
+        user_id: s.user,
+        identity_key: s.identity.verifying_key(),
+        device_id: s.device,
+        signing_key: &s.device_key,
+    };
+    let meta = MessageMeta {
+        conversation_id: conversation,
+        message_id: MessageId::random(&mut OsRng),
+        timestamp: now_ms(),
+        ttl_secs: 0,
+        burn_on_read_secs: 0,
+    };
+    let env = seal(&sender, &meta, &Content::Text(text.to_owned()), recips, &mut OsRng).ok()?;
+    Some((meta.message_id.to_string(), env.encode()))
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// "server 123: RSS 80 MiB, CPU 9.8 s" per process, then CPU per delivery.
+fn server_lines(pids: &[u32], rss: &[Option<u64>], cpu: &[Option<f64>], per_delivery_us: Option<f64>) -> String {
+    let mut out = String::new();
+    for ((pid, rss), cpu) in pids.iter().zip(rss).zip(cpu) {
+        out.push_str(&format!("\n  server {pid}:"));
+        if let Some(k) = rss {
+            out.push_str(&format!(" RSS {:.0} MiB", *k as f64 / 1024.0));
+        }
+        if let Some(c) = cpu {
+            out.push_str(&format!(", CPU {c:.1} s while measured"));
+        }
+    }
+    if let Some(us) = per_delivery_us {
+        out.push_str(&format!("\n  server CPU per delivered envelope: {us:.0} µs"));
+    }
+    out
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -356,6 +420,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.duration == 0 || a.duration > 600 || a.clients > 20_000 || a.devices > 1000 || a.concurrency > 64 {
         bail!("bounds: --duration 1..=600 s, --clients up to 20000, --devices up to 1000, --concurrency up to 64");
+    }
+    // Sealed envelopes are held in memory: about 2 KiB plus 100 bytes per recipient each.
+    let per_message = 2048 + 100 * (a.clients * a.devices) as u64;
+    if a.count.is_some_and(|c| c == 0 || c > 1_000_000 || c.saturating_mul(per_message) > 4 << 30) {
+        bail!("bounds: --count 1..=1000000, and at most about 4 GiB of sealed envelopes (fewer with many recipients)");
     }
     let secret = match (&a.bootstrap_secret, &a.data_dir) {
         (Some(s), _) => s.trim().to_owned(),
@@ -477,8 +546,31 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let loops = prepared.len() * a.concurrency;
     let pace = a.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(loops as f64 / r));
+    // --count: each loop's share, sealed now (on the blocking pool, in parallel).
+    let mut shares: Vec<Option<Vec<Sealed>>> = vec![None; loops];
+    let mut expected = 0u64;
+    if let Some(count) = a.count {
+        let sealing = Instant::now();
+        let mut jobs = Vec::new();
+        for (k, (s, conv, recips)) in prepared.iter().flat_map(|p| std::iter::repeat_n(p, a.concurrency)).enumerate() {
+            let n = count / loops as u64 + u64::from((k as u64) < count % loops as u64);
+            expected += n * recips.len() as u64;
+            let (s, conv, recips, text) = (s.clone(), *conv, recips.clone(), text.clone());
+            jobs.push(tokio::task::spawn_blocking(move || {
+                (0..n).filter_map(|_| seal_one(&s, network, conv, &text, &recips)).collect::<Vec<_>>()
+            }));
+        }
+        for (k, j) in jobs.into_iter().enumerate() {
+            if let Some(slot) = shares.get_mut(k) {
+                *slot = Some(j.await?);
+            }
+        }
+        eprintln!("sealed {count} envelopes in {:.1} s (before the clock starts)", sealing.elapsed().as_secs_f64());
+    }
+    let cpu_before: Vec<Option<f64>> = a.server_pid.iter().map(|p| cpu_seconds(*p)).collect();
     let started = Instant::now();
     let mut senders = Vec::new();
+    let mut shares = shares.into_iter();
     for (s, conv, recips) in prepared {
         for _ in 0..a.concurrency {
             let phase = pace.map(|p| (p, p.mul_f64(senders.len() as f64 / loops.max(1) as f64)));
@@ -487,6 +579,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 conversation: conv,
                 recips: recips.clone(),
                 text: text.clone(),
+                sealed: shares.next().flatten(),
                 stats: stats.clone(),
                 stop: stop.clone(),
                 pace: phase,
@@ -494,10 +587,23 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             senders.push(tokio::spawn(send_loop(s.clone(), l)));
         }
     }
-    tokio::time::sleep(Duration::from_secs(a.duration)).await;
-    let rss = a.server_pid.and_then(rss_kib);
-    stop.store(true, Ordering::Relaxed);
+    let deadline = started + Duration::from_secs(a.duration);
+    if a.count.is_some() {
+        // Until every copy is delivered (or the time is up).
+        while Instant::now() < deadline
+            && (stats.delivered.load(Ordering::Relaxed) < expected || senders.iter().any(|s| !s.is_finished()))
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    } else {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
+    let (accepted, delivered) = (stats.accepted.load(Ordering::Relaxed), stats.delivered.load(Ordering::Relaxed));
+    let rss: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
+    let cpu: Vec<Option<f64>> =
+        a.server_pid.iter().zip(&cpu_before).map(|(p, b)| Some(cpu_seconds(*p)? - (*b)?)).collect();
+    stop.store(true, Ordering::Relaxed);
     for s in senders {
         let _ = s.await;
     }
@@ -506,8 +612,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
-    let accepted = stats.accepted.load(Ordering::Relaxed);
-    let delivered = stats.delivered.load(Ordering::Relaxed);
+    let cpu_total: Option<f64> = cpu.iter().copied().sum();
+    let cpu_per_delivery_us = cpu_total.filter(|_| delivered > 0).map(|c| c * 1e6 / delivered as f64);
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
         "users": users, "devices": all.len(), "connections": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
@@ -516,7 +622,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "rate_target": a.rate,
         "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
-        "server_rss_mib": rss.map(|k| k as f64 / 1024.0),
+        "count": a.count,
+        "server_rss_mib": rss.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
+        "server_cpu_seconds": cpu,
+        "server_cpu_us_per_delivery": cpu_per_delivery_us,
     });
     if a.json {
         println!("{result}");
@@ -526,7 +635,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             format!("{:?}", a.scenario).to_lowercase(), users, all.len(), sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
             accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
             percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999),
-            rss.map(|k| format!("\n  server RSS {:.0} MiB", k as f64 / 1024.0)).unwrap_or_default()
+            server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us)
         );
     }
     Ok(())

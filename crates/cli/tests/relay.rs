@@ -130,9 +130,8 @@ async fn websocket_pushes_and_takes_acks() {
     // A burst far larger than a connection's push channel, sent concurrently
     // while nobody reads the socket: every message arrives once, in order.
     let recipients = w.alice.recipients(&conv.id).await;
-    let burst: Vec<Vec<u8>> = (0..600)
-        .map(|i| w.alice.seal_to(&conv.id, &Content::Text(format!("b{i}")), &recipients).encode())
-        .collect();
+    let burst: Vec<Vec<u8>> =
+        (0..600).map(|i| w.alice.seal_to(&conv.id, &Content::Text(format!("b{i}")), &recipients).encode()).collect();
     for chunk in burst.chunks(60) {
         for r in futures_util::future::join_all(chunk.iter().map(|e| w.alice.post_envelope(e.clone()))).await {
             assert!(r.status().is_success());
