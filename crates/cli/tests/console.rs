@@ -84,6 +84,12 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Ends the WebDriver session, which closes Chromium (killing only the
+    /// driver would leave the browser running).
+    async fn quit(&self) {
+        let _ = self.http.delete(&self.base).send().await;
+    }
+
     async fn go(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await;
     }
@@ -294,4 +300,5 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "the old cookie no longer works");
+    b.quit().await;
 }

@@ -8,6 +8,9 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use strongroom_wire::WsFrame;
 
 use super::messages::{delivery, parse_ack};
@@ -16,6 +19,8 @@ use crate::hub::Push;
 use crate::state::AppState;
 
 const BATCH: i64 = 500;
+/// Acks a connection may have waiting for their commit before it stops reading frames.
+const ACKS_IN_FLIGHT: usize = 16;
 /// PostgreSQL: how often a woken connection re-reads its whole queue.
 const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 
@@ -43,6 +48,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let mut force_full = false;
     let mut ping = tokio::time::interval(Duration::from_secs(10));
     let mut pending = true;
+    // Acks being committed: the connection keeps pushing meanwhile (a burst
+    // of acks from a big room must not stall delivery), up to a bound.
+    let mut acking: FuturesUnordered<BoxFuture<'static, bool>> = FuturesUnordered::new();
     'serve: loop {
         while pending {
             // Rows that overflow from here on are read next time.
@@ -76,11 +84,24 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                     }
                 }
             },
-            msg = socket.recv() => {
+            Some(acked) = acking.next(), if !acking.is_empty() => {
+                if !acked && send(&mut socket, &ack_failed()).await.is_err() { break; }
+            }
+            msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT => {
                 match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if handle(&state, &device, text.as_str(), &mut socket).await.is_err() { break; }
-                    }
+                    Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
+                        Ok(ids) => {
+                            let store = state.store.clone();
+                            acking.push(async move { store.ack(&device, &ids).await.is_ok() }.boxed());
+                        }
+                        Err(reply) => {
+                            // Any answer comes after every earlier ack is committed.
+                            while let Some(acked) = acking.next().await {
+                                if !acked && send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
+                            }
+                            if send(&mut socket, &reply).await.is_err() { break; }
+                        }
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Binary(_))) => {
                         let _ = send(&mut socket, &WsFrame::Error { error: "bad_frame".into(), message: "frames are JSON text".into() }).await;
@@ -136,42 +157,20 @@ async fn push(
     Ok((high, full && new > 0))
 }
 
-async fn handle(state: &AppState, device: &[u8; 16], text: &str, socket: &mut WebSocket) -> Result<(), ()> {
+fn ack_failed() -> WsFrame {
+    WsFrame::Error { error: "storage_unavailable".into(), message: "ack failed; resend it".into() }
+}
+
+/// A text frame from the client: the ids of a valid ack, else the error frame to answer with.
+fn handle(text: &str) -> Result<Vec<[u8; 16]>, WsFrame> {
     match serde_json::from_str::<WsFrame>(text) {
-        Ok(WsFrame::Ack { message_ids }) => match parse_ack(&message_ids) {
-            Ok(ids) => {
-                if state.store.ack(device, &ids).await.is_err() {
-                    return send(
-                        socket,
-                        &WsFrame::Error {
-                            error: "storage_unavailable".into(),
-                            message: "ack failed; resend it".into(),
-                        },
-                    )
-                    .await;
-                }
-                Ok(())
-            }
-            Err(_) => {
-                send(
-                    socket,
-                    &WsFrame::Error {
-                        error: "bad_ack".into(),
-                        message: "message ids are 32 hex digits, at most 1000".into(),
-                    },
-                )
-                .await
-            }
-        },
-        _ => {
-            send(
-                socket,
-                &WsFrame::Error {
-                    error: "bad_frame".into(),
-                    message: "expected {\"type\":\"ack\",\"message_ids\":[…]}".into(),
-                },
-            )
-            .await
-        }
+        Ok(WsFrame::Ack { message_ids }) => parse_ack(&message_ids).map_err(|_| WsFrame::Error {
+            error: "bad_ack".into(),
+            message: "message ids are 32 hex digits, at most 1000".into(),
+        }),
+        _ => Err(WsFrame::Error {
+            error: "bad_frame".into(),
+            message: "expected {\"type\":\"ack\",\"message_ids\":[…]}".into(),
+        }),
     }
 }

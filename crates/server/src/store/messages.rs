@@ -264,7 +264,7 @@ impl Store {
             return Ok(0);
         }
         let job = AckJob { device: *device, ids: message_ids.to_vec() };
-        let Some(committer) = &self.envelopes else { return self.ack_alone(&job).await };
+        let Some(committer) = &self.acks else { return self.ack_alone(&job).await };
         let (reply, answer) = tokio::sync::oneshot::channel();
         if let Err(e) = committer.send(Job::Ack(job, reply)).await {
             let Job::Ack(job, _) = e.0 else { return Err(StoreError::Corrupt("the committer stopped")) };
@@ -430,17 +430,49 @@ pub(crate) enum Job {
 
 /// Most jobs in one commit.
 const GROUP_MAX: usize = 512;
+/// Most rows one commit writes: envelopes with their queue rows.
+const GROUP_ROWS: usize = 4096;
+/// Most queue rows one commit deletes for acks. Acks wait, sends do not: a
+/// room's thousand devices acknowledging at once are spread over several
+/// commits, with the sends that arrive meanwhile in each.
+const GROUP_ACK_ROWS: usize = 1024;
 
-/// Takes whatever is waiting (at least one), stores it in one transaction,
-/// commits once, then answers each. A database error in the group rolls it
-/// back and retries each job alone, so one bad envelope fails only itself.
-pub(crate) async fn group_commit(store: Store, mut jobs: tokio::sync::mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
+impl Job {
+    fn rows(&self) -> usize {
+        match self {
+            Job::Envelope(e, _) => 1 + e.tails.len(),
+            Job::Ack(a, _) => a.ids.len(),
+        }
+    }
+}
+
+/// Takes whatever is waiting (at least one; sends first, then acks up to a
+/// budget), stores it in one transaction, commits once, then answers each.
+/// A database error in the group rolls it back and retries each job alone,
+/// so one bad envelope fails only itself.
+pub(crate) async fn group_commit(
+    store: Store,
+    mut sends: tokio::sync::mpsc::Receiver<Job>,
+    mut acks: tokio::sync::mpsc::Receiver<Job>,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(j) = sends.recv() => j,
+            Some(j) = acks.recv() => j,
+            else => return,
+        };
         let mut group = vec![first];
-        while group.len() < GROUP_MAX {
-            match jobs.try_recv() {
-                Ok(j) => group.push(j),
-                Err(_) => break,
+        for (queue, budget) in [(&mut sends, GROUP_ROWS), (&mut acks, GROUP_ACK_ROWS)] {
+            let mut rows = 0;
+            while group.len() < GROUP_MAX && rows < budget {
+                match queue.try_recv() {
+                    Ok(j) => {
+                        rows += j.rows();
+                        group.push(j);
+                    }
+                    Err(_) => break,
+                }
             }
         }
         let envelopes: Vec<&EnvelopeJob> =

@@ -65,8 +65,10 @@ pub struct Store {
     /// SQLite allows one writer; taking this before a write transaction
     /// avoids SQLITE_BUSY on lock upgrades. Unused on PostgreSQL.
     write_lock: Arc<Mutex<()>>,
-    /// Group commit of envelopes and acks (see `messages.rs`).
+    /// Group commit of envelopes and acks (see `messages.rs`): sends and
+    /// acks queue separately, so sends never wait behind a burst of acks.
     envelopes: Option<tokio::sync::mpsc::Sender<messages::Job>>,
+    acks: Option<tokio::sync::mpsc::Sender<messages::Job>>,
     /// What the send path reads, remembered until a write (see `cache.rs`).
     cache: Arc<cache::Cache>,
     /// Where committed queue rows go (SQLite: straight to connections).
@@ -118,6 +120,7 @@ impl Store {
             backend,
             write_lock: Arc::new(Mutex::new(())),
             envelopes: None,
+            acks: None,
             cache: Arc::new(cache::Cache::new()),
             sink: Arc::new(std::sync::OnceLock::new()),
         };
@@ -125,8 +128,10 @@ impl Store {
         // The committer holds a store without a sender of its own, so it
         // ends when the last handle is dropped.
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(messages::group_commit(store.clone(), rx));
+        let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(messages::group_commit(store.clone(), rx, ack_rx));
         store.envelopes = Some(tx);
+        store.acks = Some(ack_tx);
         Ok(store)
     }
 
