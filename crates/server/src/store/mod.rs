@@ -73,7 +73,12 @@ pub struct Store {
     cache: Arc<cache::Cache>,
     /// Where committed queue rows go (SQLite: straight to connections).
     sink: Arc<std::sync::OnceLock<Sink>>,
+    /// When the last WAL checkpoint ended (ms), and whether one is running.
+    checkpointed: Arc<(std::sync::atomic::AtomicI64, std::sync::atomic::AtomicBool)>,
 }
+
+/// How often the SQLite write-ahead log is checkpointed while writes go on.
+const CHECKPOINT_EVERY_MS: i64 = 250;
 
 /// Takes each committed queue row: (device, row built on demand).
 pub type Sink = Box<dyn Fn(&[u8; 16], &dyn Fn() -> QueuedRow) + Send + Sync>;
@@ -84,6 +89,7 @@ pub struct WriteTx<'a> {
     _guard: Option<MutexGuard<'a, ()>>,
     /// Committing invalidates the cache: every write but the message hot path.
     cache: Option<&'a cache::Cache>,
+    store: Option<&'a Store>,
 }
 
 impl Store {
@@ -108,6 +114,9 @@ impl Store {
                     conn.execute("PRAGMA synchronous=FULL").await?;
                     conn.execute("PRAGMA foreign_keys=ON").await?;
                     conn.execute("PRAGMA busy_timeout=10000").await?;
+                    // Checkpoints run beside the writer (`checkpoint_soon`),
+                    // not inside whichever commit crosses the threshold.
+                    conn.execute("PRAGMA wal_autocheckpoint=0").await?;
                     Ok(())
                 })
             })
@@ -123,6 +132,7 @@ impl Store {
             acks: None,
             cache: Arc::new(cache::Cache::new()),
             sink: Arc::new(std::sync::OnceLock::new()),
+            checkpointed: Arc::new((std::sync::atomic::AtomicI64::new(0), std::sync::atomic::AtomicBool::new(false))),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
@@ -172,7 +182,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard, cache: None })
+        Ok(WriteTx { tx, _guard: guard, cache: None, store: Some(self) })
     }
 
     /// On SQLite, hands every committed queue row to `sink` in commit order
@@ -186,6 +196,30 @@ impl Store {
     /// Whether committed rows reach local connections without a wake-up.
     pub fn delivers_directly(&self) -> bool {
         self.backend == Backend::Sqlite && self.sink.get().is_some()
+    }
+
+    /// SQLite: copies the write-ahead log back into the database, without
+    /// blocking the writer (PASSIVE), one at a time and at most every
+    /// `CHECKPOINT_EVERY_MS`. With automatic checkpoints the commit that
+    /// crossed the log's threshold paid for the checkpoint's fsyncs, which
+    /// put each one into some send's latency.
+    pub(crate) fn checkpoint_soon(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        use std::sync::atomic::Ordering;
+        let (last, running) = &*self.checkpointed;
+        if now_ms() - last.load(Ordering::Relaxed) < CHECKPOINT_EVERY_MS || running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, state) = (self.pool.clone(), self.checkpointed.clone());
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+            }
+            state.0.store(now_ms(), Ordering::Relaxed);
+            state.1.store(false, Ordering::Release);
+        });
     }
 
     /// Another server process committed a write: forget what was read.
@@ -204,6 +238,9 @@ impl WriteTx<'_> {
         self.tx.commit().await?;
         if let Some(cache) = self.cache {
             cache.committed();
+        }
+        if let Some(store) = self.store {
+            store.checkpoint_soon();
         }
         Ok(())
     }
