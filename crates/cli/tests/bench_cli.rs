@@ -38,6 +38,29 @@ fn a_short_bench_run_reports_real_traffic() {
         assert_eq!(v["refused"], 0);
         assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     }
+    // A fixed count, sealed before the clock starts: every envelope is
+    // delivered once, and the server's CPU per delivery is reported.
+    let out = Command::new(bin())
+        .args(["bench", "--json", "--clients", "4", "--count", "60", "--duration", "30", "--server", &server.url])
+        .args(["--server-pid", &server.child.id().to_string()])
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(60), Some(60)), "{v}");
+    assert!(v["server_cpu_seconds"][0].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["server_rss_mib"][0].as_f64().unwrap() > 1.0, "{v}");
+    for bad in ["0", "2000000", "x"] {
+        let out = Command::new(bin())
+            .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--count", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--count"), "{err}");
+    }
     let far = Command::new(bin())
         .args(["bench", "--server", "http://192.0.2.1:8080", "--bootstrap-secret", "x"])
         .output()
