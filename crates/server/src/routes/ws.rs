@@ -40,8 +40,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     // writer) positions become visible in increasing order, so that is exact,
     // and rows the committer hands over are pushed as they come. PostgreSQL
     // sequences can commit out of order across processes, so there the whole
-    // queue is read again at most every FULL_READ_EVERY (when woken) and on
-    // every ping tick: a row committed out of order waits at most that long.
+    // queue is read again on a wake-up at least FULL_READ_EVERY after the
+    // last full read, and on every ping: a row committed out of order waits
+    // for the next of those (10 s at worst), and is never lost.
     let exact = state.store.backend() == crate::store::Backend::Sqlite;
     let mut last = 0i64;
     let mut full_at = tokio::time::Instant::now();
