@@ -57,9 +57,32 @@ type Wakers = HashMap<[u8; 16], Vec<Waker>>;
 pub struct Hub {
     next: AtomicU64,
     conns: Mutex<Wakers>,
-    /// Wake-ups for the other server processes (cluster mode).
-    cluster: std::sync::OnceLock<mpsc::Sender<Vec<[u8; 16]>>>,
+    /// The other server processes (cluster mode).
+    cluster: std::sync::OnceLock<ClusterLink>,
 }
+
+/// A device's first connection here opened, or its last one closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Rows for this device should come here.
+    Up([u8; 16]),
+    /// They need not any more.
+    Down([u8; 16]),
+}
+
+/// What the hub tells the other processes through (`cluster.rs`).
+pub struct ClusterLink {
+    /// Device ids to wake wherever they are connected.
+    pub wakes: mpsc::Sender<Vec<[u8; 16]>>,
+    /// Committed rows, for whichever process holds the device's socket.
+    pub rows: mpsc::Sender<([u8; 16], Arc<QueuedRow>)>,
+    /// Which devices are connected here.
+    pub presence: mpsc::UnboundedSender<Presence>,
+}
+
+/// Rows larger than this go to other processes as a wake-up instead (NATS
+/// caps a message at 1 MiB by default).
+pub const MAX_ROW_BYTES: usize = 256 * 1024;
 
 impl Hub {
     /// Registers a connection of `device`.
@@ -68,7 +91,11 @@ impl Hub {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let missed = Arc::new(AtomicBool::new(false));
         if let Ok(mut c) = self.conns.lock() {
-            c.entry(device).or_default().push(Waker { id, tx, missed: missed.clone() });
+            let conns = c.entry(device).or_default();
+            conns.push(Waker { id, tx, missed: missed.clone() });
+            if conns.len() == 1 {
+                self.presence(Presence::Up(device));
+            }
         }
         Conn { rx, missed, id }
     }
@@ -80,6 +107,7 @@ impl Hub {
                 v.retain(|w| w.id != conn.id);
                 if v.is_empty() {
                     c.remove(&device);
+                    self.presence(Presence::Down(device));
                 }
             }
         }
@@ -94,15 +122,53 @@ impl Hub {
         }
     }
 
-    /// Hands a just-committed row to every connection of `device` (built
-    /// only if the device is connected here).
+    /// Hands a just-committed row to every connection of `device` here
+    /// (built only if needed) and, in cluster mode, to the process holding
+    /// the device's socket.
     pub fn deliver(&self, device: &[u8; 16], row: &dyn Fn() -> QueuedRow) {
+        let Some(link) = self.cluster.get() else {
+            if let Ok(c) = self.conns.lock() {
+                let Some(ws) = c.get(device).filter(|w| !w.is_empty()) else { return };
+                let row = Arc::new(row());
+                for w in ws {
+                    w.send(Push::Row(row.clone()));
+                }
+            }
+            return;
+        };
+        let row = Arc::new(row());
+        self.deliver_here(device, &row);
+        if row.envelope.len() > MAX_ROW_BYTES || link.rows.try_send((*device, row)).is_err() {
+            // Never block the committer on the link: the socket reads it instead.
+            let _ = link.wakes.try_send(vec![*device]);
+        }
+    }
+
+    /// Hands a row to this process's connections of `device` only.
+    pub fn deliver_here(&self, device: &[u8; 16], row: &Arc<QueuedRow>) {
         if let Ok(c) = self.conns.lock() {
-            let Some(ws) = c.get(device).filter(|w| !w.is_empty()) else { return };
-            let row = Arc::new(row());
-            for w in ws {
+            for w in c.get(device).into_iter().flatten() {
                 w.send(Push::Row(row.clone()));
             }
+        }
+    }
+
+    /// Devices connected here.
+    pub fn devices(&self) -> Vec<[u8; 16]> {
+        self.conns.lock().map(|c| c.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// Wakes every connection here (after the cluster link was down: rows
+    /// meant for them may have been lost).
+    pub fn wake_all(&self) {
+        for d in self.devices() {
+            self.notify(&d);
+        }
+    }
+
+    fn presence(&self, p: Presence) {
+        if let Some(link) = self.cluster.get() {
+            let _ = link.presence.send(p);
         }
     }
 
@@ -110,13 +176,15 @@ impl Hub {
     /// dropping its wakers ends each connection's loop.
     pub fn disconnect(&self, device: &[u8; 16]) {
         if let Ok(mut c) = self.conns.lock() {
-            c.remove(device);
+            if c.remove(device).is_some() {
+                self.presence(Presence::Down(*device));
+            }
         }
     }
 
     /// Connects this hub to the other processes' (set once, at start).
-    pub fn set_cluster(&self, tx: mpsc::Sender<Vec<[u8; 16]>>) {
-        let _ = self.cluster.set(tx);
+    pub fn set_cluster(&self, link: ClusterLink) {
+        let _ = self.cluster.set(link);
     }
 
     /// Wakes these devices here and, in cluster mode, on every other process.
@@ -129,9 +197,9 @@ impl Hub {
 
     /// Wakes these devices on every other process (cluster mode).
     pub fn notify_elsewhere(&self, devices: Vec<[u8; 16]>) {
-        if let Some(tx) = self.cluster.get() {
+        if let Some(link) = self.cluster.get() {
             // Never block a request on the link; connections poll as a fallback.
-            let _ = tx.try_send(devices);
+            let _ = link.wakes.try_send(devices);
         }
     }
 

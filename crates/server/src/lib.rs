@@ -147,8 +147,8 @@ impl Server {
             let store = state.store.clone();
             let local =
                 cluster::Local { hub: state.hub.clone(), invalidate: Box::new(move || store.invalidate_cache()) };
-            let (wakes, changes) = cluster::start(url, local).map_err(ServerError::Config)?;
-            state.hub.set_cluster(wakes);
+            let (link, changes) = cluster::start(url, local).map_err(ServerError::Config)?;
+            state.hub.set_cluster(link);
             state.store.announce_changes(changes);
         }
         let expiry = tokio::spawn(expiry_loop(state.clone()));

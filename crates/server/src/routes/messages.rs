@@ -92,12 +92,9 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     match state.store.store_envelope(&stored, &tails, now_ms()).await? {
         StoreOutcome::Stored(seq) => {
             state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let devices = tails.iter().map(|(device, _, _)| *device).collect();
-            if state.store.delivers_directly() {
-                // The committer handed the rows to local connections already.
-                state.hub.notify_elsewhere(devices);
-            } else {
-                state.hub.notify_everywhere(devices);
+            // Otherwise the committer handed the rows over already.
+            if !state.store.delivers_directly() {
+                state.hub.notify_everywhere(tails.iter().map(|(device, _, _)| *device).collect());
             }
             Ok(Json(Accepted { message_id, seq, duplicate: false }))
         }

@@ -74,11 +74,18 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             p = conn.rx.recv() => match p {
                 None => break,
                 Some(Push::Wake) => pending = true,
-                // A row after a dropped one (or not in order): read the store, which has both.
-                Some(Push::Row(_)) if !exact || conn.missed.load(Ordering::Acquire) => pending = true,
+                // SQLite: a row after a dropped one: read the store, which has both.
+                Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
                 Some(Push::Row(row)) => {
-                    if row.queue_id > last {
-                        last = row.queue_id;
+                    // PostgreSQL: rows come from every process, not always in
+                    // queue order; push each once, and read the store too if
+                    // one was dropped.
+                    let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
+                    if !exact && conn.missed.load(Ordering::Acquire) {
+                        pending = true;
+                    }
+                    if new {
+                        last = last.max(row.queue_id);
                         let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
                         state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
                         if send(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break; }

@@ -185,17 +185,18 @@ impl Store {
         Ok(WriteTx { tx, _guard: guard, cache: None, store: Some(self) })
     }
 
-    /// On SQLite, hands every committed queue row to `sink` in commit order
-    /// (queue ids only grow there, so a connection can push rows as they come
-    /// and read the store only to fill a gap). Not on PostgreSQL, where other
-    /// processes commit to the same queues. Returns whether it is in use.
+    /// Hands every committed queue row to `sink`, in commit order, so that
+    /// connections push rows as they come instead of reading them back
+    /// (on SQLite queue ids only grow, so a connection reads the store only
+    /// to fill a gap; on PostgreSQL other processes commit too, see
+    /// `routes/ws.rs`). Returns whether it was set (only once).
     pub fn deliver_to(&self, sink: Sink) -> bool {
-        self.backend == Backend::Sqlite && self.sink.set(sink).is_ok()
+        self.sink.set(sink).is_ok()
     }
 
-    /// Whether committed rows reach local connections without a wake-up.
+    /// Whether committed rows reach connections without a wake-up.
     pub fn delivers_directly(&self) -> bool {
-        self.backend == Backend::Sqlite && self.sink.get().is_some()
+        self.sink.get().is_some()
     }
 
     /// SQLite: copies the write-ahead log back into the database, without
