@@ -26,7 +26,7 @@ pub struct ServerArgs {
     /// URL clients use to reach this server (put in invites) [default: http://LISTEN].
     #[arg(long, env = "STRONGROOM_PUBLIC_URL")]
     public_url: Option<String>,
-    /// NATS for cross-node wake-ups when several servers share one database: nats://HOST:PORT.
+    /// NATS for cross-node delivery and cache invalidation when several servers share one database: nats://HOST:PORT.
     #[arg(long, env = "STRONGROOM_NATS_URL")]
     nats_url: Option<String>,
     /// Alert when more deliveries than this wait for retention devices [default: 10000].

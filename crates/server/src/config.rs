@@ -20,7 +20,7 @@ pub struct Config {
     pub blob_store: Option<String>,
     /// The URL clients use to reach this server, carried in invites.
     pub public_url: Option<String>,
-    /// `nats://host:port`: cross-node wake-ups when several server processes
+    /// `nats://host:port`: cross-node delivery and cache invalidation when several server processes
     /// share one database (cluster mode).
     pub nats_url: Option<String>,
     /// Undelivered messages are dropped after this many days (never for retention devices).
