@@ -106,6 +106,38 @@ async fn two_nodes_share_everything_and_survive_losing_one() {
     assert_eq!(carol.open(&d).await.unwrap().content, Content::Text("via node A, to a socket on node B".into()));
     eprintln!("cross-node push latency: {pushed_in:?}");
 
+    // Suspending carol (through the balancer: either node) refuses her on
+    // both nodes within a second, although each had just remembered her
+    // session (the other node hears of it over NATS; its memo alone would
+    // hold for 2 s), and closes her socket on node B.
+    let http = reqwest::Client::new();
+    for node in [&node_a.url, &node_b.url] {
+        let r = http.get(format!("{node}/v1/conversations")).bearer_auth(&carol.token).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let suspended_at = Instant::now();
+    alice.admin_call(reqwest::Method::POST, &format!("/v1/admin/users/{}/suspend", carol.user), None).await.unwrap();
+    for node in [&node_a.url, &node_b.url] {
+        loop {
+            let r = http.get(format!("{node}/v1/conversations")).bearer_auth(&carol.token).send().await.unwrap();
+            if r.status() == 403 {
+                break;
+            }
+            assert!(suspended_at.elapsed() < Duration::from_millis(1500), "{node} still serves a suspended user");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the suspended user's socket on node B is still open");
+
     // Files: uploaded through one node, downloaded through the other.
     let file = dir.join("deck.pdf");
     std::fs::write(&file, vec![7u8; 200_000]).unwrap();

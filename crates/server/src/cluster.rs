@@ -35,6 +35,7 @@ use crate::store::QueuedRow;
 const SUBJECT: &str = "strongroom.wake";
 const CHANGED: &str = "strongroom.changed";
 const DEVICE: &str = "strongroom.dev.";
+const DISCONNECT: &str = "strongroom.disconnect";
 /// Most device ids in one published wake-up (a 1,000-device room fits).
 const MAX_IDS: usize = 4096;
 /// Fixed part of a row on the wire: queue id, message id, conversation id, sequence.
@@ -101,6 +102,7 @@ pub struct Outbox {
     wakes: mpsc::Receiver<Vec<[u8; 16]>>,
     rows: mpsc::Receiver<([u8; 16], Arc<QueuedRow>)>,
     presence: mpsc::UnboundedReceiver<Presence>,
+    disconnects: mpsc::UnboundedReceiver<[u8; 16]>,
     changes: mpsc::Receiver<()>,
 }
 
@@ -117,9 +119,10 @@ fn outbox() -> (Outbox, ClusterLink, mpsc::Sender<()>) {
     let (wake_tx, wakes) = mpsc::channel(1024);
     let (row_tx, rows) = mpsc::channel(8192);
     let (presence_tx, presence) = mpsc::unbounded_channel();
+    let (disconnect_tx, disconnects) = mpsc::unbounded_channel();
     let (change_tx, changes) = mpsc::channel(1);
-    let link = ClusterLink { wakes: wake_tx, rows: row_tx, presence: presence_tx };
-    (Outbox { wakes, rows, presence, changes }, link, change_tx)
+    let link = ClusterLink { wakes: wake_tx, rows: row_tx, presence: presence_tx, disconnects: disconnect_tx };
+    (Outbox { wakes, rows, presence, disconnects, changes }, link, change_tx)
 }
 
 async fn run(addr: String, local: Local, mut outbox: Outbox) {
@@ -149,7 +152,7 @@ async fn session(addr: &str, local: &Local, outbox: &mut Outbox) -> Result<(), S
     }
     // echo=false: our own wake-ups and changes were already applied locally.
     let hello = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"strongroom\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {SUBJECT} 1\r\nSUB {CHANGED} 2\r\n",
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"strongroom\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {SUBJECT} 1\r\nSUB {CHANGED} 2\r\nSUB {DISCONNECT} 3\r\n",
         env!("CARGO_PKG_VERSION")
     );
     write.write_all(hello.as_bytes()).await.map_err(|e| e.to_string())?;
@@ -195,7 +198,11 @@ async fn session(addr: &str, local: &Local, outbox: &mut Outbox) -> Result<(), S
                     }
                     for id in payload.chunks_exact(16) {
                         if let Ok(id) = <[u8; 16]>::try_from(id) {
-                            local.hub.notify(&id);
+                            if subject == DISCONNECT {
+                                local.hub.disconnect_here(&id);
+                            } else {
+                                local.hub.notify(&id);
+                            }
                         }
                     }
                 } else if l.starts_with("-ERR") {
@@ -216,6 +223,13 @@ async fn session(addr: &str, local: &Local, outbox: &mut Outbox) -> Result<(), S
                 let payload = encode_row(&row);
                 let mut frame = format!("PUB {DEVICE}{} {}\r\n", hex16(&device), payload.len()).into_bytes();
                 frame.extend_from_slice(&payload);
+                frame.extend_from_slice(b"\r\n");
+                write.write_all(&frame).await.map_err(|e| e.to_string())?;
+            }
+            d = outbox.disconnects.recv() => {
+                let Some(d) = d else { return Ok(()) };
+                let mut frame = format!("PUB {DISCONNECT} 16\r\n").into_bytes();
+                frame.extend_from_slice(&d);
                 frame.extend_from_slice(b"\r\n");
                 write.write_all(&frame).await.map_err(|e| e.to_string())?;
             }
@@ -316,6 +330,11 @@ mod tests {
         // Malformed rows and subjects are dropped, and the link goes on.
         frames.extend_from_slice(format!("MSG strongroom.dev.{} x 3\r\nabc\r\n", hex16(&[7; 16])).as_bytes());
         frames.extend_from_slice(b"MSG strongroom.dev.nothex x 3\r\nabc\r\n");
+        // Another process suspended device 5: its socket here closes.
+        frames.extend_from_slice(b"MSG strongroom.disconnect 3 16\r\n");
+        frames.extend_from_slice(&[5u8; 16]);
+        frames.extend_from_slice(b"\r\n");
+        let mut suspended = hub.register([5; 16]);
         let (addr, server) = fake_nats(frames).await;
         let (local, invalidated) = local(hub.clone());
         let (mut out, link, changes) = outbox();
@@ -333,6 +352,7 @@ mod tests {
         let second = hub.register([8; 16]);
         hub.deliver(&[6; 16], &|| row(12));
         hub.unregister([8; 16], &second);
+        hub.disconnect(&[4; 16]);
         let said = String::from_utf8_lossy(&server.await.unwrap()).into_owned();
         assert!(said.contains("\"echo\":false") && said.contains("SUB strongroom.wake 1"), "{said}");
         assert!(said.contains("SUB strongroom.changed 2") && said.contains("PUB strongroom.changed 0\r\n"), "{said}");
@@ -340,9 +360,17 @@ mod tests {
         assert!(said.contains(&format!("SUB strongroom.dev.{h7} {h7}\r\n")), "{said}");
         assert!(said.contains(&format!("SUB strongroom.dev.{h8} {h8}\r\n")), "{said}");
         assert!(said.contains(&format!("UNSUB {h8}\r\n")), "{said}");
+        assert!(
+            said.contains("SUB strongroom.disconnect 3") && said.contains("PUB strongroom.disconnect 16\r\n"),
+            "{said}"
+        );
         assert!(said.contains(&format!("PUB strongroom.dev.{h6} {}\r\n", ROW_HEADER + 40)), "{said}");
         assert_eq!(invalidated.load(Ordering::SeqCst), 1);
         assert!(conn.rx.try_recv().is_err(), "nothing from the malformed rows");
+        while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(2), suspended.rx.recv()).await {
+            assert!(matches!(p, crate::hub::Push::Wake), "{p:?}");
+        }
+        assert!(!hub.devices().contains(&[5; 16]), "the suspended device's connection was closed");
         task.abort();
     }
 

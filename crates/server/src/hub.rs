@@ -78,6 +78,8 @@ pub struct ClusterLink {
     pub rows: mpsc::Sender<([u8; 16], Arc<QueuedRow>)>,
     /// Which devices are connected here.
     pub presence: mpsc::UnboundedSender<Presence>,
+    /// Devices whose connections must close everywhere (suspension, wipe…).
+    pub disconnects: mpsc::UnboundedSender<[u8; 16]>,
 }
 
 /// Rows larger than this go to other processes as a wake-up instead (NATS
@@ -172,9 +174,18 @@ impl Hub {
         }
     }
 
-    /// Closes every connection of `device` (suspension, wipe, deletion):
-    /// dropping its wakers ends each connection's loop.
+    /// Closes every connection of `device` (suspension, wipe, deletion),
+    /// here and on every other process.
     pub fn disconnect(&self, device: &[u8; 16]) {
+        self.disconnect_here(device);
+        if let Some(link) = self.cluster.get() {
+            let _ = link.disconnects.send(*device);
+        }
+    }
+
+    /// Closes this process's connections of `device`: dropping its wakers
+    /// ends each connection's loop.
+    pub fn disconnect_here(&self, device: &[u8; 16]) {
         if let Ok(mut c) = self.conns.lock() {
             if c.remove(device).is_some() {
                 self.presence(Presence::Down(*device));

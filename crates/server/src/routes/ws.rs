@@ -118,6 +118,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 }
             }
             _ = ping.tick() => {
+                // The session may have ended on another process (logout,
+                // suspension, wipe) while its disconnect was lost.
+                if !still_valid(&state, &caller).await { break; }
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
                 // A lost wake-up (another process, a NATS hiccup) costs at most this long.
                 pending = true;
@@ -163,6 +166,16 @@ async fn push(
         }
     }
     Ok((high, full && new > 0))
+}
+
+/// Whether the connection's session still allows it to receive.
+async fn still_valid(state: &AppState, caller: &Caller) -> bool {
+    match state.store.session(&caller.token_hash, crate::store::now_ms()).await {
+        Ok(Some(s)) => !s.suspended && !s.wipe_pending,
+        Ok(None) => false,
+        // The database is unreachable: keep the socket, check next time.
+        Err(_) => true,
+    }
 }
 
 fn ack_failed() -> WsFrame {
