@@ -9,30 +9,25 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
+/// `strongroom bench --json` against `server` with `args`: its result.
+fn bench_json(server: &ServerProc, args: &[&str]) -> Value {
+    let out = Command::new(bin())
+        .args(["bench", "--json", "--server", &server.url])
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn a_short_bench_run_reports_real_traffic() {
     let dir = temp_dir("bench");
     let server = ServerProc::start(&dir.join("data"), &[]);
     for scenario in ["pairs", "group"] {
-        let out = Command::new(bin())
-            .args([
-                "bench",
-                "--json",
-                "--scenario",
-                scenario,
-                "--clients",
-                "4",
-                "--duration",
-                "1",
-                "--server",
-                &server.url,
-            ])
-            .arg("--data-dir")
-            .arg(&server.data_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = bench_json(&server, &["--scenario", scenario, "--clients", "4", "--duration", "1"]);
         assert!(v["accepted"].as_u64().unwrap() > 0, "{v}");
         assert!(v["delivered"].as_u64().unwrap() >= v["accepted"].as_u64().unwrap() / 2, "{v}");
         assert_eq!(v["refused"], 0);
@@ -40,15 +35,8 @@ fn a_short_bench_run_reports_real_traffic() {
     }
     // A fixed count, sealed before the clock starts: every envelope is
     // delivered once, and the server's CPU per delivery is reported.
-    let out = Command::new(bin())
-        .args(["bench", "--json", "--clients", "4", "--count", "60", "--duration", "30", "--server", &server.url])
-        .args(["--server-pid", &server.child.id().to_string()])
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = server.child.id().to_string();
+    let v = bench_json(&server, &["--clients", "4", "--count", "60", "--duration", "30", "--server-pid", &pid]);
     assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(60), Some(60)), "{v}");
     assert!(v["server_cpu_seconds"][0].as_f64().unwrap() >= 0.0, "{v}");
     assert!(v["server_rss_mib"][0].as_f64().unwrap() > 1.0, "{v}");

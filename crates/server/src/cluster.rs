@@ -65,18 +65,11 @@ fn decode_row(b: &[u8]) -> Option<QueuedRow> {
 }
 
 fn hex16(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    crate::error::hex(id)
 }
 
 fn parse_hex16(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::error::parse_id(s, "device id").ok()
 }
 
 /// `nats://host:port` → `host:port`.

@@ -129,13 +129,7 @@ impl Hub {
     /// the device's socket.
     pub fn deliver(&self, device: &[u8; 16], row: &dyn Fn() -> QueuedRow) {
         let Some(link) = self.cluster.get() else {
-            if let Ok(c) = self.conns.lock() {
-                let Some(ws) = c.get(device).filter(|w| !w.is_empty()) else { return };
-                let row = Arc::new(row());
-                for w in ws {
-                    w.send(Push::Row(row.clone()));
-                }
-            }
+            self.send_row(device, || Arc::new(row()));
             return;
         };
         let row = Arc::new(row());
@@ -148,8 +142,15 @@ impl Hub {
 
     /// Hands a row to this process's connections of `device` only.
     pub fn deliver_here(&self, device: &[u8; 16], row: &Arc<QueuedRow>) {
+        self.send_row(device, || row.clone());
+    }
+
+    /// Sends a row to `device`'s connections here, built only if there are any.
+    fn send_row(&self, device: &[u8; 16], row: impl FnOnce() -> Arc<QueuedRow>) {
         if let Ok(c) = self.conns.lock() {
-            for w in c.get(device).into_iter().flatten() {
+            let Some(ws) = c.get(device).filter(|w| !w.is_empty()) else { return };
+            let row = row();
+            for w in ws {
                 w.send(Push::Row(row.clone()));
             }
         }
@@ -196,22 +197,6 @@ impl Hub {
     /// Connects this hub to the other processes' (set once, at start).
     pub fn set_cluster(&self, link: ClusterLink) {
         let _ = self.cluster.set(link);
-    }
-
-    /// Wakes these devices here and, in cluster mode, on every other process.
-    pub fn notify_everywhere(&self, devices: Vec<[u8; 16]>) {
-        for d in &devices {
-            self.notify(d);
-        }
-        self.notify_elsewhere(devices);
-    }
-
-    /// Wakes these devices on every other process (cluster mode).
-    pub fn notify_elsewhere(&self, devices: Vec<[u8; 16]>) {
-        if let Some(link) = self.cluster.get() {
-            // Never block a request on the link; connections poll as a fallback.
-            let _ = link.wakes.try_send(devices);
-        }
     }
 
     /// Open connections.

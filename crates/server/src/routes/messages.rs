@@ -91,11 +91,8 @@ pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: By
     let message_id = hex(h.message_id.as_bytes());
     match state.store.store_envelope(&stored, &tails, now_ms()).await? {
         StoreOutcome::Stored(seq) => {
+            // The committer has handed the rows to the sockets (`Store::deliver_to`).
             state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Otherwise the committer handed the rows over already.
-            if !state.store.delivers_directly() {
-                state.hub.notify_everywhere(tails.iter().map(|(device, _, _)| *device).collect());
-            }
             Ok(Json(Accepted { message_id, seq, duplicate: false }))
         }
         StoreOutcome::Duplicate(seq) => Ok(Json(Accepted { message_id, seq, duplicate: true })),

@@ -5,10 +5,7 @@ use sqlx::Row;
 use strongroom_wire::{AdminDevice, AdminUser, AuditEntry, GroupSettings, SecurityGroup};
 
 use super::{id16, int, Store, StoreError};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use crate::error::hex;
 
 fn settings(json: &str) -> Result<GroupSettings, StoreError> {
     serde_json::from_str(json).map_err(|_| StoreError::Corrupt("security group settings"))

@@ -87,9 +87,9 @@ pub type Sink = Box<dyn Fn(&[u8; 16], &dyn Fn() -> QueuedRow) + Send + Sync>;
 pub struct WriteTx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _guard: Option<MutexGuard<'a, ()>>,
+    store: &'a Store,
     /// Committing invalidates the cache: every write but the message hot path.
-    cache: Option<&'a cache::Cache>,
-    store: Option<&'a Store>,
+    invalidates: bool,
 }
 
 impl Store {
@@ -170,7 +170,7 @@ impl Store {
     /// A write transaction whose commit invalidates the cache.
     async fn write(&self) -> Result<WriteTx<'_>, StoreError> {
         let mut tx = self.write_queue().await?;
-        tx.cache = Some(&self.cache);
+        tx.invalidates = true;
         Ok(tx)
     }
 
@@ -182,7 +182,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard, cache: None, store: Some(self) })
+        Ok(WriteTx { tx, _guard: guard, store: self, invalidates: false })
     }
 
     /// Hands every committed queue row to `sink`, in commit order, so that
@@ -237,12 +237,10 @@ impl Store {
 impl WriteTx<'_> {
     async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
-        if let Some(cache) = self.cache {
-            cache.committed();
+        if self.invalidates {
+            self.store.cache.committed();
         }
-        if let Some(store) = self.store {
-            store.checkpoint_soon();
-        }
+        self.store.checkpoint_soon();
         Ok(())
     }
 }
