@@ -40,6 +40,12 @@ fn a_short_bench_run_reports_real_traffic() {
     assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(60), Some(60)), "{v}");
     assert!(v["server_cpu_seconds"][0].as_f64().unwrap() >= 0.0, "{v}");
     assert!(v["server_rss_mib"][0].as_f64().unwrap() > 1.0, "{v}");
+    let out = Command::new(bin())
+        .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--server-pid", "12,abc"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server-pid"));
     for bad in ["0", "2000000", "x"] {
         let out = Command::new(bin())
             .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--count", bad])
