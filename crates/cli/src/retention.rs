@@ -62,6 +62,10 @@ pub enum RetentionCommand {
         /// Skip re-hashing stored files.
         #[arg(long)]
         skip_files: bool,
+        /// Check the archive alone, without asking the relay what it queued
+        /// for this device (then a queue drained without archiving goes unseen).
+        #[arg(long)]
+        offline: bool,
     },
     /// Export records (JSON Lines, EML, CSV load file) with a manifest.
     Export {
@@ -259,7 +263,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        RetentionCommand::Verify { skip_files } => {
+        RetentionCommand::Verify { skip_files, offline } => {
             let keys = load_keys(&w.dir)?;
             let store = destination(&archive_spec(&w))?;
             let sealer = Sealer::new(&keys.archive_key, keys.network()?, keys.device_id()?)?;
@@ -269,7 +273,13 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 signing_key: keys.signing.verifying_key(),
                 sealer: &sealer,
             };
-            let report = verify(store.as_ref(), &trusted, !skip_files).await?;
+            let mut report = verify(store.as_ref(), &trusted, !skip_files).await?;
+            if !offline {
+                let coverage = strongroom_retention::service::fetch_coverage(&keys).await.context(
+                    "cannot ask the relay what it queued for this device (is it reachable, and does the current policy name this device?); --offline checks the archive alone",
+                )?;
+                report.compare_with_relay(&coverage);
+            }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});
             std::fs::write(w.dir.join("last-verify.json"), last.to_string())
@@ -286,6 +296,12 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     report.conversations,
                     report.files
                 );
+                if report.relay_checked {
+                    println!(
+                        "Compared with the relay: {} message(s) still queued for this device (run `strongroom retention run` to archive them)",
+                        report.relay_pending
+                    );
+                }
                 for p in &report.problems {
                     println!("PROBLEM: {p}");
                 }

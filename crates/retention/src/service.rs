@@ -185,6 +185,14 @@ pub async fn fetch_periods(keys: &RetentionKeys) -> Result<strongroom_wire::Rete
     relay.json("/v1/retention/periods").await
 }
 
+/// What the relay queued for this retention device, per conversation
+/// (for `retention verify`).
+pub async fn fetch_coverage(keys: &RetentionKeys) -> Result<strongroom_wire::RetentionCoverage, RetentionError> {
+    let mut relay = Relay::new(&keys.server_url)?;
+    relay.login(keys).await?;
+    relay.json("/v1/retention/coverage").await
+}
+
 /// The running retention device.
 pub struct Service {
     keys: RetentionKeys,

@@ -38,12 +38,45 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// How many problems in all (the list stops at 50).
     pub problem_count: u64,
+    /// Whether the archive was compared with what the relay queued for
+    /// this device ([`VerifyReport::compare_with_relay`]).
+    pub relay_checked: bool,
+    /// Messages the relay still queues for this device (not archived yet:
+    /// `retention run` archives them).
+    pub relay_pending: u64,
+    /// Sequence numbers archived per conversation (for the relay comparison).
+    #[serde(skip)]
+    pub sequences: BTreeMap<String, BTreeSet<u64>>,
 }
 
 impl VerifyReport {
     /// Whether the archive is intact.
     pub fn ok(&self) -> bool {
         self.problem_count == 0
+    }
+
+    /// Compares the archive with what the relay says it queued for this
+    /// retention device: per conversation, every envelope queued must be
+    /// archived or still queued. An envelope that is neither was taken off
+    /// the queue without being archived (acknowledged by someone else, or
+    /// dropped by the relay), which the archive alone cannot show.
+    pub fn compare_with_relay(&mut self, relay: &strongroom_wire::RetentionCoverage) {
+        self.relay_checked = true;
+        for c in &relay.conversations {
+            let archived = self
+                .sequences
+                .get(&c.conversation_id)
+                .map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
+            let lost = c.count.saturating_sub(archived).saturating_sub(c.queued);
+            self.relay_pending += c.count.saturating_sub(archived).min(c.queued);
+            if lost > 0 {
+                let seen = if archived == 0 { "none of which is archived".to_owned() } else { format!("{archived} archived") };
+                self.problem(format!(
+                    "conversation {}: the relay queued {} message(s) for this device (sequence {}..={}), {seen}, {} still queued: {lost} message(s) never reached the archive (taken off its queue without being archived)",
+                    c.conversation_id, c.count, c.first_seq, c.last_seq, c.queued
+                ));
+            }
+        }
     }
 
     fn problem(&mut self, p: String) {
@@ -219,6 +252,7 @@ pub async fn verify(
         _ => {}
     }
     report.conversations = seqs.len() as u64;
+    report.sequences = seqs.clone();
     for (conversation, s) in &seqs {
         let (Some(lo), Some(hi)) = (s.first(), s.last()) else { continue };
         let missing: Vec<u64> = (*lo..=*hi).filter(|n| !s.contains(n)).collect();
@@ -248,4 +282,61 @@ pub async fn verify(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strongroom_wire::{ConversationCoverage, RetentionCoverage};
+
+    fn report(archived: &[(&str, &[u64])]) -> VerifyReport {
+        let mut r = VerifyReport::default();
+        for (c, seqs) in archived {
+            r.sequences.insert((*c).to_owned(), seqs.iter().copied().collect());
+        }
+        r
+    }
+
+    fn coverage(c: &str, first_seq: u64, last_seq: u64, count: u64, queued: u64) -> RetentionCoverage {
+        RetentionCoverage {
+            conversations: vec![ConversationCoverage { conversation_id: c.into(), first_seq, last_seq, count, queued }],
+        }
+    }
+
+    #[test]
+    fn everything_archived_or_still_queued_is_fine() {
+        let mut r = report(&[("c1", &[1, 2, 3])]);
+        r.compare_with_relay(&coverage("c1", 1, 5, 5, 2));
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!((r.relay_checked, r.relay_pending), (true, 2));
+    }
+
+    #[test]
+    fn a_drained_queue_is_named() {
+        // Nothing archived, nothing queued: all five left the queue unarchived.
+        let mut r = report(&[]);
+        r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));
+        assert_eq!(r.problem_count, 1);
+        assert!(r.problems[0].contains("c1") && r.problems[0].contains("5 message(s) never reached"), "{:?}", r.problems);
+        // A tail: three archived, two gone.
+        let mut r = report(&[("c1", &[1, 2, 3])]);
+        r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));
+        assert!(r.problems[0].contains("2 message(s) never reached"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn archived_seqs_outside_the_relays_range_do_not_count() {
+        // Seqs 1-3 came before this device was named; the relay queued 4..=6 for it.
+        let mut r = report(&[("c1", &[1, 2, 3])]);
+        r.compare_with_relay(&coverage("c1", 4, 6, 3, 0));
+        assert!(r.problems[0].contains("3 message(s) never reached"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn gaps_the_relay_never_queued_are_not_blamed() {
+        // Retention was off between seq 2 and 5: the relay queued 4 of 1..=6.
+        let mut r = report(&[("c1", &[1, 2, 5, 6])]);
+        r.compare_with_relay(&coverage("c1", 1, 6, 4, 0));
+        assert!(r.ok(), "{:?}", r.problems);
+    }
 }

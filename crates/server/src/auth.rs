@@ -201,49 +201,40 @@ impl FromRequestParts<AppState> for Caller {
                 "this account is suspended; ask your network administrator",
             ));
         }
-        if session.wipe_pending && parts.uri.path() != "/v1/devices/wipe/confirm" {
+        let access = parts.extensions.get::<Access>().copied();
+        if session.wipe_pending && access != Some(Access::WhileWiping) {
             return Err(ApiError::device_wiped());
         }
-        if session.user_id == RETENTION_USER && !retention_may(&parts.method, parts.uri.path()) {
-            return Err(ApiError::forbidden(
-                "retention_read_only",
-                "a retention device only receives: it cannot send, create or administer",
-            ));
-        }
-        if session.user_id == RETENTION_USER && !retention_still_named(state, &session).await? {
-            return Err(ApiError::unauthorized(
-                "this retention device is no longer in the network policy; its session has ended",
-            ));
+        if session.user_id == RETENTION_USER {
+            if access != Some(Access::RetentionReceives) {
+                return Err(ApiError::forbidden(
+                    "retention_read_only",
+                    "a retention device only receives: it cannot send, create or administer",
+                ));
+            }
+            if !crate::service::policy::names_retention_device(state, &session.network_id, &session.device_id).await? {
+                return Err(ApiError::unauthorized(
+                    "this retention device is no longer in the network policy; its session has ended",
+                ));
+            }
         }
         Ok(Caller { session, token_hash })
     }
 }
 
 /// The user id retention sessions carry.
-pub const RETENTION_USER: [u8; 16] = [0xff; 16];
+pub const RETENTION_USER: [u8; 16] = crate::store::RETENTION_OWNER;
 
-/// What a retention device may do: receive its queue, read conversation
-/// membership, sender keys, usernames, the policy and files. Nothing else.
-fn retention_may(method: &axum::http::Method, path: &str) -> bool {
-    use axum::http::Method;
-    let get = *method == Method::GET;
-    match path {
-        "/v1/messages" | "/v1/ws" | "/v1/policy" | "/v1/users" | "/v1/retention/periods" => get,
-        "/v1/messages/ack" | "/v1/retention/checkpoint" => *method == Method::POST,
-        p => {
-            get && (p.starts_with("/v1/conversations/") && !p.ends_with("/members")
-                || p.starts_with("/v1/keys/") && p != "/v1/keys/device-list" && p != "/v1/keys/prekeys"
-                || p.starts_with("/v1/blobs/"))
-        }
-    }
-}
-
-/// A retention session lasts only while the current policy names its device.
-async fn retention_still_named(state: &AppState, session: &SessionRow) -> Result<bool, ApiError> {
-    let Some((_, body)) = state.store.current_policy(&session.network_id).await? else { return Ok(false) };
-    let policy = strongroom_crypto::certs::NetworkPolicy::decode(&body)
-        .map_err(|_| ApiError::from(crate::store::StoreError::Corrupt("policy")))?;
-    Ok(policy.retention.iter().any(|d| d.device_id.as_bytes() == &session.device_id))
+/// Route metadata (set in `routes/mod.rs`) saying which sessions beyond
+/// ordinary ones a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A retention device's receive-only session may call it: receiving its
+    /// queue, conversation membership, sender keys, usernames, the policy,
+    /// files, its periods, checkpoints and coverage. Nothing else.
+    RetentionReceives,
+    /// A device whose wipe was ordered may still call it (to confirm).
+    WhileWiping,
 }
 
 impl Caller {

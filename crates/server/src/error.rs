@@ -74,6 +74,9 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::NotOwned = e {
+            return Self::not_found("unknown_device", "no such active device of that user in your network");
+        }
         tracing::error!(error = %e, "storage failure");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the server's storage failed; retry shortly")
     }

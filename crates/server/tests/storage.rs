@@ -59,9 +59,21 @@ fn id(n: u8) -> [u8; 16] {
 
 async fn network(store: &Store) -> [u8; 16] {
     let net = id(1);
-    assert!(store.create_network(&net, "Acme", &[7; 32], 1, b"policy-1", 0).await.unwrap());
-    assert!(!store.create_network(&net, "Again", &[7; 32], 1, b"policy-1", 0).await.unwrap());
+    assert!(store.create_network(&net, "Acme", &[7; 32], 1, b"policy-1", &[], 0).await.unwrap());
+    assert!(!store.create_network(&net, "Again", &[7; 32], 1, b"policy-1", &[], 0).await.unwrap());
     net
+}
+
+/// A device's first login: claims the id for the account.
+async fn device(store: &Store, net: &[u8; 16], user: &[u8; 16], n: u8) -> DeviceRef {
+    let d = DeviceRef { network: *net, user: *user, device: id(n) };
+    let claim = store.login_succeeded(&[n; 32], SessionDevice::Device(d), 1, i64::MAX).await.unwrap();
+    assert!(claim.allowed(), "{claim:?}");
+    d
+}
+
+fn retention(net: &[u8; 16], n: u8) -> DeviceRef {
+    DeviceRef { network: *net, user: RETENTION_OWNER, device: id(n) }
 }
 
 async fn user(store: &Store, net: &[u8; 16], n: u8, name: &str) -> [u8; 16] {
@@ -75,9 +87,9 @@ async fn accounts_and_invites(store: Store) {
     let net = network(&store).await;
     assert_eq!(store.network_public(&net).await.unwrap(), Some([7; 32]));
     assert_eq!(store.current_policy(&net).await.unwrap(), Some((1, std::sync::Arc::new(b"policy-1".to_vec()))));
-    assert!(store.put_policy(&net, 2, b"policy-2").await.unwrap());
-    assert!(!store.put_policy(&net, 2, b"other").await.unwrap(), "same version refused");
-    assert!(!store.put_policy(&net, 1, b"old").await.unwrap(), "rollback refused");
+    assert_eq!(store.put_policy(&net, 2, b"policy-2", &[]).await.unwrap(), PolicyOutcome::Stored);
+    assert_eq!(store.put_policy(&net, 2, b"other", &[]).await.unwrap(), PolicyOutcome::Stale, "same version refused");
+    assert_eq!(store.put_policy(&net, 1, b"old", &[]).await.unwrap(), PolicyOutcome::Stale, "rollback refused");
 
     store.create_invite(&[9; 32], &net, true, 1000, 0).await.unwrap();
     assert_eq!(
@@ -103,11 +115,12 @@ async fn accounts_and_invites(store: Store) {
     let locked = store.user_by_name(&net, "alice").await.unwrap().unwrap();
     assert_eq!(locked.failed_logins, 3);
     assert_eq!(locked.locked_until, 60_100);
-    store.login_succeeded(&alice.id, &[5; 32], &id(50), 200, 10_000).await.unwrap();
+    let claim = |n: u8| SessionDevice::Device(DeviceRef { network: net, user: alice.id, device: id(n) });
+    assert_eq!(store.login_succeeded(&[5; 32], claim(50), 200, 10_000).await.unwrap(), DeviceClaim::Claimed);
     let s = store.session(&[5; 32], 300).await.unwrap().unwrap();
     assert_eq!((s.user_id, s.device_id, s.network_id, s.admin), (alice.id, id(50), net, true));
     assert!(store.session(&[5; 32], 10_001).await.unwrap().is_none(), "expired session");
-    store.login_succeeded(&alice.id, &[4; 32], &id(51), 200, 10_000).await.unwrap();
+    assert_eq!(store.login_succeeded(&[4; 32], claim(51), 200, 10_000).await.unwrap(), DeviceClaim::Claimed);
     store.set_password(&alice.id, "new", &[4; 32]).await.unwrap();
     assert!(store.session(&[5; 32], 300).await.unwrap().is_none(), "other sessions end on password change");
     assert!(store.session(&[4; 32], 300).await.unwrap().is_some());
@@ -119,22 +132,24 @@ on_every_backend!(accounts_and_invites_sqlite_and_postgres, accounts_and_invites
 async fn device_lists_and_prekeys(store: Store) {
     let net = network(&store).await;
     let u = user(&store, &net, 20, "erin").await;
+    let d21 = device(&store, &net, &u, 21).await;
+    device(&store, &net, &u, 22).await;
     assert!(store
-        .put_device_list(&u, &[1; 32], 1, b"list-1", &[(id(21), false), (id(22), false)])
+        .put_device_list(&net, &u, &[1; 32], 1, b"list-1", &[(id(21), false), (id(22), false)])
         .await
         .unwrap()
         .is_ok());
     assert_eq!(
-        store.put_device_list(&u, &[2; 32], 2, b"x", &[]).await.unwrap(),
+        store.put_device_list(&net, &u, &[2; 32], 2, b"x", &[]).await.unwrap(),
         Err(DeviceListRefusal::IdentityMismatch)
     );
     assert_eq!(
-        store.put_device_list(&u, &[1; 32], 1, b"x", &[]).await.unwrap(),
+        store.put_device_list(&net, &u, &[1; 32], 1, b"x", &[]).await.unwrap(),
         Err(DeviceListRefusal::NotNewer { current: 1 })
     );
     assert!(store.device_active(&u, &id(21)).await.unwrap());
     assert!(store
-        .put_device_list(&u, &[1; 32], 2, b"list-2", &[(id(21), false), (id(22), true)])
+        .put_device_list(&net, &u, &[1; 32], 2, b"list-2", &[(id(21), false), (id(22), true)])
         .await
         .unwrap()
         .is_ok());
@@ -146,12 +161,12 @@ async fn device_lists_and_prekeys(store: Store) {
         (0..40u32).map(|i| (1, i, i64::MAX, format!("otk-{i}").into_bytes())).collect();
     keys.push((0, 1, i64::MAX, b"mtk-1".to_vec()));
     keys.push((0, 0, 50, b"mtk-0-expired".to_vec()));
-    store.put_prekeys(&id(21), &keys).await.unwrap();
+    store.put_prekeys(&d21, &keys).await.unwrap();
     assert_eq!(store.one_time_counts(&u).await.unwrap(), vec![(id(21), 40)]);
     let tasks: Vec<_> = (0..80)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.claim_prekey(&id(21), 100).await.unwrap().unwrap() })
+            tokio::spawn(async move { s.claim_prekey(&d21, 100).await.unwrap().unwrap() })
         })
         .collect();
     let mut one_time = HashSet::new();
@@ -165,15 +180,20 @@ async fn device_lists_and_prekeys(store: Store) {
         }
     }
     assert_eq!((one_time.len(), fallback), (40, 40));
-    assert_eq!(store.claim_prekey(&id(99), 100).await.unwrap(), None);
+    let stranger = DeviceRef { device: id(99), ..d21 };
+    assert!(matches!(store.claim_prekey(&stranger, 100).await, Err(StoreError::NotOwned)), "not a device of erin");
 }
 on_every_backend!(device_lists_and_prekeys_sqlite_and_postgres, device_lists_and_prekeys);
 
 async fn conversations_and_delivery(store: Store) {
     let net = network(&store).await;
     let (a, b) = (user(&store, &net, 30, "a").await, user(&store, &net, 31, "b").await);
-    store.put_device_list(&a, &[1; 32], 1, b"l", &[(id(32), false)]).await.unwrap().unwrap();
-    store.put_device_list(&b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
+    device(&store, &net, &a, 32).await;
+    let (d33, d34) = (device(&store, &net, &b, 33).await, device(&store, &net, &b, 34).await);
+    let r90 = retention(&net, 90);
+    assert_eq!(store.put_policy(&net, 2, b"policy-2", &[id(90)]).await.unwrap(), PolicyOutcome::Stored);
+    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(32), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
     let conv = id(35);
     store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
     assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
@@ -197,7 +217,7 @@ async fn conversations_and_delivery(store: Store) {
     assert_eq!(store.store_envelope(&other, &tails(40), 1003).await.unwrap(), StoreOutcome::IdConflict);
     assert_eq!(store.conversation(&conv).await.unwrap().unwrap().last_seq, 2);
 
-    let q = store.queued(&id(33), 0, 10).await.unwrap();
+    let q = store.queued(&d33, 0, 10).await.unwrap();
     assert_eq!(q.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
     let mut want = vec![40; 10];
     want.extend([40, 1]);
@@ -206,21 +226,34 @@ async fn conversations_and_delivery(store: Store) {
     assert_eq!(store.queue_depth().await.unwrap(), (4, 2));
 
     // Ack by one device keeps the envelope for the others.
-    assert_eq!(store.ack(&id(33), &[id(40)]).await.unwrap(), 1);
-    assert_eq!(store.queued(&id(33), 0, 10).await.unwrap().len(), 1);
-    assert_eq!(store.queued(&id(34), 0, 10).await.unwrap().len(), 2);
+    assert_eq!(store.ack(&d33, &[id(40)]).await.unwrap(), 1);
+    assert_eq!(store.queued(&d33, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&d34, 0, 10).await.unwrap().len(), 2);
+    // Only the owner reads a queue, and only retention sessions touch retention rows.
+    assert!(store.queued(&DeviceRef { user: a, ..d34 }, 0, 10).await.unwrap().is_empty(), "not a's device");
+    assert!(store.queued(&DeviceRef { user: b, ..r90 }, 0, 10).await.unwrap().is_empty(), "retention rows");
+    assert_eq!(store.ack(&DeviceRef { user: b, ..r90 }, &[id(40), id(41)]).await.unwrap(), 0, "an account acks none");
+    assert_eq!(store.ack(&DeviceRef { user: RETENTION_OWNER, ..d34 }, &[id(41)]).await.unwrap(), 0);
+    let coverage = store.retention_coverage(&r90).await.unwrap();
+    assert_eq!(
+        coverage,
+        vec![CoverageRow { conversation_id: conv, first_seq: 1, last_seq: 2, count: 2, queued: 2 }],
+        "what the relay queued for the retention device"
+    );
+    assert!(matches!(store.retention_coverage(&d34).await, Err(StoreError::NotOwned)));
     assert_eq!(store.envelope_count().await.unwrap(), 2);
 
     // TTL expiry drops device queues, never the retention device's.
     assert_eq!(store.expire(6000, 1_000_000).await.unwrap(), 2);
-    assert_eq!(store.queued(&id(34), 0, 10).await.unwrap().len(), 1);
-    assert_eq!(store.queued(&id(90), 0, 10).await.unwrap().len(), 2, "retention keeps everything");
+    assert_eq!(store.queued(&d34, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&r90, 0, 10).await.unwrap().len(), 2, "retention keeps everything");
     // The undelivered horizon drops the rest for devices; retention still keeps all.
     store.expire(10_000_000, 1000).await.unwrap();
     assert_eq!(store.queue_depth().await.unwrap(), (0, 2));
     assert_eq!(store.envelope_count().await.unwrap(), 2);
-    store.ack(&id(90), &[id(40), id(41)]).await.unwrap();
+    store.ack(&r90, &[id(40), id(41)]).await.unwrap();
     assert_eq!(store.envelope_count().await.unwrap(), 0, "envelopes go once every queue has them acked");
+    assert_eq!(store.retention_coverage(&r90).await.unwrap()[0].queued, 0, "acknowledged: counted, no longer queued");
 
     let seq = store.change_members(&conv, &[], &[b], &[], &[]).await.unwrap();
     assert_eq!(seq, 2);
@@ -235,8 +268,10 @@ on_every_backend!(conversations_and_delivery_sqlite_and_postgres, conversations_
 async fn group_commits(store: Store) {
     let net = network(&store).await;
     let (a, b) = (user(&store, &net, 50, "a").await, user(&store, &net, 51, "b").await);
-    store.put_device_list(&a, &[1; 32], 1, b"l", &[(id(52), false)]).await.unwrap().unwrap();
-    store.put_device_list(&b, &[2; 32], 1, b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
+    device(&store, &net, &a, 52).await;
+    let (d53, d54) = (device(&store, &net, &b, 53).await, device(&store, &net, &b, 54).await);
+    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(52), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
     let (c1, c2) = (id(55), id(56));
     for c in [c1, c2] {
         store.create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
@@ -284,10 +319,10 @@ async fn group_commits(store: Store) {
     // Both devices ack everything concurrently, half of it twice.
     let ids: Vec<[u8; 16]> = jobs[..200].iter().map(|e| e.message_id).collect();
     let acks = futures_util::future::join_all([
-        store.ack(&id(53), &ids[..100]),
-        store.ack(&id(53), &ids[100..]),
-        store.ack(&id(54), &ids),
-        store.ack(&id(54), &ids[..100]),
+        store.ack(&d53, &ids[..100]),
+        store.ack(&d53, &ids[100..]),
+        store.ack(&d54, &ids),
+        store.ack(&d54, &ids[..100]),
     ])
     .await;
     let acks: Vec<u64> = acks.into_iter().map(Result::unwrap).collect();
@@ -295,7 +330,7 @@ async fn group_commits(store: Store) {
     assert_eq!(acks[2] + acks[3], 200, "a repeated ack removes nothing twice");
     assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
     assert_eq!(store.envelope_count().await.unwrap(), 0, "fully acknowledged envelopes are gone");
-    assert_eq!(store.ack(&id(53), &[]).await.unwrap(), 0);
+    assert_eq!(store.ack(&d53, &[]).await.unwrap(), 0);
 }
 on_every_backend!(group_commits_sqlite_and_postgres, group_commits);
 
@@ -312,6 +347,7 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
     let (a, b) = (user(&store, &net, 60, "a").await, user(&store, &net, 61, "b").await);
     let conv = id(62);
     store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    let owners = [device(&store, &net, &b, 64).await, device(&store, &net, &b, 65).await];
     let envs: Vec<StoredEnvelope> = (0..50u8)
         .map(|m| StoredEnvelope {
             message_id: [m; 16],
@@ -329,12 +365,80 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
     store.store_envelope(&envs[0], &tails, 2).await.unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 100);
-    for device in [id(64), id(65)] {
-        let pushed: Vec<_> = seen.iter().filter(|(d, _)| *d == device).map(|(_, r)| r.clone()).collect();
+    for owner in owners {
+        let pushed: Vec<_> = seen.iter().filter(|(d, _)| *d == owner.device).map(|(_, r)| r.clone()).collect();
         assert!(pushed.windows(2).all(|w| w[0].queue_id < w[1].queue_id), "in queue order");
-        assert_eq!(pushed, store.queued(&device, 0, 100).await.unwrap(), "as the store reads them back");
+        assert_eq!(pushed, store.queued(&owner, 0, 100).await.unwrap(), "as the store reads them back");
     }
 }
+
+/// A device id has one owner for good: another account, another network,
+/// a retention service or a reserved id never gets it; revocation is final
+/// unless a wipe order is pending; device lists, wipes and their
+/// confirmation stay within the owning account.
+async fn device_ownership(store: Store) {
+    let net = network(&store).await;
+    let other = id(2);
+    assert!(store.create_network(&other, "Other", &[8; 32], 1, b"p", &[], 0).await.unwrap());
+    let (a, b) = (user(&store, &net, 70, "a").await, user(&store, &net, 71, "b").await);
+    let m = user(&store, &other, 72, "mallory").await;
+    let da = device(&store, &net, &a, 73).await;
+    let login = |user: [u8; 16], network: [u8; 16], n: u8, token: u8| {
+        let store = store.clone();
+        async move {
+            let d = DeviceRef { network, user, device: id(n) };
+            store.login_succeeded(&[token; 32], SessionDevice::Device(d), 1, i64::MAX).await.unwrap()
+        }
+    };
+    assert_eq!(login(a, net, 73, 100).await, DeviceClaim::Owned, "its owner again");
+    assert_eq!(login(b, net, 73, 101).await, DeviceClaim::Taken, "another account");
+    assert_eq!(login(m, other, 73, 102).await, DeviceClaim::Taken, "another network");
+    for reserved in RESERVED_DEVICE_IDS {
+        assert_eq!(login(a, net, reserved[0], 103).await, DeviceClaim::Taken, "reserved {reserved:?}");
+    }
+    assert!(store.session(&[101; 32], 2).await.unwrap().is_none(), "no session was made for the taker");
+    assert_eq!(store.device_owner(&id(73)).await.unwrap(), Some(Owner { device: da, revoked: false }));
+
+    // Retention ids: reserved by the policy, refused to accounts, and a
+    // policy naming an account's device is refused.
+    assert_eq!(store.put_policy(&net, 2, b"p2", &[id(74)]).await.unwrap(), PolicyOutcome::Stored);
+    assert_eq!(login(a, net, 74, 104).await, DeviceClaim::Taken, "a retention device");
+    assert_eq!(store.put_policy(&net, 3, b"p3", &[id(73)]).await.unwrap(), PolicyOutcome::DeviceTaken(id(73)));
+    assert_eq!(store.put_policy(&other, 2, b"p", &[id(74)]).await.unwrap(), PolicyOutcome::DeviceTaken(id(74)));
+
+    // Device lists name only the account's own ids.
+    assert_eq!(
+        store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(73), true)]).await.unwrap(),
+        Err(DeviceListRefusal::NotOwned(id(73))),
+        "b cannot revoke a's device"
+    );
+    assert_eq!(
+        store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(73), false), (id(75), false)]).await.unwrap(),
+        Err(DeviceListRefusal::NotOwned(id(75))),
+        "an id that never logged in"
+    );
+    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(73), false)]).await.unwrap().unwrap();
+
+    // Wipe orders: only for the owning account in its network; only the device confirms.
+    assert!(!store.wipe_device(&DeviceRef { user: b, ..da }, 5).await.unwrap(), "b does not own it");
+    assert!(!store.wipe_device(&DeviceRef { network: other, user: m, ..da }, 5).await.unwrap(), "other network");
+    assert!(!store.wipe_pending(&da).await.unwrap());
+    assert!(store.wipe_device(&da, 5).await.unwrap());
+    assert!(store.session(&[73; 32], 6).await.unwrap().unwrap().wipe_pending);
+    assert!(!store.confirm_wipe(&DeviceRef { user: b, ..da }, 6).await.unwrap(), "another account cannot confirm");
+    assert!(store.wipe_pending(&da).await.unwrap());
+    assert_eq!(login(a, net, 73, 105).await, DeviceClaim::Owned, "a wiped device still hears its order");
+    assert!(store.confirm_wipe(&da, 7).await.unwrap());
+    assert!(store.session(&[73; 32], 8).await.unwrap().is_none(), "confirmed: its sessions ended");
+    assert_eq!(login(a, net, 73, 106).await, DeviceClaim::Revoked, "revocation is final");
+    assert_eq!(
+        store.put_device_list(&net, &a, &[1; 32], 2, b"l2", &[(id(73), false)]).await.unwrap(),
+        Ok(()),
+        "a list may still name it…"
+    );
+    assert!(!store.device_active(&a, &id(73)).await.unwrap(), "…but it stays revoked");
+}
+on_every_backend!(device_ownership_sqlite_and_postgres, device_ownership);
 
 async fn migrations_are_idempotent(store: Store) {
     store.migrate_again().await.unwrap();

@@ -283,6 +283,30 @@ pub struct RetentionPeriods {
     pub users: std::collections::BTreeMap<String, u32>,
 }
 
+/// `GET /v1/retention/coverage`: what the relay queued for the calling
+/// retention device, per conversation (`retention verify` checks its
+/// archive against it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetentionCoverage {
+    /// One entry per conversation with anything queued for the device.
+    pub conversations: Vec<ConversationCoverage>,
+}
+
+/// One conversation's part of [`RetentionCoverage`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConversationCoverage {
+    /// The conversation (hex).
+    pub conversation_id: String,
+    /// Lowest sequence number queued for the device.
+    pub first_seq: u64,
+    /// Highest.
+    pub last_seq: u64,
+    /// How many envelopes were queued for it in all.
+    pub count: u64,
+    /// How many of those are still queued (not acknowledged yet).
+    pub queued: u64,
+}
+
 /// `POST /v1/retention/checkpoint`: the retention device reports its
 /// archive's latest signed checkpoint (shown to administrators; the relay
 /// checks the signature with the key the policy names).

@@ -7,8 +7,9 @@ use axum::Json;
 use rand_core::{OsRng, RngCore};
 use strongroom_wire::{ChangePassword, Invite, Login, NetworkInfo, Register, Registered, Session, UserInfo, B64};
 
-use crate::auth::{check_password_length, hash_password, new_token, secret_hash, verify_password, Caller};
+use crate::auth::{check_password_length, hash_password, secret_hash, Caller};
 use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::service::sessions::{self, Binding};
 use crate::state::AppState;
 use crate::store::{now_ms, LoginOutcome};
 
@@ -64,11 +65,6 @@ pub(super) async fn register(
     }
 }
 
-/// A password hash to verify against when the user does not exist, so the
-/// response time does not reveal which usernames exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZWqPk0xBTzEb8zjLKPcTRCovQ5qR2lBwSI71AQoEcUg";
-
 pub(super) async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -77,43 +73,14 @@ pub(super) async fn login(
     limit(&state, addr)?;
     let network = parse_id(&req.network_id, "network_id")?;
     let device = parse_id(&req.device_id, "device_id")?;
-    let wrong = || ApiError::unauthorized("wrong username or password");
-    let Some(user) = state.store.user_by_name(&network, &req.username).await? else {
-        verify_password(DUMMY_HASH.to_owned(), req.password).await;
-        return Err(wrong());
-    };
-    let now = now_ms();
-    let rules = state.settings_for_user(&user.id).await?;
-    if user.locked_until > now {
-        return Err(ApiError::too_many(format!(
-            "this account is locked after repeated failed logins; try again in {} minutes or ask an administrator",
-            (user.locked_until - now) / 60_000 + 1
-        )));
-    }
-    if !verify_password(user.password_hash.clone(), req.password).await {
-        let limits = &state.config.limits;
-        // The security group's threshold; 0 means never lock.
-        let threshold = if rules.lockout_threshold == 0 { i64::MAX } else { i64::from(rules.lockout_threshold) };
-        state
-            .store
-            .login_failed(&user.id, now, threshold, i64::try_from(limits.lockout_secs * 1000).unwrap_or(i64::MAX))
+    let made =
+        sessions::password_login(&state, &network, &req.username, req.password, Binding::Device(device), addr.ip())
             .await?;
-        return Err(wrong());
-    }
-    if state.store.is_suspended(&user.id).await? {
-        return Err(ApiError::forbidden(
-            "account_suspended",
-            "this account is suspended; ask your network administrator",
-        ));
-    }
-    let (token, hash) = new_token();
-    let expires_at = now + i64::try_from(state.config.session_days * 86_400_000).unwrap_or(i64::MAX);
-    state.store.login_succeeded(&user.id, &hash, &device, now, expires_at).await?;
-    Ok(Json(Session { token, user_id: hex(&user.id), admin: user.admin }))
+    Ok(Json(Session { token: made.token, user_id: hex(&made.session.user_id), admin: made.session.admin }))
 }
 
 pub(super) async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    state.store.logout(&caller.token_hash).await?;
+    sessions::logout(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,18 +89,7 @@ pub(super) async fn change_password(
     caller: Caller,
     Json(req): Json<ChangePassword>,
 ) -> ApiResult<StatusCode> {
-    let rules = state.settings_for_user(&caller.session.user_id).await?;
-    check_password_length(&req.new_password, rules.password_min_length)?;
-    let current = state
-        .store
-        .password_hash(&caller.session.user_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("account not found"))?;
-    if !verify_password(current, req.old_password).await {
-        return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
-    }
-    let hash = hash_password(req.new_password).await?;
-    state.store.set_password(&caller.session.user_id, &hash, &caller.token_hash).await?;
+    sessions::change_password(&state, &caller, req.old_password, req.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,30 +141,6 @@ pub(super) async fn redeem_reset(
 ) -> ApiResult<StatusCode> {
     limit(&state, addr)?;
     let network = parse_id(&req.network_id, "network_id")?;
-    let rules = state.settings_for_network(&network).await?;
-    check_password_length(&req.new_password, rules.password_min_length)?;
-    let hash = hash_password(req.new_password).await?;
-    if !state
-        .store
-        .redeem_reset(&network, &req.username, &secret_hash(req.code.trim().as_bytes()), &hash, now_ms())
-        .await?
-    {
-        return Err(ApiError::forbidden(
-            "invalid_code",
-            "the reset code is unknown, used, expired or for another user; ask an administrator for a new one",
-        ));
-    }
-    state
-        .store
-        .audit(
-            &network,
-            &req.username,
-            "user.password_reset_redeemed",
-            &req.username,
-            &addr.ip().to_string(),
-            "{}",
-            now_ms(),
-        )
-        .await?;
+    sessions::redeem_reset(&state, &network, &req.username, &req.code, req.new_password, addr.ip()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,77 +1,23 @@
+//! `/v1/keys/…`: the key directory (rules in `service/keys.rs`).
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strongroom_crypto::certs::{CertError, DeviceList, DeviceListExpectation, PreKeyKind, SignedPreKey};
-use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
-use strongroom_crypto::keys::VerifyingKey;
-use strongroom_wire::{ClaimPreKeys, ClaimedPreKeys, DeviceCount, UploadPreKeys, UserKeys, B64};
+use strongroom_wire::{ClaimPreKeys, ClaimedPreKeys, UploadPreKeys, UserKeys};
 
 use crate::auth::Caller;
-use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::error::{parse_id, ApiError, ApiResult};
+use crate::service::keys;
 use crate::state::AppState;
-use crate::store::{now_ms, DeviceListRefusal, StoreError};
-
-const MAX_PREKEYS_PER_UPLOAD: usize = 200;
-const MAX_CLAIMS: usize = 2000;
-
-fn pinned(bytes: Option<Vec<u8>>) -> Option<VerifyingKey> {
-    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).map(VerifyingKey::from_bytes)
-}
 
 pub(super) async fn put_device_list(
     State(state): State<AppState>,
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let s = caller.session;
-    let list = DeviceList::decode(&body).map_err(|e| ApiError::bad_request("bad_device_list", e.to_string()))?;
-    let expect = DeviceListExpectation {
-        network_id: NetworkId::from_bytes(s.network_id),
-        user_id: UserId::from_bytes(s.user_id),
-        pinned_identity: pinned(state.store.identity_key(&s.user_id).await?),
-        min_version: None,
-    };
-    list.verify(&expect).map_err(|e| match e {
-        CertError::WrongNetwork { .. } | CertError::WrongUser { .. } => ApiError::forbidden("not_your_list", e.to_string()),
-        CertError::IdentityChanged { .. } => ApiError::conflict(
-            "identity_changed",
-            "this device list is signed by a different identity key than the account's; an administrator must reset the account",
-        ),
-        other => ApiError::bad_request("bad_device_list", other.to_string()),
-    })?;
-    let devices: Vec<([u8; 16], bool)> = list.devices.iter().map(|d| (*d.device_id.as_bytes(), d.revoked)).collect();
-    match state.store.put_device_list(&s.user_id, list.identity_key.as_bytes(), list.version, &body, &devices).await? {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(DeviceListRefusal::IdentityMismatch) => {
-            Err(ApiError::conflict("identity_changed", "the device list is signed by a different identity key"))
-        }
-        Err(DeviceListRefusal::NotNewer { current }) => Err(ApiError::conflict(
-            "stale_device_list",
-            format!("the stored device list has version {current}; sign a newer one"),
-        )),
-    }
-}
-
-/// The caller's own verified device, from its stored device list.
-async fn own_device(state: &AppState, caller: &Caller) -> ApiResult<strongroom_crypto::certs::VerifiedDevice> {
-    let s = caller.session;
-    let body = state
-        .store
-        .device_list(&s.user_id)
-        .await?
-        .ok_or_else(|| ApiError::forbidden("no_device_list", "publish your signed device list first"))?;
-    let list = DeviceList::decode(&body).map_err(|_| ApiError::from(StoreError::Corrupt("device list")))?;
-    let expect = DeviceListExpectation {
-        network_id: NetworkId::from_bytes(s.network_id),
-        user_id: UserId::from_bytes(s.user_id),
-        pinned_identity: None,
-        min_version: None,
-    };
-    let verified = list.verify(&expect).map_err(|_| ApiError::from(StoreError::Corrupt("device list")))?;
-    verified.device(DeviceId::from_bytes(s.device_id)).map_err(|e| {
-        ApiError::forbidden("device_not_listed", format!("{e}; add this device to your signed device list"))
-    })
+    keys::put_device_list(&state, &caller, &body).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn put_prekeys(
@@ -79,46 +25,16 @@ pub(super) async fn put_prekeys(
     caller: Caller,
     Json(req): Json<UploadPreKeys>,
 ) -> ApiResult<StatusCode> {
-    if req.prekeys.is_empty() || req.prekeys.len() > MAX_PREKEYS_PER_UPLOAD {
-        return Err(ApiError::bad_request("bad_prekeys", "upload 1 to 200 pre-keys at a time"));
-    }
-    let device = own_device(&state, &caller).await?;
-    let now = now_ms();
-    let mut rows = Vec::with_capacity(req.prekeys.len());
-    for (i, raw) in req.prekeys.iter().enumerate() {
-        let pk = SignedPreKey::decode(&raw.0)
-            .map_err(|e| ApiError::bad_request("bad_prekey", format!("pre-key {i}: {e}")))?;
-        pk.verify(&device, u64::try_from(now).unwrap_or(0))
-            .map_err(|e| ApiError::bad_request("bad_prekey", format!("pre-key {i}: {e}")))?;
-        let kind = match pk.key_ref.kind {
-            PreKeyKind::OneTime => 1,
-            _ => 0,
-        };
-        rows.push((kind, pk.key_ref.id, i64::try_from(pk.expires_at).unwrap_or(i64::MAX), raw.0.clone()));
-    }
-    state.store.put_prekeys(&caller.session.device_id, &rows).await?;
+    keys::put_prekeys(&state, &caller, &req.prekeys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A user's keys; only within the caller's network (404 otherwise).
 pub(super) async fn user_keys(
     State(state): State<AppState>,
     caller: Caller,
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserKeys>> {
-    let user = parse_id(&user, "user id")?;
-    let not_found = || ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet");
-    if state.store.user_network(&user).await? != Some(caller.session.network_id) {
-        return Err(not_found());
-    }
-    let list = state.store.device_list(&user).await?.ok_or_else(not_found)?;
-    let counts = state.store.one_time_counts(&user).await?;
-    Ok(Json(UserKeys {
-        user_id: hex(&user),
-        device_list: B64(list),
-        one_time_remaining: counts.into_iter().map(|(d, count)| DeviceCount { device_id: hex(&d), count }).collect(),
-        revoked_devices: state.store.revoked_devices(&user).await?.iter().map(|d| hex(d)).collect(),
-    }))
+    Ok(Json(keys::user_keys(&state, &caller, &parse_id(&user, "user id")?).await?))
 }
 
 pub(super) async fn claim(
@@ -126,25 +42,18 @@ pub(super) async fn claim(
     caller: Caller,
     Json(req): Json<ClaimPreKeys>,
 ) -> ApiResult<Json<ClaimedPreKeys>> {
-    if req.devices.is_empty() || req.devices.len() > MAX_CLAIMS {
+    if req.devices.len() > keys::MAX_CLAIMS {
         return Err(ApiError::bad_request("bad_claim", "claim pre-keys for 1 to 2000 devices at a time"));
     }
-    let now = now_ms();
-    let mut out = Vec::with_capacity(req.devices.len());
-    for pair in &req.devices {
-        let (u, d) = pair
-            .split_once(':')
-            .ok_or_else(|| ApiError::bad_request("bad_claim", "devices are given as user:device hex pairs"))?;
-        let (user, device) = (parse_id(u, "user id")?, parse_id(d, "device id")?);
-        if state.store.user_network(&user).await? != Some(caller.session.network_id)
-            || !state.store.device_active(&user, &device).await?
-        {
-            return Err(ApiError::not_found("unknown_device", format!("no active device {pair} in your network")));
-        }
-        let key = state.store.claim_prekey(&device, now).await?.ok_or_else(|| {
-            ApiError::not_found("no_prekey", format!("device {pair} has no unexpired pre-key; it must come online"))
-        })?;
-        out.push(B64(key));
-    }
-    Ok(Json(ClaimedPreKeys { prekeys: out }))
+    let pairs = req
+        .devices
+        .iter()
+        .map(|pair| {
+            let (u, d) = pair
+                .split_once(':')
+                .ok_or_else(|| ApiError::bad_request("bad_claim", "devices are given as user:device hex pairs"))?;
+            Ok((parse_id(u, "user id")?, parse_id(d, "device id")?))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(ClaimedPreKeys { prekeys: keys::claim(&state, &caller, &pairs).await? }))
 }

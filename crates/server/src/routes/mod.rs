@@ -17,15 +17,20 @@ mod ws;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::Extension;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
+use crate::auth::Access;
 use crate::state::AppState;
 
 /// Every route, once: the router is built from this table and the OpenAPI
-/// document is checked against it.
+/// document is checked against it. Who may call a route is metadata here:
+/// [`retention`] marks what a retention device's receive-only session may
+/// use (everything else refuses it), [`while_wiping`] what a device with a
+/// pending wipe order may still do.
 fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
     let envelope_limit = state.config.limits.max_envelope_bytes;
     vec![
@@ -34,10 +39,10 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/openapi.json", get(ops::openapi)),
         ("/v1/admin/networks", post(admin::create_network)),
         ("/v1/networks/{id}", get(accounts::network_info)),
-        ("/v1/users", get(accounts::find_user)),
+        ("/v1/users", retention(get(accounts::find_user))),
         ("/v1/invites", post(admin::create_invite)),
         ("/v1/invites/revoke", post(admin::revoke_invite)),
-        ("/v1/policy", get(admin::get_policy).put(admin::put_policy)),
+        ("/v1/policy", retention(get(admin::get_policy)).put(admin::put_policy)),
         ("/v1/register", post(accounts::register)),
         ("/v1/login", post(accounts::login)),
         ("/v1/logout", post(accounts::logout)),
@@ -48,21 +53,25 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/devices/link/result", get(devices::result)),
         ("/v1/keys/prekeys", put(keys::put_prekeys)),
         ("/v1/keys/claim", post(keys::claim)),
-        ("/v1/keys/{user}", get(keys::user_keys)),
+        ("/v1/keys/{user}", retention(get(keys::user_keys))),
         ("/v1/conversations", post(conversations::create).get(conversations::list)),
-        ("/v1/conversations/{id}", get(conversations::get_one)),
+        ("/v1/conversations/{id}", retention(get(conversations::get_one))),
         ("/v1/conversations/{id}/members", post(conversations::change_members)),
-        ("/v1/messages", post(messages::send).get(messages::fetch).layer(DefaultBodyLimit::max(envelope_limit))),
-        ("/v1/messages/ack", post(messages::ack)),
-        ("/v1/ws", get(ws::connect)),
+        (
+            "/v1/messages",
+            post(messages::send).merge(retention(get(messages::fetch))).layer(DefaultBodyLimit::max(envelope_limit)),
+        ),
+        ("/v1/messages/ack", retention(post(messages::ack))),
+        ("/v1/ws", retention(get(ws::connect))),
         ("/v1/blobs", post(blobs::upload).layer(DefaultBodyLimit::disable())),
-        ("/v1/blobs/{id}", get(blobs::download)),
+        ("/v1/blobs/{id}", retention(get(blobs::download))),
         ("/v1/retention/session", post(retention::login)),
-        ("/v1/retention/periods", get(retention::periods)),
-        ("/v1/retention/checkpoint", post(retention::checkpoint)),
+        ("/v1/retention/periods", retention(get(retention::periods))),
+        ("/v1/retention/checkpoint", retention(post(retention::checkpoint))),
+        ("/v1/retention/coverage", retention(get(retention::coverage))),
         ("/v1/me/policy", get(manage::my_policy)),
         ("/v1/password/reset", post(accounts::redeem_reset)),
-        ("/v1/devices/wipe/confirm", post(manage::confirm_wipe)),
+        ("/v1/devices/wipe/confirm", while_wiping(post(devices::confirm_wipe))),
         ("/v1/admin/users", get(manage::list_users)),
         ("/v1/admin/users/{id}", delete(manage::delete_user)),
         ("/v1/admin/users/{id}/suspend", post(manage::suspend)),
@@ -80,6 +89,16 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/admin/audit", get(manage::audit_log)),
         ("/v1/admin/audit/verify", get(manage::audit_verify)),
     ]
+}
+
+/// Marks the methods a retention device's session may call.
+fn retention(methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    methods.layer(Extension(Access::RetentionReceives))
+}
+
+/// Marks the methods a device with a pending wipe order may still call.
+fn while_wiping(methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    methods.layer(Extension(Access::WhileWiping))
 }
 
 /// The complete API.

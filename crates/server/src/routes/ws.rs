@@ -13,7 +13,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use strongroom_wire::WsFrame;
 
-use super::messages::{delivery, parse_ack};
+use super::messages::parse_ack;
+use crate::service::delivery::delivery;
 use crate::auth::Caller;
 use crate::hub::Push;
 use crate::state::AppState;
@@ -33,6 +34,7 @@ pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: W
 
 async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let device = caller.session.device_id;
+    let owner = caller.session.device_ref();
     let mut conn = state.hub.register(device);
     // Queue ids pushed on this connection and not yet acknowledged.
     let mut pushed: HashSet<i64> = HashSet::new();
@@ -61,7 +63,7 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 full_at = tokio::time::Instant::now();
                 force_full = false;
             }
-            match push(&state, &device, &mut socket, &mut pushed, if full { 0 } else { last }, exact).await {
+            match push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact).await {
                 Ok((high, more)) => {
                     last = last.max(high.unwrap_or(0));
                     // After a full read, read on past the newest position too.
@@ -100,7 +102,7 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                     Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
                         Ok(ids) => {
                             let store = state.store.clone();
-                            acking.push(async move { store.ack(&device, &ids).await.is_ok() }.boxed());
+                            acking.push(async move { store.ack(&owner, &ids).await.is_ok() }.boxed());
                         }
                         Err(reply) => {
                             // Any answer comes after every earlier ack is committed.
@@ -141,13 +143,13 @@ async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
 /// again at once (a full batch with something new in it).
 async fn push(
     state: &AppState,
-    device: &[u8; 16],
+    owner: &crate::store::DeviceRef,
     socket: &mut WebSocket,
     pushed: &mut HashSet<i64>,
     after: i64,
     exact: bool,
 ) -> Result<(Option<i64>, bool), ()> {
-    let rows = state.store.queued(device, after, BATCH).await.map_err(|_| ())?;
+    let rows = state.store.queued(owner, after, BATCH).await.map_err(|_| ())?;
     let high = rows.last().map(|r| r.queue_id);
     let full = rows.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
     if after == 0 {

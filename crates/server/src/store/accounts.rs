@@ -1,6 +1,21 @@
 use sqlx::Row;
 
-use super::{blob, id16, int, Store, StoreError};
+use super::{blob, id16, int, DeviceClaim, DeviceRef, Store, StoreError, RETENTION_OWNER};
+
+/// The device id web console sessions carry (reserved: no device can claim it).
+pub const CONSOLE_DEVICE: [u8; 16] = [0xcc; 16];
+
+/// What a new session is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionDevice {
+    /// A device of the account (claimed at this login if new).
+    Device(DeviceRef),
+    /// The web console, for an administrator or auditor.
+    Console {
+        /// The account.
+        user: [u8; 16],
+    },
+}
 
 /// A user as the login path needs it.
 #[derive(Debug, Clone)]
@@ -36,6 +51,25 @@ pub struct SessionRow {
     pub suspended: bool,
     /// An administrator ordered this device wiped (not yet confirmed).
     pub wipe_pending: bool,
+}
+
+impl SessionRow {
+    /// The session's device as its owner (checked against `devices` when
+    /// the session was read).
+    pub fn device_ref(&self) -> DeviceRef {
+        DeviceRef { network: self.network_id, user: self.user_id, device: self.device_id }
+    }
+}
+
+/// What a retention device's login did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionLoginOutcome {
+    /// A session was made.
+    Session,
+    /// The nonce was used before.
+    Replayed,
+    /// The device id belongs to an account or another network.
+    NotOwned,
 }
 
 /// What registering with an invite did.
@@ -158,16 +192,24 @@ impl Store {
         tx.commit().await
     }
 
-    /// Creates a session after a successful login and clears the failure count.
+    /// After a successful password check: claims the device id for the
+    /// account (see `devices.rs`) and, if it may be used, clears the failure
+    /// count and creates the session, in one transaction.
     pub async fn login_succeeded(
         &self,
-        user: &[u8; 16],
         token_hash: &[u8; 32],
-        device: &[u8; 16],
+        device: SessionDevice,
         now: i64,
         expires_at: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<DeviceClaim, StoreError> {
         let mut tx = self.write().await?;
+        let (user, device_id, claim) = match device {
+            SessionDevice::Device(d) => (d.user, d.device, self.claim_device(&mut tx, &d, now).await?),
+            SessionDevice::Console { user } => (user, CONSOLE_DEVICE, DeviceClaim::Owned),
+        };
+        if !claim.allowed() {
+            return Ok(claim);
+        }
         sqlx::query(&self.sql("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1"))
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
@@ -177,12 +219,13 @@ impl Store {
         ))
         .bind(token_hash.to_vec())
         .bind(user.to_vec())
-        .bind(device.to_vec())
+        .bind(device_id.to_vec())
         .bind(now)
         .bind(expires_at)
         .execute(&mut *tx.tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(claim)
     }
 
     /// The session for a token hash, if valid at `now` (every request asks:
@@ -202,12 +245,16 @@ impl Store {
     async fn session_uncached(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<(SessionRow, i64)>, StoreError> {
         let row = sqlx::query(&self.sql(
             "SELECT s.user_id, s.device_id, s.expires_at, u.network_id, u.admin, u.role, u.suspended, \
-             (SELECT COUNT(*) FROM device_wipes w WHERE w.device_id = s.device_id AND w.confirmed_at IS NULL) AS wiping \
+             (SELECT COUNT(*) FROM device_wipes w WHERE w.device_id = s.device_id AND w.user_id = s.user_id \
+              AND w.confirmed_at IS NULL) AS wiping \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0",
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0 \
+             AND (s.device_id = $3 OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id \
+                  AND d.user_id = s.user_id AND d.network_id = u.network_id))",
         ))
         .bind(token_hash.to_vec())
         .bind(now)
+        .bind(CONSOLE_DEVICE.to_vec())
         .fetch_optional(&self.pool)
         .await?;
         if let Some(r) = row {
@@ -223,15 +270,18 @@ impl Store {
             return Ok(Some((session, int(&r, "expires_at")?)));
         }
         let row = sqlx::query(&self.sql(
-            "SELECT device_id, network_id, expires_at FROM retention_sessions WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT r.device_id, r.network_id, r.expires_at FROM retention_sessions r \
+             JOIN devices d ON d.device_id = r.device_id AND d.network_id = r.network_id AND d.user_id = $3 \
+             WHERE r.token_hash = $1 AND r.expires_at > $2",
         ))
         .bind(token_hash.to_vec())
         .bind(now)
+        .bind(RETENTION_OWNER.to_vec())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
             let session = SessionRow {
-                user_id: [0xff; 16],
+                user_id: RETENTION_OWNER,
                 device_id: id16(&r, "device_id")?,
                 network_id: id16(&r, "network_id")?,
                 admin: false,
@@ -254,8 +304,13 @@ impl Store {
         token_hash: &[u8; 32],
         now: i64,
         expires_at: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<RetentionLoginOutcome, StoreError> {
         let mut tx = self.write().await?;
+        // Named by the current policy (checked by the caller), so reserved
+        // for this network's retention service unless something else owns it.
+        if self.reserve_retention_devices(&mut tx, network, &[*device], now).await?.is_some() {
+            return Ok(RetentionLoginOutcome::NotOwned);
+        }
         sqlx::query(&self.sql("DELETE FROM retention_logins WHERE expires_at < $1"))
             .bind(now)
             .execute(&mut *tx.tx)
@@ -265,7 +320,7 @@ impl Store {
             .fetch_optional(&mut *tx.tx)
             .await?;
         if seen.is_some() {
-            return Ok(false);
+            return Ok(RetentionLoginOutcome::Replayed);
         }
         // Nonces are kept a day: longer than the timestamp window.
         sqlx::query(&self.sql("INSERT INTO retention_logins (nonce, expires_at) VALUES ($1, $2)"))
@@ -285,7 +340,7 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(RetentionLoginOutcome::Session)
     }
 
     /// Extends a session (the web console's idle timeout).

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use strongroom_wire::{AdminDevice, AdminUser, AuditEntry, GroupSettings, SecurityGroup};
 
-use super::{id16, int, Store, StoreError};
+use super::{id16, int, DeviceRef, Store, StoreError};
 use crate::error::hex;
 
 fn settings(json: &str) -> Result<GroupSettings, StoreError> {
@@ -42,7 +42,7 @@ impl Store {
         .await?;
         let devices = sqlx::query(&self.sql(
             "SELECT d.user_id, d.device_id, d.revoked, w.confirmed_at, w.requested_at FROM user_devices d \
-             JOIN users u ON u.id = d.user_id LEFT JOIN device_wipes w ON w.device_id = d.device_id \
+             JOIN users u ON u.id = d.user_id LEFT JOIN device_wipes w ON w.device_id = d.device_id AND w.user_id = d.user_id \
              WHERE u.network_id = $1",
         ))
         .bind(network.to_vec())
@@ -100,7 +100,7 @@ impl Store {
 
     /// A user's devices (ids).
     pub async fn user_devices(&self, user: &[u8; 16]) -> Result<Vec<[u8; 16]>, StoreError> {
-        let rows = sqlx::query(&self.sql("SELECT device_id FROM user_devices WHERE user_id = $1"))
+        let rows = sqlx::query(&self.sql("SELECT device_id FROM devices WHERE user_id = $1"))
             .bind(user.to_vec())
             .fetch_all(&self.pool)
             .await?;
@@ -142,9 +142,11 @@ impl Store {
 
     async fn drop_devices(&self, tx: &mut super::WriteTx<'_>, user: &[u8; 16]) -> Result<(), StoreError> {
         for q in [
-            "DELETE FROM queue WHERE device_id IN (SELECT device_id FROM user_devices WHERE user_id = $1)",
-            "DELETE FROM prekeys WHERE device_id IN (SELECT device_id FROM user_devices WHERE user_id = $1)",
+            "DELETE FROM queue WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",
+            "DELETE FROM prekeys WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",
+            "DELETE FROM device_links WHERE user_id = $1",
             "UPDATE user_devices SET revoked = 1 WHERE user_id = $1",
+            "UPDATE devices SET revoked = 1 WHERE user_id = $1",
             "DELETE FROM sessions WHERE user_id = $1",
         ] {
             sqlx::query(&self.sql(q)).bind(user.to_vec()).execute(&mut *tx.tx).await?;
@@ -193,59 +195,80 @@ impl Store {
     }
 
     /// Orders a device wiped: revoked and its queue dropped now; its session
-    /// survives only to be told and to confirm.
-    pub async fn wipe_device(&self, user: &[u8; 16], device: &[u8; 16], now: i64) -> Result<bool, StoreError> {
+    /// survives only to be told and to confirm. `false` unless the device
+    /// belongs to that account of that network.
+    pub async fn wipe_device(&self, target: &DeviceRef, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let known = sqlx::query(&self.sql("SELECT 1 AS one FROM user_devices WHERE user_id = $1 AND device_id = $2"))
-            .bind(user.to_vec())
-            .bind(device.to_vec())
-            .fetch_optional(&mut *tx.tx)
-            .await?;
+        let known = sqlx::query(
+            &self.sql("SELECT 1 AS one FROM devices WHERE device_id = $1 AND user_id = $2 AND network_id = $3"),
+        )
+        .bind(target.device.to_vec())
+        .bind(target.user.to_vec())
+        .bind(target.network.to_vec())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
         if known.is_none() {
             return Ok(false);
         }
         sqlx::query(&self.sql(
             "INSERT INTO device_wipes (device_id, user_id, requested_at) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO NOTHING",
         ))
-        .bind(device.to_vec())
-        .bind(user.to_vec())
+        .bind(target.device.to_vec())
+        .bind(target.user.to_vec())
         .bind(now)
         .execute(&mut *tx.tx)
         .await?;
         for q in [
-            "UPDATE user_devices SET revoked = 1 WHERE device_id = $1",
-            "DELETE FROM queue WHERE device_id = $1",
-            "DELETE FROM prekeys WHERE device_id = $1",
+            "UPDATE user_devices SET revoked = 1 WHERE device_id = $1 AND user_id = $2",
+            "UPDATE devices SET revoked = 1 WHERE device_id = $1 AND user_id = $2",
+            "DELETE FROM device_links WHERE device_id = $1 AND user_id = $2",
         ] {
-            sqlx::query(&self.sql(q)).bind(device.to_vec()).execute(&mut *tx.tx).await?;
+            sqlx::query(&self.sql(q)).bind(target.device.to_vec()).bind(target.user.to_vec()).execute(&mut *tx.tx).await?;
+        }
+        // The device is this account's (checked above): its queue and keys go.
+        for q in ["DELETE FROM queue WHERE device_id = $1", "DELETE FROM prekeys WHERE device_id = $1"] {
+            sqlx::query(&self.sql(q)).bind(target.device.to_vec()).execute(&mut *tx.tx).await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
-    /// Whether a device has a wipe ordered and not yet confirmed.
-    pub async fn wipe_pending(&self, device: &[u8; 16]) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query(&self.sql("SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND confirmed_at IS NULL"))
-                .bind(device.to_vec())
-                .fetch_optional(&self.pool)
-                .await?;
+    /// Whether the device has a wipe ordered by its own account's
+    /// administrators and not yet confirmed.
+    pub async fn wipe_pending(&self, d: &DeviceRef) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND user_id = $2 AND confirmed_at IS NULL",
+        ))
+        .bind(d.device.to_vec())
+        .bind(d.user.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
-    /// The device confirms it erased itself; its sessions end.
-    pub async fn confirm_wipe(&self, device: &[u8; 16], now: i64) -> Result<(), StoreError> {
+    /// The device itself confirms it erased itself; its sessions end.
+    /// `false` if no wipe of this account's device was pending.
+    pub async fn confirm_wipe(&self, d: &DeviceRef, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(&self.sql("UPDATE device_wipes SET confirmed_at = $1 WHERE device_id = $2"))
-            .bind(now)
-            .bind(device.to_vec())
+        let n = sqlx::query(&self.sql(
+            "UPDATE device_wipes SET confirmed_at = $1 WHERE device_id = $2 AND user_id = $3 AND confirmed_at IS NULL",
+        ))
+        .bind(now)
+        .bind(d.device.to_vec())
+        .bind(d.user.to_vec())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        sqlx::query(&self.sql("DELETE FROM sessions WHERE device_id = $1 AND user_id = $2"))
+            .bind(d.device.to_vec())
+            .bind(d.user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
-        sqlx::query(&self.sql("DELETE FROM sessions WHERE device_id = $1"))
-            .bind(device.to_vec())
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Stores a one-time password reset code for a user and ends their sessions.

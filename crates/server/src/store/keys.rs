@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::{blob, id16, int, Backend, Store, StoreError};
+use super::{blob, id16, int, Backend, DeviceRef, Store, StoreError, WriteTx};
 
 /// Why a device list upload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +12,9 @@ pub enum DeviceListRefusal {
         /// Stored version.
         current: u64,
     },
+    /// Names a device id this account does not own (never logged in with
+    /// it, or it belongs to someone else).
+    NotOwned([u8; 16]),
 }
 
 impl Store {
@@ -20,6 +23,7 @@ impl Store {
     /// and a higher version.
     pub async fn put_device_list(
         &self,
+        network: &[u8; 16],
         user: &[u8; 16],
         identity: &[u8; 32],
         version: u64,
@@ -27,6 +31,24 @@ impl Store {
         devices: &[([u8; 16], bool)],
     ) -> Result<Result<(), DeviceListRefusal>, StoreError> {
         let mut tx = self.write().await?;
+        // Only ids this account owns: a list naming anyone else's device
+        // (as active or revoked) would touch that device's queue and keys.
+        let mut owned_revoked = Vec::new();
+        for (device, _) in devices {
+            let owner = sqlx::query(&self.sql(
+                "SELECT revoked FROM devices WHERE device_id = $1 AND user_id = $2 AND network_id = $3",
+            ))
+            .bind(device.to_vec())
+            .bind(user.to_vec())
+            .bind(network.to_vec())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            match owner {
+                None => return Ok(Err(DeviceListRefusal::NotOwned(*device))),
+                Some(r) if int(&r, "revoked")? != 0 => owned_revoked.push(*device),
+                Some(_) => {}
+            }
+        }
         let pinned = sqlx::query(&self.sql("SELECT identity_key FROM users WHERE id = $1"))
             .bind(user.to_vec())
             .fetch_one(&mut *tx.tx)
@@ -79,7 +101,10 @@ impl Store {
             .map(|r| r.try_get::<Vec<u8>, _>("device_id"))
             .collect::<Result<_, _>>()?;
         for (device, revoked) in devices {
-            let revoked = &(*revoked || wiped.iter().any(|w| w.as_slice() == device.as_slice()));
+            // Revocation is final: wiped or once-revoked ids stay revoked whatever the list says.
+            let revoked = &(*revoked
+                || owned_revoked.contains(device)
+                || wiped.iter().any(|w| w.as_slice() == device.as_slice()));
             sqlx::query(&self.sql("INSERT INTO user_devices (user_id, device_id, revoked) VALUES ($1, $2, $3)"))
                 .bind(user.to_vec())
                 .bind(device.to_vec())
@@ -88,6 +113,11 @@ impl Store {
                 .await?;
             if *revoked {
                 // A revoked device receives nothing more and is logged out at once.
+                sqlx::query(&self.sql("UPDATE devices SET revoked = 1 WHERE device_id = $1 AND user_id = $2"))
+                    .bind(device.to_vec())
+                    .bind(user.to_vec())
+                    .execute(&mut *tx.tx)
+                    .await?;
                 sqlx::query(&self.sql("DELETE FROM prekeys WHERE device_id = $1"))
                     .bind(device.to_vec())
                     .execute(&mut *tx.tx)
@@ -156,8 +186,12 @@ impl Store {
 
     /// Adds signed pre-keys of a device: (kind, id, expires_at, encoded).
     /// Re-uploading an id replaces it.
-    pub async fn put_prekeys(&self, device: &[u8; 16], keys: &[(u8, u32, i64, Vec<u8>)]) -> Result<(), StoreError> {
+    pub async fn put_prekeys(&self, owner: &DeviceRef, keys: &[(u8, u32, i64, Vec<u8>)]) -> Result<(), StoreError> {
+        let device = &owner.device;
         let mut tx = self.write().await?;
+        if !self.owns_active(&mut tx, owner).await? {
+            return Err(StoreError::NotOwned);
+        }
         for (kind, id, expires_at, body) in keys {
             sqlx::query(&self.sql(
                 "INSERT INTO prekeys (device_id, kind, key_id, expires_at, body) VALUES ($1, $2, $3, $4, $5) \
@@ -177,7 +211,9 @@ impl Store {
     /// Claims a pre-key for sealing to `device`: a one-time pre-key, removed
     /// in the same statement that picks it so no two claims ever get the same
     /// one, else the newest unexpired medium-term pre-key.
-    pub async fn claim_prekey(&self, device: &[u8; 16], now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The target must be an active device of the named account and network.
+    pub async fn claim_prekey(&self, target: &DeviceRef, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let device = &target.device;
         let claim = match self.backend {
             // Concurrent claimers skip rows another transaction is taking.
             Backend::Postgres => {
@@ -191,6 +227,9 @@ impl Store {
             }
         };
         let mut tx = self.write().await?;
+        if !self.owns_active(&mut tx, target).await? {
+            return Err(StoreError::NotOwned);
+        }
         let taken = sqlx::query(&self.sql(claim)).bind(device.to_vec()).bind(now).fetch_optional(&mut *tx.tx).await?;
         tx.commit().await?;
         if let Some(row) = taken {
@@ -216,5 +255,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok((id16(r, "device_id")?, u64::try_from(int(r, "n")?).unwrap_or(0)))).collect()
+    }
+
+    /// Whether `d` names an owned, unrevoked device of its account and network.
+    async fn owns_active(&self, tx: &mut WriteTx<'_>, d: &DeviceRef) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT 1 AS one FROM devices WHERE device_id = $1 AND user_id = $2 AND network_id = $3 AND revoked = 0",
+        ))
+        .bind(d.device.to_vec())
+        .bind(d.user.to_vec())
+        .bind(d.network.to_vec())
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        Ok(row.is_some())
     }
 }

@@ -17,8 +17,10 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query(&self.sql("DELETE FROM device_links WHERE device_id = $1"))
+        // Only this account's own pending request for its own device.
+        sqlx::query(&self.sql("DELETE FROM device_links WHERE device_id = $1 AND user_id = $2"))
             .bind(device.to_vec())
+            .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
         sqlx::query(&self.sql(

@@ -1,6 +1,6 @@
 use strongroom_crypto::envelope::DeliveryParts;
 
-use super::{blob, id16, int, Store, StoreError};
+use super::{blob, id16, int, DeviceRef, Store, StoreError};
 
 /// An accepted envelope, split for storage.
 #[derive(Debug, Clone)]
@@ -34,6 +34,21 @@ pub struct QueuedRow {
     pub seq: u64,
     /// The delivered-form envelope.
     pub envelope: Vec<u8>,
+}
+
+/// What the relay queued for a retention device in one conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoverageRow {
+    /// The conversation.
+    pub conversation_id: [u8; 16],
+    /// Lowest sequence number queued for the device.
+    pub first_seq: u64,
+    /// Highest.
+    pub last_seq: u64,
+    /// How many envelopes were queued for it in all.
+    pub count: u64,
+    /// How many of them are still queued (not acknowledged).
+    pub queued: u64,
 }
 
 /// What storing an envelope did.
@@ -203,6 +218,7 @@ impl Store {
                 }
             }
         }
+        self.cover_retention(tx, jobs, &new).await?;
         let outcomes = jobs
             .iter()
             .enumerate()
@@ -231,16 +247,123 @@ impl Store {
         Ok((outcomes, queued))
     }
 
-    /// Up to `limit` queued messages for `device` after queue position `after`, oldest first.
-    pub async fn queued(&self, device: &[u8; 16], after: i64, limit: i64) -> Result<Vec<QueuedRow>, StoreError> {
+    /// Records, per retention device and conversation, which sequence
+    /// numbers were queued for it (first, last and how many), so `retention
+    /// verify` can tell a queue drained without archiving from one still
+    /// waiting. One upsert per (device, conversation) in the group; nothing
+    /// when retention is off.
+    async fn cover_retention(
+        &self,
+        tx: &mut super::WriteTx<'_>,
+        jobs: &[&EnvelopeJob],
+        new: &[(usize, i64)],
+    ) -> Result<(), StoreError> {
+        use std::collections::BTreeMap;
+        // (device, conversation) → (network, first, last, count)
+        let mut cover: BTreeMap<([u8; 16], [u8; 16]), ([u8; 16], i64, i64, i64)> = BTreeMap::new();
+        for (i, seq) in new {
+            let Some(j) = jobs.get(*i) else { continue };
+            for (device, _, retention) in &j.tails {
+                if *retention {
+                    let e = cover
+                        .entry((*device, j.env.conversation_id))
+                        .or_insert((j.env.network_id, *seq, *seq, 0));
+                    e.1 = e.1.min(*seq);
+                    e.2 = e.2.max(*seq);
+                    e.3 += 1;
+                }
+            }
+        }
+        if cover.is_empty() {
+            return Ok(());
+        }
+        let (max, min) = match self.backend {
+            super::Backend::Postgres => ("GREATEST", "LEAST"),
+            super::Backend::Sqlite => ("MAX", "MIN"),
+        };
+        let rows: Vec<_> = cover.into_iter().collect();
+        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 6) {
+            let sql = format!(
+                "INSERT INTO retention_coverage (device_id, conversation_id, network_id, first_seq, last_seq, count) VALUES {} \
+                 ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
+                 first_seq = {min}(retention_coverage.first_seq, excluded.first_seq), \
+                 last_seq = {max}(retention_coverage.last_seq, excluded.last_seq), \
+                 count = retention_coverage.count + excluded.count",
+                placeholders(self.backend, chunk.len(), 6, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for ((device, conversation), (network, first, last, count)) in chunk {
+                q = q
+                    .bind(device.to_vec())
+                    .bind(conversation.to_vec())
+                    .bind(network.to_vec())
+                    .bind(*first)
+                    .bind(*last)
+                    .bind(*count);
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// What the relay queued for a retention device, per conversation, and
+    /// how much of it is still queued.
+    pub async fn retention_coverage(&self, owner: &DeviceRef) -> Result<Vec<CoverageRow>, StoreError> {
+        if !owner.is_retention() {
+            return Err(StoreError::NotOwned);
+        }
+        let rows = sqlx::query(&self.sql(
+            "SELECT conversation_id, first_seq, last_seq, count FROM retention_coverage \
+             WHERE device_id = $1 AND network_id = $2 ORDER BY conversation_id",
+        ))
+        .bind(owner.device.to_vec())
+        .bind(owner.network.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        let queued = sqlx::query(&self.sql(
+            "SELECT e.conversation_id, COUNT(*) AS n FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+             WHERE q.device_id = $1 AND q.retention = 1 GROUP BY e.conversation_id",
+        ))
+        .bind(owner.device.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut waiting = std::collections::HashMap::new();
+        for r in &queued {
+            waiting.insert(id16(r, "conversation_id")?, u64::try_from(int(r, "n")?).unwrap_or(0));
+        }
+        let n = |r: &sqlx::any::AnyRow, c: &str| -> Result<u64, StoreError> {
+            u64::try_from(int(r, c)?).map_err(|_| StoreError::Corrupt("negative sequence number"))
+        };
+        rows.iter()
+            .map(|r| {
+                let conversation_id = id16(r, "conversation_id")?;
+                Ok(CoverageRow {
+                    conversation_id,
+                    first_seq: n(r, "first_seq")?,
+                    last_seq: n(r, "last_seq")?,
+                    count: n(r, "count")?,
+                    queued: waiting.get(&conversation_id).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` queued messages for the device after queue position
+    /// `after`, oldest first. Only retention devices read retention rows,
+    /// and only the device's owner reads its queue.
+    pub async fn queued(&self, owner: &DeviceRef, after: i64, limit: i64) -> Result<Vec<QueuedRow>, StoreError> {
         let rows = sqlx::query(&self.sql(
             "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.prefix, e.signature \
              FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
-             WHERE q.device_id = $1 AND q.id > $2 ORDER BY q.id LIMIT $3",
+             JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
+             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 ORDER BY q.id LIMIT $3",
         ))
-        .bind(device.to_vec())
+        .bind(owner.device.to_vec())
         .bind(after)
         .bind(limit)
+        .bind(owner.user.to_vec())
+        .bind(owner.network.to_vec())
+        .bind(i64::from(owner.is_retention()))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -259,11 +382,13 @@ impl Store {
     /// Removes acknowledged messages from `device`'s queue, then any envelope
     /// no queue references any more. Returns how many were removed. Acks
     /// from every connection are committed together, like envelopes.
-    pub async fn ack(&self, device: &[u8; 16], message_ids: &[[u8; 16]]) -> Result<u64, StoreError> {
+    /// Only retention devices remove retention rows (`owner` comes from a
+    /// session, whose device was checked against its owner).
+    pub async fn ack(&self, owner: &DeviceRef, message_ids: &[[u8; 16]]) -> Result<u64, StoreError> {
         if message_ids.is_empty() {
             return Ok(0);
         }
-        let job = AckJob { device: *device, ids: message_ids.to_vec() };
+        let job = AckJob { device: owner.device, retention: owner.is_retention(), ids: message_ids.to_vec() };
         let Some(committer) = &self.acks else { return self.ack_alone(&job).await };
         let (reply, answer) = tokio::sync::oneshot::channel();
         if let Err(e) = committer.send(Job::Ack(job, reply)).await {
@@ -288,11 +413,12 @@ impl Store {
             let mut n = 0;
             for chunk in j.ids.chunks(MAX_ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "DELETE FROM queue WHERE device_id = {} AND message_id IN ({})",
+                    "DELETE FROM queue WHERE device_id = {} AND retention = {} AND message_id IN ({})",
                     placeholders(self.backend, 1, 1, 0),
-                    placeholders(self.backend, chunk.len(), 1, 1)
+                    placeholders(self.backend, 1, 1, 1),
+                    placeholders(self.backend, chunk.len(), 1, 2)
                 );
-                let mut q = sqlx::query(&sql).persistent(false).bind(j.device.to_vec());
+                let mut q = sqlx::query(&sql).persistent(false).bind(j.device.to_vec()).bind(i64::from(j.retention));
                 for m in chunk {
                     q = q.bind(m.to_vec());
                 }
@@ -417,6 +543,8 @@ pub(crate) struct EnvelopeJob {
 /// One device's acks waiting for the group committer.
 pub(crate) struct AckJob {
     device: [u8; 16],
+    /// A retention device's acks remove retention rows only; anyone else's, never.
+    retention: bool,
     ids: Vec<[u8; 16]>,
 }
 

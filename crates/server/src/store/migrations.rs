@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_retention_sessions.sql")),
     (4, include_str!("../../migrations/sqlite/0004_administration.sql")),
     (5, include_str!("../../migrations/sqlite/0005_retention_checkpoints.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_device_ownership.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_retention_sessions.sql")),
     (4, include_str!("../../migrations/postgres/0004_administration.sql")),
     (5, include_str!("../../migrations/postgres/0005_retention_checkpoints.sql")),
+    (6, include_str!("../../migrations/postgres/0006_device_ownership.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {

@@ -11,19 +11,22 @@ mod admin;
 mod blobs;
 mod cache;
 mod conversations;
+mod devices;
 mod keys;
 mod links;
 mod messages;
 mod migrations;
 mod networks;
 
-pub use accounts::{LoginOutcome, SessionRow, UserRow};
+pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
 pub use blobs::BlobRow;
 pub use conversations::{ConversationRow, Kind, Role};
+pub use devices::{DeviceClaim, DeviceRef, Owner, RESERVED_DEVICE_IDS, RETENTION_OWNER};
 pub use keys::DeviceListRefusal;
 pub use links::LinkRow;
-pub use messages::{QueuedRow, StoreOutcome, StoredEnvelope};
+pub use networks::PolicyOutcome;
+pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -55,6 +58,10 @@ pub enum StoreError {
     /// A stored value is not what the schema promises (corruption).
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A device named by a (network, account, device) is not that
+    /// account's, or is revoked: the caller checked too little.
+    #[error("that device is not an active device of that account")]
+    NotOwned,
 }
 
 /// The server's database.

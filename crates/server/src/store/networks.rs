@@ -34,6 +34,7 @@ impl Store {
         public: &[u8; 32],
         policy_version: u64,
         policy: &[u8],
+        retention: &[[u8; 16]],
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
@@ -55,6 +56,10 @@ impl Store {
                 .bind(policy.to_vec())
                 .execute(&mut *tx.tx)
                 .await?;
+            if self.reserve_retention_devices(&mut tx, id, retention, now).await?.is_some() {
+                // Another owner holds a named id: nothing is created.
+                return Ok(false);
+            }
         }
         tx.commit().await?;
         Ok(created)
@@ -106,7 +111,13 @@ impl Store {
     }
 
     /// Stores a newer policy; `false` if its version is not above the current one.
-    pub async fn put_policy(&self, network: &[u8; 16], version: u64, body: &[u8]) -> Result<bool, StoreError> {
+    pub async fn put_policy(
+        &self,
+        network: &[u8; 16],
+        version: u64,
+        body: &[u8],
+        retention: &[[u8; 16]],
+    ) -> Result<PolicyOutcome, StoreError> {
         let mut tx = self.write().await?;
         let current: i64 =
             sqlx::query(&self.sql("SELECT COALESCE(MAX(version), 0) AS v FROM policies WHERE network_id = $1"))
@@ -116,7 +127,10 @@ impl Store {
                 .try_get("v")?;
         let version = i64::try_from(version).unwrap_or(i64::MAX);
         if version <= current {
-            return Ok(false);
+            return Ok(PolicyOutcome::Stale);
+        }
+        if let Some(device) = self.reserve_retention_devices(&mut tx, network, retention, super::now_ms()).await? {
+            return Ok(PolicyOutcome::DeviceTaken(device));
         }
         sqlx::query(&self.sql("INSERT INTO policies (network_id, version, body) VALUES ($1, $2, $3)"))
             .bind(network.to_vec())
@@ -125,7 +139,7 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(PolicyOutcome::Stored)
     }
 
     /// Stores an invite by the hash of its secret.
@@ -176,4 +190,15 @@ impl Store {
         tx.commit().await?;
         Ok(n == 1)
     }
+}
+
+/// What publishing a policy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    /// Stored as the current policy.
+    Stored,
+    /// A policy with this or a newer version exists.
+    Stale,
+    /// It names a retention device id that an account or another network owns.
+    DeviceTaken([u8; 16]),
 }

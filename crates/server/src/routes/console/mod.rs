@@ -20,16 +20,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use subtle::ConstantTimeEq;
 
-use super::manage::require_admin;
 use crate::auth::{secret_hash, Caller};
+use crate::service::admin::require_admin;
+use crate::service::sessions::CONSOLE_IDLE_MS as IDLE_MS;
+use crate::service::Actor;
 use crate::error::{hex, ApiError};
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::store::{now_ms, CONSOLE_DEVICE};
 
-/// Console sessions end after this long without a request.
-pub const IDLE_MS: i64 = 15 * 60_000;
-/// The device id console sessions carry (no real device has it).
-const CONSOLE_DEVICE: [u8; 16] = [0xcc; 16];
 const COOKIE: &str = "sr_console";
 const CSS: &str = include_str!("console.css");
 const CSP: &str =
@@ -226,3 +224,10 @@ fn clear_cookie() -> String {
 
 /// Where a form came from, for the audit log.
 type Addr = axum::extract::ConnectInfo<SocketAddr>;
+
+impl Console {
+    /// The console user acting from `addr` (for the audit log).
+    fn actor(&self, addr: SocketAddr) -> Actor {
+        Actor { caller: self.caller, source: addr.ip() }
+    }
+}

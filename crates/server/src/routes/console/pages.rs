@@ -5,17 +5,15 @@ use std::collections::HashMap;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Form, Json};
-use strongroom_wire::{GroupRequest, GroupSettings, SetGroup, SetRole};
+use axum::Form;
+use strongroom_wire::{GroupRequest, GroupSettings};
 
-use super::super::manage::{self, AuditParams, BulkInvite, UserSearch};
-use super::{
-    api_error, clear_cookie, esc, html_response, page_error, session_cookie, Addr, Console, CONSOLE_DEVICE, IDLE_MS,
-};
-use crate::auth::{new_token, verify_password};
-use crate::error::{hex, parse_id};
+use super::{api_error, clear_cookie, esc, html_response, page_error, session_cookie, Addr, Console};
+use crate::error::{hex, parse_id, ApiError};
+use crate::service::admin;
+use crate::service::sessions::{self, Binding};
 use crate::state::AppState;
-use crate::store::{now_ms, AuditQuery};
+use crate::store::AuditQuery;
 
 type Fields = HashMap<String, String>;
 
@@ -53,34 +51,14 @@ pub(super) async fn login(State(state): State<AppState>, ConnectInfo(addr): Addr
     let field = |k: &str| f.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let wrong = || login_page(Some("Wrong network, username or password."));
     let Ok(network) = parse_id(&field("network"), "network id") else { return wrong() };
-    let Ok(Some(user)) = state.store.user_by_name(&network, &field("username")).await else { return wrong() };
-    let now = now_ms();
-    if user.locked_until > now {
-        return login_page(Some("This account is locked after repeated failed logins; try again later."));
-    }
-    if !verify_password(user.password_hash.clone(), f.get("password").cloned().unwrap_or_default()).await {
-        let threshold = match state.settings_for_user(&user.id).await.map(|s| s.lockout_threshold) {
-            Ok(0) | Err(_) => i64::MAX,
-            Ok(n) => i64::from(n),
-        };
-        let lock_ms = i64::try_from(state.config.limits.lockout_secs * 1000).unwrap_or(i64::MAX);
-        let _ = state.store.login_failed(&user.id, now, threshold, lock_ms).await;
-        return wrong();
-    }
-    let (token, hash) = new_token();
-    if state.store.login_succeeded(&user.id, &hash, &CONSOLE_DEVICE, now, now + IDLE_MS).await.is_err() {
-        return page_error(StatusCode::SERVICE_UNAVAILABLE, "The server could not start a session; try again.");
-    }
-    match state.store.session(&hash, now).await {
-        Ok(Some(s)) if !s.suspended && (s.admin || s.auditor) => {
-            let name = field("username");
-            let _ = state.store.audit(&network, &name, "console.login", &name, &addr.ip().to_string(), "{}", now).await;
-            ([(header::SET_COOKIE, session_cookie(&token))], Redirect::to("/admin/dashboard")).into_response()
+    let password = f.get("password").cloned().unwrap_or_default();
+    match sessions::password_login(&state, &network, &field("username"), password, Binding::Console, addr.ip()).await {
+        Ok(made) => ([(header::SET_COOKIE, session_cookie(&made.token))], Redirect::to("/admin/dashboard")).into_response(),
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => wrong(),
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            page_error(StatusCode::SERVICE_UNAVAILABLE, "The server could not start a session; try again.")
         }
-        _ => {
-            let _ = state.store.logout(&hash).await;
-            login_page(Some("Only network administrators and auditors can use the console."))
-        }
+        Err(e) => login_page(Some(e.message())),
     }
 }
 
@@ -231,13 +209,10 @@ async fn render_users(
     extra: &str,
 ) -> Response {
     let network = c.caller.session.network_id;
-    let users =
-        match manage::list_users(State(state.clone()), c.caller, Query(UserSearch { search: Some(search.to_owned()) }))
-            .await
-        {
-            Ok(Json(u)) => u,
-            Err(e) => return api_error(e),
-        };
+    let users = match admin::list_users(state, &c.caller, Some(search)).await {
+        Ok(u) => u,
+        Err(e) => return api_error(e),
+    };
     let groups = state.store.groups(&network).await.unwrap_or_default();
     c.page("users", "Users", flash, &users_page(&users, &groups, c, search, extra))
 }
@@ -265,21 +240,20 @@ pub(super) async fn invite(
         .map(|l| l.split([',', '\n']).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     let labels = if labels.is_empty() { vec!["invite".to_owned()] } else { labels };
-    let req = BulkInvite { labels, admin: f.contains_key("admin"), ttl_secs: None };
-    match manage::bulk_invite(State(state.clone()), c.caller, ConnectInfo(addr), Json(req)).await {
-        Ok((_, Json(list))) => {
+    match admin::bulk_invite(&state, &c.actor(addr), labels, f.contains_key("admin"), None).await {
+        Ok(list) => {
             let base = state.public_url.trim_end_matches('/').to_owned();
             let items: String = list
                 .iter()
-                .map(|i| {
+                .map(|(label, invite)| {
                     format!(
                         "<div class=\"invite\"><strong>{label}</strong> <span class=\"muted\">(one use, until {until})</span>\
                          <p>Invite code: <code class=\"invite-code\">{code}</code></p>\
                          <p>Invite link: <code>{base}/join#{code}</code></p>\
                          <p class=\"muted\">They run: <code>strongroom enrol --invite {code} --username NAME</code></p></div>",
-                        label = esc(&i.label),
-                        code = esc(&i.invite.invite),
-                        until = when(i.invite.expires_at),
+                        label = esc(label),
+                        code = esc(&invite.invite),
+                        until = when(invite.expires_at),
                         base = esc(&base),
                     )
                 })
@@ -301,31 +275,34 @@ pub(super) async fn user_action(
     if let Some(r) = c.refuse_form(&f, true) {
         return r;
     }
-    let st = || State(state.clone());
-    let (ca, ci, p) = (c.caller, ConnectInfo(addr), Path(id.clone()));
-    let outcome: Result<(String, String), crate::error::ApiError> = match action.as_str() {
-        "suspend" => manage::suspend(st(), ca, ci, p).await.map(|_| ("User suspended: their sessions have ended.".into(), String::new())),
-        "unsuspend" => manage::unsuspend(st(), ca, ci, p).await.map(|_| ("User unsuspended.".into(), String::new())),
-        "delete" => manage::delete_user(st(), ca, ci, p).await.map(|_| ("User deleted; their queued messages are purged.".into(), String::new())),
-        "reset-password" => manage::reset_password(st(), ca, ci, p).await.map(|(_, Json(r))| {
+    let actor = c.actor(addr);
+    let user = match parse_id(&id, "user id") {
+        Ok(u) => u,
+        Err(e) => return render_users(&state, &c, "", Some((false, e.message())), "").await,
+    };
+    let outcome: Result<(String, String), ApiError> = match action.as_str() {
+        "suspend" => admin::set_suspended(&state, &actor, &user, true).await.map(|_| ("User suspended: their sessions have ended.".into(), String::new())),
+        "unsuspend" => admin::set_suspended(&state, &actor, &user, false).await.map(|_| ("User unsuspended.".into(), String::new())),
+        "delete" => admin::delete_user(&state, &actor, &user).await.map(|_| ("User deleted; their queued messages are purged.".into(), String::new())),
+        "reset-password" => admin::reset_password(&state, &actor, &user).await.map(|r| {
             (
                 "Password reset: the user is logged out everywhere.".into(),
                 format!("<div class=\"invite\"><p>One-time code (valid until {}): <code class=\"reset-code\">{}</code></p><p class=\"muted\">They run: <code>strongroom password --reset-code CODE</code></p></div>", when(r.expires_at), esc(&r.code)),
             )
         }),
-        "reset-devices" => manage::reset_devices(st(), ca, ci, p).await.map(|(_, Json(i))| {
+        "reset-devices" => admin::reset_devices(&state, &actor, &user).await.map(|i| {
             (
                 "All devices revoked.".into(),
                 format!("<div class=\"invite\"><p>Re-enrolment invite (same username): <code class=\"invite-code\">{}</code></p></div>", esc(&i.invite)),
             )
         }),
-        "group" => {
-            let group = f.get("group").filter(|g| !g.is_empty()).cloned();
-            manage::set_group(st(), ca, ci, p, Json(SetGroup { group_id: group })).await.map(|_| ("Security group set.".into(), String::new()))
-        }
+        "group" => match f.get("group").filter(|g| !g.is_empty()).map(|g| parse_id(g, "group id")).transpose() {
+            Ok(group) => admin::set_group(&state, &actor, &user, group.as_ref()).await.map(|_| ("Security group set.".into(), String::new())),
+            Err(e) => Err(e),
+        },
         "role" => {
             let role = f.get("role").cloned().unwrap_or_default();
-            manage::set_role(st(), ca, ci, p, Json(SetRole { role })).await.map(|_| ("Role set.".into(), String::new()))
+            admin::set_role(&state, &actor, &user, &role).await.map(|_| ("Role set.".into(), String::new()))
         }
         _ => return page_error(StatusCode::NOT_FOUND, "No such action."),
     };
@@ -345,7 +322,12 @@ pub(super) async fn wipe(
     if let Some(r) = c.refuse_form(&f, true) {
         return r;
     }
-    match manage::wipe_device(State(state.clone()), c.caller, ConnectInfo(addr), Path((id, device))).await {
+    let ids = parse_id(&id, "user id").and_then(|u| Ok((u, parse_id(&device, "device id")?)));
+    let ordered = match ids {
+        Ok((user, device)) => admin::wipe_device(&state, &c.actor(addr), &user, &device).await,
+        Err(e) => Err(e),
+    };
+    match ordered {
         Ok(_) => {
             render_users(
                 &state,
@@ -439,8 +421,8 @@ fn settings_from_form(f: &Fields) -> Result<GroupSettings, String> {
 }
 
 async fn render_groups(state: &AppState, c: &Console, flash: Option<(bool, &str)>) -> Response {
-    let groups = match manage::list_groups(State(state.clone()), c.caller).await {
-        Ok(Json(g)) => g,
+    let groups = match admin::list_groups(state, &c.caller).await {
+        Ok(g) => g,
         Err(e) => return api_error(e),
     };
     let rows: String = groups
@@ -485,7 +467,7 @@ pub(super) async fn create_group(
         Err(e) => return render_groups(&state, &c, Some((false, &e))).await,
     };
     let req = GroupRequest { name: f.get("name").cloned().unwrap_or_default(), settings };
-    match manage::create_group(State(state.clone()), c.caller, ConnectInfo(addr), Json(req)).await {
+    match admin::create_group(&state, &c.actor(addr), req).await {
         Ok(_) => render_groups(&state, &c, Some((true, "Security group created."))).await,
         Err(e) => render_groups(&state, &c, Some((false, e.message()))).await,
     }
@@ -527,7 +509,11 @@ pub(super) async fn update_group(
         Err(e) => return render_group(&state, &c, &id, Some((false, &e))).await,
     };
     let req = GroupRequest { name: f.get("name").cloned().unwrap_or_default(), settings };
-    match manage::update_group(State(state.clone()), c.caller, ConnectInfo(addr), Path(id.clone()), Json(req)).await {
+    let updated = match parse_id(&id, "group id") {
+        Ok(group) => admin::update_group(&state, &c.actor(addr), &group, req).await,
+        Err(e) => Err(e),
+    };
+    match updated {
         Ok(_) => {
             render_group(&state, &c, &id, Some((true, "Saved: members' clients apply it at their next request."))).await
         }
@@ -545,7 +531,11 @@ pub(super) async fn delete_group(
     if let Some(r) = c.refuse_form(&f, true) {
         return r;
     }
-    match manage::delete_group(State(state.clone()), c.caller, ConnectInfo(addr), Path(id)).await {
+    let deleted = match parse_id(&id, "group id") {
+        Ok(group) => admin::delete_group(&state, &c.actor(addr), &group).await,
+        Err(e) => Err(e),
+    };
+    match deleted {
         Ok(_) => {
             render_groups(&state, &c, Some((true, "Security group deleted; its members use the network defaults.")))
                 .await
@@ -555,8 +545,8 @@ pub(super) async fn delete_group(
 }
 
 async fn render_settings(state: &AppState, c: &Console, flash: Option<(bool, &str)>) -> Response {
-    let s = match manage::get_settings(State(state.clone()), c.caller).await {
-        Ok(Json(s)) => s,
+    let s = match admin::settings(state, &c.caller).await {
+        Ok(s) => s,
         Err(e) => return api_error(e),
     };
     let body = format!(
@@ -584,7 +574,7 @@ pub(super) async fn save_settings(
         Ok(s) => s,
         Err(e) => return render_settings(&state, &c, Some((false, &e))).await,
     };
-    match manage::put_settings(State(state.clone()), c.caller, ConnectInfo(addr), Json(s)).await {
+    match admin::put_settings(&state, &c.actor(addr), s).await {
         Ok(_) => render_settings(&state, &c, Some((true, "Network settings saved."))).await,
         Err(e) => render_settings(&state, &c, Some((false, e.message()))).await,
     }
@@ -625,25 +615,17 @@ impl AuditFilter {
 }
 
 pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Query<AuditFilter>) -> Response {
-    if let Err(e) = manage::require_reader(&c.caller) {
-        return api_error(e);
-    }
-    let entries = match state.store.audit_entries(&c.caller.session.network_id, &q.query()).await {
+    let entries = match admin::audit_log(&state, &c.caller, &q.query()).await {
         Ok(e) => e,
-        Err(e) => return api_error(e.into()),
+        Err(e) => return api_error(e),
     };
-    let intact = state
-        .store
-        .audit_entries(&c.caller.session.network_id, &AuditQuery::default())
-        .await
-        .map(|all| strongroom_wire::verify_audit_chain(&all));
-    let status = match intact {
-        Ok(Ok(())) => {
-            "<div class=\"flash ok\" role=\"status\">Hash chain verified: the log is intact.</div>".to_owned()
-        }
-        Ok(Err(p)) => {
-            format!("<div class=\"flash bad\" role=\"alert\">The audit log was tampered with: {}</div>", esc(&p))
-        }
+    let status = match admin::audit_log(&state, &c.caller, &AuditQuery::default()).await {
+        Ok(all) => match strongroom_wire::verify_audit_chain(&all) {
+            Ok(()) => "<div class=\"flash ok\" role=\"status\">Hash chain verified: the log is intact.</div>".to_owned(),
+            Err(p) => {
+                format!("<div class=\"flash bad\" role=\"alert\">The audit log was tampered with: {}</div>", esc(&p))
+            }
+        },
         Err(_) => String::new(),
     };
     let rows: String = entries
@@ -682,21 +664,21 @@ pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Q
 }
 
 pub(super) async fn audit_export(State(state): State<AppState>, c: Console, Query(q): Query<AuditFilter>) -> Response {
-    let aq = q.query();
-    let params = AuditParams {
-        from: aq.from,
-        until: aq.until,
-        actor: aq.actor,
-        action: aq.action,
-        format: Some("jsonl".into()),
-    };
-    match manage::audit_log(State(state), c.caller, Query(params)).await {
-        Ok(mut r) => {
-            r.headers_mut().insert(
-                header::CONTENT_DISPOSITION,
-                header::HeaderValue::from_static("attachment; filename=\"strongroom-audit.jsonl\""),
-            );
-            r
+    match admin::audit_log(&state, &c.caller, &q.query()).await {
+        Ok(entries) => {
+            let mut body = String::new();
+            for e in &entries {
+                body.push_str(&serde_json::to_string(e).unwrap_or_default());
+                body.push('\n');
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "application/x-ndjson"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"strongroom-audit.jsonl\""),
+                ],
+                body,
+            )
+                .into_response()
         }
         Err(e) => api_error(e),
     }

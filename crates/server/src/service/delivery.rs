@@ -1,0 +1,142 @@
+//! Delivery rules. An envelope is accepted only from the session's own user
+//! and device, a member of its conversation in the session's network, within
+//! the sender's security-group timers, and wrapped for exactly the
+//! conversation's current devices (but the sending one) plus every
+//! retention device of the current policy: a missing retention wrap is
+//! refused with the device named. Fetches and acks touch only the caller's
+//! own queue, and only retention sessions read or remove retention rows.
+
+use std::collections::BTreeSet;
+
+use strongroom_crypto::certs::NetworkPolicy;
+use strongroom_crypto::envelope::Envelope;
+use strongroom_crypto::ids::UserId;
+use strongroom_wire::{Accepted, Delivery, B64};
+
+use crate::auth::Caller;
+use crate::error::{hex, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, QueuedRow, StoreError, StoreOutcome, StoredEnvelope};
+
+/// Most deliveries one fetch returns.
+pub const MAX_FETCH: i64 = 500;
+/// Most message ids one ack names.
+pub const MAX_ACK: usize = 1000;
+
+/// Accepts an envelope (raw full-form bytes); answers only after the
+/// envelope and every device's queue entry are committed.
+pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<Accepted> {
+    let s = caller.session;
+    if !state.send_limiter.allow(&s.device_id) {
+        return Err(ApiError::too_many("this device is sending too fast; slow down"));
+    }
+    let env = Envelope::decode(body).map_err(|e| ApiError::bad_request("malformed_envelope", e.to_string()))?;
+    let h = env.header();
+    if h.network_id.as_bytes() != &s.network_id {
+        return Err(ApiError::forbidden("wrong_network", "the envelope is for another network"));
+    }
+    if h.sender_user_id.as_bytes() != &s.user_id || h.sender_device_id.as_bytes() != &s.device_id {
+        return Err(ApiError::forbidden(
+            "sender_mismatch",
+            "the envelope's sender is not this session's user and device",
+        ));
+    }
+    let conversation = *h.conversation_id.as_bytes();
+    match state.store.membership(&conversation, &s.user_id).await? {
+        Some((network, true)) if network == s.network_id => {}
+        Some((network, false)) if network == s.network_id => {
+            return Err(ApiError::forbidden("not_member", "you are not a member of this conversation"))
+        }
+        _ => return Err(ApiError::not_found("unknown_conversation", "no such conversation")),
+    }
+    let policy = state.settings_for_user(&s.user_id).await?;
+    if policy.max_ttl_secs > 0 && (h.ttl_secs == 0 || h.ttl_secs > policy.max_ttl_secs) {
+        return Err(ApiError::forbidden(
+            "timer_too_long",
+            format!("your security group requires messages to expire within {} seconds", policy.max_ttl_secs),
+        ));
+    }
+    if policy.max_bor_secs > 0 && h.burn_on_read_secs > policy.max_bor_secs {
+        return Err(ApiError::forbidden(
+            "timer_too_long",
+            format!("your security group allows burn-on-read timers up to {} seconds", policy.max_bor_secs),
+        ));
+    }
+
+    // Exactly the current member devices (but the sending device itself)
+    // plus the policy's retention devices.
+    let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
+        state.store.member_devices(&conversation).await?.iter().copied().collect();
+    // The sender's own device must be one of them: active in its signed list.
+    if !expected.remove(&(s.user_id, s.device_id)) {
+        return Err(ApiError::forbidden("device_not_listed", "this device is not in your signed device list"));
+    }
+    if let Some((_, policy)) = state.store.current_policy(&s.network_id).await? {
+        let policy = NetworkPolicy::decode(&policy).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
+        expected.extend(policy.retention.iter().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));
+    }
+    let got: BTreeSet<([u8; 16], [u8; 16])> =
+        env.wraps().iter().map(|w| (*w.user_id.as_bytes(), *w.device_id.as_bytes())).collect();
+    if got != expected {
+        let fmt = |(u, d): &([u8; 16], [u8; 16])| format!("{}:{}", hex(u), hex(d));
+        return Err(ApiError::recipient_mismatch(
+            expected.difference(&got).map(fmt).collect(),
+            got.difference(&expected).map(fmt).collect(),
+        ));
+    }
+
+    let parts = env.delivery_parts();
+    let tails: Vec<([u8; 16], Vec<u8>, bool)> =
+        parts.tails.into_iter().map(|(u, d, t)| (*d.as_bytes(), t, u == UserId::RETENTION)).collect();
+    let stored = StoredEnvelope {
+        message_id: *h.message_id.as_bytes(),
+        network_id: s.network_id,
+        conversation_id: conversation,
+        sender_device: s.device_id,
+        prefix: parts.prefix,
+        signature: parts.signature.to_vec(),
+        expires_at: h.expires_at().map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+    };
+    let message_id = hex(h.message_id.as_bytes());
+    match state.store.store_envelope(&stored, &tails, now_ms()).await? {
+        StoreOutcome::Stored(seq) => {
+            // The committer has handed the rows to the sockets (`Store::deliver_to`).
+            state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Accepted { message_id, seq, duplicate: false })
+        }
+        StoreOutcome::Duplicate(seq) => Ok(Accepted { message_id, seq, duplicate: true }),
+        StoreOutcome::IdConflict => {
+            Err(ApiError::conflict("message_id_conflict", "this message id is already used; pick a fresh random id"))
+        }
+    }
+}
+
+/// A queued row as the API delivers it.
+pub fn delivery(row: QueuedRow) -> Delivery {
+    Delivery {
+        message_id: hex(&row.message_id),
+        conversation_id: hex(&row.conversation_id),
+        seq: row.seq,
+        envelope: B64(row.envelope),
+    }
+}
+
+/// The oldest unacknowledged messages for the caller's own device.
+pub async fn fetch(state: &AppState, caller: &Caller, limit: i64) -> ApiResult<Vec<Delivery>> {
+    let rows = state.store.queued(&caller.session.device_ref(), 0, limit.clamp(1, MAX_FETCH)).await?;
+    state.metrics.deliveries_out.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(rows.into_iter().map(delivery).collect())
+}
+
+/// Removes messages the caller's device has durably stored from its own queue.
+pub async fn ack(state: &AppState, caller: &Caller, ids: &[[u8; 16]]) -> ApiResult<()> {
+    if ids.len() > MAX_ACK {
+        return Err(ApiError::bad_request("too_many_ids", "acknowledge at most 1000 messages at a time"));
+    }
+    state.store.ack(&caller.session.device_ref(), ids).await?;
+    if caller.is_retention() && !ids.is_empty() {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        state.metrics.retention_last_ack.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}

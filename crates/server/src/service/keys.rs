@@ -1,0 +1,154 @@
+//! The key directory: signed device lists (which may name only the
+//! account's own device ids, see [`super::devices`]), signed pre-keys of the
+//! caller's own listed device, and pre-key claims for active devices of the
+//! caller's network.
+
+use strongroom_crypto::certs::{CertError, DeviceList, DeviceListExpectation, PreKeyKind, SignedPreKey};
+use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
+use strongroom_crypto::keys::VerifyingKey;
+use strongroom_wire::{DeviceCount, UserKeys, B64};
+
+use crate::auth::Caller;
+use crate::error::{hex, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, DeviceListRefusal, DeviceRef, StoreError};
+
+/// Most pre-keys in one upload.
+pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
+/// Most devices in one claim.
+pub const MAX_CLAIMS: usize = 2000;
+
+fn pinned(bytes: Option<Vec<u8>>) -> Option<VerifyingKey> {
+    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).map(VerifyingKey::from_bytes)
+}
+
+/// Publishes the caller's account's signed device list.
+pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<()> {
+    let s = caller.session;
+    let list = DeviceList::decode(body).map_err(|e| ApiError::bad_request("bad_device_list", e.to_string()))?;
+    let expect = DeviceListExpectation {
+        network_id: NetworkId::from_bytes(s.network_id),
+        user_id: UserId::from_bytes(s.user_id),
+        pinned_identity: pinned(state.store.identity_key(&s.user_id).await?),
+        min_version: None,
+    };
+    list.verify(&expect).map_err(|e| match e {
+        CertError::WrongNetwork { .. } | CertError::WrongUser { .. } => ApiError::forbidden("not_your_list", e.to_string()),
+        CertError::IdentityChanged { .. } => ApiError::conflict(
+            "identity_changed",
+            "this device list is signed by a different identity key than the account's; an administrator must reset the account",
+        ),
+        other => ApiError::bad_request("bad_device_list", other.to_string()),
+    })?;
+    let devices: Vec<([u8; 16], bool)> = list.devices.iter().map(|d| (*d.device_id.as_bytes(), d.revoked)).collect();
+    let stored = state
+        .store
+        .put_device_list(&s.network_id, &s.user_id, list.identity_key.as_bytes(), list.version, body, &devices)
+        .await?;
+    match stored {
+        Ok(()) => Ok(()),
+        Err(DeviceListRefusal::IdentityMismatch) => {
+            Err(ApiError::conflict("identity_changed", "the device list is signed by a different identity key"))
+        }
+        Err(DeviceListRefusal::NotNewer { current }) => Err(ApiError::conflict(
+            "stale_device_list",
+            format!("the stored device list has version {current}; sign a newer one"),
+        )),
+        Err(DeviceListRefusal::NotOwned(device)) => Err(ApiError::forbidden(
+            "device_not_yours",
+            format!(
+                "device {} is not one of your devices: a device list may name only devices that logged in to this account",
+                hex(&device)
+            ),
+        )),
+    }
+}
+
+/// The caller's own verified device, from its stored device list.
+async fn own_device(state: &AppState, caller: &Caller) -> ApiResult<strongroom_crypto::certs::VerifiedDevice> {
+    let s = caller.session;
+    let body = state
+        .store
+        .device_list(&s.user_id)
+        .await?
+        .ok_or_else(|| ApiError::forbidden("no_device_list", "publish your signed device list first"))?;
+    let list = DeviceList::decode(&body).map_err(|_| ApiError::from(StoreError::Corrupt("device list")))?;
+    let expect = DeviceListExpectation {
+        network_id: NetworkId::from_bytes(s.network_id),
+        user_id: UserId::from_bytes(s.user_id),
+        pinned_identity: None,
+        min_version: None,
+    };
+    let verified = list.verify(&expect).map_err(|_| ApiError::from(StoreError::Corrupt("device list")))?;
+    verified.device(DeviceId::from_bytes(s.device_id)).map_err(|e| {
+        ApiError::forbidden("device_not_listed", format!("{e}; add this device to your signed device list"))
+    })
+}
+
+/// Adds signed pre-keys of the caller's own (listed) device.
+pub async fn put_prekeys(state: &AppState, caller: &Caller, prekeys: &[B64]) -> ApiResult<()> {
+    if prekeys.is_empty() || prekeys.len() > MAX_PREKEYS_PER_UPLOAD {
+        return Err(ApiError::bad_request("bad_prekeys", "upload 1 to 200 pre-keys at a time"));
+    }
+    let device = own_device(state, caller).await?;
+    let now = now_ms();
+    let mut rows = Vec::with_capacity(prekeys.len());
+    for (i, raw) in prekeys.iter().enumerate() {
+        let pk = SignedPreKey::decode(&raw.0)
+            .map_err(|e| ApiError::bad_request("bad_prekey", format!("pre-key {i}: {e}")))?;
+        pk.verify(&device, u64::try_from(now).unwrap_or(0))
+            .map_err(|e| ApiError::bad_request("bad_prekey", format!("pre-key {i}: {e}")))?;
+        let kind = match pk.key_ref.kind {
+            PreKeyKind::OneTime => 1,
+            _ => 0,
+        };
+        rows.push((kind, pk.key_ref.id, i64::try_from(pk.expires_at).unwrap_or(i64::MAX), raw.0.clone()));
+    }
+    Ok(state.store.put_prekeys(&caller.session.device_ref(), &rows).await?)
+}
+
+/// A user's keys; only within the caller's network (404 otherwise).
+pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> ApiResult<UserKeys> {
+    let not_found = || ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet");
+    if state.store.user_network(user).await? != Some(caller.session.network_id) {
+        return Err(not_found());
+    }
+    let list = state.store.device_list(user).await?.ok_or_else(not_found)?;
+    let counts = state.store.one_time_counts(user).await?;
+    Ok(UserKeys {
+        user_id: hex(user),
+        device_list: B64(list),
+        one_time_remaining: counts.into_iter().map(|(d, count)| DeviceCount { device_id: hex(&d), count }).collect(),
+        revoked_devices: state.store.revoked_devices(user).await?.iter().map(|d| hex(d)).collect(),
+    })
+}
+
+/// Claims one pre-key for each (user, device): active devices of users of
+/// the caller's network only.
+pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8; 16])]) -> ApiResult<Vec<B64>> {
+    if devices.is_empty() || devices.len() > MAX_CLAIMS {
+        return Err(ApiError::bad_request("bad_claim", "claim pre-keys for 1 to 2000 devices at a time"));
+    }
+    let now = now_ms();
+    let mut out = Vec::with_capacity(devices.len());
+    for (user, device) in devices {
+        let pair = format!("{}:{}", hex(user), hex(device));
+        let target = DeviceRef { network: caller.session.network_id, user: *user, device: *device };
+        let unknown = || ApiError::not_found("unknown_device", format!("no active device {pair} in your network"));
+        if state.store.user_network(user).await? != Some(target.network)
+            || !state.store.device_active(user, device).await?
+        {
+            return Err(unknown());
+        }
+        let key = match state.store.claim_prekey(&target, now).await {
+            Ok(key) => key,
+            Err(StoreError::NotOwned) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        }
+        .ok_or_else(|| {
+            ApiError::not_found("no_prekey", format!("device {pair} has no unexpired pre-key; it must come online"))
+        })?;
+        out.push(B64(key));
+    }
+    Ok(out)
+}
