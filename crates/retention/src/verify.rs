@@ -63,14 +63,13 @@ impl VerifyReport {
     pub fn compare_with_relay(&mut self, relay: &strongroom_wire::RetentionCoverage) {
         self.relay_checked = true;
         for c in &relay.conversations {
-            let archived = self
-                .sequences
-                .get(&c.conversation_id)
-                .map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
+            let archived =
+                self.sequences.get(&c.conversation_id).map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
             let lost = c.count.saturating_sub(archived).saturating_sub(c.queued);
             self.relay_pending += c.count.saturating_sub(archived).min(c.queued);
             if lost > 0 {
-                let seen = if archived == 0 { "none of which is archived".to_owned() } else { format!("{archived} archived") };
+                let seen =
+                    if archived == 0 { "none of which is archived".to_owned() } else { format!("{archived} archived") };
                 self.problem(format!(
                     "conversation {}: the relay queued {} message(s) for this device (sequence {}..={}), {seen}, {} still queued: {lost} message(s) never reached the archive (taken off its queue without being archived)",
                     c.conversation_id, c.count, c.first_seq, c.last_seq, c.queued
@@ -317,7 +316,11 @@ mod tests {
         let mut r = report(&[]);
         r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));
         assert_eq!(r.problem_count, 1);
-        assert!(r.problems[0].contains("c1") && r.problems[0].contains("5 message(s) never reached"), "{:?}", r.problems);
+        assert!(
+            r.problems[0].contains("c1") && r.problems[0].contains("5 message(s) never reached"),
+            "{:?}",
+            r.problems
+        );
         // A tail: three archived, two gone.
         let mut r = report(&[("c1", &[1, 2, 3])]);
         r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));

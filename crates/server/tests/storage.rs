@@ -59,8 +59,8 @@ fn id(n: u8) -> [u8; 16] {
 
 async fn network(store: &Store) -> [u8; 16] {
     let net = id(1);
-    assert!(store.create_network(&net, "Acme", &[7; 32], 1, b"policy-1", &[], 0).await.unwrap());
-    assert!(!store.create_network(&net, "Again", &[7; 32], 1, b"policy-1", &[], 0).await.unwrap());
+    assert!(store.create_network(&net, "Acme", &[7; 32], &policy(1, b"policy-1", &[]), 0).await.unwrap());
+    assert!(!store.create_network(&net, "Again", &[7; 32], &policy(1, b"policy-1", &[]), 0).await.unwrap());
     net
 }
 
@@ -70,6 +70,10 @@ async fn device(store: &Store, net: &[u8; 16], user: &[u8; 16], n: u8) -> Device
     let claim = store.login_succeeded(&[n; 32], SessionDevice::Device(d), 1, i64::MAX).await.unwrap();
     assert!(claim.allowed(), "{claim:?}");
     d
+}
+
+fn policy<'a>(version: u64, body: &'a [u8], retention: &'a [[u8; 16]]) -> PolicyRow<'a> {
+    PolicyRow { version, body, retention }
 }
 
 fn retention(net: &[u8; 16], n: u8) -> DeviceRef {
@@ -87,9 +91,17 @@ async fn accounts_and_invites(store: Store) {
     let net = network(&store).await;
     assert_eq!(store.network_public(&net).await.unwrap(), Some([7; 32]));
     assert_eq!(store.current_policy(&net).await.unwrap(), Some((1, std::sync::Arc::new(b"policy-1".to_vec()))));
-    assert_eq!(store.put_policy(&net, 2, b"policy-2", &[]).await.unwrap(), PolicyOutcome::Stored);
-    assert_eq!(store.put_policy(&net, 2, b"other", &[]).await.unwrap(), PolicyOutcome::Stale, "same version refused");
-    assert_eq!(store.put_policy(&net, 1, b"old", &[]).await.unwrap(), PolicyOutcome::Stale, "rollback refused");
+    assert_eq!(store.put_policy(&net, &policy(2, b"policy-2", &[])).await.unwrap(), PolicyOutcome::Stored);
+    assert_eq!(
+        store.put_policy(&net, &policy(2, b"other", &[])).await.unwrap(),
+        PolicyOutcome::Stale,
+        "same version refused"
+    );
+    assert_eq!(
+        store.put_policy(&net, &policy(1, b"old", &[])).await.unwrap(),
+        PolicyOutcome::Stale,
+        "rollback refused"
+    );
 
     store.create_invite(&[9; 32], &net, true, 1000, 0).await.unwrap();
     assert_eq!(
@@ -191,7 +203,7 @@ async fn conversations_and_delivery(store: Store) {
     device(&store, &net, &a, 32).await;
     let (d33, d34) = (device(&store, &net, &b, 33).await, device(&store, &net, &b, 34).await);
     let r90 = retention(&net, 90);
-    assert_eq!(store.put_policy(&net, 2, b"policy-2", &[id(90)]).await.unwrap(), PolicyOutcome::Stored);
+    assert_eq!(store.put_policy(&net, &policy(2, b"policy-2", &[id(90)])).await.unwrap(), PolicyOutcome::Stored);
     store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(32), false)]).await.unwrap().unwrap();
     store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
     let conv = id(35);
@@ -379,7 +391,7 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
 async fn device_ownership(store: Store) {
     let net = network(&store).await;
     let other = id(2);
-    assert!(store.create_network(&other, "Other", &[8; 32], 1, b"p", &[], 0).await.unwrap());
+    assert!(store.create_network(&other, "Other", &[8; 32], &policy(1, b"p", &[]), 0).await.unwrap());
     let (a, b) = (user(&store, &net, 70, "a").await, user(&store, &net, 71, "b").await);
     let m = user(&store, &other, 72, "mallory").await;
     let da = device(&store, &net, &a, 73).await;
@@ -401,10 +413,13 @@ async fn device_ownership(store: Store) {
 
     // Retention ids: reserved by the policy, refused to accounts, and a
     // policy naming an account's device is refused.
-    assert_eq!(store.put_policy(&net, 2, b"p2", &[id(74)]).await.unwrap(), PolicyOutcome::Stored);
+    assert_eq!(store.put_policy(&net, &policy(2, b"p2", &[id(74)])).await.unwrap(), PolicyOutcome::Stored);
     assert_eq!(login(a, net, 74, 104).await, DeviceClaim::Taken, "a retention device");
-    assert_eq!(store.put_policy(&net, 3, b"p3", &[id(73)]).await.unwrap(), PolicyOutcome::DeviceTaken(id(73)));
-    assert_eq!(store.put_policy(&other, 2, b"p", &[id(74)]).await.unwrap(), PolicyOutcome::DeviceTaken(id(74)));
+    assert_eq!(store.put_policy(&net, &policy(3, b"p3", &[id(73)])).await.unwrap(), PolicyOutcome::DeviceTaken(id(73)));
+    assert_eq!(
+        store.put_policy(&other, &policy(2, b"p", &[id(74)])).await.unwrap(),
+        PolicyOutcome::DeviceTaken(id(74))
+    );
 
     // Device lists name only the account's own ids.
     assert_eq!(
@@ -437,6 +452,17 @@ async fn device_ownership(store: Store) {
         "a list may still name it…"
     );
     assert!(!store.device_active(&a, &id(73)).await.unwrap(), "…but it stays revoked");
+
+    // Databases from before ownership: an id a stored policy names goes to
+    // the retention service even if an account had claimed it; an id
+    // another network's retention service holds stays there.
+    let taker = device(&store, &net, &b, 76).await;
+    assert!(store.session(&[76; 32], 2).await.unwrap().is_some());
+    let clashes = store.reserve_policy_devices(&[(net, vec![id(76), id(74)]), (other, vec![id(74)])]).await.unwrap();
+    assert_eq!(clashes, vec![id(74)]);
+    assert_eq!(store.device_owner(&id(76)).await.unwrap().unwrap().device, retention(&net, 76));
+    assert!(store.session(&[76; 32], 2).await.unwrap().is_none(), "the account's session on it ended");
+    assert_eq!(login(b, net, taker.device[0], 107).await, DeviceClaim::Taken);
 }
 on_every_backend!(device_ownership_sqlite_and_postgres, device_ownership);
 

@@ -8,7 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
-use strongroom_wire::{AdminUser, GroupRequest, GroupSettings, InviteCreated, ResetCode, SecurityGroup, SetGroup, SetRole};
+use strongroom_wire::{
+    AdminUser, GroupRequest, GroupSettings, InviteCreated, ResetCode, SecurityGroup, SetGroup, SetRole,
+};
 
 use crate::auth::Caller;
 use crate::error::{parse_id, ApiError, ApiResult};

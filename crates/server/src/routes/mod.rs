@@ -17,10 +17,10 @@ mod ws;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::Extension;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::Extension;
 use axum::Router;
 
 use crate::auth::Access;

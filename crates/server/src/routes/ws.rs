@@ -14,9 +14,9 @@ use futures_util::{FutureExt, StreamExt};
 use strongroom_wire::WsFrame;
 
 use super::messages::parse_ack;
-use crate::service::delivery::delivery;
 use crate::auth::Caller;
 use crate::hub::Push;
+use crate::service::delivery::delivery;
 use crate::state::AppState;
 
 const BATCH: i64 = 500;

@@ -104,7 +104,12 @@ pub(crate) async fn issue_invite(
 }
 
 /// One invite to the actor's network.
-pub async fn create_invite(state: &AppState, actor: &Actor, admin: bool, ttl_secs: Option<u64>) -> ApiResult<InviteCreated> {
+pub async fn create_invite(
+    state: &AppState,
+    actor: &Actor,
+    admin: bool,
+    ttl_secs: Option<u64>,
+) -> ApiResult<InviteCreated> {
     if !actor.caller.session.admin {
         return Err(ApiError::forbidden("not_admin", "only network administrators can invite"));
     }

@@ -16,7 +16,7 @@ use super::Actor;
 use crate::auth::secret_hash;
 use crate::error::{hex, ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{now_ms, PolicyOutcome, StoreError};
+use crate::store::{now_ms, PolicyOutcome, PolicyRow, StoreError};
 
 /// The network's current policy, decoded (`None` before the first).
 pub async fn current(state: &AppState, network: &[u8; 16]) -> ApiResult<Option<NetworkPolicy>> {
@@ -70,10 +70,9 @@ pub async fn create_network(state: &AppState, bootstrap_secret: &str, new: NewNe
     PolicyTracker::new(VerifyingKey::from_bytes(new.public), NetworkId::from_bytes(new.id))
         .verify(&policy)
         .map_err(|e| ApiError::bad_request("bad_policy", e.to_string()))?;
-    let created = state
-        .store
-        .create_network(&new.id, name, &new.public, policy.version, new.policy, &retention_ids(&policy), now_ms())
-        .await?;
+    let retention = retention_ids(&policy);
+    let row = PolicyRow { version: policy.version, body: new.policy, retention: &retention };
+    let created = state.store.create_network(&new.id, name, &new.public, &row, now_ms()).await?;
     if !created {
         return Err(ApiError::conflict(
             "network_exists",
@@ -112,7 +111,8 @@ pub async fn publish(state: &AppState, actor: &Actor, body: &[u8]) -> ApiResult<
         }
         other => ApiError::bad_request("bad_policy", other.to_string()),
     })?;
-    match state.store.put_policy(&network, policy.version, body, &retention_ids(&policy)).await? {
+    let retention = retention_ids(&policy);
+    match state.store.put_policy(&network, &PolicyRow { version: policy.version, body, retention: &retention }).await? {
         PolicyOutcome::Stored => {}
         PolicyOutcome::Stale => {
             return Err(ApiError::conflict("stale_policy", "a policy with this or a newer version exists"))

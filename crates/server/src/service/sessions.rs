@@ -79,11 +79,9 @@ pub async fn password_login(
         Binding::Console => (SessionDevice::Console { user: user.id }, now + CONSOLE_IDLE_MS),
     };
     super::devices::login_claim(state.store.login_succeeded(&hash, device, now, expires_at).await?)?;
-    let session = state
-        .store
-        .session(&hash, now)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("the session ended at once (suspended or wiped meanwhile); log in again"))?;
+    let session = state.store.session(&hash, now).await?.ok_or_else(|| {
+        ApiError::unauthorized("the session ended at once (suspended or wiped meanwhile); log in again")
+    })?;
     if binding == Binding::Console {
         if !(session.admin || session.auditor) {
             state.store.logout(&hash).await?;
@@ -108,8 +106,7 @@ pub async fn change_password(state: &AppState, caller: &Caller, old: String, new
     let user = caller.session.user_id;
     let rules = state.settings_for_user(&user).await?;
     check_password_length(&new, rules.password_min_length)?;
-    let current =
-        state.store.password_hash(&user).await?.ok_or_else(|| ApiError::unauthorized("account not found"))?;
+    let current = state.store.password_hash(&user).await?.ok_or_else(|| ApiError::unauthorized("account not found"))?;
     if !verify_password(current, old).await {
         return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
     }

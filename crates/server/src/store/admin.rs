@@ -223,7 +223,11 @@ impl Store {
             "UPDATE devices SET revoked = 1 WHERE device_id = $1 AND user_id = $2",
             "DELETE FROM device_links WHERE device_id = $1 AND user_id = $2",
         ] {
-            sqlx::query(&self.sql(q)).bind(target.device.to_vec()).bind(target.user.to_vec()).execute(&mut *tx.tx).await?;
+            sqlx::query(&self.sql(q))
+                .bind(target.device.to_vec())
+                .bind(target.user.to_vec())
+                .execute(&mut *tx.tx)
+                .await?;
         }
         // The device is this account's (checked above): its queue and keys go.
         for q in ["DELETE FROM queue WHERE device_id = $1", "DELETE FROM prekeys WHERE device_id = $1"] {
@@ -236,13 +240,14 @@ impl Store {
     /// Whether the device has a wipe ordered by its own account's
     /// administrators and not yet confirmed.
     pub async fn wipe_pending(&self, d: &DeviceRef) -> Result<bool, StoreError> {
-        let row = sqlx::query(&self.sql(
-            "SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND user_id = $2 AND confirmed_at IS NULL",
-        ))
-        .bind(d.device.to_vec())
-        .bind(d.user.to_vec())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query(&self.sql(
+                "SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND user_id = $2 AND confirmed_at IS NULL",
+            ))
+            .bind(d.device.to_vec())
+            .bind(d.user.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 

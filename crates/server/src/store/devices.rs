@@ -11,7 +11,6 @@
 //! from the database, device lists may name only the user's own ids, and the
 //! store functions that take a `DeviceRef` repeat the check in their SQL.
 
-
 use super::{id16, int, Store, StoreError, WriteTx};
 
 /// The user id that owns retention devices (no account has it).
@@ -85,40 +84,33 @@ impl Store {
     /// Claims `d.device` for `d.user` of `d.network` inside `tx`, or says
     /// why it cannot be used. A revoked id is usable only while a wipe order
     /// for it is unconfirmed, so a stolen device that logs in is told to erase itself.
-    pub(super) async fn claim_device(&self, tx: &mut WriteTx<'_>, d: &DeviceRef, now: i64) -> Result<DeviceClaim, StoreError> {
+    pub(super) async fn claim_device(
+        &self,
+        tx: &mut WriteTx<'_>,
+        d: &DeviceRef,
+        now: i64,
+    ) -> Result<DeviceClaim, StoreError> {
         if RESERVED_DEVICE_IDS.contains(&d.device) || d.is_retention() {
             return Ok(DeviceClaim::Taken);
         }
-        let row = sqlx::query(&self.sql("SELECT network_id, user_id, revoked FROM devices WHERE device_id = $1"))
-            .bind(d.device.to_vec())
-            .fetch_optional(&mut *tx.tx)
-            .await?;
-        let Some(row) = row else {
-            sqlx::query(&self.sql(
-                "INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) VALUES ($1, $2, $3, $4, 0)",
-            ))
-            .bind(d.device.to_vec())
-            .bind(d.network.to_vec())
-            .bind(d.user.to_vec())
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
+        let Some(owner) = self.owner_in(tx, &d.device).await? else {
+            self.insert_owner(tx, d, now).await?;
             return Ok(DeviceClaim::Claimed);
         };
-        let owner = owner_of(&row, &d.device)?;
         if owner.device != *d {
             return Ok(DeviceClaim::Taken);
         }
         if !owner.revoked {
             return Ok(DeviceClaim::Owned);
         }
-        let wiping = sqlx::query(&self.sql(
-            "SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND user_id = $2 AND confirmed_at IS NULL",
-        ))
-        .bind(d.device.to_vec())
-        .bind(d.user.to_vec())
-        .fetch_optional(&mut *tx.tx)
-        .await?;
+        let wiping =
+            sqlx::query(&self.sql(
+                "SELECT 1 AS one FROM device_wipes WHERE device_id = $1 AND user_id = $2 AND confirmed_at IS NULL",
+            ))
+            .bind(d.device.to_vec())
+            .bind(d.user.to_vec())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
         Ok(if wiping.is_some() { DeviceClaim::Owned } else { DeviceClaim::Revoked })
     }
 
@@ -138,24 +130,10 @@ impl Store {
             if RESERVED_DEVICE_IDS.contains(device) {
                 return Ok(Some(*device));
             }
-            let row = sqlx::query(&self.sql("SELECT network_id, user_id, revoked FROM devices WHERE device_id = $1"))
-                .bind(device.to_vec())
-                .fetch_optional(&mut *tx.tx)
-                .await?;
-            match row {
-                Some(r) if owner_of(&r, device)?.device == d => {}
+            match self.owner_in(tx, device).await? {
+                Some(owner) if owner.device == d => {}
                 Some(_) => return Ok(Some(*device)),
-                None => {
-                    sqlx::query(&self.sql(
-                        "INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) VALUES ($1, $2, $3, $4, 0)",
-                    ))
-                    .bind(device.to_vec())
-                    .bind(network.to_vec())
-                    .bind(RETENTION_OWNER.to_vec())
-                    .bind(now)
-                    .execute(&mut *tx.tx)
-                    .await?;
-                }
+                None => self.insert_owner(tx, &d, now).await?,
             }
         }
         Ok(None)
@@ -175,13 +153,10 @@ impl Store {
         let now = super::now_ms();
         for (network, devices) in named {
             for device in devices {
-                let row = sqlx::query(&self.sql("SELECT network_id, user_id FROM devices WHERE device_id = $1"))
-                    .bind(device.to_vec())
-                    .fetch_optional(&mut *tx.tx)
-                    .await?;
-                match row {
-                    Some(r) if id16(&r, "user_id")? == RETENTION_OWNER => {
-                        if id16(&r, "network_id")? != *network {
+                let d = DeviceRef { network: *network, user: RETENTION_OWNER, device: *device };
+                match self.owner_in(&mut tx, device).await? {
+                    Some(owner) if owner.device.is_retention() => {
+                        if owner.device.network != *network {
                             clashes.push(*device);
                         }
                     }
@@ -194,24 +169,44 @@ impl Store {
                         ] {
                             sqlx::query(&self.sql(q)).bind(device.to_vec()).execute(&mut *tx.tx).await?;
                         }
-                        sqlx::query(&self.sql(
-                            "UPDATE devices SET network_id = $1, user_id = $2, revoked = 0 WHERE device_id = $3",
-                        ))
+                        sqlx::query(
+                            &self.sql(
+                                "UPDATE devices SET network_id = $1, user_id = $2, revoked = 0 WHERE device_id = $3",
+                            ),
+                        )
                         .bind(network.to_vec())
                         .bind(RETENTION_OWNER.to_vec())
                         .bind(device.to_vec())
                         .execute(&mut *tx.tx)
                         .await?;
                     }
-                    None => {
-                        let d = DeviceRef { network: *network, user: RETENTION_OWNER, device: *device };
-                        self.reserve_retention_devices(&mut tx, &d.network, &[d.device], now).await?;
-                    }
+                    None => self.insert_owner(&mut tx, &d, now).await?,
                 }
             }
         }
         tx.commit().await?;
         Ok(clashes)
+    }
+
+    async fn owner_in(&self, tx: &mut WriteTx<'_>, device: &[u8; 16]) -> Result<Option<Owner>, StoreError> {
+        let row = sqlx::query(&self.sql("SELECT network_id, user_id, revoked FROM devices WHERE device_id = $1"))
+            .bind(device.to_vec())
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        row.map(|r| owner_of(&r, device)).transpose()
+    }
+
+    async fn insert_owner(&self, tx: &mut WriteTx<'_>, d: &DeviceRef, now: i64) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) VALUES ($1, $2, $3, $4, 0)",
+        ))
+        .bind(d.device.to_vec())
+        .bind(d.network.to_vec())
+        .bind(d.user.to_vec())
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
     }
 
     /// Every stored policy body with its network, oldest network first.

@@ -35,9 +35,9 @@ impl Store {
         // (as active or revoked) would touch that device's queue and keys.
         let mut owned_revoked = Vec::new();
         for (device, _) in devices {
-            let owner = sqlx::query(&self.sql(
-                "SELECT revoked FROM devices WHERE device_id = $1 AND user_id = $2 AND network_id = $3",
-            ))
+            let owner = sqlx::query(
+                &self.sql("SELECT revoked FROM devices WHERE device_id = $1 AND user_id = $2 AND network_id = $3"),
+            )
             .bind(device.to_vec())
             .bind(user.to_vec())
             .bind(network.to_vec())

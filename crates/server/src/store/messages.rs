@@ -260,14 +260,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         use std::collections::BTreeMap;
         // (device, conversation) → (network, first, last, count)
-        let mut cover: BTreeMap<([u8; 16], [u8; 16]), ([u8; 16], i64, i64, i64)> = BTreeMap::new();
+        type Span = ([u8; 16], i64, i64, i64);
+        let mut cover: BTreeMap<([u8; 16], [u8; 16]), Span> = BTreeMap::new();
         for (i, seq) in new {
             let Some(j) = jobs.get(*i) else { continue };
             for (device, _, retention) in &j.tails {
                 if *retention {
-                    let e = cover
-                        .entry((*device, j.env.conversation_id))
-                        .or_insert((j.env.network_id, *seq, *seq, 0));
+                    let e = cover.entry((*device, j.env.conversation_id)).or_insert((j.env.network_id, *seq, *seq, 0));
                     e.1 = e.1.min(*seq);
                     e.2 = e.2.max(*seq);
                     e.3 += 1;

@@ -25,8 +25,8 @@ pub use conversations::{ConversationRow, Kind, Role};
 pub use devices::{DeviceClaim, DeviceRef, Owner, RESERVED_DEVICE_IDS, RETENTION_OWNER};
 pub use keys::DeviceListRefusal;
 pub use links::LinkRow;
-pub use networks::PolicyOutcome;
 pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope};
+pub use networks::{PolicyOutcome, PolicyRow};
 
 use std::borrow::Cow;
 use std::sync::Arc;

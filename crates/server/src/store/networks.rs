@@ -32,9 +32,7 @@ impl Store {
         id: &[u8; 16],
         name: &str,
         public: &[u8; 32],
-        policy_version: u64,
-        policy: &[u8],
-        retention: &[[u8; 16]],
+        policy: &PolicyRow<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
@@ -52,11 +50,11 @@ impl Store {
         if created {
             sqlx::query(&self.sql("INSERT INTO policies (network_id, version, body) VALUES ($1, $2, $3)"))
                 .bind(id.to_vec())
-                .bind(i64::try_from(policy_version).unwrap_or(i64::MAX))
-                .bind(policy.to_vec())
+                .bind(i64::try_from(policy.version).unwrap_or(i64::MAX))
+                .bind(policy.body.to_vec())
                 .execute(&mut *tx.tx)
                 .await?;
-            if self.reserve_retention_devices(&mut tx, id, retention, now).await?.is_some() {
+            if self.reserve_retention_devices(&mut tx, id, policy.retention, now).await?.is_some() {
                 // Another owner holds a named id: nothing is created.
                 return Ok(false);
             }
@@ -111,13 +109,8 @@ impl Store {
     }
 
     /// Stores a newer policy; `false` if its version is not above the current one.
-    pub async fn put_policy(
-        &self,
-        network: &[u8; 16],
-        version: u64,
-        body: &[u8],
-        retention: &[[u8; 16]],
-    ) -> Result<PolicyOutcome, StoreError> {
+    pub async fn put_policy(&self, network: &[u8; 16], policy: &PolicyRow<'_>) -> Result<PolicyOutcome, StoreError> {
+        let PolicyRow { version, body, retention } = *policy;
         let mut tx = self.write().await?;
         let current: i64 =
             sqlx::query(&self.sql("SELECT COALESCE(MAX(version), 0) AS v FROM policies WHERE network_id = $1"))
@@ -201,4 +194,16 @@ pub enum PolicyOutcome {
     Stale,
     /// It names a retention device id that an account or another network owns.
     DeviceTaken([u8; 16]),
+}
+
+/// A signed policy as stored: its version, its bytes and the retention
+/// device ids it names (reserved for the network's retention service).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyRow<'a> {
+    /// The policy's version.
+    pub version: u64,
+    /// The signed policy.
+    pub body: &'a [u8],
+    /// The retention devices it names.
+    pub retention: &'a [[u8; 16]],
 }

@@ -21,10 +21,10 @@ use axum::Router;
 use subtle::ConstantTimeEq;
 
 use crate::auth::{secret_hash, Caller};
+use crate::error::{hex, ApiError};
 use crate::service::admin::require_admin;
 use crate::service::sessions::CONSOLE_IDLE_MS as IDLE_MS;
 use crate::service::Actor;
-use crate::error::{hex, ApiError};
 use crate::state::AppState;
 use crate::store::{now_ms, CONSOLE_DEVICE};
 

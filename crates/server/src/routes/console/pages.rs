@@ -53,7 +53,9 @@ pub(super) async fn login(State(state): State<AppState>, ConnectInfo(addr): Addr
     let Ok(network) = parse_id(&field("network"), "network id") else { return wrong() };
     let password = f.get("password").cloned().unwrap_or_default();
     match sessions::password_login(&state, &network, &field("username"), password, Binding::Console, addr.ip()).await {
-        Ok(made) => ([(header::SET_COOKIE, session_cookie(&made.token))], Redirect::to("/admin/dashboard")).into_response(),
+        Ok(made) => {
+            ([(header::SET_COOKIE, session_cookie(&made.token))], Redirect::to("/admin/dashboard")).into_response()
+        }
         Err(e) if e.status() == StatusCode::UNAUTHORIZED => wrong(),
         Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
             page_error(StatusCode::SERVICE_UNAVAILABLE, "The server could not start a session; try again.")
@@ -621,7 +623,9 @@ pub(super) async fn audit(State(state): State<AppState>, c: Console, Query(q): Q
     };
     let status = match admin::audit_log(&state, &c.caller, &AuditQuery::default()).await {
         Ok(all) => match strongroom_wire::verify_audit_chain(&all) {
-            Ok(()) => "<div class=\"flash ok\" role=\"status\">Hash chain verified: the log is intact.</div>".to_owned(),
+            Ok(()) => {
+                "<div class=\"flash ok\" role=\"status\">Hash chain verified: the log is intact.</div>".to_owned()
+            }
             Err(p) => {
                 format!("<div class=\"flash bad\" role=\"alert\">The audit log was tampered with: {}</div>", esc(&p))
             }
