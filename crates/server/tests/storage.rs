@@ -453,6 +453,18 @@ async fn device_ownership(store: Store) {
     );
     assert!(!store.device_active(&a, &id(73)).await.unwrap(), "…but it stays revoked");
 
+    // Concurrent first logins with one new id (two accounts racing): one
+    // claim wins, its account's other logins see it owned, the rival's are
+    // refused, and nothing fails.
+    let races = (0..16u8).map(|i| login(if i % 2 == 0 { a } else { b }, net, 77, 110 + i));
+    let claims = futures_util::future::join_all(races).await;
+    assert_eq!(claims.iter().filter(|c| **c == DeviceClaim::Claimed).count(), 1, "{claims:?}");
+    let winner = store.device_owner(&id(77)).await.unwrap().unwrap().device.user;
+    for (i, c) in claims.iter().enumerate() {
+        let mine = if i % 2 == 0 { a } else { b };
+        assert!(if mine == winner { c.allowed() } else { *c == DeviceClaim::Taken }, "{i}: {c:?}");
+    }
+
     // Databases from before ownership: an id a stored policy names goes to
     // the retention service even if an account had claimed it; an id
     // another network's retention service holds stays there.

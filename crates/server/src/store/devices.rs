@@ -93,9 +93,11 @@ impl Store {
         if RESERVED_DEVICE_IDS.contains(&d.device) || d.is_retention() {
             return Ok(DeviceClaim::Taken);
         }
-        let Some(owner) = self.owner_in(tx, &d.device).await? else {
-            self.insert_owner(tx, d, now).await?;
-            return Ok(DeviceClaim::Claimed);
+        let owner = match self.owner_in(tx, &d.device).await? {
+            Some(owner) => owner,
+            None if self.insert_owner(tx, d, now).await? => return Ok(DeviceClaim::Claimed),
+            // Claimed meanwhile by another transaction (PostgreSQL): judge that owner.
+            None => self.owner_in(tx, &d.device).await?.ok_or(StoreError::Corrupt("device owner vanished"))?,
         };
         if owner.device != *d {
             return Ok(DeviceClaim::Taken);
@@ -130,10 +132,13 @@ impl Store {
             if RESERVED_DEVICE_IDS.contains(device) {
                 return Ok(Some(*device));
             }
-            match self.owner_in(tx, device).await? {
-                Some(owner) if owner.device == d => {}
-                Some(_) => return Ok(Some(*device)),
-                None => self.insert_owner(tx, &d, now).await?,
+            let owner = match self.owner_in(tx, device).await? {
+                None if self.insert_owner(tx, &d, now).await? => continue,
+                None => self.owner_in(tx, device).await?,
+                owner => owner,
+            };
+            if owner.map(|o| o.device) != Some(d) {
+                return Ok(Some(*device));
             }
         }
         Ok(None)
@@ -180,7 +185,10 @@ impl Store {
                         .execute(&mut *tx.tx)
                         .await?;
                     }
-                    None => self.insert_owner(&mut tx, &d, now).await?,
+                    None => {
+                        // Another process starting at the same time may reserve it first.
+                        self.insert_owner(&mut tx, &d, now).await?;
+                    }
                 }
             }
         }
@@ -196,17 +204,22 @@ impl Store {
         row.map(|r| owner_of(&r, device)).transpose()
     }
 
-    async fn insert_owner(&self, tx: &mut WriteTx<'_>, d: &DeviceRef, now: i64) -> Result<(), StoreError> {
-        sqlx::query(&self.sql(
-            "INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) VALUES ($1, $2, $3, $4, 0)",
+    /// Records `d` as the owner unless the id has one; whether it did.
+    /// (On PostgreSQL a concurrent claim of the same id waits for this one
+    /// and then inserts nothing, instead of failing.)
+    async fn insert_owner(&self, tx: &mut WriteTx<'_>, d: &DeviceRef, now: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(&self.sql(
+            "INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) VALUES ($1, $2, $3, $4, 0) \
+             ON CONFLICT (device_id) DO NOTHING",
         ))
         .bind(d.device.to_vec())
         .bind(d.network.to_vec())
         .bind(d.user.to_vec())
         .bind(now)
         .execute(&mut *tx.tx)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// Every stored policy body with its network, oldest network first.
