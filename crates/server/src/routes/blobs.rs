@@ -12,9 +12,9 @@ use object_store::{path::Path as ObjPath, WriteMultipart};
 use rand_core::{OsRng, RngCore};
 use strongroom_wire::BlobCreated;
 
-use super::conversations::member_of;
 use crate::auth::Caller;
 use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::service::conversations::member_of;
 use crate::state::AppState;
 use crate::store::{now_ms, BlobRow};
 

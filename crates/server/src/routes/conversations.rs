@@ -1,26 +1,17 @@
+//! `/v1/conversations…` (rules in `service/conversations.rs`).
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rand_core::{OsRng, RngCore};
-use strongroom_wire::{ChangeMembers, Conversation, CreateConversation, Member};
+use strongroom_wire::{ChangeMembers, Conversation, CreateConversation};
 
 use crate::auth::Caller;
-use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::error::{parse_id, ApiError, ApiResult};
+use crate::service::conversations::{self, MemberChange, MAX_MEMBERS};
 use crate::state::AppState;
-use crate::store::{now_ms, ConversationRow, Kind, Role};
+use crate::store::Kind;
 
-const MAX_MEMBERS: usize = 4096;
-
-pub(crate) fn view(c: &ConversationRow) -> Conversation {
-    Conversation {
-        id: hex(&c.id),
-        kind: c.kind.name().to_owned(),
-        members: c.members.iter().map(|(u, r)| Member { user_id: hex(u), role: r.name().to_owned() }).collect(),
-        membership_seq: c.membership_seq,
-        last_seq: c.last_seq,
-    }
-}
-
+/// User ids, sorted and deduplicated.
 fn parse_users(list: &[String]) -> ApiResult<Vec<[u8; 16]>> {
     if list.len() > MAX_MEMBERS {
         return Err(ApiError::bad_request("too_many_members", "at most 4096 users per request"));
@@ -31,55 +22,19 @@ fn parse_users(list: &[String]) -> ApiResult<Vec<[u8; 16]>> {
     Ok(v)
 }
 
-async fn check_in_network(state: &AppState, network: &[u8; 16], users: &[[u8; 16]]) -> ApiResult<()> {
-    if state.store.users_in_network(network, users).await? != users.len() {
-        return Err(ApiError::not_found("unknown_user", "every member must be a user of your network"));
-    }
-    Ok(())
-}
-
-/// A conversation the caller is a member of: 404 if unknown or in another
-/// network, 403 if not a member.
-pub(crate) async fn member_of(state: &AppState, caller: &Caller, id: &[u8; 16]) -> ApiResult<ConversationRow> {
-    let c = state
-        .store
-        .conversation(id)
-        .await?
-        .filter(|c| c.network_id == caller.session.network_id)
-        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
-    // Retention devices are a recipient of every conversation in their network.
-    if c.role(&caller.session.user_id).is_none() && !caller.is_retention() {
-        return Err(ApiError::forbidden("not_member", "you are not a member of this conversation"));
-    }
-    Ok(c)
-}
-
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(req): Json<CreateConversation>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    let me = caller.session.user_id;
     let kind =
         Kind::parse(&req.kind).ok_or_else(|| ApiError::bad_request("bad_kind", "kind is direct, group or room"))?;
-    let mut others = parse_users(&req.members)?;
-    others.retain(|u| *u != me);
-    if kind == Kind::Direct && others.len() != 1 {
-        return Err(ApiError::bad_request("bad_members", "a direct conversation has exactly one other member"));
-    }
-    check_in_network(&state, &caller.session.network_id, &others).await?;
-    let mut members: Vec<([u8; 16], Role)> = others.iter().map(|u| (*u, Role::Member)).collect();
-    members.push((me, if kind == Kind::Room { Role::Moderator } else { Role::Member }));
-    let mut id = [0u8; 16];
-    OsRng.fill_bytes(&mut id);
-    state.store.create_conversation(&id, &caller.session.network_id, kind, &members, now_ms()).await?;
-    let c = member_of(&state, &caller, &id).await?;
-    Ok((StatusCode::CREATED, Json(view(&c))))
+    let others = parse_users(&req.members)?;
+    Ok((StatusCode::CREATED, Json(conversations::create(&state, &caller, kind, others).await?)))
 }
 
 pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Conversation>>> {
-    let list = state.store.conversations_of(&caller.session.user_id).await?;
-    Ok(Json(list.iter().map(view).collect()))
+    Ok(Json(conversations::list(&state, &caller).await?))
 }
 
 pub(super) async fn get_one(
@@ -87,12 +42,10 @@ pub(super) async fn get_one(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Conversation>> {
-    let c = member_of(&state, &caller, &parse_id(&id, "conversation id")?).await?;
-    Ok(Json(view(&c)))
+    let c = conversations::member_of(&state, &caller, &parse_id(&id, "conversation id")?).await?;
+    Ok(Json(conversations::view(&c)))
 }
 
-/// Groups: any member adds or removes. Rooms: moderators do; anyone may leave.
-/// Direct conversations do not change.
 pub(super) async fn change_members(
     State(state): State<AppState>,
     caller: Caller,
@@ -100,39 +53,11 @@ pub(super) async fn change_members(
     Json(req): Json<ChangeMembers>,
 ) -> ApiResult<Json<Conversation>> {
     let id = parse_id(&id, "conversation id")?;
-    let c = member_of(&state, &caller, &id).await?;
-    let me = caller.session.user_id;
-    let (add, remove, promote, demote) =
-        (parse_users(&req.add)?, parse_users(&req.remove)?, parse_users(&req.promote)?, parse_users(&req.demote)?);
-    if add.is_empty() && remove.is_empty() && promote.is_empty() && demote.is_empty() {
-        return Err(ApiError::bad_request("empty_change", "nothing to change"));
-    }
-    match c.kind {
-        Kind::Direct => {
-            return Err(ApiError::bad_request("direct_fixed", "a direct conversation's members cannot change"))
-        }
-        Kind::Group if !promote.is_empty() || !demote.is_empty() => {
-            return Err(ApiError::bad_request("no_roles_in_groups", "groups have no moderators; use a room"))
-        }
-        Kind::Room => {
-            let only_leaving = add.is_empty() && promote.is_empty() && demote.is_empty() && remove == [me];
-            if c.role(&me) != Some(Role::Moderator) && !only_leaving {
-                return Err(ApiError::forbidden("not_moderator", "only a room's moderators change its members"));
-            }
-        }
-        Kind::Group => {}
-    }
-    check_in_network(&state, &caller.session.network_id, &add).await?;
-    for u in promote.iter().chain(&demote) {
-        if c.role(u).is_none() && !add.contains(u) {
-            return Err(ApiError::bad_request("not_member", "only members can be promoted or demoted"));
-        }
-    }
-    state.store.change_members(&id, &add, &remove, &promote, &demote).await?;
-    let c = state
-        .store
-        .conversation(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
-    Ok(Json(view(&c)))
+    let change = MemberChange {
+        add: parse_users(&req.add)?,
+        remove: parse_users(&req.remove)?,
+        promote: parse_users(&req.promote)?,
+        demote: parse_users(&req.demote)?,
+    };
+    Ok(Json(conversations::change_members(&state, &caller, &id, change).await?))
 }

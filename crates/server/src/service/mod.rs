@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`devices`] | a device id belongs to one account of one network: claims at login, which ids a device list may name, wipe orders and their confirmation, link requests |
 //! | [`sessions`] | password logins (API and console), logout, password change and reset |
+//! | [`conversations`] | who sees and changes a conversation (members of the caller's network; retention devices see all of theirs) |
 //! | [`keys`] | signed device lists and pre-keys: who may publish, who may claim |
 //! | [`delivery`] | an envelope's recipients are exactly the conversation's devices plus the policy's retention devices; fetch and ack of the caller's own queue |
 //! | [`policy`] | signed network policies, and the retention device ids they reserve |
@@ -20,6 +21,7 @@
 //! account and device before anything is read or changed.
 
 pub mod admin;
+pub mod conversations;
 pub mod delivery;
 pub mod devices;
 pub mod keys;

@@ -1,0 +1,131 @@
+//! Conversations: members are users of the caller's network; only members
+//! (and the network's retention devices, which receive everything) see a
+//! conversation; groups change by any member, rooms by moderators (anyone
+//! may leave), direct conversations never.
+
+use rand_core::{OsRng, RngCore};
+use strongroom_wire::{Conversation, Member};
+
+use crate::auth::Caller;
+use crate::error::{hex, ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{now_ms, ConversationRow, Kind, Role};
+
+/// Most users one request names.
+pub const MAX_MEMBERS: usize = 4096;
+
+/// A conversation as the API shows it.
+pub fn view(c: &ConversationRow) -> Conversation {
+    Conversation {
+        id: hex(&c.id),
+        kind: c.kind.name().to_owned(),
+        members: c.members.iter().map(|(u, r)| Member { user_id: hex(u), role: r.name().to_owned() }).collect(),
+        membership_seq: c.membership_seq,
+        last_seq: c.last_seq,
+    }
+}
+
+async fn check_in_network(state: &AppState, network: &[u8; 16], users: &[[u8; 16]]) -> ApiResult<()> {
+    if state.store.users_in_network(network, users).await? != users.len() {
+        return Err(ApiError::not_found("unknown_user", "every member must be a user of your network"));
+    }
+    Ok(())
+}
+
+/// A conversation the caller is a member of: 404 if unknown or in another
+/// network, 403 if not a member.
+pub async fn member_of(state: &AppState, caller: &Caller, id: &[u8; 16]) -> ApiResult<ConversationRow> {
+    let c = state
+        .store
+        .conversation(id)
+        .await?
+        .filter(|c| c.network_id == caller.session.network_id)
+        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
+    // Retention devices are a recipient of every conversation in their network.
+    if c.role(&caller.session.user_id).is_none() && !caller.is_retention() {
+        return Err(ApiError::forbidden("not_member", "you are not a member of this conversation"));
+    }
+    Ok(c)
+}
+
+/// Creates a conversation of `kind` with the caller and `others` (sorted, deduplicated).
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    kind: Kind,
+    mut others: Vec<[u8; 16]>,
+) -> ApiResult<Conversation> {
+    let me = caller.session.user_id;
+    others.retain(|u| *u != me);
+    if kind == Kind::Direct && others.len() != 1 {
+        return Err(ApiError::bad_request("bad_members", "a direct conversation has exactly one other member"));
+    }
+    check_in_network(state, &caller.session.network_id, &others).await?;
+    let mut members: Vec<([u8; 16], Role)> = others.iter().map(|u| (*u, Role::Member)).collect();
+    members.push((me, if kind == Kind::Room { Role::Moderator } else { Role::Member }));
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    state.store.create_conversation(&id, &caller.session.network_id, kind, &members, now_ms()).await?;
+    Ok(view(&member_of(state, caller, &id).await?))
+}
+
+/// The caller's conversations.
+pub async fn list(state: &AppState, caller: &Caller) -> ApiResult<Vec<Conversation>> {
+    Ok(state.store.conversations_of(&caller.session.user_id).await?.iter().map(view).collect())
+}
+
+/// One change of membership (each list sorted and deduplicated).
+pub struct MemberChange {
+    /// Users to add.
+    pub add: Vec<[u8; 16]>,
+    /// Users to remove.
+    pub remove: Vec<[u8; 16]>,
+    /// Members to make moderators (rooms).
+    pub promote: Vec<[u8; 16]>,
+    /// Moderators to make members (rooms).
+    pub demote: Vec<[u8; 16]>,
+}
+
+/// Groups: any member adds or removes. Rooms: moderators do; anyone may leave.
+/// Direct conversations do not change.
+pub async fn change_members(
+    state: &AppState,
+    caller: &Caller,
+    id: &[u8; 16],
+    change: MemberChange,
+) -> ApiResult<Conversation> {
+    let c = member_of(state, caller, id).await?;
+    let me = caller.session.user_id;
+    let MemberChange { add, remove, promote, demote } = change;
+    if add.is_empty() && remove.is_empty() && promote.is_empty() && demote.is_empty() {
+        return Err(ApiError::bad_request("empty_change", "nothing to change"));
+    }
+    match c.kind {
+        Kind::Direct => {
+            return Err(ApiError::bad_request("direct_fixed", "a direct conversation's members cannot change"))
+        }
+        Kind::Group if !promote.is_empty() || !demote.is_empty() => {
+            return Err(ApiError::bad_request("no_roles_in_groups", "groups have no moderators; use a room"))
+        }
+        Kind::Room => {
+            let only_leaving = add.is_empty() && promote.is_empty() && demote.is_empty() && remove == [me];
+            if c.role(&me) != Some(Role::Moderator) && !only_leaving {
+                return Err(ApiError::forbidden("not_moderator", "only a room's moderators change its members"));
+            }
+        }
+        Kind::Group => {}
+    }
+    check_in_network(state, &caller.session.network_id, &add).await?;
+    for u in promote.iter().chain(&demote) {
+        if c.role(u).is_none() && !add.contains(u) {
+            return Err(ApiError::bad_request("not_member", "only members can be promoted or demoted"));
+        }
+    }
+    state.store.change_members(id, &add, &remove, &promote, &demote).await?;
+    let c = state
+        .store
+        .conversation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
+    Ok(view(&c))
+}
