@@ -273,12 +273,18 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 signing_key: keys.signing.verifying_key(),
                 sealer: &sealer,
             };
-            let mut report = verify(store.as_ref(), &trusted, !skip_files).await?;
-            if !offline {
-                let coverage = strongroom_retention::service::fetch_coverage(&keys).await.context(
+            // The relay's account first: whatever `retention run` archives
+            // and acknowledges meanwhile is then in the archive when read.
+            let coverage = if offline {
+                None
+            } else {
+                Some(strongroom_retention::service::fetch_coverage(&keys).await.context(
                     "cannot ask the relay what it queued for this device (is it reachable, and does the current policy name this device?); --offline checks the archive alone",
-                )?;
-                report.compare_with_relay(&coverage);
+                )?)
+            };
+            let mut report = verify(store.as_ref(), &trusted, !skip_files).await?;
+            if let Some(coverage) = &coverage {
+                report.compare_with_relay(coverage);
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});

@@ -297,3 +297,39 @@ async fn nobody_replaces_someone_elses_link_request() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].link_key.0, link_key, "carol's request is intact");
 }
+
+/// The console's cookie session (bound to the reserved console device id)
+/// is not an API session: it cannot receive, send or request a link, and no
+/// device can log in with the console's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_is_not_a_device() {
+    let w = World::new("attack-console").await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{}/admin/login", w.server.url))
+        .form(&[("network", w.acme.to_string()), ("username", "alice".into()), ("password", PASSWORD.into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    for (method, path) in [("GET", "/v1/messages"), ("POST", "/v1/devices/link"), ("GET", "/v1/admin/users")] {
+        let req = http.request(method.parse().unwrap(), format!("{}{path}", w.server.url)).bearer_auth(&token);
+        let req = if method == "POST" {
+            req.json(&LinkRequest {
+                device_id: String::new(),
+                signing_key: B64(vec![1; 32]),
+                link_key: B64(vec![2; 32]),
+            })
+        } else {
+            req
+        };
+        assert_eq!(req.send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    let console_id = DeviceId::from_bytes([0xcc; 16]);
+    assert_eq!(code(w.login(&w.alice, console_id).await).await, taken(), "the console's id is reserved");
+    let dashboard =
+        http.get(format!("{}/admin/dashboard", w.server.url)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(dashboard.status(), StatusCode::OK, "the console itself still works");
+}

@@ -63,6 +63,13 @@ impl VerifyReport {
     pub fn compare_with_relay(&mut self, relay: &strongroom_wire::RetentionCoverage) {
         self.relay_checked = true;
         for c in &relay.conversations {
+            if c.first_seq > c.last_seq || c.count > (c.last_seq - c.first_seq).saturating_add(1) {
+                self.problem(format!(
+                    "the relay's record of conversation {} is impossible ({} message(s) in sequence {}..={}): the relay is faulty or lying",
+                    c.conversation_id, c.count, c.first_seq, c.last_seq
+                ));
+                continue;
+            }
             let archived =
                 self.sequences.get(&c.conversation_id).map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
             let lost = c.count.saturating_sub(archived).saturating_sub(c.queued);
@@ -333,6 +340,18 @@ mod tests {
         let mut r = report(&[("c1", &[1, 2, 3])]);
         r.compare_with_relay(&coverage("c1", 4, 6, 3, 0));
         assert!(r.problems[0].contains("3 message(s) never reached"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn an_impossible_relay_answer_is_a_problem_not_a_panic() {
+        let mut r = report(&[("c1", &[1])]);
+        r.compare_with_relay(&coverage("c1", 9, 3, 1, 0));
+        r.compare_with_relay(&coverage("c1", 1, 2, 5, 0));
+        // At the very end of the range: a plain (valid) report of one loss.
+        r.compare_with_relay(&coverage("c1", u64::MAX, u64::MAX, 1, 0));
+        assert_eq!(r.problem_count, 3, "{:?}", r.problems);
+        assert!(r.problems[0].contains("impossible") && r.problems[1].contains("impossible"));
+        assert!(r.problems[2].contains("1 message(s) never reached"));
     }
 
     #[test]

@@ -195,6 +195,10 @@ impl FromRequestParts<AppState> for Caller {
             .session(&token_hash, now_ms())
             .await?
             .ok_or_else(|| ApiError::unauthorized("the session token is unknown or expired; log in again"))?;
+        if session.device_id == crate::store::CONSOLE_DEVICE {
+            // The web console's cookie session is for the console only.
+            return Err(ApiError::unauthorized("a web console session cannot call the API; log in as a device"));
+        }
         if session.suspended {
             return Err(ApiError::forbidden(
                 "account_suspended",

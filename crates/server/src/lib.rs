@@ -95,7 +95,6 @@ impl Server {
         let dir_err = |source| ServerError::DataDir { path: dir.display().to_string(), source };
         std::fs::create_dir_all(&dir).map_err(dir_err)?;
         let store = Store::connect(&config.database_url()).await?;
-        service::policy::reserve_named_devices(&store).await?;
         let blobs = open_blob_store(&config)?;
         let bootstrap_secret = ensure_bootstrap_secret(&store, &dir).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -464,17 +464,6 @@ async fn device_ownership(store: Store) {
         let mine = if i % 2 == 0 { a } else { b };
         assert!(if mine == winner { c.allowed() } else { *c == DeviceClaim::Taken }, "{i}: {c:?}");
     }
-
-    // Databases from before ownership: an id a stored policy names goes to
-    // the retention service even if an account had claimed it; an id
-    // another network's retention service holds stays there.
-    let taker = device(&store, &net, &b, 76).await;
-    assert!(store.session(&[76; 32], 2).await.unwrap().is_some());
-    let clashes = store.reserve_policy_devices(&[(net, vec![id(76), id(74)]), (other, vec![id(74)])]).await.unwrap();
-    assert_eq!(clashes, vec![id(74)]);
-    assert_eq!(store.device_owner(&id(76)).await.unwrap().unwrap().device, retention(&net, 76));
-    assert!(store.session(&[76; 32], 2).await.unwrap().is_none(), "the account's session on it ended");
-    assert_eq!(login(b, net, taker.device[0], 107).await, DeviceClaim::Taken);
 }
 on_every_backend!(device_ownership_sqlite_and_postgres, device_ownership);
 

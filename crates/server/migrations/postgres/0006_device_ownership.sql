@@ -1,9 +1,3 @@
 CREATE TABLE devices (device_id BYTEA PRIMARY KEY, network_id BYTEA NOT NULL REFERENCES networks(id), user_id BYTEA NOT NULL, claimed_at BIGINT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);
 CREATE INDEX devices_by_user ON devices (user_id);
-INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) SELECT DISTINCT ON (s.device_id) s.device_id, u.network_id, s.user_id, s.created_at, 0 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.device_id NOT IN ('\x00000000000000000000000000000000'::bytea, '\xcccccccccccccccccccccccccccccccc'::bytea, '\xffffffffffffffffffffffffffffffff'::bytea) ORDER BY s.device_id, s.created_at ON CONFLICT (device_id) DO NOTHING;
-INSERT INTO devices (device_id, network_id, user_id, claimed_at, revoked) SELECT DISTINCT ON (d.device_id) d.device_id, u.network_id, d.user_id, 0, d.revoked FROM user_devices d JOIN users u ON u.id = d.user_id WHERE d.device_id NOT IN ('\x00000000000000000000000000000000'::bytea, '\xcccccccccccccccccccccccccccccccc'::bytea, '\xffffffffffffffffffffffffffffffff'::bytea) ORDER BY d.device_id ON CONFLICT (device_id) DO NOTHING;
-UPDATE devices SET revoked = 1 WHERE EXISTS (SELECT 1 FROM user_devices d WHERE d.device_id = devices.device_id AND d.user_id = devices.user_id AND d.revoked = 1);
-DELETE FROM user_devices WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = user_devices.device_id AND d.user_id = user_devices.user_id);
-DELETE FROM device_wipes WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = device_wipes.device_id AND d.user_id = device_wipes.user_id);
-DELETE FROM device_links WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = device_links.device_id AND d.user_id = device_links.user_id);
 CREATE TABLE retention_coverage (device_id BYTEA NOT NULL, conversation_id BYTEA NOT NULL, network_id BYTEA NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (device_id, conversation_id))

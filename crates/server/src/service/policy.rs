@@ -130,20 +130,3 @@ pub async fn publish(state: &AppState, actor: &Actor, body: &[u8]) -> ApiResult<
     )
     .await
 }
-
-/// At start-up: reserves every retention device id any stored policy names
-/// (for databases written before device ownership existed).
-pub async fn reserve_named_devices(store: &crate::store::Store) -> Result<(), StoreError> {
-    let mut named = Vec::new();
-    for (network, body) in store.all_policies().await? {
-        let policy = NetworkPolicy::decode(&body).map_err(|_| StoreError::Corrupt("policy"))?;
-        named.push((network, retention_ids(&policy)));
-    }
-    for clash in store.reserve_policy_devices(&named).await? {
-        tracing::warn!(
-            device = %hex(&clash),
-            "two networks' policies name the same retention device id; it stays with the first network"
-        );
-    }
-    Ok(())
-}

@@ -250,7 +250,9 @@ impl Store {
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0 \
              AND (s.device_id = $3 OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id \
-                  AND d.user_id = s.user_id AND d.network_id = u.network_id))",
+                  AND d.user_id = s.user_id AND d.network_id = u.network_id AND (d.revoked = 0 OR EXISTS \
+                  (SELECT 1 FROM device_wipes w WHERE w.device_id = s.device_id AND w.user_id = s.user_id \
+                   AND w.confirmed_at IS NULL))))",
         ))
         .bind(token_hash.to_vec())
         .bind(now)

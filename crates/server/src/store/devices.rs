@@ -144,58 +144,6 @@ impl Store {
         Ok(None)
     }
 
-    /// Reserves every retention device that any stored policy names (the
-    /// oldest network first), for databases written before ownership
-    /// existed. An account that had claimed such an id loses it: the policy
-    /// signed with the network key is the authority. Returns the ids that
-    /// another network's retention service already holds (left alone).
-    pub async fn reserve_policy_devices(
-        &self,
-        named: &[([u8; 16], Vec<[u8; 16]>)],
-    ) -> Result<Vec<[u8; 16]>, StoreError> {
-        let mut tx = self.write().await?;
-        let mut clashes = Vec::new();
-        let now = super::now_ms();
-        for (network, devices) in named {
-            for device in devices {
-                let d = DeviceRef { network: *network, user: RETENTION_OWNER, device: *device };
-                match self.owner_in(&mut tx, device).await? {
-                    Some(owner) if owner.device.is_retention() => {
-                        if owner.device.network != *network {
-                            clashes.push(*device);
-                        }
-                    }
-                    Some(_) => {
-                        for q in [
-                            "DELETE FROM sessions WHERE device_id = $1",
-                            "DELETE FROM user_devices WHERE device_id = $1",
-                            "DELETE FROM device_links WHERE device_id = $1",
-                            "DELETE FROM device_wipes WHERE device_id = $1",
-                        ] {
-                            sqlx::query(&self.sql(q)).bind(device.to_vec()).execute(&mut *tx.tx).await?;
-                        }
-                        sqlx::query(
-                            &self.sql(
-                                "UPDATE devices SET network_id = $1, user_id = $2, revoked = 0 WHERE device_id = $3",
-                            ),
-                        )
-                        .bind(network.to_vec())
-                        .bind(RETENTION_OWNER.to_vec())
-                        .bind(device.to_vec())
-                        .execute(&mut *tx.tx)
-                        .await?;
-                    }
-                    None => {
-                        // Another process starting at the same time may reserve it first.
-                        self.insert_owner(&mut tx, &d, now).await?;
-                    }
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(clashes)
-    }
-
     async fn owner_in(&self, tx: &mut WriteTx<'_>, device: &[u8; 16]) -> Result<Option<Owner>, StoreError> {
         let row = sqlx::query(&self.sql("SELECT network_id, user_id, revoked FROM devices WHERE device_id = $1"))
             .bind(device.to_vec())
@@ -220,17 +168,6 @@ impl Store {
         .await?
         .rows_affected();
         Ok(n == 1)
-    }
-
-    /// Every stored policy body with its network, oldest network first.
-    pub async fn all_policies(&self) -> Result<Vec<([u8; 16], Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT p.network_id, p.body FROM policies p JOIN networks n ON n.id = p.network_id \
-             ORDER BY n.created_at, p.network_id, p.version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((id16(r, "network_id")?, super::blob(r, "body")?))).collect()
     }
 }
 

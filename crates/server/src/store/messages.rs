@@ -355,6 +355,7 @@ impl Store {
             "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.prefix, e.signature \
              FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
              JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
+                  AND e.network_id = d.network_id \
              WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 ORDER BY q.id LIMIT $3",
         ))
         .bind(owner.device.to_vec())

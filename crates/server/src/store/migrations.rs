@@ -47,6 +47,21 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sqlx::query(statement).execute(&mut *tx.tx).await?;
         }
+        if *version == 6 {
+            // Owners for the ids of a database from before ownership.
+            let done = store.backfill_owners(&mut tx, super::now_ms()).await?;
+            if done.owned > 0 || !done.quarantined.is_empty() {
+                tracing::warn!(
+                    owned = done.owned,
+                    quarantined = done.quarantined.len(),
+                    "device ownership: owners assigned from signed device lists and policies; quarantined ids \
+                     had several claimants (their devices must enrol again)"
+                );
+            }
+            for device in &done.quarantined {
+                tracing::warn!(device = %crate::error::hex(device), "device id quarantined: several accounts or networks claimed it");
+            }
+        }
         sqlx::query(&store.sql("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"))
             .bind(*version)
             .bind(super::now_ms())

@@ -17,6 +17,7 @@ mod links;
 mod messages;
 mod migrations;
 mod networks;
+mod ownership_backfill;
 
 pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
@@ -27,6 +28,7 @@ pub use keys::DeviceListRefusal;
 pub use links::LinkRow;
 pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope};
 pub use networks::{PolicyOutcome, PolicyRow};
+pub use ownership_backfill::QUARANTINED;
 
 use std::borrow::Cow;
 use std::sync::Arc;
