@@ -50,12 +50,16 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
         if *version == 6 {
             // Owners for the ids of a database from before ownership.
             let done = store.backfill_owners(&mut tx, super::now_ms()).await?;
-            if done.owned > 0 || !done.quarantined.is_empty() {
+            if !done.quarantined.is_empty() {
                 tracing::warn!(
                     owned = done.owned,
                     quarantined = done.quarantined.len(),
-                    "device ownership: owners assigned from signed device lists and policies; quarantined ids \
-                     had several claimants (their devices must enrol again)"
+                    "device ownership: some device ids had several claimants and are quarantined; those devices must enrol again"
+                );
+            } else if done.owned > 0 {
+                tracing::info!(
+                    owned = done.owned,
+                    "device ownership: owners assigned from signed device lists and policies"
                 );
             }
             for device in &done.quarantined {
