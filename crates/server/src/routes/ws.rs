@@ -171,11 +171,17 @@ async fn push(
 }
 
 /// Whether the connection's session still allows it to receive.
+/// A retention device's, also only while the current policy names it.
 async fn still_valid(state: &AppState, caller: &Caller) -> bool {
     match state.store.session(&caller.token_hash, crate::store::now_ms()).await {
-        Ok(Some(s)) => !s.suspended && !s.wipe_pending,
+        Ok(Some(s)) if s.suspended || s.wipe_pending => false,
+        Ok(Some(s)) if caller.is_retention() => {
+            let named = crate::service::policy::names_retention_device(state, &s.network_id, &s.device_id).await;
+            // The database is unreachable: keep the socket, check next time.
+            named.unwrap_or(true)
+        }
+        Ok(Some(_)) => true,
         Ok(None) => false,
-        // The database is unreachable: keep the socket, check next time.
         Err(_) => true,
     }
 }
