@@ -333,3 +333,89 @@ async fn a_console_session_is_not_a_device() {
         http.get(format!("{}/admin/dashboard", w.server.url)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(dashboard.status(), StatusCode::OK, "the console itself still works");
 }
+
+// Account rules from the same attack run (relay security 2).
+
+/// A password reset stops the old password at once (not when the code is
+/// redeemed), and its sessions end; the code then sets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_stops_the_old_password_at_once() {
+    let w = World::new("abuse-reset").await;
+    let r = w.alice.post_json(&format!("/v1/admin/users/{}/reset-password", w.bob.user), &()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let reset: ResetCode = r.json().await.unwrap();
+    assert_eq!(w.bob.get("/v1/messages").await.status(), StatusCode::UNAUTHORIZED, "sessions ended");
+    let r = w.login(&w.bob, w.bob.device).await;
+    assert_eq!(code(r).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()), "the old password no longer works");
+    let redeem = RedeemReset {
+        network_id: w.acme.to_string(),
+        username: "bob".into(),
+        code: reset.code,
+        new_password: "a brand new passphrase".into(),
+    };
+    let r =
+        reqwest::Client::new().post(format!("{}/v1/password/reset", w.server.url)).json(&redeem).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/login", w.server.url))
+        .json(&Login {
+            network_id: w.acme.to_string(),
+            username: "bob".into(),
+            password: "a brand new passphrase".into(),
+            device_id: w.bob.device.to_string(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Unsuspending does not revive tokens issued before the suspension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsuspending_does_not_revive_old_sessions() {
+    let w = World::new("abuse-suspend").await;
+    let path = |what: &str| format!("/v1/admin/users/{}/{what}", w.bob.user);
+    assert_eq!(w.alice.post_json(&path("suspend"), &()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(code(w.bob.get("/v1/messages").await).await, (StatusCode::FORBIDDEN, "account_suspended".into()));
+    assert_eq!(w.alice.post_json(&path("unsuspend"), &()).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(w.bob.get("/v1/messages").await.status(), StatusCode::UNAUTHORIZED, "he logs in again");
+    assert_eq!(w.login(&w.bob, w.bob.device).await.status(), StatusCode::OK);
+}
+
+/// One claim naming a device many times would empty its one-time pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cannot_name_a_device_twice() {
+    let w = World::new("abuse-claim").await;
+    let pair = format!("{}:{}", w.bob.user, w.bob.device);
+    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone(); 20] }).await;
+    assert_eq!(code(r).await, (StatusCode::BAD_REQUEST, "duplicate_device".into()));
+    let keys: UserKeys = w.alice.get(&format!("/v1/keys/{}", w.bob.user)).await.json().await.unwrap();
+    assert_eq!(keys.one_time_remaining[0].count, 20, "nothing was taken");
+    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair] }).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A wipe order closes the device's WebSocket at once (not at its next
+/// 10-second session check), so it hears the order now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_order_closes_the_devices_socket_at_once() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = World::new("abuse-wipe-socket").await;
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let r = w.alice.post_json(&format!("/v1/admin/users/{}/devices/{}/wipe", w.bob.user, w.bob.device), &()).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket is still open 3 s after the wipe order");
+}

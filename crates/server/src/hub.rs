@@ -5,6 +5,10 @@
 //! themselves, so a connection pushes without reading them back; when its
 //! channel is full the row is dropped and the connection is marked to read
 //! the store instead (see `routes/ws.rs`).
+//!
+//! Connections are keyed by device id alone: a device id has exactly one
+//! owner for good (`store/devices.rs`), and a connection registers only
+//! after its session was checked against that owner.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -241,6 +241,9 @@ async fn expiry_loop(state: AppState) {
             }
             Err(e) => tracing::warn!(error = %e, "expiry pass failed; will retry"),
         }
+        if let Err(e) = state.store.purge_sessions(now_ms()).await {
+            tracing::warn!(error = %e, "purging expired sessions failed; will retry");
+        }
         if let Ok((_, backlog)) = state.store.queue_depth().await {
             let limit = state.config.retention_backlog_alert;
             let was = state.metrics.retention_alert.swap(backlog > limit, std::sync::atomic::Ordering::Relaxed);

@@ -138,6 +138,11 @@ async fn accounts_and_invites(store: Store) {
     assert!(store.session(&[4; 32], 300).await.unwrap().is_some());
     store.logout(&[4; 32]).await.unwrap();
     assert!(store.session(&[4; 32], 300).await.unwrap().is_none());
+    // Expired sessions are purged, live ones kept.
+    assert_eq!(store.login_succeeded(&[3; 32], claim(51), 200, 500).await.unwrap(), DeviceClaim::Owned);
+    assert_eq!(store.login_succeeded(&[2; 32], claim(51), 200, 10_000).await.unwrap(), DeviceClaim::Owned);
+    assert_eq!(store.purge_sessions(600).await.unwrap(), 1, "the one that expired at 500");
+    assert!(store.session(&[2; 32], 600).await.unwrap().is_some());
 }
 on_every_backend!(accounts_and_invites_sqlite_and_postgres, accounts_and_invites);
 

@@ -44,6 +44,8 @@ pub async fn order_wipe(state: &AppState, actor: &Actor, user: &[u8; 16], device
     if !state.store.wipe_device(&target, now_ms()).await? {
         return Err(ApiError::not_found("unknown_device", "that user has no such device"));
     }
+    // Its socket closes now: it reconnects, hears the order and erases itself.
+    state.hub.disconnect(device);
     Ok(())
 }
 

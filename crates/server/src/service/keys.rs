@@ -46,7 +46,13 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
         .put_device_list(&s.network_id, &s.user_id, list.identity_key.as_bytes(), list.version, body, &devices)
         .await?;
     match stored {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // Revoked devices' sockets close now, not at their next session check.
+            for (device, _) in devices.iter().filter(|(_, revoked)| *revoked) {
+                state.hub.disconnect(device);
+            }
+            Ok(())
+        }
         Err(DeviceListRefusal::IdentityMismatch) => {
             Err(ApiError::conflict("identity_changed", "the device list is signed by a different identity key"))
         }
@@ -128,6 +134,13 @@ pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> Ap
 pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8; 16])]) -> ApiResult<Vec<B64>> {
     if devices.is_empty() || devices.len() > MAX_CLAIMS {
         return Err(ApiError::bad_request("bad_claim", "claim pre-keys for 1 to 2000 devices at a time"));
+    }
+    let mut distinct: Vec<_> = devices.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != devices.len() {
+        // One claim listing a device many times would empty its pool.
+        return Err(ApiError::bad_request("duplicate_device", "each device may appear once in a claim"));
     }
     let now = now_ms();
     let mut out = Vec::with_capacity(devices.len());

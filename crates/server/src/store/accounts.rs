@@ -345,6 +345,19 @@ impl Store {
         Ok(RetentionLoginOutcome::Session)
     }
 
+    /// Deletes sessions (account and retention) that expired before `now`;
+    /// returns how many.
+    pub async fn purge_sessions(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write_queue().await?;
+        let mut n = 0;
+        for q in ["DELETE FROM sessions WHERE expires_at < $1", "DELETE FROM retention_sessions WHERE expires_at < $1"]
+        {
+            n += sqlx::query(&self.sql(q)).bind(now).execute(&mut *tx.tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Extends a session (the web console's idle timeout).
     pub async fn touch_session(&self, token_hash: &[u8; 32], expires_at: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;

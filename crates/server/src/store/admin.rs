@@ -118,6 +118,10 @@ impl Store {
 
     /// Suspends or unsuspends a user. Sessions are refused while suspended
     /// (with a message saying so) and work again when lifted.
+    /// Suspending ends every session for good: while suspended they are
+    /// refused (`account_suspended`, so clients can say why), and
+    /// unsuspending deletes them rather than reviving them (the user logs
+    /// in again).
     pub async fn set_suspended(&self, user: &[u8; 16], suspended: bool) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(&self.sql("UPDATE users SET suspended = $1 WHERE id = $2"))
@@ -125,6 +129,12 @@ impl Store {
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
+        if !suspended {
+            sqlx::query(&self.sql("DELETE FROM sessions WHERE user_id = $1"))
+                .bind(user.to_vec())
+                .execute(&mut *tx.tx)
+                .await?;
+        }
         tx.commit().await
     }
 
@@ -276,7 +286,8 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores a one-time password reset code for a user and ends their sessions.
+    /// Stores a one-time password reset code for a user, ends their
+    /// sessions and makes the old password unusable.
     pub async fn create_reset(&self, user: &[u8; 16], code_hash: &[u8; 32], expires_at: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(&self.sql("DELETE FROM password_resets WHERE user_id = $1"))
@@ -290,6 +301,12 @@ impl Store {
             .execute(&mut *tx.tx)
             .await?;
         sqlx::query(&self.sql("DELETE FROM sessions WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        // The old password stops working now, not when the code is redeemed
+        // (no PHC string is '!': every check against it fails).
+        sqlx::query(&self.sql("UPDATE users SET password_hash = '!' WHERE id = $1"))
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
