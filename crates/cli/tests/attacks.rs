@@ -419,3 +419,72 @@ async fn a_wipe_order_closes_the_devices_socket_at_once() {
     .await;
     assert!(closed.is_ok(), "the socket is still open 3 s after the wipe order");
 }
+
+/// Another local user of the machine can read nothing: every directory the
+/// relay, a profile and the retention service create is 0700, and their
+/// databases and keys 0600 (the WAL and journal files too), whatever the umask.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_on_disk_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("abuse-modes");
+    // A world-readable data directory made beforehand is tightened too.
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, _bob) = two_clients(&dir, &server).await;
+    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    alice.send_text(direct, "on disk").await.unwrap();
+    let file = dir.join("memo.txt");
+    std::fs::write(&file, b"memo").unwrap();
+    alice.send_file(direct, &file, &|_, _| {}).await.unwrap();
+    ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
+    ok_json(&["retention", "--dir", s(&rdir), "--json", "export", "--out", s(&rdir.join("export"))]);
+
+    fn walk(path: &std::path::Path, seen: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+        let meta = std::fs::metadata(path).unwrap();
+        seen.push((path.to_owned(), meta.permissions().mode() & 0o777, meta.is_dir()));
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path).unwrap() {
+                walk(&e.unwrap().path(), seen);
+            }
+        }
+    }
+    let mut seen = Vec::new();
+    for root in [dir.join("data"), dir.join("alice"), dir.join("bob"), rdir.clone()] {
+        walk(&root, &mut seen);
+    }
+    // The roots' parent is the test's own directory: leave it out of "on the way".
+    seen.push((dir.clone(), 0o755, true));
+    let secret = |p: &std::path::Path| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        name.contains(".db") || name.ends_with(".key") || name == "bootstrap-secret"
+    };
+    assert!(seen.iter().any(|(p, _, _)| p.ends_with("strongroom.db-wal")), "the relay's WAL is checked too");
+    let mode_of = |p: &std::path::Path| seen.iter().find(|(q, _, _)| q == p).map(|(_, m, _)| *m);
+    // The directories Strongroom makes itself are 0700…
+    let made = [
+        dir.join("data"),
+        dir.join("data/blobs"),
+        dir.join("alice"),
+        dir.join("bob"),
+        rdir.clone(),
+        rdir.join("archive"),
+        rdir.join("export"),
+        rdir.join("export/eml"),
+    ];
+    for d in &made {
+        assert_eq!(mode_of(d), Some(0o700), "{} is a directory others can enter", d.display());
+    }
+    for (path, mode, _) in seen.iter().filter(|(p, _, _)| *p != dir) {
+        // …its databases, WAL and keys 0600…
+        if secret(path) {
+            assert_eq!(*mode, 0o600, "{} is readable by others", path.display());
+        }
+        // …and nothing else (files a storage library wrote with the umask's
+        // mode) can be reached: some directory on the way is owner-only.
+        let shut = path.ancestors().any(|a| mode_of(a).is_some_and(|m| m & 0o077 == 0));
+        assert!(shut, "{} can be reached by others", path.display());
+    }
+}

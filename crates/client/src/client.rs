@@ -112,7 +112,7 @@ impl Client {
         password: &str,
     ) -> Result<Self, ClientError> {
         let invite = Invite::parse(invite).map_err(ClientError::Invite)?;
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::private_fs::private_dir(dir).map_err(io(dir))?;
         let vault = Vault::create(dir, passphrase, PROFILE_KDF_KIB)?;
         let store = LocalStore::open(dir).await?;
         let mut api = Api::new(&invite.server_url, None);

@@ -84,7 +84,7 @@ pub(crate) fn decrypt_file(file: &FileRef, tmp: &Path, dest: &Path, progress: Pr
 /// A scratch path inside the profile for ciphertext in transit.
 pub(crate) fn scratch(profile: &Path) -> Result<PathBuf, ClientError> {
     let dir = profile.join("tmp");
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    crate::private_fs::private_dir(&dir).map_err(io(&dir))?;
     let mut r = [0u8; 8];
     OsRng.fill_bytes(&mut r);
     Ok(dir.join(hex(&r)))

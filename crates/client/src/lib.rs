@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod files;
 mod link;
+pub mod private_fs;
 mod receipts;
 mod state;
 mod store;

@@ -48,7 +48,8 @@ impl Client {
         username: &str,
         password: &str,
     ) -> Result<PendingLink, ClientError> {
-        std::fs::create_dir_all(dir).map_err(|source| ClientError::Io { path: dir.display().to_string(), source })?;
+        crate::private_fs::private_dir(dir)
+            .map_err(|source| ClientError::Io { path: dir.display().to_string(), source })?;
         let vault = Vault::create(dir, passphrase, crate::client::PROFILE_KDF_KIB)?;
         let store = LocalStore::open(dir).await?;
         let mut api = Api::new(server_url, None);

@@ -45,6 +45,9 @@ fn id16(v: Vec<u8>) -> Result<[u8; 16], ClientError> {
 
 impl LocalStore {
     pub(crate) async fn open(dir: &Path) -> Result<Self, ClientError> {
+        let file = dir.join("store.db");
+        crate::private_fs::private_file(&file)
+            .map_err(|source| ClientError::Io { path: file.display().to_string(), source })?;
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.join("store.db").display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Delete)

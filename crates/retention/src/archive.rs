@@ -58,7 +58,7 @@ pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
         return Ok(Arc::new(object_store::memory::InMemory::new()));
     }
     let path = std::path::Path::new(spec);
-    std::fs::create_dir_all(path).map_err(crate::error::io(path))?;
+    strongroom_client::private_fs::private_dir(path).map_err(crate::error::io(path))?;
     Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(path)?))
 }
 

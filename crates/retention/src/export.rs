@@ -103,7 +103,7 @@ pub async fn export(
     dir: &Path,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Manifest, RetentionError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    strongroom_client::private_fs::private_dir(dir).map_err(io(dir))?;
     if std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
         return Err(RetentionError::Usage(format!("{} is not empty: export into a new directory", dir.display())));
     }
@@ -140,7 +140,7 @@ pub async fn export(
     }
     let mut eml_paths = BTreeMap::new();
     if formats.eml {
-        std::fs::create_dir_all(dir.join("eml")).map_err(io(&dir.join("eml")))?;
+        strongroom_client::private_fs::private_dir(&dir.join("eml")).map_err(io(&dir.join("eml")))?;
         let (mut emls, mut attachments) = (0u64, 0u64);
         for (i, r) in selected.iter().filter(|(_, r)| r.is_message()) {
             let rel = format!("eml/{i:010}.eml");

@@ -134,7 +134,7 @@ impl RetentionKeys {
         if name.is_empty() || name.len() > strongroom_crypto::certs::MAX_RETENTION_NAME {
             return Err(RetentionError::Usage("the retention device name must be 1 to 64 bytes".into()));
         }
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        strongroom_client::private_fs::private_dir(dir).map_err(io(dir))?;
         if key_path(dir).exists() {
             return Err(RetentionError::Usage(format!(
                 "{} already exists: this directory already holds a retention device",

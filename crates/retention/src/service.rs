@@ -221,7 +221,7 @@ impl Service {
             ));
         }
         let scratch = std::env::temp_dir().join(format!("strongroom-retention-{}", std::process::id()));
-        std::fs::create_dir_all(&scratch).map_err(crate::error::io(&scratch))?;
+        strongroom_client::private_fs::private_dir(&scratch).map_err(crate::error::io(&scratch))?;
         Ok(Self { keys, relay, archive, users: HashMap::new(), scratch })
     }
 

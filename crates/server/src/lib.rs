@@ -93,8 +93,13 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         let dir = config.data_dir.clone();
         let dir_err = |source| ServerError::DataDir { path: dir.display().to_string(), source };
-        std::fs::create_dir_all(&dir).map_err(dir_err)?;
-        let store = Store::connect(&config.database_url()).await?;
+        private_dir(&dir).map_err(dir_err)?;
+        let url = config.database_url();
+        if let Some(file) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next()) {
+            // SQLite gives its WAL and shared-memory files the database's mode.
+            private_file(Path::new(file)).map_err(|source| ServerError::DataDir { path: file.to_owned(), source })?;
+        }
+        let store = Store::connect(&url).await?;
         let blobs = open_blob_store(&config)?;
         let bootstrap_secret = ensure_bootstrap_secret(&store, &dir).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -175,8 +180,7 @@ fn open_blob_store(config: &Config) -> Result<Arc<dyn ObjectStore>, ServerError>
     match config.blob_store.as_deref() {
         None => {
             let dir = config.data_dir.join("blobs");
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
+            private_dir(&dir).map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
             let fs =
                 LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(&dir.display().to_string(), e.to_string()))?;
             Ok(Arc::new(fs))
@@ -184,8 +188,7 @@ fn open_blob_store(config: &Config) -> Result<Arc<dyn ObjectStore>, ServerError>
         Some("memory:") | Some("memory://") => Ok(Arc::new(InMemory::new())),
         Some(url) if url.starts_with("file://") => {
             let dir = Path::new(url.trim_start_matches("file://"));
-            std::fs::create_dir_all(dir)
-                .map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
+            private_dir(dir).map_err(|source| ServerError::DataDir { path: dir.display().to_string(), source })?;
             Ok(Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(url, e.to_string()))?))
         }
         Some(url) if url.starts_with("s3://") => {
@@ -218,6 +221,31 @@ async fn ensure_bootstrap_secret(store: &Store, dir: &Path) -> Result<Option<Str
         let _ = std::fs::remove_file(&path);
         Ok(None)
     }
+}
+
+/// Creates `dir` (and missing parents) owner-only (0700), or tightens it:
+/// the data directory holds the database, the blobs and the bootstrap secret.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Creates `file` empty and owner-only (0600) if missing, or tightens it.
+fn private_file(file: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(file)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(())
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
