@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// NATS for cross-node delivery and cache invalidation when several servers share one database: nats://HOST:PORT.
     #[arg(long, env = "STRONGROOM_NATS_URL")]
     nats_url: Option<String>,
+    /// Token scrapers on other hosts send to read /metrics (loopback needs none).
+    #[arg(long, env = "STRONGROOM_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Alert when more deliveries than this wait for retention devices [default: 10000].
     #[arg(long, env = "STRONGROOM_RETENTION_BACKLOG_ALERT")]
     retention_backlog_alert: Option<u64>,
@@ -67,6 +70,9 @@ fn load(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.nats_url {
         config.nats_url = Some(v.clone());
+    }
+    if let Some(v) = &args.metrics_token {
+        config.metrics_token = Some(strongroom_server::config::MetricsToken(v.clone()));
     }
     if let Some(v) = args.retention_backlog_alert {
         config.retention_backlog_alert = v;

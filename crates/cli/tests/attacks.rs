@@ -488,3 +488,24 @@ async fn everything_on_disk_is_owner_only() {
         assert!(shut, "{} can be reached by others", path.display());
     }
 }
+
+/// `/metrics` counts across every network: with a token configured, only
+/// that token (or a loopback client sending none) reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_token_when_one_is_set() {
+    let dir = temp_dir("abuse-metrics");
+    let server = ServerProc::start(&dir.join("data"), &["--metrics-token", "scrape-me-please"]);
+    let get = |token: Option<&str>| {
+        let req = reqwest::Client::new().get(format!("{}/metrics", server.url));
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(get(Some("scrape-me-please")).await.status(), StatusCode::OK);
+    assert_eq!(code(get(Some("guess")).await).await, (StatusCode::FORBIDDEN, "metrics_forbidden".into()));
+    let local = get(None).await;
+    assert_eq!(local.status(), StatusCode::OK, "a scraper on the same host needs none");
+    assert!(local.text().await.unwrap().contains("strongroom_queue_depth"));
+}

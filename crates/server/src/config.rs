@@ -32,8 +32,22 @@ pub struct Config {
     /// Alert (log line and `strongroom_retention_backlog_alert 1`) when more
     /// deliveries than this wait for retention devices.
     pub retention_backlog_alert: u64,
+    /// Token a scraper sends (`Authorization: Bearer …`) to read `/metrics`
+    /// from another host; without one, `/metrics` answers loopback clients only.
+    pub metrics_token: Option<MetricsToken>,
     /// Request limits.
     pub limits: Limits,
+}
+
+/// The `/metrics` token: never printed (`Debug` shows `***`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// Size and rate limits.
@@ -69,6 +83,7 @@ impl Default for Config {
             expiry_interval_secs: 60,
             session_days: 30,
             retention_backlog_alert: 10_000,
+            metrics_token: None,
             limits: Limits::default(),
         }
     }

@@ -1,8 +1,13 @@
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::error::ApiResult;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use subtle::ConstantTimeEq;
+
+use crate::auth::secret_hash;
+use crate::config::MetricsToken;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub(super) async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
@@ -10,7 +15,22 @@ pub(super) async fn healthz(State(state): State<AppState>) -> ApiResult<&'static
     Ok("ok\n")
 }
 
-pub(super) async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+/// Operators' counters, across networks: for loopback clients, or anyone
+/// with the configured token.
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = metrics_allowed(state.config.metrics_token.as_ref(), given, addr.ip());
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "metrics_forbidden",
+            "/metrics answers loopback clients, or scrapers sending the configured metrics_token as a Bearer token",
+        ));
+    }
     let depth = state.store.queue_depth().await?;
     let envelopes = state.store.envelope_count().await?;
     let body = state.metrics.render(state.hub.connections(), depth, envelopes);
@@ -19,4 +39,34 @@ pub(super) async fn metrics(State(state): State<AppState>) -> ApiResult<impl Int
 
 pub(super) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI)
+}
+
+/// A given token must be the configured one; without one, only loopback
+/// clients (a scraper on the same host) are answered.
+fn metrics_allowed(token: Option<&MetricsToken>, given: Option<&str>, client: IpAddr) -> bool {
+    match (token, given) {
+        (Some(token), Some(given)) => {
+            bool::from(secret_hash(token.0.as_bytes()).ct_eq(&secret_hash(given.trim().as_bytes())))
+        }
+        (_, _) => client.is_loopback() && given.is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_answer_loopback_or_the_token_only() {
+        let (local, remote): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [192, 0, 2, 7].into());
+        let token = MetricsToken("s3cret-metrics".into());
+        assert!(metrics_allowed(None, None, local));
+        assert!(!metrics_allowed(None, None, remote), "no token configured: remote scrapers are refused");
+        assert!(!metrics_allowed(None, Some("anything"), remote));
+        assert!(metrics_allowed(Some(&token), Some("s3cret-metrics"), remote));
+        assert!(!metrics_allowed(Some(&token), Some("s3cret-metric"), remote));
+        assert!(!metrics_allowed(Some(&token), Some("wrong"), local), "a wrong token is refused even locally");
+        assert!(!metrics_allowed(Some(&token), None, remote));
+        assert!(metrics_allowed(Some(&token), None, local));
+    }
 }
