@@ -509,3 +509,50 @@ async fn metrics_need_the_token_when_one_is_set() {
     assert_eq!(local.status(), StatusCode::OK, "a scraper on the same host needs none");
     assert!(local.text().await.unwrap().contains("strongroom_queue_depth"));
 }
+
+/// A stolen session is not a password oracle: current-password checks are
+/// limited per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_not_a_password_oracle() {
+    let w = World::new("abuse-password").await;
+    let guess =
+        |n: u32| ChangePassword { old_password: format!("guess number {n}"), new_password: "a new passphrase".into() };
+    for n in 0..5 {
+        let r = w.bob.post_json("/v1/password", &guess(n)).await;
+        assert_eq!(code(r).await, (StatusCode::FORBIDDEN, "wrong_password".into()), "guess {n}");
+    }
+    let r = w.bob.post_json("/v1/password", &guess(5)).await;
+    assert_eq!(code(r).await, (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()));
+    let right = ChangePassword { old_password: PASSWORD.into(), new_password: "a new passphrase".into() };
+    assert_eq!(
+        w.bob.post_json("/v1/password", &right).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right one, for now"
+    );
+    assert_eq!(w.carol.post_json("/v1/password", &guess(0)).await.status(), StatusCode::FORBIDDEN, "per account");
+}
+
+/// One fetch returns at most the configured envelope bytes (at least one
+/// message), so a deep queue of large envelopes cannot balloon the server's
+/// memory; everything still arrives, page by page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_returns_at_most_its_byte_budget() {
+    let dir = temp_dir("abuse-fetch");
+    std::fs::write(dir.join("limits.toml"), "[limits]\nmax_fetch_bytes = 20000\n").unwrap();
+    let config = dir.join("limits.toml");
+    let server = ServerProc::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let (acme, invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &invite, "alice").await;
+    let mut alice = Device::enrol(&server.url, acme, "alice", None, &[], 5).await;
+    register(&server.url, &alice.invite(false).await, "bob").await;
+    let mut bob = Device::enrol(&server.url, acme, "bob", None, &[], 5).await;
+    let conversation = alice.create_conversation("direct", &[bob.user]).await;
+    for i in 0..10 {
+        alice.send_text(&conversation.id, &format!("{i}:{}", "x".repeat(5000))).await;
+    }
+    let first: Deliveries = bob.get("/v1/messages?limit=500").await.json().await.unwrap();
+    let bytes: usize = first.messages.iter().map(|m| m.envelope.0.len()).sum();
+    assert!(!first.messages.is_empty() && first.messages.len() < 10, "{} messages", first.messages.len());
+    assert!(bytes <= 20000, "{bytes} bytes in one fetch");
+    assert_eq!(bob.receive_all().await.len(), 10, "all of it, page by page");
+}

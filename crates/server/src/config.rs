@@ -68,6 +68,12 @@ pub struct Limits {
     pub lockout_threshold: u32,
     /// How long a locked account stays locked, seconds.
     pub lockout_secs: u64,
+    /// Current-password checks (password change) per account per minute:
+    /// a stolen session is not a password-guessing oracle.
+    pub password_checks_per_minute: u32,
+    /// Most envelope bytes one fetch (or one WebSocket read of the queue)
+    /// loads and returns; at least one message is always returned.
+    pub max_fetch_bytes: usize,
 }
 
 impl Default for Config {
@@ -99,6 +105,8 @@ impl Default for Limits {
             sends_per_second: 200,
             lockout_threshold: 5,
             lockout_secs: 900,
+            password_checks_per_minute: 5,
+            max_fetch_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -124,6 +124,11 @@ impl Server {
                 f64::from(limits.sends_per_second),
                 f64::from(limits.sends_per_second) * 10.0,
             )),
+            password_limiter: Arc::new(RateLimiter::new(
+                f64::from(limits.password_checks_per_minute) / 60.0,
+                f64::from(limits.password_checks_per_minute),
+            )),
+            fetching: Arc::default(),
             public_url: Arc::new(public_url),
             config: Arc::new(config),
         };

@@ -27,6 +27,10 @@ pub struct AppState {
     pub auth_limiter: Arc<AddrLimiter>,
     /// Envelopes by device.
     pub send_limiter: Arc<RateLimiter<[u8; 16]>>,
+    /// Current-password checks by account.
+    pub password_limiter: Arc<RateLimiter<[u8; 16]>>,
+    /// Devices with a fetch running (one at a time each bounds its memory).
+    pub fetching: Arc<InFlight>,
     /// The URL carried in invites.
     pub public_url: Arc<String>,
 }
@@ -56,5 +60,48 @@ impl AppState {
         network: &[u8; 16],
     ) -> Result<strongroom_wire::GroupSettings, crate::store::StoreError> {
         Ok(self.store.network_settings(network).await?.unwrap_or_else(|| self.default_settings()))
+    }
+}
+
+/// Devices with an operation running; at most one each.
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<[u8; 16]>>);
+
+/// Held while a device's operation runs.
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    device: [u8; 16],
+}
+
+impl InFlight {
+    /// `None` while `device` already has one running.
+    pub fn enter(&self, device: [u8; 16]) -> Option<InFlightGuard<'_>> {
+        // The lock is released before a guard exists (its drop takes it).
+        let inserted = self.0.lock().ok()?.insert(device);
+        inserted.then(|| InFlightGuard { set: self, device })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.0.lock() {
+            set.remove(&self.device);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_operation_per_device_at_a_time() {
+        let running = InFlight::default();
+        let first = running.enter([1; 16]);
+        assert!(first.is_some());
+        assert!(running.enter([1; 16]).is_none(), "a second one for the same device waits");
+        assert!(running.enter([2; 16]).is_some(), "other devices are not held up");
+        drop(first);
+        assert!(running.enter([1; 16]).is_some(), "released when the first ends");
     }
 }

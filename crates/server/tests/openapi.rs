@@ -22,6 +22,8 @@ async fn openapi_documents_every_route_and_nothing_else() {
         config: Arc::default(),
         auth_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         send_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
+        password_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
+        fetching: Arc::default(),
         public_url: Arc::new(String::new()),
     };
     let routed: BTreeSet<&str> = strongroom_server::paths(&state).into_iter().collect();

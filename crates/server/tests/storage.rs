@@ -234,21 +234,31 @@ async fn conversations_and_delivery(store: Store) {
     assert_eq!(store.store_envelope(&other, &tails(40), 1003).await.unwrap(), StoreOutcome::IdConflict);
     assert_eq!(store.conversation(&conv).await.unwrap().unwrap().last_seq, 2);
 
-    let q = store.queued(&d33, 0, 10).await.unwrap();
+    let q = store.queued(&d33, 0, 10, usize::MAX).await.unwrap();
     assert_eq!(q.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
     let mut want = vec![40; 10];
     want.extend([40, 1]);
     want.extend([0xee; 64]);
     assert_eq!(q[0].envelope, want, "prefix | tail | signature");
+    // A byte budget: the rows that fit, at least one, and whether more wait.
+    let one = q[0].envelope.len();
+    let (page, more) = store.queued_page(&d33, 0, 10, one).await.unwrap();
+    assert_eq!((page.len(), more), (1, true));
+    let (page, more) = store.queued_page(&d33, 0, 10, 1).await.unwrap();
+    assert_eq!((page.len(), more), (1, true), "one row even over the budget");
+    let (page, more) = store.queued_page(&d33, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!((page.len(), more), (2, false));
+    let (page, more) = store.queued_page(&d33, 0, 2, usize::MAX).await.unwrap();
+    assert_eq!((page.len(), more), (2, true), "a full page may have more behind it");
     assert_eq!(store.queue_depth().await.unwrap(), (4, 2));
 
     // Ack by one device keeps the envelope for the others.
     assert_eq!(store.ack(&d33, &[id(40)]).await.unwrap(), 1);
-    assert_eq!(store.queued(&d33, 0, 10).await.unwrap().len(), 1);
-    assert_eq!(store.queued(&d34, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(store.queued(&d33, 0, 10, usize::MAX).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&d34, 0, 10, usize::MAX).await.unwrap().len(), 2);
     // Only the owner reads a queue, and only retention sessions touch retention rows.
-    assert!(store.queued(&DeviceRef { user: a, ..d34 }, 0, 10).await.unwrap().is_empty(), "not a's device");
-    assert!(store.queued(&DeviceRef { user: b, ..r90 }, 0, 10).await.unwrap().is_empty(), "retention rows");
+    assert!(store.queued(&DeviceRef { user: a, ..d34 }, 0, 10, usize::MAX).await.unwrap().is_empty(), "not a's device");
+    assert!(store.queued(&DeviceRef { user: b, ..r90 }, 0, 10, usize::MAX).await.unwrap().is_empty(), "retention rows");
     assert_eq!(store.ack(&DeviceRef { user: b, ..r90 }, &[id(40), id(41)]).await.unwrap(), 0, "an account acks none");
     assert_eq!(store.ack(&DeviceRef { user: RETENTION_OWNER, ..d34 }, &[id(41)]).await.unwrap(), 0);
     let coverage = store.retention_coverage(&r90).await.unwrap();
@@ -262,8 +272,8 @@ async fn conversations_and_delivery(store: Store) {
 
     // TTL expiry drops device queues, never the retention device's.
     assert_eq!(store.expire(6000, 1_000_000).await.unwrap(), 2);
-    assert_eq!(store.queued(&d34, 0, 10).await.unwrap().len(), 1);
-    assert_eq!(store.queued(&r90, 0, 10).await.unwrap().len(), 2, "retention keeps everything");
+    assert_eq!(store.queued(&d34, 0, 10, usize::MAX).await.unwrap().len(), 1);
+    assert_eq!(store.queued(&r90, 0, 10, usize::MAX).await.unwrap().len(), 2, "retention keeps everything");
     // The undelivered horizon drops the rest for devices; retention still keeps all.
     store.expire(10_000_000, 1000).await.unwrap();
     assert_eq!(store.queue_depth().await.unwrap(), (0, 2));
@@ -385,7 +395,7 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
     for owner in owners {
         let pushed: Vec<_> = seen.iter().filter(|(d, _)| *d == owner.device).map(|(_, r)| r.clone()).collect();
         assert!(pushed.windows(2).all(|w| w[0].queue_id < w[1].queue_id), "in queue order");
-        assert_eq!(pushed, store.queued(&owner, 0, 100).await.unwrap(), "as the store reads them back");
+        assert_eq!(pushed, store.queued(&owner, 0, 100, usize::MAX).await.unwrap(), "as the store reads them back");
     }
 }
 

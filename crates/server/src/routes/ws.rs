@@ -149,9 +149,9 @@ async fn push(
     after: i64,
     exact: bool,
 ) -> Result<(Option<i64>, bool), ()> {
-    let rows = state.store.queued(owner, after, BATCH).await.map_err(|_| ())?;
+    let max_bytes = state.config.limits.max_fetch_bytes;
+    let (rows, full) = state.store.queued_page(owner, after, BATCH, max_bytes).await.map_err(|_| ())?;
     let high = rows.last().map(|r| r.queue_id);
-    let full = rows.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
     if after == 0 {
         let live: HashSet<i64> = rows.iter().map(|r| r.queue_id).collect();
         pushed.retain(|id| live.contains(id));

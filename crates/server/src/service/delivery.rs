@@ -123,7 +123,12 @@ pub fn delivery(row: QueuedRow) -> Delivery {
 
 /// The oldest unacknowledged messages for the caller's own device.
 pub async fn fetch(state: &AppState, caller: &Caller, limit: i64) -> ApiResult<Vec<Delivery>> {
-    let rows = state.store.queued(&caller.session.device_ref(), 0, limit.clamp(1, MAX_FETCH)).await?;
+    let me = caller.session.device_ref();
+    let _one = state.fetching.enter(me.device).ok_or_else(|| {
+        ApiError::too_many("a fetch for this device is already running; wait for it, or use the WebSocket")
+    })?;
+    let max_bytes = state.config.limits.max_fetch_bytes;
+    let rows = state.store.queued(&me, 0, limit.clamp(1, MAX_FETCH), max_bytes).await?;
     state.metrics.deliveries_out.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(rows.into_iter().map(delivery).collect())
 }

@@ -104,6 +104,9 @@ pub async fn logout(state: &AppState, caller: &Caller) -> ApiResult<()> {
 /// account's other sessions end.
 pub async fn change_password(state: &AppState, caller: &Caller, old: String, new: String) -> ApiResult<()> {
     let user = caller.session.user_id;
+    if !state.password_limiter.allow(&user) {
+        return Err(ApiError::too_many("too many password checks for this account; wait a minute"));
+    }
     let rules = state.settings_for_user(&user).await?;
     check_password_length(&new, rules.password_min_length)?;
     let current = state.store.password_hash(&user).await?.ok_or_else(|| ApiError::unauthorized("account not found"))?;

@@ -350,7 +350,53 @@ impl Store {
     /// Up to `limit` queued messages for the device after queue position
     /// `after`, oldest first. Only retention devices read retention rows,
     /// and only the device's owner reads its queue.
-    pub async fn queued(&self, owner: &DeviceRef, after: i64, limit: i64) -> Result<Vec<QueuedRow>, StoreError> {
+    ///
+    /// At most `max_bytes` of envelopes are loaded (at least one row): the
+    /// sizes are read first, so a queue of large envelopes never has to be
+    /// held in memory all at once.
+    pub async fn queued(
+        &self,
+        owner: &DeviceRef,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<QueuedRow>, StoreError> {
+        Ok(self.queued_page(owner, after, limit, max_bytes).await?.0)
+    }
+
+    /// [`Store::queued`], and whether more rows wait after these (the page
+    /// was full, or cut short by `max_bytes`).
+    pub async fn queued_page(
+        &self,
+        owner: &DeviceRef,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<(Vec<QueuedRow>, bool), StoreError> {
+        let sizes = sqlx::query(&self.sql(
+            "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(e.prefix) + LENGTH(e.signature) AS BIGINT) AS size \
+             FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 ORDER BY q.id LIMIT $3",
+        ))
+        .bind(owner.device.to_vec())
+        .bind(after)
+        .bind(limit)
+        .bind(i64::from(owner.is_retention()))
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut total, mut take) = (0usize, 0i64);
+        for r in &sizes {
+            total = total.saturating_add(usize::try_from(int(r, "size")?).unwrap_or(usize::MAX));
+            if take > 0 && total > max_bytes {
+                break;
+            }
+            take += 1;
+        }
+        if take == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let more = sizes.len() as i64 > take || take == limit;
+        let limit = take;
         let rows = sqlx::query(&self.sql(
             "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.prefix, e.signature \
              FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
@@ -376,7 +422,8 @@ impl Store {
                     envelope: DeliveryParts::join(&blob(r, "prefix")?, &blob(r, "tail")?, &blob(r, "signature")?),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(|rows| (rows, more))
     }
 
     /// Removes acknowledged messages from `device`'s queue, then any envelope
