@@ -304,15 +304,20 @@ async fn nobody_replaces_someone_elses_link_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_console_session_is_not_a_device() {
     let w = World::new("attack-console").await;
+    // The login form needs its own CSRF cookie and field: a bare POST (as
+    // another site could make a browser send) starts no session.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = http
+    let forged = http
         .post(format!("{}/admin/login", w.server.url))
         .form(&[("network", w.acme.to_string()), ("username", "alice".into()), ("password", PASSWORD.into())])
         .send()
         .await
         .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert!(!forged.headers().get_all("set-cookie").iter().any(|v| v.to_str().unwrap().starts_with("sr_console=")));
+    assert!(forged.text().await.unwrap().contains("did not come from this console"));
+    let (http, r, cookie) = console_login(&w.server.url, &w.acme.to_string(), "alice").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let token = cookie.split_once('=').unwrap().1.to_owned();
     for (method, path) in [("GET", "/v1/messages"), ("POST", "/v1/devices/link"), ("GET", "/v1/admin/users")] {
         let req = http.request(method.parse().unwrap(), format!("{}{path}", w.server.url)).bearer_auth(&token);

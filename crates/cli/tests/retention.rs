@@ -98,18 +98,7 @@ async fn retention_archives_everything_and_proves_it() {
     assert_eq!(again["run"]["archived"], 0, "nothing twice");
 
     // The signed checkpoint reached the relay: administrators see it on the console dashboard.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = http
-        .post(format!("{}/admin/login", server.url))
-        .form(&[
-            ("network", alice.network_id().to_string()),
-            ("username", "alice".into()),
-            ("password", PASSWORD.into()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (http, _, cookie) = console_login(&server.url, &alice.network_id().to_string(), "alice").await;
     let dashboard = http.get(format!("{}/admin/dashboard", server.url)).header("cookie", cookie).send().await.unwrap();
     let page = dashboard.text().await.unwrap();
     assert!(page.contains(&format!("Last archive checkpoint: <span class=\"mono\">{sent} records, signed")), "{page}");

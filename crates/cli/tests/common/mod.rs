@@ -509,3 +509,30 @@ pub async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongro
     assert_eq!(on["retention"], true);
     rdir
 }
+
+/// Logs in to the web console as a browser would: the login page's CSRF
+/// cookie and hidden field, then the form. Returns the client (no redirects
+/// followed), the login response and the session cookie (`name=value`).
+pub async fn console_login(url: &str, network: &str, username: &str) -> (reqwest::Client, reqwest::Response, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = http.get(format!("{url}/admin/login")).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = http
+        .post(format!("{url}/admin/login"))
+        .header("cookie", login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("network", network), ("username", username), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sr_console="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap_or_default();
+    (http, r, cookie)
+}

@@ -102,14 +102,18 @@ fn csrf_for(token_hash: &[u8; 32]) -> String {
 }
 
 fn cookie_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    cookie(&parts.headers, COOKIE)
+}
+
+/// The value of cookie `name` in a request's headers.
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 

@@ -21,30 +21,52 @@ fn when(ms: u64) -> String {
     strongroom_wire::time::display(ms)
 }
 
+/// The login form's CSRF cookie: a random value the form carries back too
+/// (double submit), so another site cannot log a browser into the console.
+const LOGIN_COOKIE: &str = "sr_console_login";
+
 fn login_page(message: Option<&str>) -> Response {
     let flash =
         message.map(|m| format!("<div class=\"flash bad\" role=\"alert\">{}</div>", esc(m))).unwrap_or_default();
-    html_response(
+    let mut raw = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+    let csrf = hex(&raw);
+    let cookie = format!("{LOGIN_COOKIE}={csrf}; HttpOnly; Secure; SameSite=Strict; Path=/admin/login; Max-Age=900");
+    let mut page = html_response(
         if message.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK },
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>Log in · Strongroom console</title><link rel=\"stylesheet\" href=\"/admin/static/console.css\"></head><body>\
              <main class=\"login\"><h1>Strongroom console</h1>{flash}\
-             <form method=\"post\" action=\"/admin/login\">\
+             <form method=\"post\" action=\"/admin/login\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <label for=\"network\">Network id</label><input id=\"network\" name=\"network\" type=\"text\" required autocomplete=\"off\" spellcheck=\"false\">\
              <label for=\"username\">Username</label><input id=\"username\" name=\"username\" type=\"text\" required autocomplete=\"username\">\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" required autocomplete=\"current-password\">\
              <p><button class=\"primary\" type=\"submit\">Log in</button></p></form>\
              <p class=\"muted\">For network administrators and auditors. Sessions end after 15 minutes without activity.</p></main></body></html>"
         ),
-    )
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, v);
+    }
+    page
 }
 
 pub(super) async fn login_form() -> Response {
     login_page(None)
 }
 
-pub(super) async fn login(State(state): State<AppState>, ConnectInfo(addr): Addr, Form(f): Form<Fields>) -> Response {
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(addr): Addr,
+    headers: header::HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    let sent = f.get("csrf").map(String::as_bytes).unwrap_or_default();
+    let kept = super::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if sent.len() != 32 || !bool::from(subtle::ConstantTimeEq::ct_eq(sent, kept.as_bytes())) {
+        return login_page(Some("This login form expired or did not come from this console; try again."));
+    }
     if super::super::accounts::limit(&state, addr).is_err() {
         return login_page(Some("Too many login attempts from this address; wait a minute."));
     }
