@@ -206,6 +206,9 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
         println!("Network key fingerprint: {fingerprint}");
         println!("Network key file (keep it safe, with its passphrase): {}", key_file.display());
         println!("First administrator's invite (one use, 7 days):\n{}", invite.invite);
+        println!(
+            "The bootstrap secret is used up; the server wrote the next one to bootstrap-secret in its data directory."
+        );
     }
     Ok(())
 }

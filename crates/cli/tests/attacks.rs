@@ -561,3 +561,31 @@ async fn a_fetch_returns_at_most_its_byte_budget() {
     assert!(bytes <= 20000, "{bytes} bytes in one fetch");
     assert_eq!(bob.receive_all().await.len(), 10, "all of it, page by page");
 }
+
+/// A bootstrap secret creates one network: one seen in a terminal or a
+/// shell history creates nothing more; the next one is in the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_secret_works_once() {
+    let dir = temp_dir("abuse-bootstrap");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let first = server.bootstrap.clone().expect("the first start prints the secret");
+    create_network(&server, &dir, "acme");
+    let again = std::process::Command::new(bin())
+        .args(["admin", "network", "create", "--name", "evil", "--server", &server.url, "--bootstrap-secret", &first])
+        .args(["--key-file", dir.join("evil.key").to_str().unwrap()])
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "a long passphrase for the key")
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a used bootstrap secret must not create a second network");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("bootstrap secret is wrong"));
+    let next = std::fs::read_to_string(server.data_dir.join("bootstrap-secret")).unwrap();
+    assert_ne!(next.trim(), first);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(server.data_dir.join("bootstrap-secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The operator, reading the data directory, creates the next network.
+    create_network(&server, &dir, "globex");
+}

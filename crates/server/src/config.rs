@@ -1,7 +1,7 @@
 //! Server configuration: defaults that just work, overridable by a TOML file,
 //! environment variables and flags (merged by the `strongroom` binary).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,10 @@ pub struct Config {
     /// Token a scraper sends (`Authorization: Bearer …`) to read `/metrics`
     /// from another host; without one, `/metrics` answers loopback clients only.
     pub metrics_token: Option<MetricsToken>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
+    /// names the client; from anyone else the header is ignored. Their
+    /// connections are not capped per source (they carry many clients).
+    pub trusted_proxies: TrustedProxies,
     /// Request limits.
     pub limits: Limits,
 }
@@ -60,13 +64,16 @@ pub struct Limits {
     pub max_blob_bytes: u64,
     /// Largest JSON request body, bytes.
     pub max_json_bytes: usize,
-    /// Login and registration attempts per client address per minute.
+    /// Login and registration attempts per client address (IPv6: per /64)
+    /// per minute: bounds the password-hashing work one source can cause.
     pub auth_per_minute: u32,
     /// Envelopes per device per second (sustained; bursts of 10× allowed).
     pub sends_per_second: u32,
-    /// Failed logins before an account is locked.
+    /// Failed logins for one account from one source before that source
+    /// must wait (a security group may set its own).
     pub lockout_threshold: u32,
-    /// How long a locked account stays locked, seconds.
+    /// The longest wait a source's failed logins for one account earn,
+    /// seconds: the wait doubles with each further failure up to this.
     pub lockout_secs: u64,
     /// Current-password checks (password change) per account per minute:
     /// a stolen session is not a password-guessing oracle.
@@ -74,6 +81,18 @@ pub struct Limits {
     /// Most envelope bytes one fetch (or one WebSocket read of the queue)
     /// loads and returns; at least one message is always returned.
     pub max_fetch_bytes: usize,
+    /// Request headers, and the next request on a kept-alive connection,
+    /// must arrive within this many seconds.
+    pub header_timeout_secs: u64,
+    /// A request body may take this many seconds, plus one second per
+    /// `body_min_bytes_per_sec` bytes it has delivered.
+    pub body_timeout_secs: u64,
+    /// The slowest pace a long request body may keep, bytes per second.
+    pub body_min_bytes_per_sec: u64,
+    /// Open connections per source address (IPv6: per /64).
+    pub max_connections_per_ip: u32,
+    /// Open connections in all; 0 means the open-file limit less 128.
+    pub max_connections: u64,
 }
 
 impl Default for Config {
@@ -90,6 +109,7 @@ impl Default for Config {
             session_days: 30,
             retention_backlog_alert: 10_000,
             metrics_token: None,
+            trusted_proxies: TrustedProxies::default(),
             limits: Limits::default(),
         }
     }
@@ -107,6 +127,11 @@ impl Default for Limits {
             lockout_secs: 900,
             password_checks_per_minute: 5,
             max_fetch_bytes: 4 * 1024 * 1024,
+            header_timeout_secs: 20,
+            body_timeout_secs: 30,
+            body_min_bytes_per_sec: 1024,
+            max_connections_per_ip: 128,
+            max_connections: 0,
         }
     }
 }
@@ -117,5 +142,123 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("strongroom.db").display()))
+    }
+}
+
+/// Address ranges of trusted reverse proxies (`"10.0.0.0/8"`, `"::1"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses addresses and CIDR ranges; says which entry is wrong.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let bad = || format!("trusted_proxies: {entry:?} is not an address or a CIDR range like 10.0.0.0/8");
+            let (addr, len) = match entry.trim().split_once('/') {
+                Some((a, l)) => (a.parse::<IpAddr>().map_err(|_| bad())?, Some(l.parse::<u8>().map_err(|_| bad())?)),
+                None => (entry.trim().parse::<IpAddr>().map_err(|_| bad())?, None),
+            };
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = len.unwrap_or(max);
+            if len > max {
+                return Err(bad());
+            }
+            out.push((addr, len));
+        }
+        Ok(Self(out))
+    }
+
+    /// Whether `ip` is in one of the ranges.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|(net, len)| match (canonical(*net), ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                prefix_eq(u128::from(u32::from(n)) << 96, u128::from(u32::from(a)) << 96, *len)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(u128::from(n), u128::from(a), *len),
+            _ => false,
+        })
+    }
+
+    /// The client a request comes from: `peer`, unless `peer` is a trusted
+    /// proxy; then the rightmost `X-Forwarded-For` entry that is not itself a
+    /// trusted proxy (entries to its left are the client's own claims).
+    pub fn client<'a>(&self, peer: IpAddr, forwarded_for: impl DoubleEndedIterator<Item = &'a str>) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for value in forwarded_for.rev() {
+            for hop in value.rsplit(',') {
+                match hop.trim().parse::<IpAddr>() {
+                    Ok(ip) if self.contains(ip) => client = ip,
+                    Ok(ip) => return canonical(ip),
+                    Err(_) => return client,
+                }
+            }
+        }
+        client
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_eq(a: u128, b: u128, len: u8) -> bool {
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    a & mask == b & mask
+}
+
+impl TryFrom<Vec<String>> for TrustedProxies {
+    type Error = String;
+    fn try_from(v: Vec<String>) -> Result<Self, String> {
+        Self::parse(&v)
+    }
+}
+
+impl From<TrustedProxies> for Vec<String> {
+    fn from(t: TrustedProxies) -> Self {
+        t.0.iter().map(|(a, l)| format!("{a}/{l}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()))
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "2001:db8::/32".into()]).unwrap_or_default();
+        // Not a proxy: the header is the client's own claim.
+        assert_eq!(t.client(ip("192.0.2.9"), ["198.51.100.1"].into_iter()), ip("192.0.2.9"));
+        // A proxy: the rightmost untrusted hop, not a spoofed one to its left.
+        assert_eq!(t.client(ip("10.1.1.1"), ["1.1.1.1, 203.0.113.5"].into_iter()), ip("203.0.113.5"));
+        assert_eq!(t.client(ip("10.1.1.1"), ["203.0.113.5, 10.2.2.2"].into_iter()), ip("203.0.113.5"));
+        assert_eq!(t.client(ip("10.1.1.1"), ["1.1.1.1", "203.0.113.5"].into_iter()), ip("203.0.113.5"));
+        // No header, or garbage after trusted hops: the last trusted hop.
+        assert_eq!(t.client(ip("10.1.1.1"), std::iter::empty()), ip("10.1.1.1"));
+        assert_eq!(t.client(ip("10.1.1.1"), ["bogus, 10.2.2.2"].into_iter()), ip("10.2.2.2"));
+        assert!(t.contains(ip("2001:db8:5::1")) && !t.contains(ip("2001:db9::1")));
+        assert!(t.contains(ip("::ffff:10.9.9.9")));
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_the_entry() {
+        for bad in ["10.0.0.0/33", "nonsense", "::/129", "10.0.0.0/x"] {
+            let e = TrustedProxies::parse(&[bad.to_owned()]).err().unwrap_or_default();
+            assert!(e.contains(bad), "{e}");
+        }
+        let round: Vec<String> = TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap_or_default().into();
+        assert_eq!(round, vec!["10.0.0.0/8".to_owned()]);
     }
 }

@@ -11,6 +11,7 @@
 pub mod auth;
 mod cluster;
 pub mod config;
+mod connections;
 pub mod error;
 pub mod hub;
 pub mod metrics;
@@ -31,7 +32,8 @@ use object_store::ObjectStore;
 use rand_core::{OsRng, RngCore};
 use thiserror::Error;
 
-pub use config::{Config, Limits};
+pub use config::{Config, Limits, TrustedProxies};
+pub use connections::source_key;
 pub use routes::{paths, router};
 
 use crate::auth::RateLimiter;
@@ -163,20 +165,17 @@ impl Server {
             state.store.announce_changes(changes);
         }
         let expiry = tokio::spawn(expiry_loop(state.clone()));
-        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(
-            // Small frames (pushes, acks) must not wait for the peer's delayed ACK (Nagle).
-            axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            app,
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve);
+        let limits = &state.config.limits;
+        let gate = Arc::new(connections::Gate::new(limits, state.config.trusted_proxies.clone()));
+        tracing::info!(
+            max_connections = gate.total(),
+            per_source = limits.max_connections_per_ip,
+            "accepting connections"
+        );
+        connections::serve(self.listener, router(state.clone()), limits, gate, shutdown).await;
         expiry.abort();
         state.store.close().await;
-        result
+        Ok(())
     }
 }
 
@@ -253,7 +252,7 @@ fn private_file(file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -276,6 +275,10 @@ async fn expiry_loop(state: AppState) {
         }
         if let Err(e) = state.store.purge_sessions(now_ms()).await {
             tracing::warn!(error = %e, "purging expired sessions failed; will retry");
+        }
+        // Failed logins are forgotten a day after the last one (and its wait).
+        if let Err(e) = state.store.purge_login_failures(now_ms() - 86_400_000).await {
+            tracing::warn!(error = %e, "purging old failed-login counts failed; will retry");
         }
         if let Ok((_, backlog)) = state.store.queue_depth().await {
             let limit = state.config.retention_backlog_alert;

@@ -121,12 +121,30 @@ async fn accounts_and_invites(store: Store) {
 
     let alice = store.user_by_name(&net, "alice").await.unwrap().unwrap();
     assert!(alice.admin);
-    for _ in 0..3 {
-        store.login_failed(&alice.id, 100, 3, 60_000).await.unwrap();
+    // Failed logins: per (username, source); waits double past the threshold, up to the cap.
+    for _ in 0..2 {
+        store.login_failure(&net, "alice", "192.0.2.1", 100, 3, 60_000).await.unwrap();
     }
-    let locked = store.user_by_name(&net, "alice").await.unwrap().unwrap();
-    assert_eq!(locked.failed_logins, 3);
-    assert_eq!(locked.locked_until, 60_100);
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 0, "under the threshold");
+    store.login_failure(&net, "alice", "192.0.2.1", 100, 3, 60_000).await.unwrap();
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 1_000);
+    store.login_failure(&net, "alice", "192.0.2.1", 100, 3, 60_000).await.unwrap();
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 2_000, "doubled");
+    for _ in 0..20 {
+        store.login_failure(&net, "alice", "192.0.2.1", 100, 3, 60_000).await.unwrap();
+    }
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 60_000, "capped");
+    assert_eq!(store.login_wait(&net, "alice", "198.51.100.7", 100).await.unwrap(), 0, "other sources unaffected");
+    store.login_failure(&net, "nobody", "192.0.2.1", 100, 1, 60_000).await.unwrap();
+    assert_eq!(store.login_wait(&net, "nobody", "192.0.2.1", 100).await.unwrap(), 1_000, "unknown names alike");
+    store.login_failure(&net, "alice", "198.51.100.7", 100, 0, 60_000).await.unwrap();
+    assert_eq!(store.login_wait(&net, "alice", "198.51.100.7", 100).await.unwrap(), 0, "threshold 0: never");
+    store.clear_login_failures(&net, "alice", Some("192.0.2.1")).await.unwrap();
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 0);
+    store.login_failure(&net, "alice", "192.0.2.1", 100, 1, 60_000).await.unwrap();
+    store.clear_login_failures(&net, "alice", None).await.unwrap();
+    assert_eq!(store.login_wait(&net, "alice", "192.0.2.1", 100).await.unwrap(), 0, "a reset clears every source");
+    assert_eq!(store.purge_login_failures(70_000).await.unwrap(), 1, "old entries purged");
     let claim = |n: u8| SessionDevice::Device(DeviceRef { network: net, user: alice.id, device: id(n) });
     assert_eq!(store.login_succeeded(&[5; 32], claim(50), 200, 10_000).await.unwrap(), DeviceClaim::Claimed);
     let s = store.session(&[5; 32], 300).await.unwrap().unwrap();

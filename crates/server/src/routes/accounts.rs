@@ -24,7 +24,7 @@ fn check_username(name: &str) -> ApiResult<()> {
 }
 
 pub(super) fn limit(state: &AppState, addr: SocketAddr) -> ApiResult<()> {
-    if state.auth_limiter.allow(&addr.ip()) {
+    if state.auth_limiter.allow(&crate::connections::source_key(addr.ip())) {
         Ok(())
     } else {
         Err(ApiError::too_many("too many login or registration attempts from this address; wait a minute"))

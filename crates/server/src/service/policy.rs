@@ -72,6 +72,7 @@ pub async fn create_network(state: &AppState, bootstrap_secret: &str, new: NewNe
         .map_err(|e| ApiError::bad_request("bad_policy", e.to_string()))?;
     let retention = retention_ids(&policy);
     let row = PolicyRow { version: policy.version, body: new.policy, retention: &retention };
+    retire_bootstrap_secret(state, &stored).await?;
     let created = state.store.create_network(&new.id, name, &new.public, &row, now_ms()).await?;
     if !created {
         return Err(ApiError::conflict(
@@ -83,6 +84,33 @@ pub async fn create_network(state: &AppState, bootstrap_secret: &str, new: NewNe
     let invite = super::admin::issue_invite(state, &new.id, true, super::admin::DEFAULT_INVITE_SECS, None).await?;
     state.store.audit(&new.id, "bootstrap", "network.create", name, "operator", "{}", now_ms()).await?;
     Ok(invite)
+}
+
+/// Each bootstrap secret works once: a used one (seen in a terminal, a shell
+/// history, a ticket) creates nothing more. Its successor goes to
+/// `data_dir/bootstrap-secret` (owner-only), where the operator's
+/// `strongroom admin network create --data-dir` reads it.
+async fn retire_bootstrap_secret(state: &AppState, used: &[u8]) -> ApiResult<()> {
+    use rand_core::RngCore;
+    let mut raw = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut raw);
+    let next = crate::error::hex(&raw);
+    let dir = &state.config.data_dir;
+    let staged = dir.join("bootstrap-secret.next");
+    let failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "cannot write the next bootstrap secret");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "cannot write the next bootstrap secret into the data directory; check its permissions",
+        )
+    };
+    crate::write_private(&staged, next.as_bytes()).map_err(failed)?;
+    if !state.store.rotate_bootstrap_hash(used, &secret_hash(next.as_bytes())).await? {
+        let _ = std::fs::remove_file(&staged);
+        return Err(ApiError::forbidden("bad_bootstrap_secret", "the bootstrap secret is wrong"));
+    }
+    std::fs::rename(&staged, dir.join("bootstrap-secret")).map_err(failed)
 }
 
 /// Stores a newer policy signed by the network key, from an administrator

@@ -1,6 +1,8 @@
 //! Password logins, for devices (the API) and for the web console, with one
-//! set of rules: equal work for unknown users, lockouts, suspension, and the
-//! device id claimed for the account (see [`super::devices`]).
+//! set of rules: equal work and equal answers for unknown users, failed
+//! logins throttled per (account, source) with a doubling wait rather than a
+//! lock anyone could trigger, suspension, and the device id claimed for the
+//! account (see [`super::devices`]).
 
 use std::net::IpAddr;
 
@@ -45,25 +47,38 @@ pub async fn password_login(
     source: IpAddr,
 ) -> ApiResult<NewSession> {
     let wrong = || ApiError::unauthorized("wrong username or password");
-    let Some(user) = state.store.user_by_name(network, username).await? else {
-        verify_password(DUMMY_HASH.to_owned(), password).await;
+    let now = now_ms();
+    // Every username, existing or not, is throttled the same way and by the
+    // network's own rule (not the account's group): the answers and their
+    // timing never say whether, or where, an account exists.
+    let from = crate::connections::source_key(source).to_string();
+    let plausible = username.len() <= 64;
+    if plausible {
+        let wait = state.store.login_wait(network, username, &from, now).await?;
+        if wait > 0 {
+            return Err(ApiError::too_many(format!(
+                "too many failed logins for this account from your address; try again in {} seconds",
+                (wait + 999) / 1000
+            )));
+        }
+    }
+    let user = state.store.user_by_name(network, username).await?;
+    let matched = match &user {
+        Some(u) => verify_password(u.password_hash.clone(), password).await,
+        None => {
+            verify_password(DUMMY_HASH.to_owned(), password).await;
+            false
+        }
+    };
+    let Some(user) = user.filter(|_| matched) else {
+        if plausible {
+            let rules = state.settings_for_network(network).await?;
+            let max_wait = i64::try_from(state.config.limits.lockout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            state.store.login_failure(network, username, &from, now, rules.lockout_threshold, max_wait).await?;
+        }
         return Err(wrong());
     };
-    let now = now_ms();
-    let rules = state.settings_for_user(&user.id).await?;
-    if user.locked_until > now {
-        return Err(ApiError::too_many(format!(
-            "this account is locked after repeated failed logins; try again in {} minutes or ask an administrator",
-            (user.locked_until - now) / 60_000 + 1
-        )));
-    }
-    if !verify_password(user.password_hash.clone(), password).await {
-        // The security group's threshold; 0 means never lock.
-        let threshold = if rules.lockout_threshold == 0 { i64::MAX } else { i64::from(rules.lockout_threshold) };
-        let lock_ms = i64::try_from(state.config.limits.lockout_secs * 1000).unwrap_or(i64::MAX);
-        state.store.login_failed(&user.id, now, threshold, lock_ms).await?;
-        return Err(wrong());
-    }
+    state.store.clear_login_failures(network, username, Some(&from)).await?;
     if state.store.is_suspended(&user.id).await? {
         return Err(ApiError::forbidden(
             "account_suspended",
@@ -114,7 +129,11 @@ pub async fn change_password(state: &AppState, caller: &Caller, old: String, new
         return Err(ApiError::forbidden("wrong_password", "the current password is wrong"));
     }
     let hash = hash_password(new).await?;
-    Ok(state.store.set_password(&user, &hash, &caller.token_hash).await?)
+    state.store.set_password(&user, &hash, &caller.token_hash).await?;
+    if let Some((network, name)) = state.store.live_user(&user).await? {
+        state.store.clear_login_failures(&network, &name, None).await?;
+    }
+    Ok(())
 }
 
 /// Redeems an administrator's reset code: the user chooses a new password,
@@ -136,6 +155,7 @@ pub async fn redeem_reset(
             "the reset code is unknown, used, expired or for another user; ask an administrator for a new one",
         ));
     }
+    state.store.clear_login_failures(network, username, None).await?;
     state
         .store
         .audit(network, username, "user.password_reset_redeemed", username, &source.to_string(), "{}", now_ms())

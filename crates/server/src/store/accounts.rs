@@ -171,27 +171,6 @@ impl Store {
         .transpose()
     }
 
-    /// Counts a failed login; locks the account for `lock_ms` at `threshold` failures.
-    pub async fn login_failed(
-        &self,
-        user: &[u8; 16],
-        now: i64,
-        threshold: i64,
-        lock_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(&self.sql(
-            "UPDATE users SET failed_logins = failed_logins + 1, \
-             locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END WHERE id = $3",
-        ))
-        .bind(threshold)
-        .bind(now + lock_ms)
-        .bind(user.to_vec())
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await
-    }
-
     /// After a successful password check: claims the device id for the
     /// account (see `devices.rs`) and, if it may be used, clears the failure
     /// count and creates the session, in one transaction.

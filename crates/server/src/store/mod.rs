@@ -14,6 +14,7 @@ mod conversations;
 mod devices;
 mod keys;
 mod links;
+mod login_throttle;
 mod messages;
 mod migrations;
 mod networks;

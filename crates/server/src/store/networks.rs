@@ -26,6 +26,21 @@ impl Store {
         Ok(done)
     }
 
+    /// Replaces the bootstrap secret's hash `old` by `new`; `false` if `old`
+    /// is not (or no longer) the current one: each secret works once.
+    pub async fn rotate_bootstrap_hash(&self, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query(&self.sql("UPDATE server_meta SET value = $1 WHERE key = 'bootstrap' AND value = $2"))
+            .bind(new.to_vec())
+            .bind(old.to_vec())
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Creates a network with its public key and first policy. `false` if the id exists.
     pub async fn create_network(
         &self,
