@@ -21,6 +21,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 use strongroom_crypto::certs::*;
+use strongroom_crypto::content::Content;
 use strongroom_crypto::ids::*;
 use strongroom_wire::*;
 
@@ -588,4 +589,48 @@ async fn a_bootstrap_secret_works_once() {
     }
     // The operator, reading the data directory, creates the next network.
     create_network(&server, &dir, "globex");
+}
+
+/// Expiry is the header timestamp plus the TTL: a timestamp ten years ahead
+/// would stretch a group's timer limit, so the relay refuses timestamps more
+/// than MAX_SKEW ahead of its clock, and those too old to check for replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_from_the_future_is_refused() {
+    let mut w = World::new("abuse-skew").await;
+    let direct = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&direct.id).await;
+    let text = Content::Text("dated later".into());
+    let ten_years = 10 * 365 * 86_400_000;
+    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() + ten_years, 60);
+    assert_eq!(code(w.alice.post_envelope(env.encode()).await).await, (StatusCode::BAD_REQUEST, "clock_skew".into()));
+    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() - 40 * 86_400_000, 0);
+    assert_eq!(
+        code(w.alice.post_envelope(env.encode()).await).await,
+        (StatusCode::BAD_REQUEST, "stale_message".into())
+    );
+    // A minute of skew is normal.
+    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() + 60_000, 60);
+    assert_eq!(w.alice.post_envelope(env.encode()).await.status(), StatusCode::OK);
+    assert_eq!(w.bob.receive_all().await.len(), 1);
+}
+
+/// Once every recipient has acknowledged a message and the relay has swept
+/// it, the same bytes sent again are a duplicate, not a new delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_delivery_is_not_queued_again() {
+    let mut w = World::new("abuse-replay").await;
+    let direct = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&direct.id).await;
+    let bytes = w.alice.seal_to(&direct.id, &Content::Text("pay the invoice".into()), &recipients).encode();
+    let first: Accepted = w.alice.post_envelope(bytes.clone()).await.json().await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(w.bob.receive_all().await.len(), 1, "delivered and acknowledged: swept");
+    let again = w.alice.post_envelope(bytes).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Accepted = again.json().await.unwrap();
+    assert!(again.duplicate, "a replay after the sweep is a duplicate");
+    assert_eq!(again.seq, first.seq);
+    let r = w.bob.get("/v1/messages?limit=10").await;
+    let queued: Deliveries = r.json().await.unwrap();
+    assert!(queued.messages.is_empty(), "nothing queued again");
 }

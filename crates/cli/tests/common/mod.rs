@@ -341,6 +341,18 @@ impl Device {
     }
 
     pub fn seal_to(&self, conversation: &str, content: &Content, recipients: &[Recipient]) -> Envelope {
+        self.seal_at(conversation, content, recipients, now_ms(), 0)
+    }
+
+    /// Like `seal_to`, with a chosen header timestamp and TTL.
+    pub fn seal_at(
+        &self,
+        conversation: &str,
+        content: &Content,
+        recipients: &[Recipient],
+        timestamp: u64,
+        ttl_secs: u32,
+    ) -> Envelope {
         let sender = Sender {
             network_id: self.network,
             user_id: self.user,
@@ -351,8 +363,8 @@ impl Device {
         let meta = MessageMeta {
             conversation_id: ConversationId::parse_hex(conversation).unwrap(),
             message_id: MessageId::random(&mut OsRng),
-            timestamp: now_ms(),
-            ttl_secs: 0,
+            timestamp,
+            ttl_secs,
             burn_on_read_secs: 0,
         };
         seal(&sender, &meta, content, recipients, &mut OsRng).unwrap()

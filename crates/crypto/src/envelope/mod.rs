@@ -21,7 +21,7 @@ mod wrap;
 pub use encoding::{DeliveredEnvelope, DeliveryParts, Envelope, MAX_CIPHERTEXT, MAX_RECIPIENTS};
 pub use header::{Header, HeaderError, HEADER_LEN};
 pub use open::{Opened, PreKeySecrets, RecipientDevice};
-pub use replay::{MemoryReplayGuard, ReplayGuard};
+pub use replay::{MemoryReplayGuard, ReplayGuard, DEFAULT_REPLAY_WINDOW_MS, MAX_SKEW_MS};
 pub use seal::{seal, seal_with, MessageMeta, SealRandomness, Sender};
 pub use wrap::{Recipient, Wrap, WRAP_LEN};
 

@@ -25,6 +25,11 @@ pub struct MemoryReplayGuard {
 /// 31 days: the relay's 30-day undelivered horizon plus a day of clock skew.
 pub const DEFAULT_REPLAY_WINDOW_MS: u64 = 31 * 24 * 3600 * 1000;
 
+/// How far ahead of the relay's clock a header timestamp may be. Expiry is
+/// the header timestamp plus the TTL, so a later timestamp would stretch a
+/// group's timer limit; the relay refuses it (PROTOCOL.md §9).
+pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
 impl Default for MemoryReplayGuard {
     fn default() -> Self {
         Self::new(DEFAULT_REPLAY_WINDOW_MS)

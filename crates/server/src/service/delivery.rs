@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use strongroom_crypto::certs::NetworkPolicy;
-use strongroom_crypto::envelope::Envelope;
+use strongroom_crypto::envelope::{Envelope, DEFAULT_REPLAY_WINDOW_MS, MAX_SKEW_MS};
 use strongroom_crypto::ids::UserId;
 use strongroom_wire::{Accepted, Delivery, B64};
 
@@ -49,6 +49,7 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
         }
         _ => return Err(ApiError::not_found("unknown_conversation", "no such conversation")),
     }
+    check_timestamp(h.timestamp, u64::try_from(now_ms()).unwrap_or(0))?;
     let policy = state.settings_for_user(&s.user_id).await?;
     if policy.max_ttl_secs > 0 && (h.ttl_secs == 0 || h.ttl_secs > policy.max_ttl_secs) {
         return Err(ApiError::forbidden(
@@ -144,4 +145,49 @@ pub async fn ack(state: &AppState, caller: &Caller, ids: &[[u8; 16]]) -> ApiResu
         state.metrics.retention_last_ack.store(now, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// A header timestamp ahead of the relay's clock by more than
+/// [`MAX_SKEW_MS`] would stretch expiry (timestamp + TTL) past the group's
+/// timer limit; one older than the replay window could no longer be checked
+/// for replay (by the relay's spent ids or a device's guard).
+fn check_timestamp(timestamp: u64, now: u64) -> ApiResult<()> {
+    if timestamp > now.saturating_add(MAX_SKEW_MS) {
+        return Err(ApiError::bad_request(
+            "clock_skew",
+            format!(
+                "the message is dated {} s ahead of the relay's clock (at most {} s allowed); set this device's clock right and send again",
+                (timestamp - now) / 1000,
+                MAX_SKEW_MS / 1000
+            ),
+        ));
+    }
+    if timestamp.saturating_add(DEFAULT_REPLAY_WINDOW_MS) < now {
+        return Err(ApiError::bad_request(
+            "stale_message",
+            format!(
+                "the message is dated more than {} days ago; seal it again with the current time",
+                DEFAULT_REPLAY_WINDOW_MS / 86_400_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_bounded_both_ways() {
+        let now = 1_800_000_000_000;
+        assert!(check_timestamp(now, now).is_ok());
+        assert!(check_timestamp(now + MAX_SKEW_MS, now).is_ok());
+        assert!(check_timestamp(now + MAX_SKEW_MS + 1, now).is_err());
+        assert!(check_timestamp(now + 10 * 365 * 86_400_000, now).is_err(), "ten years ahead");
+        assert!(check_timestamp(now - DEFAULT_REPLAY_WINDOW_MS, now).is_ok());
+        assert!(check_timestamp(now - DEFAULT_REPLAY_WINDOW_MS - 1, now).is_err());
+        assert!(check_timestamp(0, now).is_err());
+        assert!(check_timestamp(u64::MAX, now).is_err());
+    }
 }

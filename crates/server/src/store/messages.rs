@@ -62,6 +62,16 @@ pub enum StoreOutcome {
     IdConflict,
 }
 
+/// Remembers the ids of envelopes about to be swept, until no replay of
+/// them could pass the timestamp checks (received + replay window + skew).
+const SPEND: &str = "INSERT INTO spent_messages (message_id, conversation_id, sender_device, seq, forget_at) \
+     SELECT message_id, conversation_id, sender_device, seq, received_at + 2678700000 FROM envelopes";
+const SPEND_CONFLICT: &str = " ON CONFLICT (message_id) DO NOTHING";
+/// `received_at +` in [`SPEND`]: the replay window plus the allowed skew.
+const _SPENT_FOR_MS: () = assert!(
+    strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS == 2_678_700_000
+);
+
 impl Store {
     /// Stores an envelope once and queues a tail per recipient device: when
     /// this returns `Stored`, the message is durable. Concurrent calls are
@@ -138,6 +148,24 @@ impl Store {
             let mut q = sqlx::query(&sql).persistent(false);
             for j in chunk {
                 q = q.bind(j.env.message_id.to_vec());
+            }
+            for row in q.fetch_all(&mut *tx.tx).await? {
+                let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
+                known.insert(id16(&row, "message_id")?, entry);
+            }
+        }
+        // Ids delivered to everyone and swept: a replay of one is a duplicate,
+        // not a new message to queue again.
+        let unknown: Vec<&[u8; 16]> =
+            jobs.iter().map(|j| &j.env.message_id).filter(|m| !known.contains_key(*m)).collect();
+        for chunk in unknown.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT message_id, conversation_id, sender_device, seq FROM spent_messages WHERE message_id IN ({})",
+                placeholders(self.backend, chunk.len(), 1, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for m in chunk {
+                q = q.bind(m.to_vec());
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
@@ -477,16 +505,19 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM envelopes WHERE message_id IN ({}) \
-                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)",
-                placeholders(self.backend, chunk.len(), 1, 0)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for m in chunk {
-                q = q.bind(m.to_vec());
+            for verb in [SPEND, "DELETE FROM envelopes"] {
+                let sql = format!(
+                    "{verb} WHERE message_id IN ({}) \
+                     AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id){}",
+                    placeholders(self.backend, chunk.len(), 1, 0),
+                    if verb == SPEND { SPEND_CONFLICT } else { "" }
+                );
+                let mut q = sqlx::query(&sql).persistent(false);
+                for m in chunk {
+                    q = q.bind(m.to_vec());
+                }
+                q.execute(&mut *tx.tx).await?;
             }
-            q.execute(&mut *tx.tx).await?;
         }
         Ok(removed)
     }
@@ -509,7 +540,11 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM envelopes WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)")
+        let unreferenced = "WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)";
+        sqlx::query(&format!("{SPEND} {unreferenced}{SPEND_CONFLICT}")).execute(&mut *tx.tx).await?;
+        sqlx::query(&format!("DELETE FROM envelopes {unreferenced}")).execute(&mut *tx.tx).await?;
+        sqlx::query(&self.sql("DELETE FROM spent_messages WHERE forget_at < $1"))
+            .bind(now)
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;

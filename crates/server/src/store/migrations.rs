@@ -13,7 +13,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_administration.sql")),
     (5, include_str!("../../migrations/sqlite/0005_retention_checkpoints.sql")),
     (6, include_str!("../../migrations/sqlite/0006_device_ownership.sql")),
-    (7, include_str!("../../migrations/sqlite/0007_login_throttle.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_relay_limits.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -22,7 +22,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/postgres/0004_administration.sql")),
     (5, include_str!("../../migrations/postgres/0005_retention_checkpoints.sql")),
     (6, include_str!("../../migrations/postgres/0006_device_ownership.sql")),
-    (7, include_str!("../../migrations/postgres/0007_login_throttle.sql")),
+    (7, include_str!("../../migrations/postgres/0007_relay_limits.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
