@@ -50,8 +50,15 @@ struct World {
 
 impl World {
     async fn new(tag: &str) -> Self {
+        Self::configured(tag, None).await
+    }
+
+    /// With a server configuration file holding `config`.
+    async fn configured(tag: &str, config: Option<&str>) -> Self {
         let dir = temp_dir(tag);
-        let server = ServerProc::start(&dir.join("data"), &[]);
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, config.unwrap_or_default()).unwrap();
+        let server = ServerProc::start(&dir.join("data"), &["--config", path.to_str().unwrap()]);
         let (acme, invite) = create_network(&server, &dir, "acme");
         register(&server.url, &invite, "alice").await;
         let alice = Device::enrol(&server.url, acme, "alice", None, &[], 20).await;
@@ -633,4 +640,51 @@ async fn a_replay_after_delivery_is_not_queued_again() {
     let r = w.bob.get("/v1/messages?limit=10").await;
     let queued: Deliveries = r.json().await.unwrap();
     assert!(queued.messages.is_empty(), "nothing queued again");
+}
+
+/// Uploads `len` bytes to `conversation`; the status and error code.
+async fn upload(device: &Device, conversation: &str, len: usize, expires_in: Option<u64>) -> (StatusCode, String) {
+    let bytes = vec![7u8; len];
+    let mut url = format!("{}/v1/blobs?conversation={conversation}&sha256={}", device.url, sha256_hex(&bytes));
+    if let Some(s) = expires_in {
+        url.push_str(&format!("&expires_in_secs={s}"));
+    }
+    let r = device.http.post(url).bearer_auth(&device.token).body(bytes).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or_default();
+    (status, body["error"].as_str().or(body["blob_id"].as_str()).unwrap_or_default().to_owned())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Files had no quota and were never deleted. Now each account and network
+/// has a quota, and files are removed once expired (here after 1 s, as the
+/// uploader asked), giving their room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_have_quotas_and_expire() {
+    let config = "expiry_interval_secs = 1\n[limits]\nmax_blob_bytes_per_user = 100000\n";
+    let w = World::configured("abuse-blobs", Some(config)).await;
+    let direct = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let (status, first) = upload(&w.alice, &direct.id, 60_000, Some(1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(
+        upload(&w.alice, &direct.id, 60_000, None).await,
+        (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded".into())
+    );
+    let (status, _) = upload(&w.bob, &direct.id, 60_000, None).await;
+    assert_eq!(status, StatusCode::CREATED, "the quota is per account");
+    let on_disk = || std::fs::read_dir(w.server.data_dir.join("blobs").join("blobs")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(on_disk(), 2);
+    // Expired and removed within a few expiry passes: bytes and record.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on_disk() > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(on_disk(), 1, "the expired file is removed from disk");
+    let r = w.bob.get(&format!("/v1/blobs/{first}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, _) = upload(&w.alice, &direct.id, 60_000, None).await;
+    assert_eq!(status, StatusCode::CREATED, "the room came back");
 }

@@ -25,6 +25,9 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// Undelivered messages are dropped after this many days (never for retention devices).
     pub undelivered_horizon_days: u64,
+    /// Files (blobs) are removed this many days after upload (sooner if the
+    /// uploader asked), but never while a retention device may still need them.
+    pub blob_days: u64,
     /// How often expiry runs, in seconds.
     pub expiry_interval_secs: u64,
     /// Session lifetime in days.
@@ -62,6 +65,10 @@ pub struct Limits {
     pub max_envelope_bytes: usize,
     /// Largest blob accepted, bytes.
     pub max_blob_bytes: u64,
+    /// Bytes of files one account may have stored at once (0: no limit).
+    pub max_blob_bytes_per_user: u64,
+    /// Bytes of files one network may have stored at once (0: no limit).
+    pub max_blob_bytes_per_network: u64,
     /// Largest JSON request body, bytes.
     pub max_json_bytes: usize,
     /// Login and registration attempts per client address (IPv6: per /64)
@@ -105,6 +112,7 @@ impl Default for Config {
             public_url: None,
             nats_url: None,
             undelivered_horizon_days: 30,
+            blob_days: 30,
             expiry_interval_secs: 60,
             session_days: 30,
             retention_backlog_alert: 10_000,
@@ -120,6 +128,8 @@ impl Default for Limits {
         Self {
             max_envelope_bytes: 2 * 1024 * 1024,
             max_blob_bytes: 4 * 1024 * 1024 * 1024,
+            max_blob_bytes_per_user: 20 * 1024 * 1024 * 1024,
+            max_blob_bytes_per_network: 1024 * 1024 * 1024 * 1024,
             max_json_bytes: 1024 * 1024,
             auth_per_minute: 30,
             sends_per_second: 200,

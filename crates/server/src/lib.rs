@@ -276,6 +276,9 @@ async fn expiry_loop(state: AppState) {
         if let Err(e) = state.store.purge_sessions(now_ms()).await {
             tracing::warn!(error = %e, "purging expired sessions failed; will retry");
         }
+        if let Err(e) = routes::remove_expired_blobs(&state, now_ms()).await {
+            tracing::warn!(error = %e, "removing expired files failed; will retry");
+        }
         // Failed logins are forgotten a day after the last one (and its wait).
         if let Err(e) = state.store.purge_login_failures(now_ms() - 86_400_000).await {
             tracing::warn!(error = %e, "purging old failed-login counts failed; will retry");

@@ -296,9 +296,31 @@ async fn conversations_and_delivery(store: Store) {
     store.expire(10_000_000, 1000).await.unwrap();
     assert_eq!(store.queue_depth().await.unwrap(), (0, 2));
     assert_eq!(store.envelope_count().await.unwrap(), 2);
+    // Files: quotas count bytes; an expired file stays while a retention
+    // device still has messages of its conversation queued since its upload.
+    let blob_row = |size: u64| BlobRow { network_id: net, conversation_id: conv, size, sha256: vec![1; 32] };
+    store.insert_blob(&id(60), &blob_row(100), &a, 500, 600).await.unwrap();
+    store.insert_blob(&id(61), &blob_row(50), &b, 2000, 2100).await.unwrap();
+    store.insert_blob(&id(62), &blob_row(7), &a, 2000, 9_000_000).await.unwrap();
+    assert_eq!(store.blob_usage(&a, &net).await.unwrap(), (107, 157));
+    assert_eq!(store.expired_blobs(3000, 10).await.unwrap(), vec![id(61)], "60 is still needed by retention");
     store.ack(&r90, &[id(40), id(41)]).await.unwrap();
-    assert_eq!(store.envelope_count().await.unwrap(), 0, "envelopes go once every queue has them acked");
     assert_eq!(store.retention_coverage(&r90).await.unwrap()[0].queued, 0, "acknowledged: counted, no longer queued");
+    assert_eq!(store.expired_blobs(3000, 10).await.unwrap(), vec![id(60), id(61)]);
+    store.delete_blob(&id(60)).await.unwrap();
+    assert_eq!(store.blob(&id(60)).await.unwrap(), None);
+    assert_eq!(store.blob_usage(&a, &net).await.unwrap(), (7, 57));
+    assert_eq!(store.envelope_count().await.unwrap(), 0, "envelopes go once every queue has them acked");
+    // Swept, yet a replay is still a duplicate (until the replay window has passed).
+    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 5000).await.unwrap(), StoreOutcome::Duplicate(1));
+    assert_eq!(store.store_envelope(&other, &tails(40), 5000).await.unwrap(), StoreOutcome::IdConflict);
+    assert_eq!(store.envelope_count().await.unwrap(), 0, "nothing stored again");
+    store.expire(2_678_700_000 + 1000 + 1, 1000).await.unwrap();
+    assert_eq!(
+        store.store_envelope(&env(40, None), &tails(40), 2_678_700_002).await.unwrap(),
+        StoreOutcome::Stored(3),
+        "forgotten after the window"
+    );
 
     let seq = store.change_members(&conv, &[], &[b], &[], &[]).await.unwrap();
     assert_eq!(seq, 2);

@@ -22,9 +22,11 @@ use crate::store::{now_ms, BlobRow};
 pub(super) struct UploadQuery {
     conversation: String,
     sha256: String,
+    /// Remove the file sooner than the server's `blob_days` (a message with a timer).
+    expires_in_secs: Option<u64>,
 }
 
-fn object_path(id: &[u8; 16]) -> ObjPath {
+pub(crate) fn object_path(id: &[u8; 16]) -> ObjPath {
     ObjPath::from(format!("blobs/{}", hex(id)))
 }
 
@@ -54,7 +56,15 @@ pub(super) async fn upload(
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let path = object_path(&id);
-    let max = state.config.limits.max_blob_bytes.min(policy.max_file_size);
+    let limits = &state.config.limits;
+    let max = limits.max_blob_bytes.min(policy.max_file_size);
+    // Quotas: what is stored now, plus this upload as it streams in.
+    let (user_used, network_used) = state.store.blob_usage(&caller.session.user_id, &caller.session.network_id).await?;
+    let room = |quota: u64, used: u64| if quota == 0 { u64::MAX } else { quota.saturating_sub(used) };
+    let user_room = room(limits.max_blob_bytes_per_user, user_used);
+    let network_room = room(limits.max_blob_bytes_per_network, network_used);
+    let lifetime_ms = state.config.blob_days.saturating_mul(86_400_000);
+    let lifetime_ms = q.expires_in_secs.map_or(lifetime_ms, |s| s.saturating_mul(1000).min(lifetime_ms));
     let upload = state.blobs.put_multipart(&path).await.map_err(storage_error)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024);
     let mut hash = digest::Context::new(&digest::SHA256);
@@ -68,6 +78,14 @@ pub(super) async fn upload(
             }
             Some(Ok(chunk)) => {
                 size += chunk.len() as u64;
+                if size > user_room.min(network_room) {
+                    let whose = if size > user_room { "your account" } else { "your network" };
+                    break Some(ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "quota_exceeded",
+                        format!("{whose} has used its file storage quota; files are removed after they expire, or ask an administrator"),
+                    ));
+                }
                 if size > max {
                     break Some(ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,8 +116,26 @@ pub(super) async fn upload(
     }
     writer.finish().await.map_err(storage_error)?;
     let row = BlobRow { network_id: caller.session.network_id, conversation_id: conversation, size, sha256: declared };
-    state.store.insert_blob(&id, &row, &caller.session.user_id, now_ms()).await?;
+    let now = now_ms();
+    let expires_at = now.saturating_add(i64::try_from(lifetime_ms).unwrap_or(i64::MAX));
+    state.store.insert_blob(&id, &row, &caller.session.user_id, now, expires_at).await?;
     Ok((StatusCode::CREATED, Json(BlobCreated { blob_id: hex(&id), size })))
+}
+
+/// Removes expired files the retention devices no longer need: the bytes
+/// first, then the record (a failure to delete leaves both for the next pass).
+pub(crate) async fn remove_expired(state: &AppState, now: i64) -> Result<u64, crate::store::StoreError> {
+    let mut removed = 0;
+    for id in state.store.expired_blobs(now, 1000).await? {
+        match state.blobs.delete(&object_path(&id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                state.store.delete_blob(&id).await?;
+                removed += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot remove an expired file from blob storage; will retry"),
+        }
+    }
+    Ok(removed)
 }
 
 pub(super) async fn download(

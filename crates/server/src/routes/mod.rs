@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod blobs;
+pub(crate) use blobs::remove_expired as remove_expired_blobs;
 mod console;
 mod conversations;
 mod devices;
