@@ -688,3 +688,84 @@ async fn files_have_quotas_and_expire() {
     let (status, _) = upload(&w.alice, &direct.id, 60_000, None).await;
     assert_eq!(status, StatusCode::CREATED, "the room came back");
 }
+
+/// One account cannot empty another device's one-time pre-keys: past its
+/// hourly allowance for that device it gets the medium-term pre-key (not an
+/// error), and the device is told on its socket when its pool runs low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_keys_cannot_be_drained_and_the_owner_is_told() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = World::configured("abuse-drain", Some("[limits]\none_time_claims_per_hour = 5\n")).await;
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let pair = format!("{}:{}", w.bob.user, w.bob.device);
+    let mut kinds = Vec::new();
+    for claimer in [&w.carol, &w.alice] {
+        for _ in 0..8 {
+            let r = claimer.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()] }).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            let claimed: ClaimedPreKeys = r.json().await.unwrap();
+            let key = SignedPreKey::decode(&claimed.prekeys[0].0).unwrap();
+            kinds.push(key.key_ref.kind == PreKeyKind::OneTime);
+        }
+    }
+    let per_claimer = [true, true, true, true, true, false, false, false];
+    assert_eq!(kinds, [per_claimer, per_claimer].concat(), "five one-time keys each, then the medium-term key");
+    let keys: UserKeys = w.alice.get(&format!("/v1/keys/{}", w.bob.user)).await.json().await.unwrap();
+    assert_eq!(keys.one_time_remaining[0].count, 10, "20 uploaded, 10 taken");
+    // Bob's socket heard that his pool is low.
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    if let Ok(WsFrame::PrekeysLow { remaining }) = serde_json::from_str::<WsFrame>(&t) {
+                        return Some(remaining);
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(frame, Some(10));
+}
+
+/// A device that only watches (never syncs) uploads more one-time pre-keys
+/// when the relay says its pool runs low, instead of draining to the
+/// medium-term key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_device_tops_up_when_told() {
+    let dir = temp_dir("abuse-topup");
+    let config = dir.join("relay.toml");
+    std::fs::write(&config, "[limits]\none_time_claims_per_hour = 1000\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    register(&server.url, &alice.create_invite(false).await.unwrap().invite, "carol").await;
+    let carol = Device::enrol(&server.url, alice.network_id(), "carol", None, &[], 5).await;
+    let (bob_user, bob_device) = (bob.user_id(), bob.device_id());
+    let watching = tokio::spawn(async move {
+        bob.watch(None, Some(std::time::Duration::from_secs(4)), |_| {}, |w| panic!("warning: {w}")).await.unwrap();
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let left = || async {
+        let keys: UserKeys = carol.get(&format!("/v1/keys/{bob_user}")).await.json().await.unwrap();
+        keys.one_time_remaining.iter().find(|c| c.device_id == bob_device.to_string()).map_or(0, |c| c.count)
+    };
+    let before = left().await;
+    let pair = format!("{bob_user}:{bob_device}");
+    for _ in 0..before - 10 {
+        let r = carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()] }).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while left().await <= 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(left().await > 10, "the watching device uploaded more one-time pre-keys");
+    watching.await.unwrap();
+    let _ = alice.sync().await;
+}

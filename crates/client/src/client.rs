@@ -986,7 +986,17 @@ impl Client {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ClientError::Usage(format!("live connection lost: {e}"))),
             };
-            let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&text) else { continue };
+            let d = match serde_json::from_str::<WsFrame>(&text) {
+                Ok(WsFrame::Message(d)) => d,
+                // Claims are using up this device's one-time pre-keys: upload more now.
+                Ok(WsFrame::PrekeysLow { .. }) => {
+                    if let Err(e) = self.top_up().await {
+                        on_warning(&format!("cannot upload more one-time pre-keys: {e}"));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
             match self.receive(&d).await {
                 // Receipts are stored (the view shows "read by") but are not messages to show.
                 Ok(Some(m)) if matches!(m.content, Content::Receipt { .. }) => {}

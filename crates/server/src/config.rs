@@ -85,6 +85,10 @@ pub struct Limits {
     /// Current-password checks (password change) per account per minute:
     /// a stolen session is not a password-guessing oracle.
     pub password_checks_per_minute: u32,
+    /// One-time pre-keys one account may take of one device per hour; past
+    /// that it gets the device's medium-term pre-key, so nobody empties
+    /// another's pool.
+    pub one_time_claims_per_hour: u32,
     /// Most envelope bytes one fetch (or one WebSocket read of the queue)
     /// loads and returns; at least one message is always returned.
     pub max_fetch_bytes: usize,
@@ -136,6 +140,7 @@ impl Default for Limits {
             lockout_threshold: 5,
             lockout_secs: 900,
             password_checks_per_minute: 5,
+            one_time_claims_per_hour: 30,
             max_fetch_bytes: 4 * 1024 * 1024,
             header_timeout_secs: 20,
             body_timeout_secs: 30,

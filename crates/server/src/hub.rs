@@ -25,6 +25,8 @@ pub enum Push {
     Wake,
     /// This row was just committed to the device's queue.
     Row(Arc<QueuedRow>),
+    /// A frame for the device itself (its pre-keys are running out).
+    Notice(Arc<strongroom_wire::WsFrame>),
 }
 
 /// Rows and wake-ups a connection may have waiting before it reads the store instead.
@@ -115,6 +117,18 @@ impl Hub {
                     c.remove(&device);
                     self.presence(Presence::Down(device));
                 }
+            }
+        }
+    }
+
+    /// Sends `frame` to every connection of `device` on this process; a
+    /// device elsewhere learns the same at its next sync.
+    pub fn notice(&self, device: &[u8; 16], frame: strongroom_wire::WsFrame) {
+        let frame = Arc::new(frame);
+        if let Ok(c) = self.conns.lock() {
+            for w in c.get(device).into_iter().flatten() {
+                // Dropped if the connection is backed up: it is advice, not a message.
+                let _ = w.tx.try_send(Push::Notice(frame.clone()));
             }
         }
     }

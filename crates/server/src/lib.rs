@@ -130,6 +130,10 @@ impl Server {
                 f64::from(limits.password_checks_per_minute) / 60.0,
                 f64::from(limits.password_checks_per_minute),
             )),
+            claim_limiter: Arc::new(RateLimiter::new(
+                f64::from(limits.one_time_claims_per_hour) / 3600.0,
+                f64::from(limits.one_time_claims_per_hour),
+            )),
             fetching: Arc::default(),
             public_url: Arc::new(public_url),
             config: Arc::new(config),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub send_limiter: Arc<RateLimiter<[u8; 16]>>,
     /// Current-password checks by account.
     pub password_limiter: Arc<RateLimiter<[u8; 16]>>,
+    /// One-time pre-key claims by (claiming account, target device).
+    pub claim_limiter: Arc<RateLimiter<([u8; 16], [u8; 16])>>,
     /// Devices with a fetch running (one at a time each bounds its memory).
     pub fetching: Arc<InFlight>,
     /// The URL carried in invites.

@@ -201,7 +201,7 @@ async fn device_lists_and_prekeys(store: Store) {
     let tasks: Vec<_> = (0..80)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.claim_prekey(&d21, 100).await.unwrap().unwrap() })
+            tokio::spawn(async move { s.claim_prekey(&d21, 100, true).await.unwrap().unwrap().body })
         })
         .collect();
     let mut one_time = HashSet::new();
@@ -216,7 +216,20 @@ async fn device_lists_and_prekeys(store: Store) {
     }
     assert_eq!((one_time.len(), fallback), (40, 40));
     let stranger = DeviceRef { device: id(99), ..d21 };
-    assert!(matches!(store.claim_prekey(&stranger, 100).await, Err(StoreError::NotOwned)), "not a device of erin");
+    assert!(
+        matches!(store.claim_prekey(&stranger, 100, true).await, Err(StoreError::NotOwned)),
+        "not a device of erin"
+    );
+    // Counting down; and a claimer past its allowance gets the medium-term key, taking nothing.
+    store
+        .put_prekeys(&d21, &[(1, 100, i64::MAX, b"otk-100".to_vec()), (1, 101, i64::MAX, b"otk-101".to_vec())])
+        .await
+        .unwrap();
+    let first = store.claim_prekey(&d21, 100, true).await.unwrap().unwrap();
+    assert_eq!((first.body, first.one_time_left), (b"otk-100".to_vec(), Some(1)));
+    let medium = store.claim_prekey(&d21, 100, false).await.unwrap().unwrap();
+    assert_eq!((medium.body, medium.one_time_left), (b"mtk-1".to_vec(), None));
+    assert_eq!(store.one_time_counts(&u).await.unwrap(), vec![(id(21), 1)], "nothing taken");
 }
 on_every_backend!(device_lists_and_prekeys_sqlite_and_postgres, device_lists_and_prekeys);
 

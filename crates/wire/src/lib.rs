@@ -206,7 +206,8 @@ pub struct ClaimPreKeys {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimedPreKeys {
     /// One signed pre-key per device asked for, in order: a one-time pre-key
-    /// (now deleted from the server) or, when none are left, the newest
+    /// (now deleted from the server) or, when none are left or the claiming
+    /// account has used its hourly allowance for that device, the newest
     /// unexpired medium-term pre-key.
     pub prekeys: Vec<B64>,
 }
@@ -309,6 +310,12 @@ pub enum WsFrame {
     Ack {
         /// Message ids (hex).
         message_ids: Vec<String>,
+    },
+    /// Server → device: its one-time pre-keys are running out (claims took
+    /// them); upload more. Past the end, senders get its medium-term key.
+    PrekeysLow {
+        /// One-time pre-keys left.
+        remaining: u64,
     },
     /// Server → device: an error about the last frame.
     Error {

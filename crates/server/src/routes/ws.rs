@@ -76,6 +76,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             p = conn.rx.recv() => match p {
                 None => break,
                 Some(Push::Wake) => pending = true,
+                Some(Push::Notice(frame)) => {
+                    if send(&mut socket, &frame).await.is_err() { break; }
+                }
                 // SQLite: a row after a dropped one: read the store, which has both.
                 Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
                 Some(Push::Row(row)) => {

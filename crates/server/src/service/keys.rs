@@ -15,6 +15,8 @@ use crate::store::{now_ms, DeviceListRefusal, DeviceRef, StoreError};
 
 /// Most pre-keys in one upload.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
+/// A device is told its one-time pre-keys run low at this many or fewer.
+pub const PREKEYS_LOW: u64 = 10;
 /// Most devices in one claim.
 pub const MAX_CLAIMS: usize = 2000;
 
@@ -153,7 +155,9 @@ pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8;
         {
             return Err(unknown());
         }
-        let key = match state.store.claim_prekey(&target, now).await {
+        // Past its allowance for this device, the claimer gets the medium-term key.
+        let one_time = state.claim_limiter.allow(&(caller.session.user_id, *device));
+        let key = match state.store.claim_prekey(&target, now, one_time).await {
             Ok(key) => key,
             Err(StoreError::NotOwned) => return Err(unknown()),
             Err(e) => return Err(e.into()),
@@ -161,6 +165,10 @@ pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8;
         .ok_or_else(|| {
             ApiError::not_found("no_prekey", format!("device {pair} has no unexpired pre-key; it must come online"))
         })?;
+        if let Some(remaining) = key.one_time_left.filter(|n| *n <= PREKEYS_LOW) {
+            state.hub.notice(device, strongroom_wire::WsFrame::PrekeysLow { remaining });
+        }
+        let key = key.body;
         out.push(B64(key));
     }
     Ok(out)

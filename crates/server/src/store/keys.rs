@@ -17,6 +17,16 @@ pub enum DeviceListRefusal {
     NotOwned([u8; 16]),
 }
 
+/// A claimed pre-key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedPreKey {
+    /// The signed pre-key.
+    pub body: Vec<u8>,
+    /// One-time keys the device has left, when one was taken; `None` when
+    /// this is the medium-term key.
+    pub one_time_left: Option<u64>,
+}
+
 impl Store {
     /// Stores a verified device list and the device set it names. The first
     /// list pins the user's identity key; later ones must use the same key
@@ -208,11 +218,14 @@ impl Store {
         tx.commit().await
     }
 
-    /// Claims a pre-key for sealing to `device`: a one-time pre-key, removed
-    /// in the same statement that picks it so no two claims ever get the same
-    /// one, else the newest unexpired medium-term pre-key.
-    /// The target must be an active device of the named account and network.
-    pub async fn claim_prekey(&self, target: &DeviceRef, now: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Takes one of `target`'s one-time pre-keys (if `one_time` and any is
+    /// left), else its newest unexpired medium-term pre-key. `None`: none at all.
+    pub async fn claim_prekey(
+        &self,
+        target: &DeviceRef,
+        now: i64,
+        one_time: bool,
+    ) -> Result<Option<ClaimedPreKey>, StoreError> {
         let device = &target.device;
         let claim = match self.backend {
             // Concurrent claimers skip rows another transaction is taking.
@@ -230,11 +243,24 @@ impl Store {
         if !self.owns_active(&mut tx, target).await? {
             return Err(StoreError::NotOwned);
         }
-        let taken = sqlx::query(&self.sql(claim)).bind(device.to_vec()).bind(now).fetch_optional(&mut *tx.tx).await?;
-        tx.commit().await?;
-        if let Some(row) = taken {
-            return Ok(Some(blob(&row, "body")?));
+        if one_time {
+            let taken =
+                sqlx::query(&self.sql(claim)).bind(device.to_vec()).bind(now).fetch_optional(&mut *tx.tx).await?;
+            if let Some(row) = taken {
+                let left = sqlx::query(
+                    &self
+                        .sql("SELECT COUNT(*) AS n FROM prekeys WHERE device_id = $1 AND kind = 1 AND expires_at > $2"),
+                )
+                .bind(device.to_vec())
+                .bind(now)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+                let left = u64::try_from(int(&left, "n")?).unwrap_or(0);
+                tx.commit().await?;
+                return Ok(Some(ClaimedPreKey { body: blob(&row, "body")?, one_time_left: Some(left) }));
+            }
         }
+        tx.commit().await?;
         let row = sqlx::query(&self.sql(
             "SELECT body FROM prekeys WHERE device_id = $1 AND kind = 0 AND expires_at > $2 ORDER BY key_id DESC LIMIT 1",
         ))
@@ -242,7 +268,7 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| blob(&r, "body")).transpose()
+        row.map(|r| Ok(ClaimedPreKey { body: blob(&r, "body")?, one_time_left: None })).transpose()
     }
 
     /// One-time pre-keys left for each active device of a user.

@@ -25,7 +25,7 @@ pub use admin::AuditQuery;
 pub use blobs::BlobRow;
 pub use conversations::{ConversationRow, Kind, Role};
 pub use devices::{DeviceClaim, DeviceRef, Owner, RESERVED_DEVICE_IDS, RETENTION_OWNER};
-pub use keys::DeviceListRefusal;
+pub use keys::{ClaimedPreKey, DeviceListRefusal};
 pub use links::LinkRow;
 pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope};
 pub use networks::{PolicyOutcome, PolicyRow};
