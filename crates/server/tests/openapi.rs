@@ -23,6 +23,7 @@ async fn openapi_documents_every_route_and_nothing_else() {
         auth_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         send_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         password_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
+        claim_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         fetching: Arc::default(),
         public_url: Arc::new(String::new()),
     };
