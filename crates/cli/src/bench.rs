@@ -8,8 +8,12 @@
 //! generator's own X25519 and Ed25519 work does not compete with the server
 //! for the same cores while it is measured.
 //!
-//! It creates its own network with the server's bootstrap secret. Run the
-//! server with generous auth and send limits for this (docs/PERFORMANCE.md).
+//! It creates its own network with the server's bootstrap secret (each
+//! secret creates one network: pass `--data-dir` to read the current one).
+//! Every simulated client comes from 127.0.0.1, so run the server with
+//! generous `[limits]`: `auth_per_minute`, `sends_per_second`,
+//! `max_connections_per_ip` (one WebSocket per simulated device, plus HTTP)
+//! and `one_time_claims_per_hour` (docs/PERFORMANCE.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
