@@ -26,8 +26,9 @@ pub struct ServerArgs {
     /// URL clients use to reach this server (put in invites) [default: http://LISTEN].
     #[arg(long, env = "STRONGROOM_PUBLIC_URL")]
     public_url: Option<String>,
-    /// NATS for cross-node delivery and cache invalidation when several servers share one database: nats://HOST:PORT.
-    #[arg(long, env = "STRONGROOM_NATS_URL")]
+    /// NATS for cross-node delivery and cache invalidation when several servers share one database:
+    /// nats://[USER:PASSWORD@]HOST:PORT or tls://… (TLS files and a .creds file: see docs/OPERATIONS.md).
+    #[arg(long, env = "STRONGROOM_NATS_URL", hide_env_values = true)]
     nats_url: Option<String>,
     /// Token scrapers on other hosts send to read /metrics (loopback needs none).
     #[arg(long, env = "STRONGROOM_METRICS_TOKEN", hide_env_values = true)]
@@ -69,7 +70,8 @@ fn load(args: &ServerArgs) -> anyhow::Result<Config> {
         config.public_url = Some(v.clone());
     }
     if let Some(v) = &args.nats_url {
-        config.nats_url = Some(v.clone());
+        config.nats_url =
+            Some(strongroom_server::config::NatsUrl::parse(v).map_err(|e| anyhow::anyhow!("--nats-url: {e}"))?);
     }
     if let Some(v) = &args.metrics_token {
         config.metrics_token = Some(strongroom_server::config::MetricsToken(v.clone()));

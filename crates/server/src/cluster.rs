@@ -17,18 +17,18 @@
 //! announcement is bounded by the cache's two-second entry lifetime, and a
 //! link that comes back up forgets everything it may have missed.
 //!
-//! The client speaks the NATS text protocol directly (`CONNECT`, `SUB`,
-//! `PUB`, `MSG`, `PING`/`PONG`): a few lines, no extra dependency.
+//! The link is the maintained `async-nats` client: reconnection with
+//! re-subscription, TLS (`tls://` URLs, a private CA, client certificates)
+//! and credentials (user and password or token in the URL, or a `.creds` file).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use std::collections::HashSet;
-
+use crate::config::NatsConfig;
 use crate::hub::{ClusterLink, Hub, Presence, MAX_ROW_BYTES};
 use crate::store::QueuedRow;
 
@@ -40,9 +40,7 @@ const DISCONNECT: &str = "strongroom.disconnect";
 const MAX_IDS: usize = 4096;
 /// Fixed part of a row on the wire: queue id, message id, conversation id, sequence.
 const ROW_HEADER: usize = 8 + 16 + 16 + 8;
-/// Largest message this process accepts from NATS.
-const MAX_MSG: usize =
-    if MAX_IDS * 16 > MAX_ROW_BYTES + ROW_HEADER { MAX_IDS * 16 } else { MAX_ROW_BYTES + ROW_HEADER };
+const _FITS: () = assert!(MAX_IDS * 16 <= 1024 * 1024 && MAX_ROW_BYTES + ROW_HEADER <= 1024 * 1024);
 
 fn encode_row(row: &QueuedRow) -> Vec<u8> {
     let mut out = Vec::with_capacity(ROW_HEADER + row.envelope.len());
@@ -68,20 +66,6 @@ fn hex16(id: &[u8; 16]) -> String {
     crate::error::hex(id)
 }
 
-fn parse_hex16(s: &str) -> Option<[u8; 16]> {
-    crate::error::parse_id(s, "device id").ok()
-}
-
-/// `nats://host:port` → `host:port`.
-fn address(url: &str) -> Result<String, String> {
-    let rest = url.strip_prefix("nats://").ok_or_else(|| format!("{url}: a NATS URL starts with nats://"))?;
-    let hostport = rest.trim_end_matches('/');
-    if hostport.is_empty() || hostport.contains('@') {
-        return Err(format!("{url}: give nats://HOST:PORT (credentials are not supported)"));
-    }
-    Ok(if hostport.contains(':') { hostport.to_owned() } else { format!("{hostport}:4222") })
-}
-
 /// What arrives from the other processes is applied to.
 pub struct Local {
     /// Wakes local connections.
@@ -99,13 +83,107 @@ pub struct Outbox {
     changes: mpsc::Receiver<()>,
 }
 
-/// Starts the link; returns the hub's side of it and the sender for the
-/// store's change announcements.
-pub fn start(url: &str, local: Local) -> Result<(ClusterLink, mpsc::Sender<()>), String> {
-    let addr = address(url)?;
+/// Connects (waiting for NATS if it is not up yet, in the background) and
+/// starts the link; returns the hub's side of it and the sender for the
+/// store's change announcements. Fails at once on unusable settings (a bad
+/// URL, a missing credentials or certificate file).
+pub async fn start(nats: &NatsConfig, local: Local) -> Result<(ClusterLink, mpsc::Sender<()>), String> {
+    let local = Arc::new(local);
+    let options = options(nats, local.clone()).await?;
     let (outbox, link, changes) = outbox();
-    tokio::spawn(run(addr, local, outbox));
+    let server = nats.url.host();
+    // The first connection is retried in the background like any reconnection.
+    let client = options.connect(server.as_str()).await.map_err(|e| format!("NATS at {server}: {e}"))?;
+    tokio::spawn(run(client, local, outbox));
     Ok((link, changes))
+}
+
+async fn options(nats: &NatsConfig, local: Arc<Local>) -> Result<async_nats::ConnectOptions, String> {
+    let mut o = match &nats.credentials {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot read NATS credentials {}: {e}", path.display()))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    // async-nats reads no credentials from the URL: pass them (and connect to the bare host).
+    match nats.url.credentials() {
+        Some((user, Some(password))) => o = o.user_and_password(user, password),
+        Some((token, None)) => o = o.token(token),
+        None => {}
+    }
+    if let Some(tls) = tls_config(nats)? {
+        o = o.tls_client_config(tls).require_tls(true);
+    }
+    let server = nats.url.host();
+    Ok(o.name("strongroom")
+        // Our own wake-ups and changes were already applied locally.
+        .no_echo()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempts| Duration::from_millis((200u64 << attempts.min(5)).min(5000)))
+        .event_callback(move |event| {
+            let local = local.clone();
+            let server = server.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        // Whatever changed, and every row published, while the link was down never arrived.
+                        (local.invalidate)();
+                        local.hub.wake_all();
+                        tracing::info!(%server, "NATS link up: cross-node delivery on");
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%server, "NATS link down; cross-node wake-ups wait, connections poll meanwhile");
+                    }
+                    other => tracing::warn!(%server, event = %other, "NATS"),
+                }
+            }
+        }))
+}
+
+/// The TLS settings, when TLS is asked for (a `tls://` URL, a CA or a
+/// client certificate): the system's trust roots plus the configured CA, on
+/// aws-lc-rs (the process may link rustls with more than one provider, so
+/// the link names its own).
+fn tls_config(nats: &NatsConfig) -> Result<Option<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let wanted = nats.url.expose().starts_with("tls://") || nats.tls_ca.is_some() || nats.tls_cert.is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(ca) = &nats.tls_ca {
+        let bad = |e: &dyn std::fmt::Display| format!("cannot read the NATS CA certificate {}: {e}", ca.display());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))?.collect::<Result<_, _>>().map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad(&"no certificate in it"));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(&e))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match (&nats.tls_cert, &nats.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<_, _>>())
+                .map_err(|e| format!("cannot read the NATS client certificate {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read the NATS client key {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("NATS client certificate: {e}"))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("give both nats_tls_cert and nats_tls_key, or neither".into()),
+    };
+    Ok(Some(config))
 }
 
 fn outbox() -> (Outbox, ClusterLink, mpsc::Sender<()>) {
@@ -118,161 +196,117 @@ fn outbox() -> (Outbox, ClusterLink, mpsc::Sender<()>) {
     (Outbox { wakes, rows, presence, disconnects, changes }, link, change_tx)
 }
 
-async fn run(addr: String, local: Local, mut outbox: Outbox) {
-    let mut backoff = Duration::from_millis(200);
+/// Applies what a subscription brings until it ends.
+fn listen(
+    mut sub: async_nats::Subscriber,
+    apply: impl Fn(&async_nats::Message) + Send + 'static,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            apply(&m);
+        }
+    })
+    .abort_handle()
+}
+
+async fn run(client: async_nats::Client, local: Arc<Local>, mut outbox: Outbox) {
+    if let Err(e) = link(&client, &local, &mut outbox).await {
+        tracing::error!(error = %e, "NATS link stopped; cross-node delivery falls back to polling");
+    }
+}
+
+async fn link(client: &async_nats::Client, local: &Arc<Local>, outbox: &mut Outbox) -> Result<(), String> {
+    let sub = |subject: &'static str| async move { client.subscribe(subject).await.map_err(|e| e.to_string()) };
+    let l = local.clone();
+    let _changed = Guard(listen(sub(CHANGED).await?, move |_| (l.invalidate)()));
+    let l = local.clone();
+    let _wakes = Guard(listen(sub(SUBJECT).await?, move |m| {
+        for id in m.payload.chunks_exact(16).filter_map(|c| <[u8; 16]>::try_from(c).ok()) {
+            l.hub.notify(&id);
+        }
+    }));
+    let l = local.clone();
+    let _disconnects = Guard(listen(sub(DISCONNECT).await?, move |m| {
+        for id in m.payload.chunks_exact(16).filter_map(|c| <[u8; 16]>::try_from(c).ok()) {
+            l.hub.disconnect_here(&id);
+        }
+    }));
+    // Rows for the devices connected here, one subscription each; presence
+    // changes queued before this point replay harmlessly against this map.
+    let mut devices: HashMap<[u8; 16], Guard> = HashMap::new();
+    for d in local.hub.devices() {
+        devices.insert(d, subscribe_device(client, local, d).await?);
+    }
     loop {
-        // Whatever changed while the link was down was not announced.
-        (local.invalidate)();
-        match session(&addr, &local, &mut outbox).await {
-            Ok(()) => return, // the server is shutting down
-            Err(e) => {
-                tracing::warn!(%addr, "NATS link down ({e}); cross-node wake-ups wait, connections poll meanwhile");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+        let published = tokio::select! {
+            p = outbox.presence.recv() => {
+                match p {
+                    None => return Ok(()),
+                    Some(Presence::Up(d)) => {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = devices.entry(d) {
+                            slot.insert(subscribe_device(client, local, d).await?);
+                        }
+                    }
+                    Some(Presence::Down(d)) => {
+                        devices.remove(&d);
+                    }
+                }
+                Ok(())
             }
+            r = outbox.rows.recv() => {
+                let Some((device, row)) = r else { return Ok(()) };
+                client.publish(format!("{DEVICE}{}", hex16(&device)), encode_row(&row).into()).await
+            }
+            d = outbox.disconnects.recv() => {
+                let Some(d) = d else { return Ok(()) };
+                client.publish(DISCONNECT, d.to_vec().into()).await
+            }
+            c = outbox.changes.recv() => {
+                if c.is_none() { return Ok(()) }
+                client.publish(CHANGED, Default::default()).await
+            }
+            ids = outbox.wakes.recv() => {
+                let Some(ids) = ids else { return Ok(()) };
+                let mut sent = Ok(());
+                for chunk in ids.chunks(MAX_IDS) {
+                    let payload: Vec<u8> = chunk.iter().flatten().copied().collect();
+                    sent = sent.and(client.publish(SUBJECT, payload.into()).await);
+                }
+                sent
+            }
+        };
+        if let Err(e) = published {
+            // The client buffers across reconnections; an error here is a
+            // full buffer or a closed client: that item is lost (the queue
+            // still has it), the link goes on.
+            tracing::warn!(error = %e, "NATS publish failed; connections will read their queues");
         }
     }
 }
 
-async fn session(addr: &str, local: &Local, outbox: &mut Outbox) -> Result<(), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let mut line = String::new();
-    read.read_line(&mut line).await.map_err(|e| e.to_string())?;
-    if !line.starts_with("INFO ") {
-        return Err(format!("not a NATS server (said {:?})", line.trim()));
-    }
-    // echo=false: our own wake-ups and changes were already applied locally.
-    let hello = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"name\":\"strongroom\",\"lang\":\"rust\",\"version\":\"{}\"}}\r\nSUB {SUBJECT} 1\r\nSUB {CHANGED} 2\r\nSUB {DISCONNECT} 3\r\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    write.write_all(hello.as_bytes()).await.map_err(|e| e.to_string())?;
-    // Rows for the devices connected here; presence changes queued before
-    // this point replay harmlessly against this set.
-    let mut subscribed: HashSet<[u8; 16]> = local.hub.devices().into_iter().collect();
-    for d in &subscribed {
-        let h = hex16(d);
-        write.write_all(format!("SUB {DEVICE}{h} {h}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
-    }
-    // Rows published while the link was down never arrived: read the queues.
-    local.hub.wake_all();
-    tracing::info!(%addr, "NATS link up: cross-node delivery on");
-    loop {
-        line.clear();
-        tokio::select! {
-            n = read.read_line(&mut line) => {
-                if n.map_err(|e| e.to_string())? == 0 {
-                    return Err("connection closed".into());
-                }
-                let l = line.trim_end();
-                if l == "PING" {
-                    write.write_all(b"PONG\r\n").await.map_err(|e| e.to_string())?;
-                } else if let Some(rest) = l.strip_prefix("MSG ") {
-                    let size: usize = rest.rsplit(' ').next().and_then(|s| s.parse().ok()).ok_or("malformed MSG")?;
-                    let subject = rest.split(' ').next().unwrap_or_default();
-                    if size > MAX_MSG {
-                        return Err("oversized message".into());
-                    }
-                    let mut payload = vec![0u8; size + 2];
-                    read.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
-                    let payload = payload.get(..size).unwrap_or_default();
-                    if subject == CHANGED {
-                        (local.invalidate)();
-                        continue;
-                    }
-                    if let Some(device) = subject.strip_prefix(DEVICE) {
-                        // A malformed row is dropped: the queue still has the real one.
-                        if let (Some(device), Some(row)) = (parse_hex16(device), decode_row(payload)) {
-                            local.hub.deliver_here(&device, &Arc::new(row));
-                        }
-                        continue;
-                    }
-                    for id in payload.chunks_exact(16) {
-                        if let Ok(id) = <[u8; 16]>::try_from(id) {
-                            if subject == DISCONNECT {
-                                local.hub.disconnect_here(&id);
-                            } else {
-                                local.hub.notify(&id);
-                            }
-                        }
-                    }
-                } else if l.starts_with("-ERR") {
-                    return Err(l.to_owned());
-                }
-            }
-            p = outbox.presence.recv() => {
-                let Some(p) = p else { return Ok(()) };
-                let frame = match p {
-                    Presence::Up(d) if subscribed.insert(d) => format!("SUB {DEVICE}{h} {h}\r\n", h = hex16(&d)),
-                    Presence::Down(d) if subscribed.remove(&d) => format!("UNSUB {}\r\n", hex16(&d)),
-                    _ => continue,
-                };
-                write.write_all(frame.as_bytes()).await.map_err(|e| e.to_string())?;
-            }
-            r = outbox.rows.recv() => {
-                let Some((device, row)) = r else { return Ok(()) };
-                let payload = encode_row(&row);
-                let mut frame = format!("PUB {DEVICE}{} {}\r\n", hex16(&device), payload.len()).into_bytes();
-                frame.extend_from_slice(&payload);
-                frame.extend_from_slice(b"\r\n");
-                write.write_all(&frame).await.map_err(|e| e.to_string())?;
-            }
-            d = outbox.disconnects.recv() => {
-                let Some(d) = d else { return Ok(()) };
-                let mut frame = format!("PUB {DISCONNECT} 16\r\n").into_bytes();
-                frame.extend_from_slice(&d);
-                frame.extend_from_slice(b"\r\n");
-                write.write_all(&frame).await.map_err(|e| e.to_string())?;
-            }
-            c = outbox.changes.recv() => {
-                if c.is_none() { return Ok(()) }
-                write.write_all(format!("PUB {CHANGED} 0\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
-            }
-            ids = outbox.wakes.recv() => {
-                let Some(ids) = ids else { return Ok(()) };
-                for chunk in ids.chunks(MAX_IDS) {
-                    let payload: Vec<u8> = chunk.iter().flatten().copied().collect();
-                    let mut frame = format!("PUB {SUBJECT} {}\r\n", payload.len()).into_bytes();
-                    frame.extend_from_slice(&payload);
-                    frame.extend_from_slice(b"\r\n");
-                    write.write_all(&frame).await.map_err(|e| e.to_string())?;
-                }
-            }
+async fn subscribe_device(client: &async_nats::Client, local: &Arc<Local>, device: [u8; 16]) -> Result<Guard, String> {
+    let sub = client.subscribe(format!("{DEVICE}{}", hex16(&device))).await.map_err(|e| e.to_string())?;
+    let l = local.clone();
+    Ok(Guard(listen(sub, move |m| {
+        // A malformed row is dropped: the queue still has the real one.
+        if let Some(row) = decode_row(&m.payload) {
+            l.hub.deliver_here(&device, &Arc::new(row));
         }
+    })))
+}
+
+/// Ends a subscription's task (and so the subscription) when dropped.
+struct Guard(tokio::task::AbortHandle);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
-
-    /// A scripted NATS server: greets, reads the client's CONNECT/SUB, sends `frames`.
-    async fn fake_nats(frames: Vec<u8>) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let task = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            s.write_all(b"INFO {\"server_id\":\"test\"}\r\n").await.unwrap();
-            let mut got = vec![0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut got)).await.unwrap().unwrap();
-            got.truncate(n);
-            s.write_all(&frames).await.unwrap();
-            // Then whatever the client publishes, for a while.
-            let mut more = vec![0u8; 4096];
-            while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut more)).await {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&more[..n]);
-            }
-            got
-        });
-        (addr, task)
-    }
-
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn local(hub: Arc<Hub>) -> (Local, Arc<AtomicUsize>) {
@@ -293,8 +327,56 @@ mod tests {
         QueuedRow { queue_id: id, message_id: [1; 16], conversation_id: [2; 16], seq: 3, envelope: vec![4; 40] }
     }
 
-    async fn next(conn: &mut crate::hub::Conn) -> crate::hub::Push {
-        tokio::time::timeout(Duration::from_secs(2), conn.rx.recv()).await.unwrap().unwrap()
+    fn nats(url: &str) -> NatsConfig {
+        NatsConfig {
+            url: crate::config::NatsUrl::parse(url).unwrap_or_else(|e| panic!("{e}")),
+            credentials: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    /// The NATS server CI provides; `None` (and a note) where there is none.
+    fn test_nats() -> Option<String> {
+        let url = std::env::var("STRONGROOM_TEST_NATS_URL").ok();
+        if url.is_none() {
+            eprintln!("SKIPPED: set STRONGROOM_TEST_NATS_URL=nats://127.0.0.1:4222 to run the NATS link tests");
+        }
+        url
+    }
+
+    async fn next(conn: &mut crate::hub::Conn) -> Option<crate::hub::Push> {
+        tokio::time::timeout(Duration::from_secs(5), conn.rx.recv()).await.ok().flatten()
+    }
+
+    /// Drains wake-ups (a link coming up wakes everyone) until something else, or nothing.
+    async fn next_row(conn: &mut crate::hub::Conn) -> Option<QueuedRow> {
+        loop {
+            match next(conn).await? {
+                crate::hub::Push::Row(r) => return Some((*r).clone()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Two processes' hubs on one NATS server (each link runs while its
+    /// change sender, the store's in a server, is held).
+    async fn pair(url: &NatsConfig) -> [(Arc<Hub>, Arc<AtomicUsize>, mpsc::Sender<()>); 2] {
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let hub = Arc::new(Hub::default());
+            let (l, invalidated) = local(hub.clone());
+            let (link, changes) = start(url, l).await.unwrap_or_else(|e| panic!("{e}"));
+            hub.set_cluster(link);
+            out.push((hub, invalidated, changes));
+        }
+        let b = out.pop();
+        let a = out.pop();
+        match (a, b) {
+            (Some(a), Some(b)) => [a, b],
+            _ => panic!("two links"),
+        }
     }
 
     #[test]
@@ -302,104 +384,141 @@ mod tests {
         assert_eq!(decode_row(&encode_row(&row(5))), Some(row(5)));
         assert_eq!(decode_row(&encode_row(&row(5))[..ROW_HEADER]), None, "no envelope");
         assert_eq!(decode_row(&[0; 10]), None);
-        assert_eq!(parse_hex16(&hex16(&[0xab; 16])), Some([0xab; 16]));
-        for bad in ["", "zz", &"0".repeat(31), &"g".repeat(32), "ü".repeat(16).as_str()] {
-            assert_eq!(parse_hex16(bad), None, "{bad}");
-        }
     }
 
     #[tokio::test]
-    async fn wake_ups_rows_and_changes_from_other_nodes_apply_here() {
-        let hub = Arc::new(Hub::default());
-        let mut conn = hub.register([7; 16]);
-        let mut frames = b"PING\r\nMSG strongroom.wake 1 32\r\n".to_vec();
-        frames.extend_from_slice(&[9u8; 16]);
-        frames.extend_from_slice(&[7u8; 16]);
-        frames.extend_from_slice(b"\r\nMSG strongroom.changed 2 0\r\n\r\n");
-        let payload = encode_row(&row(11));
-        frames.extend_from_slice(format!("MSG strongroom.dev.{} x {}\r\n", hex16(&[7; 16]), payload.len()).as_bytes());
-        frames.extend_from_slice(&payload);
-        frames.extend_from_slice(b"\r\n");
-        // Malformed rows and subjects are dropped, and the link goes on.
-        frames.extend_from_slice(format!("MSG strongroom.dev.{} x 3\r\nabc\r\n", hex16(&[7; 16])).as_bytes());
-        frames.extend_from_slice(b"MSG strongroom.dev.nothex x 3\r\nabc\r\n");
-        // Another process suspended device 5: its socket here closes.
-        frames.extend_from_slice(b"MSG strongroom.disconnect 3 16\r\n");
-        frames.extend_from_slice(&[5u8; 16]);
-        frames.extend_from_slice(b"\r\n");
-        let mut suspended = hub.register([5; 16]);
-        let (addr, server) = fake_nats(frames).await;
-        let (local, invalidated) = local(hub.clone());
-        let (mut out, link, changes) = outbox();
-        hub.set_cluster(link);
-        let task = tokio::spawn(async move { session(&addr, &local, &mut out).await });
-        // The link came up (read the queue: rows may have been missed), the wake-up, the row.
-        assert!(matches!(next(&mut conn).await, crate::hub::Push::Wake));
-        assert!(matches!(next(&mut conn).await, crate::hub::Push::Wake));
-        match next(&mut conn).await {
-            crate::hub::Push::Row(r) => assert_eq!(*r, row(11)),
-            other => panic!("{other:?}"),
+    async fn rows_wakes_changes_and_disconnects_reach_the_other_process() {
+        let Some(url) = test_nats() else { return };
+        let [(a, _, a_changes), (b, b_invalidated, _b_changes)] = pair(&nats(&url)).await;
+        let mut conn = b.register([7; 16]);
+        let mut doomed = b.register([5; 16]);
+        // B subscribes for its devices; give the subscriptions a moment to reach NATS.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.deliver(&[7; 16], &|| row(11));
+        assert_eq!(next_row(&mut conn).await, Some(row(11)), "a row committed on A is pushed by B");
+        let before = b_invalidated.load(Ordering::SeqCst);
+        a_changes.send(()).await.unwrap_or_else(|e| panic!("{e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while b_invalidated.load(Ordering::SeqCst) == before && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // Here: a change is announced, a device connects, a row is published.
-        changes.send(()).await.unwrap();
-        let second = hub.register([8; 16]);
-        hub.deliver(&[6; 16], &|| row(12));
-        hub.unregister([8; 16], &second);
-        hub.disconnect(&[4; 16]);
-        let said = String::from_utf8_lossy(&server.await.unwrap()).into_owned();
-        assert!(said.contains("\"echo\":false") && said.contains("SUB strongroom.wake 1"), "{said}");
-        assert!(said.contains("SUB strongroom.changed 2") && said.contains("PUB strongroom.changed 0\r\n"), "{said}");
-        let (h7, h8, h6) = (hex16(&[7; 16]), hex16(&[8; 16]), hex16(&[6; 16]));
-        assert!(said.contains(&format!("SUB strongroom.dev.{h7} {h7}\r\n")), "{said}");
-        assert!(said.contains(&format!("SUB strongroom.dev.{h8} {h8}\r\n")), "{said}");
-        assert!(said.contains(&format!("UNSUB {h8}\r\n")), "{said}");
-        assert!(
-            said.contains("SUB strongroom.disconnect 3") && said.contains("PUB strongroom.disconnect 16\r\n"),
-            "{said}"
-        );
-        assert!(said.contains(&format!("PUB strongroom.dev.{h6} {}\r\n", ROW_HEADER + 40)), "{said}");
-        assert_eq!(invalidated.load(Ordering::SeqCst), 1);
-        assert!(conn.rx.try_recv().is_err(), "nothing from the malformed rows");
-        while let Ok(Some(p)) = tokio::time::timeout(Duration::from_secs(2), suspended.rx.recv()).await {
-            assert!(matches!(p, crate::hub::Push::Wake), "{p:?}");
-        }
-        assert!(!hub.devices().contains(&[5; 16]), "the suspended device's connection was closed");
-        task.abort();
+        assert!(b_invalidated.load(Ordering::SeqCst) > before, "a change on A makes B forget");
+        a.disconnect(&[5; 16]);
+        while next(&mut doomed).await.is_some() {}
+        assert!(!b.devices().contains(&[5; 16]), "a disconnect on A closes B's socket");
+        // A row for a device that left B is not delivered there any more.
+        b.unregister([7; 16], &conn);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut again = b.register([9; 16]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.deliver(&[9; 16], &|| row(12));
+        assert_eq!(next_row(&mut again).await, Some(row(12)));
     }
 
     #[tokio::test]
-    async fn hostile_frames_end_the_link_without_panicking() {
-        for frames in [
-            b"MSG strongroom.wake 1 999999999\r\n".to_vec(),
-            b"MSG strongroom.dev.00 1 2000000\r\n".to_vec(),
-            b"MSG strongroom.wake 1 notanumber\r\n".to_vec(),
-            b"-ERR 'Authorization Violation'\r\n".to_vec(),
-            b"".to_vec(),
-        ] {
-            let (local, _) = local(Arc::new(Hub::default()));
-            let (addr, _server) = fake_nats(frames).await;
-            let (mut out, _link, _c) = outbox();
-            let r = tokio::time::timeout(Duration::from_secs(3), session(&addr, &local, &mut out)).await.unwrap();
-            assert!(r.is_err());
+    async fn unusable_settings_fail_at_start_and_say_why() {
+        let cases: Vec<(NatsConfig, &str)> = vec![
+            (
+                NatsConfig { credentials: Some("/nonexistent/x.creds".into()), ..nats("nats://127.0.0.1:1") },
+                "credentials",
+            ),
+            (NatsConfig { tls_ca: Some("/nonexistent/ca.pem".into()), ..nats("nats://127.0.0.1:1") }, "CA"),
+            (NatsConfig { tls_cert: Some("/nonexistent/c.pem".into()), ..nats("nats://127.0.0.1:1") }, "both"),
+        ];
+        for (config, says) in cases {
+            let (l, _) = local(Arc::new(Hub::default()));
+            let err = start(&config, l).await.err().unwrap_or_default();
+            assert!(err.contains(says), "{err}");
         }
-        // Not a NATS server at all.
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-        });
-        let (local, _) = local(Arc::new(Hub::default()));
-        let (mut out, _link, _c) = outbox();
-        let err = session(&addr, &local, &mut out).await.unwrap_err();
-        assert!(err.contains("not a NATS server"), "{err}");
     }
 
-    #[test]
-    fn addresses() {
-        assert_eq!(address("nats://127.0.0.1:4222"), Ok("127.0.0.1:4222".into()));
-        assert_eq!(address("nats://nats.internal"), Ok("nats.internal:4222".into()));
-        assert!(address("http://x").is_err());
-        assert!(address("nats://user:pw@host").is_err());
+    /// A NATS server of our own with TLS and a password: the link connects
+    /// only with the CA and the credentials. Needs `nats-server` and
+    /// `openssl`, which CI installs (required when STRONGROOM_TEST_NATS_URL is set).
+    #[tokio::test]
+    async fn the_link_speaks_tls_with_credentials() {
+        let have =
+            |b: &str, arg: &str| std::process::Command::new(b).arg(arg).output().is_ok_and(|o| o.status.success());
+        if !have("nats-server", "--version") || !have("openssl", "version") {
+            assert!(
+                std::env::var("STRONGROOM_TEST_NATS_URL").is_err(),
+                "nats-server and openssl are needed for the NATS TLS test (apt-get install nats-server openssl)"
+            );
+            eprintln!("SKIPPED: the NATS TLS test needs nats-server and openssl");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sr-nats-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output();
+            assert!(out.as_ref().is_ok_and(|o| o.status.success()), "openssl {args:?}: {out:?}");
+        };
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=strongroom-test-ca"],
+        ]
+        .concat());
+        run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ]);
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(14222);
+        let mut server = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--user", "strongroom", "--pass", "s3cret-pass"])
+            .args(["--tls", "--tlscert", "server.pem", "--tlskey", "server.key"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server: {e}"));
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let good = NatsConfig {
+            tls_ca: Some(dir.join("ca.pem")),
+            ..nats(&format!("tls://strongroom:s3cret-pass@127.0.0.1:{port}"))
+        };
+        let [(a, _, _a_changes), (b, _, _b_changes)] = pair(&good).await;
+        let mut conn = b.register([3; 16]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.deliver(&[3; 16], &|| row(21));
+        let got = next_row(&mut conn).await;
+        // A link with the wrong password never gets a row.
+        let bad = NatsConfig {
+            tls_ca: Some(dir.join("ca.pem")),
+            ..nats(&format!("tls://strongroom:wrong@127.0.0.1:{port}"))
+        };
+        let [(c, _, _c_changes), _d] = pair(&bad).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.deliver(&[3; 16], &|| row(22));
+        let leaked = tokio::time::timeout(Duration::from_secs(1), next_row(&mut conn)).await.ok().flatten();
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got, Some(row(21)), "rows cross a TLS link with credentials");
+        assert_eq!(leaked, None, "a link with a wrong password delivers nothing");
     }
 }

@@ -20,9 +20,18 @@ pub struct Config {
     pub blob_store: Option<String>,
     /// The URL clients use to reach this server, carried in invites.
     pub public_url: Option<String>,
-    /// `nats://host:port`: cross-node delivery and cache invalidation when several server processes
-    /// share one database (cluster mode).
-    pub nats_url: Option<String>,
+    /// `nats://[user:password@]host:port` or `tls://…`: cross-node delivery
+    /// and cache invalidation when several server processes share one
+    /// database (cluster mode).
+    pub nats_url: Option<NatsUrl>,
+    /// A NATS `.creds` file (JWT and NKey seed) to authenticate with.
+    pub nats_credentials: Option<PathBuf>,
+    /// PEM file of the CA that signed the NATS server's certificate (turns TLS on).
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with `nats_tls_key`).
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM private key of `nats_tls_cert`.
+    pub nats_tls_key: Option<PathBuf>,
     /// Undelivered messages are dropped after this many days (never for retention devices).
     pub undelivered_horizon_days: u64,
     /// Files (blobs) are removed this many days after upload (sooner if the
@@ -115,6 +124,10 @@ impl Default for Config {
             blob_store: None,
             public_url: None,
             nats_url: None,
+            nats_credentials: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
             undelivered_horizon_days: 30,
             blob_days: 30,
             expiry_interval_secs: 60,
@@ -152,11 +165,99 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// The cluster link's settings, if a NATS URL is configured.
+    pub fn nats(&self) -> Option<NatsConfig> {
+        Some(NatsConfig {
+            url: self.nats_url.clone()?,
+            credentials: self.nats_credentials.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_cert: self.nats_tls_cert.clone(),
+            tls_key: self.nats_tls_key.clone(),
+        })
+    }
+
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("strongroom.db").display()))
+    }
+}
+
+/// The cluster link's settings.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// The server.
+    pub url: NatsUrl,
+    /// A `.creds` file.
+    pub credentials: Option<PathBuf>,
+    /// CA certificate (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A NATS URL, which may carry a password or token: `Debug` and
+/// [`NatsUrl::host`] show only the scheme, host and port.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NatsUrl(String);
+
+impl NatsUrl {
+    /// Checks the scheme (`nats://` or `tls://`) and that a host is given.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        let rest = url
+            .strip_prefix("nats://")
+            .or_else(|| url.strip_prefix("tls://"))
+            .ok_or_else(|| "a NATS URL starts with nats:// or tls://".to_owned())?;
+        let host = rest.rsplit('@').next().unwrap_or_default().trim_end_matches('/');
+        if host.is_empty() || host.contains('/') {
+            return Err("give nats://[USER:PASSWORD@]HOST[:PORT] or tls://…".into());
+        }
+        Ok(Self(url.to_owned()))
+    }
+
+    /// The full URL, credentials included: for the NATS client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The credentials in the URL: `user:password@` or a token (`token@`).
+    pub fn credentials(&self) -> Option<(String, Option<String>)> {
+        let rest = self.0.split_once("://")?.1;
+        let (userinfo, _) = rest.rsplit_once('@')?;
+        Some(match userinfo.split_once(':') {
+            Some((user, password)) => (user.to_owned(), Some(password.to_owned())),
+            None => (userinfo.to_owned(), None),
+        })
+    }
+
+    /// `scheme://host:port`, without credentials (for logs and errors).
+    pub fn host(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("nats", &self.0));
+        format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for NatsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.host())
+    }
+}
+
+impl TryFrom<String> for NatsUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<NatsUrl> for String {
+    fn from(u: NatsUrl) -> Self {
+        u.0
     }
 }
 
@@ -265,6 +366,23 @@ mod tests {
         assert_eq!(t.client(ip("10.1.1.1"), ["bogus, 10.2.2.2"].into_iter()), ip("10.2.2.2"));
         assert!(t.contains(ip("2001:db8:5::1")) && !t.contains(ip("2001:db9::1")));
         assert!(t.contains(ip("::ffff:10.9.9.9")));
+    }
+
+    #[test]
+    fn nats_urls_keep_their_secrets_out_of_debug() {
+        let u =
+            NatsUrl::parse("nats://strongroom:s3cret@nats.internal:4222").unwrap_or_else(|_| NatsUrl(String::new()));
+        assert_eq!(u.host(), "nats://nats.internal:4222");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert_eq!(u.expose(), "nats://strongroom:s3cret@nats.internal:4222");
+        assert_eq!(u.credentials(), Some(("strongroom".into(), Some("s3cret".into()))));
+        let t = NatsUrl::parse("tls://tok3n@nats.internal").unwrap_or_else(|_| NatsUrl(String::new()));
+        assert_eq!(t.credentials(), Some(("tok3n".into(), None)));
+        assert_eq!(t.host(), "tls://nats.internal");
+        assert!(NatsUrl::parse("tls://nats.internal").is_ok_and(|u| u.credentials().is_none()));
+        for bad in ["http://x", "nats://", "nats://user@", "x"] {
+            assert!(NatsUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

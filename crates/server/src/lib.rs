@@ -160,11 +160,11 @@ impl Server {
     /// in-flight requests and closes the database.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let state = self.state.clone();
-        if let Some(url) = &state.config.nats_url {
+        if let Some(nats) = state.config.nats() {
             let store = state.store.clone();
             let local =
                 cluster::Local { hub: state.hub.clone(), invalidate: Box::new(move || store.invalidate_cache()) };
-            let (link, changes) = cluster::start(url, local).map_err(ServerError::Config)?;
+            let (link, changes) = cluster::start(&nats, local).await.map_err(ServerError::Config)?;
             state.hub.set_cluster(link);
             state.store.announce_changes(changes);
         }
