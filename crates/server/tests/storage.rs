@@ -540,3 +540,311 @@ async fn migrations_are_idempotent(store: Store) {
     store.migrate_again().await.unwrap();
 }
 on_every_backend!(migrations_run_once_sqlite_and_postgres, migrations_are_idempotent);
+
+/// Administration: users, roles, suspension, deletion, device resets,
+/// password resets, security groups and their settings, retention periods
+/// and checkpoints, and the hash-chained audit log (on PostgreSQL appended
+/// under a table lock, so concurrent appends still chain).
+async fn administration(store: Store) {
+    let net = network(&store).await;
+    let other = id(2);
+    assert!(store.create_network(&other, "Globex", &[8; 32], &policy(1, b"p", &[]), 0).await.unwrap());
+    let alice = user(&store, &net, 70, "alice").await;
+    let bob = user(&store, &net, 71, "bob").await;
+    let mallory = user(&store, &other, 72, "mallory").await;
+    assert_eq!(store.network_info(&net).await.unwrap(), Some(("Acme".to_owned(), vec![7; 32])));
+    assert_eq!(store.network_info(&id(99)).await.unwrap(), None);
+    assert_eq!(store.user_network(&bob).await.unwrap(), Some(net));
+    assert_eq!(store.users_in_network(&net, &[alice, bob, mallory]).await.unwrap(), 2, "mallory is elsewhere");
+    assert_eq!(store.live_user(&bob).await.unwrap(), Some((net, "bob".to_owned())));
+    assert_eq!(store.password_hash(&bob).await.unwrap(), Some("hash".to_owned()));
+
+    // Listing and search, per network.
+    let names = |v: Vec<strongroom_wire::admin::AdminUser>| v.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    assert_eq!(names(store.admin_users(&net, None).await.unwrap()), vec!["alice", "bob"]);
+    assert_eq!(names(store.admin_users(&net, Some("bo")).await.unwrap()), vec!["bob"]);
+    assert_eq!(
+        names(store.admin_users(&net, Some("%")).await.unwrap()),
+        vec!["alice", "bob"],
+        "wildcards are literal-free"
+    );
+    assert_eq!(names(store.admin_users(&other, None).await.unwrap()), vec!["mallory"]);
+
+    // Roles and suspension.
+    store.set_role(&bob, "auditor").await.unwrap();
+    let listed = store.admin_users(&net, Some("bob")).await.unwrap();
+    assert_eq!(listed[0].role, "auditor");
+    let d = device(&store, &net, &bob, 73).await;
+    store.put_device_list(&net, &bob, &[3; 32], 1, b"l", &[(id(73), false)]).await.unwrap().unwrap();
+    assert_eq!(store.identity_key(&bob).await.unwrap(), Some(vec![3; 32]));
+    assert_eq!(store.user_devices(&bob).await.unwrap(), vec![id(73)]);
+    assert!(store.revoked_devices(&bob).await.unwrap().is_empty());
+    assert!(!store.is_suspended(&bob).await.unwrap());
+    store.set_suspended(&bob, true).await.unwrap();
+    assert!(store.is_suspended(&bob).await.unwrap());
+    let s = store.session(&[73; 32], 2).await.unwrap();
+    assert!(s.is_none_or(|s| s.suspended), "a suspended user's session does not pass as active");
+    store.set_suspended(&bob, false).await.unwrap();
+    assert!(store.session(&[73; 32], 2).await.unwrap().is_none(), "unsuspending does not revive old sessions");
+
+    // Sessions: the console's idle timeout.
+    let console = store.login_succeeded(&[74; 32], SessionDevice::Console { user: alice }, 100, 200).await.unwrap();
+    assert!(console.allowed());
+    store.touch_session(&[74; 32], 10_000).await.unwrap();
+    assert!(store.session(&[74; 32], 5_000).await.unwrap().is_some(), "extended");
+
+    // A device reset revokes every device and clears the identity.
+    store.reset_devices(&bob).await.unwrap();
+    assert_eq!(store.user_devices(&bob).await.unwrap(), vec![id(73)], "the id stays the account's, revoked");
+    assert_eq!(store.identity_key(&bob).await.unwrap(), None);
+    let again = store.login_succeeded(&[75; 32], SessionDevice::Device(d), 3, i64::MAX).await.unwrap();
+    assert_eq!(again, DeviceClaim::Revoked, "a reset device id stays revoked");
+
+    // Password resets: one-time, per user and network, and they stop the old password at once.
+    store.create_reset(&alice, &[9; 32], 1_000).await.unwrap();
+    assert!(store.session(&[74; 32], 500).await.unwrap().is_none(), "sessions end at the reset");
+    assert_ne!(store.password_hash(&alice).await.unwrap(), Some("hash".to_owned()), "old password unusable");
+    assert!(!store.redeem_reset(&net, "bob", &[9; 32], "new", 500).await.unwrap(), "someone else's code");
+    assert!(!store.redeem_reset(&other, "alice", &[9; 32], "new", 500).await.unwrap(), "another network");
+    assert!(!store.redeem_reset(&net, "alice", &[9; 32], "new", 1_500).await.unwrap(), "expired");
+    store.create_reset(&alice, &[10; 32], 1_000).await.unwrap();
+    assert!(!store.redeem_reset(&net, "alice", &[9; 32], "new", 500).await.unwrap(), "replaced by the newer code");
+    assert!(store.redeem_reset(&net, "alice", &[10; 32], "new", 500).await.unwrap());
+    assert!(!store.redeem_reset(&net, "alice", &[10; 32], "newer", 500).await.unwrap(), "used");
+    assert_eq!(store.password_hash(&alice).await.unwrap(), Some("new".to_owned()));
+
+    // Security groups: settings follow the user's group, else the network's.
+    let strict =
+        strongroom_wire::admin::GroupSettings { max_ttl_secs: 3600, files_enabled: false, ..Default::default() };
+    let loose = strongroom_wire::admin::GroupSettings { max_ttl_secs: 0, files_enabled: true, ..Default::default() };
+    assert_eq!(store.network_settings(&net).await.unwrap(), None);
+    assert_eq!(store.effective_settings(&alice).await.unwrap(), None, "server defaults apply");
+    store.set_network_settings(&net, &loose).await.unwrap();
+    assert_eq!(store.network_settings(&net).await.unwrap(), Some(loose.clone()));
+    assert_eq!(store.effective_settings(&alice).await.unwrap(), Some(loose.clone()));
+    assert!(store.create_group(&net, &id(80), "traders", &strict, 0).await.unwrap());
+    assert!(!store.create_group(&net, &id(81), "traders", &strict, 0).await.unwrap(), "name taken");
+    assert!(store.create_group(&other, &id(82), "traders", &strict, 0).await.unwrap(), "names are per network");
+    assert!(store.assign_group(&net, &alice, Some(&id(80))).await.unwrap());
+    assert!(!store.assign_group(&net, &alice, Some(&id(82))).await.unwrap(), "another network's group");
+    assert!(!store.assign_group(&other, &alice, Some(&id(82))).await.unwrap(), "a user of another network");
+    assert_eq!(store.effective_settings(&alice).await.unwrap(), Some(strict.clone()));
+    let groups = store.groups(&net).await.unwrap();
+    assert_eq!((groups.len(), groups[0].name.as_str(), groups[0].members), (1, "traders", 1));
+    assert!(store.update_group(&net, &id(80), "desk", &loose).await.unwrap());
+    assert!(!store.update_group(&other, &id(80), "desk", &loose).await.unwrap(), "not in that network");
+    assert_eq!(store.effective_settings(&alice).await.unwrap(), Some(loose.clone()));
+    assert!(!store.delete_group(&other, &id(80)).await.unwrap());
+    assert!(store.delete_group(&net, &id(80)).await.unwrap());
+    assert!(store.groups(&net).await.unwrap().is_empty());
+    assert!(store.admin_users(&net, Some("alice")).await.unwrap()[0].group_id.is_none(), "members leave with it");
+
+    // Lookups by id or name stay inside the network.
+    assert_eq!(store.find_user(&net, Some(&alice), None).await.unwrap(), Some((alice, "alice".to_owned())));
+    assert_eq!(store.find_user(&net, None, Some("bob")).await.unwrap(), Some((bob, "bob".to_owned())));
+    assert_eq!(store.find_user(&other, Some(&alice), None).await.unwrap(), None, "not across networks");
+    assert_eq!(store.find_user(&other, None, Some("alice")).await.unwrap(), None);
+
+    // Re-enrolment: an invite bound to an account re-enrols that account only.
+    store.create_invite(&[40; 32], &net, false, i64::MAX, 0).await.unwrap();
+    store.bind_invite_user(&[40; 32], &alice).await.unwrap();
+    assert_eq!(store.register(&[40; 32], &id(77), "bob", "h", 10).await.unwrap(), LoginOutcome::WrongUser);
+    assert_eq!(
+        store.register(&[40; 32], &id(77), "alice", "h", 10).await.unwrap(),
+        LoginOutcome::Reenrolled(net, alice)
+    );
+
+    // Retention logins: single-use nonces, only for the network's retention ids.
+    store.put_policy(&net, &policy(3, b"policy-3", &[id(90)])).await.unwrap();
+    let login = |nonce: u8, network: [u8; 16], device: u8| {
+        let s = store.clone();
+        async move { s.retention_login(&[nonce; 16], &network, &id(device), &[nonce; 32], 10, 10_000).await.unwrap() }
+    };
+    assert_eq!(login(1, net, 90).await, RetentionLoginOutcome::Session);
+    assert_eq!(login(1, net, 90).await, RetentionLoginOutcome::Replayed, "a nonce works once");
+    assert_eq!(login(2, other, 90).await, RetentionLoginOutcome::NotOwned, "another network's retention id");
+    assert_eq!(login(3, net, 73).await, RetentionLoginOutcome::NotOwned, "bob's device id");
+
+    // Retention periods and checkpoints, per network.
+    store.put_policy(&net, &policy(2, b"policy-2", &[id(90)])).await.unwrap();
+    let conv = id(91);
+    store.create_conversation(&conv, &net, Kind::Group, &[(alice, Role::Member)], 0).await.unwrap();
+    assert_eq!(store.membership(&conv, &alice).await.unwrap(), Some((net, true)));
+    assert_eq!(store.membership(&conv, &bob).await.unwrap(), Some((net, false)), "in the network, not a member");
+    assert_eq!(store.membership(&id(92), &alice).await.unwrap(), None, "no such conversation");
+    assert!(store.retention_periods(&net).await.unwrap().is_empty());
+    let keep = strongroom_wire::admin::GroupSettings { retention_days: 2555, ..Default::default() };
+    assert!(store.create_group(&net, &id(83), "records", &keep, 0).await.unwrap());
+    assert!(store.assign_group(&net, &alice, Some(&id(83))).await.unwrap());
+    assert_eq!(store.retention_periods(&net).await.unwrap(), vec![(alice, 2555)]);
+    assert!(store.retention_periods(&other).await.unwrap().is_empty());
+    store.put_retention_checkpoint(&net, &id(90), 5, &[4; 32], 100, 200).await.unwrap();
+    store.put_retention_checkpoint(&net, &id(90), 7, &[5; 32], 300, 400).await.unwrap();
+    let cps = store.retention_checkpoints(&net).await.unwrap();
+    assert_eq!(cps.last().map(|c| (c.0, c.1, c.2)), Some((id(90), 7, [5; 32])));
+    assert!(store.retention_checkpoints(&other).await.unwrap().is_empty());
+
+    // The audit log: appended in order, chained, filtered; concurrent appends still chain.
+    store.audit(&net, "alice", "user.suspend", "bob", "192.0.2.1", "{}", 1_000).await.unwrap();
+    store.audit(&net, "alice", "group.create", "traders", "192.0.2.1", "{}", 2_000).await.unwrap();
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.audit(&id(1), "bot", "user.invite", &format!("u{i}"), "::1", "{}", 3_000 + i).await
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    store.audit(&other, "mallory", "user.suspend", "x", "::1", "{}", 1_500).await.unwrap();
+    let all = store.audit_entries(&net, &AuditQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 18);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=18).collect::<Vec<_>>());
+    strongroom_wire::admin::verify_audit_chain(&all).unwrap();
+    let q = AuditQuery { action: Some("group.create".into()), ..Default::default() };
+    assert_eq!(store.audit_entries(&net, &q).await.unwrap().len(), 1);
+    let q = AuditQuery { from: Some(1_000), until: Some(2_000), ..Default::default() };
+    assert_eq!(store.audit_entries(&net, &q).await.unwrap().len(), 1, "until is exclusive");
+    let q = AuditQuery { actor: Some("bot".into()), ..Default::default() };
+    assert_eq!(store.audit_entries(&net, &q).await.unwrap().len(), 16);
+    assert_eq!(store.audit_entries(&other, &AuditQuery::default()).await.unwrap().len(), 1, "per network");
+
+    // Deleting a user ends them everywhere; their name is not taken by a deleted row.
+    store.delete_user(&bob).await.unwrap();
+    assert_eq!(store.live_user(&bob).await.unwrap(), None);
+    assert_eq!(names(store.admin_users(&net, None).await.unwrap()), vec!["alice"]);
+
+    // Device links: a request, its approval, only for the same account.
+    store.request_link(&alice, &id(76), b"sign", b"link", 10).await.unwrap();
+    assert_eq!(store.links(&alice, 20).await.unwrap().len(), 1);
+    assert!(store.links(&alice, 10 + 3_600_001).await.unwrap().is_empty(), "an hour later");
+    assert!(!store.approve_link(&mallory, &id(76), b"sealed", 20).await.unwrap(), "not mallory's request");
+    assert!(store.approve_link(&alice, &id(76), b"sealed", 20).await.unwrap());
+    assert_eq!(store.links(&alice, 20).await.unwrap()[0].3, Some(b"sealed".to_vec()));
+
+    // The bootstrap secret: set once, rotated only from the current one.
+    assert!(store.init_bootstrap_hash(&[1; 32]).await.unwrap());
+    assert!(!store.init_bootstrap_hash(&[2; 32]).await.unwrap(), "set once");
+    assert_eq!(store.bootstrap_hash().await.unwrap(), Some(vec![1; 32]));
+    assert!(!store.rotate_bootstrap_hash(&[2; 32], &[3; 32]).await.unwrap(), "not the current one");
+    assert!(store.rotate_bootstrap_hash(&[1; 32], &[3; 32]).await.unwrap());
+    assert!(!store.rotate_bootstrap_hash(&[1; 32], &[4; 32]).await.unwrap(), "each secret works once");
+    assert_eq!(store.bootstrap_hash().await.unwrap(), Some(vec![3; 32]));
+}
+on_every_backend!(administration_sqlite_and_postgres, administration);
+
+/// A table's shape, the same in both dialects: (column, kind, not null, in the primary key).
+type Shape = std::collections::BTreeMap<String, Vec<(String, &'static str, bool, bool)>>;
+
+fn kind(declared: &str) -> &'static str {
+    match declared.to_ascii_lowercase().as_str() {
+        "blob" | "bytea" => "bytes",
+        "integer" | "bigint" | "int" | "int8" | "smallint" => "integer",
+        "text" | "character varying" | "varchar" => "text",
+        _ => "other",
+    }
+}
+
+/// The two dialects' migrations build the same schema: tables, columns
+/// (name, kind, nullability, primary key) and named indexes. A migration
+/// written for one dialect and forgotten (or mistyped) in the other fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_schemas_match() {
+    use sqlx::{Connection, Row};
+    let Some((pg, schema)) = postgres().await else { return };
+    pg.close().await;
+    let dir = std::env::temp_dir().join(format!("sr-parity-{}", rand_chacha::ChaCha8Rng::from_entropy().next_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    Store::connect(&url).await.unwrap().close().await;
+
+    let mut lite = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut lite_shape = Shape::new();
+    let tables: Vec<String> =
+        sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .fetch_all(&mut lite)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("name"))
+            .collect();
+    for t in &tables {
+        let cols = sqlx::query(&format!("PRAGMA table_info({t})")).fetch_all(&mut lite).await.unwrap();
+        let mut v: Vec<_> = cols
+            .iter()
+            .map(|c| {
+                let pk = c.get::<i64, _>("pk") > 0;
+                (
+                    c.get::<String, _>("name"),
+                    kind(&c.get::<String, _>("type")),
+                    pk || c.get::<i64, _>("notnull") != 0,
+                    pk,
+                )
+            })
+            .collect();
+        v.sort();
+        lite_shape.insert(t.clone(), v);
+    }
+    let lite_indexes: Vec<String> = sqlx::query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+    )
+    .fetch_all(&mut lite)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get("name"))
+    .collect();
+
+    let base = std::env::var("STRONGROOM_TEST_POSTGRES_URL").unwrap();
+    let mut pgc = sqlx::PgConnection::connect(&base).await.unwrap();
+    let pks: HashSet<(String, String)> = sqlx::query(
+        "SELECT k.table_name::text AS t, k.column_name::text AS c FROM information_schema.table_constraints tc \
+         JOIN information_schema.key_column_usage k ON k.constraint_name = tc.constraint_name AND k.table_schema = tc.table_schema \
+         WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = $1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut pgc)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("t"), r.get("c")))
+    .collect();
+    let mut pg_shape = Shape::new();
+    for r in sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, data_type::text AS ty, is_nullable::text AS n \
+         FROM information_schema.columns WHERE table_schema = $1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut pgc)
+    .await
+    .unwrap()
+    {
+        let (t, c): (String, String) = (r.get("t"), r.get("c"));
+        let pk = pks.contains(&(t.clone(), c.clone()));
+        pg_shape.entry(t).or_default().push((c, kind(&r.get::<String, _>("ty")), r.get::<String, _>("n") == "NO", pk));
+    }
+    for v in pg_shape.values_mut() {
+        v.sort();
+    }
+    let mut pg_indexes: Vec<String> = sqlx::query(
+        "SELECT indexname::text AS i FROM pg_indexes WHERE schemaname = $1 \
+         AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+    )
+    .bind(&schema)
+    .fetch_all(&mut pgc)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get("i"))
+    .collect();
+    pg_indexes.sort();
+    drop_schema(&schema).await;
+
+    assert_eq!(lite_shape.keys().collect::<Vec<_>>(), pg_shape.keys().collect::<Vec<_>>(), "tables");
+    for (table, cols) in &lite_shape {
+        assert_eq!(Some(cols), pg_shape.get(table), "columns of {table} (SQLite left, PostgreSQL right)");
+    }
+    assert_eq!(lite_indexes, pg_indexes, "indexes");
+}

@@ -48,9 +48,9 @@ pub async fn password_login(
 ) -> ApiResult<NewSession> {
     let wrong = || ApiError::unauthorized("wrong username or password");
     let now = now_ms();
-    // Every username, existing or not, is throttled the same way and by the
-    // network's own rule (not the account's group): the answers and their
-    // timing never say whether, or where, an account exists.
+    // Every username, existing or not, is throttled the same way and by one
+    // rule for the whole network: the answers and their timing never say
+    // whether, or in which group, an account exists.
     let from = crate::connections::source_key(source).to_string();
     let plausible = username.len() <= 64;
     if plausible {
@@ -72,9 +72,9 @@ pub async fn password_login(
     };
     let Some(user) = user.filter(|_| matched) else {
         if plausible {
-            let rules = state.settings_for_network(network).await?;
+            let threshold = strictest_lockout(state, network).await?;
             let max_wait = i64::try_from(state.config.limits.lockout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            state.store.login_failure(network, username, &from, now, rules.lockout_threshold, max_wait).await?;
+            state.store.login_failure(network, username, &from, now, threshold, max_wait).await?;
         }
         return Err(wrong());
     };
@@ -108,6 +108,14 @@ pub async fn password_login(
         state.store.audit(network, username, "console.login", username, &source.to_string(), "{}", now).await?;
     }
     Ok(NewSession { token, session })
+}
+
+/// The failed-login threshold for every username of a network: the
+/// strictest any of its security groups (or its defaults) sets; 0 = never.
+async fn strictest_lockout(state: &AppState, network: &[u8; 16]) -> ApiResult<u32> {
+    let mut thresholds = vec![state.settings_for_network(network).await?.lockout_threshold];
+    thresholds.extend(state.store.groups(network).await?.iter().map(|g| g.settings.lockout_threshold));
+    Ok(thresholds.into_iter().filter(|t| *t > 0).min().unwrap_or(0))
 }
 
 /// Ends the caller's session.

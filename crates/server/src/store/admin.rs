@@ -450,7 +450,8 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Puts a user in a group of their network (or none); false if the group is not there.
+    /// Puts a user in a group of their network (or none); false if the
+    /// group or the user is not in that network.
     pub async fn assign_group(
         &self,
         network: &[u8; 16],
@@ -469,14 +470,15 @@ impl Store {
                 return Ok(false);
             }
         }
-        sqlx::query(&self.sql("UPDATE users SET group_id = $1 WHERE id = $2 AND network_id = $3"))
+        let n = sqlx::query(&self.sql("UPDATE users SET group_id = $1 WHERE id = $2 AND network_id = $3"))
             .bind(group.map(|g| g.to_vec()))
             .bind(user.to_vec())
             .bind(network.to_vec())
             .execute(&mut *tx.tx)
-            .await?;
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(true)
+        Ok(n == 1)
     }
 
     /// The network's default settings (for users in no group); `None` until
