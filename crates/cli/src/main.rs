@@ -2,6 +2,7 @@
 //! them. Errors print as one line with a hint.
 
 mod admin;
+mod backup;
 mod bench;
 mod keyfile;
 mod manage;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the relay server (SQLite and local files by default).
     Server(server::ServerArgs),
+    /// Back up a running relay (SQLite): a consistent snapshot, its files and bootstrap secret, into a new data directory.
+    Backup(backup::BackupArgs),
     /// Load generator: simulated clients with real keys against a running server.
     Bench(bench::BenchArgs),
     /// Administer networks.
@@ -173,6 +176,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Backup(args) => backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,
             Command::Retention { at, cmd } => retention::run(at, cmd).await,

@@ -9,6 +9,7 @@
 //! until the shutdown future completes.
 
 pub mod auth;
+pub mod backup;
 mod cluster;
 pub mod config;
 mod connections;
@@ -233,7 +234,7 @@ async fn ensure_bootstrap_secret(store: &Store, dir: &Path) -> Result<Option<Str
 
 /// Creates `dir` (and missing parents) owner-only (0700), or tightens it:
 /// the data directory holds the database, the blobs and the bootstrap secret.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -245,7 +246,7 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates `file` empty and owner-only (0600) if missing, or tightens it.
-fn private_file(file: &Path) -> std::io::Result<()> {
+pub(crate) fn private_file(file: &Path) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.create(true).append(true);
     #[cfg(unix)]
