@@ -411,10 +411,10 @@ async fn login_lockout_and_rate_limit() {
     for _ in 0..3 {
         assert_eq!(attempt("wrong password!!").await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
-    // Locked: even the right password is refused now.
+    // This address must wait now, even with the right password (others need not: tests/logins.rs).
     let r = attempt(PASSWORD).await.unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.json::<ErrorBody>().await.unwrap().message.contains("locked"));
+    assert!(r.json::<ErrorBody>().await.unwrap().message.contains("too many failed logins"));
     // The address is rate limited after 12 attempts a minute.
     let mut limited = false;
     for _ in 0..12 {
