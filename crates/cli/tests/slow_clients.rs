@@ -157,3 +157,36 @@ fn a_slow_but_steady_upload_completes() {
     assert!(out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 403"), "{out}");
     assert!(!out.contains("body_timeout"), "{out}");
 }
+
+/// A WebSocket holds its connection's place until it closes: upgrading does
+/// not take it out of the per-source cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_count_against_the_per_source_cap() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = temp_dir("ws-cap");
+    let config = dir.join("limits.toml");
+    std::fs::write(&config, "[limits]\nmax_connections_per_ip = 5\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let (network, invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &invite, "alice").await;
+    let alice = Device::enrol(&server.url, network, "alice", None, &[], 1).await;
+    let open = || async {
+        let mut req = format!("{}/v1/ws", server.url.replace("http://", "ws://")).into_client_request().unwrap();
+        req.headers_mut().insert("Authorization", format!("Bearer {}", alice.token).parse().unwrap());
+        tokio::time::timeout(Duration::from_secs(3), tokio_tungstenite::connect_async(req))
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        if let Some((ws, _)) = open().await {
+            sockets.push(ws);
+        }
+    }
+    assert!(sockets.len() <= 5, "{} WebSockets open from one address with a cap of 5", sockets.len());
+    assert!(sockets.len() >= 3, "the first ones open");
+    drop(sockets);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(open().await.is_some(), "closing them gives the places back");
+}

@@ -308,15 +308,26 @@ impl TrustedProxies {
         let mut client = peer;
         for value in forwarded_for.rev() {
             for hop in value.rsplit(',') {
-                match hop.trim().parse::<IpAddr>() {
-                    Ok(ip) if self.contains(ip) => client = ip,
-                    Ok(ip) => return canonical(ip),
-                    Err(_) => return client,
+                match parse_hop(hop.trim()) {
+                    Some(ip) if self.contains(ip) => client = ip,
+                    Some(ip) => return canonical(ip),
+                    None => return client,
                 }
             }
         }
         client
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, `1.2.3.4:port` or `[v6]:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.strip_prefix('[').and_then(|h| h.strip_suffix(']')).and_then(|h| h.parse().ok())
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -365,6 +376,10 @@ mod tests {
         assert_eq!(t.client(ip("10.1.1.1"), std::iter::empty()), ip("10.1.1.1"));
         assert_eq!(t.client(ip("10.1.1.1"), ["bogus, 10.2.2.2"].into_iter()), ip("10.2.2.2"));
         assert!(t.contains(ip("2001:db8:5::1")) && !t.contains(ip("2001:db9::1")));
+        // Ports and brackets some proxies add.
+        assert_eq!(t.client(ip("10.1.1.1"), ["203.0.113.5:4711"].into_iter()), ip("203.0.113.5"));
+        assert_eq!(t.client(ip("10.1.1.1"), ["[2001:db9::7]:443"].into_iter()), ip("2001:db9::7"));
+        assert_eq!(t.client(ip("10.1.1.1"), ["[2001:db9::8]"].into_iter()), ip("2001:db9::8"));
         assert!(t.contains(ip("::ffff:10.9.9.9")));
     }
 

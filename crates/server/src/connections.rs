@@ -11,7 +11,8 @@
 //! - At most `max_connections_per_ip` connections per source address (IPv6
 //!   grouped by /64; configured trusted proxies are exempt) and
 //!   `max_connections` in all, which defaults to the process's open-file limit
-//!   less a reserve for the database, blobs and logs.
+//!   less a reserve for the database, blobs and logs. A WebSocket keeps its
+//!   connection's place until it closes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +38,55 @@ use crate::config::{Limits, TrustedProxies};
 const FD_RESERVE: u64 = 128;
 /// How long graceful shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// The TCP peer a request arrived from, before `X-Forwarded-For` (which
+/// `ConnectInfo` reflects for trusted proxies).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// Whether it is a configured trusted proxy.
+    pub trusted_proxy: bool,
+}
+
+/// A socket that holds its connection's place for as long as it is open,
+/// also after a WebSocket upgrade hands it out of the HTTP connection.
+struct Counted {
+    io: tokio::net::TcpStream,
+    _place: Admitted,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 /// Connection counts by source, with both caps.
 pub(crate) struct Gate {
@@ -170,14 +220,15 @@ pub(crate) async fn serve(
             let forwarded: Vec<&str> =
                 req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
             let client = SocketAddr::new(gate_.trusted.client(peer.ip(), forwarded.into_iter()), peer.port());
-            handle(app.clone(), client, pace, req)
+            let peer = Peer { addr: peer, trusted_proxy: gate_.trusted.contains(peer.ip()) };
+            handle(app.clone(), client, peer, pace, req)
         });
-        let conn = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let io = Counted { io: stream, _place: admitted };
+        let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
         let mut stop = stop_rx.clone();
         let alive = alive_tx.clone();
         tokio::spawn(async move {
             let _alive = alive;
-            let _admitted = admitted;
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -197,12 +248,14 @@ pub(crate) async fn serve(
 async fn handle(
     app: Router,
     client: SocketAddr,
+    peer: Peer,
     pace: Pace,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let too_slow = Arc::new(AtomicBool::new(false));
     let mut req = req.map(|body| Body::new(PacedBody::new(body, pace, too_slow.clone())));
     req.extensions_mut().insert(ConnectInfo(client));
+    req.extensions_mut().insert(peer);
     let res = app.oneshot(req).await?;
     if too_slow.load(Ordering::Acquire) {
         let mut res = axum::response::IntoResponse::into_response(crate::error::ApiError::new(

@@ -12,7 +12,7 @@ pub mod auth;
 pub mod backup;
 mod cluster;
 pub mod config;
-mod connections;
+pub mod connections;
 pub mod error;
 pub mod hub;
 pub mod metrics;

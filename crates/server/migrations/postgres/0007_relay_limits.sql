@@ -3,7 +3,7 @@ CREATE INDEX login_failures_by_age ON login_failures (updated_at);
 CREATE TABLE spent_messages (message_id BYTEA PRIMARY KEY, conversation_id BYTEA NOT NULL, sender_device BYTEA NOT NULL, seq BIGINT NOT NULL, forget_at BIGINT NOT NULL);
 CREATE INDEX spent_messages_by_age ON spent_messages (forget_at);
 ALTER TABLE blobs ADD COLUMN expires_at BIGINT;
+ALTER TABLE blobs ADD COLUMN retention_fetched BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX blobs_by_expiry ON blobs (expires_at);
 CREATE INDEX blobs_by_uploader ON blobs (uploader);
-CREATE INDEX blobs_by_network ON blobs (network_id);
-UPDATE blobs SET expires_at = created_at + 2592000000 WHERE expires_at IS NULL
+CREATE INDEX blobs_by_network ON blobs (network_id)

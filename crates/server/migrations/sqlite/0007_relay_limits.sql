@@ -3,7 +3,7 @@ CREATE INDEX login_failures_by_age ON login_failures (updated_at);
 CREATE TABLE spent_messages (message_id BLOB PRIMARY KEY, conversation_id BLOB NOT NULL, sender_device BLOB NOT NULL, seq INTEGER NOT NULL, forget_at INTEGER NOT NULL);
 CREATE INDEX spent_messages_by_age ON spent_messages (forget_at);
 ALTER TABLE blobs ADD COLUMN expires_at INTEGER;
+ALTER TABLE blobs ADD COLUMN retention_fetched INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX blobs_by_expiry ON blobs (expires_at);
 CREATE INDEX blobs_by_uploader ON blobs (uploader);
-CREATE INDEX blobs_by_network ON blobs (network_id);
-UPDATE blobs SET expires_at = created_at + 2592000000 WHERE expires_at IS NULL
+CREATE INDEX blobs_by_network ON blobs (network_id)

@@ -63,8 +63,11 @@ pub(super) async fn upload(
     let room = |quota: u64, used: u64| if quota == 0 { u64::MAX } else { quota.saturating_sub(used) };
     let user_room = room(limits.max_blob_bytes_per_user, user_used);
     let network_room = room(limits.max_blob_bytes_per_network, network_used);
-    let lifetime_ms = state.config.blob_days.saturating_mul(86_400_000);
-    let lifetime_ms = q.expires_in_secs.map_or(lifetime_ms, |s| s.saturating_mul(1000).min(lifetime_ms));
+    // The uploader may ask for less than the server's lifetime (0 days: kept), never more.
+    let asked_ms = q.expires_in_secs.map(|s| match state.config.blob_days {
+        0 => s.saturating_mul(1000),
+        days => s.saturating_mul(1000).min(days.saturating_mul(86_400_000)),
+    });
     let upload = state.blobs.put_multipart(&path).await.map_err(storage_error)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024);
     let mut hash = digest::Context::new(&digest::SHA256);
@@ -117,16 +120,35 @@ pub(super) async fn upload(
     writer.finish().await.map_err(storage_error)?;
     let row = BlobRow { network_id: caller.session.network_id, conversation_id: conversation, size, sha256: declared };
     let now = now_ms();
-    let expires_at = now.saturating_add(i64::try_from(lifetime_ms).unwrap_or(i64::MAX));
+    let expires_at = asked_ms.map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
     state.store.insert_blob(&id, &row, &caller.session.user_id, now, expires_at).await?;
+    // Parallel uploads each saw the room left before they began: the last
+    // to finish over a quota is undone.
+    let (user_used, network_used) = state.store.blob_usage(&caller.session.user_id, &caller.session.network_id).await?;
+    let over = |quota: u64, used: u64| quota != 0 && used > quota;
+    if over(limits.max_blob_bytes_per_user, user_used) || over(limits.max_blob_bytes_per_network, network_used) {
+        state.store.delete_blob(&id).await?;
+        let _ = state.blobs.delete(&path).await;
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "quota_exceeded",
+            "file storage quota used up by uploads running at the same time; try again when they are done",
+        ));
+    }
     Ok((StatusCode::CREATED, Json(BlobCreated { blob_id: hex(&id), size })))
 }
 
-/// Removes expired files the retention devices no longer need: the bytes
-/// first, then the record (a failure to delete leaves both for the next pass).
+/// Removes expired files the retention devices no longer need: each is
+/// first marked (atomically with the check, so nothing that became needed
+/// meanwhile goes), then its bytes go, then its record. A failure to delete
+/// the bytes leaves the marked record for the next pass.
 pub(crate) async fn remove_expired(state: &AppState, now: i64) -> Result<u64, crate::store::StoreError> {
+    let lifetime_ms = i64::try_from(state.config.blob_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
     let mut removed = 0;
-    for id in state.store.expired_blobs(now, 1000).await? {
+    for id in state.store.expired_blobs(now, lifetime_ms, 1000).await? {
+        if !state.store.begin_blob_removal(&id, now, lifetime_ms).await? {
+            continue;
+        }
         match state.blobs.delete(&object_path(&id)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                 state.store.delete_blob(&id).await?;
@@ -155,7 +177,21 @@ pub(super) async fn download(
         return Err(ApiError::forbidden("downloads_disabled", "your security group does not allow downloading files"));
     }
     let stream = state.blobs.get(&object_path(&id)).await.map_err(storage_error)?.into_stream();
-    let body = Body::from_stream(stream.map_ok(Bytes::from).map_err(std::io::Error::other));
+    let stream = stream.map_ok(Bytes::from).map_err(std::io::Error::other);
+    let body = if caller.is_retention() {
+        // Recorded once the retention device has read every byte: until
+        // then an expired file stays for it (`store/blobs.rs`).
+        let store = state.store.clone();
+        let done = futures_util::stream::once(async move {
+            if let Err(e) = store.blob_fetched_by_retention(&id).await {
+                tracing::warn!(error = %e, "cannot record a retention download; the file stays until the next one");
+            }
+            Ok::<Bytes, std::io::Error>(Bytes::new())
+        });
+        Body::from_stream(stream.chain(done))
+    } else {
+        Body::from_stream(stream)
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

@@ -1,6 +1,4 @@
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use subtle::ConstantTimeEq;
@@ -19,12 +17,15 @@ pub(super) async fn healthz(State(state): State<AppState>) -> ApiResult<&'static
 /// with the configured token.
 pub(super) async fn metrics(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    peer: Option<axum::Extension<crate::connections::Peer>>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = metrics_allowed(state.config.metrics_token.as_ref(), given, addr.ip());
+    // The raw TCP peer, not a forwarded address; and a request through a
+    // proxy (even one on this host) is not a local client: it needs the token.
+    let local = peer.is_some_and(|axum::Extension(p)| p.addr.ip().is_loopback() && !p.trusted_proxy);
+    let allowed = metrics_allowed(state.config.metrics_token.as_ref(), given, local);
     if !allowed {
         return Err(ApiError::forbidden(
             "metrics_forbidden",
@@ -41,14 +42,14 @@ pub(super) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI)
 }
 
-/// A given token must be the configured one; without one, only loopback
-/// clients (a scraper on the same host) are answered.
-fn metrics_allowed(token: Option<&MetricsToken>, given: Option<&str>, client: IpAddr) -> bool {
+/// A given token must be the configured one; without one, only local
+/// clients (a scraper on the same host, not through a proxy) are answered.
+fn metrics_allowed(token: Option<&MetricsToken>, given: Option<&str>, local: bool) -> bool {
     match (token, given) {
         (Some(token), Some(given)) => {
             bool::from(secret_hash(token.0.as_bytes()).ct_eq(&secret_hash(given.trim().as_bytes())))
         }
-        (_, _) => client.is_loopback() && given.is_none(),
+        (_, _) => local && given.is_none(),
     }
 }
 
@@ -58,7 +59,7 @@ mod tests {
 
     #[test]
     fn metrics_answer_loopback_or_the_token_only() {
-        let (local, remote): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [192, 0, 2, 7].into());
+        let (local, remote) = (true, false);
         let token = MetricsToken("s3cret-metrics".into());
         assert!(metrics_allowed(None, None, local));
         assert!(!metrics_allowed(None, None, remote), "no token configured: remote scrapers are refused");

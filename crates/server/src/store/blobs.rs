@@ -13,15 +13,29 @@ pub struct BlobRow {
     pub sha256: Vec<u8>,
 }
 
+/// When blob `b` may be removed (`$1` now, `$2` the default lifetime, 0 =
+/// forever, `$4` the retention owner id): expired; no retention device has a message of its conversation
+/// queued since its upload (a minute's margin for clocks of several relay
+/// processes); and in a network that has ever had a retention device, one
+/// has downloaded it in full. A retention service that failed to fetch it
+/// can try again, however late.
+const REMOVABLE: &str = "((b.expires_at IS NOT NULL AND b.expires_at >= 0 AND b.expires_at < $1) \
+     OR (b.expires_at IS NULL AND $2 > 0 AND b.created_at < $1 - $2)) \
+     AND NOT EXISTS (SELECT 1 FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+         WHERE q.retention = 1 AND e.conversation_id = b.conversation_id AND q.enqueued_at >= b.created_at - 60000) \
+     AND (b.retention_fetched = 1 OR NOT EXISTS (SELECT 1 FROM devices d \
+         WHERE d.network_id = b.network_id AND d.user_id = $4))";
+
 impl Store {
-    /// Records an uploaded blob, removed after `expires_at` (see [`Store::expired_blobs`]).
+    /// Records an uploaded blob, removed after `expires_at`, or without one
+    /// after the configured lifetime (see [`Store::expired_blobs`]).
     pub async fn insert_blob(
         &self,
         id: &[u8; 16],
         row: &BlobRow,
         uploader: &[u8; 16],
         now: i64,
-        expires_at: i64,
+        expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(&self.sql(
@@ -40,9 +54,11 @@ impl Store {
         tx.commit().await
     }
 
-    /// A blob's metadata.
+    /// A blob's metadata (none once its removal has begun).
     pub async fn blob(&self, id: &[u8; 16]) -> Result<Option<BlobRow>, StoreError> {
-        let row = sqlx::query(&self.sql("SELECT network_id, conversation_id, size, sha256 FROM blobs WHERE id = $1"))
+        let row = sqlx::query(&self.sql(
+            "SELECT network_id, conversation_id, size, sha256 FROM blobs WHERE id = $1 AND (expires_at IS NULL OR expires_at <> -1)",
+        ))
             .bind(id.to_vec())
             .fetch_optional(&self.pool)
             .await?;
@@ -71,21 +87,49 @@ impl Store {
         Ok((out[0], out[1]))
     }
 
-    /// Up to `limit` blobs past their expiry that no retention device can
-    /// still need: none has a message of the blob's conversation queued
-    /// since the blob was uploaded (a message naming it comes after it).
-    pub async fn expired_blobs(&self, now: i64, limit: i64) -> Result<Vec<[u8; 16]>, StoreError> {
-        let rows = sqlx::query(&self.sql(
-            "SELECT id FROM blobs b WHERE b.expires_at < $1 AND NOT EXISTS (\
-             SELECT 1 FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
-             WHERE q.retention = 1 AND e.conversation_id = b.conversation_id AND q.enqueued_at >= b.created_at) \
-             ORDER BY b.expires_at LIMIT $2",
-        ))
+    /// Up to `limit` blobs to remove: those whose removal has begun, and
+    /// those past their expiry (`expires_at`, or `lifetime_ms` after upload
+    /// when none was asked; a lifetime of 0 keeps them) that no retention
+    /// device can still need (see [`REMOVABLE`]).
+    pub async fn expired_blobs(&self, now: i64, lifetime_ms: i64, limit: i64) -> Result<Vec<[u8; 16]>, StoreError> {
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT id FROM blobs b WHERE b.expires_at = -1 OR ({REMOVABLE}) ORDER BY b.created_at LIMIT $3"
+        )))
         .bind(now)
+        .bind(lifetime_ms)
         .bind(limit)
+        .bind(super::RETENTION_OWNER.to_vec())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| id16(r, "id")).collect()
+    }
+
+    /// Begins removing a blob if it is (still) removable, atomically with
+    /// the check: from here on it cannot be downloaded. `false`: keep it.
+    pub async fn begin_blob_removal(&self, id: &[u8; 16], now: i64, lifetime_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(&self.sql(&format!(
+            "UPDATE blobs SET expires_at = -1 WHERE id = $3 AND (expires_at = -1 OR EXISTS (SELECT 1 FROM blobs b WHERE b.id = $3 AND ({REMOVABLE})))"
+        )))
+        .bind(now)
+        .bind(lifetime_ms)
+        .bind(id.to_vec())
+        .bind(super::RETENTION_OWNER.to_vec())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// A retention device has downloaded this blob in full.
+    pub async fn blob_fetched_by_retention(&self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(&self.sql("UPDATE blobs SET retention_fetched = 1 WHERE id = $1"))
+            .bind(id.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
     }
 
     /// Forgets a blob whose bytes were removed from the blob store.
