@@ -136,3 +136,16 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     let (status, body) = login(&r, "127.0.0.6", Some("198.51.100.1, 203.0.113.2"), "alice", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "another client behind the same proxy is not blocked: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_burst_of_guesses_is_counted_one_by_one() {
+    let r = relay("login-burst", CONFIG).await;
+    let guesses = (0..20).map(|n| {
+        let r = &r;
+        async move { login(r, "127.0.0.7", None, "alice", &format!("burst guess {n}")).await.0 }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    // Each attempt waits for the one before it: 3 checked passwords, then the source waits.
+    assert_eq!(checked, 3, "{answers:?}");
+}

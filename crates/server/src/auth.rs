@@ -248,27 +248,45 @@ impl Caller {
     }
 }
 
+/// Buckets a [`RateLimiter`] keeps before it prunes.
+const MAX_BUCKETS: usize = 100_000;
+
 /// Token buckets keyed by client address or device.
 pub struct RateLimiter<K> {
     per_sec: f64,
     burst: f64,
     buckets: Mutex<HashMap<K, (f64, Instant)>>,
+    pruned: Mutex<Instant>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     /// `per_sec` sustained, up to `burst` at once.
     pub fn new(per_sec: f64, burst: f64) -> Self {
-        Self { per_sec, burst, buckets: Mutex::new(HashMap::new()) }
+        Self { per_sec, burst, buckets: Mutex::new(HashMap::new()), pruned: Mutex::new(Instant::now()) }
     }
 
     /// Takes one token; `false` when the caller is over its rate.
     pub fn allow(&self, key: &K) -> bool {
         let now = Instant::now();
         let Ok(mut map) = self.buckets.lock() else { return true };
-        if map.len() > 100_000 {
-            // Bounded memory: forget full buckets.
-            let (rate, burst) = (self.per_sec, self.burst);
-            map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        if map.len() > MAX_BUCKETS {
+            // Bounded memory and work: forget full buckets, at most every 10 s
+            // (a scan of every bucket on every call would be the attack); far
+            // over the bound, forget them all.
+            let due = self.pruned.lock().map(|mut at| {
+                let due = now.duration_since(*at).as_secs() >= 10;
+                if due {
+                    *at = now;
+                }
+                due
+            });
+            if due.unwrap_or(true) {
+                let (rate, burst) = (self.per_sec, self.burst);
+                map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            }
+            if map.len() > 2 * MAX_BUCKETS {
+                map.clear();
+            }
         }
         let (tokens, at) = map.entry(key.clone()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
@@ -284,3 +302,73 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
 
 /// Rate limiter for unauthenticated login and registration, by address.
 pub type AddrLimiter = RateLimiter<IpAddr>;
+
+/// One async lock per key, held while in use and forgotten after: login
+/// attempts for one (network, username, source) run one at a time, so a
+/// burst of parallel guesses cannot all pass the wait check before the
+/// first failure is counted.
+#[derive(Default)]
+pub struct KeyedLocks<K> {
+    locks: Mutex<HashMap<K, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held [`KeyedLocks`] entry; dropping it releases the key.
+pub struct KeyGuard<'a, K: std::hash::Hash + Eq + Clone> {
+    owner: &'a KeyedLocks<K>,
+    key: K,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedLocks<K> {
+    /// Waits for `key`'s lock.
+    pub async fn lock(&self, key: K) -> KeyGuard<'_, K> {
+        let lock = match self.locks.lock() {
+            Ok(mut map) => map.entry(key.clone()).or_default().clone(),
+            Err(_) => std::sync::Arc::default(),
+        };
+        KeyGuard { owner: self, key, guard: Some(lock.lock_owned().await) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Drop for KeyGuard<'_, K> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if let Ok(mut map) = self.owner.locks.lock() {
+            // Nobody else holds or waits for it: forget it.
+            if map.get(&self.key).is_some_and(|l| std::sync::Arc::strong_count(l) == 1) {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keyed_locks_serialise_one_key_and_forget_it_after() {
+        let locks: KeyedLocks<u8> = KeyedLocks::default();
+        let first = locks.lock(1).await;
+        let other = locks.lock(2).await;
+        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock(1)).await;
+        assert!(blocked.is_err(), "the same key waits");
+        drop(first);
+        drop(other);
+        assert!(locks.locks.lock().map(|m| m.is_empty()).unwrap_or(false), "unused keys are forgotten");
+        let _again = locks.lock(1).await;
+    }
+
+    #[test]
+    fn rate_limiter_counts_per_key_and_stays_bounded() {
+        let limiter: RateLimiter<u32> = RateLimiter::new(0.0, 2.0);
+        assert!(limiter.allow(&1) && limiter.allow(&1));
+        assert!(!limiter.allow(&1), "burst used");
+        assert!(limiter.allow(&2), "per key");
+        for k in 0..(2 * MAX_BUCKETS as u32 + 10) {
+            limiter.allow(&k);
+        }
+        let len = limiter.buckets.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        assert!(len <= 2 * MAX_BUCKETS + 1, "{len} buckets");
+    }
+}

@@ -35,7 +35,8 @@ pub struct BackupReport {
 /// its own tools (docs/OPERATIONS.md).
 pub async fn backup(config: &Config, to: &Path) -> Result<BackupReport, ServerError> {
     let url = config.database_url();
-    let Some(file) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next()) else {
+    let sqlite = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+    let Some(file) = sqlite.and_then(|rest| rest.split('?').next()) else {
         return Err(ServerError::Config(
             "this relay uses PostgreSQL: back it up with pg_dump or continuous archiving (docs/OPERATIONS.md)".into(),
         ));

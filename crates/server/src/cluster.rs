@@ -244,7 +244,14 @@ async fn link(client: &async_nats::Client, local: &Arc<Local>, outbox: &mut Outb
                     None => return Ok(()),
                     Some(Presence::Up(d)) => {
                         if let std::collections::hash_map::Entry::Vacant(slot) = devices.entry(d) {
-                            slot.insert(subscribe_device(client, local, d).await?);
+                            // Without its subscription the device still gets
+                            // wake-ups and reads its queue: not worth the link.
+                            match subscribe_device(client, local, d).await {
+                                Ok(guard) => {
+                                    slot.insert(guard);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "NATS subscribe failed; that device reads its queue instead"),
+                            }
                         }
                     }
                     Some(Presence::Down(d)) => {

@@ -135,6 +135,7 @@ impl Server {
                 f64::from(limits.one_time_claims_per_hour) / 3600.0,
                 f64::from(limits.one_time_claims_per_hour),
             )),
+            login_locks: Arc::default(),
             fetching: Arc::default(),
             public_url: Arc::new(public_url),
             config: Arc::new(config),

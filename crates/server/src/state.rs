@@ -31,6 +31,8 @@ pub struct AppState {
     pub password_limiter: Arc<RateLimiter<[u8; 16]>>,
     /// One-time pre-key claims by (claiming account, target device).
     pub claim_limiter: Arc<RateLimiter<([u8; 16], [u8; 16])>>,
+    /// Login attempts in progress, by (network, username, source).
+    pub login_locks: Arc<crate::auth::KeyedLocks<([u8; 16], String, String)>>,
     /// Devices with a fetch running (one at a time each bounds its memory).
     pub fetching: Arc<InFlight>,
     /// The URL carried in invites.

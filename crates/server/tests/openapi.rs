@@ -24,6 +24,7 @@ async fn openapi_documents_every_route_and_nothing_else() {
         send_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         password_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
         claim_limiter: Arc::new(RateLimiter::new(1.0, 1.0)),
+        login_locks: Arc::default(),
         fetching: Arc::default(),
         public_url: Arc::new(String::new()),
     };

@@ -95,8 +95,11 @@ async fn retire_bootstrap_secret(state: &AppState, used: &[u8]) -> ApiResult<()>
     let mut raw = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut raw);
     let next = crate::error::hex(&raw);
+    // One rotation at a time in this process, each with its own staging file.
+    static ROTATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ROTATING.lock().await;
     let dir = &state.config.data_dir;
-    let staged = dir.join("bootstrap-secret.next");
+    let staged = dir.join(format!("bootstrap-secret.{}", &next[..16]));
     let failed = |e: std::io::Error| {
         tracing::error!(error = %e, "cannot write the next bootstrap secret");
         ApiError::new(
@@ -110,7 +113,11 @@ async fn retire_bootstrap_secret(state: &AppState, used: &[u8]) -> ApiResult<()>
         let _ = std::fs::remove_file(&staged);
         return Err(ApiError::forbidden("bad_bootstrap_secret", "the bootstrap secret is wrong"));
     }
-    std::fs::rename(&staged, dir.join("bootstrap-secret")).map_err(failed)
+    // The hash is rotated: if the rename fails, the secret is still in the staging file.
+    std::fs::rename(&staged, dir.join("bootstrap-secret")).map_err(|e| {
+        tracing::error!(error = %e, staged = %staged.display(), "the next bootstrap secret is in the staging file");
+        failed(e)
+    })
 }
 
 /// Stores a newer policy signed by the network key, from an administrator

@@ -53,6 +53,12 @@ pub async fn password_login(
     // whether, or in which group, an account exists.
     let from = crate::connections::source_key(source).to_string();
     let plausible = username.len() <= 64;
+    // One attempt at a time per (account, source): parallel guesses wait
+    // for the previous one's failure to be counted.
+    let _turn = match plausible {
+        true => Some(state.login_locks.lock((*network, username.to_owned(), from.clone())).await),
+        false => None,
+    };
     if plausible {
         let wait = state.store.login_wait(network, username, &from, now).await?;
         if wait > 0 {
