@@ -96,6 +96,25 @@ async fn retention_archives_everything_and_proves_it() {
     assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 0);
     let again = retention(&rdir, &["run", "--once"]);
     assert_eq!(again["run"]["archived"], 0, "nothing twice");
+    // The relay recorded the retention device's full download of the file:
+    // only now may it remove the file once it expires.
+    {
+        use sqlx::Connection;
+        let db = format!("sqlite://{}?mode=ro", server.data_dir.join("strongroom.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (fetched,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM blobs WHERE retention_fetched = 1")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if fetched == 1 || std::time::Instant::now() > deadline {
+                assert_eq!(fetched, 1, "the retention download was recorded");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 
     // The signed checkpoint reached the relay: administrators see it on the console dashboard.
     let (http, _, cookie) = console_login(&server.url, &alice.network_id().to_string(), "alice").await;

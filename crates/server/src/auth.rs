@@ -285,7 +285,13 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
                 map.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
             }
             if map.len() > 2 * MAX_BUCKETS {
-                map.clear();
+                // Still far over (an attacker making keys): keep the recent
+                // ones, and past that refuse new keys rather than forget
+                // everyone's history (which would reset their limits).
+                map.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
+                if map.len() > 2 * MAX_BUCKETS && !map.contains_key(key) {
+                    return false;
+                }
             }
         }
         let (tokens, at) = map.entry(key.clone()).or_insert((self.burst, now));
@@ -304,15 +310,22 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
 pub type AddrLimiter = RateLimiter<IpAddr>;
 
 /// One async lock per key, held while in use and forgotten after: login
-/// attempts for one (network, username, source) run one at a time, so a
-/// burst of parallel guesses cannot all pass the wait check before the
-/// first failure is counted.
-#[derive(Default)]
+/// attempts for one (network, username, source) run one at a time in this
+/// process, so a burst of parallel guesses cannot all pass the wait check
+/// before the first failure is counted.
 pub struct KeyedLocks<K> {
-    locks: Mutex<HashMap<K, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Each key's lock and how many hold or wait for it.
+    locks: Mutex<HashMap<K, (std::sync::Arc<tokio::sync::Mutex<()>>, usize)>>,
 }
 
-/// A held [`KeyedLocks`] entry; dropping it releases the key.
+impl<K> Default for KeyedLocks<K> {
+    fn default() -> Self {
+        Self { locks: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// A held (or awaited) [`KeyedLocks`] entry; dropping it, also while still
+/// waiting (a cancelled request), releases the key.
 pub struct KeyGuard<'a, K: std::hash::Hash + Eq + Clone> {
     owner: &'a KeyedLocks<K>,
     key: K,
@@ -323,10 +336,17 @@ impl<K: std::hash::Hash + Eq + Clone> KeyedLocks<K> {
     /// Waits for `key`'s lock.
     pub async fn lock(&self, key: K) -> KeyGuard<'_, K> {
         let lock = match self.locks.lock() {
-            Ok(mut map) => map.entry(key.clone()).or_default().clone(),
+            Ok(mut map) => {
+                let entry = map.entry(key.clone()).or_insert_with(|| (std::sync::Arc::default(), 0));
+                entry.1 += 1;
+                entry.0.clone()
+            }
             Err(_) => std::sync::Arc::default(),
         };
-        KeyGuard { owner: self, key, guard: Some(lock.lock_owned().await) }
+        // Counted from here: a cancelled wait still gives the key back.
+        let mut held = KeyGuard { owner: self, key, guard: None };
+        held.guard = Some(lock.lock_owned().await);
+        held
     }
 }
 
@@ -334,9 +354,11 @@ impl<K: std::hash::Hash + Eq + Clone> Drop for KeyGuard<'_, K> {
     fn drop(&mut self) {
         drop(self.guard.take());
         if let Ok(mut map) = self.owner.locks.lock() {
-            // Nobody else holds or waits for it: forget it.
-            if map.get(&self.key).is_some_and(|l| std::sync::Arc::strong_count(l) == 1) {
-                map.remove(&self.key);
+            if let Some(entry) = map.get_mut(&self.key) {
+                entry.1 = entry.1.saturating_sub(1);
+                if entry.1 == 0 {
+                    map.remove(&self.key);
+                }
             }
         }
     }
@@ -353,6 +375,7 @@ mod tests {
         let other = locks.lock(2).await;
         let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock(1)).await;
         assert!(blocked.is_err(), "the same key waits");
+        // That wait was cancelled: it must not leave the key behind.
         drop(first);
         drop(other);
         assert!(locks.locks.lock().map(|m| m.is_empty()).unwrap_or(false), "unused keys are forgotten");

@@ -235,7 +235,12 @@ async fn link(client: &async_nats::Client, local: &Arc<Local>, outbox: &mut Outb
     // changes queued before this point replay harmlessly against this map.
     let mut devices: HashMap<[u8; 16], Guard> = HashMap::new();
     for d in local.hub.devices() {
-        devices.insert(d, subscribe_device(client, local, d).await?);
+        match subscribe_device(client, local, d).await {
+            Ok(guard) => {
+                devices.insert(d, guard);
+            }
+            Err(e) => tracing::warn!(error = %e, "NATS subscribe failed; that device reads its queue instead"),
+        }
     }
     loop {
         let published = tokio::select! {

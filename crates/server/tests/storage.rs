@@ -310,25 +310,28 @@ async fn conversations_and_delivery(store: Store) {
     assert_eq!(store.queue_depth().await.unwrap(), (0, 2));
     assert_eq!(store.envelope_count().await.unwrap(), 2);
     // Files: quotas count bytes. An expired file stays while a retention
-    // device has messages of its conversation queued since its upload, and
-    // (this network has retention) until a retention device downloaded it.
+    // device has messages of its conversation queued since its upload; then,
+    // as retention was sent messages of that conversation since, until a
+    // retention device downloaded it (or a grace period passed).
     let blob_row = |size: u64| BlobRow { network_id: net, conversation_id: conv, size, sha256: vec![1; 32] };
     store.insert_blob(&id(60), &blob_row(100), &a, 500, Some(600)).await.unwrap();
     store.insert_blob(&id(61), &blob_row(50), &b, 200_000, Some(200_100)).await.unwrap();
     store.insert_blob(&id(62), &blob_row(7), &a, 2000, None).await.unwrap();
     assert_eq!(store.blob_usage(&a, &net).await.unwrap(), (107, 157));
-    assert!(store.expired_blobs(300_000, 0, 10).await.unwrap().is_empty(), "no retention download yet");
-    for blob in [60, 61, 62] {
-        store.blob_fetched_by_retention(&id(blob)).await.unwrap();
-    }
     assert_eq!(
         store.expired_blobs(300_000, 0, 10).await.unwrap(),
         vec![id(61)],
-        "60: queued for retention since its upload; 62: no expiry, and lifetime 0 keeps it"
+        "60: queued for retention since its upload; 61: nothing sent to retention since (an unsent upload); 62: no expiry"
     );
     store.ack(&r90, &[id(40), id(41)]).await.unwrap();
     assert_eq!(store.retention_coverage(&r90).await.unwrap()[0].queued, 0, "acknowledged: counted, no longer queued");
+    assert_eq!(store.expired_blobs(300_000, 0, 10).await.unwrap(), vec![id(61)], "60 waits for its retention download");
+    let after_grace = 600 + RETRY_GRACE_MS + 1;
+    assert!(store.expired_blobs(after_grace, 0, 10).await.unwrap().contains(&id(60)), "not forever");
+    store.blob_fetched_by_retention(&id(60)).await.unwrap();
     assert_eq!(store.expired_blobs(300_000, 0, 10).await.unwrap(), vec![id(60), id(61)]);
+    assert_eq!(store.expired_blobs(300_000, 100_000, 10).await.unwrap(), vec![id(60), id(61)], "62 awaits retention");
+    store.blob_fetched_by_retention(&id(62)).await.unwrap();
     assert_eq!(store.expired_blobs(300_000, 100_000, 10).await.unwrap(), vec![id(60), id(62), id(61)], "a lifetime");
     assert!(!store.begin_blob_removal(&id(62), 300_000, 0).await.unwrap(), "no expiry without a lifetime");
     assert!(store.begin_blob_removal(&id(60), 300_000, 0).await.unwrap());

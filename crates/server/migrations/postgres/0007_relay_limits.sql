@@ -6,4 +6,6 @@ ALTER TABLE blobs ADD COLUMN expires_at BIGINT;
 ALTER TABLE blobs ADD COLUMN retention_fetched BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX blobs_by_expiry ON blobs (expires_at);
 CREATE INDEX blobs_by_uploader ON blobs (uploader);
-CREATE INDEX blobs_by_network ON blobs (network_id)
+CREATE INDEX blobs_by_network ON blobs (network_id);
+ALTER TABLE retention_coverage ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX blobs_by_conversation ON blobs (conversation_id)

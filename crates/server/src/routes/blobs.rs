@@ -179,16 +179,24 @@ pub(super) async fn download(
     let stream = state.blobs.get(&object_path(&id)).await.map_err(storage_error)?.into_stream();
     let stream = stream.map_ok(Bytes::from).map_err(std::io::Error::other);
     let body = if caller.is_retention() {
-        // Recorded once the retention device has read every byte: until
-        // then an expired file stays for it (`store/blobs.rs`).
-        let store = state.store.clone();
-        let done = futures_util::stream::once(async move {
-            if let Err(e) = store.blob_fetched_by_retention(&id).await {
-                tracing::warn!(error = %e, "cannot record a retention download; the file stays until the next one");
+        // Recorded when the last byte is handed to the connection (hyper
+        // polls no further once Content-Length is reached): until then an
+        // expired file stays for the retention device (`store/blobs.rs`).
+        let (store, size) = (state.store.clone(), row.size);
+        let mut sent: u64 = 0;
+        Body::from_stream(stream.map_ok(move |chunk| {
+            let before = sent;
+            sent = sent.saturating_add(chunk.len() as u64);
+            if before < size && sent >= size {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.blob_fetched_by_retention(&id).await {
+                        tracing::warn!(error = %e, "cannot record a retention download; the file stays until the next one");
+                    }
+                });
             }
-            Ok::<Bytes, std::io::Error>(Bytes::new())
-        });
-        Body::from_stream(stream.chain(done))
+            chunk
+        }))
     } else {
         Body::from_stream(stream)
     };

@@ -24,7 +24,7 @@ pub(super) async fn metrics(
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // The raw TCP peer, not a forwarded address; and a request through a
     // proxy (even one on this host) is not a local client: it needs the token.
-    let local = peer.is_some_and(|axum::Extension(p)| p.addr.ip().is_loopback() && !p.trusted_proxy);
+    let local = peer.is_some_and(|axum::Extension(p)| p.addr.ip().to_canonical().is_loopback() && !p.trusted_proxy);
     let allowed = metrics_allowed(state.config.metrics_token.as_ref(), given, local);
     if !allowed {
         return Err(ApiError::forbidden(

@@ -99,7 +99,9 @@ async fn retire_bootstrap_secret(state: &AppState, used: &[u8]) -> ApiResult<()>
     static ROTATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = ROTATING.lock().await;
     let dir = &state.config.data_dir;
-    let staged = dir.join(format!("bootstrap-secret.{}", &next[..16]));
+    let mut nonce = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    let staged = dir.join(format!("bootstrap-secret.{}", crate::error::hex(&nonce)));
     let failed = |e: std::io::Error| {
         tracing::error!(error = %e, "cannot write the next bootstrap secret");
         ApiError::new(

@@ -14,17 +14,26 @@ pub struct BlobRow {
 }
 
 /// When blob `b` may be removed (`$1` now, `$2` the default lifetime, 0 =
-/// forever, `$4` the retention owner id): expired; no retention device has a message of its conversation
-/// queued since its upload (a minute's margin for clocks of several relay
-/// processes); and in a network that has ever had a retention device, one
-/// has downloaded it in full. A retention service that failed to fetch it
-/// can try again, however late.
+/// forever): expired; no retention device has a message of its conversation
+/// queued since its upload (a minute's margin for the clocks of several
+/// relay processes); and if a retention device was sent anything in that
+/// conversation since the upload (`retention_coverage.last_at`), one has
+/// downloaded the file in full — or [`RETRY_GRACE_MS`] has passed since it
+/// expired, for a retention service that failed to fetch it, and for uploads
+/// never sent.
 const REMOVABLE: &str = "((b.expires_at IS NOT NULL AND b.expires_at >= 0 AND b.expires_at < $1) \
      OR (b.expires_at IS NULL AND $2 > 0 AND b.created_at < $1 - $2)) \
      AND NOT EXISTS (SELECT 1 FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
          WHERE q.retention = 1 AND e.conversation_id = b.conversation_id AND q.enqueued_at >= b.created_at - 60000) \
-     AND (b.retention_fetched = 1 OR NOT EXISTS (SELECT 1 FROM devices d \
-         WHERE d.network_id = b.network_id AND d.user_id = $4))";
+     AND (b.retention_fetched = 1 \
+         OR NOT EXISTS (SELECT 1 FROM retention_coverage c \
+             WHERE c.conversation_id = b.conversation_id AND c.last_at >= b.created_at - 60000) \
+         OR (b.expires_at IS NOT NULL AND b.expires_at < $1 - $4) \
+         OR (b.expires_at IS NULL AND $2 > 0 AND b.created_at < $1 - $2 - $4))";
+
+/// How long after expiry a file a retention device may still need waits
+/// for its download: 30 days.
+pub const RETRY_GRACE_MS: i64 = 30 * 86_400_000;
 
 impl Store {
     /// Records an uploaded blob, removed after `expires_at`, or without one
@@ -98,7 +107,7 @@ impl Store {
         .bind(now)
         .bind(lifetime_ms)
         .bind(limit)
-        .bind(super::RETENTION_OWNER.to_vec())
+        .bind(RETRY_GRACE_MS)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| id16(r, "id")).collect()
@@ -114,7 +123,7 @@ impl Store {
         .bind(now)
         .bind(lifetime_ms)
         .bind(id.to_vec())
-        .bind(super::RETENTION_OWNER.to_vec())
+        .bind(RETRY_GRACE_MS)
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();

@@ -287,17 +287,24 @@ impl Store {
         new: &[(usize, i64)],
     ) -> Result<(), StoreError> {
         use std::collections::BTreeMap;
-        // (device, conversation) → (network, first, last, count)
-        type Span = ([u8; 16], i64, i64, i64);
+        // (device, conversation) → (network, first, last, count, last queued at)
+        type Span = ([u8; 16], i64, i64, i64, i64);
         let mut cover: BTreeMap<([u8; 16], [u8; 16]), Span> = BTreeMap::new();
         for (i, seq) in new {
             let Some(j) = jobs.get(*i) else { continue };
             for (device, _, retention) in &j.tails {
                 if *retention {
-                    let e = cover.entry((*device, j.env.conversation_id)).or_insert((j.env.network_id, *seq, *seq, 0));
+                    let e = cover.entry((*device, j.env.conversation_id)).or_insert((
+                        j.env.network_id,
+                        *seq,
+                        *seq,
+                        0,
+                        j.now,
+                    ));
                     e.1 = e.1.min(*seq);
                     e.2 = e.2.max(*seq);
                     e.3 += 1;
+                    e.4 = e.4.max(j.now);
                 }
             }
         }
@@ -309,24 +316,26 @@ impl Store {
             super::Backend::Sqlite => ("MAX", "MIN"),
         };
         let rows: Vec<_> = cover.into_iter().collect();
-        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 6) {
+        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 7) {
             let sql = format!(
-                "INSERT INTO retention_coverage (device_id, conversation_id, network_id, first_seq, last_seq, count) VALUES {} \
+                "INSERT INTO retention_coverage (device_id, conversation_id, network_id, first_seq, last_seq, count, last_at) VALUES {} \
                  ON CONFLICT (device_id, conversation_id) DO UPDATE SET \
                  first_seq = {min}(retention_coverage.first_seq, excluded.first_seq), \
                  last_seq = {max}(retention_coverage.last_seq, excluded.last_seq), \
-                 count = retention_coverage.count + excluded.count",
-                placeholders(self.backend, chunk.len(), 6, 0)
+                 count = retention_coverage.count + excluded.count, \
+                 last_at = {max}(retention_coverage.last_at, excluded.last_at)",
+                placeholders(self.backend, chunk.len(), 7, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
-            for ((device, conversation), (network, first, last, count)) in chunk {
+            for ((device, conversation), (network, first, last, count, at)) in chunk {
                 q = q
                     .bind(device.to_vec())
                     .bind(conversation.to_vec())
                     .bind(network.to_vec())
                     .bind(*first)
                     .bind(*last)
-                    .bind(*count);
+                    .bind(*count)
+                    .bind(*at);
             }
             q.execute(&mut *tx.tx).await?;
         }

@@ -22,7 +22,7 @@ mod ownership_backfill;
 
 pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
-pub use blobs::BlobRow;
+pub use blobs::{BlobRow, RETRY_GRACE_MS};
 pub use conversations::{ConversationRow, Kind, Role};
 pub use devices::{DeviceClaim, DeviceRef, Owner, RESERVED_DEVICE_IDS, RETENTION_OWNER};
 pub use keys::{ClaimedPreKey, DeviceListRefusal};
