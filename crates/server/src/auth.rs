@@ -315,8 +315,10 @@ pub type AddrLimiter = RateLimiter<IpAddr>;
 /// before the first failure is counted.
 pub struct KeyedLocks<K> {
     /// Each key's lock and how many hold or wait for it.
-    locks: Mutex<HashMap<K, (std::sync::Arc<tokio::sync::Mutex<()>>, usize)>>,
+    locks: Mutex<HashMap<K, (SharedLock, usize)>>,
 }
+
+type SharedLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 impl<K> Default for KeyedLocks<K> {
     fn default() -> Self {
