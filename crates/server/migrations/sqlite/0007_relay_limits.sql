@@ -8,4 +8,5 @@ CREATE INDEX blobs_by_expiry ON blobs (expires_at);
 CREATE INDEX blobs_by_uploader ON blobs (uploader);
 CREATE INDEX blobs_by_network ON blobs (network_id);
 ALTER TABLE retention_coverage ADD COLUMN last_at INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX blobs_by_conversation ON blobs (conversation_id)
+CREATE INDEX blobs_by_conversation ON blobs (conversation_id);
+CREATE TRIGGER envelopes_spent AFTER DELETE ON envelopes BEGIN INSERT INTO spent_messages (message_id, conversation_id, sender_device, seq, forget_at) VALUES (OLD.message_id, OLD.conversation_id, OLD.sender_device, OLD.seq, OLD.received_at + 2678700000) ON CONFLICT (message_id) DO NOTHING; END

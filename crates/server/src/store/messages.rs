@@ -62,12 +62,9 @@ pub enum StoreOutcome {
     IdConflict,
 }
 
-/// Remembers the ids of envelopes about to be swept, until no replay of
-/// them could pass the timestamp checks (received + replay window + skew).
-const SPEND: &str = "INSERT INTO spent_messages (message_id, conversation_id, sender_device, seq, forget_at) \
-     SELECT message_id, conversation_id, sender_device, seq, received_at + 2678700000 FROM envelopes";
-const SPEND_CONFLICT: &str = " ON CONFLICT (message_id) DO NOTHING";
-/// `received_at +` in [`SPEND`]: the replay window plus the allowed skew.
+/// Swept ids are remembered (by the `envelopes_spent` trigger) until no
+/// replay of them could pass the timestamp checks: received + the replay
+/// window + the allowed skew, the constant in migration 0007.
 const _SPENT_FOR_MS: () = assert!(
     strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS == 2_678_700_000
 );
@@ -140,32 +137,20 @@ impl Store {
         // Ids already stored: (conversation, sender, seq if stored before this group).
         type Owner = ([u8; 16], [u8; 16], Option<i64>);
         let mut known: HashMap<[u8; 16], Owner> = HashMap::new();
-        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT) {
+        // Ids stored, or delivered to everyone and swept (a replay of one is a
+        // duplicate, not a new message to queue again): one statement.
+        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT / 2) {
             let sql = format!(
-                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({})",
-                placeholders(self.backend, chunk.len(), 1, 0)
+                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({}) \
+                 UNION ALL SELECT message_id, conversation_id, sender_device, seq FROM spent_messages WHERE message_id IN ({})",
+                placeholders(self.backend, chunk.len(), 1, 0),
+                placeholders(self.backend, chunk.len(), 1, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(false);
-            for j in chunk {
-                q = q.bind(j.env.message_id.to_vec());
-            }
-            for row in q.fetch_all(&mut *tx.tx).await? {
-                let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
-                known.insert(id16(&row, "message_id")?, entry);
-            }
-        }
-        // Ids delivered to everyone and swept: a replay of one is a duplicate,
-        // not a new message to queue again.
-        let unknown: Vec<&[u8; 16]> =
-            jobs.iter().map(|j| &j.env.message_id).filter(|m| !known.contains_key(*m)).collect();
-        for chunk in unknown.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "SELECT message_id, conversation_id, sender_device, seq FROM spent_messages WHERE message_id IN ({})",
-                placeholders(self.backend, chunk.len(), 1, 0)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for m in chunk {
-                q = q.bind(m.to_vec());
+            for _ in 0..2 {
+                for j in chunk {
+                    q = q.bind(j.env.message_id.to_vec());
+                }
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
@@ -514,19 +499,17 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
-            for verb in [SPEND, "DELETE FROM envelopes"] {
-                let sql = format!(
-                    "{verb} WHERE message_id IN ({}) \
-                     AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id){}",
-                    placeholders(self.backend, chunk.len(), 1, 0),
-                    if verb == SPEND { SPEND_CONFLICT } else { "" }
-                );
-                let mut q = sqlx::query(&sql).persistent(false);
-                for m in chunk {
-                    q = q.bind(m.to_vec());
-                }
-                q.execute(&mut *tx.tx).await?;
+            // The `envelopes_spent` trigger (migration 0007) remembers each id.
+            let sql = format!(
+                "DELETE FROM envelopes WHERE message_id IN ({}) \
+                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)",
+                placeholders(self.backend, chunk.len(), 1, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for m in chunk {
+                q = q.bind(m.to_vec());
             }
+            q.execute(&mut *tx.tx).await?;
         }
         Ok(removed)
     }
@@ -549,9 +532,9 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        let unreferenced = "WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)";
-        sqlx::query(&format!("{SPEND} {unreferenced}{SPEND_CONFLICT}")).execute(&mut *tx.tx).await?;
-        sqlx::query(&format!("DELETE FROM envelopes {unreferenced}")).execute(&mut *tx.tx).await?;
+        sqlx::query("DELETE FROM envelopes WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)")
+            .execute(&mut *tx.tx)
+            .await?;
         sqlx::query(&self.sql("DELETE FROM spent_messages WHERE forget_at < $1"))
             .bind(now)
             .execute(&mut *tx.tx)

@@ -25,6 +25,29 @@ const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/postgres/0007_relay_limits.sql")),
 ];
 
+/// A migration's statements: each ends with `;` at the end of a line, so a
+/// trigger's body may hold `;` inside its line.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.trim_end().ends_with(';') {
+            let statement = current.trim().trim_end_matches(';').trim().to_owned();
+            if !statement.is_empty() {
+                out.push(statement);
+            }
+            current.clear();
+        }
+    }
+    let rest = current.trim().trim_end_matches(';').trim();
+    if !rest.is_empty() {
+        out.push(rest.to_owned());
+    }
+    out
+}
+
 pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
     let list = match store.backend {
         Backend::Sqlite => SQLITE,
@@ -46,8 +69,8 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
         if applied.contains(version) {
             continue;
         }
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::query(statement).execute(&mut *tx.tx).await?;
+        for statement in statements(sql) {
+            sqlx::query(&statement).execute(&mut *tx.tx).await?;
         }
         if *version == 6 {
             // Owners for the ids of a database from before ownership.
@@ -75,4 +98,26 @@ pub(super) async fn run(store: &Store) -> Result<(), StoreError> {
             .await?;
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn statements_end_at_line_ends_and_triggers_keep_their_bodies() {
+        let sql = "CREATE TABLE a (x INTEGER);\nCREATE INDEX i ON a (x);\nCREATE TRIGGER t AFTER DELETE ON a BEGIN INSERT INTO b VALUES (OLD.x); END;\nCREATE TABLE c (y INTEGER)\n";
+        assert_eq!(
+            statements(sql),
+            vec![
+                "CREATE TABLE a (x INTEGER)",
+                "CREATE INDEX i ON a (x)",
+                "CREATE TRIGGER t AFTER DELETE ON a BEGIN INSERT INTO b VALUES (OLD.x); END",
+                "CREATE TABLE c (y INTEGER)",
+            ]
+        );
+        for (_, file) in super::SQLITE.iter().chain(super::POSTGRES) {
+            assert!(statements(file).iter().all(|s| !s.is_empty()));
+        }
+    }
 }
