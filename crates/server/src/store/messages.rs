@@ -62,19 +62,11 @@ pub enum StoreOutcome {
     IdConflict,
 }
 
-/// Sweeps envelopes every queue has acknowledged (or dropped): their bytes
-/// go, their row stays (`swept`) for [`SPENT_FOR_MS`] after receipt, so the
-/// same bytes sent again are a duplicate rather than a new delivery.
-/// Keeping the row costs less than deleting it and writing a tombstone.
-const SWEEP: &str = "UPDATE envelopes SET swept = 1, prefix = substr(prefix, 1, 0), \
-     signature = substr(signature, 1, 0) WHERE swept = 0";
-
-/// The replay window plus the allowed clock skew: no replay older than this
-/// passes the relay's timestamp checks.
-const SPENT_FOR_MS: i64 = 2_678_700_000;
+/// Swept ids are remembered (by the `envelopes_spent` trigger) until no
+/// replay of them could pass the timestamp checks: received + the replay
+/// window + the allowed skew, the constant in migration 0007.
 const _SPENT_FOR_MS: () = assert!(
-    strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS
-        == SPENT_FOR_MS as u64
+    strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS == 2_678_700_000
 );
 
 impl Store {
@@ -145,16 +137,20 @@ impl Store {
         // Ids already stored: (conversation, sender, seq if stored before this group).
         type Owner = ([u8; 16], [u8; 16], Option<i64>);
         let mut known: HashMap<[u8; 16], Owner> = HashMap::new();
-        // Ids stored, also those delivered to everyone and swept (kept
-        // without their bytes for the replay window): a replay is a duplicate.
-        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT) {
+        // Ids stored, or delivered to everyone and swept (a replay of one is a
+        // duplicate, not a new message to queue again): one statement.
+        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT / 2) {
             let sql = format!(
-                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({})",
-                placeholders(self.backend, chunk.len(), 1, 0)
+                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({}) \
+                 UNION ALL SELECT message_id, conversation_id, sender_device, seq FROM spent_messages WHERE message_id IN ({})",
+                placeholders(self.backend, chunk.len(), 1, 0),
+                placeholders(self.backend, chunk.len(), 1, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(false);
-            for j in chunk {
-                q = q.bind(j.env.message_id.to_vec());
+            for _ in 0..2 {
+                for j in chunk {
+                    q = q.bind(j.env.message_id.to_vec());
+                }
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
@@ -503,8 +499,9 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+            // The `envelopes_spent` trigger (migration 0007) remembers each id.
             let sql = format!(
-                "{SWEEP} AND message_id IN ({}) \
+                "DELETE FROM envelopes WHERE message_id IN ({}) \
                  AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)",
                 placeholders(self.backend, chunk.len(), 1, 0)
             );
@@ -535,14 +532,11 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        sqlx::query(&format!(
-            "{SWEEP} AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)"
-        ))
-        .execute(&mut *tx.tx)
-        .await?;
-        // Swept ids are forgotten once no replay could pass the timestamp checks.
-        sqlx::query(&self.sql("DELETE FROM envelopes WHERE swept = 1 AND received_at < $1"))
-            .bind(now.saturating_sub(SPENT_FOR_MS))
+        sqlx::query("DELETE FROM envelopes WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)")
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(&self.sql("DELETE FROM spent_messages WHERE forget_at < $1"))
+            .bind(now)
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
@@ -567,7 +561,7 @@ impl Store {
 
     /// Number of stored envelopes.
     pub async fn envelope_count(&self) -> Result<u64, StoreError> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM envelopes WHERE swept = 0").fetch_one(&self.pool).await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM envelopes").fetch_one(&self.pool).await?;
         Ok(u64::try_from(int(&r, "n")?).unwrap_or(0))
     }
 }
