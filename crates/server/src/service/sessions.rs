@@ -47,7 +47,6 @@ pub async fn password_login(
     source: IpAddr,
 ) -> ApiResult<NewSession> {
     let wrong = || ApiError::unauthorized("wrong username or password");
-    let now = now_ms();
     // Every username, existing or not, is throttled the same way and by one
     // rule for the whole network: the answers and their timing never say
     // whether, or in which group, an account exists.
@@ -59,6 +58,7 @@ pub async fn password_login(
         true => Some(state.login_locks.lock((*network, username.to_owned(), from.clone())).await),
         false => None,
     };
+    let now = now_ms();
     if plausible {
         let wait = state.store.login_wait(network, username, &from, now).await?;
         if wait > 0 {
