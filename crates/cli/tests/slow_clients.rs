@@ -190,3 +190,60 @@ async fn websockets_count_against_the_per_source_cap() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(open().await.is_some(), "closing them gives the places back");
 }
+
+/// A client that stops reading a download does not hold its connection:
+/// once writes make no progress for `write_timeout_secs`, it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_nobody_reads_is_let_go() {
+    let dir = temp_dir("slow-read");
+    let config = dir.join("limits.toml");
+    std::fs::write(&config, "[limits]\nwrite_timeout_secs = 2\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let (network, invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &invite, "alice").await;
+    let alice = Device::enrol(&server.url, network, "alice", None, &[], 1).await;
+    register(&server.url, &alice.invite(false).await, "bob").await;
+    let bob = Device::enrol(&server.url, network, "bob", None, &[], 1).await;
+    let direct = alice.create_conversation("direct", &[bob.user]).await;
+    let size = 48 * 1024 * 1024;
+    let bytes = vec![9u8; size];
+    let sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let r = alice
+        .http
+        .post(format!("{}/v1/blobs?conversation={}&sha256={sha}", alice.url, direct.id))
+        .bearer_auth(&alice.token)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let blob: serde_json::Value = r.json().await.unwrap();
+    let id = blob["blob_id"].as_str().unwrap().to_owned();
+
+    let addr: SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("GET /v1/blobs/{id} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n", bob.token)
+            .as_bytes(),
+    )
+    .unwrap();
+    // Read nothing while the server's writes stall, well past the timeout.
+    std::thread::sleep(Duration::from_secs(5));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < size,
+        "the whole {size}-byte download arrived ({got}); the stalled connection should have been closed"
+    );
+}

@@ -109,6 +109,9 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// The slowest pace a long request body may keep, bytes per second.
     pub body_min_bytes_per_sec: u64,
+    /// A write to a client (a download, a push) that makes no progress for
+    /// this many seconds ends the connection.
+    pub write_timeout_secs: u64,
     /// Open connections per source address (IPv6: per /64).
     pub max_connections_per_ip: u32,
     /// Open connections in all; 0 means the open-file limit less 128.
@@ -158,6 +161,7 @@ impl Default for Limits {
             header_timeout_secs: 20,
             body_timeout_secs: 30,
             body_min_bytes_per_sec: 1024,
+            write_timeout_secs: 60,
             max_connections_per_ip: 128,
             max_connections: 0,
         }

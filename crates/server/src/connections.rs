@@ -8,6 +8,9 @@
 //!   one second per `body_min_bytes_per_sec` bytes received (the
 //!   `mod_reqtimeout` rule), so a 4 GiB upload on a slow link completes and a
 //!   byte every few seconds does not.
+//! - A response (or WebSocket push) whose writes make no progress for
+//!   `write_timeout_secs` ends the connection: a client that stops reading
+//!   a download holds nothing for long.
 //! - At most `max_connections_per_ip` connections per source address (IPv6
 //!   grouped by /64; configured trusted proxies are exempt) and
 //!   `max_connections` in all, which defaults to the process's open-file limit
@@ -50,10 +53,37 @@ pub struct Peer {
 }
 
 /// A socket that holds its connection's place for as long as it is open,
-/// also after a WebSocket upgrade hands it out of the HTTP connection.
+/// also after a WebSocket upgrade hands it out of the HTTP connection, and
+/// fails a write that makes no progress for `write_timeout` (a client that
+/// stops reading a download, or a dead WebSocket peer, lets it go).
 struct Counted {
     io: tokio::net::TcpStream,
     _place: Admitted,
+    write_timeout: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    /// Turns a pending write into an error once it has waited too long.
+    fn pace<T>(&mut self, cx: &mut Context<'_>, polled: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Counted {
@@ -68,10 +98,12 @@ impl tokio::io::AsyncRead for Counted {
 
 impl tokio::io::AsyncWrite for Counted {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.pace(cx, polled)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.pace(cx, polled)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
@@ -81,7 +113,8 @@ impl tokio::io::AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.pace(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
@@ -189,6 +222,7 @@ pub(crate) async fn serve(
         base: Duration::from_secs(limits.body_timeout_secs.max(1)),
         bytes_per_sec: limits.body_min_bytes_per_sec.max(1),
     };
+    let write_timeout = Duration::from_secs(limits.write_timeout_secs.max(1));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Every connection task holds a sender: when all are gone, all are done.
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -223,7 +257,7 @@ pub(crate) async fn serve(
             let peer = Peer { addr: peer, trusted_proxy: gate_.trusted.contains(peer.ip()) };
             handle(app.clone(), client, peer, pace, req)
         });
-        let io = Counted { io: stream, _place: admitted };
+        let io = Counted { io: stream, _place: admitted, write_timeout, stalled: None };
         let conn = http.serve_connection(TokioIo::new(io), service).with_upgrades();
         let mut stop = stop_rx.clone();
         let alive = alive_tx.clone();
