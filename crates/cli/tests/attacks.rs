@@ -655,10 +655,6 @@ async fn upload(device: &Device, conversation: &str, len: usize, expires_in: Opt
     (status, body["error"].as_str().or(body["blob_id"].as_str()).unwrap_or_default().to_owned())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Files had no quota and were never deleted. Now each account and network
 /// has a quota, and files are removed once expired (here after 1 s, as the
 /// uploader asked), giving their room back.

@@ -29,10 +29,6 @@ async fn metric(server: &ServerProc, name: &str) -> u64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_archives_everything_and_proves_it() {
     let dir = temp_dir("retention");

@@ -207,11 +207,7 @@ async fn a_download_nobody_reads_is_let_go() {
     let direct = alice.create_conversation("direct", &[bob.user]).await;
     let size = 48 * 1024 * 1024;
     let bytes = vec![9u8; size];
-    let sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = sha256_hex(&bytes);
     let r = alice
         .http
         .post(format!("{}/v1/blobs?conversation={}&sha256={sha}", alice.url, direct.id))

@@ -34,6 +34,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// SHA-256 in hex (the relay's blob upload names the body's hash).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }

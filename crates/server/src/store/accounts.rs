@@ -28,10 +28,6 @@ pub struct UserRow {
     pub password_hash: String,
     /// Administrator.
     pub admin: bool,
-    /// Failed logins since the last success.
-    pub failed_logins: i64,
-    /// Locked until (ms).
-    pub locked_until: i64,
 }
 
 /// An authenticated session.
@@ -111,9 +107,9 @@ impl Store {
         let network = id16(&invite, "network_id")?;
         let admin = int(&invite, "admin")?;
         if let Some(existing) = invite.try_get::<Option<Vec<u8>>, _>("user_id")? {
-            let n = sqlx::query(&self.sql(
-                "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0 WHERE id = $2 AND username = $3 AND deleted = 0",
-            ))
+            let n = sqlx::query(
+                &self.sql("UPDATE users SET password_hash = $1 WHERE id = $2 AND username = $3 AND deleted = 0"),
+            )
             .bind(password_hash.to_owned())
             .bind(existing.clone())
             .bind(username.to_owned())
@@ -151,9 +147,9 @@ impl Store {
 
     /// Looks a user up by network and name.
     pub async fn user_by_name(&self, network: &[u8; 16], username: &str) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(&self.sql(
-            "SELECT id, network_id, password_hash, admin, failed_logins, locked_until FROM users WHERE network_id = $1 AND username = $2",
-        ))
+        let row = sqlx::query(
+            &self.sql("SELECT id, network_id, password_hash, admin FROM users WHERE network_id = $1 AND username = $2"),
+        )
         .bind(network.to_vec())
         .bind(username.to_owned())
         .fetch_optional(&self.pool)
@@ -164,16 +160,15 @@ impl Store {
                 network_id: id16(&r, "network_id")?,
                 password_hash: r.try_get("password_hash")?,
                 admin: int(&r, "admin")? != 0,
-                failed_logins: int(&r, "failed_logins")?,
-                locked_until: int(&r, "locked_until")?,
             })
         })
         .transpose()
     }
 
     /// After a successful password check: claims the device id for the
-    /// account (see `devices.rs`) and, if it may be used, clears the failure
-    /// count and creates the session, in one transaction.
+    /// account (see `devices.rs`) and, if it may be used, creates the
+    /// session, in one transaction. (Failed logins are counted in
+    /// `login_throttle.rs`; the users table's old lockout columns are unused.)
     pub async fn login_succeeded(
         &self,
         token_hash: &[u8; 32],
@@ -189,10 +184,6 @@ impl Store {
         if !claim.allowed() {
             return Ok(claim);
         }
-        sqlx::query(&self.sql("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1"))
-            .bind(user.to_vec())
-            .execute(&mut *tx.tx)
-            .await?;
         sqlx::query(&self.sql(
             "INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         ))

@@ -340,13 +340,11 @@ impl Store {
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
-        sqlx::query(
-            &self.sql("UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0 WHERE id = $2"),
-        )
-        .bind(password_hash.to_owned())
-        .bind(user.to_vec())
-        .execute(&mut *tx.tx)
-        .await?;
+        sqlx::query(&self.sql("UPDATE users SET password_hash = $1 WHERE id = $2"))
+            .bind(password_hash.to_owned())
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
