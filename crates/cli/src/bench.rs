@@ -185,6 +185,7 @@ async fn make_user(
             signing_key: s.device_key.verifying_key(),
             created_at: now_ms(),
             revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "bench".into(),
         })
         .collect();
@@ -224,19 +225,16 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
         let keys: UserKeys = s.get(&format!("/v1/keys/{}", m.user_id)).await?;
         let user = UserId::parse_hex(&m.user_id).context("member")?;
         let list = DeviceList::decode(&keys.device_list.0)?
-            .verify(&DeviceListExpectation {
-                network_id: network,
-                user_id: user,
-                pinned_identity: None,
-                min_version: None,
-            })
+            .verify(&DeviceListExpectation { network_id: network, user_id: user, pinned_identity: None, seen: None })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         devices.extend(list.active_devices().filter(|d| d.device_id() != s.device));
     }
     let mut out = Vec::new();
     for chunk in devices.chunks(500) {
-        let claim =
-            ClaimPreKeys { devices: chunk.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect() };
+        let claim = ClaimPreKeys {
+            devices: chunk.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
+            medium_term: vec![],
+        };
         let claimed: ClaimedPreKeys = s.post("/v1/keys/claim", &claim).await?;
         for (d, pk) in chunk.iter().zip(claimed.prekeys) {
             let v = SignedPreKey::decode(&pk.0)?.verify(d, now_ms()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -359,11 +357,13 @@ fn seal_one(
         signing_key: &s.device_key,
     };
     let meta = MessageMeta {
+        host_network_id: network,
         conversation_id: conversation,
         message_id: MessageId::random(&mut OsRng),
         timestamp: now_ms(),
         ttl_secs: 0,
         burn_on_read_secs: 0,
+        membership: Default::default(),
     };
     let env = seal(&sender, &meta, &Content::Text(text.to_owned()), recips, &mut OsRng).ok()?;
     Some((meta.message_id.to_string(), env.encode()))

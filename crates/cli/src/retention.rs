@@ -212,7 +212,8 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     .await?;
             let public: [u8; 32] =
                 info.network_public.0.as_slice().try_into().map_err(|_| anyhow::anyhow!("malformed network key"))?;
-            let key = VerifyingKey::from_bytes(public);
+            let key = VerifyingKey::from_bytes(public)
+                .map_err(|e| anyhow::anyhow!("the server sent an unusable network key: {e}"))?;
             let got = NetworkFingerprint::of(&key).to_string();
             if !bool::from(subtle::ConstantTimeEq::ct_eq(
                 got.replace(' ', "").as_bytes(),

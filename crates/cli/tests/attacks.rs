@@ -102,6 +102,7 @@ fn entry(d: &Device, revoked: bool) -> DeviceEntry {
         signing_key: d.device_key.verifying_key(),
         created_at: 0,
         revoked,
+        versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
         name: "x".into(),
     }
 }
@@ -400,11 +401,14 @@ async fn unsuspending_does_not_revive_old_sessions() {
 async fn a_claim_cannot_name_a_device_twice() {
     let w = World::new("abuse-claim").await;
     let pair = format!("{}:{}", w.bob.user, w.bob.device);
-    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone(); 20] }).await;
+    let r = w
+        .carol
+        .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone(); 20], medium_term: vec![] })
+        .await;
     assert_eq!(code(r).await, (StatusCode::BAD_REQUEST, "duplicate_device".into()));
     let keys: UserKeys = w.alice.get(&format!("/v1/keys/{}", w.bob.user)).await.json().await.unwrap();
     assert_eq!(keys.one_time_remaining[0].count, 20, "nothing was taken");
-    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair] }).await;
+    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair], medium_term: vec![] }).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -700,7 +704,9 @@ async fn pre_keys_cannot_be_drained_and_the_owner_is_told() {
     let mut kinds = Vec::new();
     for claimer in [&w.carol, &w.alice] {
         for _ in 0..8 {
-            let r = claimer.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()] }).await;
+            let r = claimer
+                .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()], medium_term: vec![] })
+                .await;
             assert_eq!(r.status(), StatusCode::OK);
             let claimed: ClaimedPreKeys = r.json().await.unwrap();
             let key = SignedPreKey::decode(&claimed.prekeys[0].0).unwrap();
@@ -754,7 +760,8 @@ async fn a_watching_device_tops_up_when_told() {
     let before = left().await;
     let pair = format!("{bob_user}:{bob_device}");
     for _ in 0..before - 10 {
-        let r = carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()] }).await;
+        let r =
+            carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()], medium_term: vec![] }).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -764,4 +771,67 @@ async fn a_watching_device_tops_up_when_told() {
     assert!(left().await > 10, "the watching device uploaded more one-time pre-keys");
     watching.await.unwrap();
     let _ = alice.sync().await;
+}
+
+/// Until federation, an envelope names only its sender's network: as the
+/// sender's network, as the conversation's host, and in every wrap (protocol
+/// v2 scopes every id by network). Each other case is refused as
+/// `wrong_network`, and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_naming_another_network_is_refused() {
+    use strongroom_crypto::envelope::{MembershipCommitment, MessageMeta, Recipient};
+    use strongroom_crypto::keys::AgreementSecret;
+    let mut w = World::new("attack-networks").await;
+    let direct = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&direct.id).await;
+    let text = Content::Text("scoped".into());
+    let elsewhere = NetworkId::from_bytes([0x5e; 16]);
+    let meta = |host: NetworkId| MessageMeta {
+        host_network_id: host,
+        conversation_id: ConversationId::parse_hex(&direct.id).unwrap(),
+        message_id: MessageId::random(&mut rand_core::OsRng),
+        timestamp: now_ms(),
+        ttl_secs: 0,
+        burn_on_read_secs: 0,
+        membership: MembershipCommitment::default(),
+    };
+    let wrong = (StatusCode::FORBIDDEN, "wrong_network".to_string());
+    let env = w.alice.seal_as(w.alice.network, &meta(elsewhere), &text, &recipients);
+    assert_eq!(code(w.alice.post_envelope(env.encode()).await).await, wrong, "hosted elsewhere");
+    let env = w.alice.seal_as(elsewhere, &meta(w.alice.network), &text, &recipients);
+    assert_eq!(code(w.alice.post_envelope(env.encode()).await).await, wrong, "sent from elsewhere");
+    // Bob's very user and device ids, but in another network: another device.
+    let entry = DeviceEntry {
+        device_id: w.bob.device,
+        signing_key: w.bob.device_key.verifying_key(),
+        created_at: 0,
+        revoked: false,
+        versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+        name: "look-alike".into(),
+    };
+    let list = DeviceList::sign(&w.bob.identity, elsewhere, w.bob.user, 1, 0, vec![entry])
+        .unwrap()
+        .verify(&DeviceListExpectation {
+            network_id: elsewhere,
+            user_id: w.bob.user,
+            pinned_identity: None,
+            seen: None,
+        })
+        .unwrap();
+    let x = AgreementSecret::generate(&mut rand_core::OsRng);
+    let key_ref = PreKeyRef { kind: PreKeyKind::MediumTerm, id: 1 };
+    let pk =
+        SignedPreKey::sign(&w.bob.device_key, elsewhere, w.bob.user, w.bob.device, key_ref, x.public(), 0, u64::MAX)
+            .unwrap()
+            .verify(&list.device(w.bob.device).unwrap(), now_ms())
+            .unwrap();
+    let mut look_alike: Vec<Recipient> = recipients.iter().filter(|r| r.address().1 != w.bob.user).cloned().collect();
+    look_alike.push(Recipient::from(&pk));
+    let env = w.alice.seal_as(w.alice.network, &meta(w.alice.network), &text, &look_alike);
+    assert_eq!(code(w.alice.post_envelope(env.encode()).await).await, wrong, "a wrap in another network");
+    assert!(w.bob.receive_all().await.is_empty(), "nothing was queued");
+    // The same message addressed properly goes through.
+    let env = w.alice.seal_as(w.alice.network, &meta(w.alice.network), &text, &recipients);
+    assert_eq!(w.alice.post_envelope(env.encode()).await.status(), StatusCode::OK);
+    assert_eq!(w.bob.receive_all().await.len(), 1);
 }

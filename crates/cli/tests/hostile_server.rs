@@ -91,6 +91,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 signing_key: SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
                 created_at: 0,
                 revoked: false,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
                 name: "server-added".into(),
             });
             // Kept in canonical order, so only the signature can give it away.
@@ -113,6 +114,8 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                         signing_key: SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
                         agreement_key: AgreementSecret::generate(&mut rand_core::OsRng).public(),
                         agreement_key_id: 1,
+                        versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+                        state: strongroom_crypto::certs::RetentionState::Active,
                         name: "server's own archive".into(),
                     });
                     policy.retention.sort_by_key(|d| d.device_id);
@@ -228,7 +231,7 @@ async fn every_tampering_is_refused_visibly() {
     let network = alice.network_id().to_string();
     let public = reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap();
     let info: strongroom_wire::NetworkInfo = public.json().await.unwrap();
-    let key = strongroom_crypto::keys::VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap());
+    let key = strongroom_crypto::keys::VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap()).unwrap();
     let fp = strongroom_crypto::certs::NetworkFingerprint::of(&key).to_string();
     run_cli(&[
         "retention",

@@ -164,7 +164,7 @@ async fn concurrent_prekey_claims_never_share_a_one_time_key() {
                 let r = http
                     .post(format!("{url}/v1/keys/claim"))
                     .bearer_auth(token)
-                    .json(&ClaimPreKeys { devices: vec![t] })
+                    .json(&ClaimPreKeys { devices: vec![t], medium_term: vec![] })
                     .send()
                     .await
                     .unwrap();
@@ -261,7 +261,10 @@ async fn networks_are_isolated() {
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = mallory
-        .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![format!("{}:{}", w.bob.user, w.bob.device)] })
+        .post_json(
+            "/v1/keys/claim",
+            &ClaimPreKeys { devices: vec![format!("{}:{}", w.bob.user, w.bob.device)], medium_term: vec![] },
+        )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // An envelope aimed at network A's conversation from network B.
@@ -314,11 +317,11 @@ async fn bad_input_gets_precise_errors() {
     assert_eq!(w.carol.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::FORBIDDEN);
     // 409 recipient mismatch: Bob's device missing, Carol's extra; the body lists both.
     let mut recipients = w.alice.recipients(&conv.id).await;
-    let bob_addr = (w.bob.user, w.bob.device);
+    let bob_addr = (w.bob.network, w.bob.user, w.bob.device);
     recipients.retain(|r| r.address() != bob_addr);
     let carol_conv = w.carol.create_conversation("direct", &[w.alice.user]).await;
     let carol_recipients = w.alice.recipients(&carol_conv.id).await;
-    recipients.extend(carol_recipients.into_iter().filter(|r| r.address().0 == w.carol.user));
+    recipients.extend(carol_recipients.into_iter().filter(|r| r.address().1 == w.carol.user));
     let env = w.alice.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
     let r = w.alice.post_envelope(env.encode()).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);

@@ -115,3 +115,22 @@ async fn burn_on_read_starts_at_first_display_and_defaults_apply() {
     let left: Vec<Content> = bob.messages(Some(conv)).await.unwrap().into_iter().map(|m| m.content).collect();
     assert!(!left.contains(&Content::Text("short-lived by default".into())), "{left:?}");
 }
+
+/// A sender uses a one-time pre-key of a device only for its first message
+/// to it (and again once per medium-term period); between, the device's
+/// signed medium-term key. So a chatty sender cannot empty a device's
+/// one-time pool, and the forward-secrecy granularity is the one
+/// THREAT_MODEL.md states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_prekeys_are_used_once_per_medium_term_period() {
+    let dir = temp_dir("one-time-use");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    let before = bob.prekey_counts().1;
+    for i in 0..3 {
+        alice.send(conv, &Content::Text(format!("message {i}")), 0).await.unwrap();
+    }
+    assert_eq!(bob.sync().await.unwrap().received.len(), 3);
+    assert_eq!(bob.prekey_counts().1, before - 1, "only the first message used (and deleted) a one-time key");
+}

@@ -25,8 +25,11 @@ const LOW_WATER: u64 = 20;
 /// A new medium-term pre-key is made when the newest is this old (7 days).
 pub const ROTATE_AFTER_MS: u64 = 7 * 86_400_000;
 /// Older medium-term private keys are deleted this long after a newer one
-/// replaced them (14 days): long enough for messages in flight to arrive.
-pub const GRACE_MS: u64 = 14 * 86_400_000;
+/// replaced them (31 days): the relay keeps undelivered messages 30 days, plus
+/// a day of clock skew, so a device that was offline still opens what was
+/// sealed to the old key (PROTOCOL.md §3.1). Forward secrecy for a message
+/// sealed to a medium-term key begins when this deletes it.
+pub const GRACE_MS: u64 = 31 * 86_400_000;
 /// Argon2id memory for the profile key (64 MiB).
 pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
 
@@ -125,7 +128,10 @@ impl Client {
             .as_slice()
             .try_into()
             .map_err(|_| ClientError::Trust("the server sent a malformed network key".into()))?;
-        let fingerprint = NetworkFingerprint::of(&VerifyingKey::from_bytes(public));
+        let key = VerifyingKey::from_bytes(public).map_err(|e| {
+            ClientError::Trust(format!("the server sent an unusable network key ({e}); do not use this server"))
+        })?;
+        let fingerprint = NetworkFingerprint::of(&key);
         if !bool::from(fingerprint.as_bytes().ct_eq(&invite.network_fingerprint)) {
             return Err(ClientError::Trust(
                 "the server's network key does not match the fingerprint in your invite: do not use this server; tell your administrator".into(),
@@ -157,6 +163,8 @@ impl Client {
             device_list_version: 0,
             policy: None,
             pins: Default::default(),
+            one_time_used: Default::default(),
+            lists_seen: Default::default(),
         };
         let mut client = Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into() };
         client.publish_device_list().await?;
@@ -242,7 +250,7 @@ impl Client {
             .map_err(|_| ClientError::Corrupt("device key"))
     }
     fn network_key(&self) -> Result<VerifyingKey, ClientError> {
-        Ok(VerifyingKey::from_bytes(unhex(&self.state.network_public)?))
+        VerifyingKey::from_bytes(unhex(&self.state.network_public)?).map_err(|_| ClientError::Corrupt("network key"))
     }
 
     async fn publish_device_list(&mut self) -> Result<(), ClientError> {
@@ -252,6 +260,7 @@ impl Client {
             signing_key: device_key.verifying_key(),
             created_at: now_ms(),
             revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "cli".into(),
         };
         self.state.device_list_version += 1;
@@ -388,18 +397,35 @@ impl Client {
         let revoked: Vec<DeviceId> = keys.revoked_devices.iter().filter_map(|d| DeviceId::parse_hex(d)).collect();
         let list = DeviceList::decode(&keys.device_list.0)
             .map_err(|e| ClientError::Trust(format!("device list of {user}: {e}")))?;
-        let pinned =
-            self.state.pins.get(&user.to_string()).map(|k| unhex(k)).transpose()?.map(VerifyingKey::from_bytes);
+        let pinned = self
+            .state
+            .pins
+            .get(&user.to_string())
+            .map(|k| unhex(k))
+            .transpose()?
+            .map(VerifyingKey::from_bytes)
+            .transpose()
+            .map_err(|_| ClientError::Corrupt("pinned identity key"))?;
+        let seen = match self.state.lists_seen.get(&user.to_string()) {
+            Some((version, digest)) => Some((*version, unhex(digest)?)),
+            None => None,
+        };
         let verified = list
             .verify(&DeviceListExpectation {
                 network_id: self.network_id(),
                 user_id: user,
                 pinned_identity: pinned,
-                min_version: None,
+                seen,
             })
             .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
+        let newer = seen.is_none_or(|(version, _)| list.version > version);
+        if newer {
+            self.state.lists_seen.insert(user.to_string(), (list.version, hex(&list.digest())));
+        }
         if pinned.is_none() {
             self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
+        }
+        if newer || pinned.is_none() {
             self.save().await?;
         }
         Ok((verified, revoked))
@@ -419,7 +445,8 @@ impl Client {
         let user = self.find_user(username).await?;
         let theirs = self.device_list(user).await?.identity_key();
         let mine = self.identity()?.verifying_key();
-        Ok(strongroom_crypto::safety_number::SafetyNumber::new((&self.user_id(), &mine), (&user, &theirs)))
+        let net = self.network_id();
+        Ok(strongroom_crypto::safety_number::SafetyNumber::new((&net, &self.user_id(), &mine), (&net, &user, &theirs)))
     }
 
     /// Accepts `username`'s current identity key after it changed (do this
@@ -427,6 +454,8 @@ impl Client {
     pub async fn accept_identity(&mut self, username: &str) -> Result<(), ClientError> {
         let user = self.find_user(username).await?;
         self.state.pins.remove(&user.to_string());
+        // A new identity key starts its own list versions.
+        self.state.lists_seen.remove(&user.to_string());
         self.device_list(user).await?;
         Ok(())
     }
@@ -568,17 +597,37 @@ impl Client {
         }
         let mut recipients = Vec::with_capacity(devices.len() + 1);
         if !devices.is_empty() {
-            let claim = ClaimPreKeys {
-                devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
-            };
+            // A one-time pre-key for the first message to a device, then once
+            // per medium-term period; the medium-term key in between
+            // (PROTOCOL.md §3.1, THREAT_MODEL.md "Forward secrecy").
+            let now = now_ms();
+            let pairs: Vec<String> = devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect();
+            let medium_term = pairs
+                .iter()
+                .filter(|p| {
+                    self.state.one_time_used.get(*p).is_some_and(|at| now.saturating_sub(*at) < ROTATE_AFTER_MS)
+                })
+                .cloned()
+                .collect();
+            let claim = ClaimPreKeys { devices: pairs.clone(), medium_term };
             let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
-            for (d, pk) in devices.iter().zip(claimed.prekeys) {
+            let mut used_one_time = false;
+            for ((d, pair), pk) in devices.iter().zip(pairs).zip(claimed.prekeys) {
                 let signed = SignedPreKey::decode(&pk.0)
                     .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
                 let verified = signed
-                    .verify(d, now_ms())
+                    .verify(d, now)
                     .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
+                if verified.key_ref().kind == PreKeyKind::OneTime {
+                    self.state.one_time_used.insert(pair, now);
+                    used_one_time = true;
+                }
                 recipients.push(Recipient::from(&verified));
+            }
+            if used_one_time {
+                let horizon = now.saturating_sub(ROTATE_AFTER_MS);
+                self.state.one_time_used.retain(|_, at| *at >= horizon);
+                self.save().await?;
             }
         }
         let policy = self.policy().await?;
@@ -707,11 +756,13 @@ impl Client {
                 signing_key: &device_key,
             };
             let meta = MessageMeta {
+                host_network_id: self.network_id(),
                 conversation_id: conversation,
                 message_id: MessageId::random(&mut OsRng),
                 timestamp: now_ms(),
                 ttl_secs,
                 burn_on_read_secs: bor_secs,
+                membership: MembershipCommitment::default(),
             };
             let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
                 .map_err(|e| ClientError::Usage(e.to_string()))?;

@@ -7,7 +7,7 @@ use rand_core::OsRng;
 use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
 use strongroom_crypto::keys::{AgreementSecret, SigningKey};
-use strongroom_crypto::link::{open_identity, seal_identity, LinkCode};
+use strongroom_crypto::link::{open_identity, seal_identity, LinkCode, LinkTarget};
 use strongroom_wire::{LinkApproval, LinkRequest, B64};
 
 use crate::api::Api;
@@ -89,20 +89,23 @@ impl Client {
         let found = pending.iter().find_map(|r| {
             let device = DeviceId::parse_hex(&r.device_id)?;
             let signing =
-                strongroom_crypto::keys::VerifyingKey::from_bytes(r.signing_key.0.as_slice().try_into().ok()?);
-            let link = strongroom_crypto::keys::AgreementPublic::from_bytes(r.link_key.0.as_slice().try_into().ok()?);
-            LinkCode::of(&device, &signing, &link).matches(&wanted).then_some((device, signing, link))
+                strongroom_crypto::keys::VerifyingKey::from_bytes(r.signing_key.0.as_slice().try_into().ok()?).ok()?;
+            let link =
+                strongroom_crypto::keys::AgreementPublic::from_bytes(r.link_key.0.as_slice().try_into().ok()?).ok()?;
+            let target = LinkTarget { network_id: self.network_id(), user_id: self.user_id(), device_id: device };
+            LinkCode::of(&target, &signing, &link).matches(&wanted).then_some((target, signing, link))
         });
-        let (device, signing, link) = found.ok_or_else(|| {
+        let (target, signing, link) = found.ok_or_else(|| {
             ClientError::Usage("no device waiting to be linked shows that code; check it and try again".into())
         })?;
         let own = self.device_list(self.user_id()).await?;
         let mut entries = own.list().devices.clone();
         entries.push(DeviceEntry {
-            device_id: device,
+            device_id: target.device_id,
             signing_key: signing,
             created_at: now_ms(),
             revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "linked".into(),
         });
         let version = own.list().version + 1;
@@ -111,15 +114,15 @@ impl Client {
             .map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
         self.set_device_list_version(version).await?;
-        let sealed = seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &device, &link, &mut OsRng)
+        let sealed = seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &target, &link, &mut OsRng)
             .map_err(|e| ClientError::Trust(e.to_string()))?;
         self.api()
             .post_empty(
                 "/v1/devices/link/approve",
-                &LinkApproval { device_id: device.to_string(), sealed_identity: B64(sealed) },
+                &LinkApproval { device_id: target.device_id.to_string(), sealed_identity: B64(sealed) },
             )
             .await?;
-        Ok(device)
+        Ok(target.device_id)
     }
 }
 
@@ -147,9 +150,13 @@ impl Client {
 }
 
 impl PendingLink {
+    fn target(&self) -> LinkTarget {
+        LinkTarget { network_id: self.network, user_id: self.user, device_id: self.device }
+    }
+
     /// The code to compare on the approving device.
     pub fn code(&self) -> LinkCode {
-        LinkCode::of(&self.device, &self.device_key.verifying_key(), &self.link.public())
+        LinkCode::of(&self.target(), &self.device_key.verifying_key(), &self.link.public())
     }
 
     /// Waits for approval (polling), then takes the identity key, checks the
@@ -168,7 +175,7 @@ impl PendingLink {
                 Err(e) => return Err(e),
             }
         };
-        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.device, &self.link)
+        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.target(), &self.link)
             .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
         let identity = SigningKey::from_seed(seed).map_err(|_| ClientError::Corrupt("identity key"))?;
         let keys: strongroom_wire::UserKeys = self.api.get(&format!("/v1/keys/{}", self.user)).await?;
@@ -178,7 +185,7 @@ impl PendingLink {
                 network_id: self.network,
                 user_id: self.user,
                 pinned_identity: Some(identity.verifying_key()),
-                min_version: None,
+                seen: None,
             })
             .map_err(|e| {
                 ClientError::Trust(format!("the device list does not match the identity key received: {e}"))
@@ -207,6 +214,8 @@ impl PendingLink {
             device_list_version: list.version,
             policy: None,
             pins,
+            one_time_used: Default::default(),
+            lists_seen: Default::default(),
         };
         let mut api = Api::new(&state.server_url, Some(self.token));
         api.set_token(state.token.clone());

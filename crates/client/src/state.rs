@@ -28,6 +28,16 @@ pub(crate) struct ProfileState {
     pub policy: Option<(u64, String)>,
     /// Pinned identity keys by user id (hex → hex).
     pub pins: BTreeMap<String, String>,
+    /// When this device last sealed to a one-time pre-key of each device
+    /// (`user:device` hex → ms): within a medium-term period it asks only for
+    /// the medium-term key (PROTOCOL.md §3.1).
+    #[serde(default)]
+    pub one_time_used: BTreeMap<String, u64>,
+    /// Highest device-list version seen per user and that list's SHA-256
+    /// (user hex → (version, digest hex)): an older list is a rollback, a
+    /// different one under the same version a relay showing two views.
+    #[serde(default)]
+    pub lists_seen: BTreeMap<String, (u64, String)>,
 }
 
 impl Drop for ProfileState {

@@ -81,7 +81,7 @@ fn open_benches(c: &mut Criterion) {
         let env =
             seal(&w.sender(0, 0), &w.meta(), &kib_text(), &w.recipients(&users), &mut ChaCha20Rng::seed_from_u64(2))
                 .unwrap();
-        let wire = env.for_device(w.users[1].id, w.users[1].devices[0].id).unwrap().encode();
+        let wire = env.for_device(w.net, w.users[1].id, w.users[1].devices[0].id).unwrap().encode();
         let (me, keys, list) = (w.me(1, 0), &w.users[1].devices[0].prekeys, w.verified_list(0));
         g.bench_function(format!("decode_and_open/1KiB_of_{n}_recipients"), |b| {
             b.iter_batched(

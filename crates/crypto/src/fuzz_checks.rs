@@ -58,3 +58,19 @@ pub fn attachment_stream(data: &[u8]) {
     let key = SecretBytes::new([0x11; 32]);
     let _ = attachment::decrypt(&key, data, std::io::sink());
 }
+
+/// Sealed identities (device linking): arbitrary bytes under a fixed link
+/// key are refused with an error, never a panic.
+pub fn link(data: &[u8]) {
+    use crate::ids::{DeviceId, NetworkId, UserId};
+    use crate::keys::AgreementSecret;
+    use crate::link::{open_identity, LinkTarget};
+    let target = LinkTarget {
+        network_id: NetworkId::from_bytes([1; 16]),
+        user_id: UserId::from_bytes([2; 16]),
+        device_id: DeviceId::from_bytes([3; 16]),
+    };
+    if let Ok(secret) = AgreementSecret::from_bytes(SecretBytes::new([0x22; 32])) {
+        let _ = open_identity(data, &target, &secret);
+    }
+}

@@ -20,9 +20,9 @@
 //! let bob_device = DeviceId::random(&mut OsRng);
 //! let bob_device_key = SigningKey::generate(&mut OsRng);
 //! let entry = DeviceEntry { device_id: bob_device, signing_key: bob_device_key.verifying_key(),
-//!     created_at: 0, revoked: false, name: "phone".into() };
+//!     created_at: 0, revoked: false, versions: strongroom_crypto::suite::SUPPORTED_VERSIONS, name: "phone".into() };
 //! let list = DeviceList::sign(&bob_identity, net, bob, 1, 0, vec![entry]).unwrap();
-//! let expect = DeviceListExpectation { network_id: net, user_id: bob, pinned_identity: None, min_version: None };
+//! let expect = DeviceListExpectation { network_id: net, user_id: bob, pinned_identity: None, seen: None };
 //! let bob_list = list.verify(&expect).unwrap();
 //! let prekey_secret = AgreementSecret::generate(&mut OsRng);
 //! let key_ref = PreKeyRef { kind: PreKeyKind::MediumTerm, id: 1 };
@@ -33,12 +33,13 @@
 //! // Bob sends himself a note (he is both sender and recipient here).
 //! let sender = Sender { network_id: net, user_id: bob, identity_key: bob_identity.verifying_key(),
 //!     device_id: bob_device, signing_key: &bob_device_key };
-//! let meta = MessageMeta { conversation_id: ConversationId::random(&mut OsRng),
-//!     message_id: MessageId::random(&mut OsRng), timestamp: 1_000, ttl_secs: 0, burn_on_read_secs: 0 };
+//! let meta = MessageMeta { host_network_id: net, conversation_id: ConversationId::random(&mut OsRng),
+//!     message_id: MessageId::random(&mut OsRng), timestamp: 1_000, ttl_secs: 0, burn_on_read_secs: 0,
+//!     membership: MembershipCommitment::default() };
 //! let env = seal(&sender, &meta, &Content::Text("hi".into()), &[Recipient::from(&verified)], &mut OsRng).unwrap();
 //!
 //! let me = RecipientDevice { network_id: net, user_id: bob, identity_key: bob_identity.verifying_key(), device_id: bob_device };
-//! let wire = env.for_device(bob, bob_device).unwrap().encode();
+//! let wire = env.for_device(net, bob, bob_device).unwrap().encode();
 //! let opened = DeliveredEnvelope::decode(&wire).unwrap()
 //!     .open(&me, &[(key_ref, prekey_secret)][..], &bob_list, &mut MemoryReplayGuard::default(), 1_001).unwrap();
 //! assert_eq!(opened.content, Content::Text("hi".into()));

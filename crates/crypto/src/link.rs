@@ -2,7 +2,8 @@
 //!
 //! The new device makes its signing key and an ephemeral X25519 link key and
 //! shows a link code: the first 10 bytes of
-//! `SHA-256("strongroom/v1/link-code" | 0x00 | device id | signing key | link key)`
+//! `SHA-256("strongroom/v2/link-code" | 0x00 | network | user | device |
+//! signing key | link key)`
 //! as 20 hex digits. The approving device accepts only the pending request
 //! whose code matches what the person reads off the new device — so a server
 //! cannot substitute its own keys — signs a device list that includes it, and
@@ -12,15 +13,15 @@
 //! ```text
 //! e ← fresh X25519;  shared = X25519(e, link key)
 //! key = HKDF-SHA256(salt = "", IKM = shared,
-//!                   info = "strongroom/v1/link-identity" | 0x00 | device id | link key | E)
-//! sealed = E (32) | AES-256-GCM(key, nonce = 0^12, aad = device id,
+//!                   info = "strongroom/v2/link-identity" | 0x00 | network | user | device | link key | E)
+//! sealed = E (32) | AES-256-GCM(key, nonce = 0^12, aad = network | user | device,
 //!                               identity seed (32) | network public key (32))   (112 bytes)
 //! ```
 
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, NetworkId, UserId};
 use crate::keys::{AgreementPublic, AgreementSecret, KeyError, SecretBytes, VerifyingKey};
 use crate::primitives::{self, sha256, AEAD_TAG_LEN};
 use crate::suite::label;
@@ -28,14 +29,37 @@ use crate::suite::label;
 /// Length of a sealed identity key.
 pub const SEALED_IDENTITY_LEN: usize = 32 + 64 + AEAD_TAG_LEN;
 
+/// The device being linked, scoped by network and account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTarget {
+    /// Network.
+    pub network_id: NetworkId,
+    /// The account it joins.
+    pub user_id: UserId,
+    /// The new device.
+    pub device_id: DeviceId,
+}
+
+impl LinkTarget {
+    fn bytes(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
+        let (n, rest) = out.split_at_mut(16);
+        let (u, d) = rest.split_at_mut(16);
+        n.copy_from_slice(self.network_id.as_bytes());
+        u.copy_from_slice(self.user_id.as_bytes());
+        d.copy_from_slice(self.device_id.as_bytes());
+        out
+    }
+}
+
 /// The code a new device shows for approval.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LinkCode([u8; 10]);
 
 impl LinkCode {
     /// The code for a device's keys.
-    pub fn of(device: &DeviceId, signing_key: &VerifyingKey, link_key: &AgreementPublic) -> Self {
-        let h = sha256(&[label::LINK_CODE, &[0], device.as_bytes(), signing_key.as_bytes(), link_key.as_bytes()]);
+    pub fn of(target: &LinkTarget, signing_key: &VerifyingKey, link_key: &AgreementPublic) -> Self {
+        let h = sha256(&[label::LINK_CODE, &[0], &target.bytes(), signing_key.as_bytes(), link_key.as_bytes()]);
         let mut c = [0u8; 10];
         c.copy_from_slice(h.get(..10).unwrap_or(&[0u8; 10]));
         Self(c)
@@ -88,14 +112,14 @@ pub enum LinkError {
 
 fn derive(
     shared: &SecretBytes<32>,
-    device: &DeviceId,
+    target: &LinkTarget,
     link_key: &AgreementPublic,
     eph: &AgreementPublic,
 ) -> Result<SecretBytes<32>, LinkError> {
     primitives::hkdf_sha256_key(
         &[],
         shared.expose(),
-        &[label::LINK, &[0], device.as_bytes(), link_key.as_bytes(), eph.as_bytes()],
+        &[label::LINK, &[0], &target.bytes(), link_key.as_bytes(), eph.as_bytes()],
     )
     .map_err(|_| LinkError::Backend)
 }
@@ -105,18 +129,30 @@ fn derive(
 pub fn seal_identity(
     identity_seed: &SecretBytes<32>,
     network_key: &VerifyingKey,
-    device: &DeviceId,
+    target: &LinkTarget,
     link_key: &AgreementPublic,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<u8>, LinkError> {
-    let e = AgreementSecret::generate(rng);
+    seal_identity_with(identity_seed, network_key, target, link_key, SecretBytes::random(rng))
+}
+
+/// [`seal_identity`] with a given ephemeral private key (test vectors; never
+/// reuse one).
+pub fn seal_identity_with(
+    identity_seed: &SecretBytes<32>,
+    network_key: &VerifyingKey,
+    target: &LinkTarget,
+    link_key: &AgreementPublic,
+    ephemeral: SecretBytes<32>,
+) -> Result<Vec<u8>, LinkError> {
+    let e = AgreementSecret::from_bytes(ephemeral)?;
     let shared = e.diffie_hellman(link_key)?;
-    let key = derive(&shared, device, link_key, &e.public())?;
+    let key = derive(&shared, target, link_key, &e.public())?;
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
     let (seed_part, network_part) = buf.split_at_mut(32);
     seed_part.copy_from_slice(identity_seed.expose());
     network_part.copy_from_slice(network_key.as_bytes());
-    let tag = primitives::aes256gcm_seal(key.expose(), [0; 12], device.as_bytes(), buf.as_mut_slice())
+    let tag = primitives::aes256gcm_seal(key.expose(), [0; 12], &target.bytes(), buf.as_mut_slice())
         .map_err(|_| LinkError::Backend)?;
     let mut out = Vec::with_capacity(SEALED_IDENTITY_LEN);
     out.extend_from_slice(e.public().as_bytes());
@@ -128,7 +164,7 @@ pub fn seal_identity(
 /// Opens a sealed identity seed and network key with the new device's link secret.
 pub fn open_identity(
     sealed: &[u8],
-    device: &DeviceId,
+    target: &LinkTarget,
     link_secret: &AgreementSecret,
 ) -> Result<(SecretBytes<32>, VerifyingKey), LinkError> {
     if sealed.len() != SEALED_IDENTITY_LEN {
@@ -136,20 +172,20 @@ pub fn open_identity(
     }
     let (eph, rest) = sealed.split_at(32);
     let (ct, tag) = rest.split_at(64);
-    let eph = AgreementPublic::from_bytes(eph.try_into().map_err(|_| LinkError::Length)?);
+    let eph = AgreementPublic::from_bytes(eph.try_into().map_err(|_| LinkError::Length)?)?;
     let shared = link_secret.diffie_hellman(&eph)?;
-    let key = derive(&shared, device, &link_secret.public(), &eph)?;
+    let key = derive(&shared, target, &link_secret.public(), &eph)?;
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
     buf.copy_from_slice(ct);
     let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| LinkError::Length)?;
-    primitives::aes256gcm_open(key.expose(), [0; 12], device.as_bytes(), buf.as_mut_slice(), &tag)
+    primitives::aes256gcm_open(key.expose(), [0; 12], &target.bytes(), buf.as_mut_slice(), &tag)
         .map_err(|_| LinkError::Open)?;
     let (seed_part, network_part) = buf.split_at(32);
     let mut seed = [0u8; 32];
     seed.copy_from_slice(seed_part);
     let mut network = [0u8; 32];
     network.copy_from_slice(network_part);
-    Ok((SecretBytes::new(seed), VerifyingKey::from_bytes(network)))
+    Ok((SecretBytes::new(seed), VerifyingKey::from_bytes(network)?))
 }
 
 #[cfg(test)]
@@ -160,7 +196,11 @@ mod tests {
 
     #[test]
     fn code_binds_keys_and_identity_transfer_round_trips() {
-        let device = DeviceId::random(&mut OsRng);
+        let device = LinkTarget {
+            network_id: NetworkId::random(&mut OsRng),
+            user_id: UserId::random(&mut OsRng),
+            device_id: DeviceId::random(&mut OsRng),
+        };
         let signing = SigningKey::generate(&mut OsRng).verifying_key();
         let link = AgreementSecret::generate(&mut OsRng);
         let code = LinkCode::of(&device, &signing, &link.public());
@@ -178,7 +218,10 @@ mod tests {
         assert_eq!(sealed.len(), SEALED_IDENTITY_LEN);
         assert_eq!(open_identity(&sealed, &device, &link).unwrap(), (seed, network));
         assert_eq!(open_identity(&sealed, &device, &other).unwrap_err(), LinkError::Open);
-        assert_eq!(open_identity(&sealed, &DeviceId::random(&mut OsRng), &link).unwrap_err(), LinkError::Open);
+        let elsewhere = LinkTarget { network_id: NetworkId::random(&mut OsRng), ..device };
+        assert_eq!(open_identity(&sealed, &elsewhere, &link).unwrap_err(), LinkError::Open);
+        let other_user = LinkTarget { user_id: UserId::random(&mut OsRng), ..device };
+        assert_eq!(open_identity(&sealed, &other_user, &link).unwrap_err(), LinkError::Open);
         let mut bad = sealed.clone();
         bad[40] ^= 1;
         assert_eq!(open_identity(&bad, &device, &link).unwrap_err(), LinkError::Open);

@@ -1,24 +1,25 @@
 //! Safety numbers: what two users compare (read aloud or by QR code) to
 //! confirm that neither identity key was swapped by the server.
 //!
-//! Per party: `d_0 = SHA-512(label | 0x00 | version u16 | user id | identity key)`,
+//! Per party: `d_0 = SHA-512(label | 0x00 | version u16 (2) | network id |
+//! user id | identity key)`,
 //! `d_{i+1} = SHA-512(d_i | identity key)` for 5200 rounds (slows brute-force
 //! search for a colliding key); the party's fingerprint is the first 30 bytes,
 //! shown as six 5-digit groups (each 5-byte big-endian integer mod 100000).
 //! The two 30-digit halves are sorted and joined, so both sides see the same
-//! 60 digits. The QR string is `"SRSN1:"` followed by upper-case hex of the two
+//! 60 digits. The QR string is `"SRSN2:"` followed by upper-case hex of the two
 //! 30-byte fingerprints in the same order (QR alphanumeric mode).
 
 use subtle::ConstantTimeEq;
 
-use crate::ids::UserId;
+use crate::ids::{NetworkId, UserId};
 use crate::keys::VerifyingKey;
 use crate::primitives::sha512;
 use crate::suite::label;
 
 const ITERATIONS: usize = 5200;
-const FINGERPRINT_VERSION: u16 = 1;
-const QR_PREFIX: &str = "SRSN1:";
+const FINGERPRINT_VERSION: u16 = 2;
+const QR_PREFIX: &str = "SRSN2:";
 
 /// The safety number of two identities.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,9 +27,19 @@ pub struct SafetyNumber {
     halves: [[u8; 30]; 2],
 }
 
-fn fingerprint(user: &UserId, key: &VerifyingKey) -> [u8; 30] {
-    let mut d =
-        sha512(&[label::SAFETY_NUMBER, &[0], &FINGERPRINT_VERSION.to_be_bytes(), user.as_bytes(), key.as_bytes()]);
+/// One party of a safety number: a user, scoped by network, and the
+/// identity key their devices are trusted under.
+pub type Party<'a> = (&'a NetworkId, &'a UserId, &'a VerifyingKey);
+
+fn fingerprint((network, user, key): Party<'_>) -> [u8; 30] {
+    let mut d = sha512(&[
+        label::SAFETY_NUMBER,
+        &[0],
+        &FINGERPRINT_VERSION.to_be_bytes(),
+        network.as_bytes(),
+        user.as_bytes(),
+        key.as_bytes(),
+    ]);
     for _ in 0..ITERATIONS {
         d = sha512(&[&d, key.as_bytes()]);
     }
@@ -47,11 +58,13 @@ fn digits(fp: &[u8; 30]) -> String {
 }
 
 impl SafetyNumber {
-    /// The safety number of two (user, identity key) pairs; the order of the
-    /// arguments does not matter.
-    pub fn new(a: (&UserId, &VerifyingKey), b: (&UserId, &VerifyingKey)) -> Self {
-        let mut halves = [fingerprint(a.0, a.1), fingerprint(b.0, b.1)];
-        halves.sort_by_key(digits);
+    /// The safety number of two (network, user, identity key) parties; the
+    /// order of the arguments does not matter.
+    pub fn new(a: Party<'_>, b: Party<'_>) -> Self {
+        let mut halves = [fingerprint(a), fingerprint(b)];
+        // By digits, then bytes: both sides get the same order even in the
+        // (astronomically unlikely) case of equal digits.
+        halves.sort_by(|x, y| digits(x).cmp(&digits(y)).then(x.cmp(y)));
         Self { halves }
     }
 
@@ -94,18 +107,25 @@ mod tests {
 
     #[test]
     fn same_on_both_sides_and_changes_with_either_key() {
+        let key =
+            |b: u8| crate::keys::SigningKey::from_seed(crate::keys::SecretBytes::new([b; 32])).unwrap().verifying_key();
+        let net = NetworkId([9; 16]);
         let (ua, ub) = (UserId([1; 16]), UserId([2; 16]));
-        let (ka, kb) = (VerifyingKey::from_bytes([3; 32]), VerifyingKey::from_bytes([4; 32]));
-        let alice_view = SafetyNumber::new((&ua, &ka), (&ub, &kb));
-        let bob_view = SafetyNumber::new((&ub, &kb), (&ua, &ka));
+        let (ka, kb) = (key(3), key(4));
+        let alice_view = SafetyNumber::new((&net, &ua, &ka), (&net, &ub, &kb));
+        let bob_view = SafetyNumber::new((&net, &ub, &kb), (&net, &ua, &ka));
         assert_eq!(alice_view, bob_view);
         assert_eq!(alice_view.digits().len(), 60 + 11);
         assert!(alice_view.digits().chars().all(|c| c.is_ascii_digit() || c == ' '));
         assert!(bob_view.matches_qr(&alice_view.qr_string()));
         assert_eq!(alice_view.qr_string().len(), 6 + 120);
-        let swapped = SafetyNumber::new((&ua, &ka), (&ub, &VerifyingKey::from_bytes([5; 32])));
+        let swapped = SafetyNumber::new((&net, &ua, &ka), (&net, &ub, &key(5)));
         assert_ne!(swapped.digits(), alice_view.digits());
         assert!(!swapped.matches_qr(&alice_view.qr_string()));
-        assert!(!alice_view.matches_qr("SRSN1:"));
+        assert!(!alice_view.matches_qr("SRSN2:"));
+        // The same user id and key in another network is another party.
+        let other_net = NetworkId([8; 16]);
+        let elsewhere = SafetyNumber::new((&other_net, &ua, &ka), (&net, &ub, &kb));
+        assert_ne!(elsewhere.digits(), alice_view.digits());
     }
 }

@@ -2,12 +2,17 @@
 
 use thiserror::Error;
 
-/// The envelope format version this crate writes.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The format version this crate writes (PROTOCOL.md §1.1).
+pub const PROTOCOL_VERSION: u8 = 2;
 
-/// The oldest version this crate accepts. Version 0 is the seed's legacy
-/// format (unsigned, header not authenticated) and is refused as a downgrade.
-pub const MIN_PROTOCOL_VERSION: u8 = 1;
+/// The oldest version this crate accepts. Version 1 (no key commitment, no
+/// network scoping) and version 0 (the seed's unsigned format) are refused as
+/// downgrades.
+pub const MIN_PROTOCOL_VERSION: u8 = 2;
+
+/// The versions this crate can open, as a device advertises them in its
+/// signed device list: bit v set = version v supported.
+pub const SUPPORTED_VERSIONS: u32 = 1 << PROTOCOL_VERSION;
 
 /// A cipher suite: the set of primitives an object was made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,18 +68,19 @@ pub fn check_version(v: u8) -> Result<(), VersionError> {
 /// Domain-separation labels. Each is followed by a zero byte wherever it is
 /// used, and no label is a prefix of another.
 pub(crate) mod label {
-    pub const PREKEY: &[u8] = b"strongroom/v1/prekey";
-    pub const DEVICE_LIST: &[u8] = b"strongroom/v1/device-list";
-    pub const NETWORK_POLICY: &[u8] = b"strongroom/v1/network-policy";
-    pub const ENVELOPE: &[u8] = b"strongroom/v1/envelope";
-    pub const KEK: &[u8] = b"strongroom/v1/kek";
-    pub const ATTACHMENT: &[u8] = b"strongroom/v1/attachment";
-    pub const NETWORK_FINGERPRINT: &[u8] = b"strongroom/v1/network-fingerprint";
-    pub const SAFETY_NUMBER: &[u8] = b"strongroom/v1/safety-number";
-    pub const LINK_CODE: &[u8] = b"strongroom/v1/link-code";
-    pub const LINK: &[u8] = b"strongroom/v1/link-identity";
-    pub const RETENTION_LOGIN: &[u8] = b"strongroom/v1/retention-login";
-    pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v1/archive-checkpoint";
+    pub const PREKEY: &[u8] = b"strongroom/v2/prekey";
+    pub const DEVICE_LIST: &[u8] = b"strongroom/v2/device-list";
+    pub const NETWORK_POLICY: &[u8] = b"strongroom/v2/network-policy";
+    pub const ENVELOPE: &[u8] = b"strongroom/v2/envelope";
+    pub const KEY_COMMITMENT: &[u8] = b"strongroom/v2/key-commitment";
+    pub const KEK: &[u8] = b"strongroom/v2/kek";
+    pub const ATTACHMENT: &[u8] = b"strongroom/v2/attachment";
+    pub const NETWORK_FINGERPRINT: &[u8] = b"strongroom/v2/network-fingerprint";
+    pub const SAFETY_NUMBER: &[u8] = b"strongroom/v2/safety-number";
+    pub const LINK_CODE: &[u8] = b"strongroom/v2/link-code";
+    pub const LINK: &[u8] = b"strongroom/v2/link-identity";
+    pub const RETENTION_LOGIN: &[u8] = b"strongroom/v2/retention-login";
+    pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v2/archive-checkpoint";
 }
 
 #[cfg(test)]
@@ -83,9 +89,10 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(check_version(1), Ok(()));
+        assert_eq!(check_version(2), Ok(()));
+        assert_eq!(check_version(1), Err(VersionError::Downgrade(1)));
         assert_eq!(check_version(0), Err(VersionError::Downgrade(0)));
-        assert_eq!(check_version(2), Err(VersionError::UnknownVersion(2)));
+        assert_eq!(check_version(3), Err(VersionError::UnknownVersion(3)));
         assert_eq!(Suite::from_id(1), Ok(Suite::Curve25519Aes256Gcm));
         assert_eq!(Suite::from_id(2), Err(VersionError::UnsupportedSuite(2)));
     }

@@ -143,3 +143,21 @@ fn sans_io_sealer_enforces_chunk_rules() {
     assert_eq!(last, vec![1u8; 10]);
     o.finish().unwrap();
 }
+
+/// The final chunk carries at least one byte unless the file is empty: an
+/// empty final chunk after full ones is a second encoding of the same file,
+/// refused on both sides — even when the key holder made it.
+#[test]
+fn an_empty_final_chunk_after_full_ones_is_refused() {
+    let (mut s, header) = AttachmentSealer::new(&key(1), [0; 16], CS).unwrap();
+    let mut full = vec![7u8; CS as usize];
+    s.seal_chunk(&mut full, false).unwrap();
+    assert!(matches!(s.seal_chunk(&mut Vec::new(), true), Err(AttachmentError::ChunkLength { len: 0, .. })));
+    // The opener refuses it by its length, before any key is tried.
+    let mut o = AttachmentOpener::new(&key(1), &header).unwrap();
+    o.open_chunk(&mut full, false).unwrap();
+    let mut empty_tag_only = vec![0u8; 16];
+    assert_eq!(o.open_chunk(&mut empty_tag_only, true), Err(AttachmentError::Tampered { chunk: 1 }));
+    // An empty file is one empty final chunk, and fine.
+    assert_eq!(dec(1, &enc(1, 1, &[]).0).unwrap(), Vec::<u8>::new());
+}

@@ -74,8 +74,17 @@ fn device_list_pinning_rollback_and_lookup() {
     swapped.verify(&tofu).unwrap();
 
     let mut newer = w.expectation(0);
-    newer.min_version = Some(5);
+    newer.seen = Some((5, [0; 32]));
     assert_eq!(list.verify(&newer), Err(CertError::DeviceListRollback { seen: 5, got: 1 }));
+    // The same list again is fine; another list under the same version is
+    // the relay showing two views.
+    let mut same = w.expectation(0);
+    same.seen = Some((list.version, list.digest()));
+    list.verify(&same).unwrap();
+    let fork =
+        DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, list.version, NOW + 1, list.devices.clone())
+            .unwrap();
+    assert_eq!(fork.verify(&same), Err(CertError::DeviceListConflict { version: list.version }));
     assert!(matches!(list.verify(&w.expectation(1)), Err(CertError::WrongUser { .. })));
     let mut other_net = w.expectation(0);
     other_net.network_id = NetworkId::from_bytes([1; 16]);
@@ -136,10 +145,83 @@ fn policy_tracker_refuses_rollback_equivocation_and_forgery() {
     bytes[40] ^= 0x10;
     let r = NetworkPolicy::decode(&bytes).map(|p| PolicyTracker::new(nk, w.net).verify(&p));
     assert!(matches!(r, Ok(Err(CertError::BadSignature { .. })) | Err(_)));
-    // Non-zero flags are refused.
-    let mut flags = w.policy.encode();
-    flags[1 + 2 + 16 + 8 + 8 + 3] = 1;
-    assert!(matches!(NetworkPolicy::decode(&flags), Err(CertError::Invalid(_))));
+}
+
+/// Policy v2 is a list of typed entries; every kind round-trips, a draining
+/// retention device is not wrapped to, and an unknown entry type is refused
+/// rather than skipped (it might widen who can read).
+#[test]
+fn policy_entries_round_trip_and_unknown_types_are_refused() {
+    let w = World::new(24, &[1], true);
+    let mut retention = w.policy.retention.clone();
+    let mut draining = retention[0].clone();
+    draining.device_id = DeviceId::from_bytes([0xee; 16]);
+    draining.state = RetentionState::Draining;
+    retention.push(draining);
+    let partner = FederationPartner {
+        network_id: NetworkId::from_bytes([5; 16]),
+        key_fingerprint: [6; 32],
+        relay_url: "https://relay.partner.example".into(),
+        relay_key: w.users[0].identity.verifying_key(),
+        features: partner_features::MESSAGES | partner_features::FILES,
+    };
+    let entries = PolicyEntries { retention, partners: vec![partner.clone()], retention_floor_days: Some(7 * 365) };
+    let p = NetworkPolicy::sign_entries(&w.network_key, w.net, 5, NOW, entries).unwrap();
+    let decoded = NetworkPolicy::decode(&p.encode()).unwrap();
+    assert_eq!(decoded, p);
+    assert_eq!(decoded.partners, vec![partner.clone()]);
+    assert_eq!(decoded.retention_floor_days, Some(2555));
+    let verified = PolicyTracker::new(w.network_key.verifying_key(), w.net).verify(&decoded).unwrap();
+    let wrapped: Vec<_> = verified.retention_recipients().iter().map(|r| r.address().2).collect();
+    assert_eq!(wrapped, vec![w.policy.retention[0].device_id], "only the active device is wrapped to");
+
+    // An entry of type 9, appended (type order holds), signed by the real key.
+    let mut bytes = p.encode();
+    bytes.truncate(bytes.len() - 64);
+    let count_at = 1 + 2 + 16 + 8 + 8;
+    let count = u16::from_be_bytes([bytes[count_at], bytes[count_at + 1]]) + 1;
+    bytes[count_at..count_at + 2].copy_from_slice(&count.to_be_bytes());
+    bytes.extend_from_slice(&[9, 0, 1, 0xaa]);
+    let mut signed_input = b"strongroom/v2/network-policy\0".to_vec();
+    signed_input.extend_from_slice(&bytes);
+    bytes.extend_from_slice(w.network_key.sign(&signed_input).as_bytes());
+    assert_eq!(NetworkPolicy::decode(&bytes), Err(CertError::UnknownPolicyEntry(9)));
+
+    // Out-of-range fields are refused when signing (and so when decoding).
+    let bad = |e: PolicyEntries| NetworkPolicy::sign_entries(&w.network_key, w.net, 6, NOW, e).is_err();
+    assert!(bad(PolicyEntries { retention_floor_days: Some(0), ..PolicyEntries::default() }));
+    let mut http = partner.clone();
+    http.relay_url = "http://relay.partner.example".into();
+    assert!(bad(PolicyEntries { partners: vec![http], ..PolicyEntries::default() }));
+    let mut undefined = partner.clone();
+    undefined.features = 1 << 9;
+    assert!(bad(PolicyEntries { partners: vec![undefined], ..PolicyEntries::default() }));
+    let mut itself = partner;
+    itself.network_id = w.net;
+    assert!(bad(PolicyEntries { partners: vec![itself], ..PolicyEntries::default() }));
+}
+
+/// Keys of small order or with a second spelling are refused wherever a
+/// statement carries one.
+#[test]
+fn statements_with_weak_keys_are_refused() {
+    let w = World::new(25, &[1], true);
+    // The Ed25519 identity point as a device key in a device list.
+    let list = w.users[0].list.encode();
+    let key_at = 1 + 2 + 16 + 16 + 32 + 8 + 8 + 2 + 16;
+    let mut weak = list.clone();
+    weak[key_at..key_at + 32].copy_from_slice(&{
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        identity
+    });
+    assert!(matches!(DeviceList::decode(&weak), Err(CertError::Key(_))));
+    // The all-zero X25519 key in a signed pre-key.
+    let pk = w.users[0].devices[0].signed[0].encode();
+    let mut zero = pk.clone();
+    let x_at = 1 + 2 + 16 * 3 + 1 + 4;
+    zero[x_at..x_at + 32].fill(0);
+    assert!(matches!(SignedPreKey::decode(&zero), Err(CertError::Key(_))));
 }
 
 #[test]

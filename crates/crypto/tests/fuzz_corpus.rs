@@ -48,3 +48,7 @@ fn content_corpus() {
 fn attachment_stream_corpus() {
     replay("attachment_stream", fuzz_checks::attachment_stream);
 }
+#[test]
+fn link_corpus() {
+    replay("link", fuzz_checks::link);
+}

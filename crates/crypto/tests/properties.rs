@@ -68,7 +68,7 @@ fn fixture() -> &'static (World, Vec<u8>, Vec<u8>) {
             seal(&w.sender(0, 0), &w.meta(), &Content::Text("prop".into()), &w.recipients(&[1, 2]), &mut w.rng.clone())
                 .unwrap();
         let full = env.encode();
-        let delivered = env.for_device(w.users[1].id, w.users[1].devices[1].id).unwrap().encode();
+        let delivered = env.for_device(w.net, w.users[1].id, w.users[1].devices[1].id).unwrap().encode();
         (w, full, delivered)
     })
 }

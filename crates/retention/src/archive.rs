@@ -11,10 +11,16 @@
 //! files/<blob id>                   encrypted file bytes, as the relay held them
 //! ```
 //!
-//! Segment entries: `0x01 | len u32 | nonce 12 | AES-256-GCM(record JSON)`
-//! with associated data `"strongroom-archive-v1" 0x00 | network | device |
-//! index u64`, leaf data `index u64 | nonce | ciphertext`; or, once deleted
-//! under a retention period, `0x02 | leaf hash 32` (the log stays provable).
+//! Segment entries: `0x01 | len u32 | salt 32 | AES-256-GCM(record JSON)`,
+//! leaf data `index u64 | salt | ciphertext`; or, once deleted under a
+//! retention period, `0x02 | leaf hash 32` (the log stays provable).
+//!
+//! Each record has its own key, `HKDF-SHA256(salt = 32 fresh random bytes,
+//! IKM = archive key, info = "strongroom/v2/archive-record" 0x00 | network |
+//! device | index u64)`, and is sealed once with nonce 0 and that same info
+//! as associated data. No nonce can repeat under a key — not even when an
+//! append is retried at the same index after a crash — so the archive key
+//! has no usage limit (PROTOCOL.md §10).
 //! Checkpoint: `tree size u64 | root 32 | timestamp u64 | signature 64`.
 //! Segments and checkpoints are written whole (an object, or a file renamed
 //! into place), so a crash never leaves half of one.
@@ -23,6 +29,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::hkdf;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutPayload};
 use rand_core::{OsRng, RngCore};
@@ -35,7 +42,9 @@ use strongroom_crypto::merkle::{leaf_hash, Accumulator, Hash};
 use crate::record::Record;
 use crate::{hex, RetentionError};
 
-const AAD_LABEL: &[u8] = b"strongroom-archive-v1";
+const RECORD_LABEL: &[u8] = b"strongroom/v2/archive-record";
+/// The archive format `archive.json` names.
+pub const FORMAT: &str = "strongroom-archive-v2";
 const TAG_SEALED: u8 = 1;
 const TAG_REDACTED: u8 = 2;
 /// Checkpoint encoding length.
@@ -82,8 +91,8 @@ pub struct ArchiveHeader {
 pub enum Entry {
     /// An encrypted record.
     Sealed {
-        /// AES-GCM nonce.
-        nonce: [u8; 12],
+        /// Random salt the record's own key is derived with.
+        salt: [u8; 32],
         /// Ciphertext and tag.
         ciphertext: Vec<u8>,
     },
@@ -95,10 +104,10 @@ impl Entry {
     /// The leaf hash of this entry at `index`.
     pub fn leaf(&self, index: u64) -> Hash {
         match self {
-            Entry::Sealed { nonce, ciphertext } => {
-                let mut data = Vec::with_capacity(20 + ciphertext.len());
+            Entry::Sealed { salt, ciphertext } => {
+                let mut data = Vec::with_capacity(40 + ciphertext.len());
                 data.extend_from_slice(&index.to_be_bytes());
-                data.extend_from_slice(nonce);
+                data.extend_from_slice(salt);
                 data.extend_from_slice(ciphertext);
                 leaf_hash(&data)
             }
@@ -108,10 +117,10 @@ impl Entry {
 
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Entry::Sealed { nonce, ciphertext } => {
+            Entry::Sealed { salt, ciphertext } => {
                 out.push(TAG_SEALED);
-                out.extend_from_slice(&((12 + ciphertext.len()) as u32).to_be_bytes());
-                out.extend_from_slice(nonce);
+                out.extend_from_slice(&((32 + ciphertext.len()) as u32).to_be_bytes());
+                out.extend_from_slice(salt);
                 out.extend_from_slice(ciphertext);
             }
             Entry::Redacted(h) => {
@@ -135,15 +144,15 @@ pub fn parse_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
                     .and_then(|b| b.try_into().ok())
                     .ok_or_else(|| format!("entry {} at byte {at}: truncated length", entries.len()))?;
                 let len = u32::from_be_bytes(len_bytes) as usize;
-                if !(12 + 16..=MAX_ENTRY).contains(&len) {
+                if !(32 + 16..=MAX_ENTRY).contains(&len) {
                     return Err(format!("entry {} at byte {at}: impossible length {len}", entries.len()));
                 }
                 let body = bytes
                     .get(at + 5..at + 5 + len)
                     .ok_or_else(|| format!("entry {} at byte {at}: truncated (needs {len} bytes)", entries.len()))?;
-                let (nonce, ciphertext) = body.split_at(12);
-                let nonce: [u8; 12] = nonce.try_into().map_err(|_| "nonce".to_owned())?;
-                entries.push(Entry::Sealed { nonce, ciphertext: ciphertext.to_vec() });
+                let (salt, ciphertext) = body.split_at(32);
+                let salt: [u8; 32] = salt.try_into().map_err(|_| "salt".to_owned())?;
+                entries.push(Entry::Sealed { salt, ciphertext: ciphertext.to_vec() });
                 at += 5 + len;
             }
             TAG_REDACTED => {
@@ -218,9 +227,9 @@ impl StoredCheckpoint {
     }
 }
 
-/// Record encryption under the archive key.
+/// Record encryption under the archive key (a key per record, derived).
 pub struct Sealer {
-    key: LessSafeKey,
+    archive_key: SecretBytes<32>,
     network: NetworkId,
     device: DeviceId,
 }
@@ -228,16 +237,14 @@ pub struct Sealer {
 impl Sealer {
     /// For the archive of `device` in `network`.
     pub fn new(archive_key: &SecretBytes<32>, network: NetworkId, device: DeviceId) -> Result<Self, RetentionError> {
-        let key = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, archive_key.expose())
-                .map_err(|_| RetentionError::Corrupt("archive key".into()))?,
-        );
-        Ok(Self { key, network, device })
+        Ok(Self { archive_key: archive_key.clone(), network, device })
     }
 
-    fn aad(&self, index: u64) -> Vec<u8> {
-        let mut a = Vec::with_capacity(AAD_LABEL.len() + 41);
-        a.extend_from_slice(AAD_LABEL);
+    /// `"strongroom/v2/archive-record" 0x00 | network | device | index u64`:
+    /// both the HKDF info and the associated data.
+    fn context(&self, index: u64) -> Vec<u8> {
+        let mut a = Vec::with_capacity(RECORD_LABEL.len() + 41);
+        a.extend_from_slice(RECORD_LABEL);
         a.push(0);
         a.extend_from_slice(self.network.as_bytes());
         a.extend_from_slice(self.device.as_bytes());
@@ -245,24 +252,47 @@ impl Sealer {
         a
     }
 
-    /// Seals a record as leaf `index`.
+    fn record_key(&self, salt: &[u8; 32], context: &[u8]) -> Option<LessSafeKey> {
+        struct Len;
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+            .extract(self.archive_key.expose())
+            .expand(&[context], Len)
+            .and_then(|okm| okm.fill(key.as_mut_slice()))
+            .ok()?;
+        Some(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_slice()).ok()?))
+    }
+
+    /// Seals a record as leaf `index`, under a key of its own.
     pub fn seal(&self, index: u64, record: &Record) -> Result<Entry, RetentionError> {
+        let mut salt = [0u8; 32];
+        OsRng.fill_bytes(&mut salt);
+        self.seal_with_salt(index, record, salt)
+    }
+
+    /// [`Sealer::seal`] with a given salt (test vectors; never reuse one).
+    pub fn seal_with_salt(&self, index: u64, record: &Record, salt: [u8; 32]) -> Result<Entry, RetentionError> {
         let mut buf = zeroize::Zeroizing::new(
             serde_json::to_vec(record).map_err(|e| RetentionError::Corrupt(format!("record encoding: {e}")))?,
         );
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(self.aad(index)), &mut *buf)
+        let context = self.context(index);
+        let key = self.record_key(&salt, &context).ok_or_else(|| RetentionError::Corrupt("record key".into()))?;
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(&context), &mut *buf)
             .map_err(|_| RetentionError::Corrupt("sealing a record".into()))?;
-        Ok(Entry::Sealed { nonce, ciphertext: buf.to_vec() })
+        Ok(Entry::Sealed { salt, ciphertext: buf.to_vec() })
     }
 
     /// Opens leaf `index`; `None` if it does not authenticate there.
-    pub fn open(&self, index: u64, nonce: &[u8; 12], ciphertext: &[u8]) -> Option<Record> {
+    pub fn open(&self, index: u64, salt: &[u8; 32], ciphertext: &[u8]) -> Option<Record> {
         let mut buf = zeroize::Zeroizing::new(ciphertext.to_vec());
-        let plain =
-            self.key.open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(self.aad(index)), &mut buf).ok()?;
+        let context = self.context(index);
+        let key = self.record_key(salt, &context)?;
+        let plain = key.open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(&context), &mut buf).ok()?;
         serde_json::from_slice(plain).ok()
     }
 }
@@ -325,7 +355,7 @@ impl Archive {
     ) -> Result<Self, RetentionError> {
         let header_path = ObjPath::from("archive.json");
         let expected = ArchiveHeader {
-            format: "strongroom-archive-v1".into(),
+            format: FORMAT.into(),
             network_id: network.to_string(),
             device_id: device.to_string(),
             signing_key: hex(signer.verifying_key().as_bytes()),
@@ -335,6 +365,12 @@ impl Archive {
             Ok(got) => {
                 let h: ArchiveHeader = serde_json::from_slice(&got.bytes().await?)
                     .map_err(|_| RetentionError::Corrupt("archive.json is malformed".into()))?;
+                if h.format != FORMAT {
+                    return Err(RetentionError::Usage(format!(
+                        "this archive is in format {}; this Strongroom writes {FORMAT}: archive to a new destination",
+                        h.format
+                    )));
+                }
                 if h.network_id != expected.network_id
                     || h.device_id != expected.device_id
                     || h.signing_key != expected.signing_key
@@ -382,8 +418,8 @@ impl Archive {
             let entries = parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
             for entry in entries {
                 let index = self.acc.size();
-                if let Entry::Sealed { nonce, ciphertext } = &entry {
-                    let record = self.sealer.open(index, nonce, ciphertext).ok_or_else(|| {
+                if let Entry::Sealed { salt, ciphertext } = &entry {
+                    let record = self.sealer.open(index, salt, ciphertext).ok_or_else(|| {
                         RetentionError::Corrupt(format!(
                             "record {index} does not decrypt; run `strongroom retention verify`"
                         ))
@@ -546,8 +582,8 @@ pub async fn read_entries(
         let bytes = store.get(&path).await?.bytes().await?;
         for entry in parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))? {
             match &entry {
-                Entry::Sealed { nonce, ciphertext } => {
-                    let r = sealer.open(next, nonce, ciphertext).ok_or_else(|| {
+                Entry::Sealed { salt, ciphertext } => {
+                    let r = sealer.open(next, salt, ciphertext).ok_or_else(|| {
                         RetentionError::Corrupt(format!("record {next} does not decrypt; run verify"))
                     })?;
                     f(next, &entry, Some(r));
@@ -573,5 +609,5 @@ pub async fn header(store: &dyn ObjectStore) -> Result<ArchiveHeader, RetentionE
 
 /// Parses a verifying key from hex.
 pub fn verifying_key(hex_key: &str) -> Option<VerifyingKey> {
-    crate::unhex::<32>(hex_key).map(VerifyingKey::from_bytes)
+    crate::unhex::<32>(hex_key).and_then(|k| VerifyingKey::from_bytes(k).ok())
 }

@@ -57,9 +57,13 @@ impl DeviceFile {
         let bad = |what: &str| RetentionError::Usage(format!("the retention device file has a malformed {what}"));
         Ok(RetentionDevice {
             device_id: DeviceId::from_bytes(unhex(&self.device_id).ok_or_else(|| bad("device id"))?),
-            signing_key: VerifyingKey::from_bytes(unhex(&self.signing_key).ok_or_else(|| bad("signing key"))?),
-            agreement_key: AgreementPublic::from_bytes(unhex(&self.agreement_key).ok_or_else(|| bad("agreement key"))?),
+            signing_key: VerifyingKey::from_bytes(unhex(&self.signing_key).ok_or_else(|| bad("signing key"))?)
+                .map_err(|_| bad("signing key"))?,
+            agreement_key: AgreementPublic::from_bytes(unhex(&self.agreement_key).ok_or_else(|| bad("agreement key"))?)
+                .map_err(|_| bad("agreement key"))?,
             agreement_key_id: self.agreement_key_id,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+            state: strongroom_crypto::certs::RetentionState::Active,
             name: self.name.clone(),
         })
     }
@@ -193,7 +197,8 @@ impl RetentionKeys {
         let agreement =
             AgreementSecret::from_bytes(SecretBytes::new(unhex(&s.agreement).ok_or_else(bad)?)).map_err(|_| bad())?;
         let archive_key = SecretBytes::new(unhex(&s.archive_key).ok_or_else(bad)?);
-        let network_public = VerifyingKey::from_bytes(unhex(&file.network_public).ok_or_else(bad)?);
+        let network_public =
+            VerifyingKey::from_bytes(unhex(&file.network_public).ok_or_else(bad)?).map_err(|_| bad())?;
         if hex(signing.verifying_key().as_bytes()) != file.device.signing_key {
             return Err(RetentionError::Corrupt("the key file's public and private halves differ".into()));
         }

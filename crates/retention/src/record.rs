@@ -11,7 +11,7 @@ pub struct Party {
     pub user_id: String,
     /// Username at archive time.
     pub username: String,
-    /// Their identity key fingerprint (hex SHA-256 of the key), when known.
+    /// Their identity public key (hex), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_key: Option<String>,
     /// The sending device (senders only).
@@ -107,6 +107,12 @@ pub struct Record {
     /// The sender's timestamp (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<u64>,
+    /// Set when the sender's timestamp was more than MAX_SKEW (5 minutes)
+    /// ahead of the archive's clock: how far ahead (ms). Devices refuse such
+    /// a message; the archive keeps it, flagged, because a record must not
+    /// be lost to a wrong clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ahead_ms: Option<u64>,
     /// Disappearing-message timer the sender set (s).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ttl_secs: u32,

@@ -16,7 +16,9 @@ use strongroom_crypto::certs::{
     VerifiedDeviceList,
 };
 use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
-use strongroom_crypto::envelope::{DeliveredEnvelope, EnvelopeError, PreKeySecrets, RecipientDevice, ReplayGuard};
+use strongroom_crypto::envelope::{
+    DeliveredEnvelope, EnvelopeError, PreKeySecrets, RecipientDevice, ReplayGuard, MAX_SKEW_MS,
+};
 use strongroom_crypto::ids::{MessageId, UserId};
 use strongroom_crypto::keys::AgreementSecret;
 use strongroom_wire::{
@@ -318,7 +320,7 @@ impl Service {
                 network_id: self.keys.network().ok()?,
                 user_id: user,
                 pinned_identity: None,
-                min_version: None,
+                seen: None,
             })
             .ok()
         }
@@ -362,6 +364,10 @@ impl Service {
         };
         let h = *env.header();
         record.sent_at = Some(h.timestamp);
+        let now = now_ms();
+        if h.timestamp > now.saturating_add(MAX_SKEW_MS) {
+            record.sent_at_ahead_ms = Some(h.timestamp - now);
+        }
         record.ttl_secs = h.ttl_secs;
         record.burn_on_read_secs = h.burn_on_read_secs;
         let mut sender = self.party(h.sender_user_id).await;
@@ -396,7 +402,10 @@ impl Service {
             device_id: self.keys.device_id().map_err(|_| EnvelopeError::Backend)?,
         };
         let key_ref = PreKeyRef { kind: PreKeyKind::Retention, id: self.keys.device.agreement_key_id };
-        env.open(&me, &OneKey(key_ref, &self.keys.agreement), &list, &mut NoReplayWindow, now_ms()).map(|o| o.content)
+        // Flag, never refuse, a sender clock ahead of ours: `process` records
+        // how far ahead it was (`sent_at_ahead_ms`).
+        let now = now_ms().max(env.header().timestamp.saturating_sub(MAX_SKEW_MS));
+        env.open(&me, &OneKey(key_ref, &self.keys.agreement), &list, &mut NoReplayWindow, now).map(|o| o.content)
     }
 
     async fn fill(&mut self, r: &mut Record, content: Content, report: &mut RunReport) -> Result<(), RetentionError> {

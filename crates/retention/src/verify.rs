@@ -173,8 +173,8 @@ pub async fn verify(
             let index = acc.size();
             let declared = (first as i64 + k as i64 + shift).max(0) as u64;
             match entry {
-                Entry::Sealed { nonce, ciphertext } => {
-                    let open = |at: u64| trusted.sealer.open(at, nonce, ciphertext);
+                Entry::Sealed { salt, ciphertext } => {
+                    let open = |at: u64| trusted.sealer.open(at, salt, ciphertext);
                     let found = if let Some(r) = open(declared) {
                         Some((declared, r))
                     } else if let Some(r) = open(declared + 1) {

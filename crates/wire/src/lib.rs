@@ -200,6 +200,12 @@ pub struct LinkApproval {
 pub struct ClaimPreKeys {
     /// The devices, as `user:device` hex pairs.
     pub devices: Vec<String>,
+    /// Of those, the devices the sender wants only the medium-term pre-key
+    /// of, because it already used a one-time pre-key of theirs within the
+    /// current medium-term period (PROTOCOL.md §3.1): no one-time key is
+    /// spent on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub medium_term: Vec<String>,
 }
 
 /// Response to [`ClaimPreKeys`].

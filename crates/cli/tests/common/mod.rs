@@ -222,6 +222,7 @@ impl Device {
                 signing_key: o.device_key.verifying_key(),
                 created_at: 0,
                 revoked: false,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
                 name: "old".into(),
             })
             .collect();
@@ -230,6 +231,7 @@ impl Device {
             signing_key: d.device_key.verifying_key(),
             created_at: now_ms(),
             revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "new".into(),
         });
         let list = DeviceList::sign(&d.identity, network, d.user, now_ms(), now_ms(), entries).unwrap();
@@ -312,7 +314,7 @@ impl Device {
                 network_id: self.network,
                 user_id: user,
                 pinned_identity: pinned,
-                min_version: None,
+                seen: None,
             })
             .unwrap();
         self.lists.insert(user, v.clone());
@@ -333,8 +335,10 @@ impl Device {
                 }
             }
         }
-        let claim =
-            ClaimPreKeys { devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect() };
+        let claim = ClaimPreKeys {
+            devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
+            medium_term: vec![],
+        };
         let r = self.post_json("/v1/keys/claim", &claim).await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
         let claimed: ClaimedPreKeys = r.json().await.unwrap();
@@ -347,6 +351,25 @@ impl Device {
 
     pub fn seal_to(&self, conversation: &str, content: &Content, recipients: &[Recipient]) -> Envelope {
         self.seal_at(conversation, content, recipients, now_ms(), 0)
+    }
+
+    /// Seals with every header field chosen by the caller, the sender's
+    /// network included (for envelopes a hostile client would make).
+    pub fn seal_as(
+        &self,
+        sender_network: NetworkId,
+        meta: &MessageMeta,
+        content: &Content,
+        recipients: &[Recipient],
+    ) -> Envelope {
+        let sender = Sender {
+            network_id: sender_network,
+            user_id: self.user,
+            identity_key: self.identity.verifying_key(),
+            device_id: self.device,
+            signing_key: &self.device_key,
+        };
+        seal(&sender, meta, content, recipients, &mut OsRng).unwrap()
     }
 
     /// Like `seal_to`, with a chosen header timestamp and TTL.
@@ -366,11 +389,13 @@ impl Device {
             signing_key: &self.device_key,
         };
         let meta = MessageMeta {
+            host_network_id: self.network,
             conversation_id: ConversationId::parse_hex(conversation).unwrap(),
             message_id: MessageId::random(&mut OsRng),
             timestamp,
             ttl_secs,
             burn_on_read_secs: 0,
+            membership: Default::default(),
         };
         seal(&sender, &meta, content, recipients, &mut OsRng).unwrap()
     }
@@ -497,9 +522,9 @@ pub async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongro
     let network = alice.network_id().to_string();
     let info: strongroom_wire::NetworkInfo =
         reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap().json().await.unwrap();
-    let fingerprint = strongroom_crypto::certs::NetworkFingerprint::of(&VerifyingKey::from_bytes(
-        info.network_public.0.try_into().unwrap(),
-    ));
+    let fingerprint = strongroom_crypto::certs::NetworkFingerprint::of(
+        &VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap()).unwrap(),
+    );
     let rdir = dir.join("retention");
     let init = |fp: &str| {
         let args = ["--server", &server.url, "--network", &network, "--fingerprint", fp];

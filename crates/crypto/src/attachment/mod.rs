@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! blob   = stream header (27 bytes) | chunk_0 | … | chunk_n
-//! header = "SRAT" | version u8 (1) | suite u16 (1) | chunk size u32 | stream id 16
+//! header = "SRAT" | version u8 (2) | suite u16 (1) | chunk size u32 | stream id 16
 //! key    = HKDF-SHA256(salt = stream id, IKM = file key,
-//!                      info = "strongroom/v1/attachment" 0x00 | header)
+//!                      info = "strongroom/v2/attachment" 0x00 | header)
 //! chunk_i = AES-256-GCM(key, nonce = i u64 | 0x000000 | last u8, aad = "", plaintext_i)
 //! ```
 //! Every chunk but the last holds exactly `chunk size` plaintext bytes; the
@@ -168,7 +168,13 @@ impl AttachmentSealer {
         if self.done {
             return Err(AttachmentError::TrailingData);
         }
-        let len_ok = if last { chunk.len() <= self.chunk_size() } else { chunk.len() == self.chunk_size() };
+        // The last chunk carries 1..=chunk size bytes; it is empty only when
+        // the whole file is (one encoding per file).
+        let len_ok = if last {
+            chunk.len() <= self.chunk_size() && (!chunk.is_empty() || self.index == 0)
+        } else {
+            chunk.len() == self.chunk_size()
+        };
         if !len_ok {
             return Err(AttachmentError::ChunkLength {
                 chunk: self.index,
@@ -239,6 +245,11 @@ impl AttachmentOpener {
             });
         }
         let split = chunk.len() - AEAD_TAG_LEN;
+        if last && split == 0 && index > 0 {
+            // An empty final chunk after full ones: authentic only if the
+            // key holder made it, and never what a sender writes.
+            return Err(AttachmentError::Tampered { chunk: index });
+        }
         let mut tag = [0u8; AEAD_TAG_LEN];
         tag.copy_from_slice(chunk.get(split..).unwrap_or_default());
         chunk.truncate(split);

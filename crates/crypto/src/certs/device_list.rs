@@ -1,4 +1,4 @@
-use super::CertError;
+use super::{check_versions, key, CertError};
 use crate::codec::{Reader, Writer};
 use crate::ids::{DeviceId, NetworkId, UserId};
 use crate::keys::{signing_input, Signature, SigningKey, VerifyingKey};
@@ -20,6 +20,10 @@ pub struct DeviceEntry {
     pub created_at: u64,
     /// Revoked devices stay listed so peers can tell "revoked" from "unknown".
     pub revoked: bool,
+    /// Protocol versions the device can open: bit v set = version v
+    /// ([`crate::suite::SUPPORTED_VERSIONS`] for this crate). A sender never
+    /// sends a version the device lacks.
+    pub versions: u32,
     /// A label the user chose ("laptop").
     pub name: String,
 }
@@ -29,8 +33,8 @@ pub struct DeviceEntry {
 /// Encoding: `version u8 | suite u16 | network 16 | user 16 | identity key 32 |
 /// list version u64 | issued_at u64 | count u16 | entries | signature 64`;
 /// entry: `device 16 | signing key 32 | created_at u64 | revoked u8 (0/1) |
-/// name (u16 length | UTF-8)`. Entries are in strictly ascending device id
-/// order. Signature over `"strongroom/v1/device-list" 0x00 | everything before it`.
+/// versions u32 | name (u16 length | UTF-8)`. Entries are in strictly ascending device id
+/// order. Signature over `"strongroom/v2/device-list" 0x00 | everything before it`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceList {
     /// Network of the user.
@@ -57,8 +61,10 @@ pub struct DeviceListExpectation {
     pub user_id: UserId,
     /// The identity key pinned on first use, if any.
     pub pinned_identity: Option<VerifyingKey>,
-    /// The highest list version seen before, if any.
-    pub min_version: Option<u64>,
+    /// The highest list version seen before and the SHA-256 of that list
+    /// ([`DeviceList::digest`]), if any: an older version is a rollback, and a
+    /// different list under the same version is the relay showing two views.
+    pub seen: Option<(u64, [u8; 32])>,
 }
 
 /// A device list whose signature and identity were checked.
@@ -76,6 +82,7 @@ pub struct VerifiedDevice {
     pub(crate) identity_key: VerifyingKey,
     pub(crate) device_id: DeviceId,
     pub(crate) signing_key: VerifyingKey,
+    pub(crate) versions: u32,
 }
 
 impl VerifiedDevice {
@@ -98,6 +105,10 @@ impl VerifiedDevice {
     /// Device signing key.
     pub fn signing_key(&self) -> VerifyingKey {
         self.signing_key
+    }
+    /// Protocol versions it advertises (bit v = version v).
+    pub fn versions(&self) -> u32 {
+        self.versions
     }
 }
 
@@ -142,9 +153,16 @@ impl DeviceList {
                 .raw(&d.signing_key.0)
                 .u64(d.created_at)
                 .u8(u8::from(d.revoked))
+                .u32(d.versions)
                 .bytes16(d.name.as_bytes());
         }
         w.finish()
+    }
+
+    /// SHA-256 of the encoding: what a device remembers per user with the
+    /// version, to refuse a different list under the same version.
+    pub fn digest(&self) -> [u8; 32] {
+        crate::primitives::sha256(&[&self.encode()])
     }
 
     /// The wire encoding.
@@ -162,17 +180,18 @@ impl DeviceList {
         Suite::from_id(r.u16("suite").map_err(&e)?)?;
         let network_id = NetworkId(r.array("network id").map_err(&e)?);
         let user_id = UserId(r.array("user id").map_err(&e)?);
-        let identity_key = VerifyingKey(r.array("identity key").map_err(&e)?);
+        let identity_key = key(r.array("identity key").map_err(&e)?)?;
         let version = r.u64("list version").map_err(&e)?;
         let issued_at = r.u64("issued_at").map_err(&e)?;
-        let n = r.count16("device count", MAX_DEVICES, 16 + 32 + 8 + 1 + 2).map_err(&e)?;
+        let n = r.count16("device count", MAX_DEVICES, 16 + 32 + 8 + 1 + 4 + 2).map_err(&e)?;
         let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
             devices.push(DeviceEntry {
                 device_id: DeviceId(r.array("device id").map_err(&e)?),
-                signing_key: VerifyingKey(r.array("device signing key").map_err(&e)?),
+                signing_key: key(r.array("device signing key").map_err(&e)?)?,
                 created_at: r.u64("device created_at").map_err(&e)?,
                 revoked: r.bool("device revoked flag").map_err(&e)?,
+                versions: r.u32("device versions").map_err(&e)?,
                 name: r.str16("device name", MAX_DEVICE_NAME).map_err(&e)?.to_owned(),
             });
         }
@@ -199,9 +218,12 @@ impl DeviceList {
         self.identity_key
             .verify(&signing_input(label::DEVICE_LIST, &self.body()), &self.signature)
             .map_err(|_| CertError::BadSignature { what: "device list" })?;
-        if let Some(seen) = expect.min_version {
+        if let Some((seen, digest)) = expect.seen {
             if self.version < seen {
                 return Err(CertError::DeviceListRollback { seen, got: self.version });
+            }
+            if self.version == seen && !bool::from(subtle::ConstantTimeEq::ct_eq(&self.digest()[..], &digest[..])) {
+                return Err(CertError::DeviceListConflict { version: seen });
             }
         }
         Ok(VerifiedDeviceList { list: self.clone() })
@@ -216,6 +238,7 @@ fn check_entries(devices: &[DeviceEntry]) -> Result<(), CertError> {
         if d.name.len() > MAX_DEVICE_NAME {
             return Err(CertError::Invalid("device name longer than 64 bytes"));
         }
+        check_versions(d.versions)?;
     }
     super::check_ascending(devices, |d| d.device_id, "device list entries are not in ascending id order")
 }
@@ -258,6 +281,7 @@ impl VerifiedDeviceList {
             identity_key: self.list.identity_key,
             device_id: d.device_id,
             signing_key: d.signing_key,
+            versions: d.versions,
         }
     }
 }

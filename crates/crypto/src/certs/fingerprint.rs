@@ -7,7 +7,7 @@ use crate::suite::label;
 /// The fingerprint of a network key, carried in invites so a client can pin
 /// the right key even though it fetches the key itself from the server.
 ///
-/// `SHA-256("strongroom/v1/network-fingerprint" || 0x00 || public key)`.
+/// `SHA-256("strongroom/v2/network-fingerprint" || 0x00 || public key)`.
 #[derive(Clone, Copy)]
 pub struct NetworkFingerprint([u8; 32]);
 
@@ -68,13 +68,15 @@ mod tests {
 
     #[test]
     fn display_parse_and_match() {
-        let key = VerifyingKey::from_bytes([3u8; 32]);
+        let key = crate::keys::SigningKey::from_seed(crate::keys::SecretBytes::new([3u8; 32])).unwrap().verifying_key();
         let fp = NetworkFingerprint::of(&key);
         let shown = fp.to_string();
         assert_eq!(shown.len(), 64 + 15);
         assert_eq!(NetworkFingerprint::parse(&shown), Some(fp));
         assert!(fp.matches(&key));
-        assert!(!fp.matches(&VerifyingKey::from_bytes([4u8; 32])));
+        let other =
+            crate::keys::SigningKey::from_seed(crate::keys::SecretBytes::new([4u8; 32])).unwrap().verifying_key();
+        assert!(!fp.matches(&other));
         assert_eq!(NetworkFingerprint::parse("abcd"), None);
     }
 }

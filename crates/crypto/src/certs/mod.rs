@@ -19,7 +19,8 @@ mod retention;
 pub use device_list::{DeviceEntry, DeviceList, DeviceListExpectation, VerifiedDevice, VerifiedDeviceList};
 pub use fingerprint::NetworkFingerprint;
 pub use policy::{
-    NetworkPolicy, PolicyTracker, RetentionDevice, VerifiedPolicy, MAX_RETENTION_DEVICES, MAX_RETENTION_NAME,
+    partner_features, FederationPartner, NetworkPolicy, PolicyEntries, PolicyTracker, RetentionDevice, RetentionState,
+    VerifiedPolicy, MAX_PARTNERS, MAX_RETENTION_DEVICES, MAX_RETENTION_NAME,
 };
 pub use prekey::{PreKeyKind, PreKeyRef, SignedPreKey, VerifiedPreKey};
 pub use retention::{ArchiveCheckpoint, RetentionLogin};
@@ -28,6 +29,7 @@ use thiserror::Error;
 
 use crate::codec::DecodeError;
 use crate::ids::{DeviceId, NetworkId, UserId};
+use crate::keys::{AgreementPublic, KeyError, VerifyingKey};
 use crate::suite::VersionError;
 
 /// Why a certificate, device list or policy was refused.
@@ -83,6 +85,13 @@ pub enum CertError {
         /// Version offered.
         got: u64,
     },
+    /// Two different device lists both claim the same version: the server
+    /// is showing different views.
+    #[error("two different device lists both claim version {version} (equivocation)")]
+    DeviceListConflict {
+        /// The contested version.
+        version: u64,
+    },
     /// The statement belongs to another network.
     #[error("statement is for network {got}, expected {expected}")]
     WrongNetwork {
@@ -135,6 +144,13 @@ pub enum CertError {
     /// A field is out of its allowed range (too many devices, name too long…).
     #[error("{0}")]
     Invalid(&'static str),
+    /// A public key in the statement is small-order or non-canonical.
+    #[error("{0}")]
+    Key(KeyError),
+    /// A policy entry of a type this software does not know. Refused, never
+    /// skipped: an entry may widen who can read.
+    #[error("network policy has an entry of unknown type {0}; upgrade Strongroom")]
+    UnknownPolicyEntry(u8),
 }
 
 /// Entries must be in strictly ascending device id order: one encoding per
@@ -155,6 +171,25 @@ pub(crate) fn check_ascending<T>(
         }
     }
     Ok(())
+}
+
+/// A version set as devices advertise it: bit 0 is never a version, and a
+/// device must open at least one.
+pub(crate) fn check_versions(versions: u32) -> Result<(), CertError> {
+    if versions & 1 != 0 || versions == 0 {
+        return Err(CertError::Invalid("protocol versions must name at least one version, and bit 0 is reserved"));
+    }
+    Ok(())
+}
+
+/// An Ed25519 key read from a statement (PROTOCOL.md §2.1).
+pub(crate) fn key(bytes: [u8; 32]) -> Result<VerifyingKey, CertError> {
+    VerifyingKey::from_bytes(bytes).map_err(CertError::Key)
+}
+
+/// An X25519 key read from a statement.
+pub(crate) fn agreement_key(bytes: [u8; 32]) -> Result<AgreementPublic, CertError> {
+    AgreementPublic::from_bytes(bytes).map_err(CertError::Key)
 }
 
 impl CertError {

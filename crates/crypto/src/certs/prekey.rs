@@ -50,7 +50,7 @@ pub struct PreKeyRef {
 /// Encoding (all integers big-endian):
 /// `version u8 | suite u16 | network 16 | user 16 | device 16 | kind u8 |
 ///  id u32 | public 32 | created_at u64 | expires_at u64 | signature 64`,
-/// signature over `"strongroom/v1/prekey" 0x00 | everything before it`.
+/// signature over `"strongroom/v2/prekey" 0x00 | everything before it`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedPreKey {
     /// Network of the device.
@@ -160,7 +160,7 @@ impl SignedPreKey {
             _ => return Err(CertError::Invalid("pre-key kind must be 0 (medium-term) or 1 (one-time)")),
         };
         let id = r.u32("pre-key id").map_err(&e)?;
-        let public = AgreementPublic(r.array("pre-key public key").map_err(&e)?);
+        let public = super::agreement_key(r.array("pre-key public key").map_err(&e)?)?;
         let created_at = r.u64("created_at").map_err(&e)?;
         let expires_at = r.u64("expires_at").map_err(&e)?;
         let signature = Signature(r.array("signature").map_err(&e)?);

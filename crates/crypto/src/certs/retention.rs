@@ -10,7 +10,7 @@ use super::CertError;
 
 /// A retention device proving to the relay that it holds the signing key the
 /// network policy names: `network 16 | device 16 | timestamp u64 | nonce 16`
-/// under the label `strongroom/v1/retention-login`.
+/// under the label `strongroom/v2/retention-login`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionLogin {
     /// The network.
@@ -24,6 +24,11 @@ pub struct RetentionLogin {
 }
 
 impl RetentionLogin {
+    /// The bytes the signature covers: label, zero byte, statement.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        self.body()
+    }
+
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(56);
         w.raw(self.network_id.as_bytes()).raw(self.device_id.as_bytes()).u64(self.timestamp).raw(&self.nonce);
@@ -43,7 +48,7 @@ impl RetentionLogin {
 
 /// A signed statement of an archive log's size and Merkle root:
 /// `network 16 | device 16 | tree size u64 | root 32 | timestamp u64` under
-/// the label `strongroom/v1/archive-checkpoint`.
+/// the label `strongroom/v2/archive-checkpoint`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArchiveCheckpoint {
     /// The network.
@@ -59,6 +64,11 @@ pub struct ArchiveCheckpoint {
 }
 
 impl ArchiveCheckpoint {
+    /// The bytes the signature covers: label, zero byte, statement.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        self.body()
+    }
+
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(104);
         w.raw(self.network_id.as_bytes())

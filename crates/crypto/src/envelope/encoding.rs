@@ -1,16 +1,17 @@
 //! The two wire forms of an envelope.
 //!
 //! Full form (what the sender posts):
-//! `header 131 | form u8 = 1 | ciphertext (u32 length | bytes) |
-//!  wrap count u32 | wraps (85 each, ascending by (user, device)) | signature 64`
+//! `header 219 | form u8 = 1 | ciphertext (u32 length | bytes) |
+//!  wrap count u32 | wraps (101 each, ascending by (network, user, device)) |
+//!  signature 64`
 //!
 //! Delivered form (what one device receives: its own wrap and a proof):
-//! `header 131 | form u8 = 2 | ciphertext (u32 length | bytes) |
-//!  tree size u32 | leaf index u32 | wrap 85 | proof count u8 | proof (32 each) |
+//! `header 219 | form u8 = 2 | ciphertext (u32 length | bytes) |
+//!  tree size u32 | leaf index u32 | wrap 101 | proof count u8 | proof (32 each) |
 //!  signature 64`
 //!
 //! Both carry the same signature, over
-//! `"strongroom/v1/envelope" 0x00 | header | SHA-256(ciphertext) | tree size u32 |
+//! `"strongroom/v2/envelope" 0x00 | header | SHA-256(ciphertext) | tree size u32 |
 //!  Merkle root of the wraps`.
 
 use super::header::{Header, HEADER_LEN};
@@ -18,7 +19,7 @@ use super::wrap::{Wrap, WRAP_LEN};
 use super::EnvelopeError;
 use crate::codec::{Reader, Writer};
 use crate::content::MAX_PADDED_LEN;
-use crate::ids::{DeviceId, UserId};
+use crate::ids::{DeviceId, NetworkId, UserId};
 use crate::keys::Signature;
 use crate::merkle::{self, Hash, Tree, MAX_PROOF_LEN};
 use crate::primitives::{sha256, AEAD_TAG_LEN};
@@ -92,7 +93,7 @@ impl Envelope {
         &self.header
     }
 
-    /// The wraps, ascending by (user, device): the exact recipient set.
+    /// The wraps, ascending by (network, user, device): the exact recipient set.
     pub fn wraps(&self) -> &[Wrap] {
         &self.wraps
     }
@@ -130,8 +131,8 @@ impl Envelope {
     }
 
     /// The delivery for one device, or `None` if it is not a recipient.
-    pub fn for_device(&self, user: UserId, device: DeviceId) -> Option<DeliveredEnvelope> {
-        let index = self.wraps.binary_search_by_key(&(user, device), Wrap::recipient).ok()?;
+    pub fn for_device(&self, network: NetworkId, user: UserId, device: DeviceId) -> Option<DeliveredEnvelope> {
+        let index = self.wraps.binary_search_by_key(&(network, user, device), Wrap::recipient).ok()?;
         let tree = wraps_tree(&self.wraps)?;
         self.delivery(&tree, index)
     }
@@ -166,8 +167,9 @@ pub struct DeliveryParts {
     pub prefix: Vec<u8>,
     /// The sender's signature (the last 64 bytes of every delivery).
     pub signature: [u8; 64],
-    /// Per recipient: `leaf index u32 | wrap | proof count u8 | proof`.
-    pub tails: Vec<(UserId, DeviceId, Vec<u8>)>,
+    /// Per recipient (network, user, device): `leaf index u32 | wrap |
+    /// proof count u8 | proof`.
+    pub tails: Vec<(NetworkId, UserId, DeviceId, Vec<u8>)>,
 }
 
 impl DeliveryParts {
@@ -204,7 +206,7 @@ impl Envelope {
                     for h in &proof {
                         t.raw(h);
                     }
-                    (wrap.user_id, wrap.device_id, t.finish())
+                    (wrap.network_id, wrap.user_id, wrap.device_id, t.finish())
                 })
                 .collect(),
             None => Vec::new(),
@@ -219,7 +221,7 @@ fn check_sorted(wraps: &[Wrap]) -> Result<(), EnvelopeError> {
             if a.recipient() >= b.recipient() {
                 return Err(EnvelopeError::Decode(crate::codec::DecodeError::Invalid {
                     field: "wraps",
-                    reason: "not in strictly ascending (user, device) order",
+                    reason: "not in strictly ascending (network, user, device) order",
                 }));
             }
         }

@@ -1,26 +1,41 @@
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::ids::{ConversationId, DeviceId, MessageId, NetworkId, UserId};
-use crate::keys::AgreementPublic;
-use crate::suite::{check_version, Suite, VersionError, PROTOCOL_VERSION};
+use crate::keys::{AgreementPublic, KeyError};
+use crate::suite::{check_version, Suite, VersionError};
 
 /// Encoded header size: fixed, so it can be read without parsing the rest.
-pub const HEADER_LEN: usize = 1 + 2 + 16 * 5 + 8 + 4 + 4 + 32;
+pub const HEADER_LEN: usize = 1 + 2 + 16 * 6 + 8 + 4 + 4 + 8 + 32 + 32 + 32;
+
+/// The member set a sender encrypted to, as it signed it: the version and
+/// SHA-256 of a signed member statement. Version 0 with a zero hash means
+/// "no signed member set" (conversations before signed membership).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MembershipCommitment {
+    /// Member-set version.
+    pub version: u64,
+    /// SHA-256 of the signed member set's encoding.
+    pub hash: [u8; 32],
+}
 
 /// The clear-text part of an envelope. Authenticated three ways: it is the
 /// AEAD associated data of the content, it is bound into every KEK, and it is
 /// covered by the sender's signature.
 ///
-/// Encoding: `version u8 | suite u16 | network 16 | conversation 16 |
-/// message 16 | sender user 16 | sender device 16 | timestamp u64 (ms) |
-/// ttl u32 (s, 0 = none) | burn-on-read u32 (s, 0 = off) | ephemeral key 32`.
+/// Encoding (PROTOCOL.md §4.1, 219 bytes): `version u8 | suite u16 |
+/// sender network 16 | host network 16 | conversation 16 | message 16 |
+/// sender user 16 | sender device 16 | timestamp u64 (ms) | ttl u32 (s) |
+/// burn-on-read u32 (s) | membership version u64 | membership hash 32 |
+/// key commitment 32 | ephemeral key 32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Format version.
     pub version: u8,
     /// Cipher suite.
     pub suite: Suite,
-    /// Network.
-    pub network_id: NetworkId,
+    /// The sender's network.
+    pub sender_network_id: NetworkId,
+    /// The network that hosts the conversation.
+    pub host_network_id: NetworkId,
     /// Conversation.
     pub conversation_id: ConversationId,
     /// Message id (replay-guard key).
@@ -35,6 +50,11 @@ pub struct Header {
     pub ttl_secs: u32,
     /// Delete this many seconds after first read; 0 for off.
     pub burn_on_read_secs: u32,
+    /// The member set the sender encrypted to.
+    pub membership: MembershipCommitment,
+    /// `SHA-256("strongroom/v2/key-commitment" 0x00 | K)`: every recipient
+    /// checks its unwrapped key against it, so all read the same plaintext.
+    pub key_commitment: [u8; 32],
     /// The per-message ephemeral X25519 public key.
     pub ephemeral_public: AgreementPublic,
 }
@@ -49,6 +69,9 @@ pub enum HeaderError {
     /// Unknown version or suite.
     #[error("{0}")]
     Version(#[from] VersionError),
+    /// The ephemeral key is non-canonical or of small order.
+    #[error("envelope ephemeral key refused: {0}")]
+    EphemeralKey(KeyError),
 }
 
 impl Header {
@@ -57,7 +80,8 @@ impl Header {
         let mut w = Writer::with_capacity(HEADER_LEN);
         w.u8(self.version)
             .u16(self.suite.id())
-            .raw(&self.network_id.0)
+            .raw(&self.sender_network_id.0)
+            .raw(&self.host_network_id.0)
             .raw(&self.conversation_id.0)
             .raw(&self.message_id.0)
             .raw(&self.sender_user_id.0)
@@ -65,6 +89,9 @@ impl Header {
             .u64(self.timestamp)
             .u32(self.ttl_secs)
             .u32(self.burn_on_read_secs)
+            .u64(self.membership.version)
+            .raw(&self.membership.hash)
+            .raw(&self.key_commitment)
             .raw(&self.ephemeral_public.0);
         let mut out = [0u8; HEADER_LEN];
         out.copy_from_slice(&w.finish());
@@ -80,7 +107,8 @@ impl Header {
         Ok(Self {
             version,
             suite,
-            network_id: NetworkId(r.array("network id")?),
+            sender_network_id: NetworkId(r.array("sender network id")?),
+            host_network_id: NetworkId(r.array("host network id")?),
             conversation_id: ConversationId(r.array("conversation id")?),
             message_id: MessageId(r.array("message id")?),
             sender_user_id: UserId(r.array("sender user id")?),
@@ -88,7 +116,13 @@ impl Header {
             timestamp: r.u64("timestamp")?,
             ttl_secs: r.u32("ttl")?,
             burn_on_read_secs: r.u32("burn-on-read")?,
-            ephemeral_public: AgreementPublic(r.array("ephemeral key")?),
+            membership: MembershipCommitment {
+                version: r.u64("membership version")?,
+                hash: r.array("membership hash")?,
+            },
+            key_commitment: r.array("key commitment")?,
+            ephemeral_public: AgreementPublic::from_bytes(r.array("ephemeral key")?)
+                .map_err(HeaderError::EphemeralKey)?,
         })
     }
 
@@ -101,23 +135,5 @@ impl Header {
     /// When the message expires (ms), if it has a TTL.
     pub fn expires_at(&self) -> Option<u64> {
         (self.ttl_secs > 0).then(|| self.timestamp.saturating_add(u64::from(self.ttl_secs) * 1000))
-    }
-}
-
-impl Default for Header {
-    fn default() -> Self {
-        Self {
-            version: PROTOCOL_VERSION,
-            suite: Suite::Curve25519Aes256Gcm,
-            network_id: NetworkId([0; 16]),
-            conversation_id: ConversationId([0; 16]),
-            message_id: MessageId([0; 16]),
-            sender_user_id: UserId([0; 16]),
-            sender_device_id: DeviceId([0; 16]),
-            timestamp: 0,
-            ttl_secs: 0,
-            burn_on_read_secs: 0,
-            ephemeral_public: AgreementPublic([0; 32]),
-        }
     }
 }

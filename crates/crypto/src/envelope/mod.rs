@@ -19,7 +19,7 @@ mod seal;
 mod wrap;
 
 pub use encoding::{DeliveredEnvelope, DeliveryParts, Envelope, MAX_CIPHERTEXT, MAX_RECIPIENTS};
-pub use header::{Header, HeaderError, HEADER_LEN};
+pub use header::{Header, HeaderError, MembershipCommitment, HEADER_LEN};
 pub use open::{Opened, PreKeySecrets, RecipientDevice};
 pub use replay::{MemoryReplayGuard, ReplayGuard, DEFAULT_REPLAY_WINDOW_MS, MAX_SKEW_MS};
 pub use seal::{seal, seal_with, MessageMeta, SealRandomness, Sender};
@@ -30,7 +30,7 @@ use thiserror::Error;
 use crate::certs::{CertError, PreKeyRef};
 use crate::codec::DecodeError;
 use crate::content::ContentError;
-use crate::ids::{DeviceId, MessageId, NetworkId, UserId};
+use crate::ids::{DeviceId, MessageId, UserId};
 use crate::suite::VersionError;
 
 /// Why an envelope could not be sealed.
@@ -54,6 +54,17 @@ pub enum SealError {
     /// A recipient key is a low-order point.
     #[error("the pre-key of device {0} is invalid (low-order point); refetch its keys")]
     BadRecipientKey(DeviceId),
+    /// A recipient's signed statement does not list the version this
+    /// software sends: it must upgrade before it can be sent to.
+    #[error("device {device} of user {user} does not support protocol version {version}; it must upgrade Strongroom")]
+    UnsupportedVersion {
+        /// User.
+        user: UserId,
+        /// Device.
+        device: DeviceId,
+        /// The version that would have been sent.
+        version: u8,
+    },
     /// The content could not be encoded.
     #[error("{0}")]
     Content(#[from] ContentError),
@@ -79,14 +90,6 @@ pub enum EnvelopeError {
     /// An envelope with no wraps.
     #[error("envelope names no recipients")]
     NoRecipients,
-    /// The envelope belongs to another network.
-    #[error("envelope is for network {got}, this device is in {expected}")]
-    WrongNetwork {
-        /// Our network.
-        expected: NetworkId,
-        /// Network in the header.
-        got: NetworkId,
-    },
     /// The sender device could not be trusted (unknown, revoked, wrong user…).
     #[error("sender not trusted: {0}")]
     Sender(CertError),
@@ -105,6 +108,15 @@ pub enum EnvelopeError {
         /// Age by the sender's timestamp.
         age_ms: u64,
     },
+    /// The timestamp is further ahead of this device's clock than
+    /// `MAX_SKEW_MS`: the sender's clock (or this one) is wrong.
+    #[error(
+        "message is dated {ahead_ms} ms in the future (more than the 5-minute clock skew allowed); check the clocks"
+    )]
+    FutureTimestamp {
+        /// How far ahead of our clock.
+        ahead_ms: u64,
+    },
     /// The device no longer has the private pre-key the message was sealed to.
     #[error("pre-key {0:?} is not available on this device (used or rotated away)")]
     MissingPreKey(PreKeyRef),
@@ -114,6 +126,10 @@ pub enum EnvelopeError {
     /// The wrap did not authenticate under the derived KEK.
     #[error("message key wrap does not authenticate: wrong recipient key or altered wrap")]
     BadWrap,
+    /// The unwrapped key is not the one the signed header commits to: the
+    /// sender gave recipients different keys.
+    #[error("message key does not match the signed key commitment: the sender gave recipients different keys")]
+    KeyCommitment,
     /// The content did not authenticate under the message key and header.
     #[error("message content does not authenticate: header or ciphertext altered")]
     BadCiphertext,
@@ -133,6 +149,7 @@ impl From<HeaderError> for EnvelopeError {
         match e {
             HeaderError::Decode(d) => EnvelopeError::Decode(d),
             HeaderError::Version(v) => EnvelopeError::Version(v),
+            HeaderError::EphemeralKey(_) => EnvelopeError::BadEphemeralKey,
         }
     }
 }

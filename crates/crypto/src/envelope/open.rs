@@ -1,11 +1,13 @@
 use std::collections::HashMap;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::encoding::{signature_input, DeliveredEnvelope, Envelope};
 use super::header::Header;
+use super::seal::key_commitment;
 use super::wrap::{kek_info_prefix, unwrap, WrapError};
-use super::{EnvelopeError, ReplayGuard};
+use super::{EnvelopeError, ReplayGuard, MAX_SKEW_MS};
 use crate::certs::{CertError, PreKeyRef, VerifiedDeviceList};
 use crate::content::{unpad, Content};
 use crate::ids::{DeviceId, NetworkId, UserId};
@@ -68,13 +70,10 @@ impl DeliveredEnvelope {
         now: u64,
     ) -> Result<Opened, EnvelopeError> {
         let h = &self.header;
-        if h.network_id != me.network_id {
-            return Err(EnvelopeError::WrongNetwork { expected: me.network_id, got: h.network_id });
-        }
         let list = sender.list();
-        if list.network_id != h.network_id {
+        if list.network_id != h.sender_network_id {
             return Err(EnvelopeError::Sender(CertError::WrongNetwork {
-                expected: h.network_id,
+                expected: h.sender_network_id,
                 got: list.network_id,
             }));
         }
@@ -92,8 +91,11 @@ impl DeliveredEnvelope {
             .verify(&signature_input(&header_bytes, &self.ciphertext, self.tree_size, &root), &self.signature)
             .map_err(|_| EnvelopeError::BadSignature)?;
 
-        if self.wrap.user_id != me.user_id || self.wrap.device_id != me.device_id {
+        if self.wrap.recipient() != (me.network_id, me.user_id, me.device_id) {
             return Err(EnvelopeError::NotForThisDevice);
+        }
+        if h.timestamp > now.saturating_add(MAX_SKEW_MS) {
+            return Err(EnvelopeError::FutureTimestamp { ahead_ms: h.timestamp - now });
         }
         replay.check(&h.message_id, h.timestamp, now)?;
 
@@ -104,6 +106,9 @@ impl DeliveredEnvelope {
             WrapError::Unwrap => EnvelopeError::BadWrap,
             WrapError::Backend => EnvelopeError::Backend,
         })?;
+        if !bool::from(key_commitment(&message_key).ct_eq(&h.key_commitment)) {
+            return Err(EnvelopeError::KeyCommitment);
+        }
 
         let split = self.ciphertext.len().saturating_sub(AEAD_TAG_LEN);
         let (body, tag) = self.ciphertext.split_at(split);
@@ -129,7 +134,7 @@ impl Envelope {
         replay: &mut impl ReplayGuard,
         now: u64,
     ) -> Result<Opened, EnvelopeError> {
-        self.for_device(me.user_id, me.device_id)
+        self.for_device(me.network_id, me.user_id, me.device_id)
             .ok_or(EnvelopeError::NotForThisDevice)?
             .open(me, keys, sender, replay, now)
     }

@@ -1,7 +1,7 @@
 use rand_core::{CryptoRng, RngCore};
 
 use super::encoding::{signature_input, wraps_tree, Envelope};
-use super::header::Header;
+use super::header::{Header, MembershipCommitment};
 use super::wrap::{kek_info_prefix, wrap, Recipient, WrapError};
 use super::{SealError, MAX_RECIPIENTS};
 use crate::content::{pad, Content};
@@ -12,7 +12,7 @@ use crate::suite::{Suite, PROTOCOL_VERSION};
 
 /// The sending device's own keys.
 pub struct Sender<'a> {
-    /// Network.
+    /// The sender's network.
     pub network_id: NetworkId,
     /// Sending user.
     pub user_id: UserId,
@@ -27,6 +27,9 @@ pub struct Sender<'a> {
 /// Per-message metadata that goes into the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageMeta {
+    /// The network hosting the conversation (the sender's own, unless the
+    /// conversation is a partner network's).
+    pub host_network_id: NetworkId,
     /// Conversation.
     pub conversation_id: ConversationId,
     /// Fresh random message id.
@@ -37,6 +40,9 @@ pub struct MessageMeta {
     pub ttl_secs: u32,
     /// Burn after first read, seconds (0 = off).
     pub burn_on_read_secs: u32,
+    /// The signed member set the recipients were taken from
+    /// (`MembershipCommitment::default()` until signed membership exists).
+    pub membership: MembershipCommitment,
 }
 
 /// The two secrets a seal draws: the message key and the ephemeral key.
@@ -90,12 +96,17 @@ pub fn seal_with(
             }
         }
     }
+    // A device is sent only a version it advertises in its signed statement.
+    if let Some(r) = order.iter().find(|r| r.versions & (1 << PROTOCOL_VERSION) == 0) {
+        return Err(SealError::UnsupportedVersion { user: r.user_id, device: r.device_id, version: PROTOCOL_VERSION });
+    }
 
     let ephemeral = AgreementSecret::from_bytes(randomness.ephemeral).map_err(|_| SealError::Backend)?;
     let header = Header {
         version: PROTOCOL_VERSION,
         suite: Suite::Curve25519Aes256Gcm,
-        network_id: sender.network_id,
+        sender_network_id: sender.network_id,
+        host_network_id: meta.host_network_id,
         conversation_id: meta.conversation_id,
         message_id: meta.message_id,
         sender_user_id: sender.user_id,
@@ -103,6 +114,8 @@ pub fn seal_with(
         timestamp: meta.timestamp,
         ttl_secs: meta.ttl_secs,
         burn_on_read_secs: meta.burn_on_read_secs,
+        membership: meta.membership,
+        key_commitment: key_commitment(&randomness.message_key),
         ephemeral_public: ephemeral.public(),
     };
     let header_bytes = header.encode();
@@ -130,4 +143,11 @@ pub fn seal_with(
     let tree_size = u32::try_from(wraps.len()).map_err(|_| SealError::TooManyRecipients(wraps.len()))?;
     let signature = sender.signing_key.sign(&signature_input(&header_bytes, &ciphertext, tree_size, &tree.root()));
     Ok(Envelope { header, ciphertext, wraps, signature })
+}
+
+/// `SHA-256("strongroom/v2/key-commitment" 0x00 | K)`. AES-GCM alone does
+/// not commit to its key: without this a sender could find two keys that
+/// open one ciphertext to two contents and give each reader a different one.
+pub(crate) fn key_commitment(message_key: &SecretBytes<32>) -> [u8; 32] {
+    primitives::sha256(&[crate::suite::label::KEY_COMMITMENT, &[0], message_key.expose()])
 }

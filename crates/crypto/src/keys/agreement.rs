@@ -68,9 +68,11 @@ impl std::fmt::Debug for AgreementSecret {
 }
 
 impl AgreementPublic {
-    /// Wraps public key bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    /// Decodes public key bytes, refusing a non-canonical u-coordinate or
+    /// one of small order (PROTOCOL.md §2.1).
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        super::point::check_x25519(&bytes)?;
+        Ok(Self(bytes))
     }
 
     /// The 32 public key bytes.

@@ -2,6 +2,7 @@
 //! [`SecretBytes`] container every secret lives in.
 
 mod agreement;
+mod point;
 mod secret;
 mod signing;
 
@@ -26,4 +27,13 @@ pub enum KeyError {
     /// all zeros and must not be used.
     #[error("key agreement produced an all-zero secret (low-order peer key)")]
     WeakAgreement,
+    /// A public key of small order (e.g. the Ed25519 identity point): refused
+    /// wherever a key is decoded, because signatures or key agreement with it
+    /// prove nothing.
+    #[error("{0} public key has small order; it is not a real key")]
+    SmallOrderKey(&'static str),
+    /// A public key spelled non-canonically (a coordinate ≥ 2^255 − 19, or a
+    /// sign bit where none is allowed): every key has exactly one encoding.
+    #[error("{0} public key is not canonically encoded")]
+    NonCanonicalKey(&'static str),
 }

@@ -70,9 +70,12 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl VerifyingKey {
-    /// Wraps public key bytes. Invalid points are caught when verifying.
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+    /// Decodes public key bytes, refusing anything that is not a canonical
+    /// encoding of a curve point outside the small-order subgroup
+    /// (PROTOCOL.md §2.1).
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        super::point::check_ed25519(&bytes)?;
+        Ok(Self(bytes))
     }
 
     /// The 32 public key bytes.

@@ -81,6 +81,7 @@ impl World {
                     signing_key: d.key.verifying_key(),
                     created_at: NOW - 5000,
                     revoked: false,
+                    versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
                     name: format!("device {i}"),
                 })
                 .collect();
@@ -94,6 +95,8 @@ impl World {
                 signing_key: SigningKey::generate(&mut rng).verifying_key(),
                 agreement_key: secret.public(),
                 agreement_key_id: 7,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+                state: RetentionState::Active,
                 name: "Acme compliance archive".into(),
             };
             let mut keys = HashMap::new();
@@ -119,7 +122,7 @@ impl World {
             network_id: self.net,
             user_id: self.users[u].id,
             pinned_identity: Some(self.users[u].identity.verifying_key()),
-            min_version: None,
+            seen: None,
         }
     }
 
@@ -180,11 +183,13 @@ impl World {
         let mut id = [0x4d; 16];
         id[8..].copy_from_slice(&n.to_be_bytes());
         MessageMeta {
+            host_network_id: self.net,
             conversation_id: ConversationId::from_bytes([0x42; 16]),
             message_id: MessageId::from_bytes(id),
             timestamp: NOW,
             ttl_secs: 0,
             burn_on_read_secs: 0,
+            membership: MembershipCommitment::default(),
         }
     }
 }

@@ -58,6 +58,7 @@ fn mth(leaves: &[Vec<u8>]) -> Vec<u8> {
 }
 
 struct R {
+    network: Vec<u8>,
     user: Vec<u8>,
     device: Vec<u8>,
     identity: Vec<u8>,
@@ -70,17 +71,23 @@ struct R {
 pub fn envelope(i: &Value) -> Vec<u8> {
     let s = &i["sender"];
     let e_pub = x_public(&hx(i, "ephemeral_private"));
-    let mut header = vec![1u8, 0, 1];
-    for k in ["network_id", "conversation_id", "message_id"] {
-        header.extend(hx(i, k));
+    let k = hx(i, "message_key");
+    let mut commitment_input = b"strongroom/v2/key-commitment\0".to_vec();
+    commitment_input.extend(&k);
+    let mut header = vec![2u8, 0, 1];
+    for f in ["network_id", "host_network_id", "conversation_id", "message_id"] {
+        header.extend(hx(i, f));
     }
     header.extend(hx(s, "user_id"));
     header.extend(hx(s, "device_id"));
     header.extend(n(i, "timestamp").to_be_bytes());
     header.extend((n(i, "ttl_secs") as u32).to_be_bytes());
     header.extend((n(i, "burn_on_read_secs") as u32).to_be_bytes());
+    header.extend(n(i, "membership_version").to_be_bytes());
+    header.extend(hx(i, "membership_hash"));
+    header.extend(sha256(&commitment_input));
     header.extend(&e_pub);
-    assert_eq!(header.len(), 131);
+    assert_eq!(header.len(), 219);
 
     // Content: version 1, type 1 (text), u32 body length, body = u32 length | UTF-8.
     let t = i["text"].as_str().unwrap().as_bytes();
@@ -93,7 +100,6 @@ pub fn envelope(i: &Value) -> Vec<u8> {
     let mut padded = (content.len() as u32).to_be_bytes().to_vec();
     padded.extend(&content);
     padded.resize(bucket, 0);
-    let k = hx(i, "message_key");
     let ciphertext = gcm(&k, [0; 12], &header, &padded);
 
     let mut rs: Vec<R> = i["recipients"]
@@ -101,6 +107,7 @@ pub fn envelope(i: &Value) -> Vec<u8> {
         .unwrap()
         .iter()
         .map(|r| R {
+            network: hx(i, "network_id"),
             user: hx(r, "user_id"),
             device: hx(r, "device_id"),
             identity: ed_public(&hx(r, "identity_seed")),
@@ -111,6 +118,7 @@ pub fn envelope(i: &Value) -> Vec<u8> {
         .collect();
     if let Some(ret) = i.get("retention") {
         rs.push(R {
+            network: hx(i, "network_id"),
             user: vec![0xff; 16],
             device: hx(ret, "device_id"),
             identity: ed_public(&hx(ret, "network_seed")),
@@ -119,7 +127,7 @@ pub fn envelope(i: &Value) -> Vec<u8> {
             public: x_public(&hx(ret, "agreement_private")),
         });
     }
-    rs.sort_by(|a, b| (&a.user, &a.device).cmp(&(&b.user, &b.device)));
+    rs.sort_by(|a, b| (&a.network, &a.user, &a.device).cmp(&(&b.network, &b.user, &b.device)));
 
     let e = agreement::PrivateKey::from_private_key(&agreement::X25519, &hx(i, "ephemeral_private")).unwrap();
     let mut wraps = Vec::new();
@@ -128,14 +136,16 @@ pub fn envelope(i: &Value) -> Vec<u8> {
             Ok(s.to_vec())
         })
         .unwrap();
-        let mut info = b"strongroom/v1/kek\0".to_vec();
+        let mut info = b"strongroom/v2/kek\0".to_vec();
         info.extend([0, 1]);
         info.extend(hx(i, "network_id"));
+        info.extend(hx(i, "host_network_id"));
         info.extend(hx(i, "message_id"));
         info.extend(&e_pub);
         info.extend(hx(s, "user_id"));
         info.extend(hx(s, "device_id"));
         info.extend(ed_public(&hx(s, "identity_seed")));
+        info.extend(&r.network);
         info.extend(&r.user);
         info.extend(&r.device);
         info.extend(&r.identity);
@@ -143,16 +153,17 @@ pub fn envelope(i: &Value) -> Vec<u8> {
         info.extend(r.id.to_be_bytes());
         info.extend(&r.public);
         let kek = hkdf32(&[], &shared, &info);
-        let mut w = r.user.clone();
+        let mut w = r.network.clone();
+        w.extend(&r.user);
         w.extend(&r.device);
         w.push(r.kind);
         w.extend(r.id.to_be_bytes());
         w.extend(gcm(&kek, [0; 12], &[], &k));
-        assert_eq!(w.len(), 85);
+        assert_eq!(w.len(), 101);
         wraps.push(w);
     }
     let leaves: Vec<Vec<u8>> = wraps.iter().map(|w| sha256(&[&[0u8][..], w].concat())).collect();
-    let mut to_sign = b"strongroom/v1/envelope\0".to_vec();
+    let mut to_sign = b"strongroom/v2/envelope\0".to_vec();
     to_sign.extend(&header);
     to_sign.extend(sha256(&ciphertext));
     to_sign.extend((wraps.len() as u32).to_be_bytes());
@@ -176,10 +187,10 @@ pub fn attachment(i: &Value) -> Vec<u8> {
     let cs = n(i, "chunk_size") as usize;
     let stream_id = hx(i, "stream_id");
     let mut header = b"SRAT".to_vec();
-    header.extend([1, 0, 1]);
+    header.extend([2, 0, 1]);
     header.extend((cs as u32).to_be_bytes());
     header.extend(&stream_id);
-    let mut info = b"strongroom/v1/attachment\0".to_vec();
+    let mut info = b"strongroom/v2/attachment\0".to_vec();
     info.extend(&header);
     let key = hkdf32(&stream_id, &hx(i, "file_key"), &info);
     let plain = hx(i, "plaintext");
@@ -192,4 +203,235 @@ pub fn attachment(i: &Value) -> Vec<u8> {
         out.extend(gcm(&key, nonce, &[], c));
     }
     out
+}
+
+/// An archive record sealed as its leaf (PROTOCOL.md §10): the record key,
+/// the segment entry and the leaf hash.
+pub fn archive_record(i: &Value) -> Value {
+    let mut context = b"strongroom/v2/archive-record\0".to_vec();
+    context.extend(hx(i, "network_id"));
+    context.extend(hx(i, "device_id"));
+    context.extend(n(i, "index").to_be_bytes());
+    let salt = hx(i, "salt");
+    let key = hkdf32(&salt, &hx(i, "archive_key"), &context);
+    let ciphertext = gcm(&key, [0; 12], &context, i["record_json"].as_str().unwrap().as_bytes());
+    let mut entry = vec![1u8];
+    entry.extend(((salt.len() + ciphertext.len()) as u32).to_be_bytes());
+    entry.extend(&salt);
+    entry.extend(&ciphertext);
+    let mut leaf = vec![0u8];
+    leaf.extend(n(i, "index").to_be_bytes());
+    leaf.extend(&salt);
+    leaf.extend(&ciphertext);
+    serde_json::json!({"record_key": hex::encode(key), "entry": hex::encode(entry), "leaf_hash": hex::encode(sha256(&leaf))})
+}
+
+fn sign(seed: &[u8], label: &str, input: &[u8]) -> Vec<u8> {
+    let mut m = label.as_bytes().to_vec();
+    m.push(0);
+    m.extend(input);
+    Ed25519KeyPair::from_seed_unchecked(seed).unwrap().sign(&m).as_ref().to_vec()
+}
+/// `input | Ed25519(seed, label | 0x00 | input)` (§1.2).
+fn signed(seed: &[u8], label: &str, mut input: Vec<u8>) -> Vec<u8> {
+    let sig = sign(seed, label, &input);
+    input.extend(sig);
+    input
+}
+fn bytes16(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u16).to_be_bytes());
+    out.extend(s.as_bytes());
+}
+fn x25519(private: &[u8], public: &[u8]) -> Vec<u8> {
+    let k = agreement::PrivateKey::from_private_key(&agreement::X25519, private).unwrap();
+    agreement::agree(&k, agreement::UnparsedPublicKey::new(&agreement::X25519, public), (), |s| Ok(s.to_vec())).unwrap()
+}
+/// `u8 2 | u16 1` (§1.1).
+const VERSION_SUITE: [u8; 3] = [2, 0, 1];
+
+/// The signed medium-term pre-key (§3.1), 168 bytes.
+pub fn signed_prekey(i: &Value) -> Vec<u8> {
+    let mut b = VERSION_SUITE.to_vec();
+    for f in ["network_id", "user_id", "device_id"] {
+        b.extend(hx(i, f));
+    }
+    b.push(0); // kind: the vector is a medium-term pre-key (§11)
+    b.extend((n(i, "prekey_id") as u32).to_be_bytes());
+    b.extend(x_public(&hx(i, "prekey_private")));
+    b.extend(n(i, "created_at").to_be_bytes());
+    b.extend(n(i, "expires_at").to_be_bytes());
+    assert_eq!(b.len(), 104);
+    signed(&hx(i, "device_seed"), "strongroom/v2/prekey", b)
+}
+
+/// The signed device list (§3.2).
+pub fn device_list(i: &Value) -> Vec<u8> {
+    let seed = hx(i, "identity_seed");
+    let mut b = VERSION_SUITE.to_vec();
+    b.extend(hx(i, "network_id"));
+    b.extend(hx(i, "user_id"));
+    b.extend(ed_public(&seed));
+    b.extend(n(i, "version").to_be_bytes());
+    b.extend(n(i, "issued_at").to_be_bytes());
+    let mut devices: Vec<&Value> = i["devices"].as_array().unwrap().iter().collect();
+    devices.sort_by_key(|d| hx(d, "device_id"));
+    b.extend((devices.len() as u16).to_be_bytes());
+    for d in devices {
+        b.extend(hx(d, "device_id"));
+        b.extend(hx(d, "signing_public"));
+        b.extend(n(d, "created_at").to_be_bytes());
+        b.push(u8::from(d["revoked"].as_bool().unwrap()));
+        b.extend((n(d, "versions") as u32).to_be_bytes());
+        bytes16(&mut b, d["name"].as_str().unwrap());
+    }
+    signed(&seed, "strongroom/v2/device-list", b)
+}
+
+/// The network fingerprint (§2): 16 groups of 4 lower-case hex digits.
+pub fn fingerprint(network_public: &[u8]) -> String {
+    let mut m = b"strongroom/v2/network-fingerprint\0".to_vec();
+    m.extend(network_public);
+    let h = hex::encode(sha256(&m));
+    h.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(" ")
+}
+
+/// The signed network policy (§3.3) and the network key's fingerprint (§2).
+pub fn policy(i: &Value) -> (Vec<u8>, String) {
+    let seed = hx(i, "network_seed");
+    let mut entries: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::new(); // (type, key, body)
+    for r in i["retention"].as_array().unwrap() {
+        let mut body = hx(r, "device_id");
+        body.extend(hx(r, "signing_public"));
+        body.extend(hx(r, "agreement_public"));
+        body.extend((n(r, "agreement_key_id") as u32).to_be_bytes());
+        body.extend((n(r, "versions") as u32).to_be_bytes());
+        body.push(match r["state"].as_str().unwrap() {
+            "active" => 1,
+            "draining" => 2,
+            s => panic!("state {s}"),
+        });
+        bytes16(&mut body, r["name"].as_str().unwrap());
+        entries.push((1, hx(r, "device_id"), body));
+    }
+    for p in i["partners"].as_array().unwrap() {
+        let mut body = hx(p, "network_id");
+        body.extend(hx(p, "key_fingerprint"));
+        bytes16(&mut body, p["relay_url"].as_str().unwrap());
+        body.extend(hx(p, "relay_public"));
+        body.extend((n(p, "features") as u32).to_be_bytes());
+        entries.push((2, hx(p, "network_id"), body));
+    }
+    if let Some(days) = i["retention_floor_days"].as_u64() {
+        entries.push((3, Vec::new(), (days as u32).to_be_bytes().to_vec()));
+    }
+    entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut b = VERSION_SUITE.to_vec();
+    b.extend(hx(i, "network_id"));
+    b.extend(n(i, "version").to_be_bytes());
+    b.extend(n(i, "issued_at").to_be_bytes());
+    b.extend((entries.len() as u16).to_be_bytes());
+    for (t, _, body) in entries {
+        b.push(t);
+        b.extend((body.len() as u16).to_be_bytes());
+        b.extend(body);
+    }
+    (signed(&seed, "strongroom/v2/network-policy", b), fingerprint(&ed_public(&seed)))
+}
+
+/// One party's 30-byte safety-number fingerprint (§7).
+fn safety_fp(network: &[u8], user: &[u8], identity: &[u8]) -> Vec<u8> {
+    let mut d0 = b"strongroom/v2/safety-number\0".to_vec();
+    d0.extend(2u16.to_be_bytes());
+    d0.extend(network);
+    d0.extend(user);
+    d0.extend(identity);
+    let mut d = digest::digest(&digest::SHA512, &d0).as_ref().to_vec();
+    for _ in 0..5200 {
+        d.extend(identity);
+        d = digest::digest(&digest::SHA512, &d).as_ref().to_vec();
+    }
+    d.truncate(30);
+    d
+}
+
+/// The safety number of two parties (§7): the 60 digits in groups of five,
+/// and the QR-code string.
+pub fn safety_number(i: &Value) -> (String, String) {
+    let mut parties: Vec<(String, Vec<u8>)> = ["a", "b"]
+        .iter()
+        .map(|p| {
+            let fp = safety_fp(
+                &hx(i, &format!("network_{p}")),
+                &hx(i, &format!("user_{p}")),
+                &hx(i, &format!("identity_{p}")),
+            );
+            let digits: String = fp
+                .chunks(5)
+                .map(|g| format!("{:05}", g.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) % 100_000))
+                .collect();
+            (digits, fp)
+        })
+        .collect();
+    parties.sort();
+    let all: String = parties.iter().map(|p| p.0.as_str()).collect();
+    let digits = all.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(" ");
+    let qr = format!("SRSN2:{}", parties.iter().map(|p| hex::encode_upper(&p.1)).collect::<String>());
+    (digits, qr)
+}
+
+/// The link code and the sealed identity (§8).
+pub fn link(i: &Value) -> (String, Vec<u8>) {
+    let target: Vec<u8> = ["network_id", "user_id", "device_id"].iter().flat_map(|f| hx(i, f)).collect();
+    let link_key = x_public(&hx(i, "link_private"));
+    let mut m = b"strongroom/v2/link-code\0".to_vec();
+    m.extend(&target);
+    m.extend(ed_public(&hx(i, "device_seed")));
+    m.extend(&link_key);
+    let code = hex::encode(&sha256(&m)[..10]);
+    let code = code.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-");
+
+    let e = hx(i, "ephemeral_private");
+    let e_pub = x_public(&e);
+    let shared = x25519(&e, &link_key);
+    let mut info = b"strongroom/v2/link-identity\0".to_vec();
+    info.extend(&target);
+    info.extend(&link_key);
+    info.extend(&e_pub);
+    let key = hkdf32(&[], &shared, &info);
+    let mut plain = hx(i, "identity_seed");
+    plain.extend(ed_public(&hx(i, "network_seed")));
+    let mut sealed = e_pub;
+    sealed.extend(gcm(&key, [0; 12], &target, &plain));
+    assert_eq!(sealed.len(), 112);
+    (code, sealed)
+}
+
+/// The retention login (§10.2): `label | 0x00 | statement` and its signature.
+pub fn retention_login(i: &Value) -> (Vec<u8>, Vec<u8>) {
+    let mut st = hx(i, "network_id");
+    st.extend(hx(i, "device_id"));
+    st.extend(n(i, "timestamp").to_be_bytes());
+    st.extend(hx(i, "nonce"));
+    assert_eq!(st.len(), 56);
+    let mut m = b"strongroom/v2/retention-login\0".to_vec();
+    m.extend(&st);
+    (m, sign(&hx(i, "signing_seed"), "strongroom/v2/retention-login", &st))
+}
+
+/// An archive checkpoint (§10.7): `label | 0x00 | statement`, its signature
+/// and the 112-byte stored form.
+pub fn checkpoint(i: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut st = hx(i, "network_id");
+    st.extend(hx(i, "device_id"));
+    st.extend(n(i, "tree_size").to_be_bytes());
+    st.extend(hx(i, "root"));
+    st.extend(n(i, "timestamp").to_be_bytes());
+    assert_eq!(st.len(), 80);
+    let mut m = b"strongroom/v2/archive-checkpoint\0".to_vec();
+    m.extend(&st);
+    let sig = sign(&hx(i, "signing_seed"), "strongroom/v2/archive-checkpoint", &st);
+    let mut stored = st[32..].to_vec();
+    stored.extend(&sig);
+    assert_eq!(stored.len(), 112);
+    (m, sig, stored)
 }

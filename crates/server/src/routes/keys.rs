@@ -52,8 +52,11 @@ pub(super) async fn claim(
             let (u, d) = pair
                 .split_once(':')
                 .ok_or_else(|| ApiError::bad_request("bad_claim", "devices are given as user:device hex pairs"))?;
-            Ok((parse_id(u, "user id")?, parse_id(d, "device id")?))
+            Ok((parse_id(u, "user id")?, parse_id(d, "device id")?, !req.medium_term.contains(pair)))
         })
         .collect::<ApiResult<Vec<_>>>()?;
+    if req.medium_term.len() > req.devices.len() {
+        return Err(ApiError::bad_request("bad_claim", "medium_term may only name devices the claim lists"));
+    }
     Ok(Json(ClaimedPreKeys { prekeys: keys::claim(&state, &caller, &pairs).await? }))
 }

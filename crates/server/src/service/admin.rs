@@ -17,7 +17,7 @@ use super::Actor;
 use crate::auth::{secret_hash, Caller};
 use crate::error::{hex, ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{now_ms, AuditQuery};
+use crate::store::{now_ms, AuditQuery, StoreError};
 
 /// How long an invite lasts unless the administrator says otherwise.
 pub const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
@@ -97,7 +97,10 @@ pub(crate) async fn issue_invite(
     let invite = Invite {
         server_url: state.public_url.to_string(),
         network_id: *network,
-        network_fingerprint: *NetworkFingerprint::of(&VerifyingKey::from_bytes(public)).as_bytes(),
+        network_fingerprint: *NetworkFingerprint::of(
+            &VerifyingKey::from_bytes(public).map_err(|_| ApiError::from(StoreError::Corrupt("network key")))?,
+        )
+        .as_bytes(),
         secret,
     };
     Ok(InviteCreated { invite: invite.encode(), expires_at: u64::try_from(expires_at).unwrap_or(0) })

@@ -32,8 +32,17 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
     }
     let env = Envelope::decode(body).map_err(|e| ApiError::bad_request("malformed_envelope", e.to_string()))?;
     let h = env.header();
-    if h.network_id.as_bytes() != &s.network_id {
-        return Err(ApiError::forbidden("wrong_network", "the envelope is for another network"));
+    if h.sender_network_id.as_bytes() != &s.network_id {
+        return Err(ApiError::forbidden(
+            "wrong_network",
+            "the envelope's sender network is not this session's network",
+        ));
+    }
+    if h.host_network_id.as_bytes() != &s.network_id {
+        return Err(ApiError::forbidden(
+            "wrong_network",
+            "the envelope names a conversation hosted by another network; federation is not enabled on this relay",
+        ));
     }
     if h.sender_user_id.as_bytes() != &s.user_id || h.sender_device_id.as_bytes() != &s.device_id {
         return Err(ApiError::forbidden(
@@ -66,6 +75,8 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
 
     // Exactly the current member devices (but the sending device itself)
     // plus the policy's retention devices.
+    // Every recipient is addressed by (network, user, device); until
+    // federation, all of them are in the sender's network.
     let mut expected: BTreeSet<([u8; 16], [u8; 16])> =
         state.store.member_devices(&conversation).await?.iter().copied().collect();
     // The sender's own device must be one of them: active in its signed list.
@@ -74,7 +85,14 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
     }
     if let Some((_, policy)) = state.store.current_policy(&s.network_id).await? {
         let policy = NetworkPolicy::decode(&policy).map_err(|_| ApiError::from(StoreError::Corrupt("policy")))?;
-        expected.extend(policy.retention.iter().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));
+        // Draining retention devices only empty their queues.
+        expected.extend(policy.active_retention().map(|d| (*UserId::RETENTION.as_bytes(), *d.device_id.as_bytes())));
+    }
+    if let Some(w) = env.wraps().iter().find(|w| w.network_id.as_bytes() != &s.network_id) {
+        return Err(ApiError::forbidden(
+            "wrong_network",
+            format!("a wrap is addressed to network {}; federation is not enabled on this relay", w.network_id),
+        ));
     }
     let got: BTreeSet<([u8; 16], [u8; 16])> =
         env.wraps().iter().map(|w| (*w.user_id.as_bytes(), *w.device_id.as_bytes())).collect();
@@ -88,7 +106,7 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
 
     let parts = env.delivery_parts();
     let tails: Vec<([u8; 16], Vec<u8>, bool)> =
-        parts.tails.into_iter().map(|(u, d, t)| (*d.as_bytes(), t, u == UserId::RETENTION)).collect();
+        parts.tails.into_iter().map(|(_, u, d, t)| (*d.as_bytes(), t, u == UserId::RETENTION)).collect();
     let stored = StoredEnvelope {
         message_id: *h.message_id.as_bytes(),
         network_id: s.network_id,

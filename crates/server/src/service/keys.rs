@@ -21,7 +21,7 @@ pub const PREKEYS_LOW: u64 = 10;
 pub const MAX_CLAIMS: usize = 2000;
 
 fn pinned(bytes: Option<Vec<u8>>) -> Option<VerifyingKey> {
-    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).map(VerifyingKey::from_bytes)
+    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).and_then(|b| VerifyingKey::from_bytes(b).ok())
 }
 
 /// Publishes the caller's account's signed device list.
@@ -32,7 +32,7 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
         network_id: NetworkId::from_bytes(s.network_id),
         user_id: UserId::from_bytes(s.user_id),
         pinned_identity: pinned(state.store.identity_key(&s.user_id).await?),
-        min_version: None,
+        seen: None,
     };
     list.verify(&expect).map_err(|e| match e {
         CertError::WrongNetwork { .. } | CertError::WrongUser { .. } => ApiError::forbidden("not_your_list", e.to_string()),
@@ -85,7 +85,7 @@ async fn own_device(state: &AppState, caller: &Caller) -> ApiResult<strongroom_c
         network_id: NetworkId::from_bytes(s.network_id),
         user_id: UserId::from_bytes(s.user_id),
         pinned_identity: None,
-        min_version: None,
+        seen: None,
     };
     let verified = list.verify(&expect).map_err(|_| ApiError::from(StoreError::Corrupt("device list")))?;
     verified.device(DeviceId::from_bytes(s.device_id)).map_err(|e| {
@@ -133,11 +133,12 @@ pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> Ap
 
 /// Claims one pre-key for each (user, device): active devices of users of
 /// the caller's network only.
-pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8; 16])]) -> ApiResult<Vec<B64>> {
+/// Claims a pre-key per device `(user, device, one-time wanted)`.
+pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8; 16], bool)]) -> ApiResult<Vec<B64>> {
     if devices.is_empty() || devices.len() > MAX_CLAIMS {
         return Err(ApiError::bad_request("bad_claim", "claim pre-keys for 1 to 2000 devices at a time"));
     }
-    let mut distinct: Vec<_> = devices.to_vec();
+    let mut distinct: Vec<_> = devices.iter().map(|(u, d, _)| (*u, *d)).collect();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() != devices.len() {
@@ -146,7 +147,7 @@ pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8;
     }
     let now = now_ms();
     let mut out = Vec::with_capacity(devices.len());
-    for (user, device) in devices {
+    for (user, device, wants_one_time) in devices {
         let pair = format!("{}:{}", hex(user), hex(device));
         let target = DeviceRef { network: caller.session.network_id, user: *user, device: *device };
         let unknown = || ApiError::not_found("unknown_device", format!("no active device {pair} in your network"));
@@ -156,7 +157,7 @@ pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8;
             return Err(unknown());
         }
         // Past its allowance for this device, the claimer gets the medium-term key.
-        let one_time = state.claim_limiter.allow(&(caller.session.user_id, *device));
+        let one_time = *wants_one_time && state.claim_limiter.allow(&(caller.session.user_id, *device));
         let key = match state.store.claim_prekey(&target, now, one_time).await {
             Ok(key) => key,
             Err(StoreError::NotOwned) => return Err(unknown()),

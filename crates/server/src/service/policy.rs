@@ -67,7 +67,9 @@ pub async fn create_network(state: &AppState, bootstrap_secret: &str, new: NewNe
         return Err(ApiError::bad_request("bad_name", "a network name is 1 to 128 bytes"));
     }
     let policy = NetworkPolicy::decode(new.policy).map_err(|e| ApiError::bad_request("bad_policy", e.to_string()))?;
-    PolicyTracker::new(VerifyingKey::from_bytes(new.public), NetworkId::from_bytes(new.id))
+    let network_key = VerifyingKey::from_bytes(new.public)
+        .map_err(|e| ApiError::bad_request("bad_network_key", format!("the network public key is unusable: {e}")))?;
+    PolicyTracker::new(network_key, NetworkId::from_bytes(new.id))
         .verify(&policy)
         .map_err(|e| ApiError::bad_request("bad_policy", e.to_string()))?;
     let retention = retention_ids(&policy);
@@ -133,14 +135,11 @@ pub async fn publish(state: &AppState, actor: &Actor, body: &[u8]) -> ApiResult<
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_network", "no such network"))?;
     let policy = NetworkPolicy::decode(body).map_err(|e| ApiError::bad_request("bad_policy", e.to_string()))?;
-    let mut tracker = PolicyTracker::new(VerifyingKey::from_bytes(public), NetworkId::from_bytes(network));
+    let network_key =
+        VerifyingKey::from_bytes(public).map_err(|_| ApiError::from(StoreError::Corrupt("network key")))?;
+    let mut tracker = PolicyTracker::new(network_key, NetworkId::from_bytes(network));
     if let Some(current) = current(state, &network).await? {
-        tracker = PolicyTracker::resume(
-            VerifyingKey::from_bytes(public),
-            NetworkId::from_bytes(network),
-            current.version,
-            current.digest(),
-        );
+        tracker = PolicyTracker::resume(network_key, NetworkId::from_bytes(network), current.version, current.digest());
     }
     tracker.verify(&policy).map_err(|e| match e {
         CertError::PolicyRollback { .. } | CertError::PolicyConflict { .. } => {

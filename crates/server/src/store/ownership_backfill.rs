@@ -179,6 +179,7 @@ mod tests {
                 signing_key: SigningKey::generate(&mut OsRng).verifying_key(),
                 created_at: 0,
                 revoked: *revoked,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
                 name: "d".into(),
             })
             .collect();
@@ -226,6 +227,8 @@ mod tests {
             signing_key: network_key.verifying_key(),
             agreement_key: AgreementSecret::generate(&mut OsRng).public(),
             agreement_key_id: 1,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+            state: strongroom_crypto::certs::RetentionState::Active,
             name: "archive".into(),
         };
         let policy = NetworkPolicy::sign(&network_key, NetworkId::from_bytes(n1), 2, 0, vec![retention]).unwrap();
