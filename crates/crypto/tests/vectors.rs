@@ -509,10 +509,32 @@ fn run_case(c: &Value, ctx: &Context) -> String {
             let keys: &[(PreKeyRef, AgreementSecret)] = if c.get("without_prekey").is_some() { &[] } else { &keys[..] };
             let now = num(c, "now");
             let mut guard = MemoryReplayGuard::default();
+            let sender_list = if c.get("sender_revoked").is_some() {
+                // The sender's user revoked the sending device (list version 2).
+                let gi = get(&ctx.group, "inputs");
+                let p = party(get(gi, "sender"));
+                let entry = DeviceEntry {
+                    device_id: p.device,
+                    signing_key: p.device_key.verifying_key(),
+                    created_at: num(gi, "timestamp"),
+                    revoked: true,
+                    versions: SUPPORTED_VERSIONS,
+                    name: String::new(),
+                };
+                let net = NetworkId::from_bytes(arr(gi, "network_id"));
+                let expect =
+                    DeviceListExpectation { network_id: net, user_id: p.user, pinned_identity: None, seen: None };
+                DeviceList::sign(&p.identity, net, p.user, 2, num(gi, "timestamp"), vec![entry])
+                    .unwrap()
+                    .verify(&expect)
+                    .unwrap()
+            } else {
+                b.sender_list.clone()
+            };
             if c.get("replayed").is_some() {
-                DeliveredEnvelope::decode(&input).unwrap().open(me, keys, &b.sender_list, &mut guard, now).unwrap();
+                DeliveredEnvelope::decode(&input).unwrap().open(me, keys, &sender_list, &mut guard, now).unwrap();
             }
-            let r = DeliveredEnvelope::decode(&input).and_then(|d| d.open(me, keys, &b.sender_list, &mut guard, now));
+            let r = DeliveredEnvelope::decode(&input).and_then(|d| d.open(me, keys, &sender_list, &mut guard, now));
             error_name(&r.expect_err(&name))
         }
         "device_list" => {
@@ -651,6 +673,83 @@ fn negative_outputs(ctx: &Context) -> Value {
         delivered(what, &d, who, ts, none.clone());
     }
 
+    // The sender's header names another sender: refused before the signature.
+    let sender_at = 1 + 2 + 16 * 4;
+    for (what, at) in [
+        ("header names another sender network", 3),
+        ("header names another sender user", sender_at),
+        ("header names a sender device not in the list", sender_at + 16),
+    ] {
+        let mut x = good.clone();
+        x[at] ^= 1;
+        delivered(what, &x, 0, ts, none.clone());
+    }
+    delivered("the sending device was revoked", &good, 0, ts, json!({"sender_revoked": true}));
+
+    // Validly signed by the sender, but the wrap, ciphertext, padding or
+    // content inside is wrong: a hostile sender's envelopes.
+    let k = arr::<32>(gi, "message_key");
+    let full = b.env.encode();
+    let header_bytes: Vec<u8> = full[..HEADER_LEN].to_vec();
+    let with_ciphertext = |ct: &[u8]| -> Vec<u8> {
+        let mut out = full[..HEADER_LEN + 1].to_vec();
+        out.extend_from_slice(&(ct.len() as u32).to_be_bytes());
+        out.extend_from_slice(ct);
+        out.extend_from_slice(&full[HEADER_LEN + 5 + ct_len..]);
+        resign_envelope(&out, &sender_key)
+    };
+    let seal_padded = |padded: &[u8]| -> Vec<u8> {
+        let key = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &k).unwrap(),
+        );
+        let mut buf = padded.to_vec();
+        key.seal_in_place_append_tag(
+            aws_lc_rs::aead::Nonce::assume_unique_for_key([0; 12]),
+            aws_lc_rs::aead::Aad::from(&header_bytes[..]),
+            &mut buf,
+        )
+        .unwrap();
+        buf
+    };
+    let delivery_of = |full_wire: &[u8]| {
+        Envelope::decode(full_wire).unwrap().for_device(me0.network_id, me0.user_id, me0.device_id).unwrap().encode()
+    };
+    let mut bad_wrap = full.clone();
+    let first_wrap_key = wraps_at + keep * WRAP_LEN + WRAP_LEN - 1;
+    bad_wrap[first_wrap_key] ^= 1;
+    delivered(
+        "wrapped key altered, then signed by the sender",
+        &delivery_of(&resign_envelope(&bad_wrap, &sender_key)),
+        0,
+        ts,
+        none.clone(),
+    );
+    let mut ct = full[HEADER_LEN + 5..HEADER_LEN + 5 + ct_len].to_vec();
+    ct[0] ^= 1;
+    delivered(
+        "ciphertext altered, then signed by the sender",
+        &delivery_of(&with_ciphertext(&ct)),
+        0,
+        ts,
+        none.clone(),
+    );
+    let content = Content::Text("x".into()).encode().unwrap();
+    let mut padded = (content.len() as u32).to_be_bytes().to_vec();
+    padded.extend_from_slice(&content);
+    padded.resize(256, 0);
+    let mut nonzero_padding = padded.clone();
+    nonzero_padding[255] = 1;
+    delivered(
+        "padding bytes not all zero",
+        &delivery_of(&with_ciphertext(&seal_padded(&nonzero_padding))),
+        0,
+        ts,
+        none.clone(),
+    );
+    let mut content_v2 = padded.clone();
+    content_v2[4] = 2;
+    delivered("content version 2", &delivery_of(&with_ciphertext(&seal_padded(&content_v2))), 0, ts, none.clone());
+
     // Device lists (device_list.json's list, changed and re-signed by its identity key).
     let dli = get(&ctx.device_list, "inputs");
     let identity = signing(dli, "identity_seed");
@@ -691,6 +790,16 @@ fn negative_outputs(ctx: &Context) -> Value {
     cases.push(dl("device advertising no protocol version", resign(label, &no_versions, &identity), none.clone()));
     cases.push(dl("version 1 device list", resign(label, &v1, &identity), none.clone()));
     cases.push(dl("signed by another key", resign(label, body, &stranger), none.clone()));
+    // The second entry given the first one's id (kept in order by the check).
+    let mut duplicate = body.to_vec();
+    let entry0 = first_key - 16;
+    let entry1 = entry0 + 63 + (u16::from_be_bytes([body[entry0 + 61], body[entry0 + 62]]) as usize);
+    let id0: Vec<u8> = body[entry0..entry0 + 16].to_vec();
+    duplicate[entry1..entry1 + 16].copy_from_slice(&id0);
+    cases.push(dl("a device listed twice", resign(label, &duplicate, &identity), none.clone()));
+    let mut other_network = body.to_vec();
+    other_network[3] ^= 1;
+    cases.push(dl("a list for another network", resign(label, &other_network, &identity), none.clone()));
     cases.push(dl(
         "rollback below the highest version seen",
         list.clone(),
@@ -730,6 +839,15 @@ fn negative_outputs(ctx: &Context) -> Value {
     let pk = |name: &str, input: Vec<u8>, now: u64| json!({"name": name, "kind": "prekey", "bytes": h(&input), "now": now, "list_identity_seed": list_identity.clone()});
     let plabel = "strongroom/v2/prekey";
     cases.push(pk("expired pre-key", signed.clone(), num(pki, "expires_at")));
+    for (what, at) in [
+        ("pre-key naming another network", 3),
+        ("pre-key naming another user", 3 + 16),
+        ("pre-key naming another device", 3 + 32),
+    ] {
+        let mut x = pbody.to_vec();
+        x[at] ^= 1;
+        cases.push(pk(what, resign(plabel, &x, &device_key), T0));
+    }
     cases.push(pk("all-zero X25519 pre-key (small order)", resign(plabel, &zero, &device_key), T0));
     cases.push(pk("X25519 pre-key u = p (non-canonical)", resign(plabel, &u_p, &device_key), T0));
     cases.push(pk("pre-key of kind 2 (retention) in a signed pre-key", resign(plabel, &kind2, &device_key), T0));
@@ -753,6 +871,25 @@ fn negative_outputs(ctx: &Context) -> Value {
         c
     };
     cases.push(pol("entry of unknown type 9", resign("strongroom/v2/network-policy", &unknown, &nk), None));
+    // The floor entry (type 3, last) with a fifth body byte.
+    let mut long_floor = encoded[..encoded.len() - 64].to_vec();
+    let floor_len_at = long_floor.len() - 6;
+    long_floor[floor_len_at..floor_len_at + 2].copy_from_slice(&5u16.to_be_bytes());
+    long_floor.push(0);
+    cases.push(pol(
+        "an entry body with a trailing byte",
+        resign("strongroom/v2/network-policy", &long_floor, &nk),
+        None,
+    ));
+    // The first retention entry's state byte set to 3.
+    let mut bad_state = encoded[..encoded.len() - 64].to_vec();
+    let state_at = count_at + 2 + 1 + 2 + 16 + 32 + 32 + 4 + 4;
+    bad_state[state_at] = 3;
+    cases.push(pol(
+        "a retention state other than active or draining",
+        resign("strongroom/v2/network-policy", &bad_state, &nk),
+        None,
+    ));
     cases.push(pol("rollback to an older version", older.encode(), Some(&encoded)));
     cases.push(pol("different policy under the same version", fork.encode(), Some(&encoded)));
     cases.push(pol("signed by a key other than the pinned network key", forged_policy, None));
@@ -772,11 +909,21 @@ fn negative_outputs(ctx: &Context) -> Value {
     swapped[a..a + chunk].copy_from_slice(&second);
     swapped[b2..b2 + chunk].copy_from_slice(&first);
     cases.push(json!({"name": "attachment chunks 0 and 1 swapped", "kind": "attachment", "bytes": h(&swapped)}));
+    let mut small_chunks = blob.clone();
+    small_chunks[7..11].copy_from_slice(&100u32.to_be_bytes());
+    cases.push(json!({"name": "attachment chunk size below 1024", "kind": "attachment", "bytes": h(&small_chunks)}));
+    let mut v1_blob = blob.clone();
+    v1_blob[4] = 1;
+    cases.push(json!({"name": "attachment stream version 1", "kind": "attachment", "bytes": h(&v1_blob)}));
+    let mut magic = blob.clone();
+    magic[0] = b'X';
+    cases.push(json!({"name": "not an attachment (magic)", "kind": "attachment", "bytes": h(&magic)}));
 
     // Linking.
     let mut sealed = bytes(get(&ctx.link, "outputs"), "sealed_identity");
     sealed[40] ^= 1;
     cases.push(json!({"name": "sealed identity altered", "kind": "link", "bytes": h(&sealed)}));
+    cases.push(json!({"name": "sealed identity of the wrong length", "kind": "link", "bytes": h(&sealed[..100])}));
 
     for c in &mut cases {
         c["expected_error"] = json!(run_case(c, ctx));
@@ -1013,6 +1160,22 @@ fn negative_vectors_fail_as_stated() {
         "Version(UnsupportedSuite)",
         "BadEphemeralKey",
         "KeyCommitment",
+        "BadWrap",
+        "BadCiphertext",
+        "BadPadding",
+        "Content(UnsupportedVersion)",
+        "Sender(WrongNetwork)",
+        "Sender(WrongUser)",
+        "Sender(UnknownDevice)",
+        "Sender(RevokedDevice)",
+        "DuplicateDevice",
+        "WrongNetwork",
+        "WrongUser",
+        "WrongDevice",
+        "Invalid",
+        "ChunkSize",
+        "Decode(Invalid)",
+        "Length",
         "FutureTimestamp",
         "Stale",
         "MissingPreKey",

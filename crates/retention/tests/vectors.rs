@@ -46,3 +46,23 @@ fn sealer_reproduces_the_archive_record_vector() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// An append retried at the same index (after a crash between sealing and
+/// the segment landing) seals under a fresh key: the salt differs, so the
+/// (key, nonce) pair of the first attempt is never used again, and each
+/// attempt opens only with its own salt. (Version 1 used one key for the
+/// whole archive with random 96-bit nonces.)
+#[test]
+fn every_record_is_sealed_under_its_own_key() {
+    let sealer = Sealer::new(&SecretBytes::new([9; 32]), NetworkId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]))
+        .unwrap();
+    let record: strongroom_retention::record::Record =
+        serde_json::from_str(r#"{"kind":"text","archived_at":1,"text":"same words"}"#).unwrap();
+    let Entry::Sealed { salt: s1, ciphertext: c1 } = sealer.seal(7, &record).unwrap() else { panic!() };
+    let Entry::Sealed { salt: s2, ciphertext: c2 } = sealer.seal(7, &record).unwrap() else { panic!() };
+    assert_ne!(s1, s2, "a fresh salt per seal");
+    assert_ne!(c1, c2, "so a fresh key: the same record and nonce give other bytes");
+    assert_eq!(sealer.open(7, &s1, &c1), Some(record.clone()));
+    assert_eq!(sealer.open(7, &s2, &c2), Some(record));
+    assert!(sealer.open(7, &s2, &c1).is_none(), "a ciphertext opens only under its own salt's key");
+}
