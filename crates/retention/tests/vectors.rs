@@ -54,8 +54,8 @@ fn hex(b: &[u8]) -> String {
 /// whole archive with random 96-bit nonces.)
 #[test]
 fn every_record_is_sealed_under_its_own_key() {
-    let sealer = Sealer::new(&SecretBytes::new([9; 32]), NetworkId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]))
-        .unwrap();
+    let sealer =
+        Sealer::new(&SecretBytes::new([9; 32]), NetworkId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16])).unwrap();
     let record: strongroom_retention::record::Record =
         serde_json::from_str(r#"{"kind":"text","archived_at":1,"text":"same words"}"#).unwrap();
     let Entry::Sealed { salt: s1, ciphertext: c1 } = sealer.seal(7, &record).unwrap() else { panic!() };
