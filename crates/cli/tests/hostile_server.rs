@@ -36,6 +36,8 @@ enum Tamper {
     /// Acknowledgements fail (as in a crash between storing and acking): the
     /// server re-delivers what the client already stored.
     DropAck,
+    /// The key directory is down: every key lookup answers 503.
+    KeysUnavailable,
 }
 
 struct Proxy {
@@ -54,6 +56,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if path == "/v1/messages/ack" && *p.mode.lock().unwrap() == Tamper::DropAck {
         return Response::builder().status(503).body(Body::empty()).unwrap();
     }
+    if path.starts_with("/v1/keys/") && method == "GET" && *p.mode.lock().unwrap() == Tamper::KeysUnavailable {
+        return Response::builder()
+            .status(503)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"error":"unavailable","message":"the key directory is down"}"#))
+            .unwrap();
+    }
     let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
     for name in ["authorization", "content-type"] {
         if let Some(v) = headers.get(name) {
@@ -71,7 +80,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             match mode {
                 Tamper::FlipCiphertext => {
                     for m in &mut d.messages {
-                        m.envelope.0[200] ^= 0x01; // inside the ciphertext
+                        m.envelope.0[250] ^= 0x01; // inside the ciphertext (after the 219-byte header)
                     }
                 }
                 Tamper::ReplayOld => d.messages.extend(p.served.lock().unwrap().iter().cloned()),
@@ -218,6 +227,18 @@ async fn every_tampering_is_refused_visibly() {
         .filter(|m| m.content == Content::Text("ack me".into()))
         .count();
     assert_eq!(acks, 1);
+
+    // 6b. The key directory is down while a message waits: the sync fails
+    // and acknowledges nothing, so the message arrives once it is back
+    // (before, it was refused with a warning, acknowledged and lost).
+    alice.send_text(conv, "while keys are down").await.unwrap();
+    set(Tamper::KeysUnavailable);
+    let err = bob.sync().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    set(Tamper::None);
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.len(), 1, "{:?}", r.warnings);
+    assert_eq!(r.received[0].content, Content::Text("while keys are down".into()));
 
     // Honest again: everything works, nothing was lost from the store.
     set(Tamper::None);

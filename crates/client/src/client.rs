@@ -924,8 +924,10 @@ impl Client {
     }
 
     /// Fetches, verifies, decrypts, stores and acknowledges everything queued
-    /// for this device. Refused envelopes become warnings (and are
-    /// acknowledged so they do not block the queue); nothing panics.
+    /// for this device. Envelopes that fail verification become warnings (and
+    /// are acknowledged so they do not block the queue); an error a retry
+    /// could fix (relay, key directory or local store) stops the sync with
+    /// that message and everything after it unacknowledged. Nothing panics.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut lists = HashMap::new();
@@ -944,6 +946,7 @@ impl Client {
             }
             handled.extend(batch.messages.iter().map(|d| d.message_id.clone()));
             let mut ack = Vec::with_capacity(batch.messages.len());
+            let mut stop = None;
             let mut opened = Vec::with_capacity(batch.messages.len());
             let mut in_batch = std::collections::HashSet::new();
             for d in &batch.messages {
@@ -976,8 +979,14 @@ impl Client {
                     Ok((m, ..)) => {
                         report.warnings.push(format!("message {} refused: delivered twice (replay)", m.message_id))
                     }
-                    Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
                     Err(ClientError::AlreadyStored) => {}
+                    // A retry could succeed (relay or key directory down, local
+                    // store failing): stop here, acknowledge nothing from this
+                    // message on, and let the next sync take it again.
+                    Err(e) if e.is_transient() => {
+                        stop = Some(e);
+                        break;
+                    }
                     Err(e) => report.warnings.push(format!("message {} refused: {e}", d.message_id)),
                 }
                 ack.push(d.message_id.clone());
@@ -987,10 +996,15 @@ impl Client {
             let start = report.received.len().saturating_sub(opened.len());
             self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
-            self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack.clone() }).await?;
-            let acked: Vec<[u8; 16]> =
-                ack.iter().filter_map(|m| MessageId::parse_hex(m)).map(|m| *m.as_bytes()).collect();
-            self.store.mark_acked(&acked).await?;
+            if !ack.is_empty() {
+                self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack.clone() }).await?;
+                let acked: Vec<[u8; 16]> =
+                    ack.iter().filter_map(|m| MessageId::parse_hex(m)).map(|m| *m.as_bytes()).collect();
+                self.store.mark_acked(&acked).await?;
+            }
+            if let Some(e) = stop {
+                return Err(e);
+            }
         }
         self.store.purge_expired(now_ms()).await?;
         self.top_up().await?;
@@ -1058,7 +1072,8 @@ impl Client {
                     self.mark_displayed(&[m.message_id]).await?;
                 }
                 Ok(None) | Err(ClientError::AlreadyStored) => {}
-                Err(ClientError::Network(e)) => return Err(ClientError::Network(e)),
+                // Not acknowledged: the relay delivers it again after a retry.
+                Err(e) if e.is_transient() => return Err(e),
                 Err(e) => on_warning(&format!("message {} refused: {e}", d.message_id)),
             }
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })

@@ -59,3 +59,17 @@ pub enum ClientError {
     #[error("this device was wiped: {0}")]
     Wiped(String),
 }
+
+impl ClientError {
+    /// Whether a retry could succeed: the relay or a key lookup failed or is
+    /// overloaded, or the local store or profile could not be written. A
+    /// message that failed this way must not be acknowledged. Verification
+    /// failures (`Trust`) and the relay's definite refusals (4xx) are final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Refused { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            ClientError::Network(_) | ClientError::Store(_) | ClientError::Io { .. } | ClientError::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+}
