@@ -294,6 +294,29 @@ async fn every_tampering_is_refused_visibly() {
     assert!(matches!(err, ClientError::Trust(ref m) if m.contains("rollback")), "{err}");
     set(Tamper::None);
     bob.send_text(conv, "honest again").await.unwrap();
+
+    // 10. The retention service during a key-directory outage: the run fails
+    // and archives nothing as "unreadable" (before, each waiting message
+    // became a permanent unreadable record and was acknowledged); once the
+    // directory is back, every message is archived readable.
+    let rdir = retention_dir.to_str().unwrap();
+    set(Tamper::KeysUnavailable);
+    let out = std::process::Command::new(bin())
+        .args(["retention", "--dir", rdir, "--json", "run", "--once"])
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the outage stops the run: {}", String::from_utf8_lossy(&out.stdout));
+    set(Tamper::None);
+    let out = std::process::Command::new(bin())
+        .args(["retention", "--dir", rdir, "--json", "run", "--once"])
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["run"]["unreadable"], 0, "{run}");
+    assert_eq!(run["run"]["archived"], 2, "\"archived\" and \"honest again\": {run}");
     let _ = STANDARD.encode([0u8]);
 }
 

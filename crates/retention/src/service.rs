@@ -80,6 +80,18 @@ impl PreKeySecrets for OneKey<'_> {
     }
 }
 
+/// A relay answer: `Ok(Some)`, a definite refusal `Ok(None)` (4xx: the
+/// thing does not exist or may not be read), or an error a retry could fix
+/// (network, 5xx, 408, 429, or 401: the session ended), which must stop the run before anything is
+/// archived as failed or acknowledged.
+fn definite<T>(r: Result<T, RetentionError>) -> Result<Option<T>, RetentionError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(RetentionError::Refused { status, .. }) if status < 500 && !matches!(status, 401 | 408 | 429) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The relay, as the retention device sees it.
 pub struct Relay {
     http: reqwest::Client,
@@ -275,7 +287,9 @@ impl Service {
                 continue;
             }
             if !conversations.contains_key(&d.conversation_id) {
-                let c = self.relay.json::<Conversation>(&format!("/v1/conversations/{}", d.conversation_id)).await.ok();
+                let c = definite(
+                    self.relay.json::<Conversation>(&format!("/v1/conversations/{}", d.conversation_id)).await,
+                )?;
                 conversations.insert(d.conversation_id.clone(), c);
             }
             let conversation = conversations.get(&d.conversation_id).cloned().flatten();
@@ -305,38 +319,47 @@ impl Service {
         Ok(())
     }
 
-    async fn user(&mut self, user: UserId, refresh: bool) -> (String, Option<VerifiedDeviceList>) {
+    /// A user's name and verified device list. A relay that is down or
+    /// overloaded is an error (the run stops and acknowledges nothing, so the
+    /// messages come again); a definite answer — no such user, or a list that
+    /// does not verify — is `""` / `None`, recorded as such.
+    async fn user(
+        &mut self,
+        user: UserId,
+        refresh: bool,
+    ) -> Result<(String, Option<VerifiedDeviceList>), RetentionError> {
         if !refresh {
             if let Some(u) = self.users.get(&user) {
-                return u.clone();
+                return Ok(u.clone());
             }
         }
-        let name =
-            self.relay.json::<UserInfo>(&format!("/v1/users?id={user}")).await.map(|u| u.username).unwrap_or_default();
-        let list = async {
-            let keys: UserKeys = self.relay.json(&format!("/v1/keys/{user}")).await.ok()?;
-            let list = DeviceList::decode(&keys.device_list.0).ok()?;
-            list.verify(&DeviceListExpectation {
-                network_id: self.keys.network().ok()?,
-                user_id: user,
-                pinned_identity: None,
-                seen: None,
-            })
-            .ok()
-        }
-        .await;
+        let name = definite(self.relay.json::<UserInfo>(&format!("/v1/users?id={user}")).await)?
+            .map(|u| u.username)
+            .unwrap_or_default();
+        let keys: Option<UserKeys> = definite(self.relay.json(&format!("/v1/keys/{user}")).await)?;
+        let list = keys.and_then(|keys| {
+            DeviceList::decode(&keys.device_list.0)
+                .ok()?
+                .verify(&DeviceListExpectation {
+                    network_id: self.keys.network().ok()?,
+                    user_id: user,
+                    pinned_identity: None,
+                    seen: None,
+                })
+                .ok()
+        });
         self.users.insert(user, (name.clone(), list.clone()));
-        (name, list)
+        Ok((name, list))
     }
 
-    async fn party(&mut self, user: UserId) -> Party {
-        let (username, list) = self.user(user, false).await;
-        Party {
+    async fn party(&mut self, user: UserId) -> Result<Party, RetentionError> {
+        let (username, list) = self.user(user, false).await?;
+        Ok(Party {
             user_id: user.to_string(),
             username,
             identity_key: list.map(|l| hex(l.identity_key().as_bytes())),
             device_id: None,
-        }
+        })
     }
 
     async fn record_for(
@@ -355,7 +378,7 @@ impl Service {
         };
         for m in conversation.map(|c| c.members.clone()).unwrap_or_default() {
             if let Some(u) = UserId::parse_hex(&m.user_id) {
-                record.recipients.push(self.party(u).await);
+                record.recipients.push(self.party(u).await?);
             }
         }
         let env = match DeliveredEnvelope::decode(&d.envelope.0) {
@@ -370,14 +393,14 @@ impl Service {
         }
         record.ttl_secs = h.ttl_secs;
         record.burn_on_read_secs = h.burn_on_read_secs;
-        let mut sender = self.party(h.sender_user_id).await;
+        let mut sender = self.party(h.sender_user_id).await?;
         sender.device_id = Some(h.sender_device_id.to_string());
         record.sender = Some(sender);
         if h.conversation_id.to_string() != d.conversation_id || h.message_id.to_string() != d.message_id {
             return Ok(unreadable(record, &d.envelope.0, "the relay filed it under another id".into(), report));
         }
-        let opened = match self.open(&env, h.sender_user_id, false).await {
-            Err(EnvelopeError::Sender(_)) => self.open(&env, h.sender_user_id, true).await,
+        let opened = match self.open(&env, h.sender_user_id, false).await? {
+            Err(EnvelopeError::Sender(_)) => self.open(&env, h.sender_user_id, true).await?,
             other => other,
         };
         match opened {
@@ -389,8 +412,24 @@ impl Service {
         }
     }
 
-    async fn open(&mut self, env: &DeliveredEnvelope, sender: UserId, refresh: bool) -> Result<Content, EnvelopeError> {
-        let (_, list) = self.user(sender, refresh).await;
+    /// Opens an envelope: the outer error is transient (stop, retry later),
+    /// the inner one a verified refusal (archived as `unreadable`).
+    async fn open(
+        &mut self,
+        env: &DeliveredEnvelope,
+        sender: UserId,
+        refresh: bool,
+    ) -> Result<Result<Content, EnvelopeError>, RetentionError> {
+        let (_, list) = self.user(sender, refresh).await?;
+        Ok(self.open_with(env, sender, list))
+    }
+
+    fn open_with(
+        &self,
+        env: &DeliveredEnvelope,
+        sender: UserId,
+        list: Option<VerifiedDeviceList>,
+    ) -> Result<Content, EnvelopeError> {
         let list = list.ok_or(EnvelopeError::Sender(strongroom_crypto::certs::CertError::UnknownDevice {
             user: sender,
             device: env.header().sender_device_id,
