@@ -155,8 +155,10 @@ pub async fn publish(state: &AppState, actor: &Actor, body: &[u8]) -> ApiResult<
         }
         PolicyOutcome::DeviceTaken(device) => return Err(taken(&device)),
     }
-    let names: Vec<&str> = policy.retention.iter().map(|d| d.name.as_str()).collect();
-    let action = if policy.retention.is_empty() { "policy.retention_off" } else { "policy.retention_on" };
+    // Retention is on while an active device receives new messages; a
+    // draining one only empties its queue.
+    let names: Vec<&str> = policy.active_retention().map(|d| d.name.as_str()).collect();
+    let action = if names.is_empty() { "policy.retention_off" } else { "policy.retention_on" };
     super::admin::audit(
         state,
         actor,

@@ -103,7 +103,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Resp
     let groups = state.store.groups(&network).await.map(|g| g.len()).unwrap_or(0);
     let retention: Vec<String> = match state.store.current_policy(&network).await {
         Ok(Some((_, body))) => strongroom_crypto::certs::NetworkPolicy::decode(&body)
-            .map(|p| p.retention.iter().map(|d| d.name.clone()).collect())
+            .map(|p| p.active_retention().map(|d| d.name.clone()).collect())
             .unwrap_or_default(),
         _ => Vec::new(),
     };
