@@ -249,7 +249,14 @@ async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Re
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let version = current.policy().version + 1;
-    let policy = NetworkPolicy::sign(&key, network, version, now, list).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Only the retention entries change; every other entry is kept.
+    let entries = strongroom_crypto::certs::PolicyEntries {
+        retention: list,
+        partners: current.policy().partners.clone(),
+        retention_floor_days: current.policy().retention_floor_days,
+    };
+    let policy =
+        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
     let verified = client.publish_policy(&policy).await.context("the server did not take the new policy")?;
     let names: Vec<String> = verified.policy().retention.iter().map(|d| d.name.clone()).collect();
     if args.profile.json {

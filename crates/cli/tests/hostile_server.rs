@@ -38,6 +38,9 @@ enum Tamper {
     DropAck,
     /// The key directory is down: every key lookup answers 503.
     KeysUnavailable,
+    /// An older policy (one that still names the retention device) served
+    /// to a retention device that has seen a newer one.
+    ServeOldPolicy,
 }
 
 struct Proxy {
@@ -46,6 +49,7 @@ struct Proxy {
     mode: Mutex<Tamper>,
     served: Mutex<Vec<Delivery>>,
     first_policy: Mutex<Option<Vec<u8>>>,
+    old_policy: Mutex<Option<Vec<u8>>>,
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
@@ -132,6 +136,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                     bytes = policy.encode();
                 }
                 Tamper::RollbackPolicy => bytes = p.first_policy.lock().unwrap().clone().unwrap(),
+                Tamper::ServeOldPolicy => bytes = p.old_policy.lock().unwrap().clone().unwrap(),
                 _ => {}
             }
         }
@@ -155,6 +160,7 @@ async fn every_tampering_is_refused_visibly() {
         mode: Mutex::new(Tamper::None),
         served: Mutex::new(vec![]),
         first_policy: Mutex::new(None),
+        old_policy: Mutex::new(None),
     });
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -317,6 +323,39 @@ async fn every_tampering_is_refused_visibly() {
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["run"]["unreadable"], 0, "{run}");
     assert_eq!(run["run"]["archived"], 2, "\"archived\" and \"honest again\": {run}");
+
+    // 11. The retention device remembers the newest policy across restarts:
+    // after it has seen a newer policy, an older one that still names it
+    // (say, from before a second retention device was added) is a rollback
+    // and the service refuses to start. (Before, every start trusted
+    // whatever validly signed policy the relay served.)
+    let older = alice.policy().await.unwrap().policy().encode();
+    *proxy.old_policy.lock().unwrap() = Some(older);
+    run_cli(&[
+        "admin",
+        "retention",
+        "enable",
+        "--key-file",
+        dir.join("acme.key").to_str().unwrap(),
+        "--device",
+        retention_dir.join("retention-device.json").to_str().unwrap(),
+        "--profile",
+        dir.join("alice").to_str().unwrap(),
+    ]);
+    let retention_run = || {
+        std::process::Command::new(bin())
+            .args(["retention", "--dir", rdir, "--json", "run", "--once"])
+            .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+            .output()
+            .unwrap()
+    };
+    assert!(retention_run().status.success(), "the newer policy is seen");
+    set(Tamper::ServeOldPolicy);
+    let out = retention_run();
+    assert!(!out.status.success(), "an older policy is refused: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rollback"), "{}", String::from_utf8_lossy(&out.stderr));
+    set(Tamper::None);
+    assert!(retention_run().status.success(), "the current policy is accepted again");
     let _ = STANDARD.encode([0u8]);
 }
 

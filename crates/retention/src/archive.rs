@@ -607,6 +607,42 @@ pub async fn header(store: &dyn ObjectStore) -> Result<ArchiveHeader, RetentionE
     serde_json::from_slice(&got.bytes().await?).map_err(|_| RetentionError::Corrupt("archive.json is malformed".into()))
 }
 
+/// `policy-seen.json`: the newest network policy this retention device has
+/// verified (version and SHA-256), so an older or forked one is refused
+/// after a restart too. Kept with the archive, the device's durable state.
+const POLICY_SEEN: &str = "policy-seen.json";
+
+#[derive(Serialize, Deserialize)]
+struct PolicySeen {
+    version: u64,
+    digest: String,
+}
+
+/// The newest policy seen, if any.
+pub async fn policy_seen(store: &dyn ObjectStore) -> Result<Option<(u64, [u8; 32])>, RetentionError> {
+    let got = match store.get(&ObjPath::from(POLICY_SEEN)).await {
+        Ok(got) => got.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let seen: PolicySeen =
+        serde_json::from_slice(&got).map_err(|_| RetentionError::Corrupt(format!("{POLICY_SEEN} is malformed")))?;
+    let digest = crate::unhex::<32>(&seen.digest)
+        .ok_or_else(|| RetentionError::Corrupt(format!("{POLICY_SEEN} has a malformed digest")))?;
+    Ok(Some((seen.version, digest)))
+}
+
+/// Records the newest policy seen.
+pub async fn save_policy_seen(
+    store: &dyn ObjectStore,
+    (version, digest): (u64, [u8; 32]),
+) -> Result<(), RetentionError> {
+    let json = serde_json::to_vec(&PolicySeen { version, digest: hex(&digest) })
+        .map_err(|e| RetentionError::Corrupt(e.to_string()))?;
+    store.put(&ObjPath::from(POLICY_SEEN), PutPayload::from(json)).await?;
+    Ok(())
+}
+
 /// Parses a verifying key from hex.
 pub fn verifying_key(hex_key: &str) -> Option<VerifyingKey> {
     crate::unhex::<32>(hex_key).and_then(|k| VerifyingKey::from_bytes(k).ok())

@@ -224,9 +224,21 @@ impl Service {
         relay.login(&keys).await?;
         let policy = NetworkPolicy::decode(&relay.bytes("/v1/policy").await?)
             .map_err(|e| RetentionError::Trust(format!("the network policy is malformed: {e}")))?;
-        let verified = PolicyTracker::new(keys.network_public, keys.network()?)
+        // Resume from the newest policy this device has seen, kept with the
+        // archive, so a relay cannot roll it back across restarts.
+        let seen = crate::archive::policy_seen(archive.store().as_ref()).await?;
+        let mut tracker = match seen {
+            Some((version, digest)) => PolicyTracker::resume(keys.network_public, keys.network()?, version, digest),
+            None => PolicyTracker::new(keys.network_public, keys.network()?),
+        };
+        let verified = tracker
             .verify(&policy)
             .map_err(|e| RetentionError::Trust(format!("the network policy does not verify: {e}")))?;
+        if tracker.highest() != seen {
+            if let Some(highest) = tracker.highest() {
+                crate::archive::save_policy_seen(archive.store().as_ref(), highest).await?;
+            }
+        }
         let me = keys.device_id()?;
         if !verified.policy().retention.iter().any(|d| d.device_id == me) {
             return Err(RetentionError::Trust(
