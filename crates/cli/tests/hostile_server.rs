@@ -41,6 +41,8 @@ enum Tamper {
     /// An older policy (one that still names the retention device) served
     /// to a retention device that has seen a newer one.
     ServeOldPolicy,
+    /// File downloads answer 503.
+    BlobsUnavailable,
 }
 
 struct Proxy {
@@ -60,7 +62,10 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if path == "/v1/messages/ack" && *p.mode.lock().unwrap() == Tamper::DropAck {
         return Response::builder().status(503).body(Body::empty()).unwrap();
     }
-    if path.starts_with("/v1/keys/") && method == "GET" && *p.mode.lock().unwrap() == Tamper::KeysUnavailable {
+    let blobs_down = path.starts_with("/v1/blobs/") && *p.mode.lock().unwrap() == Tamper::BlobsUnavailable;
+    if blobs_down
+        || (path.starts_with("/v1/keys/") && method == "GET" && *p.mode.lock().unwrap() == Tamper::KeysUnavailable)
+    {
         return Response::builder()
             .status(503)
             .header("content-type", "application/json")
@@ -356,6 +361,22 @@ async fn every_tampering_is_refused_visibly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("rollback"), "{}", String::from_utf8_lossy(&out.stderr));
     set(Tamper::None);
     assert!(retention_run().status.success(), "the current policy is accepted again");
+
+    // 12. A file the relay cannot hand out for a moment: the run stops and
+    // acknowledges nothing (before, the record said "not stored" and the
+    // message was acknowledged, so the file was never archived); after the
+    // outage the file is archived with its message.
+    let file = dir.join("board-minutes.pdf");
+    std::fs::write(&file, vec![0x42u8; 300_000]).unwrap();
+    alice.send_file(conv, &file, &|_, _| {}).await.unwrap();
+    set(Tamper::BlobsUnavailable);
+    let out = retention_run();
+    assert!(!out.status.success(), "the outage stops the run: {}", String::from_utf8_lossy(&out.stdout));
+    set(Tamper::None);
+    let out = retention_run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((run["run"]["archived"].as_u64(), run["run"]["files"].as_u64()), (Some(1), Some(1)), "{run}");
     let _ = STANDARD.encode([0u8]);
 }
 

@@ -87,9 +87,15 @@ impl PreKeySecrets for OneKey<'_> {
 fn definite<T>(r: Result<T, RetentionError>) -> Result<Option<T>, RetentionError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(RetentionError::Refused { status, .. }) if status < 500 && !matches!(status, 401 | 408 | 429) => Ok(None),
+        Err(RetentionError::Refused { status, .. }) if is_definite(status) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// A relay answer no retry will change: 4xx, except 401 (log in again), 408
+/// and 429.
+fn is_definite(status: u16) -> bool {
+    status < 500 && !matches!(status, 401 | 408 | 429)
 }
 
 /// The relay, as the retention device sees it.
@@ -489,7 +495,7 @@ impl Service {
             }
             Content::File(f) => {
                 r.kind = "file".into();
-                let info = self.fetch_file(&f).await;
+                let info = self.fetch_file(&f).await?;
                 if info.stored {
                     report.files += 1;
                 }
@@ -505,8 +511,12 @@ impl Service {
         Ok(())
     }
 
-    /// Downloads, checks and stores a file; failures are recorded, not fatal.
-    async fn fetch_file(&mut self, f: &FileRef) -> FileInfo {
+    /// Downloads, checks and stores a file. A definite failure (the relay no
+    /// longer has it, or it does not match its reference) is recorded in the
+    /// record; an error a retry could fix (relay down, local disk, archive
+    /// store) stops the run, so nothing is acknowledged and the message and
+    /// its file come again.
+    async fn fetch_file(&mut self, f: &FileRef) -> Result<FileInfo, RetentionError> {
         let mut info = FileInfo {
             blob_id: f.blob_id.to_string(),
             name: f.name.clone(),
@@ -519,38 +529,61 @@ impl Service {
             error: None,
         };
         let tmp = self.scratch.join(f.blob_id.to_string());
-        let result = async {
-            self.relay.download(&format!("/v1/blobs/{}", f.blob_id), &tmp).await?;
-            let file = f.clone();
-            let path = tmp.clone();
-            let plain_sha = tokio::task::spawn_blocking(move || -> Result<String, String> {
-                let input = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-                let mut sink = HashSink(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
-                let summary = strongroom_crypto::attachment::decrypt(
-                    &file.file_key,
-                    std::io::BufReader::with_capacity(1 << 20, input),
-                    &mut sink,
-                )
-                .map_err(|e| e.to_string())?;
-                summary.check(&file).map_err(|e| e.to_string())?;
-                Ok(hex(sink.0.finish().as_ref()))
-            })
-            .await
-            .map_err(|e| RetentionError::Corrupt(e.to_string()))?
-            .map_err(RetentionError::Corrupt)?;
-            self.archive.put_file(&f.blob_id.to_string(), &tmp).await?;
-            Ok::<_, RetentionError>(plain_sha)
-        }
-        .await;
+        let result = self.fetch_file_to(f, &tmp).await;
         let _ = std::fs::remove_file(&tmp);
-        match result {
+        match result? {
             Ok(sha) => {
                 info.sha256 = sha;
                 info.stored = true;
             }
-            Err(e) => info.error = Some(e.to_string()),
+            Err(why) => info.error = Some(why),
         }
-        info
+        Ok(info)
+    }
+
+    /// `Ok(Ok(plaintext SHA-256))` stored; `Ok(Err(why))` a definite failure
+    /// to record; `Err` an error a retry could fix.
+    async fn fetch_file_to(
+        &mut self,
+        f: &FileRef,
+        tmp: &std::path::Path,
+    ) -> Result<Result<String, String>, RetentionError> {
+        match self.relay.download(&format!("/v1/blobs/{}", f.blob_id), tmp).await {
+            Ok(()) => {}
+            Err(RetentionError::Refused { status, message }) if is_definite(status) => {
+                return Ok(Err(format!("the relay refused the file ({status}): {message}")))
+            }
+            Err(e) => return Err(e),
+        }
+        let file = f.clone();
+        let path = tmp.to_path_buf();
+        // Outer error: the local copy could not be read (retry); inner: the
+        // bytes do not decrypt to what the message promised (record it).
+        let checked = tokio::task::spawn_blocking(move || -> Result<Result<String, String>, std::io::Error> {
+            let input = std::fs::File::open(&path)?;
+            let mut sink = HashSink(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+            let summary = match strongroom_crypto::attachment::decrypt(
+                &file.file_key,
+                std::io::BufReader::with_capacity(1 << 20, input),
+                &mut sink,
+            ) {
+                Ok(summary) => summary,
+                Err(strongroom_crypto::attachment::AttachmentError::Io { kind, message }) => {
+                    return Err(std::io::Error::new(kind, message))
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            Ok(summary.check(&file).map(|()| hex(sink.0.finish().as_ref())).map_err(|e| e.to_string()))
+        })
+        .await
+        .map_err(|e| RetentionError::Corrupt(format!("file check stopped: {e}")))?
+        .map_err(crate::error::io(tmp))?;
+        let sha = match checked {
+            Ok(sha) => sha,
+            Err(why) => return Ok(Err(why)),
+        };
+        self.archive.put_file(&f.blob_id.to_string(), tmp).await?;
+        Ok(Ok(sha))
     }
 }
 
