@@ -240,6 +240,11 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
         }
         RetentionCommand::Run { once, for_secs } => {
+            // The service's own log (batches, pauses and retries) on stderr;
+            // `STRONGROOM_LOG` filters it like the relay's.
+            let filter = std::env::var("STRONGROOM_LOG").unwrap_or_else(|_| "info".into());
+            let filter = tracing_subscriber::EnvFilter::try_new(&filter).context("invalid STRONGROOM_LOG filter")?;
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
             let keys = load_keys(&w.dir)?;
             let archive = open_archive(&w, &keys).await?;
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;

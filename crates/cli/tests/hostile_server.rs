@@ -377,6 +377,26 @@ async fn every_tampering_is_refused_visibly() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((run["run"]["archived"].as_u64(), run["run"]["files"].as_u64()), (Some(1), Some(1)), "{run}");
+
+    // 13. Running as a service, the retention device rides out an outage:
+    // it pauses and retries instead of exiting, and archives the waiting
+    // message once the key directory is back.
+    alice.send_text(conv, "during the outage").await.unwrap();
+    set(Tamper::KeysUnavailable);
+    let service = tokio::process::Command::new(bin())
+        .args(["retention", "--dir", rdir, "--json", "run", "--for-secs", "8"])
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output();
+    let restore = async {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        set(Tamper::None);
+    };
+    let (out, ()) = tokio::join!(service, restore);
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("will retry"), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((run["run"]["archived"].as_u64(), run["run"]["unreadable"].as_u64()), (Some(1), Some(0)), "{run}");
     let _ = STANDARD.encode([0u8]);
 }
 

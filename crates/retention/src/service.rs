@@ -92,6 +92,16 @@ fn definite<T>(r: Result<T, RetentionError>) -> Result<Option<T>, RetentionError
     }
 }
 
+/// Whether a retry could fix it: the relay unreachable or overloaded, the
+/// archive store or a local file failing.
+fn is_transient(e: &RetentionError) -> bool {
+    match e {
+        RetentionError::Refused { status, .. } => !is_definite(*status),
+        RetentionError::Network(_) | RetentionError::Storage(_) | RetentionError::Io { .. } => true,
+        _ => false,
+    }
+}
+
 /// A relay answer no retry will change: 4xx, except 401 (log in again), 408
 /// and 429.
 fn is_definite(status: u16) -> bool {
@@ -262,30 +272,56 @@ impl Service {
         &self.archive
     }
 
-    /// Receives and archives until the options say stop.
+    /// Receives and archives until the options say stop. Running as a
+    /// service (not `until_empty`), an error a retry could fix — the relay
+    /// or the archive store down — is logged and retried with a growing
+    /// pause (up to a minute); nothing was acknowledged, so nothing is lost.
+    /// With `until_empty` it is returned, for scripts and tests.
     pub async fn run(&mut self, opts: RunOptions) -> Result<RunReport, RetentionError> {
         let started = tokio::time::Instant::now();
         let mut report = RunReport::default();
+        let mut pause = opts.poll;
         loop {
             if opts.max_time.is_some_and(|t| started.elapsed() >= t) {
                 break;
             }
-            let batch = match self.relay.json::<Deliveries>(&format!("/v1/messages?limit={BATCH}")).await {
-                Ok(b) => b.messages,
-                Err(RetentionError::Refused { status: 401, .. }) => {
-                    self.relay.login(&self.keys).await?;
+            let step = async {
+                let batch = match self.relay.json::<Deliveries>(&format!("/v1/messages?limit={BATCH}")).await {
+                    Ok(b) => b.messages,
+                    Err(RetentionError::Refused { status: 401, .. }) => {
+                        self.relay.login(&self.keys).await?;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+                if batch.is_empty() {
+                    return Ok(Some(false));
+                }
+                self.archive_batch(&batch, &mut report).await?;
+                Ok(Some(true))
+            }
+            .await;
+            let archived = match step {
+                Ok(None) => continue,
+                Ok(Some(archived)) => {
+                    pause = opts.poll;
+                    archived
+                }
+                Err(e) if !opts.until_empty && is_transient(&e) => {
+                    tracing::warn!("archiving paused, will retry in {} s: {e}", pause.as_secs_f32());
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(60));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            if batch.is_empty() {
+            if !archived {
                 if opts.until_empty {
                     break;
                 }
                 tokio::time::sleep(opts.poll).await;
                 continue;
             }
-            self.archive_batch(&batch, &mut report).await?;
             tracing::info!(archived = report.archived, records = self.archive.size(), "archived a batch");
             if let Some(path) = &opts.status_file {
                 write_status(path, self.archive.size(), now_ms())?;
