@@ -134,3 +134,17 @@ async fn one_time_prekeys_are_used_once_per_medium_term_period() {
     assert_eq!(bob.sync().await.unwrap().received.len(), 3);
     assert_eq!(bob.prekey_counts().1, before - 1, "only the first message used (and deleted) a one-time key");
 }
+
+/// A username goes into the lookup URL percent-encoded: "bob#x" is not Bob
+/// (before, the fragment was cut off and the lookup found Bob), and "&" or
+/// "=" cannot inject a parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usernames_are_escaped_in_lookups() {
+    let dir = temp_dir("escape");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, bob) = two_clients(&dir, &server).await;
+    assert_eq!(alice.find_user("bob").await.unwrap(), bob.user_id());
+    for odd in ["bob#x", "bob?x", "bob&username=alice", "bob/../alice", "bob%00"] {
+        assert!(alice.find_user(odd).await.is_err(), "{odd} must not resolve to anyone");
+    }
+}

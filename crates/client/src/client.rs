@@ -462,7 +462,10 @@ impl Client {
 
     /// A user id by username.
     pub async fn find_user(&self, username: &str) -> Result<UserId, ClientError> {
-        let u: UserInfo = self.api.get(&format!("/v1/users?username={username}")).await?;
+        // Percent-encoded: "bob#x" must not look up "bob", nor "a&username=b" inject a parameter.
+        let mut url = reqwest::Url::parse("http://relay/v1/users").map_err(|_| ClientError::Corrupt("url"))?;
+        url.query_pairs_mut().append_pair("username", username);
+        let u: UserInfo = self.api.get(&format!("/v1/users?{}", url.query().unwrap_or_default())).await?;
         UserId::parse_hex(&u.user_id).ok_or(ClientError::Corrupt("user id from server"))
     }
 
