@@ -277,17 +277,29 @@ async fn every_tampering_is_refused_visibly() {
         "--fingerprint",
         &fp,
     ]);
-    run_cli(&[
-        "admin",
-        "retention",
-        "enable",
-        "--key-file",
-        dir.join("acme.key").to_str().unwrap(),
-        "--device",
-        retention_dir.join("retention-device.json").to_str().unwrap(),
-        "--profile",
-        dir.join("alice").to_str().unwrap(),
-    ]);
+    // Signs the retention device into a new policy (again, the second time).
+    let enable_retention = || {
+        run_cli(&[
+            "admin",
+            "retention",
+            "enable",
+            "--key-file",
+            dir.join("acme.key").to_str().unwrap(),
+            "--device",
+            retention_dir.join("retention-device.json").to_str().unwrap(),
+            "--profile",
+            dir.join("alice").to_str().unwrap(),
+        ])
+    };
+    let rdir = retention_dir.to_str().unwrap();
+    let retention_run = || {
+        std::process::Command::new(bin())
+            .args(["retention", "--dir", rdir, "--json", "run", "--once"])
+            .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+            .output()
+            .unwrap()
+    };
+    enable_retention();
     assert!(alice.policy().await.unwrap().retention_enabled());
     alice.send_text(conv, "archived").await.unwrap();
 
@@ -310,20 +322,11 @@ async fn every_tampering_is_refused_visibly() {
     // and archives nothing as "unreadable" (before, each waiting message
     // became a permanent unreadable record and was acknowledged); once the
     // directory is back, every message is archived readable.
-    let rdir = retention_dir.to_str().unwrap();
     set(Tamper::KeysUnavailable);
-    let out = std::process::Command::new(bin())
-        .args(["retention", "--dir", rdir, "--json", "run", "--once"])
-        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
-        .output()
-        .unwrap();
+    let out = retention_run();
     assert!(!out.status.success(), "the outage stops the run: {}", String::from_utf8_lossy(&out.stdout));
     set(Tamper::None);
-    let out = std::process::Command::new(bin())
-        .args(["retention", "--dir", rdir, "--json", "run", "--once"])
-        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
-        .output()
-        .unwrap();
+    let out = retention_run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["run"]["unreadable"], 0, "{run}");
@@ -336,24 +339,7 @@ async fn every_tampering_is_refused_visibly() {
     // whatever validly signed policy the relay served.)
     let older = alice.policy().await.unwrap().policy().encode();
     *proxy.old_policy.lock().unwrap() = Some(older);
-    run_cli(&[
-        "admin",
-        "retention",
-        "enable",
-        "--key-file",
-        dir.join("acme.key").to_str().unwrap(),
-        "--device",
-        retention_dir.join("retention-device.json").to_str().unwrap(),
-        "--profile",
-        dir.join("alice").to_str().unwrap(),
-    ]);
-    let retention_run = || {
-        std::process::Command::new(bin())
-            .args(["retention", "--dir", rdir, "--json", "run", "--once"])
-            .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
-            .output()
-            .unwrap()
-    };
+    enable_retention();
     assert!(retention_run().status.success(), "the newer policy is seen");
     set(Tamper::ServeOldPolicy);
     let out = retention_run();
