@@ -60,8 +60,8 @@ fn retention_catch_up(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = temp_dir("bench-retention");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, _bob) = rt.block_on(two_clients(&dir, &server));
-    let rdir = rt.block_on(turn_retention_on(&server, &dir, &alice));
+    let (alice, _bob) = rt.block_on(two_clients(&dir, &server));
+    let (rdir, mut alice) = rt.block_on(turn_retention_on(&server, &dir, alice));
     let conv = rt.block_on(alice.direct_with("bob")).unwrap();
     let keys = RetentionKeys::load(&rdir, "retention passphrase").unwrap();
     let signer = strongroom_crypto::keys::SigningKey::from_seed(strongroom_crypto::keys::SecretBytes::new(

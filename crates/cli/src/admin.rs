@@ -222,7 +222,7 @@ async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Re
         .transpose()
         .context("cannot read the retention device file")?;
     let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
-    let mut client = crate::user::open(&args.profile).await?;
+    let mut client = crate::user::open_admin(&args.profile).await?;
     if client.network_id() != network {
         bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
     }

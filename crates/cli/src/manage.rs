@@ -205,7 +205,7 @@ fn out(json: bool, v: &Value, human: impl FnOnce(&Value)) {
 }
 
 pub async fn users(p: ProfileArgs, cmd: UsersCommand) -> anyhow::Result<()> {
-    let c = crate::user::open(&p).await?;
+    let c = crate::user::open_admin(&p).await?;
     let done = |what: &str| json!({"done": what});
     match cmd {
         UsersCommand::List { search } => {
@@ -298,7 +298,7 @@ pub async fn users(p: ProfileArgs, cmd: UsersCommand) -> anyhow::Result<()> {
 }
 
 pub async fn devices(p: ProfileArgs, cmd: DevicesCommand) -> anyhow::Result<()> {
-    let c = crate::user::open(&p).await?;
+    let c = crate::user::open_admin(&p).await?;
     match cmd {
         DevicesCommand::List { user } => {
             let (_, u) = user_id(&c, &user).await?;
@@ -335,7 +335,7 @@ pub async fn devices(p: ProfileArgs, cmd: DevicesCommand) -> anyhow::Result<()> 
 }
 
 pub async fn groups(p: ProfileArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
-    let c = crate::user::open(&p).await?;
+    let c = crate::user::open_admin(&p).await?;
     match cmd {
         GroupsCommand::List => {
             let v = call(&c, Method::GET, "/v1/admin/groups", None).await?;
@@ -385,7 +385,7 @@ pub async fn groups(p: ProfileArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
 }
 
 pub async fn settings(p: ProfileArgs, cmd: SettingsCommand) -> anyhow::Result<()> {
-    let c = crate::user::open(&p).await?;
+    let c = crate::user::open_admin(&p).await?;
     let current: GroupSettings = serde_json::from_value(call(&c, Method::GET, "/v1/admin/settings", None).await?)?;
     match cmd {
         SettingsCommand::Show => out(p.json, &serde_json::to_value(&current)?, |v| {
@@ -412,7 +412,7 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?;
         return report_chain(p.json, &entries);
     }
-    let c = crate::user::open(&p).await?;
+    let c = crate::user::open_admin(&p).await?;
     match cmd {
         AuditCommand::List { filter } => {
             let v = call(&c, Method::GET, &format!("/v1/admin/audit?{}", filter.query()), None).await?;

@@ -118,8 +118,20 @@ pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
 }
 
 pub async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
+    open_as(p, false).await
+}
+
+/// Opens the profile for an administration command, which may run beside
+/// the process that owns the profile (it never writes the profile's state).
+pub async fn open_admin(p: &ProfileArgs) -> anyhow::Result<Client> {
+    open_as(p, true).await
+}
+
+async fn open_as(p: &ProfileArgs, shared: bool) -> anyhow::Result<Client> {
     let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
-    let client = Client::open(&p.profile, &pass).await.context("cannot open the profile")?;
+    let client =
+        if shared { Client::open_shared(&p.profile, &pass).await } else { Client::open(&p.profile, &pass).await }
+            .context("cannot open the profile")?;
     // A remote wipe is carried out before anything else; other failures
     // (an expired session, say) are for the command itself to report.
     match client.my_policy().await {
@@ -184,7 +196,11 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
             serde_json::json!({"conversation": conversation.to_string(), "message_id": accepted.message_id, "seq": accepted.seq, "retention": policy.retention_enabled()})
         );
     } else {
-        println!("Sent to conversation {conversation} (#{})", accepted.seq);
+        if accepted.seq == 0 {
+            println!("Kept on this device as a note to self (you have no other device to sync it to)");
+        } else {
+            println!("Sent to conversation {conversation} (#{})", accepted.seq);
+        }
         if policy.retention_enabled() {
             println!("Data retention is on in this network.");
         }
@@ -214,18 +230,30 @@ fn describe(content: &Content) -> String {
 
 pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let report = client.sync().await.context("cannot fetch messages")?;
+    // Stored history is readable with the relay down; new messages wait there.
+    let (report, offline) = match client.sync().await {
+        Ok(r) => (r, false),
+        Err(e) if e.is_transient() => {
+            eprintln!("warning: cannot fetch new messages ({e}); showing the messages stored on this device");
+            (Default::default(), true)
+        }
+        Err(e) => return Err(e).context("cannot fetch messages"),
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
     let items = client.view(filter).await?;
-    let retention = client.policy().await.context("the network policy cannot be trusted")?.retention_enabled();
+    let retention = if offline {
+        false
+    } else {
+        client.policy().await.context("the network policy cannot be trusted")?.retention_enabled()
+    };
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
-    let forced = client.my_policy().await.map(|r| r.read_receipts == "forced").unwrap_or(false);
-    if !a.no_receipts || forced {
+    let forced = !offline && client.my_policy().await.map(|r| r.read_receipts == "forced").unwrap_or(false);
+    if !offline && (!a.no_receipts || forced) {
         let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         if let Err(e) = client.send_read_receipts(&messages, now).await {
@@ -237,7 +265,13 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0)).chain(i.read_by.iter().copied())
     }) {
         if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(who) {
-            slot.insert(client.username_of(who).await.unwrap_or_else(|_| who.to_string()));
+            let known = if who == client.user_id() { Some(client.username().to_owned()) } else { None };
+            let looked_up = match known {
+                Some(n) => Ok(n),
+                None if offline => Err(()),
+                None => client.username_of(who).await.map_err(|_| ()),
+            };
+            slot.insert(looked_up.unwrap_or_else(|()| who.to_string()));
         }
     }
     let name = |u: &strongroom_crypto::ids::UserId| names.get(u).cloned().unwrap_or_default();
@@ -254,7 +288,10 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({"messages": list, "warnings": report.warnings, "retention": retention}));
+        println!(
+            "{}",
+            serde_json::json!({"messages": list, "warnings": report.warnings, "retention": retention, "offline": offline})
+        );
     } else {
         if retention {
             println!("(data retention is on: your organisation archives these conversations)");

@@ -218,7 +218,8 @@ async fn security_groups_are_enforced_by_server_and_client_and_change_live() {
             .output()
             .unwrap()
     };
-    let out = bob_cli(&["file", "send", "--to", "alice", s(&file)]);
+    let (mut bob, out) =
+        with_profile_closed(bob, "bob passphrase", || bob_cli(&["file", "send", "--to", "alice", s(&file)])).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not allow sending files"));
     let invite = alice.create_invite(false).await.unwrap().invite;
     register(&server.url, &invite, "mallory").await;
@@ -302,15 +303,15 @@ async fn suspension_password_reset_wipe_deletion_and_device_reset() {
     let conv = alice.direct_with("bob").await.unwrap();
 
     // Suspension: the open WebSocket closes at once and every request is refused.
-    let mut watcher = Client::open(&dir.join("bob"), "bob passphrase").await.unwrap();
+    // Bob's own client watches (one client per profile).
     let watch = tokio::spawn(async move {
         let started = std::time::Instant::now();
-        let _ = watcher.watch(None, Some(Duration::from_secs(60)), |_| {}, |_| {}).await;
-        started.elapsed()
+        let _ = bob.watch(None, Some(Duration::from_secs(60)), |_| {}, |_| {}).await;
+        (started.elapsed(), bob)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     admin(&["users", "suspend", "bob"], &dir);
-    let closed_after = tokio::time::timeout(Duration::from_secs(20), watch).await.unwrap().unwrap();
+    let (closed_after, mut bob) = tokio::time::timeout(Duration::from_secs(20), watch).await.unwrap().unwrap();
     assert!(closed_after < Duration::from_secs(30), "the WebSocket was closed by the suspension");
     let err = bob.sync().await.unwrap_err();
     assert!(matches!(err, ClientError::Refused { status: 403, ref code, .. } if code == "account_suspended"), "{err}");

@@ -114,8 +114,8 @@ fn entry(d: &Device, revoked: bool) -> DeviceEntry {
 async fn nobody_logs_in_as_another_device_not_even_the_retention_device() {
     let dir = temp_dir("attack-takeover");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     let network = alice.network_id();
     register(&server.url, &alice.create_invite(false).await.unwrap().invite, "carol").await;
     let carol = Device::enrol(&server.url, network, "carol", None, &[], 2).await;
@@ -147,8 +147,8 @@ async fn nobody_logs_in_as_another_device_not_even_the_retention_device() {
 async fn retention_verify_reports_messages_that_left_the_queue_unarchived() {
     let dir = temp_dir("attack-verify");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, _bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     let direct = alice.direct_with("bob").await.unwrap();
     alice.send_text(direct, "first item").await.unwrap();
     ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
@@ -449,8 +449,8 @@ async fn everything_on_disk_is_owner_only() {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, _bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     let direct = alice.direct_with("bob").await.unwrap();
     alice.send_text(direct, "on disk").await.unwrap();
     let file = dir.join("memo.txt");

@@ -31,8 +31,8 @@ async fn retention_depth(url: &str) -> u64 {
 async fn a_backup_taken_under_load_restores_and_retention_archives_each_queued_message_once() {
     let dir = temp_dir("backup");
     let mut server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     bob.sync().await.unwrap();
     let direct = strongroom_crypto::ids::ConversationId::parse_hex(
         &alice.create_conversation("direct", &["bob"]).await.unwrap().id,

@@ -32,7 +32,8 @@ fn copy_profile(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes a fixture; run by hand when the schema changes"]
 async fn write_fixture() {
-    let schema: u32 = std::env::var("STRONGROOM_FIXTURE_SCHEMA").expect("set STRONGROOM_FIXTURE_SCHEMA").parse().unwrap();
+    let schema: u32 =
+        std::env::var("STRONGROOM_FIXTURE_SCHEMA").expect("set STRONGROOM_FIXTURE_SCHEMA").parse().unwrap();
     let dir = temp_dir("fixture");
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (mut alice, mut bob) = two_clients(&dir, &server).await;

@@ -33,8 +33,8 @@ async fn metric(server: &ServerProc, name: &str) -> u64 {
 async fn retention_archives_everything_and_proves_it() {
     let dir = temp_dir("retention");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     assert!(alice.policy().await.unwrap().retention_enabled());
 
     // Everything people do, while the retention service is not even running.
@@ -67,19 +67,23 @@ async fn retention_archives_everything_and_proves_it() {
     bob.send_read_receipts(&bob.messages(Some(direct)).await.unwrap(), now_ms()).await.unwrap();
     let sent = 11;
 
-    // Clients say so: CLI text and --json.
-    let bob_read = Command::new(bin())
-        .args(["read", "--json", "--no-receipts", "--profile", s(&dir.join("bob"))])
-        .env("STRONGROOM_PASSPHRASE", "bob passphrase")
-        .output()
-        .unwrap();
+    // Clients say so: CLI text and --json (Bob's profile closed here meanwhile).
+    let (mut bob, (bob_read, list)) = with_profile_closed(bob, "bob passphrase", || {
+        let bob_read = Command::new(bin())
+            .args(["read", "--json", "--no-receipts", "--profile", s(&dir.join("bob"))])
+            .env("STRONGROOM_PASSPHRASE", "bob passphrase")
+            .output()
+            .unwrap();
+        let list = Command::new(bin())
+            .args(["conversations", "list", "--profile", s(&dir.join("bob"))])
+            .env("STRONGROOM_PASSPHRASE", "bob passphrase")
+            .output()
+            .unwrap();
+        (bob_read, list)
+    })
+    .await;
     let v: Value = serde_json::from_slice(&bob_read.stdout).unwrap();
     assert_eq!(v["retention"], true);
-    let list = Command::new(bin())
-        .args(["conversations", "list", "--profile", s(&dir.join("bob"))])
-        .env("STRONGROOM_PASSPHRASE", "bob passphrase")
-        .output()
-        .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("data retention on"));
 
     // The relay holds them for the retention device: a visible backlog.
@@ -263,8 +267,8 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     let config = dir.join("server.toml");
     std::fs::write(&config, "expiry_interval_secs = 1\nretention_backlog_alert = 1500\n").unwrap();
     let server = ServerProc::start(&dir.join("data"), &["--config", s(&config)]);
-    let (mut alice, _bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
 
     // The service is down: 2,000 messages in 20 conversations, one file in each.
     let file = dir.join("minutes.txt");
@@ -350,8 +354,8 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
 
     let dir = temp_dir("retention-login");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (mut alice, _bob) = two_clients(&dir, &server).await;
-    let rdir = turn_retention_on(&server, &dir, &alice).await;
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     let keys = strongroom_retention::keys::RetentionKeys::load(&rdir, "retention passphrase").unwrap();
     assert!(strongroom_retention::keys::RetentionKeys::load(&rdir, "wrong passphrase!!").is_err());
     let http = reqwest::Client::new();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rand_core::OsRng;
 use strongroom_crypto::certs::*;
-use strongroom_crypto::content::{Content, FileRef, ReceiptKind};
+use strongroom_crypto::content::{Content, FileRef};
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
@@ -15,61 +15,29 @@ use subtle::ConstantTimeEq;
 
 use crate::api::Api;
 use crate::error::ClientError;
-use crate::state::ProfileState;
+use crate::state::{ProfileState, SecretKey, SessionToken, MEDIUM_TERM, ONE_TIME};
 use crate::store::{hex, LocalStore, StoredRow};
 use crate::vault::Vault;
 
-/// One-time pre-keys kept on the server; topped up below [`LOW_WATER`].
-pub(crate) const ONE_TIME_BATCH: u32 = 50;
-const LOW_WATER: u64 = 20;
-/// A new medium-term pre-key is made when the newest is this old (7 days).
-pub const ROTATE_AFTER_MS: u64 = 7 * 86_400_000;
-/// Older medium-term private keys are deleted this long after a newer one
-/// replaced them (31 days): the relay keeps undelivered messages 30 days, plus
-/// a day of clock skew, so a device that was offline still opens what was
-/// sealed to the old key (PROTOCOL.md §3.1). Forward secrecy for a message
-/// sealed to a medium-term key begins when this deletes it.
-pub const GRACE_MS: u64 = 31 * 86_400_000;
+pub(crate) use crate::rules::prekeys::ONE_TIME_BATCH;
+use crate::rules::prekeys::ROTATE_AFTER_MS;
+pub(crate) use crate::rules::view::{Message, ViewItem};
 /// Argon2id memory for the profile key (64 MiB).
 pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
 
-/// A message in the local store, decrypted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    /// Message id.
-    pub message_id: MessageId,
-    /// Conversation.
-    pub conversation: ConversationId,
-    /// Server sequence number in the conversation.
-    pub seq: u64,
-    /// Sender.
-    pub sender: UserId,
-    /// Sender's timestamp (ms).
-    pub timestamp: u64,
-    /// What it says.
-    pub content: Content,
-}
+/// How often a watching device does its upkeep (purge, top up, rotate).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// A message as the conversation shows it: edits applied, reactions
-/// gathered; edit, reaction and recall messages themselves folded in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ViewItem {
-    /// The message (its latest edit applied to `content`).
-    pub message: Message,
-    /// Whether its text was edited.
-    pub edited: bool,
-    /// Reactions: (who, emoji).
-    pub reactions: Vec<(UserId, String)>,
-    /// Who has sent a read receipt for it.
-    pub read_by: Vec<UserId>,
-}
+/// The conversation kind of a note to self (only its owner's devices).
+pub(crate) const NOTES: &str = "notes";
 
 /// What a sync did.
 #[derive(Debug, Default)]
 pub struct SyncReport {
     /// New messages, in arrival order.
     pub received: Vec<Message>,
-    /// Envelopes refused (tampered, replayed, untrusted sender…), each explained.
+    /// Envelopes refused (tampered, replayed, untrusted sender…), and
+    /// messages the relay never delivered, each explained.
     pub warnings: Vec<String>,
 }
 
@@ -83,6 +51,9 @@ pub struct Client {
     /// The device lockout last written to the profile header (u64::MAX:
     /// not yet), so every send does not re-read the header from disk.
     lockout_written: std::sync::atomic::AtomicU64,
+    /// This process's claim on the profile directory (None: opened shared,
+    /// for administration, and never writes the state).
+    lock: Option<crate::profile_lock::ProfileLock>,
 }
 
 fn d_id(d: &Delivery) -> Result<[u8; 16], ClientError> {
@@ -103,10 +74,69 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
     move |source| ClientError::Io { path: path.display().to_string(), source }
 }
 
+/// Deletes the store an unfinished enrolment left (no profile.json).
+pub(crate) fn remove_store_files(dir: &Path) {
+    for name in ["store.db", "store.db-journal"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// The account an enrolment registers, or finds half-enrolled.
+struct Enrolling {
+    user_id: UserId,
+    /// The version of a device list an unfinished enrolment published (0: none).
+    list_version: u64,
+}
+
+/// Registers with the invite. If the relay says the invite is used, this may
+/// be our own earlier attempt that failed after registering: the account is
+/// taken over only if the password logs in and the account has no working
+/// device yet (no device list, or one device with no pre-keys). A working
+/// account is never taken over by re-running an old invite.
+async fn register_or_resume(
+    api: &mut Api,
+    invite: &Invite,
+    network: NetworkId,
+    device: DeviceId,
+    username: &str,
+    password: &str,
+) -> Result<Enrolling, ClientError> {
+    let req = Register { invite: invite.encode(), username: username.into(), password: password.into() };
+    let registered: Result<Registered, ClientError> = api.post("/v1/register", &req).await;
+    let refused = match registered {
+        Ok(r) => {
+            let user_id = UserId::parse_hex(&r.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+            return Ok(Enrolling { user_id, list_version: 0 });
+        }
+        Err(e @ ClientError::Refused { status: 403, .. }) => e,
+        Err(e) => return Err(e),
+    };
+    let Ok(session) = api.login(network, username, password, device).await else { return Err(refused) };
+    let user_id = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+    let list_version = match api.get::<UserKeys>(&format!("/v1/keys/{user_id}")).await {
+        Ok(keys) => {
+            let Ok(list) = DeviceList::decode(&keys.device_list.0) else { return Err(refused) };
+            let unused = list.devices.len() == 1 && keys.one_time_remaining.iter().all(|c| c.count == 0);
+            if !unused {
+                return Err(refused);
+            }
+            list.version
+        }
+        Err(ClientError::Refused { status: 404, .. }) => 0,
+        Err(e) => return Err(e),
+    };
+    Ok(Enrolling { user_id, list_version })
+}
+
 impl Client {
     /// Creates a profile in `dir`, registers with the invite, and publishes
     /// this first device's keys. The network key is pinned only if its
     /// fingerprint matches the one the invite carries.
+    ///
+    /// All or nothing: the profile exists once `profile.json` is written,
+    /// last; a failure leaves nothing that blocks a retry. If the relay
+    /// registered the account before the failure, a retry with the same
+    /// invite and password finishes that enrolment.
     pub async fn enrol(
         dir: &Path,
         passphrase: &str,
@@ -115,11 +145,14 @@ impl Client {
         password: &str,
     ) -> Result<Self, ClientError> {
         let invite = Invite::parse(invite).map_err(ClientError::Invite)?;
-        crate::private_fs::private_dir(dir).map_err(io(dir))?;
-        let vault = Vault::create(dir, passphrase, PROFILE_KDF_KIB)?;
-        let store = LocalStore::open(dir).await?;
+        if dir.join("profile.json").exists() {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
+        if passphrase.chars().count() < 8 {
+            return Err(ClientError::Usage("the profile passphrase must be at least 8 characters".into()));
+        }
         let mut api = Api::new(&invite.server_url, None);
-
+        // The network key is checked before anything is written.
         let network = NetworkId::from_bytes(invite.network_id);
         let info: NetworkInfo = api.get(&format!("/v1/networks/{network}")).await?;
         let public: [u8; 32] = info
@@ -137,45 +170,77 @@ impl Client {
                 "the server's network key does not match the fingerprint in your invite: do not use this server; tell your administrator".into(),
             ));
         }
-        let registered: Registered = api
-            .post(
-                "/v1/register",
-                &Register { invite: invite.encode(), username: username.into(), password: password.into() },
-            )
-            .await?;
-        let device = DeviceId::random(&mut OsRng);
-        let session = api.login(network, username, password, device).await?;
-        let identity = SigningKey::generate(&mut OsRng);
-        let device_key = SigningKey::generate(&mut OsRng);
-        let state = ProfileState {
-            server_url: invite.server_url.clone(),
-            network_id: network.to_string(),
-            network_public: hex(&public),
-            username: username.into(),
-            user_id: registered.user_id,
-            device_id: device.to_string(),
-            token: session.token,
-            identity_seed: hex(identity.expose_seed().expose()),
-            device_seed: hex(device_key.expose_seed().expose()),
-            prekeys: Vec::new(),
-            next_prekey_id: 0,
-            medium_created: Default::default(),
-            device_list_version: 0,
-            policy: None,
-            pins: Default::default(),
-            one_time_used: Default::default(),
-            lists_seen: Default::default(),
+        crate::private_fs::private_dir(dir).map_err(io(dir))?;
+        let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        // A store without profile.json is what an unfinished enrolment left:
+        // unreadable without the header's salt, so nothing is lost.
+        remove_store_files(dir);
+        let (vault, header) = Vault::create(dir, passphrase, PROFILE_KDF_KIB)?;
+        let store = LocalStore::open(dir).await?;
+        let made = async {
+            let device = DeviceId::random(&mut OsRng);
+            let user = register_or_resume(&mut api, &invite, network, device, username, password).await?;
+            let session = api.login(network, username, password, device).await?;
+            let identity = SigningKey::generate(&mut OsRng);
+            let device_key = SigningKey::generate(&mut OsRng);
+            Ok::<_, ClientError>(ProfileState {
+                server_url: invite.server_url.clone(),
+                network_id: network.to_string(),
+                network_public: hex(&public),
+                username: username.into(),
+                user_id: user.user_id.to_string(),
+                device_id: device.to_string(),
+                token: SessionToken::new(session.token),
+                identity_seed: SecretKey::new(identity.expose_seed().expose()),
+                device_seed: SecretKey::new(device_key.expose_seed().expose()),
+                prekeys: Vec::new(),
+                next_prekey_id: 0,
+                medium_created: Default::default(),
+                device_list_version: user.list_version,
+                policy: None,
+                pins: Default::default(),
+                one_time_used: Default::default(),
+                lists_seen: Default::default(),
+            })
+        }
+        .await;
+        let state = match made {
+            Ok(state) => state,
+            Err(e) => {
+                store.close().await;
+                remove_store_files(dir);
+                return Err(e);
+            }
         };
-        let mut client = Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into() };
-        client.publish_device_list().await?;
-        client.add_prekeys(true, ONE_TIME_BATCH).await?;
-        client.policy().await?;
-        client.save().await?;
-        Ok(client)
+        let mut client =
+            Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) };
+        // The policy is checked before the account is claimed with a device list.
+        let finished = async {
+            client.policy().await?;
+            client.publish_device_list().await?;
+            client.add_prekeys(true, ONE_TIME_BATCH).await?;
+            client.save().await
+        }
+        .await;
+        match finished.and_then(|()| header.commit(dir)) {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                client.store.close().await;
+                remove_store_files(dir);
+                Err(e)
+            }
+        }
     }
 
-    pub(crate) fn from_parts(dir: PathBuf, vault: Vault, store: LocalStore, state: ProfileState, api: Api) -> Self {
-        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into() }
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        vault: Vault,
+        store: LocalStore,
+        state: ProfileState,
+        api: Api,
+        lock: crate::profile_lock::ProfileLock,
+    ) -> Self {
+        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) }
     }
 
     pub(crate) fn api(&self) -> &Api {
@@ -202,13 +267,34 @@ impl Client {
 
     /// Unlocks an existing profile.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if !dir.join("profile.json").exists() {
+            return Err(ClientError::NoProfile(dir.display().to_string()));
+        }
+        let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        let mut client = Self::open_unlocked(dir, passphrase).await?;
+        client.lock = Some(lock);
+        Ok(client)
+    }
+
+    /// Opens a profile another process may own, for administration calls
+    /// only (`strongroom admin …` beside a running app): it reads the keys
+    /// and session but never writes the state record, so it cannot undo
+    /// the owner's pre-key or trust updates.
+    pub async fn open_shared(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if !dir.join("profile.json").exists() {
+            return Err(ClientError::NoProfile(dir.display().to_string()));
+        }
+        Self::open_unlocked(dir, passphrase).await
+    }
+
+    async fn open_unlocked(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
         let vault = Vault::unlock(dir, passphrase)?;
         let store = LocalStore::open(dir).await?;
         let raw =
             store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
         let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
-        let api = Api::new(&state.server_url, Some(state.token.clone()));
-        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into() })
+        let api = Api::new(&state.server_url, Some(state.token.expose().to_owned()));
+        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: None })
     }
 
     /// Closes the store.
@@ -217,6 +303,10 @@ impl Client {
     }
 
     async fn save(&self) -> Result<(), ClientError> {
+        if self.lock.is_none() {
+            // Opened shared: the owning process keeps the state.
+            return Ok(());
+        }
         let json = zeroize::Zeroizing::new(serde_json::to_vec(&self.state).map_err(|_| ClientError::Corrupt("state"))?);
         self.store.put_record(&self.vault, "state", &json).await
     }
@@ -242,11 +332,11 @@ impl Client {
         NetworkId::parse_hex(&self.state.network_id).unwrap_or(NetworkId::from_bytes([0; 16]))
     }
     fn identity(&self) -> Result<SigningKey, ClientError> {
-        SigningKey::from_seed(SecretBytes::new(unhex(&self.state.identity_seed)?))
+        SigningKey::from_seed(SecretBytes::new(*self.state.identity_seed.expose()))
             .map_err(|_| ClientError::Corrupt("identity key"))
     }
     fn device_key(&self) -> Result<SigningKey, ClientError> {
-        SigningKey::from_seed(SecretBytes::new(unhex(&self.state.device_seed)?))
+        SigningKey::from_seed(SecretBytes::new(*self.state.device_seed.expose()))
             .map_err(|_| ClientError::Corrupt("device key"))
     }
     fn network_key(&self) -> Result<VerifyingKey, ClientError> {
@@ -304,7 +394,8 @@ impl Client {
             )
             .map_err(|e| ClientError::Usage(e.to_string()))?;
             signed.push(B64(pk.encode()));
-            self.state.prekeys.push((u8::from(kind == PreKeyKind::OneTime), id, hex(secret.expose_bytes().expose())));
+            let stored_kind = if kind == PreKeyKind::OneTime { ONE_TIME } else { MEDIUM_TERM };
+            self.state.prekeys.push((stored_kind, id, SecretKey::new(secret.expose_bytes().expose())));
             if kind == PreKeyKind::MediumTerm {
                 self.state.medium_created.insert(id, now);
             }
@@ -318,8 +409,8 @@ impl Client {
             .prekeys
             .iter()
             .map(|(kind, id, secret)| {
-                let kind = if *kind == 1 { PreKeyKind::OneTime } else { PreKeyKind::MediumTerm };
-                let s = AgreementSecret::from_bytes(SecretBytes::new(unhex(secret)?))
+                let kind = if *kind == ONE_TIME { PreKeyKind::OneTime } else { PreKeyKind::MediumTerm };
+                let s = AgreementSecret::from_bytes(SecretBytes::new(*secret.expose()))
                     .map_err(|_| ClientError::Corrupt("pre-key"))?;
                 Ok((PreKeyRef { kind, id: *id }, s))
             })
@@ -567,13 +658,18 @@ impl Client {
     pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
         let (network, device, username) = (self.network_id(), self.device_id(), self.state.username.clone());
         let session = self.api.login(network, &username, password, device).await?;
-        self.state.token = session.token;
+        self.state.token = SessionToken::new(session.token);
         self.save().await
     }
 
     /// The direct conversation with `username`, created if needed.
+    /// Naming yourself gives your note to self.
     pub async fn direct_with(&self, username: &str) -> Result<ConversationId, ClientError> {
-        let other = self.find_user(username).await?.to_string();
+        let other = self.find_user(username).await?;
+        if other == self.user_id() {
+            return self.notes_to_self().await;
+        }
+        let other = other.to_string();
         for c in self.conversations().await? {
             if c.kind == "direct" && c.members.iter().any(|m| m.user_id == other) {
                 return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
@@ -586,8 +682,23 @@ impl Client {
         ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
     }
 
+    /// The devices a message to `conversation` is sealed for, and whether
+    /// the conversation is a note to self.
+    /// This user's note-to-self conversation (created on first use): only
+    /// this user's devices, and the retention service if the network has
+    /// one, receive what is sent to it.
+    pub async fn notes_to_self(&self) -> Result<ConversationId, ClientError> {
+        if let Some(c) = self.conversations().await?.into_iter().find(|c| c.kind == NOTES) {
+            return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+        }
+        let c: Conversation =
+            self.api.post("/v1/conversations", &CreateConversation { kind: NOTES.into(), members: Vec::new() }).await?;
+        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+    }
+
     async fn recipients(&mut self, conversation: ConversationId) -> Result<(Vec<Recipient>, bool), ClientError> {
         let c: Conversation = self.api.get(&format!("/v1/conversations/{conversation}")).await?;
+        let notes = c.kind == NOTES;
         let me = (self.user_id(), self.device_id());
         let mut devices = Vec::new();
         for m in &c.members {
@@ -607,9 +718,7 @@ impl Client {
             let pairs: Vec<String> = devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect();
             let medium_term = pairs
                 .iter()
-                .filter(|p| {
-                    self.state.one_time_used.get(*p).is_some_and(|at| now.saturating_sub(*at) < ROTATE_AFTER_MS)
-                })
+                .filter(|p| !crate::rules::prekeys::wants_one_time(self.state.one_time_used.get(*p).copied(), now))
                 .cloned()
                 .collect();
             let claim = ClaimPreKeys { devices: pairs.clone(), medium_term };
@@ -635,7 +744,7 @@ impl Client {
         }
         let policy = self.policy().await?;
         recipients.extend(policy.retention_recipients());
-        Ok((recipients, policy.retention_enabled()))
+        Ok((recipients, notes))
     }
 
     /// The conversation's default timers (ttl, burn-on-read), from the last
@@ -733,20 +842,13 @@ impl Client {
         if matches!(content, Content::Location(_)) && !rules.location_enabled {
             return Err(ClientError::Policy("your security group does not allow sharing locations".into()));
         }
-        let ttl_secs = match rules.max_ttl_secs {
-            0 => ttl_secs,
-            max if ttl_secs == 0 => max,
-            max => ttl_secs.min(max),
-        };
-        let bor_secs = match rules.max_bor_secs {
-            0 => bor_secs,
-            max => bor_secs.min(max),
-        };
+        let (ttl_secs, bor_secs) =
+            crate::rules::timers::effective((ttl_secs, bor_secs), (0, 0), rules.max_ttl_secs, rules.max_bor_secs);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (recipients, _) = self.recipients(conversation).await?;
-            if recipients.is_empty() {
+            let (recipients, notes) = self.recipients(conversation).await?;
+            if recipients.is_empty() && !notes {
                 return Err(ClientError::Usage("nobody else is in this conversation yet".into()));
             }
             let identity = self.identity()?;
@@ -767,9 +869,17 @@ impl Client {
                 burn_on_read_secs: bor_secs,
                 membership: MembershipCommitment::default(),
             };
-            let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
-                .map_err(|e| ClientError::Usage(e.to_string()))?;
-            match self.post_envelope(env.encode()).await {
+            let posted = if recipients.is_empty() {
+                // A note to self with no other device of ours and no
+                // retention: nobody to seal for, so it stays on this device
+                // (sequence 0: not numbered by the relay).
+                Ok(Accepted { message_id: meta.message_id.to_string(), seq: 0, duplicate: false })
+            } else {
+                let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
+                    .map_err(|e| ClientError::Usage(e.to_string()))?;
+                self.post_envelope(env.encode()).await
+            };
+            match posted {
                 Err(ClientError::Refused { code, .. }) if code == "recipient_mismatch" && attempt < 3 => continue,
                 Ok(accepted) => {
                     // Keep our own copy, so the conversation reads complete here too.
@@ -784,7 +894,7 @@ impl Client {
                     };
                     let plain =
                         zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
-                    let expires = (ttl_secs > 0).then(|| meta.timestamp + u64::from(ttl_secs) * 1000);
+                    let expires = crate::rules::timers::expires_at(meta.timestamp, ttl_secs);
                     self.store.put_message(&self.vault, &row, &plain, expires).await?;
                     if let Content::Recall { target } = content {
                         self.store.delete_message(target.as_bytes()).await?;
@@ -927,18 +1037,22 @@ impl Client {
     }
 
     /// Fetches, verifies, decrypts, stores and acknowledges everything queued
-    /// for this device. Envelopes that fail verification become warnings (and
-    /// are acknowledged so they do not block the queue); an error a retry
-    /// could fix (relay, key directory or local store) stops the sync with
-    /// that message and everything after it unacknowledged. Nothing panics.
+    /// for this device. Envelopes that fail verification become warnings,
+    /// are kept (sealed) as evidence, and are then acknowledged so they do
+    /// not block the queue; an error a retry could fix (relay, key directory
+    /// or local store) stops the sync with that message and everything after
+    /// it unacknowledged. Once the queue is drained, sequence numbers that
+    /// never arrived are reported as gaps. Nothing panics.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut lists = HashMap::new();
-        let mut last_seq: HashMap<ConversationId, u64> = HashMap::new();
+        let mut touched: std::collections::BTreeSet<ConversationId> = Default::default();
         let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut drained = false;
         loop {
             let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
             if batch.messages.is_empty() {
+                drained = true;
                 break;
             }
             // A relay that keeps serving what this pass already handled
@@ -951,38 +1065,18 @@ impl Client {
             let mut ack = Vec::with_capacity(batch.messages.len());
             let mut stop = None;
             let mut opened = Vec::with_capacity(batch.messages.len());
+            let mut refusals = Vec::new();
             let mut in_batch = std::collections::HashSet::new();
             for d in &batch.messages {
-                match self.open_delivery(d, &mut lists).await {
+                let reason = match self.open_delivery(d, &mut lists).await {
                     Ok((m, row, plain, expires)) if in_batch.insert(m.message_id) => {
-                        // Gap detection on the server's per-conversation order.
-                        let last = match last_seq.get(&m.conversation) {
-                            Some(s) => *s,
-                            None => self.store.last_seq(m.conversation.as_bytes()).await?,
-                        };
-                        // Before our first message here the history is not ours to have.
-                        if last > 0 && m.seq > last + 1 {
-                            report.warnings.push(format!(
-                                "conversation {}: messages {}..{} have not arrived (gap before #{})",
-                                m.conversation,
-                                last + 1,
-                                m.seq - 1,
-                                m.seq
-                            ));
-                        } else if m.seq <= last && m.sender != self.user_id() {
-                            report.warnings.push(format!(
-                                "conversation {}: message #{} arrived out of order (after #{last})",
-                                m.conversation, m.seq
-                            ));
-                        }
-                        last_seq.insert(m.conversation, last.max(m.seq));
+                        touched.insert(m.conversation);
                         opened.push((row, plain, expires));
                         report.received.push(m);
+                        None
                     }
-                    Ok((m, ..)) => {
-                        report.warnings.push(format!("message {} refused: delivered twice (replay)", m.message_id))
-                    }
-                    Err(ClientError::AlreadyStored) => {}
+                    Ok(_) => Some("delivered twice (replay)".to_owned()),
+                    Err(ClientError::AlreadyStored) => None,
                     // A retry could succeed (relay or key directory down, local
                     // store failing): stop here, acknowledge nothing from this
                     // message on, and let the next sync take it again.
@@ -990,12 +1084,19 @@ impl Client {
                         stop = Some(e);
                         break;
                     }
-                    Err(e) => report.warnings.push(format!("message {} refused: {e}", d.message_id)),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(reason) = reason {
+                    report.warnings.push(format!("message {} refused: {reason}", d.message_id));
+                    refusals.push(self.refusal(d, reason));
                 }
                 ack.push(d.message_id.clone());
             }
-            // Durable before acknowledged: one commit for the whole batch.
-            self.store.put_messages(&self.vault, &opened).await?;
+            let delivered: Vec<([u8; 16], u64)> = refusals.iter().map(|r| (r.conversation, r.seq)).collect();
+            touched.extend(delivered.iter().map(|(c, _)| ConversationId::from_bytes(*c)));
+            // Durable before acknowledged: one commit for the whole batch,
+            // refusals (the evidence) included.
+            self.store.put_batch(&self.vault, &opened, &refusals, &delivered).await?;
             let start = report.received.len().saturating_sub(opened.len());
             self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
@@ -1009,10 +1110,60 @@ impl Client {
                 return Err(e);
             }
         }
+        if drained {
+            // Nothing more is queued: a number still missing will not come.
+            for conversation in touched {
+                let (mark, seen) = self.store.unchecked(conversation.as_bytes()).await?;
+                let (checked_to, gaps) = crate::rules::sequence::check(mark, &seen);
+                for g in gaps {
+                    report.warnings.push(if g.first == g.last {
+                        format!("conversation {conversation}: message #{} was never delivered to this device", g.first)
+                    } else {
+                        format!(
+                            "conversation {conversation}: messages #{}..#{} were never delivered to this device (a gap)",
+                            g.first, g.last
+                        )
+                    });
+                }
+                if checked_to != mark {
+                    self.store.set_checked(conversation.as_bytes(), checked_to).await?;
+                }
+            }
+        }
+        self.upkeep().await?;
+        Ok(report)
+    }
+
+    /// Periodic upkeep, at every sync and while watching: expired messages
+    /// purged, one-time pre-keys topped up, medium-term pre-keys rotated.
+    pub async fn upkeep(&mut self) -> Result<(), ClientError> {
         self.store.purge_expired(now_ms()).await?;
         self.top_up().await?;
-        self.maintain_keys(now_ms()).await?;
-        Ok(report)
+        self.maintain_keys(now_ms()).await
+    }
+
+    /// The evidence kept for a refused delivery.
+    fn refusal(&self, d: &Delivery, reason: String) -> crate::store::Refusal {
+        crate::store::Refusal {
+            message_id: d_id(d).unwrap_or([0; 16]),
+            conversation: ConversationId::parse_hex(&d.conversation_id).map(|c| *c.as_bytes()).unwrap_or([0; 16]),
+            seq: d.seq,
+            received_at: now_ms(),
+            reason,
+            envelope: d.envelope.0.clone(),
+        }
+    }
+
+    /// Envelopes this device refused, kept as evidence: (message id the
+    /// relay gave, relay's sequence number, why, the envelope as received).
+    pub async fn refused(&self) -> Result<Vec<(MessageId, u64, String, Vec<u8>)>, ClientError> {
+        Ok(self
+            .store
+            .refusals(&self.vault)
+            .await?
+            .into_iter()
+            .map(|r| (MessageId::from_bytes(r.message_id), r.seq, r.reason, r.envelope))
+            .collect())
     }
 
     /// Streams messages as the server pushes them over WebSocket, storing,
@@ -1032,7 +1183,9 @@ impl Client {
         use tokio_tungstenite::tungstenite::Message as Frame;
         let url = format!("{}/v1/ws", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
         let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
-        let auth = format!("Bearer {}", self.state.token).parse().map_err(|_| ClientError::Corrupt("session token"))?;
+        let auth = format!("Bearer {}", self.state.token.expose())
+            .parse()
+            .map_err(|_| ClientError::Corrupt("session token"))?;
         req.headers_mut().insert("Authorization", auth);
         // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
@@ -1040,13 +1193,21 @@ impl Client {
             .map_err(|e| ClientError::Usage(format!("cannot open the live connection: {e}")))?;
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut count = 0;
+        // Upkeep at once, then every UPKEEP_EVERY: a device that only
+        // watches must not run out of pre-keys or keep expired messages.
+        let mut upkeep_at = tokio::time::Instant::now();
         while max.is_none_or(|m| count < m) {
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, ws.next()).await {
-                    Ok(n) => n,
-                    Err(_) => break,
-                },
-                None => ws.next().await,
+            if tokio::time::Instant::now() >= upkeep_at {
+                if let Err(e) = self.upkeep().await {
+                    on_warning(&format!("key upkeep failed (retried in a while): {e}"));
+                }
+                upkeep_at = tokio::time::Instant::now() + UPKEEP_EVERY;
+            }
+            let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
+            let next = match tokio::time::timeout_at(wake, ws.next()).await {
+                Ok(n) => n,
+                Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
+                Err(_) => continue,
             };
             let text = match next {
                 Some(Ok(Frame::Text(t))) => t,
@@ -1077,7 +1238,13 @@ impl Client {
                 Ok(None) | Err(ClientError::AlreadyStored) => {}
                 // Not acknowledged: the relay delivers it again after a retry.
                 Err(e) if e.is_transient() => return Err(e),
-                Err(e) => on_warning(&format!("message {} refused: {e}", d.message_id)),
+                Err(e) => {
+                    on_warning(&format!("message {} refused: {e}", d.message_id));
+                    // The evidence is durable before the refusal is acknowledged.
+                    let r = self.refusal(&d, e.to_string());
+                    let numbered = [(r.conversation, r.seq)];
+                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &numbered).await?;
+                }
             }
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
                 .map_err(|_| ClientError::Corrupt("ack"))?;
@@ -1144,7 +1311,7 @@ impl Client {
         };
         if opened.prekey.kind == PreKeyKind::OneTime {
             // Forward secrecy: the one-time private key is gone after first use.
-            self.state.prekeys.retain(|(k, id, _)| !(*k == 1 && *id == opened.prekey.id));
+            self.state.prekeys.retain(|(k, id, _)| !(*k == ONE_TIME && *id == opened.prekey.id));
         }
         let message = Message {
             message_id: h.message_id,
@@ -1161,27 +1328,16 @@ impl Client {
     /// [`ROTATE_AFTER_MS`] old, and deletion of older medium-term private keys
     /// [`GRACE_MS`] after they were replaced. Runs at every sync.
     pub async fn maintain_keys(&mut self, now: u64) -> Result<(), ClientError> {
-        let newest = self.state.medium_created.values().max().copied();
-        if newest.is_none_or(|t| now.saturating_sub(t) >= ROTATE_AFTER_MS) {
+        let upkeep = crate::rules::prekeys::upkeep(&self.state.medium_created, now);
+        if upkeep.rotate {
             self.add_prekeys_at(true, 0, now).await?;
         }
-        // A key was replaced when the next newer one was made; its private
-        // half goes once that is GRACE_MS ago.
-        let mut keys: Vec<(u32, u64)> = self.state.medium_created.iter().map(|(id, t)| (*id, *t)).collect();
-        keys.sort_by_key(|(_, t)| *t);
-        let stale: Vec<u32> = keys
-            .windows(2)
-            .filter_map(|w| match w {
-                [(old, _), (_, replaced_at)] if now.saturating_sub(*replaced_at) >= GRACE_MS => Some(*old),
-                _ => None,
-            })
-            .collect();
-        if stale.is_empty() {
+        if upkeep.stale.is_empty() {
             return Ok(());
         }
-        for id in &stale {
+        for id in &upkeep.stale {
             self.state.medium_created.remove(id);
-            self.state.prekeys.retain(|(k, i, _)| !(*k == 0 && i == id));
+            self.state.prekeys.retain(|(k, i, _)| !(*k == MEDIUM_TERM && i == id));
         }
         self.save().await
     }
@@ -1192,17 +1348,12 @@ impl Client {
     pub fn private_keys_for_tests(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
         let seeds = [&self.state.identity_seed, &self.state.device_seed];
         let prekeys = self.state.prekeys.iter().map(|(_, _, s)| s);
-        seeds
-            .into_iter()
-            .chain(prekeys)
-            .filter_map(|h| unhex::<32>(h).ok())
-            .map(|k| zeroize::Zeroizing::new(k.to_vec()))
-            .collect()
+        seeds.into_iter().chain(prekeys).map(|k| zeroize::Zeroizing::new(k.expose().to_vec())).collect()
     }
 
     /// Private pre-keys held: (medium-term, one-time).
     pub fn prekey_counts(&self) -> (usize, usize) {
-        let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == 0).count();
+        let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == MEDIUM_TERM).count();
         (medium, self.state.prekeys.len() - medium)
     }
 
@@ -1210,7 +1361,7 @@ impl Client {
         let keys: UserKeys = self.api.get(&format!("/v1/keys/{}", self.user_id())).await?;
         let mine = self.device_id().to_string();
         let left = keys.one_time_remaining.iter().find(|c| c.device_id == mine).map_or(0, |c| c.count);
-        if left < LOW_WATER {
+        if crate::rules::prekeys::needs_top_up(left) {
             self.add_prekeys(false, ONE_TIME_BATCH).await?;
         }
         Ok(())
@@ -1219,49 +1370,7 @@ impl Client {
     /// The conversation view: edits applied (only the original sender's),
     /// reactions gathered, recalled messages gone.
     pub async fn view(&self, conversation: Option<ConversationId>) -> Result<Vec<ViewItem>, ClientError> {
-        let all = self.messages(conversation).await?;
-        let mut items: Vec<ViewItem> = Vec::new();
-        let mut index: HashMap<MessageId, usize> = HashMap::new();
-        for m in all {
-            match &m.content {
-                Content::Edit { target, text } => {
-                    if let Some(item) = index.get(target).and_then(|i| items.get_mut(*i)) {
-                        if item.message.sender == m.sender {
-                            item.message.content = match &item.message.content {
-                                Content::Reply { in_reply_to, .. } => {
-                                    Content::Reply { in_reply_to: *in_reply_to, text: text.clone() }
-                                }
-                                _ => Content::Text(text.clone()),
-                            };
-                            item.edited = true;
-                        }
-                    }
-                }
-                Content::Reaction { target, emoji, remove } => {
-                    if let Some(item) = index.get(target).and_then(|i| items.get_mut(*i)) {
-                        item.reactions.retain(|(u, e)| !(*u == m.sender && e == emoji));
-                        if !remove {
-                            item.reactions.push((m.sender, emoji.clone()));
-                        }
-                    }
-                }
-                Content::Receipt { kind: ReceiptKind::Read, message_ids, .. } => {
-                    for id in message_ids {
-                        if let Some(item) = index.get(id).and_then(|i| items.get_mut(*i)) {
-                            if item.message.sender != m.sender && !item.read_by.contains(&m.sender) {
-                                item.read_by.push(m.sender);
-                            }
-                        }
-                    }
-                }
-                Content::Recall { .. } | Content::Receipt { .. } => {}
-                _ => {
-                    index.insert(m.message_id, items.len());
-                    items.push(ViewItem { message: m, edited: false, reactions: Vec::new(), read_by: Vec::new() });
-                }
-            }
-        }
-        Ok(items)
+        Ok(crate::rules::view::fold(self.messages(conversation).await?))
     }
 
     /// The conversation a stored message belongs to.

@@ -24,6 +24,19 @@ pub enum ClientError {
     /// A profile already exists there.
     #[error("a Strongroom profile already exists in {0}; use another --profile directory")]
     ProfileExists(String),
+    /// Another process has the profile open.
+    #[error(
+        "another Strongroom process is using the profile in {0}; close it (or wait for it to finish) and try again"
+    )]
+    ProfileBusy(String),
+    /// The profile was written by a newer release.
+    #[error("this profile was written by a newer Strongroom (local store schema {found}; this release knows up to {known}): update Strongroom")]
+    ProfileTooNew {
+        /// The store's schema version.
+        found: u32,
+        /// The newest this release knows.
+        known: u32,
+    },
     /// Stored data failed to decrypt or parse: altered or damaged.
     #[error("the profile is damaged or was altered: {0}")]
     Corrupt(&'static str),

@@ -13,14 +13,17 @@ use strongroom_wire::{LinkApproval, LinkRequest, B64};
 use crate::api::Api;
 use crate::client::{Client, ONE_TIME_BATCH};
 use crate::error::ClientError;
+use crate::profile_lock::ProfileLock;
 use crate::state::ProfileState;
 use crate::store::{hex, LocalStore};
-use crate::vault::Vault;
+use crate::vault::{NewHeader, Vault};
 
 /// A new device waiting for approval; show [`PendingLink::code`] on it.
 pub struct PendingLink {
     dir: PathBuf,
     vault: Vault,
+    header: NewHeader,
+    lock: ProfileLock,
     store: LocalStore,
     api: Api,
     server_url: String,
@@ -48,9 +51,15 @@ impl Client {
         username: &str,
         password: &str,
     ) -> Result<PendingLink, ClientError> {
+        if dir.join("profile.json").exists() {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
         crate::private_fs::private_dir(dir)
             .map_err(|source| ClientError::Io { path: dir.display().to_string(), source })?;
-        let vault = Vault::create(dir, passphrase, crate::client::PROFILE_KDF_KIB)?;
+        let lock = ProfileLock::acquire(dir)?;
+        // Left by a link that never finished: unreadable without its header.
+        crate::client::remove_store_files(dir);
+        let (vault, header) = Vault::create(dir, passphrase, crate::client::PROFILE_KDF_KIB)?;
         let store = LocalStore::open(dir).await?;
         let mut api = Api::new(server_url, None);
         let device = DeviceId::random(&mut OsRng);
@@ -67,6 +76,8 @@ impl Client {
         Ok(PendingLink {
             dir: dir.to_owned(),
             vault,
+            header,
+            lock,
             store,
             api,
             server_url: server_url.into(),
@@ -205,9 +216,9 @@ impl PendingLink {
             username: self.username,
             user_id: self.user.to_string(),
             device_id: self.device.to_string(),
-            token: self.token.clone(),
-            identity_seed: hex(identity.expose_seed().expose()),
-            device_seed: hex(self.device_key.expose_seed().expose()),
+            token: crate::state::SessionToken::new(self.token.clone()),
+            identity_seed: crate::state::SecretKey::new(identity.expose_seed().expose()),
+            device_seed: crate::state::SecretKey::new(self.device_key.expose_seed().expose()),
             prekeys: Vec::new(),
             next_prekey_id: 0,
             medium_created: Default::default(),
@@ -218,10 +229,13 @@ impl PendingLink {
             lists_seen: Default::default(),
         };
         let mut api = Api::new(&state.server_url, Some(self.token));
-        api.set_token(state.token.clone());
-        let mut client = Client::from_parts(self.dir, self.vault, self.store, state, api);
+        api.set_token(state.token.expose().to_owned());
+        let dir = self.dir.clone();
+        let mut client = Client::from_parts(self.dir, self.vault, self.store, state, api, self.lock);
         client.publish_initial_prekeys(ONE_TIME_BATCH).await?;
         client.policy().await?;
+        // Only now does the profile exist (a failure above leaves none).
+        self.header.commit(&dir)?;
         Ok(client)
     }
 }

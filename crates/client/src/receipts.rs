@@ -50,10 +50,11 @@ impl Client {
         to: ConversationId,
         progress: crate::files::Progress<'_>,
     ) -> Result<Accepted, ClientError> {
-        let original =
-            self.messages(None).await?.into_iter().find(|m| m.message_id == message).ok_or_else(|| {
-                ClientError::Usage(format!("no stored message {message}; run `strongroom read` first"))
-            })?;
+        // What the reader sees today: the latest edit, not the pre-edit text.
+        let view = self.view(None).await?;
+        let original = crate::rules::view::current(&view, message).cloned().ok_or_else(|| {
+            ClientError::Usage(format!("no stored message {message} to forward; run `strongroom read` first"))
+        })?;
         let content = match original.content {
             Content::Text(t) | Content::Reply { text: t, .. } => Content::Text(t),
             Content::Location(l) => Content::Location(l),

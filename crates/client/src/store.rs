@@ -32,6 +32,24 @@ pub struct StoredRow {
     pub sealed: Vec<u8>,
 }
 
+/// An envelope refused after verification, kept (sealed) as evidence of
+/// what the relay delivered and why it was refused.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    /// The message id the relay gave.
+    pub message_id: [u8; 16],
+    /// The relay's conversation and sequence number for it.
+    pub conversation: [u8; 16],
+    /// The relay's sequence number.
+    pub seq: u64,
+    /// When it was refused (ms).
+    pub received_at: u64,
+    /// Why.
+    pub reason: String,
+    /// The delivered envelope, as received.
+    pub envelope: Vec<u8>,
+}
+
 /// A decrypted message ready to store: its row, content encoding and expiry.
 pub(crate) type Pending = (StoredRow, Zeroizing<Vec<u8>>, Option<u64>);
 
@@ -55,15 +73,9 @@ impl LocalStore {
             .pragma("secure_delete", "ON")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-        for stmt in [
-            "CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, sealed BLOB NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS messages (message_id BLOB PRIMARY KEY, conversation BLOB NOT NULL, seq INTEGER NOT NULL, \
-             sender BLOB NOT NULL, timestamp INTEGER NOT NULL, expires_at INTEGER, burn_secs INTEGER NOT NULL DEFAULT 0, \
-             sealed BLOB NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation, seq)",
-            "CREATE TABLE IF NOT EXISTS seen (message_id BLOB PRIMARY KEY, timestamp INTEGER NOT NULL, acked INTEGER NOT NULL DEFAULT 0)",
-        ] {
-            sqlx::query(stmt).execute(&pool).await?;
+        if let Err(e) = crate::schema::migrate(&pool).await {
+            pool.close().await;
+            return Err(e);
         }
         Ok(Self { pool })
     }
@@ -94,9 +106,23 @@ impl LocalStore {
         self.put_messages(vault, &[(row.clone(), Zeroizing::new(plaintext.to_vec()), expires_at)]).await
     }
 
-    /// Stores a batch of messages and marks their ids seen in one
-    /// transaction: one durable commit for the batch (group commit).
+    /// Stores a batch of messages, marks their ids seen, records the
+    /// relay's sequence numbers and keeps refused envelopes as evidence, all
+    /// in one transaction: one durable commit for the batch (group commit),
+    /// after which (and only after which) the batch may be acknowledged.
     pub(crate) async fn put_messages(&self, vault: &Vault, batch: &[Pending]) -> Result<(), ClientError> {
+        self.put_batch(vault, batch, &[], &[]).await
+    }
+
+    /// [`LocalStore::put_messages`] with refusals and the (conversation, seq)
+    /// of every delivery in the batch.
+    pub(crate) async fn put_batch(
+        &self,
+        vault: &Vault,
+        batch: &[Pending],
+        refusals: &[Refusal],
+        delivered: &[([u8; 16], u64)],
+    ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         for (row, plaintext, expires_at) in batch {
             let name = format!("msg:{}", hex(&row.message_id));
@@ -120,17 +146,70 @@ impl LocalStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let numbered = batch.iter().map(|(row, ..)| (row.conversation, row.seq)).chain(delivered.iter().copied());
+        for (conversation, seq) in numbered.filter(|(_, seq)| *seq > 0) {
+            sqlx::query("INSERT OR IGNORE INTO delivered (conversation, seq) VALUES (?1, ?2)")
+                .bind(conversation.to_vec())
+                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for r in refusals {
+            let name = format!("refused:{}", hex(&r.message_id));
+            let evidence = serde_json::to_vec(r).map_err(|_| ClientError::Corrupt("refusal"))?;
+            sqlx::query("INSERT INTO refused (message_id, received_at, sealed) VALUES (?1, ?2, ?3)")
+                .bind(r.message_id.to_vec())
+                .bind(i64::try_from(r.received_at).unwrap_or(i64::MAX))
+                .bind(vault.seal(&name, &evidence))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// The highest sequence number stored for a conversation.
-    pub(crate) async fn last_seq(&self, conversation: &[u8; 16]) -> Result<u64, ClientError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM messages WHERE conversation = ?1")
+    /// Envelopes refused after verification, oldest first.
+    pub(crate) async fn refusals(&self, vault: &Vault) -> Result<Vec<Refusal>, ClientError> {
+        let rows = sqlx::query("SELECT message_id, sealed FROM refused ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let id = id16(r.get("message_id"))?;
+                let plain = vault.open(&format!("refused:{}", hex(&id)), &r.get::<Vec<u8>, _>("sealed"))?;
+                serde_json::from_slice(&plain).map_err(|_| ClientError::Corrupt("refusal record"))
+            })
+            .collect()
+    }
+
+    /// How far a conversation's numbering was checked, and the numbers
+    /// delivered above that (ascending).
+    pub(crate) async fn unchecked(&self, conversation: &[u8; 16]) -> Result<(u64, Vec<u64>), ClientError> {
+        let mark = sqlx::query("SELECT checked_to FROM marks WHERE conversation = ?1")
             .bind(conversation.to_vec())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(row.get::<i64, _>("s")).unwrap_or(0))
+            .fetch_optional(&self.pool)
+            .await?
+            .map_or(0, |r| u64::try_from(r.get::<i64, _>(0)).unwrap_or(0));
+        let seqs = sqlx::query("SELECT seq FROM delivered WHERE conversation = ?1 AND seq > ?2 ORDER BY seq")
+            .bind(conversation.to_vec())
+            .bind(i64::try_from(mark).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| u64::try_from(r.get::<i64, _>(0)).unwrap_or(0))
+            .collect();
+        Ok((mark, seqs))
+    }
+
+    /// Records how far a conversation's numbering was checked.
+    pub(crate) async fn set_checked(&self, conversation: &[u8; 16], to: u64) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO marks (conversation, checked_to) VALUES (?1, ?2) \
+             ON CONFLICT (conversation) DO UPDATE SET checked_to = excluded.checked_to",
+        )
+        .bind(conversation.to_vec())
+        .bind(i64::try_from(to).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Whether a message id was stored before, and whether its delivery was acknowledged.
@@ -156,7 +235,7 @@ impl LocalStore {
     pub(crate) async fn messages(&self, conversation: Option<&[u8; 16]>) -> Result<Vec<StoredRow>, ClientError> {
         let rows = match conversation {
             Some(c) => {
-                sqlx::query("SELECT * FROM messages WHERE conversation = ?1 ORDER BY seq")
+                sqlx::query("SELECT * FROM messages WHERE conversation = ?1 ORDER BY seq, timestamp")
                     .bind(c.to_vec())
                     .fetch_all(&self.pool)
                     .await?

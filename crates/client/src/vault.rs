@@ -36,10 +36,22 @@ struct Header {
 }
 
 fn write_header(path: &Path, h: &Header) -> Result<(), ClientError> {
+    use std::io::Write as _;
     let json = serde_json::to_vec_pretty(h).map_err(|_| ClientError::Corrupt("profile header"))?;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(io(&tmp))?;
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&json).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The header of a profile being made, written last.
+pub struct NewHeader(Header);
+
+impl NewHeader {
+    /// Writes `dir/profile.json` (atomically): from here on the profile exists.
+    pub fn commit(self, dir: &Path) -> Result<(), ClientError> {
+        write_header(&dir.join("profile.json"), &self.0)
+    }
 }
 
 /// The unlocked profile key.
@@ -63,13 +75,14 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
 }
 
 impl Vault {
-    /// Creates `dir/profile.json` for a new profile.
-    pub fn create(dir: &Path, passphrase: &str, m_kib: u32) -> Result<Self, ClientError> {
+    /// Derives the key for a new profile in `dir`. Nothing is written: the
+    /// profile exists once [`NewHeader::commit`] writes `profile.json`, after
+    /// everything else succeeded (enrolment is all or nothing).
+    pub fn create(dir: &Path, passphrase: &str, m_kib: u32) -> Result<(Self, NewHeader), ClientError> {
         if passphrase.chars().count() < 8 {
             return Err(ClientError::Usage("the profile passphrase must be at least 8 characters".into()));
         }
-        let path = dir.join("profile.json");
-        if path.exists() {
+        if dir.join("profile.json").exists() {
             return Err(ClientError::ProfileExists(dir.display().to_string()));
         }
         let mut salt = [0u8; 16];
@@ -85,9 +98,7 @@ impl Vault {
             lockout: 0,
             failures: 0,
         };
-        let json = serde_json::to_vec_pretty(&header).map_err(|_| ClientError::Corrupt("profile header"))?;
-        std::fs::write(&path, json).map_err(io(&path))?;
-        Ok(vault)
+        Ok((vault, NewHeader(header)))
     }
 
     /// Unlocks an existing profile; a wrong passphrase is reported as such.

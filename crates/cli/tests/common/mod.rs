@@ -518,7 +518,27 @@ pub fn s(p: &Path) -> &str {
 }
 
 /// `retention init` for the network, then `admin retention enable` by Alice (an administrator).
-pub async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongroom_client::Client) -> PathBuf {
+/// Runs `f` (a CLI command on `client`'s profile) with the profile closed
+/// here, since one process at a time owns a profile; then reopens it.
+pub async fn with_profile_closed<R>(
+    client: strongroom_client::Client,
+    passphrase: &str,
+    f: impl FnOnce() -> R,
+) -> (strongroom_client::Client, R) {
+    let dir = client.dir().to_owned();
+    client.close().await;
+    let r = f();
+    (strongroom_client::Client::open(&dir, passphrase).await.unwrap(), r)
+}
+
+/// Data retention on, with Alice (an administrator, passphrase "alice
+/// passphrase") signing the policy from the CLI; returns the retention
+/// directory and Alice's reopened client.
+pub async fn turn_retention_on(
+    server: &ServerProc,
+    dir: &Path,
+    alice: strongroom_client::Client,
+) -> (PathBuf, strongroom_client::Client) {
     let network = alice.network_id().to_string();
     let info: strongroom_wire::NetworkInfo =
         reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap().json().await.unwrap();
@@ -536,20 +556,23 @@ pub async fn turn_retention_on(server: &ServerProc, dir: &Path, alice: &strongro
     let made = init(&fingerprint.to_string());
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let device = rdir.join("retention-device.json");
-    let on = ok_json(&[
-        "admin",
-        "retention",
-        "enable",
-        "--json",
-        "--key-file",
-        s(&dir.join("acme.key")),
-        "--device",
-        s(&device),
-        "--profile",
-        s(&dir.join("alice")),
-    ]);
+    let (alice, on) = with_profile_closed(alice, "alice passphrase", || {
+        ok_json(&[
+            "admin",
+            "retention",
+            "enable",
+            "--json",
+            "--key-file",
+            s(&dir.join("acme.key")),
+            "--device",
+            s(&device),
+            "--profile",
+            s(&dir.join("alice")),
+        ])
+    })
+    .await;
     assert_eq!(on["retention"], true);
-    rdir
+    (rdir, alice)
 }
 
 /// Logs in to the web console as a browser would: the login page's CSRF

@@ -27,8 +27,8 @@ pub(super) async fn create(
     caller: Caller,
     Json(req): Json<CreateConversation>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    let kind =
-        Kind::parse(&req.kind).ok_or_else(|| ApiError::bad_request("bad_kind", "kind is direct, group or room"))?;
+    let kind = Kind::parse(&req.kind)
+        .ok_or_else(|| ApiError::bad_request("bad_kind", "kind is direct, group, room or notes"))?;
     let others = parse_users(&req.members)?;
     Ok((StatusCode::CREATED, Json(conversations::create(&state, &caller, kind, others).await?)))
 }

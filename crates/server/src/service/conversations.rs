@@ -60,6 +60,17 @@ pub async fn create(
     if kind == Kind::Direct && others.len() != 1 {
         return Err(ApiError::bad_request("bad_members", "a direct conversation has exactly one other member"));
     }
+    if kind == Kind::Notes {
+        if !others.is_empty() {
+            return Err(ApiError::bad_request("bad_members", "a note to self has no other members"));
+        }
+        // One per account: every device of the user finds the same one.
+        let mine = state.store.conversations_of(&me).await?;
+        if let Some(existing) = mine.iter().find(|c| c.kind == Kind::Notes && c.network_id == caller.session.network_id)
+        {
+            return Ok(view(existing));
+        }
+    }
     check_in_network(state, &caller.session.network_id, &others).await?;
     let mut members: Vec<([u8; 16], Role)> = others.iter().map(|u| (*u, Role::Member)).collect();
     members.push((me, if kind == Kind::Room { Role::Moderator } else { Role::Member }));
@@ -104,6 +115,7 @@ pub async fn change_members(
         Kind::Direct => {
             return Err(ApiError::bad_request("direct_fixed", "a direct conversation's members cannot change"))
         }
+        Kind::Notes => return Err(ApiError::bad_request("notes_fixed", "a note to self has no other members")),
         Kind::Group if !promote.is_empty() || !demote.is_empty() => {
             return Err(ApiError::bad_request("no_roles_in_groups", "groups have no moderators; use a room"))
         }

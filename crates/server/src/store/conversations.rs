@@ -9,6 +9,8 @@ pub enum Kind {
     Group,
     /// Moderators change membership.
     Room,
+    /// A note to self: its owner's devices (and retention) only.
+    Notes,
 }
 
 impl Kind {
@@ -18,6 +20,7 @@ impl Kind {
             Kind::Direct => "direct",
             Kind::Group => "group",
             Kind::Room => "room",
+            Kind::Notes => "notes",
         }
     }
     /// From the wire name.
@@ -26,6 +29,7 @@ impl Kind {
             "direct" => Some(Kind::Direct),
             "group" => Some(Kind::Group),
             "room" => Some(Kind::Room),
+            "notes" => Some(Kind::Notes),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl Kind {
             Kind::Direct => 1,
             Kind::Group => 2,
             Kind::Room => 3,
+            Kind::Notes => 4,
         }
     }
     fn from_code(c: i64) -> Result<Self, StoreError> {
@@ -41,6 +46,7 @@ impl Kind {
             1 => Ok(Kind::Direct),
             2 => Ok(Kind::Group),
             3 => Ok(Kind::Room),
+            4 => Ok(Kind::Notes),
             _ => Err(StoreError::Corrupt("conversation kind")),
         }
     }
