@@ -252,8 +252,13 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
-    let forced = !offline && client.my_policy().await.map(|r| r.read_receipts == "forced").unwrap_or(false);
-    if !offline && (!a.no_receipts || forced) {
+    let send = !offline
+        && client
+            .my_policy()
+            .await
+            .map(|r| strongroom_client::rules::group_policy::send_receipts(&r, !a.no_receipts))
+            .unwrap_or(!a.no_receipts);
+    if send {
         let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         if let Err(e) = client.send_read_receipts(&messages, now).await {
@@ -482,6 +487,10 @@ pub struct VerifyArgs {
     /// Accept their current identity key after it changed (compare the safety number first).
     #[arg(long)]
     accept: bool,
+    /// Mark their identity key verified: you compared the safety number in
+    /// person or on a call and it matched. A later key change undoes it.
+    #[arg(long)]
+    confirm: bool,
 }
 
 pub async fn verify(p: ProfileArgs, a: VerifyArgs) -> anyhow::Result<()> {
@@ -490,12 +499,27 @@ pub async fn verify(p: ProfileArgs, a: VerifyArgs) -> anyhow::Result<()> {
         client.accept_identity(&a.username).await.context("cannot accept the new identity")?;
     }
     let sn = client.safety_number(&a.username).await?;
+    if a.confirm {
+        client.mark_verified(&a.username).await.context("cannot mark the identity verified")?;
+    }
+    use strongroom_client::rules::trust::Verification;
+    let (status, words) = match client.verification(&a.username).await? {
+        Verification::Verified => ("verified", "verified: you compared this safety number"),
+        Verification::Unverified => ("unverified", "not verified yet: compare, then run `verify --confirm`"),
+        Verification::ChangedSinceVerified => {
+            ("changed", "their identity key CHANGED since you verified it: compare the new number again")
+        }
+    };
     if p.json {
-        println!("{}", serde_json::json!({"username": a.username, "safety_number": sn.digits(), "qr": sn.qr_string()}));
+        println!(
+            "{}",
+            serde_json::json!({"username": a.username, "safety_number": sn.digits(), "qr": sn.qr_string(), "verified": status})
+        );
     } else {
         println!("Safety number with {}:\n{}", a.username, sn.digits());
         println!("Compare it with {} in person or on a call; both of you see the same digits.", a.username);
         println!("QR code payload: {}", sn.qr_string());
+        println!("Status: {words}");
     }
     client.close().await;
     Ok(())

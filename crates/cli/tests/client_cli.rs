@@ -120,6 +120,11 @@ fn two_people_exchange_messages_with_the_cli() {
     assert_eq!(a["safety_number"], b["safety_number"]);
     assert_eq!(a["qr"], b["qr"]);
     assert_eq!(a["safety_number"].as_str().unwrap().len(), 71);
+    // Verified only once the person says they compared it; remembered.
+    assert_eq!(a["verified"], "unverified");
+    let confirmed = ok_json(cli(&alice, &["verify", "--json", "--confirm", "bob"]));
+    assert_eq!((confirmed["verified"].as_str(), &confirmed["safety_number"]), (Some("verified"), &a["safety_number"]));
+    assert_eq!(ok_json(cli(&alice, &["verify", "--json", "bob"]))["verified"], "verified");
 
     // Nothing readable at rest: not in the profiles, not on the server.
     for needle in [secret.as_bytes(), b"account password 123", b"profile passphrase"] {

@@ -7,16 +7,22 @@
 
 mod api;
 mod client;
+mod conversations;
+mod enrol;
 mod error;
 mod files;
 mod link;
+mod own_keys;
 pub mod private_fs;
 mod profile_lock;
 mod receipts;
+mod receive;
 pub mod rules;
 mod schema;
+mod send;
 mod state;
 mod store;
+mod trust;
 mod vault;
 mod wipe;
 

@@ -58,7 +58,7 @@ impl Client {
             .map_err(|source| ClientError::Io { path: dir.display().to_string(), source })?;
         let lock = ProfileLock::acquire(dir)?;
         // Left by a link that never finished: unreadable without its header.
-        crate::client::remove_store_files(dir);
+        crate::enrol::remove_store_files(dir);
         let (vault, header) = Vault::create(dir, passphrase, crate::client::PROFILE_KDF_KIB)?;
         let store = LocalStore::open(dir).await?;
         let mut api = Api::new(server_url, None);
@@ -227,6 +227,7 @@ impl PendingLink {
             pins,
             one_time_used: Default::default(),
             lists_seen: Default::default(),
+            verified: Default::default(),
         };
         let mut api = Api::new(&state.server_url, Some(self.token));
         api.set_token(state.token.expose().to_owned());

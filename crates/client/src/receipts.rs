@@ -15,7 +15,8 @@ impl Client {
     /// last receipt this device sent there (so a message is receipted once).
     /// Returns how many messages were receipted.
     pub async fn send_read_receipts(&mut self, shown: &[Message], at: u64) -> Result<usize, ClientError> {
-        if self.my_policy().await?.read_receipts == "off" {
+        // Called when the person wants receipts sent (or the group forces them).
+        if !crate::rules::group_policy::send_receipts(&self.my_policy().await?, true) {
             return Ok(0);
         }
         let me = self.user_id();
@@ -50,6 +51,8 @@ impl Client {
         to: ConversationId,
         progress: crate::files::Progress<'_>,
     ) -> Result<Accepted, ClientError> {
+        crate::rules::group_policy::check(&self.my_policy().await?, crate::rules::group_policy::Action::Forward)
+            .map_err(ClientError::Policy)?;
         // What the reader sees today: the latest edit, not the pre-edit text.
         let view = self.view(None).await?;
         let original = crate::rules::view::current(&view, message).cloned().ok_or_else(|| {

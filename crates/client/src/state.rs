@@ -117,6 +117,10 @@ pub(crate) struct ProfileState {
     /// different one under the same version a relay showing two views.
     #[serde(default)]
     pub lists_seen: BTreeMap<String, (u64, String)>,
+    /// Identity keys the person marked verified after comparing safety
+    /// numbers (user hex → key hex); stale once the pinned key differs.
+    #[serde(default)]
+    pub verified: BTreeMap<String, String>,
 }
 
 impl Drop for ProfileState {

@@ -4,7 +4,11 @@
 //! ([`crate::Client`]) owns the store and the relay connection and calls
 //! these. Cryptographic verification itself lives in `strongroom-crypto`.
 
+pub mod delivery;
+pub mod group_policy;
 pub mod prekeys;
+pub mod recipients;
 pub mod sequence;
 pub mod timers;
+pub mod trust;
 pub mod view;

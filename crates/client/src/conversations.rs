@@ -1,0 +1,209 @@
+//! People and conversations: lookups, membership, note to self, default
+//! timers, account calls.
+
+use crate::client::*;
+use crate::error::ClientError;
+use crate::state::SessionToken;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::ids::*;
+use strongroom_wire::*;
+
+impl Client {
+    /// A user id by username.
+    pub async fn find_user(&self, username: &str) -> Result<UserId, ClientError> {
+        // Percent-encoded: "bob#x" must not look up "bob", nor "a&username=b" inject a parameter.
+        let mut url = reqwest::Url::parse("http://relay/v1/users").map_err(|_| ClientError::Corrupt("url"))?;
+        url.query_pairs_mut().append_pair("username", username);
+        let u: UserInfo = self.api.get(&format!("/v1/users?{}", url.query().unwrap_or_default())).await?;
+        UserId::parse_hex(&u.user_id).ok_or(ClientError::Corrupt("user id from server"))
+    }
+
+    /// A username by user id.
+    pub async fn username_of(&self, user: UserId) -> Result<String, ClientError> {
+        Ok(self.api.get::<UserInfo>(&format!("/v1/users?id={user}")).await?.username)
+    }
+
+    /// Conversations this user is in.
+    pub async fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        self.api.get("/v1/conversations").await
+    }
+
+    /// Creates a conversation with the given usernames.
+    pub async fn create_conversation(&self, kind: &str, members: &[&str]) -> Result<Conversation, ClientError> {
+        let mut ids = Vec::new();
+        for m in members {
+            ids.push(self.find_user(m).await?.to_string());
+        }
+        self.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members: ids }).await
+    }
+
+    /// A conversation's members and roles.
+    pub async fn conversation(&self, id: ConversationId) -> Result<Conversation, ClientError> {
+        self.api.get(&format!("/v1/conversations/{id}")).await
+    }
+
+    /// Changes members (groups: any member; rooms: moderators) and announces
+    /// the change in the conversation with a signed control message, so every
+    /// member and the retention archive hold a record of who changed what.
+    pub async fn change_members(
+        &mut self,
+        id: ConversationId,
+        add: &[&str],
+        remove: &[&str],
+        promote: &[&str],
+        demote: &[&str],
+    ) -> Result<Conversation, ClientError> {
+        let (add, remove, promote, demote) = (
+            self.resolve(add).await?,
+            self.resolve(remove).await?,
+            self.resolve(promote).await?,
+            self.resolve(demote).await?,
+        );
+        let hexes = |v: &[UserId]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let change = ChangeMembers {
+            add: hexes(&add),
+            remove: hexes(&remove),
+            promote: hexes(&promote),
+            demote: hexes(&demote),
+        };
+        let c: Conversation = self.api.post(&format!("/v1/conversations/{id}/members"), &change).await?;
+        use strongroom_crypto::content::Control;
+        let leaving = remove == [self.user_id()];
+        let announcements = [
+            (!add.is_empty()).then(|| Control::MembersAdded(add.clone())),
+            (!remove.is_empty() && !leaving).then(|| Control::MembersRemoved(remove.clone())),
+            leaving.then_some(Control::Left),
+            (!promote.is_empty()).then(|| Control::ModeratorsAdded(promote.clone())),
+            (!demote.is_empty()).then(|| Control::ModeratorsRemoved(demote.clone())),
+        ];
+        for control in announcements.into_iter().flatten() {
+            // Best effort: after leaving, there may be nobody left to tell.
+            match self.send(id, &Content::Control(control), 0).await {
+                Ok(_) | Err(ClientError::Refused { .. }) | Err(ClientError::Usage(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(c)
+    }
+
+    pub(crate) async fn resolve(&self, names: &[&str]) -> Result<Vec<UserId>, ClientError> {
+        let mut v = Vec::with_capacity(names.len());
+        for name in names {
+            v.push(self.find_user(name).await?);
+        }
+        Ok(v)
+    }
+
+    /// This user's devices from the signed device list: (id, name, revoked).
+    pub async fn devices(&mut self) -> Result<Vec<(DeviceId, String, bool)>, ClientError> {
+        let list = self.device_list(self.user_id()).await?;
+        Ok(list.list().devices.iter().map(|d| (d.device_id, d.name.clone(), d.revoked)).collect())
+    }
+
+    /// The direct conversation with `username`, created if needed.
+    /// Naming yourself gives your note to self.
+    pub async fn direct_with(&self, username: &str) -> Result<ConversationId, ClientError> {
+        let other = self.find_user(username).await?;
+        if other == self.user_id() {
+            return self.notes_to_self().await;
+        }
+        let other = other.to_string();
+        for c in self.conversations().await? {
+            if c.kind == "direct" && c.members.iter().any(|m| m.user_id == other) {
+                return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+            }
+        }
+        let c: Conversation = self
+            .api
+            .post("/v1/conversations", &CreateConversation { kind: "direct".into(), members: vec![other] })
+            .await?;
+        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+    }
+
+    /// The devices a message to `conversation` is sealed for, and whether
+    /// the conversation is a note to self.
+    /// This user's note-to-self conversation (created on first use): only
+    /// this user's devices, and the retention service if the network has
+    /// one, receive what is sent to it.
+    pub async fn notes_to_self(&self) -> Result<ConversationId, ClientError> {
+        if let Some(c) = self.conversations().await?.into_iter().find(|c| c.kind == NOTES) {
+            return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+        }
+        let c: Conversation =
+            self.api.post("/v1/conversations", &CreateConversation { kind: NOTES.into(), members: Vec::new() }).await?;
+        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+    }
+
+    /// The conversation's default timers (ttl, burn-on-read), from the last
+    /// `DefaultTimers` control message sent or received in it.
+    pub async fn default_timers(&self, conversation: ConversationId) -> Result<(u32, u32), ClientError> {
+        let rec = self.store.record(&self.vault, &format!("timers:{conversation}")).await?;
+        Ok(rec.and_then(|r| serde_json::from_slice::<(u32, u32)>(&r).ok()).unwrap_or((0, 0)))
+    }
+
+    /// Sets the conversation's default timers for everyone in it.
+    pub async fn set_default_timers(
+        &mut self,
+        conversation: ConversationId,
+        ttl_secs: u32,
+        bor_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        let control = Content::Control(strongroom_crypto::content::Control::DefaultTimers {
+            ttl_secs,
+            burn_on_read_secs: bor_secs,
+        });
+        // The announcement itself does not expire.
+        let accepted = self.send_exact(conversation, &control, 0, 0).await?;
+        self.remember_timers(conversation, ttl_secs, bor_secs).await?;
+        Ok(accepted)
+    }
+
+    pub(crate) async fn remember_timers(
+        &self,
+        conversation: ConversationId,
+        ttl: u32,
+        bor: u32,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_vec(&(ttl, bor)).map_err(|_| ClientError::Corrupt("timers"))?;
+        self.store.put_record(&self.vault, &format!("timers:{conversation}"), &json).await
+    }
+
+    /// Creates an invite (network administrators).
+    pub async fn create_invite(&self, admin: bool) -> Result<InviteCreated, ClientError> {
+        self.api.post("/v1/invites", &CreateInvite { admin, ttl_secs: None }).await
+    }
+
+    /// Redeems an administrator's reset code with a new password, then logs in with it.
+    pub async fn reset_password(&mut self, code: &str, new_password: &str) -> Result<(), ClientError> {
+        let req = RedeemReset {
+            network_id: self.state.network_id.clone(),
+            username: self.state.username.clone(),
+            code: code.into(),
+            new_password: new_password.into(),
+        };
+        self.api.post_empty("/v1/password/reset", &req).await?;
+        self.login(new_password).await
+    }
+
+    /// Logs this device in again (after the session expired or the password changed).
+    pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
+        let (network, device, username) = (self.network_id(), self.device_id(), self.state.username.clone());
+        let session = self.api.login(network, &username, password, device).await?;
+        self.state.token = SessionToken::new(session.token);
+        self.save().await
+    }
+
+    /// An administration API call (`strongroom admin …`): JSON in, JSON out.
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        self.api.call_json(method, path, body).await
+    }
+
+    pub(crate) async fn confirm_wipe(&self) -> Result<(), ClientError> {
+        self.api.post_empty("/v1/devices/wipe/confirm", &serde_json::json!({})).await
+    }
+}

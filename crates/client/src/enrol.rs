@@ -1,0 +1,186 @@
+//! Enrolment: a new profile and account, all or nothing.
+
+use crate::api::Api;
+use crate::client::*;
+use crate::error::ClientError;
+use crate::state::{ProfileState, SecretKey, SessionToken};
+use crate::store::{hex, LocalStore};
+use crate::vault::Vault;
+use rand_core::OsRng;
+use std::path::{Path, PathBuf};
+use strongroom_crypto::certs::*;
+use strongroom_crypto::ids::*;
+use strongroom_crypto::keys::*;
+use strongroom_wire::*;
+use subtle::ConstantTimeEq;
+
+/// Deletes the store an unfinished enrolment left (no profile.json).
+pub(crate) fn remove_store_files(dir: &Path) {
+    for name in ["store.db", "store.db-journal"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// The account an enrolment registers, or finds half-enrolled.
+struct Enrolling {
+    user_id: UserId,
+    /// The version of a device list an unfinished enrolment published (0: none).
+    list_version: u64,
+}
+
+/// Registers with the invite. If the relay says the invite is used, this may
+/// be our own earlier attempt that failed after registering: the account is
+/// taken over only if the password logs in and the account has no working
+/// device yet (no device list, or one device with no pre-keys). A working
+/// account is never taken over by re-running an old invite.
+async fn register_or_resume(
+    api: &mut Api,
+    invite: &Invite,
+    network: NetworkId,
+    device: DeviceId,
+    username: &str,
+    password: &str,
+) -> Result<Enrolling, ClientError> {
+    let req = Register { invite: invite.encode(), username: username.into(), password: password.into() };
+    let registered: Result<Registered, ClientError> = api.post("/v1/register", &req).await;
+    let refused = match registered {
+        Ok(r) => {
+            let user_id = UserId::parse_hex(&r.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+            return Ok(Enrolling { user_id, list_version: 0 });
+        }
+        Err(e @ ClientError::Refused { status: 403, .. }) => e,
+        Err(e) => return Err(e),
+    };
+    let Ok(session) = api.login(network, username, password, device).await else { return Err(refused) };
+    let user_id = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+    let list_version = match api.get::<UserKeys>(&format!("/v1/keys/{user_id}")).await {
+        Ok(keys) => {
+            let Ok(list) = DeviceList::decode(&keys.device_list.0) else { return Err(refused) };
+            let unused = list.devices.len() == 1 && keys.one_time_remaining.iter().all(|c| c.count == 0);
+            if !unused {
+                return Err(refused);
+            }
+            list.version
+        }
+        Err(ClientError::Refused { status: 404, .. }) => 0,
+        Err(e) => return Err(e),
+    };
+    Ok(Enrolling { user_id, list_version })
+}
+
+impl Client {
+    /// Creates a profile in `dir`, registers with the invite, and publishes
+    /// this first device's keys. The network key is pinned only if its
+    /// fingerprint matches the one the invite carries.
+    ///
+    /// All or nothing: the profile exists once `profile.json` is written,
+    /// last; a failure leaves nothing that blocks a retry. If the relay
+    /// registered the account before the failure, a retry with the same
+    /// invite and password finishes that enrolment.
+    pub async fn enrol(
+        dir: &Path,
+        passphrase: &str,
+        invite: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        let invite = Invite::parse(invite).map_err(ClientError::Invite)?;
+        if dir.join("profile.json").exists() {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
+        if passphrase.chars().count() < 8 {
+            return Err(ClientError::Usage("the profile passphrase must be at least 8 characters".into()));
+        }
+        let mut api = Api::new(&invite.server_url, None);
+        // The network key is checked before anything is written.
+        let network = NetworkId::from_bytes(invite.network_id);
+        let info: NetworkInfo = api.get(&format!("/v1/networks/{network}")).await?;
+        let public: [u8; 32] = info
+            .network_public
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Trust("the server sent a malformed network key".into()))?;
+        let key = VerifyingKey::from_bytes(public).map_err(|e| {
+            ClientError::Trust(format!("the server sent an unusable network key ({e}); do not use this server"))
+        })?;
+        let fingerprint = NetworkFingerprint::of(&key);
+        if !bool::from(fingerprint.as_bytes().ct_eq(&invite.network_fingerprint)) {
+            return Err(ClientError::Trust(
+                "the server's network key does not match the fingerprint in your invite: do not use this server; tell your administrator".into(),
+            ));
+        }
+        crate::private_fs::private_dir(dir).map_err(io(dir))?;
+        let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        // A store without profile.json is what an unfinished enrolment left:
+        // unreadable without the header's salt, so nothing is lost.
+        remove_store_files(dir);
+        let (vault, header) = Vault::create(dir, passphrase, PROFILE_KDF_KIB)?;
+        let store = LocalStore::open(dir).await?;
+        let made = async {
+            let device = DeviceId::random(&mut OsRng);
+            let user = register_or_resume(&mut api, &invite, network, device, username, password).await?;
+            let session = api.login(network, username, password, device).await?;
+            let identity = SigningKey::generate(&mut OsRng);
+            let device_key = SigningKey::generate(&mut OsRng);
+            Ok::<_, ClientError>(ProfileState {
+                server_url: invite.server_url.clone(),
+                network_id: network.to_string(),
+                network_public: hex(&public),
+                username: username.into(),
+                user_id: user.user_id.to_string(),
+                device_id: device.to_string(),
+                token: SessionToken::new(session.token),
+                identity_seed: SecretKey::new(identity.expose_seed().expose()),
+                device_seed: SecretKey::new(device_key.expose_seed().expose()),
+                prekeys: Vec::new(),
+                next_prekey_id: 0,
+                medium_created: Default::default(),
+                device_list_version: user.list_version,
+                policy: None,
+                pins: Default::default(),
+                one_time_used: Default::default(),
+                lists_seen: Default::default(),
+                verified: Default::default(),
+            })
+        }
+        .await;
+        let state = match made {
+            Ok(state) => state,
+            Err(e) => {
+                store.close().await;
+                remove_store_files(dir);
+                return Err(e);
+            }
+        };
+        let mut client =
+            Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) };
+        // The policy is checked before the account is claimed with a device list.
+        let finished = async {
+            client.policy().await?;
+            client.publish_device_list().await?;
+            client.add_prekeys(true, ONE_TIME_BATCH).await?;
+            client.save().await
+        }
+        .await;
+        match finished.and_then(|()| header.commit(dir)) {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                client.store.close().await;
+                remove_store_files(dir);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn from_parts(
+        dir: PathBuf,
+        vault: Vault,
+        store: LocalStore,
+        state: ProfileState,
+        api: Api,
+        lock: crate::profile_lock::ProfileLock,
+    ) -> Self {
+        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) }
+    }
+}

@@ -1,0 +1,154 @@
+//! This device's own keys: its device list, the pre-key pool on the relay,
+//! rotation and upkeep.
+
+use crate::client::*;
+use crate::error::ClientError;
+use crate::state::{SecretKey, MEDIUM_TERM, ONE_TIME};
+use crate::store::hex;
+use rand_core::OsRng;
+use std::collections::HashMap;
+use strongroom_crypto::certs::*;
+use strongroom_crypto::keys::*;
+use strongroom_wire::*;
+
+impl Client {
+    pub(crate) async fn set_device_list_version(&mut self, version: u64) -> Result<(), ClientError> {
+        self.state.device_list_version = version;
+        self.save().await
+    }
+
+    pub(crate) async fn publish_initial_prekeys(&mut self, one_time: u32) -> Result<(), ClientError> {
+        self.add_prekeys(true, one_time).await?;
+        self.save().await
+    }
+
+    pub(crate) async fn publish_device_list(&mut self) -> Result<(), ClientError> {
+        let device_key = self.device_key()?;
+        let entry = DeviceEntry {
+            device_id: self.device_id(),
+            signing_key: device_key.verifying_key(),
+            created_at: now_ms(),
+            revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+            name: "cli".into(),
+        };
+        self.state.device_list_version += 1;
+        let list = DeviceList::sign(
+            &self.identity()?,
+            self.network_id(),
+            self.user_id(),
+            self.state.device_list_version,
+            now_ms(),
+            vec![entry],
+        )
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.state.pins.insert(self.state.user_id.clone(), hex(self.identity()?.verifying_key().as_bytes()));
+        self.api.put_bytes("/v1/keys/device-list", list.encode()).await
+    }
+
+    pub(crate) async fn add_prekeys(&mut self, medium_term: bool, one_time: u32) -> Result<(), ClientError> {
+        self.add_prekeys_at(medium_term, one_time, now_ms()).await
+    }
+
+    pub(crate) async fn add_prekeys_at(
+        &mut self,
+        medium_term: bool,
+        one_time: u32,
+        now: u64,
+    ) -> Result<(), ClientError> {
+        let device_key = self.device_key()?;
+        let mut signed = Vec::new();
+        let kinds =
+            medium_term.then_some(PreKeyKind::MediumTerm).into_iter().chain((0..one_time).map(|_| PreKeyKind::OneTime));
+        for kind in kinds {
+            let id = self.state.next_prekey_id;
+            self.state.next_prekey_id += 1;
+            let secret = AgreementSecret::generate(&mut OsRng);
+            let expires = if kind == PreKeyKind::MediumTerm { now + 30 * 86_400_000 } else { now + 365 * 86_400_000 };
+            let key_ref = PreKeyRef { kind, id };
+            let pk = SignedPreKey::sign(
+                &device_key,
+                self.network_id(),
+                self.user_id(),
+                self.device_id(),
+                key_ref,
+                secret.public(),
+                now,
+                expires,
+            )
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
+            signed.push(B64(pk.encode()));
+            let stored_kind = if kind == PreKeyKind::OneTime { ONE_TIME } else { MEDIUM_TERM };
+            self.state.prekeys.push((stored_kind, id, SecretKey::new(secret.expose_bytes().expose())));
+            if kind == PreKeyKind::MediumTerm {
+                self.state.medium_created.insert(id, now);
+            }
+        }
+        self.save().await?;
+        self.api.put_json("/v1/keys/prekeys", &UploadPreKeys { prekeys: signed }).await
+    }
+
+    pub(crate) fn prekey_secrets(&self) -> Result<HashMap<PreKeyRef, AgreementSecret>, ClientError> {
+        self.state
+            .prekeys
+            .iter()
+            .map(|(kind, id, secret)| {
+                let kind = if *kind == ONE_TIME { PreKeyKind::OneTime } else { PreKeyKind::MediumTerm };
+                let s = AgreementSecret::from_bytes(SecretBytes::new(*secret.expose()))
+                    .map_err(|_| ClientError::Corrupt("pre-key"))?;
+                Ok((PreKeyRef { kind, id: *id }, s))
+            })
+            .collect()
+    }
+
+    /// Key upkeep as of `now`: a fresh medium-term pre-key once the newest is
+    /// [`ROTATE_AFTER_MS`] old, and deletion of older medium-term private keys
+    /// [`GRACE_MS`] after they were replaced. Runs at every sync.
+    pub async fn maintain_keys(&mut self, now: u64) -> Result<(), ClientError> {
+        let upkeep = crate::rules::prekeys::upkeep(&self.state.medium_created, now);
+        if upkeep.rotate {
+            self.add_prekeys_at(true, 0, now).await?;
+        }
+        if upkeep.stale.is_empty() {
+            return Ok(());
+        }
+        for id in &upkeep.stale {
+            self.state.medium_created.remove(id);
+            self.state.prekeys.retain(|(k, i, _)| !(*k == MEDIUM_TERM && i == id));
+        }
+        self.save().await
+    }
+
+    /// Every private key this profile holds (identity, device, pre-keys), for
+    /// tests that scan the profile directory for them.
+    #[cfg(feature = "test-support")]
+    pub fn private_keys_for_tests(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        let seeds = [&self.state.identity_seed, &self.state.device_seed];
+        let prekeys = self.state.prekeys.iter().map(|(_, _, s)| s);
+        seeds.into_iter().chain(prekeys).map(|k| zeroize::Zeroizing::new(k.expose().to_vec())).collect()
+    }
+
+    /// Private pre-keys held: (medium-term, one-time).
+    pub fn prekey_counts(&self) -> (usize, usize) {
+        let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == MEDIUM_TERM).count();
+        (medium, self.state.prekeys.len() - medium)
+    }
+
+    pub(crate) async fn top_up(&mut self) -> Result<(), ClientError> {
+        let keys: UserKeys = self.api.get(&format!("/v1/keys/{}", self.user_id())).await?;
+        let mine = self.device_id().to_string();
+        let left = keys.one_time_remaining.iter().find(|c| c.device_id == mine).map_or(0, |c| c.count);
+        if crate::rules::prekeys::needs_top_up(left) {
+            self.add_prekeys(false, ONE_TIME_BATCH).await?;
+        }
+        Ok(())
+    }
+
+    /// Periodic upkeep, at every sync and while watching: expired messages
+    /// purged, one-time pre-keys topped up, medium-term pre-keys rotated.
+    pub async fn upkeep(&mut self) -> Result<(), ClientError> {
+        self.store.purge_expired(now_ms()).await?;
+        self.top_up().await?;
+        self.maintain_keys(now_ms()).await
+    }
+}

@@ -1,0 +1,363 @@
+//! The receive path: sync and watch, opening deliveries, storing before
+//! acknowledging, refusals kept as evidence, gaps; the stored conversation
+//! view.
+
+use crate::client::*;
+use crate::error::ClientError;
+use crate::rules::delivery::{on_failure, Known, OnFailure};
+use crate::state::ONE_TIME;
+use crate::store::{hex, StoredRow};
+use std::collections::HashMap;
+use strongroom_crypto::certs::*;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::envelope::*;
+use strongroom_crypto::ids::*;
+use strongroom_wire::*;
+
+impl Client {
+    /// Fetches, verifies, decrypts, stores and acknowledges everything queued
+    /// for this device. Envelopes that fail verification become warnings,
+    /// are kept (sealed) as evidence, and are then acknowledged so they do
+    /// not block the queue; an error a retry could fix (relay, key directory
+    /// or local store) stops the sync with that message and everything after
+    /// it unacknowledged. Once the queue is drained, sequence numbers that
+    /// never arrived are reported as gaps. Nothing panics.
+    pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        let mut lists = HashMap::new();
+        let mut touched: std::collections::BTreeSet<ConversationId> = Default::default();
+        let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut drained = false;
+        loop {
+            let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
+            if batch.messages.is_empty() {
+                drained = true;
+                break;
+            }
+            // A relay that keeps serving what this pass already handled
+            // (acknowledged or refused) would keep us here forever.
+            if batch.messages.iter().all(|d| handled.contains(&d.message_id)) {
+                report.warnings.push("the server keeps resending messages already handled; stopping this sync".into());
+                break;
+            }
+            handled.extend(batch.messages.iter().map(|d| d.message_id.clone()));
+            let mut ack = Vec::with_capacity(batch.messages.len());
+            let mut stop = None;
+            let mut opened = Vec::with_capacity(batch.messages.len());
+            let mut refusals = Vec::new();
+            let mut in_batch = std::collections::HashSet::new();
+            for d in &batch.messages {
+                let reason = match self.open_delivery(d, &mut lists).await {
+                    Ok((m, row, plain, expires)) if in_batch.insert(m.message_id) => {
+                        touched.insert(m.conversation);
+                        opened.push((row, plain, expires));
+                        report.received.push(m);
+                        None
+                    }
+                    Ok(_) => Some("delivered twice (replay)".to_owned()),
+                    Err(ClientError::AlreadyStored) => None,
+                    // A retry could succeed (relay or key directory down, local
+                    // store failing): stop here, acknowledge nothing from this
+                    // message on, and let the next sync take it again.
+                    Err(e) => match on_failure(e.is_transient()) {
+                        OnFailure::Retry => {
+                            stop = Some(e);
+                            break;
+                        }
+                        OnFailure::Refuse => Some(e.to_string()),
+                    },
+                };
+                if let Some(reason) = reason {
+                    report.warnings.push(format!("message {} refused: {reason}", d.message_id));
+                    refusals.push(self.refusal(d, reason));
+                }
+                ack.push(d.message_id.clone());
+            }
+            let delivered: Vec<([u8; 16], u64)> = refusals.iter().map(|r| (r.conversation, r.seq)).collect();
+            touched.extend(delivered.iter().map(|(c, _)| ConversationId::from_bytes(*c)));
+            // Durable before acknowledged: one commit for the whole batch,
+            // refusals (the evidence) included.
+            self.store.put_batch(&self.vault, &opened, &refusals, &delivered).await?;
+            let start = report.received.len().saturating_sub(opened.len());
+            self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
+            self.save().await?;
+            if !ack.is_empty() {
+                self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack.clone() }).await?;
+                let acked: Vec<[u8; 16]> =
+                    ack.iter().filter_map(|m| MessageId::parse_hex(m)).map(|m| *m.as_bytes()).collect();
+                self.store.mark_acked(&acked).await?;
+            }
+            if let Some(e) = stop {
+                return Err(e);
+            }
+        }
+        if drained {
+            // Nothing more is queued: a number still missing will not come.
+            for conversation in touched {
+                let (mark, seen) = self.store.unchecked(conversation.as_bytes()).await?;
+                let (checked_to, gaps) = crate::rules::sequence::check(mark, &seen);
+                for g in gaps {
+                    report.warnings.push(if g.first == g.last {
+                        format!("conversation {conversation}: message #{} was never delivered to this device", g.first)
+                    } else {
+                        format!(
+                            "conversation {conversation}: messages #{}..#{} were never delivered to this device (a gap)",
+                            g.first, g.last
+                        )
+                    });
+                }
+                if checked_to != mark {
+                    self.store.set_checked(conversation.as_bytes(), checked_to).await?;
+                }
+            }
+        }
+        self.upkeep().await?;
+        Ok(report)
+    }
+
+    /// The evidence kept for a refused delivery.
+    pub(crate) fn refusal(&self, d: &Delivery, reason: String) -> crate::store::Refusal {
+        crate::store::Refusal {
+            message_id: d_id(d).unwrap_or([0; 16]),
+            conversation: ConversationId::parse_hex(&d.conversation_id).map(|c| *c.as_bytes()).unwrap_or([0; 16]),
+            seq: d.seq,
+            received_at: now_ms(),
+            reason,
+            envelope: d.envelope.0.clone(),
+        }
+    }
+
+    /// Envelopes this device refused, kept as evidence: (message id the
+    /// relay gave, relay's sequence number, why, the envelope as received).
+    pub async fn refused(&self) -> Result<Vec<(MessageId, u64, String, Vec<u8>)>, ClientError> {
+        Ok(self
+            .store
+            .refusals(&self.vault)
+            .await?
+            .into_iter()
+            .map(|r| (MessageId::from_bytes(r.message_id), r.seq, r.reason, r.envelope))
+            .collect())
+    }
+
+    /// Streams messages as the server pushes them over WebSocket, storing,
+    /// acknowledging and handing each to `on_message`; refused envelopes go
+    /// to `on_warning`. Messages handed to `on_message` count as displayed
+    /// (their burn-on-read clock starts); receipts are stored, not handed on.
+    /// Returns after `max` messages or `timeout`.
+    pub async fn watch(
+        &mut self,
+        max: Option<usize>,
+        timeout: Option<std::time::Duration>,
+        mut on_message: impl FnMut(&Message),
+        mut on_warning: impl FnMut(&str),
+    ) -> Result<usize, ClientError> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message as Frame;
+        let url = format!("{}/v1/ws", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
+        let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
+        let auth = format!("Bearer {}", self.state.token.expose())
+            .parse()
+            .map_err(|_| ClientError::Corrupt("session token"))?;
+        req.headers_mut().insert("Authorization", auth);
+        // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .map_err(|e| ClientError::Usage(format!("cannot open the live connection: {e}")))?;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut count = 0;
+        // Upkeep at once, then every UPKEEP_EVERY: a device that only
+        // watches must not run out of pre-keys or keep expired messages.
+        let mut upkeep_at = tokio::time::Instant::now();
+        while max.is_none_or(|m| count < m) {
+            if tokio::time::Instant::now() >= upkeep_at {
+                if let Err(e) = self.upkeep().await {
+                    on_warning(&format!("key upkeep failed (retried in a while): {e}"));
+                }
+                upkeep_at = tokio::time::Instant::now() + UPKEEP_EVERY;
+            }
+            let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
+            let next = match tokio::time::timeout_at(wake, ws.next()).await {
+                Ok(n) => n,
+                Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
+                Err(_) => continue,
+            };
+            let text = match next {
+                Some(Ok(Frame::Text(t))) => t,
+                Some(Ok(Frame::Close(_))) | None => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Usage(format!("live connection lost: {e}"))),
+            };
+            let d = match serde_json::from_str::<WsFrame>(&text) {
+                Ok(WsFrame::Message(d)) => d,
+                // Claims are using up this device's one-time pre-keys: upload more now.
+                Ok(WsFrame::PrekeysLow { .. }) => {
+                    if let Err(e) = self.top_up().await {
+                        on_warning(&format!("cannot upload more one-time pre-keys: {e}"));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            match self.receive(&d).await {
+                // Receipts are stored (the view shows "read by") but are not messages to show.
+                Ok(Some(m)) if matches!(m.content, Content::Receipt { .. }) => {}
+                Ok(Some(m)) => {
+                    count += 1;
+                    on_message(&m);
+                    // Handed to the application = shown: burn-on-read starts.
+                    self.mark_displayed(&[m.message_id]).await?;
+                }
+                Ok(None) | Err(ClientError::AlreadyStored) => {}
+                // Not acknowledged: the relay delivers it again after a retry.
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    on_warning(&format!("message {} refused: {e}", d.message_id));
+                    // The evidence is durable before the refusal is acknowledged.
+                    let r = self.refusal(&d, e.to_string());
+                    let numbered = [(r.conversation, r.seq)];
+                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &numbered).await?;
+                }
+            }
+            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
+                .map_err(|_| ClientError::Corrupt("ack"))?;
+            ws.send(Frame::Text(ack.into()))
+                .await
+                .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+            self.store.mark_acked(&[d_id(&d)?]).await?;
+        }
+        let _ = ws.close(None).await;
+        Ok(count)
+    }
+
+    pub(crate) async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
+        let (m, row, plain, expires) = self.open_delivery(d, &mut HashMap::new()).await?;
+        self.store.put_messages(&self.vault, &[(row, plain, expires)]).await?;
+        self.apply_recalls(std::slice::from_ref(&m)).await?;
+        self.save().await?;
+        Ok(Some(m))
+    }
+
+    /// Verifies and decrypts one delivery (not yet stored), reusing sender
+    /// device lists fetched earlier in the same pass unless the sending
+    /// device is not in them. A used one-time pre-key is forgotten (the
+    /// caller saves the state with the batch that stores the message).
+    pub(crate) async fn open_delivery(
+        &mut self,
+        d: &Delivery,
+        lists: &mut HashMap<UserId, VerifiedDeviceList>,
+    ) -> Result<(Message, StoredRow, zeroize::Zeroizing<Vec<u8>>, Option<u64>), ClientError> {
+        let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
+        let h = *delivered.header();
+        match crate::rules::delivery::known(self.store.seen(h.message_id.as_bytes()).await?) {
+            Known::StoredUnacknowledged => return Err(ClientError::AlreadyStored),
+            Known::Replayed => return Err(ClientError::Trust(EnvelopeError::Replay(h.message_id).to_string())),
+            Known::New => {}
+        }
+        let sender = match lists.get(&h.sender_user_id) {
+            Some(l) if l.device(h.sender_device_id).is_ok() => l.clone(),
+            _ => {
+                let l = self.device_list(h.sender_user_id).await?;
+                lists.insert(h.sender_user_id, l.clone());
+                l
+            }
+        };
+        let me = RecipientDevice {
+            network_id: self.network_id(),
+            user_id: self.user_id(),
+            identity_key: self.identity()?.verifying_key(),
+            device_id: self.device_id(),
+        };
+        let opened = delivered
+            .open(&me, &self.prekey_secrets()?, &sender, &mut MemoryReplayGuard::default(), now_ms())
+            .map_err(|e| ClientError::Trust(e.to_string()))?;
+        let plain = zeroize::Zeroizing::new(opened.content.encode().map_err(|e| ClientError::Trust(e.to_string()))?);
+        let row = StoredRow {
+            message_id: *h.message_id.as_bytes(),
+            conversation: *h.conversation_id.as_bytes(),
+            seq: d.seq,
+            sender: *h.sender_user_id.as_bytes(),
+            timestamp: h.timestamp,
+            burn_secs: h.burn_on_read_secs,
+            sealed: Vec::new(),
+        };
+        if opened.prekey.kind == PreKeyKind::OneTime {
+            // Forward secrecy: the one-time private key is gone after first use.
+            self.state.prekeys.retain(|(k, id, _)| !(*k == ONE_TIME && *id == opened.prekey.id));
+        }
+        let message = Message {
+            message_id: h.message_id,
+            conversation: h.conversation_id,
+            seq: d.seq,
+            sender: h.sender_user_id,
+            timestamp: h.timestamp,
+            content: opened.content,
+        };
+        Ok((message, row, plain, h.expires_at()))
+    }
+
+    /// The conversation view: edits applied (only the original sender's),
+    /// reactions gathered, recalled messages gone.
+    pub async fn view(&self, conversation: Option<ConversationId>) -> Result<Vec<ViewItem>, ClientError> {
+        Ok(crate::rules::view::fold(self.messages(conversation).await?))
+    }
+
+    /// The conversation a stored message belongs to.
+    pub async fn conversation_of(&self, message: MessageId) -> Result<ConversationId, ClientError> {
+        self.messages(None)
+            .await?
+            .into_iter()
+            .find(|m| m.message_id == message)
+            .map(|m| m.conversation)
+            .ok_or_else(|| ClientError::Usage(format!("no stored message {message}; run `strongroom read` first")))
+    }
+
+    /// Applies recalls: a recall from a message's own sender deletes it from disk.
+    pub(crate) async fn apply_recalls(&self, received: &[Message]) -> Result<(), ClientError> {
+        for m in received {
+            if let Content::Control(strongroom_crypto::content::Control::DefaultTimers {
+                ttl_secs,
+                burn_on_read_secs,
+            }) = m.content
+            {
+                self.remember_timers(m.conversation, ttl_secs, burn_on_read_secs).await?;
+            }
+        }
+        let recalls: Vec<&Message> = received.iter().filter(|m| matches!(m.content, Content::Recall { .. })).collect();
+        if recalls.is_empty() {
+            return Ok(());
+        }
+        let stored = self.messages(None).await?;
+        for r in recalls {
+            let Content::Recall { target } = r.content else { continue };
+            if stored.iter().any(|m| m.message_id == target && m.sender == r.sender) {
+                self.store.delete_message(target.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stored messages, in order; of one conversation or all.
+    pub async fn messages(&self, conversation: Option<ConversationId>) -> Result<Vec<Message>, ClientError> {
+        let rows = self.store.messages(conversation.as_ref().map(|c| c.as_bytes())).await?;
+        rows.into_iter()
+            .map(|r| {
+                let plain = self.vault.open(&format!("msg:{}", hex(&r.message_id)), &r.sealed)?;
+                Ok(Message {
+                    message_id: MessageId::from_bytes(r.message_id),
+                    conversation: ConversationId::from_bytes(r.conversation),
+                    seq: r.seq,
+                    sender: UserId::from_bytes(r.sender),
+                    timestamp: r.timestamp,
+                    content: Content::decode(&plain).map_err(|_| ClientError::Corrupt("stored message"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Starts the burn-on-read clock of messages the user has now seen.
+    pub async fn mark_displayed(&self, ids: &[MessageId]) -> Result<(), ClientError> {
+        let raw: Vec<[u8; 16]> = ids.iter().map(|m| *m.as_bytes()).collect();
+        self.store.mark_displayed(&raw, now_ms()).await
+    }
+}

@@ -1,0 +1,107 @@
+//! Who a message is sealed for: every active device of every member, less
+//! the sending device and any device an administrator revoked or wiped
+//! (whatever the signed list says); and which of them get a one-time
+//! pre-key claimed (PROTOCOL.md §3.1).
+
+use std::collections::BTreeMap;
+
+use strongroom_crypto::certs::{VerifiedDevice, VerifiedDeviceList};
+use strongroom_crypto::ids::{DeviceId, UserId};
+
+use super::prekeys::wants_one_time;
+
+/// The devices to seal for, from each member's verified list and the
+/// devices the relay reports revoked for that member.
+pub fn targets(members: &[(VerifiedDeviceList, Vec<DeviceId>)], me: (UserId, DeviceId)) -> Vec<VerifiedDevice> {
+    members
+        .iter()
+        .flat_map(|(list, revoked)| {
+            list.active_devices()
+                .filter(move |d| (d.user_id(), d.device_id()) != me && !revoked.contains(&d.device_id()))
+        })
+        .collect()
+}
+
+/// The key under which [`ClaimPlan`] remembers one-time use per device.
+pub fn device_key(d: &VerifiedDevice) -> String {
+    format!("{}:{}", d.user_id(), d.device_id())
+}
+
+/// A pre-key claim: every target, and those for which only the
+/// medium-term key is wanted (a one-time key was spent on them this period).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClaimPlan {
+    /// `user:device` of every target, in order.
+    pub devices: Vec<String>,
+    /// The subset that gets the medium-term key.
+    pub medium_term: Vec<String>,
+}
+
+/// Plans the claim for `targets` given when this device last sealed to a
+/// one-time key of each (`user:device` → ms).
+pub fn claim_plan(targets: &[VerifiedDevice], one_time_used: &BTreeMap<String, u64>, now: u64) -> ClaimPlan {
+    let devices: Vec<String> = targets.iter().map(device_key).collect();
+    let medium_term =
+        devices.iter().filter(|k| !wants_one_time(one_time_used.get(*k).copied(), now)).cloned().collect();
+    ClaimPlan { devices, medium_term }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use rand_core::OsRng;
+    use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
+    use strongroom_crypto::ids::NetworkId;
+    use strongroom_crypto::keys::SigningKey;
+
+    const NET: NetworkId = NetworkId::from_bytes([1; 16]);
+
+    fn list(user: u8, devices: &[(u8, bool)]) -> VerifiedDeviceList {
+        let identity = SigningKey::generate(&mut OsRng);
+        let entries = devices
+            .iter()
+            .map(|(d, revoked)| DeviceEntry {
+                device_id: DeviceId::from_bytes([*d; 16]),
+                signing_key: SigningKey::generate(&mut OsRng).verifying_key(),
+                created_at: 0,
+                revoked: *revoked,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+                name: "d".into(),
+            })
+            .collect();
+        let user = UserId::from_bytes([user; 16]);
+        let signed = DeviceList::sign(&identity, NET, user, 1, 0, entries).unwrap();
+        signed
+            .verify(&DeviceListExpectation { network_id: NET, user_id: user, pinned_identity: None, seen: None })
+            .unwrap()
+    }
+
+    fn ids(v: &[VerifiedDevice]) -> Vec<(u8, u8)> {
+        v.iter().map(|d| (d.user_id().as_bytes()[0], d.device_id().as_bytes()[0])).collect()
+    }
+
+    #[test]
+    fn every_member_device_but_mine_and_the_revoked_ones() {
+        let me = (UserId::from_bytes([1; 16]), DeviceId::from_bytes([10; 16]));
+        let members = vec![
+            // My other device gets it; this one does not.
+            (list(1, &[(10, false), (11, false)]), vec![]),
+            // A device revoked in the signed list, and one the relay says an administrator wiped.
+            (list(2, &[(20, false), (21, true), (22, false)]), vec![DeviceId::from_bytes([22; 16])]),
+        ];
+        assert_eq!(ids(&targets(&members, me)), vec![(1, 11), (2, 20)]);
+    }
+
+    #[test]
+    fn a_one_time_key_once_per_device_per_period() {
+        let members = vec![(list(2, &[(20, false), (21, false)]), vec![])];
+        let t = targets(&members, (UserId::from_bytes([1; 16]), DeviceId::from_bytes([10; 16])));
+        let used = BTreeMap::from([(device_key(&t[0]), 1_000)]);
+        let plan = claim_plan(&t, &used, 2_000);
+        assert_eq!(plan.devices.len(), 2);
+        assert_eq!(plan.medium_term, vec![device_key(&t[0])]);
+        let later = claim_plan(&t, &used, 1_000 + super::super::prekeys::ROTATE_AFTER_MS);
+        assert!(later.medium_term.is_empty());
+    }
+}

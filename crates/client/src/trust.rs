@@ -1,0 +1,149 @@
+//! Trust in the network's policy and in other people's keys: verified
+//! policies and device lists, pins, safety numbers, the verified mark.
+
+use crate::client::*;
+use crate::error::ClientError;
+use crate::store::hex;
+use crate::vault::Vault;
+use strongroom_crypto::certs::*;
+use strongroom_crypto::ids::*;
+use strongroom_crypto::keys::*;
+use strongroom_wire::GroupSettings;
+use strongroom_wire::*;
+
+impl Client {
+    /// The network policy, verified against the pinned network key; refuses
+    /// rollback and equivocation.
+    pub async fn policy(&mut self) -> Result<VerifiedPolicy, ClientError> {
+        let bytes = self.api.get_bytes("/v1/policy").await?;
+        let policy = NetworkPolicy::decode(&bytes)
+            .map_err(|e| ClientError::Trust(format!("the network policy is malformed: {e}")))?;
+        let mut tracker = match &self.state.policy {
+            Some((v, d)) => PolicyTracker::resume(self.network_key()?, self.network_id(), *v, unhex(d)?),
+            None => PolicyTracker::new(self.network_key()?, self.network_id()),
+        };
+        let verified =
+            tracker.verify(&policy).map_err(|e| ClientError::Trust(format!("network policy refused: {e}")))?;
+        if let Some((v, d)) = tracker.highest() {
+            if self.state.policy.as_ref().map(|p| p.0) != Some(v) {
+                self.state.policy = Some((v, hex(&d)));
+                self.save().await?;
+            }
+        }
+        Ok(verified)
+    }
+
+    /// The security-group settings that apply to this user, fetched now (so
+    /// an administrator's change applies at the next operation, no restart).
+    /// Also records the device lockout for the (locked) profile header.
+    pub async fn my_policy(&self) -> Result<GroupSettings, ClientError> {
+        let policy: GroupSettings = self.api.get("/v1/me/policy").await?;
+        let lockout = u64::from(policy.device_lockout);
+        if self.lockout_written.load(std::sync::atomic::Ordering::Relaxed) != lockout {
+            Vault::set_lockout(&self.dir, policy.device_lockout)?;
+            self.lockout_written.store(lockout, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(policy)
+    }
+
+    /// Publishes a new network policy (administrators sign it with the
+    /// network key file), then fetches and verifies it like any client.
+    pub async fn publish_policy(&mut self, policy: &NetworkPolicy) -> Result<VerifiedPolicy, ClientError> {
+        self.api.put_bytes("/v1/policy", policy.encode()).await?;
+        self.policy().await
+    }
+
+    /// A user's device list, verified; the identity key is pinned on first
+    /// use and a change is refused until the user re-verifies.
+    pub async fn device_list(&mut self, user: UserId) -> Result<VerifiedDeviceList, ClientError> {
+        Ok(self.device_list_and_revoked(user).await?.0)
+    }
+
+    /// The verified list, and the devices an administrator revoked or wiped
+    /// (never encrypted to, whatever the signed list says).
+    pub(crate) async fn device_list_and_revoked(
+        &mut self,
+        user: UserId,
+    ) -> Result<(VerifiedDeviceList, Vec<DeviceId>), ClientError> {
+        let keys: UserKeys = self.api.get(&format!("/v1/keys/{user}")).await?;
+        let revoked: Vec<DeviceId> = keys.revoked_devices.iter().filter_map(|d| DeviceId::parse_hex(d)).collect();
+        let list = DeviceList::decode(&keys.device_list.0)
+            .map_err(|e| ClientError::Trust(format!("device list of {user}: {e}")))?;
+        let pinned = self
+            .state
+            .pins
+            .get(&user.to_string())
+            .map(|k| unhex(k))
+            .transpose()?
+            .map(VerifyingKey::from_bytes)
+            .transpose()
+            .map_err(|_| ClientError::Corrupt("pinned identity key"))?;
+        let seen = match self.state.lists_seen.get(&user.to_string()) {
+            Some((version, digest)) => Some((*version, unhex(digest)?)),
+            None => None,
+        };
+        let verified = list
+            .verify(&DeviceListExpectation {
+                network_id: self.network_id(),
+                user_id: user,
+                pinned_identity: pinned,
+                seen,
+            })
+            .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
+        let after = crate::rules::trust::seen_after(seen, list.version, list.digest());
+        let newer = after != seen;
+        if let (true, Some((version, digest))) = (newer, after) {
+            self.state.lists_seen.insert(user.to_string(), (version, hex(&digest)));
+        }
+        if pinned.is_none() {
+            self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
+        }
+        if newer || pinned.is_none() {
+            self.save().await?;
+        }
+        Ok((verified, revoked))
+    }
+
+    /// The safety number with `username`, from this user's identity and the
+    /// pinned (or, on first contact, fetched and pinned) identity of theirs.
+    pub async fn safety_number(
+        &mut self,
+        username: &str,
+    ) -> Result<strongroom_crypto::safety_number::SafetyNumber, ClientError> {
+        let user = self.find_user(username).await?;
+        let theirs = self.device_list(user).await?.identity_key();
+        let mine = self.identity()?.verifying_key();
+        let net = self.network_id();
+        Ok(strongroom_crypto::safety_number::SafetyNumber::new((&net, &self.user_id(), &mine), (&net, &user, &theirs)))
+    }
+
+    /// Marks `username`'s current identity key verified: do this after
+    /// comparing the safety number in person or on a call. Any later change
+    /// of their identity key undoes it.
+    pub async fn mark_verified(&mut self, username: &str) -> Result<(), ClientError> {
+        let user = self.find_user(username).await?;
+        let key = self.device_list(user).await?.identity_key();
+        self.state.verified.insert(user.to_string(), hex(key.as_bytes()));
+        self.save().await
+    }
+
+    /// Whether `username`'s identity key is the one marked verified.
+    pub async fn verification(&mut self, username: &str) -> Result<crate::rules::trust::Verification, ClientError> {
+        let user = self.find_user(username).await?;
+        self.device_list(user).await?;
+        let pinned = self.state.pins.get(&user.to_string()).map(|k| unhex::<32>(k)).transpose()?;
+        let verified = self.state.verified.get(&user.to_string()).map(|k| unhex::<32>(k)).transpose()?;
+        Ok(crate::rules::trust::verification(pinned.as_ref(), verified.as_ref()))
+    }
+
+    /// Accepts `username`'s current identity key after it changed (do this
+    /// only after comparing the new safety number out of band).
+    pub async fn accept_identity(&mut self, username: &str) -> Result<(), ClientError> {
+        let user = self.find_user(username).await?;
+        self.state.pins.remove(&user.to_string());
+        // A new identity key starts its own list versions.
+        self.state.lists_seen.remove(&user.to_string());
+        self.device_list(user).await?;
+        Ok(())
+    }
+}
