@@ -323,6 +323,9 @@ pub async fn devices(p: ProfileArgs, cmd: DevicesCommand) -> anyhow::Result<()> 
             });
         }
         DevicesCommand::Wipe { user, device } => {
+            // Checked before it goes into the URL path.
+            let device = strongroom_crypto::ids::DeviceId::parse_hex(&device)
+                .with_context(|| format!("{device:?} is not a device id (32 hex digits, from `admin devices list`)"))?;
             let (id, _) = user_id(&c, &user).await?;
             call(&c, Method::POST, &format!("/v1/admin/users/{id}/devices/{device}/wipe"), None).await?;
             out(p.json, &json!({"done": "wipe ordered"}), |_| {

@@ -244,10 +244,11 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
     let items = client.view(filter).await?;
+    // Offline, whether retention is on cannot be checked: shown as unknown.
     let retention = if offline {
-        false
+        None
     } else {
-        client.policy().await.context("the network policy cannot be trusted")?.retention_enabled()
+        Some(client.policy().await.context("the network policy cannot be trusted")?.retention_enabled())
     };
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
@@ -298,7 +299,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
             serde_json::json!({"messages": list, "warnings": report.warnings, "retention": retention, "offline": offline})
         );
     } else {
-        if retention {
+        if retention == Some(true) {
             println!("(data retention is on: your organisation archives these conversations)");
         }
         for i in &items {

@@ -345,6 +345,9 @@ async fn suspension_password_reset_wipe_deletion_and_device_reset() {
     )
     .unwrap();
     alice.send_text(group, "for bob and carol").await.unwrap();
+    // A device id goes into a URL path: anything but 32 hex digits is refused first.
+    let bad = admin_fails(&["devices", "wipe", "carol", "../../users/x/suspend"], &dir);
+    assert!(bad.contains("is not a device id"), "{bad}");
     admin(&["devices", "wipe", "carol", &carol_device], &dir);
     alice.send_text(group, "carol's wiped device gets no key to this").await.unwrap();
     let read = std::process::Command::new(bin())

@@ -34,6 +34,8 @@ struct Faults {
     acks: AtomicBool,
     /// The network policy answers 503.
     policy: AtomicBool,
+    /// Conversations are all labelled a note to self.
+    relabel_notes: AtomicBool,
     /// Messages (by sequence number) the relay loses: served to nobody,
     /// acknowledged upstream on the device's behalf.
     lose_seq: Mutex<Option<u64>>,
@@ -92,6 +94,11 @@ async fn relay(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         for id in ack.message_ids {
             *acked.entry(id).or_default() += 1;
         }
+    }
+    if status == 200 && path.starts_with("/v1/conversations/") && f.relabel_notes.load(Ordering::SeqCst) {
+        let mut c: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        c["kind"] = "notes".into();
+        bytes = serde_json::to_vec(&c).unwrap();
     }
     let lose = *f.lose_seq.lock().unwrap();
     if let (Some(seq), 200, true) = (lose, status, path.starts_with("/v1/messages?")) {
@@ -237,11 +244,16 @@ async fn out_of_order_arrival_is_normal_and_only_a_real_gap_is_reported() {
     let r = bob.sync().await.unwrap();
     assert_eq!(r.received.len(), 2);
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-    assert!(r.warnings[0].contains("#4 was never delivered"), "{}", r.warnings[0]);
+    assert!(r.warnings[0].contains("#4 never reached this device"), "{}", r.warnings[0]);
     *proxy.faults.lose_seq.lock().unwrap() = None;
     alice.send_text(conv, "a5").await.unwrap();
     let r = bob.sync().await.unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+
+    // A relay calling the chat with Bob a "note to self" gets nothing sealed.
+    proxy.faults.relabel_notes.store(true, Ordering::SeqCst);
+    let err = alice.send_text(conv, "private?").await.unwrap_err();
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("note to self has other members")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +288,8 @@ async fn a_failed_enrolment_leaves_nothing_behind_and_the_retry_succeeds() {
     // Re-running a used invite never takes over a working account.
     erin.close().await;
     let err = Client::enrol(&dir.join("thief"), "thief passphrase", &invite, "erin", PASSWORD).await.err().unwrap();
-    assert!(matches!(err, ClientError::Refused { status: 403, .. }), "{err}");
+    assert!(matches!(err, ClientError::Usage(ref m) if m.contains("already has a device")), "{err}");
+    assert!(!dir.join("thief/profile.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,10 +201,15 @@ async fn every_tampering_is_refused_visibly() {
         "a re-serving relay cannot trap the client: {:?}",
         r.warnings
     );
+    // Evidence is kept once per message id, however often it is replayed.
+    assert_eq!(bob.refused().await.unwrap().len(), 2, "the tampered #2 and the replayed #1");
+    set(Tamper::ReplayOld);
+    bob.sync().await.unwrap();
+    assert_eq!(bob.refused().await.unwrap().len(), 2);
 
     // 3. Reordered delivery: stored in sequence order. Arrival order alone
-    // is not an attack (the view orders by the relay's numbers), and the
-    // refused #2 was delivered, so there is no gap to report either.
+    // is not an attack (the view orders by the relay's numbers); what is
+    // reported is that the real #2 never arrived (only a tampered copy did).
     set(Tamper::None);
     for t in ["m3", "m4", "m5"] {
         alice.send_text(conv, t).await.unwrap();
@@ -213,7 +218,8 @@ async fn every_tampering_is_refused_visibly() {
     set(Tamper::Reverse);
     let r = bob.sync().await.unwrap();
     assert_eq!(r.received.len(), 3);
-    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("#2 never reached this device"), "{}", r.warnings[0]);
     let texts: Vec<Content> = bob.messages(Some(conv)).await.unwrap().into_iter().map(|m| m.content).collect();
     assert_eq!(texts, ["m1", "m3", "m4", "m5"].map(|t| Content::Text(t.into())), "stored in sequence order");
 

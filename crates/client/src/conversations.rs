@@ -126,7 +126,10 @@ impl Client {
     /// this user's devices, and the retention service if the network has
     /// one, receive what is sent to it.
     pub async fn notes_to_self(&self) -> Result<ConversationId, ClientError> {
-        if let Some(c) = self.conversations().await?.into_iter().find(|c| c.kind == NOTES) {
+        // Two devices creating it at once could make two: all pick the same one.
+        if let Some(c) =
+            self.conversations().await?.into_iter().filter(|c| c.kind == NOTES).min_by(|a, b| a.id.cmp(&b.id))
+        {
             return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
         }
         let c: Conversation =

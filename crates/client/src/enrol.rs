@@ -21,18 +21,11 @@ pub(crate) fn remove_store_files(dir: &Path) {
     }
 }
 
-/// The account an enrolment registers, or finds half-enrolled.
-struct Enrolling {
-    user_id: UserId,
-    /// The version of a device list an unfinished enrolment published (0: none).
-    list_version: u64,
-}
-
 /// Registers with the invite. If the relay says the invite is used, this may
 /// be our own earlier attempt that failed after registering: the account is
-/// taken over only if the password logs in and the account has no working
-/// device yet (no device list, or one device with no pre-keys). A working
-/// account is never taken over by re-running an old invite.
+/// resumed only if the password logs in and the account has no device list
+/// yet. An account with a device is never taken over by re-running an old
+/// invite (nor could it be: the relay binds it to its first identity key).
 async fn register_or_resume(
     api: &mut Api,
     invite: &Invite,
@@ -40,32 +33,31 @@ async fn register_or_resume(
     device: DeviceId,
     username: &str,
     password: &str,
-) -> Result<Enrolling, ClientError> {
+) -> Result<UserId, ClientError> {
     let req = Register { invite: invite.encode(), username: username.into(), password: password.into() };
     let registered: Result<Registered, ClientError> = api.post("/v1/register", &req).await;
     let refused = match registered {
         Ok(r) => {
             let user_id = UserId::parse_hex(&r.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
-            return Ok(Enrolling { user_id, list_version: 0 });
+            return Ok(user_id);
         }
         Err(e @ ClientError::Refused { status: 403, .. }) => e,
         Err(e) => return Err(e),
     };
     let Ok(session) = api.login(network, username, password, device).await else { return Err(refused) };
     let user_id = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
-    let list_version = match api.get::<UserKeys>(&format!("/v1/keys/{user_id}")).await {
-        Ok(keys) => {
-            let Ok(list) = DeviceList::decode(&keys.device_list.0) else { return Err(refused) };
-            let unused = list.devices.len() == 1 && keys.one_time_remaining.iter().all(|c| c.count == 0);
-            if !unused {
-                return Err(refused);
-            }
-            list.version
-        }
-        Err(ClientError::Refused { status: 404, .. }) => 0,
-        Err(e) => return Err(e),
-    };
-    Ok(Enrolling { user_id, list_version })
+    match api.get::<UserKeys>(&format!("/v1/keys/{user_id}")).await {
+        // No device list yet: nothing of the earlier attempt is on the relay
+        // but the account itself. Finish it.
+        Err(ClientError::Refused { status: 404, .. }) => Ok(user_id),
+        // The relay binds an account to the identity key of its first device
+        // list; that key went with the failed attempt's profile.
+        Ok(_) => Err(ClientError::Usage(format!(
+            "the account {username} already has a device (an earlier enrolment got that far, or it is in use): \
+             ask an administrator to reset its devices (`strongroom admin devices reset {username}`) for a new invite"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 impl Client {
@@ -112,6 +104,10 @@ impl Client {
         }
         crate::private_fs::private_dir(dir).map_err(io(dir))?;
         let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        // Checked again under the lock: another enrolment may have finished meanwhile.
+        if dir.join("profile.json").exists() {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
         // A store without profile.json is what an unfinished enrolment left:
         // unreadable without the header's salt, so nothing is lost.
         remove_store_files(dir);
@@ -128,7 +124,7 @@ impl Client {
                 network_id: network.to_string(),
                 network_public: hex(&public),
                 username: username.into(),
-                user_id: user.user_id.to_string(),
+                user_id: user.to_string(),
                 device_id: device.to_string(),
                 token: SessionToken::new(session.token),
                 identity_seed: SecretKey::new(identity.expose_seed().expose()),
@@ -136,7 +132,7 @@ impl Client {
                 prekeys: Vec::new(),
                 next_prekey_id: 0,
                 medium_created: Default::default(),
-                device_list_version: user.list_version,
+                device_list_version: 0,
                 policy: None,
                 pins: Default::default(),
                 one_time_used: Default::default(),

@@ -148,6 +148,7 @@ impl Client {
     /// purged, one-time pre-keys topped up, medium-term pre-keys rotated.
     pub async fn upkeep(&mut self) -> Result<(), ClientError> {
         self.store.purge_expired(now_ms()).await?;
+        self.store.prune_refusals().await?;
         self.top_up().await?;
         self.maintain_keys(now_ms()).await
     }

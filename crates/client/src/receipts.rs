@@ -54,7 +54,8 @@ impl Client {
         crate::rules::group_policy::check(&self.my_policy().await?, crate::rules::group_policy::Action::Forward)
             .map_err(ClientError::Policy)?;
         // What the reader sees today: the latest edit, not the pre-edit text.
-        let view = self.view(None).await?;
+        // The conversation's own view (ordered as the reader sees it).
+        let view = self.view(Some(self.conversation_of(message).await?)).await?;
         let original = crate::rules::view::current(&view, message).cloned().ok_or_else(|| {
             ClientError::Usage(format!("no stored message {message} to forward; run `strongroom read` first"))
         })?;

@@ -40,16 +40,30 @@ impl Client {
                 report.warnings.push("the server keeps resending messages already handled; stopping this sync".into());
                 break;
             }
-            handled.extend(batch.messages.iter().map(|d| d.message_id.clone()));
+            let fresh: std::collections::HashSet<String> = batch
+                .messages
+                .iter()
+                .filter(|d| !handled.contains(&d.message_id))
+                .map(|d| d.message_id.clone())
+                .collect();
+            handled.extend(fresh.iter().cloned());
             let mut ack = Vec::with_capacity(batch.messages.len());
             let mut stop = None;
             let mut opened = Vec::with_capacity(batch.messages.len());
             let mut refusals = Vec::new();
             let mut in_batch = std::collections::HashSet::new();
+            let mut one_time_used = Vec::new();
             for d in &batch.messages {
+                // Handled earlier in this pass (a relay re-serving it): acknowledged
+                // again, neither opened nor kept as evidence a second time.
+                if !fresh.contains(&d.message_id) {
+                    ack.push(d.message_id.clone());
+                    continue;
+                }
                 let reason = match self.open_delivery(d, &mut lists).await {
-                    Ok((m, row, plain, expires)) if in_batch.insert(m.message_id) => {
+                    Ok((m, row, plain, expires, one_time)) if in_batch.insert(m.message_id) => {
                         touched.insert(m.conversation);
+                        one_time_used.extend(one_time);
                         opened.push((row, plain, expires));
                         report.received.push(m);
                         None
@@ -73,11 +87,12 @@ impl Client {
                 }
                 ack.push(d.message_id.clone());
             }
-            let delivered: Vec<([u8; 16], u64)> = refusals.iter().map(|r| (r.conversation, r.seq)).collect();
-            touched.extend(delivered.iter().map(|(c, _)| ConversationId::from_bytes(*c)));
             // Durable before acknowledged: one commit for the whole batch,
-            // refusals (the evidence) included.
-            self.store.put_batch(&self.vault, &opened, &refusals, &delivered).await?;
+            // refusals (the evidence) included. A refused delivery's sequence
+            // number is the relay's unverified claim, so it is not counted as
+            // delivered: if the real message never arrives, that is a gap.
+            self.store.put_batch(&self.vault, &opened, &refusals).await?;
+            self.forget_one_time(&one_time_used);
             let start = report.received.len().saturating_sub(opened.len());
             self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
@@ -98,10 +113,13 @@ impl Client {
                 let (checked_to, gaps) = crate::rules::sequence::check(mark, &seen);
                 for g in gaps {
                     report.warnings.push(if g.first == g.last {
-                        format!("conversation {conversation}: message #{} was never delivered to this device", g.first)
+                        format!(
+                            "conversation {conversation}: message #{} never reached this device (withheld or lost by the relay, or expired before delivery)",
+                            g.first
+                        )
                     } else {
                         format!(
-                            "conversation {conversation}: messages #{}..#{} were never delivered to this device (a gap)",
+                            "conversation {conversation}: messages #{}..#{} never reached this device (withheld or lost by the relay, or expired before delivery)",
                             g.first, g.last
                         )
                     });
@@ -215,8 +233,7 @@ impl Client {
                     on_warning(&format!("message {} refused: {e}", d.message_id));
                     // The evidence is durable before the refusal is acknowledged.
                     let r = self.refusal(&d, e.to_string());
-                    let numbered = [(r.conversation, r.seq)];
-                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &numbered).await?;
+                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r)).await?;
                 }
             }
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
@@ -231,8 +248,9 @@ impl Client {
     }
 
     pub(crate) async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
-        let (m, row, plain, expires) = self.open_delivery(d, &mut HashMap::new()).await?;
+        let (m, row, plain, expires, one_time) = self.open_delivery(d, &mut HashMap::new()).await?;
         self.store.put_messages(&self.vault, &[(row, plain, expires)]).await?;
+        self.forget_one_time(one_time.as_slice());
         self.apply_recalls(std::slice::from_ref(&m)).await?;
         self.save().await?;
         Ok(Some(m))
@@ -240,13 +258,14 @@ impl Client {
 
     /// Verifies and decrypts one delivery (not yet stored), reusing sender
     /// device lists fetched earlier in the same pass unless the sending
-    /// device is not in them. A used one-time pre-key is forgotten (the
-    /// caller saves the state with the batch that stores the message).
+    /// device is not in them. Returns the one-time pre-key it used, for the
+    /// caller to forget once the message is stored: forgotten earlier, a
+    /// store failure would leave a re-delivery that can no longer be opened.
     pub(crate) async fn open_delivery(
         &mut self,
         d: &Delivery,
         lists: &mut HashMap<UserId, VerifiedDeviceList>,
-    ) -> Result<(Message, StoredRow, zeroize::Zeroizing<Vec<u8>>, Option<u64>), ClientError> {
+    ) -> Result<(Message, StoredRow, zeroize::Zeroizing<Vec<u8>>, Option<u64>, Option<u32>), ClientError> {
         let delivered = DeliveredEnvelope::decode(&d.envelope.0).map_err(|e| ClientError::Trust(e.to_string()))?;
         let h = *delivered.header();
         match crate::rules::delivery::known(self.store.seen(h.message_id.as_bytes()).await?) {
@@ -281,10 +300,7 @@ impl Client {
             burn_secs: h.burn_on_read_secs,
             sealed: Vec::new(),
         };
-        if opened.prekey.kind == PreKeyKind::OneTime {
-            // Forward secrecy: the one-time private key is gone after first use.
-            self.state.prekeys.retain(|(k, id, _)| !(*k == ONE_TIME && *id == opened.prekey.id));
-        }
+        let one_time = (opened.prekey.kind == PreKeyKind::OneTime).then_some(opened.prekey.id);
         let message = Message {
             message_id: h.message_id,
             conversation: h.conversation_id,
@@ -293,7 +309,13 @@ impl Client {
             timestamp: h.timestamp,
             content: opened.content,
         };
-        Ok((message, row, plain, h.expires_at()))
+        Ok((message, row, plain, h.expires_at(), one_time))
+    }
+
+    /// Forward secrecy: one-time private keys are gone once the messages
+    /// sealed to them are stored (the caller saves the state next).
+    fn forget_one_time(&mut self, used: &[u32]) {
+        self.state.prekeys.retain(|(k, id, _)| !(*k == ONE_TIME && used.contains(id)));
     }
 
     /// The conversation view: edits applied (only the original sender's),

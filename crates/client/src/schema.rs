@@ -33,8 +33,8 @@ const MIGRATIONS: &[&[&str]] = &[
         "INSERT OR IGNORE INTO delivered (conversation, seq) SELECT conversation, seq FROM messages WHERE seq > 0",
         "CREATE TABLE marks (conversation BLOB PRIMARY KEY, checked_to INTEGER NOT NULL)",
         "INSERT INTO marks (conversation, checked_to) SELECT conversation, MAX(seq) FROM messages GROUP BY conversation",
-        "CREATE TABLE refused (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL, received_at INTEGER NOT NULL, \
-         sealed BLOB NOT NULL)",
+        "CREATE TABLE refused (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE, \
+         received_at INTEGER NOT NULL, sealed BLOB NOT NULL)",
     ],
 ];
 

@@ -20,6 +20,14 @@ impl Client {
     ) -> Result<(Vec<Recipient>, bool), ClientError> {
         let c: Conversation = self.api.get(&format!("/v1/conversations/{conversation}")).await?;
         let notes = c.kind == NOTES;
+        let me = self.user_id().to_string();
+        if notes && c.members.iter().any(|m| m.user_id != me) {
+            // A relay relabelling a conversation, or adding itself to a note
+            // to self, must not get private notes sealed to others.
+            return Err(ClientError::Trust(
+                "the relay says this note to self has other members; nothing was sent".into(),
+            ));
+        }
         let mut members = Vec::with_capacity(c.members.len());
         for m in &c.members {
             let user = UserId::parse_hex(&m.user_id).ok_or(ClientError::Corrupt("member id"))?;

@@ -50,6 +50,10 @@ pub struct Refusal {
     pub envelope: Vec<u8>,
 }
 
+/// Refused envelopes kept as evidence, newest first (each at most the
+/// relay's envelope limit; older ones are dropped at upkeep).
+pub(crate) const MAX_REFUSALS: i64 = 10_000;
+
 /// A decrypted message ready to store: its row, content encoding and expiry.
 pub(crate) type Pending = (StoredRow, Zeroizing<Vec<u8>>, Option<u64>);
 
@@ -111,17 +115,15 @@ impl LocalStore {
     /// in one transaction: one durable commit for the batch (group commit),
     /// after which (and only after which) the batch may be acknowledged.
     pub(crate) async fn put_messages(&self, vault: &Vault, batch: &[Pending]) -> Result<(), ClientError> {
-        self.put_batch(vault, batch, &[], &[]).await
+        self.put_batch(vault, batch, &[]).await
     }
 
-    /// [`LocalStore::put_messages`] with refusals and the (conversation, seq)
-    /// of every delivery in the batch.
+    /// [`LocalStore::put_messages`] with the batch's refusals.
     pub(crate) async fn put_batch(
         &self,
         vault: &Vault,
         batch: &[Pending],
         refusals: &[Refusal],
-        delivered: &[([u8; 16], u64)],
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         for (row, plaintext, expires_at) in batch {
@@ -146,7 +148,7 @@ impl LocalStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let numbered = batch.iter().map(|(row, ..)| (row.conversation, row.seq)).chain(delivered.iter().copied());
+        let numbered = batch.iter().map(|(row, ..)| (row.conversation, row.seq));
         for (conversation, seq) in numbered.filter(|(_, seq)| *seq > 0) {
             sqlx::query("INSERT OR IGNORE INTO delivered (conversation, seq) VALUES (?1, ?2)")
                 .bind(conversation.to_vec())
@@ -157,7 +159,8 @@ impl LocalStore {
         for r in refusals {
             let name = format!("refused:{}", hex(&r.message_id));
             let evidence = serde_json::to_vec(r).map_err(|_| ClientError::Corrupt("refusal"))?;
-            sqlx::query("INSERT INTO refused (message_id, received_at, sealed) VALUES (?1, ?2, ?3)")
+            // Once per message id: a relay replaying it adds nothing.
+            sqlx::query("INSERT OR IGNORE INTO refused (message_id, received_at, sealed) VALUES (?1, ?2, ?3)")
                 .bind(r.message_id.to_vec())
                 .bind(i64::try_from(r.received_at).unwrap_or(i64::MAX))
                 .bind(vault.seal(&name, &evidence))
@@ -165,6 +168,16 @@ impl LocalStore {
                 .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps the newest [`MAX_REFUSALS`] refusals: evidence is bounded
+    /// however much garbage a relay sends.
+    pub(crate) async fn prune_refusals(&self) -> Result<(), ClientError> {
+        sqlx::query("DELETE FROM refused WHERE id <= (SELECT id FROM refused ORDER BY id DESC LIMIT 1 OFFSET ?1)")
+            .bind(MAX_REFUSALS)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

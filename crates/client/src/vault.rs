@@ -38,7 +38,11 @@ struct Header {
 fn write_header(path: &Path, h: &Header) -> Result<(), ClientError> {
     use std::io::Write as _;
     let json = serde_json::to_vec_pretty(h).map_err(|_| ClientError::Corrupt("profile header"))?;
-    let tmp = path.with_extension("json.tmp");
+    // A name of its own: an administration command and the owning process
+    // may both write the header (failed-unlock count, lockout).
+    let mut unique = [0u8; 8];
+    OsRng.fill_bytes(&mut unique);
+    let tmp = path.with_extension(format!("json.{}.tmp", crate::store::hex(&unique)));
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&json).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
