@@ -371,3 +371,30 @@ async fn a_device_that_only_watches_still_purges_expired_messages() {
     bob.watch(None, Some(secs(1)), |_| {}, |_| {}).await.unwrap();
     assert!(bob.messages(None).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_after_opening_keeps_the_one_time_key_for_the_retry() {
+    let dir = temp_dir("one-time");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    // Bob already trusts Alice's keys, so opening her message writes nothing.
+    bob.safety_number("alice").await.unwrap();
+    let conv = alice.direct_with("bob").await.unwrap();
+    // A first message: sealed to one of Bob's one-time pre-keys.
+    alice.send_text(conv, "first contact").await.unwrap();
+    {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", dir.join("bob/store.db").display());
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        // Opened (the one-time key used), then the store refuses the write.
+        assert!(matches!(bob.sync().await.unwrap_err(), ClientError::Store(_)));
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    }
+    // Before, the key was already forgotten: the retry could not open the
+    // message, refused it and acknowledged it — lost.
+    let r = bob.sync().await.unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.received[0].content, Content::Text("first contact".into()));
+}
