@@ -34,6 +34,8 @@ struct Faults {
     acks: AtomicBool,
     /// The network policy answers 503.
     policy: AtomicBool,
+    /// Pre-key uploads answer 503.
+    prekeys: AtomicBool,
     /// Conversations are all labelled a note to self.
     relabel_notes: AtomicBool,
     /// Messages (by sequence number) the relay loses: served to nobody,
@@ -71,6 +73,7 @@ async fn relay(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if keys_down
         || (path == "/v1/messages/ack" && f.acks.load(Ordering::SeqCst))
         || (path == "/v1/policy" && method == "GET" && f.policy.load(Ordering::SeqCst))
+        || (path == "/v1/keys/prekeys" && method == "PUT" && f.prekeys.load(Ordering::SeqCst))
     {
         return unavailable();
     }
@@ -284,6 +287,28 @@ async fn a_failed_enrolment_leaves_nothing_behind_and_the_retry_succeeds() {
     erin.send_text(conv, "made it").await.unwrap();
     let r = alice.sync().await.unwrap();
     assert_eq!(r.received.last().unwrap().content, Content::Text("made it".into()));
+
+    // The relay fails after the account is claimed (its device list is up,
+    // the pre-key upload fails): the profile is kept, marked unfinished,
+    // nothing else opens it, and the same enrol again finishes it.
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let target = dir.join("frank");
+    proxy.faults.prekeys.store(true, Ordering::SeqCst);
+    let err = Client::enrol(&target, "frank passphrase", &invite, "frank", PASSWORD).await.err().unwrap();
+    assert!(err.is_transient(), "{err}");
+    let err = Client::open(&target, "frank passphrase").await.err().unwrap();
+    assert!(matches!(err, ClientError::Usage(ref m) if m.contains("did not finish")), "{err}");
+    proxy.faults.prekeys.store(false, Ordering::SeqCst);
+    let err = Client::enrol(&target, "frank passphrase", &invite, "someone", PASSWORD).await.err().unwrap();
+    assert!(err.to_string().contains("unfinished enrolment of frank"), "{err}");
+    let mut frank = Client::enrol(&target, "frank passphrase", &invite, "frank", PASSWORD).await.unwrap();
+    let conv = frank.direct_with("alice").await.unwrap();
+    frank.send_text(conv, "finished").await.unwrap();
+    assert_eq!(alice.sync().await.unwrap().received.last().unwrap().content, Content::Text("finished".into()));
+    frank.close().await;
+    // A finished profile is not enrolled again.
+    let err = Client::enrol(&target, "frank passphrase", &invite, "frank", PASSWORD).await.err().unwrap();
+    assert!(matches!(err, ClientError::ProfileExists(_)), "{err}");
 
     // Re-running a used invite never takes over a working account.
     erin.close().await;

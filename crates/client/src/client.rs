@@ -97,6 +97,12 @@ impl Client {
         }
         let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
         let mut client = Self::open_unlocked(dir, passphrase).await?;
+        if client.state.enrolling {
+            client.close().await;
+            return Err(ClientError::Usage(
+                "this profile's enrolment did not finish: run the same `strongroom enrol` again to finish it".into(),
+            ));
+        }
         client.lock = Some(lock);
         Ok(client)
     }

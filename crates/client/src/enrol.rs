@@ -65,10 +65,13 @@ impl Client {
     /// this first device's keys. The network key is pinned only if its
     /// fingerprint matches the one the invite carries.
     ///
-    /// All or nothing: the profile exists once `profile.json` is written,
-    /// last; a failure leaves nothing that blocks a retry. If the relay
-    /// registered the account before the failure, a retry with the same
-    /// invite and password finishes that enrolment.
+    /// All or nothing: a failure before the account is claimed (its device
+    /// list published) leaves nothing that blocks a retry; if the relay had
+    /// registered the account, a retry with the same invite and password
+    /// finishes it. From the claim on, the profile is kept, marked
+    /// unfinished (the relay binds the account to its identity key): the
+    /// same `enrol` again, with the same passphrase, finishes it, and
+    /// nothing else opens it meanwhile.
     pub async fn enrol(
         dir: &Path,
         passphrase: &str,
@@ -78,7 +81,7 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let invite = Invite::parse(invite).map_err(ClientError::Invite)?;
         if dir.join("profile.json").exists() {
-            return Err(ClientError::ProfileExists(dir.display().to_string()));
+            return Self::resume_enrolment(dir, passphrase, username).await;
         }
         if passphrase.chars().count() < 8 {
             return Err(ClientError::Usage("the profile passphrase must be at least 8 characters".into()));
@@ -138,6 +141,7 @@ impl Client {
                 one_time_used: Default::default(),
                 lists_seen: Default::default(),
                 verified: Default::default(),
+                enrolling: false,
             })
         }
         .await;
@@ -151,22 +155,66 @@ impl Client {
         };
         let mut client =
             Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) };
-        // The policy is checked before the account is claimed with a device list.
-        let finished = async {
+        // The policy is checked before the account is claimed with a device
+        // list; the keys are on disk (marked unfinished) before the claim.
+        let checked = async {
             client.policy().await?;
-            client.publish_device_list().await?;
-            client.add_prekeys(true, ONE_TIME_BATCH).await?;
+            client.state.enrolling = true;
             client.save().await
         }
         .await;
-        match finished.and_then(|()| header.commit(dir)) {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.store.close().await;
-                remove_store_files(dir);
-                Err(e)
-            }
+        if let Err(e) = checked.and_then(|()| header.commit(dir)) {
+            client.store.close().await;
+            remove_store_files(dir);
+            return Err(e);
         }
+        client.finish_enrolment().await?;
+        Ok(client)
+    }
+
+    /// `enrol` on a profile that exists: finishes an unfinished enrolment.
+    async fn resume_enrolment(dir: &Path, passphrase: &str, username: &str) -> Result<Self, ClientError> {
+        let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        let mut client = Self::open_unlocked(dir, passphrase).await?;
+        client.lock = Some(lock);
+        if !client.state.enrolling {
+            return Err(ClientError::ProfileExists(dir.display().to_string()));
+        }
+        if client.state.username != username {
+            return Err(ClientError::Usage(format!(
+                "this profile holds the unfinished enrolment of {}; run enrol again with that username, or use another --profile directory",
+                client.state.username
+            )));
+        }
+        client.finish_enrolment().await?;
+        Ok(client)
+    }
+
+    /// Claims the account with this device's list (unless an earlier try
+    /// did), publishes its pre-keys, and marks the profile finished.
+    async fn finish_enrolment(&mut self) -> Result<(), ClientError> {
+        let me = self.user_id();
+        match self.api.get::<UserKeys>(&format!("/v1/keys/{me}")).await {
+            Err(ClientError::Refused { status: 404, .. }) => self.publish_device_list().await?,
+            Ok(keys) => {
+                let list = DeviceList::decode(&keys.device_list.0)
+                    .map_err(|e| ClientError::Trust(format!("your device list from the relay: {e}")))?;
+                let ours = self.identity()?.verifying_key();
+                if list.identity_key != ours || !list.devices.iter().any(|d| d.device_id == self.device_id()) {
+                    return Err(ClientError::Usage(format!(
+                        "the account {} already has another device: ask an administrator to reset its devices for a new invite",
+                        self.state.username
+                    )));
+                }
+                // Published by the try that failed; verified like any list.
+                self.device_list(me).await?;
+                self.state.device_list_version = list.version;
+            }
+            Err(e) => return Err(e),
+        }
+        self.add_prekeys(true, ONE_TIME_BATCH).await?;
+        self.state.enrolling = false;
+        self.save().await
     }
 
     pub(crate) fn from_parts(

@@ -228,6 +228,7 @@ impl PendingLink {
             one_time_used: Default::default(),
             lists_seen: Default::default(),
             verified: Default::default(),
+            enrolling: false,
         };
         let mut api = Api::new(&state.server_url, Some(self.token));
         api.set_token(state.token.expose().to_owned());

@@ -121,6 +121,11 @@ pub(crate) struct ProfileState {
     /// numbers (user hex → key hex); stale once the pinned key differs.
     #[serde(default)]
     pub verified: BTreeMap<String, String>,
+    /// Enrolment has not finished: the keys are kept (the relay binds the
+    /// account to this identity once its device list is published) so that
+    /// running `enrol` again finishes it; nothing else opens the profile.
+    #[serde(default)]
+    pub enrolling: bool,
 }
 
 impl Drop for ProfileState {
