@@ -25,7 +25,6 @@ impl Client {
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         let mut lists = HashMap::new();
-        let mut touched: std::collections::BTreeSet<ConversationId> = Default::default();
         let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut drained = false;
         loop {
@@ -62,7 +61,6 @@ impl Client {
                 }
                 let reason = match self.open_delivery(d, &mut lists).await {
                     Ok((m, row, plain, expires, one_time)) if in_batch.insert(m.message_id) => {
-                        touched.insert(m.conversation);
                         one_time_used.extend(one_time);
                         opened.push((row, plain, expires));
                         report.received.push(m);
@@ -108,7 +106,8 @@ impl Client {
         }
         if drained {
             // Nothing more is queued: a number still missing will not come.
-            for conversation in touched {
+            // Every conversation with news, received here or while watching.
+            for conversation in self.store.conversations_to_check().await?.into_iter().map(ConversationId::from_bytes) {
                 let (mark, seen) = self.store.unchecked(conversation.as_bytes()).await?;
                 let (checked_to, gaps) = crate::rules::sequence::check(mark, &seen);
                 for g in gaps {

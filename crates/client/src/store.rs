@@ -212,6 +212,18 @@ impl LocalStore {
         Ok((mark, seqs))
     }
 
+    /// Conversations with numbers delivered beyond their checked mark
+    /// (received by sync or watch since the last check).
+    pub(crate) async fn conversations_to_check(&self) -> Result<Vec<[u8; 16]>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT d.conversation FROM delivered d LEFT JOIN marks m ON m.conversation = d.conversation \
+             WHERE d.seq > COALESCE(m.checked_to, 0)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| id16(r.get(0))).collect()
+    }
+
     /// Records how far a conversation's numbering was checked.
     pub(crate) async fn set_checked(&self, conversation: &[u8; 16], to: u64) -> Result<(), ClientError> {
         sqlx::query(
