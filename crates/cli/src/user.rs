@@ -777,10 +777,17 @@ pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
             use std::io::Write;
             let _ = std::io::stdout().flush();
             let client = pending.wait(std::time::Duration::from_secs(timeout)).await.context("linking failed")?;
+            let fingerprint = client.network_fingerprint()?;
             if p.json {
-                println!("{}", serde_json::json!({"device_id": client.device_id().to_string(), "linked": true}));
+                println!(
+                    "{}",
+                    serde_json::json!({"device_id": client.device_id().to_string(), "linked": true, "network_fingerprint": fingerprint})
+                );
             } else {
                 println!("This device ({}) is now linked to {}", client.device_id(), client.username());
+                println!(
+                    "Network fingerprint pinned: {fingerprint} (it must match the one your administrator gave you)"
+                );
             }
             client.close().await;
         }

@@ -385,11 +385,27 @@ fn a_second_device_is_linked_by_approval_and_gets_everything() {
     let code = first["link_code"].as_str().unwrap().to_owned();
 
     // A wrong code approves nothing.
-    let wrong = cli(&alice, &["link", "approve", "0000-0000-0000-0000-0000"]);
+    let wrong = cli(&alice, &["link", "approve", "0000-0000-0000-0000-0000-0000-0000-0000"]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("shows that code"));
+    // The right secret with one digit of the check changed binds no keys either.
+    let mut tampered = code.clone();
+    let last = if tampered.ends_with('0') { "1" } else { "0" };
+    tampered.replace_range(tampered.len() - 1.., last);
+    assert!(String::from_utf8_lossy(&cli(&alice, &["link", "approve", &tampered]).stderr).contains("shows that code"));
+    let short = cli(&alice, &["link", "approve", "0000-0000-0000-0000-0000"]);
+    assert!(String::from_utf8_lossy(&short.stderr).contains("32 hex digits"));
     ok_json(cli(&alice, &["link", "approve", "--json", &code]));
     let done: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    // The new device shows the network key it pinned, to compare.
+    let admin_view = Command::new(bin())
+        .args(["admin", "network", "fingerprint", "--key-file"])
+        .arg(dir.join("acme.key"))
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
+        .output()
+        .unwrap();
+    let pinned = done["network_fingerprint"].as_str().unwrap();
+    assert!(pinned.len() > 40 && String::from_utf8_lossy(&admin_view.stdout).contains(pinned), "{pinned}");
     assert_eq!(done["linked"], true);
     assert!(new_device.wait().unwrap().success());
 

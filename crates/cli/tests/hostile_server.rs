@@ -54,6 +54,24 @@ struct Proxy {
     old_policy: Mutex<Option<Vec<u8>>>,
 }
 
+/// Sends a request on to the real relay with its credentials.
+async fn pass_on(
+    http: &reqwest::Client,
+    upstream: &str,
+    method: &axum::http::Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> reqwest::Response {
+    let mut up = http.request(method.as_str().parse().unwrap(), format!("{upstream}{path}")).body(body.to_vec());
+    for name in ["authorization", "content-type"] {
+        if let Some(v) = headers.get(name) {
+            up = up.header(name, v.to_str().unwrap());
+        }
+    }
+    up.send().await.unwrap()
+}
+
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
@@ -72,13 +90,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             .body(Body::from(r#"{"error":"unavailable","message":"the key directory is down"}"#))
             .unwrap();
     }
-    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
-    for name in ["authorization", "content-type"] {
-        if let Some(v) = headers.get(name) {
-            up = up.header(name, v.to_str().unwrap());
-        }
-    }
-    let r = up.send().await.unwrap();
+    let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
     let status = r.status().as_u16();
     let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
     let mut bytes = r.bytes().await.unwrap().to_vec();
@@ -407,4 +419,120 @@ fn run_cli(args: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What the forging relay learned from the new device's requests.
+#[derive(Default)]
+struct LinkSeen {
+    network: Option<String>,
+    device: Option<String>,
+    user: Option<String>,
+    link_key: Option<Vec<u8>>,
+}
+
+struct Forger {
+    upstream: String,
+    http: reqwest::Client,
+    seen: Mutex<LinkSeen>,
+}
+
+/// Forwards everything, and answers the new device's "link result" itself
+/// with a transfer of the relay's own identity key and network key.
+async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    if path == "/v1/devices/link/result" {
+        let seen = p.seen.lock().unwrap();
+        let (Some(network), Some(user), Some(device), Some(link_key)) =
+            (&seen.network, &seen.user, &seen.device, &seen.link_key)
+        else {
+            return Response::builder().status(404).body(Body::empty()).unwrap();
+        };
+        use strongroom_crypto::ids::{NetworkId, UserId};
+        use strongroom_crypto::link::{seal_identity, LinkCode, LinkTarget};
+        let target = LinkTarget {
+            network_id: NetworkId::parse_hex(network).unwrap(),
+            user_id: UserId::parse_hex(user).unwrap(),
+            device_id: DeviceId::parse_hex(device).unwrap(),
+        };
+        let link_key =
+            strongroom_crypto::keys::AgreementPublic::from_bytes(link_key.as_slice().try_into().unwrap()).unwrap();
+        let rogue_identity = SigningKey::generate(&mut rand_core::OsRng);
+        let rogue_network = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
+        // Every input is known to the relay except the code's secret: it guesses one.
+        let any_signing = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
+        let guess = LinkCode::generate(&target, &any_signing, &link_key, &mut rand_core::OsRng);
+        let sealed = seal_identity(
+            rogue_identity.expose_seed(),
+            &rogue_network,
+            &target,
+            &link_key,
+            &guess,
+            &mut rand_core::OsRng,
+        )
+        .unwrap();
+        let approval = strongroom_wire::LinkApproval { device_id: device.clone(), sealed_identity: B64(sealed) };
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&approval).unwrap()))
+            .unwrap();
+    }
+    if path == "/v1/login" {
+        let login: strongroom_wire::Login = serde_json::from_slice(&body).unwrap();
+        let mut seen = p.seen.lock().unwrap();
+        seen.network = Some(login.network_id);
+        seen.device = Some(login.device_id);
+    }
+    if path == "/v1/devices/link" && method == "POST" {
+        let r: strongroom_wire::LinkRequest = serde_json::from_slice(&body).unwrap();
+        p.seen.lock().unwrap().link_key = Some(r.link_key.0);
+    }
+    let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap().to_vec();
+    if path == "/v1/login" && status == 200 {
+        let session: strongroom_wire::Session = serde_json::from_slice(&bytes).unwrap();
+        p.seen.lock().unwrap().user = Some(session.user_id);
+    }
+    Response::builder().status(status).header("content-type", "application/json").body(Body::from(bytes)).unwrap()
+}
+
+/// PROTOCOL §8: the relay knows the new device's network, account, device id
+/// and link key, so before the link code carried a secret it could seal its
+/// own identity key and network key to the new device, which accepted them
+/// (and then a policy signed by that network key naming the relay's
+/// "retention device"). Now the transfer is keyed by the code's secret,
+/// which never reaches the relay: the forgery is refused, and nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_link_transfer_is_refused() {
+    let dir = temp_dir("forged-link");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let forger =
+        Arc::new(Forger { upstream: server.url.clone(), http: reqwest::Client::new(), seen: Default::default() });
+    let app = axum::Router::new().fallback(forge_link).with_state(forger);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (alice, _bob) = two_clients(&dir, &server).await;
+
+    let new_device = dir.join("alice-phone");
+    let pending = strongroom_client::Client::link_begin(
+        &new_device,
+        "phone passphrase",
+        &proxy_url,
+        alice.network_id(),
+        "alice",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let err = pending.wait(std::time::Duration::from_secs(10)).await.err().unwrap();
+    assert!(
+        matches!(err, ClientError::Trust(ref m) if m.contains("link refused") && m.contains("not made by a device that saw this link code")),
+        "{err}"
+    );
+    assert!(!new_device.join("profile.json").exists(), "nothing of the forged transfer is kept");
 }

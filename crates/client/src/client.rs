@@ -152,6 +152,11 @@ impl Client {
         UserId::parse_hex(&self.state.user_id).unwrap_or(UserId::from_bytes([0; 16]))
     }
 
+    /// The fingerprint of the network key this profile pinned (compare it
+    /// with the one your administrator publishes).
+    pub fn network_fingerprint(&self) -> Result<String, ClientError> {
+        Ok(strongroom_crypto::certs::NetworkFingerprint::of(&self.network_key()?).to_string())
+    }
     /// This user's name.
     pub fn username(&self) -> &str {
         &self.state.username

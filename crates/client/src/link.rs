@@ -34,7 +34,12 @@ pub struct PendingLink {
     token: String,
     device_key: SigningKey,
     link: AgreementSecret,
+    /// Shown to the person; its secret never goes to the relay.
+    code: LinkCode,
 }
+
+/// Pending link requests an approving device checks against a code.
+const MAX_PENDING_LINKS: usize = 16;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -73,6 +78,8 @@ impl Client {
         };
         api.post_empty("/v1/devices/link", &req).await?;
         let user = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+        let target = LinkTarget { network_id: network, user_id: user, device_id: device };
+        let code = LinkCode::generate(&target, &device_key.verifying_key(), &link.public(), &mut OsRng);
         Ok(PendingLink {
             dir: dir.to_owned(),
             vault,
@@ -88,6 +95,7 @@ impl Client {
             token: session.token,
             device_key,
             link,
+            code,
         })
     }
 
@@ -95,8 +103,17 @@ impl Client {
     /// it and hands it the identity key, sealed to its link key.
     pub async fn approve_link(&mut self, code: &str) -> Result<DeviceId, ClientError> {
         let wanted = LinkCode::parse(code)
-            .ok_or_else(|| ClientError::Usage("a link code is 20 hex digits, as the new device shows it".into()))?;
+            .ok_or_else(|| ClientError::Usage("a link code is 32 hex digits, as the new device shows it".into()))?;
         let pending: Vec<LinkRequest> = self.api().get("/v1/devices/link").await?;
+        // Each request is one guess at the code's 48-bit check: a relay
+        // flooding requests gets no more than a few.
+        if pending.len() > MAX_PENDING_LINKS {
+            return Err(ClientError::Trust(format!(
+                "the relay lists {} devices waiting to be linked to your account (at most {MAX_PENDING_LINKS} are checked): \
+                 approve nothing and tell your administrator",
+                pending.len()
+            )));
+        }
         let found = pending.iter().find_map(|r| {
             let device = DeviceId::parse_hex(&r.device_id)?;
             let signing =
@@ -104,7 +121,7 @@ impl Client {
             let link =
                 strongroom_crypto::keys::AgreementPublic::from_bytes(r.link_key.0.as_slice().try_into().ok()?).ok()?;
             let target = LinkTarget { network_id: self.network_id(), user_id: self.user_id(), device_id: device };
-            LinkCode::of(&target, &signing, &link).matches(&wanted).then_some((target, signing, link))
+            wanted.binds(&target, &signing, &link).then_some((target, signing, link))
         });
         let (target, signing, link) = found.ok_or_else(|| {
             ClientError::Usage("no device waiting to be linked shows that code; check it and try again".into())
@@ -125,8 +142,9 @@ impl Client {
             .map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
         self.set_device_list_version(version).await?;
-        let sealed = seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &target, &link, &mut OsRng)
-            .map_err(|e| ClientError::Trust(e.to_string()))?;
+        let sealed =
+            seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &target, &link, &wanted, &mut OsRng)
+                .map_err(|e| ClientError::Trust(e.to_string()))?;
         self.api()
             .post_empty(
                 "/v1/devices/link/approve",
@@ -165,9 +183,11 @@ impl PendingLink {
         LinkTarget { network_id: self.network, user_id: self.user, device_id: self.device }
     }
 
-    /// The code to compare on the approving device.
+    /// The code the person carries to the approving device (typed or
+    /// scanned). It holds the secret that authenticates the transfer back:
+    /// show it only on this device's screen.
     pub fn code(&self) -> LinkCode {
-        LinkCode::of(&self.target(), &self.device_key.verifying_key(), &self.link.public())
+        self.code.clone()
     }
 
     /// Waits for approval (polling), then takes the identity key, checks the
@@ -186,7 +206,7 @@ impl PendingLink {
                 Err(e) => return Err(e),
             }
         };
-        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.target(), &self.link)
+        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.target(), &self.link, &self.code)
             .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
         let identity = SigningKey::from_seed(seed).map_err(|_| ClientError::Corrupt("identity key"))?;
         let keys: strongroom_wire::UserKeys = self.api.get(&format!("/v1/keys/{}", self.user)).await?;

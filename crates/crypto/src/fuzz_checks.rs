@@ -64,13 +64,18 @@ pub fn attachment_stream(data: &[u8]) {
 pub fn link(data: &[u8]) {
     use crate::ids::{DeviceId, NetworkId, UserId};
     use crate::keys::AgreementSecret;
-    use crate::link::{open_identity, LinkTarget};
+    use crate::link::{open_identity, LinkCode, LinkTarget};
     let target = LinkTarget {
         network_id: NetworkId::from_bytes([1; 16]),
         user_id: UserId::from_bytes([2; 16]),
         device_id: DeviceId::from_bytes([3; 16]),
     };
-    if let Ok(secret) = AgreementSecret::from_bytes(SecretBytes::new([0x22; 32])) {
-        let _ = open_identity(data, &target, &secret);
+    let keys = (
+        AgreementSecret::from_bytes(SecretBytes::new([0x22; 32])),
+        crate::keys::SigningKey::from_seed(SecretBytes::new([0x44; 32])),
+    );
+    if let (Ok(secret), Ok(signing)) = keys {
+        let code = LinkCode::with_secret([0x33; 10], &target, &signing.verifying_key(), &secret.public());
+        let _ = open_identity(data, &target, &secret, &code);
     }
 }

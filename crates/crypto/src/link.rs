@@ -1,22 +1,33 @@
 //! Linking a new device by approval from an existing one.
 //!
-//! The new device makes its signing key and an ephemeral X25519 link key and
-//! shows a link code: the first 10 bytes of
-//! `SHA-256("strongroom/v2/link-code" | 0x00 | network | user | device |
-//! signing key | link key)`
-//! as 20 hex digits. The approving device accepts only the pending request
-//! whose code matches what the person reads off the new device — so a server
-//! cannot substitute its own keys — signs a device list that includes it, and
-//! seals the identity key — with the network key it pinned, which the new
-//! device has no invite to learn from — to the link key:
+//! The new device makes its signing key, an ephemeral X25519 link key and a
+//! 10-byte random **link secret**, and shows a link code (or QR) that carries
+//! the secret and a check binding it to the device's keys:
+//!
+//! ```text
+//! check = first 6 bytes of SHA-256("strongroom/v2/link-code" | 0x00 | secret
+//!                                  | network | user | device | signing key | link key)
+//! code  = secret (10) | check (6), shown as 32 hex digits
+//! ```
+//!
+//! The secret never goes to the relay. The approving device accepts only the
+//! pending request whose keys give the check in the code the person typed or
+//! scanned (so a relay cannot substitute keys), signs a device list that
+//! includes it, and seals the identity key with the network key it pinned
+//! to the link key, under a key derived with the secret as HKDF salt:
 //!
 //! ```text
 //! e ← fresh X25519;  shared = X25519(e, link key)
-//! key = HKDF-SHA256(salt = "", IKM = shared,
+//! key = HKDF-SHA256(salt = secret, IKM = shared,
 //!                   info = "strongroom/v2/link-identity" | 0x00 | network | user | device | link key | E)
 //! sealed = E (32) | AES-256-GCM(key, nonce = 0^12, aad = network | user | device,
 //!                               identity seed (32) | network public key (32))   (112 bytes)
 //! ```
+//!
+//! Every input but the secret is public to the relay, so without it the
+//! relay could seal its own identity and network key to the link key and the
+//! new device would accept them. With it, only a device holding what the
+//! person saw can make a transfer the new device opens.
 
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
@@ -52,43 +63,87 @@ impl LinkTarget {
     }
 }
 
-/// The code a new device shows for approval.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct LinkCode([u8; 10]);
+/// Length of the link secret in a code.
+pub const LINK_SECRET_LEN: usize = 10;
+const CHECK_LEN: usize = 6;
+
+/// The code a new device shows for approval: its link secret and a check
+/// binding the secret to the device's keys. Wiped on drop; never printed by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkCode {
+    secret: zeroize::Zeroizing<[u8; LINK_SECRET_LEN]>,
+    check: [u8; CHECK_LEN],
+}
+
+fn check_of(
+    secret: &[u8; LINK_SECRET_LEN],
+    target: &LinkTarget,
+    signing_key: &VerifyingKey,
+    link_key: &AgreementPublic,
+) -> [u8; CHECK_LEN] {
+    let h = sha256(&[label::LINK_CODE, &[0], secret, &target.bytes(), signing_key.as_bytes(), link_key.as_bytes()]);
+    let mut c = [0u8; CHECK_LEN];
+    c.copy_from_slice(h.get(..CHECK_LEN).unwrap_or(&[0u8; CHECK_LEN]));
+    c
+}
 
 impl LinkCode {
-    /// The code for a device's keys.
-    pub fn of(target: &LinkTarget, signing_key: &VerifyingKey, link_key: &AgreementPublic) -> Self {
-        let h = sha256(&[label::LINK_CODE, &[0], &target.bytes(), signing_key.as_bytes(), link_key.as_bytes()]);
-        let mut c = [0u8; 10];
-        c.copy_from_slice(h.get(..10).unwrap_or(&[0u8; 10]));
-        Self(c)
+    /// A new device's code, with a fresh secret.
+    pub fn generate(
+        target: &LinkTarget,
+        signing_key: &VerifyingKey,
+        link_key: &AgreementPublic,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Self {
+        let mut secret = [0u8; LINK_SECRET_LEN];
+        rng.fill_bytes(&mut secret);
+        Self::with_secret(secret, target, signing_key, link_key)
     }
 
-    /// Parses the shown form (hex digits; spaces and dashes ignored).
+    /// The code for a given secret (test vectors; use [`LinkCode::generate`]).
+    pub fn with_secret(
+        secret: [u8; LINK_SECRET_LEN],
+        target: &LinkTarget,
+        signing_key: &VerifyingKey,
+        link_key: &AgreementPublic,
+    ) -> Self {
+        let check = check_of(&secret, target, signing_key, link_key);
+        Self { secret: zeroize::Zeroizing::new(secret), check }
+    }
+
+    /// Parses the shown form: 32 hex digits (other characters ignored).
     pub fn parse(s: &str) -> Option<Self> {
-        let compact: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        crate::hex::decode_array(&compact).map(Self)
+        let compact: zeroize::Zeroizing<String> =
+            zeroize::Zeroizing::new(s.chars().filter(|c| c.is_ascii_hexdigit()).collect());
+        let all: [u8; LINK_SECRET_LEN + CHECK_LEN] = crate::hex::decode_array(&compact)?;
+        let (secret, check) = all.split_at(LINK_SECRET_LEN);
+        Some(Self { secret: zeroize::Zeroizing::new(secret.try_into().ok()?), check: check.try_into().ok()? })
     }
 
-    /// Whether `other` is this code (constant time).
-    pub fn matches(&self, other: &LinkCode) -> bool {
-        bool::from(self.0.ct_eq(&other.0))
+    /// Whether this code was made for exactly these keys (constant time).
+    pub fn binds(&self, target: &LinkTarget, signing_key: &VerifyingKey, link_key: &AgreementPublic) -> bool {
+        bool::from(check_of(&self.secret, target, signing_key, link_key).ct_eq(&self.check))
     }
 }
 
 impl std::fmt::Display for LinkCode {
-    /// Five groups of four hex digits.
+    /// Eight groups of four hex digits (it is meant to be shown: the person
+    /// carries it to the approving device).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hex = crate::hex::encode(&self.0);
-        let groups: Vec<&str> = (0..5).filter_map(|i| hex.get(i * 4..i * 4 + 4)).collect();
+        let mut all = zeroize::Zeroizing::new([0u8; LINK_SECRET_LEN + CHECK_LEN]);
+        let (a, b) = all.split_at_mut(LINK_SECRET_LEN);
+        a.copy_from_slice(self.secret.as_ref());
+        b.copy_from_slice(&self.check);
+        let hex = zeroize::Zeroizing::new(crate::hex::encode(all.as_ref()));
+        let groups: Vec<&str> = (0..8).filter_map(|i| hex.get(i * 4..i * 4 + 4)).collect();
         f.write_str(&groups.join("-"))
     }
 }
 
 impl std::fmt::Debug for LinkCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LinkCode({self})")
+        f.write_str("LinkCode(redacted)")
     }
 }
 
@@ -102,8 +157,9 @@ pub enum LinkError {
     /// Bad ephemeral key.
     #[error("{0}")]
     Key(#[from] KeyError),
-    /// Does not authenticate for this device and link key.
-    #[error("the sealed identity key does not authenticate (wrong device or altered)")]
+    /// Does not authenticate for this device, link key and link secret:
+    /// altered, or made by someone who never saw the code.
+    #[error("the sealed identity key does not authenticate (wrong device, altered, or not made by a device that saw this link code)")]
     Open,
     /// Backend failure.
     #[error("cryptographic backend failure")]
@@ -112,12 +168,13 @@ pub enum LinkError {
 
 fn derive(
     shared: &SecretBytes<32>,
+    code: &LinkCode,
     target: &LinkTarget,
     link_key: &AgreementPublic,
     eph: &AgreementPublic,
 ) -> Result<SecretBytes<32>, LinkError> {
     primitives::hkdf_sha256_key(
-        &[],
+        code.secret.as_ref(),
         shared.expose(),
         &[label::LINK, &[0], &target.bytes(), link_key.as_bytes(), eph.as_bytes()],
     )
@@ -125,15 +182,16 @@ fn derive(
 }
 
 /// Seals the identity key's seed and the pinned network key to a new
-/// device's link key.
+/// device's link key, under the secret of the code the person carried over.
 pub fn seal_identity(
     identity_seed: &SecretBytes<32>,
     network_key: &VerifyingKey,
     target: &LinkTarget,
     link_key: &AgreementPublic,
+    code: &LinkCode,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<u8>, LinkError> {
-    seal_identity_with(identity_seed, network_key, target, link_key, SecretBytes::random(rng))
+    seal_identity_with(identity_seed, network_key, target, link_key, code, SecretBytes::random(rng))
 }
 
 /// [`seal_identity`] with a given ephemeral private key (test vectors; never
@@ -143,11 +201,12 @@ pub fn seal_identity_with(
     network_key: &VerifyingKey,
     target: &LinkTarget,
     link_key: &AgreementPublic,
+    code: &LinkCode,
     ephemeral: SecretBytes<32>,
 ) -> Result<Vec<u8>, LinkError> {
     let e = AgreementSecret::from_bytes(ephemeral)?;
     let shared = e.diffie_hellman(link_key)?;
-    let key = derive(&shared, target, link_key, &e.public())?;
+    let key = derive(&shared, code, target, link_key, &e.public())?;
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
     let (seed_part, network_part) = buf.split_at_mut(32);
     seed_part.copy_from_slice(identity_seed.expose());
@@ -161,11 +220,13 @@ pub fn seal_identity_with(
     Ok(out)
 }
 
-/// Opens a sealed identity seed and network key with the new device's link secret.
+/// Opens a sealed identity seed and network key with the new device's link
+/// key and the code it showed.
 pub fn open_identity(
     sealed: &[u8],
     target: &LinkTarget,
     link_secret: &AgreementSecret,
+    code: &LinkCode,
 ) -> Result<(SecretBytes<32>, VerifyingKey), LinkError> {
     if sealed.len() != SEALED_IDENTITY_LEN {
         return Err(LinkError::Length);
@@ -174,7 +235,7 @@ pub fn open_identity(
     let (ct, tag) = rest.split_at(64);
     let eph = AgreementPublic::from_bytes(eph.try_into().map_err(|_| LinkError::Length)?)?;
     let shared = link_secret.diffie_hellman(&eph)?;
-    let key = derive(&shared, target, &link_secret.public(), &eph)?;
+    let key = derive(&shared, code, target, &link_secret.public(), &eph)?;
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
     buf.copy_from_slice(ct);
     let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| LinkError::Length)?;
@@ -194,8 +255,8 @@ mod tests {
     use crate::keys::SigningKey;
     use rand_core::OsRng;
 
-    #[test]
-    fn code_binds_keys_and_identity_transfer_round_trips() {
+    /// A new device: its target, signing key, link key and code.
+    fn new_device() -> (LinkTarget, VerifyingKey, AgreementSecret, LinkCode) {
         let device = LinkTarget {
             network_id: NetworkId::random(&mut OsRng),
             user_id: UserId::random(&mut OsRng),
@@ -203,28 +264,51 @@ mod tests {
         };
         let signing = SigningKey::generate(&mut OsRng).verifying_key();
         let link = AgreementSecret::generate(&mut OsRng);
-        let code = LinkCode::of(&device, &signing, &link.public());
-        assert_eq!(LinkCode::parse(&code.to_string()), Some(code));
-        assert_eq!(code.to_string().len(), 24);
+        let code = LinkCode::generate(&device, &signing, &link.public(), &mut OsRng);
+        (device, signing, link, code)
+    }
+
+    #[test]
+    fn code_binds_keys_and_identity_transfer_round_trips() {
+        let (device, signing, link, code) = new_device();
+        let shown = code.to_string();
+        assert_eq!(shown.len(), 39, "eight groups of four hex digits");
+        assert_eq!(LinkCode::parse(&shown), Some(code.clone()));
+        assert_eq!(LinkCode::parse(&shown.to_uppercase().replace('-', " ")), Some(code.clone()));
+        assert!(LinkCode::parse(&shown[..30]).is_none());
+        assert!(!format!("{code:?}").contains(&shown[..4]), "Debug never shows the secret");
+        assert!(code.binds(&device, &signing, &link.public()));
         let other = AgreementSecret::generate(&mut OsRng);
-        assert!(
-            !code.matches(&LinkCode::of(&device, &signing, &other.public())),
-            "a substituted link key changes the code"
-        );
+        assert!(!code.binds(&device, &signing, &other.public()), "a substituted link key fails the check");
+        let other_signing = SigningKey::generate(&mut OsRng).verifying_key();
+        assert!(!code.binds(&device, &other_signing, &link.public()), "a substituted signing key fails the check");
 
         let seed = SecretBytes::new([7u8; 32]);
         let network = SigningKey::generate(&mut OsRng).verifying_key();
-        let sealed = seal_identity(&seed, &network, &device, &link.public(), &mut OsRng).unwrap();
+        let sealed = seal_identity(&seed, &network, &device, &link.public(), &code, &mut OsRng).unwrap();
         assert_eq!(sealed.len(), SEALED_IDENTITY_LEN);
-        assert_eq!(open_identity(&sealed, &device, &link).unwrap(), (seed, network));
-        assert_eq!(open_identity(&sealed, &device, &other).unwrap_err(), LinkError::Open);
+        assert_eq!(open_identity(&sealed, &device, &link, &code).unwrap(), (seed, network));
+        assert_eq!(open_identity(&sealed, &device, &other, &code).unwrap_err(), LinkError::Open);
         let elsewhere = LinkTarget { network_id: NetworkId::random(&mut OsRng), ..device };
-        assert_eq!(open_identity(&sealed, &elsewhere, &link).unwrap_err(), LinkError::Open);
+        assert_eq!(open_identity(&sealed, &elsewhere, &link, &code).unwrap_err(), LinkError::Open);
         let other_user = LinkTarget { user_id: UserId::random(&mut OsRng), ..device };
-        assert_eq!(open_identity(&sealed, &other_user, &link).unwrap_err(), LinkError::Open);
+        assert_eq!(open_identity(&sealed, &other_user, &link, &code).unwrap_err(), LinkError::Open);
         let mut bad = sealed.clone();
         bad[40] ^= 1;
-        assert_eq!(open_identity(&bad, &device, &link).unwrap_err(), LinkError::Open);
-        assert_eq!(open_identity(&sealed[..10], &device, &link).unwrap_err(), LinkError::Length);
+        assert_eq!(open_identity(&bad, &device, &link, &code).unwrap_err(), LinkError::Open);
+        assert_eq!(open_identity(&sealed[..10], &device, &link, &code).unwrap_err(), LinkError::Length);
+    }
+
+    /// The relay knows every input of the transfer but the secret: a
+    /// transfer it seals (its own identity and network key, to the link
+    /// key it saw) does not open on the new device.
+    #[test]
+    fn a_transfer_sealed_without_the_secret_is_refused() {
+        let (device, signing, link, code) = new_device();
+        let rogue_seed = SecretBytes::new([9u8; 32]);
+        let rogue_network = SigningKey::generate(&mut OsRng).verifying_key();
+        let guessed = LinkCode::generate(&device, &signing, &link.public(), &mut OsRng);
+        let forged = seal_identity(&rogue_seed, &rogue_network, &device, &link.public(), &guessed, &mut OsRng).unwrap();
+        assert_eq!(open_identity(&forged, &device, &link, &code).unwrap_err(), LinkError::Open);
     }
 }

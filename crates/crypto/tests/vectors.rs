@@ -383,22 +383,28 @@ fn link_target(i: &Value) -> LinkTarget {
     }
 }
 
+fn link_code(i: &Value) -> LinkCode {
+    let device_key = signing(i, "device_seed").verifying_key();
+    LinkCode::with_secret(arr(i, "link_secret"), &link_target(i), &device_key, &agreement(i, "link_private").public())
+}
+
 fn link_outputs(i: &Value) -> Value {
     let target = link_target(i);
     let device_key = signing(i, "device_seed").verifying_key();
     let link = agreement(i, "link_private");
     let network_key = signing(i, "network_seed").verifying_key();
     let identity_seed = SecretBytes::new(arr(i, "identity_seed"));
-    let code = LinkCode::of(&target, &device_key, &link.public());
+    let code = link_code(i);
     let sealed = seal_identity_with(
         &identity_seed,
         &network_key,
         &target,
         &link.public(),
+        &code,
         SecretBytes::new(arr(i, "ephemeral_private")),
     )
     .unwrap();
-    assert_eq!(open_identity(&sealed, &target, &link).unwrap(), (identity_seed, network_key));
+    assert_eq!(open_identity(&sealed, &target, &link, &code).unwrap(), (identity_seed, network_key));
     json!({
         "device_public": h(device_key.as_bytes()),
         "link_public": h(link.public().as_bytes()),
@@ -580,7 +586,8 @@ fn run_case(c: &Value, ctx: &Context) -> String {
         }
         "link" => {
             let i = get(&ctx.link, "inputs");
-            error_name(&open_identity(&input, &link_target(i), &agreement(i, "link_private")).expect_err(&name))
+            let (target, key, code) = (link_target(i), agreement(i, "link_private"), link_code(i));
+            error_name(&open_identity(&input, &target, &key, &code).expect_err(&name))
         }
         other => panic!("unknown negative kind {other}"),
     };
@@ -1003,7 +1010,9 @@ fn generated_inputs() -> Vec<(&'static str, &'static str, Value)> {
             json!({
             "network_id": rand::<16>(&mut rng), "user_id": rand::<16>(&mut rng), "device_id": rand::<16>(&mut rng),
             "device_seed": rand::<32>(&mut rng), "link_private": rand::<32>(&mut rng), "identity_seed": rand::<32>(&mut rng),
-            "network_seed": rand::<32>(&mut rng), "ephemeral_private": rand::<32>(&mut rng)}),
+            "network_seed": rand::<32>(&mut rng), "ephemeral_private": rand::<32>(&mut rng),
+            // Fixed, not drawn: the vectors after this one keep their inputs.
+            "link_secret": "5ec2e7000000000000a1"}),
         ),
         (
             "retention_login",

@@ -383,11 +383,15 @@ pub fn safety_number(i: &Value) -> (String, String) {
 pub fn link(i: &Value) -> (String, Vec<u8>) {
     let target: Vec<u8> = ["network_id", "user_id", "device_id"].iter().flat_map(|f| hx(i, f)).collect();
     let link_key = x_public(&hx(i, "link_private"));
+    let secret = hx(i, "link_secret");
     let mut m = b"strongroom/v2/link-code\0".to_vec();
+    m.extend(&secret);
     m.extend(&target);
     m.extend(ed_public(&hx(i, "device_seed")));
     m.extend(&link_key);
-    let code = hex::encode(&sha256(&m)[..10]);
+    let mut shown = secret.clone();
+    shown.extend(&sha256(&m)[..6]);
+    let code = hex::encode(&shown);
     let code = code.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-");
 
     let e = hx(i, "ephemeral_private");
@@ -397,7 +401,7 @@ pub fn link(i: &Value) -> (String, Vec<u8>) {
     info.extend(&target);
     info.extend(&link_key);
     info.extend(&e_pub);
-    let key = hkdf32(&[], &shared, &info);
+    let key = hkdf32(&secret, &shared, &info);
     let mut plain = hx(i, "identity_seed");
     plain.extend(ed_public(&hx(i, "network_seed")));
     let mut sealed = e_pub;
