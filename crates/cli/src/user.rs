@@ -750,10 +750,12 @@ pub enum LinkCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// On an EXISTING device: approve the new device showing this code.
+    /// On an EXISTING device: approve the new device showing a code.
     Approve {
-        /// The code the new device shows.
-        code: String,
+        /// The code the new device shows. Better left out: it is then asked
+        /// for (or read from STRONGROOM_LINK_CODE), so its secret does not
+        /// sit in the process list or shell history.
+        code: Option<String>,
     },
 }
 
@@ -772,7 +774,7 @@ pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::json!({"link_code": pending.code().to_string()}));
             } else {
                 println!("Link code: {}", pending.code());
-                println!("On one of your devices run: strongroom link approve {}", pending.code());
+                println!("On one of your devices run `strongroom link approve` and type this code when asked.");
             }
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -792,6 +794,10 @@ pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
             client.close().await;
         }
         LinkCommand::Approve { code } => {
+            let code = match code {
+                Some(c) => c,
+                None => secret_from("STRONGROOM_LINK_CODE", "Link code shown on the new device")?,
+            };
             let mut client = open(&p).await?;
             let device = client.approve_link(&code).await.context("cannot approve the device")?;
             if p.json {

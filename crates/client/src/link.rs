@@ -206,6 +206,9 @@ impl PendingLink {
                 Err(e) => return Err(e),
             }
         };
+        if DeviceId::parse_hex(&approval.device_id) != Some(self.device) {
+            return Err(ClientError::Trust("the relay answered with another device's link approval".into()));
+        }
         let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.target(), &self.link, &self.code)
             .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
         let identity = SigningKey::from_seed(seed).map_err(|_| ClientError::Corrupt("identity key"))?;

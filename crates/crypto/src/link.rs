@@ -1,7 +1,7 @@
 //! Linking a new device by approval from an existing one.
 //!
 //! The new device makes its signing key, an ephemeral X25519 link key and a
-//! 10-byte random **link secret**, and shows a link code (or QR) that carries
+//! 10-byte random **link secret**, and shows a link code that carries
 //! the secret and a check binding it to the device's keys:
 //!
 //! ```text
@@ -70,7 +70,7 @@ const CHECK_LEN: usize = 6;
 /// The code a new device shows for approval: its link secret and a check
 /// binding the secret to the device's keys. Wiped on drop; never printed by
 /// `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct LinkCode {
     secret: zeroize::Zeroizing<[u8; LINK_SECRET_LEN]>,
     check: [u8; CHECK_LEN],
@@ -96,9 +96,9 @@ impl LinkCode {
         link_key: &AgreementPublic,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Self {
-        let mut secret = [0u8; LINK_SECRET_LEN];
-        rng.fill_bytes(&mut secret);
-        Self::with_secret(secret, target, signing_key, link_key)
+        let mut secret = zeroize::Zeroizing::new([0u8; LINK_SECRET_LEN]);
+        rng.fill_bytes(secret.as_mut());
+        Self::with_secret(*secret, target, signing_key, link_key)
     }
 
     /// The code for a given secret (test vectors; use [`LinkCode::generate`]).
@@ -116,7 +116,8 @@ impl LinkCode {
     pub fn parse(s: &str) -> Option<Self> {
         let compact: zeroize::Zeroizing<String> =
             zeroize::Zeroizing::new(s.chars().filter(|c| c.is_ascii_hexdigit()).collect());
-        let all: [u8; LINK_SECRET_LEN + CHECK_LEN] = crate::hex::decode_array(&compact)?;
+        let all: zeroize::Zeroizing<[u8; LINK_SECRET_LEN + CHECK_LEN]> =
+            zeroize::Zeroizing::new(crate::hex::decode_array(&compact)?);
         let (secret, check) = all.split_at(LINK_SECRET_LEN);
         Some(Self { secret: zeroize::Zeroizing::new(secret.try_into().ok()?), check: check.try_into().ok()? })
     }
@@ -140,6 +141,15 @@ impl std::fmt::Display for LinkCode {
         f.write_str(&groups.join("-"))
     }
 }
+
+impl PartialEq for LinkCode {
+    /// Constant time: the secret is compared.
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.secret.as_ref().ct_eq(other.secret.as_ref()) & self.check.ct_eq(&other.check))
+    }
+}
+
+impl Eq for LinkCode {}
 
 impl std::fmt::Debug for LinkCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

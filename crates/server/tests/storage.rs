@@ -739,6 +739,14 @@ async fn administration(store: Store) {
     assert!(!store.approve_link(&mallory, &id(76), b"sealed", 20).await.unwrap(), "not mallory's request");
     assert!(store.approve_link(&alice, &id(76), b"sealed", 20).await.unwrap());
     assert_eq!(store.links(&alice, 20).await.unwrap()[0].3, Some(b"sealed".to_vec()));
+    // At most 16 pending per account: the oldest go, the newest stays.
+    for n in 0..20u8 {
+        store.request_link(&alice, &id(100 + n), b"sign", b"link", 30 + i64::from(n)).await.unwrap();
+    }
+    let kept = store.links(&alice, 60).await.unwrap();
+    assert_eq!(kept.len(), 16);
+    assert_eq!(kept.last().unwrap().0, id(119));
+    assert!(!kept.iter().any(|r| r.0 == id(76) || r.0 == id(103)));
 
     // The bootstrap secret: set once, rotated only from the current one.
     assert!(store.init_bootstrap_hash(&[1; 32]).await.unwrap());

@@ -5,6 +5,10 @@ pub type LinkRow = ([u8; 16], Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 /// Pending requests expire after an hour.
 const LINK_TTL_MS: i64 = 3_600_000;
+/// Requests kept per account (newest first). Approving devices check at most
+/// this many (each is a guess at the code's check), so more would only block
+/// approvals; the newest is the one the person just started.
+pub const MAX_PENDING_LINKS: i64 = 16;
 
 impl Store {
     /// Records (or replaces) a new device's request to be linked.
@@ -31,6 +35,15 @@ impl Store {
         .bind(signing_key.to_vec())
         .bind(link_key.to_vec())
         .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        sqlx::query(&self.sql(
+            "DELETE FROM device_links WHERE user_id = $1 AND (created_at <= $2 OR device_id NOT IN \
+             (SELECT device_id FROM device_links WHERE user_id = $1 ORDER BY created_at DESC, device_id LIMIT $3))",
+        ))
+        .bind(user.to_vec())
+        .bind(now - LINK_TTL_MS)
+        .bind(MAX_PENDING_LINKS)
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await
