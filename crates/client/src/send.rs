@@ -90,12 +90,8 @@ impl Client {
         ttl_secs: u32,
         bor_secs: u32,
     ) -> Result<Accepted, ClientError> {
-        let (ttl_secs, bor_secs) = if ttl_secs == 0 && bor_secs == 0 {
-            self.default_timers(conversation).await?
-        } else {
-            (ttl_secs, bor_secs)
-        };
-        self.send_exact(conversation, content, ttl_secs, bor_secs).await
+        let defaults = self.default_timers(conversation).await?;
+        self.send_with_timers(conversation, content, (ttl_secs, bor_secs), defaults).await
     }
 
     /// Sends with no timers, whatever the conversation's defaults.
@@ -116,12 +112,24 @@ impl Client {
         ttl_secs: u32,
         bor_secs: u32,
     ) -> Result<Accepted, ClientError> {
+        self.send_with_timers(conversation, content, (ttl_secs, bor_secs), (0, 0)).await
+    }
+
+    /// Sends with the timers [`crate::rules::timers::effective`] gives for
+    /// these requested timers and conversation defaults.
+    async fn send_with_timers(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+        requested: (u32, u32),
+        defaults: (u32, u32),
+    ) -> Result<Accepted, ClientError> {
         let rules = self.my_policy().await?;
         if matches!(content, Content::Location(_)) {
             check(&rules, Action::ShareLocation)?;
         }
         let (ttl_secs, bor_secs) =
-            crate::rules::timers::effective((ttl_secs, bor_secs), (0, 0), rules.max_ttl_secs, rules.max_bor_secs);
+            crate::rules::timers::effective(requested, defaults, rules.max_ttl_secs, rules.max_bor_secs);
         let mut attempt = 0;
         loop {
             attempt += 1;
