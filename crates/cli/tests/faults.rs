@@ -333,6 +333,14 @@ async fn notes_to_self_forwarding_offline_history_and_one_process_per_profile() 
     assert_ne!(notes, to_bob);
     assert_eq!(alice.conversation(notes).await.unwrap().kind, "notes");
     assert_eq!(alice.notes_to_self().await.unwrap(), notes, "one note to self per account");
+    // Nobody else gets into one: not at creation, not added later.
+    let with_bob = alice.create_conversation("notes", &["bob"]).await.unwrap_err();
+    assert!(
+        matches!(with_bob, ClientError::Refused { status: 400, ref code, .. } if code == "bad_members"),
+        "{with_bob}"
+    );
+    let added = alice.change_members(notes, &["bob"], &[], &[], &[]).await.unwrap_err();
+    assert!(matches!(added, ClientError::Refused { status: 400, ref code, .. } if code == "notes_fixed"), "{added}");
     // With no other device it stays here.
     assert_eq!(alice.send_text(notes, "only here").await.unwrap().seq, 0);
     // A second device of Alice's receives later notes; Bob never does.
