@@ -190,7 +190,7 @@ async fn make_user(
         })
         .collect();
     let list =
-        DeviceList::sign(&identity, network, first.user, 1, now_ms(), entries).map_err(|e| anyhow::anyhow!("{e}"))?;
+        DeviceList::first(&identity, network, first.user, now_ms(), entries).map_err(|e| anyhow::anyhow!("{e}"))?;
     check(http.put(format!("{base}/v1/keys/device-list")).bearer_auth(&first.token).body(list.encode()).send().await?)
         .await?;
     for s in &sims {

@@ -91,8 +91,7 @@ impl World {
 
 /// Signs and publishes `device`'s account list with `entries`.
 async fn publish_list(device: &Device, entries: Vec<DeviceEntry>) -> reqwest::Response {
-    let list =
-        DeviceList::sign(&device.identity, device.network, device.user, now_ms() + 1, now_ms(), entries).unwrap();
+    let list = device.next_list(entries).await;
     device.put_bytes("/v1/keys/device-list", list.encode()).await
 }
 
@@ -809,7 +808,7 @@ async fn an_envelope_naming_another_network_is_refused() {
         versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
         name: "look-alike".into(),
     };
-    let list = DeviceList::sign(&w.bob.identity, elsewhere, w.bob.user, 1, 0, vec![entry])
+    let list = DeviceList::first(&w.bob.identity, elsewhere, w.bob.user, 0, vec![entry])
         .unwrap()
         .verify(&DeviceListExpectation {
             network_id: elsewhere,

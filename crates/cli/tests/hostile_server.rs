@@ -451,7 +451,7 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
             return Response::builder().status(404).body(Body::empty()).unwrap();
         };
         use strongroom_crypto::ids::{NetworkId, UserId};
-        use strongroom_crypto::link::{seal_identity, LinkCode, LinkTarget};
+        use strongroom_crypto::link::{seal_transfer, LinkCode, LinkTarget};
         let target = LinkTarget {
             network_id: NetworkId::parse_hex(network).unwrap(),
             user_id: UserId::parse_hex(user).unwrap(),
@@ -459,13 +459,13 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
         };
         let link_key =
             strongroom_crypto::keys::AgreementPublic::from_bytes(link_key.as_slice().try_into().unwrap()).unwrap();
-        let rogue_identity = SigningKey::generate(&mut rand_core::OsRng);
+        let rogue_identity = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
         let rogue_network = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
         // Every input is known to the relay except the code's secret: it guesses one.
         let any_signing = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
         let guess = LinkCode::generate(&target, &any_signing, &link_key, &mut rand_core::OsRng);
-        let sealed = seal_identity(
-            rogue_identity.expose_seed(),
+        let sealed = seal_transfer(
+            &rogue_identity,
             &rogue_network,
             &target,
             &link_key,
@@ -473,7 +473,7 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
             &mut rand_core::OsRng,
         )
         .unwrap();
-        let approval = strongroom_wire::LinkApproval { device_id: device.clone(), sealed_identity: B64(sealed) };
+        let approval = strongroom_wire::LinkApproval { device_id: device.clone(), sealed_transfer: B64(sealed) };
         return Response::builder()
             .status(200)
             .header("content-type", "application/json")

@@ -37,6 +37,8 @@ pub struct SyncReport {
     /// Envelopes refused (tampered, replayed, untrusted sender…), and
     /// messages the relay never delivered, each explained.
     pub warnings: Vec<String>,
+    /// Contacts' device changes seen meanwhile ("alice removed a device").
+    pub notices: Vec<String>,
 }
 
 /// A Strongroom device with its profile.
@@ -49,6 +51,8 @@ pub struct Client {
     /// The device lockout last written to the profile header (u64::MAX:
     /// not yet), so every send does not re-read the header from disk.
     pub(crate) lockout_written: std::sync::atomic::AtomicU64,
+    /// Changes in contacts' device lists not yet shown ([`Client::take_notices`]).
+    pub(crate) notices: Vec<String>,
     /// This process's claim on the profile directory (None: opened shared,
     /// for administration, and never writes the state).
     pub(crate) lock: Option<crate::profile_lock::ProfileLock>,
@@ -66,6 +70,14 @@ pub(crate) fn unhex<const N: usize>(s: &str) -> Result<[u8; N], ClientError> {
     let v: Option<Vec<u8>> =
         (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
     v.and_then(|v| v.try_into().ok()).ok_or(ClientError::Corrupt("stored key material"))
+}
+
+/// Hex of any length (stored lists); `None` when malformed.
+pub(crate) fn unhex_vec(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
 pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
@@ -125,7 +137,7 @@ impl Client {
             store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
         let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
         let api = Api::new(&state.server_url, Some(state.token.expose().to_owned()));
-        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: None })
+        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: None })
     }
 
     /// Closes the store.
@@ -172,9 +184,22 @@ impl Client {
         NetworkId::parse_hex(&self.state.network_id).unwrap_or(NetworkId::from_bytes([0; 16]))
     }
 
+    /// The identity private key: only the primary device has it.
     pub(crate) fn identity(&self) -> Result<SigningKey, ClientError> {
-        SigningKey::from_seed(SecretBytes::new(*self.state.identity_seed.expose()))
-            .map_err(|_| ClientError::Corrupt("identity key"))
+        let seed = self.state.identity_seed.as_ref().ok_or(ClientError::NotPrimary)?;
+        SigningKey::from_seed(SecretBytes::new(*seed.expose())).map_err(|_| ClientError::Corrupt("identity key"))
+    }
+
+    /// This account's identity public key, as pinned at enrolment or link.
+    pub(crate) fn identity_public(&self) -> Result<VerifyingKey, ClientError> {
+        let pinned = self.state.pins.get(&self.state.user_id).ok_or(ClientError::Corrupt("own identity key"))?;
+        VerifyingKey::from_bytes(unhex(pinned)?).map_err(|_| ClientError::Corrupt("own identity key"))
+    }
+
+    /// Whether this is the account's primary device (it can link and remove
+    /// devices).
+    pub fn is_primary(&self) -> bool {
+        self.state.identity_seed.is_some()
     }
 
     pub(crate) fn device_key(&self) -> Result<SigningKey, ClientError> {

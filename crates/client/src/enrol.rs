@@ -130,7 +130,7 @@ impl Client {
                 user_id: user.to_string(),
                 device_id: device.to_string(),
                 token: SessionToken::new(session.token),
-                identity_seed: SecretKey::new(identity.expose_seed().expose()),
+                identity_seed: Some(SecretKey::new(identity.expose_seed().expose())),
                 device_seed: SecretKey::new(device_key.expose_seed().expose()),
                 prekeys: Vec::new(),
                 next_prekey_id: 0,
@@ -140,6 +140,7 @@ impl Client {
                 pins: Default::default(),
                 one_time_used: Default::default(),
                 lists_seen: Default::default(),
+                lists_known: Default::default(),
                 verified: Default::default(),
                 enrolling: false,
             })
@@ -154,7 +155,7 @@ impl Client {
             }
         };
         let mut client =
-            Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) };
+            Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: Some(lock) };
         // The policy is checked before the account is claimed with a device
         // list; the keys are on disk (marked unfinished) before the claim.
         let checked = async {
@@ -225,6 +226,6 @@ impl Client {
         api: Api,
         lock: crate::profile_lock::ProfileLock,
     ) -> Self {
-        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into(), lock: Some(lock) }
+        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: Some(lock) }
     }
 }

@@ -68,6 +68,10 @@ pub enum ClientError {
     /// The security group's policy does not allow it.
     #[error("not allowed: {0}")]
     Policy(String),
+    /// Only the account's primary device holds the identity key that signs
+    /// device lists.
+    #[error("only your primary device (the one that enrolled) can link or remove devices: run this there. If it is lost, ask an administrator to reset your account; your contacts will then see a new safety number")]
+    NotPrimary,
     /// An administrator wiped this device (or too many unlocks failed): its data is being erased.
     #[error("this device was wiped: {0}")]
     Wiped(String),

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use rand_core::OsRng;
 use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
+use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
 use strongroom_crypto::keys::{AgreementSecret, SigningKey};
-use strongroom_crypto::link::{open_identity, seal_identity, LinkCode, LinkTarget};
+use strongroom_crypto::link::{open_transfer, seal_transfer, LinkCode, LinkTarget};
 use strongroom_wire::{LinkApproval, LinkRequest, B64};
 
 use crate::api::Api;
@@ -100,8 +101,10 @@ impl Client {
     }
 
     /// Approves the new device showing `code`: signs a device list that adds
-    /// it and hands it the identity key, sealed to its link key.
+    /// it and hands it the account's identity public key and the network
+    /// key, sealed to its link key. Only the primary device can.
     pub async fn approve_link(&mut self, code: &str) -> Result<DeviceId, ClientError> {
+        let identity = self.identity_key_pair()?;
         let wanted = LinkCode::parse(code)
             .ok_or_else(|| ClientError::Usage("a link code is 32 hex digits, as the new device shows it".into()))?;
         let pending: Vec<LinkRequest> = self.api().get("/v1/devices/link").await?;
@@ -136,19 +139,22 @@ impl Client {
             versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "linked".into(),
         });
-        let version = own.list().version + 1;
-        let identity = self.identity_key_pair()?;
-        let list = DeviceList::sign(&identity, self.network_id(), self.user_id(), version, now_ms(), entries)
-            .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let list = own.list().next(&identity, now_ms(), entries).map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
-        self.set_device_list_version(version).await?;
-        let sealed =
-            seal_identity(identity.expose_seed(), &self.pinned_network_key()?, &target, &link, &wanted, &mut OsRng)
-                .map_err(|e| ClientError::Trust(e.to_string()))?;
+        self.set_device_list_version(list.version).await?;
+        let sealed = seal_transfer(
+            &identity.verifying_key(),
+            &self.pinned_network_key()?,
+            &target,
+            &link,
+            &wanted,
+            &mut OsRng,
+        )
+        .map_err(|e| ClientError::Trust(e.to_string()))?;
         self.api()
             .post_empty(
                 "/v1/devices/link/approve",
-                &LinkApproval { device_id: target.device_id.to_string(), sealed_identity: B64(sealed) },
+                &LinkApproval { device_id: target.device_id.to_string(), sealed_transfer: B64(sealed) },
             )
             .await?;
         Ok(target.device_id)
@@ -157,8 +163,11 @@ impl Client {
 
 impl Client {
     /// Revokes one of this user's other devices: signs a device list marking
-    /// it revoked. Peers stop encrypting to it; the server logs it out.
+    /// it revoked. Peers stop encrypting to it and refuse its signatures; the
+    /// server logs it out. Only the primary device can, and for good: every
+    /// later list must keep it revoked.
     pub async fn remove_device(&mut self, device: DeviceId) -> Result<(), ClientError> {
+        let identity = self.identity_key_pair()?;
         if device == self.device_id() {
             return Err(ClientError::Usage("this is the device you are using; remove it from another device".into()));
         }
@@ -169,12 +178,9 @@ impl Client {
             .find(|e| e.device_id == device && !e.revoked)
             .ok_or_else(|| ClientError::Usage(format!("{device} is not one of your active devices")))?;
         entry.revoked = true;
-        let version = own.list().version + 1;
-        let list =
-            DeviceList::sign(&self.identity_key_pair()?, self.network_id(), self.user_id(), version, now_ms(), entries)
-                .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let list = own.list().next(&identity, now_ms(), entries).map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
-        self.set_device_list_version(version).await
+        self.set_device_list_version(list.version).await
     }
 }
 
@@ -190,8 +196,9 @@ impl PendingLink {
         self.code.clone()
     }
 
-    /// Waits for approval (polling), then takes the identity key, checks the
-    /// signed device list includes this device, and publishes its pre-keys.
+    /// Waits for approval (polling), then pins the account's identity key and
+    /// the network key from the transfer, checks the signed device list
+    /// includes this device, and publishes its pre-keys.
     pub async fn wait(self, timeout: Duration) -> Result<Client, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let approval: LinkApproval = loop {
@@ -209,16 +216,16 @@ impl PendingLink {
         if DeviceId::parse_hex(&approval.device_id) != Some(self.device) {
             return Err(ClientError::Trust("the relay answered with another device's link approval".into()));
         }
-        let (seed, network_key) = open_identity(&approval.sealed_identity.0, &self.target(), &self.link, &self.code)
-            .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
-        let identity = SigningKey::from_seed(seed).map_err(|_| ClientError::Corrupt("identity key"))?;
+        let (identity, network_key): (VerifyingKey, VerifyingKey) =
+            open_transfer(&approval.sealed_transfer.0, &self.target(), &self.link, &self.code)
+                .map_err(|e| ClientError::Trust(format!("link refused: {e}")))?;
         let keys: strongroom_wire::UserKeys = self.api.get(&format!("/v1/keys/{}", self.user)).await?;
         let list = DeviceList::decode(&keys.device_list.0).map_err(|e| ClientError::Trust(e.to_string()))?;
         let verified = list
             .verify(&DeviceListExpectation {
                 network_id: self.network,
                 user_id: self.user,
-                pinned_identity: Some(identity.verifying_key()),
+                pinned_identity: Some(identity),
                 seen: None,
             })
             .map_err(|e| {
@@ -231,7 +238,7 @@ impl PendingLink {
             return Err(ClientError::Trust("the signed device list names another key for this device".into()));
         }
         let mut pins = std::collections::BTreeMap::new();
-        pins.insert(self.user.to_string(), hex(identity.verifying_key().as_bytes()));
+        pins.insert(self.user.to_string(), hex(identity.as_bytes()));
         let state = ProfileState {
             server_url: self.server_url,
             network_id: self.network.to_string(),
@@ -240,7 +247,8 @@ impl PendingLink {
             user_id: self.user.to_string(),
             device_id: self.device.to_string(),
             token: crate::state::SessionToken::new(self.token.clone()),
-            identity_seed: crate::state::SecretKey::new(identity.expose_seed().expose()),
+            // A linked device never holds the identity private key.
+            identity_seed: None,
             device_seed: crate::state::SecretKey::new(self.device_key.expose_seed().expose()),
             prekeys: Vec::new(),
             next_prekey_id: 0,
@@ -249,7 +257,8 @@ impl PendingLink {
             policy: None,
             pins,
             one_time_used: Default::default(),
-            lists_seen: Default::default(),
+            lists_seen: [(self.user.to_string(), (list.version, hex(&list.digest())))].into(),
+            lists_known: [(self.user.to_string(), hex(&list.encode()))].into(),
             verified: Default::default(),
             enrolling: false,
         };

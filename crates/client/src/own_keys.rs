@@ -32,16 +32,11 @@ impl Client {
             versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "cli".into(),
         };
-        self.state.device_list_version += 1;
-        let list = DeviceList::sign(
-            &self.identity()?,
-            self.network_id(),
-            self.user_id(),
-            self.state.device_list_version,
-            now_ms(),
-            vec![entry],
-        )
-        .map_err(|e| ClientError::Usage(e.to_string()))?;
+        // Enrolment starts the identity key's chain (a reset account's new
+        // identity starts its own).
+        self.state.device_list_version = 1;
+        let list = DeviceList::first(&self.identity()?, self.network_id(), self.user_id(), now_ms(), vec![entry])
+            .map_err(|e| ClientError::Usage(e.to_string()))?;
         self.state.pins.insert(self.state.user_id.clone(), hex(self.identity()?.verifying_key().as_bytes()));
         self.api.put_bytes("/v1/keys/device-list", list.encode()).await
     }
@@ -123,9 +118,9 @@ impl Client {
     /// tests that scan the profile directory for them.
     #[cfg(feature = "test-support")]
     pub fn private_keys_for_tests(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
-        let seeds = [&self.state.identity_seed, &self.state.device_seed];
+        let seeds = self.state.identity_seed.iter().chain([&self.state.device_seed]);
         let prekeys = self.state.prekeys.iter().map(|(_, _, s)| s);
-        seeds.into_iter().chain(prekeys).map(|k| zeroize::Zeroizing::new(k.expose().to_vec())).collect()
+        seeds.chain(prekeys).map(|k| zeroize::Zeroizing::new(k.expose().to_vec())).collect()
     }
 
     /// Private pre-keys held: (medium-term, one-time).

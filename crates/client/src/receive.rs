@@ -129,6 +129,7 @@ impl Client {
             }
         }
         self.upkeep().await?;
+        report.notices = self.take_notices();
         Ok(report)
     }
 
@@ -283,7 +284,7 @@ impl Client {
         let me = RecipientDevice {
             network_id: self.network_id(),
             user_id: self.user_id(),
-            identity_key: self.identity()?.verifying_key(),
+            identity_key: self.identity_public()?,
             device_id: self.device_id(),
         };
         let opened = delivered

@@ -137,12 +137,11 @@ impl Client {
             if recipients.is_empty() && !notes {
                 return Err(ClientError::Usage("nobody else is in this conversation yet".into()));
             }
-            let identity = self.identity()?;
             let device_key = self.device_key()?;
             let sender = Sender {
                 network_id: self.network_id(),
                 user_id: self.user_id(),
-                identity_key: identity.verifying_key(),
+                identity_key: self.identity_public()?,
                 device_id: self.device_id(),
                 signing_key: &device_key,
             };

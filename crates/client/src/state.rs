@@ -94,7 +94,10 @@ pub(crate) struct ProfileState {
     pub user_id: String,
     pub device_id: String,
     pub token: SessionToken,
-    pub identity_seed: SecretKey,
+    /// The account's identity key: only on the primary device (the one that
+    /// enrolled). Linked devices never hold it (PROTOCOL.md §8), so one that
+    /// is revoked cannot sign a list bringing itself back.
+    pub identity_seed: Option<SecretKey>,
     pub device_seed: SecretKey,
     /// (kind: [`MEDIUM_TERM`] / [`ONE_TIME`], id, private key)
     pub prekeys: Vec<(u8, u32, SecretKey)>,
@@ -117,6 +120,11 @@ pub(crate) struct ProfileState {
     /// different one under the same version a relay showing two views.
     #[serde(default)]
     pub lists_seen: BTreeMap<String, (u64, String)>,
+    /// The last verified device list per user (user hex → encoded list hex):
+    /// a newer one must follow it (revoked devices stay revoked), and the
+    /// difference is shown ("alice removed a device").
+    #[serde(default)]
+    pub lists_known: BTreeMap<String, String>,
     /// Identity keys the person marked verified after comparing safety
     /// numbers (user hex → key hex); stale once the pinned key differs.
     #[serde(default)]

@@ -82,18 +82,29 @@ impl Client {
             Some((version, digest)) => Some((*version, unhex(digest)?)),
             None => None,
         };
-        let verified = list
-            .verify(&DeviceListExpectation {
-                network_id: self.network_id(),
-                user_id: user,
-                pinned_identity: pinned,
-                seen,
-            })
+        // Unreadable means "not known": the checks against `seen` still apply.
+        let known = self
+            .state
+            .lists_known
+            .get(&user.to_string())
+            .and_then(|h| unhex_vec(h))
+            .and_then(|b| DeviceList::decode(&b).ok());
+        let chain = match seen {
+            Some((v, _)) if list.version > v.saturating_add(1) => self.list_chain(user, v, &list).await?,
+            _ => vec![list.clone()],
+        };
+        let expect = DeviceListExpectation { network_id: self.network_id(), user_id: user, pinned_identity: pinned, seen };
+        let verified = crate::rules::trust::follow(&expect, known.as_ref(), &chain)
             .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
         let after = crate::rules::trust::seen_after(seen, list.version, list.digest());
         let newer = after != seen;
         if let (true, Some((version, digest))) = (newer, after) {
             self.state.lists_seen.insert(user.to_string(), (version, hex(&digest)));
+            if let Some(before) = known.as_ref().filter(|k| k.identity_key == verified.identity_key()) {
+                let who = self.username_of(user).await.unwrap_or_else(|_| user.to_string());
+                self.notices.extend(crate::rules::trust::device_notices(&who, before, &verified));
+            }
+            self.state.lists_known.insert(user.to_string(), hex(&list.encode()));
         }
         if pinned.is_none() {
             self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
@@ -104,6 +115,43 @@ impl Client {
         Ok((verified, revoked))
     }
 
+    /// The lists after version `after` up to `current`, from the relay's
+    /// history of the user's chain. A list the history does not reach (a
+    /// version nobody signed in sequence) is refused.
+    async fn list_chain(&self, user: UserId, after: u64, current: &DeviceList) -> Result<Vec<DeviceList>, ClientError> {
+        let mut chain: Vec<DeviceList> = Vec::new();
+        let mut cursor = after;
+        while cursor < current.version && chain.len() < crate::rules::trust::MAX_CHAIN {
+            let page: DeviceListHistory = self.api.get(&format!("/v1/keys/{user}/history?after={cursor}")).await?;
+            let before = chain.len();
+            for raw in &page.lists {
+                let l = DeviceList::decode(&raw.0)
+                    .map_err(|e| ClientError::Trust(format!("device list history of {user}: {e}")))?;
+                if l.version <= cursor || l.version > current.version {
+                    break;
+                }
+                cursor = l.version;
+                chain.push(l);
+            }
+            if chain.len() == before {
+                break;
+            }
+        }
+        match chain.last() {
+            Some(last) if last.version == current.version && last.digest() == current.digest() => Ok(chain),
+            _ => Err(ClientError::Trust(format!(
+                "device list of {user} refused: {}",
+                CertError::DeviceListGap { seen: after, got: current.version }
+            ))),
+        }
+    }
+
+    /// What changed in contacts' device lists since the last call ("alice
+    /// removed a device"), for showing to the person.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// The safety number with `username`, from this user's identity and the
     /// pinned (or, on first contact, fetched and pinned) identity of theirs.
     pub async fn safety_number(
@@ -112,7 +160,7 @@ impl Client {
     ) -> Result<strongroom_crypto::safety_number::SafetyNumber, ClientError> {
         let user = self.find_user(username).await?;
         let theirs = self.device_list(user).await?.identity_key();
-        let mine = self.identity()?.verifying_key();
+        let mine = self.identity_public()?;
         let net = self.network_id();
         Ok(strongroom_crypto::safety_number::SafetyNumber::new((&net, &self.user_id(), &mine), (&net, &user, &theirs)))
     }

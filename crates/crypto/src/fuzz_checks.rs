@@ -59,12 +59,12 @@ pub fn attachment_stream(data: &[u8]) {
     let _ = attachment::decrypt(&key, data, std::io::sink());
 }
 
-/// Sealed identities (device linking): arbitrary bytes under a fixed link
+/// Sealed link transfers (device linking): arbitrary bytes under a fixed link
 /// key are refused with an error, never a panic.
 pub fn link(data: &[u8]) {
     use crate::ids::{DeviceId, NetworkId, UserId};
     use crate::keys::AgreementSecret;
-    use crate::link::{open_identity, LinkCode, LinkTarget};
+    use crate::link::{open_transfer, LinkCode, LinkTarget};
     let target = LinkTarget {
         network_id: NetworkId::from_bytes([1; 16]),
         user_id: UserId::from_bytes([2; 16]),
@@ -76,6 +76,6 @@ pub fn link(data: &[u8]) {
     );
     if let (Ok(secret), Ok(signing)) = keys {
         let code = LinkCode::with_secret([0x33; 10], &target, &signing.verifying_key(), &secret.public());
-        let _ = open_identity(data, &target, &secret, &code);
+        let _ = open_transfer(data, &target, &secret, &code);
     }
 }

@@ -21,7 +21,7 @@
 //! let bob_device_key = SigningKey::generate(&mut OsRng);
 //! let entry = DeviceEntry { device_id: bob_device, signing_key: bob_device_key.verifying_key(),
 //!     created_at: 0, revoked: false, versions: strongroom_crypto::suite::SUPPORTED_VERSIONS, name: "phone".into() };
-//! let list = DeviceList::sign(&bob_identity, net, bob, 1, 0, vec![entry]).unwrap();
+//! let list = DeviceList::first(&bob_identity, net, bob, 0, vec![entry]).unwrap();
 //! let expect = DeviceListExpectation { network_id: net, user_id: bob, pinned_identity: None, seen: None };
 //! let bob_list = list.verify(&expect).unwrap();
 //! let prekey_secret = AgreementSecret::generate(&mut OsRng);

@@ -13,20 +13,22 @@
 //! The secret never goes to the relay. The approving device accepts only the
 //! pending request whose keys give the check in the code the person typed or
 //! scanned (so a relay cannot substitute keys), signs a device list that
-//! includes it, and seals the identity key with the network key it pinned
-//! to the link key, under a key derived with the secret as HKDF salt:
+//! includes it, and seals the account's identity *public* key and the network
+//! key it pinned to the link key, under a key derived with the secret as HKDF
+//! salt. The identity private key never leaves the primary device: a linked
+//! device can be revoked for good because it never held what signs lists.
 //!
 //! ```text
 //! e ← fresh X25519;  shared = X25519(e, link key)
 //! key = HKDF-SHA256(salt = secret, IKM = shared,
-//!                   info = "strongroom/v2/link-identity" | 0x00 | network | user | device | link key | E)
+//!                   info = "strongroom/v2/link-transfer" | 0x00 | network | user | device | link key | E)
 //! sealed = E (32) | AES-256-GCM(key, nonce = 0^12, aad = network | user | device,
-//!                               identity seed (32) | network public key (32))   (112 bytes)
+//!                               identity public key (32) | network public key (32))   (112 bytes)
 //! ```
 //!
 //! Every input but the secret is public to the relay, so without it the
 //! relay could seal its own identity and network key to the link key and the
-//! new device would accept them. With it, only a device holding what the
+//! new device would pin them. With it, only a device holding what the
 //! person saw can make a transfer the new device opens.
 
 use rand_core::{CryptoRng, RngCore};
@@ -37,8 +39,8 @@ use crate::keys::{AgreementPublic, AgreementSecret, KeyError, SecretBytes, Verif
 use crate::primitives::{self, sha256, AEAD_TAG_LEN};
 use crate::suite::label;
 
-/// Length of a sealed identity key.
-pub const SEALED_IDENTITY_LEN: usize = 32 + 64 + AEAD_TAG_LEN;
+/// Length of a sealed link transfer.
+pub const SEALED_TRANSFER_LEN: usize = 32 + 64 + AEAD_TAG_LEN;
 
 /// The device being linked, scoped by network and account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,19 +159,19 @@ impl std::fmt::Debug for LinkCode {
     }
 }
 
-/// Why a sealed identity key could not be opened.
+/// Why a sealed link transfer could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
     /// Wrong length.
-    #[error("sealed identity key must be {SEALED_IDENTITY_LEN} bytes")]
+    #[error("a sealed link transfer must be {SEALED_TRANSFER_LEN} bytes")]
     Length,
     /// Bad ephemeral key.
     #[error("{0}")]
     Key(#[from] KeyError),
     /// Does not authenticate for this device, link key and link secret:
     /// altered, or made by someone who never saw the code.
-    #[error("the sealed identity key does not authenticate (wrong device, altered, or not made by a device that saw this link code)")]
+    #[error("the link transfer does not authenticate (wrong device, altered, or not made by a device that saw this link code)")]
     Open,
     /// Backend failure.
     #[error("cryptographic backend failure")]
@@ -191,23 +193,23 @@ fn derive(
     .map_err(|_| LinkError::Backend)
 }
 
-/// Seals the identity key's seed and the pinned network key to a new
-/// device's link key, under the secret of the code the person carried over.
-pub fn seal_identity(
-    identity_seed: &SecretBytes<32>,
+/// Seals the account's identity public key and the pinned network key to a
+/// new device's link key, under the secret of the code the person carried.
+pub fn seal_transfer(
+    identity_key: &VerifyingKey,
     network_key: &VerifyingKey,
     target: &LinkTarget,
     link_key: &AgreementPublic,
     code: &LinkCode,
     rng: &mut (impl RngCore + CryptoRng),
 ) -> Result<Vec<u8>, LinkError> {
-    seal_identity_with(identity_seed, network_key, target, link_key, code, SecretBytes::random(rng))
+    seal_transfer_with(identity_key, network_key, target, link_key, code, SecretBytes::random(rng))
 }
 
-/// [`seal_identity`] with a given ephemeral private key (test vectors; never
+/// [`seal_transfer`] with a given ephemeral private key (test vectors; never
 /// reuse one).
-pub fn seal_identity_with(
-    identity_seed: &SecretBytes<32>,
+pub fn seal_transfer_with(
+    identity_key: &VerifyingKey,
     network_key: &VerifyingKey,
     target: &LinkTarget,
     link_key: &AgreementPublic,
@@ -217,28 +219,28 @@ pub fn seal_identity_with(
     let e = AgreementSecret::from_bytes(ephemeral)?;
     let shared = e.diffie_hellman(link_key)?;
     let key = derive(&shared, code, target, link_key, &e.public())?;
-    let mut buf = zeroize::Zeroizing::new([0u8; 64]);
-    let (seed_part, network_part) = buf.split_at_mut(32);
-    seed_part.copy_from_slice(identity_seed.expose());
+    let mut buf = [0u8; 64];
+    let (identity_part, network_part) = buf.split_at_mut(32);
+    identity_part.copy_from_slice(identity_key.as_bytes());
     network_part.copy_from_slice(network_key.as_bytes());
     let tag = primitives::aes256gcm_seal(key.expose(), [0; 12], &target.bytes(), buf.as_mut_slice())
         .map_err(|_| LinkError::Backend)?;
-    let mut out = Vec::with_capacity(SEALED_IDENTITY_LEN);
+    let mut out = Vec::with_capacity(SEALED_TRANSFER_LEN);
     out.extend_from_slice(e.public().as_bytes());
     out.extend_from_slice(buf.as_slice());
     out.extend_from_slice(&tag);
     Ok(out)
 }
 
-/// Opens a sealed identity seed and network key with the new device's link
-/// key and the code it showed.
-pub fn open_identity(
+/// Opens a sealed link transfer with the new device's link key and the code
+/// it showed: the account's identity key and the network key, to pin.
+pub fn open_transfer(
     sealed: &[u8],
     target: &LinkTarget,
     link_secret: &AgreementSecret,
     code: &LinkCode,
-) -> Result<(SecretBytes<32>, VerifyingKey), LinkError> {
-    if sealed.len() != SEALED_IDENTITY_LEN {
+) -> Result<(VerifyingKey, VerifyingKey), LinkError> {
+    if sealed.len() != SEALED_TRANSFER_LEN {
         return Err(LinkError::Length);
     }
     let (eph, rest) = sealed.split_at(32);
@@ -246,17 +248,17 @@ pub fn open_identity(
     let eph = AgreementPublic::from_bytes(eph.try_into().map_err(|_| LinkError::Length)?)?;
     let shared = link_secret.diffie_hellman(&eph)?;
     let key = derive(&shared, code, target, &link_secret.public(), &eph)?;
-    let mut buf = zeroize::Zeroizing::new([0u8; 64]);
+    let mut buf = [0u8; 64];
     buf.copy_from_slice(ct);
     let tag: [u8; AEAD_TAG_LEN] = tag.try_into().map_err(|_| LinkError::Length)?;
     primitives::aes256gcm_open(key.expose(), [0; 12], &target.bytes(), buf.as_mut_slice(), &tag)
         .map_err(|_| LinkError::Open)?;
-    let (seed_part, network_part) = buf.split_at(32);
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(seed_part);
+    let (identity_part, network_part) = buf.split_at(32);
+    let mut identity = [0u8; 32];
+    identity.copy_from_slice(identity_part);
     let mut network = [0u8; 32];
     network.copy_from_slice(network_part);
-    Ok((SecretBytes::new(seed), VerifyingKey::from_bytes(network)?))
+    Ok((VerifyingKey::from_bytes(identity)?, VerifyingKey::from_bytes(network)?))
 }
 
 #[cfg(test)]
@@ -279,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn code_binds_keys_and_identity_transfer_round_trips() {
+    fn code_binds_keys_and_the_transfer_round_trips() {
         let (device, signing, link, code) = new_device();
         let shown = code.to_string();
         assert_eq!(shown.len(), 39, "eight groups of four hex digits");
@@ -293,20 +295,20 @@ mod tests {
         let other_signing = SigningKey::generate(&mut OsRng).verifying_key();
         assert!(!code.binds(&device, &other_signing, &link.public()), "a substituted signing key fails the check");
 
-        let seed = SecretBytes::new([7u8; 32]);
+        let identity = SigningKey::generate(&mut OsRng).verifying_key();
         let network = SigningKey::generate(&mut OsRng).verifying_key();
-        let sealed = seal_identity(&seed, &network, &device, &link.public(), &code, &mut OsRng).unwrap();
-        assert_eq!(sealed.len(), SEALED_IDENTITY_LEN);
-        assert_eq!(open_identity(&sealed, &device, &link, &code).unwrap(), (seed, network));
-        assert_eq!(open_identity(&sealed, &device, &other, &code).unwrap_err(), LinkError::Open);
+        let sealed = seal_transfer(&identity, &network, &device, &link.public(), &code, &mut OsRng).unwrap();
+        assert_eq!(sealed.len(), SEALED_TRANSFER_LEN);
+        assert_eq!(open_transfer(&sealed, &device, &link, &code).unwrap(), (identity, network));
+        assert_eq!(open_transfer(&sealed, &device, &other, &code).unwrap_err(), LinkError::Open);
         let elsewhere = LinkTarget { network_id: NetworkId::random(&mut OsRng), ..device };
-        assert_eq!(open_identity(&sealed, &elsewhere, &link, &code).unwrap_err(), LinkError::Open);
+        assert_eq!(open_transfer(&sealed, &elsewhere, &link, &code).unwrap_err(), LinkError::Open);
         let other_user = LinkTarget { user_id: UserId::random(&mut OsRng), ..device };
-        assert_eq!(open_identity(&sealed, &other_user, &link, &code).unwrap_err(), LinkError::Open);
+        assert_eq!(open_transfer(&sealed, &other_user, &link, &code).unwrap_err(), LinkError::Open);
         let mut bad = sealed.clone();
         bad[40] ^= 1;
-        assert_eq!(open_identity(&bad, &device, &link, &code).unwrap_err(), LinkError::Open);
-        assert_eq!(open_identity(&sealed[..10], &device, &link, &code).unwrap_err(), LinkError::Length);
+        assert_eq!(open_transfer(&bad, &device, &link, &code).unwrap_err(), LinkError::Open);
+        assert_eq!(open_transfer(&sealed[..10], &device, &link, &code).unwrap_err(), LinkError::Length);
     }
 
     /// The relay knows every input of the transfer but the secret: a
@@ -315,10 +317,10 @@ mod tests {
     #[test]
     fn a_transfer_sealed_without_the_secret_is_refused() {
         let (device, signing, link, code) = new_device();
-        let rogue_seed = SecretBytes::new([9u8; 32]);
+        let rogue_identity = SigningKey::generate(&mut OsRng).verifying_key();
         let rogue_network = SigningKey::generate(&mut OsRng).verifying_key();
         let guessed = LinkCode::generate(&device, &signing, &link.public(), &mut OsRng);
-        let forged = seal_identity(&rogue_seed, &rogue_network, &device, &link.public(), &guessed, &mut OsRng).unwrap();
-        assert_eq!(open_identity(&forged, &device, &link, &code).unwrap_err(), LinkError::Open);
+        let forged = seal_transfer(&rogue_identity, &rogue_network, &device, &link.public(), &guessed, &mut OsRng).unwrap();
+        assert_eq!(open_transfer(&forged, &device, &link, &code).unwrap_err(), LinkError::Open);
     }
 }

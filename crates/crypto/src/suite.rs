@@ -78,7 +78,7 @@ pub(crate) mod label {
     pub const NETWORK_FINGERPRINT: &[u8] = b"strongroom/v2/network-fingerprint";
     pub const SAFETY_NUMBER: &[u8] = b"strongroom/v2/safety-number";
     pub const LINK_CODE: &[u8] = b"strongroom/v2/link-code";
-    pub const LINK: &[u8] = b"strongroom/v2/link-identity";
+    pub const LINK: &[u8] = b"strongroom/v2/link-transfer";
     pub const RETENTION_LOGIN: &[u8] = b"strongroom/v2/retention-login";
     pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v2/archive-checkpoint";
 }

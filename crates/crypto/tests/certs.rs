@@ -66,7 +66,7 @@ fn device_list_pinning_rollback_and_lookup() {
 
     // Identity changed: a list signed by another key.
     let other = SigningKey::generate(&mut w.rng.clone());
-    let swapped = DeviceList::sign(&other, w.net, w.users[0].id, 2, NOW, list.devices.clone()).unwrap();
+    let swapped = list.next(&other, NOW, list.devices.clone()).unwrap();
     assert_eq!(swapped.verify(&w.expectation(0)), Err(CertError::IdentityChanged { user: w.users[0].id }));
     // Trust on first use accepts it when nothing is pinned.
     let mut tofu = w.expectation(0);
@@ -82,8 +82,16 @@ fn device_list_pinning_rollback_and_lookup() {
     same.seen = Some((list.version, list.digest()));
     list.verify(&same).unwrap();
     let fork =
-        DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, list.version, NOW + 1, list.devices.clone())
-            .unwrap();
+        DeviceList::sign(
+            &w.users[0].identity,
+            w.net,
+            w.users[0].id,
+            list.version,
+            list.previous,
+            NOW + 1,
+            list.devices.clone(),
+        )
+        .unwrap();
     assert_eq!(fork.verify(&same), Err(CertError::DeviceListConflict { version: list.version }));
     assert!(matches!(list.verify(&w.expectation(1)), Err(CertError::WrongUser { .. })));
     let mut other_net = w.expectation(0);
@@ -102,12 +110,12 @@ fn device_list_pinning_rollback_and_lookup() {
     let mut dup = list.devices.clone();
     dup.push(dup[0].clone());
     assert!(matches!(
-        DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 2, NOW, dup),
+        list.next(&w.users[0].identity, NOW, dup),
         Err(CertError::DuplicateDevice(_))
     ));
     let mut long = list.devices.clone();
     long[0].name = "x".repeat(65);
-    assert!(DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 2, NOW, long).is_err());
+    assert!(list.next(&w.users[0].identity, NOW, long).is_err());
 }
 
 #[test]
@@ -208,7 +216,7 @@ fn statements_with_weak_keys_are_refused() {
     let w = World::new(25, &[1], true);
     // The Ed25519 identity point as a device key in a device list.
     let list = w.users[0].list.encode();
-    let key_at = 1 + 2 + 16 + 16 + 32 + 8 + 8 + 2 + 16;
+    let key_at = 1 + 2 + 16 + 16 + 32 + 8 + 32 + 8 + 2 + 16;
     let mut weak = list.clone();
     weak[key_at..key_at + 32].copy_from_slice(&{
         let mut identity = [0u8; 32];
@@ -231,4 +239,46 @@ fn network_fingerprint_pins_the_key() {
     assert!(fp.matches(&w.network_key.verifying_key()));
     assert!(!fp.matches(&w.users[0].identity.verifying_key()));
     assert_eq!(NetworkFingerprint::parse(&fp.to_string()), Some(fp));
+}
+
+/// PROTOCOL.md §3.2: lists form a hash chain. The next version must name the
+/// digest of the list seen, a later one needs the lists between, a list at
+/// the highest version cannot follow anything, and a revoked device stays
+/// revoked in every list after.
+#[test]
+fn device_lists_form_a_chain_that_cannot_skip_or_revive() {
+    let w = World::new(26, &[2], false);
+    let u = &w.users[0];
+    let v1 = u.list.clone();
+    let mut revoked = v1.devices.clone();
+    revoked[1].revoked = true;
+    let v2 = v1.next(&u.identity, NOW, revoked.clone()).unwrap();
+    let seen_v1 = DeviceListExpectation { seen: Some((1, v1.digest())), ..w.expectation(0) };
+    let verified_v2 = v2.verify(&seen_v1).unwrap();
+    assert_eq!(verified_v2.active_devices().count(), 1);
+    assert_eq!(w.verified_list(0).successor(&v2).unwrap(), verified_v2);
+
+    // Version 3 seen from version 1: the relay must show version 2 first.
+    let v3 = v2.next(&u.identity, NOW, revoked.clone()).unwrap();
+    assert_eq!(v3.verify(&seen_v1), Err(CertError::DeviceListGap { seen: 1, got: 3 }));
+    // The highest version, properly signed, still follows nothing seen.
+    let max = DeviceList::sign(&u.identity, w.net, u.id, u64::MAX, v1.digest(), NOW, revoked.clone()).unwrap();
+    assert_eq!(max.verify(&seen_v1), Err(CertError::DeviceListGap { seen: 1, got: u64::MAX }));
+    assert!(matches!(verified_v2.successor(&max), Err(CertError::DeviceListGap { .. })));
+    assert_eq!(max.next(&u.identity, NOW, revoked.clone()).err(), Some(CertError::Invalid("device list version exhausted")));
+    // A second version 2 chained to another list: a fork.
+    let other = DeviceList::sign(&u.identity, w.net, u.id, 2, [3; 32], NOW, revoked.clone()).unwrap();
+    assert_eq!(other.verify(&seen_v1), Err(CertError::DeviceListFork { version: 2 }));
+    // Un-revoking, even signed by the identity key, is refused.
+    let revived = v2.next(&u.identity, NOW, v1.devices.clone()).unwrap();
+    assert!(matches!(verified_v2.successor(&revived), Err(CertError::DeviceRevived { .. })));
+    // An older list is a rollback; another identity key is a change.
+    assert!(matches!(verified_v2.successor(&v1), Err(CertError::DeviceListRollback { .. })));
+    let stranger = SigningKey::generate(&mut w.rng.clone());
+    let foreign = v2.next(&stranger, NOW, revoked).unwrap();
+    assert!(matches!(verified_v2.successor(&foreign), Err(CertError::IdentityChanged { .. })));
+    // Chain starts: version 0 does not exist, 1 names nothing, 2+ name something.
+    assert!(DeviceList::sign(&u.identity, w.net, u.id, 0, [0; 32], NOW, vec![]).is_err());
+    assert!(DeviceList::sign(&u.identity, w.net, u.id, 1, [1; 32], NOW, vec![]).is_err());
+    assert!(DeviceList::sign(&u.identity, w.net, u.id, 2, [0; 32], NOW, vec![]).is_err());
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use strongroom_crypto::certs::{CertError, DeviceEntry, DeviceList, PreKeyKind, PreKeyRef};
+use strongroom_crypto::certs::{CertError, DeviceEntry, PreKeyKind, PreKeyRef};
 use strongroom_crypto::content::Content;
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
@@ -128,13 +128,13 @@ fn sender_must_be_in_signed_list_and_not_revoked() {
             e.revoked = true;
         }
     }
-    let revoked = DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 2, NOW, entries.clone()).unwrap();
+    let revoked = w.users[0].list.next(&w.users[0].identity, NOW, entries.clone()).unwrap();
     let list = revoked.verify(&w.expectation(0)).unwrap();
     let err = d.open(&w.me(1, 0), keys, &list, &mut MemoryReplayGuard::default(), NOW).unwrap_err();
     assert!(matches!(err, EnvelopeError::Sender(CertError::RevokedDevice { .. })), "{err:?}");
     // Alice's list without device 1.
     let fewer: Vec<DeviceEntry> = entries.into_iter().filter(|e| e.device_id != w.users[0].devices[1].id).collect();
-    let list = DeviceList::sign(&w.users[0].identity, w.net, w.users[0].id, 3, NOW, fewer)
+    let list = revoked.next(&w.users[0].identity, NOW, fewer)
         .unwrap()
         .verify(&w.expectation(0))
         .unwrap();
@@ -367,7 +367,7 @@ fn a_device_is_never_sent_a_version_it_does_not_list() {
     let u = &mut w.users[1];
     let mut entries = u.list.devices.clone();
     entries[0].versions = 1 << 3;
-    u.list = DeviceList::sign(&u.identity, w.net, u.id, 2, NOW, entries).unwrap();
+    u.list = u.list.next(&u.identity, NOW, entries).unwrap();
     let err = seal(&w.sender(0, 0), &w.meta(), &text("x"), &w.recipients(&[1]), &mut w.rng.clone()).unwrap_err();
     assert!(matches!(err, SealError::UnsupportedVersion { version: 2, .. }), "{err:?}");
 }

@@ -21,7 +21,7 @@ use strongroom_crypto::content::Content;
 use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
-use strongroom_crypto::link::{open_identity, seal_identity_with, LinkCode, LinkTarget};
+use strongroom_crypto::link::{open_transfer, seal_transfer_with, LinkCode, LinkTarget};
 use strongroom_crypto::safety_number::SafetyNumber;
 use strongroom_crypto::suite::SUPPORTED_VERSIONS;
 
@@ -103,7 +103,7 @@ fn single_device_list(p: &Party, net: NetworkId, at: u64) -> VerifiedDeviceList 
         versions: SUPPORTED_VERSIONS,
         name: String::new(),
     };
-    let list = DeviceList::sign(&p.identity, net, p.user, 1, at, vec![entry]).unwrap();
+    let list = DeviceList::first(&p.identity, net, p.user, at, vec![entry]).unwrap();
     list.verify(&DeviceListExpectation { network_id: net, user_id: p.user, pinned_identity: None, seen: None }).unwrap()
 }
 
@@ -308,7 +308,7 @@ fn policy_outputs(i: &Value) -> Value {
 
 fn device_list_outputs(i: &Value) -> Value {
     let id = signing(i, "identity_seed");
-    let devices = get(i, "devices")
+    let devices: Vec<DeviceEntry> = get(i, "devices")
         .as_array()
         .unwrap()
         .iter()
@@ -321,16 +321,29 @@ fn device_list_outputs(i: &Value) -> Value {
             name: text(d, "name"),
         })
         .collect();
-    let l = DeviceList::sign(
-        &id,
-        NetworkId::from_bytes(arr(i, "network_id")),
-        UserId::from_bytes(arr(i, "user_id")),
-        num(i, "version"),
-        num(i, "issued_at"),
-        devices,
-    )
-    .unwrap();
-    json!({"identity_public": h(id.verifying_key().as_bytes()), "device_list": h(&l.encode())})
+    let net = NetworkId::from_bytes(arr(i, "network_id"));
+    let user = UserId::from_bytes(arr(i, "user_id"));
+    let l = DeviceList::sign(&id, net, user, num(i, "version"), arr(i, "previous"), num(i, "issued_at"), devices.clone())
+        .unwrap();
+    // The list after it: the active device with the lowest id revoked.
+    let revoke = devices.iter().filter(|d| !d.revoked).map(|d| d.device_id).min().unwrap();
+    let later: Vec<DeviceEntry> = devices
+        .into_iter()
+        .map(|mut d| {
+            d.revoked |= d.device_id == revoke;
+            d
+        })
+        .collect();
+    let next = l.next(&id, num(i, "issued_at") + 1000, later).unwrap();
+    let expect = DeviceListExpectation { network_id: net, user_id: user, pinned_identity: None, seen: None };
+    let verified = l.verify(&expect).unwrap().successor(&DeviceList::decode(&next.encode()).unwrap()).unwrap();
+    assert_eq!(verified.active_devices().count(), 1);
+    json!({
+        "identity_public": h(id.verifying_key().as_bytes()),
+        "device_list": h(&l.encode()),
+        "digest": h(&l.digest()),
+        "next_device_list": h(&next.encode()),
+    })
 }
 
 fn prekey_from(i: &Value) -> (AgreementSecret, SignedPreKey) {
@@ -393,10 +406,10 @@ fn link_outputs(i: &Value) -> Value {
     let device_key = signing(i, "device_seed").verifying_key();
     let link = agreement(i, "link_private");
     let network_key = signing(i, "network_seed").verifying_key();
-    let identity_seed = SecretBytes::new(arr(i, "identity_seed"));
+    let identity = signing(i, "identity_seed").verifying_key();
     let code = link_code(i);
-    let sealed = seal_identity_with(
-        &identity_seed,
+    let sealed = seal_transfer_with(
+        &identity,
         &network_key,
         &target,
         &link.public(),
@@ -404,13 +417,14 @@ fn link_outputs(i: &Value) -> Value {
         SecretBytes::new(arr(i, "ephemeral_private")),
     )
     .unwrap();
-    assert_eq!(open_identity(&sealed, &target, &link, &code).unwrap(), (identity_seed, network_key));
+    assert_eq!(open_transfer(&sealed, &target, &link, &code).unwrap(), (identity, network_key));
     json!({
         "device_public": h(device_key.as_bytes()),
         "link_public": h(link.public().as_bytes()),
         "network_public": h(network_key.as_bytes()),
         "link_code": code.to_string(),
-        "sealed_identity": h(&sealed),
+        "identity_public": h(identity.as_bytes()),
+        "sealed_transfer": h(&sealed),
     })
 }
 
@@ -530,7 +544,7 @@ fn run_case(c: &Value, ctx: &Context) -> String {
                 let net = NetworkId::from_bytes(arr(gi, "network_id"));
                 let expect =
                     DeviceListExpectation { network_id: net, user_id: p.user, pinned_identity: None, seen: None };
-                DeviceList::sign(&p.identity, net, p.user, 2, num(gi, "timestamp"), vec![entry])
+                DeviceList::first(&p.identity, net, p.user, num(gi, "timestamp"), vec![entry])
                     .unwrap()
                     .verify(&expect)
                     .unwrap()
@@ -587,7 +601,7 @@ fn run_case(c: &Value, ctx: &Context) -> String {
         "link" => {
             let i = get(&ctx.link, "inputs");
             let (target, key, code) = (link_target(i), agreement(i, "link_private"), link_code(i));
-            error_name(&open_identity(&input, &target, &key, &code).expect_err(&name))
+            error_name(&open_transfer(&input, &target, &key, &code).expect_err(&name))
         }
         other => panic!("unknown negative kind {other}"),
     };
@@ -762,7 +776,7 @@ fn negative_outputs(ctx: &Context) -> Value {
     let identity = signing(dli, "identity_seed");
     let list = bytes(get(&ctx.device_list, "outputs"), "device_list");
     let body = &list[..list.len() - 64];
-    let first_key = 1 + 2 + 16 + 16 + 32 + 8 + 8 + 2 + 16;
+    let first_key = 1 + 2 + 16 + 16 + 32 + 8 + 32 + 8 + 2 + 16;
     let mut weak = body.to_vec();
     weak[first_key..first_key + 32].copy_from_slice(&{
         let mut identity_point = [0u8; 32];
@@ -814,12 +828,35 @@ fn negative_outputs(ctx: &Context) -> Value {
     ));
     // The same version, re-signed with another issued_at: a second view.
     let mut reissued = body.to_vec();
-    let issued_at = 1 + 2 + 16 + 16 + 32 + 8;
+    let issued_at = 1 + 2 + 16 + 16 + 32 + 8 + 32;
     reissued[issued_at + 7] ^= 1;
     cases.push(dl(
         "another list under the version already seen",
         resign(label, &reissued, &identity),
         json!({"seen_version": num(dli, "version"), "seen_digest": h(&sha256(&list))}),
+    ));
+    // The next version, but chained to another list than the one seen.
+    cases.push(dl(
+        "the next version naming another previous list (fork)",
+        list.clone(),
+        json!({"seen_version": num(dli, "version") - 1, "seen_digest": h(&sha256(b"another list"))}),
+    ));
+    // Signed at the highest version: it follows nothing a peer has seen, so
+    // it cannot make the account's real next list a rollback.
+    let mut max_version = body.to_vec();
+    let version_at = 1 + 2 + 16 + 16 + 32;
+    max_version[version_at..version_at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    cases.push(dl(
+        "a list at version 2^64-1 skipping the versions between",
+        resign(label, &max_version, &identity),
+        json!({"seen_version": num(dli, "version"), "seen_digest": h(&sha256(&list))}),
+    ));
+    let mut zero_previous = body.to_vec();
+    zero_previous[version_at + 8..version_at + 40].fill(0);
+    cases.push(dl(
+        "a list after version 1 naming no previous list",
+        resign(label, &zero_previous, &identity),
+        none.clone(),
     ));
     cases.push(dl(
         "identity key differs from the pinned one",
@@ -927,10 +964,10 @@ fn negative_outputs(ctx: &Context) -> Value {
     cases.push(json!({"name": "not an attachment (magic)", "kind": "attachment", "bytes": h(&magic)}));
 
     // Linking.
-    let mut sealed = bytes(get(&ctx.link, "outputs"), "sealed_identity");
+    let mut sealed = bytes(get(&ctx.link, "outputs"), "sealed_transfer");
     sealed[40] ^= 1;
-    cases.push(json!({"name": "sealed identity altered", "kind": "link", "bytes": h(&sealed)}));
-    cases.push(json!({"name": "sealed identity of the wrong length", "kind": "link", "bytes": h(&sealed[..100])}));
+    cases.push(json!({"name": "sealed link transfer altered", "kind": "link", "bytes": h(&sealed)}));
+    cases.push(json!({"name": "sealed link transfer of the wrong length", "kind": "link", "bytes": h(&sealed[..100])}));
 
     for c in &mut cases {
         c["expected_error"] = json!(run_case(c, ctx));
@@ -988,7 +1025,9 @@ fn generated_inputs() -> Vec<(&'static str, &'static str, Value)> {
             json!({
             "identity_seed": rand::<32>(&mut rng), "network_id": rand::<16>(&mut rng), "user_id": rand::<16>(&mut rng), "version": 4, "issued_at": T0,
             "devices": (0..3).map(|k| json!({"device_id": rand::<16>(&mut rng), "signing_public": public(&mut rng),
-                "created_at": T0 - 1000 * k, "revoked": k == 2, "versions": SUPPORTED_VERSIONS, "name": format!("device {k}")})).collect::<Vec<_>>()}),
+                "created_at": T0 - 1000 * k, "revoked": k == 2, "versions": SUPPORTED_VERSIONS, "name": format!("device {k}")})).collect::<Vec<_>>(),
+            // Fixed, not drawn from the generator, so the other vectors keep their inputs.
+            "previous": h(&sha256(b"strongroom device list version 3"))}),
         ),
         (
             "prekey",
@@ -1006,7 +1045,7 @@ fn generated_inputs() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "link",
-            "linking a new device: its link code and the identity key sealed to it (section 8)",
+            "linking a new device: its link code and the identity and network public keys sealed to it (section 8)",
             json!({
             "network_id": rand::<16>(&mut rng), "user_id": rand::<16>(&mut rng), "device_id": rand::<16>(&mut rng),
             "device_seed": rand::<32>(&mut rng), "link_private": rand::<32>(&mut rng), "identity_seed": rand::<32>(&mut rng),
@@ -1115,7 +1154,11 @@ fn spec_implementation_agrees() {
             "attachment" => assert_eq!(spec::attachment(i), bytes(o, "blob")),
             "archive_record" => assert_eq!(&spec::archive_record(i), o),
             "prekey" => assert_eq!(hex::encode(spec::signed_prekey(i)), text(o, "signed_prekey"), "{name}"),
-            "device_list" => assert_eq!(hex::encode(spec::device_list(i)), text(o, "device_list"), "{name}"),
+            "device_list" => {
+                let list = spec::device_list(i);
+                assert_eq!(hex::encode(&list), text(o, "device_list"), "{name}");
+                assert_eq!(hex::encode(spec::next_device_list(i, &list)), text(o, "next_device_list"), "{name}");
+            }
             "policy" => {
                 let (policy, fingerprint) = spec::policy(i);
                 assert_eq!(hex::encode(policy), text(o, "policy"), "{name}");
@@ -1129,7 +1172,7 @@ fn spec_implementation_agrees() {
             "link" => {
                 let (code, sealed) = spec::link(i);
                 assert_eq!(code, text(o, "link_code"), "{name}");
-                assert_eq!(hex::encode(sealed), text(o, "sealed_identity"), "{name}");
+                assert_eq!(hex::encode(sealed), text(o, "sealed_transfer"), "{name}");
             }
             "retention_login" => {
                 let (signed_bytes, signature) = spec::retention_login(i);
@@ -1196,6 +1239,8 @@ fn negative_vectors_fail_as_stated() {
         "IdentityChanged",
         "DeviceListRollback",
         "DeviceListConflict",
+        "DeviceListFork",
+        "DeviceListGap",
         "Expired",
         "UnknownPolicyEntry",
         "PolicyRollback",

@@ -53,6 +53,35 @@ macro_rules! on_every_backend {
     };
 }
 
+/// A real first list and its successor for `user` naming `devices`,
+/// signed by identity seed `seed`: the store follows the chain by digest.
+fn signed_chain(
+    net: &[u8; 16],
+    user: &[u8; 16],
+    seed: u8,
+    devices: &[u8],
+) -> ([u8; 32], strongroom_crypto::certs::DeviceList, strongroom_crypto::certs::DeviceList) {
+    use strongroom_crypto::certs::{DeviceEntry, DeviceList};
+    use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
+    use strongroom_crypto::keys::{SecretBytes, SigningKey};
+    let identity = SigningKey::from_seed(SecretBytes::new([seed; 32])).unwrap();
+    let entries: Vec<DeviceEntry> = devices
+        .iter()
+        .map(|d| DeviceEntry {
+            device_id: DeviceId::from_bytes(id(*d)),
+            signing_key: identity.verifying_key(),
+            created_at: 0,
+            revoked: false,
+            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+            name: String::new(),
+        })
+        .collect();
+    let l1 = DeviceList::first(&identity, NetworkId::from_bytes(*net), UserId::from_bytes(*user), 0, entries.clone())
+        .unwrap();
+    let l2 = l1.next(&identity, 1, entries).unwrap();
+    (*identity.verifying_key().as_bytes(), l1, l2)
+}
+
 fn id(n: u8) -> [u8; 16] {
     [n; 16]
 }
@@ -169,27 +198,65 @@ async fn device_lists_and_prekeys(store: Store) {
     let u = user(&store, &net, 20, "erin").await;
     let d21 = device(&store, &net, &u, 21).await;
     device(&store, &net, &u, 22).await;
-    assert!(store
-        .put_device_list(&net, &u, &[1; 32], 1, b"list-1", &[(id(21), false), (id(22), false)])
-        .await
-        .unwrap()
-        .is_ok());
+    use strongroom_crypto::certs::{DeviceEntry, DeviceList};
+    use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
+    use strongroom_crypto::keys::{SecretBytes, SigningKey};
+    let identity = SigningKey::from_seed(SecretBytes::new([1; 32])).unwrap();
+    let other = SigningKey::from_seed(SecretBytes::new([2; 32])).unwrap();
+    let ik = *identity.verifying_key().as_bytes();
+    let entries = |revoked: bool| -> Vec<DeviceEntry> {
+        [(21, false), (22, revoked)]
+            .iter()
+            .map(|(d, r)| DeviceEntry {
+                device_id: DeviceId::from_bytes(id(*d)),
+                signing_key: other.verifying_key(),
+                created_at: 0,
+                revoked: *r,
+                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
+                name: String::new(),
+            })
+            .collect()
+    };
+    let (nid, uid) = (NetworkId::from_bytes(net), UserId::from_bytes(u));
+    let l1 = DeviceList::first(&identity, nid, uid, 0, entries(false)).unwrap();
+    let l2 = l1.next(&identity, 1, entries(true)).unwrap();
+    let fork = DeviceList::sign(&identity, nid, uid, 2, [7; 32], 1, entries(true)).unwrap();
+    let both = [(id(21), false), (id(22), false)];
     assert_eq!(
-        store.put_device_list(&net, &u, &[2; 32], 2, b"x", &[]).await.unwrap(),
+        store.put_device_list(&net, &u, &ik, 2, &l2.previous, &l2.encode(), &both).await.unwrap(),
+        Err(DeviceListRefusal::NotNext { current: 0 }),
+        "the first list is version 1"
+    );
+    assert!(store.put_device_list(&net, &u, &ik, 1, &[0; 32], &l1.encode(), &both).await.unwrap().is_ok());
+    assert_eq!(
+        store.put_device_list(&net, &u, &[2; 32], 2, &l2.previous, &l2.encode(), &[]).await.unwrap(),
         Err(DeviceListRefusal::IdentityMismatch)
     );
     assert_eq!(
-        store.put_device_list(&net, &u, &[1; 32], 1, b"x", &[]).await.unwrap(),
-        Err(DeviceListRefusal::NotNewer { current: 1 })
+        store.put_device_list(&net, &u, &ik, 1, &[0; 32], &l1.encode(), &[]).await.unwrap(),
+        Err(DeviceListRefusal::NotNext { current: 1 })
+    );
+    assert_eq!(
+        store.put_device_list(&net, &u, &ik, u64::MAX, &l2.previous, &l2.encode(), &[]).await.unwrap(),
+        Err(DeviceListRefusal::NotNext { current: 1 }),
+        "no skipping versions"
+    );
+    assert_eq!(
+        store.put_device_list(&net, &u, &ik, 2, &fork.previous, &fork.encode(), &[]).await.unwrap(),
+        Err(DeviceListRefusal::WrongPrevious)
     );
     assert!(store.device_active(&u, &id(21)).await.unwrap());
     assert!(store
-        .put_device_list(&net, &u, &[1; 32], 2, b"list-2", &[(id(21), false), (id(22), true)])
+        .put_device_list(&net, &u, &ik, 2, &l2.previous, &l2.encode(), &[(id(21), false), (id(22), true)])
         .await
         .unwrap()
         .is_ok());
     assert!(!store.device_active(&u, &id(22)).await.unwrap(), "revoked");
-    assert_eq!(store.device_list(&u).await.unwrap(), Some(b"list-2".to_vec()));
+    assert_eq!(store.device_list(&u).await.unwrap(), Some(l2.encode()));
+    assert_eq!(store.device_list_history(&u, 0, 64).await.unwrap(), vec![l1.encode(), l2.encode()]);
+    assert_eq!(store.device_list_history(&u, 1, 64).await.unwrap(), vec![l2.encode()]);
+    assert_eq!(store.device_list_history(&u, 0, 1).await.unwrap(), vec![l1.encode()]);
+    assert!(store.device_list_history(&u, 2, 64).await.unwrap().is_empty());
 
     // 40 one-time pre-keys, one medium-term; 80 concurrent claims.
     let mut keys: Vec<(u8, u32, i64, Vec<u8>)> =
@@ -240,8 +307,8 @@ async fn conversations_and_delivery(store: Store) {
     let (d33, d34) = (device(&store, &net, &b, 33).await, device(&store, &net, &b, 34).await);
     let r90 = retention(&net, 90);
     assert_eq!(store.put_policy(&net, &policy(2, b"policy-2", &[id(90)])).await.unwrap(), PolicyOutcome::Stored);
-    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(32), false)]).await.unwrap().unwrap();
-    store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(32), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
     let conv = id(35);
     store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
     assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
@@ -366,8 +433,8 @@ async fn group_commits(store: Store) {
     let (a, b) = (user(&store, &net, 50, "a").await, user(&store, &net, 51, "b").await);
     device(&store, &net, &a, 52).await;
     let (d53, d54) = (device(&store, &net, &b, 53).await, device(&store, &net, &b, 54).await);
-    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(52), false)]).await.unwrap().unwrap();
-    store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(52), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
     let (c1, c2) = (id(55), id(56));
     for c in [c1, c2] {
         store.create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
@@ -507,16 +574,17 @@ async fn device_ownership(store: Store) {
 
     // Device lists name only the account's own ids.
     assert_eq!(
-        store.put_device_list(&net, &b, &[2; 32], 1, b"l", &[(id(73), true)]).await.unwrap(),
+        store.put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(73), true)]).await.unwrap(),
         Err(DeviceListRefusal::NotOwned(id(73))),
         "b cannot revoke a's device"
     );
     assert_eq!(
-        store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(73), false), (id(75), false)]).await.unwrap(),
+        store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(73), false), (id(75), false)]).await.unwrap(),
         Err(DeviceListRefusal::NotOwned(id(75))),
         "an id that never logged in"
     );
-    store.put_device_list(&net, &a, &[1; 32], 1, b"l", &[(id(73), false)]).await.unwrap().unwrap();
+    let (ik, l1, l2) = signed_chain(&net, &a, 1, &[73]);
+    store.put_device_list(&net, &a, &ik, 1, &[0; 32], &l1.encode(), &[(id(73), false)]).await.unwrap().unwrap();
 
     // Wipe orders: only for the owning account in its network; only the device confirms.
     assert!(!store.wipe_device(&DeviceRef { user: b, ..da }, 5).await.unwrap(), "b does not own it");
@@ -531,7 +599,7 @@ async fn device_ownership(store: Store) {
     assert!(store.session(&[73; 32], 8).await.unwrap().is_none(), "confirmed: its sessions ended");
     assert_eq!(login(a, net, 73, 106).await, DeviceClaim::Revoked, "revocation is final");
     assert_eq!(
-        store.put_device_list(&net, &a, &[1; 32], 2, b"l2", &[(id(73), false)]).await.unwrap(),
+        store.put_device_list(&net, &a, &ik, 2, &l2.previous, &l2.encode(), &[(id(73), false)]).await.unwrap(),
         Ok(()),
         "a list may still name it…"
     );
@@ -591,7 +659,7 @@ async fn administration(store: Store) {
     let listed = store.admin_users(&net, Some("bob")).await.unwrap();
     assert_eq!(listed[0].role, "auditor");
     let d = device(&store, &net, &bob, 73).await;
-    store.put_device_list(&net, &bob, &[3; 32], 1, b"l", &[(id(73), false)]).await.unwrap().unwrap();
+    store.put_device_list(&net, &bob, &[3; 32], 1, &[0; 32], b"l", &[(id(73), false)]).await.unwrap().unwrap();
     assert_eq!(store.identity_key(&bob).await.unwrap(), Some(vec![3; 32]));
     assert_eq!(store.user_devices(&bob).await.unwrap(), vec![id(73)]);
     assert!(store.revoked_devices(&bob).await.unwrap().is_empty());

@@ -163,6 +163,19 @@ pub struct UserKeys {
     pub revoked_devices: Vec<String>,
 }
 
+/// `GET /v1/keys/{user}/history?after=N`: the signed device lists after
+/// version N, oldest first (at most [`MAX_LIST_HISTORY`]; ask again after
+/// the last for more). A peer that saw version N follows the chain to the
+/// current list (PROTOCOL.md §3.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceListHistory {
+    /// Encoded device lists, ascending by version.
+    pub lists: Vec<B64>,
+}
+
+/// Most lists in one [`DeviceListHistory`] answer.
+pub const MAX_LIST_HISTORY: u32 = 64;
+
 /// A count per device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceCount {
@@ -191,8 +204,9 @@ pub struct LinkRequest {
 pub struct LinkApproval {
     /// The new device (hex).
     pub device_id: String,
-    /// The identity key sealed to the link key (PROTOCOL.md, linking).
-    pub sealed_identity: B64,
+    /// The account identity key and network key sealed to the link key
+    /// (PROTOCOL.md §8); never the identity private key.
+    pub sealed_transfer: B64,
 }
 
 /// `POST /v1/keys/claim`: one pre-key per device, for sealing a message.

@@ -234,7 +234,7 @@ impl Device {
             versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
             name: "new".into(),
         });
-        let list = DeviceList::sign(&d.identity, network, d.user, now_ms(), now_ms(), entries).unwrap();
+        let list = d.next_list(entries).await;
         let r = d.put_bytes("/v1/keys/device-list", list.encode()).await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
         d.upload_prekeys(one_time).await;
@@ -275,6 +275,17 @@ impl Device {
 
     pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
         self.http.put(format!("{}{path}", self.url)).bearer_auth(&self.token).body(body).send().await.unwrap()
+    }
+
+    /// The account's next device list with `entries`: chained to the list
+    /// the relay holds, or the first one.
+    pub async fn next_list(&self, entries: Vec<DeviceEntry>) -> DeviceList {
+        let r = self.get(&format!("/v1/keys/{}", self.user)).await;
+        if r.status() == StatusCode::NOT_FOUND {
+            return DeviceList::first(&self.identity, self.network, self.user, now_ms(), entries).unwrap();
+        }
+        let keys: strongroom_wire::UserKeys = r.json().await.unwrap();
+        DeviceList::decode(&keys.device_list.0).unwrap().next(&self.identity, now_ms(), entries).unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

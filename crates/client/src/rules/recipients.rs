@@ -71,7 +71,7 @@ mod tests {
             })
             .collect();
         let user = UserId::from_bytes([user; 16]);
-        let signed = DeviceList::sign(&identity, NET, user, 1, 0, entries).unwrap();
+        let signed = DeviceList::first(&identity, NET, user, 0, entries).unwrap();
         signed
             .verify(&DeviceListExpectation { network_id: NET, user_id: user, pinned_identity: None, seen: None })
             .unwrap()

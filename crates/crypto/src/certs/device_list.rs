@@ -28,10 +28,17 @@ pub struct DeviceEntry {
     pub name: String,
 }
 
-/// A user's devices, signed by the user's identity key.
+/// A user's devices, signed by the user's identity key, which only the
+/// account's primary device holds (PROTOCOL.md §8).
+///
+/// Lists form a hash chain: list `n + 1` names the SHA-256 of list `n`
+/// ([`DeviceList::digest`]) and the first list has version 1 and 32 zero
+/// bytes. A list cannot skip versions, so a list signed at version 2^64 − 1
+/// cannot follow anything a peer has seen, and a revoked device stays
+/// revoked in every later list.
 ///
 /// Encoding: `version u8 | suite u16 | network 16 | user 16 | identity key 32 |
-/// list version u64 | issued_at u64 | count u16 | entries | signature 64`;
+/// list version u64 | previous 32 | issued_at u64 | count u16 | entries | signature 64`;
 /// entry: `device 16 | signing key 32 | created_at u64 | revoked u8 (0/1) |
 /// versions u32 | name (u16 length | UTF-8)`. Entries are in strictly ascending device id
 /// order. Signature over `"strongroom/v2/device-list" 0x00 | everything before it`.
@@ -43,8 +50,10 @@ pub struct DeviceList {
     pub user_id: UserId,
     /// The identity key that signed the list.
     pub identity_key: VerifyingKey,
-    /// Increases with every change; peers refuse older lists.
+    /// 1 for the first list, then exactly one more than the list it follows.
     pub version: u64,
+    /// SHA-256 of the list this one follows; zeros for version 1.
+    pub previous: [u8; 32],
     /// When it was signed (ms).
     pub issued_at: u64,
     /// The devices, ascending by id.
@@ -62,8 +71,10 @@ pub struct DeviceListExpectation {
     /// The identity key pinned on first use, if any.
     pub pinned_identity: Option<VerifyingKey>,
     /// The highest list version seen before and the SHA-256 of that list
-    /// ([`DeviceList::digest`]), if any: an older version is a rollback, and a
-    /// different list under the same version is the relay showing two views.
+    /// ([`DeviceList::digest`]), if any: an older version is a rollback, a
+    /// different list under the same version is the relay showing two views,
+    /// the next version must name that digest, and a later one needs the
+    /// lists in between ([`VerifiedDeviceList::successor`]).
     pub seen: Option<(u64, [u8; 32])>,
 }
 
@@ -113,23 +124,45 @@ impl VerifiedDevice {
 }
 
 impl DeviceList {
+    /// Signs the first device list of an identity key (version 1).
+    pub fn first(
+        identity: &SigningKey,
+        network_id: NetworkId,
+        user_id: UserId,
+        issued_at: u64,
+        devices: Vec<DeviceEntry>,
+    ) -> Result<Self, CertError> {
+        Self::sign(identity, network_id, user_id, 1, [0; 32], issued_at, devices)
+    }
+
+    /// Signs the list that follows this one: the next version, chained to
+    /// this list's digest.
+    pub fn next(&self, identity: &SigningKey, issued_at: u64, devices: Vec<DeviceEntry>) -> Result<Self, CertError> {
+        let version = self.version.checked_add(1).ok_or(CertError::Invalid("device list version exhausted"))?;
+        Self::sign(identity, self.network_id, self.user_id, version, self.digest(), issued_at, devices)
+    }
+
     /// Signs a device list with the user's identity key. Sorts the devices
-    /// and refuses duplicates and out-of-range fields.
+    /// and refuses duplicates and out-of-range fields; [`DeviceList::first`]
+    /// and [`DeviceList::next`] pick `version` and `previous` for the chain.
     pub fn sign(
         identity: &SigningKey,
         network_id: NetworkId,
         user_id: UserId,
         version: u64,
+        previous: [u8; 32],
         issued_at: u64,
         mut devices: Vec<DeviceEntry>,
     ) -> Result<Self, CertError> {
         devices.sort_by_key(|d| d.device_id);
         check_entries(&devices)?;
+        check_chain_start(version, &previous)?;
         let mut list = Self {
             network_id,
             user_id,
             identity_key: identity.verifying_key(),
             version,
+            previous,
             issued_at,
             devices,
             signature: Signature([0; 64]),
@@ -146,6 +179,7 @@ impl DeviceList {
             .raw(&self.user_id.0)
             .raw(&self.identity_key.0)
             .u64(self.version)
+            .raw(&self.previous)
             .u64(self.issued_at)
             .u16(u16::try_from(self.devices.len()).unwrap_or(u16::MAX));
         for d in &self.devices {
@@ -182,6 +216,7 @@ impl DeviceList {
         let user_id = UserId(r.array("user id").map_err(&e)?);
         let identity_key = key(r.array("identity key").map_err(&e)?)?;
         let version = r.u64("list version").map_err(&e)?;
+        let previous = r.array("previous list digest").map_err(&e)?;
         let issued_at = r.u64("issued_at").map_err(&e)?;
         let n = r.count16("device count", MAX_DEVICES, 16 + 32 + 8 + 1 + 4 + 2).map_err(&e)?;
         let mut devices = Vec::with_capacity(n);
@@ -198,7 +233,8 @@ impl DeviceList {
         let signature = Signature(r.array("signature").map_err(&e)?);
         r.finish("device list").map_err(&e)?;
         check_entries(&devices)?;
-        Ok(Self { network_id, user_id, identity_key, version, issued_at, devices, signature })
+        check_chain_start(version, &previous)?;
+        Ok(Self { network_id, user_id, identity_key, version, previous, issued_at, devices, signature })
     }
 
     /// Checks the list against what the caller knows: network, user, pinned
@@ -222,11 +258,31 @@ impl DeviceList {
             if self.version < seen {
                 return Err(CertError::DeviceListRollback { seen, got: self.version });
             }
-            if self.version == seen && !bool::from(subtle::ConstantTimeEq::ct_eq(&self.digest()[..], &digest[..])) {
+            if self.version == seen && !same_digest(&self.digest(), &digest) {
                 return Err(CertError::DeviceListConflict { version: seen });
+            }
+            if self.version == seen.saturating_add(1) && !same_digest(&self.previous, &digest) {
+                return Err(CertError::DeviceListFork { version: self.version });
+            }
+            if self.version > seen.saturating_add(1) {
+                return Err(CertError::DeviceListGap { seen, got: self.version });
             }
         }
         Ok(VerifiedDeviceList { list: self.clone() })
+    }
+}
+
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]))
+}
+
+/// Version 0 does not exist; only version 1 starts a chain (zero digest).
+fn check_chain_start(version: u64, previous: &[u8; 32]) -> Result<(), CertError> {
+    match (version, previous.iter().all(|b| *b == 0)) {
+        (0, _) => Err(CertError::Invalid("device list version 0 does not exist; the first list is version 1")),
+        (1, false) => Err(CertError::Invalid("device list version 1 starts a chain and names no previous list")),
+        (2.., true) => Err(CertError::Invalid("a device list after version 1 must name the digest of the list before")),
+        _ => Ok(()),
     }
 }
 
@@ -244,6 +300,39 @@ fn check_entries(devices: &[DeviceEntry]) -> Result<(), CertError> {
 }
 
 impl VerifiedDeviceList {
+    /// Checks `next` as the list that follows this one: same network, user
+    /// and identity key, the next version, this list's digest as its
+    /// `previous`, a valid signature, and every device revoked here still
+    /// listed and revoked (revocation is final).
+    pub fn successor(&self, next: &DeviceList) -> Result<VerifiedDeviceList, CertError> {
+        let expect = DeviceListExpectation {
+            network_id: self.list.network_id,
+            user_id: self.list.user_id,
+            pinned_identity: Some(self.list.identity_key),
+            seen: Some((self.list.version, self.list.digest())),
+        };
+        if next.version <= self.list.version {
+            return Err(CertError::DeviceListRollback { seen: self.list.version, got: next.version });
+        }
+        let verified = next.verify(&expect)?;
+        for old in self.list.devices.iter().filter(|d| d.revoked) {
+            let still = next.devices.iter().any(|d| d.device_id == old.device_id && d.revoked);
+            if !still {
+                return Err(CertError::DeviceRevived { user: self.list.user_id, device: old.device_id });
+            }
+        }
+        Ok(verified)
+    }
+
+    /// What changed from `before` to this list: devices added, and devices
+    /// revoked (or dropped), by name, for showing to people.
+    pub fn changes_since<'a>(&'a self, before: &'a DeviceList) -> (Vec<&'a DeviceEntry>, Vec<&'a DeviceEntry>) {
+        let active = |l: &DeviceList, id: DeviceId| l.devices.iter().any(|d| d.device_id == id && !d.revoked);
+        let added = self.list.devices.iter().filter(|d| !d.revoked && !active(before, d.device_id)).collect();
+        let removed = before.devices.iter().filter(|d| !d.revoked && !active(&self.list, d.device_id)).collect();
+        (added, removed)
+    }
+
     /// The verified list.
     pub fn list(&self) -> &DeviceList {
         &self.list

@@ -92,6 +92,30 @@ pub enum CertError {
         /// The contested version.
         version: u64,
     },
+    /// The list names a previous list other than the one already seen: the
+    /// relay is showing a fork of the user's list chain.
+    #[error("device list version {version} does not follow the list already seen (fork in the list chain)")]
+    DeviceListFork {
+        /// The list offered.
+        version: u64,
+    },
+    /// The list skips versions past the one already seen: only the lists in
+    /// between can show it follows (a list at a huge version never can).
+    #[error("device list version {got} does not follow version {seen} already seen; lists cannot skip versions (fetch the lists between)")]
+    DeviceListGap {
+        /// Highest version seen.
+        seen: u64,
+        /// Version offered.
+        got: u64,
+    },
+    /// A list brings back (or drops) a device an earlier list revoked.
+    #[error("device {device} of user {user} was revoked and cannot return")]
+    DeviceRevived {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
     /// The statement belongs to another network.
     #[error("statement is for network {got}, expected {expected}")]
     WrongNetwork {

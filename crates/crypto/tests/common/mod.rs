@@ -85,7 +85,7 @@ impl World {
                     name: format!("device {i}"),
                 })
                 .collect();
-            let list = DeviceList::sign(&identity, net, id, 1, NOW - 5000, entries).unwrap();
+            let list = DeviceList::first(&identity, net, id, NOW - 5000, entries).unwrap();
             users.push(User { id, identity, devices: devs, list });
         }
         let retention = retention.then(|| {

@@ -266,13 +266,32 @@ pub fn signed_prekey(i: &Value) -> Vec<u8> {
 
 /// The signed device list (§3.2).
 pub fn device_list(i: &Value) -> Vec<u8> {
+    let revoked: Vec<Vec<u8>> =
+        i["devices"].as_array().unwrap().iter().filter(|d| d["revoked"].as_bool().unwrap()).map(|d| hx(d, "device_id")).collect();
+    device_list_with(i, n(i, "version"), &hx(i, "previous"), n(i, "issued_at"), &revoked)
+}
+
+/// The list that follows `list` (§3.2): version + 1, chained to SHA-256 of
+/// `list`, with the active device of lowest id revoked, 1 s later.
+pub fn next_device_list(i: &Value, list: &[u8]) -> Vec<u8> {
+    let mut devices: Vec<&Value> = i["devices"].as_array().unwrap().iter().collect();
+    devices.sort_by_key(|d| hx(d, "device_id"));
+    let mut revoked: Vec<Vec<u8>> =
+        devices.iter().filter(|d| d["revoked"].as_bool().unwrap()).map(|d| hx(d, "device_id")).collect();
+    revoked.push(hx(devices.iter().find(|d| !d["revoked"].as_bool().unwrap()).unwrap(), "device_id"));
+    device_list_with(i, n(i, "version") + 1, &sha256(list), n(i, "issued_at") + 1000, &revoked)
+}
+
+fn device_list_with(i: &Value, version: u64, previous: &[u8], issued_at: u64, revoked: &[Vec<u8>]) -> Vec<u8> {
     let seed = hx(i, "identity_seed");
     let mut b = VERSION_SUITE.to_vec();
     b.extend(hx(i, "network_id"));
     b.extend(hx(i, "user_id"));
     b.extend(ed_public(&seed));
-    b.extend(n(i, "version").to_be_bytes());
-    b.extend(n(i, "issued_at").to_be_bytes());
+    b.extend(version.to_be_bytes());
+    assert_eq!(previous.len(), 32);
+    b.extend(previous);
+    b.extend(issued_at.to_be_bytes());
     let mut devices: Vec<&Value> = i["devices"].as_array().unwrap().iter().collect();
     devices.sort_by_key(|d| hx(d, "device_id"));
     b.extend((devices.len() as u16).to_be_bytes());
@@ -280,7 +299,7 @@ pub fn device_list(i: &Value) -> Vec<u8> {
         b.extend(hx(d, "device_id"));
         b.extend(hx(d, "signing_public"));
         b.extend(n(d, "created_at").to_be_bytes());
-        b.push(u8::from(d["revoked"].as_bool().unwrap()));
+        b.push(u8::from(revoked.contains(&hx(d, "device_id"))));
         b.extend((n(d, "versions") as u32).to_be_bytes());
         bytes16(&mut b, d["name"].as_str().unwrap());
     }
@@ -379,7 +398,7 @@ pub fn safety_number(i: &Value) -> (String, String) {
     (digits, qr)
 }
 
-/// The link code and the sealed identity (§8).
+/// The link code and the sealed link transfer (§8).
 pub fn link(i: &Value) -> (String, Vec<u8>) {
     let target: Vec<u8> = ["network_id", "user_id", "device_id"].iter().flat_map(|f| hx(i, f)).collect();
     let link_key = x_public(&hx(i, "link_private"));
@@ -397,12 +416,12 @@ pub fn link(i: &Value) -> (String, Vec<u8>) {
     let e = hx(i, "ephemeral_private");
     let e_pub = x_public(&e);
     let shared = x25519(&e, &link_key);
-    let mut info = b"strongroom/v2/link-identity\0".to_vec();
+    let mut info = b"strongroom/v2/link-transfer\0".to_vec();
     info.extend(&target);
     info.extend(&link_key);
     info.extend(&e_pub);
     let key = hkdf32(&secret, &shared, &info);
-    let mut plain = hx(i, "identity_seed");
+    let mut plain = ed_public(&hx(i, "identity_seed"));
     plain.extend(ed_public(&hx(i, "network_seed")));
     let mut sealed = e_pub;
     sealed.extend(gcm(&key, [0; 12], &target, &plain));

@@ -32,7 +32,7 @@ pub(super) async fn approve(
     Json(req): Json<LinkApproval>,
 ) -> ApiResult<StatusCode> {
     let device = parse_id(&req.device_id, "device_id")?;
-    devices::approve_link(&state, &caller, &device, &req.sealed_identity.0).await?;
+    devices::approve_link(&state, &caller, &device, &req.sealed_transfer.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

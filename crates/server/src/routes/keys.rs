@@ -1,10 +1,10 @@
 //! `/v1/keys/…`: the key directory (rules in `service/keys.rs`).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strongroom_wire::{ClaimPreKeys, ClaimedPreKeys, UploadPreKeys, UserKeys};
+use strongroom_wire::{ClaimPreKeys, ClaimedPreKeys, DeviceListHistory, UploadPreKeys, UserKeys};
 
 use crate::auth::Caller;
 use crate::error::{parse_id, ApiError, ApiResult};
@@ -35,6 +35,20 @@ pub(super) async fn user_keys(
     Path(user): Path<String>,
 ) -> ApiResult<Json<UserKeys>> {
     Ok(Json(keys::user_keys(&state, &caller, &parse_id(&user, "user id")?).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct HistoryQuery {
+    after: u64,
+}
+
+pub(super) async fn list_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<DeviceListHistory>> {
+    Ok(Json(keys::list_history(&state, &caller, &parse_id(&user, "user id")?, q.after).await?))
 }
 
 pub(super) async fn claim(

@@ -55,6 +55,7 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/keys/prekeys", put(keys::put_prekeys)),
         ("/v1/keys/claim", post(keys::claim)),
         ("/v1/keys/{user}", retention(get(keys::user_keys))),
+        ("/v1/keys/{user}/history", retention(get(keys::list_history))),
         ("/v1/conversations", post(conversations::create).get(conversations::list)),
         ("/v1/conversations/{id}", retention(get(conversations::get_one))),
         ("/v1/conversations/{id}/members", post(conversations::change_members)),

@@ -111,8 +111,8 @@ pub async fn approve_link(state: &AppState, caller: &Caller, device: &[u8; 16], 
     if !listed(state, caller).await? {
         return Err(only_listed());
     }
-    if sealed.len() != strongroom_crypto::link::SEALED_IDENTITY_LEN {
-        return Err(ApiError::bad_request("bad_sealed_identity", "the sealed identity key has the wrong length"));
+    if sealed.len() != strongroom_crypto::link::SEALED_TRANSFER_LEN {
+        return Err(ApiError::bad_request("bad_sealed_transfer", "the sealed link transfer has the wrong length"));
     }
     if state.store.approve_link(&caller.session.user_id, device, sealed, now_ms()).await? {
         Ok(())
@@ -124,7 +124,7 @@ pub async fn approve_link(state: &AppState, caller: &Caller, device: &[u8; 16], 
     }
 }
 
-/// The sealed identity for the caller's own device, once approved.
+/// The sealed link transfer for the caller's own device, once approved.
 pub async fn link_result(state: &AppState, caller: &Caller) -> ApiResult<LinkApproval> {
     let s = caller.session;
     let rows = state.store.links(&s.user_id, now_ms()).await?;
@@ -135,5 +135,5 @@ pub async fn link_result(state: &AppState, caller: &Caller) -> ApiResult<LinkApp
                 "not approved yet: run `strongroom link approve CODE` on one of your devices",
             )
         })?;
-    Ok(LinkApproval { device_id: hex(&s.device_id), sealed_identity: B64(sealed) })
+    Ok(LinkApproval { device_id: hex(&s.device_id), sealed_transfer: B64(sealed) })
 }

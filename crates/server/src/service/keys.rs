@@ -6,7 +6,7 @@
 use strongroom_crypto::certs::{CertError, DeviceList, DeviceListExpectation, PreKeyKind, SignedPreKey};
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
 use strongroom_crypto::keys::VerifyingKey;
-use strongroom_wire::{DeviceCount, UserKeys, B64};
+use strongroom_wire::{DeviceCount, DeviceListHistory, UserKeys, B64, MAX_LIST_HISTORY};
 
 use crate::auth::Caller;
 use crate::error::{hex, ApiError, ApiResult};
@@ -45,7 +45,15 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
     let devices: Vec<([u8; 16], bool)> = list.devices.iter().map(|d| (*d.device_id.as_bytes(), d.revoked)).collect();
     let stored = state
         .store
-        .put_device_list(&s.network_id, &s.user_id, list.identity_key.as_bytes(), list.version, body, &devices)
+        .put_device_list(
+            &s.network_id,
+            &s.user_id,
+            list.identity_key.as_bytes(),
+            list.version,
+            &list.previous,
+            body,
+            &devices,
+        )
         .await?;
     match stored {
         Ok(()) => {
@@ -58,9 +66,16 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
         Err(DeviceListRefusal::IdentityMismatch) => {
             Err(ApiError::conflict("identity_changed", "the device list is signed by a different identity key"))
         }
-        Err(DeviceListRefusal::NotNewer { current }) => Err(ApiError::conflict(
+        Err(DeviceListRefusal::NotNext { current }) => Err(ApiError::conflict(
             "stale_device_list",
-            format!("the stored device list has version {current}; sign a newer one"),
+            format!(
+                "the stored device list has version {current}; the next list must be version {} (lists cannot skip versions)",
+                current.saturating_add(1)
+            ),
+        )),
+        Err(DeviceListRefusal::WrongPrevious) => Err(ApiError::conflict(
+            "stale_device_list",
+            "the device list does not name the stored list as its previous one; fetch the current list and sign its successor",
         )),
         Err(DeviceListRefusal::NotOwned(device)) => Err(ApiError::forbidden(
             "device_not_yours",
@@ -129,6 +144,15 @@ pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> Ap
         one_time_remaining: counts.into_iter().map(|(d, count)| DeviceCount { device_id: hex(&d), count }).collect(),
         revoked_devices: state.store.revoked_devices(user).await?.iter().map(|d| hex(d)).collect(),
     })
+}
+
+/// A user's device lists after version `after` (within the caller's network).
+pub async fn list_history(state: &AppState, caller: &Caller, user: &[u8; 16], after: u64) -> ApiResult<DeviceListHistory> {
+    if state.store.user_network(user).await? != Some(caller.session.network_id) {
+        return Err(ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet"));
+    }
+    let lists = state.store.device_list_history(user, after, MAX_LIST_HISTORY).await?;
+    Ok(DeviceListHistory { lists: lists.into_iter().map(B64).collect() })
 }
 
 /// Claims one pre-key for each (user, device): active devices of users of

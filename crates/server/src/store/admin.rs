@@ -197,6 +197,11 @@ impl Store {
             .bind(user.to_vec())
             .execute(&mut *tx.tx)
             .await?;
+        // A new identity key starts a new chain at version 1.
+        sqlx::query(&self.sql("DELETE FROM device_list_history WHERE user_id = $1"))
+            .bind(user.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
         sqlx::query(&self.sql("UPDATE users SET identity_key = NULL WHERE id = $1"))
             .bind(user.to_vec())
             .execute(&mut *tx.tx)

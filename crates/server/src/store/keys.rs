@@ -7,11 +7,13 @@ use super::{blob, id16, int, Backend, DeviceRef, Store, StoreError, WriteTx};
 pub enum DeviceListRefusal {
     /// Signed by an identity key other than the one pinned for the user.
     IdentityMismatch,
-    /// Not newer than the stored list.
-    NotNewer {
+    /// Not the version after the stored list (0: none stored, so 1).
+    NotNext {
         /// Stored version.
         current: u64,
     },
+    /// Chained to another list than the stored one.
+    WrongPrevious,
     /// Names a device id this account does not own (never logged in with
     /// it, or it belongs to someone else).
     NotOwned([u8; 16]),
@@ -28,15 +30,18 @@ pub struct ClaimedPreKey {
 }
 
 impl Store {
-    /// Stores a verified device list and the device set it names. The first
-    /// list pins the user's identity key; later ones must use the same key
-    /// and a higher version.
+    /// Stores a verified device list and the device set it names, and keeps
+    /// it in the user's list history. The first list pins the user's identity
+    /// key; later ones must use the same key, the next version, and name the
+    /// stored list's digest (`previous`), so the history is one chain.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_device_list(
         &self,
         network: &[u8; 16],
         user: &[u8; 16],
         identity: &[u8; 32],
         version: u64,
+        previous: &[u8; 32],
         body: &[u8],
         devices: &[([u8; 16], bool)],
     ) -> Result<Result<(), DeviceListRefusal>, StoreError> {
@@ -74,16 +79,29 @@ impl Store {
                     .await?;
             }
         }
-        let current = sqlx::query(&self.sql("SELECT version FROM device_lists WHERE user_id = $1"))
+        let current = sqlx::query(&self.sql("SELECT version, body FROM device_lists WHERE user_id = $1"))
             .bind(user.to_vec())
             .fetch_optional(&mut *tx.tx)
             .await?;
         let version_i = i64::try_from(version).unwrap_or(i64::MAX);
-        if let Some(row) = current {
-            let cur = int(&row, "version")?;
-            if version_i <= cur {
-                return Ok(Err(DeviceListRefusal::NotNewer { current: u64::try_from(cur).unwrap_or(0) }));
+        let cur = current.as_ref().map(|r| int(r, "version")).transpose()?.unwrap_or(0);
+        if version_i != cur.saturating_add(1) {
+            return Ok(Err(DeviceListRefusal::NotNext { current: u64::try_from(cur).unwrap_or(0) }));
+        }
+        if let Some(row) = &current {
+            let stored = strongroom_crypto::certs::DeviceList::decode(&blob(row, "body")?)
+                .map_err(|_| StoreError::Corrupt("stored device list"))?;
+            if stored.digest() != *previous {
+                return Ok(Err(DeviceListRefusal::WrongPrevious));
             }
+        }
+        sqlx::query(&self.sql("INSERT INTO device_list_history (user_id, version, body) VALUES ($1, $2, $3)"))
+            .bind(user.to_vec())
+            .bind(version_i)
+            .bind(body.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        if current.is_some() {
             sqlx::query(&self.sql("UPDATE device_lists SET version = $1, body = $2 WHERE user_id = $3"))
                 .bind(version_i)
                 .bind(body.to_vec())
@@ -145,6 +163,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    /// Up to `limit` lists of a user's chain after version `after`, oldest
+    /// first: what a peer that saw `after` needs to follow to the current one.
+    pub async fn device_list_history(&self, user: &[u8; 16], after: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT body FROM device_list_history WHERE user_id = $1 AND version > $2 ORDER BY version LIMIT $3",
+        ))
+        .bind(user.to_vec())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| blob(r, "body")).collect()
     }
 
     /// The stored device list of a user.

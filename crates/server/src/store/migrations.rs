@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_retention_checkpoints.sql")),
     (6, include_str!("../../migrations/sqlite/0006_device_ownership.sql")),
     (7, include_str!("../../migrations/sqlite/0007_relay_limits.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_device_list_chain.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -23,6 +24,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/postgres/0005_retention_checkpoints.sql")),
     (6, include_str!("../../migrations/postgres/0006_device_ownership.sql")),
     (7, include_str!("../../migrations/postgres/0007_relay_limits.sql")),
+    (8, include_str!("../../migrations/postgres/0008_device_list_chain.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

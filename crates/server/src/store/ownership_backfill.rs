@@ -183,7 +183,7 @@ mod tests {
                 name: "d".into(),
             })
             .collect();
-        DeviceList::sign(&identity, NetworkId::from_bytes(network), UserId::from_bytes(user), 1, 0, entries)
+        DeviceList::first(&identity, NetworkId::from_bytes(network), UserId::from_bytes(user), 0, entries)
             .unwrap()
             .encode()
     }
