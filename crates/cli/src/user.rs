@@ -190,6 +190,9 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
     };
     let policy = client.policy().await?;
     let accepted = client.send_timed(conversation, &content, a.ttl, a.burn_on_read).await.context("sending failed")?;
+    for n in client.take_notices() {
+        eprintln!("notice: {n}");
+    }
     if p.json {
         println!(
             "{}",
@@ -241,6 +244,9 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     };
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    for n in &report.notices {
+        eprintln!("notice: {n}");
     }
     let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
     let items = client.view(filter).await?;
@@ -296,7 +302,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"messages": list, "warnings": report.warnings, "retention": retention, "offline": offline})
+            serde_json::json!({"messages": list, "warnings": report.warnings, "notices": report.notices, "retention": retention, "offline": offline})
         );
     } else {
         if retention == Some(true) {

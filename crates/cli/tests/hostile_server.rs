@@ -464,15 +464,8 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
         // Every input is known to the relay except the code's secret: it guesses one.
         let any_signing = SigningKey::generate(&mut rand_core::OsRng).verifying_key();
         let guess = LinkCode::generate(&target, &any_signing, &link_key, &mut rand_core::OsRng);
-        let sealed = seal_transfer(
-            &rogue_identity,
-            &rogue_network,
-            &target,
-            &link_key,
-            &guess,
-            &mut rand_core::OsRng,
-        )
-        .unwrap();
+        let sealed =
+            seal_transfer(&rogue_identity, &rogue_network, &target, &link_key, &guess, &mut rand_core::OsRng).unwrap();
         let approval = strongroom_wire::LinkApproval { device_id: device.clone(), sealed_transfer: B64(sealed) };
         return Response::builder()
             .status(200)

@@ -137,7 +137,16 @@ impl Client {
             store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
         let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
         let api = Api::new(&state.server_url, Some(state.token.expose().to_owned()));
-        Ok(Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: None })
+        Ok(Self {
+            dir: dir.to_owned(),
+            vault,
+            store,
+            state,
+            api,
+            lockout_written: u64::MAX.into(),
+            notices: Vec::new(),
+            lock: None,
+        })
     }
 
     /// Closes the store.

@@ -154,8 +154,16 @@ impl Client {
                 return Err(e);
             }
         };
-        let mut client =
-            Self { dir: dir.to_owned(), vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: Some(lock) };
+        let mut client = Self {
+            dir: dir.to_owned(),
+            vault,
+            store,
+            state,
+            api,
+            lockout_written: u64::MAX.into(),
+            notices: Vec::new(),
+            lock: Some(lock),
+        };
         // The policy is checked before the account is claimed with a device
         // list; the keys are on disk (marked unfinished) before the claim.
         let checked = async {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rand_core::OsRng;
 use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
-use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
+use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::keys::{AgreementSecret, SigningKey};
 use strongroom_crypto::link::{open_transfer, seal_transfer, LinkCode, LinkTarget};
 use strongroom_wire::{LinkApproval, LinkRequest, B64};
@@ -142,15 +142,9 @@ impl Client {
         let list = own.list().next(&identity, now_ms(), entries).map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
         self.set_device_list_version(list.version).await?;
-        let sealed = seal_transfer(
-            &identity.verifying_key(),
-            &self.pinned_network_key()?,
-            &target,
-            &link,
-            &wanted,
-            &mut OsRng,
-        )
-        .map_err(|e| ClientError::Trust(e.to_string()))?;
+        let sealed =
+            seal_transfer(&identity.verifying_key(), &self.pinned_network_key()?, &target, &link, &wanted, &mut OsRng)
+                .map_err(|e| ClientError::Trust(e.to_string()))?;
         self.api()
             .post_empty(
                 "/v1/devices/link/approve",

@@ -93,7 +93,8 @@ impl Client {
             Some((v, _)) if list.version > v.saturating_add(1) => self.list_chain(user, v, &list).await?,
             _ => vec![list.clone()],
         };
-        let expect = DeviceListExpectation { network_id: self.network_id(), user_id: user, pinned_identity: pinned, seen };
+        let expect =
+            DeviceListExpectation { network_id: self.network_id(), user_id: user, pinned_identity: pinned, seen };
         let verified = crate::rules::trust::follow(&expect, known.as_ref(), &chain)
             .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
         let after = crate::rules::trust::seen_after(seen, list.version, list.digest());

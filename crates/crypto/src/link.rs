@@ -320,7 +320,8 @@ mod tests {
         let rogue_identity = SigningKey::generate(&mut OsRng).verifying_key();
         let rogue_network = SigningKey::generate(&mut OsRng).verifying_key();
         let guessed = LinkCode::generate(&device, &signing, &link.public(), &mut OsRng);
-        let forged = seal_transfer(&rogue_identity, &rogue_network, &device, &link.public(), &guessed, &mut OsRng).unwrap();
+        let forged =
+            seal_transfer(&rogue_identity, &rogue_network, &device, &link.public(), &guessed, &mut OsRng).unwrap();
         assert_eq!(open_transfer(&forged, &device, &link, &code).unwrap_err(), LinkError::Open);
     }
 }

@@ -81,17 +81,16 @@ fn device_list_pinning_rollback_and_lookup() {
     let mut same = w.expectation(0);
     same.seen = Some((list.version, list.digest()));
     list.verify(&same).unwrap();
-    let fork =
-        DeviceList::sign(
-            &w.users[0].identity,
-            w.net,
-            w.users[0].id,
-            list.version,
-            list.previous,
-            NOW + 1,
-            list.devices.clone(),
-        )
-        .unwrap();
+    let fork = DeviceList::sign(
+        &w.users[0].identity,
+        w.net,
+        w.users[0].id,
+        list.version,
+        list.previous,
+        NOW + 1,
+        list.devices.clone(),
+    )
+    .unwrap();
     assert_eq!(fork.verify(&same), Err(CertError::DeviceListConflict { version: list.version }));
     assert!(matches!(list.verify(&w.expectation(1)), Err(CertError::WrongUser { .. })));
     let mut other_net = w.expectation(0);
@@ -109,10 +108,7 @@ fn device_list_pinning_rollback_and_lookup() {
     // Duplicates and oversize names are refused at signing and decoding.
     let mut dup = list.devices.clone();
     dup.push(dup[0].clone());
-    assert!(matches!(
-        list.next(&w.users[0].identity, NOW, dup),
-        Err(CertError::DuplicateDevice(_))
-    ));
+    assert!(matches!(list.next(&w.users[0].identity, NOW, dup), Err(CertError::DuplicateDevice(_))));
     let mut long = list.devices.clone();
     long[0].name = "x".repeat(65);
     assert!(list.next(&w.users[0].identity, NOW, long).is_err());
@@ -265,7 +261,10 @@ fn device_lists_form_a_chain_that_cannot_skip_or_revive() {
     let max = DeviceList::sign(&u.identity, w.net, u.id, u64::MAX, v1.digest(), NOW, revoked.clone()).unwrap();
     assert_eq!(max.verify(&seen_v1), Err(CertError::DeviceListGap { seen: 1, got: u64::MAX }));
     assert!(matches!(verified_v2.successor(&max), Err(CertError::DeviceListGap { .. })));
-    assert_eq!(max.next(&u.identity, NOW, revoked.clone()).err(), Some(CertError::Invalid("device list version exhausted")));
+    assert_eq!(
+        max.next(&u.identity, NOW, revoked.clone()).err(),
+        Some(CertError::Invalid("device list version exhausted"))
+    );
     // A second version 2 chained to another list: a fork.
     let other = DeviceList::sign(&u.identity, w.net, u.id, 2, [3; 32], NOW, revoked.clone()).unwrap();
     assert_eq!(other.verify(&seen_v1), Err(CertError::DeviceListFork { version: 2 }));

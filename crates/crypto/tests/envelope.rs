@@ -134,10 +134,7 @@ fn sender_must_be_in_signed_list_and_not_revoked() {
     assert!(matches!(err, EnvelopeError::Sender(CertError::RevokedDevice { .. })), "{err:?}");
     // Alice's list without device 1.
     let fewer: Vec<DeviceEntry> = entries.into_iter().filter(|e| e.device_id != w.users[0].devices[1].id).collect();
-    let list = revoked.next(&w.users[0].identity, NOW, fewer)
-        .unwrap()
-        .verify(&w.expectation(0))
-        .unwrap();
+    let list = revoked.next(&w.users[0].identity, NOW, fewer).unwrap().verify(&w.expectation(0)).unwrap();
     let err = d.open(&w.me(1, 0), keys, &list, &mut MemoryReplayGuard::default(), NOW).unwrap_err();
     assert!(matches!(err, EnvelopeError::Sender(CertError::UnknownDevice { .. })), "{err:?}");
     // Another user's list.

@@ -323,8 +323,9 @@ fn device_list_outputs(i: &Value) -> Value {
         .collect();
     let net = NetworkId::from_bytes(arr(i, "network_id"));
     let user = UserId::from_bytes(arr(i, "user_id"));
-    let l = DeviceList::sign(&id, net, user, num(i, "version"), arr(i, "previous"), num(i, "issued_at"), devices.clone())
-        .unwrap();
+    let l =
+        DeviceList::sign(&id, net, user, num(i, "version"), arr(i, "previous"), num(i, "issued_at"), devices.clone())
+            .unwrap();
     // The list after it: the active device with the lowest id revoked.
     let revoke = devices.iter().filter(|d| !d.revoked).map(|d| d.device_id).min().unwrap();
     let later: Vec<DeviceEntry> = devices

@@ -308,7 +308,11 @@ async fn conversations_and_delivery(store: Store) {
     let r90 = retention(&net, 90);
     assert_eq!(store.put_policy(&net, &policy(2, b"policy-2", &[id(90)])).await.unwrap(), PolicyOutcome::Stored);
     store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(32), false)]).await.unwrap().unwrap();
-    store.put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(33), false), (id(34), false)]).await.unwrap().unwrap();
+    store
+        .put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(33), false), (id(34), false)])
+        .await
+        .unwrap()
+        .unwrap();
     let conv = id(35);
     store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
     assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
@@ -434,7 +438,11 @@ async fn group_commits(store: Store) {
     device(&store, &net, &a, 52).await;
     let (d53, d54) = (device(&store, &net, &b, 53).await, device(&store, &net, &b, 54).await);
     store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(52), false)]).await.unwrap().unwrap();
-    store.put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(53), false), (id(54), false)]).await.unwrap().unwrap();
+    store
+        .put_device_list(&net, &b, &[2; 32], 1, &[0; 32], b"l", &[(id(53), false), (id(54), false)])
+        .await
+        .unwrap()
+        .unwrap();
     let (c1, c2) = (id(55), id(56));
     for c in [c1, c2] {
         store.create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
@@ -579,7 +587,10 @@ async fn device_ownership(store: Store) {
         "b cannot revoke a's device"
     );
     assert_eq!(
-        store.put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(73), false), (id(75), false)]).await.unwrap(),
+        store
+            .put_device_list(&net, &a, &[1; 32], 1, &[0; 32], b"l", &[(id(73), false), (id(75), false)])
+            .await
+            .unwrap(),
         Err(DeviceListRefusal::NotOwned(id(75))),
         "an id that never logged in"
     );

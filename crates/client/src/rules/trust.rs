@@ -115,12 +115,18 @@ mod tests {
         let v2 = v1.next(&id, 1, entries(&[(1, false), (2, true)])).unwrap();
         let v3 = v2.next(&id, 2, entries(&[(1, false), (2, true), (3, false)])).unwrap();
         // Two versions ahead: the list in between is needed.
-        assert_eq!(follow(&expect(&id, &v1), Some(&v1), &[v3.clone()]), Err(CertError::DeviceListGap { seen: 1, got: 3 }));
+        assert_eq!(
+            follow(&expect(&id, &v1), Some(&v1), &[v3.clone()]),
+            Err(CertError::DeviceListGap { seen: 1, got: 3 })
+        );
         let got = follow(&expect(&id, &v1), Some(&v1), &[v2.clone(), v3.clone()]).unwrap();
         assert_eq!(got.list(), &v3);
         assert_eq!(
             device_notices("alice", &v1, &got),
-            vec!["alice added a device \"d3\" (03030303030303030303030303030303)", "alice removed a device \"d2\" (02020202020202020202020202020202)"]
+            vec![
+                "alice added a device \"d3\" (03030303030303030303030303030303)",
+                "alice removed a device \"d2\" (02020202020202020202020202020202)"
+            ]
         );
         // The holder of the identity key lists device 2 as active again: refused.
         let revived = v2.next(&id, 3, entries(&[(1, false), (2, false)])).unwrap();

@@ -266,8 +266,13 @@ pub fn signed_prekey(i: &Value) -> Vec<u8> {
 
 /// The signed device list (§3.2).
 pub fn device_list(i: &Value) -> Vec<u8> {
-    let revoked: Vec<Vec<u8>> =
-        i["devices"].as_array().unwrap().iter().filter(|d| d["revoked"].as_bool().unwrap()).map(|d| hx(d, "device_id")).collect();
+    let revoked: Vec<Vec<u8>> = i["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["revoked"].as_bool().unwrap())
+        .map(|d| hx(d, "device_id"))
+        .collect();
     device_list_with(i, n(i, "version"), &hx(i, "previous"), n(i, "issued_at"), &revoked)
 }
 

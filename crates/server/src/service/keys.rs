@@ -147,7 +147,12 @@ pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> Ap
 }
 
 /// A user's device lists after version `after` (within the caller's network).
-pub async fn list_history(state: &AppState, caller: &Caller, user: &[u8; 16], after: u64) -> ApiResult<DeviceListHistory> {
+pub async fn list_history(
+    state: &AppState,
+    caller: &Caller,
+    user: &[u8; 16],
+    after: u64,
+) -> ApiResult<DeviceListHistory> {
     if state.store.user_network(user).await? != Some(caller.session.network_id) {
         return Err(ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet"));
     }

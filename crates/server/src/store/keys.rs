@@ -167,15 +167,21 @@ impl Store {
 
     /// Up to `limit` lists of a user's chain after version `after`, oldest
     /// first: what a peer that saw `after` needs to follow to the current one.
-    pub async fn device_list_history(&self, user: &[u8; 16], after: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
-        let rows = sqlx::query(&self.sql(
-            "SELECT body FROM device_list_history WHERE user_id = $1 AND version > $2 ORDER BY version LIMIT $3",
-        ))
-        .bind(user.to_vec())
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn device_list_history(
+        &self,
+        user: &[u8; 16],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows =
+            sqlx::query(&self.sql(
+                "SELECT body FROM device_list_history WHERE user_id = $1 AND version > $2 ORDER BY version LIMIT $3",
+            ))
+            .bind(user.to_vec())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| blob(r, "body")).collect()
     }
 
