@@ -74,7 +74,7 @@ pub(crate) fn unhex<const N: usize>(s: &str) -> Result<[u8; N], ClientError> {
 
 /// Hex of any length (stored lists); `None` when malformed.
 pub(crate) fn unhex_vec(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()

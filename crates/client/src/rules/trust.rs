@@ -116,7 +116,7 @@ mod tests {
         let v3 = v2.next(&id, 2, entries(&[(1, false), (2, true), (3, false)])).unwrap();
         // Two versions ahead: the list in between is needed.
         assert_eq!(
-            follow(&expect(&id, &v1), Some(&v1), &[v3.clone()]),
+            follow(&expect(&id, &v1), Some(&v1), std::slice::from_ref(&v3)),
             Err(CertError::DeviceListGap { seen: 1, got: 3 })
         );
         let got = follow(&expect(&id, &v1), Some(&v1), &[v2.clone(), v3.clone()]).unwrap();
@@ -131,7 +131,7 @@ mod tests {
         // The holder of the identity key lists device 2 as active again: refused.
         let revived = v2.next(&id, 3, entries(&[(1, false), (2, false)])).unwrap();
         assert_eq!(
-            follow(&expect(&id, &v2), Some(&v2), &[revived.clone()]),
+            follow(&expect(&id, &v2), Some(&v2), std::slice::from_ref(&revived)),
             Err(CertError::DeviceRevived { user: USER, device: DeviceId::from_bytes([2; 16]) })
         );
         // Dropping it from the list is no way around that either.
@@ -150,7 +150,7 @@ mod tests {
         assert!(follow(&expect(&id, &v1), Some(&v1), &[v2.clone(), v2.clone()]).is_err());
         assert!(follow(&expect(&id, &v1), None, &[]).is_err());
         // The same list again is no change.
-        assert_eq!(follow(&expect(&id, &v3), Some(&v3), &[v3.clone()]).unwrap().list(), &v3);
+        assert_eq!(follow(&expect(&id, &v3), Some(&v3), std::slice::from_ref(&v3)).unwrap().list(), &v3);
     }
 
     #[test]
