@@ -73,14 +73,16 @@ enum Command {
         #[command(flatten)]
         args: user::MembersArgs,
     },
-    /// Link a new device to your account by approval from an existing one.
+    /// Link a new device to your account by approval from your primary device
+    /// (the one that enrolled; only it holds your identity key).
     Link {
         #[command(flatten)]
         profile: user::ProfileArgs,
         #[command(subcommand)]
         cmd: user::LinkCommand,
     },
-    /// List your devices from your signed device list (and revoke one).
+    /// List your devices from your signed device list (and, on your primary
+    /// device, revoke one).
     Devices {
         #[command(flatten)]
         profile: user::ProfileArgs,

@@ -688,7 +688,8 @@ pub async fn members(p: ProfileArgs, a: MembersArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct DevicesArgs {
-    /// Revoke this device (id): it is logged out and receives nothing more.
+    /// Revoke this device (id), from your primary device: it is logged out,
+    /// receives nothing more, and can never be listed as active again.
     #[arg(long)]
     remove: Option<String>,
 }
@@ -703,11 +704,16 @@ pub async fn devices(p: ProfileArgs, a: DevicesArgs) -> anyhow::Result<()> {
     let list = client.devices().await?;
     if !p.json {
         println!("Network {} — to link a new device run there: strongroom link start --server URL --network {} --username {}", client.network_id(), client.network_id(), client.username());
+        if client.is_primary() {
+            println!("This is your primary device: approve links and remove devices here.");
+        } else {
+            println!("Approve links and remove devices on your primary device (the one that enrolled).");
+        }
     }
     if p.json {
         let v: Vec<_> = list
             .iter()
-            .map(|(d, n, revoked)| serde_json::json!({"device_id": d.to_string(), "name": n, "revoked": revoked, "this_device": *d == this}))
+            .map(|(d, n, revoked)| serde_json::json!({"device_id": d.to_string(), "name": n, "revoked": revoked, "this_device": *d == this, "primary": *d == this && client.is_primary()}))
             .collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
@@ -756,7 +762,8 @@ pub enum LinkCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// On an EXISTING device: approve the new device showing a code.
+    /// On your PRIMARY device (the one that enrolled): approve the new device
+    /// showing a code.
     Approve {
         /// The code the new device shows. Better left out: it is then asked
         /// for (or read from STRONGROOM_LINK_CODE), so its secret does not
