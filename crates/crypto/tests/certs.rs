@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use strongroom_crypto::certs::*;
+use strongroom_crypto::envelope::MembershipCommitment;
 use strongroom_crypto::ids::*;
 use strongroom_crypto::keys::*;
 
@@ -280,4 +281,100 @@ fn device_lists_form_a_chain_that_cannot_skip_or_revive() {
     assert!(DeviceList::sign(&u.identity, w.net, u.id, 0, [0; 32], NOW, vec![]).is_err());
     assert!(DeviceList::sign(&u.identity, w.net, u.id, 1, [1; 32], NOW, vec![]).is_err());
     assert!(DeviceList::sign(&u.identity, w.net, u.id, 2, [0; 32], NOW, vec![]).is_err());
+}
+
+/// PROTOCOL.md §3.4: a conversation's members are what its members signed,
+/// statement by statement; the relay can neither add a member, skip or fork
+/// the history, nor let a member do what its role does not allow.
+#[test]
+fn membership_is_folded_from_signed_statements() {
+    let w = World::new(27, &[1, 1, 1, 1], false);
+    let conv = ConversationId::from_bytes([5; 16]);
+    let dev = |u: usize| w.verified_list(u).device(w.users[u].devices[0].id).unwrap();
+    let author = |u: usize| (w.users[u].id, w.users[u].devices[0].id);
+    let sign = |u: usize, after: Option<&MembershipState>, action, users: Vec<UserId>| {
+        MembershipStatement::sign(
+            &w.users[u].devices[0].key,
+            w.net,
+            conv,
+            after.map(|s| &s.commitment),
+            author(u),
+            NOW,
+            action,
+            users,
+        )
+        .unwrap()
+    };
+    let (a, b, c, m) = (w.users[0].id, w.users[1].id, w.users[2].id, w.users[3].id);
+
+    // Alice makes a room with Bob.
+    let create = sign(0, None, MembershipAction::Create(ConversationKind::Room), vec![a, b]);
+    let create = MembershipStatement::decode(&create.encode()).unwrap();
+    create.verify(&dev(0)).unwrap();
+    assert!(matches!(create.verify(&dev(1)), Err(CertError::WrongUser { .. })), "signed by alice, not bob");
+    let mut state = MembershipState::create(&create).unwrap();
+    assert_eq!(state.members, [a, b].into());
+    assert_eq!(state.moderators, [a].into());
+    assert_eq!(state.commitment.version, 1);
+
+    // Bob is no moderator: he cannot add Mallory.
+    let by_bob = sign(1, Some(&state), MembershipAction::Add, vec![m]);
+    assert_eq!(state.clone().apply(&by_bob), Err(CertError::MembershipRefused("only a room's moderators add members")));
+    // Mallory is no member: nothing she signs counts.
+    let by_mallory = sign(3, Some(&state), MembershipAction::Add, vec![m]);
+    assert_eq!(state.clone().apply(&by_mallory), Err(CertError::MembershipRefused("the author is not a member")));
+    // Alice adds Carol and promotes Bob.
+    let add = sign(0, Some(&state), MembershipAction::Add, vec![c]);
+    state.apply(&add).unwrap();
+    let promote = sign(0, Some(&state), MembershipAction::Promote, vec![b]);
+    let before_promote = state.clone();
+    state.apply(&promote).unwrap();
+    assert_eq!(state.members, [a, b, c].into());
+    assert_eq!(state.moderators, [a, b].into());
+    assert_eq!(state.commitment, MembershipCommitment { version: 3, hash: promote.digest() });
+
+    // The same statement again, a skipped one, and a fork.
+    assert!(matches!(state.clone().apply(&promote), Err(CertError::MembershipGap { expected: 4, got: 3 })));
+    let mut skipped = state.clone();
+    skipped.commitment.version += 1;
+    let far = sign(0, Some(&skipped), MembershipAction::Remove, vec![c]);
+    assert!(matches!(state.clone().apply(&far), Err(CertError::MembershipGap { expected: 4, got: 5 })));
+    let other_history = sign(0, Some(&before_promote), MembershipAction::Remove, vec![c]);
+    let mut forked = state.clone();
+    forked.commitment.version = 2;
+    forked.commitment.hash = [9; 32];
+    assert_eq!(forked.apply(&other_history), Err(CertError::MembershipFork { sequence: 3 }));
+
+    // Carol leaves; Bob (now a moderator) removes Alice.
+    let leave = sign(2, Some(&state), MembershipAction::Leave, vec![]);
+    state.apply(&leave).unwrap();
+    let remove = sign(1, Some(&state), MembershipAction::Remove, vec![a]);
+    state.apply(&remove).unwrap();
+    assert_eq!(state.members, [b].into());
+    assert_eq!(state.moderators, [b].into());
+
+    // Direct conversations and notes never change; creations are checked.
+    let direct = sign(0, None, MembershipAction::Create(ConversationKind::Direct), vec![a, b]);
+    let mut d = MembershipState::create(&direct).unwrap();
+    assert!(d.apply(&sign(0, Some(&d.clone()), MembershipAction::Add, vec![c])).is_err());
+    assert!(
+        MembershipState::create(&sign(0, None, MembershipAction::Create(ConversationKind::Direct), vec![a])).is_err()
+    );
+    assert!(
+        MembershipState::create(&sign(0, None, MembershipAction::Create(ConversationKind::Notes), vec![a, b])).is_err()
+    );
+    assert!(
+        MembershipState::create(&sign(0, None, MembershipAction::Create(ConversationKind::Group), vec![b])).is_err()
+    );
+
+    // Decoding refuses what the format forbids.
+    let bytes = add.encode();
+    assert!(MembershipStatement::decode(&bytes[..bytes.len() - 1]).is_err());
+    let mut unknown = bytes.clone();
+    unknown[1 + 2 + 16 + 16 + 8 + 32 + 16 + 16 + 8] = 9;
+    assert!(matches!(MembershipStatement::decode(&unknown), Err(CertError::Invalid(_))));
+    let mut tampered = bytes.clone();
+    tampered[bytes.len() - 70] ^= 1;
+    let tampered = MembershipStatement::decode(&tampered).unwrap();
+    assert_eq!(tampered.verify(&dev(0)), Err(CertError::BadSignature { what: "membership statement" }));
 }

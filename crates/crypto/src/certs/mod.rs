@@ -4,6 +4,7 @@
 //! network key ──signs──▶ network policy ──names──▶ retention devices
 //! identity key ──signs──▶ device list ──names──▶ device signing keys
 //! device key ──signs──▶ pre-keys (medium-term and one-time)
+//! device key ──signs──▶ membership statements ──fold to──▶ a conversation's members
 //! ```
 //!
 //! Each statement has a structural `decode` (never panics) and a `verify`
@@ -12,12 +13,14 @@
 
 mod device_list;
 mod fingerprint;
+mod membership;
 mod policy;
 mod prekey;
 mod retention;
 
 pub use device_list::{DeviceEntry, DeviceList, DeviceListExpectation, VerifiedDevice, VerifiedDeviceList};
 pub use fingerprint::NetworkFingerprint;
+pub use membership::{ConversationKind, MembershipAction, MembershipState, MembershipStatement, MAX_STATEMENT_USERS};
 pub use policy::{
     partner_features, FederationPartner, NetworkPolicy, PolicyEntries, PolicyTracker, RetentionDevice, RetentionState,
     VerifiedPolicy, MAX_PARTNERS, MAX_RETENTION_DEVICES, MAX_RETENTION_NAME,
@@ -116,6 +119,24 @@ pub enum CertError {
         /// The device.
         device: DeviceId,
     },
+    /// A membership statement that does not follow the last one applied.
+    #[error("membership statement {got} does not follow: statement {expected} was expected next")]
+    MembershipGap {
+        /// The sequence number expected.
+        expected: u64,
+        /// The one offered.
+        got: u64,
+    },
+    /// A membership statement chained to another statement than the one
+    /// applied: the relay is showing a fork of the conversation's history.
+    #[error("membership statement {sequence} follows another history than the one seen (fork)")]
+    MembershipFork {
+        /// The statement offered.
+        sequence: u64,
+    },
+    /// A membership change its author may not make.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(&'static str),
     /// The statement belongs to another network.
     #[error("statement is for network {got}, expected {expected}")]
     WrongNetwork {

@@ -7,8 +7,9 @@ use crate::suite::{check_version, Suite, VersionError};
 pub const HEADER_LEN: usize = 1 + 2 + 16 * 6 + 8 + 4 + 4 + 8 + 32 + 32 + 32;
 
 /// The member set a sender encrypted to, as it signed it: the version and
-/// SHA-256 of a signed member statement. Version 0 with a zero hash means
-/// "no signed member set" (conversations before signed membership).
+/// The membership the sender encrypted to: the sequence number and SHA-256
+/// of the last signed membership statement it applied (PROTOCOL.md §3.4).
+/// Version 0 with a zero hash means "no signed member set".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MembershipCommitment {
     /// Member-set version.
