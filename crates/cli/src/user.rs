@@ -657,27 +657,25 @@ fn str_refs(v: &[String]) -> Vec<&str> {
 pub async fn members(p: ProfileArgs, a: MembersArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
     let id = conversation_id(&a.conversation)?;
-    let c = if a.add.is_empty() && a.remove.is_empty() && a.promote.is_empty() && a.demote.is_empty() {
-        client.conversation(id).await?
-    } else {
+    if !(a.add.is_empty() && a.remove.is_empty() && a.promote.is_empty() && a.demote.is_empty()) {
         client
             .change_members(id, &str_refs(&a.add), &str_refs(&a.remove), &str_refs(&a.promote), &str_refs(&a.demote))
             .await
-            .context("cannot change the members")?
-    };
-    let mut out = Vec::new();
-    for m in &c.members {
-        let user = strongroom_crypto::ids::UserId::parse_hex(&m.user_id).context("bad member id from server")?;
-        out.push((client.username_of(user).await.unwrap_or_else(|_| m.user_id.clone()), m.role.clone()));
+            .context("cannot change the members")?;
     }
+    // The members as members signed them, not as the relay lists them.
+    let signed = client.membership(id).await.context("cannot verify the conversation's members")?;
+    let mut out = Vec::new();
+    for user in &signed.members {
+        let role = if signed.moderators.contains(user) { "moderator" } else { "member" };
+        out.push((client.username_of(*user).await.unwrap_or_else(|_| user.to_string()), role.to_owned()));
+    }
+    let c = (id.to_string(), signed.kind.name(), signed.commitment.version);
     if p.json {
         let list: Vec<_> = out.iter().map(|(n, r)| serde_json::json!({"username": n, "role": r})).collect();
-        println!(
-            "{}",
-            serde_json::json!({"conversation": c.id, "kind": c.kind, "members": list, "membership_seq": c.membership_seq})
-        );
+        println!("{}", serde_json::json!({"conversation": c.0, "kind": c.1, "members": list, "membership_seq": c.2}));
     } else {
-        println!("{} {} (membership change #{})", c.kind, c.id, c.membership_seq);
+        println!("{} {} (signed membership change #{})", c.1, c.0, c.2);
         for (n, r) in out {
             println!("  {n} ({r})");
         }

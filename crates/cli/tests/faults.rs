@@ -253,10 +253,12 @@ async fn out_of_order_arrival_is_normal_and_only_a_real_gap_is_reported() {
     let r = bob.sync().await.unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 
-    // A relay calling the chat with Bob a "note to self" gets nothing sealed.
+    // A relay calling the chat with Bob a "note to self" changes nothing:
+    // the kind, like the members, comes from the signed creation.
     proxy.faults.relabel_notes.store(true, Ordering::SeqCst);
-    let err = alice.send_text(conv, "private?").await.unwrap_err();
-    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("note to self has other members")), "{err}");
+    assert!(alice.send_text(conv, "still to bob").await.unwrap().seq > 0);
+    let r = bob.sync().await.unwrap();
+    assert_eq!(r.received.last().unwrap().content, Content::Text("still to bob".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,11 +338,14 @@ async fn notes_to_self_forwarding_offline_history_and_one_process_per_profile() 
     // Nobody else gets into one: not at creation, not added later.
     let with_bob = alice.create_conversation("notes", &["bob"]).await.unwrap_err();
     assert!(
-        matches!(with_bob, ClientError::Refused { status: 400, ref code, .. } if code == "bad_members"),
+        matches!(with_bob, ClientError::Refused { status: 403, ref code, ref message } if code == "membership_refused" && message.contains("a note to self has one member")),
         "{with_bob}"
     );
     let added = alice.change_members(notes, &["bob"], &[], &[], &[]).await.unwrap_err();
-    assert!(matches!(added, ClientError::Refused { status: 400, ref code, .. } if code == "notes_fixed"), "{added}");
+    assert!(
+        matches!(added, ClientError::Refused { status: 403, ref code, ref message } if code == "membership_refused" && message.contains("never changes members")),
+        "{added}"
+    );
     // With no other device it stays here.
     assert_eq!(alice.send_text(notes, "only here").await.unwrap().seq, 0);
     // A second device of Alice's receives later notes; Bob never does.

@@ -54,6 +54,9 @@ impl Api {
         }
         let status = r.status().as_u16();
         let body: Option<ErrorBody> = r.json().await.ok();
+        if let Some(b) = body.as_ref().filter(|b| b.error == "recipient_mismatch") {
+            return Err(ClientError::RecipientMismatch { missing: b.missing.clone(), extra: b.extra.clone() });
+        }
         let (code, message) =
             body.map(|b| (b.error, b.message)).unwrap_or_else(|| ("http_error".into(), "no details".into()));
         if code == "device_wiped" {

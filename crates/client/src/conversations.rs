@@ -4,6 +4,7 @@
 use crate::client::*;
 use crate::error::ClientError;
 use crate::state::SessionToken;
+use strongroom_crypto::certs::{ConversationKind, MembershipAction};
 use strongroom_crypto::content::Content;
 use strongroom_crypto::ids::*;
 use strongroom_wire::*;
@@ -28,13 +29,13 @@ impl Client {
         self.api.get("/v1/conversations").await
     }
 
-    /// Creates a conversation with the given usernames.
-    pub async fn create_conversation(&self, kind: &str, members: &[&str]) -> Result<Conversation, ClientError> {
-        let mut ids = Vec::new();
-        for m in members {
-            ids.push(self.find_user(m).await?.to_string());
-        }
-        self.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members: ids }).await
+    /// Creates a conversation with the given usernames, its membership
+    /// signed by this device (PROTOCOL.md §3.4).
+    pub async fn create_conversation(&mut self, kind: &str, members: &[&str]) -> Result<Conversation, ClientError> {
+        let kind = ConversationKind::from_name(kind)
+            .ok_or_else(|| ClientError::Usage("a conversation is direct, group or room".into()))?;
+        let others = self.resolve(members).await?;
+        self.create_signed(kind, &others).await
     }
 
     /// A conversation's members and roles.
@@ -59,16 +60,33 @@ impl Client {
             self.resolve(promote).await?,
             self.resolve(demote).await?,
         );
-        let hexes = |v: &[UserId]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
-        let change = ChangeMembers {
-            add: hexes(&add),
-            remove: hexes(&remove),
-            promote: hexes(&promote),
-            demote: hexes(&demote),
-        };
-        let c: Conversation = self.api.post(&format!("/v1/conversations/{id}/members"), &change).await?;
-        use strongroom_crypto::content::Control;
         let leaving = remove == [self.user_id()];
+        // One signed statement per kind of change, each following the last.
+        let mut state = self.membership(id).await?;
+        let mut c = None;
+        let steps = [
+            (MembershipAction::Add, add.clone()),
+            (
+                if leaving { MembershipAction::Leave } else { MembershipAction::Remove },
+                if leaving { Vec::new() } else { remove.clone() },
+            ),
+            (MembershipAction::Promote, promote.clone()),
+            (MembershipAction::Demote, demote.clone()),
+        ];
+        for (action, users) in steps {
+            if users.is_empty() && action != MembershipAction::Leave || (action == MembershipAction::Leave && !leaving)
+            {
+                continue;
+            }
+            let (conv, next) = self.sign_membership(id, Some(&state), action, users).await?;
+            state = next;
+            c = Some(conv);
+        }
+        let c = match c {
+            Some(c) => c,
+            None => return Err(ClientError::Usage("nothing to change".into())),
+        };
+        use strongroom_crypto::content::Control;
         let announcements = [
             (!add.is_empty()).then(|| Control::MembersAdded(add.clone())),
             (!remove.is_empty() && !leaving).then(|| Control::MembersRemoved(remove.clone())),
@@ -102,21 +120,26 @@ impl Client {
 
     /// The direct conversation with `username`, created if needed.
     /// Naming yourself gives your note to self.
-    pub async fn direct_with(&self, username: &str) -> Result<ConversationId, ClientError> {
+    pub async fn direct_with(&mut self, username: &str) -> Result<ConversationId, ClientError> {
         let other = self.find_user(username).await?;
         if other == self.user_id() {
             return self.notes_to_self().await;
         }
-        let other = other.to_string();
+        let hex_other = other.to_string();
+        let both: std::collections::BTreeSet<UserId> = [self.user_id(), other].into();
         for c in self.conversations().await? {
-            if c.kind == "direct" && c.members.iter().any(|m| m.user_id == other) {
-                return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+            if c.kind == "direct" && c.members.iter().any(|m| m.user_id == hex_other) {
+                let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
+                // The relay's listing is a hint: only a conversation whose
+                // signed members are exactly the two of us is used.
+                match self.membership(id).await {
+                    Ok(m) if m.kind == ConversationKind::Direct && m.members == both => return Ok(id),
+                    Ok(_) | Err(ClientError::Trust(_)) => continue,
+                    Err(e) => return Err(e),
+                }
             }
         }
-        let c: Conversation = self
-            .api
-            .post("/v1/conversations", &CreateConversation { kind: "direct".into(), members: vec![other] })
-            .await?;
+        let c = self.create_signed(ConversationKind::Direct, &[other]).await?;
         ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
     }
 
@@ -125,15 +148,14 @@ impl Client {
     /// This user's note-to-self conversation (created on first use): only
     /// this user's devices, and the retention service if the network has
     /// one, receive what is sent to it.
-    pub async fn notes_to_self(&self) -> Result<ConversationId, ClientError> {
+    pub async fn notes_to_self(&mut self) -> Result<ConversationId, ClientError> {
         // Two devices creating it at once could make two: all pick the same one.
         if let Some(c) =
             self.conversations().await?.into_iter().filter(|c| c.kind == NOTES).min_by(|a, b| a.id.cmp(&b.id))
         {
             return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
         }
-        let c: Conversation =
-            self.api.post("/v1/conversations", &CreateConversation { kind: NOTES.into(), members: Vec::new() }).await?;
+        let c = self.create_signed(ConversationKind::Notes, &[]).await?;
         ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
     }
 

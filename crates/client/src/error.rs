@@ -53,6 +53,16 @@ pub enum ClientError {
         /// Explanation.
         message: String,
     },
+    /// The relay refused an envelope whose recipients differ from the
+    /// devices it expects (`user:device` hex): what it lacks and what it
+    /// must not have.
+    #[error("the relay expects other recipients (missing {missing:?}, unexpected {extra:?})")]
+    RecipientMismatch {
+        /// Devices the relay expected and the envelope lacks.
+        missing: Vec<String>,
+        /// Devices the envelope has and the relay does not expect.
+        extra: Vec<String>,
+    },
     /// The invite code is unusable.
     #[error("invalid invite: {0}")]
     Invite(&'static str),

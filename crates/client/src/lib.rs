@@ -12,6 +12,7 @@ mod enrol;
 mod error;
 mod files;
 mod link;
+mod membership;
 mod own_keys;
 pub mod private_fs;
 mod profile_lock;

@@ -17,21 +17,20 @@ impl Client {
     pub(crate) async fn recipients(
         &mut self,
         conversation: ConversationId,
-    ) -> Result<(Vec<Recipient>, bool), ClientError> {
-        let c: Conversation = self.api.get(&format!("/v1/conversations/{conversation}")).await?;
-        let notes = c.kind == NOTES;
-        let me = self.user_id().to_string();
-        if notes && c.members.iter().any(|m| m.user_id != me) {
-            // A relay relabelling a conversation, or adding itself to a note
-            // to self, must not get private notes sealed to others.
-            return Err(ClientError::Trust(
-                "the relay says this note to self has other members; nothing was sent".into(),
-            ));
+    ) -> Result<(Vec<Recipient>, bool, MembershipState), ClientError> {
+        // The members signed by members, never the relay's list (PROTOCOL.md §3.4).
+        let signed = self.membership(conversation).await?;
+        let notes = signed.kind == strongroom_crypto::certs::ConversationKind::Notes;
+        if notes && signed.members.iter().any(|m| *m != self.user_id()) {
+            // A signed note to self has one member; this cannot verify otherwise.
+            return Err(ClientError::Trust("this note to self has other members; nothing was sent".into()));
         }
-        let mut members = Vec::with_capacity(c.members.len());
-        for m in &c.members {
-            let user = UserId::parse_hex(&m.user_id).ok_or(ClientError::Corrupt("member id"))?;
-            members.push(self.device_list_and_revoked(user).await?);
+        if !signed.members.contains(&self.user_id()) {
+            return Err(ClientError::Usage("you are no longer a member of this conversation".into()));
+        }
+        let mut members = Vec::with_capacity(signed.members.len());
+        for user in &signed.members {
+            members.push(self.device_list_and_revoked(*user).await?);
         }
         let devices = crate::rules::recipients::targets(&members, (self.user_id(), self.device_id()));
         let mut recipients = Vec::with_capacity(devices.len() + 1);
@@ -65,7 +64,7 @@ impl Client {
         }
         let policy = self.policy().await?;
         recipients.extend(policy.retention_recipients());
-        Ok((recipients, notes))
+        Ok((recipients, notes, signed))
     }
 
     /// Seals `content` for every current device of the conversation (and the
@@ -133,7 +132,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (recipients, notes) = self.recipients(conversation).await?;
+            let (recipients, notes, signed) = self.recipients(conversation).await?;
             if recipients.is_empty() && !notes {
                 return Err(ClientError::Usage("nobody else is in this conversation yet".into()));
             }
@@ -152,7 +151,8 @@ impl Client {
                 timestamp: now_ms(),
                 ttl_secs,
                 burn_on_read_secs: bor_secs,
-                membership: MembershipCommitment::default(),
+                // The member set sealed to (PROTOCOL.md §3.4).
+                membership: signed.commitment,
             };
             let posted = if recipients.is_empty() {
                 // A note to self with no other device of ours and no
@@ -165,7 +165,27 @@ impl Client {
                 self.post_envelope(env.encode()).await
             };
             match posted {
-                Err(ClientError::Refused { code, .. }) if code == "recipient_mismatch" && attempt < 3 => continue,
+                Err(ClientError::RecipientMismatch { missing, extra }) => {
+                    // Never encrypt to someone no member added: the relay's
+                    // word that they are a member is not enough.
+                    let ghosts = crate::rules::recipients::unsigned_members(&missing, &signed.members);
+                    if !ghosts.is_empty() {
+                        let mut names = Vec::with_capacity(ghosts.len());
+                        for g in ghosts {
+                            names.push(self.username_of(g).await.unwrap_or_else(|_| g.to_string()));
+                        }
+                        let names = names.join(", ");
+                        return Err(ClientError::Trust(format!(
+                            "the relay says {names} is a member of this conversation; no member added {names}. \
+                             Nothing was sent: tell your administrator"
+                        )));
+                    }
+                    // Device lists and statements are re-read on the next attempt.
+                    if attempt >= 3 {
+                        return Err(ClientError::RecipientMismatch { missing, extra });
+                    }
+                    continue;
+                }
                 Ok(accepted) => {
                     // Keep our own copy, so the conversation reads complete here too.
                     let row = StoredRow {

@@ -314,7 +314,10 @@ async fn conversations_and_delivery(store: Store) {
         .unwrap()
         .unwrap();
     let conv = id(35);
-    store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    store
+        .create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0, None)
+        .await
+        .unwrap();
     assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32)), (b, id(33)), (b, id(34))]);
     assert_eq!(store.conversations_of(&a).await.unwrap().len(), 1);
 
@@ -422,7 +425,7 @@ async fn conversations_and_delivery(store: Store) {
         "forgotten after the window"
     );
 
-    let seq = store.change_members(&conv, &[], &[b], &[], &[]).await.unwrap();
+    let seq = store.change_members(&conv, &[], &[b], &[], &[], None).await.unwrap();
     assert_eq!(seq, 2);
     assert_eq!(*store.member_devices(&conv).await.unwrap(), vec![(a, id(32))]);
 }
@@ -445,7 +448,10 @@ async fn group_commits(store: Store) {
         .unwrap();
     let (c1, c2) = (id(55), id(56));
     for c in [c1, c2] {
-        store.create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+        store
+            .create_conversation(&c, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0, None)
+            .await
+            .unwrap();
     }
     let env = |m: u16, conv: [u8; 16], sender: u8| {
         let mut message_id = [0u8; 16];
@@ -517,7 +523,10 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
     let net = network(&store).await;
     let (a, b) = (user(&store, &net, 60, "a").await, user(&store, &net, 61, "b").await);
     let conv = id(62);
-    store.create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0).await.unwrap();
+    store
+        .create_conversation(&conv, &net, Kind::Group, &[(a, Role::Member), (b, Role::Member)], 0, None)
+        .await
+        .unwrap();
     let owners = [device(&store, &net, &b, 64).await, device(&store, &net, &b, 65).await];
     let envs: Vec<StoredEnvelope> = (0..50u8)
         .map(|m| StoredEnvelope {
@@ -763,7 +772,7 @@ async fn administration(store: Store) {
     // Retention periods and checkpoints, per network.
     store.put_policy(&net, &policy(2, b"policy-2", &[id(90)])).await.unwrap();
     let conv = id(91);
-    store.create_conversation(&conv, &net, Kind::Group, &[(alice, Role::Member)], 0).await.unwrap();
+    store.create_conversation(&conv, &net, Kind::Group, &[(alice, Role::Member)], 0, None).await.unwrap();
     assert_eq!(store.membership(&conv, &alice).await.unwrap(), Some((net, true)));
     assert_eq!(store.membership(&conv, &bob).await.unwrap(), Some((net, false)), "in the network, not a member");
     assert_eq!(store.membership(&id(92), &alice).await.unwrap(), None, "no such conversation");

@@ -265,6 +265,17 @@ pub struct Member {
     pub role: String,
 }
 
+/// `GET /v1/conversations/{id}/membership?after=N`: the conversation's
+/// signed membership statements after sequence N, oldest first (at most 256;
+/// ask again after the last for more). Members fold them into the member set
+/// (PROTOCOL.md §3.4); `POST` the same path with one encoded statement to
+/// create a conversation or change its members.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembershipHistory {
+    /// Encoded statements, ascending by sequence number.
+    pub statements: Vec<B64>,
+}
+
 /// `POST /v1/conversations/{id}/members`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChangeMembers {

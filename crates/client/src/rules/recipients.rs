@@ -46,6 +46,21 @@ pub fn claim_plan(targets: &[VerifiedDevice], one_time_used: &BTreeMap<String, u
     ClaimPlan { devices, medium_term }
 }
 
+/// Users the relay says a message must also reach (`user:device` hex pairs
+/// from its refusal) who are not in the member set members signed: the
+/// relay added them. Retention devices are not members and are left out.
+pub fn unsigned_members(missing: &[String], signed: &std::collections::BTreeSet<UserId>) -> Vec<UserId> {
+    let mut ghosts: Vec<UserId> = missing
+        .iter()
+        .filter_map(|pair| pair.split_once(':'))
+        .filter_map(|(u, _)| UserId::parse_hex(u))
+        .filter(|u| *u != UserId::RETENTION && !signed.contains(u))
+        .collect();
+    ghosts.sort();
+    ghosts.dedup();
+    ghosts
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -79,6 +94,16 @@ mod tests {
 
     fn ids(v: &[VerifiedDevice]) -> Vec<(u8, u8)> {
         v.iter().map(|d| (d.user_id().as_bytes()[0], d.device_id().as_bytes()[0])).collect()
+    }
+
+    #[test]
+    fn a_member_the_relay_names_but_no_member_signed_is_a_ghost() {
+        let (a, b, m) = (UserId::from_bytes([1; 16]), UserId::from_bytes([2; 16]), UserId::from_bytes([9; 16]));
+        let signed = [a, b].into();
+        let pair = |u: UserId, d: u8| format!("{u}:{}", DeviceId::from_bytes([d; 16]));
+        let missing = vec![pair(b, 1), pair(m, 2), pair(m, 3), pair(UserId::RETENTION, 4), "junk".into()];
+        assert_eq!(unsigned_members(&missing, &signed), vec![m]);
+        assert!(unsigned_members(&[pair(b, 1)], &signed).is_empty(), "a signed member's new device is no ghost");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `/v1/conversations…` (rules in `service/conversations.rs`).
 
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strongroom_wire::{ChangeMembers, Conversation, CreateConversation};
+use strongroom_wire::{ChangeMembers, Conversation, CreateConversation, MembershipHistory, B64};
 
 use crate::auth::Caller;
 use crate::error::{parse_id, ApiError, ApiResult};
@@ -60,4 +61,29 @@ pub(super) async fn change_members(
         demote: parse_users(&req.demote)?,
     };
     Ok(Json(conversations::change_members(&state, &caller, &id, change).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct AfterQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+pub(super) async fn statements(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<AfterQuery>,
+) -> ApiResult<Json<MembershipHistory>> {
+    let list = conversations::statements(&state, &caller, &parse_id(&id, "conversation id")?, q.after).await?;
+    Ok(Json(MembershipHistory { statements: list.into_iter().map(B64).collect() }))
+}
+
+pub(super) async fn post_statement(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Conversation>> {
+    Ok(Json(conversations::post_statement(&state, &caller, &parse_id(&id, "conversation id")?, &body).await?))
 }

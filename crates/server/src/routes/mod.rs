@@ -60,6 +60,10 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/conversations/{id}", retention(get(conversations::get_one))),
         ("/v1/conversations/{id}/members", post(conversations::change_members)),
         (
+            "/v1/conversations/{id}/membership",
+            retention(get(conversations::statements)).post(conversations::post_statement),
+        ),
+        (
             "/v1/messages",
             post(messages::send).merge(retention(get(messages::fetch))).layer(DefaultBodyLimit::max(envelope_limit)),
         ),

@@ -4,6 +4,7 @@
 //! may leave), direct conversations never.
 
 use rand_core::{OsRng, RngCore};
+use strongroom_crypto::certs::{CertError, ConversationKind, MembershipAction, MembershipState, MembershipStatement};
 use strongroom_wire::{Conversation, Member};
 
 use crate::auth::Caller;
@@ -76,7 +77,7 @@ pub async fn create(
     members.push((me, if kind == Kind::Room { Role::Moderator } else { Role::Member }));
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
-    state.store.create_conversation(&id, &caller.session.network_id, kind, &members, now_ms()).await?;
+    state.store.create_conversation(&id, &caller.session.network_id, kind, &members, now_ms(), None).await?;
     Ok(view(&member_of(state, caller, &id).await?))
 }
 
@@ -133,7 +134,123 @@ pub async fn change_members(
             return Err(ApiError::bad_request("not_member", "only members can be promoted or demoted"));
         }
     }
-    state.store.change_members(id, &add, &remove, &promote, &demote).await?;
+    state.store.change_members(id, &add, &remove, &promote, &demote, None).await?;
+    let c = state
+        .store
+        .conversation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
+    Ok(view(&c))
+}
+
+/// Most statements in one answer of the membership history.
+pub const MAX_STATEMENTS: u32 = 256;
+
+fn kind_of(kind: ConversationKind) -> Kind {
+    match kind {
+        ConversationKind::Direct => Kind::Direct,
+        ConversationKind::Group => Kind::Group,
+        ConversationKind::Room => Kind::Room,
+        ConversationKind::Notes => Kind::Notes,
+    }
+}
+
+/// A conversation's signed membership statements after `after` (members and
+/// the network's retention devices).
+pub async fn statements(state: &AppState, caller: &Caller, id: &[u8; 16], after: u64) -> ApiResult<Vec<Vec<u8>>> {
+    member_of(state, caller, id).await?;
+    Ok(state.store.membership_statements(id, after, MAX_STATEMENTS).await?)
+}
+
+/// The membership a conversation's stored statements make.
+async fn signed_state(state: &AppState, id: &[u8; 16]) -> ApiResult<Option<MembershipState>> {
+    let corrupt = || ApiError::from(crate::store::StoreError::Corrupt("membership statement"));
+    let log = state.store.membership_statements(id, 0, u32::MAX).await?;
+    let mut statements = log.iter().map(|b| MembershipStatement::decode(b).map_err(|_| corrupt()));
+    let Some(first) = statements.next() else { return Ok(None) };
+    let mut folded = MembershipState::create(&first?).map_err(|_| corrupt())?;
+    for s in statements {
+        folded.apply(&s?).map_err(|_| corrupt())?;
+    }
+    Ok(Some(folded))
+}
+
+/// Applies a membership statement signed by the caller's device: the
+/// creation of a conversation (with the id the creator chose) or the next
+/// change of one. The relay checks what members check — signature, chain,
+/// roles — and applies it to its own member table in the same transaction
+/// that keeps the statement.
+pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], body: &[u8]) -> ApiResult<Conversation> {
+    let s = caller.session;
+    let bad = |e: CertError| ApiError::bad_request("bad_statement", e.to_string());
+    let st = MembershipStatement::decode(body).map_err(bad)?;
+    if st.conversation_id.as_bytes() != id {
+        return Err(ApiError::bad_request("bad_statement", "the statement names another conversation than the URL"));
+    }
+    if st.network_id.as_bytes() != &s.network_id {
+        return Err(ApiError::forbidden("wrong_network", "the statement is for another network"));
+    }
+    if st.author_user.as_bytes() != &s.user_id || st.author_device.as_bytes() != &s.device_id {
+        return Err(ApiError::forbidden("not_author", "sign membership statements with this session's own device"));
+    }
+    st.verify(&super::keys::own_device(state, caller).await?).map_err(bad)?;
+    let refused = |e: CertError| match e {
+        CertError::MembershipGap { .. } | CertError::MembershipFork { .. } => ApiError::conflict(
+            "stale_membership",
+            format!("{e}; fetch the statements after the last one you applied and sign the next"),
+        ),
+        other => ApiError::forbidden("membership_refused", other.to_string()),
+    };
+    let me = s.user_id;
+    match st.action {
+        MembershipAction::Create(kind) => {
+            let created = MembershipState::create(&st).map_err(refused)?;
+            if state.store.conversation(id).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "conversation_exists",
+                    "a conversation with this id exists; pick another random id",
+                ));
+            }
+            let kind = kind_of(kind);
+            if kind == Kind::Notes {
+                let mine = state.store.conversations_of(&me).await?;
+                if mine.iter().any(|c| c.kind == Kind::Notes && c.network_id == s.network_id) {
+                    return Err(ApiError::conflict("notes_exist", "you already have a note to self; use it"));
+                }
+            }
+            let others: Vec<[u8; 16]> = created.members.iter().map(|u| *u.as_bytes()).filter(|u| *u != me).collect();
+            check_in_network(state, &s.network_id, &others).await?;
+            let members: Vec<([u8; 16], Role)> = created
+                .members
+                .iter()
+                .map(|u| (*u.as_bytes(), if created.moderators.contains(u) { Role::Moderator } else { Role::Member }))
+                .collect();
+            state.store.create_conversation(id, &s.network_id, kind, &members, now_ms(), Some(body)).await?;
+        }
+        action => {
+            member_of(state, caller, id).await?;
+            let mut folded = signed_state(state, id).await?.ok_or_else(|| {
+                ApiError::conflict(
+                    "unsigned_conversation",
+                    "this conversation has no membership signed by its members; start a new one",
+                )
+            })?;
+            folded.apply(&st).map_err(refused)?;
+            let users: Vec<[u8; 16]> = st.users.iter().map(|u| *u.as_bytes()).collect();
+            let none = Vec::new();
+            let (add, remove, promote, demote) = match action {
+                MembershipAction::Add => (&users, &none, &none, &none),
+                MembershipAction::Remove => (&none, &users, &none, &none),
+                MembershipAction::Promote => (&none, &none, &users, &none),
+                MembershipAction::Demote => (&none, &none, &none, &users),
+                _ => (&none, &none, &none, &none),
+            };
+            let leaving = [me];
+            let remove: &[[u8; 16]] = if action == MembershipAction::Leave { &leaving } else { remove };
+            check_in_network(state, &s.network_id, add).await?;
+            state.store.change_members(id, add, remove, promote, demote, Some((st.sequence, body))).await?;
+        }
+    }
     let c = state
         .store
         .conversation(id)

@@ -88,7 +88,10 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
 }
 
 /// The caller's own verified device, from its stored device list.
-async fn own_device(state: &AppState, caller: &Caller) -> ApiResult<strongroom_crypto::certs::VerifiedDevice> {
+pub(crate) async fn own_device(
+    state: &AppState,
+    caller: &Caller,
+) -> ApiResult<strongroom_crypto::certs::VerifiedDevice> {
     let s = caller.session;
     let body = state
         .store

@@ -110,6 +110,7 @@ impl Store {
         kind: Kind,
         members: &[([u8; 16], Role)],
         now: i64,
+        statement: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(&self.sql(
@@ -129,7 +130,47 @@ impl Store {
                 .execute(&mut *tx.tx)
                 .await?;
         }
+        if let Some(body) = statement {
+            self.append_statement(&mut tx, id, 1, body).await?;
+        }
         tx.commit().await
+    }
+
+    /// Appends a signed membership statement (checked by the caller) in the
+    /// transaction that applies it: the log and the member table never part.
+    async fn append_statement(
+        &self,
+        tx: &mut super::WriteTx<'_>,
+        id: &[u8; 16],
+        seq: u64,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql("INSERT INTO membership_statements (conversation_id, seq, body) VALUES ($1, $2, $3)"))
+            .bind(id.to_vec())
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(body.to_vec())
+            .execute(&mut *tx.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// A conversation's signed membership statements after `after`, oldest
+    /// first, at most `limit`.
+    pub async fn membership_statements(
+        &self,
+        id: &[u8; 16],
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT body FROM membership_statements WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        ))
+        .bind(id.to_vec())
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| super::blob(r, "body")).collect()
     }
 
     /// A conversation and its members.
@@ -208,8 +249,12 @@ impl Store {
         remove: &[[u8; 16]],
         promote: &[[u8; 16]],
         demote: &[[u8; 16]],
+        statement: Option<(u64, &[u8])>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
+        if let Some((seq, body)) = statement {
+            self.append_statement(&mut tx, id, seq, body).await?;
+        }
         for u in add {
             sqlx::query(&self.sql(
                 "INSERT INTO members (conversation_id, user_id, role) VALUES ($1, $2, 0) ON CONFLICT (conversation_id, user_id) DO NOTHING",

@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/sqlite/0006_device_ownership.sql")),
     (7, include_str!("../../migrations/sqlite/0007_relay_limits.sql")),
     (8, include_str!("../../migrations/sqlite/0008_device_list_chain.sql")),
+    (9, include_str!("../../migrations/sqlite/0009_membership_statements.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -25,6 +26,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/postgres/0006_device_ownership.sql")),
     (7, include_str!("../../migrations/postgres/0007_relay_limits.sql")),
     (8, include_str!("../../migrations/postgres/0008_device_list_chain.sql")),
+    (9, include_str!("../../migrations/postgres/0009_membership_statements.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

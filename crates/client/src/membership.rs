@@ -1,0 +1,172 @@
+//! A conversation's members as its members signed them (PROTOCOL.md §3.4):
+//! fetched from the relay as statements, each verified under its author's
+//! device from the author's verified list and folded in order. The relay's
+//! own member list is never used to choose recipients.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use strongroom_crypto::certs::{
+    ConversationKind, MembershipAction, MembershipState, MembershipStatement, VerifiedDeviceList,
+};
+use strongroom_crypto::envelope::MembershipCommitment;
+use strongroom_crypto::ids::{ConversationId, NetworkId, UserId};
+use strongroom_wire::{Conversation, MembershipHistory};
+
+use crate::client::{unhex, Client};
+use crate::error::ClientError;
+use crate::store::hex;
+
+/// Statements per page of the relay's answer.
+const PAGE: usize = 256;
+
+/// What is kept of a folded membership between runs (sealed in the store).
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    network: String,
+    kind: u8,
+    members: Vec<String>,
+    moderators: Vec<String>,
+    version: u64,
+    hash: String,
+}
+
+fn record(conversation: ConversationId) -> String {
+    format!("membership:{conversation}")
+}
+
+fn users(list: &[String]) -> Result<BTreeSet<UserId>, ClientError> {
+    list.iter().map(|u| UserId::parse_hex(u).ok_or(ClientError::Corrupt("kept membership"))).collect()
+}
+
+impl Client {
+    /// The conversation's signed membership, brought up to date with the
+    /// statements the relay holds after the last one applied here. A
+    /// conversation no member signed is refused.
+    pub async fn membership(&mut self, conversation: ConversationId) -> Result<MembershipState, ClientError> {
+        let mut state = self.kept_membership(conversation).await?;
+        let kept = state.as_ref().map(|s| s.commitment);
+        let mut lists: HashMap<UserId, VerifiedDeviceList> = HashMap::new();
+        loop {
+            let after = state.as_ref().map_or(0, |s| s.commitment.version);
+            let page: MembershipHistory =
+                self.api.get(&format!("/v1/conversations/{conversation}/membership?after={after}")).await?;
+            for raw in &page.statements {
+                let st = MembershipStatement::decode(&raw.0).map_err(|e| refused(conversation, e))?;
+                let list = match lists.get(&st.author_user) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = self.device_list(st.author_user).await?;
+                        lists.insert(st.author_user, l.clone());
+                        l
+                    }
+                };
+                let author = list.device(st.author_device).map_err(|e| refused(conversation, e))?;
+                st.verify(&author).map_err(|e| refused(conversation, e))?;
+                match state.as_mut() {
+                    Some(s) => s.apply(&st).map_err(|e| refused(conversation, e))?,
+                    None => {
+                        if st.conversation_id != conversation || st.network_id != self.network_id() {
+                            return Err(ClientError::Trust(format!(
+                                "conversation {conversation}: the relay served the creation of another conversation"
+                            )));
+                        }
+                        state = Some(MembershipState::create(&st).map_err(|e| refused(conversation, e))?);
+                    }
+                }
+            }
+            if page.statements.len() < PAGE {
+                break;
+            }
+        }
+        let state = state.ok_or_else(|| {
+            ClientError::Trust(format!(
+                "conversation {conversation} has no membership signed by its members (made by the relay or an older client): start a new conversation"
+            ))
+        })?;
+        if kept != Some(state.commitment) {
+            self.keep_membership(&state).await?;
+        }
+        Ok(state)
+    }
+
+    async fn kept_membership(&self, conversation: ConversationId) -> Result<Option<MembershipState>, ClientError> {
+        let Some(raw) = self.record(&record(conversation)).await? else { return Ok(None) };
+        let k: Kept = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("kept membership"))?;
+        Ok(Some(MembershipState {
+            network_id: NetworkId::parse_hex(&k.network).ok_or(ClientError::Corrupt("kept membership"))?,
+            conversation_id: conversation,
+            kind: ConversationKind::from_code(k.kind).ok_or(ClientError::Corrupt("kept membership"))?,
+            members: users(&k.members)?,
+            moderators: users(&k.moderators)?,
+            commitment: MembershipCommitment { version: k.version, hash: unhex(&k.hash)? },
+        }))
+    }
+
+    async fn keep_membership(&self, s: &MembershipState) -> Result<(), ClientError> {
+        let k = Kept {
+            network: s.network_id.to_string(),
+            kind: s.kind.code(),
+            members: s.members.iter().map(|u| u.to_string()).collect(),
+            moderators: s.moderators.iter().map(|u| u.to_string()).collect(),
+            version: s.commitment.version,
+            hash: hex(&s.commitment.hash),
+        };
+        let json = serde_json::to_vec(&k).map_err(|_| ClientError::Corrupt("kept membership"))?;
+        self.put_record(&record(s.conversation_id), &json).await
+    }
+
+    /// Signs a membership statement with this device and gives it to the
+    /// relay, which applies it to its member table; then keeps the new state.
+    pub(crate) async fn sign_membership(
+        &mut self,
+        conversation: ConversationId,
+        after: Option<&MembershipState>,
+        action: MembershipAction,
+        users: Vec<UserId>,
+    ) -> Result<(Conversation, MembershipState), ClientError> {
+        let st = MembershipStatement::sign(
+            &self.device_key()?,
+            self.network_id(),
+            conversation,
+            after.map(|s| &s.commitment),
+            (self.user_id(), self.device_id()),
+            crate::client::now_ms(),
+            action,
+            users,
+        )
+        .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let c: Conversation =
+            self.api.post_bytes(&format!("/v1/conversations/{conversation}/membership"), st.encode()).await?;
+        let next = match after {
+            Some(s) => {
+                let mut next = s.clone();
+                next.apply(&st).map_err(|e| ClientError::Usage(e.to_string()))?;
+                next
+            }
+            None => MembershipState::create(&st).map_err(|e| ClientError::Usage(e.to_string()))?,
+        };
+        self.keep_membership(&next).await?;
+        Ok((c, next))
+    }
+
+    /// Creates a conversation of `kind` with `others` (the creator is added):
+    /// a fresh random id and the creation statement signed by this device.
+    pub(crate) async fn create_signed(
+        &mut self,
+        kind: ConversationKind,
+        others: &[UserId],
+    ) -> Result<Conversation, ClientError> {
+        let id = ConversationId::random(&mut OsRng);
+        let mut users: Vec<UserId> = others.to_vec();
+        users.push(self.user_id());
+        users.sort();
+        users.dedup();
+        Ok(self.sign_membership(id, None, MembershipAction::Create(kind), users).await?.0)
+    }
+}
+
+fn refused(conversation: ConversationId, e: strongroom_crypto::certs::CertError) -> ClientError {
+    ClientError::Trust(format!("membership of conversation {conversation} refused: {e}"))
+}
