@@ -5,7 +5,7 @@
 #![doc(hidden)]
 
 use crate::attachment;
-use crate::certs::{DeviceList, NetworkPolicy, SignedPreKey};
+use crate::certs::{DeviceList, MembershipStatement, NetworkPolicy, SignedPreKey};
 use crate::content::Content;
 use crate::envelope::{DeliveredEnvelope, Envelope};
 use crate::keys::SecretBytes;
@@ -35,6 +35,13 @@ pub fn policy(data: &[u8]) {
 pub fn device_list(data: &[u8]) {
     if let Ok(l) = DeviceList::decode(data) {
         assert_eq!(l.encode(), data, "device list does not re-encode canonically");
+    }
+}
+
+/// Membership statements.
+pub fn membership(data: &[u8]) {
+    if let Ok(s) = MembershipStatement::decode(data) {
+        assert_eq!(s.encode(), data, "membership statement does not re-encode canonically");
     }
 }
 

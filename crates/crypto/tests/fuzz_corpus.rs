@@ -52,3 +52,7 @@ fn attachment_stream_corpus() {
 fn link_corpus() {
     replay("link", fuzz_checks::link);
 }
+#[test]
+fn membership_corpus() {
+    replay("membership", fuzz_checks::membership);
+}

@@ -429,6 +429,62 @@ fn link_outputs(i: &Value) -> Value {
     })
 }
 
+/// Alice's device, with a one-device list, for the membership vectors.
+fn membership_author(i: &Value) -> (Party, NetworkId) {
+    let p = Party {
+        user: UserId::from_bytes(arr(i, "alice_user")),
+        identity: signing(i, "alice_identity_seed"),
+        device: DeviceId::from_bytes(arr(i, "alice_device")),
+        device_key: signing(i, "alice_device_seed"),
+    };
+    (p, NetworkId::from_bytes(arr(i, "network_id")))
+}
+
+fn membership_outputs(i: &Value) -> Value {
+    let (alice, net) = membership_author(i);
+    let conv = ConversationId::from_bytes(arr(i, "conversation_id"));
+    let (bob, carol) = (UserId::from_bytes(arr(i, "bob_user")), UserId::from_bytes(arr(i, "carol_user")));
+    let author = (alice.user, alice.device);
+    let at = num(i, "issued_at");
+    let create = MembershipStatement::sign(
+        &alice.device_key,
+        net,
+        conv,
+        None,
+        author,
+        at,
+        MembershipAction::Create(ConversationKind::Room),
+        vec![bob, alice.user],
+    )
+    .unwrap();
+    let mut state = MembershipState::create(&create).unwrap();
+    let add = MembershipStatement::sign(
+        &alice.device_key,
+        net,
+        conv,
+        Some(&state.commitment),
+        author,
+        at + 1000,
+        MembershipAction::Add,
+        vec![carol],
+    )
+    .unwrap();
+    let device = single_device_list(&alice, net, T0).device(alice.device).unwrap();
+    for s in [&create, &add] {
+        MembershipStatement::decode(&s.encode()).unwrap().verify(&device).unwrap();
+    }
+    state.apply(&add).unwrap();
+    json!({
+        "alice_device_public": h(alice.device_key.verifying_key().as_bytes()),
+        "create": h(&create.encode()),
+        "create_digest": h(&create.digest()),
+        "add": h(&add.encode()),
+        "add_digest": h(&add.digest()),
+        "members": state.members.iter().map(|u| h(u.as_bytes())).collect::<Vec<_>>(),
+        "moderators": state.moderators.iter().map(|u| h(u.as_bytes())).collect::<Vec<_>>(),
+    })
+}
+
 fn retention_login_outputs(i: &Value) -> Value {
     let key = signing(i, "signing_seed");
     let login = RetentionLogin {
@@ -517,6 +573,7 @@ struct Context {
     policy: Value,
     attachment: Value,
     link: Value,
+    membership: Value,
 }
 
 /// Runs one negative case and names the error it fails with (it must fail).
@@ -603,6 +660,18 @@ fn run_case(c: &Value, ctx: &Context) -> String {
             let i = get(&ctx.link, "inputs");
             let (target, key, code) = (link_target(i), agreement(i, "link_private"), link_code(i));
             error_name(&open_transfer(&input, &target, &key, &code).expect_err(&name))
+        }
+        "membership" => {
+            // Verified as Alice's device's, then applied after the vector's creation.
+            let (alice, net) = membership_author(get(&ctx.membership, "inputs"));
+            let device = single_device_list(&alice, net, T0).device(alice.device).unwrap();
+            let create = bytes(get(&ctx.membership, "outputs"), "create");
+            let run = || -> Result<(), CertError> {
+                let st = MembershipStatement::decode(&input)?;
+                st.verify(&device)?;
+                MembershipState::create(&MembershipStatement::decode(&create)?)?.apply(&st)
+            };
+            error_name(&run().expect_err(&name))
         }
         other => panic!("unknown negative kind {other}"),
     };
@@ -970,6 +1039,32 @@ fn negative_outputs(ctx: &Context) -> Value {
     cases.push(json!({"name": "sealed link transfer altered", "kind": "link", "bytes": h(&sealed)}));
     cases.push(json!({"name": "sealed link transfer of the wrong length", "kind": "link", "bytes": h(&sealed[..100])}));
 
+    // Membership (membership.json's statement 2, changed and re-signed by Alice's device).
+    let mi = get(&ctx.membership, "inputs");
+    let alice_device = signing(mi, "alice_device_seed");
+    let add = bytes(get(&ctx.membership, "outputs"), "add");
+    let body = &add[..add.len() - 64];
+    let seq_at = 1 + 2 + 16 + 16;
+    let action_at = seq_at + 8 + 32 + 16 + 16 + 8;
+    let label = "strongroom/v2/membership";
+    let ms = |name: &str, input: Vec<u8>| json!({"name": name, "kind": "membership", "bytes": h(&input)});
+    cases.push(ms("membership statement signed by another key", resign(label, body, &stranger)));
+    let mut fork = body.to_vec();
+    fork[seq_at + 8] ^= 1;
+    cases.push(ms("statement 2 naming another statement 1 (fork)", resign(label, &fork, &alice_device)));
+    let mut gap = body.to_vec();
+    gap[seq_at + 7] = 3;
+    cases.push(ms("statement 3 applied after statement 1", resign(label, &gap, &alice_device)));
+    let mut remove = body.to_vec();
+    remove[action_at] = 3;
+    cases.push(ms("removing someone who is not a member", resign(label, &remove, &alice_device)));
+    let mut unknown = body.to_vec();
+    unknown[action_at] = 9;
+    cases.push(ms("an unknown membership action", resign(label, &unknown, &alice_device)));
+    let mut creation_kind = body.to_vec();
+    creation_kind[action_at + 1] = 2;
+    cases.push(ms("a kind on a statement that creates nothing", resign(label, &creation_kind, &alice_device)));
+
     for c in &mut cases {
         c["expected_error"] = json!(run_case(c, ctx));
     }
@@ -1076,6 +1171,18 @@ fn generated_inputs() -> Vec<(&'static str, &'static str, Value)> {
             "index": 41, "salt": rand::<32>(&mut rng), "record_json": record_json}),
         ),
         (
+            "membership",
+            "membership statements: alice creates a room with bob, then adds carol (section 3.4)",
+            // Fixed, not drawn: the vectors before keep their inputs.
+            json!({
+            "network_id": "6d656d626572736869702d6e65742d31", "conversation_id": "636f6e766572736174696f6e2d303031",
+            "alice_user": "11111111111111111111111111111111", "alice_device": "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1",
+            "alice_device_seed": h(&sha256(b"strongroom membership vector: alice device")),
+            "alice_identity_seed": h(&sha256(b"strongroom membership vector: alice identity")),
+            "bob_user": "22222222222222222222222222222222", "carol_user": "33333333333333333333333333333333",
+            "issued_at": T0}),
+        ),
+        (
             "negative",
             "inputs that must fail, each with the error it fails with; built on the other vectors (see each case's kind)",
             json!({}),
@@ -1092,6 +1199,7 @@ fn context(all: &[(String, Value)]) -> Context {
         policy: find("policy"),
         attachment: find("attachment"),
         link: find("link"),
+        membership: find("membership"),
     }
 }
 
@@ -1107,6 +1215,7 @@ fn outputs(name: &str, inputs: &Value, all: &[(String, Value)]) -> Value {
         "retention_login" => retention_login_outputs(inputs),
         "checkpoint" => checkpoint_outputs(inputs),
         "archive_record" => archive_record_outputs(inputs),
+        "membership" => membership_outputs(inputs),
         "negative" => negative_outputs(&context(all)),
         other => panic!("unknown vector {other}"),
     }
@@ -1154,6 +1263,11 @@ fn spec_implementation_agrees() {
             }
             "attachment" => assert_eq!(spec::attachment(i), bytes(o, "blob")),
             "archive_record" => assert_eq!(&spec::archive_record(i), o),
+            "membership" => {
+                let (create, add) = spec::membership(i);
+                assert_eq!(hex::encode(&create), text(o, "create"), "{name}");
+                assert_eq!(hex::encode(&add), text(o, "add"), "{name}");
+            }
             "prekey" => assert_eq!(hex::encode(spec::signed_prekey(i)), text(o, "signed_prekey"), "{name}"),
             "device_list" => {
                 let list = spec::device_list(i);
@@ -1242,6 +1356,9 @@ fn negative_vectors_fail_as_stated() {
         "DeviceListConflict",
         "DeviceListFork",
         "DeviceListGap",
+        "MembershipFork",
+        "MembershipGap",
+        "MembershipRefused",
         "Expired",
         "UnknownPolicyEntry",
         "PolicyRollback",
