@@ -1,20 +1,82 @@
 //! Ghost members (PROTOCOL.md §3.4): a conversation's members are what its
-//! members signed. The relay's member table gaining someone no member added
-//! (as a compromised relay would make it, or an unsigned API call does)
-//! never makes a client encrypt to them: the client refuses to send and
-//! says who the relay claims is a member.
+//! members signed. A relay that claims someone no member added is a member
+//! (refusing envelopes without a wrap for them) never makes a client encrypt
+//! to them: the client refuses to send and says who the relay claims.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
 use common::*;
 use strongroom_client::{Client, ClientError};
 use strongroom_crypto::ids::DeviceId;
 
+struct Relay {
+    upstream: String,
+    http: reqwest::Client,
+    /// `user:device` the hostile relay says every message must also reach.
+    ghost: Mutex<Option<String>>,
+    /// Lists every conversation as a note to self.
+    relabel: std::sync::atomic::AtomicBool,
+}
+
+async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    if let Some(ghost) = p.ghost.lock().unwrap().clone() {
+        if method == "POST" && path == "/v1/messages" {
+            let refusal = strongroom_wire::ErrorBody {
+                error: "recipient_mismatch".into(),
+                message: "the envelope's recipient devices differ from the conversation's current devices".into(),
+                missing: vec![ghost],
+                extra: vec![],
+            };
+            return Response::builder()
+                .status(409)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&refusal).unwrap()))
+                .unwrap();
+        }
+    }
+    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
+    for name in ["authorization", "content-type"] {
+        if let Some(v) = headers.get(name) {
+            up = up.header(name, v.to_str().unwrap());
+        }
+    }
+    let r = up.send().await.unwrap();
+    let status = r.status().as_u16();
+    let mut bytes = r.bytes().await.unwrap().to_vec();
+    if status == 200 && path == "/v1/conversations" && p.relabel.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut list: Vec<strongroom_wire::Conversation> = serde_json::from_slice(&bytes).unwrap();
+        for c in &mut list {
+            c.kind = "notes".into();
+        }
+        bytes = serde_json::to_vec(&list).unwrap();
+    }
+    Response::builder().status(status).header("content-type", "application/json").body(Body::from(bytes)).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_no_member_added_gets_nothing() {
     let dir = temp_dir("ghost-members");
-    let server = ServerProc::start(&dir.join("data"), &[]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let hostile = Arc::new(Relay {
+        upstream: server.url.clone(),
+        http: reqwest::Client::new(),
+        ghost: Mutex::new(None),
+        relabel: false.into(),
+    });
+    let app = axum::Router::new().fallback(relay).with_state(Arc::clone(&hostile));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let invite = alice.create_invite(false).await.unwrap().invite;
     let mut mallory =
@@ -26,7 +88,7 @@ async fn a_member_no_member_added_gets_nothing() {
     assert_eq!(signed.members, [alice.user_id(), bob.user_id()].into());
     assert_eq!(signed.commitment.version, 1);
 
-    // The relay's table gains Mallory with no signed statement.
+    // An honest relay takes no unsigned change to a signed conversation.
     let r = login(&server.url, alice.network_id(), "bob", DeviceId::random(&mut rand_core::OsRng)).await;
     let token = r.json::<strongroom_wire::Session>().await.unwrap().token;
     let r = reqwest::Client::new()
@@ -36,19 +98,24 @@ async fn a_member_no_member_added_gets_nothing() {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("signed_membership"));
 
-    // Alice's client will not encrypt to her, and says why.
+    // A hostile one says Mallory is a member. Neither client encrypts to her,
+    // and both say why.
+    *hostile.ghost.lock().unwrap() = Some(format!("{}:{}", mallory.user_id(), mallory.device_id()));
+    let claim = format!(
+        "the relay says mallory (user {}) is a member of this conversation; no member added",
+        mallory.user_id()
+    );
     let err = alice.send_text(conv, "secret plans").await.unwrap_err();
     match err {
-        ClientError::Trust(m) => assert!(
-            m.contains("the relay says mallory is a member of this conversation; no member added mallory"),
-            "{m}"
-        ),
+        ClientError::Trust(m) => assert!(m.contains(&claim), "{m}"),
         other => panic!("expected a refusal naming mallory, got {other:?}"),
     }
     let err = bob.send_text(conv, "more plans").await.unwrap_err();
-    assert!(matches!(err, ClientError::Trust(ref m) if m.contains("no member added mallory")), "{err}");
+    assert!(matches!(err, ClientError::Trust(ref m) if m.contains(&claim)), "{err}");
+    *hostile.ghost.lock().unwrap() = None;
     let got = mallory.sync().await.unwrap();
     assert!(got.received.iter().all(|m| m.conversation != conv), "mallory got nothing: {:?}", got.received);
     assert_eq!(bob.membership(conv).await.unwrap().members, [alice.user_id(), bob.user_id()].into());
@@ -61,6 +128,15 @@ async fn a_member_no_member_added_gets_nothing() {
     let signed = bob.membership(conv).await.unwrap();
     assert_eq!(signed.commitment.version, 2);
     assert!(signed.members.contains(&mallory.user_id()));
+
+    // A conversation of Mallory's that the relay labels Alice's "note to
+    // self" is not taken for one: notes go only where Alice alone signed.
+    let trap = mallory.create_conversation("group", &["alice"]).await.unwrap();
+    hostile.relabel.store(true, std::sync::atomic::Ordering::SeqCst);
+    let notes = alice.notes_to_self().await.unwrap();
+    assert_ne!(notes.to_string(), trap.id);
+    assert_ne!(notes, conv);
+    assert_eq!(alice.membership(notes).await.unwrap().members, [alice.user_id()].into());
 }
 
 /// What a member may sign is what their role allows: the relay checks it as

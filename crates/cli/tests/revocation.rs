@@ -101,7 +101,7 @@ fn trust_error(e: ClientError) -> String {
 /// peers check every list against the one before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_device_stays_revoked_even_for_the_identity_key() {
-    let (dir, _server, url, proxy, mut alice, mut bob) = world("revoked-sticks").await;
+    let (dir, server, url, proxy, mut alice, mut bob) = world("revoked-sticks").await;
     let alice_id = alice.user_id();
     let conv = dm(&mut bob).await;
     bob.send_text(conv, "hello").await.unwrap();
@@ -157,6 +157,21 @@ async fn a_revoked_device_stays_revoked_even_for_the_identity_key() {
     *proxy.list.lock().unwrap() = Some((alice_id, by_thief.encode()));
     let err = trust_error(bob.send_text(conv, "x").await.unwrap_err());
     assert!(err.contains("was revoked and cannot return"), "{err}");
+
+    // The relay itself does not store such a list either.
+    let session = login(&server.url, alice.network_id(), "alice", alice.device_id()).await;
+    let token = session.json::<strongroom_wire::Session>().await.unwrap().token;
+    let revive: Vec<DeviceEntry> =
+        revoked.devices.iter().map(|d| DeviceEntry { revoked: false, ..d.clone() }).collect();
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/keys/device-list", server.url))
+        .bearer_auth(token)
+        .body(revoked.next(&stolen_identity(&alice), now_ms(), revive).unwrap().encode())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("device_revived"));
 
     // The honest relay again: Bob sends to Alice's one device.
     *proxy.list.lock().unwrap() = None;

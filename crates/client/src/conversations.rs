@@ -78,7 +78,7 @@ impl Client {
             {
                 continue;
             }
-            let (conv, next) = self.sign_membership(id, Some(&state), action, users).await?;
+            let (conv, next) = self.sign_membership(id, Some(&state), action, users, now_ms()).await?;
             state = next;
             c = Some(conv);
         }
@@ -149,11 +149,20 @@ impl Client {
     /// this user's devices, and the retention service if the network has
     /// one, receive what is sent to it.
     pub async fn notes_to_self(&mut self) -> Result<ConversationId, ClientError> {
-        // Two devices creating it at once could make two: all pick the same one.
-        if let Some(c) =
-            self.conversations().await?.into_iter().filter(|c| c.kind == NOTES).min_by(|a, b| a.id.cmp(&b.id))
-        {
-            return ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"));
+        // Two devices creating it at once could make two: all pick the same
+        // one. The relay's label is only a hint: a note to self is used only
+        // if its signed membership is a note to self of this user alone.
+        let mut listed: Vec<Conversation> =
+            self.conversations().await?.into_iter().filter(|c| c.kind == NOTES).collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        let me: std::collections::BTreeSet<UserId> = [self.user_id()].into();
+        for c in listed {
+            let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
+            match self.membership(id).await {
+                Ok(m) if m.kind == ConversationKind::Notes && m.members == me => return Ok(id),
+                Ok(_) | Err(ClientError::Trust(_)) => continue,
+                Err(e) => return Err(e),
+            }
         }
         let c = self.create_signed(ConversationKind::Notes, &[]).await?;
         ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))

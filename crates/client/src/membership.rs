@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use strongroom_crypto::certs::{
     ConversationKind, MembershipAction, MembershipState, MembershipStatement, VerifiedDeviceList,
@@ -125,6 +124,7 @@ impl Client {
         after: Option<&MembershipState>,
         action: MembershipAction,
         users: Vec<UserId>,
+        issued_at: u64,
     ) -> Result<(Conversation, MembershipState), ClientError> {
         let st = MembershipStatement::sign(
             &self.device_key()?,
@@ -132,7 +132,7 @@ impl Client {
             conversation,
             after.map(|s| &s.commitment),
             (self.user_id(), self.device_id()),
-            crate::client::now_ms(),
+            issued_at,
             action,
             users,
         )
@@ -151,19 +151,21 @@ impl Client {
         Ok((c, next))
     }
 
-    /// Creates a conversation of `kind` with `others` (the creator is added):
-    /// a fresh random id and the creation statement signed by this device.
+    /// Creates a conversation of `kind` with `others` (the creator is added),
+    /// its id derived from the creation statement this device signs.
     pub(crate) async fn create_signed(
         &mut self,
         kind: ConversationKind,
         others: &[UserId],
     ) -> Result<Conversation, ClientError> {
-        let id = ConversationId::random(&mut OsRng);
         let mut users: Vec<UserId> = others.to_vec();
         users.push(self.user_id());
         users.sort();
         users.dedup();
-        Ok(self.sign_membership(id, None, MembershipAction::Create(kind), users).await?.0)
+        let now = crate::client::now_ms();
+        let author = (self.user_id(), self.device_id());
+        let id = MembershipStatement::creation_id(self.network_id(), author, now, kind, users.clone());
+        Ok(self.sign_membership(id, None, MembershipAction::Create(kind), users, now).await?.0)
     }
 }
 

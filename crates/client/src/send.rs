@@ -172,7 +172,9 @@ impl Client {
                     if !ghosts.is_empty() {
                         let mut names = Vec::with_capacity(ghosts.len());
                         for g in ghosts {
-                            names.push(self.username_of(g).await.unwrap_or_else(|_| g.to_string()));
+                            // The username comes from the relay too: the id says who it is.
+                            let name = self.username_of(g).await.unwrap_or_else(|_| "?".into());
+                            names.push(format!("{name} (user {g})"));
                         }
                         let names = names.join(", ");
                         return Err(ClientError::Trust(format!(

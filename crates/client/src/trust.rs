@@ -89,15 +89,16 @@ impl Client {
             .get(&user.to_string())
             .and_then(|h| unhex_vec(h))
             .and_then(|b| DeviceList::decode(&b).ok());
-        let chain = match seen {
+        let (chain, complete) = match seen {
             Some((v, _)) if list.version > v.saturating_add(1) => self.list_chain(user, v, &list).await?,
-            _ => vec![list.clone()],
+            _ => (vec![list.clone()], true),
         };
         let expect =
             DeviceListExpectation { network_id: self.network_id(), user_id: user, pinned_identity: pinned, seen };
         let verified = crate::rules::trust::follow(&expect, known.as_ref(), &chain)
             .map_err(|e| ClientError::Trust(format!("device list of {user} refused: {e}")))?;
-        let after = crate::rules::trust::seen_after(seen, list.version, list.digest());
+        let reached = verified.list().clone();
+        let after = crate::rules::trust::seen_after(seen, reached.version, reached.digest());
         let newer = after != seen;
         if let (true, Some((version, digest))) = (newer, after) {
             self.state.lists_seen.insert(user.to_string(), (version, hex(&digest)));
@@ -105,7 +106,15 @@ impl Client {
                 let who = self.username_of(user).await.unwrap_or_else(|_| user.to_string());
                 self.notices.extend(crate::rules::trust::device_notices(&who, before, &verified));
             }
-            self.state.lists_known.insert(user.to_string(), hex(&list.encode()));
+            self.state.lists_known.insert(user.to_string(), hex(&reached.encode()));
+        }
+        if !complete {
+            // Progress is kept: the next look-up goes on from here.
+            self.save().await?;
+            return Err(ClientError::Trust(format!(
+                "device list of {user}: followed its history to version {} of {}; try again to go on",
+                reached.version, list.version
+            )));
         }
         if pinned.is_none() {
             self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
@@ -119,7 +128,12 @@ impl Client {
     /// The lists after version `after` up to `current`, from the relay's
     /// history of the user's chain. A list the history does not reach (a
     /// version nobody signed in sequence) is refused.
-    async fn list_chain(&self, user: UserId, after: u64, current: &DeviceList) -> Result<Vec<DeviceList>, ClientError> {
+    async fn list_chain(
+        &self,
+        user: UserId,
+        after: u64,
+        current: &DeviceList,
+    ) -> Result<(Vec<DeviceList>, bool), ClientError> {
         let mut chain: Vec<DeviceList> = Vec::new();
         let mut cursor = after;
         while cursor < current.version && chain.len() < crate::rules::trust::MAX_CHAIN {
@@ -138,13 +152,18 @@ impl Client {
                 break;
             }
         }
-        match chain.last() {
-            Some(last) if last.version == current.version && last.digest() == current.digest() => Ok(chain),
-            _ => Err(ClientError::Trust(format!(
-                "device list of {user} refused: {}",
-                CertError::DeviceListGap { seen: after, got: current.version }
-            ))),
+        let reached = chain.last().is_some_and(|l| l.version == current.version && l.digest() == current.digest());
+        // Stopped short of the current list: a long history is followed in
+        // steps; a history that ends below it (a version nobody signed in
+        // sequence) is refused.
+        let short = chain.len() >= crate::rules::trust::MAX_CHAIN;
+        if reached || (short && !chain.is_empty()) {
+            return Ok((chain, reached));
         }
+        Err(ClientError::Trust(format!(
+            "device list of {user} refused: {}",
+            CertError::DeviceListGap { seen: after, got: current.version }
+        )))
     }
 
     /// What changed in contacts' device lists since the last call ("alice

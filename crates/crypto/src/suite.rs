@@ -71,6 +71,7 @@ pub(crate) mod label {
     pub const PREKEY: &[u8] = b"strongroom/v2/prekey";
     pub const DEVICE_LIST: &[u8] = b"strongroom/v2/device-list";
     pub const MEMBERSHIP: &[u8] = b"strongroom/v2/membership";
+    pub const CONVERSATION_ID: &[u8] = b"strongroom/v2/conversation-id";
     pub const NETWORK_POLICY: &[u8] = b"strongroom/v2/network-policy";
     pub const ENVELOPE: &[u8] = b"strongroom/v2/envelope";
     pub const KEY_COMMITMENT: &[u8] = b"strongroom/v2/key-commitment";

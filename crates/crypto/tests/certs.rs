@@ -289,10 +289,16 @@ fn device_lists_form_a_chain_that_cannot_skip_or_revive() {
 #[test]
 fn membership_is_folded_from_signed_statements() {
     let w = World::new(27, &[1, 1, 1, 1], false);
-    let conv = ConversationId::from_bytes([5; 16]);
     let dev = |u: usize| w.verified_list(u).device(w.users[u].devices[0].id).unwrap();
     let author = |u: usize| (w.users[u].id, w.users[u].devices[0].id);
     let sign = |u: usize, after: Option<&MembershipState>, action, users: Vec<UserId>| {
+        let conv = match (after, action) {
+            (Some(s), _) => s.conversation_id,
+            (None, MembershipAction::Create(kind)) => {
+                MembershipStatement::creation_id(w.net, author(u), NOW, kind, users.clone())
+            }
+            (None, _) => ConversationId::from_bytes([5; 16]),
+        };
         MembershipStatement::sign(
             &w.users[u].devices[0].key,
             w.net,
@@ -352,6 +358,28 @@ fn membership_is_folded_from_signed_statements() {
     state.apply(&remove).unwrap();
     assert_eq!(state.members, [b].into());
     assert_eq!(state.moderators, [b].into());
+
+    // A creation under an id it does not derive (say, an existing
+    // conversation's) is refused when signed and when folded.
+    let taken = state.conversation_id;
+    assert!(MembershipStatement::sign(
+        &w.users[3].devices[0].key,
+        w.net,
+        taken,
+        None,
+        author(3),
+        NOW,
+        MembershipAction::Create(ConversationKind::Group),
+        vec![a, m],
+    )
+    .is_err());
+    let mut hijack = sign(3, None, MembershipAction::Create(ConversationKind::Group), vec![a, m]).encode();
+    hijack[1 + 2 + 16..1 + 2 + 32].copy_from_slice(taken.as_bytes());
+    let hijack = MembershipStatement::decode(&hijack).unwrap();
+    assert_eq!(
+        MembershipState::create(&hijack),
+        Err(CertError::MembershipRefused("the conversation id is not the one its creation derives"))
+    );
 
     // Direct conversations and notes never change; creations are checked.
     let direct = sign(0, None, MembershipAction::Create(ConversationKind::Direct), vec![a, b]);

@@ -162,8 +162,45 @@ pub struct MembershipState {
 }
 
 impl MembershipStatement {
+    /// The id of the conversation a creation makes: the first 16 bytes of
+    /// `SHA-256("strongroom/v2/conversation-id" 0x00 | the creation's body
+    /// with the conversation id as 16 zero bytes)`. Binding the id to its
+    /// creation means a relay cannot serve another creation, by anyone,
+    /// under an existing conversation's id.
+    pub fn creation_id(
+        network_id: NetworkId,
+        author: (UserId, DeviceId),
+        issued_at: u64,
+        kind: ConversationKind,
+        mut users: Vec<UserId>,
+    ) -> ConversationId {
+        users.sort();
+        let s = Self {
+            network_id,
+            conversation_id: ConversationId([0; 16]),
+            sequence: 1,
+            previous: [0; 32],
+            author_user: author.0,
+            author_device: author.1,
+            issued_at,
+            action: MembershipAction::Create(kind),
+            users,
+            signature: Signature([0; 64]),
+        };
+        s.derived_id()
+    }
+
+    fn derived_id(&self) -> ConversationId {
+        let zeroed = Self { conversation_id: ConversationId([0; 16]), ..self.clone() };
+        let hash = crate::primitives::sha256(&[label::CONVERSATION_ID, &[0], &zeroed.body()]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(hash.get(..16).unwrap_or(&[0; 16]));
+        ConversationId(id)
+    }
+
     /// Signs a statement with the author device's key. Sorts `users` and
-    /// refuses duplicates.
+    /// refuses duplicates. A creation must use the id
+    /// [`MembershipStatement::creation_id`] gives.
     #[allow(clippy::too_many_arguments)]
     pub fn sign(
         device_key: &SigningKey,
@@ -194,6 +231,9 @@ impl MembershipStatement {
             signature: Signature([0; 64]),
         };
         check_chain_start(&s)?;
+        if matches!(s.action, MembershipAction::Create(_)) && s.derived_id() != s.conversation_id {
+            return Err(CertError::Invalid("a conversation's id is derived from its creation (creation_id)"));
+        }
         s.signature = device_key.sign(&signing_input(label::MEMBERSHIP, &s.body()));
         Ok(s)
     }
@@ -333,6 +373,9 @@ impl MembershipState {
         };
         if s.sequence != 1 {
             return Err(CertError::MembershipGap { expected: 1, got: s.sequence });
+        }
+        if s.derived_id() != s.conversation_id {
+            return Err(refused("the conversation id is not the one its creation derives"));
         }
         let members: BTreeSet<UserId> = s.users.iter().copied().collect();
         if !members.contains(&s.author_user) {

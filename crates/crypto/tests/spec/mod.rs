@@ -311,29 +311,40 @@ fn device_list_with(i: &Value, version: u64, previous: &[u8], issued_at: u64, re
     signed(&seed, "strongroom/v2/device-list", b)
 }
 
-/// Membership statements (§3.4): Alice creates a room with Bob, then adds Carol.
+/// Membership statements (§3.4): Alice creates a room with Bob, then adds
+/// Carol. The conversation id is derived from the creation.
 pub fn membership(i: &Value) -> (Vec<u8>, Vec<u8>) {
-    let statement = |seq: u64, previous: &[u8], at: u64, action: u8, kind: u8, mut users: Vec<Vec<u8>>| {
-        let mut b = VERSION_SUITE.to_vec();
-        b.extend(hx(i, "network_id"));
-        b.extend(hx(i, "conversation_id"));
-        b.extend(seq.to_be_bytes());
-        b.extend(previous);
-        b.extend(hx(i, "alice_user"));
-        b.extend(hx(i, "alice_device"));
-        b.extend(at.to_be_bytes());
-        b.push(action);
-        b.push(kind);
-        users.sort();
-        b.extend((users.len() as u16).to_be_bytes());
-        for u in users {
-            b.extend(u);
-        }
-        signed(&hx(i, "alice_device_seed"), "strongroom/v2/membership", b)
-    };
+    let body =
+        |conversation: &[u8], seq: u64, previous: &[u8], at: u64, action: u8, kind: u8, mut users: Vec<Vec<u8>>| {
+            let mut b = VERSION_SUITE.to_vec();
+            b.extend(hx(i, "network_id"));
+            b.extend(conversation);
+            b.extend(seq.to_be_bytes());
+            b.extend(previous);
+            b.extend(hx(i, "alice_user"));
+            b.extend(hx(i, "alice_device"));
+            b.extend(at.to_be_bytes());
+            b.push(action);
+            b.push(kind);
+            users.sort();
+            b.extend((users.len() as u16).to_be_bytes());
+            for u in users {
+                b.extend(u);
+            }
+            b
+        };
     let at = n(i, "issued_at");
-    let create = statement(1, &[0; 32], at, 1, 3, vec![hx(i, "alice_user"), hx(i, "bob_user")]);
-    let add = statement(2, &sha256(&create), at + 1000, 2, 0, vec![hx(i, "carol_user")]);
+    let members = vec![hx(i, "alice_user"), hx(i, "bob_user")];
+    let mut m = b"strongroom/v2/conversation-id\0".to_vec();
+    m.extend(body(&[0; 16], 1, &[0; 32], at, 1, 3, members.clone()));
+    let conversation = sha256(&m)[..16].to_vec();
+    let seed = hx(i, "alice_device_seed");
+    let create = signed(&seed, "strongroom/v2/membership", body(&conversation, 1, &[0; 32], at, 1, 3, members));
+    let add = signed(
+        &seed,
+        "strongroom/v2/membership",
+        body(&conversation, 2, &sha256(&create), at + 1000, 2, 0, vec![hx(i, "carol_user")]),
+    );
     (create, add)
 }
 

@@ -107,6 +107,14 @@ pub async fn change_members(
     change: MemberChange,
 ) -> ApiResult<Conversation> {
     let c = member_of(state, caller, id).await?;
+    if !state.store.membership_statements(id, 0, 1).await?.is_empty() {
+        // Unsigned changes would make the relay's table part from what
+        // members signed, and every sender would refuse to send.
+        return Err(ApiError::conflict(
+            "signed_membership",
+            "this conversation's members change only by signed statements (POST /v1/conversations/{id}/membership)",
+        ));
+    }
     let me = caller.session.user_id;
     let MemberChange { add, remove, promote, demote } = change;
     if add.is_empty() && remove.is_empty() && promote.is_empty() && demote.is_empty() {
@@ -145,6 +153,9 @@ pub async fn change_members(
 
 /// Most statements in one answer of the membership history.
 pub const MAX_STATEMENTS: u32 = 256;
+/// Most statements one conversation may have: every member folds them all
+/// on first contact, and the relay on every change.
+pub const MAX_LOG: usize = 10_000;
 
 fn kind_of(kind: ConversationKind) -> Kind {
     match kind {
@@ -213,9 +224,13 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
             }
             let kind = kind_of(kind);
             if kind == Kind::Notes {
-                let mine = state.store.conversations_of(&me).await?;
-                if mine.iter().any(|c| c.kind == Kind::Notes && c.network_id == s.network_id) {
-                    return Err(ApiError::conflict("notes_exist", "you already have a note to self; use it"));
+                // One signed note to self per account (an unsigned one from an
+                // older client does not count: no v2 client can use it).
+                for c in state.store.conversations_of(&me).await? {
+                    let signed = !state.store.membership_statements(&c.id, 0, 1).await?.is_empty();
+                    if c.kind == Kind::Notes && c.network_id == s.network_id && signed {
+                        return Err(ApiError::conflict("notes_exist", "you already have a note to self; use it"));
+                    }
                 }
             }
             let others: Vec<[u8; 16]> = created.members.iter().map(|u| *u.as_bytes()).filter(|u| *u != me).collect();
@@ -235,6 +250,12 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
                     "this conversation has no membership signed by its members; start a new one",
                 )
             })?;
+            if st.sequence > MAX_LOG as u64 {
+                return Err(ApiError::conflict(
+                    "membership_log_full",
+                    "this conversation has had 10,000 membership changes; start a new one",
+                ));
+            }
             folded.apply(&st).map_err(refused)?;
             let users: Vec<[u8; 16]> = st.users.iter().map(|u| *u.as_bytes()).collect();
             let none = Vec::new();
