@@ -22,6 +22,8 @@ struct Relay {
     ghost: Mutex<Option<String>>,
     /// Lists every conversation as a note to self.
     relabel: std::sync::atomic::AtomicBool,
+    /// Shows no membership statement newer than what was asked after.
+    withhold: std::sync::atomic::AtomicBool,
 }
 
 async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
@@ -43,6 +45,13 @@ async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
                 .body(Body::from(serde_json::to_vec(&refusal).unwrap()))
                 .unwrap();
         }
+    }
+    if method == "GET" && path.contains("/membership?") && p.withhold.load(std::sync::atomic::Ordering::SeqCst) {
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"statements":[]}"#))
+            .unwrap();
     }
     let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
     for name in ["authorization", "content-type"] {
@@ -74,6 +83,7 @@ async fn a_member_no_member_added_gets_nothing() {
         http: reqwest::Client::new(),
         ghost: Mutex::new(None),
         relabel: false.into(),
+        withhold: false.into(),
     });
     let app = axum::Router::new().fallback(relay).with_state(Arc::clone(&hostile));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -128,6 +138,23 @@ async fn a_member_no_member_added_gets_nothing() {
     let signed = bob.membership(conv).await.unwrap();
     assert_eq!(signed.commitment.version, 2);
     assert!(signed.members.contains(&mallory.user_id()));
+
+    // The relay withholds Mallory's removal from Bob: Alice's next message
+    // commits to a change Bob cannot reach, and Bob is told.
+    hostile.withhold.store(true, std::sync::atomic::Ordering::SeqCst);
+    alice.change_members(conv, &[], &["mallory"], &[], &[]).await.unwrap();
+    alice.send_text(conv, "mallory has left").await.unwrap();
+    let r = bob.sync().await.unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("sealed to membership change #3 that the relay has not shown this device")),
+        "{:?}",
+        r.warnings
+    );
+    hostile.withhold.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(bob.sync().await.unwrap().warnings.is_empty());
+    assert_eq!(bob.membership(conv).await.unwrap().commitment.version, 3);
 
     // A conversation of Mallory's that the relay labels Alice's "note to
     // self" is not taken for one: notes go only where Alice alone signed.

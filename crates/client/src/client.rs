@@ -53,6 +53,12 @@ pub struct Client {
     pub(crate) lockout_written: std::sync::atomic::AtomicU64,
     /// Changes in contacts' device lists not yet shown ([`Client::take_notices`]).
     pub(crate) notices: Vec<String>,
+    /// The newest membership commitment each conversation's messages carried
+    /// in this sync, checked against this device's fold once it is stored.
+    pub(crate) commitments: std::collections::BTreeMap<
+        strongroom_crypto::ids::ConversationId,
+        strongroom_crypto::envelope::MembershipCommitment,
+    >,
     /// This process's claim on the profile directory (None: opened shared,
     /// for administration, and never writes the state).
     pub(crate) lock: Option<crate::profile_lock::ProfileLock>,
@@ -145,6 +151,7 @@ impl Client {
             api,
             lockout_written: u64::MAX.into(),
             notices: Vec::new(),
+            commitments: Default::default(),
             lock: None,
         })
     }

@@ -162,6 +162,7 @@ impl Client {
             api,
             lockout_written: u64::MAX.into(),
             notices: Vec::new(),
+            commitments: Default::default(),
             lock: Some(lock),
         };
         // The policy is checked before the account is claimed with a device
@@ -234,6 +235,16 @@ impl Client {
         api: Api,
         lock: crate::profile_lock::ProfileLock,
     ) -> Self {
-        Self { dir, vault, store, state, api, lockout_written: u64::MAX.into(), notices: Vec::new(), lock: Some(lock) }
+        Self {
+            dir,
+            vault,
+            store,
+            state,
+            api,
+            lockout_written: u64::MAX.into(),
+            notices: Vec::new(),
+            commitments: Default::default(),
+            lock: Some(lock),
+        }
     }
 }

@@ -116,6 +116,51 @@ impl Client {
         self.put_record(&record(s.conversation_id), &json).await
     }
 
+    /// Compares the membership commitments that this sync's messages carried
+    /// with this device's fold (fetching statements it has not seen): a
+    /// commitment it cannot reach means the relay withheld a change; one that
+    /// differs at the same sequence means it showed two histories. Runs after
+    /// the messages are stored and acknowledged, so nothing waits on it; a
+    /// relay that cannot be reached just defers the check.
+    pub(crate) async fn check_commitments(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (conversation, c) in std::mem::take(&mut self.commitments) {
+            if c.version == 0 {
+                warnings.push(format!(
+                    "conversation {conversation}: a message was sealed without a signed member set (an older client)"
+                ));
+                continue;
+            }
+            let kept = self.kept_membership(conversation).await.ok().flatten();
+            let state = match kept {
+                Some(k) if k.commitment.version >= c.version => Ok(k),
+                _ => self.membership(conversation).await,
+            };
+            let state = match state {
+                Ok(s) => s,
+                Err(e) if e.is_transient() => continue,
+                Err(e) => {
+                    warnings.push(format!("conversation {conversation}: its members cannot be verified: {e}"));
+                    continue;
+                }
+            };
+            let ours = state.commitment;
+            let same = bool::from(subtle::ConstantTimeEq::ct_eq(&ours.hash[..], &c.hash[..]));
+            if ours.version == c.version && !same {
+                warnings.push(format!(
+                    "conversation {conversation}: a sender sealed to another history of its members than this device holds (membership change #{}): the relay is showing two views",
+                    c.version
+                ));
+            } else if ours.version < c.version {
+                warnings.push(format!(
+                    "conversation {conversation}: a sender sealed to membership change #{} that the relay has not shown this device (withheld)",
+                    c.version
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Signs a membership statement with this device and gives it to the
     /// relay, which applies it to its member table; then keeps the new state.
     pub(crate) async fn sign_membership(

@@ -129,6 +129,7 @@ impl Client {
             }
         }
         self.upkeep().await?;
+        report.warnings.extend(self.check_commitments().await);
         report.notices = self.take_notices();
         Ok(report)
     }
@@ -301,6 +302,10 @@ impl Client {
             sealed: Vec::new(),
         };
         let one_time = (opened.prekey.kind == PreKeyKind::OneTime).then_some(opened.prekey.id);
+        let newest = self.commitments.entry(h.conversation_id).or_insert(h.membership);
+        if h.membership.version > newest.version {
+            *newest = h.membership;
+        }
         let message = Message {
             message_id: h.message_id,
             conversation: h.conversation_id,
