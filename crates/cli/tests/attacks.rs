@@ -273,11 +273,10 @@ async fn a_revoked_device_cannot_log_in_again() {
     assert_eq!(second.get("/v1/messages").await.status(), StatusCode::UNAUTHORIZED, "logged out at once");
     let r = w.login(&w.alice, second.device).await;
     assert_eq!(code(r).await, (StatusCode::FORBIDDEN, "device_revoked".into()));
-    // Listing it as active again does not bring it back.
-    assert_eq!(
-        publish_list(&w.alice, vec![entry(&w.alice, false), entry(&second, false)]).await.status(),
-        StatusCode::NO_CONTENT
-    );
+    // Listing it as active again is refused (peers would refuse it too), and
+    // does not bring it back.
+    let r = publish_list(&w.alice, vec![entry(&w.alice, false), entry(&second, false)]).await;
+    assert_eq!(code(r).await, (StatusCode::CONFLICT, "device_revived".into()));
     assert_eq!(code(w.login(&w.alice, second.device).await).await, (StatusCode::FORBIDDEN, "device_revoked".into()));
 }
 
