@@ -46,6 +46,26 @@ impl Client {
     pub async fn membership(&mut self, conversation: ConversationId) -> Result<MembershipState, ClientError> {
         let mut state = self.kept_membership(conversation).await?;
         let kept = state.as_ref().map(|s| s.commitment);
+        let folded = self.fold_new(conversation, &mut state).await;
+        // What verified is kept even when a later statement does not: the
+        // next look-up starts there.
+        if let Some(s) = state.as_ref().filter(|s| kept != Some(s.commitment)) {
+            self.keep_membership(s).await?;
+        }
+        folded?;
+        state.ok_or_else(|| {
+            ClientError::Trust(format!(
+                "conversation {conversation} has no membership signed by its members (made by the relay or an older client): start a new conversation"
+            ))
+        })
+    }
+
+    /// Fetches, verifies and applies the statements after `state`.
+    async fn fold_new(
+        &mut self,
+        conversation: ConversationId,
+        state: &mut Option<MembershipState>,
+    ) -> Result<(), ClientError> {
         let mut lists: HashMap<UserId, VerifiedDeviceList> = HashMap::new();
         loop {
             let after = state.as_ref().map_or(0, |s| s.commitment.version);
@@ -71,23 +91,14 @@ impl Client {
                                 "conversation {conversation}: the relay served the creation of another conversation"
                             )));
                         }
-                        state = Some(MembershipState::create(&st).map_err(|e| refused(conversation, e))?);
+                        *state = Some(MembershipState::create(&st).map_err(|e| refused(conversation, e))?);
                     }
                 }
             }
             if page.statements.len() < PAGE {
-                break;
+                return Ok(());
             }
         }
-        let state = state.ok_or_else(|| {
-            ClientError::Trust(format!(
-                "conversation {conversation} has no membership signed by its members (made by the relay or an older client): start a new conversation"
-            ))
-        })?;
-        if kept != Some(state.commitment) {
-            self.keep_membership(&state).await?;
-        }
-        Ok(state)
     }
 
     async fn kept_membership(&self, conversation: ConversationId) -> Result<Option<MembershipState>, ClientError> {
