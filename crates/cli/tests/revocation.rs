@@ -150,6 +150,11 @@ async fn a_revoked_device_stays_revoked_even_for_the_identity_key() {
     *proxy.list.lock().unwrap() = Some((alice_id, by_thief.encode()));
     let err = trust_error(bob.send_text(conv, "x").await.unwrap_err());
     assert!(err.contains("was revoked and cannot return"), "{err}");
+    // A profile that kept only the version and digest seen fetches that list
+    // from the history and checks against it all the same.
+    bob.forget_known_lists_for_tests();
+    let err = trust_error(bob.send_text(conv, "x").await.unwrap_err());
+    assert!(err.contains("was revoked and cannot return"), "{err}");
     // Nor by leaving it out of the list.
     let dropped: Vec<DeviceEntry> =
         revoked.devices.iter().filter(|d| d.device_id != phone.device_id()).cloned().collect();

@@ -123,6 +123,13 @@ impl Client {
         seeds.chain(prekeys).map(|k| zeroize::Zeroizing::new(k.expose().to_vec())).collect()
     }
 
+    /// Forgets the device lists kept per contact (not the versions and
+    /// digests seen), as a profile from before lists were kept looks.
+    #[cfg(feature = "test-support")]
+    pub fn forget_known_lists_for_tests(&mut self) {
+        self.state.lists_known.clear();
+    }
+
     /// Private pre-keys held: (medium-term, one-time).
     pub fn prekey_counts(&self) -> (usize, usize) {
         let medium = self.state.prekeys.iter().filter(|(k, _, _)| *k == MEDIUM_TERM).count();

@@ -89,6 +89,13 @@ impl Client {
             .get(&user.to_string())
             .and_then(|h| unhex_vec(h))
             .and_then(|b| DeviceList::decode(&b).ok());
+        // A profile that kept only (version, digest) fetches that list once,
+        // so the revocations in it are checked too.
+        let known = match (known, seen) {
+            (Some(k), _) => Some(k),
+            (None, Some((v, d))) if list.version > v => self.list_at(user, v, &d).await?,
+            (None, _) => None,
+        };
         let (chain, complete) = match seen {
             Some((v, _)) if list.version > v.saturating_add(1) => self.list_chain(user, v, &list).await?,
             _ => (vec![list.clone()], true),
@@ -123,6 +130,18 @@ impl Client {
             self.save().await?;
         }
         Ok((verified, revoked))
+    }
+
+    /// The user's list at `version` from the relay's history, if it is the
+    /// one with `digest`.
+    async fn list_at(&self, user: UserId, version: u64, digest: &[u8; 32]) -> Result<Option<DeviceList>, ClientError> {
+        let after = version.saturating_sub(1);
+        let page: DeviceListHistory = self.api.get(&format!("/v1/keys/{user}/history?after={after}")).await?;
+        Ok(page
+            .lists
+            .first()
+            .and_then(|raw| DeviceList::decode(&raw.0).ok())
+            .filter(|l| l.version == version && l.digest() == *digest))
     }
 
     /// The lists after version `after` up to `current`, from the relay's
