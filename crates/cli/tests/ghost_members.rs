@@ -199,3 +199,68 @@ async fn statements_follow_roles_and_the_chain() {
     assert_eq!(alice.membership(direct).await.unwrap().members, [alice.user_id(), bob.user_id()].into());
     assert_eq!(bob.direct_with("alice").await.unwrap(), direct, "both find the same signed conversation");
 }
+
+/// The statement endpoints with bad input: a clear refusal, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_refuses_malformed_and_foreign_statements() {
+    use strongroom_crypto::certs::{ConversationKind, MembershipAction, MembershipStatement};
+    let dir = temp_dir("membership-input");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, bob) = two_clients(&dir, &server).await;
+    let group = alice.create_conversation("group", &["bob"]).await.unwrap();
+    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&group.id).unwrap();
+    let r = login(&server.url, alice.network_id(), "bob", DeviceId::random(&mut rand_core::OsRng)).await;
+    let token = r.json::<strongroom_wire::Session>().await.unwrap().token;
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>, id: String| {
+        http.post(format!("{}/v1/conversations/{id}/membership", server.url)).bearer_auth(&token).body(body).send()
+    };
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: strongroom_wire::ErrorBody = r.json().await.unwrap();
+        (status, body.error)
+    };
+    // Garbage, truncated, and an oversized count.
+    assert_eq!(code(post(vec![2, 0, 1, 9], group.id.clone()).await.unwrap()).await, (400, "bad_statement".into()));
+    let stranger = strongroom_crypto::keys::SigningKey::generate(&mut rand_core::OsRng);
+    let author = (alice.user_id(), alice.device_id());
+    let id =
+        MembershipStatement::creation_id(alice.network_id(), author, 1, ConversationKind::Group, vec![alice.user_id()]);
+    let forged = MembershipStatement::sign(
+        &stranger,
+        alice.network_id(),
+        id,
+        None,
+        author,
+        1,
+        MembershipAction::Create(ConversationKind::Group),
+        vec![alice.user_id()],
+    )
+    .unwrap()
+    .encode();
+    let mut truncated = forged.clone();
+    truncated.truncate(forged.len() - 1);
+    assert_eq!(code(post(truncated, id.to_string()).await.unwrap()).await, (400, "bad_statement".into()));
+    // Another conversation in the URL than in the statement.
+    assert_eq!(code(post(forged.clone(), group.id.clone()).await.unwrap()).await, (400, "bad_statement".into()));
+    // Bob's session posting Alice's statement.
+    assert_eq!(code(post(forged, id.to_string()).await.unwrap()).await, (403, "not_author".into()));
+    // A bad id and a bad cursor.
+    assert_eq!(code(post(vec![0], "zz".into()).await.unwrap()).await.0, 400);
+    let r = http
+        .get(format!("{}/v1/conversations/{}/membership?after=-1", server.url, group.id))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(format!("{}/v1/keys/{}/history?after=x", server.url, bob.user_id()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Nothing was stored: the group still has only its creation.
+    assert_eq!(alice.membership(conv).await.unwrap().commitment.version, 1);
+}
