@@ -264,3 +264,49 @@ async fn the_relay_refuses_malformed_and_foreign_statements() {
     // Nothing was stored: the group still has only its creation.
     assert_eq!(alice.membership(conv).await.unwrap().commitment.version, 1);
 }
+
+/// A statement signed by a device that was revoked later: it counts for a
+/// member folding afterwards only once a current device's later statement
+/// follows it; at the tip of the chain it is not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_from_a_since_revoked_device_counts_once_vouched_for() {
+    let dir = temp_dir("membership-revoked-author");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let mut carol = Client::enrol(&dir.join("carol"), "carol passphrase", &invite, "carol", PASSWORD).await.unwrap();
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let dave = Client::enrol(&dir.join("dave"), "dave passphrase", &invite, "dave", PASSWORD).await.unwrap();
+    let pending = Client::link_begin(
+        &dir.join("alice-phone"),
+        "phone passphrase",
+        &server.url,
+        alice.network_id(),
+        "alice",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let code = pending.code().to_string();
+    let waiting = tokio::spawn(async move { pending.wait(std::time::Duration::from_secs(20)).await });
+    alice.approve_link(&code).await.unwrap();
+    let mut phone = waiting.await.unwrap().unwrap();
+
+    let group = alice.create_conversation("group", &["bob"]).await.unwrap();
+    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&group.id).unwrap();
+    phone.change_members(conv, &["carol"], &[], &[], &[]).await.unwrap();
+    assert_eq!(bob.membership(conv).await.unwrap().commitment.version, 2, "bob folds it while the phone is current");
+    alice.remove_device(phone.device_id()).await.unwrap();
+
+    // At the tip, nobody current vouches for it yet.
+    let err = carol.membership(conv).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Trust(ref m) if m.contains("statement 2 was signed by a device its owner has since revoked")),
+        "{err}"
+    );
+    // Bob, who folded it, signs the next change: now it counts.
+    bob.change_members(conv, &["dave"], &[], &[], &[]).await.unwrap();
+    let signed = carol.membership(conv).await.unwrap();
+    assert_eq!(signed.commitment.version, 3);
+    assert_eq!(signed.members, [alice.user_id(), bob.user_id(), carol.user_id(), dave.user_id()].into());
+}

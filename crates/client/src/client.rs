@@ -53,11 +53,12 @@ pub struct Client {
     pub(crate) lockout_written: std::sync::atomic::AtomicU64,
     /// Changes in contacts' device lists not yet shown ([`Client::take_notices`]).
     pub(crate) notices: Vec<String>,
-    /// The newest membership commitment each conversation's messages carried
-    /// in this sync, checked against this device's fold once it is stored.
+    /// The distinct membership commitments each conversation's messages
+    /// carried since the last check (a few per conversation), compared with
+    /// this device's fold once they are stored.
     pub(crate) commitments: std::collections::BTreeMap<
         strongroom_crypto::ids::ConversationId,
-        strongroom_crypto::envelope::MembershipCommitment,
+        Vec<strongroom_crypto::envelope::MembershipCommitment>,
     >,
     /// This process's claim on the profile directory (None: opened shared,
     /// for administration, and never writes the state).

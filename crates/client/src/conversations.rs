@@ -127,7 +127,10 @@ impl Client {
         }
         let hex_other = other.to_string();
         let both: std::collections::BTreeSet<UserId> = [self.user_id(), other].into();
-        for c in self.conversations().await? {
+        // Lowest id first, so both sides (and every device) settle on the same one.
+        let mut listed = self.conversations().await?;
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        for c in listed {
             if c.kind == "direct" && c.members.iter().any(|m| m.user_id == hex_other) {
                 let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
                 // The relay's listing is a hint: only a conversation whose

@@ -78,6 +78,10 @@ pub enum ClientError {
     /// The security group's policy does not allow it.
     #[error("not allowed: {0}")]
     Policy(String),
+    /// A contact's device-list history is long and was followed part of the
+    /// way (progress is kept): the next attempt goes on from there.
+    #[error("{0}")]
+    Incomplete(String),
     /// Only the account's primary device holds the identity key that signs
     /// device lists.
     #[error("only your primary device (the one that enrolled) can link or remove devices: run this there. If it is lost, ask an administrator to reset your account; your contacts will then see a new safety number")]
@@ -95,7 +99,11 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Refused { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            ClientError::Network(_) | ClientError::Store(_) | ClientError::Io { .. } | ClientError::Corrupt(_) => true,
+            ClientError::Network(_)
+            | ClientError::Store(_)
+            | ClientError::Io { .. }
+            | ClientError::Corrupt(_)
+            | ClientError::Incomplete(_) => true,
             _ => false,
         }
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use strongroom_crypto::certs::{
-    ConversationKind, MembershipAction, MembershipState, MembershipStatement, VerifiedDeviceList,
+    CertError, ConversationKind, MembershipAction, MembershipState, MembershipStatement, VerifiedDeviceList,
 };
 use strongroom_crypto::envelope::MembershipCommitment;
 use strongroom_crypto::ids::{ConversationId, NetworkId, UserId};
@@ -19,6 +19,9 @@ use crate::store::hex;
 
 /// Statements per page of the relay's answer.
 const PAGE: usize = 256;
+
+/// Distinct commitments remembered per conversation between checks.
+pub(crate) const COMMITMENTS_KEPT: usize = 16;
 
 /// What is kept of a folded membership between runs (sealed in the store).
 #[derive(Serialize, Deserialize)]
@@ -60,11 +63,36 @@ impl Client {
         })
     }
 
-    /// Fetches, verifies and applies the statements after `state`.
+    /// Fetches, verifies and applies the statements after `state`. A
+    /// statement signed by a device its owner has since revoked counts only
+    /// once a later statement by a current device follows it (that member
+    /// folded it and vouches for it); one left at the tip is not kept.
     async fn fold_new(
         &mut self,
         conversation: ConversationId,
         state: &mut Option<MembershipState>,
+    ) -> Result<(), ClientError> {
+        let mut vouched = None;
+        let mut unvouched = None;
+        let folded = self.fold_pages(conversation, state, &mut vouched, &mut unvouched).await;
+        if unvouched.is_some() {
+            *state = vouched;
+        }
+        match (folded, unvouched) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(seq)) => Err(ClientError::Trust(format!(
+                "conversation {conversation}: membership statement {seq} was signed by a device its owner has since revoked, and no later statement by a current device vouches for it"
+            ))),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    async fn fold_pages(
+        &mut self,
+        conversation: ConversationId,
+        state: &mut Option<MembershipState>,
+        vouched: &mut Option<MembershipState>,
+        unvouched: &mut Option<u64>,
     ) -> Result<(), ClientError> {
         let mut lists: HashMap<UserId, VerifiedDeviceList> = HashMap::new();
         loop {
@@ -81,8 +109,18 @@ impl Client {
                         l
                     }
                 };
-                let author = list.device(st.author_device).map_err(|e| refused(conversation, e))?;
+                let (author, current) = match list.device(st.author_device) {
+                    Ok(d) => (d, true),
+                    Err(CertError::RevokedDevice { .. }) => {
+                        (list.revoked_device(st.author_device).map_err(|e| refused(conversation, e))?, false)
+                    }
+                    Err(e) => return Err(refused(conversation, e)),
+                };
                 st.verify(&author).map_err(|e| refused(conversation, e))?;
+                if !current && unvouched.is_none() {
+                    *vouched = state.clone();
+                    *unvouched = Some(st.sequence);
+                }
                 match state.as_mut() {
                     Some(s) => s.apply(&st).map_err(|e| refused(conversation, e))?,
                     None => {
@@ -93,6 +131,9 @@ impl Client {
                         }
                         *state = Some(MembershipState::create(&st).map_err(|e| refused(conversation, e))?);
                     }
+                }
+                if current {
+                    *unvouched = None;
                 }
             }
             if page.statements.len() < PAGE {
@@ -135,38 +176,46 @@ impl Client {
     /// relay that cannot be reached just defers the check.
     pub(crate) async fn check_commitments(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
-        for (conversation, c) in std::mem::take(&mut self.commitments) {
-            if c.version == 0 {
+        for (conversation, seen) in std::mem::take(&mut self.commitments) {
+            let newest = seen.iter().map(|c| c.version).max().unwrap_or(0);
+            if seen.iter().any(|c| c.version == 0) {
                 warnings.push(format!(
                     "conversation {conversation}: a message was sealed without a signed member set (an older client)"
                 ));
+            }
+            if newest == 0 {
                 continue;
             }
             let kept = self.kept_membership(conversation).await.ok().flatten();
             let state = match kept {
-                Some(k) if k.commitment.version >= c.version => Ok(k),
+                Some(k) if k.commitment.version >= newest => Ok(k),
                 _ => self.membership(conversation).await,
             };
-            let state = match state {
-                Ok(s) => s,
-                Err(e) if e.is_transient() => continue,
+            let ours = match state {
+                Ok(s) => s.commitment,
+                // Checked at the next sync, not dropped.
+                Err(e) if e.is_transient() => {
+                    self.commitments.insert(conversation, seen);
+                    continue;
+                }
                 Err(e) => {
                     warnings.push(format!("conversation {conversation}: its members cannot be verified: {e}"));
                     continue;
                 }
             };
-            let ours = state.commitment;
-            let same = bool::from(subtle::ConstantTimeEq::ct_eq(&ours.hash[..], &c.hash[..]));
-            if ours.version == c.version && !same {
-                warnings.push(format!(
-                    "conversation {conversation}: a sender sealed to another history of its members than this device holds (membership change #{}): the relay is showing two views",
-                    c.version
-                ));
-            } else if ours.version < c.version {
-                warnings.push(format!(
-                    "conversation {conversation}: a sender sealed to membership change #{} that the relay has not shown this device (withheld)",
-                    c.version
-                ));
+            for c in seen.iter().filter(|c| c.version > 0) {
+                let same = bool::from(subtle::ConstantTimeEq::ct_eq(&ours.hash[..], &c.hash[..]));
+                if ours.version == c.version && !same {
+                    warnings.push(format!(
+                        "conversation {conversation}: a sender sealed to another history of its members than this device holds (membership change #{}): the relay is showing two views",
+                        c.version
+                    ));
+                } else if ours.version < c.version {
+                    warnings.push(format!(
+                        "conversation {conversation}: a sender sealed to membership change #{} that the relay has not shown this device (withheld)",
+                        c.version
+                    ));
+                }
             }
         }
         warnings

@@ -193,6 +193,9 @@ impl Client {
                 if let Err(e) = self.upkeep().await {
                     on_warning(&format!("key upkeep failed (retried in a while): {e}"));
                 }
+                for w in self.check_commitments().await {
+                    on_warning(&w);
+                }
                 upkeep_at = tokio::time::Instant::now() + UPKEEP_EVERY;
             }
             let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
@@ -302,9 +305,10 @@ impl Client {
             sealed: Vec::new(),
         };
         let one_time = (opened.prekey.kind == PreKeyKind::OneTime).then_some(opened.prekey.id);
-        let newest = self.commitments.entry(h.conversation_id).or_insert(h.membership);
-        if h.membership.version > newest.version {
-            *newest = h.membership;
+        let seen = self.commitments.entry(h.conversation_id).or_default();
+        // Two senders at one sequence with different digests is the fork to catch.
+        if !seen.contains(&h.membership) && seen.len() < crate::membership::COMMITMENTS_KEPT {
+            seen.push(h.membership);
         }
         let message = Message {
             message_id: h.message_id,

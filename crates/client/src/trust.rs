@@ -93,7 +93,11 @@ impl Client {
         // so the revocations in it are checked too.
         let known = match (known, seen) {
             (Some(k), _) => Some(k),
-            (None, Some((v, d))) if list.version > v => self.list_at(user, v, &d).await?,
+            (None, Some((v, d))) if list.version > v => Some(self.list_at(user, v, &d).await?.ok_or_else(|| {
+                ClientError::Trust(format!(
+                    "device list of {user} refused: the relay's history does not hold version {v} seen before"
+                ))
+            })?),
             (None, _) => None,
         };
         let (chain, complete) = match seen {
@@ -118,7 +122,7 @@ impl Client {
         if !complete {
             // Progress is kept: the next look-up goes on from here.
             self.save().await?;
-            return Err(ClientError::Trust(format!(
+            return Err(ClientError::Incomplete(format!(
                 "device list of {user}: followed its history to version {} of {}; try again to go on",
                 reached.version, list.version
             )));

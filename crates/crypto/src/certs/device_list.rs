@@ -358,6 +358,18 @@ impl VerifiedDeviceList {
         Ok(self.verified(entry))
     }
 
+    /// A device the list names as revoked, for checking what it signed
+    /// before (a membership statement a current device's later statement
+    /// vouches for). Never a recipient or a sender.
+    pub fn revoked_device(&self, device_id: DeviceId) -> Result<VerifiedDevice, CertError> {
+        self.list
+            .devices
+            .iter()
+            .find(|d| d.device_id == device_id && d.revoked)
+            .map(|d| self.verified(d))
+            .ok_or(CertError::UnknownDevice { user: self.list.user_id, device: device_id })
+    }
+
     /// Every active device.
     pub fn active_devices(&self) -> impl Iterator<Item = VerifiedDevice> + '_ {
         self.list.devices.iter().filter(|d| !d.revoked).map(|d| self.verified(d))

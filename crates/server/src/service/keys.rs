@@ -42,20 +42,6 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
         ),
         other => ApiError::bad_request("bad_device_list", other.to_string()),
     })?;
-    // Peers refuse a list that revives or drops a device revoked before: so
-    // does the relay, or the account's chain would be wedged for everyone.
-    // (Version and predecessor are checked in the store's transaction.)
-    if let Some(current) = state.store.device_list(&s.user_id).await? {
-        let stored = DeviceList::decode(&current)
-            .ok()
-            .and_then(|c| c.verify(&DeviceListExpectation { seen: None, ..expect }).ok());
-        if let Some(Err(e @ CertError::DeviceRevived { .. })) = stored.map(|c| c.successor(&list)) {
-            return Err(ApiError::conflict(
-                "device_revived",
-                format!("{e}: a revoked device stays listed and revoked"),
-            ));
-        }
-    }
     let devices: Vec<([u8; 16], bool)> = list.devices.iter().map(|d| (*d.device_id.as_bytes(), d.revoked)).collect();
     let stored = state
         .store
@@ -86,6 +72,10 @@ pub async fn put_device_list(state: &AppState, caller: &Caller, body: &[u8]) -> 
                 "the stored device list has version {current}; the next list must be version {} (lists cannot skip versions)",
                 current.saturating_add(1)
             ),
+        )),
+        Err(DeviceListRefusal::Revived(device)) => Err(ApiError::conflict(
+            "device_revived",
+            format!("device {} was revoked and cannot return: a revoked device stays listed and revoked", hex(&device)),
         )),
         Err(DeviceListRefusal::WrongPrevious) => Err(ApiError::conflict(
             "stale_device_list",

@@ -14,6 +14,8 @@ pub enum DeviceListRefusal {
     },
     /// Chained to another list than the stored one.
     WrongPrevious,
+    /// Lists as active (or leaves out) a device the stored list revoked.
+    Revived([u8; 16]),
     /// Names a device id this account does not own (never logged in with
     /// it, or it belongs to someone else).
     NotOwned([u8; 16]),
@@ -93,6 +95,22 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt("stored device list"))?;
             if stored.digest() != *previous {
                 return Ok(Err(DeviceListRefusal::WrongPrevious));
+            }
+            // Peers refuse a list that revives or drops a device revoked
+            // before; so does the relay, in this transaction, or the chain
+            // would be wedged for everyone.
+            use strongroom_crypto::certs::{CertError, DeviceList, DeviceListExpectation};
+            use strongroom_crypto::ids::{NetworkId, UserId};
+            let expect = DeviceListExpectation {
+                network_id: NetworkId::from_bytes(*network),
+                user_id: UserId::from_bytes(*user),
+                pinned_identity: None,
+                seen: None,
+            };
+            let next = DeviceList::decode(body).map_err(|_| StoreError::Corrupt("device list to store"))?;
+            let stored = stored.verify(&expect).map_err(|_| StoreError::Corrupt("stored device list"))?;
+            if let Err(CertError::DeviceRevived { device, .. }) = stored.successor(&next) {
+                return Ok(Err(DeviceListRefusal::Revived(*device.as_bytes())));
             }
         }
         sqlx::query(&self.sql("INSERT INTO device_list_history (user_id, version, body) VALUES ($1, $2, $3)"))
