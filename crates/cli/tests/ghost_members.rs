@@ -53,13 +53,7 @@ async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
             .body(Body::from(r#"{"statements":[]}"#))
             .unwrap();
     }
-    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
-    for name in ["authorization", "content-type"] {
-        if let Some(v) = headers.get(name) {
-            up = up.header(name, v.to_str().unwrap());
-        }
-    }
-    let r = up.send().await.unwrap();
+    let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
     let status = r.status().as_u16();
     let mut bytes = r.bytes().await.unwrap().to_vec();
     if status == 200 && path == "/v1/conversations" && p.relabel.load(std::sync::atomic::Ordering::SeqCst) {

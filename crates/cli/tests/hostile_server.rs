@@ -54,24 +54,6 @@ struct Proxy {
     old_policy: Mutex<Option<Vec<u8>>>,
 }
 
-/// Sends a request on to the real relay with its credentials.
-async fn pass_on(
-    http: &reqwest::Client,
-    upstream: &str,
-    method: &axum::http::Method,
-    path: &str,
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> reqwest::Response {
-    let mut up = http.request(method.as_str().parse().unwrap(), format!("{upstream}{path}")).body(body.to_vec());
-    for name in ["authorization", "content-type"] {
-        if let Some(v) = headers.get(name) {
-            up = up.header(name, v.to_str().unwrap());
-        }
-    }
-    up.send().await.unwrap()
-}
-
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();

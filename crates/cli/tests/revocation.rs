@@ -32,13 +32,7 @@ async fn swap(State(p): State<Arc<Swap>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
     let headers = req.headers().clone();
     let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
-    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
-    for name in ["authorization", "content-type"] {
-        if let Some(v) = headers.get(name) {
-            up = up.header(name, v.to_str().unwrap());
-        }
-    }
-    let r = up.send().await.unwrap();
+    let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
     let status = r.status().as_u16();
     let mut bytes = r.bytes().await.unwrap().to_vec();
     if let Some((user, list)) = p.list.lock().unwrap().clone() {

@@ -144,8 +144,20 @@ impl Client {
             store.record(&vault, "state").await?.ok_or(ClientError::Corrupt("the profile has no state record"))?;
         let state: ProfileState = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("state record"))?;
         let api = Api::new(&state.server_url, Some(state.token.expose().to_owned()));
-        Ok(Self {
-            dir: dir.to_owned(),
+        Ok(Self::assemble(dir.to_owned(), vault, store, state, api, None))
+    }
+
+    /// A client from its parts, with nothing pending.
+    pub(crate) fn assemble(
+        dir: PathBuf,
+        vault: Vault,
+        store: LocalStore,
+        state: ProfileState,
+        api: Api,
+        lock: Option<crate::profile_lock::ProfileLock>,
+    ) -> Self {
+        Self {
+            dir,
             vault,
             store,
             state,
@@ -153,8 +165,8 @@ impl Client {
             lockout_written: u64::MAX.into(),
             notices: Vec::new(),
             commitments: Default::default(),
-            lock: None,
-        })
+            lock,
+        }
     }
 
     /// Closes the store.

@@ -154,17 +154,7 @@ impl Client {
                 return Err(e);
             }
         };
-        let mut client = Self {
-            dir: dir.to_owned(),
-            vault,
-            store,
-            state,
-            api,
-            lockout_written: u64::MAX.into(),
-            notices: Vec::new(),
-            commitments: Default::default(),
-            lock: Some(lock),
-        };
+        let mut client = Self::assemble(dir.to_owned(), vault, store, state, api, Some(lock));
         // The policy is checked before the account is claimed with a device
         // list; the keys are on disk (marked unfinished) before the claim.
         let checked = async {
@@ -235,16 +225,6 @@ impl Client {
         api: Api,
         lock: crate::profile_lock::ProfileLock,
     ) -> Self {
-        Self {
-            dir,
-            vault,
-            store,
-            state,
-            api,
-            lockout_written: u64::MAX.into(),
-            notices: Vec::new(),
-            commitments: Default::default(),
-            lock: Some(lock),
-        }
+        Self::assemble(dir, vault, store, state, api, Some(lock))
     }
 }

@@ -612,3 +612,22 @@ pub async fn console_login(url: &str, network: &str, username: &str) -> (reqwest
         .unwrap_or_default();
     (http, r, cookie)
 }
+
+/// Sends a request a test proxy received on to the real relay, with its
+/// credentials.
+pub async fn pass_on(
+    http: &reqwest::Client,
+    upstream: &str,
+    method: &axum::http::Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> reqwest::Response {
+    let mut up = http.request(method.as_str().parse().unwrap(), format!("{upstream}{path}")).body(body.to_vec());
+    for name in ["authorization", "content-type"] {
+        if let Some(v) = headers.get(name) {
+            up = up.header(name, v.to_str().unwrap());
+        }
+    }
+    up.send().await.unwrap()
+}

@@ -143,6 +143,11 @@ pub async fn change_members(
         }
     }
     state.store.change_members(id, &add, &remove, &promote, &demote, None).await?;
+    reloaded(state, id).await
+}
+
+/// The conversation as it is now stored, after a change.
+async fn reloaded(state: &AppState, id: &[u8; 16]) -> ApiResult<Conversation> {
     let c = state
         .store
         .conversation(id)
@@ -272,10 +277,5 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
             state.store.change_members(id, add, remove, promote, demote, Some((st.sequence, body))).await?;
         }
     }
-    let c = state
-        .store
-        .conversation(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_conversation", "no such conversation"))?;
-    Ok(view(&c))
+    reloaded(state, id).await
 }
