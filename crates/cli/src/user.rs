@@ -129,22 +129,11 @@ pub async fn open_admin(p: &ProfileArgs) -> anyhow::Result<Client> {
 
 async fn open_as(p: &ProfileArgs, shared: bool) -> anyhow::Result<Client> {
     let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
+    // The SDK carries out a remote wipe before anything else.
     let client =
         if shared { Client::open_shared(&p.profile, &pass).await } else { Client::open(&p.profile, &pass).await }
             .context("cannot open the profile")?;
-    // A remote wipe is carried out before anything else; other failures
-    // (an expired session, say) are for the command itself to report.
-    match client.my_policy().await {
-        Err(strongroom_client::ClientError::Wiped(why)) => {
-            let dir = p.profile.display().to_string();
-            let confirmed = client.erase_after_wipe().await;
-            bail!(
-                "this device was wiped {why}: its Strongroom data in {dir} is erased{}",
-                if confirmed.is_ok() { " and the server was told" } else { "" }
-            );
-        }
-        _ => Ok(client),
-    }
+    Ok(client)
 }
 
 fn message_id(s: &str) -> anyhow::Result<strongroom_crypto::ids::MessageId> {
@@ -188,23 +177,29 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
         (Some(target), None) => Content::Reply { in_reply_to: target, text: a.text.unwrap_or_default() },
         (None, None) => Content::Text(a.text.unwrap_or_default()),
     };
-    let policy = client.policy().await?;
     let accepted = client.send_timed(conversation, &content, a.ttl, a.burn_on_read).await.context("sending failed")?;
+    // Whether retention is on, as last verified (the relay refuses a send
+    // that leaves out a retention device, so it is current).
+    let retention = client.retention_enabled().await?;
     for n in client.take_notices() {
         eprintln!("notice: {n}");
     }
     if p.json {
         println!(
             "{}",
-            serde_json::json!({"conversation": conversation.to_string(), "message_id": accepted.message_id, "seq": accepted.seq, "retention": policy.retention_enabled()})
+            serde_json::json!({"conversation": conversation.to_string(), "message_id": accepted.message_id, "seq": accepted.seq, "queued": accepted.queued, "retention": retention})
         );
     } else {
-        if accepted.seq == 0 {
+        if accepted.queued {
+            println!(
+                "The relay cannot be reached: the message is sealed and queued on this device; it goes with the next `strongroom send`, `read` or `watch`"
+            );
+        } else if accepted.seq == 0 {
             println!("Kept on this device as a note to self (you have no other device to sync it to)");
         } else {
             println!("Sent to conversation {conversation} (#{})", accepted.seq);
         }
-        if policy.retention_enabled() {
+        if retention {
             println!("Data retention is on in this network.");
         }
     }
@@ -259,16 +254,11 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     // Shown now: burn-on-read clocks start.
     let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
     client.mark_displayed(&shown).await?;
-    let send = !offline
-        && client
-            .my_policy()
-            .await
-            .map(|r| strongroom_client::rules::group_policy::send_receipts(&r, !a.no_receipts))
-            .unwrap_or(!a.no_receipts);
-    if send {
+    if !offline {
+        // The security group may force receipts on or off (the SDK applies it).
         let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-        if let Err(e) = client.send_read_receipts(&messages, now).await {
+        if let Err(e) = client.send_read_receipts(&messages, now, !a.no_receipts).await {
             eprintln!("warning: read receipts were not sent: {e}");
         }
     }

@@ -72,6 +72,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             .body(Body::from(r#"{"error":"unavailable","message":"the key directory is down"}"#))
             .unwrap();
     }
+    let forging = matches!(
+        *p.mode.lock().unwrap(),
+        Tamper::InjectDevice | Tamper::BumpPolicyVersion | Tamper::InjectRetention | Tamper::RollbackPolicy
+    );
+    if forging && method == "POST" && path == "/v1/messages" {
+        return make_sender_refetch();
+    }
     let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
     let status = r.status().as_u16();
     let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());

@@ -64,7 +64,7 @@ async fn retention_archives_everything_and_proves_it() {
     alice.set_default_timers(group, 3600, 0).await.unwrap();
     alice.send_text(group, "group kickoff").await.unwrap();
     bob.sync().await.unwrap();
-    bob.send_read_receipts(&bob.messages(Some(direct)).await.unwrap(), now_ms()).await.unwrap();
+    bob.send_read_receipts(&bob.messages(Some(direct)).await.unwrap(), now_ms(), true).await.unwrap();
     let sent = 11;
 
     // Clients say so: CLI text and --json (Bob's profile closed here meanwhile).

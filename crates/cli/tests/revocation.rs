@@ -32,6 +32,9 @@ async fn swap(State(p): State<Arc<Swap>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
     let headers = req.headers().clone();
     let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    if p.list.lock().unwrap().is_some() && method == "POST" && path == "/v1/messages" {
+        return make_sender_refetch();
+    }
     let r = pass_on(&p.http, &p.upstream, &method, &path, &headers, &body).await;
     let status = r.status().as_u16();
     let mut bytes = r.bytes().await.unwrap().to_vec();

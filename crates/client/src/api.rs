@@ -70,6 +70,17 @@ impl Api {
         Ok(Self::check(r).await?.json().await?)
     }
 
+    /// A GET whose answer also names a header's value (a version tag).
+    pub(crate) async fn get_tagged<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        header: &str,
+    ) -> Result<(T, Option<String>), ClientError> {
+        let r = Self::check(self.auth(self.http.get(format!("{}{path}", self.base))).send().await?).await?;
+        let tag = r.headers().get(header).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok((r.json().await?, tag))
+    }
+
     pub(crate) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let r = self.auth(self.http.get(format!("{}{path}", self.base))).send().await?;
         Ok(Self::check(r).await?.bytes().await?.to_vec())
@@ -154,8 +165,21 @@ impl Api {
     }
 
     pub(crate) async fn post_bytes<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
-        let r = self.auth(self.http.post(format!("{}{path}", self.base))).body(body).send().await?;
-        Ok(Self::check(r).await?.json().await?)
+        self.post_bytes_with(path, body, None).await
+    }
+
+    /// [`Api::post_bytes`] with one extra header (name, value).
+    pub(crate) async fn post_bytes_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        header: Option<(&str, &str)>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.auth(self.http.post(format!("{}{path}", self.base))).body(body);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        Ok(Self::check(req.send().await?).await?.json().await?)
     }
 }
 

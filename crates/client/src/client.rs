@@ -60,6 +60,8 @@ pub struct Client {
         strongroom_crypto::ids::ConversationId,
         Vec<strongroom_crypto::envelope::MembershipCommitment>,
     >,
+    /// Settings, policy and device lists kept between sends (`cache.rs`).
+    pub(crate) cache: crate::cache::Cache,
     /// This process's claim on the profile directory (None: opened shared,
     /// for administration, and never writes the state).
     pub(crate) lock: Option<crate::profile_lock::ProfileLock>,
@@ -123,7 +125,26 @@ impl Client {
             ));
         }
         client.lock = Some(lock);
-        Ok(client)
+        client.carry_out_wipe().await
+    }
+
+    /// A remote wipe is carried out before anything else: if the relay says
+    /// an administrator wiped this device, the profile is erased and
+    /// [`ClientError::Wiped`] returned. Any other answer (the relay down, an
+    /// expired session) is left for the operation that follows: stored
+    /// messages stay readable offline.
+    async fn carry_out_wipe(self) -> Result<Self, ClientError> {
+        match self.fetch_settings().await {
+            Err(ClientError::Wiped(why)) => {
+                let dir = self.dir.display().to_string();
+                let told = self.erase_after_wipe().await.is_ok();
+                Err(ClientError::Wiped(format!(
+                    "{why}: its Strongroom data in {dir} is erased{}",
+                    if told { " and the server was told" } else { "" }
+                )))
+            }
+            _ => Ok(self),
+        }
     }
 
     /// Opens a profile another process may own, for administration calls
@@ -134,7 +155,7 @@ impl Client {
         if !dir.join("profile.json").exists() {
             return Err(ClientError::NoProfile(dir.display().to_string()));
         }
-        Self::open_unlocked(dir, passphrase).await
+        Self::open_unlocked(dir, passphrase).await?.carry_out_wipe().await
     }
 
     pub(crate) async fn open_unlocked(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
@@ -165,6 +186,7 @@ impl Client {
             lockout_written: u64::MAX.into(),
             notices: Vec::new(),
             commitments: Default::default(),
+            cache: Default::default(),
             lock,
         }
     }

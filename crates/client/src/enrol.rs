@@ -141,6 +141,8 @@ impl Client {
                 one_time_used: Default::default(),
                 lists_seen: Default::default(),
                 lists_known: Default::default(),
+                revoked_known: Default::default(),
+                medium_known: Default::default(),
                 verified: Default::default(),
                 enrolling: false,
             })

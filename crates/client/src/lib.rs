@@ -6,13 +6,16 @@
 //! store encrypted under a key derived from the profile passphrase.
 
 mod api;
+mod cache;
 mod client;
 mod conversations;
 mod enrol;
 mod error;
+mod events;
 mod files;
 mod link;
 mod membership;
+mod outbox;
 mod own_keys;
 pub mod private_fs;
 mod profile_lock;
@@ -29,7 +32,9 @@ mod wipe;
 
 pub use client::{Client, SyncReport, PROFILE_KDF_KIB};
 pub use error::ClientError;
+pub use events::{ReadState, MAX_EVENTS};
 pub use files::Progress;
 pub use link::PendingLink;
+pub use rules::events::{Event, EventKind};
 pub use rules::prekeys::{GRACE_MS, ROTATE_AFTER_MS};
 pub use rules::view::{Message, ViewItem};

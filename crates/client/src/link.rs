@@ -253,6 +253,8 @@ impl PendingLink {
             one_time_used: Default::default(),
             lists_seen: [(self.user.to_string(), (list.version, hex(&list.digest())))].into(),
             lists_known: [(self.user.to_string(), hex(&list.encode()))].into(),
+            revoked_known: Default::default(),
+            medium_known: Default::default(),
             verified: Default::default(),
             enrolling: false,
         };

@@ -142,7 +142,10 @@ impl Client {
         }
     }
 
-    async fn kept_membership(&self, conversation: ConversationId) -> Result<Option<MembershipState>, ClientError> {
+    pub(crate) async fn kept_membership(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<MembershipState>, ClientError> {
         let Some(raw) = self.record(&record(conversation)).await? else { return Ok(None) };
         let k: Kept = serde_json::from_slice(&raw).map_err(|_| ClientError::Corrupt("kept membership"))?;
         Ok(Some(MembershipState {

@@ -151,6 +151,7 @@ impl Client {
     pub async fn upkeep(&mut self) -> Result<(), ClientError> {
         self.store.purge_expired(now_ms()).await?;
         self.store.prune_refusals().await?;
+        self.store.prune_events(crate::events::EVENTS_KEPT).await?;
         self.top_up().await?;
         self.maintain_keys(now_ms()).await
     }

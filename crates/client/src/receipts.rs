@@ -13,10 +13,11 @@ impl Client {
     /// Tells the senders of `shown` messages that this user has read them:
     /// one receipt per conversation, covering messages from others after the
     /// last receipt this device sent there (so a message is receipted once).
-    /// Returns how many messages were receipted.
-    pub async fn send_read_receipts(&mut self, shown: &[Message], at: u64) -> Result<usize, ClientError> {
-        // Called when the person wants receipts sent (or the group forces them).
-        if !crate::rules::group_policy::send_receipts(&self.my_policy().await?, true) {
+    /// `wanted` is the person's choice; the security group may force
+    /// receipts on or off whatever it is. Returns how many messages were
+    /// receipted.
+    pub async fn send_read_receipts(&mut self, shown: &[Message], at: u64, wanted: bool) -> Result<usize, ClientError> {
+        if !crate::rules::group_policy::send_receipts(&self.known_settings().await?.1, wanted) {
             return Ok(0);
         }
         let me = self.user_id();

@@ -24,6 +24,8 @@ impl Client {
     /// never arrived are reported as gaps. Nothing panics.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
+        // What waited in the outbox goes first (in order, same ids).
+        report.warnings.extend(self.flush_outbox().await?);
         let mut lists = HashMap::new();
         let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut drained = false;
@@ -89,9 +91,16 @@ impl Client {
             // refusals (the evidence) included. A refused delivery's sequence
             // number is the relay's unverified claim, so it is not counted as
             // delivered: if the real message never arrives, that is a gap.
-            self.store.put_batch(&self.vault, &opened, &refusals).await?;
-            self.forget_one_time(&one_time_used);
             let start = report.received.len().saturating_sub(opened.len());
+            let events: Vec<_> = report
+                .received
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .map(crate::rules::events::for_message)
+                .collect();
+            self.store.put_batch(&self.vault, &opened, &refusals, &events).await?;
+            self.forget_one_time(&one_time_used);
             self.apply_recalls(report.received.get(start..).unwrap_or_default()).await?;
             self.save().await?;
             if !ack.is_empty() {
@@ -190,6 +199,10 @@ impl Client {
         let mut upkeep_at = tokio::time::Instant::now();
         while max.is_none_or(|m| count < m) {
             if tokio::time::Instant::now() >= upkeep_at {
+                match self.flush_outbox().await {
+                    Ok(warnings) => warnings.iter().for_each(|w| on_warning(w)),
+                    Err(e) => on_warning(&format!("queued messages were not sent (retried in a while): {e}")),
+                }
                 if let Err(e) = self.upkeep().await {
                     on_warning(&format!("key upkeep failed (retried in a while): {e}"));
                 }
@@ -237,7 +250,7 @@ impl Client {
                     on_warning(&format!("message {} refused: {e}", d.message_id));
                     // The evidence is durable before the refusal is acknowledged.
                     let r = self.refusal(&d, e.to_string());
-                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r)).await?;
+                    self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &[]).await?;
                 }
             }
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
@@ -253,7 +266,8 @@ impl Client {
 
     pub(crate) async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
         let (m, row, plain, expires, one_time) = self.open_delivery(d, &mut HashMap::new()).await?;
-        self.store.put_messages(&self.vault, &[(row, plain, expires)]).await?;
+        let event = crate::rules::events::for_message(&m);
+        self.store.put_messages(&self.vault, &[(row, plain, expires)], std::slice::from_ref(&event)).await?;
         self.forget_one_time(one_time.as_slice());
         self.apply_recalls(std::slice::from_ref(&m)).await?;
         self.save().await?;
@@ -303,6 +317,7 @@ impl Client {
             timestamp: h.timestamp,
             burn_secs: h.burn_on_read_secs,
             sealed: Vec::new(),
+            countable: false,
         };
         let one_time = (opened.prekey.kind == PreKeyKind::OneTime).then_some(opened.prekey.id);
         let seen = self.commitments.entry(h.conversation_id).or_default();
@@ -318,6 +333,7 @@ impl Client {
             timestamp: h.timestamp,
             content: opened.content,
         };
+        let row = StoredRow { countable: crate::rules::events::countable(&message, self.user_id()), ..row };
         Ok((message, row, plain, h.expires_at(), one_time))
     }
 

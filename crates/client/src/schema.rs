@@ -36,6 +36,20 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE refused (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE, \
          received_at INTEGER NOT NULL, sealed BLOB NOT NULL)",
     ],
+    // 3: what the app and bots stand on. `outbox` holds messages sealed and
+    // not yet accepted by the relay, in order; `events` is the event log
+    // (ids increase and are never reused); `read_state` is each
+    // conversation's read position and mute. `countable` marks messages a
+    // person reads from others (unread counts); history from before the
+    // upgrade counts as read.
+    &[
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB NOT NULL UNIQUE, sealed BLOB NOT NULL)",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, sealed BLOB NOT NULL)",
+        "CREATE TABLE read_state (conversation BLOB PRIMARY KEY, read_to INTEGER NOT NULL DEFAULT 0, \
+         muted INTEGER NOT NULL DEFAULT 0)",
+        "ALTER TABLE messages ADD COLUMN countable INTEGER NOT NULL DEFAULT 0",
+        "INSERT INTO read_state (conversation, read_to) SELECT conversation, MAX(seq) FROM messages GROUP BY conversation",
+    ],
 ];
 
 /// The schema this release writes.

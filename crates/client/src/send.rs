@@ -2,6 +2,8 @@
 
 use crate::client::*;
 use crate::error::ClientError;
+use crate::outbox::{accepted, Outgoing, Sealed};
+use crate::rules::events::EventKind;
 use crate::rules::group_policy::Action;
 use crate::rules::prekeys::ROTATE_AFTER_MS;
 use crate::store::{hex, StoredRow};
@@ -14,12 +16,20 @@ use strongroom_crypto::ids::*;
 use strongroom_wire::*;
 
 impl Client {
+    /// The devices a message to `conversation` is sealed for, whether it is
+    /// a note to self, and the signed member set. Unless `fresh`, the member
+    /// set, device lists, policy and medium-term pre-keys are the ones this
+    /// device verified last (`cache.rs`): no request when nothing changed.
     pub(crate) async fn recipients(
         &mut self,
         conversation: ConversationId,
+        fresh: bool,
     ) -> Result<(Vec<Recipient>, bool, MembershipState), ClientError> {
         // The members signed by members, never the relay's list (PROTOCOL.md §3.4).
-        let signed = self.membership(conversation).await?;
+        let signed = match self.kept_membership(conversation).await? {
+            Some(kept) if !fresh => kept,
+            _ => self.membership(conversation).await?,
+        };
         let notes = signed.kind == strongroom_crypto::certs::ConversationKind::Notes;
         if notes && signed.members.iter().any(|m| *m != self.user_id()) {
             // A signed note to self has one member; this cannot verify otherwise.
@@ -30,41 +40,80 @@ impl Client {
         }
         let mut members = Vec::with_capacity(signed.members.len());
         for user in &signed.members {
-            members.push(self.device_list_and_revoked(*user).await?);
+            members.push(self.member_list(*user, fresh).await?);
         }
         let devices = crate::rules::recipients::targets(&members, (self.user_id(), self.device_id()));
         let mut recipients = Vec::with_capacity(devices.len() + 1);
         if !devices.is_empty() {
             // A one-time pre-key for the first message to a device, then once
-            // per medium-term period; the medium-term key in between
-            // (PROTOCOL.md §3.1, THREAT_MODEL.md "Forward secrecy").
+            // per medium-term period; the medium-term key in between, claimed
+            // once a period and kept (PROTOCOL.md §3.1, THREAT_MODEL.md
+            // "Forward secrecy").
             let now = now_ms();
             let plan = crate::rules::recipients::claim_plan(&devices, &self.state.one_time_used, now);
-            let pairs = plan.devices.clone();
-            let claim = ClaimPreKeys { devices: plan.devices, medium_term: plan.medium_term };
-            let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
-            let mut used_one_time = false;
-            for ((d, pair), pk) in devices.iter().zip(pairs).zip(claimed.prekeys) {
-                let signed = SignedPreKey::decode(&pk.0)
+            let known: Vec<Option<Recipient>> = devices
+                .iter()
+                .zip(&plan.devices)
+                .map(|(d, key)| if plan.medium_term.contains(key) { self.known_medium(d, key, now) } else { None })
+                .collect();
+            let wanted: Vec<usize> = known.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
+            let mut claimed_keys = std::collections::HashMap::new();
+            if !wanted.is_empty() {
+                let pairs: Vec<String> = wanted.iter().filter_map(|i| plan.devices.get(*i).cloned()).collect();
+                let medium_term = pairs.iter().filter(|k| plan.medium_term.contains(k)).cloned().collect();
+                let claim = ClaimPreKeys { devices: pairs.clone(), medium_term };
+                let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
+                if claimed.prekeys.len() != pairs.len() {
+                    return Err(ClientError::Trust("the relay answered a pre-key claim for other devices".into()));
+                }
+                for (i, pk) in wanted.iter().zip(claimed.prekeys) {
+                    claimed_keys.insert(*i, pk.0);
+                }
+            }
+            let mut changed = false;
+            for (i, (d, known)) in devices.iter().zip(known).enumerate() {
+                if let Some(r) = known {
+                    recipients.push(r);
+                    continue;
+                }
+                let raw = claimed_keys.remove(&i).unwrap_or_default();
+                let signed = SignedPreKey::decode(&raw)
                     .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
                 let verified = signed
                     .verify(d, now)
                     .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
+                let pair = crate::rules::recipients::device_key(d);
                 if verified.key_ref().kind == PreKeyKind::OneTime {
                     self.state.one_time_used.insert(pair, now);
-                    used_one_time = true;
+                } else {
+                    self.state.medium_known.insert(pair, (now, hex(&raw)));
                 }
+                changed = true;
                 recipients.push(Recipient::from(&verified));
             }
-            if used_one_time {
+            if changed {
                 let horizon = now.saturating_sub(ROTATE_AFTER_MS);
                 self.state.one_time_used.retain(|_, at| *at >= horizon);
+                self.state.medium_known.retain(|_, (at, _)| *at >= horizon && *at <= now);
                 self.save().await?;
             }
         }
-        let policy = self.policy().await?;
+        let policy = if fresh { self.policy().await? } else { self.known_policy().await? };
         recipients.extend(policy.retention_recipients());
         Ok((recipients, notes, signed))
+    }
+
+    /// The medium-term pre-key last claimed for device `d`, if it was
+    /// claimed within one rotation period and still verifies under the
+    /// device's key: sealing to it again needs no request.
+    fn known_medium(&self, d: &VerifiedDevice, key: &str, now: u64) -> Option<Recipient> {
+        let (at, raw) = self.state.medium_known.get(key)?;
+        if !crate::rules::prekeys::still_current(*at, now) {
+            return None;
+        }
+        let signed = SignedPreKey::decode(&crate::client::unhex_vec(raw)?).ok()?;
+        let verified = signed.verify(d, now).ok()?;
+        (verified.key_ref().kind == PreKeyKind::MediumTerm).then(|| Recipient::from(&verified))
     }
 
     /// Seals `content` for every current device of the conversation (and the
@@ -115,7 +164,8 @@ impl Client {
     }
 
     /// Sends with the timers [`crate::rules::timers::effective`] gives for
-    /// these requested timers and conversation defaults.
+    /// these requested timers and conversation defaults. Messages queued
+    /// earlier go first; if they still cannot go, this one queues behind them.
     async fn send_with_timers(
         &mut self,
         conversation: ConversationId,
@@ -123,52 +173,118 @@ impl Client {
         requested: (u32, u32),
         defaults: (u32, u32),
     ) -> Result<Accepted, ClientError> {
-        let rules = self.my_policy().await?;
-        if matches!(content, Content::Location(_)) {
-            check(&rules, Action::ShareLocation)?;
-        }
-        let (ttl_secs, bor_secs) =
-            crate::rules::timers::effective(requested, defaults, rules.max_ttl_secs, rules.max_bor_secs);
+        let behind = self.store.outbox_len().await? > 0 && {
+            let warnings = self.flush_outbox().await?;
+            self.notices.extend(warnings);
+            self.store.outbox_len().await? > 0
+        };
+        let mut out = Outgoing::new(conversation, content, requested, defaults)?;
+        self.deliver(&mut out, false, !behind).await
+    }
+
+    /// Seals `out` (again, if the relay said the recipients or settings
+    /// changed) and posts it. Unless `queued` already, this device's own copy
+    /// and the outbox entry are stored first, in one transaction; the relay
+    /// unreachable leaves it queued (`Accepted::queued`); a definite refusal
+    /// removes both and is returned. With `post` false it is only queued.
+    pub(crate) async fn deliver(
+        &mut self,
+        out: &mut Outgoing,
+        mut queued: bool,
+        post: bool,
+    ) -> Result<Accepted, ClientError> {
+        let content = out.content()?;
+        let (conversation, message_id) = (out.conversation, out.message_id);
         let mut attempt = 0;
+        let mut fresh = false;
+        let mut reseal = out.envelope.is_empty();
         loop {
             attempt += 1;
-            let (recipients, notes, signed) = self.recipients(conversation).await?;
-            if recipients.is_empty() && !notes {
-                return Err(ClientError::Usage("nobody else is in this conversation yet".into()));
+            let (tag, rules) = match self.known_settings().await {
+                Ok(s) => s,
+                Err(e) => return self.not_sent(out, queued, e).await,
+            };
+            if reseal {
+                if matches!(content, Content::Location(_)) {
+                    if let Err(e) = check(&rules, Action::ShareLocation) {
+                        return self.not_sent(out, queued, e).await;
+                    }
+                }
+                let timers = crate::rules::timers::effective(
+                    out.requested,
+                    out.defaults,
+                    rules.max_ttl_secs,
+                    rules.max_bor_secs,
+                );
+                match self.seal_outgoing(out, &content, timers, fresh).await {
+                    Ok(Sealed::Envelope(bytes)) => out.envelope = bytes,
+                    Ok(Sealed::Nobody { notes }) if fresh => {
+                        if !notes {
+                            let e = ClientError::Usage("nobody else is in this conversation yet".into());
+                            return self.not_sent(out, queued, e).await;
+                        }
+                        // A note to self with no other device of ours and no
+                        // retention: it stays on this device (sequence 0:
+                        // not numbered by the relay).
+                        self.keep_own_copy(out, &content, timers.0, queued).await?;
+                        self.store.sent(&self.vault, message_id.as_bytes(), conversation.as_bytes(), 0, &[]).await?;
+                        return Ok(accepted(message_id, 0, false));
+                    }
+                    // "Nobody to seal for" is only believed once checked now.
+                    Ok(Sealed::Nobody { .. }) => {
+                        self.forget_recipients();
+                        fresh = true;
+                        continue;
+                    }
+                    // A device gone since it was verified: read everything again.
+                    Err(ClientError::Refused { status: 404, code, .. }) if code == "unknown_device" && !fresh => {
+                        self.forget_recipients();
+                        fresh = true;
+                        continue;
+                    }
+                    Err(e) => return self.not_sent(out, queued, e).await,
+                }
+                let entry = zeroize::Zeroizing::new(
+                    serde_json::to_vec(&*out).map_err(|_| ClientError::Corrupt("queued message"))?,
+                );
+                if queued {
+                    self.store.requeue(&self.vault, message_id.as_bytes(), &entry).await?;
+                } else {
+                    self.keep_own_copy(out, &content, timers.0, false).await?;
+                    queued = true;
+                }
             }
-            let device_key = self.device_key()?;
-            let sender = Sender {
-                network_id: self.network_id(),
-                user_id: self.user_id(),
-                identity_key: self.identity_public()?,
-                device_id: self.device_id(),
-                signing_key: &device_key,
-            };
-            let meta = MessageMeta {
-                host_network_id: self.network_id(),
-                conversation_id: conversation,
-                message_id: MessageId::random(&mut OsRng),
-                timestamp: now_ms(),
-                ttl_secs,
-                burn_on_read_secs: bor_secs,
-                // The member set sealed to (PROTOCOL.md §3.4).
-                membership: signed.commitment,
-            };
-            let posted = if recipients.is_empty() {
-                // A note to self with no other device of ours and no
-                // retention: nobody to seal for, so it stays on this device
-                // (sequence 0: not numbered by the relay).
-                Ok(Accepted { message_id: meta.message_id.to_string(), seq: 0, duplicate: false })
-            } else {
-                let env = seal(&sender, &meta, content, &recipients, &mut OsRng)
-                    .map_err(|e| ClientError::Usage(e.to_string()))?;
-                self.post_envelope(env.encode()).await
-            };
-            match posted {
+            if !post {
+                self.store.log(&self.vault, &[EventKind::Queued { conversation, message_id }]).await?;
+                return Ok(accepted(message_id, 0, true));
+            }
+            match self.post_envelope(out.envelope.clone(), tag.as_deref()).await {
+                Ok(a) => {
+                    let event = EventKind::Sent { conversation, message_id, seq: a.seq };
+                    self.store
+                        .sent(&self.vault, message_id.as_bytes(), conversation.as_bytes(), a.seq, &[event])
+                        .await?;
+                    if let Content::Recall { target } = content {
+                        self.store.delete_message(target.as_bytes()).await?;
+                    }
+                    return Ok(accepted(message_id, a.seq, a.duplicate));
+                }
+                // Sealed and stored: it goes when the relay is back.
+                Err(e) if e.is_transient() => {
+                    self.store.log(&self.vault, &[EventKind::Queued { conversation, message_id }]).await?;
+                    return Ok(accepted(message_id, 0, true));
+                }
+                // The rules changed since this device read them: read them
+                // again and seal under them.
+                Err(ClientError::Refused { code, .. }) if code == "settings_changed" && attempt < 3 => {
+                    self.my_policy().await?;
+                    reseal = true;
+                }
                 Err(ClientError::RecipientMismatch { missing, extra }) => {
                     // Never encrypt to someone no member added: the relay's
                     // word that they are a member is not enough.
-                    let ghosts = crate::rules::recipients::unsigned_members(&missing, &signed.members);
+                    let signed = self.kept_membership(conversation).await?.map(|m| m.members).unwrap_or_default();
+                    let ghosts = crate::rules::recipients::unsigned_members(&missing, &signed);
                     if !ghosts.is_empty() {
                         let mut names = Vec::with_capacity(ghosts.len());
                         for g in ghosts {
@@ -177,40 +293,104 @@ impl Client {
                             names.push(format!("{name} (user {g})"));
                         }
                         let names = names.join(", ");
-                        return Err(ClientError::Trust(format!(
+                        let e = ClientError::Trust(format!(
                             "the relay says {names} is a member of this conversation; no member added {names}. \
                              Nothing was sent: tell your administrator"
-                        )));
+                        ));
+                        return self.not_sent(out, queued, e).await;
                     }
-                    // Device lists and statements are re-read on the next attempt.
                     if attempt >= 3 {
-                        return Err(ClientError::RecipientMismatch { missing, extra });
+                        return self.not_sent(out, queued, ClientError::RecipientMismatch { missing, extra }).await;
                     }
-                    continue;
+                    // Members, device lists and policy are read again.
+                    self.forget_recipients();
+                    fresh = true;
+                    reseal = true;
                 }
-                Ok(accepted) => {
-                    // Keep our own copy, so the conversation reads complete here too.
-                    let row = StoredRow {
-                        message_id: *meta.message_id.as_bytes(),
-                        conversation: *conversation.as_bytes(),
-                        seq: accepted.seq,
-                        sender: *self.user_id().as_bytes(),
-                        timestamp: meta.timestamp,
-                        burn_secs: 0,
-                        sealed: Vec::new(),
-                    };
-                    let plain =
-                        zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
-                    let expires = crate::rules::timers::expires_at(meta.timestamp, ttl_secs);
-                    self.store.put_message(&self.vault, &row, &plain, expires).await?;
-                    if let Content::Recall { target } = content {
-                        self.store.delete_message(target.as_bytes()).await?;
-                    }
-                    return Ok(accepted);
-                }
-                other => return other,
+                Err(e) => return self.not_sent(out, queued, e).await,
             }
         }
+    }
+
+    /// Seals `out` for its conversation's devices now, under `timers`.
+    async fn seal_outgoing(
+        &mut self,
+        out: &Outgoing,
+        content: &Content,
+        (ttl_secs, bor_secs): (u32, u32),
+        fresh: bool,
+    ) -> Result<Sealed, ClientError> {
+        let (recipients, notes, signed) = self.recipients(out.conversation, fresh).await?;
+        if recipients.is_empty() {
+            return Ok(Sealed::Nobody { notes });
+        }
+        let device_key = self.device_key()?;
+        let sender = Sender {
+            network_id: self.network_id(),
+            user_id: self.user_id(),
+            identity_key: self.identity_public()?,
+            device_id: self.device_id(),
+            signing_key: &device_key,
+        };
+        let meta = MessageMeta {
+            host_network_id: self.network_id(),
+            conversation_id: out.conversation,
+            message_id: out.message_id,
+            timestamp: out.timestamp,
+            ttl_secs,
+            burn_on_read_secs: bor_secs,
+            // The member set sealed to (PROTOCOL.md §3.4).
+            membership: signed.commitment,
+        };
+        let env =
+            seal(&sender, &meta, content, &recipients, &mut OsRng).map_err(|e| ClientError::Usage(e.to_string()))?;
+        Ok(Sealed::Envelope(env.encode()))
+    }
+
+    /// Stores this device's copy of its own message with the outbox entry.
+    async fn keep_own_copy(
+        &self,
+        out: &Outgoing,
+        content: &Content,
+        ttl_secs: u32,
+        queued: bool,
+    ) -> Result<(), ClientError> {
+        if queued {
+            return Ok(());
+        }
+        let row = StoredRow {
+            message_id: *out.message_id.as_bytes(),
+            conversation: *out.conversation.as_bytes(),
+            seq: 0,
+            sender: *self.user_id().as_bytes(),
+            timestamp: out.timestamp,
+            burn_secs: 0,
+            sealed: Vec::new(),
+            countable: false,
+        };
+        let plain = zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
+        let expires = crate::rules::timers::expires_at(out.timestamp, ttl_secs);
+        let entry =
+            zeroize::Zeroizing::new(serde_json::to_vec(out).map_err(|_| ClientError::Corrupt("queued message"))?);
+        self.store.queue(&self.vault, &(row, plain, expires), out.message_id.as_bytes(), &entry).await
+    }
+
+    /// `out` did not go: a retry could fix `e` and it is queued, so it
+    /// stays; otherwise it leaves the outbox (and this device) and `e` is
+    /// the answer.
+    async fn not_sent(&self, out: &Outgoing, queued: bool, e: ClientError) -> Result<Accepted, ClientError> {
+        if queued && e.is_transient() {
+            return Ok(accepted(out.message_id, 0, true));
+        }
+        if queued {
+            let event = EventKind::SendFailed {
+                conversation: out.conversation,
+                message_id: out.message_id,
+                reason: e.to_string(),
+            };
+            self.store.unqueue(&self.vault, out.message_id.as_bytes(), &[event]).await?;
+        }
+        Err(e)
     }
 
     /// Encrypts and uploads a file, then sends its reference. Memory stays
@@ -235,6 +415,7 @@ impl Client {
         media_type: &str,
         progress: crate::files::Progress<'_>,
     ) -> Result<(Accepted, FileRef), ClientError> {
+        // Fetched now: the relay cannot see a file's kind or size in a message.
         let rules = self.my_policy().await?;
         check(&rules, Action::SendFile(0))?;
         let size = std::fs::metadata(path).map_err(io(path))?.len();
@@ -315,10 +496,12 @@ impl Client {
     /// Posts an envelope, resending the same bytes if the connection fails:
     /// the server accepts a message id once, so a resend after a lost answer
     /// is harmless and nothing is sent twice.
-    pub(crate) async fn post_envelope(&self, bytes: Vec<u8>) -> Result<Accepted, ClientError> {
+    pub(crate) async fn post_envelope(&self, bytes: Vec<u8>, tag: Option<&str>) -> Result<Accepted, ClientError> {
+        let header = tag.map(|t| (strongroom_wire::SETTINGS_TAG_HEADER, t));
+        // A short wait only: after that the message waits in the outbox.
         let mut delay = std::time::Duration::from_millis(100);
-        for _ in 0..12 {
-            match self.api.post_bytes::<Accepted>("/v1/messages", bytes.clone()).await {
+        for _ in 0..4 {
+            match self.api.post_bytes_with::<Accepted>("/v1/messages", bytes.clone(), header).await {
                 Err(ClientError::Network(_)) => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(2));
@@ -326,7 +509,7 @@ impl Client {
                 other => return other,
             }
         }
-        self.api.post_bytes("/v1/messages", bytes).await
+        self.api.post_bytes_with("/v1/messages", bytes, header).await
     }
 
     /// Sends text.

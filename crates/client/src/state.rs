@@ -125,6 +125,16 @@ pub(crate) struct ProfileState {
     /// difference is shown ("alice removed a device").
     #[serde(default)]
     pub lists_known: BTreeMap<String, String>,
+    /// Devices an administrator revoked or wiped, as the relay last listed
+    /// them beside each user's list (user hex → device hex): never sealed
+    /// to, whatever the signed list says.
+    #[serde(default)]
+    pub revoked_known: BTreeMap<String, Vec<String>>,
+    /// Recipients' medium-term pre-keys as last claimed (`user:device` hex →
+    /// (claimed at ms, encoded signed pre-key hex)): sealed to again for one
+    /// rotation period without asking the relay (PROTOCOL.md §3.1).
+    #[serde(default)]
+    pub medium_known: BTreeMap<String, (u64, String)>,
     /// Identity keys the person marked verified after comparing safety
     /// numbers (user hex → key hex); stale once the pinned key differs.
     #[serde(default)]

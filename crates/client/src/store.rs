@@ -11,7 +11,9 @@ use sqlx::Row;
 use zeroize::Zeroizing;
 
 use crate::error::ClientError;
+use crate::rules::events::{Event, EventKind};
 use crate::vault::Vault;
+use strongroom_crypto::ids::ConversationId;
 
 /// A stored message (content still sealed until read).
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct StoredRow {
     pub burn_secs: u32,
     /// Sealed content encoding.
     pub sealed: Vec<u8>,
+    /// Counts as unread until read (from someone else, for reading).
+    pub countable: bool,
 }
 
 /// An envelope refused after verification, kept (sealed) as evidence of
@@ -99,23 +103,17 @@ impl LocalStore {
         row.map(|r| vault.open(name, &r.get::<Vec<u8>, _>("sealed"))).transpose()
     }
 
-    /// Stores one message and marks its id seen.
-    pub(crate) async fn put_message(
-        &self,
-        vault: &Vault,
-        row: &StoredRow,
-        plaintext: &[u8],
-        expires_at: Option<u64>,
-    ) -> Result<(), ClientError> {
-        self.put_messages(vault, &[(row.clone(), Zeroizing::new(plaintext.to_vec()), expires_at)]).await
-    }
-
     /// Stores a batch of messages, marks their ids seen, records the
     /// relay's sequence numbers and keeps refused envelopes as evidence, all
     /// in one transaction: one durable commit for the batch (group commit),
     /// after which (and only after which) the batch may be acknowledged.
-    pub(crate) async fn put_messages(&self, vault: &Vault, batch: &[Pending]) -> Result<(), ClientError> {
-        self.put_batch(vault, batch, &[]).await
+    pub(crate) async fn put_messages(
+        &self,
+        vault: &Vault,
+        batch: &[Pending],
+        events: &[EventKind],
+    ) -> Result<(), ClientError> {
+        self.put_batch(vault, batch, &[], events).await
     }
 
     /// [`LocalStore::put_messages`] with the batch's refusals.
@@ -124,38 +122,10 @@ impl LocalStore {
         vault: &Vault,
         batch: &[Pending],
         refusals: &[Refusal],
+        events: &[EventKind],
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
-        for (row, plaintext, expires_at) in batch {
-            let name = format!("msg:{}", hex(&row.message_id));
-            sqlx::query(
-                "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, burn_secs, sealed) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7) ON CONFLICT (message_id) DO NOTHING",
-            )
-            .bind(row.message_id.to_vec())
-            .bind(row.conversation.to_vec())
-            .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
-            .bind(row.sender.to_vec())
-            .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
-            .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
-            .bind(vault.seal(&name, plaintext))
-            .bind(i64::from(row.burn_secs))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
-                .bind(row.message_id.to_vec())
-                .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let numbered = batch.iter().map(|(row, ..)| (row.conversation, row.seq));
-        for (conversation, seq) in numbered.filter(|(_, seq)| *seq > 0) {
-            sqlx::query("INSERT OR IGNORE INTO delivered (conversation, seq) VALUES (?1, ?2)")
-                .bind(conversation.to_vec())
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_messages(&mut tx, vault, batch).await?;
         for r in refusals {
             let name = format!("refused:{}", hex(&r.message_id));
             let evidence = serde_json::to_vec(r).map_err(|_| ClientError::Corrupt("refusal"))?;
@@ -167,8 +137,209 @@ impl LocalStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        log_events(&mut tx, vault, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Logs events on their own (the store changes they report are done).
+    pub(crate) async fn log(&self, vault: &Vault, events: &[EventKind]) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        log_events(&mut tx, vault, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events after `after`, oldest first, at most `limit`.
+    pub(crate) async fn events(&self, vault: &Vault, after: u64, limit: u32) -> Result<Vec<Event>, ClientError> {
+        let rows = sqlx::query("SELECT id, at, sealed FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id = u64::try_from(r.get::<i64, _>("id")).unwrap_or(0);
+                let plain = vault.open(&format!("event:{id}"), &r.get::<Vec<u8>, _>("sealed"))?;
+                let kind = serde_json::from_slice(&plain).map_err(|_| ClientError::Corrupt("event record"))?;
+                Ok(Event { id, at: u64::try_from(r.get::<i64, _>("at")).unwrap_or(0), kind })
+            })
+            .collect()
+    }
+
+    /// Keeps the newest `keep` events (ids stay increasing: never reused).
+    pub(crate) async fn prune_events(&self, keep: i64) -> Result<(), ClientError> {
+        sqlx::query("DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)")
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// This device's own copy of a message and its outbox entry, in one
+    /// transaction, before it is posted.
+    pub(crate) async fn queue(
+        &self,
+        vault: &Vault,
+        own: &Pending,
+        message_id: &[u8; 16],
+        outgoing: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        insert_messages(&mut tx, vault, std::slice::from_ref(own)).await?;
+        sqlx::query("INSERT INTO outbox (message_id, sealed) VALUES (?1, ?2) ON CONFLICT (message_id) DO UPDATE SET sealed = excluded.sealed")
+            .bind(message_id.to_vec())
+            .bind(vault.seal(&format!("outbox:{}", hex(message_id)), outgoing))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a queued message's entry (sealed again).
+    pub(crate) async fn requeue(
+        &self,
+        vault: &Vault,
+        message_id: &[u8; 16],
+        outgoing: &[u8],
+    ) -> Result<(), ClientError> {
+        sqlx::query("UPDATE outbox SET sealed = ?2 WHERE message_id = ?1")
+            .bind(message_id.to_vec())
+            .bind(vault.seal(&format!("outbox:{}", hex(message_id)), outgoing))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The relay accepted a queued message as number `seq`: its own copy
+    /// takes the number and it leaves the outbox.
+    pub(crate) async fn sent(
+        &self,
+        vault: &Vault,
+        message_id: &[u8; 16],
+        conversation: &[u8; 16],
+        seq: u64,
+        events: &[EventKind],
+    ) -> Result<(), ClientError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE messages SET seq = ?2 WHERE message_id = ?1")
+            .bind(message_id.to_vec())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        if seq > 0 {
+            sqlx::query("INSERT OR IGNORE INTO delivered (conversation, seq) VALUES (?1, ?2)")
+                .bind(conversation.to_vec())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM outbox WHERE message_id = ?1").bind(message_id.to_vec()).execute(&mut *tx).await?;
+        log_events(&mut tx, vault, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A queued message the relay refused for good: it leaves the outbox and
+    /// this device's copy goes too (nobody else has it).
+    pub(crate) async fn unqueue(
+        &self,
+        vault: &Vault,
+        message_id: &[u8; 16],
+        events: &[EventKind],
+    ) -> Result<(), ClientError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM outbox WHERE message_id = ?1").bind(message_id.to_vec()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM messages WHERE message_id = ?1").bind(message_id.to_vec()).execute(&mut *tx).await?;
+        log_events(&mut tx, vault, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queued messages, oldest first (each entry as sealed by the caller).
+    pub(crate) async fn outbox(&self, vault: &Vault) -> Result<Vec<Zeroizing<Vec<u8>>>, ClientError> {
+        let rows = sqlx::query("SELECT message_id, sealed FROM outbox ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let id = id16(r.get("message_id"))?;
+                vault.open(&format!("outbox:{}", hex(&id)), &r.get::<Vec<u8>, _>("sealed"))
+            })
+            .collect()
+    }
+
+    /// Whether anything waits in the outbox (no decryption).
+    pub(crate) async fn outbox_len(&self) -> Result<u64, ClientError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Moves a conversation's read position forward (never back) and logs it.
+    pub(crate) async fn set_read(&self, vault: &Vault, conversation: &[u8; 16], to: u64) -> Result<u64, ClientError> {
+        let mut tx = self.pool.begin().await?;
+        let before: i64 = sqlx::query("SELECT read_to FROM read_state WHERE conversation = ?1")
+            .bind(conversation.to_vec())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |r| r.get(0));
+        sqlx::query(
+            "INSERT INTO read_state (conversation, read_to) VALUES (?1, ?2) \
+             ON CONFLICT (conversation) DO UPDATE SET read_to = MAX(read_to, excluded.read_to)",
+        )
+        .bind(conversation.to_vec())
+        .bind(i64::try_from(to).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        let now: i64 = sqlx::query("SELECT read_to FROM read_state WHERE conversation = ?1")
+            .bind(conversation.to_vec())
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if now != before {
+            let read_to = u64::try_from(now).unwrap_or(0);
+            let event = EventKind::Read { conversation: ConversationId::from_bytes(*conversation), read_to };
+            log_events(&mut tx, vault, std::slice::from_ref(&event)).await?;
+        }
+        let now = u64::try_from(now).unwrap_or(0);
+        tx.commit().await?;
+        Ok(now)
+    }
+
+    /// Mutes or unmutes a conversation.
+    pub(crate) async fn set_muted(&self, conversation: &[u8; 16], muted: bool) -> Result<(), ClientError> {
+        sqlx::query(
+            "INSERT INTO read_state (conversation, muted) VALUES (?1, ?2) \
+             ON CONFLICT (conversation) DO UPDATE SET muted = excluded.muted",
+        )
+        .bind(conversation.to_vec())
+        .bind(i64::from(muted))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Per conversation with stored messages or a read state: (read to,
+    /// unread count, muted).
+    pub(crate) async fn read_states(&self) -> Result<Vec<([u8; 16], u64, u64, bool)>, ClientError> {
+        let rows = sqlx::query(
+            "SELECT c.conversation, COALESCE(r.read_to, 0) AS read_to, COALESCE(r.muted, 0) AS muted, \
+             (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.conversation AND m.countable = 1 \
+              AND m.seq > COALESCE(r.read_to, 0)) AS unread \
+             FROM (SELECT DISTINCT conversation FROM messages UNION SELECT conversation FROM read_state) c \
+             LEFT JOIN read_state r ON r.conversation = c.conversation ORDER BY c.conversation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    id16(r.get("conversation"))?,
+                    u64::try_from(r.get::<i64, _>("read_to")).unwrap_or(0),
+                    u64::try_from(r.get::<i64, _>("unread")).unwrap_or(0),
+                    r.get::<i64, _>("muted") != 0,
+                ))
+            })
+            .collect()
     }
 
     /// Keeps the newest [`MAX_REFUSALS`] refusals: evidence is bounded
@@ -277,6 +448,7 @@ impl LocalStore {
                     timestamp: u64::try_from(r.get::<i64, _>("timestamp")).unwrap_or(0),
                     burn_secs: u32::try_from(r.get::<i64, _>("burn_secs")).unwrap_or(0),
                     sealed: r.get("sealed"),
+                    countable: r.get::<i64, _>("countable") != 0,
                 })
             })
             .collect()
@@ -318,6 +490,71 @@ impl LocalStore {
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Stores messages (ignoring ids already stored), marks them seen and
+/// records the relay's numbers.
+async fn insert_messages(tx: &mut Tx<'_>, vault: &Vault, batch: &[Pending]) -> Result<(), ClientError> {
+    for (row, plaintext, expires_at) in batch {
+        let name = format!("msg:{}", hex(&row.message_id));
+        sqlx::query(
+            "INSERT INTO messages (message_id, conversation, seq, sender, timestamp, expires_at, burn_secs, sealed, countable) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?7, ?9) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(row.message_id.to_vec())
+        .bind(row.conversation.to_vec())
+        .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+        .bind(row.sender.to_vec())
+        .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+        .bind(expires_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .bind(vault.seal(&name, plaintext))
+        .bind(i64::from(row.burn_secs))
+        .bind(i64::from(row.countable))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("INSERT INTO seen (message_id, timestamp) VALUES (?1, ?2) ON CONFLICT (message_id) DO NOTHING")
+            .bind(row.message_id.to_vec())
+            .bind(i64::try_from(row.timestamp).unwrap_or(i64::MAX))
+            .execute(&mut **tx)
+            .await?;
+        if row.seq > 0 {
+            sqlx::query("INSERT OR IGNORE INTO delivered (conversation, seq) VALUES (?1, ?2)")
+                .bind(row.conversation.to_vec())
+                .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends events to the log inside `tx`. Each is sealed under its own id
+/// (so entries cannot be swapped); ids continue from the highest ever used,
+/// pruned or not, so a reader's cursor never sees one twice.
+async fn log_events(tx: &mut Tx<'_>, vault: &Vault, events: &[EventKind]) -> Result<(), ClientError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = sqlx::query(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
+         COALESCE((SELECT MAX(id) FROM events), 0))",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+    .get(0);
+    let at = i64::try_from(crate::client::now_ms()).unwrap_or(i64::MAX);
+    for (id, kind) in (last.saturating_add(1)..).zip(events) {
+        let json = Zeroizing::new(serde_json::to_vec(kind).map_err(|_| ClientError::Corrupt("event"))?);
+        sqlx::query("INSERT INTO events (id, at, sealed) VALUES (?1, ?2, ?3)")
+            .bind(id)
+            .bind(at)
+            .bind(vault.seal(&format!("event:{id}"), &json))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {

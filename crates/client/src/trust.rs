@@ -28,8 +28,12 @@ impl Client {
             if self.state.policy.as_ref().map(|p| p.0) != Some(v) {
                 self.state.policy = Some((v, hex(&d)));
                 self.save().await?;
+                self.log(&[crate::rules::events::EventKind::Policy { version: v }]).await?;
             }
         }
+        // Kept only when it is the newest seen (an older one verified
+        // above would have been refused).
+        self.keep_policy(&verified, &bytes).await?;
         Ok(verified)
     }
 
@@ -37,13 +41,25 @@ impl Client {
     /// an administrator's change applies at the next operation, no restart).
     /// Also records the device lockout for the (locked) profile header.
     pub async fn my_policy(&self) -> Result<GroupSettings, ClientError> {
-        let policy: GroupSettings = self.api.get("/v1/me/policy").await?;
+        let (_, policy) = self.fetch_settings().await?;
+        self.note_lockout(&policy)?;
+        Ok(policy)
+    }
+
+    /// The settings as last fetched (see [`Client::my_policy`] for fresh ones).
+    pub(crate) async fn known_settings(&self) -> Result<(Option<String>, GroupSettings), ClientError> {
+        let (tag, policy) = self.settings().await?;
+        self.note_lockout(&policy)?;
+        Ok((tag, policy))
+    }
+
+    fn note_lockout(&self, policy: &GroupSettings) -> Result<(), ClientError> {
         let lockout = u64::from(policy.device_lockout);
         if self.lockout_written.load(std::sync::atomic::Ordering::Relaxed) != lockout {
             Vault::set_lockout(&self.dir, policy.device_lockout)?;
             self.lockout_written.store(lockout, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(policy)
+        Ok(())
     }
 
     /// Publishes a new network policy (administrators sign it with the
@@ -115,7 +131,13 @@ impl Client {
             self.state.lists_seen.insert(user.to_string(), (version, hex(&digest)));
             if let Some(before) = known.as_ref().filter(|k| k.identity_key == verified.identity_key()) {
                 let who = self.username_of(user).await.unwrap_or_else(|_| user.to_string());
-                self.notices.extend(crate::rules::trust::device_notices(&who, before, &verified));
+                let notices = crate::rules::trust::device_notices(&who, before, &verified);
+                let events: Vec<_> = notices
+                    .iter()
+                    .map(|n| crate::rules::events::EventKind::Identity { user, notice: n.clone() })
+                    .collect();
+                self.log(&events).await?;
+                self.notices.extend(notices);
             }
             self.state.lists_known.insert(user.to_string(), hex(&reached.encode()));
         }
@@ -130,9 +152,15 @@ impl Client {
         if pinned.is_none() {
             self.state.pins.insert(user.to_string(), hex(verified.identity_key().as_bytes()));
         }
-        if newer || pinned.is_none() {
+        let revoked_hex: Vec<String> = revoked.iter().map(|d| d.to_string()).collect();
+        let revoked_changed = self.state.revoked_known.get(&user.to_string()) != Some(&revoked_hex);
+        if revoked_changed {
+            self.state.revoked_known.insert(user.to_string(), revoked_hex);
+        }
+        if newer || pinned.is_none() || revoked_changed {
             self.save().await?;
         }
+        self.cache.lists.insert(user, (verified.clone(), revoked.clone()));
         Ok((verified, revoked))
     }
 

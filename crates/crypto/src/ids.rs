@@ -43,6 +43,22 @@ macro_rules! id_type {
                 write!(f, "{}({})", stringify!($name), self)
             }
         }
+
+        /// As 32 lowercase hex digits (the form the relay's JSON uses).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&crate::hex::encode(&self.0))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse_hex(&text).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("a ", stringify!($name), " is 32 hex digits"))
+                })
+            }
+        }
     };
 }
 
@@ -76,4 +92,23 @@ impl UserId {
     /// devices belong to the network, not to a user; their "identity key" is
     /// the network key that certified them.
     pub const RETENTION: UserId = UserId([0xff; 16]);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ids_travel_as_hex_and_anything_else_is_refused() {
+        let id = MessageId::from_bytes([0xab; 16]);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{}\"", "ab".repeat(16)));
+        assert_eq!(serde_json::from_str::<MessageId>(&json).unwrap(), id);
+        for bad in
+            ["\"ab\"", "\"\"", "12", "null", &format!("\"{}\"", "zz".repeat(16)), &format!("\"{}\"", "ab".repeat(17))]
+        {
+            assert!(serde_json::from_str::<MessageId>(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -67,6 +67,18 @@ impl AppState {
     }
 }
 
+/// A short tag naming one version of a user's effective settings (the
+/// first 16 bytes of the SHA-256 of their JSON, hex). Clients keep the
+/// settings under it and name it when they send
+/// ([`strongroom_wire::SETTINGS_TAG_HEADER`]); a send naming another tag is
+/// refused, so a changed rule applies at the next send with no extra
+/// request in between.
+pub fn settings_tag(settings: &strongroom_wire::GroupSettings) -> String {
+    let json = serde_json::to_vec(settings).unwrap_or_default();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
+    crate::error::hex(digest.as_ref().get(..16).unwrap_or_default())
+}
+
 /// Devices with an operation running; at most one each.
 #[derive(Default)]
 pub struct InFlight(std::sync::Mutex<std::collections::HashSet<[u8; 16]>>);

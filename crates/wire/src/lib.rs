@@ -176,6 +176,12 @@ pub struct DeviceListHistory {
 /// Most lists in one [`DeviceListHistory`] answer.
 pub const MAX_LIST_HISTORY: u32 = 64;
 
+/// The header naming a version of a user's security-group settings: the
+/// relay sends it with `GET /v1/me/policy`; a client repeats it on
+/// `POST /v1/messages`, and the relay refuses the send (409
+/// `settings_changed`) if the settings changed since.
+pub const SETTINGS_TAG_HEADER: &str = "strongroom-settings-tag";
+
 /// A count per device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceCount {
@@ -302,6 +308,11 @@ pub struct Accepted {
     pub seq: u64,
     /// True if this message id had already been accepted (a resend).
     pub duplicate: bool,
+    /// Set by the client SDK, never by the relay: the relay could not be
+    /// reached, so the message is sealed and waits in this device's outbox
+    /// (`seq` is 0 until it goes, under the same id).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
 }
 
 /// One delivered message.

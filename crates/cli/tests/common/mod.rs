@@ -624,10 +624,28 @@ pub async fn pass_on(
     body: &[u8],
 ) -> reqwest::Response {
     let mut up = http.request(method.as_str().parse().unwrap(), format!("{upstream}{path}")).body(body.to_vec());
-    for name in ["authorization", "content-type"] {
+    for name in ["authorization", "content-type", strongroom_wire::SETTINGS_TAG_HEADER] {
         if let Some(v) = headers.get(name) {
             up = up.header(name, v.to_str().unwrap());
         }
     }
     up.send().await.unwrap()
+}
+
+/// What a hostile relay answers a send with to make the sender fetch device
+/// lists and policy again (so that it sees what the relay serves): a
+/// recipient-set refusal. Senders keep what they verified until the relay
+/// says something changed.
+pub fn make_sender_refetch() -> axum::response::Response {
+    let refusal = strongroom_wire::ErrorBody {
+        error: "recipient_mismatch".into(),
+        message: "the envelope's recipient devices differ from the conversation's current devices".into(),
+        missing: vec![],
+        extra: vec![],
+    };
+    axum::response::Response::builder()
+        .status(409)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(&refusal).unwrap()))
+        .unwrap()
 }

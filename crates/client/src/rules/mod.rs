@@ -5,6 +5,7 @@
 //! these. Cryptographic verification itself lives in `strongroom-crypto`.
 
 pub mod delivery;
+pub mod events;
 pub mod group_policy;
 pub mod prekeys;
 pub mod recipients;

@@ -50,6 +50,14 @@ pub fn wants_one_time(last_one_time: Option<u64>, now: u64) -> bool {
     last_one_time.is_none_or(|at| now.saturating_sub(at) >= ROTATE_AFTER_MS)
 }
 
+/// Whether a recipient's medium-term key claimed at `claimed_at` may be
+/// sealed to again at `now` without a new claim: within one rotation period.
+/// The recipient keeps a replaced key's private half [`GRACE_MS`] after its
+/// replacement, so a key current when claimed still opens throughout.
+pub fn still_current(claimed_at: u64, now: u64) -> bool {
+    claimed_at <= now && now - claimed_at < ROTATE_AFTER_MS
+}
+
 /// Whether to upload a batch of one-time keys, with `left` on the relay.
 pub fn needs_top_up(left: u64) -> bool {
     left < LOW_WATER
@@ -94,6 +102,14 @@ mod tests {
         assert!(wants_one_time(None, 5));
         assert!(!wants_one_time(Some(DAY), 8 * DAY - 1));
         assert!(wants_one_time(Some(DAY), 8 * DAY));
+    }
+
+    #[test]
+    fn a_claimed_medium_term_key_is_reused_for_one_period_only() {
+        assert!(still_current(DAY, DAY));
+        assert!(still_current(DAY, 8 * DAY - 1));
+        assert!(!still_current(DAY, 8 * DAY));
+        assert!(!still_current(2 * DAY, DAY), "claimed in the future: the clock went back");
     }
 
     #[test]

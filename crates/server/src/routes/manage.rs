@@ -213,8 +213,15 @@ pub(super) async fn put_settings(
 }
 
 /// What applies to the caller (clients honour it; the server enforces what it can see).
-pub(super) async fn my_policy(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<GroupSettings>> {
-    Ok(Json(state.settings_for_user(&caller.session.user_id).await?))
+/// The answer names the settings' tag (`strongroom-settings-tag`), which a
+/// client repeats when it sends.
+pub(super) async fn my_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<([(&'static str, String); 1], Json<GroupSettings>)> {
+    let settings = state.settings_for_user(&caller.session.user_id).await?;
+    let tag = crate::state::settings_tag(&settings);
+    Ok(([(strongroom_wire::SETTINGS_TAG_HEADER, tag)], Json(settings)))
 }
 
 #[derive(Deserialize)]

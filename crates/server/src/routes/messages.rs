@@ -11,9 +11,16 @@ use crate::error::{parse_id, ApiError, ApiResult};
 use crate::service::delivery;
 use crate::state::AppState;
 
-/// Accepts an envelope (raw full-form bytes).
-pub(super) async fn send(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult<Json<Accepted>> {
-    Ok(Json(delivery::send(&state, &caller, &body).await?))
+/// Accepts an envelope (raw full-form bytes). A `strongroom-settings-tag`
+/// header names the settings the sender applied.
+pub(super) async fn send(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Accepted>> {
+    let tag = headers.get(strongroom_wire::SETTINGS_TAG_HEADER).map(|v| v.to_str().unwrap_or("(not text)"));
+    Ok(Json(delivery::send(&state, &caller, &body, tag).await?))
 }
 
 #[derive(serde::Deserialize)]

@@ -24,8 +24,10 @@ pub const MAX_FETCH: i64 = 500;
 pub const MAX_ACK: usize = 1000;
 
 /// Accepts an envelope (raw full-form bytes); answers only after the
-/// envelope and every device's queue entry are committed.
-pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<Accepted> {
+/// envelope and every device's queue entry are committed. `settings_tag`
+/// is the tag of the settings the sender applied, if it named one: another
+/// tag is refused (`settings_changed`) so the sender applies the new rules.
+pub async fn send(state: &AppState, caller: &Caller, body: &[u8], settings_tag: Option<&str>) -> ApiResult<Accepted> {
     let s = caller.session;
     if !state.send_limiter.allow(&s.device_id) {
         return Err(ApiError::too_many("this device is sending too fast; slow down"));
@@ -60,6 +62,14 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
     }
     check_timestamp(h.timestamp, u64::try_from(now_ms()).unwrap_or(0))?;
     let policy = state.settings_for_user(&s.user_id).await?;
+    if let Some(tag) = settings_tag {
+        if tag != crate::state::settings_tag(&policy) {
+            return Err(ApiError::conflict(
+                "settings_changed",
+                "your security group's settings changed since this device read them; fetch /v1/me/policy and seal again",
+            ));
+        }
+    }
     if policy.max_ttl_secs > 0 && (h.ttl_secs == 0 || h.ttl_secs > policy.max_ttl_secs) {
         return Err(ApiError::forbidden(
             "timer_too_long",
@@ -121,9 +131,9 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8]) -> ApiResult<A
         StoreOutcome::Stored(seq) => {
             // The committer has handed the rows to the sockets (`Store::deliver_to`).
             state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(Accepted { message_id, seq, duplicate: false })
+            Ok(Accepted { message_id, seq, duplicate: false, queued: false })
         }
-        StoreOutcome::Duplicate(seq) => Ok(Accepted { message_id, seq, duplicate: true }),
+        StoreOutcome::Duplicate(seq) => Ok(Accepted { message_id, seq, duplicate: true, queued: false }),
         StoreOutcome::IdConflict => {
             Err(ApiError::conflict("message_id_conflict", "this message id is already used; pick a fresh random id"))
         }

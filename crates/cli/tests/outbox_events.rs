@@ -1,0 +1,204 @@
+//! What the app and bots stand on: the durable outbox (a send while the
+//! relay is down is sealed, kept, and sent once when it is back, under the
+//! same id, even if an answer is lost), the event log (read from a cursor
+//! across restarts, nothing missed or repeated) and read state.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use common::*;
+use strongroom_client::{Client, EventKind};
+use strongroom_crypto::content::Content;
+use strongroom_crypto::ids::MessageId;
+
+struct Flaky {
+    upstream: String,
+    http: reqwest::Client,
+    /// Passes a send on to the relay, then answers 503: the answer is lost.
+    lose_answer: AtomicBool,
+}
+
+async fn relay(State(p): State<Arc<Flaky>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
+    for name in ["authorization", "content-type", strongroom_wire::SETTINGS_TAG_HEADER] {
+        if let Some(v) = headers.get(name) {
+            up = up.header(name, v.to_str().unwrap());
+        }
+    }
+    // The relay down: a gateway error, as a load balancer in front would say.
+    let Ok(r) = up.send().await else {
+        return Response::builder().status(502).body(Body::empty()).unwrap();
+    };
+    if method == "POST" && path == "/v1/messages" && p.lose_answer.swap(false, Ordering::SeqCst) {
+        assert!(r.status().is_success(), "the relay took it");
+        return Response::builder().status(503).body(Body::empty()).unwrap();
+    }
+    let mut out = Response::builder().status(r.status().as_u16()).header("content-type", "application/json");
+    if let Some(tag) = r.headers().get(strongroom_wire::SETTINGS_TAG_HEADER) {
+        out = out.header(strongroom_wire::SETTINGS_TAG_HEADER, tag.to_str().unwrap());
+    }
+    out.body(Body::from(r.bytes().await.unwrap())).unwrap()
+}
+
+fn texts(messages: &[strongroom_client::Message]) -> Vec<(MessageId, String)> {
+    messages
+        .iter()
+        .filter_map(|m| match &m.content {
+            Content::Text(t) => Some((m.message_id, t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back() {
+    let dir = temp_dir("outbox");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let mut server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let p = Arc::new(Flaky { upstream: server.url.clone(), http: reqwest::Client::new(), lose_answer: false.into() });
+    let app = axum::Router::new().fallback(relay).with_state(Arc::clone(&p));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    // Two sends: a one-time key, then the medium-term key is claimed and
+    // kept; from then on sealing needs nothing from the relay.
+    alice.send_text(direct, "before").await.unwrap();
+    alice.send_text(direct, "before 2").await.unwrap();
+
+    // The relay goes down: sends are sealed and queued, in order.
+    server.stop();
+    let first = alice.send_text(direct, "while down 1").await.unwrap();
+    let second = alice.send_text(direct, "while down 2").await.unwrap();
+    assert!(first.queued && second.queued && first.seq == 0, "{first:?}");
+    assert!(!serde_json::to_string(&first).unwrap().contains("duplicate\":true"));
+    let ids = [MessageId::parse_hex(&first.message_id).unwrap(), MessageId::parse_hex(&second.message_id).unwrap()];
+    assert_eq!(alice.queued().await.unwrap().iter().map(|q| q.1).collect::<Vec<_>>(), ids);
+    // This device shows them already.
+    let mine = texts(&alice.messages(Some(direct)).await.unwrap());
+    assert!(mine.contains(&(ids[0], "while down 1".into())), "{mine:?}");
+
+    // Queued across a restart of the app, with the relay still down.
+    let alice_dir = alice.dir().to_owned();
+    alice.close().await;
+    let mut alice = Client::open(&alice_dir, "alice passphrase").await.unwrap();
+    assert_eq!(alice.queued().await.unwrap().len(), 2);
+    assert!(alice.sync().await.is_err(), "still down");
+    assert_eq!(alice.queued().await.unwrap().len(), 2, "nothing lost or dropped while down");
+
+    // Back: the next sync sends both, in order, under their ids.
+    server.restart();
+    let report = alice.sync().await.unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(alice.queued().await.unwrap().is_empty());
+
+    // An answer lost after the relay stored the message: queued, then sent
+    // again with the same bytes; the relay takes the id once.
+    p.lose_answer.store(true, Ordering::SeqCst);
+    let lost = alice.send_text(direct, "answer lost").await.unwrap();
+    assert!(lost.queued);
+    alice.sync().await.unwrap();
+    assert!(alice.queued().await.unwrap().is_empty());
+
+    bob.sync().await.unwrap();
+    let got = texts(&bob.messages(Some(direct)).await.unwrap());
+    let lost_id = MessageId::parse_hex(&lost.message_id).unwrap();
+    for (id, text) in [(ids[0], "while down 1"), (ids[1], "while down 2"), (lost_id, "answer lost")] {
+        assert_eq!(got.iter().filter(|(_, t)| t == text).count(), 1, "{text} once: {got:?}");
+        assert!(got.contains(&(id, text.into())), "{text} under the id the send returned");
+    }
+    let order: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(order, ["before", "before 2", "while down 1", "while down 2", "answer lost"]);
+    // Alice's own copies took the relay's numbers.
+    let seqs: Vec<u64> = alice.messages(Some(direct)).await.unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_resumes_from_a_cursor_after_a_restart_and_read_state_counts() {
+    let dir = temp_dir("events");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    let hello = alice.send_text(direct, "hello").await.unwrap();
+    let hello = MessageId::parse_hex(&hello.message_id).unwrap();
+    bob.sync().await.unwrap();
+    let first = bob.events(0, 1000).await.unwrap();
+    assert!(
+        first.iter().any(|e| matches!(e.kind, EventKind::Message { message_id, .. } if message_id == hello)),
+        "{first:?}"
+    );
+    let cursor = first.last().unwrap().id;
+
+    // Bob's app stops; meanwhile Alice edits, reacts, recalls and writes.
+    let bob_dir = bob.dir().to_owned();
+    bob.close().await;
+    let later = alice.send_text(direct, "second").await.unwrap();
+    let later = MessageId::parse_hex(&later.message_id).unwrap();
+    alice.send(direct, &Content::Edit { target: hello, text: "hello!".into() }, 0).await.unwrap();
+    alice.send(direct, &Content::Reaction { target: hello, emoji: "👍".into(), remove: false }, 0).await.unwrap();
+    alice.send(direct, &Content::Recall { target: later }, 0).await.unwrap();
+    alice.send_text(direct, "third").await.unwrap();
+    let mut bob = Client::open(&bob_dir, "bob passphrase").await.unwrap();
+    bob.sync().await.unwrap();
+
+    let next = bob.events(cursor, 1000).await.unwrap();
+    assert!(next.iter().all(|e| e.id > cursor), "nothing repeated");
+    assert!(next.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    let all = bob.events(0, 1000).await.unwrap();
+    assert_eq!(all.len(), first.len() + next.len(), "nothing missed");
+    let kinds: Vec<&str> = next
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::Message { .. } => "message",
+            EventKind::Edited { .. } => "edited",
+            EventKind::Reaction { .. } => "reaction",
+            EventKind::Recalled { .. } => "recalled",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["message", "edited", "reaction", "recalled", "message"], "{next:?}");
+    // Paging: one at a time reads the same sequence.
+    let mut paged = Vec::new();
+    let mut at = cursor;
+    while let Some(e) = bob.events(at, 1).await.unwrap().pop() {
+        at = e.id;
+        paged.push(e);
+    }
+    assert_eq!(paged, next);
+
+    // Read state: "hello" and "third" are unread ("second" was recalled;
+    // edits, reactions and recalls are not counted).
+    let state = bob.read_states().await.unwrap();
+    let direct_state = state.iter().find(|s| s.conversation == direct).unwrap();
+    assert_eq!((direct_state.unread, direct_state.read_to, direct_state.muted), (2, 0, false));
+    let top = bob.messages(Some(direct)).await.unwrap().iter().map(|m| m.seq).max().unwrap();
+    assert_eq!(bob.mark_read(direct, top).await.unwrap(), top);
+    assert_eq!(bob.mark_read(direct, 1).await.unwrap(), top, "never moves back");
+    bob.set_muted(direct, true).await.unwrap();
+    let direct_state = bob.read_states().await.unwrap().into_iter().find(|s| s.conversation == direct).unwrap();
+    assert_eq!((direct_state.unread, direct_state.read_to, direct_state.muted), (0, top, true));
+    let read = bob.events(all.last().unwrap().id, 10).await.unwrap();
+    assert!(matches!(read.as_slice(), [e] if e.kind == EventKind::Read { conversation: direct, read_to: top }));
+
+    // Alice's own log has what she sent.
+    let sent = alice.events(0, 1000).await.unwrap();
+    assert!(sent.iter().any(|e| matches!(e.kind, EventKind::Sent { message_id, .. } if message_id == hello)));
+    // Bad cursors are harmless.
+    assert!(bob.events(u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(bob.events(0, 0).await.unwrap().len(), 1, "a limit of 0 reads one");
+    alice.close().await;
+    bob.close().await;
+}
