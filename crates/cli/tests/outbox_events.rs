@@ -20,8 +20,14 @@ use strongroom_crypto::ids::MessageId;
 struct Flaky {
     upstream: String,
     http: reqwest::Client,
-    /// Passes a send on to the relay, then answers 503: the answer is lost.
+    /// Passes a send on to the relay, then answers 504: the answer is lost.
     lose_answer: AtomicBool,
+    /// Whether the relay took the send whose answer was lost.
+    took: AtomicBool,
+    /// Answers every request 503, as a gateway with no relay behind it.
+    down: AtomicBool,
+    /// Answers sends 401, as for an expired session.
+    expired: AtomicBool,
 }
 
 async fn relay(State(p): State<Arc<Flaky>>, req: Request) -> Response {
@@ -29,6 +35,16 @@ async fn relay(State(p): State<Arc<Flaky>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
     let headers = req.headers().clone();
     let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
+    if p.down.load(Ordering::SeqCst) {
+        return Response::builder().status(503).body(Body::empty()).unwrap();
+    }
+    if method == "POST" && path == "/v1/messages" && p.expired.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"error":"unauthenticated","message":"your session has ended; log in again"}"#))
+            .unwrap();
+    }
     let mut up = p.http.request(method.as_str().parse().unwrap(), format!("{}{path}", p.upstream)).body(body.to_vec());
     for name in ["authorization", "content-type", strongroom_wire::SETTINGS_TAG_HEADER] {
         if let Some(v) = headers.get(name) {
@@ -40,8 +56,8 @@ async fn relay(State(p): State<Arc<Flaky>>, req: Request) -> Response {
         return Response::builder().status(502).body(Body::empty()).unwrap();
     };
     if method == "POST" && path == "/v1/messages" && p.lose_answer.swap(false, Ordering::SeqCst) {
-        assert!(r.status().is_success(), "the relay took it");
-        return Response::builder().status(503).body(Body::empty()).unwrap();
+        p.took.store(r.status().is_success(), Ordering::SeqCst);
+        return Response::builder().status(504).body(Body::empty()).unwrap();
     }
     let mut out = Response::builder().status(r.status().as_u16()).header("content-type", "application/json");
     if let Some(tag) = r.headers().get(strongroom_wire::SETTINGS_TAG_HEADER) {
@@ -66,7 +82,14 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_url = format!("http://{}", listener.local_addr().unwrap());
     let mut server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
-    let p = Arc::new(Flaky { upstream: server.url.clone(), http: reqwest::Client::new(), lose_answer: false.into() });
+    let p = Arc::new(Flaky {
+        upstream: server.url.clone(),
+        http: reqwest::Client::new(),
+        lose_answer: false.into(),
+        took: false.into(),
+        down: false.into(),
+        expired: false.into(),
+    });
     let app = axum::Router::new().fallback(relay).with_state(Arc::clone(&p));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let (mut alice, mut bob) = two_clients(&dir, &server).await;
@@ -106,7 +129,7 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
     // again with the same bytes; the relay takes the id once.
     p.lose_answer.store(true, Ordering::SeqCst);
     let lost = alice.send_text(direct, "answer lost").await.unwrap();
-    assert!(lost.queued);
+    assert!(lost.queued && p.took.load(Ordering::SeqCst), "the relay took it; the answer was lost");
     alice.sync().await.unwrap();
     assert!(alice.queued().await.unwrap().is_empty());
 
@@ -122,6 +145,48 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
     // Alice's own copies took the relay's numbers.
     let seqs: Vec<u64> = alice.messages(Some(direct)).await.unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
+
+    // An expired session is no refusal of the message: it stays queued.
+    p.expired.store(true, Ordering::SeqCst);
+    let waiting = alice.send_text(direct, "after the session ended").await.unwrap();
+    assert!(waiting.queued);
+    let report = alice.sync().await.unwrap();
+    assert!(report.warnings.is_empty(), "not removed: {:?}", report.warnings);
+    assert_eq!(alice.queued().await.unwrap().len(), 1, "kept");
+    p.expired.store(false, Ordering::SeqCst);
+    alice.sync().await.unwrap();
+    assert!(alice.queued().await.unwrap().is_empty());
+
+    // A location queued while sharing was allowed, then an administrator
+    // turns it off: it is checked again when it would go, and removed.
+    p.down.store(true, Ordering::SeqCst);
+    let here = Content::Location(strongroom_crypto::content::Location {
+        latitude: 1.0,
+        longitude: 2.0,
+        accuracy_m: 5.0,
+        live_until: None,
+    });
+    let located = alice.send(direct, &here, 0).await.unwrap();
+    assert!(located.queued);
+    p.down.store(false, Ordering::SeqCst);
+    let mut settings = alice.admin_call(reqwest::Method::GET, "/v1/admin/settings", None).await.unwrap().unwrap();
+    settings["location_enabled"] = false.into();
+    alice.admin_call(reqwest::Method::PUT, "/v1/admin/settings", Some(&settings)).await.unwrap();
+    let report = alice.sync().await.unwrap();
+    assert!(
+        report.warnings.iter().any(|w| w.contains("removed from the outbox") && w.contains("location")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(alice.queued().await.unwrap().is_empty());
+    let located = MessageId::parse_hex(&located.message_id).unwrap();
+    assert!(alice.messages(Some(direct)).await.unwrap().iter().all(|m| m.message_id != located), "not kept as sent");
+    let failed = alice.events(0, 1000).await.unwrap();
+    assert!(failed
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::SendFailed { message_id, .. } if *message_id == located)));
+    bob.sync().await.unwrap();
+    assert!(bob.messages(Some(direct)).await.unwrap().iter().all(|m| m.message_id != located));
     alice.close().await;
     bob.close().await;
 }

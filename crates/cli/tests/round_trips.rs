@@ -74,7 +74,8 @@ async fn a_steady_state_send_is_one_request_for_two_or_fifty() {
     let alice_dir = alice.dir().to_owned();
     alice.close().await;
     let mut alice = Client::open(&alice_dir, "alice passphrase").await.unwrap();
-    take(&p);
+    // Opening asks once whether this device was wiped (and reads the settings).
+    assert_eq!(take(&p), ["GET /v1/me/policy"]);
     alice.send_text(direct, "after a restart").await.unwrap();
     assert_eq!(take(&p), ["POST /v1/messages"]);
 

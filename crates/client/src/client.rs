@@ -134,8 +134,10 @@ impl Client {
     /// expired session) is left for the operation that follows: stored
     /// messages stay readable offline.
     async fn carry_out_wipe(self) -> Result<Self, ClientError> {
-        match self.fetch_settings().await {
-            Err(ClientError::Wiped(why)) => {
+        // Bounded: a network that drops packets must not stop the profile opening.
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(10), self.fetch_settings()).await;
+        match asked {
+            Ok(Err(ClientError::Wiped(why))) => {
                 let dir = self.dir.display().to_string();
                 let told = self.erase_after_wipe().await.is_ok();
                 Err(ClientError::Wiped(format!(

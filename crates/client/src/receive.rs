@@ -25,7 +25,10 @@ impl Client {
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         // What waited in the outbox goes first (in order, same ids).
-        report.warnings.extend(self.flush_outbox().await?);
+        match self.flush_outbox().await {
+            Ok(warnings) => report.warnings.extend(warnings),
+            Err(e) => report.warnings.push(format!("queued messages were not sent (retried at the next sync): {e}")),
+        }
         let mut lists = HashMap::new();
         let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut drained = false;

@@ -2,12 +2,10 @@
 
 use crate::client::*;
 use crate::error::ClientError;
-use crate::outbox::{accepted, Outgoing, Sealed};
-use crate::rules::events::EventKind;
+use crate::outbox::Outgoing;
 use crate::rules::group_policy::Action;
 use crate::rules::prekeys::ROTATE_AFTER_MS;
-use crate::store::{hex, StoredRow};
-use rand_core::OsRng;
+use crate::store::hex;
 use std::path::Path;
 use strongroom_crypto::certs::*;
 use strongroom_crypto::content::{Content, FileRef};
@@ -108,10 +106,14 @@ impl Client {
     /// device's key: sealing to it again needs no request.
     fn known_medium(&self, d: &VerifiedDevice, key: &str, now: u64) -> Option<Recipient> {
         let (at, raw) = self.state.medium_known.get(key)?;
-        if !crate::rules::prekeys::still_current(*at, now) {
+        let signed = SignedPreKey::decode(&crate::client::unhex_vec(raw)?).ok()?;
+        // Within a period of its claim and of its making: the recipient
+        // replaces it then, and keeps the old private half GRACE_MS after.
+        if !crate::rules::prekeys::still_current(*at, now)
+            || !crate::rules::prekeys::still_current(signed.created_at, now)
+        {
             return None;
         }
-        let signed = SignedPreKey::decode(&crate::client::unhex_vec(raw)?).ok()?;
         let verified = signed.verify(d, now).ok()?;
         (verified.key_ref().kind == PreKeyKind::MediumTerm).then(|| Recipient::from(&verified))
     }
@@ -180,217 +182,6 @@ impl Client {
         };
         let mut out = Outgoing::new(conversation, content, requested, defaults)?;
         self.deliver(&mut out, false, !behind).await
-    }
-
-    /// Seals `out` (again, if the relay said the recipients or settings
-    /// changed) and posts it. Unless `queued` already, this device's own copy
-    /// and the outbox entry are stored first, in one transaction; the relay
-    /// unreachable leaves it queued (`Accepted::queued`); a definite refusal
-    /// removes both and is returned. With `post` false it is only queued.
-    pub(crate) async fn deliver(
-        &mut self,
-        out: &mut Outgoing,
-        mut queued: bool,
-        post: bool,
-    ) -> Result<Accepted, ClientError> {
-        let content = out.content()?;
-        let (conversation, message_id) = (out.conversation, out.message_id);
-        let mut attempt = 0;
-        let mut fresh = false;
-        let mut reseal = out.envelope.is_empty();
-        loop {
-            attempt += 1;
-            let (tag, rules) = match self.known_settings().await {
-                Ok(s) => s,
-                Err(e) => return self.not_sent(out, queued, e).await,
-            };
-            if reseal {
-                if matches!(content, Content::Location(_)) {
-                    if let Err(e) = check(&rules, Action::ShareLocation) {
-                        return self.not_sent(out, queued, e).await;
-                    }
-                }
-                let timers = crate::rules::timers::effective(
-                    out.requested,
-                    out.defaults,
-                    rules.max_ttl_secs,
-                    rules.max_bor_secs,
-                );
-                match self.seal_outgoing(out, &content, timers, fresh).await {
-                    Ok(Sealed::Envelope(bytes)) => out.envelope = bytes,
-                    Ok(Sealed::Nobody { notes }) if fresh => {
-                        if !notes {
-                            let e = ClientError::Usage("nobody else is in this conversation yet".into());
-                            return self.not_sent(out, queued, e).await;
-                        }
-                        // A note to self with no other device of ours and no
-                        // retention: it stays on this device (sequence 0:
-                        // not numbered by the relay).
-                        self.keep_own_copy(out, &content, timers.0, queued).await?;
-                        self.store.sent(&self.vault, message_id.as_bytes(), conversation.as_bytes(), 0, &[]).await?;
-                        return Ok(accepted(message_id, 0, false));
-                    }
-                    // "Nobody to seal for" is only believed once checked now.
-                    Ok(Sealed::Nobody { .. }) => {
-                        self.forget_recipients();
-                        fresh = true;
-                        continue;
-                    }
-                    // A device gone since it was verified: read everything again.
-                    Err(ClientError::Refused { status: 404, code, .. }) if code == "unknown_device" && !fresh => {
-                        self.forget_recipients();
-                        fresh = true;
-                        continue;
-                    }
-                    Err(e) => return self.not_sent(out, queued, e).await,
-                }
-                let entry = zeroize::Zeroizing::new(
-                    serde_json::to_vec(&*out).map_err(|_| ClientError::Corrupt("queued message"))?,
-                );
-                if queued {
-                    self.store.requeue(&self.vault, message_id.as_bytes(), &entry).await?;
-                } else {
-                    self.keep_own_copy(out, &content, timers.0, false).await?;
-                    queued = true;
-                }
-            }
-            if !post {
-                self.store.log(&self.vault, &[EventKind::Queued { conversation, message_id }]).await?;
-                return Ok(accepted(message_id, 0, true));
-            }
-            match self.post_envelope(out.envelope.clone(), tag.as_deref()).await {
-                Ok(a) => {
-                    let event = EventKind::Sent { conversation, message_id, seq: a.seq };
-                    self.store
-                        .sent(&self.vault, message_id.as_bytes(), conversation.as_bytes(), a.seq, &[event])
-                        .await?;
-                    if let Content::Recall { target } = content {
-                        self.store.delete_message(target.as_bytes()).await?;
-                    }
-                    return Ok(accepted(message_id, a.seq, a.duplicate));
-                }
-                // Sealed and stored: it goes when the relay is back.
-                Err(e) if e.is_transient() => {
-                    self.store.log(&self.vault, &[EventKind::Queued { conversation, message_id }]).await?;
-                    return Ok(accepted(message_id, 0, true));
-                }
-                // The rules changed since this device read them: read them
-                // again and seal under them.
-                Err(ClientError::Refused { code, .. }) if code == "settings_changed" && attempt < 3 => {
-                    self.my_policy().await?;
-                    reseal = true;
-                }
-                Err(ClientError::RecipientMismatch { missing, extra }) => {
-                    // Never encrypt to someone no member added: the relay's
-                    // word that they are a member is not enough.
-                    let signed = self.kept_membership(conversation).await?.map(|m| m.members).unwrap_or_default();
-                    let ghosts = crate::rules::recipients::unsigned_members(&missing, &signed);
-                    if !ghosts.is_empty() {
-                        let mut names = Vec::with_capacity(ghosts.len());
-                        for g in ghosts {
-                            // The username comes from the relay too: the id says who it is.
-                            let name = self.username_of(g).await.unwrap_or_else(|_| "?".into());
-                            names.push(format!("{name} (user {g})"));
-                        }
-                        let names = names.join(", ");
-                        let e = ClientError::Trust(format!(
-                            "the relay says {names} is a member of this conversation; no member added {names}. \
-                             Nothing was sent: tell your administrator"
-                        ));
-                        return self.not_sent(out, queued, e).await;
-                    }
-                    if attempt >= 3 {
-                        return self.not_sent(out, queued, ClientError::RecipientMismatch { missing, extra }).await;
-                    }
-                    // Members, device lists and policy are read again.
-                    self.forget_recipients();
-                    fresh = true;
-                    reseal = true;
-                }
-                Err(e) => return self.not_sent(out, queued, e).await,
-            }
-        }
-    }
-
-    /// Seals `out` for its conversation's devices now, under `timers`.
-    async fn seal_outgoing(
-        &mut self,
-        out: &Outgoing,
-        content: &Content,
-        (ttl_secs, bor_secs): (u32, u32),
-        fresh: bool,
-    ) -> Result<Sealed, ClientError> {
-        let (recipients, notes, signed) = self.recipients(out.conversation, fresh).await?;
-        if recipients.is_empty() {
-            return Ok(Sealed::Nobody { notes });
-        }
-        let device_key = self.device_key()?;
-        let sender = Sender {
-            network_id: self.network_id(),
-            user_id: self.user_id(),
-            identity_key: self.identity_public()?,
-            device_id: self.device_id(),
-            signing_key: &device_key,
-        };
-        let meta = MessageMeta {
-            host_network_id: self.network_id(),
-            conversation_id: out.conversation,
-            message_id: out.message_id,
-            timestamp: out.timestamp,
-            ttl_secs,
-            burn_on_read_secs: bor_secs,
-            // The member set sealed to (PROTOCOL.md §3.4).
-            membership: signed.commitment,
-        };
-        let env =
-            seal(&sender, &meta, content, &recipients, &mut OsRng).map_err(|e| ClientError::Usage(e.to_string()))?;
-        Ok(Sealed::Envelope(env.encode()))
-    }
-
-    /// Stores this device's copy of its own message with the outbox entry.
-    async fn keep_own_copy(
-        &self,
-        out: &Outgoing,
-        content: &Content,
-        ttl_secs: u32,
-        queued: bool,
-    ) -> Result<(), ClientError> {
-        if queued {
-            return Ok(());
-        }
-        let row = StoredRow {
-            message_id: *out.message_id.as_bytes(),
-            conversation: *out.conversation.as_bytes(),
-            seq: 0,
-            sender: *self.user_id().as_bytes(),
-            timestamp: out.timestamp,
-            burn_secs: 0,
-            sealed: Vec::new(),
-            countable: false,
-        };
-        let plain = zeroize::Zeroizing::new(content.encode().map_err(|e| ClientError::Usage(e.to_string()))?);
-        let expires = crate::rules::timers::expires_at(out.timestamp, ttl_secs);
-        let entry =
-            zeroize::Zeroizing::new(serde_json::to_vec(out).map_err(|_| ClientError::Corrupt("queued message"))?);
-        self.store.queue(&self.vault, &(row, plain, expires), out.message_id.as_bytes(), &entry).await
-    }
-
-    /// `out` did not go: a retry could fix `e` and it is queued, so it
-    /// stays; otherwise it leaves the outbox (and this device) and `e` is
-    /// the answer.
-    async fn not_sent(&self, out: &Outgoing, queued: bool, e: ClientError) -> Result<Accepted, ClientError> {
-        if queued && e.is_transient() {
-            return Ok(accepted(out.message_id, 0, true));
-        }
-        if queued {
-            let event = EventKind::SendFailed {
-                conversation: out.conversation,
-                message_id: out.message_id,
-                reason: e.to_string(),
-            };
-            self.store.unqueue(&self.vault, out.message_id.as_bytes(), &[event]).await?;
-        }
-        Err(e)
     }
 
     /// Encrypts and uploads a file, then sends its reference. Memory stays

@@ -58,6 +58,9 @@ pub struct Refusal {
 /// relay's envelope limit; older ones are dropped at upkeep).
 pub(crate) const MAX_REFUSALS: i64 = 10_000;
 
+/// A queued message's id and its opened entry.
+pub(crate) type OutboxEntry = ([u8; 16], Result<Zeroizing<Vec<u8>>, ClientError>);
+
 /// A decrypted message ready to store: its row, content encoding and expiry.
 pub(crate) type Pending = (StoredRow, Zeroizing<Vec<u8>>, Option<u64>);
 
@@ -241,29 +244,36 @@ impl LocalStore {
         Ok(())
     }
 
-    /// A queued message the relay refused for good: it leaves the outbox and
-    /// this device's copy goes too (nobody else has it).
+    /// A queued message refused for good: it leaves the outbox, and with
+    /// `drop_copy` this device's copy goes too (nobody else has it).
     pub(crate) async fn unqueue(
         &self,
         vault: &Vault,
         message_id: &[u8; 16],
+        drop_copy: bool,
         events: &[EventKind],
     ) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM outbox WHERE message_id = ?1").bind(message_id.to_vec()).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM messages WHERE message_id = ?1").bind(message_id.to_vec()).execute(&mut *tx).await?;
+        if drop_copy {
+            sqlx::query("DELETE FROM messages WHERE message_id = ?1")
+                .bind(message_id.to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
         log_events(&mut tx, vault, events).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Queued messages, oldest first (each entry as sealed by the caller).
-    pub(crate) async fn outbox(&self, vault: &Vault) -> Result<Vec<Zeroizing<Vec<u8>>>, ClientError> {
+    /// Queued messages, oldest first: each id with its entry, or why the
+    /// entry cannot be opened.
+    pub(crate) async fn outbox(&self, vault: &Vault) -> Result<Vec<OutboxEntry>, ClientError> {
         let rows = sqlx::query("SELECT message_id, sealed FROM outbox ORDER BY id").fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 let id = id16(r.get("message_id"))?;
-                vault.open(&format!("outbox:{}", hex(&id)), &r.get::<Vec<u8>, _>("sealed"))
+                Ok((id, vault.open(&format!("outbox:{}", hex(&id)), &r.get::<Vec<u8>, _>("sealed"))))
             })
             .collect()
     }

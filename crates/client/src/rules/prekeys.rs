@@ -50,12 +50,13 @@ pub fn wants_one_time(last_one_time: Option<u64>, now: u64) -> bool {
     last_one_time.is_none_or(|at| now.saturating_sub(at) >= ROTATE_AFTER_MS)
 }
 
-/// Whether a recipient's medium-term key claimed at `claimed_at` may be
-/// sealed to again at `now` without a new claim: within one rotation period.
-/// The recipient keeps a replaced key's private half [`GRACE_MS`] after its
-/// replacement, so a key current when claimed still opens throughout.
-pub fn still_current(claimed_at: u64, now: u64) -> bool {
-    claimed_at <= now && now - claimed_at < ROTATE_AFTER_MS
+/// Whether a recipient's medium-term key claimed (or made) at `since` may
+/// be sealed to again at `now` without a new claim: within one rotation
+/// period of both. The recipient replaces a key a period after making it and
+/// keeps the old private half [`GRACE_MS`] after that, so what is sealed to
+/// it within the period still opens after the relay's 30 days.
+pub fn still_current(since: u64, now: u64) -> bool {
+    since <= now && now - since < ROTATE_AFTER_MS
 }
 
 /// Whether to upload a batch of one-time keys, with `left` on the relay.
