@@ -1,19 +1,16 @@
-//! The network key file: the Ed25519 seed sealed with AES-256-GCM under a key
-//! derived from the administrators' passphrase with Argon2id. The server never
-//! sees it.
+//! The network key file: the Ed25519 seed sealed under the administrators'
+//! passphrase (the SDK's sealed secret: Argon2id, AES-256-GCM, the format and
+//! network as associated data). The server never sees it.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use argon2::{Algorithm, Argon2, Params, Version};
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use strongroom_client::sealed_secret::{SealedSecret, SecretError};
 use strongroom_crypto::ids::NetworkId;
 use strongroom_crypto::keys::{SecretBytes, SigningKey};
-use zeroize::Zeroizing;
 
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
@@ -30,19 +27,26 @@ struct KeyFile {
 }
 
 const FORMAT: &str = "strongroom-network-key-v1";
-const M_KIB: u32 = 64 * 1024;
-const T: u32 = 3;
 
-fn derive(passphrase: &str, salt: &[u8], m: u32, t: u32, p: u32) -> anyhow::Result<Zeroizing<[u8; 32]>> {
-    let params = Params::new(m, t, p, Some(32)).map_err(|e| anyhow::anyhow!("bad key file parameters: {e}"))?;
-    let mut key = Zeroizing::new([0u8; 32]);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(passphrase.as_bytes(), salt, key.as_mut())
-        .map_err(|e| anyhow::anyhow!("key derivation failed: {e}"))?;
-    Ok(key)
+impl KeyFile {
+    /// The sealed seed as the SDK's sealed-secret form (the file keeps its
+    /// own field names).
+    fn secret(&self) -> SealedSecret {
+        SealedSecret {
+            kdf: self.kdf.clone(),
+            m_kib: self.m_kib,
+            t: self.t,
+            p: self.p,
+            salt: self.salt.clone(),
+            nonce: self.nonce.clone(),
+            sealed: self.sealed_seed.clone(),
+        }
+    }
 }
 
-fn aad(network: &NetworkId) -> Vec<u8> {
+/// The associated data: the format and the network, so a key file cannot
+/// be passed off as another network's.
+fn purpose(network: &NetworkId) -> Vec<u8> {
     let mut v = FORMAT.as_bytes().to_vec();
     v.extend_from_slice(network.as_bytes());
     v
@@ -50,32 +54,19 @@ fn aad(network: &NetworkId) -> Vec<u8> {
 
 /// Writes `key` to `path` (owner-only), refusing to overwrite.
 pub fn save(path: &Path, network: &NetworkId, key: &SigningKey, passphrase: &str) -> anyhow::Result<()> {
-    if passphrase.chars().count() < 12 {
-        bail!("the network key passphrase must be at least 12 characters");
-    }
-    let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut salt);
-    OsRng.fill_bytes(&mut nonce);
-    let k = derive(passphrase, &salt, M_KIB, T, 1)?;
-    let sealing = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, k.as_ref()).map_err(|_| anyhow::anyhow!("AES key setup failed"))?,
-    );
-    let mut buf = Zeroizing::new(key.expose_seed().expose().to_vec());
-    sealing
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(network)), &mut *buf)
-        .map_err(|_| anyhow::anyhow!("sealing the key failed"))?;
+    let secret = SealedSecret::seal(passphrase, 12, &purpose(network), key.expose_seed().expose())
+        .map_err(|e| anyhow::anyhow!("the network key passphrase: {e}"))?;
     let file = KeyFile {
         format: FORMAT.into(),
         network_id: network.to_string(),
         public_key: STANDARD.encode(key.verifying_key().as_bytes()),
-        kdf: "argon2id".into(),
-        m_kib: M_KIB,
-        t: T,
-        p: 1,
-        salt: STANDARD.encode(salt),
-        nonce: STANDARD.encode(nonce),
-        sealed_seed: STANDARD.encode(&*buf),
+        kdf: secret.kdf,
+        m_kib: secret.m_kib,
+        t: secret.t,
+        p: secret.p,
+        salt: secret.salt,
+        nonce: secret.nonce,
+        sealed_seed: secret.sealed,
     };
     let json = serde_json::to_string_pretty(&file)?;
     let mut opts = std::fs::OpenOptions::new();
@@ -93,24 +84,16 @@ pub fn save(path: &Path, network: &NetworkId, key: &SigningKey, passphrase: &str
 pub fn load(path: &Path, passphrase: &str) -> anyhow::Result<(NetworkId, SigningKey)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
     let file: KeyFile = serde_json::from_str(&text).context("the key file is not a Strongroom network key file")?;
-    if file.format != FORMAT || file.kdf != "argon2id" {
+    if file.format != FORMAT {
         bail!("unsupported key file format {}", file.format);
     }
-    if file.m_kib > 4 * 1024 * 1024 || file.t > 64 || file.p > 64 {
-        bail!("the key file's key-derivation parameters are out of range");
-    }
     let network = NetworkId::parse_hex(&file.network_id).context("the key file's network id is damaged")?;
-    let salt = STANDARD.decode(&file.salt).context("damaged salt")?;
-    let nonce: [u8; 12] = STANDARD.decode(&file.nonce).ok().and_then(|n| n.try_into().ok()).context("damaged nonce")?;
-    let mut sealed = Zeroizing::new(STANDARD.decode(&file.sealed_seed).context("damaged sealed key")?);
-    let k = derive(passphrase, &salt, file.m_kib, file.t, file.p)?;
-    let opening = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, k.as_ref()).map_err(|_| anyhow::anyhow!("AES key setup failed"))?,
-    );
-    let seed = opening
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad(&network)), &mut sealed)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase, or the key file was altered"))?;
-    let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("the key file holds a key of the wrong size"))?;
+    let seed = file.secret().open(passphrase, &purpose(&network)).map_err(|e| match e {
+        SecretError::Unlock => anyhow::anyhow!("wrong passphrase, or the key file was altered"),
+        other => anyhow::anyhow!("the key file {}: {other}", path.display()),
+    })?;
+    let seed: [u8; 32] =
+        seed.as_slice().try_into().map_err(|_| anyhow::anyhow!("the key file holds a key of the wrong size"))?;
     let key = SigningKey::from_seed(SecretBytes::new(seed)).map_err(|e| anyhow::anyhow!("{e}"))?;
     if STANDARD.encode(key.verifying_key().as_bytes()) != file.public_key {
         bail!("the key file's public key does not match its private key");
@@ -121,6 +104,7 @@ pub fn load(path: &Path, passphrase: &str) -> anyhow::Result<(NetworkId, Signing
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_core::OsRng;
 
     #[test]
     fn round_trip_wrong_passphrase_and_tamper() {

@@ -1,5 +1,5 @@
-//! A profile written by an older release must open and read after every
-//! upgrade. `crates/client/tests/fixtures/profile-schema-N` holds a real
+//! A profile (and a key file) written by an older release must open and
+//! read after every upgrade. `crates/client/tests/fixtures/profile-schema-N` holds a real
 //! profile (Bob's, after a short exchange with Alice) written by the release
 //! whose local store had schema N; each is committed once and never
 //! regenerated, so a migration that breaks old data fails here.
@@ -54,28 +54,77 @@ async fn write_fixture() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_profile_from_schema_1_opens_and_reads_with_no_relay() {
-    let dir = temp_dir("upgrade");
-    let profile = dir.join("bob");
-    copy_profile(&fixture(1), &profile);
-    // Twice: the first open migrates, the second finds nothing to do.
-    for _ in 0..2 {
-        // No server runs: stored history is readable offline.
-        let bob = Client::open(&profile, PASSPHRASE).await.unwrap();
-        assert_eq!(bob.username(), "bob");
-        let view = bob.view(None).await.unwrap();
-        let texts: Vec<String> = view
-            .iter()
-            .map(|i| match &i.message.content {
-                Content::Text(t) => t.clone(),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(texts, ["hello bob", "final text", "hi alice"]);
-        assert!(view[1].edited);
-        assert_eq!(view[0].reactions.len(), 1);
-        assert_eq!(view[0].reactions[0].1, "👍");
-        assert_eq!(bob.messages(None).await.unwrap().len(), 5);
-        bob.close().await;
+async fn profiles_from_every_earlier_schema_open_and_read_with_no_relay() {
+    for schema in [1, 2] {
+        let dir = temp_dir("upgrade");
+        let profile = dir.join("bob");
+        copy_profile(&fixture(schema), &profile);
+        // Twice: the first open migrates, the second finds nothing to do.
+        for _ in 0..2 {
+            // No server runs: stored history is readable offline.
+            let bob = Client::open(&profile, PASSPHRASE).await.unwrap();
+            assert_eq!(bob.username(), "bob");
+            let view = bob.view(None).await.unwrap();
+            let texts: Vec<String> = view
+                .iter()
+                .map(|i| match &i.message.content {
+                    Content::Text(t) => t.clone(),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(texts, ["hello bob", "final text", "hi alice"], "schema {schema}");
+            assert!(view[1].edited);
+            assert_eq!(view[0].reactions.len(), 1);
+            assert_eq!(view[0].reactions[0].1, "👍");
+            assert_eq!(bob.messages(None).await.unwrap().len(), 5);
+            // History from before the upgrade counts as read; nothing is
+            // queued and the event log starts empty.
+            let states = bob.read_states().await.unwrap();
+            assert!(states.iter().all(|s| s.unread == 0 && !s.muted), "{states:?}");
+            assert!(bob.queued().await.unwrap().is_empty());
+            assert!(bob.events(0, 10).await.unwrap().is_empty());
+            bob.close().await;
+        }
     }
+}
+
+fn fixture_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Key files written by the release before the SDK's one sealed-secret
+/// helper still open with it: the network key file through the CLI, the
+/// retention key file through the retention service.
+#[test]
+fn key_files_written_by_the_earlier_release_still_open() {
+    let dir = temp_dir("old-keys");
+    // The network key, unlocked by `admin network fingerprint`.
+    let network_key = fixture_file("network-key-v1.json");
+    let out = std::process::Command::new(bin())
+        .args(["admin", "network", "fingerprint", "--key-file"])
+        .arg(&network_key)
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "network key passphrase")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("4255052ff9cfb22da5b125e07f5abd03") && shown.contains("b39d 87e9 30f6 3fd7"), "{shown}");
+    let wrong = std::process::Command::new(bin())
+        .args(["admin", "network", "fingerprint", "--key-file"])
+        .arg(&network_key)
+        .env("STRONGROOM_NETWORK_KEY_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong passphrase"));
+
+    let rdir = dir.join("retention");
+    std::fs::create_dir_all(&rdir).unwrap();
+    std::fs::copy(fixture_file("retention-key-v1.json"), rdir.join("retention.key")).unwrap();
+    let keys = strongroom_retention::keys::RetentionKeys::load(&rdir, "retention passphrase").unwrap();
+    assert_eq!(keys.device_id().unwrap().to_string(), "2b20997fe1045e7b3fba41ea4ceb72e2");
+    assert!(matches!(
+        strongroom_retention::keys::RetentionKeys::load(&rdir, "not the passphrase"),
+        Err(strongroom_retention::RetentionError::Unlock(_))
+    ));
 }

@@ -23,6 +23,7 @@ mod receipts;
 mod receive;
 pub mod rules;
 mod schema;
+pub mod sealed_secret;
 mod send;
 mod state;
 mod store;

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use argon2::{Algorithm, Argon2, Params, Version};
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
@@ -13,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::ClientError;
+use crate::sealed_secret::{KdfParams, PassphraseKey};
 
 const FORMAT: &str = "strongroom-profile-v1";
 const CHECK: &[u8] = b"strongroom profile key check";
@@ -60,17 +59,12 @@ impl NewHeader {
 
 /// The unlocked profile key.
 pub struct Vault {
-    key: LessSafeKey,
+    key: PassphraseKey,
 }
 
-fn derive(passphrase: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<Vault, ClientError> {
-    let params = Params::new(m, t, p, Some(32)).map_err(|_| ClientError::Corrupt("key derivation parameters"))?;
-    let mut k = Zeroizing::new([0u8; 32]);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into(passphrase.as_bytes(), salt, k.as_mut())
-        .map_err(|_| ClientError::Corrupt("key derivation"))?;
-    let key =
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k.as_ref()).map_err(|_| ClientError::Corrupt("key setup"))?);
+fn derive(passphrase: &str, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<Vault, ClientError> {
+    let key = PassphraseKey::derive(passphrase, salt, KdfParams { m_kib, t, p })
+        .map_err(|_| ClientError::Corrupt("key derivation parameters"))?;
     Ok(Vault { key })
 }
 
@@ -153,17 +147,9 @@ impl Vault {
 
     /// `nonce | ciphertext | tag`, bound to `name`.
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let mut buf = plaintext.to_vec();
-        // Sealing only fails for inputs over 64 GiB.
-        let _ = self.key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(name.as_bytes()),
-            &mut buf,
-        );
+        let (nonce, sealed) = self.key.seal(name.as_bytes(), plaintext);
         let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(&sealed);
         out
     }
 
@@ -171,13 +157,6 @@ impl Vault {
     pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         let (nonce, ct) = sealed.split_at_checked(12).ok_or(ClientError::Corrupt("record too short"))?;
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| ClientError::Corrupt("record nonce"))?;
-        let mut buf = Zeroizing::new(ct.to_vec());
-        let plain = self
-            .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(name.as_bytes()), &mut buf)
-            .map_err(|_| ClientError::Corrupt("a record does not authenticate"))?
-            .len();
-        buf.truncate(plain);
-        Ok(buf)
+        self.key.open(name.as_bytes(), nonce, ct).map_err(|_| ClientError::Corrupt("a record does not authenticate"))
     }
 }

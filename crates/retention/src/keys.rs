@@ -14,8 +14,8 @@ use strongroom_crypto::keys::{AgreementPublic, AgreementSecret, SecretBytes, Sig
 use zeroize::Zeroizing;
 
 use crate::error::io;
-use crate::passbox::PassBox;
 use crate::{hex, unhex, RetentionError};
+use strongroom_client::sealed_secret::{SealedSecret, SecretError};
 
 const FORMAT: &str = "strongroom-retention-key-v1";
 /// The agreement key's id in the policy (a new key would get a new id).
@@ -81,7 +81,7 @@ struct KeyFile {
     server_url: String,
     network_public: String,
     device: DeviceFile,
-    secrets: PassBox,
+    secrets: SealedSecret,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,7 +171,12 @@ impl RetentionKeys {
             server_url: server_url.into(),
             network_public: hex(network_public.as_bytes()),
             device: device.clone(),
-            secrets: PassBox::seal(passphrase, FORMAT, &secrets)?,
+            secrets: SealedSecret::seal(passphrase, 12, FORMAT.as_bytes(), &secrets).map_err(|e| match e {
+                SecretError::TooShort(n) => {
+                    RetentionError::Usage(format!("the retention key passphrase must be at least {n} characters"))
+                }
+                other => RetentionError::Corrupt(other.to_string()),
+            })?,
         };
         let json = serde_json::to_vec_pretty(&file).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
         write_private(&key_path(dir), &json)?;
@@ -189,7 +194,10 @@ impl RetentionKeys {
         if file.format != FORMAT {
             return Err(RetentionError::Corrupt(format!("{} has an unknown format", path.display())));
         }
-        let plain = file.secrets.open(passphrase, FORMAT, &path.display().to_string())?;
+        let plain = file.secrets.open(passphrase, FORMAT.as_bytes()).map_err(|e| match e {
+            SecretError::Unlock => RetentionError::Unlock(path.display().to_string()),
+            other => RetentionError::Corrupt(format!("{}: {other}", path.display())),
+        })?;
         let s: Secrets = serde_json::from_slice(&plain).map_err(|_| RetentionError::Corrupt("key secrets".into()))?;
         let bad = || RetentionError::Corrupt("key secrets".into());
         let signing =

@@ -18,7 +18,6 @@ mod error;
 pub mod export;
 pub mod holds;
 pub mod keys;
-mod passbox;
 pub mod record;
 pub mod search;
 pub mod service;
