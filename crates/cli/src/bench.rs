@@ -24,13 +24,13 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use rand_core::OsRng;
-use strongroom_crypto::certs::{
-    DeviceEntry, DeviceList, DeviceListExpectation, NetworkPolicy, PreKeyKind, PreKeyRef, SignedPreKey,
-};
+use strongroom_client::rules::keys;
+use strongroom_client::RelayApi;
+use strongroom_crypto::certs::{DeviceList, DeviceListExpectation, NetworkPolicy, PreKeyKind};
 use strongroom_crypto::content::Content;
 use strongroom_crypto::envelope::{seal, MessageMeta, Recipient, Sender};
 use strongroom_crypto::ids::{ConversationId, DeviceId, MessageId, NetworkId, UserId};
-use strongroom_crypto::keys::{AgreementSecret, SigningKey};
+use strongroom_crypto::keys::SigningKey;
 use strongroom_wire::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -97,7 +97,10 @@ pub struct BenchArgs {
 const PASSWORD: &str = "bench password 0123456789";
 
 struct Sim {
+    /// The hot path's own client: sends and sockets are measured raw.
     http: reqwest::Client,
+    /// Set-up calls, through the SDK's relay API.
+    api: RelayApi,
     base: String,
     token: String,
     user: UserId,
@@ -110,48 +113,16 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-async fn check(r: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-    if r.status().is_success() {
-        return Ok(r);
-    }
-    let status = r.status();
-    let body = r.text().await.unwrap_or_default();
-    bail!("the server refused ({status}): {body}")
-}
-
-impl Sim {
-    async fn post<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &impl serde::Serialize,
-    ) -> anyhow::Result<T> {
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?;
-        Ok(check(r).await?.json().await?)
-    }
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
-        Ok(check(r).await?.json().await?)
-    }
-}
-
-async fn login(
-    http: &reqwest::Client,
-    base: &str,
-    network: NetworkId,
-    username: &str,
-) -> anyhow::Result<(String, UserId, DeviceId)> {
+/// Logs a new device of `username` in: its session and ids.
+async fn login(base: &str, network: NetworkId, username: &str) -> anyhow::Result<(RelayApi, String, UserId, DeviceId)> {
     let device = DeviceId::random(&mut OsRng);
-    let req = Login {
-        network_id: network.to_string(),
-        username: username.into(),
-        password: PASSWORD.into(),
-        device_id: device.to_string(),
-    };
-    let s: Session = check(http.post(format!("{base}/v1/login")).json(&req).send().await?).await?.json().await?;
-    Ok((s.token, UserId::parse_hex(&s.user_id).context("user id")?, device))
+    let mut api = RelayApi::new(base, None);
+    let s = api.login(network, username, PASSWORD, device).await?;
+    Ok((api, s.token, UserId::parse_hex(&s.user_id).context("user id")?, device))
 }
 
-/// A user with `devices` devices: registered, logged in, device list and a medium-term pre-key each.
+/// A user with `devices` devices: registered, logged in, device list and a
+/// medium-term pre-key each (made by the SDK's key rules, kept in memory).
 async fn make_user(
     http: &reqwest::Client,
     base: &str,
@@ -162,13 +133,14 @@ async fn make_user(
 ) -> anyhow::Result<Vec<Sim>> {
     let name = name.as_str();
     let reg = Register { invite: invite.into(), username: name.into(), password: PASSWORD.into() };
-    check(http.post(format!("{base}/v1/register")).json(&reg).send().await?).await?;
+    let _: Registered = RelayApi::new(base, None).post("/v1/register", &reg).await?;
     let identity = Arc::new(SigningKey::generate(&mut OsRng));
     let mut sims = Vec::new();
     for _ in 0..devices {
-        let (token, user, device) = login(http, base, network, name).await?;
+        let (api, token, user, device) = login(base, network, name).await?;
         sims.push(Sim {
             http: http.clone(),
+            api,
             base: base.into(),
             token,
             user,
@@ -178,68 +150,53 @@ async fn make_user(
         });
     }
     let first = sims.first().context("no device")?;
-    let entries: Vec<DeviceEntry> = sims
-        .iter()
-        .map(|s| DeviceEntry {
-            device_id: s.device,
-            signing_key: s.device_key.verifying_key(),
-            created_at: now_ms(),
-            revoked: false,
-            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-            name: "bench".into(),
-        })
-        .collect();
-    let list =
-        DeviceList::first(&identity, network, first.user, now_ms(), entries).map_err(|e| anyhow::anyhow!("{e}"))?;
-    check(http.put(format!("{base}/v1/keys/device-list")).bearer_auth(&first.token).body(list.encode()).send().await?)
-        .await?;
+    let now = now_ms();
+    let entries =
+        sims.iter().map(|s| keys::device_entry(s.device, s.device_key.verifying_key(), "bench", now)).collect();
+    let list = DeviceList::first(&identity, network, first.user, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
+    first.api.put_bytes("/v1/keys/device-list", list.encode()).await?;
     for s in &sims {
-        let secret = AgreementSecret::generate(&mut OsRng);
-        let pk = SignedPreKey::sign(
+        let made = keys::new_prekeys(
             &s.device_key,
-            network,
-            s.user,
-            s.device,
-            PreKeyRef { kind: PreKeyKind::MediumTerm, id: 0 },
-            secret.public(),
-            now_ms(),
-            now_ms() + 86_400_000,
+            (network, s.user, s.device),
+            &[PreKeyKind::MediumTerm],
+            0,
+            now,
+            &mut OsRng,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let r = http
-            .put(format!("{base}/v1/keys/prekeys"))
-            .bearer_auth(&s.token)
-            .json(&UploadPreKeys { prekeys: vec![B64(pk.encode())] })
-            .send()
-            .await?;
-        check(r).await?;
+        let prekeys = made.iter().map(|k| B64(k.signed.encode())).collect();
+        s.api.put_json("/v1/keys/prekeys", &UploadPreKeys { prekeys }).await?;
     }
     Ok(sims)
 }
 
-/// Every device of the conversation but the sender's, as verified recipients.
+/// Every device of the conversation but the sender's, as verified
+/// recipients (the SDK's recipient rules; the relay's member list stands in
+/// for signed membership, which bench conversations do not have).
 async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::Result<Vec<Recipient>> {
-    let c: Conversation = s.get(&format!("/v1/conversations/{conversation}")).await?;
-    let mut devices = Vec::new();
+    let c: Conversation = s.api.get(&format!("/v1/conversations/{conversation}")).await?;
+    let mut lists = Vec::new();
     for m in &c.members {
-        let keys: UserKeys = s.get(&format!("/v1/keys/{}", m.user_id)).await?;
+        let keys: UserKeys = s.api.get(&format!("/v1/keys/{}", m.user_id)).await?;
         let user = UserId::parse_hex(&m.user_id).context("member")?;
         let list = DeviceList::decode(&keys.device_list.0)?
             .verify(&DeviceListExpectation { network_id: network, user_id: user, pinned_identity: None, seen: None })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        devices.extend(list.active_devices().filter(|d| d.device_id() != s.device));
+        lists.push((list, Vec::new()));
     }
+    let devices = strongroom_client::rules::recipients::targets(&lists, (s.user, s.device));
     let mut out = Vec::new();
     for chunk in devices.chunks(500) {
         let claim = ClaimPreKeys {
-            devices: chunk.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
+            devices: chunk.iter().map(strongroom_client::rules::recipients::device_key).collect(),
             medium_term: vec![],
         };
-        let claimed: ClaimedPreKeys = s.post("/v1/keys/claim", &claim).await?;
-        for (d, pk) in chunk.iter().zip(claimed.prekeys) {
-            let v = SignedPreKey::decode(&pk.0)?.verify(d, now_ms()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            out.push(Recipient::from(&v));
-        }
+        let claimed: ClaimedPreKeys = s.api.post("/v1/keys/claim", &claim).await?;
+        let raw: Vec<Vec<u8>> = claimed.prekeys.into_iter().map(|k| k.0).collect();
+        let verified = strongroom_client::rules::recipients::verify_claimed(chunk, &raw, now_ms())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.extend(verified.iter().map(Recipient::from));
     }
     Ok(out)
 }
@@ -448,13 +405,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         network_public: B64(key.verifying_key().as_bytes().to_vec()),
         policy: B64(policy.encode()),
     };
-    let r = http
-        .post(format!("{base}/v1/admin/networks"))
-        .header("Authorization", format!("Bootstrap {secret}"))
-        .json(&create)
-        .send()
-        .await?;
-    let admin_invite: InviteCreated = check(r).await?.json().await?;
+    let bootstrap = format!("Bootstrap {secret}");
+    let admin_invite: InviteCreated =
+        RelayApi::new(&base, None).post_with("/v1/admin/networks", &create, ("Authorization", &bootstrap)).await?;
     let admin = make_user(&http, &base, network, &admin_invite.invite, "bench-admin".into(), 1)
         .await?
         .pop()
@@ -467,7 +420,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut invites: Vec<String> = Vec::new();
     for chunk in labels.chunks(1000) {
         let list: Vec<serde_json::Value> =
-            admin.post("/v1/admin/invites", &serde_json::json!({"labels": chunk})).await?;
+            admin.api.post("/v1/admin/invites", &serde_json::json!({"labels": chunk})).await?;
         invites.extend(list.iter().filter_map(|i| i["invite"].as_str().map(str::to_owned)));
     }
     let devices = if a.scenario == Scenario::Room { a.devices.max(1) } else { 1 };
@@ -518,6 +471,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             for pair in first_devices.chunks(2) {
                 let [x, y] = pair else { continue };
                 let c: Conversation = x
+                    .api
                     .post(
                         "/v1/conversations",
                         &CreateConversation { kind: "direct".into(), members: vec![y.user.to_string()] },
@@ -533,7 +487,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             let members = first_devices.iter().skip(1).map(|s| s.user.to_string()).collect();
             let kind = if a.scenario == Scenario::Group { "group" } else { "room" };
             let c: Conversation =
-                owner.post("/v1/conversations", &CreateConversation { kind: kind.into(), members }).await?;
+                owner.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members }).await?;
             let id = ConversationId::parse_hex(&c.id).context("id")?;
             if a.scenario == Scenario::Group {
                 plan.extend(first_devices.iter().map(|s| (s.clone(), id)));

@@ -1,4 +1,6 @@
-//! Typed calls to the relay's HTTP API.
+//! Typed calls to the relay's HTTP API, and the one mapping of its answers
+//! to errors ([`ClientError`]): used by the SDK, the retention service and
+//! the CLI alike.
 
 use reqwest::{Client as Http, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -7,19 +9,29 @@ use strongroom_wire::ErrorBody;
 
 use crate::error::ClientError;
 
-pub(crate) struct Api {
+/// A relay's HTTP API with a session token.
+pub struct Api {
     http: Http,
     base: String,
     token: Option<String>,
 }
 
 impl Api {
-    pub(crate) fn new(base: &str, token: Option<String>) -> Self {
+    /// The relay at `base` (`http://host:port`), with a session token if any.
+    pub fn new(base: &str, token: Option<String>) -> Self {
         Self { http: Http::new(), base: base.trim_end_matches('/').to_owned(), token }
     }
 
+    /// As [`Api::new`], every request bounded by `timeout` (a service that
+    /// must not hang on a relay that stopped answering).
+    pub fn with_timeout(base: &str, timeout: std::time::Duration) -> Result<Self, ClientError> {
+        let http = Http::builder().timeout(timeout).build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token: None })
+    }
+
     /// Logs `device` in and keeps the session token for the calls that follow.
-    pub(crate) async fn login(
+    /// Logs `device` in (`POST /v1/login`).
+    pub async fn login(
         &mut self,
         network: strongroom_crypto::ids::NetworkId,
         username: &str,
@@ -37,7 +49,8 @@ impl Api {
         Ok(session)
     }
 
-    pub(crate) fn set_token(&mut self, token: String) {
+    /// Uses `token` for the calls that follow.
+    pub fn set_token(&mut self, token: String) {
         self.token = Some(token);
     }
 
@@ -65,7 +78,8 @@ impl Api {
         Err(ClientError::Refused { status, code, message })
     }
 
-    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    /// GET, answered with JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let r = self.auth(self.http.get(format!("{}{path}", self.base))).send().await?;
         Ok(Self::check(r).await?.json().await?)
     }
@@ -81,19 +95,33 @@ impl Api {
         Ok((r.json().await?, tag))
     }
 
-    pub(crate) async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+    /// GET, answered with bytes.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let r = self.auth(self.http.get(format!("{}{path}", self.base))).send().await?;
         Ok(Self::check(r).await?.bytes().await?.to_vec())
     }
 
-    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    /// POST JSON, answered with JSON.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let r = self.auth(self.http.post(format!("{}{path}", self.base))).json(body).send().await?;
         Ok(Self::check(r).await?.json().await?)
     }
 
-    pub(crate) async fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+    /// POST JSON, answered with nothing.
+    pub async fn post_empty<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         let r = self.auth(self.http.post(format!("{}{path}", self.base))).json(body).send().await?;
         Self::check(r).await.map(|_| ())
+    }
+
+    /// POST JSON with one more header (say, a bootstrap `Authorization`).
+    pub async fn post_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        header: (&str, &str),
+    ) -> Result<T, ClientError> {
+        let r = self.http.post(format!("{}{path}", self.base)).header(header.0, header.1).json(body).send().await?;
+        Ok(Self::check(r).await?.json().await?)
     }
 
     /// Any JSON call (administration): `None` for an empty answer.
@@ -119,12 +147,14 @@ impl Api {
         }
     }
 
-    pub(crate) async fn put_json<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
+    /// PUT JSON, answered with nothing.
+    pub async fn put_json<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ClientError> {
         let r = self.auth(self.http.put(format!("{}{path}", self.base))).json(body).send().await?;
         Self::check(r).await.map(|_| ())
     }
 
-    pub(crate) async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<(), ClientError> {
+    /// PUT bytes, answered with nothing.
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<(), ClientError> {
         let r = self.auth(self.http.put(format!("{}{path}", self.base))).body(body).send().await?;
         Self::check(r).await.map(|_| ())
     }
@@ -147,7 +177,7 @@ impl Api {
     }
 
     /// Streams a response body into a file; returns the bytes written.
-    pub(crate) async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> Result<u64, ClientError> {
         use tokio::io::AsyncWriteExt;
         let mut r = Self::check(self.auth(self.http.get(format!("{}{path}", self.base))).send().await?).await?;
         let mut out = tokio::fs::File::create(dest)

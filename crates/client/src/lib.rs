@@ -31,6 +31,7 @@ mod trust;
 mod vault;
 mod wipe;
 
+pub use api::Api as RelayApi;
 pub use client::{Client, SyncReport, PROFILE_KDF_KIB};
 pub use error::ClientError;
 pub use events::{ReadState, MAX_EVENTS};

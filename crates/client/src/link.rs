@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use strongroom_crypto::certs::{DeviceEntry, DeviceList, DeviceListExpectation};
+use strongroom_crypto::certs::{DeviceList, DeviceListExpectation};
 use strongroom_crypto::ids::{DeviceId, NetworkId, UserId};
 use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::keys::{AgreementSecret, SigningKey};
@@ -131,14 +131,7 @@ impl Client {
         })?;
         let own = self.device_list(self.user_id()).await?;
         let mut entries = own.list().devices.clone();
-        entries.push(DeviceEntry {
-            device_id: target.device_id,
-            signing_key: signing,
-            created_at: now_ms(),
-            revoked: false,
-            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-            name: "linked".into(),
-        });
+        entries.push(crate::rules::keys::device_entry(target.device_id, signing, "linked", now_ms()));
         let list = own.list().next(&identity, now_ms(), entries).map_err(|e| ClientError::Usage(e.to_string()))?;
         self.api().put_bytes("/v1/keys/device-list", list.encode()).await?;
         self.set_device_list_version(list.version).await?;

@@ -24,14 +24,7 @@ impl Client {
 
     pub(crate) async fn publish_device_list(&mut self) -> Result<(), ClientError> {
         let device_key = self.device_key()?;
-        let entry = DeviceEntry {
-            device_id: self.device_id(),
-            signing_key: device_key.verifying_key(),
-            created_at: now_ms(),
-            revoked: false,
-            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-            name: "cli".into(),
-        };
+        let entry = crate::rules::keys::device_entry(self.device_id(), device_key.verifying_key(), "cli", now_ms());
         // Enrolment starts the identity key's chain (a reset account's new
         // identity starts its own).
         self.state.device_list_version = 1;
@@ -52,31 +45,23 @@ impl Client {
         now: u64,
     ) -> Result<(), ClientError> {
         let device_key = self.device_key()?;
-        let mut signed = Vec::new();
-        let kinds =
-            medium_term.then_some(PreKeyKind::MediumTerm).into_iter().chain((0..one_time).map(|_| PreKeyKind::OneTime));
-        for kind in kinds {
-            let id = self.state.next_prekey_id;
-            self.state.next_prekey_id += 1;
-            let secret = AgreementSecret::generate(&mut OsRng);
-            let expires = if kind == PreKeyKind::MediumTerm { now + 30 * 86_400_000 } else { now + 365 * 86_400_000 };
-            let key_ref = PreKeyRef { kind, id };
-            let pk = SignedPreKey::sign(
-                &device_key,
-                self.network_id(),
-                self.user_id(),
-                self.device_id(),
-                key_ref,
-                secret.public(),
-                now,
-                expires,
-            )
-            .map_err(|e| ClientError::Usage(e.to_string()))?;
-            signed.push(B64(pk.encode()));
-            let stored_kind = if kind == PreKeyKind::OneTime { ONE_TIME } else { MEDIUM_TERM };
-            self.state.prekeys.push((stored_kind, id, SecretKey::new(secret.expose_bytes().expose())));
-            if kind == PreKeyKind::MediumTerm {
-                self.state.medium_created.insert(id, now);
+        let kinds: Vec<PreKeyKind> = medium_term
+            .then_some(PreKeyKind::MediumTerm)
+            .into_iter()
+            .chain((0..one_time).map(|_| PreKeyKind::OneTime))
+            .collect();
+        let who = (self.network_id(), self.user_id(), self.device_id());
+        let made =
+            crate::rules::keys::new_prekeys(&device_key, who, &kinds, self.state.next_prekey_id, now, &mut OsRng)
+                .map_err(|e| ClientError::Usage(e.to_string()))?;
+        let mut signed = Vec::with_capacity(made.len());
+        for k in made {
+            self.state.next_prekey_id = k.key_ref.id.saturating_add(1);
+            signed.push(B64(k.signed.encode()));
+            let stored_kind = if k.key_ref.kind == PreKeyKind::OneTime { ONE_TIME } else { MEDIUM_TERM };
+            self.state.prekeys.push((stored_kind, k.key_ref.id, SecretKey::new(k.secret.expose_bytes().expose())));
+            if k.key_ref.kind == PreKeyKind::MediumTerm {
+                self.state.medium_created.insert(k.key_ref.id, now);
             }
         }
         self.save().await?;

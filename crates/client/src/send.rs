@@ -59,13 +59,14 @@ impl Client {
             if !wanted.is_empty() {
                 let pairs: Vec<String> = wanted.iter().filter_map(|i| plan.devices.get(*i).cloned()).collect();
                 let medium_term = pairs.iter().filter(|k| plan.medium_term.contains(k)).cloned().collect();
-                let claim = ClaimPreKeys { devices: pairs.clone(), medium_term };
+                let claim = ClaimPreKeys { devices: pairs, medium_term };
                 let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
-                if claimed.prekeys.len() != pairs.len() {
-                    return Err(ClientError::Trust("the relay answered a pre-key claim for other devices".into()));
-                }
-                for (i, pk) in wanted.iter().zip(claimed.prekeys) {
-                    claimed_keys.insert(*i, pk.0);
+                let raw: Vec<Vec<u8>> = claimed.prekeys.into_iter().map(|k| k.0).collect();
+                let asked: Vec<VerifiedDevice> = wanted.iter().filter_map(|i| devices.get(*i).cloned()).collect();
+                let verified =
+                    crate::rules::recipients::verify_claimed(&asked, &raw, now).map_err(ClientError::Trust)?;
+                for ((i, v), raw) in wanted.iter().zip(verified).zip(raw) {
+                    claimed_keys.insert(*i, (v, raw));
                 }
             }
             let mut changed = false;
@@ -74,12 +75,9 @@ impl Client {
                     recipients.push(r);
                     continue;
                 }
-                let raw = claimed_keys.remove(&i).unwrap_or_default();
-                let signed = SignedPreKey::decode(&raw)
-                    .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
-                let verified = signed
-                    .verify(d, now)
-                    .map_err(|e| ClientError::Trust(format!("pre-key of device {}: {e}", d.device_id())))?;
+                let (verified, raw) = claimed_keys
+                    .remove(&i)
+                    .ok_or_else(|| ClientError::Trust("a pre-key claim came back short".into()))?;
                 let pair = crate::rules::recipients::device_key(d);
                 if verified.key_ref().kind == PreKeyKind::OneTime {
                     self.state.one_time_used.insert(pair, now);

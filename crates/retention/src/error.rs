@@ -40,6 +40,21 @@ pub enum RetentionError {
     Trust(String),
 }
 
+/// The SDK's relay errors, as the retention service reports them.
+impl From<strongroom_client::ClientError> for RetentionError {
+    fn from(e: strongroom_client::ClientError) -> Self {
+        use strongroom_client::ClientError as C;
+        match e {
+            C::Network(e) => RetentionError::Network(e),
+            C::Refused { status, message, .. } => RetentionError::Refused { status, message },
+            C::RecipientMismatch { .. } => RetentionError::Refused { status: 409, message: e.to_string() },
+            C::Io { path, source } => RetentionError::Io { path, source },
+            C::Trust(m) => RetentionError::Trust(m),
+            other => RetentionError::Corrupt(other.to_string()),
+        }
+    }
+}
+
 pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> RetentionError + '_ {
     move |source| RetentionError::Io { path: path.display().to_string(), source }
 }

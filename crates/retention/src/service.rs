@@ -108,25 +108,16 @@ fn is_definite(status: u16) -> bool {
     status < 500 && !matches!(status, 401 | 408 | 429)
 }
 
-/// The relay, as the retention device sees it.
+/// The relay, as the retention device sees it: the SDK's relay API (its
+/// one mapping of answers to errors) with a retention session.
 pub struct Relay {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-async fn refused(res: reqwest::Response) -> RetentionError {
-    let status = res.status().as_u16();
-    let body = res.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<strongroom_wire::ErrorBody>(&body).map(|e| e.message).unwrap_or(body);
-    RetentionError::Refused { status, message }
+    api: strongroom_client::RelayApi,
 }
 
 impl Relay {
     /// A relay at `base`.
     pub fn new(base: &str) -> Result<Self, RetentionError> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token: None })
+        Ok(Self { api: strongroom_client::RelayApi::with_timeout(base, Duration::from_secs(120))? })
     }
 
     /// Logs in with a fresh signed statement.
@@ -142,37 +133,17 @@ impl Relay {
             nonce: hex(&nonce),
             signature: B64(statement.sign(&keys.signing).as_bytes().to_vec()),
         };
-        let res = self.http.post(format!("{}/v1/retention/session", self.base)).json(&req).send().await?;
-        if !res.status().is_success() {
-            return Err(refused(res).await);
-        }
-        let session: Session = res.json().await?;
-        self.token = Some(session.token);
+        let session: Session = self.api.post("/v1/retention/session", &req).await?;
+        self.api.set_token(session.token);
         Ok(())
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.get(format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
     async fn json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, RetentionError> {
-        let res = self.get(path).send().await?;
-        if !res.status().is_success() {
-            return Err(refused(res).await);
-        }
-        Ok(res.json().await?)
+        Ok(self.api.get(path).await?)
     }
 
     async fn bytes(&self, path: &str) -> Result<Vec<u8>, RetentionError> {
-        let res = self.get(path).send().await?;
-        if !res.status().is_success() {
-            return Err(refused(res).await);
-        }
-        Ok(res.bytes().await?.to_vec())
+        Ok(self.api.get_bytes(path).await?)
     }
 
     async fn ack(&self, ids: Vec<String>) -> Result<(), RetentionError> {
@@ -180,31 +151,12 @@ impl Relay {
     }
 
     async fn post_json(&self, path: &str, body: &impl serde::Serialize) -> Result<(), RetentionError> {
-        let req = self.http.post(format!("{}{path}", self.base)).json(body);
-        let res = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-        .send()
-        .await?;
-        if !res.status().is_success() {
-            return Err(refused(res).await);
-        }
-        Ok(())
+        Ok(self.api.post_empty(path, body).await?)
     }
 
     async fn download(&self, path: &str, dest: &std::path::Path) -> Result<(), RetentionError> {
-        use futures_util::StreamExt;
-        let res = self.get(path).send().await?;
-        if !res.status().is_success() {
-            return Err(refused(res).await);
-        }
-        let mut out = std::fs::File::create(dest).map_err(crate::error::io(dest))?;
-        let mut stream = res.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            out.write_all(&chunk?).map_err(crate::error::io(dest))?;
-        }
-        out.sync_all().map_err(crate::error::io(dest))
+        self.api.download(path, dest).await?;
+        Ok(())
     }
 }
 

@@ -215,25 +215,11 @@ impl Device {
             replay: MemoryReplayGuard::default(),
             lists: HashMap::new(),
         };
-        let mut entries: Vec<DeviceEntry> = others
-            .iter()
-            .map(|o| DeviceEntry {
-                device_id: o.device,
-                signing_key: o.device_key.verifying_key(),
-                created_at: 0,
-                revoked: false,
-                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-                name: "old".into(),
-            })
-            .collect();
-        entries.push(DeviceEntry {
-            device_id: device,
-            signing_key: d.device_key.verifying_key(),
-            created_at: now_ms(),
-            revoked: false,
-            versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-            name: "new".into(),
-        });
+        // The SDK's key rules, with the keys kept here in memory.
+        use strongroom_client::rules::keys::device_entry;
+        let mut entries: Vec<DeviceEntry> =
+            others.iter().map(|o| device_entry(o.device, o.device_key.verifying_key(), "old", 0)).collect();
+        entries.push(device_entry(device, d.device_key.verifying_key(), "new", now_ms()));
         let list = d.next_list(entries).await;
         let r = d.put_bytes("/v1/keys/device-list", list.encode()).await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
@@ -242,25 +228,17 @@ impl Device {
     }
 
     pub async fn upload_prekeys(&mut self, one_time: u32) {
-        let mut signed = Vec::new();
         let base = self.prekeys.len() as u32;
-        for i in 0..=one_time {
-            let kind = if i == 0 && base == 0 { PreKeyKind::MediumTerm } else { PreKeyKind::OneTime };
-            let r = PreKeyRef { kind, id: base + i };
-            let secret = AgreementSecret::generate(&mut OsRng);
-            let pk = SignedPreKey::sign(
-                &self.device_key,
-                self.network,
-                self.user,
-                self.device,
-                r,
-                secret.public(),
-                now_ms(),
-                now_ms() + 7 * 86_400_000,
-            )
-            .unwrap();
-            signed.push(B64(pk.encode()));
-            self.prekeys.insert(r, secret);
+        let kinds: Vec<PreKeyKind> = (0..=one_time)
+            .map(|i| if i == 0 && base == 0 { PreKeyKind::MediumTerm } else { PreKeyKind::OneTime })
+            .collect();
+        let who = (self.network, self.user, self.device);
+        let made =
+            strongroom_client::rules::keys::new_prekeys(&self.device_key, who, &kinds, base, now_ms(), &mut OsRng)
+                .unwrap();
+        let signed = made.iter().map(|k| B64(k.signed.encode())).collect();
+        for k in made {
+            self.prekeys.insert(k.key_ref, k.secret);
         }
         let r = self
             .http
@@ -333,31 +311,22 @@ impl Device {
     }
 
     /// Recipients for a conversation: every active device of every member but
-    /// this one (claiming a pre-key for each).
+    /// this one (claiming a pre-key for each), by the SDK's recipient rules.
     pub async fn recipients(&mut self, conversation: &str) -> Vec<Recipient> {
+        use strongroom_client::rules::recipients::{device_key, targets, verify_claimed};
         let c: Conversation = self.get(&format!("/v1/conversations/{conversation}")).await.json().await.unwrap();
-        let mut devices = Vec::new();
+        let mut lists = Vec::new();
         for m in &c.members {
             let user = UserId::parse_hex(&m.user_id).unwrap();
-            let list = self.device_list(user).await;
-            for d in list.active_devices() {
-                if (d.user_id(), d.device_id()) != (self.user, self.device) {
-                    devices.push(d);
-                }
-            }
+            lists.push((self.device_list(user).await, Vec::new()));
         }
-        let claim = ClaimPreKeys {
-            devices: devices.iter().map(|d| format!("{}:{}", d.user_id(), d.device_id())).collect(),
-            medium_term: vec![],
-        };
+        let devices = targets(&lists, (self.user, self.device));
+        let claim = ClaimPreKeys { devices: devices.iter().map(device_key).collect(), medium_term: vec![] };
         let r = self.post_json("/v1/keys/claim", &claim).await;
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
         let claimed: ClaimedPreKeys = r.json().await.unwrap();
-        devices
-            .iter()
-            .zip(claimed.prekeys)
-            .map(|(d, pk)| Recipient::from(&SignedPreKey::decode(&pk.0).unwrap().verify(d, now_ms()).unwrap()))
-            .collect()
+        let raw: Vec<Vec<u8>> = claimed.prekeys.into_iter().map(|k| k.0).collect();
+        verify_claimed(&devices, &raw, now_ms()).unwrap().iter().map(Recipient::from).collect()
     }
 
     pub fn seal_to(&self, conversation: &str, content: &Content, recipients: &[Recipient]) -> Envelope {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use strongroom_crypto::certs::{VerifiedDevice, VerifiedDeviceList};
+use strongroom_crypto::certs::{SignedPreKey, VerifiedDevice, VerifiedDeviceList, VerifiedPreKey};
 use strongroom_crypto::ids::{DeviceId, UserId};
 
 use super::prekeys::wants_one_time;
@@ -44,6 +44,33 @@ pub fn claim_plan(targets: &[VerifiedDevice], one_time_used: &BTreeMap<String, u
     let medium_term =
         devices.iter().filter(|k| !wants_one_time(one_time_used.get(*k).copied(), now)).cloned().collect();
     ClaimPlan { devices, medium_term }
+}
+
+/// Checks the pre-keys a relay answered a claim with, in order, against the
+/// devices they were claimed for: each must be signed by that device's key
+/// from its verified list, and current. A missing or extra answer, or any
+/// that does not verify, refuses the lot (the relay may not choose keys).
+pub fn verify_claimed(
+    devices: &[VerifiedDevice],
+    claimed: &[Vec<u8>],
+    now: u64,
+) -> Result<Vec<VerifiedPreKey>, String> {
+    if devices.len() != claimed.len() {
+        return Err(format!(
+            "the relay answered a claim for {} devices with {} pre-keys",
+            devices.len(),
+            claimed.len()
+        ));
+    }
+    devices
+        .iter()
+        .zip(claimed)
+        .map(|(d, raw)| {
+            SignedPreKey::decode(raw)
+                .and_then(|k| k.verify(d, now))
+                .map_err(|e| format!("pre-key of device {}: {e}", d.device_id()))
+        })
+        .collect()
 }
 
 /// Users the relay says a message must also reach (`user:device` hex pairs
