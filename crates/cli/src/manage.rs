@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use reqwest::Method;
 use serde_json::{json, Value};
 use strongroom_client::Client;
+use strongroom_crypto::ids::UserId;
 use strongroom_wire::time::urlencode;
-use strongroom_wire::{verify_audit_chain, AuditEntry, GroupSettings};
+use strongroom_wire::{verify_audit_chain, AdminUser, AuditEntry, GroupRequest, GroupSettings, SecurityGroup};
 
 use crate::user::ProfileArgs;
 
@@ -172,33 +172,30 @@ pub fn apply_settings(base: &GroupSettings, pairs: &[String]) -> anyhow::Result<
     Ok(s)
 }
 
-async fn call(c: &Client, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    Ok(c.admin_call(method, path, body.as_ref()).await?.unwrap_or(Value::Null))
+/// A user of the network by username (or id).
+async fn find_user(c: &Client, name: &str) -> anyhow::Result<(UserId, AdminUser)> {
+    let list = c.admin().users(Some(name)).await?;
+    let u = list
+        .into_iter()
+        .find(|u| u.username == name || u.user_id == name)
+        .with_context(|| format!("no user {name:?} in your network (see `strongroom admin users list`)"))?;
+    let id = UserId::parse_hex(&u.user_id).context("the relay gave a malformed user id")?;
+    Ok((id, u))
 }
 
-async fn user_id(c: &Client, name: &str) -> anyhow::Result<(String, Value)> {
-    let list = call(c, Method::GET, &format!("/v1/admin/users?search={}", urlencode(name)), None).await?;
-    list.as_array()
+/// A security group by name (or id).
+async fn find_group(c: &Client, name: &str) -> anyhow::Result<SecurityGroup> {
+    c.admin()
+        .groups()
+        .await?
         .into_iter()
-        .flatten()
-        .find(|u| u["username"] == name || u["user_id"] == name)
-        .map(|u| (u["user_id"].as_str().unwrap_or_default().to_owned(), u.clone()))
-        .with_context(|| format!("no user {name:?} in your network (see `strongroom admin users list`)"))
-}
-
-async fn group_id(c: &Client, name: &str) -> anyhow::Result<(String, Value)> {
-    let list = call(c, Method::GET, "/v1/admin/groups", None).await?;
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["name"] == name || g["id"] == name)
-        .map(|g| (g["id"].as_str().unwrap_or_default().to_owned(), g.clone()))
+        .find(|g| g.name == name || g.id == name)
         .with_context(|| format!("no security group {name:?} (see `strongroom admin groups list`)"))
 }
 
-fn out(json: bool, v: &Value, human: impl FnOnce(&Value)) {
+fn out<T: serde::Serialize>(json: bool, v: &T, human: impl FnOnce(&T)) {
     if json {
-        println!("{v}");
+        println!("{}", serde_json::to_string(v).unwrap_or_default());
     } else {
         human(v);
     }
@@ -209,18 +206,11 @@ pub async fn users(p: ProfileArgs, cmd: UsersCommand) -> anyhow::Result<()> {
     let done = |what: &str| json!({"done": what});
     match cmd {
         UsersCommand::List { search } => {
-            let q = search.map(|s| format!("?search={}", urlencode(&s))).unwrap_or_default();
-            let v = call(&c, Method::GET, &format!("/v1/admin/users{q}"), None).await?;
-            out(p.json, &v, |v| {
-                for u in v.as_array().into_iter().flatten() {
-                    let devices = u["devices"].as_array().map(|d| d.len()).unwrap_or(0);
-                    let flags = if u["suspended"] == true { " SUSPENDED" } else { "" };
-                    println!(
-                        "{} {} ({}, {devices} devices){flags}",
-                        u["user_id"].as_str().unwrap_or(""),
-                        u["username"].as_str().unwrap_or(""),
-                        u["role"].as_str().unwrap_or("")
-                    );
+            let users = c.admin().users(search.as_deref()).await?;
+            out(p.json, &users, |users| {
+                for u in users {
+                    let flags = if u.suspended { " SUSPENDED" } else { "" };
+                    println!("{} {} ({}, {} devices){flags}", u.user_id, u.username, u.role, u.devices.len());
                 }
             });
         }
@@ -239,57 +229,49 @@ pub async fn users(p: ProfileArgs, cmd: UsersCommand) -> anyhow::Result<()> {
                 (Some(n), None) => (1..=n).map(|i| format!("invite {i}")).collect(),
                 (None, None) => vec!["invite 1".into()],
             };
-            let v =
-                call(&c, Method::POST, "/v1/admin/invites", Some(json!({"labels": labels, "admin": admin}))).await?;
-            out(p.json, &v, |v| {
-                for i in v.as_array().into_iter().flatten() {
-                    println!("{}: {}", i["label"].as_str().unwrap_or(""), i["invite"].as_str().unwrap_or(""));
+            let made = c.admin().invite(labels, admin).await?;
+            out(p.json, &made, |made| {
+                for i in made {
+                    println!("{}: {}", i.label, i.invite.invite);
                 }
             });
         }
         UsersCommand::Reinvite { invite } => {
-            let v = call(&c, Method::POST, "/v1/admin/invites/reissue", Some(json!({"invite": invite}))).await?;
-            out(p.json, &v, |v| {
-                println!("New invite (the old one is revoked):\n{}", v["invite"].as_str().unwrap_or(""))
-            });
+            let v = c.admin().reissue_invite(&invite).await?;
+            out(p.json, &v, |v| println!("New invite (the old one is revoked):\n{}", v.invite));
         }
         UsersCommand::Suspend { user } => {
-            let (id, _) = user_id(&c, &user).await?;
-            call(&c, Method::POST, &format!("/v1/admin/users/{id}/suspend"), None).await?;
+            c.admin().suspend(find_user(&c, &user).await?.0).await?;
             out(p.json, &done("suspended"), |_| println!("{user} is suspended; their sessions have ended."));
         }
         UsersCommand::Unsuspend { user } => {
-            let (id, _) = user_id(&c, &user).await?;
-            call(&c, Method::POST, &format!("/v1/admin/users/{id}/unsuspend"), None).await?;
+            c.admin().unsuspend(find_user(&c, &user).await?.0).await?;
             out(p.json, &done("unsuspended"), |_| println!("{user} may log in again."));
         }
         UsersCommand::Delete { user } => {
-            let (id, _) = user_id(&c, &user).await?;
-            call(&c, Method::DELETE, &format!("/v1/admin/users/{id}"), None).await?;
+            c.admin().delete_user(find_user(&c, &user).await?.0).await?;
             out(p.json, &done("deleted"), |_| println!("{user} is deleted; messages queued for them are purged."));
         }
         UsersCommand::ResetPassword { user } => {
-            let (id, _) = user_id(&c, &user).await?;
-            let v = call(&c, Method::POST, &format!("/v1/admin/users/{id}/reset-password"), None).await?;
+            let v = c.admin().reset_password(find_user(&c, &user).await?.0).await?;
             out(p.json, &v, |v| {
                 println!("{user} is logged out everywhere. Give them this one-time code (valid 24 hours):");
-                println!("{}", v["code"].as_str().unwrap_or(""));
+                println!("{}", v.code);
                 println!("They run: strongroom password --reset-code CODE");
             });
         }
         UsersCommand::Role { user, role } => {
-            let (id, _) = user_id(&c, &user).await?;
-            call(&c, Method::POST, &format!("/v1/admin/users/{id}/role"), Some(json!({"role": role}))).await?;
+            c.admin().set_role(find_user(&c, &user).await?.0, &role).await?;
             out(p.json, &done("role"), |_| println!("{user} is now {role}."));
         }
         UsersCommand::Group { user, group, none } => {
-            let (id, _) = user_id(&c, &user).await?;
+            let (id, _) = find_user(&c, &user).await?;
             let gid = match (group, none) {
                 (_, true) => None,
-                (Some(g), false) => Some(group_id(&c, &g).await?.0),
+                (Some(g), false) => Some(find_group(&c, &g).await?.id),
                 (None, false) => bail!("say --group NAME or --none"),
             };
-            call(&c, Method::POST, &format!("/v1/admin/users/{id}/group"), Some(json!({"group_id": gid}))).await?;
+            c.admin().set_group(id, gid).await?;
             out(p.json, &done("group"), |_| println!("{user}'s security group is set."));
         }
     }
@@ -301,33 +283,26 @@ pub async fn devices(p: ProfileArgs, cmd: DevicesCommand) -> anyhow::Result<()> 
     let c = crate::user::open_admin(&p).await?;
     match cmd {
         DevicesCommand::List { user } => {
-            let (_, u) = user_id(&c, &user).await?;
-            let devices = u.get("devices").cloned().unwrap_or_default();
-            out(p.json, &devices, |d| {
-                for d in d.as_array().into_iter().flatten() {
-                    let revoked = if d["revoked"] == true { " (revoked)" } else { "" };
-                    println!(
-                        "{}{revoked} wipe: {}",
-                        d["device_id"].as_str().unwrap_or(""),
-                        d["wipe"].as_str().unwrap_or("")
-                    );
+            let (_, u) = find_user(&c, &user).await?;
+            out(p.json, &u.devices, |devices| {
+                for d in devices {
+                    let revoked = if d.revoked { " (revoked)" } else { "" };
+                    println!("{}{revoked} wipe: {}", d.device_id, d.wipe);
                 }
             });
         }
         DevicesCommand::Reset { user } => {
-            let (id, _) = user_id(&c, &user).await?;
-            let v = call(&c, Method::POST, &format!("/v1/admin/users/{id}/devices/reset"), None).await?;
+            let v = c.admin().reset_devices(find_user(&c, &user).await?.0).await?;
             out(p.json, &v, |v| {
                 println!("All of {user}'s devices are revoked. They enrol again with this invite (same username):");
-                println!("{}", v["invite"].as_str().unwrap_or(""));
+                println!("{}", v.invite);
             });
         }
         DevicesCommand::Wipe { user, device } => {
             // Checked before it goes into the URL path.
             let device = strongroom_crypto::ids::DeviceId::parse_hex(&device)
                 .with_context(|| format!("{device:?} is not a device id (32 hex digits, from `admin devices list`)"))?;
-            let (id, _) = user_id(&c, &user).await?;
-            call(&c, Method::POST, &format!("/v1/admin/users/{id}/devices/{device}/wipe"), None).await?;
+            c.admin().wipe_device(find_user(&c, &user).await?.0, device).await?;
             out(p.json, &json!({"done": "wipe ordered"}), |_| {
                 println!("Device {device} is revoked; it erases its data the next time it connects.")
             });
@@ -341,45 +316,30 @@ pub async fn groups(p: ProfileArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
     let c = crate::user::open_admin(&p).await?;
     match cmd {
         GroupsCommand::List => {
-            let v = call(&c, Method::GET, "/v1/admin/groups", None).await?;
-            out(p.json, &v, |v| {
-                for g in v.as_array().into_iter().flatten() {
-                    println!(
-                        "{} {} ({} members): {}",
-                        g["id"].as_str().unwrap_or(""),
-                        g["name"].as_str().unwrap_or(""),
-                        g["members"],
-                        g["settings"]
-                    );
+            let groups = c.admin().groups().await?;
+            out(p.json, &groups, |groups| {
+                for g in groups {
+                    let settings = serde_json::to_string(&g.settings).unwrap_or_default();
+                    println!("{} {} ({} members): {settings}", g.id, g.name, g.members);
                 }
             });
         }
         GroupsCommand::Create { name, set } => {
             let settings = apply_settings(&GroupSettings::default(), &set)?;
-            let v =
-                call(&c, Method::POST, "/v1/admin/groups", Some(json!({"name": name, "settings": settings}))).await?;
-            out(p.json, &v, |v| println!("Created group {name} ({})", v["id"].as_str().unwrap_or("")));
+            let g = c.admin().create_group(&GroupRequest { name: name.clone(), settings }).await?;
+            out(p.json, &g, |g| println!("Created group {name} ({})", g.id));
         }
         GroupsCommand::Edit { name, rename, set } => {
-            let (id, g) = group_id(&c, &name).await?;
-            let current: GroupSettings =
-                serde_json::from_value(g.get("settings").cloned().unwrap_or_default()).context("group settings")?;
-            let settings = apply_settings(&current, &set)?;
+            let g = find_group(&c, &name).await?;
+            let settings = apply_settings(&g.settings, &set)?;
             let new_name = rename.unwrap_or(name.clone());
-            call(
-                &c,
-                Method::PUT,
-                &format!("/v1/admin/groups/{id}"),
-                Some(json!({"name": new_name, "settings": settings})),
-            )
-            .await?;
+            c.admin().update_group(&g.id, &GroupRequest { name: new_name.clone(), settings: settings.clone() }).await?;
             out(p.json, &json!({"done": "updated", "settings": settings}), |_| {
                 println!("Group {new_name} updated; members' clients apply it at their next request.")
             });
         }
         GroupsCommand::Delete { name } => {
-            let (id, _) = group_id(&c, &name).await?;
-            call(&c, Method::DELETE, &format!("/v1/admin/groups/{id}"), None).await?;
+            c.admin().delete_group(&find_group(&c, &name).await?.id).await?;
             out(p.json, &json!({"done": "deleted"}), |_| println!("Group {name} deleted."));
         }
     }
@@ -389,15 +349,15 @@ pub async fn groups(p: ProfileArgs, cmd: GroupsCommand) -> anyhow::Result<()> {
 
 pub async fn settings(p: ProfileArgs, cmd: SettingsCommand) -> anyhow::Result<()> {
     let c = crate::user::open_admin(&p).await?;
-    let current: GroupSettings = serde_json::from_value(call(&c, Method::GET, "/v1/admin/settings", None).await?)?;
+    let current = c.admin().settings().await?;
     match cmd {
-        SettingsCommand::Show => out(p.json, &serde_json::to_value(&current)?, |v| {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
-        }),
+        SettingsCommand::Show => {
+            out(p.json, &current, |v| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()))
+        }
         SettingsCommand::Set { set } => {
             let s = apply_settings(&current, &set)?;
-            call(&c, Method::PUT, "/v1/admin/settings", Some(serde_json::to_value(&s)?)).await?;
-            out(p.json, &serde_json::to_value(&s)?, |_| println!("Network settings updated."));
+            c.admin().put_settings(&s).await?;
+            out(p.json, &s, |_| println!("Network settings updated."));
         }
     }
     c.close().await;
@@ -418,34 +378,26 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
     let c = crate::user::open_admin(&p).await?;
     match cmd {
         AuditCommand::List { filter } => {
-            let v = call(&c, Method::GET, &format!("/v1/admin/audit?{}", filter.query()), None).await?;
-            out(p.json, &v, |v| {
-                for e in v.as_array().into_iter().flatten() {
+            let entries = c.admin().audit(&filter.query()).await?;
+            out(p.json, &entries, |entries| {
+                for e in entries {
                     println!(
                         "#{} {} {} {} {} from {} {}",
-                        e["seq"],
-                        e["at"],
-                        e["actor"].as_str().unwrap_or(""),
-                        e["action"].as_str().unwrap_or(""),
-                        e["target"].as_str().unwrap_or(""),
-                        e["source"].as_str().unwrap_or(""),
-                        e["details"].as_str().unwrap_or("")
+                        e.seq, e.at, e.actor, e.action, e.target, e.source, e.details
                     );
                 }
             });
         }
         AuditCommand::Export { out: path, filter } => {
-            let v = call(&c, Method::GET, &format!("/v1/admin/audit?format=jsonl&{}", filter.query()), None).await?;
-            let text = v.as_str().unwrap_or_default();
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            let n = text.lines().count();
+            let text = c.admin().audit_jsonl(&filter.query()).await?;
+            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            let n = text.lines().filter(|l| !l.trim().is_empty()).count();
             out(p.json, &json!({"entries": n, "out": path.display().to_string()}), |_| {
                 println!("Exported {n} audit entries to {}", path.display())
             });
         }
         AuditCommand::Verify { .. } => {
-            let v = call(&c, Method::GET, "/v1/admin/audit", None).await?;
-            let entries: Vec<AuditEntry> = serde_json::from_value(v)?;
+            let entries = c.admin().audit("").await?;
             c.close().await;
             return report_chain(p.json, &entries);
         }

@@ -169,9 +169,9 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
     let located = alice.send(direct, &here, 0).await.unwrap();
     assert!(located.queued);
     p.down.store(false, Ordering::SeqCst);
-    let mut settings = alice.admin_call(reqwest::Method::GET, "/v1/admin/settings", None).await.unwrap().unwrap();
-    settings["location_enabled"] = false.into();
-    alice.admin_call(reqwest::Method::PUT, "/v1/admin/settings", Some(&settings)).await.unwrap();
+    let mut settings = alice.admin().settings().await.unwrap();
+    settings.location_enabled = false;
+    alice.admin().put_settings(&settings).await.unwrap();
     let report = alice.sync().await.unwrap();
     assert!(
         report.warnings.iter().any(|w| w.contains("removed from the outbox") && w.contains("location")),

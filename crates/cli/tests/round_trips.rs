@@ -117,10 +117,9 @@ async fn a_steady_state_send_is_one_request_for_two_or_fifty() {
     // An administrator turns location sharing off: the relay refuses the
     // next send (its settings tag changed), the SDK reads the settings again
     // and the location is not sent.
-    let off = serde_json::json!({"location_enabled": false});
-    let mut current = alice.admin_call(reqwest::Method::GET, "/v1/admin/settings", None).await.unwrap().unwrap();
-    current["location_enabled"] = off["location_enabled"].clone();
-    alice.admin_call(reqwest::Method::PUT, "/v1/admin/settings", Some(&current)).await.unwrap();
+    let mut current = alice.admin().settings().await.unwrap();
+    current.location_enabled = false;
+    alice.admin().put_settings(&current).await.unwrap();
     take(&p);
     let here = Content::Location(Location { latitude: 51.5, longitude: -0.12, accuracy_m: 10.0, live_until: None });
     match alice.send(direct, &here, 0).await {

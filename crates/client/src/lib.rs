@@ -5,6 +5,7 @@
 //! receive end-to-end encrypted messages, and keep everything in a local
 //! store encrypted under a key derived from the profile passphrase.
 
+mod admin;
 mod api;
 mod cache;
 mod client;
@@ -31,6 +32,7 @@ mod trust;
 mod vault;
 mod wipe;
 
+pub use admin::Admin;
 pub use api::Api as RelayApi;
 pub use client::{Client, SyncReport, PROFILE_KDF_KIB};
 pub use error::ClientError;

@@ -127,6 +127,37 @@ pub struct SecurityGroup {
     pub members: u64,
 }
 
+/// `POST /v1/admin/invites`: one invite per label.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkInvite {
+    /// One invite per label (e.g. the names from a CSV file); at most 1000.
+    pub labels: Vec<String>,
+    /// The invited become administrators.
+    #[serde(default)]
+    pub admin: bool,
+    /// How long the invites stay valid (seconds); the relay's default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// One invite of a [`BulkInvite`], with its label.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelledInvite {
+    /// The label it was made for.
+    pub label: String,
+    /// The invite.
+    #[serde(flatten)]
+    pub invite: crate::InviteCreated,
+}
+
+/// `POST /v1/admin/invites/reissue` and `POST /v1/invites/revoke`: an invite by its code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteCode {
+    /// The invite code.
+    pub invite: String,
+}
+
 /// `POST /v1/admin/groups` and `PUT /v1/admin/groups/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -57,16 +57,11 @@ pub(super) async fn create_invite(
     Ok((StatusCode::CREATED, Json(admin::create_invite(&state, &actor, req.admin, req.ttl_secs).await?)))
 }
 
-#[derive(serde::Deserialize)]
-pub(super) struct RevokeInvite {
-    invite: String,
-}
-
 pub(super) async fn revoke_invite(
     State(state): State<AppState>,
     caller: Caller,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(req): Json<RevokeInvite>,
+    Json(req): Json<strongroom_wire::InviteCode>,
 ) -> ApiResult<StatusCode> {
     admin::revoke_invite(&state, &Actor { caller, source: addr.ip() }, &req.invite).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -39,37 +39,15 @@ pub(super) async fn list_users(
     Ok(Json(admin::list_users(&state, &caller, q.search.as_deref()).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct BulkInvite {
-    /// One invite per label (e.g. the names from a CSV file); at most 1000.
-    labels: Vec<String>,
-    #[serde(default)]
-    admin: bool,
-    ttl_secs: Option<u64>,
-}
-
-#[derive(serde::Serialize)]
-pub(super) struct LabelledInvite {
-    label: String,
-    #[serde(flatten)]
-    invite: InviteCreated,
-}
-
 pub(super) async fn bulk_invite(
     State(state): State<AppState>,
     caller: Caller,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(req): Json<BulkInvite>,
-) -> ApiResult<(StatusCode, Json<Vec<LabelledInvite>>)> {
+    Json(req): Json<strongroom_wire::BulkInvite>,
+) -> ApiResult<(StatusCode, Json<Vec<strongroom_wire::LabelledInvite>>)> {
     let made = admin::bulk_invite(&state, &actor(caller, addr), req.labels, req.admin, req.ttl_secs).await?;
-    let out = made.into_iter().map(|(label, invite)| LabelledInvite { label, invite }).collect();
+    let out = made.into_iter().map(|(label, invite)| strongroom_wire::LabelledInvite { label, invite }).collect();
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-#[derive(Deserialize)]
-pub(super) struct Reissue {
-    invite: String,
 }
 
 /// Reinvite: the old invite is revoked and a new one issued.
@@ -77,7 +55,7 @@ pub(super) async fn reissue_invite(
     State(state): State<AppState>,
     caller: Caller,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(req): Json<Reissue>,
+    Json(req): Json<strongroom_wire::InviteCode>,
 ) -> ApiResult<(StatusCode, Json<InviteCreated>)> {
     Ok((StatusCode::CREATED, Json(admin::reissue_invite(&state, &actor(caller, addr), &req.invite).await?)))
 }
