@@ -333,7 +333,7 @@ async fn notes_to_self_forwarding_offline_history_and_one_process_per_profile() 
     // `send --to <myself>` is a note to self, not the chat with Bob.
     let notes = alice.direct_with("alice").await.unwrap();
     assert_ne!(notes, to_bob);
-    assert_eq!(alice.conversation(notes).await.unwrap().kind, "notes");
+    assert_eq!(alice.conversation(notes).await.unwrap().kind, strongroom_wire::ConversationKind::Notes);
     assert_eq!(alice.notes_to_self().await.unwrap(), notes, "one note to self per account");
     // Nobody else gets into one: not at creation, not added later.
     let with_bob = alice.create_conversation("notes", &["bob"]).await.unwrap_err();

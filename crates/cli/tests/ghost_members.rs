@@ -59,7 +59,7 @@ async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
     if status == 200 && path == "/v1/conversations" && p.relabel.load(std::sync::atomic::Ordering::SeqCst) {
         let mut list: Vec<strongroom_wire::Conversation> = serde_json::from_slice(&bytes).unwrap();
         for c in &mut list {
-            c.kind = "notes".into();
+            c.kind = strongroom_wire::ConversationKind::Notes;
         }
         bytes = serde_json::to_vec(&list).unwrap();
     }

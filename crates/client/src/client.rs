@@ -26,8 +26,6 @@ pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
 /// How often a watching device does its upkeep (purge, top up, rotate).
 pub(crate) const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The conversation kind of a note to self (only its owner's devices).
-pub(crate) const NOTES: &str = "notes";
 
 /// What a sync did.
 #[derive(Debug, Default)]

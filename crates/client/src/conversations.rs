@@ -131,7 +131,7 @@ impl Client {
         let mut listed = self.conversations().await?;
         listed.sort_by(|a, b| a.id.cmp(&b.id));
         for c in listed {
-            if c.kind == "direct" && c.members.iter().any(|m| m.user_id == hex_other) {
+            if c.kind == strongroom_wire::ConversationKind::Direct && c.members.iter().any(|m| m.user_id == hex_other) {
                 let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
                 // The relay's listing is a hint: only a conversation whose
                 // signed members are exactly the two of us is used.
@@ -156,7 +156,7 @@ impl Client {
         // one. The relay's label is only a hint: a note to self is used only
         // if its signed membership is a note to self of this user alone.
         let mut listed: Vec<Conversation> =
-            self.conversations().await?.into_iter().filter(|c| c.kind == NOTES).collect();
+            self.conversations().await?.into_iter().filter(|c| c.kind == strongroom_wire::ConversationKind::Notes).collect();
         listed.sort_by(|a, b| a.id.cmp(&b.id));
         let me: std::collections::BTreeSet<UserId> = [self.user_id()].into();
         for c in listed {

@@ -377,7 +377,7 @@ impl Service {
         let mut record = Record {
             archived_at: now_ms(),
             conversation_id: Some(d.conversation_id.clone()),
-            conversation_kind: conversation.map(|c| c.kind.clone()),
+            conversation_kind: conversation.map(|c| c.kind.name().to_owned()),
             seq: Some(d.seq),
             message_id: Some(d.message_id.clone()),
             ..Record::default()

@@ -238,6 +238,69 @@ pub struct ClaimedPreKeys {
     pub prekeys: Vec<B64>,
 }
 
+/// Kind of conversation, as the relay lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    /// Two people.
+    Direct,
+    /// Any member may change membership.
+    Group,
+    /// Moderators change membership.
+    Room,
+    /// A note to self: its owner's devices (and retention) only.
+    Notes,
+}
+
+impl ConversationKind {
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Group => "group",
+            Self::Room => "room",
+            Self::Notes => "notes",
+        }
+    }
+
+    /// From its name on the wire.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Direct, Self::Group, Self::Room, Self::Notes].into_iter().find(|k| k.name() == s)
+    }
+}
+
+impl std::fmt::Display for ConversationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A member's role in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Ordinary member.
+    Member,
+    /// May change a room's membership.
+    Moderator,
+}
+
+impl Role {
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::Moderator => "moderator",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `POST /v1/conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateConversation {
@@ -252,8 +315,8 @@ pub struct CreateConversation {
 pub struct Conversation {
     /// Id (hex).
     pub id: String,
-    /// `direct`, `group` or `room`.
-    pub kind: String,
+    /// What kind.
+    pub kind: ConversationKind,
     /// Members.
     pub members: Vec<Member>,
     /// Increases with every membership change.
@@ -267,8 +330,8 @@ pub struct Conversation {
 pub struct Member {
     /// User (hex).
     pub user_id: String,
-    /// `member` or `moderator`.
-    pub role: String,
+    /// Member or moderator.
+    pub role: Role,
 }
 
 /// `GET /v1/conversations/{id}/membership?after=N`: the conversation's

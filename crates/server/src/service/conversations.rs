@@ -19,8 +19,8 @@ pub const MAX_MEMBERS: usize = 4096;
 pub fn view(c: &ConversationRow) -> Conversation {
     Conversation {
         id: hex(&c.id),
-        kind: c.kind.name().to_owned(),
-        members: c.members.iter().map(|(u, r)| Member { user_id: hex(u), role: r.name().to_owned() }).collect(),
+        kind: c.kind,
+        members: c.members.iter().map(|(u, r)| Member { user_id: hex(u), role: *r }).collect(),
         membership_seq: c.membership_seq,
         last_seq: c.last_seq,
     }

@@ -1,79 +1,32 @@
 use super::{id16, int, Store, StoreError};
 
-/// Kind of conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Two people.
-    Direct,
-    /// Any member may change membership.
-    Group,
-    /// Moderators change membership.
-    Room,
-    /// A note to self: its owner's devices (and retention) only.
-    Notes,
-}
+pub use strongroom_wire::{ConversationKind as Kind, Role};
 
-impl Kind {
-    /// Wire name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Direct => "direct",
-            Kind::Group => "group",
-            Kind::Room => "room",
-            Kind::Notes => "notes",
-        }
-    }
-    /// From the wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "direct" => Some(Kind::Direct),
-            "group" => Some(Kind::Group),
-            "room" => Some(Kind::Room),
-            "notes" => Some(Kind::Notes),
-            _ => None,
-        }
-    }
-    fn code(self) -> i64 {
-        match self {
-            Kind::Direct => 1,
-            Kind::Group => 2,
-            Kind::Room => 3,
-            Kind::Notes => 4,
-        }
-    }
-    fn from_code(c: i64) -> Result<Self, StoreError> {
-        match c {
-            1 => Ok(Kind::Direct),
-            2 => Ok(Kind::Group),
-            3 => Ok(Kind::Room),
-            4 => Ok(Kind::Notes),
-            _ => Err(StoreError::Corrupt("conversation kind")),
-        }
+/// How a kind is stored.
+fn kind_code(kind: Kind) -> i64 {
+    match kind {
+        Kind::Direct => 1,
+        Kind::Group => 2,
+        Kind::Room => 3,
+        Kind::Notes => 4,
     }
 }
 
-/// A member's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Ordinary member.
-    Member,
-    /// May change a room's membership.
-    Moderator,
+fn kind_from_code(c: i64) -> Result<Kind, StoreError> {
+    match c {
+        1 => Ok(Kind::Direct),
+        2 => Ok(Kind::Group),
+        3 => Ok(Kind::Room),
+        4 => Ok(Kind::Notes),
+        _ => Err(StoreError::Corrupt("conversation kind")),
+    }
 }
 
-impl Role {
-    /// Wire name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Member => "member",
-            Role::Moderator => "moderator",
-        }
-    }
-    fn code(self) -> i64 {
-        match self {
-            Role::Member => 0,
-            Role::Moderator => 1,
-        }
+/// How a role is stored.
+fn role_code(role: Role) -> i64 {
+    match role {
+        Role::Member => 0,
+        Role::Moderator => 1,
     }
 }
 
@@ -118,7 +71,7 @@ impl Store {
         ))
         .bind(id.to_vec())
         .bind(network.to_vec())
-        .bind(kind.code())
+        .bind(kind_code(kind))
         .bind(now)
         .execute(&mut *tx.tx)
         .await?;
@@ -126,7 +79,7 @@ impl Store {
             sqlx::query(&self.sql("INSERT INTO members (conversation_id, user_id, role) VALUES ($1, $2, $3)"))
                 .bind(id.to_vec())
                 .bind(user.to_vec())
-                .bind(role.code())
+                .bind(role_code(*role))
                 .execute(&mut *tx.tx)
                 .await?;
         }
@@ -193,7 +146,7 @@ impl Store {
         Ok(Some(ConversationRow {
             id: id16(&row, "id")?,
             network_id: id16(&row, "network_id")?,
-            kind: Kind::from_code(int(&row, "kind")?)?,
+            kind: kind_from_code(int(&row, "kind")?)?,
             last_seq: u64::try_from(int(&row, "last_seq")?).unwrap_or(0),
             membership_seq: u64::try_from(int(&row, "membership_seq")?).unwrap_or(0),
             members,
