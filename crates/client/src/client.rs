@@ -26,7 +26,6 @@ pub const PROFILE_KDF_KIB: u32 = 64 * 1024;
 /// How often a watching device does its upkeep (purge, top up, rotate).
 pub(crate) const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-
 /// What a sync did.
 #[derive(Debug, Default)]
 pub struct SyncReport {

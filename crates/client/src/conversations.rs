@@ -155,8 +155,12 @@ impl Client {
         // Two devices creating it at once could make two: all pick the same
         // one. The relay's label is only a hint: a note to self is used only
         // if its signed membership is a note to self of this user alone.
-        let mut listed: Vec<Conversation> =
-            self.conversations().await?.into_iter().filter(|c| c.kind == strongroom_wire::ConversationKind::Notes).collect();
+        let mut listed: Vec<Conversation> = self
+            .conversations()
+            .await?
+            .into_iter()
+            .filter(|c| c.kind == strongroom_wire::ConversationKind::Notes)
+            .collect();
         listed.sort_by(|a, b| a.id.cmp(&b.id));
         let me: std::collections::BTreeSet<UserId> = [self.user_id()].into();
         for c in listed {

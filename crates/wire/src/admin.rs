@@ -32,7 +32,7 @@ pub struct GroupSettings {
     /// Clients may fetch link previews.
     pub link_previews: bool,
     /// Read receipts: `off`, `on` (the user chooses) or `forced`.
-    pub read_receipts: String,
+    pub read_receipts: ReceiptPolicy,
     /// Talking to other networks: `none`, `allow_list` or `open`.
     pub federation: String,
     /// Networks allowed when `federation` is `allow_list` (domain names).
@@ -64,7 +64,7 @@ impl Default for GroupSettings {
             location_enabled: true,
             message_forwarding: true,
             link_previews: true,
-            read_receipts: "on".into(),
+            read_receipts: ReceiptPolicy::On,
             federation: "none".into(),
             federation_allow: Vec::new(),
             guests_enabled: false,
@@ -76,12 +76,61 @@ impl Default for GroupSettings {
     }
 }
 
+/// Whether read receipts are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiptPolicy {
+    /// Never.
+    Off,
+    /// As each person chooses.
+    On,
+    /// Always.
+    Forced,
+}
+
+impl ReceiptPolicy {
+    /// Every policy, in order.
+    pub const ALL: [ReceiptPolicy; 3] = [Self::Off, Self::On, Self::Forced];
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::Forced => "forced",
+        }
+    }
+
+    /// From its name; the error says what is allowed.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("read_receipts is off, on or forced, not {s:?}"))
+    }
+}
+
+impl std::fmt::Display for ReceiptPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for ReceiptPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReceiptPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl GroupSettings {
     /// Every setting in range, or what is wrong and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
-        if !["off", "on", "forced"].contains(&self.read_receipts.as_str()) {
-            return Err(format!("read_receipts is off, on or forced, not {:?}", self.read_receipts));
-        }
         if !["none", "allow_list", "open"].contains(&self.federation.as_str()) {
             return Err(format!("federation is none, allow_list or open, not {:?}", self.federation));
         }

@@ -2,7 +2,7 @@
 //! what it can see: timers, file sizes, calls; content it cannot see —
 //! locations, forwards, downloads, receipts — only the client can).
 
-use strongroom_wire::GroupSettings;
+use strongroom_wire::{GroupSettings, ReceiptPolicy};
 
 /// What the person is about to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +41,10 @@ pub fn check(rules: &GroupSettings, action: Action) -> Result<(), String> {
 /// Whether to send read receipts: `off` never, `forced` always, otherwise
 /// as the person chose.
 pub fn send_receipts(rules: &GroupSettings, wanted: bool) -> bool {
-    match rules.read_receipts.as_str() {
-        "off" => false,
-        "forced" => true,
-        _ => wanted,
+    match rules.read_receipts {
+        ReceiptPolicy::Off => false,
+        ReceiptPolicy::Forced => true,
+        ReceiptPolicy::On => wanted,
     }
 }
 
@@ -60,7 +60,7 @@ mod tests {
             max_file_size: 1000,
             location_enabled: true,
             message_forwarding: true,
-            read_receipts: "on".into(),
+            read_receipts: ReceiptPolicy::On,
             ..GroupSettings::default()
         }
     }
@@ -92,9 +92,9 @@ mod tests {
     fn receipts_follow_the_group_then_the_person() {
         let mut r = open();
         assert!(send_receipts(&r, true) && !send_receipts(&r, false));
-        r.read_receipts = "off".into();
+        r.read_receipts = ReceiptPolicy::Off;
         assert!(!send_receipts(&r, true));
-        r.read_receipts = "forced".into();
+        r.read_receipts = ReceiptPolicy::Forced;
         assert!(send_receipts(&r, false));
     }
 }

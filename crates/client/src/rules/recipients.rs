@@ -103,13 +103,12 @@ mod tests {
         let identity = SigningKey::generate(&mut OsRng);
         let entries = devices
             .iter()
-            .map(|(d, revoked)| DeviceEntry {
-                device_id: DeviceId::from_bytes([*d; 16]),
-                signing_key: SigningKey::generate(&mut OsRng).verifying_key(),
-                created_at: 0,
-                revoked: *revoked,
-                versions: strongroom_crypto::suite::SUPPORTED_VERSIONS,
-                name: "d".into(),
+            .map(|(d, revoked)| {
+                let key = SigningKey::generate(&mut OsRng).verifying_key();
+                DeviceEntry {
+                    revoked: *revoked,
+                    ..super::super::keys::device_entry(DeviceId::from_bytes([*d; 16]), key, "d", 0)
+                }
             })
             .collect();
         let user = UserId::from_bytes([user; 16]);

@@ -410,7 +410,7 @@ fn settings_fields(s: &GroupSettings) -> String {
         format!("<label for=\"{k}\">{label}</label><select id=\"{k}\" name=\"{k}\">{opts}</select>")
     };
     out.push_str("</fieldset><fieldset><legend>Messaging and federation</legend>");
-    out.push_str(&select("read_receipts", "Read receipts", &["off", "on", "forced"], &s.read_receipts));
+    out.push_str(&select("read_receipts", "Read receipts", &["off", "on", "forced"], s.read_receipts.name()));
     out.push_str(&select("federation", "Federation", &["none", "allow_list", "open"], &s.federation));
     out.push_str(&format!(
         "<label for=\"federation_allow\">Allowed networks (domains, comma-separated)</label><input id=\"federation_allow\" name=\"federation_allow\" type=\"text\" value=\"{}\"></fieldset>",
@@ -459,7 +459,7 @@ async fn render_groups(state: &AppState, c: &Console, flash: Option<(bool, &str)
                 members = g.members,
                 files = if g.settings.files_enabled { "on" } else { "off" },
                 ttl = if g.settings.max_ttl_secs == 0 { "no limit".into() } else { format!("{} s", g.settings.max_ttl_secs) },
-                receipts = esc(&g.settings.read_receipts),
+                receipts = g.settings.read_receipts.name(),
             )
         })
         .collect();
