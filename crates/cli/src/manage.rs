@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use strongroom_client::Client;
 use strongroom_crypto::ids::UserId;
-use strongroom_wire::time::urlencode;
 use strongroom_wire::{verify_audit_chain, AdminUser, AuditEntry, GroupRequest, GroupSettings, SecurityGroup};
 
 use crate::user::ProfileArgs;
@@ -136,20 +135,21 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    fn query(&self) -> String {
+    /// The filter as (name, value) pairs; the admin client encodes them.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if let Some(v) = self.from {
-            q.push(format!("from={v}"));
+            q.push(("from", v.to_string()));
         }
         if let Some(v) = self.until {
-            q.push(format!("until={v}"));
+            q.push(("until", v.to_string()));
         }
         for (k, v) in [("actor", &self.actor), ("action", &self.action)] {
             if let Some(v) = v {
-                q.push(format!("{k}={}", urlencode(v)));
+                q.push((k, v.clone()));
             }
         }
-        q.join("&")
+        q
     }
 }
 
@@ -378,7 +378,7 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
     let c = crate::user::open_admin(&p).await?;
     match cmd {
         AuditCommand::List { filter } => {
-            let entries = c.admin().audit(&filter.query()).await?;
+            let entries = c.admin().audit(&filter.pairs()).await?;
             out(p.json, &entries, |entries| {
                 for e in entries {
                     println!(
@@ -389,7 +389,7 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
             });
         }
         AuditCommand::Export { out: path, filter } => {
-            let text = c.admin().audit_jsonl(&filter.query()).await?;
+            let text = c.admin().audit_jsonl(&filter.pairs()).await?;
             std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
             let n = text.lines().filter(|l| !l.trim().is_empty()).count();
             out(p.json, &json!({"entries": n, "out": path.display().to_string()}), |_| {
@@ -397,7 +397,7 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
             });
         }
         AuditCommand::Verify { .. } => {
-            let entries = c.admin().audit("").await?;
+            let entries = c.admin().audit(&[]).await?;
             c.close().await;
             return report_chain(p.json, &entries);
         }

@@ -29,6 +29,22 @@ fn encode(value: &str) -> Result<String, ClientError> {
     Ok(url.query().unwrap_or_default().trim_start_matches("v=").to_owned())
 }
 
+/// A group id as a path segment: 32 hex digits, nothing else.
+fn group_id(id: &str) -> Result<String, ClientError> {
+    strongroom_crypto::ids::UserId::parse_hex(id)
+        .map(|_| id.to_ascii_lowercase())
+        .ok_or_else(|| ClientError::Usage(format!("{id:?} is not a group id (32 hex digits)")))
+}
+
+/// A query string from pairs, each value encoded.
+fn query(pairs: &[(&str, String)]) -> Result<String, ClientError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        out.push(format!("{k}={}", encode(v)?));
+    }
+    Ok(out.join("&"))
+}
+
 impl Client {
     /// The administration API, with this device's session.
     pub fn admin(&self) -> Admin<'_> {
@@ -120,14 +136,14 @@ impl Admin<'_> {
         self.call(Method::POST, "/v1/admin/groups", Some(group)).await
     }
 
-    /// Renames a security group or changes its settings.
+    /// Renames a security group (by id) or changes its settings.
     pub async fn update_group(&self, id: &str, group: &GroupRequest) -> Result<(), ClientError> {
-        self.act(Method::PUT, &format!("/v1/admin/groups/{}", encode(id)?), Some(group)).await
+        self.act(Method::PUT, &format!("/v1/admin/groups/{}", group_id(id)?), Some(group)).await
     }
 
     /// Deletes a security group (its members fall back to the network's settings).
     pub async fn delete_group(&self, id: &str) -> Result<(), ClientError> {
-        self.act(Method::DELETE, &format!("/v1/admin/groups/{}", encode(id)?), None::<&()>).await
+        self.act(Method::DELETE, &format!("/v1/admin/groups/{}", group_id(id)?), None::<&()>).await
     }
 
     /// The network's default settings.
@@ -140,14 +156,15 @@ impl Admin<'_> {
         self.act(Method::PUT, "/v1/admin/settings", Some(settings)).await
     }
 
-    /// Audit log entries matching `query` (`from=…&until=…&actor=…&action=…`).
-    pub async fn audit(&self, query: &str) -> Result<Vec<AuditEntry>, ClientError> {
-        self.call(Method::GET, &format!("/v1/admin/audit?{query}"), None::<&()>).await
+    /// Audit log entries matching `filter` (pairs of `from`, `until`,
+    /// `actor`, `action` and their values; each value is encoded).
+    pub async fn audit(&self, filter: &[(&str, String)]) -> Result<Vec<AuditEntry>, ClientError> {
+        self.call(Method::GET, &format!("/v1/admin/audit?{}", query(filter)?), None::<&()>).await
     }
 
     /// The same as JSON Lines, for export.
-    pub async fn audit_jsonl(&self, query: &str) -> Result<String, ClientError> {
-        let bytes = self.api.get_bytes(&format!("/v1/admin/audit?format=jsonl&{query}")).await?;
+    pub async fn audit_jsonl(&self, filter: &[(&str, String)]) -> Result<String, ClientError> {
+        let bytes = self.api.get_bytes(&format!("/v1/admin/audit?format=jsonl&{}", query(filter)?)).await?;
         String::from_utf8(bytes).map_err(|_| ClientError::Corrupt("audit export"))
     }
 }
@@ -160,5 +177,8 @@ mod tests {
     fn query_values_cannot_add_parameters() {
         assert_eq!(encode("a&search=b c").unwrap(), "a%26search%3Db+c");
         assert_eq!(encode("bob#x").unwrap(), "bob%23x");
+        assert_eq!(query(&[("actor", "a&action=b".into())]).unwrap(), "actor=a%26action%3Db");
+        assert!(group_id("..").is_err() && group_id("ab/cd").is_err());
+        assert_eq!(group_id(&"AB".repeat(16)).unwrap(), "ab".repeat(16));
     }
 }

@@ -19,7 +19,14 @@ pub struct Api {
 impl Api {
     /// The relay at `base` (`http://host:port`), with a session token if any.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        Self { http: Http::new(), base: base.trim_end_matches('/').to_owned(), token }
+        // A relay that takes the connection and then says nothing must not
+        // hold a send (or the outbox) for ever; file streams keep reading.
+        let http = Http::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Self { http, base: base.trim_end_matches('/').to_owned(), token }
     }
 
     /// As [`Api::new`], every request bounded by `timeout` (a service that

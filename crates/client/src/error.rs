@@ -99,11 +99,11 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Refused { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            ClientError::Network(_)
-            | ClientError::Store(_)
-            | ClientError::Io { .. }
-            | ClientError::Corrupt(_)
-            | ClientError::Incomplete(_) => true,
+            // An answer that does not decode will not decode next time either.
+            ClientError::Network(e) => !e.is_decode(),
+            ClientError::Store(_) | ClientError::Io { .. } | ClientError::Corrupt(_) | ClientError::Incomplete(_) => {
+                true
+            }
             _ => false,
         }
     }

@@ -189,6 +189,19 @@ impl Client {
                     fresh = true;
                     continue;
                 }
+                // Keys could not be fetched (the relay down): kept, sealed
+                // when it is back, if the settings are known to time it.
+                Err(e) if e.is_transient() && !*stored => {
+                    let (_, rules) = self.known_settings().await?;
+                    let (ttl, _) = crate::rules::timers::effective(
+                        out.requested,
+                        out.defaults,
+                        rules.max_ttl_secs,
+                        rules.max_bor_secs,
+                    );
+                    self.keep_own_copy(out, &content, ttl, stored).await?;
+                    return Err(e);
+                }
                 Err(e) => return Err(e),
             };
             self.keep_own_copy(out, &content, ttl_secs, stored).await?;

@@ -82,10 +82,13 @@ impl PassphraseKey {
     pub fn seal(&self, purpose: &[u8], plain: &[u8]) -> ([u8; 12], Vec<u8>) {
         let mut nonce = [0u8; 12];
         OsRng.fill_bytes(&mut nonce);
-        let mut buf = plain.to_vec();
+        // Room for the tag up front: growing the buffer would leave a copy
+        // of the plaintext behind in freed memory.
+        let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + AES_256_GCM.tag_len()));
+        buf.extend_from_slice(plain);
         // Sealing fails only for inputs over 64 GiB.
-        let _ = self.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut buf);
-        (nonce, buf)
+        let _ = self.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut *buf);
+        (nonce, buf.to_vec())
     }
 
     /// Opens what [`PassphraseKey::seal`] made for `purpose`.

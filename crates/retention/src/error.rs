@@ -50,6 +50,9 @@ impl From<strongroom_client::ClientError> for RetentionError {
             C::RecipientMismatch { .. } => RetentionError::Refused { status: 409, message: e.to_string() },
             C::Io { path, source } => RetentionError::Io { path, source },
             C::Trust(m) => RetentionError::Trust(m),
+            C::Wiped(why) => RetentionError::Trust(format!("the relay says this device was wiped {why}")),
+            // What a retry could fix stays retryable (treated as the relay unavailable).
+            other if other.is_transient() => RetentionError::Refused { status: 503, message: other.to_string() },
             other => RetentionError::Corrupt(other.to_string()),
         }
     }

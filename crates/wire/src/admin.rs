@@ -76,7 +76,9 @@ impl Default for GroupSettings {
     }
 }
 
-/// Whether read receipts are sent.
+/// Whether read receipts are sent. A value this release does not know reads
+/// as `Unknown` (clients leave the choice to the person); the relay refuses
+/// to store it (`validate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptPolicy {
     /// Never.
@@ -85,6 +87,8 @@ pub enum ReceiptPolicy {
     On,
     /// Always.
     Forced,
+    /// A policy this release does not know.
+    Unknown,
 }
 
 impl ReceiptPolicy {
@@ -97,15 +101,13 @@ impl ReceiptPolicy {
             Self::Off => "off",
             Self::On => "on",
             Self::Forced => "forced",
+            Self::Unknown => "unknown",
         }
     }
 
-    /// From its name; the error says what is allowed.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("read_receipts is off, on or forced, not {s:?}"))
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
     }
 }
 
@@ -124,13 +126,16 @@ impl Serialize for ReceiptPolicy {
 impl<'de> Deserialize<'de> for ReceiptPolicy {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
+        Ok(Self::parse(&s).unwrap_or(Self::Unknown))
     }
 }
 
 impl GroupSettings {
     /// Every setting in range, or what is wrong and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
+        if self.read_receipts == ReceiptPolicy::Unknown {
+            return Err("read_receipts is off, on or forced".into());
+        }
         if !["none", "allow_list", "open"].contains(&self.federation.as_str()) {
             return Err(format!("federation is none, allow_list or open, not {:?}", self.federation));
         }

@@ -238,9 +238,10 @@ pub struct ClaimedPreKeys {
     pub prekeys: Vec<B64>,
 }
 
-/// Kind of conversation, as the relay lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Kind of conversation, as the relay lists it. A kind a newer relay names
+/// that this release does not know reads as `Unknown` (so one new kind does
+/// not make every listing unreadable); it is never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConversationKind {
     /// Two people.
     Direct,
@@ -250,6 +251,8 @@ pub enum ConversationKind {
     Room,
     /// A note to self: its owner's devices (and retention) only.
     Notes,
+    /// A kind this release does not know.
+    Unknown,
 }
 
 impl ConversationKind {
@@ -260,10 +263,11 @@ impl ConversationKind {
             Self::Group => "group",
             Self::Room => "room",
             Self::Notes => "notes",
+            Self::Unknown => "unknown",
         }
     }
 
-    /// From its name on the wire.
+    /// From its name on the wire (`Unknown` is no name).
     pub fn parse(s: &str) -> Option<Self> {
         [Self::Direct, Self::Group, Self::Room, Self::Notes].into_iter().find(|k| k.name() == s)
     }
@@ -275,14 +279,16 @@ impl std::fmt::Display for ConversationKind {
     }
 }
 
-/// A member's role in a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A member's role in a conversation; one this release does not know reads
+/// as `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Ordinary member.
     Member,
     /// May change a room's membership.
     Moderator,
+    /// A role this release does not know.
+    Unknown,
 }
 
 impl Role {
@@ -291,7 +297,13 @@ impl Role {
         match self {
             Self::Member => "member",
             Self::Moderator => "moderator",
+            Self::Unknown => "unknown",
         }
+    }
+
+    /// From its name on the wire.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Member, Self::Moderator].into_iter().find(|r| r.name() == s)
     }
 }
 
@@ -300,6 +312,25 @@ impl std::fmt::Display for Role {
         f.write_str(self.name())
     }
 }
+
+/// Serde for the enums above: by name, anything else read as `Unknown`.
+macro_rules! by_name {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Ok(<$t>::parse(&s).unwrap_or(<$t>::Unknown))
+            }
+        }
+    };
+}
+by_name!(ConversationKind);
+by_name!(Role);
 
 /// `POST /v1/conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -454,4 +485,29 @@ pub struct RetentionLoginRequest {
     pub nonce: String,
     /// Ed25519 signature over the `RetentionLogin` statement.
     pub signature: B64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn kinds_roles_and_receipt_policies_keep_their_json_and_read_unknown_values_as_unknown() {
+        let json = r#"{"id":"00","kind":"room","members":[{"user_id":"01","role":"moderator"},{"user_id":"02","role":"owner"}],"membership_seq":1,"last_seq":2}"#;
+        let c: Conversation = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            (c.kind, c.members[0].role, c.members[1].role),
+            (ConversationKind::Room, Role::Moderator, Role::Unknown)
+        );
+        let newer: Conversation = serde_json::from_str(&json.replace("\"room\"", "\"channel\"")).unwrap();
+        assert_eq!(newer.kind, ConversationKind::Unknown);
+        assert_eq!(ConversationKind::parse("unknown"), None, "never a name to send");
+        let again = serde_json::to_string(&Conversation { members: vec![], ..c }).unwrap();
+        assert!(again.contains(r#""kind":"room""#), "{again}");
+        let mut s = GroupSettings::default();
+        assert_eq!(serde_json::to_value(s.read_receipts).unwrap(), "on");
+        s.read_receipts = serde_json::from_str("\"sometimes\"").unwrap();
+        assert_eq!(s.validate().unwrap_err(), "read_receipts is off, on or forced");
+    }
 }

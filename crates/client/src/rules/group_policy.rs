@@ -44,7 +44,7 @@ pub fn send_receipts(rules: &GroupSettings, wanted: bool) -> bool {
     match rules.read_receipts {
         ReceiptPolicy::Off => false,
         ReceiptPolicy::Forced => true,
-        ReceiptPolicy::On => wanted,
+        ReceiptPolicy::On | ReceiptPolicy::Unknown => wanted,
     }
 }
 

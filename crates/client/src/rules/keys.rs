@@ -50,13 +50,17 @@ pub fn new_prekeys(
     let (network, user, device) = who;
     kinds
         .iter()
-        .zip(first_id..)
-        .map(|(kind, id)| {
+        .enumerate()
+        .map(|(i, kind)| {
+            let id = u32::try_from(i)
+                .ok()
+                .and_then(|i| first_id.checked_add(i))
+                .ok_or(CertError::Invalid("this device has used every pre-key id"))?;
             let secret = AgreementSecret::generate(rng);
             let valid = if *kind == PreKeyKind::MediumTerm { MEDIUM_TERM_VALID_MS } else { ONE_TIME_VALID_MS };
             let key_ref = PreKeyRef { kind: *kind, id };
-            let signed =
-                SignedPreKey::sign(device_key, network, user, device, key_ref, secret.public(), now, now + valid)?;
+            let until = now.saturating_add(valid);
+            let signed = SignedPreKey::sign(device_key, network, user, device, key_ref, secret.public(), now, until)?;
             Ok(NewPreKey { key_ref, secret, signed })
         })
         .collect()
@@ -89,6 +93,8 @@ mod tests {
         }
         assert_eq!(keys[0].signed.expires_at, 1_000 + MEDIUM_TERM_VALID_MS);
         assert_eq!(keys[1].signed.expires_at, 1_000 + ONE_TIME_VALID_MS);
+        // Ids never wrap.
+        assert!(new_prekeys(&device_key, (net, user, device), &kinds, u32::MAX - 1, 1_000, &mut OsRng).is_err());
         // Signed by another device's key: refused.
         let other =
             new_prekeys(&SigningKey::generate(&mut OsRng), (net, user, device), &kinds[..1], 0, 1_000, &mut OsRng)

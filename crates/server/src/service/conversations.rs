@@ -135,6 +135,8 @@ pub async fn change_members(
             }
         }
         Kind::Group => {}
+        // Never stored (the store refuses to make one).
+        Kind::Unknown => return Err(ApiError::bad_request("bad_kind", "this conversation's kind is unknown")),
     }
     check_in_network(state, &caller.session.network_id, &add).await?;
     for u in promote.iter().chain(&demote) {

@@ -2,13 +2,15 @@ use super::{id16, int, Store, StoreError};
 
 pub use strongroom_wire::{ConversationKind as Kind, Role};
 
-/// How a kind is stored.
-fn kind_code(kind: Kind) -> i64 {
+/// How a kind is stored (`Unknown` is never stored: the relay makes only
+/// the kinds it knows).
+fn kind_code(kind: Kind) -> Result<i64, StoreError> {
     match kind {
-        Kind::Direct => 1,
-        Kind::Group => 2,
-        Kind::Room => 3,
-        Kind::Notes => 4,
+        Kind::Direct => Ok(1),
+        Kind::Group => Ok(2),
+        Kind::Room => Ok(3),
+        Kind::Notes => Ok(4),
+        Kind::Unknown => Err(StoreError::Corrupt("conversation kind")),
     }
 }
 
@@ -22,11 +24,11 @@ fn kind_from_code(c: i64) -> Result<Kind, StoreError> {
     }
 }
 
-/// How a role is stored.
+/// How a role is stored (only member and moderator are ever made).
 fn role_code(role: Role) -> i64 {
     match role {
-        Role::Member => 0,
         Role::Moderator => 1,
+        Role::Member | Role::Unknown => 0,
     }
 }
 
@@ -71,7 +73,7 @@ impl Store {
         ))
         .bind(id.to_vec())
         .bind(network.to_vec())
-        .bind(kind_code(kind))
+        .bind(kind_code(kind)?)
         .bind(now)
         .execute(&mut *tx.tx)
         .await?;
