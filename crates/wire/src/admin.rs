@@ -34,7 +34,7 @@ pub struct GroupSettings {
     /// Read receipts: `off`, `on` (the user chooses) or `forced`.
     pub read_receipts: ReceiptPolicy,
     /// Talking to other networks: `none`, `allow_list` or `open`.
-    pub federation: String,
+    pub federation: Federation,
     /// Networks allowed when `federation` is `allow_list` (domain names).
     pub federation_allow: Vec<String>,
     /// Guests may join conversations.
@@ -65,7 +65,7 @@ impl Default for GroupSettings {
             message_forwarding: true,
             link_previews: true,
             read_receipts: ReceiptPolicy::On,
-            federation: "none".into(),
+            federation: Federation::None,
             federation_allow: Vec::new(),
             guests_enabled: false,
             password_min_length: 10,
@@ -130,14 +130,58 @@ impl<'de> Deserialize<'de> for ReceiptPolicy {
     }
 }
 
+/// Talking to other networks. A value this release does not know reads as
+/// `Unknown`; the relay refuses to store it (`validate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Federation {
+    /// This network only.
+    None,
+    /// The networks in `federation_allow`.
+    AllowList,
+    /// Any network.
+    Open,
+    /// A setting this release does not know.
+    Unknown,
+}
+
+impl Federation {
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::AllowList => "allow_list",
+            Self::Open => "open",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// From its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::None, Self::AllowList, Self::Open].into_iter().find(|f| f.name() == s)
+    }
+}
+
+impl Serialize for Federation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Federation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Self::parse(&s).unwrap_or(Self::Unknown))
+    }
+}
+
 impl GroupSettings {
     /// Every setting in range, or what is wrong and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
         if self.read_receipts == ReceiptPolicy::Unknown {
             return Err("read_receipts is off, on or forced".into());
         }
-        if !["none", "allow_list", "open"].contains(&self.federation.as_str()) {
-            return Err(format!("federation is none, allow_list or open, not {:?}", self.federation));
+        if self.federation == Federation::Unknown {
+            return Err("federation is none, allow_list or open".into());
         }
         if self.federation_allow.len() > 1000 {
             return Err("federation_allow holds at most 1000 networks".into());

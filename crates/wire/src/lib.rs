@@ -509,5 +509,11 @@ mod tests {
         assert_eq!(serde_json::to_value(s.read_receipts).unwrap(), "on");
         s.read_receipts = serde_json::from_str("\"sometimes\"").unwrap();
         assert_eq!(s.validate().unwrap_err(), "read_receipts is off, on or forced");
+        let mut s = GroupSettings::default();
+        assert_eq!(serde_json::to_value(s.federation).unwrap(), "none");
+        s.federation = serde_json::from_str("\"allow_list\"").unwrap();
+        assert_eq!(s.federation, Federation::AllowList);
+        s.federation = serde_json::from_str("\"everyone\"").unwrap();
+        assert_eq!(s.validate().unwrap_err(), "federation is none, allow_list or open");
     }
 }

@@ -411,7 +411,7 @@ fn settings_fields(s: &GroupSettings) -> String {
     };
     out.push_str("</fieldset><fieldset><legend>Messaging and federation</legend>");
     out.push_str(&select("read_receipts", "Read receipts", &["off", "on", "forced"], s.read_receipts.name()));
-    out.push_str(&select("federation", "Federation", &["none", "allow_list", "open"], &s.federation));
+    out.push_str(&select("federation", "Federation", &["none", "allow_list", "open"], s.federation.name()));
     out.push_str(&format!(
         "<label for=\"federation_allow\">Allowed networks (domains, comma-separated)</label><input id=\"federation_allow\" name=\"federation_allow\" type=\"text\" value=\"{}\"></fieldset>",
         esc(&s.federation_allow.join(", "))
