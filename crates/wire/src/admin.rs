@@ -117,18 +117,7 @@ impl std::fmt::Display for ReceiptPolicy {
     }
 }
 
-impl Serialize for ReceiptPolicy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for ReceiptPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Self::parse(&s).unwrap_or(Self::Unknown))
-    }
-}
+by_name!(ReceiptPolicy);
 
 /// Talking to other networks. A value this release does not know reads as
 /// `Unknown`; the relay refuses to store it (`validate`).
@@ -161,18 +150,7 @@ impl Federation {
     }
 }
 
-impl Serialize for Federation {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Federation {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Self::parse(&s).unwrap_or(Self::Unknown))
-    }
-}
+by_name!(Federation);
 
 impl GroupSettings {
     /// Every setting in range, or what is wrong and what is allowed.

@@ -8,6 +8,8 @@
 //! Envelopes are posted as raw bytes (`application/octet-stream`) and
 //! delivered base64 in JSON, in the delivered form of `docs/PROTOCOL.md`.
 
+#[macro_use]
+mod by_name;
 pub mod admin;
 mod b64;
 mod invite;
@@ -313,22 +315,6 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Serde for the enums above: by name, anything else read as `Unknown`.
-macro_rules! by_name {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.name())
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Ok(<$t>::parse(&s).unwrap_or(<$t>::Unknown))
-            }
-        }
-    };
-}
 by_name!(ConversationKind);
 by_name!(Role);
 
