@@ -145,3 +145,51 @@ async fn a_steady_state_send_is_one_request_for_two_or_fifty() {
     alice.close().await;
     bob.close().await;
 }
+
+/// The relay's settings-tag check on hostile input: a wrong, empty or
+/// non-text tag is refused with `settings_changed` and nothing is stored or
+/// delivered; the right tag (from `GET /v1/me/policy`) or none is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_naming_other_settings_is_refused_and_stores_nothing() {
+    let dir = temp_dir("settings-tag");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (network, admin_invite) = create_network(&server, &dir, "acme");
+    register(&server.url, &admin_invite, "alice").await;
+    let alice = Device::enrol(&server.url, network, "alice", None, &[], 2).await;
+    let invite = alice.invite(false).await;
+    register(&server.url, &invite, "bob").await;
+    let mut bob = Device::enrol(&server.url, network, "bob", None, &[], 2).await;
+    let mut alice = alice;
+    let conv = alice.create_conversation("direct", &[bob.user]).await.id;
+    let recipients = alice.recipients(&conv).await;
+    let envelope = alice.seal_to(&conv, &Content::Text("tagged".into()), &recipients).encode();
+    let post = |tag: reqwest::header::HeaderValue| {
+        alice
+            .http
+            .post(format!("{}/v1/messages", alice.url))
+            .bearer_auth(&alice.token)
+            .header(strongroom_wire::SETTINGS_TAG_HEADER, tag)
+            .body(envelope.clone())
+            .send()
+    };
+    for bad in [
+        reqwest::header::HeaderValue::from_static("0123456789abcdef0123456789abcdef"),
+        reqwest::header::HeaderValue::from_static(""),
+        reqwest::header::HeaderValue::from_bytes(&[0xff, 0xfe, b'x']).unwrap(),
+        reqwest::header::HeaderValue::from_str(&"a".repeat(4000)).unwrap(),
+    ] {
+        let r = post(bad).await.unwrap();
+        assert_eq!(r.status(), 409);
+        let body: strongroom_wire::ErrorBody = r.json().await.unwrap();
+        assert_eq!(body.error, "settings_changed", "{}", body.message);
+    }
+    assert!(bob.receive_all().await.is_empty(), "nothing stored or delivered");
+    let r = alice.get("/v1/me/policy").await;
+    let tag = r.headers()[strongroom_wire::SETTINGS_TAG_HEADER].clone();
+    assert_eq!(tag.len(), 32, "16 bytes, hex");
+    let ok = post(tag.clone()).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let again: strongroom_wire::Accepted = post(tag).await.unwrap().json().await.unwrap();
+    assert!(again.duplicate && !again.queued, "the same id once; the relay never says queued");
+    assert_eq!(bob.receive_all().await.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["tagged"]);
+}

@@ -145,6 +145,45 @@ mod tests {
     }
 
     #[test]
+    fn claimed_keys_must_match_the_devices_asked_for() {
+        use strongroom_crypto::certs::PreKeyKind;
+        let me = (UserId::from_bytes([1; 16]), DeviceId::from_bytes([10; 16]));
+        let identity = SigningKey::generate(&mut OsRng);
+        let keys: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate(&mut OsRng)).collect();
+        let user = UserId::from_bytes([2; 16]);
+        let entries = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                super::super::keys::device_entry(DeviceId::from_bytes([20 + i as u8; 16]), k.verifying_key(), "d", 0)
+            })
+            .collect();
+        let list = DeviceList::first(&identity, NET, user, 0, entries)
+            .unwrap()
+            .verify(&DeviceListExpectation { network_id: NET, user_id: user, pinned_identity: None, seen: None })
+            .unwrap();
+        let devices = targets(&[(list, vec![])], me);
+        let signed: Vec<Vec<u8>> = devices
+            .iter()
+            .zip(&keys)
+            .map(|(d, k)| {
+                let who = (NET, d.user_id(), d.device_id());
+                super::super::keys::new_prekeys(k, who, &[PreKeyKind::MediumTerm], 0, 1_000, &mut OsRng).unwrap()[0]
+                    .signed
+                    .encode()
+            })
+            .collect();
+        assert_eq!(verify_claimed(&devices, &signed, 2_000).unwrap().len(), 2);
+        // Too few, too many, swapped between devices, garbage, expired.
+        assert!(verify_claimed(&devices, &signed[..1], 2_000).is_err());
+        assert!(verify_claimed(&devices[..1], &signed, 2_000).is_err());
+        let swapped = vec![signed[1].clone(), signed[0].clone()];
+        assert!(verify_claimed(&devices, &swapped, 2_000).unwrap_err().contains("pre-key of device"));
+        assert!(verify_claimed(&devices, &[vec![0xff; 7], signed[1].clone()], 2_000).is_err());
+        assert!(verify_claimed(&devices, &signed, u64::MAX).is_err());
+    }
+
+    #[test]
     fn a_one_time_key_once_per_device_per_period() {
         let members = vec![(list(2, &[(20, false), (21, false)]), vec![])];
         let t = targets(&members, (UserId::from_bytes([1; 16]), DeviceId::from_bytes([10; 16])));
