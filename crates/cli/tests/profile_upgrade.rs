@@ -62,7 +62,7 @@ async fn profiles_from_every_earlier_schema_open_and_read_with_no_relay() {
         // Twice: the first open migrates, the second finds nothing to do.
         for _ in 0..2 {
             // No server runs: stored history is readable offline.
-            let bob = Client::open(&profile, PASSPHRASE).await.unwrap();
+            let bob = open_again(&profile).await;
             assert_eq!(bob.username(), "bob");
             let view = bob.view(None).await.unwrap();
             let texts: Vec<String> = view
@@ -86,6 +86,22 @@ async fn profiles_from_every_earlier_schema_open_and_read_with_no_relay() {
             bob.close().await;
         }
     }
+}
+
+/// Opens the profile just closed. The other test here spawns processes: a
+/// child forked while the previous open held the profile's lock keeps a copy
+/// of its descriptor (and so the lock) until it execs, so a busy profile is
+/// tried again for a moment.
+async fn open_again(profile: &Path) -> Client {
+    for _ in 0..50 {
+        match Client::open(profile, PASSPHRASE).await {
+            Err(strongroom_client::ClientError::ProfileBusy(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the profile stayed busy")
 }
 
 fn fixture_file(name: &str) -> PathBuf {
