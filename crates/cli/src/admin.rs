@@ -164,7 +164,7 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
 
     let body = CreateNetwork {
         name: args.name.clone(),
-        network_id: network.to_string(),
+        network_id: network,
         network_public: B64(key.verifying_key().as_bytes().to_vec()),
         policy: B64(policy.encode()),
     };

@@ -118,7 +118,7 @@ async fn login(base: &str, network: NetworkId, username: &str) -> anyhow::Result
     let device = DeviceId::random(&mut OsRng);
     let mut api = RelayApi::new(base, None);
     let s = api.login(network, username, PASSWORD, device).await?;
-    Ok((api, s.token, UserId::parse_hex(&s.user_id).context("user id")?, device))
+    Ok((api, s.token, s.user_id, device))
 }
 
 /// A user with `devices` devices: registered, logged in, device list and a
@@ -179,7 +179,7 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
     let mut lists = Vec::new();
     for m in &c.members {
         let keys: UserKeys = s.api.get(&format!("/v1/keys/{}", m.user_id)).await?;
-        let user = UserId::parse_hex(&m.user_id).context("member")?;
+        let user = m.user_id;
         let list = DeviceList::decode(&keys.device_list.0)?
             .verify(&DeviceListExpectation { network_id: network, user_id: user, pinned_identity: None, seen: None })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -207,7 +207,7 @@ struct Stats {
     refused: AtomicU64,
     delivered: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
-    sent_at: Mutex<HashMap<String, Instant>>,
+    sent_at: Mutex<HashMap<MessageId, Instant>>,
 }
 
 /// Holds a WebSocket for a device: counts pushes, records latency, acknowledges.
@@ -244,7 +244,7 @@ async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::R
 }
 
 /// A sealed envelope: (message id, encoded).
-type Sealed = (String, Vec<u8>);
+type Sealed = (MessageId, Vec<u8>);
 
 /// One sending loop's setting.
 struct Loop {
@@ -323,7 +323,7 @@ fn seal_one(
         membership: Default::default(),
     };
     let env = seal(&sender, &meta, &Content::Text(text.to_owned()), recips, &mut OsRng).ok()?;
-    Some((meta.message_id.to_string(), env.encode()))
+    Some((meta.message_id, env.encode()))
 }
 
 /// CPU time (user + system) a process has used so far, in seconds.
@@ -401,7 +401,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let policy = NetworkPolicy::sign(&key, network, 1, now_ms(), vec![]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let create = CreateNetwork {
         name: "bench".into(),
-        network_id: network.to_string(),
+        network_id: network,
         network_public: B64(key.verifying_key().as_bytes().to_vec()),
         policy: B64(policy.encode()),
     };
@@ -474,21 +474,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     .api
                     .post(
                         "/v1/conversations",
-                        &CreateConversation { kind: "direct".into(), members: vec![y.user.to_string()] },
+                        &CreateConversation { kind: ConversationKind::Direct, members: vec![y.user] },
                     )
                     .await?;
-                let id = ConversationId::parse_hex(&c.id).context("id")?;
+                let id = c.id;
                 plan.push((x.clone(), id));
                 plan.push((y.clone(), id));
             }
         }
         Scenario::Group | Scenario::Room => {
             let owner = first_devices.first().context("users")?;
-            let members = first_devices.iter().skip(1).map(|s| s.user.to_string()).collect();
-            let kind = if a.scenario == Scenario::Group { "group" } else { "room" };
-            let c: Conversation =
-                owner.api.post("/v1/conversations", &CreateConversation { kind: kind.into(), members }).await?;
-            let id = ConversationId::parse_hex(&c.id).context("id")?;
+            let members = first_devices.iter().skip(1).map(|s| s.user).collect();
+            let kind = if a.scenario == Scenario::Group { ConversationKind::Group } else { ConversationKind::Room };
+            let c: Conversation = owner.api.post("/v1/conversations", &CreateConversation { kind, members }).await?;
+            let id = c.id;
             if a.scenario == Scenario::Group {
                 plan.extend(first_devices.iter().map(|s| (s.clone(), id)));
             } else {

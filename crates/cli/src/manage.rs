@@ -177,10 +177,9 @@ async fn find_user(c: &Client, name: &str) -> anyhow::Result<(UserId, AdminUser)
     let list = c.admin().users(Some(name)).await?;
     let u = list
         .into_iter()
-        .find(|u| u.username == name || u.user_id == name)
+        .find(|u| u.username == name || u.user_id.to_string() == name)
         .with_context(|| format!("no user {name:?} in your network (see `strongroom admin users list`)"))?;
-    let id = UserId::parse_hex(&u.user_id).context("the relay gave a malformed user id")?;
-    Ok((id, u))
+    Ok((u.user_id, u))
 }
 
 /// A security group by name (or id).

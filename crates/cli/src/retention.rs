@@ -454,7 +454,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     .await
                     .context("cannot fetch the retention periods from the relay (use --offline --period-days N)")?;
                 periods.network_days = p.network_days;
-                periods.users = p.users;
+                periods.users = p.users.into_iter().map(|(u, days)| (u.to_string(), days)).collect();
             }
             let mut archive = open_archive(&w, &keys).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;

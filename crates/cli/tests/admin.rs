@@ -228,7 +228,7 @@ async fn security_groups_are_enforced_by_server_and_client_and_change_live() {
     let mut mallory = Device::enrol(&server.url, alice.network_id(), "mallory", None, &[], 5).await;
     let c = mallory.create_conversation("direct", &[alice.user_id()]).await;
     let recipients = mallory.recipients(&c.id).await;
-    let env = mallory.seal_to(&c.id, &Content::Text("forever".into()), &recipients);
+    let env = mallory.seal_to(c.id, &Content::Text("forever".into()), &recipients);
     let r = mallory.post_envelope(env.encode()).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("timer_too_long"));
@@ -340,10 +340,7 @@ async fn suspension_password_reset_wipe_deletion_and_device_reset() {
         .unwrap();
     let carol_device: Value = serde_json::from_slice(&enrolled.stdout).unwrap();
     let carol_device = carol_device["device_id"].as_str().unwrap().to_owned();
-    let group = strongroom_crypto::ids::ConversationId::parse_hex(
-        &alice.create_conversation("group", &["bob", "carol"]).await.unwrap().id,
-    )
-    .unwrap();
+    let group = alice.create_conversation("group", &["bob", "carol"]).await.unwrap().id;
     alice.send_text(group, "for bob and carol").await.unwrap();
     // A device id goes into a URL path: anything but 32 hex digits is refused first.
     let bad = admin_fails(&["devices", "wipe", "carol", "../../users/x/suspend"], &dir);

@@ -287,8 +287,7 @@ async fn nobody_replaces_someone_elses_link_request() {
     let new_device = DeviceId::random(&mut rand_core::OsRng);
     let s: Session = w.login(&w.carol, new_device).await.json().await.unwrap();
     let link_key = vec![7u8; 32];
-    let request =
-        LinkRequest { device_id: String::new(), signing_key: B64(vec![1; 32]), link_key: B64(link_key.clone()) };
+    let request = LinkRequest { device_id: None, signing_key: B64(vec![1; 32]), link_key: B64(link_key.clone()) };
     let r = reqwest::Client::new()
         .post(format!("{}/v1/devices/link", w.server.url))
         .bearer_auth(&s.token)
@@ -329,11 +328,7 @@ async fn a_console_session_is_not_a_device() {
     for (method, path) in [("GET", "/v1/messages"), ("POST", "/v1/devices/link"), ("GET", "/v1/admin/users")] {
         let req = http.request(method.parse().unwrap(), format!("{}{path}", w.server.url)).bearer_auth(&token);
         let req = if method == "POST" {
-            req.json(&LinkRequest {
-                device_id: String::new(),
-                signing_key: B64(vec![1; 32]),
-                link_key: B64(vec![2; 32]),
-            })
+            req.json(&LinkRequest { device_id: None, signing_key: B64(vec![1; 32]), link_key: B64(vec![2; 32]) })
         } else {
             req
         };
@@ -360,7 +355,7 @@ async fn a_password_reset_stops_the_old_password_at_once() {
     let r = w.login(&w.bob, w.bob.device).await;
     assert_eq!(code(r).await, (StatusCode::UNAUTHORIZED, "unauthorized".into()), "the old password no longer works");
     let redeem = RedeemReset {
-        network_id: w.acme.to_string(),
+        network_id: w.acme,
         username: "bob".into(),
         code: reset.code,
         new_password: "a brand new passphrase".into(),
@@ -371,10 +366,10 @@ async fn a_password_reset_stops_the_old_password_at_once() {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/login", w.server.url))
         .json(&Login {
-            network_id: w.acme.to_string(),
+            network_id: w.acme,
             username: "bob".into(),
             password: "a brand new passphrase".into(),
-            device_id: w.bob.device.to_string(),
+            device_id: w.bob.device,
         })
         .send()
         .await
@@ -398,11 +393,8 @@ async fn unsuspending_does_not_revive_old_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_cannot_name_a_device_twice() {
     let w = World::new("abuse-claim").await;
-    let pair = format!("{}:{}", w.bob.user, w.bob.device);
-    let r = w
-        .carol
-        .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone(); 20], medium_term: vec![] })
-        .await;
+    let pair = DeviceAddress { user: w.bob.user, device: w.bob.device };
+    let r = w.carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair; 20], medium_term: vec![] }).await;
     assert_eq!(code(r).await, (StatusCode::BAD_REQUEST, "duplicate_device".into()));
     let keys: UserKeys = w.alice.get(&format!("/v1/keys/{}", w.bob.user)).await.json().await.unwrap();
     assert_eq!(keys.one_time_remaining[0].count, 20, "nothing was taken");
@@ -610,15 +602,15 @@ async fn a_timestamp_from_the_future_is_refused() {
     let recipients = w.alice.recipients(&direct.id).await;
     let text = Content::Text("dated later".into());
     let ten_years = 10 * 365 * 86_400_000;
-    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() + ten_years, 60);
+    let env = w.alice.seal_at(direct.id, &text, &recipients, now_ms() + ten_years, 60);
     assert_eq!(code(w.alice.post_envelope(env.encode()).await).await, (StatusCode::BAD_REQUEST, "clock_skew".into()));
-    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() - 40 * 86_400_000, 0);
+    let env = w.alice.seal_at(direct.id, &text, &recipients, now_ms() - 40 * 86_400_000, 0);
     assert_eq!(
         code(w.alice.post_envelope(env.encode()).await).await,
         (StatusCode::BAD_REQUEST, "stale_message".into())
     );
     // A minute of skew is normal.
-    let env = w.alice.seal_at(&direct.id, &text, &recipients, now_ms() + 60_000, 60);
+    let env = w.alice.seal_at(direct.id, &text, &recipients, now_ms() + 60_000, 60);
     assert_eq!(w.alice.post_envelope(env.encode()).await.status(), StatusCode::OK);
     assert_eq!(w.bob.receive_all().await.len(), 1);
 }
@@ -630,7 +622,7 @@ async fn a_replay_after_delivery_is_not_queued_again() {
     let mut w = World::new("abuse-replay").await;
     let direct = w.alice.create_conversation("direct", &[w.bob.user]).await;
     let recipients = w.alice.recipients(&direct.id).await;
-    let bytes = w.alice.seal_to(&direct.id, &Content::Text("pay the invoice".into()), &recipients).encode();
+    let bytes = w.alice.seal_to(direct.id, &Content::Text("pay the invoice".into()), &recipients).encode();
     let first: Accepted = w.alice.post_envelope(bytes.clone()).await.json().await.unwrap();
     assert!(!first.duplicate);
     assert_eq!(w.bob.receive_all().await.len(), 1, "delivered and acknowledged: swept");
@@ -645,7 +637,12 @@ async fn a_replay_after_delivery_is_not_queued_again() {
 }
 
 /// Uploads `len` bytes to `conversation`; the status and error code.
-async fn upload(device: &Device, conversation: &str, len: usize, expires_in: Option<u64>) -> (StatusCode, String) {
+async fn upload(
+    device: &Device,
+    conversation: &ConversationId,
+    len: usize,
+    expires_in: Option<u64>,
+) -> (StatusCode, String) {
     let bytes = vec![7u8; len];
     let mut url = format!("{}/v1/blobs?conversation={conversation}&sha256={}", device.url, sha256_hex(&bytes));
     if let Some(s) = expires_in {
@@ -698,13 +695,12 @@ async fn pre_keys_cannot_be_drained_and_the_owner_is_told() {
     let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
     req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let pair = format!("{}:{}", w.bob.user, w.bob.device);
+    let pair = DeviceAddress { user: w.bob.user, device: w.bob.device };
     let mut kinds = Vec::new();
     for claimer in [&w.carol, &w.alice] {
         for _ in 0..8 {
-            let r = claimer
-                .post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()], medium_term: vec![] })
-                .await;
+            let r =
+                claimer.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair], medium_term: vec![] }).await;
             assert_eq!(r.status(), StatusCode::OK);
             let claimed: ClaimedPreKeys = r.json().await.unwrap();
             let key = SignedPreKey::decode(&claimed.prekeys[0].0).unwrap();
@@ -753,13 +749,12 @@ async fn a_watching_device_tops_up_when_told() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let left = || async {
         let keys: UserKeys = carol.get(&format!("/v1/keys/{bob_user}")).await.json().await.unwrap();
-        keys.one_time_remaining.iter().find(|c| c.device_id == bob_device.to_string()).map_or(0, |c| c.count)
+        keys.one_time_remaining.iter().find(|c| c.device_id == bob_device).map_or(0, |c| c.count)
     };
     let before = left().await;
-    let pair = format!("{bob_user}:{bob_device}");
+    let pair = DeviceAddress { user: bob_user, device: bob_device };
     for _ in 0..before - 10 {
-        let r =
-            carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair.clone()], medium_term: vec![] }).await;
+        let r = carol.post_json("/v1/keys/claim", &ClaimPreKeys { devices: vec![pair], medium_term: vec![] }).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -786,7 +781,7 @@ async fn an_envelope_naming_another_network_is_refused() {
     let elsewhere = NetworkId::from_bytes([0x5e; 16]);
     let meta = |host: NetworkId| MessageMeta {
         host_network_id: host,
-        conversation_id: ConversationId::parse_hex(&direct.id).unwrap(),
+        conversation_id: direct.id,
         message_id: MessageId::random(&mut rand_core::OsRng),
         timestamp: now_ms(),
         ttl_secs: 0,

@@ -34,10 +34,7 @@ async fn a_backup_taken_under_load_restores_and_retention_archives_each_queued_m
     let (alice, mut bob) = two_clients(&dir, &server).await;
     let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     bob.sync().await.unwrap();
-    let direct = strongroom_crypto::ids::ConversationId::parse_hex(
-        &alice.create_conversation("direct", &["bob"]).await.unwrap().id,
-    )
-    .unwrap();
+    let direct = alice.create_conversation("direct", &["bob"]).await.unwrap().id;
     // A file, so the backup carries blobs too.
     let report = dir.join("report.bin");
     std::fs::write(&report, vec![42u8; 200_000]).unwrap();

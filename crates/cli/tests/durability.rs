@@ -33,7 +33,7 @@ async fn every_acknowledged_message_survives_sigkill_under_load() {
                 loop {
                     match c.send_text(conv, &format!("sender {n} message {i}")).await {
                         Ok(a) => {
-                            acked.lock().unwrap().insert(a.message_id);
+                            acked.lock().unwrap().insert(a.message_id.to_string());
                             break;
                         }
                         Err(ClientError::Network(_)) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,

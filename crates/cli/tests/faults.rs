@@ -95,7 +95,7 @@ async fn relay(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         let ack: Ack = serde_json::from_slice(&body).unwrap();
         let mut acked = f.acked.lock().unwrap();
         for id in ack.message_ids {
-            *acked.entry(id).or_default() += 1;
+            *acked.entry(id.to_string()).or_default() += 1;
         }
     }
     if status == 200 && path.starts_with("/v1/conversations/") && f.relabel_notes.load(Ordering::SeqCst) {
@@ -106,7 +106,7 @@ async fn relay(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     let lose = *f.lose_seq.lock().unwrap();
     if let (Some(seq), 200, true) = (lose, status, path.starts_with("/v1/messages?")) {
         let mut d: Deliveries = serde_json::from_slice(&bytes).unwrap();
-        let lost: Vec<String> = d.messages.iter().filter(|m| m.seq == seq).map(|m| m.message_id.clone()).collect();
+        let lost: Vec<MessageId> = d.messages.iter().filter(|m| m.seq == seq).map(|m| m.message_id).collect();
         d.messages.retain(|m| m.seq != seq);
         if !lost.is_empty() {
             let ack = serde_json::to_vec(&Ack { message_ids: lost }).unwrap();
@@ -326,7 +326,7 @@ async fn notes_to_self_forwarding_offline_history_and_one_process_per_profile() 
     let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let to_bob = alice.direct_with("bob").await.unwrap();
     let draft = alice.send_text(to_bob, "draft").await.unwrap();
-    let draft = MessageId::parse_hex(&draft.message_id).unwrap();
+    let draft = draft.message_id;
     alice.send(to_bob, &Content::Edit { target: draft, text: "final".into() }, 0).await.unwrap();
     bob.sync().await.unwrap();
 

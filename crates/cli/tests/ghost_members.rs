@@ -19,7 +19,7 @@ struct Relay {
     upstream: String,
     http: reqwest::Client,
     /// `user:device` the hostile relay says every message must also reach.
-    ghost: Mutex<Option<String>>,
+    ghost: Mutex<Option<strongroom_wire::DeviceAddress>>,
     /// Lists every conversation as a note to self.
     relabel: std::sync::atomic::AtomicBool,
     /// Shows no membership statement newer than what was asked after.
@@ -31,7 +31,7 @@ async fn relay(State(p): State<Arc<Relay>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|x| x.as_str().to_owned()).unwrap_or_default();
     let headers = req.headers().clone();
     let body = to_bytes(req.into_body(), 64 << 20).await.unwrap();
-    if let Some(ghost) = p.ghost.lock().unwrap().clone() {
+    if let Some(ghost) = *p.ghost.lock().unwrap() {
         if method == "POST" && path == "/v1/messages" {
             let refusal = strongroom_wire::ErrorBody {
                 error: "recipient_mismatch".into(),
@@ -86,7 +86,7 @@ async fn a_member_no_member_added_gets_nothing() {
     let mut mallory =
         Client::enrol(&dir.join("mallory"), "mallory passphrase", &invite, "mallory", PASSWORD).await.unwrap();
     let group = alice.create_conversation("group", &["bob"]).await.unwrap();
-    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&group.id).unwrap();
+    let conv = group.id;
     alice.send_text(conv, "before").await.unwrap();
     let signed = bob.membership(conv).await.unwrap();
     assert_eq!(signed.members, [alice.user_id(), bob.user_id()].into());
@@ -98,7 +98,7 @@ async fn a_member_no_member_added_gets_nothing() {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/conversations/{conv}/members", server.url))
         .bearer_auth(token)
-        .json(&strongroom_wire::ChangeMembers { add: vec![mallory.user_id().to_string()], ..Default::default() })
+        .json(&strongroom_wire::ChangeMembers { add: vec![mallory.user_id()], ..Default::default() })
         .send()
         .await
         .unwrap();
@@ -107,7 +107,8 @@ async fn a_member_no_member_added_gets_nothing() {
 
     // A hostile one says Mallory is a member. Neither client encrypts to her,
     // and both say why.
-    *hostile.ghost.lock().unwrap() = Some(format!("{}:{}", mallory.user_id(), mallory.device_id()));
+    *hostile.ghost.lock().unwrap() =
+        Some(strongroom_wire::DeviceAddress { user: mallory.user_id(), device: mallory.device_id() });
     let claim = format!(
         "the relay says mallory (user {}) is a member of this conversation; no member added",
         mallory.user_id()
@@ -155,7 +156,7 @@ async fn a_member_no_member_added_gets_nothing() {
     let trap = mallory.create_conversation("group", &["alice"]).await.unwrap();
     hostile.relabel.store(true, std::sync::atomic::Ordering::SeqCst);
     let notes = alice.notes_to_self().await.unwrap();
-    assert_ne!(notes.to_string(), trap.id);
+    assert_ne!(notes, trap.id);
     assert_ne!(notes, conv);
     assert_eq!(alice.membership(notes).await.unwrap().members, [alice.user_id()].into());
 }
@@ -171,7 +172,7 @@ async fn statements_follow_roles_and_the_chain() {
     let invite = alice.create_invite(false).await.unwrap().invite;
     let carol = Client::enrol(&dir.join("carol"), "carol passphrase", &invite, "carol", PASSWORD).await.unwrap();
     let room = alice.create_conversation("room", &["bob"]).await.unwrap();
-    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&room.id).unwrap();
+    let conv = room.id;
     let err = bob.change_members(conv, &["carol"], &[], &[], &[]).await.unwrap_err();
     assert!(
         matches!(err, ClientError::Refused { ref code, .. } if code == "membership_refused"),
@@ -202,7 +203,7 @@ async fn the_relay_refuses_malformed_and_foreign_statements() {
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (mut alice, bob) = two_clients(&dir, &server).await;
     let group = alice.create_conversation("group", &["bob"]).await.unwrap();
-    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&group.id).unwrap();
+    let conv = group.id;
     let r = login(&server.url, alice.network_id(), "bob", DeviceId::random(&mut rand_core::OsRng)).await;
     let token = r.json::<strongroom_wire::Session>().await.unwrap().token;
     let http = reqwest::Client::new();
@@ -215,7 +216,7 @@ async fn the_relay_refuses_malformed_and_foreign_statements() {
         (status, body.error)
     };
     // Garbage, truncated, and an oversized count.
-    assert_eq!(code(post(vec![2, 0, 1, 9], group.id.clone()).await.unwrap()).await, (400, "bad_statement".into()));
+    assert_eq!(code(post(vec![2, 0, 1, 9], group.id.to_string()).await.unwrap()).await, (400, "bad_statement".into()));
     let stranger = strongroom_crypto::keys::SigningKey::generate(&mut rand_core::OsRng);
     let author = (alice.user_id(), alice.device_id());
     let id =
@@ -236,7 +237,7 @@ async fn the_relay_refuses_malformed_and_foreign_statements() {
     truncated.truncate(forged.len() - 1);
     assert_eq!(code(post(truncated, id.to_string()).await.unwrap()).await, (400, "bad_statement".into()));
     // Another conversation in the URL than in the statement.
-    assert_eq!(code(post(forged.clone(), group.id.clone()).await.unwrap()).await, (400, "bad_statement".into()));
+    assert_eq!(code(post(forged.clone(), group.id.to_string()).await.unwrap()).await, (400, "bad_statement".into()));
     // Bob's session posting Alice's statement.
     assert_eq!(code(post(forged, id.to_string()).await.unwrap()).await, (403, "not_author".into()));
     // A bad id and a bad cursor.
@@ -287,7 +288,7 @@ async fn a_statement_from_a_since_revoked_device_counts_once_vouched_for() {
     let mut phone = waiting.await.unwrap().unwrap();
 
     let group = alice.create_conversation("group", &["bob"]).await.unwrap();
-    let conv = strongroom_crypto::ids::ConversationId::parse_hex(&group.id).unwrap();
+    let conv = group.id;
     phone.change_members(conv, &["carol"], &[], &[], &[]).await.unwrap();
     assert_eq!(bob.membership(conv).await.unwrap().commitment.version, 2, "bob folds it while the phone is current");
     alice.remove_device(phone.device_id()).await.unwrap();

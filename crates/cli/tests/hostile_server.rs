@@ -455,7 +455,10 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
         let guess = LinkCode::generate(&target, &any_signing, &link_key, &mut rand_core::OsRng);
         let sealed =
             seal_transfer(&rogue_identity, &rogue_network, &target, &link_key, &guess, &mut rand_core::OsRng).unwrap();
-        let approval = strongroom_wire::LinkApproval { device_id: device.clone(), sealed_transfer: B64(sealed) };
+        let approval = strongroom_wire::LinkApproval {
+            device_id: strongroom_crypto::ids::DeviceId::parse_hex(device).unwrap(),
+            sealed_transfer: B64(sealed),
+        };
         return Response::builder()
             .status(200)
             .header("content-type", "application/json")
@@ -465,8 +468,8 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
     if path == "/v1/login" {
         let login: strongroom_wire::Login = serde_json::from_slice(&body).unwrap();
         let mut seen = p.seen.lock().unwrap();
-        seen.network = Some(login.network_id);
-        seen.device = Some(login.device_id);
+        seen.network = Some(login.network_id.to_string());
+        seen.device = Some(login.device_id.to_string());
     }
     if path == "/v1/devices/link" && method == "POST" {
         let r: strongroom_wire::LinkRequest = serde_json::from_slice(&body).unwrap();
@@ -477,7 +480,7 @@ async fn forge_link(State(p): State<Arc<Forger>>, req: Request) -> Response {
     let bytes = r.bytes().await.unwrap().to_vec();
     if path == "/v1/login" && status == 200 {
         let session: strongroom_wire::Session = serde_json::from_slice(&bytes).unwrap();
-        p.seen.lock().unwrap().user = Some(session.user_id);
+        p.seen.lock().unwrap().user = Some(session.user_id.to_string());
     }
     Response::builder().status(status).header("content-type", "application/json").body(Body::from(bytes)).unwrap()
 }

@@ -17,7 +17,7 @@ use strongroom_wire::Login;
 struct Relay {
     _dir: std::path::PathBuf,
     server: ServerProc,
-    network: String,
+    network: strongroom_crypto::ids::NetworkId,
 }
 
 async fn relay(tag: &str, config: &str) -> Relay {
@@ -27,7 +27,7 @@ async fn relay(tag: &str, config: &str) -> Relay {
     let server = ServerProc::start(&dir.join("data"), &["--config", path.to_str().unwrap()]);
     let (network, invite) = create_network(&server, &dir, "acme");
     register(&server.url, &invite, "alice").await;
-    Relay { _dir: dir, server, network: network.to_string() }
+    Relay { _dir: dir, server, network }
 }
 
 /// A login from `from` (a loopback address), optionally claiming to be
@@ -35,14 +35,10 @@ async fn relay(tag: &str, config: &str) -> Relay {
 async fn login(r: &Relay, from: &str, forwarded: Option<&str>, user: &str, password: &str) -> (StatusCode, Value) {
     let client = reqwest::Client::builder().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
     let mut req = client.post(format!("{}/v1/login", r.server.url)).json(&Login {
-        network_id: r.network.clone(),
+        network_id: r.network,
         username: user.into(),
         password: password.into(),
-        device_id: {
-            let mut id = [0u8; 16];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-            id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        },
+        device_id: strongroom_crypto::ids::DeviceId::random(&mut rand_core::OsRng),
     });
     if let Some(f) = forwarded {
         req = req.header("X-Forwarded-For", f);

@@ -105,7 +105,7 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
     let second = alice.send_text(direct, "while down 2").await.unwrap();
     assert!(first.queued && second.queued && first.seq == 0, "{first:?}");
     assert!(!serde_json::to_string(&first).unwrap().contains("duplicate\":true"));
-    let ids = [MessageId::parse_hex(&first.message_id).unwrap(), MessageId::parse_hex(&second.message_id).unwrap()];
+    let ids = [first.message_id, second.message_id];
     assert_eq!(alice.queued().await.unwrap().iter().map(|q| q.1).collect::<Vec<_>>(), ids);
     // This device shows them already.
     let mine = texts(&alice.messages(Some(direct)).await.unwrap());
@@ -135,7 +135,7 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
 
     bob.sync().await.unwrap();
     let got = texts(&bob.messages(Some(direct)).await.unwrap());
-    let lost_id = MessageId::parse_hex(&lost.message_id).unwrap();
+    let lost_id = lost.message_id;
     for (id, text) in [(ids[0], "while down 1"), (ids[1], "while down 2"), (lost_id, "answer lost")] {
         assert_eq!(got.iter().filter(|(_, t)| t == text).count(), 1, "{text} once: {got:?}");
         assert!(got.contains(&(id, text.into())), "{text} under the id the send returned");
@@ -179,7 +179,7 @@ async fn a_send_during_an_outage_goes_once_under_its_id_when_the_relay_is_back()
         report.warnings
     );
     assert!(alice.queued().await.unwrap().is_empty());
-    let located = MessageId::parse_hex(&located.message_id).unwrap();
+    let located = located.message_id;
     assert!(alice.messages(Some(direct)).await.unwrap().iter().all(|m| m.message_id != located), "not kept as sent");
     let failed = alice.events(0, 1000).await.unwrap();
     assert!(failed
@@ -198,7 +198,7 @@ async fn the_event_log_resumes_from_a_cursor_after_a_restart_and_read_state_coun
     let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let direct = alice.direct_with("bob").await.unwrap();
     let hello = alice.send_text(direct, "hello").await.unwrap();
-    let hello = MessageId::parse_hex(&hello.message_id).unwrap();
+    let hello = hello.message_id;
     bob.sync().await.unwrap();
     let first = bob.events(0, 1000).await.unwrap();
     assert!(
@@ -211,7 +211,7 @@ async fn the_event_log_resumes_from_a_cursor_after_a_restart_and_read_state_coun
     let bob_dir = bob.dir().to_owned();
     bob.close().await;
     let later = alice.send_text(direct, "second").await.unwrap();
-    let later = MessageId::parse_hex(&later.message_id).unwrap();
+    let later = later.message_id;
     alice.send(direct, &Content::Edit { target: hello, text: "hello!".into() }, 0).await.unwrap();
     alice.send(direct, &Content::Reaction { target: hello, emoji: "👍".into(), remove: false }, 0).await.unwrap();
     alice.send(direct, &Content::Recall { target: later }, 0).await.unwrap();
@@ -266,4 +266,30 @@ async fn the_event_log_resumes_from_a_cursor_after_a_restart_and_read_state_coun
     assert_eq!(bob.events(0, 0).await.unwrap().len(), 1, "a limit of 0 reads one");
     alice.close().await;
     bob.close().await;
+}
+
+/// A wipe order is the event log's last event: an application tailing the
+/// log learns of it (once), then erases the profile, log and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_order_is_the_last_event_before_the_profile_is_erased() {
+    let dir = temp_dir("wipe-event");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "before the wipe").await.unwrap();
+    bob.sync().await.unwrap();
+    let cursor = bob.events(0, 1000).await.unwrap().last().unwrap().id;
+    alice.admin().wipe_device(bob.user_id(), bob.device_id()).await.unwrap();
+
+    assert!(matches!(bob.sync().await, Err(strongroom_client::ClientError::Wiped(_))));
+    assert!(matches!(bob.send_text(conv, "after").await, Err(strongroom_client::ClientError::Wiped(_))));
+    let after = bob.events(cursor, 1000).await.unwrap();
+    let kinds: Vec<&EventKind> = after.iter().map(|e| &e.kind).collect();
+    assert!(
+        matches!(kinds.as_slice(), [EventKind::Wiped { reason }] if reason.contains("administrator")),
+        "one wipe event, logged once: {kinds:?}"
+    );
+    let bob_dir = dir.join("bob");
+    bob.erase_after_wipe().await.unwrap();
+    assert!(!bob_dir.exists(), "the profile, its event log included, is erased");
 }

@@ -40,11 +40,11 @@ async fn write_fixture() {
     let conv = alice.direct_with("bob").await.unwrap();
     let hello = alice.send_text(conv, "hello bob").await.unwrap();
     let draft = alice.send_text(conv, "first draft").await.unwrap();
-    let draft_id = strongroom_crypto::ids::MessageId::parse_hex(&draft.message_id).unwrap();
+    let draft_id = draft.message_id;
     alice.send(conv, &Content::Edit { target: draft_id, text: "final text".into() }, 0).await.unwrap();
     bob.sync().await.unwrap();
     bob.send_text(conv, "hi alice").await.unwrap();
-    let hello_id = strongroom_crypto::ids::MessageId::parse_hex(&hello.message_id).unwrap();
+    let hello_id = hello.message_id;
     bob.send(conv, &Content::Reaction { target: hello_id, emoji: "👍".into(), remove: false }, 0).await.unwrap();
     bob.close().await;
     let out = fixture(schema);

@@ -49,7 +49,7 @@ async fn group_delivery_to_every_device_and_idempotent_resend() {
     let conv = w.alice.create_conversation("group", &[w.bob.user, w.carol.user]).await;
     let recipients = w.alice.recipients(&conv.id).await;
     assert_eq!(recipients.len(), 3, "alice's other device, bob, carol");
-    let env = w.alice.seal_to(&conv.id, &Content::Text("hello group".into()), &recipients);
+    let env = w.alice.seal_to(conv.id, &Content::Text("hello group".into()), &recipients);
     let bytes = env.encode();
     let first: Accepted = w.alice.post_envelope(bytes.clone()).await.json().await.unwrap();
     let again: Accepted = w.alice.post_envelope(bytes).await.json().await.unwrap();
@@ -72,7 +72,7 @@ async fn offline_queue_then_in_order_and_restart_loses_nothing() {
     let recipients = w.alice.recipients(&conv.id).await;
     // Bob is offline while Alice sends 60 messages (one-time keys run out: fallback to the medium-term key).
     for i in 0..60 {
-        let env = w.alice.seal_to(&conv.id, &Content::Text(format!("m{i}")), &recipients);
+        let env = w.alice.seal_to(conv.id, &Content::Text(format!("m{i}")), &recipients);
         let a: Accepted = w.alice.post_envelope(env.encode()).await.json().await.unwrap();
         assert_eq!(a.seq, i + 1);
     }
@@ -110,7 +110,7 @@ async fn websocket_pushes_and_takes_acks() {
     let WsFrame::Message(d) = frame else { panic!("expected a message frame") };
     let opened = w.bob.open(&d).await.unwrap();
     assert_eq!(opened.content, Content::Text("pushed".into()));
-    let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] }).unwrap();
+    let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id] }).unwrap();
     ws.send(Message::Text(ack.into())).await.unwrap();
     // A malformed frame gets an error frame, not a dropped connection.
     ws.send(Message::Text("{\"type\":\"nonsense\"}".into())).await.unwrap();
@@ -131,7 +131,7 @@ async fn websocket_pushes_and_takes_acks() {
     // while nobody reads the socket: every message arrives once, in order.
     let recipients = w.alice.recipients(&conv.id).await;
     let burst: Vec<Vec<u8>> =
-        (0..600).map(|i| w.alice.seal_to(&conv.id, &Content::Text(format!("b{i}")), &recipients).encode()).collect();
+        (0..600).map(|i| w.alice.seal_to(conv.id, &Content::Text(format!("b{i}")), &recipients).encode()).collect();
     for chunk in burst.chunks(60) {
         for r in futures_util::future::join_all(chunk.iter().map(|e| w.alice.post_envelope(e.clone()))).await {
             assert!(r.status().is_success());
@@ -155,11 +155,11 @@ async fn websocket_pushes_and_takes_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_prekey_claims_never_share_a_one_time_key() {
     let w = world("claims", &[]).await;
-    let target = format!("{}:{}", w.bob.user, w.bob.device);
+    let target = DeviceAddress { user: w.bob.user, device: w.bob.device };
     let mut tasks = Vec::new();
     for d in [&w.alice, &w.alice2, &w.carol] {
         for _ in 0..10 {
-            let (http, url, token, t) = (d.http.clone(), d.url.clone(), d.token.clone(), target.clone());
+            let (http, url, token, t) = (d.http.clone(), d.url.clone(), d.token.clone(), target);
             tasks.push(tokio::spawn(async move {
                 let r = http
                     .post(format!("{url}/v1/keys/claim"))
@@ -242,7 +242,7 @@ async fn networks_are_isolated() {
     assert_eq!(mallory.get("/v1/users?username=alice").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(mallory.get(&format!("/v1/users?id={}", w.alice.user)).await.status(), StatusCode::NOT_FOUND);
     let bob: UserInfo = w.alice.get("/v1/users?username=bob").await.json().await.unwrap();
-    assert_eq!(bob, UserInfo { user_id: w.bob.user.to_string(), username: "bob".into() });
+    assert_eq!(bob, UserInfo { user_id: w.bob.user, username: "bob".into() });
     assert_eq!(w.alice.get("/v1/users").await.status(), StatusCode::BAD_REQUEST);
     // Network info is public: a new client checks the key against its invite's fingerprint.
     let info: NetworkInfo =
@@ -256,21 +256,24 @@ async fn networks_are_isolated() {
     let r = mallory
         .post_json(
             "/v1/conversations",
-            &CreateConversation { kind: "direct".into(), members: vec![w.alice.user.to_string()] },
+            &CreateConversation { kind: ConversationKind::Direct, members: vec![w.alice.user] },
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = mallory
         .post_json(
             "/v1/keys/claim",
-            &ClaimPreKeys { devices: vec![format!("{}:{}", w.bob.user, w.bob.device)], medium_term: vec![] },
+            &ClaimPreKeys {
+                devices: vec![DeviceAddress { user: w.bob.user, device: w.bob.device }],
+                medium_term: vec![],
+            },
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // An envelope aimed at network A's conversation from network B.
     let own = mallory.create_conversation("direct", &[trent.user]).await;
     let recipients = mallory.recipients(&own.id).await;
-    let env = mallory.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    let env = mallory.seal_to(conv.id, &Content::Text("x".into()), &recipients);
     assert_eq!(mallory.post_envelope(env.encode()).await.status(), StatusCode::NOT_FOUND);
     assert!(mallory.receive_all().await.is_empty());
     assert_eq!(w.bob.receive_all().await.len(), 1);
@@ -311,7 +314,44 @@ async fn bad_input_gets_precise_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "bad_request", "every refusal is a JSON body");
     assert_eq!(w.alice.get("/v1/conversations/xyz").await.status(), StatusCode::BAD_REQUEST);
+    // Ids in bodies are typed: anything but 32 hex digits (or user:device) is
+    // refused before anything is looked up, with the field named; nothing is stored.
+    let good = "ab".repeat(16);
+    let before = w.alice.get("/v1/conversations").await.json::<Vec<serde_json::Value>>().await.unwrap().len();
+    for (path, body, field) in [
+        ("/v1/conversations", serde_json::json!({"kind": "group", "members": ["ab"]}), "members"),
+        ("/v1/conversations", serde_json::json!({"kind": "group", "members": [format!("{good}0")]}), "members"),
+        ("/v1/conversations", serde_json::json!({"kind": "group", "members": [12]}), "members"),
+        ("/v1/conversations", serde_json::json!({"kind": "channel", "members": []}), ""),
+        ("/v1/keys/claim", serde_json::json!({"devices": [good.clone()]}), "devices"),
+        ("/v1/keys/claim", serde_json::json!({"devices": [format!("{good}:{good}:{good}")]}), "devices"),
+        ("/v1/keys/claim", serde_json::json!({"devices": [format!("{good}:zz")]}), "devices"),
+        ("/v1/messages/ack", serde_json::json!({"message_ids": ["../x"]}), "message_ids"),
+        (
+            "/v1/login",
+            serde_json::json!({"network_id": "", "username": "a", "password": "b", "device_id": good}),
+            "network_id",
+        ),
+    ] {
+        let r = w.alice.post_json(path, &body).await;
+        let status = r.status();
+        let e: ErrorBody = r.json().await.unwrap();
+        if field.is_empty() {
+            // An unknown kind reads as Unknown and is refused by name.
+            assert_eq!((status, e.error.as_str()), (StatusCode::BAD_REQUEST, "bad_kind"), "{body}");
+        } else {
+            assert_eq!((status, e.error.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "bad_json"), "{body}");
+            assert!(e.message.contains(field), "{body}: {}", e.message);
+        }
+    }
+    let r =
+        w.alice.http.post(format!("{url}/v1/keys/claim")).bearer_auth(&w.alice.token).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "bad_content_type");
+    let after = w.alice.get("/v1/conversations").await.json::<Vec<serde_json::Value>>().await.unwrap().len();
+    assert_eq!(before, after, "nothing was created");
     // 404 unknown conversation, 403 not a member.
     assert_eq!(w.alice.get(&format!("/v1/conversations/{}", "00".repeat(16))).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(w.carol.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::FORBIDDEN);
@@ -322,16 +362,16 @@ async fn bad_input_gets_precise_errors() {
     let carol_conv = w.carol.create_conversation("direct", &[w.alice.user]).await;
     let carol_recipients = w.alice.recipients(&carol_conv.id).await;
     recipients.extend(carol_recipients.into_iter().filter(|r| r.address().1 == w.carol.user));
-    let env = w.alice.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    let env = w.alice.seal_to(conv.id, &Content::Text("x".into()), &recipients);
     let r = w.alice.post_envelope(env.encode()).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let body: ErrorBody = r.json().await.unwrap();
     assert_eq!(body.error, "recipient_mismatch");
-    assert_eq!(body.missing, vec![format!("{}:{}", w.bob.user, w.bob.device)]);
-    assert_eq!(body.extra, vec![format!("{}:{}", w.carol.user, w.carol.device)]);
+    assert_eq!(body.missing, vec![DeviceAddress { user: w.bob.user, device: w.bob.device }]);
+    assert_eq!(body.extra, vec![DeviceAddress { user: w.carol.user, device: w.carol.device }]);
     // 403 an envelope claiming another sender.
     let recipients = w.alice.recipients(&conv.id).await;
-    let env = w.alice2.seal_to(&conv.id, &Content::Text("x".into()), &recipients);
+    let env = w.alice2.seal_to(conv.id, &Content::Text("x".into()), &recipients);
     assert_eq!(w.alice.post_envelope(env.encode()).await.status(), StatusCode::FORBIDDEN);
     // 413 an oversized envelope.
     // (Its own connection: the server closes a connection after refusing an oversized body.)
@@ -382,7 +422,7 @@ async fn bad_input_gets_precise_errors() {
         .bob
         .post_json(
             &format!("/v1/conversations/{}/members", room.id),
-            &ChangeMembers { add: vec![w.carol.user.to_string()], ..Default::default() },
+            &ChangeMembers { add: vec![w.carol.user], ..Default::default() },
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -390,7 +430,7 @@ async fn bad_input_gets_precise_errors() {
         .alice
         .post_json(
             &format!("/v1/conversations/{}/members", room.id),
-            &ChangeMembers { add: vec![w.carol.user.to_string()], ..Default::default() },
+            &ChangeMembers { add: vec![w.carol.user], ..Default::default() },
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -475,7 +515,7 @@ async fn send_rate_limit_logout_and_password_change() {
     // Bursts of 10 are allowed at 1 per second; the rest get 429.
     let mut statuses = Vec::new();
     for _ in 0..15 {
-        let env = w.alice.seal_to(&conv.id, &Content::Text("spam".into()), &recipients);
+        let env = w.alice.seal_to(conv.id, &Content::Text("spam".into()), &recipients);
         statuses.push(w.alice.post_envelope(env.encode()).await.status());
     }
     assert!(statuses.iter().filter(|s| **s == StatusCode::OK).count() <= 11, "{statuses:?}");

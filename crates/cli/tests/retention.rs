@@ -40,7 +40,7 @@ async fn retention_archives_everything_and_proves_it() {
     // Everything people do, while the retention service is not even running.
     let direct = alice.direct_with("bob").await.unwrap();
     let hello = alice.send_text(direct, "the quarterly numbers are 42.7 million").await.unwrap();
-    let hello_id = strongroom_crypto::ids::MessageId::parse_hex(&hello.message_id).unwrap();
+    let hello_id = hello.message_id;
     bob.sync().await.unwrap();
     bob.send(direct, &Content::Reply { in_reply_to: hello_id, text: "confirmed".into() }, 0).await.unwrap();
     alice
@@ -49,7 +49,7 @@ async fn retention_archives_everything_and_proves_it() {
         .unwrap();
     bob.send(direct, &Content::Reaction { target: hello_id, emoji: "👍".into(), remove: false }, 0).await.unwrap();
     let oops = alice.send_text(direct, "wrong chat, sorry").await.unwrap();
-    let oops_id = strongroom_crypto::ids::MessageId::parse_hex(&oops.message_id).unwrap();
+    let oops_id = oops.message_id;
     alice.send(direct, &Content::Recall { target: oops_id }, 0).await.unwrap();
     let loc = Location { latitude: 40.7069, longitude: -74.0113, accuracy_m: 5.0, live_until: None };
     alice.send(direct, &Content::Location(loc), 0).await.unwrap();
@@ -57,10 +57,7 @@ async fn retention_archives_everything_and_proves_it() {
     let report_bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&report, &report_bytes).unwrap();
     alice.send_file(direct, &report, &|_, _| {}).await.unwrap();
-    let group = strongroom_crypto::ids::ConversationId::parse_hex(
-        &alice.create_conversation("group", &["bob"]).await.unwrap().id,
-    )
-    .unwrap();
+    let group = alice.create_conversation("group", &["bob"]).await.unwrap().id;
     alice.set_default_timers(group, 3600, 0).await.unwrap();
     alice.send_text(group, "group kickoff").await.unwrap();
     bob.sync().await.unwrap();
@@ -276,7 +273,7 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     let mut conversations = Vec::new();
     for _ in 0..20 {
         let c = alice.create_conversation("group", &["bob"]).await.unwrap();
-        conversations.push(strongroom_crypto::ids::ConversationId::parse_hex(&c.id).unwrap());
+        conversations.push(c.id);
     }
     let mut sent = 0u64;
     for (n, c) in conversations.iter().enumerate() {
@@ -364,8 +361,8 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
     let login = |device: DeviceId, ts: u64, nonce: [u8; 16], key: &SigningKey| {
         let statement = RetentionLogin { network_id: network, device_id: device, timestamp: ts, nonce };
         RetentionLoginRequest {
-            network_id: network.to_string(),
-            device_id: device.to_string(),
+            network_id: network,
+            device_id: device,
             timestamp: ts,
             nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
             signature: B64(statement.sign(key).as_bytes().to_vec()),
@@ -450,12 +447,12 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
     let mut mallory = Device::enrol(&server.url, network, "mallory", None, &[], 5).await;
     let c = mallory.create_conversation("direct", &[alice.user_id()]).await;
     let recipients = mallory.recipients(&c.id).await;
-    let env = mallory.seal_to(&c.id, &Content::Text("no archive please".into()), &recipients);
+    let env = mallory.seal_to(c.id, &Content::Text("no archive please".into()), &recipients);
     let r = mallory.post_envelope(env.encode()).await;
     assert_eq!(r.status(), 409);
     let body: strongroom_wire::ErrorBody = r.json().await.unwrap();
     assert_eq!(body.error, "recipient_mismatch");
-    assert_eq!(body.missing, vec![format!("{}:{me}", UserId::RETENTION)]);
+    assert_eq!(body.missing, vec![strongroom_wire::DeviceAddress { user: UserId::RETENTION, device: me }]);
 
     // A wrap the retention device cannot open (sealed under a policy signed
     // by some other key) is archived as unreadable evidence, not skipped.
@@ -465,7 +462,7 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
     let verified = PolicyTracker::new(fake.verifying_key(), network).verify(&policy).unwrap();
     let mut all = recipients.clone();
     all.extend(verified.retention_recipients());
-    let env = mallory.seal_to(&c.id, &Content::Text("hidden from the archive?".into()), &all);
+    let env = mallory.seal_to(c.id, &Content::Text("hidden from the archive?".into()), &all);
     assert_eq!(mallory.post_envelope(env.encode()).await.status(), 200);
     mallory.send_text_with_retention(&c.id, "an honest one", &alice.policy().await.unwrap()).await;
     let run = retention(&rdir, &["run", "--once"]);

@@ -91,7 +91,7 @@ async fn a_steady_state_send_is_one_request_for_two_or_fifty() {
         names.push(name);
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let group = ConversationId::parse_hex(&alice.create_conversation("group", &refs).await.unwrap().id).unwrap();
+    let group = alice.create_conversation("group", &refs).await.unwrap().id;
     assert_eq!(alice.membership(group).await.unwrap().members.len(), 50);
     assert_eq!(steady_send(&mut alice, &p, group).await, ["POST /v1/messages"]);
     // Everyone can read it.
@@ -162,7 +162,7 @@ async fn a_send_naming_other_settings_is_refused_and_stores_nothing() {
     let mut alice = alice;
     let conv = alice.create_conversation("direct", &[bob.user]).await.id;
     let recipients = alice.recipients(&conv).await;
-    let envelope = alice.seal_to(&conv, &Content::Text("tagged".into()), &recipients).encode();
+    let envelope = alice.seal_to(conv, &Content::Text("tagged".into()), &recipients).encode();
     let post = |tag: reqwest::header::HeaderValue| {
         alice
             .http

@@ -46,10 +46,10 @@ impl Api {
         device: strongroom_crypto::ids::DeviceId,
     ) -> Result<strongroom_wire::Session, ClientError> {
         let login = strongroom_wire::Login {
-            network_id: network.to_string(),
+            network_id: network,
             username: username.into(),
             password: password.into(),
-            device_id: device.to_string(),
+            device_id: device,
         };
         let session: strongroom_wire::Session = self.post("/v1/login", &login).await?;
         self.token = Some(session.token.clone());

@@ -48,6 +48,8 @@ pub struct Client {
     /// The device lockout last written to the profile header (u64::MAX:
     /// not yet), so every send does not re-read the header from disk.
     pub(crate) lockout_written: std::sync::atomic::AtomicU64,
+    /// The wipe order is in the event log (it is logged once).
+    pub(crate) wipe_logged: bool,
     /// Changes in contacts' device lists not yet shown ([`Client::take_notices`]).
     pub(crate) notices: Vec<String>,
     /// The distinct membership commitments each conversation's messages
@@ -65,7 +67,7 @@ pub struct Client {
 }
 
 pub(crate) fn d_id(d: &Delivery) -> Result<[u8; 16], ClientError> {
-    MessageId::parse_hex(&d.message_id).map(|m| *m.as_bytes()).ok_or(ClientError::Corrupt("message id from server"))
+    Ok(*d.message_id.as_bytes())
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -183,6 +185,7 @@ impl Client {
             state,
             api,
             lockout_written: u64::MAX.into(),
+            wipe_logged: false,
             notices: Vec::new(),
             commitments: Default::default(),
             cache: Default::default(),

@@ -16,7 +16,7 @@ impl Client {
         let mut url = reqwest::Url::parse("http://relay/v1/users").map_err(|_| ClientError::Corrupt("url"))?;
         url.query_pairs_mut().append_pair("username", username);
         let u: UserInfo = self.api.get(&format!("/v1/users?{}", url.query().unwrap_or_default())).await?;
-        UserId::parse_hex(&u.user_id).ok_or(ClientError::Corrupt("user id from server"))
+        Ok(u.user_id)
     }
 
     /// A username by user id.
@@ -125,14 +125,13 @@ impl Client {
         if other == self.user_id() {
             return self.notes_to_self().await;
         }
-        let hex_other = other.to_string();
         let both: std::collections::BTreeSet<UserId> = [self.user_id(), other].into();
         // Lowest id first, so both sides (and every device) settle on the same one.
         let mut listed = self.conversations().await?;
-        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        listed.sort_by_key(|c| c.id);
         for c in listed {
-            if c.kind == strongroom_wire::ConversationKind::Direct && c.members.iter().any(|m| m.user_id == hex_other) {
-                let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
+            if c.kind == strongroom_wire::ConversationKind::Direct && c.members.iter().any(|m| m.user_id == other) {
+                let id = c.id;
                 // The relay's listing is a hint: only a conversation whose
                 // signed members are exactly the two of us is used.
                 match self.membership(id).await {
@@ -142,8 +141,7 @@ impl Client {
                 }
             }
         }
-        let c = self.create_signed(ConversationKind::Direct, &[other]).await?;
-        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+        Ok(self.create_signed(ConversationKind::Direct, &[other]).await?.id)
     }
 
     /// The devices a message to `conversation` is sealed for, and whether
@@ -161,18 +159,17 @@ impl Client {
             .into_iter()
             .filter(|c| c.kind == strongroom_wire::ConversationKind::Notes)
             .collect();
-        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        listed.sort_by_key(|c| c.id);
         let me: std::collections::BTreeSet<UserId> = [self.user_id()].into();
         for c in listed {
-            let id = ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))?;
+            let id = c.id;
             match self.membership(id).await {
                 Ok(m) if m.kind == ConversationKind::Notes && m.members == me => return Ok(id),
                 Ok(_) | Err(ClientError::Trust(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
-        let c = self.create_signed(ConversationKind::Notes, &[]).await?;
-        ConversationId::parse_hex(&c.id).ok_or(ClientError::Corrupt("conversation id"))
+        Ok(self.create_signed(ConversationKind::Notes, &[]).await?.id)
     }
 
     /// The conversation's default timers (ttl, burn-on-read), from the last
@@ -217,7 +214,7 @@ impl Client {
     /// Redeems an administrator's reset code with a new password, then logs in with it.
     pub async fn reset_password(&mut self, code: &str, new_password: &str) -> Result<(), ClientError> {
         let req = RedeemReset {
-            network_id: self.state.network_id.clone(),
+            network_id: self.network_id(),
             username: self.state.username.clone(),
             code: code.into(),
             new_password: new_password.into(),

@@ -38,14 +38,13 @@ async fn register_or_resume(
     let registered: Result<Registered, ClientError> = api.post("/v1/register", &req).await;
     let refused = match registered {
         Ok(r) => {
-            let user_id = UserId::parse_hex(&r.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
-            return Ok(user_id);
+            return Ok(r.user_id);
         }
         Err(e @ ClientError::Refused { status: 403, .. }) => e,
         Err(e) => return Err(e),
     };
     let Ok(session) = api.login(network, username, password, device).await else { return Err(refused) };
-    let user_id = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+    let user_id = session.user_id;
     match api.get::<UserKeys>(&format!("/v1/keys/{user_id}")).await {
         // No device list yet: nothing of the earlier attempt is on the relay
         // but the account itself. Finish it.

@@ -56,12 +56,12 @@ pub enum ClientError {
     /// The relay refused an envelope whose recipients differ from the
     /// devices it expects (`user:device` hex): what it lacks and what it
     /// must not have.
-    #[error("the relay expects other recipients (missing {missing:?}, unexpected {extra:?})")]
+    #[error("the relay expects other recipients (missing [{}], unexpected [{}])", addresses(.missing), addresses(.extra))]
     RecipientMismatch {
         /// Devices the relay expected and the envelope lacks.
-        missing: Vec<String>,
+        missing: Vec<strongroom_wire::DeviceAddress>,
         /// Devices the envelope has and the relay does not expect.
-        extra: Vec<String>,
+        extra: Vec<strongroom_wire::DeviceAddress>,
     },
     /// The invite code is unusable.
     #[error("invalid invite: {0}")]
@@ -107,4 +107,9 @@ impl ClientError {
             _ => false,
         }
     }
+}
+
+/// `user:device, …` for an error message.
+fn addresses(list: &[strongroom_wire::DeviceAddress]) -> String {
+    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }

@@ -73,12 +73,12 @@ impl Client {
         let device_key = SigningKey::generate(&mut OsRng);
         let link = AgreementSecret::generate(&mut OsRng);
         let req = LinkRequest {
-            device_id: String::new(),
+            device_id: None,
             signing_key: B64(device_key.verifying_key().as_bytes().to_vec()),
             link_key: B64(link.public().as_bytes().to_vec()),
         };
         api.post_empty("/v1/devices/link", &req).await?;
-        let user = UserId::parse_hex(&session.user_id).ok_or(ClientError::Corrupt("user id from server"))?;
+        let user = session.user_id;
         let target = LinkTarget { network_id: network, user_id: user, device_id: device };
         let code = LinkCode::generate(&target, &device_key.verifying_key(), &link.public(), &mut OsRng);
         Ok(PendingLink {
@@ -118,7 +118,7 @@ impl Client {
             )));
         }
         let found = pending.iter().find_map(|r| {
-            let device = DeviceId::parse_hex(&r.device_id)?;
+            let device = r.device_id?;
             let signing =
                 strongroom_crypto::keys::VerifyingKey::from_bytes(r.signing_key.0.as_slice().try_into().ok()?).ok()?;
             let link =
@@ -141,7 +141,7 @@ impl Client {
         self.api()
             .post_empty(
                 "/v1/devices/link/approve",
-                &LinkApproval { device_id: target.device_id.to_string(), sealed_transfer: B64(sealed) },
+                &LinkApproval { device_id: target.device_id, sealed_transfer: B64(sealed) },
             )
             .await?;
         Ok(target.device_id)
@@ -200,7 +200,7 @@ impl PendingLink {
                 Err(e) => return Err(e),
             }
         };
-        if DeviceId::parse_hex(&approval.device_id) != Some(self.device) {
+        if approval.device_id != self.device {
             return Err(ClientError::Trust("the relay answered with another device's link approval".into()));
         }
         let (identity, network_key): (VerifyingKey, VerifyingKey) =

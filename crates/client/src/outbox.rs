@@ -78,7 +78,7 @@ enum Sealed {
 
 /// The SDK's answer for a message.
 fn accepted(message_id: MessageId, seq: u64, duplicate: bool, queued: bool) -> Accepted {
-    Accepted { message_id: message_id.to_string(), seq, duplicate, queued }
+    Accepted { message_id, seq, duplicate, queued }
 }
 
 /// Refusals of the message itself that no retry fixes: a queued message

@@ -123,7 +123,7 @@ impl Client {
 
     pub(crate) async fn top_up(&mut self) -> Result<(), ClientError> {
         let keys: UserKeys = self.api.get(&format!("/v1/keys/{}", self.user_id())).await?;
-        let mine = self.device_id().to_string();
+        let mine = self.device_id();
         let left = keys.one_time_remaining.iter().find(|c| c.device_id == mine).map_or(0, |c| c.count);
         if crate::rules::prekeys::needs_top_up(left) {
             self.add_prekeys(false, ONE_TIME_BATCH).await?;

@@ -23,6 +23,11 @@ impl Client {
     /// it unacknowledged. Once the queue is drained, sequence numbers that
     /// never arrived are reported as gaps. Nothing panics.
     pub async fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let r = self.sync_pass().await;
+        self.noting_wipe(r).await
+    }
+
+    async fn sync_pass(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         // What waited in the outbox goes first (in order, same ids).
         match self.flush_outbox().await {
@@ -30,7 +35,7 @@ impl Client {
             Err(e) => report.warnings.push(format!("queued messages were not sent (retried at the next sync): {e}")),
         }
         let mut lists = HashMap::new();
-        let mut handled: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut handled: std::collections::HashSet<MessageId> = std::collections::HashSet::new();
         let mut drained = false;
         loop {
             let batch: Deliveries = self.api.get("/v1/messages?limit=500").await?;
@@ -44,12 +49,8 @@ impl Client {
                 report.warnings.push("the server keeps resending messages already handled; stopping this sync".into());
                 break;
             }
-            let fresh: std::collections::HashSet<String> = batch
-                .messages
-                .iter()
-                .filter(|d| !handled.contains(&d.message_id))
-                .map(|d| d.message_id.clone())
-                .collect();
+            let fresh: std::collections::HashSet<MessageId> =
+                batch.messages.iter().filter(|d| !handled.contains(&d.message_id)).map(|d| d.message_id).collect();
             handled.extend(fresh.iter().cloned());
             let mut ack = Vec::with_capacity(batch.messages.len());
             let mut stop = None;
@@ -61,7 +62,7 @@ impl Client {
                 // Handled earlier in this pass (a relay re-serving it): acknowledged
                 // again, neither opened nor kept as evidence a second time.
                 if !fresh.contains(&d.message_id) {
-                    ack.push(d.message_id.clone());
+                    ack.push(d.message_id);
                     continue;
                 }
                 let reason = match self.open_delivery(d, &mut lists).await {
@@ -88,7 +89,7 @@ impl Client {
                     report.warnings.push(format!("message {} refused: {reason}", d.message_id));
                     refusals.push(self.refusal(d, reason));
                 }
-                ack.push(d.message_id.clone());
+                ack.push(d.message_id);
             }
             // Durable before acknowledged: one commit for the whole batch,
             // refusals (the evidence) included. A refused delivery's sequence
@@ -108,8 +109,7 @@ impl Client {
             self.save().await?;
             if !ack.is_empty() {
                 self.api.post_empty("/v1/messages/ack", &Ack { message_ids: ack.clone() }).await?;
-                let acked: Vec<[u8; 16]> =
-                    ack.iter().filter_map(|m| MessageId::parse_hex(m)).map(|m| *m.as_bytes()).collect();
+                let acked: Vec<[u8; 16]> = ack.iter().map(|m| *m.as_bytes()).collect();
                 self.store.mark_acked(&acked).await?;
             }
             if let Some(e) = stop {
@@ -150,7 +150,7 @@ impl Client {
     pub(crate) fn refusal(&self, d: &Delivery, reason: String) -> crate::store::Refusal {
         crate::store::Refusal {
             message_id: d_id(d).unwrap_or([0; 16]),
-            conversation: ConversationId::parse_hex(&d.conversation_id).map(|c| *c.as_bytes()).unwrap_or([0; 16]),
+            conversation: *d.conversation_id.as_bytes(),
             seq: d.seq,
             received_at: now_ms(),
             reason,
@@ -176,6 +176,17 @@ impl Client {
     /// (their burn-on-read clock starts); receipts are stored, not handed on.
     /// Returns after `max` messages or `timeout`.
     pub async fn watch(
+        &mut self,
+        max: Option<usize>,
+        timeout: Option<std::time::Duration>,
+        on_message: impl FnMut(&Message),
+        on_warning: impl FnMut(&str),
+    ) -> Result<usize, ClientError> {
+        let r = self.watch_socket(max, timeout, on_message, on_warning).await;
+        self.noting_wipe(r).await
+    }
+
+    async fn watch_socket(
         &mut self,
         max: Option<usize>,
         timeout: Option<std::time::Duration>,
@@ -256,7 +267,7 @@ impl Client {
                     self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &[]).await?;
                 }
             }
-            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id.clone()] })
+            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id] })
                 .map_err(|_| ClientError::Corrupt("ack"))?;
             ws.send(Frame::Text(ack.into()))
                 .await

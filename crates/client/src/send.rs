@@ -57,8 +57,8 @@ impl Client {
             let wanted: Vec<usize> = known.iter().enumerate().filter(|(_, k)| k.is_none()).map(|(i, _)| i).collect();
             let mut claimed_keys = std::collections::HashMap::new();
             if !wanted.is_empty() {
-                let pairs: Vec<String> = wanted.iter().filter_map(|i| plan.devices.get(*i).cloned()).collect();
-                let medium_term = pairs.iter().filter(|k| plan.medium_term.contains(k)).cloned().collect();
+                let pairs: Vec<DeviceAddress> = wanted.iter().filter_map(|i| plan.devices.get(*i).copied()).collect();
+                let medium_term = pairs.iter().filter(|k| plan.medium_term.contains(k)).copied().collect();
                 let claim = ClaimPreKeys { devices: pairs, medium_term };
                 let claimed: ClaimedPreKeys = self.api.post("/v1/keys/claim", &claim).await?;
                 let raw: Vec<Vec<u8>> = claimed.prekeys.into_iter().map(|k| k.0).collect();
@@ -102,7 +102,7 @@ impl Client {
     /// The medium-term pre-key last claimed for device `d`, if it was
     /// claimed within one rotation period and still verifies under the
     /// device's key: sealing to it again needs no request.
-    fn known_medium(&self, d: &VerifiedDevice, key: &str, now: u64) -> Option<Recipient> {
+    fn known_medium(&self, d: &VerifiedDevice, key: &DeviceAddress, now: u64) -> Option<Recipient> {
         let (at, raw) = self.state.medium_known.get(key)?;
         let signed = SignedPreKey::decode(&crate::client::unhex_vec(raw)?).ok()?;
         // Within a period of its claim and of its making: the recipient
@@ -132,6 +132,17 @@ impl Client {
     /// are 0 the conversation's default timers apply; the security group's
     /// maxima clamp whatever results.
     pub async fn send_timed(
+        &mut self,
+        conversation: ConversationId,
+        content: &Content,
+        ttl_secs: u32,
+        bor_secs: u32,
+    ) -> Result<Accepted, ClientError> {
+        let r = self.send_timed_once(conversation, content, ttl_secs, bor_secs).await;
+        self.noting_wipe(r).await
+    }
+
+    async fn send_timed_once(
         &mut self,
         conversation: ConversationId,
         content: &Content,
@@ -243,7 +254,7 @@ impl Client {
         let path_q = format!("/v1/blobs?conversation={conversation}&sha256={}", hex(&file.ciphertext_sha256));
         let created: BlobCreated = self.api.post_file(&path_q, upload, len).await?;
         progress(len, len);
-        file.blob_id = BlobId::parse_hex(&created.blob_id).ok_or(ClientError::Corrupt("blob id from server"))?;
+        file.blob_id = created.blob_id;
         Ok(file)
     }
 

@@ -114,7 +114,7 @@ pub(crate) struct ProfileState {
     /// (`user:device` hex → ms): within a medium-term period it asks only for
     /// the medium-term key (PROTOCOL.md §3.1).
     #[serde(default)]
-    pub one_time_used: BTreeMap<String, u64>,
+    pub one_time_used: BTreeMap<strongroom_wire::DeviceAddress, u64>,
     /// Highest device-list version seen per user and that list's SHA-256
     /// (user hex → (version, digest hex)): an older list is a rollback, a
     /// different one under the same version a relay showing two views.
@@ -134,7 +134,7 @@ pub(crate) struct ProfileState {
     /// (claimed at ms, encoded signed pre-key hex)): sealed to again for one
     /// rotation period without asking the relay (PROTOCOL.md §3.1).
     #[serde(default)]
-    pub medium_known: BTreeMap<String, (u64, String)>,
+    pub medium_known: BTreeMap<strongroom_wire::DeviceAddress, (u64, String)>,
     /// Identity keys the person marked verified after comparing safety
     /// numbers (user hex → key hex); stale once the pinned key differs.
     #[serde(default)]

@@ -82,7 +82,7 @@ impl Client {
         user: UserId,
     ) -> Result<(VerifiedDeviceList, Vec<DeviceId>), ClientError> {
         let keys: UserKeys = self.api.get(&format!("/v1/keys/{user}")).await?;
-        let revoked: Vec<DeviceId> = keys.revoked_devices.iter().filter_map(|d| DeviceId::parse_hex(d)).collect();
+        let revoked: Vec<DeviceId> = keys.revoked_devices;
         let list = DeviceList::decode(&keys.device_list.0)
             .map_err(|e| ClientError::Trust(format!("device list of {user}: {e}")))?;
         let pinned = self

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::rules::events::EventKind;
 
 /// Overwrites every file in the profile with zeros, then removes the
 /// directory. Best effort: a file system may keep old blocks, which is why
@@ -37,6 +38,19 @@ pub(crate) fn erase_profile(dir: &Path) {
 }
 
 impl Client {
+    /// Passes `r` on; a wipe order in it is first logged as the event log's
+    /// last event (once), so an application reading the log from its cursor
+    /// learns of the order before it erases the profile.
+    pub(crate) async fn noting_wipe<T>(&mut self, r: Result<T, ClientError>) -> Result<T, ClientError> {
+        if let Err(ClientError::Wiped(why)) = &r {
+            if !self.wipe_logged {
+                // Best effort: the order stands whether or not the log takes it.
+                self.wipe_logged = self.log(&[EventKind::Wiped { reason: why.clone() }]).await.is_ok();
+            }
+        }
+        r
+    }
+
     /// Carries out a remote wipe: erases this profile (keys, store, files)
     /// and tells the server it is done. Call it when an operation returned
     /// [`ClientError::Wiped`].

@@ -19,7 +19,7 @@ use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::{
     DeliveredEnvelope, EnvelopeError, PreKeySecrets, RecipientDevice, ReplayGuard, MAX_SKEW_MS,
 };
-use strongroom_crypto::ids::{MessageId, UserId};
+use strongroom_crypto::ids::{ConversationId, MessageId, UserId};
 use strongroom_crypto::keys::AgreementSecret;
 use strongroom_wire::{
     Ack, Conversation, Deliveries, Delivery, RetentionLoginRequest, Session, UserInfo, UserKeys, B64,
@@ -127,8 +127,8 @@ impl Relay {
         let statement =
             RetentionLogin { network_id: keys.network()?, device_id: keys.device_id()?, timestamp: now_ms(), nonce };
         let req = RetentionLoginRequest {
-            network_id: keys.device.network_id.clone(),
-            device_id: keys.device.device_id.clone(),
+            network_id: statement.network_id,
+            device_id: statement.device_id,
             timestamp: statement.timestamp,
             nonce: hex(&nonce),
             signature: B64(statement.sign(&keys.signing).as_bytes().to_vec()),
@@ -146,7 +146,7 @@ impl Relay {
         Ok(self.api.get_bytes(path).await?)
     }
 
-    async fn ack(&self, ids: Vec<String>) -> Result<(), RetentionError> {
+    async fn ack(&self, ids: Vec<MessageId>) -> Result<(), RetentionError> {
         self.post_json("/v1/messages/ack", &Ack { message_ids: ids }).await
     }
 
@@ -284,19 +284,17 @@ impl Service {
 
     async fn archive_batch(&mut self, batch: &[Delivery], report: &mut RunReport) -> Result<(), RetentionError> {
         let mut records = Vec::with_capacity(batch.len());
-        let mut conversations: HashMap<String, Option<Conversation>> = HashMap::new();
+        let mut conversations: HashMap<ConversationId, Option<Conversation>> = HashMap::new();
         let mut in_batch = std::collections::HashSet::new();
         for d in batch {
-            let Some(id) = MessageId::parse_hex(&d.message_id) else { continue };
+            let id = d.message_id;
             if self.archive.contains(id.as_bytes()) || !in_batch.insert(*id.as_bytes()) {
                 report.duplicates += 1;
                 continue;
             }
-            if !conversations.contains_key(&d.conversation_id) {
-                let c = definite(
-                    self.relay.json::<Conversation>(&format!("/v1/conversations/{}", d.conversation_id)).await,
-                )?;
-                conversations.insert(d.conversation_id.clone(), c);
+            if let std::collections::hash_map::Entry::Vacant(slot) = conversations.entry(d.conversation_id) {
+                let path = format!("/v1/conversations/{}", d.conversation_id);
+                slot.insert(definite(self.relay.json::<Conversation>(&path).await)?);
             }
             let conversation = conversations.get(&d.conversation_id).cloned().flatten();
             let record = self.record_for(d, conversation.as_ref(), report).await?;
@@ -309,7 +307,7 @@ impl Service {
         self.archive.append(&records).await?;
         report.archived += records.len() as u64;
         // Only now, with the records durable, may the relay forget them.
-        self.relay.ack(batch.iter().map(|d| d.message_id.clone()).collect()).await?;
+        self.relay.ack(batch.iter().map(|d| d.message_id).collect()).await?;
         if let Some(cp) = self.archive.last_checkpoint() {
             let report = strongroom_wire::CheckpointReport {
                 tree_size: cp.tree_size,
@@ -376,16 +374,14 @@ impl Service {
     ) -> Result<Record, RetentionError> {
         let mut record = Record {
             archived_at: now_ms(),
-            conversation_id: Some(d.conversation_id.clone()),
+            conversation_id: Some(d.conversation_id.to_string()),
             conversation_kind: conversation.map(|c| c.kind.name().to_owned()),
             seq: Some(d.seq),
-            message_id: Some(d.message_id.clone()),
+            message_id: Some(d.message_id.to_string()),
             ..Record::default()
         };
         for m in conversation.map(|c| c.members.clone()).unwrap_or_default() {
-            if let Some(u) = UserId::parse_hex(&m.user_id) {
-                record.recipients.push(self.party(u).await?);
-            }
+            record.recipients.push(self.party(m.user_id).await?);
         }
         let env = match DeliveredEnvelope::decode(&d.envelope.0) {
             Ok(env) => env,
@@ -402,7 +398,7 @@ impl Service {
         let mut sender = self.party(h.sender_user_id).await?;
         sender.device_id = Some(h.sender_device_id.to_string());
         record.sender = Some(sender);
-        if h.conversation_id.to_string() != d.conversation_id || h.message_id.to_string() != d.message_id {
+        if h.conversation_id != d.conversation_id || h.message_id != d.message_id {
             return Ok(unreadable(record, &d.envelope.0, "the relay filed it under another id".into(), report));
         }
         let opened = match self.open(&env, h.sender_user_id, false).await? {

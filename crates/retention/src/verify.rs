@@ -70,8 +70,10 @@ impl VerifyReport {
                 ));
                 continue;
             }
-            let archived =
-                self.sequences.get(&c.conversation_id).map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
+            let archived = self
+                .sequences
+                .get(&c.conversation_id.to_string())
+                .map_or(0, |s| s.range(c.first_seq..=c.last_seq).count() as u64);
             let lost = c.count.saturating_sub(archived).saturating_sub(c.queued);
             self.relay_pending += c.count.saturating_sub(archived).min(c.queued);
             if lost > 0 {
@@ -293,7 +295,10 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strongroom_crypto::ids::ConversationId;
     use strongroom_wire::{ConversationCoverage, RetentionCoverage};
+
+    const C1: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
 
     fn report(archived: &[(&str, &[u64])]) -> VerifyReport {
         let mut r = VerifyReport::default();
@@ -305,14 +310,20 @@ mod tests {
 
     fn coverage(c: &str, first_seq: u64, last_seq: u64, count: u64, queued: u64) -> RetentionCoverage {
         RetentionCoverage {
-            conversations: vec![ConversationCoverage { conversation_id: c.into(), first_seq, last_seq, count, queued }],
+            conversations: vec![ConversationCoverage {
+                conversation_id: ConversationId::parse_hex(c).unwrap(),
+                first_seq,
+                last_seq,
+                count,
+                queued,
+            }],
         }
     }
 
     #[test]
     fn everything_archived_or_still_queued_is_fine() {
-        let mut r = report(&[("c1", &[1, 2, 3])]);
-        r.compare_with_relay(&coverage("c1", 1, 5, 5, 2));
+        let mut r = report(&[(C1, &[1, 2, 3])]);
+        r.compare_with_relay(&coverage(C1, 1, 5, 5, 2));
         assert!(r.ok(), "{:?}", r.problems);
         assert_eq!((r.relay_checked, r.relay_pending), (true, 2));
     }
@@ -321,34 +332,30 @@ mod tests {
     fn a_drained_queue_is_named() {
         // Nothing archived, nothing queued: all five left the queue unarchived.
         let mut r = report(&[]);
-        r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));
+        r.compare_with_relay(&coverage(C1, 1, 5, 5, 0));
         assert_eq!(r.problem_count, 1);
-        assert!(
-            r.problems[0].contains("c1") && r.problems[0].contains("5 message(s) never reached"),
-            "{:?}",
-            r.problems
-        );
+        assert!(r.problems[0].contains(C1) && r.problems[0].contains("5 message(s) never reached"), "{:?}", r.problems);
         // A tail: three archived, two gone.
-        let mut r = report(&[("c1", &[1, 2, 3])]);
-        r.compare_with_relay(&coverage("c1", 1, 5, 5, 0));
+        let mut r = report(&[(C1, &[1, 2, 3])]);
+        r.compare_with_relay(&coverage(C1, 1, 5, 5, 0));
         assert!(r.problems[0].contains("2 message(s) never reached"), "{:?}", r.problems);
     }
 
     #[test]
     fn archived_seqs_outside_the_relays_range_do_not_count() {
         // Seqs 1-3 came before this device was named; the relay queued 4..=6 for it.
-        let mut r = report(&[("c1", &[1, 2, 3])]);
-        r.compare_with_relay(&coverage("c1", 4, 6, 3, 0));
+        let mut r = report(&[(C1, &[1, 2, 3])]);
+        r.compare_with_relay(&coverage(C1, 4, 6, 3, 0));
         assert!(r.problems[0].contains("3 message(s) never reached"), "{:?}", r.problems);
     }
 
     #[test]
     fn an_impossible_relay_answer_is_a_problem_not_a_panic() {
-        let mut r = report(&[("c1", &[1])]);
-        r.compare_with_relay(&coverage("c1", 9, 3, 1, 0));
-        r.compare_with_relay(&coverage("c1", 1, 2, 5, 0));
+        let mut r = report(&[(C1, &[1])]);
+        r.compare_with_relay(&coverage(C1, 9, 3, 1, 0));
+        r.compare_with_relay(&coverage(C1, 1, 2, 5, 0));
         // At the very end of the range: a plain (valid) report of one loss.
-        r.compare_with_relay(&coverage("c1", u64::MAX, u64::MAX, 1, 0));
+        r.compare_with_relay(&coverage(C1, u64::MAX, u64::MAX, 1, 0));
         assert_eq!(r.problem_count, 3, "{:?}", r.problems);
         assert!(r.problems[0].contains("impossible") && r.problems[1].contains("impossible"));
         assert!(r.problems[2].contains("1 message(s) never reached"));
@@ -357,8 +364,8 @@ mod tests {
     #[test]
     fn gaps_the_relay_never_queued_are_not_blamed() {
         // Retention was off between seq 2 and 5: the relay queued 4 of 1..=6.
-        let mut r = report(&[("c1", &[1, 2, 5, 6])]);
-        r.compare_with_relay(&coverage("c1", 1, 6, 4, 0));
+        let mut r = report(&[(C1, &[1, 2, 5, 6])]);
+        r.compare_with_relay(&coverage(C1, 1, 6, 4, 0));
         assert!(r.ok(), "{:?}", r.problems);
     }
 }

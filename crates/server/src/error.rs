@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use strongroom_wire::ErrorBody;
+use strongroom_wire::{DeviceAddress, ErrorBody};
 
 use crate::store::StoreError;
 
@@ -57,7 +57,7 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
     }
     /// 409 listing the devices an envelope lacks and those it must not have.
-    pub fn recipient_mismatch(missing: Vec<String>, extra: Vec<String>) -> Self {
+    pub fn recipient_mismatch(missing: Vec<DeviceAddress>, extra: Vec<DeviceAddress>) -> Self {
         let mut e = Self::conflict(
             "recipient_mismatch",
             "the envelope's recipient devices differ from the conversation's current devices; refresh members, device lists and policy, then seal again",

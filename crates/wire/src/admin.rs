@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{ConversationId, DeviceId, NetworkId, UserId};
+
 /// What a security group allows. Users without a group get the network's
 /// default settings. Unknown fields are refused, so a typo is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,7 +251,7 @@ pub struct GroupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminUser {
     /// Id (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// Username.
     pub username: String,
     /// `user`, `admin` or `auditor`.
@@ -268,7 +270,7 @@ pub struct AdminUser {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminDevice {
     /// Id (hex).
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Revoked.
     pub revoked: bool,
     /// `none`, `pending` or `confirmed`.
@@ -372,7 +374,7 @@ pub struct ResetCode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedeemReset {
     /// Network (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Username.
     pub username: String,
     /// The code from the administrator.
@@ -387,7 +389,7 @@ pub struct RetentionPeriods {
     /// The network's period in days (0 = none set).
     pub network_days: u32,
     /// Users whose security group sets a period: user id (hex) → days.
-    pub users: std::collections::BTreeMap<String, u32>,
+    pub users: std::collections::BTreeMap<UserId, u32>,
 }
 
 /// `GET /v1/retention/coverage`: what the relay queued for the calling
@@ -400,10 +402,10 @@ pub struct RetentionCoverage {
 }
 
 /// One conversation's part of [`RetentionCoverage`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConversationCoverage {
     /// The conversation (hex).
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Lowest sequence number queued for the device.
     pub first_seq: u64,
     /// Highest.

@@ -8,6 +8,7 @@
 //! Envelopes are posted as raw bytes (`application/octet-stream`) and
 //! delivered base64 in JSON, in the delivered form of `docs/PROTOCOL.md`.
 
+mod address;
 #[macro_use]
 mod by_name;
 pub mod admin;
@@ -15,9 +16,11 @@ mod b64;
 mod invite;
 pub mod time;
 
+pub use address::DeviceAddress;
 pub use admin::*;
 pub use b64::B64;
 pub use invite::Invite;
+pub use strongroom_crypto::ids::{BlobId, ConversationId, DeviceId, MessageId, NetworkId, UserId};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +33,10 @@ pub struct ErrorBody {
     pub message: String,
     /// For `recipient_mismatch`: devices the envelope lacks (`user:device` hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<String>,
+    pub missing: Vec<DeviceAddress>,
     /// For `recipient_mismatch`: devices the envelope has but must not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra: Vec<String>,
+    pub extra: Vec<DeviceAddress>,
 }
 
 /// `POST /v1/admin/networks` (authorised by the bootstrap secret).
@@ -42,7 +45,7 @@ pub struct CreateNetwork {
     /// Display name.
     pub name: String,
     /// Network id chosen by the administrator's CLI (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// The network public key (Ed25519, 32 bytes).
     pub network_public: B64,
     /// The first network policy, signed by the network key.
@@ -63,7 +66,7 @@ pub struct InviteCreated {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetworkInfo {
     /// Network id (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Display name.
     pub name: String,
     /// The network's Ed25519 public key; its fingerprint must match the invite's.
@@ -74,7 +77,7 @@ pub struct NetworkInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserInfo {
     /// User id (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// Username.
     pub username: String,
 }
@@ -105,22 +108,22 @@ pub struct Register {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Registered {
     /// The new user id (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// The network id (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
 }
 
 /// `POST /v1/login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     /// Network id (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Username.
     pub username: String,
     /// Password.
     pub password: String,
     /// The device this session is bound to (hex; chosen by the device).
-    pub device_id: String,
+    pub device_id: DeviceId,
 }
 
 /// Response to [`Login`].
@@ -129,7 +132,7 @@ pub struct Session {
     /// Bearer token for `Authorization: Bearer …`.
     pub token: String,
     /// The user (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// Whether the user administers the network.
     pub admin: bool,
 }
@@ -154,7 +157,7 @@ pub struct UploadPreKeys {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserKeys {
     /// The user (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// The current signed device list.
     pub device_list: B64,
     /// One-time pre-keys left, per device (for topping up).
@@ -162,7 +165,7 @@ pub struct UserKeys {
     /// Devices an administrator revoked or wiped (hex): clients stop
     /// encrypting to them even while the user's signed list still names them.
     #[serde(default)]
-    pub revoked_devices: Vec<String>,
+    pub revoked_devices: Vec<DeviceId>,
 }
 
 /// `GET /v1/keys/{user}/history?after=N`: the signed device lists after
@@ -188,7 +191,7 @@ pub const SETTINGS_TAG_HEADER: &str = "strongroom-settings-tag";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceCount {
     /// Device (hex).
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Count.
     pub count: u64,
 }
@@ -197,9 +200,10 @@ pub struct DeviceCount {
 /// `GET /v1/devices/link` (the user's existing devices).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkRequest {
-    /// The new device (hex); set by the server from the session.
-    #[serde(default)]
-    pub device_id: String,
+    /// The new device (hex): set by the server from the session when it
+    /// lists pending links; ignored when a device posts its own request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<DeviceId>,
     /// Its Ed25519 signing key.
     pub signing_key: B64,
     /// Its ephemeral X25519 link key.
@@ -211,7 +215,7 @@ pub struct LinkRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkApproval {
     /// The new device (hex).
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The account identity key and network key sealed to the link key
     /// (PROTOCOL.md §8); never the identity private key.
     pub sealed_transfer: B64,
@@ -221,13 +225,13 @@ pub struct LinkApproval {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimPreKeys {
     /// The devices, as `user:device` hex pairs.
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceAddress>,
     /// Of those, the devices the sender wants only the medium-term pre-key
     /// of, because it already used a one-time pre-key of theirs within the
     /// current medium-term period (PROTOCOL.md §3.1): no one-time key is
     /// spent on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub medium_term: Vec<String>,
+    pub medium_term: Vec<DeviceAddress>,
 }
 
 /// Response to [`ClaimPreKeys`].
@@ -322,16 +326,16 @@ by_name!(Role);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateConversation {
     /// `direct`, `group` or `room`.
-    pub kind: String,
+    pub kind: ConversationKind,
     /// The other members (hex user ids); the creator is added.
-    pub members: Vec<String>,
+    pub members: Vec<UserId>,
 }
 
 /// A conversation and its members.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Conversation {
     /// Id (hex).
-    pub id: String,
+    pub id: ConversationId,
     /// What kind.
     pub kind: ConversationKind,
     /// Members.
@@ -346,7 +350,7 @@ pub struct Conversation {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Member {
     /// User (hex).
-    pub user_id: String,
+    pub user_id: UserId,
     /// Member or moderator.
     pub role: Role,
 }
@@ -367,23 +371,23 @@ pub struct MembershipHistory {
 pub struct ChangeMembers {
     /// Users to add.
     #[serde(default)]
-    pub add: Vec<String>,
+    pub add: Vec<UserId>,
     /// Users to remove.
     #[serde(default)]
-    pub remove: Vec<String>,
+    pub remove: Vec<UserId>,
     /// Members to make moderators (rooms).
     #[serde(default)]
-    pub promote: Vec<String>,
+    pub promote: Vec<UserId>,
     /// Moderators to make plain members (rooms).
     #[serde(default)]
-    pub demote: Vec<String>,
+    pub demote: Vec<UserId>,
 }
 
 /// Response to `POST /v1/messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Accepted {
     /// The message id (hex).
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Its per-conversation sequence number.
     pub seq: u64,
     /// True if this message id had already been accepted (a resend).
@@ -399,9 +403,9 @@ pub struct Accepted {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Delivery {
     /// Message id (hex).
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Conversation (hex).
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// Per-conversation sequence number.
     pub seq: u64,
     /// The delivered-form envelope for this device.
@@ -419,7 +423,7 @@ pub struct Deliveries {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ack {
     /// Message ids (hex) durably stored by the device.
-    pub message_ids: Vec<String>,
+    pub message_ids: Vec<MessageId>,
 }
 
 /// Frames on `GET /v1/ws`, in both directions (JSON text frames).
@@ -431,7 +435,7 @@ pub enum WsFrame {
     /// Device → server: acknowledge messages.
     Ack {
         /// Message ids (hex).
-        message_ids: Vec<String>,
+        message_ids: Vec<MessageId>,
     },
     /// Server → device: its one-time pre-keys are running out (claims took
     /// them); upload more. Past the end, senders get its medium-term key.
@@ -452,7 +456,7 @@ pub enum WsFrame {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BlobCreated {
     /// The blob id (hex).
-    pub blob_id: String,
+    pub blob_id: BlobId,
     /// Bytes stored.
     pub size: u64,
 }
@@ -462,9 +466,9 @@ pub struct BlobCreated {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RetentionLoginRequest {
     /// Network (hex).
-    pub network_id: String,
+    pub network_id: NetworkId,
     /// Retention device (hex).
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Milliseconds since the Unix epoch; within 5 minutes of the server's clock.
     pub timestamp: u64,
     /// 16 random bytes (hex), never reused.
@@ -480,8 +484,14 @@ mod tests {
 
     #[test]
     fn kinds_roles_and_receipt_policies_keep_their_json_and_read_unknown_values_as_unknown() {
-        let json = r#"{"id":"00","kind":"room","members":[{"user_id":"01","role":"moderator"},{"user_id":"02","role":"owner"}],"membership_seq":1,"last_seq":2}"#;
-        let c: Conversation = serde_json::from_str(json).unwrap();
+        let json = format!(
+            r#"{{"id":"{}","kind":"room","members":[{{"user_id":"{}","role":"moderator"}},{{"user_id":"{}","role":"owner"}}],"membership_seq":1,"last_seq":2}}"#,
+            "00".repeat(16),
+            "01".repeat(16),
+            "02".repeat(16)
+        );
+        let c: Conversation = serde_json::from_str(&json).unwrap();
+        assert!(serde_json::from_str::<Conversation>(&json.replace(&"01".repeat(16), "01")).is_err(), "ids are typed");
         assert_eq!(
             (c.kind, c.members[0].role, c.members[1].role),
             (ConversationKind::Room, Role::Moderator, Role::Unknown)

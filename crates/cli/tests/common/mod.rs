@@ -170,18 +170,13 @@ pub async fn register(url: &str, invite: &str, username: &str) -> UserId {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
-    UserId::parse_hex(&r.json::<Registered>().await.unwrap().user_id).unwrap()
+    r.json::<Registered>().await.unwrap().user_id
 }
 
 pub async fn login(url: &str, network: NetworkId, username: &str, device: DeviceId) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{url}/v1/login"))
-        .json(&Login {
-            network_id: network.to_string(),
-            username: username.into(),
-            password: PASSWORD.into(),
-            device_id: device.to_string(),
-        })
+        .json(&Login { network_id: network, username: username.into(), password: PASSWORD.into(), device_id: device })
         .send()
         .await
         .unwrap()
@@ -207,7 +202,7 @@ impl Device {
             url: url.to_owned(),
             token: s.token,
             network,
-            user: UserId::parse_hex(&s.user_id).unwrap(),
+            user: s.user_id,
             device,
             identity: identity.unwrap_or_else(|| std::sync::Arc::new(SigningKey::generate(&mut OsRng))),
             device_key: SigningKey::generate(&mut OsRng),
@@ -281,12 +276,8 @@ impl Device {
     }
 
     pub async fn create_conversation(&self, kind: &str, members: &[UserId]) -> Conversation {
-        let r = self
-            .post_json(
-                "/v1/conversations",
-                &CreateConversation { kind: kind.into(), members: members.iter().map(|u| u.to_string()).collect() },
-            )
-            .await;
+        let kind = strongroom_wire::ConversationKind::parse(kind).unwrap();
+        let r = self.post_json("/v1/conversations", &CreateConversation { kind, members: members.to_vec() }).await;
         assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
         r.json().await.unwrap()
     }
@@ -312,13 +303,12 @@ impl Device {
 
     /// Recipients for a conversation: every active device of every member but
     /// this one (claiming a pre-key for each), by the SDK's recipient rules.
-    pub async fn recipients(&mut self, conversation: &str) -> Vec<Recipient> {
+    pub async fn recipients(&mut self, conversation: impl std::fmt::Display + Copy) -> Vec<Recipient> {
         use strongroom_client::rules::recipients::{device_key, targets, verify_claimed};
         let c: Conversation = self.get(&format!("/v1/conversations/{conversation}")).await.json().await.unwrap();
         let mut lists = Vec::new();
         for m in &c.members {
-            let user = UserId::parse_hex(&m.user_id).unwrap();
-            lists.push((self.device_list(user).await, Vec::new()));
+            lists.push((self.device_list(m.user_id).await, Vec::new()));
         }
         let devices = targets(&lists, (self.user, self.device));
         let claim = ClaimPreKeys { devices: devices.iter().map(device_key).collect(), medium_term: vec![] };
@@ -329,7 +319,12 @@ impl Device {
         verify_claimed(&devices, &raw, now_ms()).unwrap().iter().map(Recipient::from).collect()
     }
 
-    pub fn seal_to(&self, conversation: &str, content: &Content, recipients: &[Recipient]) -> Envelope {
+    pub fn seal_to(
+        &self,
+        conversation: impl std::fmt::Display + Copy,
+        content: &Content,
+        recipients: &[Recipient],
+    ) -> Envelope {
         self.seal_at(conversation, content, recipients, now_ms(), 0)
     }
 
@@ -355,7 +350,7 @@ impl Device {
     /// Like `seal_to`, with a chosen header timestamp and TTL.
     pub fn seal_at(
         &self,
-        conversation: &str,
+        conversation: impl std::fmt::Display + Copy,
         content: &Content,
         recipients: &[Recipient],
         timestamp: u64,
@@ -370,7 +365,7 @@ impl Device {
         };
         let meta = MessageMeta {
             host_network_id: self.network,
-            conversation_id: ConversationId::parse_hex(conversation).unwrap(),
+            conversation_id: ConversationId::parse_hex(&conversation.to_string()).unwrap(),
             message_id: MessageId::random(&mut OsRng),
             timestamp,
             ttl_secs,
@@ -385,7 +380,7 @@ impl Device {
     }
 
     /// Seals text for the conversation's current devices and sends it.
-    pub async fn send_text(&mut self, conversation: &str, text: &str) -> Accepted {
+    pub async fn send_text(&mut self, conversation: impl std::fmt::Display + Copy, text: &str) -> Accepted {
         let recipients = self.recipients(conversation).await;
         let env = self.seal_to(conversation, &Content::Text(text.into()), &recipients);
         let r = self.post_envelope(env.encode()).await;
@@ -396,7 +391,7 @@ impl Device {
     /// Like `send_text`, with wraps for the policy's retention devices too.
     pub async fn send_text_with_retention(
         &mut self,
-        conversation: &str,
+        conversation: impl std::fmt::Display + Copy,
         text: &str,
         policy: &VerifiedPolicy,
     ) -> Accepted {
@@ -440,7 +435,7 @@ impl Device {
                 let opened = self.open(d).await.unwrap();
                 let Content::Text(t) = opened.content else { panic!("expected text") };
                 out.push((d.seq, t));
-                ids.push(d.message_id.clone());
+                ids.push(d.message_id);
             }
             let r = self.post_json("/v1/messages/ack", &Ack { message_ids: ids }).await;
             assert_eq!(r.status(), StatusCode::NO_CONTENT);

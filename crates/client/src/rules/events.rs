@@ -134,6 +134,14 @@ pub enum EventKind {
         /// Read up to this number.
         read_to: u64,
     },
+    /// An administrator ordered this device wiped: the log's last event.
+    /// The application stops, shows `reason`, and calls
+    /// `Client::erase_after_wipe`, which erases the profile, this log
+    /// included.
+    Wiped {
+        /// Who ordered it, in words.
+        reason: String,
+    },
 }
 
 /// The event for a message just stored.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use strongroom_crypto::certs::{SignedPreKey, VerifiedDevice, VerifiedDeviceList, VerifiedPreKey};
 use strongroom_crypto::ids::{DeviceId, UserId};
+use strongroom_wire::DeviceAddress;
 
 use super::prekeys::wants_one_time;
 
@@ -23,8 +24,8 @@ pub fn targets(members: &[(VerifiedDeviceList, Vec<DeviceId>)], me: (UserId, Dev
 }
 
 /// The key under which [`ClaimPlan`] remembers one-time use per device.
-pub fn device_key(d: &VerifiedDevice) -> String {
-    format!("{}:{}", d.user_id(), d.device_id())
+pub fn device_key(d: &VerifiedDevice) -> DeviceAddress {
+    DeviceAddress { user: d.user_id(), device: d.device_id() }
 }
 
 /// A pre-key claim: every target, and those for which only the
@@ -32,17 +33,17 @@ pub fn device_key(d: &VerifiedDevice) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ClaimPlan {
     /// `user:device` of every target, in order.
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceAddress>,
     /// The subset that gets the medium-term key.
-    pub medium_term: Vec<String>,
+    pub medium_term: Vec<DeviceAddress>,
 }
 
 /// Plans the claim for `targets` given when this device last sealed to a
 /// one-time key of each (`user:device` → ms).
-pub fn claim_plan(targets: &[VerifiedDevice], one_time_used: &BTreeMap<String, u64>, now: u64) -> ClaimPlan {
-    let devices: Vec<String> = targets.iter().map(device_key).collect();
+pub fn claim_plan(targets: &[VerifiedDevice], one_time_used: &BTreeMap<DeviceAddress, u64>, now: u64) -> ClaimPlan {
+    let devices: Vec<DeviceAddress> = targets.iter().map(device_key).collect();
     let medium_term =
-        devices.iter().filter(|k| !wants_one_time(one_time_used.get(*k).copied(), now)).cloned().collect();
+        devices.iter().filter(|k| !wants_one_time(one_time_used.get(*k).copied(), now)).copied().collect();
     ClaimPlan { devices, medium_term }
 }
 
@@ -76,13 +77,9 @@ pub fn verify_claimed(
 /// Users the relay says a message must also reach (`user:device` hex pairs
 /// from its refusal) who are not in the member set members signed: the
 /// relay added them. Retention devices are not members and are left out.
-pub fn unsigned_members(missing: &[String], signed: &std::collections::BTreeSet<UserId>) -> Vec<UserId> {
-    let mut ghosts: Vec<UserId> = missing
-        .iter()
-        .filter_map(|pair| pair.split_once(':'))
-        .filter_map(|(u, _)| UserId::parse_hex(u))
-        .filter(|u| *u != UserId::RETENTION && !signed.contains(u))
-        .collect();
+pub fn unsigned_members(missing: &[DeviceAddress], signed: &std::collections::BTreeSet<UserId>) -> Vec<UserId> {
+    let mut ghosts: Vec<UserId> =
+        missing.iter().map(|a| a.user).filter(|u| *u != UserId::RETENTION && !signed.contains(u)).collect();
     ghosts.sort();
     ghosts.dedup();
     ghosts
@@ -126,8 +123,8 @@ mod tests {
     fn a_member_the_relay_names_but_no_member_signed_is_a_ghost() {
         let (a, b, m) = (UserId::from_bytes([1; 16]), UserId::from_bytes([2; 16]), UserId::from_bytes([9; 16]));
         let signed = [a, b].into();
-        let pair = |u: UserId, d: u8| format!("{u}:{}", DeviceId::from_bytes([d; 16]));
-        let missing = vec![pair(b, 1), pair(m, 2), pair(m, 3), pair(UserId::RETENTION, 4), "junk".into()];
+        let pair = |u: UserId, d: u8| DeviceAddress { user: u, device: DeviceId::from_bytes([d; 16]) };
+        let missing = vec![pair(b, 1), pair(m, 2), pair(m, 3), pair(UserId::RETENTION, 4)];
         assert_eq!(unsigned_members(&missing, &signed), vec![m]);
         assert!(unsigned_members(&[pair(b, 1)], &signed).is_empty(), "a signed member's new device is no ghost");
     }

@@ -5,10 +5,12 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::Json;
 use rand_core::{OsRng, RngCore};
-use strongroom_wire::{ChangePassword, Invite, Login, NetworkInfo, Register, Registered, Session, UserInfo, B64};
+use strongroom_wire::{
+    ChangePassword, Invite, Login, NetworkId, NetworkInfo, Register, Registered, Session, UserId, UserInfo, B64,
+};
 
 use crate::auth::{check_password_length, hash_password, secret_hash, Caller};
-use crate::error::{hex, parse_id, ApiError, ApiResult};
+use crate::error::{parse_id, ApiError, ApiResult};
 use crate::service::sessions::{self, Binding};
 use crate::state::AppState;
 use crate::store::{now_ms, LoginOutcome};
@@ -45,12 +47,14 @@ pub(super) async fn register(
     let mut user = [0u8; 16];
     OsRng.fill_bytes(&mut user);
     match state.store.register(&secret_hash(&invite.secret), &user, &req.username, &hash, now_ms()).await? {
-        LoginOutcome::Registered(network) => {
-            Ok((StatusCode::CREATED, Json(Registered { user_id: hex(&user), network_id: hex(&network) })))
-        }
-        LoginOutcome::Reenrolled(network, existing) => {
-            Ok((StatusCode::CREATED, Json(Registered { user_id: hex(&existing), network_id: hex(&network) })))
-        }
+        LoginOutcome::Registered(network) => Ok((
+            StatusCode::CREATED,
+            Json(Registered { user_id: UserId::from_bytes(user), network_id: NetworkId::from_bytes(network) }),
+        )),
+        LoginOutcome::Reenrolled(network, existing) => Ok((
+            StatusCode::CREATED,
+            Json(Registered { user_id: UserId::from_bytes(existing), network_id: NetworkId::from_bytes(network) }),
+        )),
         LoginOutcome::WrongUser => Err(ApiError::forbidden(
             "invalid_invite",
             "this invite re-enrols another account: use the username your administrator reset",
@@ -71,12 +75,16 @@ pub(super) async fn login(
     Json(req): Json<Login>,
 ) -> ApiResult<Json<Session>> {
     limit(&state, addr)?;
-    let network = parse_id(&req.network_id, "network_id")?;
-    let device = parse_id(&req.device_id, "device_id")?;
+    let network = *req.network_id.as_bytes();
+    let device = *req.device_id.as_bytes();
     let made =
         sessions::password_login(&state, &network, &req.username, req.password, Binding::Device(device), addr.ip())
             .await?;
-    Ok(Json(Session { token: made.token, user_id: hex(&made.session.user_id), admin: made.session.admin }))
+    Ok(Json(Session {
+        token: made.token,
+        user_id: UserId::from_bytes(made.session.user_id),
+        admin: made.session.admin,
+    }))
 }
 
 pub(super) async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
@@ -105,7 +113,7 @@ pub(super) async fn network_info(
         .network_info(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_network", "no such network"))?;
-    Ok(Json(NetworkInfo { network_id: hex(&id), name, network_public: B64(public) }))
+    Ok(Json(NetworkInfo { network_id: NetworkId::from_bytes(id), name, network_public: B64(public) }))
 }
 
 #[derive(serde::Deserialize)]
@@ -129,7 +137,7 @@ pub(super) async fn find_user(
         .find_user(&caller.session.network_id, id.as_ref(), q.username.as_deref())
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_user", "no such user in your network"))?;
-    Ok(Json(UserInfo { user_id: hex(&user), username }))
+    Ok(Json(UserInfo { user_id: UserId::from_bytes(user), username }))
 }
 
 /// Redeems an administrator's reset code: the user chooses a new password,
@@ -140,7 +148,7 @@ pub(super) async fn redeem_reset(
     Json(req): Json<strongroom_wire::RedeemReset>,
 ) -> ApiResult<StatusCode> {
     limit(&state, addr)?;
-    let network = parse_id(&req.network_id, "network_id")?;
+    let network = *req.network_id.as_bytes();
     sessions::redeem_reset(&state, &network, &req.username, &req.code, req.new_password, addr.ip()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

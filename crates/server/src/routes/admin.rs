@@ -11,7 +11,7 @@ use axum::Json;
 use strongroom_wire::{CreateInvite, CreateNetwork, InviteCreated};
 
 use crate::auth::Caller;
-use crate::error::{parse_id, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::service::{admin, policy, Actor};
 use crate::state::AppState;
 
@@ -38,12 +38,7 @@ pub(super) async fn create_network(
         .as_slice()
         .try_into()
         .map_err(|_| ApiError::bad_request("bad_key", "network_public must be a 32-byte Ed25519 key"))?;
-    let new = policy::NewNetwork {
-        id: parse_id(&req.network_id, "network_id")?,
-        name: &req.name,
-        public,
-        policy: &req.policy.0,
-    };
+    let new = policy::NewNetwork { id: *req.network_id.as_bytes(), name: &req.name, public, policy: &req.policy.0 };
     Ok((StatusCode::CREATED, Json(policy::create_network(&state, given, new).await?)))
 }
 

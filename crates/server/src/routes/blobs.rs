@@ -135,7 +135,7 @@ pub(super) async fn upload(
             "file storage quota used up by uploads running at the same time; try again when they are done",
         ));
     }
-    Ok((StatusCode::CREATED, Json(BlobCreated { blob_id: hex(&id), size })))
+    Ok((StatusCode::CREATED, Json(BlobCreated { blob_id: strongroom_wire::BlobId::from_bytes(id), size })))
 }
 
 /// Removes expired files the retention devices no longer need: each is

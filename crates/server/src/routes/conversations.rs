@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strongroom_wire::{ChangeMembers, Conversation, CreateConversation, MembershipHistory, B64};
+use strongroom_wire::{ChangeMembers, Conversation, CreateConversation, MembershipHistory, UserId, B64};
 
 use crate::auth::Caller;
 use crate::error::{parse_id, ApiError, ApiResult};
@@ -13,11 +13,11 @@ use crate::state::AppState;
 use crate::store::Kind;
 
 /// User ids, sorted and deduplicated.
-fn parse_users(list: &[String]) -> ApiResult<Vec<[u8; 16]>> {
+fn parse_users(list: &[UserId]) -> ApiResult<Vec<[u8; 16]>> {
     if list.len() > MAX_MEMBERS {
         return Err(ApiError::bad_request("too_many_members", "at most 4096 users per request"));
     }
-    let mut v = list.iter().map(|u| parse_id(u, "user id")).collect::<ApiResult<Vec<_>>>()?;
+    let mut v: Vec<[u8; 16]> = list.iter().map(|u| *u.as_bytes()).collect();
     v.sort_unstable();
     v.dedup();
     Ok(v)
@@ -28,7 +28,8 @@ pub(super) async fn create(
     caller: Caller,
     Json(req): Json<CreateConversation>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
-    let kind = Kind::parse(&req.kind)
+    let kind = Some(req.kind)
+        .filter(|k| *k != Kind::Unknown)
         .ok_or_else(|| ApiError::bad_request("bad_kind", "kind is direct, group, room or notes"))?;
     let others = parse_users(&req.members)?;
     Ok((StatusCode::CREATED, Json(conversations::create(&state, &caller, kind, others).await?)))

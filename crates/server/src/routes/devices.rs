@@ -9,7 +9,7 @@ use axum::Json;
 use strongroom_wire::{LinkApproval, LinkRequest};
 
 use crate::auth::Caller;
-use crate::error::{parse_id, ApiResult};
+use crate::error::ApiResult;
 use crate::service::devices;
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ pub(super) async fn approve(
     caller: Caller,
     Json(req): Json<LinkApproval>,
 ) -> ApiResult<StatusCode> {
-    let device = parse_id(&req.device_id, "device_id")?;
+    let device = *req.device_id.as_bytes();
     devices::approve_link(&state, &caller, &device, &req.sealed_transfer.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -62,13 +62,8 @@ pub(super) async fn claim(
     let pairs = req
         .devices
         .iter()
-        .map(|pair| {
-            let (u, d) = pair
-                .split_once(':')
-                .ok_or_else(|| ApiError::bad_request("bad_claim", "devices are given as user:device hex pairs"))?;
-            Ok((parse_id(u, "user id")?, parse_id(d, "device id")?, !req.medium_term.contains(pair)))
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+        .map(|a| (*a.user.as_bytes(), *a.device.as_bytes(), !req.medium_term.contains(a)))
+        .collect::<Vec<_>>();
     if req.medium_term.len() > req.devices.len() {
         return Err(ApiError::bad_request("bad_claim", "medium_term may only name devices the claim lists"));
     }

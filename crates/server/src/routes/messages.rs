@@ -4,10 +4,10 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use strongroom_wire::{Accepted, Ack, Deliveries};
+use strongroom_wire::{Accepted, Ack, Deliveries, MessageId};
 
 use crate::auth::Caller;
-use crate::error::{parse_id, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::service::delivery;
 use crate::state::AppState;
 
@@ -37,11 +37,11 @@ pub(super) async fn fetch(
     Ok(Json(Deliveries { messages: delivery::fetch(&state, &caller, q.limit.unwrap_or(100)).await? }))
 }
 
-pub(crate) fn parse_ack(ids: &[String]) -> ApiResult<Vec<[u8; 16]>> {
+pub(crate) fn parse_ack(ids: &[MessageId]) -> ApiResult<Vec<[u8; 16]>> {
     if ids.len() > delivery::MAX_ACK {
         return Err(ApiError::bad_request("too_many_ids", "acknowledge at most 1000 messages at a time"));
     }
-    ids.iter().map(|m| parse_id(m, "message id")).collect()
+    Ok(ids.iter().map(|m| *m.as_bytes()).collect())
 }
 
 /// Acknowledges messages the device has durably stored; they leave its queue.

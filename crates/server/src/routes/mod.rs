@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, methods);
     }
     router
+        .layer(middleware::from_fn(json_errors))
         .merge(console::router())
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -124,6 +125,40 @@ pub fn router(state: AppState) -> Router {
 /// The routed paths (for checking the OpenAPI document).
 pub fn paths(state: &AppState) -> Vec<&'static str> {
     table(state).into_iter().map(|(p, _)| p).collect()
+}
+
+/// The API answers every error with a JSON [`strongroom_wire::ErrorBody`]:
+/// axum's own refusals of a body, path or query it cannot read (a malformed
+/// id, a missing field, the wrong content type) are plain text, so they are
+/// wrapped here with a code for their status and axum's explanation, which
+/// names the field and what was wrong with it.
+async fn json_errors(req: Request, next: Next) -> Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let res = next.run(req).await;
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !res.status().is_client_error() || !plain {
+        return res;
+    }
+    let status = res.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad_content_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "bad_json",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => "bad_request",
+    };
+    // Rejection texts are short; anything longer is cut, never buffered whole.
+    let text = match axum::body::to_bytes(res.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { text };
+    crate::error::ApiError::new(status, code, message).into_response()
 }
 
 /// Latency and status metrics, and a log line with the route template only

@@ -24,8 +24,8 @@ pub(super) async fn login(
 ) -> ApiResult<Json<Session>> {
     super::accounts::limit(&state, addr)?;
     let login = retention::Login {
-        network: parse_id(&req.network_id, "network id")?,
-        device: parse_id(&req.device_id, "device id")?,
+        network: *req.network_id.as_bytes(),
+        device: *req.device_id.as_bytes(),
         nonce: parse_id(&req.nonce, "nonce")?,
         signature: signature(&req.signature.0)?,
         timestamp: req.timestamp,

@@ -200,9 +200,42 @@ fn handle(text: &str) -> Result<Vec<[u8; 16]>, WsFrame> {
             error: "bad_ack".into(),
             message: "message ids are 32 hex digits, at most 1000".into(),
         }),
-        _ => Err(WsFrame::Error {
+        Ok(_) => Err(WsFrame::Error {
             error: "bad_frame".into(),
             message: "expected {\"type\":\"ack\",\"message_ids\":[…]}".into(),
         }),
+        // serde's text names what was wrong (e.g. an id that is not 32 hex digits).
+        Err(e) => Err(WsFrame::Error {
+            error: "bad_frame".into(),
+            message: format!("{e}: expected {{\"type\":\"ack\",\"message_ids\":[…]}} with 32-hex-digit ids"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_read_typed_ids_and_anything_else_gets_an_error_frame() {
+        let good = format!(r#"{{"type":"ack","message_ids":["{}"]}}"#, "ab".repeat(16));
+        assert_eq!(handle(&good).ok(), Some(vec![[0xab; 16]]));
+        let many: Vec<String> = (0..1001).map(|_| "ab".repeat(16)).collect();
+        let too_many = serde_json::json!({"type": "ack", "message_ids": many}).to_string();
+        for (bad, code) in [
+            (r#"{"type":"ack","message_ids":["ab"]}"#.to_owned(), "bad_frame"),
+            (r#"{"type":"ack","message_ids":[12]}"#.to_owned(), "bad_frame"),
+            (r#"{"type":"prekeys_low","remaining":1}"#.to_owned(), "bad_frame"),
+            ("not json".to_owned(), "bad_frame"),
+            (too_many, "bad_ack"),
+        ] {
+            match handle(&bad) {
+                Err(WsFrame::Error { error, message }) => {
+                    assert_eq!(error, code, "{bad:.80}");
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{bad:.80} gave {other:?}"),
+            }
+        }
     }
 }

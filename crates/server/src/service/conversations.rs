@@ -5,10 +5,10 @@
 
 use rand_core::{OsRng, RngCore};
 use strongroom_crypto::certs::{CertError, ConversationKind, MembershipAction, MembershipState, MembershipStatement};
-use strongroom_wire::{Conversation, Member};
+use strongroom_wire::{Conversation, ConversationId, Member, UserId};
 
 use crate::auth::Caller;
-use crate::error::{hex, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{now_ms, ConversationRow, Kind, Role};
 
@@ -18,9 +18,9 @@ pub const MAX_MEMBERS: usize = 4096;
 /// A conversation as the API shows it.
 pub fn view(c: &ConversationRow) -> Conversation {
     Conversation {
-        id: hex(&c.id),
+        id: ConversationId::from_bytes(c.id),
         kind: c.kind,
-        members: c.members.iter().map(|(u, r)| Member { user_id: hex(u), role: *r }).collect(),
+        members: c.members.iter().map(|(u, r)| Member { user_id: UserId::from_bytes(*u), role: *r }).collect(),
         membership_seq: c.membership_seq,
         last_seq: c.last_seq,
     }

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use strongroom_crypto::certs::NetworkPolicy;
 use strongroom_crypto::envelope::{Envelope, DEFAULT_REPLAY_WINDOW_MS, MAX_SKEW_MS};
 use strongroom_crypto::ids::UserId;
-use strongroom_wire::{Accepted, Delivery, B64};
+use strongroom_wire::{Accepted, ConversationId, Delivery, DeviceAddress, DeviceId, MessageId, B64};
 
 use crate::auth::Caller;
-use crate::error::{hex, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{now_ms, QueuedRow, StoreError, StoreOutcome, StoredEnvelope};
 
@@ -107,7 +107,10 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8], settings_tag: 
     let got: BTreeSet<([u8; 16], [u8; 16])> =
         env.wraps().iter().map(|w| (*w.user_id.as_bytes(), *w.device_id.as_bytes())).collect();
     if got != expected {
-        let fmt = |(u, d): &([u8; 16], [u8; 16])| format!("{}:{}", hex(u), hex(d));
+        let fmt = |(u, d): &([u8; 16], [u8; 16])| DeviceAddress {
+            user: UserId::from_bytes(*u),
+            device: DeviceId::from_bytes(*d),
+        };
         return Err(ApiError::recipient_mismatch(
             expected.difference(&got).map(fmt).collect(),
             got.difference(&expected).map(fmt).collect(),
@@ -126,7 +129,7 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8], settings_tag: 
         signature: parts.signature.to_vec(),
         expires_at: h.expires_at().map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
     };
-    let message_id = hex(h.message_id.as_bytes());
+    let message_id = h.message_id;
     match state.store.store_envelope(&stored, &tails, now_ms()).await? {
         StoreOutcome::Stored(seq) => {
             // The committer has handed the rows to the sockets (`Store::deliver_to`).
@@ -143,8 +146,8 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8], settings_tag: 
 /// A queued row as the API delivers it.
 pub fn delivery(row: QueuedRow) -> Delivery {
     Delivery {
-        message_id: hex(&row.message_id),
-        conversation_id: hex(&row.conversation_id),
+        message_id: MessageId::from_bytes(row.message_id),
+        conversation_id: ConversationId::from_bytes(row.conversation_id),
         seq: row.seq,
         envelope: B64(row.envelope),
     }

@@ -13,7 +13,7 @@
 //!   network, and only that device confirms it;
 //! - a link request, its approval and its result stay within one account.
 
-use strongroom_wire::{LinkApproval, LinkRequest, B64};
+use strongroom_wire::{DeviceId, LinkApproval, LinkRequest, B64};
 
 use super::Actor;
 use crate::auth::Caller;
@@ -102,7 +102,11 @@ pub async fn pending_links(state: &AppState, caller: &Caller) -> ApiResult<Vec<L
     Ok(rows
         .into_iter()
         .filter(|(_, _, _, sealed)| sealed.is_none())
-        .map(|(d, sk, lk, _)| LinkRequest { device_id: hex(&d), signing_key: B64(sk), link_key: B64(lk) })
+        .map(|(d, sk, lk, _)| LinkRequest {
+            device_id: Some(DeviceId::from_bytes(d)),
+            signing_key: B64(sk),
+            link_key: B64(lk),
+        })
         .collect())
 }
 
@@ -135,5 +139,5 @@ pub async fn link_result(state: &AppState, caller: &Caller) -> ApiResult<LinkApp
                 "not approved yet: run `strongroom link approve CODE` on one of your devices",
             )
         })?;
-    Ok(LinkApproval { device_id: hex(&s.device_id), sealed_transfer: B64(sealed) })
+    Ok(LinkApproval { device_id: DeviceId::from_bytes(s.device_id), sealed_transfer: B64(sealed) })
 }

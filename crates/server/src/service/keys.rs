@@ -146,10 +146,13 @@ pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> Ap
     let list = state.store.device_list(user).await?.ok_or_else(not_found)?;
     let counts = state.store.one_time_counts(user).await?;
     Ok(UserKeys {
-        user_id: hex(user),
+        user_id: UserId::from_bytes(*user),
         device_list: B64(list),
-        one_time_remaining: counts.into_iter().map(|(d, count)| DeviceCount { device_id: hex(&d), count }).collect(),
-        revoked_devices: state.store.revoked_devices(user).await?.iter().map(|d| hex(d)).collect(),
+        one_time_remaining: counts
+            .into_iter()
+            .map(|(d, count)| DeviceCount { device_id: DeviceId::from_bytes(d), count })
+            .collect(),
+        revoked_devices: state.store.revoked_devices(user).await?.into_iter().map(DeviceId::from_bytes).collect(),
     })
 }
 

@@ -7,10 +7,10 @@
 use strongroom_crypto::certs::{ArchiveCheckpoint, RetentionLogin};
 use strongroom_crypto::ids::{DeviceId, NetworkId};
 use strongroom_crypto::keys::Signature;
-use strongroom_wire::{ConversationCoverage, RetentionCoverage, RetentionPeriods, Session};
+use strongroom_wire::{ConversationCoverage, ConversationId, RetentionCoverage, RetentionPeriods, Session, UserId};
 
 use crate::auth::{new_token, Caller};
-use crate::error::{hex, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{now_ms, RetentionLoginOutcome, RETENTION_OWNER};
 
@@ -56,7 +56,9 @@ pub async fn login(state: &AppState, req: &Login) -> ApiResult<Session> {
         .map_err(|_| ApiError::unauthorized("the retention login signature does not verify"))?;
     let (token, hash) = new_token();
     match state.store.retention_login(&req.nonce, &req.network, &req.device, &hash, now, now + SESSION_MS).await? {
-        RetentionLoginOutcome::Session => Ok(Session { token, user_id: hex(&RETENTION_OWNER), admin: false }),
+        RetentionLoginOutcome::Session => {
+            Ok(Session { token, user_id: UserId::from_bytes(RETENTION_OWNER), admin: false })
+        }
         RetentionLoginOutcome::Replayed => {
             Err(ApiError::unauthorized("this login was already used (replayed); make a new one"))
         }
@@ -83,7 +85,8 @@ pub async fn periods(state: &AppState, caller: &Caller) -> ApiResult<RetentionPe
     }
     let network = caller.session.network_id;
     let default_days = state.settings_for_network(&network).await?.retention_days;
-    let users = state.store.retention_periods(&network).await?.into_iter().map(|(u, d)| (hex(&u), d)).collect();
+    let users =
+        state.store.retention_periods(&network).await?.into_iter().map(|(u, d)| (UserId::from_bytes(u), d)).collect();
     Ok(RetentionPeriods { network_days: default_days, users })
 }
 
@@ -139,7 +142,7 @@ pub async fn coverage(state: &AppState, caller: &Caller) -> ApiResult<RetentionC
         conversations: rows
             .into_iter()
             .map(|r| ConversationCoverage {
-                conversation_id: hex(&r.conversation_id),
+                conversation_id: ConversationId::from_bytes(r.conversation_id),
                 first_seq: r.first_seq,
                 last_seq: r.last_seq,
                 count: r.count,

@@ -2,7 +2,7 @@
 //! settings, password resets and the hash-chained audit log.
 
 use sqlx::Row;
-use strongroom_wire::{AdminDevice, AdminUser, AuditEntry, GroupSettings, SecurityGroup};
+use strongroom_wire::{AdminDevice, AdminUser, AuditEntry, DeviceId, GroupSettings, SecurityGroup, UserId};
 
 use super::{id16, int, DeviceRef, Store, StoreError};
 use crate::error::hex;
@@ -62,13 +62,13 @@ impl Store {
                     (Some(_), Some(_)) => "confirmed",
                 };
                 list.push(AdminDevice {
-                    device_id: hex(&id16(d, "device_id")?),
+                    device_id: DeviceId::from_bytes(id16(d, "device_id")?),
                     revoked: int(d, "revoked")? != 0,
                     wipe: wipe.into(),
                 });
             }
             out.push(AdminUser {
-                user_id: hex(&id),
+                user_id: UserId::from_bytes(id),
                 username: r.try_get("username")?,
                 role: r.try_get("role")?,
                 suspended: int(&r, "suspended")? != 0,

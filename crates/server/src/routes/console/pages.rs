@@ -162,7 +162,7 @@ fn users_page(
     };
     let mut rows = String::new();
     for u in state_users {
-        let id = esc(&u.user_id);
+        let id = u.user_id.to_string();
         let name = esc(&u.username);
         let status = if u.suspended { "<span class=\"badge bad\">suspended</span>" } else { "active" };
         let mut devices = String::new();
@@ -179,14 +179,11 @@ fn users_page(
             } else {
                 format!(
                     "<form method=\"post\" action=\"/admin/users/{id}/devices/{dev}/wipe\">{csrf}<button class=\"danger\" type=\"submit\" aria-label=\"Wipe device {short} of {name}\">Wipe</button></form>",
-                    dev = esc(&d.device_id),
-                    short = esc(d.device_id.get(..8).unwrap_or(""))
+                    dev = d.device_id,
+                    short = short_id(&d.device_id.to_string())
                 )
             };
-            devices.push_str(&format!(
-                "<div><code>{}</code> {state} {wipe}</div>",
-                esc(d.device_id.get(..8).unwrap_or(""))
-            ));
+            devices.push_str(&format!("<div><code>{}</code> {state} {wipe}</div>", short_id(&d.device_id.to_string())));
         }
         let options: String = std::iter::once(("".to_owned(), "network defaults".to_owned()))
             .chain(groups.iter().map(|g| (g.id.clone(), g.name.clone())))
@@ -204,7 +201,7 @@ fn users_page(
             "<tr><td><strong>{name}</strong><br><code>{idshort}</code></td><td>{role}</td><td>{status}</td><td>{group}\
              <form method=\"post\" action=\"/admin/users/{id}/group\">{csrf}<label for=\"g-{id}\" class=\"muted\">Security group of {name}</label>\
              <select id=\"g-{id}\" name=\"group\">{options}</select> <button type=\"submit\">Set</button></form></td><td>{devices}</td><td class=\"actions\">{s}{r}{d}{x}</td></tr>",
-            idshort = esc(u.user_id.get(..8).unwrap_or("")),
+            idshort = short_id(&u.user_id.to_string()),
             role = esc(&u.role),
             group = esc(&group_name(&u.group_id)),
             s = button(suspend.0, suspend.1, suspend.2),
@@ -720,4 +717,9 @@ pub(super) async fn join() -> Response {
          <p>Install Strongroom, then run:</p><p><code>strongroom enrol --invite CODE --username YOUR-NAME</code></p></main></body></html>"
             .into(),
     )
+}
+
+/// The first 8 hex digits of an id, as the console shows it.
+fn short_id(hex: &str) -> &str {
+    hex.get(..8).unwrap_or(hex)
 }
