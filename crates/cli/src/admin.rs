@@ -63,6 +63,22 @@ pub enum RetentionAdminCommand {
     Enable(RetentionPolicyArgs),
     /// Sign a new network policy without that retention device (or without any, with --all).
     Disable(RetentionPolicyArgs),
+    /// Sign a new network policy with a retention-period floor: no archive
+    /// deletes a record younger than this, whatever the relay's settings or
+    /// an operator's period say.
+    Floor(RetentionFloorArgs),
+}
+
+#[derive(Args)]
+pub struct RetentionFloorArgs {
+    /// The network key file.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The floor in days (0 removes it; at most 36,500).
+    #[arg(long)]
+    days: u32,
+    #[command(flatten)]
+    profile: crate::user::ProfileArgs,
 }
 
 #[derive(Args)]
@@ -125,6 +141,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Settings { profile, cmd } => crate::manage::settings(profile, cmd).await,
         AdminCommand::Audit { profile, cmd } => crate::manage::audit(profile, cmd).await,
         AdminCommand::Retention(RetentionAdminCommand::Disable(args)) => retention_policy(args, false).await,
+        AdminCommand::Retention(RetentionAdminCommand::Floor(args)) => retention_floor(args).await,
         AdminCommand::Network(NetworkCommand::Fingerprint { key_file }) => {
             let (network, key) = keyfile::load(&key_file, &passphrase()?)?;
             println!("Network: {network}\nNetwork key fingerprint: {}", NetworkFingerprint::of(&key.verifying_key()));
@@ -210,6 +227,38 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
             "The bootstrap secret is used up; the server wrote the next one to bootstrap-secret in its data directory."
         );
     }
+    Ok(())
+}
+
+/// Signs and publishes the next policy with a new retention-period floor;
+/// every other entry is kept.
+async fn retention_floor(args: RetentionFloorArgs) -> anyhow::Result<()> {
+    let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
+    let mut client = crate::user::open_admin(&args.profile).await?;
+    if client.network_id() != network {
+        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
+    }
+    let current = client.policy().await.context("cannot fetch the current policy")?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let version = current.policy().version + 1;
+    let entries = strongroom_crypto::certs::PolicyEntries {
+        retention: current.policy().retention.clone(),
+        partners: current.policy().partners.clone(),
+        retention_floor_days: (args.days > 0).then_some(args.days),
+    };
+    // The policy's own limit (100 years) refuses a longer floor, with why.
+    let policy =
+        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
+    client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    if args.profile.json {
+        println!("{}", serde_json::json!({"policy_version": version, "retention_floor_days": args.days}));
+    } else if args.days > 0 {
+        println!("Policy version {version} published: no archive deletes a record younger than {} days", args.days);
+    } else {
+        println!("Policy version {version} published: no retention-period floor");
+    }
+    client.close().await;
     Ok(())
 }
 

@@ -94,12 +94,14 @@ pub enum RetentionCommand {
     /// Delete records older than the retention period that no hold covers
     /// (each deletion is itself recorded; verify still passes).
     Purge {
-        /// The default period in days, for records whose sender's security
-        /// group and network set none (from the relay); without it they are kept.
+        /// The archive's retention period in days: nothing younger goes.
+        /// The relay's network and security-group periods (unsigned) may
+        /// only lengthen it, and the signed policy's floor raises it.
         #[arg(long)]
-        period_days: Option<u64>,
-        /// Do not ask the relay for the network's and groups' periods.
-        #[arg(long, requires = "period_days")]
+        period_days: u64,
+        /// Do not ask the relay: the floor of the newest signed policy this
+        /// archive verified still applies.
+        #[arg(long)]
         offline: bool,
     },
 }
@@ -448,15 +450,22 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
         }
         RetentionCommand::Purge { period_days, offline } => {
             let keys = load_keys(&w.dir)?;
-            let mut periods = strongroom_retention::holds::Periods { default_days: period_days, ..Default::default() };
-            if !offline {
+            let mut periods =
+                strongroom_retention::holds::Periods { default_days: Some(period_days), ..Default::default() };
+            let mut archive = open_archive(&w, &keys).await?;
+            if offline {
+                // The floor of the newest signed policy this archive verified.
+                periods.floor_days = strongroom_retention::archive::policy_floor(archive.store().as_ref()).await?;
+            } else {
                 let p = strongroom_retention::service::fetch_periods(&keys)
                     .await
                     .context("cannot fetch the retention periods from the relay (use --offline --period-days N)")?;
                 periods.network_days = p.network_days;
                 periods.users = p.users.into_iter().map(|(u, days)| (u.to_string(), days)).collect();
+                periods.floor_days = strongroom_retention::service::fetch_floor(&keys, &archive)
+                    .await
+                    .context("cannot check the network policy's retention floor (use --offline --period-days N)")?;
             }
-            let mut archive = open_archive(&w, &keys).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let report = strongroom_retention::holds::purge(&mut archive, &periods, now).await?;
             if w.json {

@@ -159,6 +159,16 @@ async fn retention_archives_everything_and_proves_it() {
     assert!(first["sender"]["identity_key"].as_str().unwrap().len() == 64);
     assert!(first["sender"]["device_id"].is_string());
     assert_eq!(first["seq"], 1);
+    // Three times on every message: the sender's, the relay's and the archive's.
+    for r in records.iter().filter(|r| r["seq"].is_u64()) {
+        let (sent, relayed, archived) = (
+            r["sent_at"].as_u64().unwrap(),
+            r["relay_received_at"].as_u64().unwrap(),
+            r["archived_at"].as_u64().unwrap(),
+        );
+        assert!(sent.abs_diff(relayed) < 60_000 && relayed <= archived, "{r}");
+        assert!(r.get("sent_at_behind_ms").is_none());
+    }
     // Recalled message: still in the archive (that is the point).
     assert!(records.iter().any(|r| r["text"] == "wrong chat, sorry"));
 
@@ -216,6 +226,29 @@ async fn retention_archives_everything_and_proves_it() {
     let kept = retention(&rdir, &["purge", "--period-days", "0"]);
     assert_eq!(kept["deleted"], 0, "ten years have not passed: {kept}");
     settings("0");
+    // The signed policy's floor beats a zero-day operator period, online and
+    // (remembered with the archive) offline.
+    let (key_file, alice_profile) = (dir.join("acme.key"), dir.join("alice"));
+    let floor = |days: &str| {
+        let args = ["admin", "retention", "floor", "--json", "--key-file", s(&key_file), "--days", days];
+        ok_json(&[&args[..], &["--profile", s(&alice_profile)][..]].concat())
+    };
+    assert_eq!(floor("3650")["retention_floor_days"], 3650);
+    assert_eq!(retention(&rdir, &["purge", "--period-days", "0"])["deleted"], 0, "below the signed floor");
+    assert_eq!(retention(&rdir, &["purge", "--offline", "--period-days", "0"])["deleted"], 0, "offline too");
+    let too_long = cli(&[
+        "admin",
+        "retention",
+        "floor",
+        "--key-file",
+        s(&dir.join("acme.key")),
+        "--days",
+        "40000",
+        "--profile",
+        s(&dir.join("alice")),
+    ]);
+    assert!(!too_long.status.success());
+    floor("0");
     let offline = cli(&["retention", "--dir", s(&rdir), "purge", "--offline"]);
     assert!(!offline.status.success(), "--offline needs --period-days");
     let purged = retention(&rdir, &["purge", "--period-days", "0"]);

@@ -616,28 +616,41 @@ const POLICY_SEEN: &str = "policy-seen.json";
 struct PolicySeen {
     version: u64,
     digest: String,
+    /// Its retention-period floor (days), the shortest period the network
+    /// key allows: an offline purge keeps at least this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    floor_days: Option<u32>,
 }
 
-/// The newest policy seen, if any.
-pub async fn policy_seen(store: &dyn ObjectStore) -> Result<Option<(u64, [u8; 32])>, RetentionError> {
+async fn read_policy_seen(store: &dyn ObjectStore) -> Result<Option<PolicySeen>, RetentionError> {
     let got = match store.get(&ObjPath::from(POLICY_SEEN)).await {
         Ok(got) => got.bytes().await?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let seen: PolicySeen =
-        serde_json::from_slice(&got).map_err(|_| RetentionError::Corrupt(format!("{POLICY_SEEN} is malformed")))?;
+    serde_json::from_slice(&got).map(Some).map_err(|_| RetentionError::Corrupt(format!("{POLICY_SEEN} is malformed")))
+}
+
+/// The retention-period floor of the newest policy seen (days), if it set one.
+pub async fn policy_floor(store: &dyn ObjectStore) -> Result<Option<u32>, RetentionError> {
+    Ok(read_policy_seen(store).await?.and_then(|s| s.floor_days))
+}
+
+/// The newest policy seen, if any.
+pub async fn policy_seen(store: &dyn ObjectStore) -> Result<Option<(u64, [u8; 32])>, RetentionError> {
+    let Some(seen) = read_policy_seen(store).await? else { return Ok(None) };
     let digest = crate::unhex::<32>(&seen.digest)
         .ok_or_else(|| RetentionError::Corrupt(format!("{POLICY_SEEN} has a malformed digest")))?;
     Ok(Some((seen.version, digest)))
 }
 
-/// Records the newest policy seen.
+/// Records the newest policy seen, with its retention-period floor.
 pub async fn save_policy_seen(
     store: &dyn ObjectStore,
     (version, digest): (u64, [u8; 32]),
+    floor_days: Option<u32>,
 ) -> Result<(), RetentionError> {
-    let json = serde_json::to_vec(&PolicySeen { version, digest: hex(&digest) })
+    let json = serde_json::to_vec(&PolicySeen { version, digest: hex(&digest), floor_days })
         .map_err(|e| RetentionError::Corrupt(e.to_string()))?;
     store.put(&ObjPath::from(POLICY_SEEN), PutPayload::from(json)).await?;
     Ok(())

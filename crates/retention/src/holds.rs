@@ -29,8 +29,9 @@ impl Hold {
     pub fn covers(&self, r: &Record) -> bool {
         self.user_id.as_deref().is_none_or(|u| r.involves(u))
             && self.conversation_id.as_deref().is_none_or(|c| r.conversation_id.as_deref() == Some(c))
-            && self.from.is_none_or(|t| r.time() >= t)
-            && self.until.is_none_or(|t| r.time() < t)
+            // Any of its times in the range: a sender's clock cannot move a
+            // record out from under a hold.
+            && r.times().any(|at| self.from.is_none_or(|t| at >= t) && self.until.is_none_or(|t| at < t))
     }
 }
 
@@ -75,16 +76,22 @@ pub async fn active(archive: &Archive) -> Result<Vec<Hold>, RetentionError> {
     Ok(holds)
 }
 
-/// Which retention period applies to a record: the sender's security
-/// group's, else the network's, else the archive's default; none = keep.
+/// Which retention period applies to a record. Only the archive operator
+/// (`--period-days`, the archive's own configuration) starts a period: with
+/// none, nothing is deleted. The relay's settings (the sender's security
+/// group's period, else the network's) are not signed, so they may only
+/// lengthen it; the floor of the network-key-signed policy raises it too.
+/// No record goes before the longest of the three.
 #[derive(Debug, Clone, Default)]
 pub struct Periods {
-    /// The archive operator's default (`--period-days`).
+    /// The archive operator's period (`--period-days`).
     pub default_days: Option<u64>,
-    /// The network's period (0 = unset).
+    /// The network's period, as the relay reports it (0 = unset).
     pub network_days: u32,
-    /// By sender (user id hex): their security group's period.
+    /// By sender (user id hex): their security group's period, as the relay reports it.
     pub users: std::collections::BTreeMap<String, u32>,
+    /// The retention-period floor of the signed network policy.
+    pub floor_days: Option<u32>,
 }
 
 impl Periods {
@@ -95,12 +102,17 @@ impl Periods {
 
     /// The period for a record, in days; `None` keeps it.
     pub fn for_record(&self, r: &Record) -> Option<u64> {
+        let operator = self.default_days?;
         let group = r.sender.as_ref().and_then(|s| self.users.get(&s.user_id)).copied().filter(|d| *d > 0);
-        group.or((self.network_days > 0).then_some(self.network_days)).map(u64::from).or(self.default_days)
+        let relay = group.or((self.network_days > 0).then_some(self.network_days)).map_or(0, u64::from);
+        Some(operator.max(relay).max(self.floor_days.map_or(0, u64::from)))
     }
 
     fn describe(&self) -> String {
         let mut parts = Vec::new();
+        if let Some(d) = self.floor_days {
+            parts.push(format!("signed policy floor of {d} days"));
+        }
         if !self.users.is_empty() {
             parts.push(format!("security group periods for {} users", self.users.len()));
         }
@@ -108,7 +120,7 @@ impl Periods {
             parts.push(format!("network period of {} days", self.network_days));
         }
         if let Some(d) = self.default_days {
-            parts.push(format!("default period of {d} days"));
+            parts.push(format!("operator period of {d} days"));
         }
         format!("retention period: {}", parts.join("; "))
     }
@@ -124,7 +136,7 @@ pub async fn purge(archive: &mut Archive, periods: &Periods, now: u64) -> Result
     read_entries(archive.store().as_ref(), archive.sealer(), |index, entry, record| {
         let Some(r) = record else { return };
         let Some(days) = periods.for_record(&r) else { return };
-        if !r.is_message() || r.time() >= now.saturating_sub(days.saturating_mul(86_400_000)) {
+        if !r.is_message() || r.retention_clock() >= now.saturating_sub(days.saturating_mul(86_400_000)) {
             return;
         }
         if holds.iter().any(|h| h.covers(&r)) {

@@ -113,6 +113,13 @@ pub struct Record {
     /// be lost to a wrong clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at_ahead_ms: Option<u64>,
+    /// When the relay accepted the message (ms), as it delivered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_received_at: Option<u64>,
+    /// Set when the sender's timestamp was more than MAX_SKEW behind the
+    /// relay's receive time (a back-dated message): how far behind (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_behind_ms: Option<u64>,
     /// Disappearing-message timer the sender set (s).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ttl_secs: u32,
@@ -174,6 +181,18 @@ impl Record {
     /// When it happened: sent time if known, else archive time.
     pub fn time(&self) -> u64 {
         self.sent_at.unwrap_or(self.archived_at)
+    }
+
+    /// Every time the record knows: the sender's (its own clock), the
+    /// relay's receive time and the archive's.
+    pub fn times(&self) -> impl Iterator<Item = u64> + '_ {
+        [self.sent_at, self.relay_received_at, Some(self.archived_at)].into_iter().flatten()
+    }
+
+    /// What a retention period counts from: the latest of [`Record::times`],
+    /// so a sender's clock set back cannot make a record due early.
+    pub fn retention_clock(&self) -> u64 {
+        self.times().max().unwrap_or(self.archived_at)
     }
 
     /// Whether this is a message (not an archive event).

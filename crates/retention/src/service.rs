@@ -13,7 +13,7 @@ use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use strongroom_crypto::certs::{
     DeviceList, DeviceListExpectation, NetworkPolicy, PolicyTracker, PreKeyKind, PreKeyRef, RetentionLogin,
-    VerifiedDeviceList,
+    VerifiedDeviceList, VerifiedPolicy,
 };
 use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::{
@@ -175,6 +175,43 @@ pub async fn fetch_coverage(keys: &RetentionKeys) -> Result<strongroom_wire::Ret
     relay.json("/v1/retention/coverage").await
 }
 
+/// The network's current policy from the relay, verified against the
+/// network key pinned at `init` and never older than the newest this
+/// archive has seen (kept with the archive, so a relay cannot roll it back
+/// across restarts); the newest is recorded, with its retention floor.
+async fn current_policy(
+    relay: &Relay,
+    keys: &RetentionKeys,
+    archive: &Archive,
+) -> Result<VerifiedPolicy, RetentionError> {
+    let policy = NetworkPolicy::decode(&relay.bytes("/v1/policy").await?)
+        .map_err(|e| RetentionError::Trust(format!("the network policy is malformed: {e}")))?;
+    let store = archive.store().as_ref();
+    let seen = crate::archive::policy_seen(store).await?;
+    let mut tracker = match seen {
+        Some((version, digest)) => PolicyTracker::resume(keys.network_public, keys.network()?, version, digest),
+        None => PolicyTracker::new(keys.network_public, keys.network()?),
+    };
+    let verified = tracker
+        .verify(&policy)
+        .map_err(|e| RetentionError::Trust(format!("the network policy does not verify: {e}")))?;
+    let floor = verified.policy().retention_floor_days;
+    if tracker.highest() != seen || crate::archive::policy_floor(store).await? != floor {
+        if let Some(highest) = tracker.highest() {
+            crate::archive::save_policy_seen(store, highest, floor).await?;
+        }
+    }
+    Ok(verified)
+}
+
+/// The retention-period floor (days) of the network's current signed
+/// policy, checked as [`Service::start`] checks it; `None` if it sets none.
+pub async fn fetch_floor(keys: &RetentionKeys, archive: &Archive) -> Result<Option<u32>, RetentionError> {
+    let mut relay = Relay::new(&keys.server_url)?;
+    relay.login(keys).await?;
+    Ok(current_policy(&relay, keys, archive).await?.policy().retention_floor_days)
+}
+
 /// The running retention device.
 pub struct Service {
     keys: RetentionKeys,
@@ -190,23 +227,7 @@ impl Service {
     pub async fn start(keys: RetentionKeys, archive: Archive) -> Result<Self, RetentionError> {
         let mut relay = Relay::new(&keys.server_url)?;
         relay.login(&keys).await?;
-        let policy = NetworkPolicy::decode(&relay.bytes("/v1/policy").await?)
-            .map_err(|e| RetentionError::Trust(format!("the network policy is malformed: {e}")))?;
-        // Resume from the newest policy this device has seen, kept with the
-        // archive, so a relay cannot roll it back across restarts.
-        let seen = crate::archive::policy_seen(archive.store().as_ref()).await?;
-        let mut tracker = match seen {
-            Some((version, digest)) => PolicyTracker::resume(keys.network_public, keys.network()?, version, digest),
-            None => PolicyTracker::new(keys.network_public, keys.network()?),
-        };
-        let verified = tracker
-            .verify(&policy)
-            .map_err(|e| RetentionError::Trust(format!("the network policy does not verify: {e}")))?;
-        if tracker.highest() != seen {
-            if let Some(highest) = tracker.highest() {
-                crate::archive::save_policy_seen(archive.store().as_ref(), highest).await?;
-            }
-        }
+        let verified = current_policy(&relay, &keys, &archive).await?;
         let me = keys.device_id()?;
         if !verified.policy().retention.iter().any(|d| d.device_id == me) {
             return Err(RetentionError::Trust(
@@ -378,6 +399,7 @@ impl Service {
             conversation_kind: conversation.map(|c| c.kind.name().to_owned()),
             seq: Some(d.seq),
             message_id: Some(d.message_id.to_string()),
+            relay_received_at: (d.received_at > 0).then_some(d.received_at),
             ..Record::default()
         };
         for m in conversation.map(|c| c.members.clone()).unwrap_or_default() {
@@ -392,6 +414,9 @@ impl Service {
         let now = now_ms();
         if h.timestamp > now.saturating_add(MAX_SKEW_MS) {
             record.sent_at_ahead_ms = Some(h.timestamp - now);
+        }
+        if let Some(received) = record.relay_received_at.filter(|r| h.timestamp.saturating_add(MAX_SKEW_MS) < *r) {
+            record.sent_at_behind_ms = Some(received - h.timestamp);
         }
         record.ttl_secs = h.ttl_secs;
         record.burn_on_read_secs = h.burn_on_read_secs;

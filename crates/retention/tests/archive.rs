@@ -250,7 +250,7 @@ async fn search_filters() {
 }
 
 #[tokio::test]
-async fn periods_by_group_then_network_then_default() {
+async fn the_relay_may_lengthen_a_period_never_shorten_it_and_the_signed_floor_wins() {
     let f = Fixture::new("periods").await;
     let mut a = f.open().await;
     // Bob (0x02) sends two late records; Alice (0x01) sent the fixture's.
@@ -261,20 +261,63 @@ async fn periods_by_group_then_network_then_default() {
     };
     a.append(&[bob(20, 11), bob(21, 12)]).await.unwrap();
     let day = 86_400_000;
-    let mut periods = holds::Periods { network_days: 30, ..holds::Periods::default() };
+    // The relay (unsigned) says 1 day for everyone and 10 for bob's group;
+    // the operator runs with 30: nothing goes before 30 days.
+    let mut periods = holds::Periods { default_days: Some(30), network_days: 1, ..holds::Periods::default() };
     periods.users.insert(format!("{:032x}", 2), 10);
-    assert_eq!(periods.for_record(&bob(0, 1)), Some(10));
+    assert_eq!(periods.for_record(&bob(0, 1)), Some(30));
     assert_eq!(periods.for_record(&record(0, 1, 1, 0)), Some(30));
-    assert_eq!(holds::Periods::default().for_record(&record(0, 1, 1, 0)), None, "no period: kept");
-    // 20 days on: Bob's group period (10) has passed, the network's (30) has not.
     let report = holds::purge(&mut a, &periods, 20 * day).await.unwrap();
-    assert_eq!(report.deleted, 2);
-    // 40 days on: everyone's has.
+    assert_eq!(report.deleted, 0, "a relay setting cannot shorten the operator's period");
+    // Without an operator period, the relay's alone deletes nothing.
+    let relay_only = holds::Periods { network_days: 1, ..holds::Periods::default() };
+    assert_eq!(relay_only.for_record(&record(0, 1, 1, 0)), None);
+    assert_eq!(holds::purge(&mut a, &relay_only, 400 * day).await.unwrap().deleted, 0);
+    // The relay may lengthen it: bob's group keeps 60 days.
+    periods.users.insert(format!("{:032x}", 2), 60);
+    assert_eq!(periods.for_record(&bob(0, 1)), Some(60));
+    // The signed floor (say 7 years) beats a zero-day operator period.
+    let floored = holds::Periods { default_days: Some(0), floor_days: Some(2_555), ..holds::Periods::default() };
+    assert_eq!(holds::purge(&mut a, &floored, 2_000 * day).await.unwrap().deleted, 0, "below the floor");
+    // 40 days on: everyone's 30 has passed but bob's 60 has not.
     let report = holds::purge(&mut a, &periods, 40 * day).await.unwrap();
     assert_eq!(report.deleted, 15);
     let r = f.verify().await;
     assert!(r.ok(), "{:?}", r.problems);
-    assert_eq!(r.deleted, 17);
+    let report = holds::purge(&mut a, &periods, 70 * day).await.unwrap();
+    assert_eq!(report.deleted, 2);
+    let deletion = search(&a, &Filter::default()).await.unwrap().into_iter().rev().find(|(_, r)| r.kind == "deletion");
+    let reason = deletion.unwrap().1.reason.unwrap();
+    assert!(reason.contains("operator period of 30 days"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_back_dated_message_is_kept_for_its_period_from_when_the_relay_took_it() {
+    let f = Fixture::new("backdated").await;
+    let mut a = f.open().await;
+    let day = 86_400_000;
+    let now = 5_000 * day;
+    // Sent "3,000 days ago" by the sender's clock, taken by the relay today.
+    let mut r = record(30, 3, 1, now - 3_000 * day);
+    r.relay_received_at = Some(now);
+    r.archived_at = now;
+    r.sent_at_behind_ms = Some(3_000 * day);
+    a.append(&[r.clone()]).await.unwrap();
+    assert_eq!(r.retention_clock(), now);
+    let report = holds::purge(&mut a, &holds::Periods::uniform(2_555), now + day).await.unwrap();
+    assert_eq!(report.deleted, 15, "the fixture's old records go; the back-dated one stays");
+    let left = search(&a, &Filter { conversation: Some(format!("{:032x}", 3)), ..Filter::default() }).await.unwrap();
+    assert_eq!(left.len(), 1);
+    // A hold on the sender's claimed time range still covers it, and so does
+    // one on when the relay took it.
+    let claimed =
+        Hold { name: "x".into(), from: Some(now - 3_001 * day), until: Some(now - 2_999 * day), ..Hold::default() };
+    let received = Hold { name: "y".into(), from: Some(now - day), until: Some(now + day), ..Hold::default() };
+    let elsewhere = Hold { name: "z".into(), from: Some(day), until: Some(2 * day), ..Hold::default() };
+    assert!(claimed.covers(&r) && received.covers(&r) && !elsewhere.covers(&r));
+    // 2,555 days after the relay took it, it is due.
+    let report = holds::purge(&mut a, &holds::Periods::uniform(2_555), now + 2_556 * day).await.unwrap();
+    assert_eq!(report.deleted, 1);
 }
 
 #[tokio::test]

@@ -38,8 +38,9 @@ const DEVICE: &str = "strongroom.dev.";
 const DISCONNECT: &str = "strongroom.disconnect";
 /// Most device ids in one published wake-up (a 1,000-device room fits).
 const MAX_IDS: usize = 4096;
-/// Fixed part of a row on the wire: queue id, message id, conversation id, sequence.
-const ROW_HEADER: usize = 8 + 16 + 16 + 8;
+/// Fixed part of a row on the wire: queue id, message id, conversation id,
+/// sequence, relay receive time.
+const ROW_HEADER: usize = 8 + 16 + 16 + 8 + 8;
 const _FITS: () = assert!(MAX_IDS * 16 <= 1024 * 1024 && MAX_ROW_BYTES + ROW_HEADER <= 1024 * 1024);
 
 fn encode_row(row: &QueuedRow) -> Vec<u8> {
@@ -48,6 +49,7 @@ fn encode_row(row: &QueuedRow) -> Vec<u8> {
     out.extend_from_slice(&row.message_id);
     out.extend_from_slice(&row.conversation_id);
     out.extend_from_slice(&row.seq.to_be_bytes());
+    out.extend_from_slice(&row.received_at.to_be_bytes());
     out.extend_from_slice(&row.envelope);
     out
 }
@@ -58,6 +60,7 @@ fn decode_row(b: &[u8]) -> Option<QueuedRow> {
         message_id: b.get(8..24)?.try_into().ok()?,
         conversation_id: b.get(24..40)?.try_into().ok()?,
         seq: u64::from_be_bytes(b.get(40..48)?.try_into().ok()?),
+        received_at: u64::from_be_bytes(b.get(48..56)?.try_into().ok()?),
         envelope: b.get(ROW_HEADER..).filter(|e| !e.is_empty())?.to_vec(),
     })
 }
@@ -336,7 +339,14 @@ mod tests {
     }
 
     fn row(id: i64) -> QueuedRow {
-        QueuedRow { queue_id: id, message_id: [1; 16], conversation_id: [2; 16], seq: 3, envelope: vec![4; 40] }
+        QueuedRow {
+            queue_id: id,
+            message_id: [1; 16],
+            conversation_id: [2; 16],
+            seq: 3,
+            received_at: 5,
+            envelope: vec![4; 40],
+        }
     }
 
     fn nats(url: &str) -> NatsConfig {

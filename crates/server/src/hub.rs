@@ -228,7 +228,14 @@ mod tests {
     use super::*;
 
     fn row(id: i64) -> QueuedRow {
-        QueuedRow { queue_id: id, message_id: [1; 16], conversation_id: [2; 16], seq: 1, envelope: vec![3] }
+        QueuedRow {
+            queue_id: id,
+            message_id: [1; 16],
+            conversation_id: [2; 16],
+            seq: 1,
+            received_at: 2,
+            envelope: vec![3],
+        }
     }
 
     #[test]

@@ -408,6 +408,10 @@ pub struct Delivery {
     pub conversation_id: ConversationId,
     /// Per-conversation sequence number.
     pub seq: u64,
+    /// When the relay accepted the message (ms since the Unix epoch; 0
+    /// from a relay too old to say): the retention archive's trusted time.
+    #[serde(default)]
+    pub received_at: u64,
     /// The delivered-form envelope for this device.
     pub envelope: B64,
 }

@@ -149,6 +149,7 @@ pub fn delivery(row: QueuedRow) -> Delivery {
         message_id: MessageId::from_bytes(row.message_id),
         conversation_id: ConversationId::from_bytes(row.conversation_id),
         seq: row.seq,
+        received_at: row.received_at,
         envelope: B64(row.envelope),
     }
 }

@@ -32,6 +32,9 @@ pub struct QueuedRow {
     pub conversation_id: [u8; 16],
     /// Per-conversation sequence number.
     pub seq: u64,
+    /// When the relay accepted the message (ms): the archive's trusted
+    /// time, against which a sender's clock is judged.
+    pub received_at: u64,
     /// The delivered-form envelope.
     pub envelope: Vec<u8>,
 }
@@ -117,6 +120,7 @@ impl Store {
                     message_id: j.env.message_id,
                     conversation_id: j.env.conversation_id,
                     seq: *seq,
+                    received_at: u64::try_from(j.now).unwrap_or(0),
                     envelope: DeliveryParts::join(&j.env.prefix, tail, &j.env.signature),
                 });
             }
@@ -420,7 +424,7 @@ impl Store {
         let more = sizes.len() as i64 > take || take == limit;
         let limit = take;
         let rows = sqlx::query(&self.sql(
-            "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.prefix, e.signature \
+            "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.received_at, e.prefix, e.signature \
              FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
              JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
                   AND e.network_id = d.network_id \
@@ -441,6 +445,7 @@ impl Store {
                     message_id: id16(r, "message_id")?,
                     conversation_id: id16(r, "conversation_id")?,
                     seq: u64::try_from(int(r, "seq")?).unwrap_or(0),
+                    received_at: u64::try_from(int(r, "received_at")?).unwrap_or(0),
                     envelope: DeliveryParts::join(&blob(r, "prefix")?, &blob(r, "tail")?, &blob(r, "signature")?),
                 })
             })
