@@ -263,8 +263,9 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::json!({"run": report, "records": service.archive().size()}));
             } else {
                 println!(
-                    "Archived {} records ({} files, {} unreadable kept as evidence); the archive holds {}.",
+                    "Archived {} messages and {} membership changes ({} files, {} unreadable kept as evidence); the archive holds {} records.",
                     report.archived,
+                    report.membership,
                     report.files,
                     report.unreadable,
                     service.archive().size()

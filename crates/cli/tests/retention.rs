@@ -63,6 +63,8 @@ async fn retention_archives_everything_and_proves_it() {
     bob.sync().await.unwrap();
     bob.send_read_receipts(&bob.messages(Some(direct)).await.unwrap(), now_ms(), true).await.unwrap();
     let sent = 11;
+    // And a record of each conversation's creation (its signed membership).
+    let archived = sent + 2;
 
     // Clients say so: CLI text and --json (Bob's profile closed here meanwhile).
     let (mut bob, (bob_read, list)) = with_profile_closed(bob, "bob passphrase", || {
@@ -87,7 +89,7 @@ async fn retention_archives_everything_and_proves_it() {
     assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, sent);
 
     let run = retention(&rdir, &["run", "--once"]);
-    assert_eq!(run["run"]["archived"], sent);
+    assert_eq!((run["run"]["archived"].as_u64(), run["run"]["membership"].as_u64()), (Some(sent), Some(2)));
     assert_eq!(run["run"]["files"], 1);
     assert_eq!(run["run"]["unreadable"], 0);
     assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 0);
@@ -117,12 +119,15 @@ async fn retention_archives_everything_and_proves_it() {
     let (http, _, cookie) = console_login(&server.url, &alice.network_id().to_string(), "alice").await;
     let dashboard = http.get(format!("{}/admin/dashboard", server.url)).header("cookie", cookie).send().await.unwrap();
     let page = dashboard.text().await.unwrap();
-    assert!(page.contains(&format!("Last archive checkpoint: <span class=\"mono\">{sent} records, signed")), "{page}");
+    assert!(
+        page.contains(&format!("Last archive checkpoint: <span class=\"mono\">{archived} records, signed")),
+        "{page}"
+    );
     assert!(page.contains("on: Compliance archive"));
 
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
-    assert_eq!(v["records"], sent);
+    assert_eq!(v["records"], archived);
     assert_eq!(v["files"], 1);
 
     // Search by words, participant and conversation; keys never printed.
@@ -131,8 +136,10 @@ async fn retention_archives_everything_and_proves_it() {
     assert_eq!(hits["hits"][0]["sender"]["username"], "alice");
     let group_id = group.to_string();
     let in_group = retention(&rdir, &["search", "--conversation", &group_id]);
-    assert_eq!(in_group["hits"].as_array().unwrap().len(), 2);
-    assert_eq!(in_group["hits"][1]["ttl_secs"], 3600, "the conversation's default timer is on record");
+    // Its creation (signed membership), the timer change and the kickoff.
+    assert_eq!(in_group["hits"].as_array().unwrap().len(), 3, "{in_group}");
+    assert_eq!(in_group["hits"][0]["kind"], "membership");
+    assert_eq!(in_group["hits"][2]["ttl_secs"], 3600, "the conversation's default timer is on record");
     let files = retention(&rdir, &["search", "board-report"]);
     assert_eq!(files["hits"][0]["file_name"], "board-report.pdf");
     assert!(!files.to_string().contains("file_key"));
@@ -140,7 +147,7 @@ async fn retention_archives_everything_and_proves_it() {
     // Every kind of record, with sender and full recipients.
     let out = dir.join("export");
     let exported = retention(&rdir, &["export", "--out", s(&out)]);
-    assert_eq!(exported["counts"]["records"], sent);
+    assert_eq!(exported["counts"]["records"], archived);
     let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     for f in manifest["files"].as_array().unwrap() {
         let bytes = std::fs::read(out.join(f["path"].as_str().unwrap())).unwrap();
@@ -154,7 +161,7 @@ async fn retention_archives_everything_and_proves_it() {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
     assert!(!jsonl.contains("file_key"));
-    let first = &records[0];
+    let first = records.iter().find(|r| r["kind"] == "text").unwrap();
     assert_eq!(first["recipients"].as_array().unwrap().len(), 2);
     assert!(first["sender"]["identity_key"].as_str().unwrap().len() == 64);
     assert!(first["sender"]["device_id"].is_string());
@@ -201,7 +208,7 @@ async fn retention_archives_everything_and_proves_it() {
         &rdir,
         &["export", "--out", s(&dir.join("export2")), "--conversation", &group_id, "--format", "jsonl"],
     );
-    assert_eq!(filtered["counts"]["records"], 2);
+    assert_eq!(filtered["counts"]["records"], 3);
 
     // A hold on the group; a purge with a zero-day period deletes the rest,
     // and the log still verifies.
@@ -252,12 +259,13 @@ async fn retention_archives_everything_and_proves_it() {
     let offline = cli(&["retention", "--dir", s(&rdir), "purge", "--offline"]);
     assert!(!offline.status.success(), "--offline needs --period-days");
     let purged = retention(&rdir, &["purge", "--period-days", "0"]);
-    assert_eq!(purged["deleted"], sent - 2);
-    assert_eq!(purged["held"], 2);
+    // Held: the group's two messages and its creation.
+    assert_eq!(purged["deleted"], archived - 3);
+    assert_eq!(purged["held"], 3);
     assert_eq!(purged["files"], 1);
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
-    assert_eq!(v["deleted"], sent - 2);
+    assert_eq!(v["deleted"], archived - 3);
     assert_eq!(
         retention(&rdir, &["search"])["hits"].as_array().unwrap().iter().filter(|h| h["kind"] == "text").count(),
         1
@@ -347,9 +355,10 @@ async fn a_backlog_of_2000_is_caught_up_across_a_kill_9() {
     let run = retention(&rdir, &["run", "--once"]);
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
-    assert_eq!(v["records"], 2000, "no duplicate and no missing record (run after the kill: {run})");
+    // 2,000 messages and 20 creations.
+    assert_eq!(v["records"], 2020, "no duplicate and no missing record (run after the kill: {run})");
     let status = retention(&rdir, &["status"]);
-    assert_eq!(status["archive"]["records"], 2000);
+    assert_eq!(status["archive"]["records"], 2020);
     assert_eq!(status["last_verify"]["ok"], true);
     let text = cli(&["retention", "--dir", s(&rdir), "status"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("strongroom_retention_last_verify_ok 1"));
@@ -526,4 +535,65 @@ async fn retention_sessions_are_policy_bound_and_receive_only_and_bad_envelopes_
     assert_eq!(post(login(me, now_ms(), [5; 16], &keys.signing)).await.status(), 401);
     let run = cli(&["retention", "--dir", s(&rdir), "run", "--once"]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("not in the network's current policy"));
+}
+
+/// Findings 1 and 5 of #19: the retention service was down while carol was
+/// in a group and then removed. Archived afterwards, the message sent while
+/// she was a member still names her (the member set its sender committed
+/// to, not the relay's list at archive time), the group's creation and her
+/// removal are records of their own, and a hold on carol covers what she
+/// received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addressees_are_the_members_the_sender_committed_to_and_holds_follow_them() {
+    let dir = temp_dir("retention-addressees");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let invite = alice.create_invite(false).await.unwrap().invite;
+    let mut carol =
+        strongroom_client::Client::enrol(&dir.join("carol"), "carol passphrase", &invite, "carol", PASSWORD)
+            .await
+            .unwrap();
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let group = alice.create_conversation("group", &["bob", "carol"]).await.unwrap().id;
+    alice.send_text(group, "while carol was here").await.unwrap();
+    alice.change_members(group, &[], &["carol"], &[], &[]).await.unwrap();
+    alice.send_text(group, "after carol left").await.unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+
+    // Only now does the retention service run (it was down until here).
+    retention(&rdir, &["run", "--once"]);
+    let all = retention(&rdir, &["search"]);
+    let hits = all["hits"].as_array().unwrap();
+    let names = |h: &Value| {
+        let mut v: Vec<String> =
+            h["recipients"].as_array().unwrap().iter().map(|p| p["username"].as_str().unwrap().to_owned()).collect();
+        v.sort();
+        v
+    };
+    let text = |t: &str| hits.iter().find(|h| h["text"] == t).unwrap_or_else(|| panic!("{t} not in {all}"));
+    assert_eq!(names(text("while carol was here")), ["alice", "bob", "carol"], "{all}");
+    assert_eq!(text("while carol was here")["recipients_source"], "committed");
+    assert_eq!(names(text("after carol left")), ["alice", "bob"]);
+    let membership: Vec<&Value> = hits.iter().filter(|h| h["kind"] == "membership").collect();
+    let actions: Vec<&str> = membership.iter().map(|h| h["control"]["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["created", "members_removed"], "{all}");
+    assert_eq!(membership[0]["sender"]["username"], "alice");
+    assert!(membership[0]["sender"]["device_id"].is_string(), "the signing device is on record");
+
+    // Archiving again (a restart) adds no second copy of the statements.
+    retention(&rdir, &["run", "--once"]);
+    let again = retention(&rdir, &["search"]);
+    assert_eq!(again["hits"].as_array().unwrap().iter().filter(|h| h["kind"] == "membership").count(), 2);
+
+    // A hold on carol keeps what she received; the rest goes.
+    let carol_id = carol.user_id().to_string();
+    retention(&rdir, &["hold", "place", "--name", "carol-inquiry", "--user", &carol_id]);
+    let purged = retention(&rdir, &["purge", "--period-days", "0"]);
+    let left = retention(&rdir, &["search"]);
+    let texts: Vec<&str> = left["hits"].as_array().unwrap().iter().filter_map(|h| h["text"].as_str()).collect();
+    assert!(texts.contains(&"while carol was here"), "held: {left}");
+    assert!(!texts.contains(&"after carol left"), "not hers: {purged}");
+    let v = retention(&rdir, &["verify", "--offline"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
 }

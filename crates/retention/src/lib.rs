@@ -18,6 +18,7 @@ mod error;
 pub mod export;
 pub mod holds;
 pub mod keys;
+mod membership;
 pub mod record;
 pub mod search;
 pub mod service;

@@ -101,9 +101,18 @@ pub struct Record {
     /// Sender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<Party>,
-    /// Every member of the conversation when it was archived.
+    /// Every member of the conversation the message was addressed to: the
+    /// signed member set its sender committed to in the header.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<Party>,
+    /// Where `recipients` came from: `committed` (the sender's signed
+    /// commitment) or `relay` (no signed set matched: the relay's member
+    /// list when archived, with `recipients_note` saying why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_source: Option<String>,
+    /// Why the committed member set could not be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_note: Option<String>,
     /// The sender's timestamp (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<u64>,

@@ -12,12 +12,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use strongroom_crypto::certs::{
-    DeviceList, DeviceListExpectation, NetworkPolicy, PolicyTracker, PreKeyKind, PreKeyRef, RetentionLogin,
-    VerifiedDeviceList, VerifiedPolicy,
+    DeviceList, DeviceListExpectation, MembershipStatement, NetworkPolicy, PolicyTracker, PreKeyKind, PreKeyRef,
+    RetentionLogin, VerifiedDeviceList, VerifiedPolicy,
 };
 use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::{
-    DeliveredEnvelope, EnvelopeError, PreKeySecrets, RecipientDevice, ReplayGuard, MAX_SKEW_MS,
+    DeliveredEnvelope, EnvelopeError, MembershipCommitment, PreKeySecrets, RecipientDevice, ReplayGuard, MAX_SKEW_MS,
 };
 use strongroom_crypto::ids::{ConversationId, MessageId, UserId};
 use strongroom_crypto::keys::AgreementSecret;
@@ -27,6 +27,7 @@ use strongroom_wire::{
 
 use crate::archive::Archive;
 use crate::keys::RetentionKeys;
+use crate::membership::Addressees;
 use crate::record::{FileInfo, Party, Record};
 use crate::{hex, now_ms, RetentionError};
 
@@ -50,8 +51,10 @@ pub struct RunOptions {
 /// What a run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RunReport {
-    /// Records written.
+    /// Messages archived (one record each).
     pub archived: u64,
+    /// Membership statements archived (a record each: creations and member changes).
+    pub membership: u64,
     /// Of which unreadable envelopes kept as evidence.
     pub unreadable: u64,
     /// Files stored.
@@ -218,6 +221,7 @@ pub struct Service {
     relay: Relay,
     archive: Archive,
     users: HashMap<UserId, (String, Option<VerifiedDeviceList>)>,
+    memberships: crate::membership::Memberships,
     scratch: std::path::PathBuf,
 }
 
@@ -237,7 +241,7 @@ impl Service {
         }
         let scratch = std::env::temp_dir().join(format!("strongroom-retention-{}", std::process::id()));
         strongroom_client::private_fs::private_dir(&scratch).map_err(crate::error::io(&scratch))?;
-        Ok(Self { keys, relay, archive, users: HashMap::new(), scratch })
+        Ok(Self { keys, relay, archive, users: HashMap::new(), memberships: Default::default(), scratch })
     }
 
     /// The archive.
@@ -317,6 +321,16 @@ impl Service {
                 let path = format!("/v1/conversations/{}", d.conversation_id);
                 slot.insert(definite(self.relay.json::<Conversation>(&path).await)?);
             }
+            // Statements the message's header commits to come first, as records.
+            let commitment = DeliveredEnvelope::decode(&d.envelope.0).ok().map(|e| e.header().membership);
+            if let Some(c) = commitment.filter(|c| c.version > 0) {
+                for r in self.follow_membership(d.conversation_id, c.version).await? {
+                    let id = r.message_id.as_deref().and_then(crate::unhex::<16>).unwrap_or_default();
+                    if !self.archive.contains(&id) && in_batch.insert(id) {
+                        records.push(r);
+                    }
+                }
+            }
             let conversation = conversations.get(&d.conversation_id).cloned().flatten();
             let record = self.record_for(d, conversation.as_ref(), report).await?;
             if record.kind == "control" {
@@ -326,7 +340,9 @@ impl Service {
             records.push(record);
         }
         self.archive.append(&records).await?;
-        report.archived += records.len() as u64;
+        let statements = records.iter().filter(|r| r.kind == "membership").count() as u64;
+        report.membership += statements;
+        report.archived += records.len() as u64 - statements;
         // Only now, with the records durable, may the relay forget them.
         self.relay.ack(batch.iter().map(|d| d.message_id).collect()).await?;
         if let Some(cp) = self.archive.last_checkpoint() {
@@ -387,6 +403,97 @@ impl Service {
         })
     }
 
+    /// Fills a record's recipients: the signed member set its header commits
+    /// to, else (flagged, with why) the relay's list when archived.
+    async fn addressees(
+        &mut self,
+        record: &mut Record,
+        conversation_id: ConversationId,
+        commitment: Option<&MembershipCommitment>,
+        listed: Option<&Conversation>,
+    ) -> Result<(), RetentionError> {
+        let found = match commitment {
+            Some(c) => self.memberships.lookup(conversation_id, c),
+            None => Addressees::Unknown("the envelope is malformed".into()),
+        };
+        let users: Vec<UserId> = match found {
+            Addressees::Committed(set) => {
+                record.recipients_source = Some("committed".into());
+                set.into_iter().collect()
+            }
+            Addressees::Unknown(why) => {
+                record.recipients_source = Some("relay".into());
+                record.recipients_note = Some(why);
+                listed.map(|c| c.members.iter().map(|m| m.user_id).collect()).unwrap_or_default()
+            }
+        };
+        for u in users {
+            record.recipients.push(self.party(u).await?);
+        }
+        Ok(())
+    }
+
+    /// Folds `conversation`'s signed membership statements up to `version`
+    /// (each verified under its author device's key), returning a record for
+    /// each one applied. A statement that does not verify or follow stops
+    /// folding there; messages committing past it are archived with the
+    /// relay's member list, flagged.
+    async fn follow_membership(
+        &mut self,
+        conversation: ConversationId,
+        version: u64,
+    ) -> Result<Vec<Record>, RetentionError> {
+        let mut out = Vec::new();
+        while !self.memberships.has(conversation, version)
+            && crate::membership::may_follow(self.memberships.folded_to(conversation))
+        {
+            let after = self.memberships.folded_to(conversation);
+            let path = format!("/v1/conversations/{conversation}/membership?after={after}");
+            let Some(page) = definite(self.relay.json::<strongroom_wire::MembershipHistory>(&path).await)? else {
+                break;
+            };
+            let (statements, malformed) = crate::membership::decode_page(&page);
+            let mut checked = HashMap::new();
+            for s in &statements {
+                checked.insert(s.sequence, self.check_statement(s).await?);
+            }
+            let applied = self.memberships.apply(conversation, statements, |s| {
+                checked.get(&s.sequence).cloned().unwrap_or_else(|| Err("not checked".into()))
+            });
+            for s in &applied {
+                let members = self.memberships.members_at(conversation, s.sequence).cloned().unwrap_or_default();
+                let mut r = crate::membership::record(s, &members);
+                let mut author = self.party(s.author_user).await?;
+                author.device_id = Some(s.author_device.to_string());
+                r.sender = Some(author);
+                for u in members {
+                    r.recipients.push(self.party(u).await?);
+                }
+                r.recipients_source = Some("committed".into());
+                out.push(r);
+            }
+            if let Some(why) = malformed {
+                self.memberships.stop(conversation, why);
+            }
+            if applied.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A statement's signature under its author device, from the author's
+    /// verified device list (read again once if the device is not in it).
+    async fn check_statement(&mut self, s: &MembershipStatement) -> Result<Result<(), String>, RetentionError> {
+        for refresh in [false, true] {
+            let (_, list) = self.user(s.author_user, refresh).await?;
+            if let Some(device) = list.and_then(|l| l.device(s.author_device).ok()) {
+                return Ok(s.verify(&device).map_err(|e| e.to_string()));
+            }
+        }
+        Ok(Err(format!("its author device {} is not an active device of {}", s.author_device, s.author_user)))
+    }
+
     async fn record_for(
         &mut self,
         d: &Delivery,
@@ -402,14 +509,15 @@ impl Service {
             relay_received_at: (d.received_at > 0).then_some(d.received_at),
             ..Record::default()
         };
-        for m in conversation.map(|c| c.members.clone()).unwrap_or_default() {
-            record.recipients.push(self.party(m.user_id).await?);
-        }
         let env = match DeliveredEnvelope::decode(&d.envelope.0) {
             Ok(env) => env,
-            Err(e) => return Ok(unreadable(record, &d.envelope.0, format!("malformed envelope: {e}"), report)),
+            Err(e) => {
+                self.addressees(&mut record, d.conversation_id, None, conversation).await?;
+                return Ok(unreadable(record, &d.envelope.0, format!("malformed envelope: {e}"), report));
+            }
         };
         let h = *env.header();
+        self.addressees(&mut record, d.conversation_id, Some(&h.membership), conversation).await?;
         record.sent_at = Some(h.timestamp);
         let now = now_ms();
         if h.timestamp > now.saturating_add(MAX_SKEW_MS) {

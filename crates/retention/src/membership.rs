@@ -1,0 +1,248 @@
+//! Who a message was addressed to, as its sender committed in the signed
+//! header: the conversation's signed membership statements (PROTOCOL.md
+//! §3.4) are folded in order, each member set kept under the commitment
+//! (sequence number and SHA-256) that names it, and every statement is
+//! archived as a `membership` record. A message's recipients are the set its
+//! header commits to, whatever the relay lists when it is archived.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use strongroom_crypto::certs::{MembershipAction, MembershipState, MembershipStatement};
+use strongroom_crypto::envelope::MembershipCommitment;
+use strongroom_crypto::ids::{ConversationId, MessageId, UserId};
+use strongroom_wire::MembershipHistory;
+
+use crate::record::Record;
+use crate::{hex, now_ms};
+
+/// Most statements followed for one conversation in one look-up.
+const MAX_FOLLOWED: usize = 65_536;
+
+/// One conversation's membership as folded so far.
+#[derive(Default)]
+pub(crate) struct Folded {
+    /// The state after the last statement applied.
+    state: Option<MembershipState>,
+    /// Members (and the statement's SHA-256) after each statement, by sequence.
+    sets: BTreeMap<u64, ([u8; 32], BTreeSet<UserId>)>,
+    /// Why folding stopped (a statement that does not verify or apply); no
+    /// later statement is used.
+    stuck: Option<String>,
+}
+
+/// The member sets of every conversation seen.
+#[derive(Default)]
+pub(crate) struct Memberships {
+    conversations: HashMap<ConversationId, Folded>,
+}
+
+/// A member set looked up by commitment.
+pub(crate) enum Addressees {
+    /// The set the header commits to.
+    Committed(BTreeSet<UserId>),
+    /// No signed set matches: why (the relay's list is used, flagged).
+    Unknown(String),
+}
+
+impl Memberships {
+    /// The member set `commitment` names, if folded.
+    pub(crate) fn lookup(&self, conversation: ConversationId, commitment: &MembershipCommitment) -> Addressees {
+        if commitment.version == 0 {
+            return Addressees::Unknown("the sender committed to no signed member set".into());
+        }
+        let folded = self.conversations.get(&conversation);
+        match folded.and_then(|f| f.sets.get(&commitment.version)) {
+            Some((hash, members)) if *hash == commitment.hash => Addressees::Committed(members.clone()),
+            Some(_) => Addressees::Unknown(format!(
+                "the sender committed to membership statement {} with another digest than the one the relay serves",
+                commitment.version
+            )),
+            None => Addressees::Unknown(match folded.and_then(|f| f.stuck.clone()) {
+                Some(why) => why,
+                None => format!("membership statement {} is not available from the relay", commitment.version),
+            }),
+        }
+    }
+
+    /// Whether statements up to `version` are folded (or folding is stuck).
+    pub(crate) fn has(&self, conversation: ConversationId, version: u64) -> bool {
+        self.conversations
+            .get(&conversation)
+            .is_some_and(|f| f.stuck.is_some() || f.sets.last_key_value().is_some_and(|(v, _)| *v >= version))
+    }
+
+    /// Stops folding `conversation` for good, with why.
+    pub(crate) fn stop(&mut self, conversation: ConversationId, why: String) {
+        self.conversations.entry(conversation).or_default().stuck.get_or_insert(why);
+    }
+
+    /// The members after statement `sequence`, if it was applied.
+    pub(crate) fn members_at(&self, conversation: ConversationId, sequence: u64) -> Option<&BTreeSet<UserId>> {
+        self.conversations.get(&conversation)?.sets.get(&sequence).map(|(_, m)| m)
+    }
+
+    /// The last statement folded in `conversation` (0: none).
+    pub(crate) fn folded_to(&self, conversation: ConversationId) -> u64 {
+        self.conversations.get(&conversation).and_then(|f| f.sets.last_key_value()).map_or(0, |(v, _)| *v)
+    }
+
+    /// Applies statements fetched after [`Memberships::folded_to`]. Each is
+    /// checked by `verify` (its author device's signature) and must follow
+    /// the last; the first that does not stops folding for good, with why.
+    /// Returns the statements applied, for the archive.
+    pub(crate) fn apply(
+        &mut self,
+        conversation: ConversationId,
+        statements: Vec<MembershipStatement>,
+        verify: impl Fn(&MembershipStatement) -> Result<(), String>,
+    ) -> Vec<MembershipStatement> {
+        let folded = self.conversations.entry(conversation).or_default();
+        let mut applied = Vec::new();
+        for s in statements {
+            if folded.stuck.is_some() {
+                break;
+            }
+            let step = verify(&s).and_then(|()| {
+                let next = match folded.state.take() {
+                    None => MembershipState::create(&s),
+                    Some(mut st) => {
+                        let r = st.apply(&s);
+                        folded.state = Some(st.clone());
+                        r.map(|()| st)
+                    }
+                };
+                next.map_err(|e| e.to_string())
+            });
+            match step {
+                Ok(state) => {
+                    folded.sets.insert(state.commitment.version, (state.commitment.hash, state.members.clone()));
+                    folded.state = Some(state);
+                    applied.push(s);
+                }
+                Err(why) => {
+                    folded.stuck = Some(format!(
+                        "membership statement {} of conversation {conversation} was refused: {why}",
+                        s.sequence
+                    ));
+                }
+            }
+        }
+        applied
+    }
+}
+
+/// Decodes a page of statements from the relay; a malformed one stops the
+/// page there (what came before is still used).
+pub(crate) fn decode_page(page: &MembershipHistory) -> (Vec<MembershipStatement>, Option<String>) {
+    let mut out = Vec::with_capacity(page.statements.len());
+    for raw in &page.statements {
+        match MembershipStatement::decode(&raw.0) {
+            Ok(s) => out.push(s),
+            Err(e) => return (out, Some(format!("a membership statement from the relay is malformed: {e}"))),
+        }
+    }
+    (out, None)
+}
+
+/// Whether another page may be fetched.
+pub(crate) fn may_follow(folded: u64) -> bool {
+    (folded as usize) < MAX_FOLLOWED
+}
+
+/// The archive record of an applied statement: who changed what, signed by
+/// which device, and the members after it. Its id is the first 16 bytes of
+/// the statement's SHA-256, so a restart never archives it twice.
+pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) -> Record {
+    let digest = s.digest();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    // Its id: the first 16 bytes of its SHA-256 (a restart never archives it twice).
+    let action = match s.action {
+        MembershipAction::Create(_) => "created",
+        MembershipAction::Add => "members_added",
+        MembershipAction::Remove => "members_removed",
+        MembershipAction::Leave => "left",
+        MembershipAction::Promote => "moderators_added",
+        MembershipAction::Demote => "moderators_removed",
+    };
+    let ids = |v: &mut dyn Iterator<Item = &UserId>| v.map(|u| u.to_string()).collect::<Vec<_>>();
+    Record {
+        kind: "membership".into(),
+        archived_at: now_ms(),
+        conversation_id: Some(s.conversation_id.to_string()),
+        conversation_kind: match s.action {
+            MembershipAction::Create(kind) => Some(kind.name().to_owned()),
+            _ => None,
+        },
+        message_id: Some(MessageId::from_bytes(id).to_string()),
+        sent_at: Some(s.issued_at),
+        control: Some(serde_json::json!({
+            "action": action,
+            "users": ids(&mut s.users.iter()),
+            "sequence": s.sequence,
+            "statement_sha256": hex(&digest),
+            "members_after": ids(&mut members_after.iter()),
+        })),
+        ..Record::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+    use strongroom_crypto::certs::ConversationKind;
+    use strongroom_crypto::ids::{DeviceId, NetworkId};
+    use strongroom_crypto::keys::SigningKey;
+
+    #[test]
+    fn a_message_gets_the_member_set_its_header_commits_to_not_the_latest() {
+        let key = SigningKey::generate(&mut OsRng);
+        let net = NetworkId::from_bytes([1; 16]);
+        let (alice, bob, carol) =
+            (UserId::from_bytes([1; 16]), UserId::from_bytes([2; 16]), UserId::from_bytes([3; 16]));
+        let dev = DeviceId::from_bytes([9; 16]);
+        let author = (alice, dev);
+        let members = vec![alice, bob, carol];
+        let conv = MembershipStatement::creation_id(net, author, 1, ConversationKind::Group, members.clone());
+        let kind = MembershipAction::Create(ConversationKind::Group);
+        let create = MembershipStatement::sign(&key, net, conv, None, author, 1, kind, members).unwrap();
+        let after = MembershipCommitment { version: 1, hash: create.digest() };
+        let remove =
+            MembershipStatement::sign(&key, net, conv, Some(&after), author, 2, MembershipAction::Remove, vec![carol])
+                .unwrap();
+        let mut m = Memberships::default();
+        let applied = m.apply(conv, vec![create.clone(), remove.clone()], |_| Ok(()));
+        assert_eq!(applied.len(), 2);
+        let at = |s: &MembershipStatement| MembershipCommitment { version: s.sequence, hash: s.digest() };
+        match m.lookup(conv, &at(&create)) {
+            Addressees::Committed(set) => assert!(set.contains(&carol), "sent before carol was removed"),
+            Addressees::Unknown(why) => panic!("{why}"),
+        }
+        match m.lookup(conv, &at(&remove)) {
+            Addressees::Committed(set) => assert!(!set.contains(&carol)),
+            Addressees::Unknown(why) => panic!("{why}"),
+        }
+        // Another digest under a known number, no commitment, or a number never served.
+        let forged = MembershipCommitment { version: 1, hash: [7; 32] };
+        assert!(matches!(m.lookup(conv, &forged), Addressees::Unknown(why) if why.contains("another digest")));
+        assert!(matches!(m.lookup(conv, &MembershipCommitment::default()), Addressees::Unknown(_)));
+        assert!(matches!(m.lookup(conv, &MembershipCommitment { version: 9, hash: [0; 32] }), Addressees::Unknown(_)));
+        // A statement that does not verify stops folding there, for good.
+        let mut m = Memberships::default();
+        let applied = m.apply(conv, vec![create.clone(), remove.clone()], |s| {
+            if s.sequence == 2 {
+                Err("bad signature".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(applied.len(), 1);
+        assert!(m.has(conv, 5), "stuck: no point asking again");
+        assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Unknown(why) if why.contains("bad signature")));
+        assert_eq!(record(&create, &[alice, bob, carol].into()).kind, "membership");
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&create.digest()[..16]);
+        assert_eq!(record(&create, &BTreeSet::new()).message_id, Some(MessageId::from_bytes(id).to_string()));
+    }
+}
