@@ -73,7 +73,13 @@ fn retention_catch_up(c: &mut Criterion) {
         .block_on(Archive::open(store, &keys.archive_key, signer, keys.network().unwrap(), keys.device_id().unwrap()))
         .unwrap();
     let mut service = rt.block_on(Service::start(keys, archive)).unwrap();
-    let opts = RunOptions { status_file: None, until_empty: true, max_time: None, poll: Duration::from_millis(10) };
+    let opts = RunOptions {
+        status_file: None,
+        until_empty: true,
+        max_time: None,
+        poll: Duration::from_millis(10),
+        stop: None,
+    };
 
     let mut group = c.benchmark_group("retention");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));

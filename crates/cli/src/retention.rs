@@ -250,12 +250,24 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let keys = load_keys(&w.dir)?;
             let archive = open_archive(&w, &keys).await?;
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
+            // SIGTERM or Ctrl-C: finish the batch in hand, then stop cleanly.
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                let _ = stop.send(true);
+            });
             let report = service
                 .run(RunOptions {
                     status_file: Some(w.dir.join("status.json")),
                     until_empty: once,
                     max_time: for_secs.map(Duration::from_secs),
                     poll: Duration::from_millis(500),
+                    stop: Some(stopping),
                 })
                 .await
                 .context("archiving stopped")?;
@@ -399,6 +411,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     let hold =
                         Hold { name, user_id: f.user, conversation_id: f.conversation, from: f.from, until: f.until };
                     strongroom_retention::holds::place(&mut archive, hold).await?;
+                    refresh_status(&w, &archive)?;
                     println!(
                         "{}",
                         if w.json { serde_json::json!({"placed": true}).to_string() } else { "Hold placed.".into() }
@@ -406,6 +419,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 }
                 HoldCommand::Release { name } => {
                     strongroom_retention::holds::release(&mut archive, &name).await?;
+                    refresh_status(&w, &archive)?;
                     println!(
                         "{}",
                         if w.json {
@@ -440,6 +454,8 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 println!("strongroom_retention_records {}", n(&status, "records"));
                 println!("# HELP strongroom_retention_last_archived_ms When a batch was last archived (ms since the epoch).\n# TYPE strongroom_retention_last_archived_ms gauge");
                 println!("strongroom_retention_last_archived_ms {}", n(&status, "last_archived_at"));
+                println!("# HELP strongroom_retention_status_updated_ms When the service last polled, or a command last changed the archive (ms since the epoch): alert when it stops moving.\n# TYPE strongroom_retention_status_updated_ms gauge");
+                println!("strongroom_retention_status_updated_ms {}", n(&status, "updated_at"));
                 println!("# HELP strongroom_retention_last_verify_ok 1 if the last verify passed, 0 if it failed or never ran.\n# TYPE strongroom_retention_last_verify_ok gauge");
                 println!(
                     "strongroom_retention_last_verify_ok {}",
@@ -469,6 +485,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let report = strongroom_retention::holds::purge(&mut archive, &periods, now).await?;
+            refresh_status(&w, &archive)?;
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -480,4 +497,10 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `status.json` after a command that appended records (a hold, a purge), so
+/// `retention status` never reports fewer records than the archive holds.
+fn refresh_status(w: &Where, archive: &Archive) -> anyhow::Result<()> {
+    Ok(strongroom_retention::service::write_status(&w.dir.join("status.json"), archive.size(), 0)?)
 }

@@ -597,3 +597,62 @@ async fn addressees_are_the_members_the_sender_committed_to_and_holds_follow_the
     let v = retention(&rdir, &["verify", "--offline"]);
     assert_eq!(v["problem_count"], 0, "{v}");
 }
+
+/// Finding 7 of #19: `retention run` stops cleanly on SIGTERM (the batch in
+/// hand archived and acknowledged, its scratch directory removed, exit 0),
+/// and `retention status` is never behind: an idle service keeps
+/// `updated_at` fresh, and a hold or purge updates the record count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_service_cleanly_and_status_stays_current() {
+    let dir = temp_dir("retention-sigterm");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    alice.send_text(direct, "before the service starts").await.unwrap();
+    let tmp = dir.join("service-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = Command::new(bin())
+        .args(["retention", "--dir", s(&rdir), "run"])
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || -> Value {
+        std::fs::read(rdir.join("status.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status()["records"] != 2 {
+        assert!(std::time::Instant::now() < deadline, "nothing archived: {}", status());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Idle, it still says it is alive.
+    let first = status()["updated_at"].as_u64().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(status()["updated_at"].as_u64().unwrap() > first, "an idle service keeps its status fresh");
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_some(), "the scratch directory exists while running");
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let exit = loop {
+        if let Some(e) = child.try_wait().unwrap() {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGTERM did not stop the service");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(exit.success(), "a clean stop: {exit:?} {err}");
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "no scratch directory left behind");
+
+    // A hold appends a record: status follows at once.
+    retention(&rdir, &["hold", "place", "--name", "h", "--conversation", &direct.to_string()]);
+    assert_eq!(status()["records"], 3);
+    assert!(status()["last_archived_at"].as_u64().unwrap() > 0, "the last archive time stands");
+    let v = retention(&rdir, &["verify"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+}

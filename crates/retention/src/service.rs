@@ -46,6 +46,19 @@ pub struct RunOptions {
     pub max_time: Option<Duration>,
     /// Wait between polls of an empty queue.
     pub poll: Duration,
+    /// Set to true to stop (SIGTERM): the batch in hand is archived and
+    /// acknowledged first, so nothing is half done.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Sleeps `d`, or less if told to stop.
+async fn pause_unless_stopped(d: Duration, stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            let _ = tokio::time::timeout(d, rx.wait_for(|s| *s)).await;
+        }
+        None => tokio::time::sleep(d).await,
+    }
 }
 
 /// What a run did.
@@ -254,12 +267,17 @@ impl Service {
     /// or the archive store down — is logged and retried with a growing
     /// pause (up to a minute); nothing was acknowledged, so nothing is lost.
     /// With `until_empty` it is returned, for scripts and tests.
-    pub async fn run(&mut self, opts: RunOptions) -> Result<RunReport, RetentionError> {
+    pub async fn run(&mut self, mut opts: RunOptions) -> Result<RunReport, RetentionError> {
         let started = tokio::time::Instant::now();
         let mut report = RunReport::default();
         let mut pause = opts.poll;
+        let mut last_archived = 0;
         loop {
             if opts.max_time.is_some_and(|t| started.elapsed() >= t) {
+                break;
+            }
+            if opts.stop.as_ref().is_some_and(|s| *s.borrow()) {
+                tracing::info!(records = self.archive.size(), "stopping: asked to");
                 break;
             }
             let step = async {
@@ -286,22 +304,27 @@ impl Service {
                 }
                 Err(e) if !opts.until_empty && is_transient(&e) => {
                     tracing::warn!("archiving paused, will retry in {} s: {e}", pause.as_secs_f32());
-                    tokio::time::sleep(pause).await;
+                    pause_unless_stopped(pause, &mut opts.stop).await;
                     pause = (pause * 2).min(Duration::from_secs(60));
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            if archived {
+                last_archived = now_ms();
+                tracing::info!(archived = report.archived, records = self.archive.size(), "archived a batch");
+            }
+            // Rewritten after every poll, busy or idle: `updated_at` says the
+            // service is alive, `records` is never behind the archive.
+            if let Some(path) = &opts.status_file {
+                write_status(path, self.archive.size(), last_archived)?;
+            }
             if !archived {
                 if opts.until_empty {
                     break;
                 }
-                tokio::time::sleep(opts.poll).await;
-                continue;
-            }
-            tracing::info!(archived = report.archived, records = self.archive.size(), "archived a batch");
-            if let Some(path) = &opts.status_file {
-                write_status(path, self.archive.size(), now_ms())?;
+                let poll = opts.poll;
+                pause_unless_stopped(poll, &mut opts.stop).await;
             }
         }
         Ok(report)
@@ -712,6 +735,15 @@ impl Drop for Service {
 
 /// Replaces the status file whole (written aside, then renamed).
 pub fn write_status(path: &std::path::Path, records: u64, last_archived_at: u64) -> Result<(), RetentionError> {
+    // 0: nothing archived by this process; the last time stands.
+    let last_archived_at = match last_archived_at {
+        0 => std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("last_archived_at").and_then(|t| t.as_u64()))
+            .unwrap_or(0),
+        t => t,
+    };
     let json = serde_json::json!({"records": records, "last_archived_at": last_archived_at, "updated_at": now_ms()});
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, json.to_string()).map_err(crate::error::io(&tmp))?;

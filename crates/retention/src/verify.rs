@@ -143,16 +143,30 @@ pub async fn verify(
     let mut accounted: HashMap<u64, Hash> = HashMap::new();
     let mut seqs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut seen_ids: HashMap<String, u64> = HashMap::new();
+    // Conversations created (signed statement) after the archive began, so
+    // every message of theirs, from number 1, was queued for it.
+    let mut created: HashMap<String, u64> = HashMap::new();
+    let mut began = u64::MAX;
     let mut files = Vec::new();
+    // Records whose segment file is gone: counted, so later positions and
+    // the final size stay right; checkpoints past the first such gap cannot
+    // be checked and are counted, not each reported.
+    let mut missing: u64 = 0;
+    let mut gap: Option<u64> = None;
+    let mut unchecked: u64 = 0;
     for (first, path) in numbered(store, "segments", "seg").await? {
         report.segments += 1;
-        if first != acc.size() {
-            if first > acc.size() {
+        let expected = acc.size() + missing;
+        if first != expected {
+            if first > expected {
                 report.problem(format!(
-                    "segment {path}: declared to start at record {first} but {} records precede it: {} record(s) missing before it",
-                    acc.size(),
-                    first - acc.size()
+                    "{} is missing: records {expected}..={} ({}) deleted",
+                    crate::archive::segment_name(expected),
+                    first - 1,
+                    first - expected
                 ));
+                missing += first - expected;
+                gap.get_or_insert(expected);
             } else {
                 report.problem(format!(
                     "segment {path}: starts at record {first}, overlapping records already in the log (inserted)"
@@ -172,7 +186,7 @@ pub async fn verify(
         // record failing; a one-step shift is recognised as such.
         let mut shift: i64 = 0;
         for (k, entry) in entries.iter().enumerate() {
-            let index = acc.size();
+            let index = acc.size() + missing;
             let declared = (first as i64 + k as i64 + shift).max(0) as u64;
             match entry {
                 Entry::Sealed { salt, ciphertext } => {
@@ -185,6 +199,8 @@ pub async fn verify(
                             declared + 1
                         ));
                         shift += 1;
+                        missing += 1;
+                        gap.get_or_insert(declared);
                         Some((declared + 1, r))
                     } else if let Some(r) = declared.checked_sub(1).and_then(open) {
                         report.problem(format!(
@@ -200,6 +216,16 @@ pub async fn verify(
                         None
                     };
                     if let Some((at, record)) = found {
+                        began = began.min(record.archived_at);
+                        let creation = record
+                            .control
+                            .as_ref()
+                            .is_some_and(|c| c.get("action").and_then(|a| a.as_str()) == Some("created"));
+                        if let (true, "membership", Some(c), Some(t)) =
+                            (creation, record.kind.as_str(), &record.conversation_id, record.sent_at)
+                        {
+                            created.insert(c.clone(), t);
+                        }
                         if let (Some(c), Some(s)) = (&record.conversation_id, record.seq) {
                             seqs.entry(c.clone()).or_default().insert(s);
                         }
@@ -229,8 +255,10 @@ pub async fn verify(
                 }
             }
             acc.push(entry.leaf(index));
-            if let Some(root) = checkpoints.get(&acc.size()) {
-                if Some(*root) != acc.root() {
+            if let Some(root) = checkpoints.get(&(acc.size() + missing)) {
+                if gap.is_some() {
+                    unchecked += 1;
+                } else if Some(*root) != acc.root() {
                     report.problem(format!(
                         "checkpoint at size {}: the records do not match its root (altered, deleted, inserted or reordered at or before record {index})",
                         acc.size()
@@ -239,8 +267,14 @@ pub async fn verify(
             }
         }
     }
-    report.records = acc.size();
-    report.root = acc.root().map(|r| hex(&r));
+    let total = acc.size() + missing;
+    report.records = total;
+    report.root = if gap.is_some() { None } else { acc.root().map(|r| hex(&r)) };
+    if let (Some(at), true) = (gap, unchecked > 0) {
+        report.problem(format!(
+            "{unchecked} signed checkpoint(s) after record {at} cannot be checked: they cover the missing records"
+        ));
+    }
 
     for (index, leaf) in &deleted_leaves {
         if accounted.get(index) != Some(leaf) {
@@ -248,14 +282,15 @@ pub async fn verify(
         }
     }
     match checkpoints.keys().next_back() {
-        None if acc.size() > 0 => report.problem("no signed checkpoint: nothing in this archive is signed".into()),
-        Some(last) if *last > acc.size() => report.problem(format!(
-            "checkpoint at size {last} but the archive has only {} records: records were deleted",
-            acc.size()
+        None if total > 0 => report.problem("no signed checkpoint: nothing in this archive is signed".into()),
+        Some(last) if *last > total => report.problem(format!(
+            "checkpoint at size {last} but the archive has only {total} records: records were deleted ({total}..={}, from {} on)",
+            last - 1,
+            crate::archive::segment_name(total)
         )),
-        Some(last) if *last < acc.size() => report.problem(format!(
+        Some(last) if *last < total => report.problem(format!(
             "records {last}..{} come after the last signed checkpoint (appended by someone else, or the service stopped before signing; run it to sign)",
-            acc.size() - 1
+            total - 1
         )),
         _ => {}
     }
@@ -263,6 +298,14 @@ pub async fn verify(
     report.sequences = seqs.clone();
     for (conversation, s) in &seqs {
         let (Some(lo), Some(hi)) = (s.first(), s.last()) else { continue };
+        // A skew's margin: a creator's clock a little ahead does not count.
+        let after_start = created.get(conversation).is_some_and(|t| *t >= began.saturating_add(5 * 60_000));
+        if *lo > 1 && after_start {
+            report.problem(format!(
+                "conversation {conversation}: sequence number(s) 1..={} missing at its start (it was created after this archive began, so every message was queued for it)",
+                lo - 1
+            ));
+        }
         let missing: Vec<u64> = (*lo..=*hi).filter(|n| !s.contains(n)).collect();
         if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
             report.problem(format!(
