@@ -25,6 +25,12 @@ pub struct Where {
     /// Archive destination: a directory, or s3://bucket/prefix [default: DIR/archive].
     #[arg(long, env = "STRONGROOM_ARCHIVE", global = true)]
     archive: Option<String>,
+    /// Witness: another directory or s3://bucket/prefix (ideally under
+    /// other control) where every signed checkpoint is also written; verify
+    /// then compares the archive with it, which catches the newest records
+    /// deleted together with their checkpoints.
+    #[arg(long, env = "STRONGROOM_RETENTION_WITNESS", global = true)]
+    witness: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -177,9 +183,14 @@ async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive
         *keys.signing.expose_seed().expose(),
     ))
     .map_err(|_| anyhow::anyhow!("the retention signing key is damaged"))?;
-    Archive::open(store, &keys.archive_key, signer, keys.network()?, keys.device_id()?)
+    let mut archive = Archive::open(store, &keys.archive_key, signer, keys.network()?, keys.device_id()?)
         .await
-        .context("cannot open the archive")
+        .context("cannot open the archive")?;
+    if let Some(w) = &w.witness {
+        let witness = destination(w).context("cannot open the witness destination")?;
+        archive.set_witness(witness).await.context("cannot write to the witness")?;
+    }
+    Ok(archive)
 }
 
 fn load_keys(dir: &Path) -> anyhow::Result<RetentionKeys> {
@@ -306,6 +317,10 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let mut report = verify(store.as_ref(), &trusted, !skip_files).await?;
             if let Some(coverage) = &coverage {
                 report.compare_with_relay(coverage);
+            }
+            if let Some(w) = &w.witness {
+                let witness = destination(w).context("cannot open the witness destination")?;
+                report.compare_with_witness(witness.as_ref(), &trusted).await?;
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});

@@ -655,4 +655,26 @@ async fn sigterm_stops_the_service_cleanly_and_status_stays_current() {
     assert!(status()["last_archived_at"].as_u64().unwrap() > 0, "the last archive time stands");
     let v = retention(&rdir, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
+
+    // Finding 4: with a witness, deleting the newest segment together with
+    // its checkpoint no longer goes unnoticed.
+    let wdir = dir.join("witness");
+    alice.send_text(direct, "witnessed").await.unwrap();
+    retention(&rdir, &["--witness", s(&wdir), "run", "--once"]);
+    let v = retention(&rdir, &["--witness", s(&wdir), "verify", "--offline"]);
+    assert_eq!((v["problem_count"].as_u64(), v["witness_checked"].as_bool()), (Some(0), Some(true)), "{v}");
+    let newest = |sub: &str| {
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(rdir.join("archive").join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v.pop().unwrap()
+    };
+    std::fs::remove_file(newest("segments")).unwrap();
+    std::fs::remove_file(newest("checkpoints")).unwrap();
+    let alone = retention(&rdir, &["verify", "--offline"]);
+    assert_eq!(alone["problem_count"], 0, "the archive alone cannot tell: {alone}");
+    let out = cli(&["retention", "--dir", s(&rdir), "--witness", s(&wdir), "verify", "--offline"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("newer than the archive's newest"), "{text}");
 }

@@ -158,9 +158,124 @@ impl Accumulator {
     }
 }
 
+/// The RFC 6962 root over leaf hashes (the recursive definition, MTH);
+/// `None` for no leaves.
+pub fn root_of(leaves: &[Hash]) -> Option<Hash> {
+    Tree::new(leaves.to_vec()).map(|t| t.root())
+}
+
+/// The largest power of two smaller than `n` (n >= 2).
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+/// A consistency proof that the tree over the first `m` of `leaves` is a
+/// prefix of the tree over all of them (RFC 9162 section 2.1.4.1). `None`
+/// unless `0 < m <= leaves.len()`.
+pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
+    fn subproof(m: usize, d: &[Hash], b: bool, out: &mut Vec<Hash>) -> Option<()> {
+        let n = d.len();
+        if m == n {
+            if !b {
+                out.push(root_of(d)?);
+            }
+            return Some(());
+        }
+        let k = split(n);
+        if m <= k {
+            subproof(m, d.get(..k)?, b, out)?;
+            out.push(root_of(d.get(k..)?)?);
+        } else {
+            subproof(m - k, d.get(k..)?, false, out)?;
+            out.push(root_of(d.get(..k)?)?);
+        }
+        Some(())
+    }
+    if m == 0 || m > leaves.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    subproof(m, leaves, true, &mut out)?;
+    Some(out)
+}
+
+/// Checks a consistency proof between a tree of `first` leaves with root
+/// `first_root` and one of `second` leaves with root `second_root` (RFC 9162
+/// section 2.1.4.2): whether the second tree extends the first unchanged.
+pub fn verify_consistency(first: u64, second: u64, first_root: &Hash, second_root: &Hash, proof: &[Hash]) -> bool {
+    if first == 0 || first > second || proof.len() > 2 * MAX_PROOF_LEN {
+        return false;
+    }
+    if first == second {
+        return proof.is_empty() && first_root == second_root;
+    }
+    // If `first` is an exact power of two, the first tree's root is the
+    // start of the path.
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if first.is_power_of_two() {
+        path.push(*first_root);
+    }
+    path.extend_from_slice(proof);
+    let Some((start, rest)) = path.split_first() else { return false };
+    let (mut f, mut s) = (first - 1, second - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (*start, *start);
+    for c in rest {
+        if s == 0 {
+            return false;
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    s == 0 && fr == *first_root && sr == *second_root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consistency_proofs_link_every_prefix_and_nothing_else() {
+        let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for n in 1..=leaves.len() {
+            let all = &leaves[..n];
+            let root_n = mth(all);
+            for m in 1..=n {
+                let proof = consistency_proof(all, m).unwrap();
+                let root_m = mth(&all[..m]);
+                assert!(verify_consistency(m as u64, n as u64, &root_m, &root_n, &proof), "m={m} n={n}");
+                // A rewritten prefix, a wrong size or a truncated proof fails.
+                let mut other = all[..m].to_vec();
+                other[0] = leaf_hash(b"rewritten");
+                assert!(!verify_consistency(m as u64, n as u64, &mth(&other), &root_n, &proof), "m={m} n={n}");
+                if m < n {
+                    assert!(!verify_consistency(m as u64, n as u64 + 1, &root_m, &root_n, &proof), "m={m} n={n}");
+                    assert!(!verify_consistency(m as u64, n as u64, &root_m, &root_n, &proof[1..]), "m={m} n={n}");
+                }
+            }
+        }
+        assert!(consistency_proof(&leaves, 0).is_none());
+        assert!(consistency_proof(&leaves[..3], 4).is_none());
+        assert!(!verify_consistency(0, 5, &[0; 32], &[0; 32], &[]));
+        assert!(!verify_consistency(6, 5, &[0; 32], &[0; 32], &[]));
+    }
 
     #[test]
     fn accumulator_matches_the_tree_at_every_size() {

@@ -340,6 +340,10 @@ pub struct Archive {
     archived: HashSet<[u8; 16]>,
     checkpointed: u64,
     last_checkpoint: Option<StoredCheckpoint>,
+    /// Where every checkpoint is also written (another directory or bucket):
+    /// removing the newest records and checkpoints from the archive then
+    /// leaves a newer signed checkpoint there (`verify --witness`).
+    witness: Option<Arc<dyn ObjectStore>>,
 }
 
 impl Archive {
@@ -398,6 +402,7 @@ impl Archive {
             archived: HashSet::new(),
             checkpointed: 0,
             last_checkpoint: None,
+            witness: None,
         };
         archive.replay().await?;
         if archive.checkpointed < archive.acc.size() {
@@ -434,6 +439,17 @@ impl Archive {
         if let Some((size, _)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.last() {
             self.checkpointed = *size;
         }
+        Ok(())
+    }
+
+    /// Writes every checkpoint from now on to `witness` as well, starting
+    /// with the archive's newest one.
+    pub async fn set_witness(&mut self, witness: Arc<dyn ObjectStore>) -> Result<(), RetentionError> {
+        if let Some((size, path)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.pop() {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            witness.put(&checkpoint_name(size), PutPayload::from(bytes)).await?;
+        }
+        self.witness = Some(witness);
         Ok(())
     }
 
@@ -493,6 +509,9 @@ impl Archive {
         };
         cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+        if let Some(w) = &self.witness {
+            w.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+        }
         self.checkpointed = cp.tree_size;
         self.last_checkpoint = Some(cp);
         Ok(())

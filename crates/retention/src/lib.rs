@@ -23,6 +23,7 @@ pub mod record;
 pub mod search;
 pub mod service;
 pub mod verify;
+mod witness;
 
 pub use error::RetentionError;
 

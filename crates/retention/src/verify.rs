@@ -47,6 +47,17 @@ pub struct VerifyReport {
     /// Sequence numbers archived per conversation (for the relay comparison).
     #[serde(skip)]
     pub sequences: BTreeMap<String, BTreeSet<u64>>,
+    /// Whether the archive was compared with a witness's checkpoints.
+    pub witness_checked: bool,
+    /// The newest signed checkpoint the witness holds (its size).
+    pub witness_size: Option<u64>,
+    /// Every leaf hash, in order (for consistency proofs; empty past a
+    /// missing segment).
+    #[serde(skip)]
+    pub leaves: Vec<Hash>,
+    /// Signed checkpoint roots by size.
+    #[serde(skip)]
+    pub checkpoint_roots: BTreeMap<u64, Hash>,
 }
 
 impl VerifyReport {
@@ -87,7 +98,7 @@ impl VerifyReport {
         }
     }
 
-    fn problem(&mut self, p: String) {
+    pub(crate) fn problem(&mut self, p: String) {
         self.problem_count += 1;
         if self.problems.len() < MAX_LISTED {
             self.problems.push(p);
@@ -255,6 +266,7 @@ pub async fn verify(
                 }
             }
             acc.push(entry.leaf(index));
+            report.leaves.push(entry.leaf(index));
             if let Some(root) = checkpoints.get(&(acc.size() + missing)) {
                 if gap.is_some() {
                     unchecked += 1;
@@ -268,6 +280,11 @@ pub async fn verify(
         }
     }
     let total = acc.size() + missing;
+    report.checkpoint_roots = checkpoints.clone();
+    if gap.is_some() {
+        // Positions past the gap are unknown: no proof is built from them.
+        report.leaves.clear();
+    }
     report.records = total;
     report.root = if gap.is_some() { None } else { acc.root().map(|r| hex(&r)) };
     if let (Some(at), true) = (gap, unchecked > 0) {

@@ -385,3 +385,63 @@ async fn messages_missing_at_the_start_of_a_conversation_created_after_the_archi
     );
     assert_eq!(r.problem_count, 1, "conversation 4 began before the archive: {:?}", r.problems);
 }
+
+#[tokio::test]
+async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
+    use strongroom_retention::archive::{checkpoint_name, StoredCheckpoint};
+    let f = Fixture::new("witness").await;
+    let wdir = f.dir.with_extension("witness");
+    let witness = destination(wdir.to_str().unwrap()).unwrap();
+    let mut a = f.open().await;
+    a.set_witness(witness.clone()).await.unwrap();
+    a.append(&[record(20, 2, 6, 2_000), record(21, 2, 7, 2_001)]).await.unwrap();
+    assert!(
+        wdir.join("checkpoints/0000000000000015.ckpt").exists()
+            && wdir.join("checkpoints/0000000000000017.ckpt").exists()
+    );
+    let check = |f: &Fixture| {
+        let witness = witness.clone();
+        let (key, seed, network, device, dir) = (f.key.expose().to_owned(), f.seed, f.network, f.device, f.dir.clone());
+        async move {
+            let sealer = Sealer::new(&SecretBytes::new(key), network, device).unwrap();
+            let signing_key = SigningKey::from_seed(SecretBytes::new(seed)).unwrap().verifying_key();
+            let trusted = Trusted { network, device, signing_key, sealer: &sealer };
+            let mut r = verify(destination(dir.to_str().unwrap()).unwrap().as_ref(), &trusted, true).await.unwrap();
+            r.compare_with_witness(witness.as_ref(), &trusted).await.unwrap();
+            r
+        }
+    };
+    let r = check(&f).await;
+    assert!(r.ok() && r.witness_checked && r.witness_size == Some(17), "{:?}", r.problems);
+
+    // The newest segment and its checkpoint deleted: the archive alone
+    // still verifies, the witness does not agree.
+    std::fs::remove_file(f.segment(15)).unwrap();
+    std::fs::remove_file(f.dir.join("checkpoints/0000000000000017.ckpt")).unwrap();
+    assert!(f.verify().await.ok(), "undetectable from the archive alone");
+    let r = check(&f).await;
+    assert!(
+        has(&r, "the witness holds a signed checkpoint at size 17, newer than the archive's newest (15)"),
+        "{:?}",
+        r.problems
+    );
+
+    // An insider with the keys rewrites the log and signs new checkpoints:
+    // the witness's root from before has no consistency proof to them.
+    let signer = SigningKey::from_seed(SecretBytes::new(f.seed)).unwrap();
+    let mut forged = StoredCheckpoint {
+        tree_size: 12,
+        root: [9; 32],
+        timestamp: 1,
+        signature: strongroom_crypto::keys::Signature::from_bytes([0; 64]),
+    };
+    forged.signature = forged.statement(f.network, f.device).sign(&signer);
+    std::fs::remove_dir_all(&wdir).unwrap();
+    witness.put(&checkpoint_name(12), forged.encode().into()).await.unwrap();
+    let r = check(&f).await;
+    assert!(
+        has(&r, "no consistency proof links the witness's checkpoint at size 12 to the archive's at size 15"),
+        "{:?}",
+        r.problems
+    );
+}
