@@ -61,12 +61,32 @@ pub enum RetentionAdminCommand {
     /// `strongroom retention init`): from then on every message in the
     /// network is also encrypted to it, and every client shows it.
     Enable(RetentionPolicyArgs),
-    /// Sign a new network policy without that retention device (or without any, with --all).
+    /// Sign a new network policy without that retention device (or without
+    /// any, with --all). Refused while messages still wait for it, unless --force.
     Disable(RetentionPolicyArgs),
+    /// Replace a retention device: the new one becomes active (every message
+    /// is sealed to it from now on) and the old one drains (it archives what
+    /// waits for it, records the handover, then may no longer log in).
+    Rotate(RetentionRotateArgs),
     /// Sign a new network policy with a retention-period floor: no archive
     /// deletes a record younger than this, whatever the relay's settings or
     /// an operator's period say.
     Floor(RetentionFloorArgs),
+}
+
+#[derive(Args)]
+pub struct RetentionRotateArgs {
+    /// The network key file.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The retention device being replaced (its retention-device.json).
+    #[arg(long)]
+    from: PathBuf,
+    /// The new retention device (made by `strongroom retention init`).
+    #[arg(long)]
+    to: PathBuf,
+    #[command(flatten)]
+    profile: crate::user::ProfileArgs,
 }
 
 #[derive(Args)]
@@ -92,6 +112,10 @@ pub struct RetentionPolicyArgs {
     /// Disable: remove every retention device.
     #[arg(long)]
     all: bool,
+    /// Disable even though messages still wait for the device on the relay
+    /// (they are then never archived).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     profile: crate::user::ProfileArgs,
 }
@@ -142,6 +166,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Audit { profile, cmd } => crate::manage::audit(profile, cmd).await,
         AdminCommand::Retention(RetentionAdminCommand::Disable(args)) => retention_policy(args, false).await,
         AdminCommand::Retention(RetentionAdminCommand::Floor(args)) => retention_floor(args).await,
+        AdminCommand::Retention(RetentionAdminCommand::Rotate(args)) => retention_rotate(args).await,
         AdminCommand::Network(NetworkCommand::Fingerprint { key_file }) => {
             let (network, key) = keyfile::load(&key_file, &passphrase()?)?;
             println!("Network: {network}\nNetwork key fingerprint: {}", NetworkFingerprint::of(&key.verifying_key()));
@@ -230,6 +255,61 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Signs and publishes the next policy with `to` active and `from` draining.
+async fn retention_rotate(args: RetentionRotateArgs) -> anyhow::Result<()> {
+    use strongroom_crypto::certs::RetentionState;
+    let load = |p: &PathBuf| {
+        strongroom_retention::keys::DeviceFile::load(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let (from, to) = (load(&args.from)?, load(&args.to)?);
+    let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
+    if from.network()? != network || to.network()? != network {
+        bail!("both retention devices must be made for network {network}");
+    }
+    let (old, new) = (from.retention_device()?, to.retention_device()?);
+    if old.device_id == new.device_id {
+        bail!("--from and --to are the same retention device");
+    }
+    let mut client = crate::user::open_admin(&args.profile).await?;
+    if client.network_id() != network {
+        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
+    }
+    let current = client.policy().await.context("cannot fetch the current policy")?;
+    let mut list = current.policy().retention.clone();
+    let Some(pos) = list.iter().position(|x| x.device_id == old.device_id) else {
+        bail!("the retention device to replace ({}) is not in the current policy", old.device_id);
+    };
+    if let Some(entry) = list.get_mut(pos) {
+        entry.state = RetentionState::Draining;
+    }
+    list.retain(|x| x.device_id != new.device_id);
+    list.push(new.clone());
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let version = current.policy().version + 1;
+    let entries = strongroom_crypto::certs::PolicyEntries {
+        retention: list,
+        partners: current.policy().partners.clone(),
+        retention_floor_days: current.policy().retention_floor_days,
+    };
+    let policy =
+        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
+    client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    if args.profile.json {
+        println!(
+            "{}",
+            serde_json::json!({"policy_version": version, "active": new.device_id, "draining": old.device_id})
+        );
+    } else {
+        println!(
+            "Policy version {version} published: {} is active; {} drains what waits for it, then stops",
+            new.name, old.name
+        );
+    }
+    client.close().await;
+    Ok(())
+}
+
 /// Signs and publishes the next policy with a new retention-period floor;
 /// every other entry is kept.
 async fn retention_floor(args: RetentionFloorArgs) -> anyhow::Result<()> {
@@ -294,6 +374,21 @@ async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Re
             list.retain(|x| x.device_id != id);
         }
         (None, _) => list.clear(),
+    }
+    if !enable && !args.force {
+        // What is still queued for a removed device would never be archived.
+        let kept: Vec<_> = list.iter().map(|x| x.device_id).collect();
+        let backlog =
+            client.admin().retention_backlog().await.context("cannot ask the relay for the retention backlog")?;
+        if let Some(b) = backlog.iter().find(|b| b.queued > 0 && !kept.contains(&b.device_id)) {
+            bail!(
+                "{} message(s) still wait for retention device {} ({}) on the relay: disabling it now means they are never archived. \
+                 Let `strongroom retention run` archive them first, replace it with `admin retention rotate` (it drains), or pass --force",
+                b.queued,
+                b.name,
+                b.device_id
+            );
+        }
     }
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

@@ -72,6 +72,11 @@ pub enum RetentionCommand {
         /// for this device (then a queue drained without archiving goes unseen).
         #[arg(long)]
         offline: bool,
+        /// The directory of the retention device this one replaced (`admin
+        /// retention rotate`; same passphrase): its archive is checked too,
+        /// and the two together must miss no message.
+        #[arg(long)]
+        predecessor: Option<PathBuf>,
     },
     /// Export records (JSON Lines, EML, CSV load file) with a manifest.
     Export {
@@ -295,7 +300,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        RetentionCommand::Verify { skip_files, offline } => {
+        RetentionCommand::Verify { skip_files, offline, predecessor } => {
             let keys = load_keys(&w.dir)?;
             let store = destination(&archive_spec(&w))?;
             let sealer = Sealer::new(&keys.archive_key, keys.network()?, keys.device_id()?)?;
@@ -321,6 +326,27 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             if let Some(w) = &w.witness {
                 let witness = destination(w).context("cannot open the witness destination")?;
                 report.compare_with_witness(witness.as_ref(), &trusted).await?;
+            }
+            if let Some(dir) = &predecessor {
+                let old = load_keys(dir).context("cannot unlock the predecessor's retention keys (same passphrase)")?;
+                let old_store = destination(&dir.join("archive").display().to_string())?;
+                let old_sealer = Sealer::new(&old.archive_key, old.network()?, old.device_id()?)?;
+                let old_trusted = Trusted {
+                    network: old.network()?,
+                    device: old.device_id()?,
+                    signing_key: old.signing.verifying_key(),
+                    sealer: &old_sealer,
+                };
+                let theirs = match verify(old_store.as_ref(), &old_trusted, false).await {
+                    Ok(r) => r,
+                    // It never ran: nothing of its backlog is archived yet.
+                    Err(e @ strongroom_retention::RetentionError::Usage(_)) => {
+                        report.problem(format!("predecessor archive: {e}"));
+                        Default::default()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                report.merge_predecessor(&theirs, &keys.device_id()?.to_string());
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});

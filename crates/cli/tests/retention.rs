@@ -678,3 +678,82 @@ async fn sigterm_stops_the_service_cleanly_and_status_stays_current() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("newer than the archive's newest"), "{text}");
 }
+
+/// Finding 6 of #19: replacing the retention device strands nothing.
+/// `admin retention disable` refuses while messages wait for the device;
+/// `admin retention rotate` makes the new one active and the old one drain:
+/// senders stop sealing to the old one, it archives its backlog, records the
+/// handover (last sequence per conversation) and stops, and may no longer
+/// log in; `verify --predecessor` over both archives finds no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_retention_device_drains_the_old_one_and_loses_nothing() {
+    let dir = temp_dir("retention-rotate");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let (old_dir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    for i in 0..3 {
+        alice.send_text(direct, &format!("for the old archive {i}")).await.unwrap();
+    }
+    // A second retention device, made the same way.
+    let network = alice.network_id().to_string();
+    let info: strongroom_wire::NetworkInfo =
+        reqwest::get(format!("{}/v1/networks/{network}", server.url)).await.unwrap().json().await.unwrap();
+    let key = strongroom_crypto::keys::VerifyingKey::from_bytes(info.network_public.0.try_into().unwrap()).unwrap();
+    let fingerprint = strongroom_crypto::certs::NetworkFingerprint::of(&key).to_string();
+    let new_dir = dir.join("retention-new");
+    let args = ["--server", &server.url, "--network", &network, "--fingerprint", &fingerprint, "--name", "New archive"];
+    ok_json(&[&["retention", "init", "--json", "--dir", s(&new_dir)][..], &args[..]].concat());
+    let (old_device, new_device) = (old_dir.join("retention-device.json"), new_dir.join("retention-device.json"));
+    let key_file = dir.join("acme.key");
+    let admin = |args: &[&str]| {
+        let profile = dir.join("alice");
+        cli(&[&["admin", "retention"][..], args, &["--key-file", s(&key_file), "--profile", s(&profile)][..]].concat())
+    };
+    let (alice, (refused, rotated)) = with_profile_closed(alice, "alice passphrase", || {
+        let refused = admin(&["disable", "--device", s(&old_device)]);
+        let rotated = admin(&["rotate", "--json", "--from", s(&old_device), "--to", s(&new_device)]);
+        (refused, rotated)
+    })
+    .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("3 message(s) still wait"), "{refused:?}");
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let mut alice = alice;
+
+    // From now on messages are sealed to the new device only.
+    for i in 0..2 {
+        alice.send_text(direct, &format!("for the new archive {i}")).await.unwrap();
+    }
+    bob.sync().await.unwrap();
+    let backlog = alice.admin().retention_backlog().await.unwrap();
+    let mut queued: Vec<(String, u64)> = backlog.iter().map(|b| (b.state.clone(), b.queued)).collect();
+    queued.sort();
+    assert_eq!(queued, [("active".to_owned(), 2), ("draining".to_owned(), 3)], "{backlog:?}");
+
+    // The new archive alone, before the old one drained: verify says so.
+    let new_run = retention(&new_dir, &["run", "--once"]);
+    assert_eq!(new_run["run"]["archived"], 2, "{new_run}");
+    let early = cli(&["retention", "--dir", s(&new_dir), "--json", "verify", "--predecessor", s(&old_dir)]);
+    assert!(!early.status.success());
+    let text = String::from_utf8_lossy(&early.stdout);
+    assert!(text.contains("no archive here") && text.contains("records no handover"), "{text}");
+
+    // The old one archives its backlog, hands over and stops; then it may not log in.
+    let old_run = retention(&old_dir, &["run", "--once"]);
+    assert_eq!((old_run["run"]["archived"].as_u64(), old_run["run"]["handed_over"].as_bool()), (Some(3), Some(true)));
+    let again = cli(&["retention", "--dir", s(&old_dir), "run", "--once"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("may no longer log in"), "{again:?}");
+    let handover = retention(&old_dir, &["search"])["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["kind"] == "handover")
+        .cloned()
+        .unwrap();
+    assert_eq!(handover["control"]["last_seq"][direct.to_string()], 3, "{handover}");
+
+    let both = retention(&new_dir, &["verify", "--offline", "--predecessor", s(&old_dir)]);
+    assert_eq!(both["problem_count"], 0, "{both}");
+}

@@ -146,6 +146,11 @@ impl Admin<'_> {
         self.act(Method::DELETE, &format!("/v1/admin/groups/{}", group_id(id)?), None::<&()>).await
     }
 
+    /// Each retention device of the current policy and what waits for it.
+    pub async fn retention_backlog(&self) -> Result<Vec<strongroom_wire::RetentionBacklog>, ClientError> {
+        self.call(Method::GET, "/v1/admin/retention/backlog", None::<&()>).await
+    }
+
     /// The network's default settings.
     pub async fn settings(&self) -> Result<GroupSettings, ClientError> {
         self.call(Method::GET, "/v1/admin/settings", None::<&()>).await

@@ -206,6 +206,6 @@ impl Record {
 
     /// Whether this is a message (not an archive event).
     pub fn is_message(&self) -> bool {
-        !matches!(self.kind.as_str(), "deletion" | "hold" | "hold_released")
+        !matches!(self.kind.as_str(), "deletion" | "hold" | "hold_released" | "handover")
     }
 }

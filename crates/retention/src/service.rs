@@ -13,7 +13,7 @@ use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use strongroom_crypto::certs::{
     DeviceList, DeviceListExpectation, MembershipStatement, NetworkPolicy, PolicyTracker, PreKeyKind, PreKeyRef,
-    RetentionLogin, VerifiedDeviceList, VerifiedPolicy,
+    RetentionLogin, RetentionState, VerifiedDeviceList, VerifiedPolicy,
 };
 use strongroom_crypto::content::{Content, Control, FileRef, ReceiptKind};
 use strongroom_crypto::envelope::{
@@ -51,6 +51,11 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
+/// A handover record's control object, if `r` is one with this action.
+fn handover<'a>(r: &'a Record, action: &str) -> Option<&'a serde_json::Value> {
+    r.control.as_ref().filter(|c| r.kind == "handover" && c.get("action").and_then(|a| a.as_str()) == Some(action))
+}
+
 /// Sleeps `d`, or less if told to stop.
 async fn pause_unless_stopped(d: Duration, stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
     match stop {
@@ -74,6 +79,9 @@ pub struct RunReport {
     pub files: u64,
     /// Deliveries that were already archived (a restart after a crash) and were only acknowledged.
     pub duplicates: u64,
+    /// This device was replaced (`admin retention rotate`), archived all
+    /// that waited for it, recorded the handover and stopped.
+    pub handed_over: bool,
 }
 
 /// The archive already dedups by message id, and an archive must take old
@@ -254,7 +262,82 @@ impl Service {
         }
         let scratch = std::env::temp_dir().join(format!("strongroom-retention-{}", std::process::id()));
         strongroom_client::private_fs::private_dir(&scratch).map_err(crate::error::io(&scratch))?;
-        Ok(Self { keys, relay, archive, users: HashMap::new(), memberships: Default::default(), scratch })
+        let mut service =
+            Self { keys, relay, archive, users: HashMap::new(), memberships: Default::default(), scratch };
+        service.note_predecessors(&verified).await?;
+        Ok(service)
+    }
+
+    /// The first time this device runs beside a draining one it replaces,
+    /// the archive records the takeover (`retention verify --predecessor`
+    /// then checks the two archives together).
+    async fn note_predecessors(&mut self, verified: &VerifiedPolicy) -> Result<(), RetentionError> {
+        let me = self.keys.device_id()?;
+        let draining: Vec<String> = verified
+            .policy()
+            .retention
+            .iter()
+            .filter(|d| d.state == RetentionState::Draining && d.device_id != me)
+            .map(|d| d.device_id.to_string())
+            .collect();
+        if draining.is_empty() || verified.policy().active_retention().all(|d| d.device_id != me) {
+            return Ok(());
+        }
+        let mut noted = std::collections::HashSet::new();
+        self.archive
+            .for_each(|_, r| {
+                if let Some(from) = handover(&r, "took_over").and_then(|c| c.get("from")).and_then(|f| f.as_array()) {
+                    noted.extend(from.iter().filter_map(|x| x.as_str().map(str::to_owned)));
+                }
+            })
+            .await?;
+        if draining.iter().all(|d| noted.contains(d)) {
+            return Ok(());
+        }
+        self.archive
+            .append(&[Record {
+                kind: "handover".into(),
+                archived_at: now_ms(),
+                control: Some(serde_json::json!({"action": "took_over", "from": draining})),
+                ..Record::default()
+            }])
+            .await
+    }
+
+    /// When this device drains (replaced by `admin retention rotate`) and
+    /// its queue is empty: records the last sequence number it archived per
+    /// conversation and whom it handed over to. True once handed over.
+    async fn hand_over_if_draining(&mut self) -> Result<bool, RetentionError> {
+        let verified = current_policy(&self.relay, &self.keys, &self.archive).await?;
+        let me = self.keys.device_id()?;
+        let draining =
+            verified.policy().retention.iter().any(|d| d.device_id == me && d.state == RetentionState::Draining);
+        if !draining {
+            return Ok(false);
+        }
+        let mut last: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        let mut done = false;
+        self.archive
+            .for_each(|_, r| {
+                done |= handover(&r, "handed_over").is_some();
+                if let (Some(c), Some(s)) = (r.conversation_id, r.seq) {
+                    let e = last.entry(c).or_default();
+                    *e = (*e).max(s);
+                }
+            })
+            .await?;
+        if !done {
+            let to: Vec<String> = verified.policy().active_retention().map(|d| d.device_id.to_string()).collect();
+            self.archive
+                .append(&[Record {
+                    kind: "handover".into(),
+                    archived_at: now_ms(),
+                    control: Some(serde_json::json!({"action": "handed_over", "to": to, "last_seq": last})),
+                    ..Record::default()
+                }])
+                .await?;
+        }
+        Ok(true)
     }
 
     /// The archive.
@@ -272,6 +355,7 @@ impl Service {
         let mut report = RunReport::default();
         let mut pause = opts.poll;
         let mut last_archived = 0;
+        let mut last_drain_check = tokio::time::Instant::now();
         loop {
             if opts.max_time.is_some_and(|t| started.elapsed() >= t) {
                 break;
@@ -320,6 +404,23 @@ impl Service {
                 write_status(path, self.archive.size(), last_archived)?;
             }
             if !archived {
+                // Drained: a replaced device hands over and stops (checked
+                // every 30 s while idle, and at the end of a --once run).
+                if opts.until_empty || last_drain_check.elapsed() >= Duration::from_secs(30) {
+                    last_drain_check = tokio::time::Instant::now();
+                    match self.hand_over_if_draining().await {
+                        Ok(true) => {
+                            tracing::info!(records = self.archive.size(), "replaced and drained: handed over");
+                            report.handed_over = true;
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(e) if !opts.until_empty && is_transient(&e) => {
+                            tracing::warn!("cannot check whether this device drains (retried): {e}")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 if opts.until_empty {
                     break;
                 }

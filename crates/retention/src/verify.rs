@@ -58,9 +58,42 @@ pub struct VerifyReport {
     /// Signed checkpoint roots by size.
     #[serde(skip)]
     pub checkpoint_roots: BTreeMap<u64, Hash>,
+    /// The devices this archive's device handed over to, when it was
+    /// replaced and drained (its `handover` record).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handed_over_to: Vec<String>,
 }
 
 impl VerifyReport {
+    /// Checks this archive together with the one of the device it replaced
+    /// (`admin retention rotate`): the predecessor's problems count here,
+    /// it must have recorded its handover to `me`, and per conversation the
+    /// two archives together must hold every sequence number between the
+    /// first and the last (nothing fell between them).
+    pub fn merge_predecessor(&mut self, predecessor: &VerifyReport, me: &str) {
+        for p in &predecessor.problems {
+            self.problem(format!("predecessor archive: {p}"));
+        }
+        // Problems past the listed ones still count.
+        self.problem_count += predecessor.problem_count.saturating_sub(predecessor.problems.len() as u64);
+        if !predecessor.handed_over_to.iter().any(|d| d == me) {
+            self.problem(
+                "the predecessor archive records no handover to this device: it has not drained yet (run `strongroom retention run` for it until it stops by itself)".into(),
+            );
+        }
+        for (conversation, theirs) in &predecessor.sequences {
+            let mine = self.sequences.get(conversation).cloned().unwrap_or_default();
+            let both: BTreeSet<u64> = mine.union(theirs).copied().collect();
+            let (Some(lo), Some(hi)) = (both.first(), both.last()) else { continue };
+            let missing = (*lo..=*hi).filter(|n| !both.contains(n)).count();
+            if missing > 0 {
+                self.problem(format!(
+                    "conversation {conversation}: {missing} sequence number(s) between {lo} and {hi} are in neither archive"
+                ));
+            }
+        }
+    }
+
     /// Whether the archive is intact.
     pub fn ok(&self) -> bool {
         self.problem_count == 0
@@ -98,7 +131,7 @@ impl VerifyReport {
         }
     }
 
-    pub(crate) fn problem(&mut self, p: String) {
+    pub fn problem(&mut self, p: String) {
         self.problem_count += 1;
         if self.problems.len() < MAX_LISTED {
             self.problems.push(p);
@@ -228,6 +261,12 @@ pub async fn verify(
                     };
                     if let Some((at, record)) = found {
                         began = began.min(record.archived_at);
+                        let handed = record.control.as_ref().filter(|c| {
+                            record.kind == "handover" && c.get("action").and_then(|a| a.as_str()) == Some("handed_over")
+                        });
+                        if let Some(to) = handed.and_then(|c| c.get("to")).and_then(|t| t.as_array()) {
+                            report.handed_over_to.extend(to.iter().filter_map(|d| d.as_str().map(str::to_owned)));
+                        }
                         let creation = record
                             .control
                             .as_ref()
@@ -378,6 +417,29 @@ mod tests {
                 queued,
             }],
         }
+    }
+
+    #[test]
+    fn two_archives_across_a_rotation_must_miss_nothing_between_them() {
+        let mut old = report(&[(C1, &[1, 2, 3])]);
+        old.handed_over_to = vec!["new".into()];
+        let mut new = report(&[(C1, &[4, 5])]);
+        new.merge_predecessor(&old, "new");
+        assert!(new.ok(), "{:?}", new.problems);
+        let mut gap = report(&[(C1, &[6, 7])]);
+        gap.merge_predecessor(&old, "new");
+        assert!(
+            gap.problems[0].contains("2 sequence number(s) between 1 and 7 are in neither archive"),
+            "{:?}",
+            gap.problems
+        );
+        let mut not_to_me = report(&[(C1, &[4])]);
+        not_to_me.merge_predecessor(&old, "someone else");
+        assert!(not_to_me.problems[0].contains("records no handover"), "{:?}", not_to_me.problems);
+        old.problem("record 9 was altered".into());
+        let mut inherited = report(&[(C1, &[4])]);
+        inherited.merge_predecessor(&old, "new");
+        assert_eq!(inherited.problems, ["predecessor archive: record 9 was altered"]);
     }
 
     #[test]

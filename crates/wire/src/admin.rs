@@ -416,6 +416,21 @@ pub struct ConversationCoverage {
     pub queued: u64,
 }
 
+/// One retention device of `GET /v1/admin/retention/backlog`: what waits
+/// for it on the relay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetentionBacklog {
+    /// The retention device.
+    pub device_id: DeviceId,
+    /// Its name in the policy.
+    pub name: String,
+    /// `active` (every message is sealed to it) or `draining` (replaced:
+    /// it empties its queue, then may no longer log in).
+    pub state: String,
+    /// Messages queued for it, not yet archived and acknowledged.
+    pub queued: u64,
+}
+
 /// `POST /v1/retention/checkpoint`: the retention device reports its
 /// archive's latest signed checkpoint (shown to administrators; the relay
 /// checks the signature with the key the policy names).

@@ -94,6 +94,7 @@ fn table(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/admin/settings", get(manage::get_settings).put(manage::put_settings)),
         ("/v1/admin/audit", get(manage::audit_log)),
         ("/v1/admin/audit/verify", get(manage::audit_verify)),
+        ("/v1/admin/retention/backlog", get(retention::backlog)),
     ]
 }
 

@@ -53,6 +53,13 @@ pub(super) async fn checkpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub(super) async fn backlog(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<strongroom_wire::RetentionBacklog>>> {
+    Ok(Json(retention::backlog(&state, &caller).await?))
+}
+
 pub(super) async fn coverage(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<RetentionCoverage>> {
     Ok(Json(retention::coverage(&state, &caller).await?))
 }

@@ -4,7 +4,7 @@
 //! retention service (`service/policy.rs`). Its session is receive-only:
 //! only routes marked for retention in `routes/mod.rs` accept it.
 
-use strongroom_crypto::certs::{ArchiveCheckpoint, RetentionLogin};
+use strongroom_crypto::certs::{ArchiveCheckpoint, RetentionLogin, RetentionState};
 use strongroom_crypto::ids::{DeviceId, NetworkId};
 use strongroom_crypto::keys::Signature;
 use strongroom_wire::{ConversationCoverage, ConversationId, RetentionCoverage, RetentionPeriods, Session, UserId};
@@ -33,6 +33,30 @@ pub struct Login {
     pub signature: [u8; 64],
 }
 
+/// Messages still queued for a retention device of `network`.
+async fn queued_for(state: &AppState, network: [u8; 16], device: [u8; 16]) -> ApiResult<u64> {
+    let owner = crate::store::DeviceRef { network, user: RETENTION_OWNER, device };
+    Ok(state.store.retention_coverage(&owner).await?.iter().map(|r| r.queued).sum())
+}
+
+/// Each retention device of the caller's network's current policy and what
+/// waits for it (administrators: before disabling or rotating a device).
+pub async fn backlog(state: &AppState, caller: &Caller) -> ApiResult<Vec<strongroom_wire::RetentionBacklog>> {
+    super::admin::require_admin(caller)?;
+    let network = caller.session.network_id;
+    let Some(policy) = super::policy::current(state, &network).await? else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(policy.retention.len());
+    for d in &policy.retention {
+        out.push(strongroom_wire::RetentionBacklog {
+            device_id: d.device_id,
+            name: d.name.clone(),
+            state: if d.state == RetentionState::Active { "active" } else { "draining" }.into(),
+            queued: queued_for(state, network, *d.device_id.as_bytes()).await?,
+        });
+    }
+    Ok(out)
+}
+
 /// Checks the statement against the current policy and makes a session.
 pub async fn login(state: &AppState, req: &Login) -> ApiResult<Session> {
     let now = now_ms();
@@ -54,6 +78,13 @@ pub async fn login(state: &AppState, req: &Login) -> ApiResult<Session> {
     statement
         .verify(&named.signing_key, &Signature::from_bytes(req.signature))
         .map_err(|_| ApiError::unauthorized("the retention login signature does not verify"))?;
+    // A replaced device logs in only while something still waits for it.
+    if named.state == RetentionState::Draining && queued_for(state, req.network, req.device).await? == 0 {
+        return Err(ApiError::forbidden(
+            "retention_drained",
+            "this retention device was replaced and everything queued for it is archived: it may no longer log in (its archive stays readable with `retention verify`, `search` and `export`)",
+        ));
+    }
     let (token, hash) = new_token();
     match state.store.retention_login(&req.nonce, &req.network, &req.device, &hash, now, now + SESSION_MS).await? {
         RetentionLoginOutcome::Session => {
