@@ -270,10 +270,18 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let (stop, stopping) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                let interrupted = async {
+                    // No Ctrl-C to wait for: never, rather than at once.
+                    if tokio::signal::ctrl_c().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupted => {}
+                    },
+                    Err(_) => interrupted.await,
                 }
                 let _ = stop.send(true);
             });

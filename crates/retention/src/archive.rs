@@ -329,6 +329,30 @@ pub async fn numbered(store: &dyn ObjectStore, prefix: &str, ext: &str) -> Resul
     Ok(out)
 }
 
+/// Writes a checkpoint to the witness only if it holds none of that size
+/// (a witness never lets one be replaced): the same bytes again are fine,
+/// different ones mean the archive was rewritten since.
+async fn put_witness(witness: &dyn ObjectStore, path: &ObjPath, bytes: bytes::Bytes) -> Result<(), RetentionError> {
+    match witness.put_opts(path, bytes.clone().into(), object_store::PutMode::Create.into()).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            if witness.get(path).await?.bytes().await? == bytes {
+                Ok(())
+            } else {
+                Err(RetentionError::Corrupt(format!(
+                    "the witness already holds a different checkpoint at {path}: this archive was rewritten or rolled back since; run `strongroom retention verify --witness`"
+                )))
+            }
+        }
+        // A store without create-only writes: an ordinary write.
+        Err(object_store::Error::NotImplemented) => {
+            witness.put(path, bytes.into()).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The writable archive.
 pub struct Archive {
     store: Arc<dyn ObjectStore>,
@@ -338,6 +362,8 @@ pub struct Archive {
     device: DeviceId,
     acc: Accumulator,
     archived: HashSet<[u8; 16]>,
+    /// Membership statements archived (by SHA-256), kept or since deleted.
+    statements: HashSet<[u8; 32]>,
     checkpointed: u64,
     last_checkpoint: Option<StoredCheckpoint>,
     /// Where every checkpoint is also written (another directory or bucket):
@@ -400,6 +426,7 @@ impl Archive {
             device,
             acc: Accumulator::new(),
             archived: HashSet::new(),
+            statements: HashSet::new(),
             checkpointed: 0,
             last_checkpoint: None,
             witness: None,
@@ -429,9 +456,7 @@ impl Archive {
                             "record {index} does not decrypt; run `strongroom retention verify`"
                         ))
                     })?;
-                    if let Some(id) = record.message_id.as_deref().and_then(crate::unhex::<16>) {
-                        self.archived.insert(id);
-                    }
+                    self.note(&record);
                 }
                 self.acc.push(entry.leaf(index));
             }
@@ -447,7 +472,7 @@ impl Archive {
     pub async fn set_witness(&mut self, witness: Arc<dyn ObjectStore>) -> Result<(), RetentionError> {
         if let Some((size, path)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.pop() {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            witness.put(&checkpoint_name(size), PutPayload::from(bytes)).await?;
+            put_witness(witness.as_ref(), &checkpoint_name(size), bytes).await?;
         }
         self.witness = Some(witness);
         Ok(())
@@ -461,6 +486,22 @@ impl Archive {
     /// The checkpoint this process signed last.
     pub fn last_checkpoint(&self) -> Option<StoredCheckpoint> {
         self.last_checkpoint
+    }
+
+    /// Remembers what a record archives: its message id, or its membership
+    /// statement (also one a deletion record names).
+    fn note(&mut self, record: &Record) {
+        if let Some(id) = record.message_id.as_deref().and_then(crate::unhex::<16>) {
+            self.archived.insert(id);
+        }
+        self.statements.extend(record.statement());
+        self.statements
+            .extend(record.deleted.iter().filter_map(|d| d.statement.as_deref().and_then(crate::unhex::<32>)));
+    }
+
+    /// Whether a membership statement (by SHA-256) was archived.
+    pub fn contains_statement(&self, digest: &[u8; 32]) -> bool {
+        self.statements.contains(digest)
     }
 
     /// Whether a message is already archived.
@@ -492,9 +533,7 @@ impl Archive {
         self.store.put(&segment_name(first), PutPayload::from(encode_segment(&entries))).await?;
         for (i, (entry, record)) in entries.iter().zip(records).enumerate() {
             self.acc.push(entry.leaf(first + i as u64));
-            if let Some(id) = record.message_id.as_deref().and_then(crate::unhex::<16>) {
-                self.archived.insert(id);
-            }
+            self.note(record);
         }
         self.checkpoint().await
     }
@@ -510,7 +549,7 @@ impl Archive {
         cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
         if let Some(w) = &self.witness {
-            w.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+            put_witness(w.as_ref(), &checkpoint_name(cp.tree_size), cp.encode().into()).await?;
         }
         self.checkpointed = cp.tree_size;
         self.last_checkpoint = Some(cp);

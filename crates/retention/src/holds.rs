@@ -148,6 +148,7 @@ pub async fn purge(archive: &mut Archive, periods: &Periods, now: u64) -> Result
             leaf: hex(&entry.leaf(index)),
             conversation_id: r.conversation_id.clone(),
             seq: r.seq,
+            statement: r.statement().map(|d| hex(&d)),
         });
         if let Some(f) = r.file.filter(|f| f.stored) {
             files.push(f.blob_id);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use strongroom_crypto::certs::{MembershipAction, MembershipState, MembershipStatement};
 use strongroom_crypto::envelope::MembershipCommitment;
-use strongroom_crypto::ids::{ConversationId, MessageId, UserId};
+use strongroom_crypto::ids::{ConversationId, UserId};
 use strongroom_wire::MembershipHistory;
 
 use crate::record::Record;
@@ -17,6 +17,10 @@ use crate::{hex, now_ms};
 
 /// Most statements followed for one conversation in one look-up.
 const MAX_FOLLOWED: usize = 65_536;
+
+/// Member sets kept per conversation (the newest): a relay cannot make the
+/// service hold every set of a long history in memory.
+const KEPT_SETS: usize = 64;
 
 /// One conversation's membership as folded so far.
 #[derive(Default)]
@@ -59,6 +63,12 @@ impl Memberships {
             )),
             None => Addressees::Unknown(match folded.and_then(|f| f.stuck.clone()) {
                 Some(why) => why,
+                None if folded.and_then(|f| f.sets.first_key_value()).is_some_and(|(v, _)| commitment.version < *v) => {
+                    format!(
+                        "the sender committed to membership statement {}, older than the {KEPT_SETS} kept",
+                        commitment.version
+                    )
+                }
                 None => format!("membership statement {} is not available from the relay", commitment.version),
             }),
         }
@@ -93,16 +103,15 @@ impl Memberships {
     pub(crate) fn apply(
         &mut self,
         conversation: ConversationId,
-        statements: Vec<MembershipStatement>,
-        verify: impl Fn(&MembershipStatement) -> Result<(), String>,
+        statements: Vec<(MembershipStatement, Result<(), String>)>,
     ) -> Vec<MembershipStatement> {
         let folded = self.conversations.entry(conversation).or_default();
         let mut applied = Vec::new();
-        for s in statements {
+        for (s, checked) in statements {
             if folded.stuck.is_some() {
                 break;
             }
-            let step = verify(&s).and_then(|()| {
+            let step = checked.and_then(|()| {
                 let next = match folded.state.take() {
                     None => MembershipState::create(&s),
                     Some(mut st) => {
@@ -116,6 +125,10 @@ impl Memberships {
             match step {
                 Ok(state) => {
                     folded.sets.insert(state.commitment.version, (state.commitment.hash, state.members.clone()));
+                    // Bounded: a message commits to a recent set; older ones go.
+                    while folded.sets.len() > KEPT_SETS {
+                        folded.sets.pop_first();
+                    }
                     folded.state = Some(state);
                     applied.push(s);
                 }
@@ -150,13 +163,11 @@ pub(crate) fn may_follow(folded: u64) -> bool {
 }
 
 /// The archive record of an applied statement: who changed what, signed by
-/// which device, and the members after it. Its id is the first 16 bytes of
-/// the statement's SHA-256, so a restart never archives it twice.
+/// which device, and the members after it. It is known by the statement's
+/// SHA-256 (`statement_sha256`), never by a message id: those are chosen by
+/// senders, who could otherwise take a statement's id first.
 pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) -> Record {
     let digest = s.digest();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-    // Its id: the first 16 bytes of its SHA-256 (a restart never archives it twice).
     let action = match s.action {
         MembershipAction::Create(_) => "created",
         MembershipAction::Add => "members_added",
@@ -174,7 +185,6 @@ pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) 
             MembershipAction::Create(kind) => Some(kind.name().to_owned()),
             _ => None,
         },
-        message_id: Some(MessageId::from_bytes(id).to_string()),
         sent_at: Some(s.issued_at),
         control: Some(serde_json::json!({
             "action": action,
@@ -212,7 +222,7 @@ mod tests {
             MembershipStatement::sign(&key, net, conv, Some(&after), author, 2, MembershipAction::Remove, vec![carol])
                 .unwrap();
         let mut m = Memberships::default();
-        let applied = m.apply(conv, vec![create.clone(), remove.clone()], |_| Ok(()));
+        let applied = m.apply(conv, vec![(create.clone(), Ok(())), (remove.clone(), Ok(()))]);
         assert_eq!(applied.len(), 2);
         let at = |s: &MembershipStatement| MembershipCommitment { version: s.sequence, hash: s.digest() };
         match m.lookup(conv, &at(&create)) {
@@ -230,19 +240,13 @@ mod tests {
         assert!(matches!(m.lookup(conv, &MembershipCommitment { version: 9, hash: [0; 32] }), Addressees::Unknown(_)));
         // A statement that does not verify stops folding there, for good.
         let mut m = Memberships::default();
-        let applied = m.apply(conv, vec![create.clone(), remove.clone()], |s| {
-            if s.sequence == 2 {
-                Err("bad signature".into())
-            } else {
-                Ok(())
-            }
-        });
+        let applied = m.apply(conv, vec![(create.clone(), Ok(())), (remove.clone(), Err("bad signature".into()))]);
         assert_eq!(applied.len(), 1);
         assert!(m.has(conv, 5), "stuck: no point asking again");
         assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Unknown(why) if why.contains("bad signature")));
         assert_eq!(record(&create, &[alice, bob, carol].into()).kind, "membership");
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&create.digest()[..16]);
-        assert_eq!(record(&create, &BTreeSet::new()).message_id, Some(MessageId::from_bytes(id).to_string()));
+        let r = record(&create, &BTreeSet::new());
+        assert_eq!(r.message_id, None, "no message id a sender could take first");
+        assert_eq!(r.statement(), Some(create.digest()));
     }
 }

@@ -56,6 +56,10 @@ pub struct Deleted {
     /// Its sequence number there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// A `membership` record's statement SHA-256 (hex), so the statement is
+    /// not archived again after the record is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
 }
 
 /// A legal hold: records it matches are never deleted while it stands.
@@ -125,6 +129,10 @@ pub struct Record {
     /// When the relay accepted the message (ms), as it delivered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_received_at: Option<u64>,
+    /// Set when the relay's receive time was more than MAX_SKEW ahead of
+    /// the archive's clock (then not believed): how far ahead (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_received_at_ahead_ms: Option<u64>,
     /// Set when the sender's timestamp was more than MAX_SKEW behind the
     /// relay's receive time (a back-dated message): how far behind (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +210,15 @@ impl Record {
     /// so a sender's clock set back cannot make a record due early.
     pub fn retention_clock(&self) -> u64 {
         self.times().max().unwrap_or(self.archived_at)
+    }
+
+    /// A `membership` record's statement SHA-256.
+    pub fn statement(&self) -> Option<[u8; 32]> {
+        if self.kind != "membership" {
+            return None;
+        }
+        let hex = self.control.as_ref()?.get("statement_sha256")?.as_str()?;
+        crate::unhex::<32>(hex)
     }
 
     /// Whether this is a message (not an archive event).

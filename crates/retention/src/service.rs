@@ -60,7 +60,10 @@ fn handover<'a>(r: &'a Record, action: &str) -> Option<&'a serde_json::Value> {
 async fn pause_unless_stopped(d: Duration, stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
     match stop {
         Some(rx) => {
-            let _ = tokio::time::timeout(d, rx.wait_for(|s| *s)).await;
+            // Whoever could say stop is gone: an ordinary pause, not a busy loop.
+            if let Ok(Err(_)) = tokio::time::timeout(d, rx.wait_for(|s| *s)).await {
+                tokio::time::sleep(d).await;
+            }
         }
         None => tokio::time::sleep(d).await,
     }
@@ -435,6 +438,7 @@ impl Service {
         let mut records = Vec::with_capacity(batch.len());
         let mut conversations: HashMap<ConversationId, Option<Conversation>> = HashMap::new();
         let mut in_batch = std::collections::HashSet::new();
+        let mut statements_in_batch = std::collections::HashSet::new();
         for d in batch {
             let id = d.message_id;
             if self.archive.contains(id.as_bytes()) || !in_batch.insert(*id.as_bytes()) {
@@ -449,8 +453,8 @@ impl Service {
             let commitment = DeliveredEnvelope::decode(&d.envelope.0).ok().map(|e| e.header().membership);
             if let Some(c) = commitment.filter(|c| c.version > 0) {
                 for r in self.follow_membership(d.conversation_id, c.version).await? {
-                    let id = r.message_id.as_deref().and_then(crate::unhex::<16>).unwrap_or_default();
-                    if !self.archive.contains(&id) && in_batch.insert(id) {
+                    let Some(digest) = r.statement() else { continue };
+                    if !self.archive.contains_statement(&digest) && statements_in_batch.insert(digest) {
                         records.push(r);
                     }
                 }
@@ -543,6 +547,13 @@ impl Service {
         let users: Vec<UserId> = match found {
             Addressees::Committed(set) => {
                 record.recipients_source = Some("committed".into());
+                let newest = self.memberships.folded_to(conversation_id);
+                if let Some(c) = commitment.filter(|c| c.version < newest) {
+                    record.recipients_note = Some(format!(
+                        "the sender committed to membership statement {}; {newest} was the newest when archived",
+                        c.version
+                    ));
+                }
                 set.into_iter().collect()
             }
             Addressees::Unknown(why) => {
@@ -577,13 +588,13 @@ impl Service {
                 break;
             };
             let (statements, malformed) = crate::membership::decode_page(&page);
-            let mut checked = HashMap::new();
-            for s in &statements {
-                checked.insert(s.sequence, self.check_statement(s).await?);
+            // Each checked in place, in order: a result never applies to another statement.
+            let mut checked = Vec::with_capacity(statements.len());
+            for s in statements {
+                let result = self.check_statement(&s).await?;
+                checked.push((s, result));
             }
-            let applied = self.memberships.apply(conversation, statements, |s| {
-                checked.get(&s.sequence).cloned().unwrap_or_else(|| Err("not checked".into()))
-            });
+            let applied = self.memberships.apply(conversation, checked);
             for s in &applied {
                 let members = self.memberships.members_at(conversation, s.sequence).cloned().unwrap_or_default();
                 let mut r = crate::membership::record(s, &members);
@@ -630,7 +641,14 @@ impl Service {
             conversation_kind: conversation.map(|c| c.kind.name().to_owned()),
             seq: Some(d.seq),
             message_id: Some(d.message_id.to_string()),
-            relay_received_at: (d.received_at > 0).then_some(d.received_at),
+            // A relay's time ahead of the archive's is not believed: it would
+            // keep the record from its period and call an honest sender late.
+            relay_received_at: (d.received_at > 0 && d.received_at <= now_ms().saturating_add(MAX_SKEW_MS))
+                .then_some(d.received_at),
+            relay_received_at_ahead_ms: d
+                .received_at
+                .checked_sub(now_ms().saturating_add(MAX_SKEW_MS))
+                .filter(|a| *a > 0),
             ..Record::default()
         };
         let env = match DeliveredEnvelope::decode(&d.envelope.0) {

@@ -200,7 +200,7 @@ pub async fn verify(
     let mut unchecked: u64 = 0;
     for (first, path) in numbered(store, "segments", "seg").await? {
         report.segments += 1;
-        let expected = acc.size() + missing;
+        let expected = acc.size().saturating_add(missing);
         if first != expected {
             if first > expected {
                 report.problem(format!(
@@ -209,7 +209,7 @@ pub async fn verify(
                     first - 1,
                     first - expected
                 ));
-                missing += first - expected;
+                missing = missing.saturating_add(first - expected);
                 gap.get_or_insert(expected);
             } else {
                 report.problem(format!(
@@ -230,8 +230,9 @@ pub async fn verify(
         // record failing; a one-step shift is recognised as such.
         let mut shift: i64 = 0;
         for (k, entry) in entries.iter().enumerate() {
-            let index = acc.size() + missing;
-            let declared = (first as i64 + k as i64 + shift).max(0) as u64;
+            let index = acc.size().saturating_add(missing);
+            let declared =
+                (i64::try_from(first).unwrap_or(i64::MAX).saturating_add(k as i64).saturating_add(shift)).max(0) as u64;
             match entry {
                 Entry::Sealed { salt, ciphertext } => {
                     let open = |at: u64| trusted.sealer.open(at, salt, ciphertext);
@@ -243,7 +244,7 @@ pub async fn verify(
                             declared + 1
                         ));
                         shift += 1;
-                        missing += 1;
+                        missing = missing.saturating_add(1);
                         gap.get_or_insert(declared);
                         Some((declared + 1, r))
                     } else if let Some(r) = declared.checked_sub(1).and_then(open) {
@@ -306,7 +307,7 @@ pub async fn verify(
             }
             acc.push(entry.leaf(index));
             report.leaves.push(entry.leaf(index));
-            if let Some(root) = checkpoints.get(&(acc.size() + missing)) {
+            if let Some(root) = checkpoints.get(&acc.size().saturating_add(missing)) {
                 if gap.is_some() {
                     unchecked += 1;
                 } else if Some(*root) != acc.root() {
@@ -318,7 +319,7 @@ pub async fn verify(
             }
         }
     }
-    let total = acc.size() + missing;
+    let total = acc.size().saturating_add(missing);
     report.checkpoint_roots = checkpoints.clone();
     if gap.is_some() {
         // Positions past the gap are unknown: no proof is built from them.

@@ -197,6 +197,12 @@ async fn a_removed_segment_or_forged_checkpoint_is_caught() {
     assert!(has(&r, "segments/0000000000000005.seg is missing: records 5..=9 (5) deleted"), "{:?}", r.problems);
     assert!(r.problem_count <= 2, "{:?}", r.problems);
 
+    // A segment renamed to the largest index: named, counted, no overflow.
+    let huge = Fixture::new("huge").await;
+    std::fs::rename(huge.segment(10), huge.dir.join(format!("segments/{}.seg", u64::MAX))).unwrap();
+    let r = huge.verify().await;
+    assert!(!r.ok() && has(&r, "segments/0000000000000010.seg is missing"), "{:?}", r.problems);
+
     let g = Fixture::new("forged").await;
     let path = g.dir.join("checkpoints/0000000000000015.ckpt");
     let mut cp = std::fs::read(&path).unwrap();
@@ -426,6 +432,27 @@ async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
         r.problems
     );
 
+    // Cut back and grown again past the old size (a restart appending new
+    // records): the witness's checkpoint at 17 no longer matches.
+    let mut a = f.open().await;
+    a.set_witness(witness.clone()).await.unwrap();
+    a.append(&[record(22, 2, 6, 3_000), record(23, 2, 7, 3_001), record(24, 2, 8, 3_002)]).await.unwrap();
+    let r = check(&f).await;
+    assert!(
+        has(&r, "the witness's checkpoint at size 17 does not match the archive's first 17 records"),
+        "{:?}",
+        r.problems
+    );
+    // And the witness never lets a checkpoint of a size it holds be replaced.
+    drop(a);
+    std::fs::remove_file(f.segment(15)).unwrap();
+    std::fs::remove_file(f.dir.join("checkpoints/0000000000000018.ckpt")).unwrap();
+    let mut a = f.open().await;
+    a.set_witness(witness.clone()).await.unwrap();
+    let refused = a.append(&[record(25, 2, 6, 4_000), record(26, 2, 7, 4_001), record(27, 2, 8, 4_002)]).await;
+    assert!(refused.unwrap_err().to_string().contains("the witness already holds a different checkpoint"));
+    drop(a);
+
     // An insider with the keys rewrites the log and signs new checkpoints:
     // the witness's root from before has no consistency proof to them.
     let signer = SigningKey::from_seed(SecretBytes::new(f.seed)).unwrap();
@@ -440,7 +467,7 @@ async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
     witness.put(&checkpoint_name(12), forged.encode().into()).await.unwrap();
     let r = check(&f).await;
     assert!(
-        has(&r, "no consistency proof links the witness's checkpoint at size 12 to the archive's at size 15"),
+        has(&r, "no consistency proof links the witness's checkpoint at size 12 to the archive's"),
         "{:?}",
         r.problems
     );

@@ -137,11 +137,12 @@ async fn json_errors(req: Request, next: Next) -> Response {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     let res = next.run(req).await;
+    // Plain text, or no body type at all (an unknown path, a wrong method).
     let plain = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+        .is_none_or(|v| v.starts_with("text/plain"));
     if !res.status().is_client_error() || !plain {
         return res;
     }
@@ -151,6 +152,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad_content_type",
         StatusCode::UNPROCESSABLE_ENTITY => "bad_json",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
         _ => "bad_request",
     };
     // Rejection texts are short; anything longer is cut, never buffered whole.
