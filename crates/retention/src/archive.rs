@@ -678,6 +678,10 @@ struct PolicySeen {
     /// key allows: an offline purge keeps at least this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     floor_days: Option<u32>,
+    /// Written by a release that records the floor (an older file says
+    /// nothing about it, which is not "no floor").
+    #[serde(default)]
+    floor_recorded: bool,
 }
 
 async fn read_policy_seen(store: &dyn ObjectStore) -> Result<Option<PolicySeen>, RetentionError> {
@@ -689,9 +693,15 @@ async fn read_policy_seen(store: &dyn ObjectStore) -> Result<Option<PolicySeen>,
     serde_json::from_slice(&got).map(Some).map_err(|_| RetentionError::Corrupt(format!("{POLICY_SEEN} is malformed")))
 }
 
-/// The retention-period floor of the newest policy seen (days), if it set one.
+/// The retention-period floor of the newest policy seen (days), if it set
+/// one; an error if this archive has not recorded it yet.
 pub async fn policy_floor(store: &dyn ObjectStore) -> Result<Option<u32>, RetentionError> {
-    Ok(read_policy_seen(store).await?.and_then(|s| s.floor_days))
+    match read_policy_seen(store).await? {
+        Some(seen) if seen.floor_recorded => Ok(seen.floor_days),
+        _ => Err(RetentionError::Usage(
+            "this archive has not recorded the network policy's retention floor yet: run `strongroom retention run` (or a purge without --offline) once".into(),
+        )),
+    }
 }
 
 /// The newest policy seen, if any.
@@ -708,7 +718,7 @@ pub async fn save_policy_seen(
     (version, digest): (u64, [u8; 32]),
     floor_days: Option<u32>,
 ) -> Result<(), RetentionError> {
-    let json = serde_json::to_vec(&PolicySeen { version, digest: hex(&digest), floor_days })
+    let json = serde_json::to_vec(&PolicySeen { version, digest: hex(&digest), floor_days, floor_recorded: true })
         .map_err(|e| RetentionError::Corrupt(e.to_string()))?;
     store.put(&ObjPath::from(POLICY_SEEN), PutPayload::from(json)).await?;
     Ok(())

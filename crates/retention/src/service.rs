@@ -223,7 +223,7 @@ async fn current_policy(
         .verify(&policy)
         .map_err(|e| RetentionError::Trust(format!("the network policy does not verify: {e}")))?;
     let floor = verified.policy().retention_floor_days;
-    if tracker.highest() != seen || crate::archive::policy_floor(store).await? != floor {
+    if tracker.highest() != seen || crate::archive::policy_floor(store).await.ok() != Some(floor) {
         if let Some(highest) = tracker.highest() {
             crate::archive::save_policy_seen(store, highest, floor).await?;
         }

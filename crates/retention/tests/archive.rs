@@ -472,3 +472,19 @@ async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
         r.problems
     );
 }
+
+#[tokio::test]
+async fn an_offline_purge_needs_the_floor_recorded_not_an_older_files_silence() {
+    use strongroom_retention::archive::{policy_floor, save_policy_seen};
+    let store = destination("memory:").unwrap();
+    assert!(policy_floor(store.as_ref()).await.is_err(), "never ran");
+    // As an older release wrote it: no word on the floor.
+    let old = format!(r#"{{"version":3,"digest":"{}"}}"#, "ab".repeat(32));
+    store.put(&"policy-seen.json".into(), old.into_bytes().into()).await.unwrap();
+    let e = policy_floor(store.as_ref()).await.unwrap_err().to_string();
+    assert!(e.contains("has not recorded the network policy's retention floor"), "{e}");
+    save_policy_seen(store.as_ref(), (3, [0xab; 32]), Some(2_555)).await.unwrap();
+    assert_eq!(policy_floor(store.as_ref()).await.unwrap(), Some(2_555));
+    save_policy_seen(store.as_ref(), (4, [0xcd; 32]), None).await.unwrap();
+    assert_eq!(policy_floor(store.as_ref()).await.unwrap(), None, "recorded: no floor");
+}
