@@ -261,13 +261,18 @@ mod tests {
                 let proof = consistency_proof(all, m).unwrap();
                 let root_m = mth(&all[..m]);
                 assert!(verify_consistency(m as u64, n as u64, &root_m, &root_n, &proof), "m={m} n={n}");
-                // A rewritten prefix, a wrong size or a truncated proof fails.
+                // A rewritten prefix, a later root or a truncated proof fails.
+                // (A wrong size can pass, as for inclusion proofs: each
+                // checkpoint's signature binds its root to its size.)
                 let mut other = all[..m].to_vec();
                 other[0] = leaf_hash(b"rewritten");
                 assert!(!verify_consistency(m as u64, n as u64, &mth(&other), &root_n, &proof), "m={m} n={n}");
                 if m < n {
-                    assert!(!verify_consistency(m as u64, n as u64 + 1, &root_m, &root_n, &proof), "m={m} n={n}");
                     assert!(!verify_consistency(m as u64, n as u64, &root_m, &root_n, &proof[1..]), "m={m} n={n}");
+                    if n < leaves.len() {
+                        let later = mth(&leaves[..n + 1]);
+                        assert!(!verify_consistency(m as u64, n as u64, &root_m, &later, &proof), "m={m} n={n}");
+                    }
                 }
             }
         }
