@@ -40,6 +40,17 @@ pub(crate) struct Memberships {
     conversations: HashMap<ConversationId, Folded>,
 }
 
+/// A statement's signature check.
+pub(crate) enum Check {
+    /// Signed by a current device of its author.
+    Current,
+    /// Signed by a device its author has since revoked: it counts once a
+    /// later statement by a current device vouches for it.
+    Revoked,
+    /// Refused, with why.
+    Refused(String),
+}
+
 /// A member set looked up by commitment.
 pub(crate) enum Addressees {
     /// The set the header commits to.
@@ -96,47 +107,63 @@ impl Memberships {
         self.conversations.get(&conversation).and_then(|f| f.sets.last_key_value()).map_or(0, |(v, _)| *v)
     }
 
-    /// Applies statements fetched after [`Memberships::folded_to`]. Each is
-    /// checked by `verify` (its author device's signature) and must follow
-    /// the last; the first that does not stops folding for good, with why.
-    /// Returns the statements applied, for the archive.
+    /// Applies statements fetched after [`Memberships::folded_to`], each
+    /// with its signature check, in order; each must follow the last. A
+    /// statement signed by a device its owner has since revoked counts only
+    /// once a later statement by a current device follows it (that member
+    /// folded it and vouches for it, as clients require); unvouched ones at
+    /// the end wait. The first refused stops folding for good, with why.
+    /// Returns the statements applied (and whether a since-revoked device
+    /// signed each), for the archive.
     pub(crate) fn apply(
         &mut self,
         conversation: ConversationId,
-        statements: Vec<(MembershipStatement, Result<(), String>)>,
-    ) -> Vec<MembershipStatement> {
+        statements: Vec<(MembershipStatement, Check)>,
+    ) -> Vec<(MembershipStatement, bool)> {
         let folded = self.conversations.entry(conversation).or_default();
         let mut applied = Vec::new();
-        for (s, checked) in statements {
+        let mut tip = folded.state.clone();
+        let mut pending: Vec<(MembershipStatement, MembershipState, bool)> = Vec::new();
+        for (s, check) in statements {
             if folded.stuck.is_some() {
                 break;
             }
-            let step = checked.and_then(|()| {
-                let next = match folded.state.take() {
-                    None => MembershipState::create(&s),
-                    Some(mut st) => {
-                        let r = st.apply(&s);
-                        folded.state = Some(st.clone());
-                        r.map(|()| st)
-                    }
-                };
-                next.map_err(|e| e.to_string())
-            });
-            match step {
-                Ok(state) => {
+            let revoked = match check {
+                Check::Current => false,
+                Check::Revoked => true,
+                Check::Refused(why) => {
+                    folded.stuck = Some(format!(
+                        "membership statement {} of conversation {conversation} was refused: {why}",
+                        s.sequence
+                    ));
+                    break;
+                }
+            };
+            let next = match tip.clone() {
+                None => MembershipState::create(&s),
+                Some(mut st) => st.apply(&s).map(|()| st),
+            };
+            let state = match next {
+                Ok(state) => state,
+                Err(e) => {
+                    folded.stuck = Some(format!(
+                        "membership statement {} of conversation {conversation} was refused: {e}",
+                        s.sequence
+                    ));
+                    break;
+                }
+            };
+            tip = Some(state.clone());
+            pending.push((s, state, revoked));
+            if !revoked {
+                for (s, state, revoked) in pending.drain(..) {
                     folded.sets.insert(state.commitment.version, (state.commitment.hash, state.members.clone()));
                     // Bounded: a message commits to a recent set; older ones go.
                     while folded.sets.len() > KEPT_SETS {
                         folded.sets.pop_first();
                     }
                     folded.state = Some(state);
-                    applied.push(s);
-                }
-                Err(why) => {
-                    folded.stuck = Some(format!(
-                        "membership statement {} of conversation {conversation} was refused: {why}",
-                        s.sequence
-                    ));
+                    applied.push((s, revoked));
                 }
             }
         }
@@ -166,7 +193,7 @@ pub(crate) fn may_follow(folded: u64) -> bool {
 /// which device, and the members after it. It is known by the statement's
 /// SHA-256 (`statement_sha256`), never by a message id: those are chosen by
 /// senders, who could otherwise take a statement's id first.
-pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) -> Record {
+pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>, revoked_author: bool) -> Record {
     let digest = s.digest();
     let action = match s.action {
         MembershipAction::Create(_) => "created",
@@ -177,6 +204,19 @@ pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) 
         MembershipAction::Demote => "moderators_removed",
     };
     let ids = |v: &mut dyn Iterator<Item = &UserId>| v.map(|u| u.to_string()).collect::<Vec<_>>();
+    let mut control = serde_json::json!({
+        "action": action,
+        "users": ids(&mut s.users.iter()),
+        "sequence": s.sequence,
+        "statement_sha256": hex(&digest),
+        "members_after": ids(&mut members_after.iter()),
+    });
+    if revoked_author {
+        // Signed before its device was revoked; a later statement by a current device vouched for it.
+        if let Some(map) = control.as_object_mut() {
+            map.insert("author_device_revoked".into(), true.into());
+        }
+    }
     Record {
         kind: "membership".into(),
         archived_at: now_ms(),
@@ -186,13 +226,7 @@ pub(crate) fn record(s: &MembershipStatement, members_after: &BTreeSet<UserId>) 
             _ => None,
         },
         sent_at: Some(s.issued_at),
-        control: Some(serde_json::json!({
-            "action": action,
-            "users": ids(&mut s.users.iter()),
-            "sequence": s.sequence,
-            "statement_sha256": hex(&digest),
-            "members_after": ids(&mut members_after.iter()),
-        })),
+        control: Some(control),
         ..Record::default()
     }
 }
@@ -222,7 +256,7 @@ mod tests {
             MembershipStatement::sign(&key, net, conv, Some(&after), author, 2, MembershipAction::Remove, vec![carol])
                 .unwrap();
         let mut m = Memberships::default();
-        let applied = m.apply(conv, vec![(create.clone(), Ok(())), (remove.clone(), Ok(()))]);
+        let applied = m.apply(conv, vec![(create.clone(), Check::Current), (remove.clone(), Check::Current)]);
         assert_eq!(applied.len(), 2);
         let at = |s: &MembershipStatement| MembershipCommitment { version: s.sequence, hash: s.digest() };
         match m.lookup(conv, &at(&create)) {
@@ -240,12 +274,28 @@ mod tests {
         assert!(matches!(m.lookup(conv, &MembershipCommitment { version: 9, hash: [0; 32] }), Addressees::Unknown(_)));
         // A statement that does not verify stops folding there, for good.
         let mut m = Memberships::default();
-        let applied = m.apply(conv, vec![(create.clone(), Ok(())), (remove.clone(), Err("bad signature".into()))]);
+        let applied = m.apply(
+            conv,
+            vec![(create.clone(), Check::Current), (remove.clone(), Check::Refused("bad signature".into()))],
+        );
         assert_eq!(applied.len(), 1);
         assert!(m.has(conv, 5), "stuck: no point asking again");
         assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Unknown(why) if why.contains("bad signature")));
-        assert_eq!(record(&create, &[alice, bob, carol].into()).kind, "membership");
-        let r = record(&create, &BTreeSet::new());
+        assert_eq!(record(&create, &[alice, bob, carol].into(), false).kind, "membership");
+        // Signed by a since-revoked device: waits until a current one vouches.
+        let mut m = Memberships::default();
+        let applied = m.apply(conv, vec![(create.clone(), Check::Current), (remove.clone(), Check::Revoked)]);
+        assert_eq!(applied.len(), 1, "unvouched at the tip: not applied");
+        assert!(!m.has(conv, 2) && m.folded_to(conv) == 1, "asked again later");
+        let after = MembershipCommitment { version: 2, hash: remove.digest() };
+        let add =
+            MembershipStatement::sign(&key, net, conv, Some(&after), author, 3, MembershipAction::Add, vec![carol])
+                .unwrap();
+        let applied = m.apply(conv, vec![(remove.clone(), Check::Revoked), (add, Check::Current)]);
+        assert_eq!(applied.iter().map(|(s, r)| (s.sequence, *r)).collect::<Vec<_>>(), [(2, true), (3, false)]);
+        assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Committed(set) if !set.contains(&carol)));
+        let r = record(&create, &BTreeSet::new(), true);
+        assert_eq!(r.control.as_ref().unwrap()["author_device_revoked"], true);
         assert_eq!(r.message_id, None, "no message id a sender could take first");
         assert_eq!(r.statement(), Some(create.digest()));
     }

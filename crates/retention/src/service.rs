@@ -27,7 +27,7 @@ use strongroom_wire::{
 
 use crate::archive::Archive;
 use crate::keys::RetentionKeys;
-use crate::membership::Addressees;
+use crate::membership::{Addressees, Check};
 use crate::record::{FileInfo, Party, Record};
 use crate::{hex, now_ms, RetentionError};
 
@@ -595,9 +595,9 @@ impl Service {
                 checked.push((s, result));
             }
             let applied = self.memberships.apply(conversation, checked);
-            for s in &applied {
+            for (s, revoked) in &applied {
                 let members = self.memberships.members_at(conversation, s.sequence).cloned().unwrap_or_default();
-                let mut r = crate::membership::record(s, &members);
+                let mut r = crate::membership::record(s, &members, *revoked);
                 let mut author = self.party(s.author_user).await?;
                 author.device_id = Some(s.author_device.to_string());
                 r.sender = Some(author);
@@ -618,15 +618,26 @@ impl Service {
     }
 
     /// A statement's signature under its author device, from the author's
-    /// verified device list (read again once if the device is not in it).
-    async fn check_statement(&mut self, s: &MembershipStatement) -> Result<Result<(), String>, RetentionError> {
+    /// verified device list (read again once if the device is not in it);
+    /// a device since revoked is checked too, and said so.
+    async fn check_statement(&mut self, s: &MembershipStatement) -> Result<Check, RetentionError> {
         for refresh in [false, true] {
             let (_, list) = self.user(s.author_user, refresh).await?;
-            if let Some(device) = list.and_then(|l| l.device(s.author_device).ok()) {
-                return Ok(s.verify(&device).map_err(|e| e.to_string()));
-            }
+            let Some(list) = list else { continue };
+            let (device, revoked) = match list.device(s.author_device) {
+                Ok(d) => (d, false),
+                Err(_) => match list.revoked_device(s.author_device) {
+                    Ok(d) => (d, true),
+                    Err(_) => continue,
+                },
+            };
+            return Ok(match s.verify(&device) {
+                Ok(()) if revoked => Check::Revoked,
+                Ok(()) => Check::Current,
+                Err(e) => Check::Refused(e.to_string()),
+            });
         }
-        Ok(Err(format!("its author device {} is not an active device of {}", s.author_device, s.author_user)))
+        Ok(Check::Refused(format!("its author device {} is not a device of {}", s.author_device, s.author_user)))
     }
 
     async fn record_for(
