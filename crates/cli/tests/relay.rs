@@ -352,6 +352,14 @@ async fn bad_input_gets_precise_errors() {
     assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "bad_content_type");
     let after = w.alice.get("/v1/conversations").await.json::<Vec<serde_json::Value>>().await.unwrap().len();
     assert_eq!(before, after, "nothing was created");
+    // An unknown path and a wrong method answer JSON too; the 405 keeps its Allow.
+    let r = w.alice.get("/v1/no-such-thing").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "not_found");
+    let r = w.alice.http.delete(format!("{url}/v1/login")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.headers().get("allow").is_some_and(|v| v.to_str().unwrap().contains("POST")), "{:?}", r.headers());
+    assert_eq!(r.json::<ErrorBody>().await.unwrap().error, "method_not_allowed");
     // 404 unknown conversation, 403 not a member.
     assert_eq!(w.alice.get(&format!("/v1/conversations/{}", "00".repeat(16))).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(w.carol.get(&format!("/v1/conversations/{}", conv.id)).await.status(), StatusCode::FORBIDDEN);

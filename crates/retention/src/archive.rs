@@ -329,6 +329,12 @@ pub async fn numbered(store: &dyn ObjectStore, prefix: &str, ext: &str) -> Resul
     Ok(out)
 }
 
+/// A checkpoint's name at a witness: under the retention device's id, so
+/// one witness can serve an old and a new device (a rotation) side by side.
+pub fn witness_checkpoint_name(device: DeviceId, size: u64) -> ObjPath {
+    ObjPath::from(format!("{device}/checkpoints/{size:016}.ckpt"))
+}
+
 /// Writes a checkpoint to the witness only if it holds none of that size
 /// (a witness never lets one be replaced): the same bytes again are fine,
 /// different ones mean the archive was rewritten since.
@@ -472,7 +478,7 @@ impl Archive {
     pub async fn set_witness(&mut self, witness: Arc<dyn ObjectStore>) -> Result<(), RetentionError> {
         if let Some((size, path)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.pop() {
             let bytes = self.store.get(&path).await?.bytes().await?;
-            put_witness(witness.as_ref(), &checkpoint_name(size), bytes).await?;
+            put_witness(witness.as_ref(), &witness_checkpoint_name(self.device, size), bytes).await?;
         }
         self.witness = Some(witness);
         Ok(())
@@ -549,7 +555,7 @@ impl Archive {
         cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
         if let Some(w) = &self.witness {
-            put_witness(w.as_ref(), &checkpoint_name(cp.tree_size), cp.encode().into()).await?;
+            put_witness(w.as_ref(), &witness_checkpoint_name(self.device, cp.tree_size), cp.encode().into()).await?;
         }
         self.checkpointed = cp.tree_size;
         self.last_checkpoint = Some(cp);

@@ -286,7 +286,10 @@ fn write_eml(out: &mut impl Write, index: u64, r: &Record, attachment: Option<&[
         h.push_str(&format!("To: {}\r\n", to.join(",\r\n ")));
     }
     h.push_str(&format!("Date: {}\r\n", rfc5322_date(r.time())));
-    h.push_str(&format!("Message-ID: <{}@strongroom.invalid>\r\n", r.message_id.as_deref().unwrap_or("none")));
+    // A membership record has no message id: its statement's digest names it.
+    let statement = r.statement().map(|d| crate::hex(&d));
+    let id = r.message_id.as_deref().or(statement.as_deref()).unwrap_or("none");
+    h.push_str(&format!("Message-ID: <{id}@strongroom.invalid>\r\n"));
     let subject = format!(
         "Strongroom {} in {} conversation {}",
         r.kind,

@@ -19,8 +19,10 @@ use crate::{hex, now_ms};
 const MAX_FOLLOWED: usize = 65_536;
 
 /// Member sets kept per conversation (the newest): a relay cannot make the
-/// service hold every set of a long history in memory.
-const KEPT_SETS: usize = 64;
+/// service hold every set of a long history in memory, and a message
+/// committing to a set older than these is archived with the relay's list,
+/// flagged.
+const KEPT_SETS: usize = 1024;
 
 /// One conversation's membership as folded so far.
 #[derive(Default)]
@@ -97,11 +99,6 @@ impl Memberships {
         self.conversations.entry(conversation).or_default().stuck.get_or_insert(why);
     }
 
-    /// The members after statement `sequence`, if it was applied.
-    pub(crate) fn members_at(&self, conversation: ConversationId, sequence: u64) -> Option<&BTreeSet<UserId>> {
-        self.conversations.get(&conversation)?.sets.get(&sequence).map(|(_, m)| m)
-    }
-
     /// The last statement folded in `conversation` (0: none).
     pub(crate) fn folded_to(&self, conversation: ConversationId) -> u64 {
         self.conversations.get(&conversation).and_then(|f| f.sets.last_key_value()).map_or(0, |(v, _)| *v)
@@ -119,7 +116,7 @@ impl Memberships {
         &mut self,
         conversation: ConversationId,
         statements: Vec<(MembershipStatement, Check)>,
-    ) -> Vec<(MembershipStatement, bool)> {
+    ) -> Vec<(MembershipStatement, bool, BTreeSet<UserId>)> {
         let folded = self.conversations.entry(conversation).or_default();
         let mut applied = Vec::new();
         let mut tip = folded.state.clone();
@@ -162,8 +159,9 @@ impl Memberships {
                     while folded.sets.len() > KEPT_SETS {
                         folded.sets.pop_first();
                     }
+                    let members = state.members.clone();
                     folded.state = Some(state);
-                    applied.push((s, revoked));
+                    applied.push((s, revoked, members));
                 }
             }
         }
@@ -292,7 +290,8 @@ mod tests {
             MembershipStatement::sign(&key, net, conv, Some(&after), author, 3, MembershipAction::Add, vec![carol])
                 .unwrap();
         let applied = m.apply(conv, vec![(remove.clone(), Check::Revoked), (add, Check::Current)]);
-        assert_eq!(applied.iter().map(|(s, r)| (s.sequence, *r)).collect::<Vec<_>>(), [(2, true), (3, false)]);
+        assert_eq!(applied.iter().map(|(s, r, _)| (s.sequence, *r)).collect::<Vec<_>>(), [(2, true), (3, false)]);
+        assert!(applied[0].2.len() == 2 && applied[1].2.contains(&carol), "the members after each statement");
         assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Committed(set) if !set.contains(&carol)));
         let r = record(&create, &BTreeSet::new(), true);
         assert_eq!(r.control.as_ref().unwrap()["author_device_revoked"], true);

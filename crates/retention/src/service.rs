@@ -595,8 +595,10 @@ impl Service {
                 checked.push((s, result));
             }
             let applied = self.memberships.apply(conversation, checked);
-            for (s, revoked) in &applied {
-                let members = self.memberships.members_at(conversation, s.sequence).cloned().unwrap_or_default();
+            for (s, revoked, members) in &applied {
+                // The members after each statement, from the fold itself (a
+                // set may already be trimmed from what is kept).
+                let members = members.clone();
                 let mut r = crate::membership::record(s, &members, *revoked);
                 let mut author = self.party(s.author_user).await?;
                 author.device_id = Some(s.author_device.to_string());

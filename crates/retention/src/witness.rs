@@ -22,7 +22,7 @@ impl VerifyReport {
         self.witness_checked = true;
         let mut newest: Option<StoredCheckpoint> = None;
         let mut witnessed = std::collections::BTreeMap::new();
-        for (size, path) in numbered(witness, "checkpoints", "ckpt").await? {
+        for (size, path) in numbered(witness, &format!("{}/checkpoints", trusted.device), "ckpt").await? {
             let bytes = witness.get(&path).await?.bytes().await?;
             let signed = StoredCheckpoint::decode(&bytes).filter(|cp| {
                 cp.tree_size == size

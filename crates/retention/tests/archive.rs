@@ -394,17 +394,15 @@ async fn messages_missing_at_the_start_of_a_conversation_created_after_the_archi
 
 #[tokio::test]
 async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
-    use strongroom_retention::archive::{checkpoint_name, StoredCheckpoint};
+    use strongroom_retention::archive::{witness_checkpoint_name, StoredCheckpoint};
     let f = Fixture::new("witness").await;
     let wdir = f.dir.with_extension("witness");
     let witness = destination(wdir.to_str().unwrap()).unwrap();
     let mut a = f.open().await;
     a.set_witness(witness.clone()).await.unwrap();
     a.append(&[record(20, 2, 6, 2_000), record(21, 2, 7, 2_001)]).await.unwrap();
-    assert!(
-        wdir.join("checkpoints/0000000000000015.ckpt").exists()
-            && wdir.join("checkpoints/0000000000000017.ckpt").exists()
-    );
+    let at = |n: u64| wdir.join(format!("{}/checkpoints/{n:016}.ckpt", f.device));
+    assert!(at(15).exists() && at(17).exists());
     let check = |f: &Fixture| {
         let witness = witness.clone();
         let (key, seed, network, device, dir) = (f.key.expose().to_owned(), f.seed, f.network, f.device, f.dir.clone());
@@ -464,7 +462,7 @@ async fn a_witness_catches_deleted_newest_records_and_a_rewritten_log() {
     };
     forged.signature = forged.statement(f.network, f.device).sign(&signer);
     std::fs::remove_dir_all(&wdir).unwrap();
-    witness.put(&checkpoint_name(12), forged.encode().into()).await.unwrap();
+    witness.put(&witness_checkpoint_name(f.device, 12), forged.encode().into()).await.unwrap();
     let r = check(&f).await;
     assert!(
         has(&r, "no consistency proof links the witness's checkpoint at size 12 to the archive's"),

@@ -116,6 +116,9 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, methods);
     }
     router
+        .fallback(|| async {
+            crate::error::ApiError::not_found("not_found", "no such path in the API; see /api/openapi.json")
+        })
         .layer(middleware::from_fn(json_errors))
         .merge(console::router())
         .layer(DefaultBodyLimit::max(json_limit))
@@ -147,6 +150,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return res;
     }
     let status = res.status();
+    let headers = res.headers().clone();
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "bad_content_type",
@@ -161,7 +165,14 @@ async fn json_errors(req: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { text };
-    crate::error::ApiError::new(status, code, message).into_response()
+    let mut wrapped = crate::error::ApiError::new(status, code, message).into_response();
+    // What else the refusal said stays (a 405's Allow, for one).
+    for (name, value) in &headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            wrapped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    wrapped
 }
 
 /// Latency and status metrics, and a log line with the route template only
