@@ -34,7 +34,14 @@ pub(crate) struct Folded {
     /// Why folding stopped (a statement that does not verify or apply); no
     /// later statement is used.
     stuck: Option<String>,
+    /// Statements by since-revoked devices folded but not yet vouched for
+    /// by a later one from a current device, with the state after each:
+    /// carried from one page to the next.
+    pending: Vec<(MembershipStatement, MembershipState, bool)>,
 }
+
+/// Most unvouched statements carried (each holds a member set).
+const MAX_PENDING: usize = 1024;
 
 /// The member sets of every conversation seen.
 #[derive(Default)]
@@ -119,8 +126,8 @@ impl Memberships {
     ) -> Vec<(MembershipStatement, bool, BTreeSet<UserId>)> {
         let folded = self.conversations.entry(conversation).or_default();
         let mut applied = Vec::new();
-        let mut tip = folded.state.clone();
-        let mut pending: Vec<(MembershipStatement, MembershipState, bool)> = Vec::new();
+        let mut pending = std::mem::take(&mut folded.pending);
+        let mut tip = pending.last().map(|(_, st, _)| st.clone()).or_else(|| folded.state.clone());
         for (s, check) in statements {
             if folded.stuck.is_some() {
                 break;
@@ -150,6 +157,12 @@ impl Memberships {
                     break;
                 }
             };
+            if pending.len() >= MAX_PENDING {
+                folded.stuck = Some(format!(
+                    "conversation {conversation}: more than {MAX_PENDING} membership statements by revoked devices with none by a current device after them"
+                ));
+                break;
+            }
             tip = Some(state.clone());
             pending.push((s, state, revoked));
             if !revoked {
@@ -165,7 +178,20 @@ impl Memberships {
                 }
             }
         }
+        if folded.stuck.is_none() {
+            folded.pending = pending;
+        }
         applied
+    }
+
+    /// Where the next page starts: after the last statement folded,
+    /// unvouched ones included.
+    pub(crate) fn fetch_after(&self, conversation: ConversationId) -> u64 {
+        let folded = self.conversations.get(&conversation);
+        folded
+            .and_then(|f| f.pending.last())
+            .map(|(s, _, _)| s.sequence)
+            .unwrap_or_else(|| self.folded_to(conversation))
     }
 }
 
@@ -289,7 +315,8 @@ mod tests {
         let add =
             MembershipStatement::sign(&key, net, conv, Some(&after), author, 3, MembershipAction::Add, vec![carol])
                 .unwrap();
-        let applied = m.apply(conv, vec![(remove.clone(), Check::Revoked), (add, Check::Current)]);
+        assert_eq!(m.fetch_after(conv), 2, "the unvouched one is carried, not fetched again");
+        let applied = m.apply(conv, vec![(add, Check::Current)]);
         assert_eq!(applied.iter().map(|(s, r, _)| (s.sequence, *r)).collect::<Vec<_>>(), [(2, true), (3, false)]);
         assert!(applied[0].2.len() == 2 && applied[1].2.contains(&carol), "the members after each statement");
         assert!(matches!(m.lookup(conv, &at(&remove)), Addressees::Committed(set) if !set.contains(&carol)));

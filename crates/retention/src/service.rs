@@ -580,14 +580,15 @@ impl Service {
     ) -> Result<Vec<Record>, RetentionError> {
         let mut out = Vec::new();
         while !self.memberships.has(conversation, version)
-            && crate::membership::may_follow(self.memberships.folded_to(conversation))
+            && crate::membership::may_follow(self.memberships.fetch_after(conversation))
         {
-            let after = self.memberships.folded_to(conversation);
+            let after = self.memberships.fetch_after(conversation);
             let path = format!("/v1/conversations/{conversation}/membership?after={after}");
             let Some(page) = definite(self.relay.json::<strongroom_wire::MembershipHistory>(&path).await)? else {
                 break;
             };
             let (statements, malformed) = crate::membership::decode_page(&page);
+            let fetched = statements.len();
             // Each checked in place, in order: a result never applies to another statement.
             let mut checked = Vec::with_capacity(statements.len());
             for s in statements {
@@ -612,7 +613,8 @@ impl Service {
             if let Some(why) = malformed {
                 self.memberships.stop(conversation, why);
             }
-            if applied.is_empty() {
+            // Nothing more, or nothing taken from this page: stop asking.
+            if fetched == 0 || self.memberships.fetch_after(conversation) <= after {
                 break;
             }
         }
