@@ -255,6 +255,36 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An administrator's client in the network the key file is for, and the
+/// network's current policy.
+async fn admin_in(
+    network: strongroom_crypto::ids::NetworkId,
+    profile: &crate::user::ProfileArgs,
+) -> anyhow::Result<(strongroom_client::Client, strongroom_crypto::certs::VerifiedPolicy)> {
+    let mut client = crate::user::open_admin(profile).await?;
+    if client.network_id() != network {
+        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
+    }
+    let current = client.policy().await.context("cannot fetch the current policy")?;
+    Ok((client, current))
+}
+
+/// Signs `entries` as the version after `current` and publishes it.
+async fn publish_next(
+    client: &mut strongroom_client::Client,
+    key: &strongroom_crypto::keys::SigningKey,
+    current: &strongroom_crypto::certs::VerifiedPolicy,
+    entries: strongroom_crypto::certs::PolicyEntries,
+) -> anyhow::Result<(u64, strongroom_crypto::certs::VerifiedPolicy)> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let version = current.policy().version + 1;
+    let policy = NetworkPolicy::sign_entries(key, current.policy().network_id, version, now, entries)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verified = client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    Ok((version, verified))
+}
+
 /// Signs and publishes the next policy with `to` active and `from` draining.
 async fn retention_rotate(args: RetentionRotateArgs) -> anyhow::Result<()> {
     use strongroom_crypto::certs::RetentionState;
@@ -270,11 +300,7 @@ async fn retention_rotate(args: RetentionRotateArgs) -> anyhow::Result<()> {
     if old.device_id == new.device_id {
         bail!("--from and --to are the same retention device");
     }
-    let mut client = crate::user::open_admin(&args.profile).await?;
-    if client.network_id() != network {
-        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
-    }
-    let current = client.policy().await.context("cannot fetch the current policy")?;
+    let (mut client, current) = admin_in(network, &args.profile).await?;
     let mut list = current.policy().retention.clone();
     let Some(pos) = list.iter().position(|x| x.device_id == old.device_id) else {
         bail!("the retention device to replace ({}) is not in the current policy", old.device_id);
@@ -284,17 +310,8 @@ async fn retention_rotate(args: RetentionRotateArgs) -> anyhow::Result<()> {
     }
     list.retain(|x| x.device_id != new.device_id);
     list.push(new.clone());
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let version = current.policy().version + 1;
-    let entries = strongroom_crypto::certs::PolicyEntries {
-        retention: list,
-        partners: current.policy().partners.clone(),
-        retention_floor_days: current.policy().retention_floor_days,
-    };
-    let policy =
-        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
-    client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    let entries = strongroom_crypto::certs::PolicyEntries { retention: list, ..current.policy().entries() };
+    let (version, _) = publish_next(&mut client, &key, &current, entries).await?;
     if args.profile.json {
         println!(
             "{}",
@@ -314,23 +331,13 @@ async fn retention_rotate(args: RetentionRotateArgs) -> anyhow::Result<()> {
 /// every other entry is kept.
 async fn retention_floor(args: RetentionFloorArgs) -> anyhow::Result<()> {
     let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
-    let mut client = crate::user::open_admin(&args.profile).await?;
-    if client.network_id() != network {
-        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
-    }
-    let current = client.policy().await.context("cannot fetch the current policy")?;
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let version = current.policy().version + 1;
+    let (mut client, current) = admin_in(network, &args.profile).await?;
     let entries = strongroom_crypto::certs::PolicyEntries {
-        retention: current.policy().retention.clone(),
-        partners: current.policy().partners.clone(),
         retention_floor_days: (args.days > 0).then_some(args.days),
+        ..current.policy().entries()
     };
     // The policy's own limit (100 years) refuses a longer floor, with why.
-    let policy =
-        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
-    client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    let (version, _) = publish_next(&mut client, &key, &current, entries).await?;
     if args.profile.json {
         println!("{}", serde_json::json!({"policy_version": version, "retention_floor_days": args.days}));
     } else if args.days > 0 {
@@ -351,11 +358,7 @@ async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Re
         .transpose()
         .context("cannot read the retention device file")?;
     let (network, key) = keyfile::load(&args.key_file, &passphrase()?)?;
-    let mut client = crate::user::open_admin(&args.profile).await?;
-    if client.network_id() != network {
-        bail!("the network key file is for network {network}, but the profile is in {}", client.network_id());
-    }
-    let current = client.policy().await.context("cannot fetch the current policy")?;
+    let (mut client, current) = admin_in(network, &args.profile).await?;
     let mut list = current.policy().retention.clone();
     match (&device, enable) {
         (Some(d), true) => {
@@ -390,18 +393,9 @@ async fn retention_policy(args: RetentionPolicyArgs, enable: bool) -> anyhow::Re
             );
         }
     }
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let version = current.policy().version + 1;
     // Only the retention entries change; every other entry is kept.
-    let entries = strongroom_crypto::certs::PolicyEntries {
-        retention: list,
-        partners: current.policy().partners.clone(),
-        retention_floor_days: current.policy().retention_floor_days,
-    };
-    let policy =
-        NetworkPolicy::sign_entries(&key, network, version, now, entries).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let verified = client.publish_policy(&policy).await.context("the server did not take the new policy")?;
+    let entries = strongroom_crypto::certs::PolicyEntries { retention: list, ..current.policy().entries() };
+    let (version, verified) = publish_next(&mut client, &key, &current, entries).await?;
     let names: Vec<String> = verified.policy().retention.iter().map(|d| d.name.clone()).collect();
     if args.profile.json {
         println!(

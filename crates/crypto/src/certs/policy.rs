@@ -183,6 +183,16 @@ impl NetworkPolicy {
         Ok(p)
     }
 
+    /// Its entries, as the next policy starts from them (every entry kept
+    /// unless changed).
+    pub fn entries(&self) -> PolicyEntries {
+        PolicyEntries {
+            retention: self.retention.clone(),
+            partners: self.partners.clone(),
+            retention_floor_days: self.retention_floor_days,
+        }
+    }
+
     /// Retention devices senders must wrap to.
     pub fn active_retention(&self) -> impl Iterator<Item = &RetentionDevice> {
         self.retention.iter().filter(|d| d.state == RetentionState::Active)
