@@ -191,6 +191,10 @@ async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive
     let mut archive = Archive::open(store, &keys.archive_key, signer, keys.network()?, keys.device_id()?)
         .await
         .context("cannot open the archive")?;
+    // On a local directory, nothing is acknowledged before it is on disk.
+    if let Some(dir) = strongroom_retention::archive::local_dir(&archive_spec(w)) {
+        archive.fsync_in(dir);
+    }
     if let Some(w) = &w.witness {
         let witness = destination(w).context("cannot open the witness destination")?;
         archive.set_witness(witness).await.context("cannot write to the witness")?;

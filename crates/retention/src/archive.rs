@@ -71,6 +71,12 @@ pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
     Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(path)?))
 }
 
+/// The directory a destination is, when it is a local one (its writes are
+/// then fsynced by [`Archive::fsync_in`]).
+pub fn local_dir(spec: &str) -> Option<std::path::PathBuf> {
+    (!spec.starts_with("s3://") && spec != "memory:").then(|| std::path::PathBuf::from(spec))
+}
+
 /// `archive.json`: what the archive belongs to. No secrets.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ArchiveHeader {
@@ -376,6 +382,12 @@ pub struct Archive {
     /// removing the newest records and checkpoints from the archive then
     /// leaves a newer signed checkpoint there (`verify --witness`).
     witness: Option<Arc<dyn ObjectStore>>,
+    /// For an archive in a local directory: its root, so every segment,
+    /// checkpoint and file (and the directory naming it) is fsynced before
+    /// `append` or `put_file` returns, and so before the relay is told.
+    fsync_root: Option<std::path::PathBuf>,
+    /// fsyncs done (files and directories).
+    synced: std::sync::atomic::AtomicU64,
 }
 
 impl Archive {
@@ -436,6 +448,8 @@ impl Archive {
             checkpointed: 0,
             last_checkpoint: None,
             witness: None,
+            fsync_root: None,
+            synced: Default::default(),
         };
         archive.replay().await?;
         if archive.checkpointed < archive.acc.size() {
@@ -537,6 +551,7 @@ impl Archive {
             entries.push(self.sealer.seal(first + i as u64, r)?);
         }
         self.store.put(&segment_name(first), PutPayload::from(encode_segment(&entries))).await?;
+        self.fsync(&segment_name(first)).await?;
         for (i, (entry, record)) in entries.iter().zip(records).enumerate() {
             self.acc.push(entry.leaf(first + i as u64));
             self.note(record);
@@ -554,6 +569,7 @@ impl Archive {
         };
         cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+        self.fsync(&checkpoint_name(cp.tree_size)).await?;
         if let Some(w) = &self.witness {
             put_witness(w.as_ref(), &witness_checkpoint_name(self.device, cp.tree_size), cp.encode().into()).await?;
         }
@@ -579,6 +595,35 @@ impl Archive {
             writer.write(buf.get(..n).unwrap_or_default());
         }
         writer.finish().await?;
+        self.fsync(&file_name(blob_id)).await
+    }
+
+    /// fsyncs what this archive writes from now on (a local directory
+    /// archive at `root`): the object store itself only renames into place.
+    pub fn fsync_in(&mut self, root: std::path::PathBuf) {
+        self.fsync_root = Some(root);
+    }
+
+    /// How many fsyncs this archive has done.
+    pub fn synced(&self) -> u64 {
+        self.synced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The object at `path` and its directory, to disk. An error is
+    /// transient: nothing was acknowledged, so the batch comes again.
+    async fn fsync(&self, path: &ObjPath) -> Result<(), RetentionError> {
+        let Some(root) = &self.fsync_root else { return Ok(()) };
+        let file = root.join(path.as_ref());
+        let path_text = file.display().to_string();
+        let done = tokio::task::spawn_blocking(move || -> Result<u64, RetentionError> {
+            std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(crate::error::io(&file))?;
+            let dir = file.parent().unwrap_or(&file).to_path_buf();
+            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(crate::error::io(&dir))?;
+            Ok(2)
+        })
+        .await
+        .map_err(|e| RetentionError::Io { path: path_text, source: std::io::Error::other(e.to_string()) })??;
+        self.synced.fetch_add(done, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -486,3 +486,23 @@ async fn an_offline_purge_needs_the_floor_recorded_not_an_older_files_silence() 
     save_policy_seen(store.as_ref(), (4, [0xcd; 32]), None).await.unwrap();
     assert_eq!(policy_floor(store.as_ref()).await.unwrap(), None, "recorded: no floor");
 }
+
+#[tokio::test]
+async fn a_directory_archive_is_fsynced_before_append_returns() {
+    let f = Fixture::new("fsync").await;
+    let mut a = f.open().await;
+    a.append(&[record(30, 3, 1, 5_000)]).await.unwrap();
+    assert_eq!(a.synced(), 0, "not asked to");
+    a.fsync_in(f.dir.clone());
+    a.append(&[record(31, 3, 2, 5_001)]).await.unwrap();
+    // The segment and its directory, the checkpoint and its directory.
+    assert_eq!(a.synced(), 4);
+    assert_eq!(strongroom_retention::archive::local_dir(f.dir.to_str().unwrap()), Some(f.dir.clone()));
+    assert_eq!(strongroom_retention::archive::local_dir("s3://bucket/x"), None);
+    assert_eq!(strongroom_retention::archive::local_dir("memory:"), None);
+    // A file that cannot be synced (its directory gone) is an error, not a silent success.
+    let mut b = f.open().await;
+    b.fsync_in(f.dir.join("no-such-dir"));
+    let e = b.append(&[record(32, 3, 3, 5_002)]).await.unwrap_err();
+    assert!(e.to_string().contains("no-such-dir"), "{e}");
+}
