@@ -458,8 +458,13 @@ impl Archive {
         Ok(archive)
     }
 
+    /// Reads the segments after what this process has read (all of them at
+    /// open; at an append, what another writer added meanwhile).
     async fn replay(&mut self) -> Result<(), RetentionError> {
         for (first, path) in numbered(self.store.as_ref(), "segments", "seg").await? {
+            if first < self.acc.size() {
+                continue;
+            }
             if first != self.acc.size() {
                 return Err(RetentionError::Corrupt(format!(
                     "segment {path} starts at record {first}, expected {}; run `strongroom retention verify`",
@@ -545,12 +550,35 @@ impl Archive {
         if records.is_empty() {
             return Ok(());
         }
-        let first = self.acc.size();
-        let mut entries = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            entries.push(self.sealer.seal(first + i as u64, r)?);
-        }
-        self.store.put(&segment_name(first), PutPayload::from(encode_segment(&entries))).await?;
+        // Segments are written create-only: another writer (a hold or purge
+        // beside the running service) that took this position first is read,
+        // and the records go after it; nothing is ever overwritten.
+        let mut attempts = 0;
+        let (first, entries) = loop {
+            let first = self.acc.size();
+            let mut entries = Vec::with_capacity(records.len());
+            for (i, r) in records.iter().enumerate() {
+                entries.push(self.sealer.seal(first + i as u64, r)?);
+            }
+            let bytes = bytes::Bytes::from(encode_segment(&entries));
+            match self
+                .store
+                .put_opts(&segment_name(first), bytes.clone().into(), object_store::PutMode::Create.into())
+                .await
+            {
+                Ok(_) => break (first, entries),
+                Err(object_store::Error::AlreadyExists { .. }) if attempts < 8 => {
+                    attempts += 1;
+                    self.replay().await?;
+                }
+                // A store without create-only writes.
+                Err(object_store::Error::NotImplemented) => {
+                    self.store.put(&segment_name(first), bytes.into()).await?;
+                    break (first, entries);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.fsync(&segment_name(first)).await?;
         for (i, (entry, record)) in entries.iter().zip(records).enumerate() {
             self.acc.push(entry.leaf(first + i as u64));

@@ -506,3 +506,21 @@ async fn a_directory_archive_is_fsynced_before_append_returns() {
     let e = b.append(&[record(32, 3, 3, 5_002)]).await.unwrap_err();
     assert!(e.to_string().contains("no-such-dir"), "{e}");
 }
+
+#[tokio::test]
+async fn two_writers_never_overwrite_each_others_records() {
+    // The running service and a `hold place` (or purge) beside it.
+    let f = Fixture::new("two-writers").await;
+    let mut service = f.open().await;
+    let mut admin = f.open().await;
+    service.append(&[record(40, 3, 1, 6_000)]).await.unwrap();
+    holds::place(&mut admin, Hold { name: "beside the service".into(), ..Hold::default() }).await.unwrap();
+    service.append(&[record(41, 3, 2, 6_001)]).await.unwrap();
+    let r = f.verify().await;
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.records, 18);
+    let all = search(&f.open().await, &Filter::default()).await.unwrap();
+    let texts: Vec<String> = all.iter().filter_map(|(_, r)| r.text.clone()).collect();
+    assert!(texts.contains(&"message 40".to_owned()) && texts.contains(&"message 41".to_owned()), "{texts:?}");
+    assert!(all.iter().any(|(_, r)| r.kind == "hold"), "the hold is kept too");
+}
