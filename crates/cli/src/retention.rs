@@ -31,6 +31,13 @@ pub struct Where {
     /// deleted together with their checkpoints.
     #[arg(long, env = "STRONGROOM_RETENTION_WITNESS", global = true)]
     witness: Option<String>,
+    /// Who is searching, exporting, placing holds or purging: recorded in
+    /// the archive's access log [default: $USER].
+    #[arg(long, env = "STRONGROOM_RETENTION_OPERATOR", global = true)]
+    operator: Option<String>,
+    /// Why (a matter, ticket or request): recorded in the access log.
+    #[arg(long, env = "STRONGROOM_RETENTION_REASON", global = true)]
+    reason: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -102,6 +109,9 @@ pub enum RetentionCommand {
     /// Legal holds: records they cover are never deleted.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Who searched, exported, placed or released holds or purged, when and
+    /// why: the archive's own access log (signed like every record).
+    AccessLog,
     /// Delete records older than the retention period that no hold covers
     /// (each deletion is itself recorded; verify still passes).
     Purge {
@@ -395,7 +405,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
         }
         RetentionCommand::Export { out, format, filter } => {
             let keys = load_keys(&w.dir)?;
-            let archive = open_archive(&w, &keys).await?;
+            let mut archive = open_archive(&w, &keys).await?;
             let mut formats = Formats { jsonl: false, eml: false, csv: false };
             for f in &format {
                 match f.as_str() {
@@ -406,8 +416,10 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 }
             }
             let bar = progress("exporting", w.json);
-            let manifest =
-                strongroom_retention::export::export(&archive, &filter.filter(None)?, formats, &out, &bar).await?;
+            let f = filter.filter(None)?;
+            let manifest = strongroom_retention::export::export(&archive, &f, formats, &out, &bar).await?;
+            let detail = serde_json::json!({"filter": f, "formats": format, "counts": manifest.counts});
+            log_access(&w, &mut archive, "export", detail).await?;
             if w.json {
                 println!("{}", serde_json::json!({"out": out.display().to_string(), "counts": manifest.counts}));
             } else {
@@ -420,8 +432,10 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
         }
         RetentionCommand::Search { query, filter } => {
             let keys = load_keys(&w.dir)?;
-            let archive = open_archive(&w, &keys).await?;
-            let hits = strongroom_retention::search::search(&archive, &filter.filter(query)?).await?;
+            let mut archive = open_archive(&w, &keys).await?;
+            let f = filter.filter(query)?;
+            let hits = strongroom_retention::search::search(&archive, &f).await?;
+            log_access(&w, &mut archive, "search", serde_json::json!({"filter": f, "results": hits.len()})).await?;
             if w.json {
                 let list: Vec<_> = hits
                     .iter()
@@ -463,8 +477,8 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     let f = filter.filter(None)?;
                     let hold =
                         Hold { name, user_id: f.user, conversation_id: f.conversation, from: f.from, until: f.until };
-                    strongroom_retention::holds::place(&mut archive, hold).await?;
-                    refresh_status(&w, &archive)?;
+                    strongroom_retention::holds::place(&mut archive, hold.clone()).await?;
+                    log_access(&w, &mut archive, "hold_place", serde_json::json!({"hold": hold})).await?;
                     println!(
                         "{}",
                         if w.json { serde_json::json!({"placed": true}).to_string() } else { "Hold placed.".into() }
@@ -472,7 +486,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 }
                 HoldCommand::Release { name } => {
                     strongroom_retention::holds::release(&mut archive, &name).await?;
-                    refresh_status(&w, &archive)?;
+                    log_access(&w, &mut archive, "hold_release", serde_json::json!({"hold": name})).await?;
                     println!(
                         "{}",
                         if w.json {
@@ -491,6 +505,27 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                             println!("{}: {}", h.name, serde_json::to_string(&h)?);
                         }
                     }
+                }
+            }
+        }
+        RetentionCommand::AccessLog => {
+            let keys = load_keys(&w.dir)?;
+            let archive = open_archive(&w, &keys).await?;
+            let mut entries = Vec::new();
+            archive
+                .for_each(|index, r| {
+                    if r.kind == "access" {
+                        entries.push(serde_json::json!({
+                            "index": index, "at": r.archived_at, "actor": r.actor, "why": r.why, "what": r.control,
+                        }));
+                    }
+                })
+                .await?;
+            if w.json {
+                println!("{}", serde_json::json!({"entries": entries}));
+            } else {
+                for e in &entries {
+                    println!("{e}");
                 }
             }
         }
@@ -538,7 +573,8 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let report = strongroom_retention::holds::purge(&mut archive, &periods, now).await?;
-            refresh_status(&w, &archive)?;
+            let detail = serde_json::json!({"period_days": period_days, "offline": offline, "report": report});
+            log_access(&w, &mut archive, "purge", detail).await?;
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -550,6 +586,20 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Appends an `access` record (who, what, why) for a search, export, hold
+/// or purge, and brings `status.json` up to date.
+async fn log_access(w: &Where, archive: &mut Archive, action: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+    let actor = w
+        .operator
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let record = strongroom_retention::record::Record::access(action, &actor, w.reason.as_deref(), detail);
+    archive.append(&[record]).await.context("cannot record this access in the archive")?;
+    refresh_status(w, archive)
 }
 
 /// `status.json` after a command that appended records (a hold, a purge), so

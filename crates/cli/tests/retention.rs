@@ -649,12 +649,28 @@ async fn sigterm_stops_the_service_cleanly_and_status_stays_current() {
     assert!(exit.success(), "a clean stop: {exit:?} {err}");
     assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "no scratch directory left behind");
 
-    // A hold appends a record: status follows at once.
-    retention(&rdir, &["hold", "place", "--name", "h", "--conversation", &direct.to_string()]);
-    assert_eq!(status()["records"], 3);
+    // A hold appends a record, and its access record: status follows at once.
+    let who = ["--operator", "records.officer", "--reason", "SEC inquiry 14"];
+    retention(&rdir, &[&who[..], &["hold", "place", "--name", "h", "--conversation", &direct.to_string()]].concat());
+    assert_eq!(status()["records"], 4);
     assert!(status()["last_archived_at"].as_u64().unwrap() > 0, "the last archive time stands");
+    // #20: every search, export, hold and purge is in the archive's access log.
+    let hits = retention(&rdir, &[&who[..], &["search", "before"]].concat());
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "the access log is not searched: {hits}");
+    let log = retention(&rdir, &["access-log"]);
+    let entries = log["entries"].as_array().unwrap();
+    let what: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e["what"]["action"].as_str().unwrap(), e["actor"].as_str().unwrap(), e["why"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        what,
+        [("hold_place", "records.officer", "SEC inquiry 14"), ("search", "records.officer", "SEC inquiry 14")],
+        "{log}"
+    );
+    assert_eq!(entries[1]["what"]["results"], 1);
     let v = retention(&rdir, &["verify"]);
-    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!((v["problem_count"].as_u64(), v["access_records"].as_u64()), (Some(0), Some(2)), "{v}");
 
     // Finding 4: with a witness, deleting the newest segment together with
     // its checkpoint no longer goes unnoticed.

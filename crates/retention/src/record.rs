@@ -182,6 +182,32 @@ pub struct Record {
     /// Holds placed or released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// `access` records: who searched, exported, placed or released a hold
+    /// or purged (the operator's name as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// `access` records: why, as the operator gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Record {
+    /// An `access` record: who did what to the archive, and why. `detail`
+    /// holds the filter used and how many records it touched.
+    pub fn access(action: &str, actor: &str, why: Option<&str>, detail: serde_json::Value) -> Record {
+        let mut control = serde_json::json!({"action": action});
+        if let (Some(c), Some(d)) = (control.as_object_mut(), detail.as_object()) {
+            c.extend(d.clone());
+        }
+        Record {
+            kind: "access".into(),
+            archived_at: crate::now_ms(),
+            control: Some(control),
+            actor: Some(actor.to_owned()),
+            why: why.map(str::to_owned),
+            ..Record::default()
+        }
+    }
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -223,6 +249,6 @@ impl Record {
 
     /// Whether this is a message (not an archive event).
     pub fn is_message(&self) -> bool {
-        !matches!(self.kind.as_str(), "deletion" | "hold" | "hold_released" | "handover")
+        !matches!(self.kind.as_str(), "deletion" | "hold" | "hold_released" | "handover" | "access")
     }
 }

@@ -27,6 +27,10 @@ impl Filter {
     /// Whether a record passes. Archive events (deletions, holds) pass only
     /// filters that do not name a user, conversation or words.
     pub fn matches(&self, r: &Record) -> bool {
+        // The archive's own access log is read with `retention access-log`.
+        if r.kind == "access" {
+            return false;
+        }
         if !r.is_message() && (self.user.is_some() || self.conversation.is_some() || self.text.is_some()) {
             return false;
         }

@@ -47,6 +47,8 @@ pub struct VerifyReport {
     /// Sequence numbers archived per conversation (for the relay comparison).
     #[serde(skip)]
     pub sequences: BTreeMap<String, BTreeSet<u64>>,
+    /// Access records (searches, exports, holds, purges) in the log.
+    pub access_records: u64,
     /// Whether the archive was compared with a witness's checkpoints.
     pub witness_checked: bool,
     /// The newest signed checkpoint the witness holds (its size).
@@ -275,6 +277,13 @@ pub async fn verify(
                     };
                     if let Some((at, record)) = found {
                         began = began.min(record.archived_at);
+                        if record.kind == "access" {
+                            report.access_records += 1;
+                            let what = record.control.as_ref().and_then(|c| c.get("action")).and_then(|a| a.as_str());
+                            if record.actor.as_deref().is_none_or(|a| a.trim().is_empty()) || what.is_none() {
+                                report.problem(format!("record {at}: an access record that does not say who or what"));
+                            }
+                        }
                         let handed = record.control.as_ref().filter(|c| {
                             record.kind == "handover" && c.get("action").and_then(|a| a.as_str()) == Some("handed_over")
                         });

@@ -524,3 +524,20 @@ async fn two_writers_never_overwrite_each_others_records() {
     assert!(texts.contains(&"message 40".to_owned()) && texts.contains(&"message 41".to_owned()), "{texts:?}");
     assert!(all.iter().any(|(_, r)| r.kind == "hold"), "the hold is kept too");
 }
+
+#[tokio::test]
+async fn an_access_record_must_say_who_and_what() {
+    let f = Fixture::new("access").await;
+    let mut a = f.open().await;
+    a.append(&[Record::access("export", "records.officer", Some("FOIA 2026-7"), serde_json::json!({"results": 3}))])
+        .await
+        .unwrap();
+    let r = f.verify().await;
+    assert!(r.ok() && r.access_records == 1, "{:?}", r.problems);
+    let nameless = Record { actor: None, ..Record::access("search", "", None, serde_json::json!({})) };
+    a.append(&[nameless]).await.unwrap();
+    let r = f.verify().await;
+    assert!(has(&r, "an access record that does not say who or what"), "{:?}", r.problems);
+    let all = search(&a, &Filter::default()).await.unwrap();
+    assert!(all.iter().all(|(_, r)| r.kind != "access"), "searches never return the access log");
+}
