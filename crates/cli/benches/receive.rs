@@ -79,6 +79,7 @@ fn retention_catch_up(c: &mut Criterion) {
         max_time: None,
         poll: Duration::from_millis(10),
         stop: None,
+        health: Default::default(),
     };
 
     let mut group = c.benchmark_group("retention");

@@ -69,6 +69,15 @@ pub enum RetentionCommand {
         /// Stop after this many seconds.
         #[arg(long)]
         for_secs: Option<u64>,
+        /// POST health alerts here as JSON: start, stop, verify_failed, backlog.
+        #[arg(long, env = "STRONGROOM_RETENTION_WEBHOOK")]
+        webhook: Option<String>,
+        /// Verify the archive every this many seconds while running (alerts on failure).
+        #[arg(long)]
+        verify_every_secs: Option<u64>,
+        /// Alert when more than this many messages wait for this device on the relay.
+        #[arg(long)]
+        backlog_alert: Option<u64>,
     },
     /// Check every record, checkpoint, signature, file and sequence.
     Verify {
@@ -271,7 +280,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        RetentionCommand::Run { once, for_secs } => {
+        RetentionCommand::Run { once, for_secs, webhook, verify_every_secs, backlog_alert } => {
             // The service's own log (batches, pauses and retries) on stderr;
             // `STRONGROOM_LOG` filters it like the relay's.
             let filter = std::env::var("STRONGROOM_LOG").unwrap_or_else(|_| "info".into());
@@ -306,6 +315,11 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     max_time: for_secs.map(Duration::from_secs),
                     poll: Duration::from_millis(500),
                     stop: Some(stopping),
+                    health: strongroom_retention::health::HealthOptions {
+                        webhook,
+                        verify_every: verify_every_secs.map(Duration::from_secs),
+                        backlog_alert,
+                    },
                 })
                 .await
                 .context("archiving stopped")?;

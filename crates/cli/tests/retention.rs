@@ -773,3 +773,56 @@ async fn rotating_the_retention_device_drains_the_old_one_and_loses_nothing() {
     let both = retention(&new_dir, &["verify", "--offline", "--predecessor", s(&old_dir)]);
     assert_eq!(both["problem_count"], 0, "{both}");
 }
+
+/// #20 health: `retention run` pushes start, backlog and stop to a webhook,
+/// and a failed scheduled verify (a checkpoint's signature altered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_reports_its_health_to_a_webhook() {
+    use std::sync::{Arc, Mutex};
+    let dir = temp_dir("retention-health");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let direct = alice.direct_with("bob").await.unwrap();
+    for i in 0..3 {
+        alice.send_text(direct, &format!("backlog {i}")).await.unwrap();
+    }
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(v);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let events = |got: &Arc<Mutex<Vec<Value>>>| -> Vec<String> {
+        got.lock().unwrap().drain(..).map(|v| v["event"].as_str().unwrap().to_owned()).collect()
+    };
+    let run = |rdir: &Path, hook: &str| {
+        let args = ["run", "--once", "--webhook", hook, "--verify-every-secs", "1", "--backlog-alert", "1"];
+        tokio::task::block_in_place(|| retention(rdir, &args))
+    };
+    run(&rdir, &hook);
+    assert_eq!(events(&got), ["start", "backlog", "stop"], "3 waited, more than 1");
+
+    // A checkpoint's signature altered: the scheduled verify says so.
+    let mut checkpoints: Vec<PathBuf> =
+        std::fs::read_dir(rdir.join("archive/checkpoints")).unwrap().map(|e| e.unwrap().path()).collect();
+    checkpoints.sort();
+    let mut bytes = std::fs::read(&checkpoints[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&checkpoints[0], bytes).unwrap();
+    run(&rdir, &hook);
+    let seen = got.lock().unwrap().clone();
+    let kinds: Vec<&str> = seen.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["start", "verify_failed", "stop"], "{seen:?}");
+    assert!(seen[1]["detail"]["problems"][0].as_str().unwrap().contains("signature does not verify"), "{seen:?}");
+}

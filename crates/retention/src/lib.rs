@@ -16,6 +16,7 @@
 pub mod archive;
 mod error;
 pub mod export;
+pub mod health;
 pub mod holds;
 pub mod keys;
 mod membership;

@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// Set to true to stop (SIGTERM): the batch in hand is archived and
     /// acknowledged first, so nothing is half done.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Scheduled verify, backlog threshold and the webhook alerts go to.
+    pub health: crate::health::HealthOptions,
 }
 
 /// A handover record's control object, if `r` is one with this action.
@@ -353,13 +355,80 @@ impl Service {
     /// or the archive store down — is logged and retried with a growing
     /// pause (up to a minute); nothing was acknowledged, so nothing is lost.
     /// With `until_empty` it is returned, for scripts and tests.
-    pub async fn run(&mut self, mut opts: RunOptions) -> Result<RunReport, RetentionError> {
+    pub async fn run(&mut self, opts: RunOptions) -> Result<RunReport, RetentionError> {
+        let alerts = crate::health::Alerts::new(opts.health.webhook.clone(), self.keys.device_id()?.to_string());
+        alerts.send("start", serde_json::json!({"records": self.archive.size()})).await;
+        let result = self.run_loop(opts, &alerts).await;
+        let why = match &result {
+            Ok(r) if r.handed_over => "handed over".to_owned(),
+            Ok(_) => "stopped".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        alerts.send("stop", serde_json::json!({"why": why, "records": self.archive.size()})).await;
+        result
+    }
+
+    /// The scheduled checks: verify the archive, and compare the relay's
+    /// backlog for this device with the threshold (alerting once per rise).
+    async fn health_check(&mut self, opts: &RunOptions, alerts: &crate::health::Alerts, backlog_alerted: &mut bool) {
+        let keys = &self.keys;
+        let verify_now = opts.health.verify_every.is_some();
+        let checked = async {
+            if !verify_now {
+                return Ok(None);
+            }
+            let sealer = crate::archive::Sealer::new(&keys.archive_key, keys.network()?, keys.device_id()?)?;
+            let trusted = crate::verify::Trusted {
+                network: keys.network()?,
+                device: keys.device_id()?,
+                signing_key: keys.signing.verifying_key(),
+                sealer: &sealer,
+            };
+            crate::verify::verify(self.archive.store().as_ref(), &trusted, false).await.map(Some)
+        }
+        .await;
+        match checked {
+            Ok(Some(r)) if !r.ok() => {
+                let listed: Vec<&String> = r.problems.iter().take(5).collect();
+                alerts
+                    .send("verify_failed", serde_json::json!({"problem_count": r.problem_count, "problems": listed}))
+                    .await
+            }
+            Ok(_) => {}
+            Err(e) => alerts.send("verify_failed", serde_json::json!({"error": e.to_string()})).await,
+        }
+        let Some(limit) = opts.health.backlog_alert else { return };
+        match self.relay.json::<strongroom_wire::RetentionCoverage>("/v1/retention/coverage").await {
+            Ok(c) => {
+                let queued: u64 = c.conversations.iter().map(|c| c.queued).sum();
+                if queued > limit && !*backlog_alerted {
+                    alerts.send("backlog", serde_json::json!({"queued": queued, "limit": limit})).await;
+                }
+                *backlog_alerted = queued > limit;
+            }
+            Err(e) => tracing::warn!("cannot read the backlog: {e}"),
+        }
+    }
+
+    async fn run_loop(
+        &mut self,
+        mut opts: RunOptions,
+        alerts: &crate::health::Alerts,
+    ) -> Result<RunReport, RetentionError> {
         let started = tokio::time::Instant::now();
+        let mut last_health: Option<tokio::time::Instant> = None;
+        let mut backlog_alerted = false;
         let mut report = RunReport::default();
         let mut pause = opts.poll;
         let mut last_archived = 0;
         let mut last_drain_check = tokio::time::Instant::now();
         loop {
+            // The backlog is read every minute when only it is watched.
+            let every = opts.health.verify_every.or(opts.health.backlog_alert.map(|_| Duration::from_secs(60)));
+            if every.is_some_and(|every| last_health.is_none_or(|t| t.elapsed() >= every)) {
+                last_health = Some(tokio::time::Instant::now());
+                self.health_check(&opts, alerts, &mut backlog_alerted).await;
+            }
             if opts.max_time.is_some_and(|t| started.elapsed() >= t) {
                 break;
             }
