@@ -64,6 +64,7 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/admin/settings"),
     ("GET", "/v1/admin/audit"),
     ("GET", "/v1/admin/audit/verify"),
+    ("GET", "/v1/admin/retention/backlog"),
     ("POST", "/v1/invites"),
     ("POST", "/v1/invites/revoke"),
 ];

@@ -40,9 +40,10 @@ async fn queued_for(state: &AppState, network: [u8; 16], device: [u8; 16]) -> Ap
 }
 
 /// Each retention device of the caller's network's current policy and what
-/// waits for it (administrators: before disabling or rotating a device).
+/// waits for it (administrators before disabling or rotating a device;
+/// auditors read it too). Only the caller's own network.
 pub async fn backlog(state: &AppState, caller: &Caller) -> ApiResult<Vec<strongroom_wire::RetentionBacklog>> {
-    super::admin::require_admin(caller)?;
+    super::admin::require_reader(caller)?;
     let network = caller.session.network_id;
     let Some(policy) = super::policy::current(state, &network).await? else { return Ok(Vec::new()) };
     let mut out = Vec::with_capacity(policy.retention.len());
