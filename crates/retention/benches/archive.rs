@@ -53,6 +53,12 @@ fn bench(c: &mut Criterion) {
         ))
         .unwrap();
     group.bench_function("append_500_records_local_dir", |b| b.iter(|| rt.block_on(archive.append(&batch)).unwrap()));
+    // As `retention run` does on a directory: each segment and checkpoint
+    // (and their directories) on disk before the append returns.
+    archive.fsync_in(dir.clone());
+    group.bench_function("append_500_records_local_dir_fsynced", |b| {
+        b.iter(|| rt.block_on(archive.append(&batch)).unwrap())
+    });
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
 
