@@ -289,6 +289,11 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let keys = load_keys(&w.dir)?;
             let archive = open_archive(&w, &keys).await?;
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
+            // Fault injection for the durability test: die like a power cut
+            // with the batch durable in the archive but not acknowledged.
+            if std::env::var("STRONGROOM_FAULT").as_deref() == Ok("abort-before-ack") {
+                service.before_ack(Box::new(|| std::process::abort()));
+            }
             // SIGTERM or Ctrl-C: finish the batch in hand, then stop cleanly.
             let (stop, stopping) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {

@@ -826,3 +826,42 @@ async fn the_service_reports_its_health_to_a_webhook() {
     assert_eq!(kinds, ["start", "verify_failed", "stop"], "{seen:?}");
     assert!(seen[1]["detail"]["problems"][0].as_str().unwrap().contains("signature does not verify"), "{seen:?}");
 }
+
+/// The service dies (abort, as in a power cut) after a batch is durable in
+/// the archive but before the relay is told: the relay still holds the
+/// batch, and the next run acknowledges it without archiving it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_archive_and_ack_loses_and_duplicates_nothing() {
+    let dir = temp_dir("retention-crash-ack");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let c = alice.create_conversation("group", &["bob"]).await.unwrap();
+    for i in 0..3 {
+        alice.send_text(c.id, &format!("before the crash {i}")).await.unwrap();
+    }
+    assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 3);
+
+    let out = Command::new(bin())
+        .args(["retention", "--dir", s(&rdir), "run", "--once"])
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .env("STRONGROOM_FAULT", "abort-before-ack")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault hook did not fire: {}", String::from_utf8_lossy(&out.stderr));
+    // Written and on disk (fsynced before the hook), yet still queued.
+    let archived = std::fs::read_dir(rdir.join("archive/segments")).unwrap().count();
+    assert!(archived >= 1, "nothing reached the archive before the crash");
+    assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 3, "acknowledged before the crash");
+    let v = retention(&rdir, &["verify", "--offline"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!(v["records"], 4, "three messages and the creation were archived before the crash: {v}");
+
+    let run = retention(&rdir, &["run", "--once"]);
+    assert_eq!(run["run"]["duplicates"], 3, "{run}");
+    assert_eq!(run["run"]["archived"], 0, "{run}");
+    assert_eq!(metric(&server, "strongroom_queue_depth{kind=\"retention\"}").await, 0);
+    let v = retention(&rdir, &["verify"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!(v["records"], 4, "nothing archived twice: {v}");
+}

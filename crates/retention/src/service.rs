@@ -249,9 +249,18 @@ pub struct Service {
     users: HashMap<UserId, (String, Option<VerifiedDeviceList>)>,
     memberships: crate::membership::Memberships,
     scratch: std::path::PathBuf,
+    /// Called with a batch's records durable and not yet acknowledged: a
+    /// fault-injection point (`STRONGROOM_FAULT=abort-before-ack`).
+    before_ack: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Service {
+    /// Runs `hook` between a batch's append and its acknowledgement (a
+    /// crash there must lose nothing and duplicate nothing).
+    pub fn before_ack(&mut self, hook: Box<dyn Fn() + Send + Sync>) {
+        self.before_ack = Some(hook);
+    }
+
     /// Logs in and checks that the network's current policy, verified
     /// against the network key pinned at `init`, names this device.
     pub async fn start(keys: RetentionKeys, archive: Archive) -> Result<Self, RetentionError> {
@@ -267,8 +276,15 @@ impl Service {
         }
         let scratch = std::env::temp_dir().join(format!("strongroom-retention-{}", std::process::id()));
         strongroom_client::private_fs::private_dir(&scratch).map_err(crate::error::io(&scratch))?;
-        let mut service =
-            Self { keys, relay, archive, users: HashMap::new(), memberships: Default::default(), scratch };
+        let mut service = Self {
+            keys,
+            relay,
+            archive,
+            users: HashMap::new(),
+            memberships: Default::default(),
+            scratch,
+            before_ack: None,
+        };
         service.note_predecessors(&verified).await?;
         Ok(service)
     }
@@ -540,6 +556,9 @@ impl Service {
         let statements = records.iter().filter(|r| r.kind == "membership").count() as u64;
         report.membership += statements;
         report.archived += records.len() as u64 - statements;
+        if let Some(hook) = &self.before_ack {
+            hook();
+        }
         // Only now, with the records durable, may the relay forget them.
         self.relay.ack(batch.iter().map(|d| d.message_id).collect()).await?;
         if let Some(cp) = self.archive.last_checkpoint() {
