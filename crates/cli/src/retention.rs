@@ -8,7 +8,8 @@ use clap::{Args, Subcommand};
 use strongroom_crypto::certs::NetworkFingerprint;
 use strongroom_crypto::ids::NetworkId;
 use strongroom_crypto::keys::VerifyingKey;
-use strongroom_retention::archive::{destination, Archive, Sealer};
+use strongroom_retention::archive::{destination, open_destination, Archive, Sealer};
+use strongroom_retention::aws::S3Bucket;
 use strongroom_retention::export::Formats;
 use strongroom_retention::keys::RetentionKeys;
 use strongroom_retention::record::Hold;
@@ -112,6 +113,16 @@ pub enum RetentionCommand {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Create the --archive bucket (s3://bucket/prefix) with S3 Object Lock
+    /// on and a default retention in compliance mode: every record, file and
+    /// checkpoint written there can be neither deleted nor rewritten, by
+    /// anyone, until its retention ends.
+    BucketCreate {
+        /// Default retention of every object (days): at least the longest
+        /// retention period the archive keeps records for.
+        #[arg(long)]
+        lock_days: u64,
+    },
     /// Health for monitoring: records, last archived time, last verify result
     /// (Prometheus text, or --json).
     Status,
@@ -202,7 +213,7 @@ fn archive_spec(w: &Where) -> String {
 }
 
 async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive> {
-    let store = destination(&archive_spec(w)).context("cannot open the archive destination")?;
+    let (store, worm) = open_destination(&archive_spec(w)).await.context("cannot open the archive destination")?;
     let signer = strongroom_crypto::keys::SigningKey::from_seed(strongroom_crypto::keys::SecretBytes::new(
         *keys.signing.expose_seed().expose(),
     ))
@@ -210,6 +221,9 @@ async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive
     let mut archive = Archive::open(store, &keys.archive_key, signer, keys.network()?, keys.device_id()?)
         .await
         .context("cannot open the archive")?;
+    // On a bucket with Object Lock nothing is ever rewritten (purges retire
+    // whole segments instead).
+    archive.set_worm(worm);
     // On a local directory, nothing is acknowledged before it is on disk.
     if let Some(dir) = strongroom_retention::archive::local_dir(&archive_spec(w)) {
         archive.fsync_in(dir);
@@ -364,6 +378,9 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             if let Some(coverage) = &coverage {
                 report.compare_with_relay(coverage);
             }
+            if let Some(bucket) = S3Bucket::for_destination(&archive_spec(&w))? {
+                report.check_bucket(&bucket).await.context("cannot check the archive bucket's locks and versions")?;
+            }
             if let Some(w) = &w.witness {
                 let witness = destination(w).context("cannot open the witness destination")?;
                 report.compare_with_witness(witness.as_ref(), &trusted).await?;
@@ -405,6 +422,19 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     report.conversations,
                     report.files
                 );
+                match &report.worm {
+                    Some(worm) if worm.mode.is_some() => println!(
+                        "WORM: Object Lock {} with a default retention of {} days; {} object versions ({} delete markers), each one's retention checked",
+                        worm.mode.as_deref().unwrap_or("-"),
+                        worm.default_days.unwrap_or(0),
+                        worm.versions,
+                        worm.delete_markers
+                    ),
+                    Some(_) => println!(
+                        "NOTE: the bucket has no Object Lock, so records can be rewritten or deleted there; for WORM storage archive to a bucket made with `strongroom retention bucket-create --lock-days N`"
+                    ),
+                    None => {}
+                }
                 if report.relay_checked {
                     println!(
                         "Compared with the relay: {} message(s) still queued for this device (run `strongroom retention run` to archive them)",
@@ -546,6 +576,20 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 for e in &entries {
                     println!("{e}");
                 }
+            }
+        }
+        RetentionCommand::BucketCreate { lock_days } => {
+            if !(1..=36_500).contains(&lock_days) {
+                bail!("--lock-days is 1 to 36500");
+            }
+            let spec = archive_spec(&w);
+            let bucket = S3Bucket::for_destination(&spec)?
+                .with_context(|| format!("--archive {spec} is not an s3://bucket/prefix destination"))?;
+            bucket.create_locked(lock_days).await.context("cannot create the locked bucket")?;
+            if w.json {
+                println!("{}", serde_json::json!({"created": spec, "mode": "COMPLIANCE", "lock_days": lock_days}));
+            } else {
+                println!("Created {spec} with Object Lock (compliance mode, {lock_days} days by default).");
             }
         }
         RetentionCommand::Status => {

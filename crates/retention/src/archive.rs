@@ -9,6 +9,8 @@
 //! segments/<first index, 16 digits>.seg
 //! checkpoints/<tree size, 16 digits>.ckpt
 //! files/<blob id>                   encrypted file bytes, as the relay held them
+//! retired/<first index>.leaves      on a WORM bucket: the leaf hashes of a
+//!                                   segment whose records were all deleted
 //! ```
 //!
 //! Segment entries: `0x01 | len u32 | salt 32 | AES-256-GCM(record JSON)`,
@@ -24,6 +26,13 @@
 //! Checkpoint: `tree size u64 | root 32 | timestamp u64 | signature 64`.
 //! Segments and checkpoints are written whole (an object, or a file renamed
 //! into place), so a crash never leaves half of one.
+//!
+//! On a bucket with S3 Object Lock (WORM) nothing is ever rewritten: a purge
+//! appends its deletion record, and once every record of a segment is
+//! deleted, writes the segment's leaf hashes to `retired/` (a new object)
+//! and deletes the segment's key (a delete marker: the locked version stays
+//! until its retention ends). Records deleted but still in a kept segment
+//! are skipped by every reader.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,7 +65,11 @@ const MAX_ENTRY: usize = 16 << 20;
 /// the usual `AWS_*` variables), `memory:` (tests), or a local directory.
 pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
     if spec.starts_with("s3://") {
-        let s3 = object_store::aws::AmazonS3Builder::from_env().with_url(spec).build()?;
+        // The checksum header S3 requires on writes to an Object Lock bucket.
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(spec)
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+            .build()?;
         let prefix = spec.trim_start_matches("s3://").split_once('/').map(|(_, p)| p.to_owned()).unwrap_or_default();
         if prefix.is_empty() {
             return Ok(Arc::new(s3));
@@ -69,6 +82,18 @@ pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
     let path = std::path::Path::new(spec);
     strongroom_client::private_fs::private_dir(path).map_err(crate::error::io(path))?;
     Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(path)?))
+}
+
+/// [`destination`], and whether it is WORM: on an S3 bucket with Object
+/// Lock, whole-object writes carry the checksum headers the lock requires
+/// ([`crate::locked_store::LockedStore`]) and purges never rewrite.
+pub async fn open_destination(spec: &str) -> Result<(Arc<dyn ObjectStore>, bool), RetentionError> {
+    let store = destination(spec)?;
+    let Some(bucket) = crate::aws::S3Bucket::for_destination(spec)? else { return Ok((store, false)) };
+    match bucket.lock().await? {
+        Some(lock) => Ok((Arc::new(crate::locked_store::LockedStore::new(store, bucket, lock.days)), true)),
+        None => Ok((store, false)),
+    }
 }
 
 /// The directory a destination is, when it is a local one (its writes are
@@ -313,6 +338,40 @@ pub fn checkpoint_name(size: u64) -> ObjPath {
     ObjPath::from(format!("checkpoints/{size:016}.ckpt"))
 }
 
+/// A retired segment's leaf hashes (WORM).
+pub fn retired_name(first: u64) -> ObjPath {
+    ObjPath::from(format!("retired/{first:016}.leaves"))
+}
+
+/// Every segment in order, `(first index, path, retired)`: a retired one
+/// (WORM) only where its segment's key is gone.
+pub async fn segment_list(store: &dyn ObjectStore) -> Result<Vec<(u64, ObjPath, bool)>, RetentionError> {
+    let mut all: std::collections::BTreeMap<u64, (ObjPath, bool)> = std::collections::BTreeMap::new();
+    for (first, path) in numbered(store, "retired", "leaves").await? {
+        all.insert(first, (path, true));
+    }
+    for (first, path) in numbered(store, "segments", "seg").await? {
+        all.insert(first, (path, false));
+    }
+    Ok(all.into_iter().map(|(first, (path, retired))| (first, path, retired)).collect())
+}
+
+/// A segment's entries; a retired one's are its leaf hashes.
+pub async fn load_entries(
+    store: &dyn ObjectStore,
+    path: &ObjPath,
+    retired: bool,
+) -> Result<Vec<Entry>, RetentionError> {
+    let bytes = store.get(path).await?.bytes().await?;
+    if retired {
+        if bytes.is_empty() || bytes.len() % 32 != 0 {
+            return Err(RetentionError::Corrupt(format!("{path}: {} bytes is not a list of leaf hashes", bytes.len())));
+        }
+        return Ok(bytes.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).map(Entry::Redacted).collect());
+    }
+    parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))
+}
+
 /// A file's name.
 pub fn file_name(blob_id: &str) -> ObjPath {
     ObjPath::from(format!("files/{blob_id}"))
@@ -378,6 +437,10 @@ pub struct Archive {
     statements: HashSet<[u8; 32]>,
     checkpointed: u64,
     last_checkpoint: Option<StoredCheckpoint>,
+    /// Indices named by deletion records.
+    deleted: HashSet<u64>,
+    /// On a WORM bucket: purge never rewrites a segment.
+    worm: bool,
     /// Where every checkpoint is also written (another directory or bucket):
     /// removing the newest records and checkpoints from the archive then
     /// leaves a newer signed checkpoint there (`verify --witness`).
@@ -447,6 +510,8 @@ impl Archive {
             statements: HashSet::new(),
             checkpointed: 0,
             last_checkpoint: None,
+            deleted: HashSet::new(),
+            worm: false,
             witness: None,
             fsync_root: None,
             synced: Default::default(),
@@ -461,7 +526,7 @@ impl Archive {
     /// Reads the segments after what this process has read (all of them at
     /// open; at an append, what another writer added meanwhile).
     async fn replay(&mut self) -> Result<(), RetentionError> {
-        for (first, path) in numbered(self.store.as_ref(), "segments", "seg").await? {
+        for (first, path, retired) in segment_list(self.store.as_ref()).await? {
             if first < self.acc.size() {
                 continue;
             }
@@ -471,9 +536,7 @@ impl Archive {
                     self.acc.size()
                 )));
             }
-            let bytes = self.store.get(&path).await?.bytes().await?;
-            let entries = parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
-            for entry in entries {
+            for entry in load_entries(self.store.as_ref(), &path, retired).await? {
                 let index = self.acc.size();
                 if let Entry::Sealed { salt, ciphertext } = &entry {
                     let record = self.sealer.open(index, salt, ciphertext).ok_or_else(|| {
@@ -520,8 +583,25 @@ impl Archive {
             self.archived.insert(id);
         }
         self.statements.extend(record.statement());
+        self.deleted.extend(record.deleted.iter().map(|d| d.index));
         self.statements
             .extend(record.deleted.iter().filter_map(|d| d.statement.as_deref().and_then(crate::unhex::<32>)));
+    }
+
+    /// Whether a deletion record names leaf `index`.
+    pub fn is_deleted(&self, index: u64) -> bool {
+        self.deleted.contains(&index)
+    }
+
+    /// Marks this archive as on a WORM bucket (S3 Object Lock): purges
+    /// retire whole segments instead of rewriting them.
+    pub fn set_worm(&mut self, worm: bool) {
+        self.worm = worm;
+    }
+
+    /// Whether this archive is on a WORM bucket.
+    pub fn worm(&self) -> bool {
+        self.worm
     }
 
     /// Whether a membership statement (by SHA-256) was archived.
@@ -657,17 +737,21 @@ impl Archive {
 
     /// Reads every record in order: `f(index, record)`; deleted ones are skipped.
     pub async fn for_each(&self, mut f: impl FnMut(u64, Record)) -> Result<(), RetentionError> {
-        read_records(self.store.as_ref(), &self.sealer, |i, r| {
-            if let Some(r) = r {
-                f(i, r)
-            }
+        read_records(self.store.as_ref(), &self.sealer, |i, r| match r {
+            Some(r) if !self.deleted.contains(&i) => f(i, r),
+            _ => {}
         })
         .await
     }
 
-    /// Replaces the entries at `indices` with deletion markers (their leaf
-    /// hashes), after a deletion record naming them was appended.
-    pub async fn redact(&mut self, indices: &HashSet<u64>) -> Result<(), RetentionError> {
+    /// Replaces every entry a deletion record names with a deletion marker
+    /// (its leaf hash), also those a crashed purge left; on a WORM bucket,
+    /// retires whole segments instead ([`Archive::retire`]).
+    pub async fn redact(&mut self) -> Result<(), RetentionError> {
+        if self.worm {
+            return self.retire().await;
+        }
+        let indices = &self.deleted;
         for (first, path) in numbered(self.store.as_ref(), "segments", "seg").await? {
             let bytes = self.store.get(&path).await?.bytes().await?;
             let mut entries = parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
@@ -681,6 +765,40 @@ impl Archive {
             }
             if changed {
                 self.store.put(&path, PutPayload::from(encode_segment(&entries))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On a WORM bucket: every segment whose records are all deleted is
+    /// replaced by its leaf hashes in `retired/` (a new object, create-only)
+    /// and its key deleted (a delete marker; the locked version itself goes
+    /// when its retention ends, by the bucket's lifecycle rule).
+    async fn retire(&mut self) -> Result<(), RetentionError> {
+        for (first, path, retired) in segment_list(self.store.as_ref()).await? {
+            if retired {
+                continue;
+            }
+            let entries = load_entries(self.store.as_ref(), &path, false).await?;
+            let all_gone = entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| matches!(e, Entry::Redacted(_)) || self.deleted.contains(&(first + i as u64)));
+            if !all_gone || entries.is_empty() {
+                continue;
+            }
+            let mut leaves = Vec::with_capacity(entries.len() * 32);
+            for (i, e) in entries.iter().enumerate() {
+                leaves.extend_from_slice(&e.leaf(first + i as u64));
+            }
+            let name = retired_name(first);
+            match self.store.put_opts(&name, leaves.into(), object_store::PutMode::Create.into()).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -712,12 +830,11 @@ pub async fn read_entries(
     mut f: impl FnMut(u64, &Entry, Option<Record>),
 ) -> Result<(), RetentionError> {
     let mut next = 0u64;
-    for (first, path) in numbered(store, "segments", "seg").await? {
+    for (first, path, retired) in segment_list(store).await? {
         if first != next {
             return Err(RetentionError::Corrupt(format!("segment {path} is out of place; run verify")));
         }
-        let bytes = store.get(&path).await?.bytes().await?;
-        for entry in parse_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))? {
+        for entry in load_entries(store, &path, retired).await? {
             match &entry {
                 Entry::Sealed { salt, ciphertext } => {
                     let r = sealer.open(next, salt, ciphertext).ok_or_else(|| {

@@ -35,6 +35,9 @@ pub enum RetentionError {
     /// A usage mistake, with what to do instead.
     #[error("{0}")]
     Usage(String),
+    /// S3 or KMS refused or failed a request.
+    #[error("{0}")]
+    Cloud(String),
     /// A trust failure (the policy does not name this device, wrong network key…).
     #[error("{0}")]
     Trust(String),

@@ -5,8 +5,6 @@
 //! appended first, then the records are replaced by their leaf hashes, so
 //! `verify` still proves everything else intact and sees every gap explained.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use crate::archive::{read_entries, Archive};
@@ -135,6 +133,9 @@ pub async fn purge(archive: &mut Archive, periods: &Periods, now: u64) -> Result
     let mut files = Vec::new();
     read_entries(archive.store().as_ref(), archive.sealer(), |index, entry, record| {
         let Some(r) = record else { return };
+        if archive.is_deleted(index) {
+            return;
+        }
         let Some(days) = periods.for_record(&r) else { return };
         if !r.is_message() || r.retention_clock() >= now.saturating_sub(days.saturating_mul(86_400_000)) {
             return;
@@ -155,22 +156,21 @@ pub async fn purge(archive: &mut Archive, periods: &Periods, now: u64) -> Result
         }
     })
     .await?;
-    if deleted.is_empty() {
-        return Ok(report);
-    }
     report.deleted = deleted.len() as u64;
-    let indices: HashSet<u64> = deleted.iter().map(|d| d.index).collect();
-    // The log says what goes, and why, before anything goes.
-    archive
-        .append(&[Record {
-            kind: "deletion".into(),
-            archived_at: now_ms(),
-            deleted,
-            reason: Some(periods.describe()),
-            ..Record::default()
-        }])
-        .await?;
-    archive.redact(&indices).await?;
+    if !deleted.is_empty() {
+        // The log says what goes, and why, before anything goes.
+        archive
+            .append(&[Record {
+                kind: "deletion".into(),
+                archived_at: now_ms(),
+                deleted,
+                reason: Some(periods.describe()),
+                ..Record::default()
+            }])
+            .await?;
+    }
+    // Also what a purge that stopped half-way left.
+    archive.redact().await?;
     for blob in files {
         archive.delete_file(&blob).await?;
         report.files += 1;

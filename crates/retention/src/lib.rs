@@ -14,17 +14,20 @@
 //!   [`search`], and [`holds`] (legal holds, retention periods, purging).
 
 pub mod archive;
+pub mod aws;
 mod error;
 pub mod export;
 pub mod health;
 pub mod holds;
 pub mod keys;
+pub mod locked_store;
 mod membership;
 pub mod record;
 pub mod search;
 pub mod service;
 pub mod verify;
 mod witness;
+mod worm;
 
 pub use error::RetentionError;
 

@@ -11,7 +11,8 @@ use strongroom_crypto::ids::{DeviceId, NetworkId};
 use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::merkle::{Accumulator, Hash};
 
-use crate::archive::{numbered, parse_segment, Entry, Sealer, StoredCheckpoint};
+use crate::archive::{load_entries, numbered, segment_list, Entry, Sealer, StoredCheckpoint};
+pub use crate::worm::WormReport;
 use crate::{hex, RetentionError};
 
 /// Most problems listed; the count is always complete.
@@ -24,6 +25,12 @@ pub struct VerifyReport {
     pub records: u64,
     /// Of which deleted under a retention period.
     pub deleted: u64,
+    /// Records a deletion record names that are still stored (WORM: their
+    /// segment is locked until its retention ends); no reader returns them.
+    pub deleted_kept: u64,
+    /// The bucket's Object Lock settings and versions (S3 archives).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worm: Option<WormReport>,
     /// Segments read.
     pub segments: u64,
     /// Checkpoints checked.
@@ -213,7 +220,8 @@ pub async fn verify(
     let mut missing: u64 = 0;
     let mut gap: Option<u64> = None;
     let mut unchecked: u64 = 0;
-    for (first, path) in numbered(store, "segments", "seg").await? {
+    let mut sealed_indices = std::collections::HashSet::new();
+    for (first, path, retired) in segment_list(store).await? {
         report.segments += 1;
         let expected = acc.size().saturating_add(missing);
         if first != expected {
@@ -232,13 +240,13 @@ pub async fn verify(
                 ));
             }
         }
-        let bytes = store.get(&path).await?.bytes().await?;
-        let entries = match parse_segment(&bytes) {
+        let entries = match load_entries(store, &path, retired).await {
             Ok(e) => e,
-            Err(e) => {
-                report.problem(format!("segment {path}: {e}"));
+            Err(RetentionError::Corrupt(e)) => {
+                report.problem(format!("segment {e}"));
                 continue;
             }
+            Err(e) => return Err(e),
         };
         // Records are opened at the position their segment declares, so one
         // missing or extra entry is named precisely instead of every later
@@ -276,6 +284,7 @@ pub async fn verify(
                         None
                     };
                     if let Some((at, record)) = found {
+                        sealed_indices.insert(at);
                         began = began.min(record.archived_at);
                         if record.kind == "access" {
                             report.access_records += 1;
@@ -355,6 +364,9 @@ pub async fn verify(
         ));
     }
 
+    // On a WORM bucket a deleted record stays in its segment until every
+    // record of the segment is deleted: counted, never read.
+    report.deleted_kept = accounted.keys().filter(|i| sealed_indices.contains(*i)).count() as u64;
     for (index, leaf) in &deleted_leaves {
         if accounted.get(index) != Some(leaf) {
             report.problem(format!("record {index} was removed without a deletion record naming it"));
@@ -392,7 +404,9 @@ pub async fn verify(
         }
     }
     if check_files {
-        for (index, f) in files {
+        // A deleted record's file went with it (WORM: the record stays in
+        // its locked segment, unread).
+        for (index, f) in files.into_iter().filter(|(i, _)| !accounted.contains_key(i)) {
             report.files += 1;
             match store.get(&crate::archive::file_name(&f.blob_id)).await {
                 Ok(got) => {

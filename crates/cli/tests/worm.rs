@@ -1,0 +1,202 @@
+//! The archive on S3 with Object Lock (WORM), against moto's S3 server
+//! started here on 127.0.0.1 (`pip install 'moto[server]'`; `.ci/run`
+//! installs it and sets STRONGROOM_TEST_REQUIRE_MOTO=1, so CI never skips).
+//! A locked version cannot be deleted, not even with the governance
+//! bypass; a write over an archived key makes a second version, the first
+//! still reads back byte-identical, and `verify` names the second; a purge
+//! never rewrites a segment.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+use strongroom_retention::aws::{AwsConfig, Retention, S3Bucket};
+
+/// moto's server on a free port, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// `None` (after saying why) when moto is not installed and CI did not ask for it.
+    pub fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(
+                    std::env::var_os("STRONGROOM_TEST_REQUIRE_MOTO").is_none(),
+                    "moto_server is required here but cannot start: {e}"
+                );
+                eprintln!("SKIPPED: moto_server not found ({e}); pip install 'moto[server]' to run the S3 tests");
+                return None;
+            }
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(Self { child, endpoint: format!("http://127.0.0.1:{port}") })
+    }
+
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
+    fn config(&self) -> AwsConfig {
+        AwsConfig::new("us-east-1", "testing", "testing", Some(&self.endpoint))
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `strongroom retention --dir RDIR --archive ARCHIVE --json ARGS` with moto's settings.
+fn retention_out(moto: &Moto, rdir: &Path, archive: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["retention", "--dir", s(rdir), "--archive", archive, "--json"];
+    all.extend_from_slice(args);
+    Command::new(bin())
+        .args(&all)
+        .envs(moto.envs())
+        .env("STRONGROOM_RETENTION_PASSPHRASE", "retention passphrase")
+        .output()
+        .unwrap()
+}
+
+fn retention_ok(moto: &Moto, rdir: &Path, archive: &str, args: &[&str]) -> Value {
+    let out = retention_out(moto, rdir, archive, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {} {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{args:?}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second_version() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = temp_dir("retention-worm");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let archive = "s3://strongroom-worm/acme";
+    let created = retention_ok(&moto, &rdir, archive, &["bucket-create", "--lock-days", "1"]);
+    assert_eq!(created["mode"], "COMPLIANCE");
+    // Not a bucket, or no lock at all: refused with what to do.
+    let local = retention_out(&moto, &rdir, s(&dir.join("local")), &["bucket-create", "--lock-days", "1"]);
+    assert!(String::from_utf8_lossy(&local.stderr).contains("is not an s3://bucket/prefix destination"));
+    let zero = retention_out(&moto, &rdir, archive, &["bucket-create", "--lock-days", "0"]);
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--lock-days is 1 to 36500"));
+
+    let c = alice.create_conversation("group", &["bob"]).await.unwrap();
+    // A time after the conversation's creation, before any message.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let after_creation = strongroom_retention::now_ms().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for i in 0..3 {
+        alice.send_text(c.id, &format!("locked message {i}")).await.unwrap();
+    }
+    let file = dir.join("minutes.txt");
+    std::fs::write(&file, b"minutes: approved").unwrap();
+    alice.send_file(c.id, &file, &|_, _| {}).await.unwrap();
+    let run = retention_ok(&moto, &rdir, archive, &["run", "--once"]);
+    assert_eq!(run["run"]["archived"], 4, "{run}");
+    assert_eq!(run["run"]["files"], 1, "{run}");
+    // A second batch, in a segment of its own.
+    for i in 0..2 {
+        alice.send_text(c.id, &format!("later message {i}")).await.unwrap();
+    }
+    retention_ok(&moto, &rdir, archive, &["run", "--once"]);
+    let v = retention_ok(&moto, &rdir, archive, &["verify"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!(v["records"], 7, "{v}");
+    assert_eq!(v["files"], 1, "{v}");
+    assert_eq!(v["worm"]["mode"], "COMPLIANCE", "{v}");
+    assert_eq!(v["worm"]["default_days"], 1, "{v}");
+    assert!(v["worm"]["retention_checked"].as_u64().unwrap() >= 5, "{v}");
+
+    // Purge everything past a zero-day period but the creation, under a
+    // hold: nothing is rewritten. The second segment (messages only) is
+    // retired; the first keeps the held creation, and its four deleted
+    // messages stay locked in it, unread by search and export.
+    retention_ok(&moto, &rdir, archive, &["hold", "place", "--name", "matter-1", "--until", &after_creation]);
+    let purge = retention_ok(&moto, &rdir, archive, &["purge", "--period-days", "0", "--offline"]);
+    assert_eq!(purge["deleted"], 6, "{purge}");
+    assert_eq!(purge["held"], 1, "{purge}");
+    assert_eq!(purge["files"], 1, "{purge}");
+    let bucket = S3Bucket::new(archive, moto.config()).unwrap();
+    let versions = bucket.versions().await.unwrap();
+    let segment0 = "segments/0000000000000000.seg";
+    let segment4 = "segments/0000000000000005.seg";
+    let count = |key: &str, marker: bool| versions.iter().filter(|v| v.key == key && v.delete_marker == marker).count();
+    assert_eq!(count(segment0, false), 1, "never rewritten: {versions:?}");
+    assert_eq!(count(segment4, false), 1, "the locked version stays: {versions:?}");
+    assert_eq!(count(segment4, true), 1, "retired behind a delete marker: {versions:?}");
+    assert_eq!(count("retired/0000000000000005.leaves", false), 1, "{versions:?}");
+    let file_key = versions.iter().find(|v| v.key.starts_with("files/")).unwrap().key.clone();
+    assert_eq!(count(&file_key, false), 1, "the file's locked version stays: {versions:?}");
+    assert_eq!(count(&file_key, true), 1, "{versions:?}");
+    let v = retention_ok(&moto, &rdir, archive, &["verify", "--offline"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!(v["deleted"], 2, "{v}");
+    assert_eq!(v["deleted_kept"], 4, "{v}");
+    let found = retention_ok(&moto, &rdir, archive, &["search", "message"]);
+    assert_eq!(found["hits"].as_array().unwrap().len(), 0, "deleted records are not searchable: {found}");
+
+    // A hostile administrator with the bucket's credentials.
+    let original_v = versions.iter().find(|v| v.key == segment0 && !v.delete_marker).unwrap().version_id.clone();
+    let original = bucket.get_version(segment0, &original_v).await.unwrap();
+    for bypass in [false, true] {
+        let e = bucket.delete_version(segment0, &original_v, bypass).await.unwrap_err();
+        assert!(e.to_string().contains("AccessDenied"), "bypass {bypass}: {e}");
+    }
+    // Shortening a lock: compliance mode refuses it on S3. moto 5.2 accepts
+    // it, so then verify must name the shortened version.
+    let checkpoint = versions.iter().find(|v| v.key.starts_with("checkpoints/") && !v.delete_marker).unwrap();
+    let until = bucket.retention(&checkpoint.key, &checkpoint.version_id).await.unwrap().unwrap();
+    assert_eq!(until.mode, "COMPLIANCE");
+    let shortened = Retention { mode: "COMPLIANCE".into(), until: until.until - 12 * 3_600_000 };
+    let shorten = bucket.put_retention(&checkpoint.key, &checkpoint.version_id, &shortened, true).await;
+    // Writing over the segment makes a new version; the locked one is intact.
+    let forged = bucket.put(segment0, b"forged".to_vec()).await.unwrap();
+    assert!(forged.is_some_and(|f| f != original_v));
+    assert_eq!(bucket.get_version(segment0, &original_v).await.unwrap(), original, "the locked version changed");
+
+    let out = retention_out(&moto, &rdir, archive, &["verify", "--offline"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].to_string();
+    assert!(problems.contains(&format!("{segment0} has 2 versions")), "{v}");
+    assert!(problems.contains(&original_v), "names the original version: {v}");
+    assert_eq!(v["worm"]["overwritten"][0], segment0, "{v}");
+    if shorten.is_ok() {
+        assert!(
+            problems.contains(&format!("{} (version {}): its retention ends", checkpoint.key, checkpoint.version_id)),
+            "{v}"
+        );
+    }
+}
