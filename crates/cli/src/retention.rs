@@ -32,6 +32,12 @@ pub struct Where {
     /// deleted together with their checkpoints.
     #[arg(long, env = "STRONGROOM_RETENTION_WITNESS", global = true)]
     witness: Option<String>,
+    /// Second copy: another directory or s3://bucket/prefix (another
+    /// region or account) that every write also goes to before it counts;
+    /// what it lacks is copied when the archive is opened, and verify
+    /// checks both.
+    #[arg(long, env = "STRONGROOM_RETENTION_REPLICA", global = true)]
+    replica: Option<String>,
     /// Who is searching, exporting, placing holds or purging: recorded in
     /// the archive's access log [default: $USER].
     #[arg(long, env = "STRONGROOM_RETENTION_OPERATOR", global = true)]
@@ -213,7 +219,16 @@ fn archive_spec(w: &Where) -> String {
 }
 
 async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive> {
-    let (store, worm) = open_destination(&archive_spec(w)).await.context("cannot open the archive destination")?;
+    let (mut store, worm) = open_destination(&archive_spec(w)).await.context("cannot open the archive destination")?;
+    if let Some(spec) = &w.replica {
+        let (replica, _) = open_destination(spec).await.context("cannot open the replica destination")?;
+        let both = strongroom_retention::replica::ReplicatedStore::new(store, replica);
+        let copied = both.catch_up().await.context("cannot bring the replica up to date")?;
+        if copied > 0 {
+            tracing::info!(copied, "copied to the replica what it lacked");
+        }
+        store = std::sync::Arc::new(both);
+    }
     let signer = strongroom_crypto::keys::SigningKey::from_seed(strongroom_crypto::keys::SecretBytes::new(
         *keys.signing.expose_seed().expose(),
     ))
@@ -225,8 +240,10 @@ async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive
     // whole segments instead).
     archive.set_worm(worm);
     // On a local directory, nothing is acknowledged before it is on disk.
-    if let Some(dir) = strongroom_retention::archive::local_dir(&archive_spec(w)) {
-        archive.fsync_in(dir);
+    for spec in std::iter::once(archive_spec(w)).chain(w.replica.clone()) {
+        if let Some(dir) = strongroom_retention::archive::local_dir(&spec) {
+            archive.fsync_in(dir);
+        }
     }
     if let Some(w) = &w.witness {
         let witness = destination(w).context("cannot open the witness destination")?;
@@ -381,6 +398,14 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             if let Some(bucket) = S3Bucket::for_destination(&archive_spec(&w))? {
                 report.check_bucket(&bucket).await.context("cannot check the archive bucket's locks and versions")?;
             }
+            if let Some(spec) = &w.replica {
+                let replica = destination(spec).context("cannot open the replica destination")?;
+                let mut theirs = verify(replica.as_ref(), &trusted, !skip_files).await?;
+                if let Some(bucket) = S3Bucket::for_destination(spec)? {
+                    theirs.check_bucket(&bucket).await.context("cannot check the replica bucket")?;
+                }
+                report.compare_with_replica(store.as_ref(), replica.as_ref(), theirs).await?;
+            }
             if let Some(w) = &w.witness {
                 let witness = destination(w).context("cannot open the witness destination")?;
                 report.compare_with_witness(witness.as_ref(), &trusted).await?;
@@ -434,6 +459,15 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                         "NOTE: the bucket has no Object Lock, so records can be rewritten or deleted there; for WORM storage archive to a bucket made with `strongroom retention bucket-create --lock-days N`"
                     ),
                     None => {}
+                }
+                if let Some(r) = &report.replica {
+                    println!(
+                        "Replica: {} records, {} problem(s) of its own, {} object(s) missing from it, {} missing from the archive",
+                        r.records,
+                        r.problem_count,
+                        r.missing_from_replica.len(),
+                        r.missing_from_primary.len()
+                    );
                 }
                 if report.relay_checked {
                     println!(

@@ -865,3 +865,65 @@ async fn a_crash_between_archive_and_ack_loses_and_duplicates_nothing() {
     assert_eq!(v["problem_count"], 0, "{v}");
     assert_eq!(v["records"], 4, "nothing archived twice: {v}");
 }
+
+/// A second copy: every write goes to the replica too; one added later is
+/// filled when the archive is opened; `verify --replica` checks both and
+/// names a segment missing from either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_holds_a_second_copy_and_verify_names_what_either_lacks() {
+    let dir = temp_dir("retention-replica");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    let c = alice.create_conversation("group", &["bob"]).await.unwrap();
+    let file = dir.join("minutes.txt");
+    std::fs::write(&file, b"minutes: approved").unwrap();
+    alice.send_file(c.id, &file, &|_, _| {}).await.unwrap();
+    alice.send_text(c.id, "first batch").await.unwrap();
+    // Archived before there was a replica.
+    retention(&rdir, &["run", "--once"]);
+    let replica = dir.join("replica");
+    let spec = s(&replica);
+    alice.send_text(c.id, "second batch").await.unwrap();
+    retention(&rdir, &["--replica", spec, "run", "--once"]);
+    let seg = |root: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(root.join("segments"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(seg(&replica), seg(&rdir.join("archive")), "caught up, then written to both");
+    assert_eq!(std::fs::read_dir(replica.join("files")).unwrap().count(), 1);
+    let v = retention(&rdir, &["--replica", spec, "verify"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+    assert_eq!(v["replica"]["records"], v["records"], "{v}");
+    assert_eq!(v["replica"]["root"], v["root"], "{v}");
+
+    // Lost from the replica: named; the next opening copies it back.
+    let first = seg(&replica)[0].clone();
+    std::fs::remove_file(replica.join("segments").join(&first)).unwrap();
+    let out = cli(&["retention", "--dir", s(&rdir), "--replica", spec, "--json", "verify", "--offline"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["problems"].to_string().contains(&format!("segments/{first} is missing from the replica")), "{v}");
+    assert_eq!(v["replica"]["missing_from_replica"][0], format!("segments/{first}"), "{v}");
+    retention(&rdir, &["--replica", spec, "hold", "list"]);
+    let v = retention(&rdir, &["--replica", spec, "verify", "--offline"]);
+    assert_eq!(v["problem_count"], 0, "{v}");
+
+    // Deleted from the archive: the replica still has it, and says so.
+    let archive_segments = rdir.join("archive/segments");
+    let last = seg(&rdir.join("archive")).pop().unwrap();
+    std::fs::remove_file(archive_segments.join(&last)).unwrap();
+    let out = cli(&["retention", "--dir", s(&rdir), "--replica", spec, "--json", "verify", "--offline"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["problems"]
+            .to_string()
+            .contains(&format!("segments/{last} is missing from the archive but the replica has it")),
+        "{v}"
+    );
+}

@@ -448,7 +448,7 @@ pub struct Archive {
     /// For an archive in a local directory: its root, so every segment,
     /// checkpoint and file (and the directory naming it) is fsynced before
     /// `append` or `put_file` returns, and so before the relay is told.
-    fsync_root: Option<std::path::PathBuf>,
+    fsync_roots: Vec<std::path::PathBuf>,
     /// fsyncs done (files and directories).
     synced: std::sync::atomic::AtomicU64,
 }
@@ -513,7 +513,7 @@ impl Archive {
             deleted: HashSet::new(),
             worm: false,
             witness: None,
-            fsync_root: None,
+            fsync_roots: Vec::new(),
             synced: Default::default(),
         };
         archive.replay().await?;
@@ -707,9 +707,10 @@ impl Archive {
     }
 
     /// fsyncs what this archive writes from now on (a local directory
-    /// archive at `root`): the object store itself only renames into place.
+    /// archive, or replica, at `root`): the object store itself only
+    /// renames into place.
     pub fn fsync_in(&mut self, root: std::path::PathBuf) {
-        self.fsync_root = Some(root);
+        self.fsync_roots.push(root);
     }
 
     /// How many fsyncs this archive has done.
@@ -720,7 +721,13 @@ impl Archive {
     /// The object at `path` and its directory, to disk. An error is
     /// transient: nothing was acknowledged, so the batch comes again.
     async fn fsync(&self, path: &ObjPath) -> Result<(), RetentionError> {
-        let Some(root) = &self.fsync_root else { return Ok(()) };
+        for root in &self.fsync_roots {
+            self.fsync_one(root, path).await?;
+        }
+        Ok(())
+    }
+
+    async fn fsync_one(&self, root: &std::path::Path, path: &ObjPath) -> Result<(), RetentionError> {
         let file = root.join(path.as_ref());
         let path_text = file.display().to_string();
         let done = tokio::task::spawn_blocking(move || -> Result<u64, RetentionError> {

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod locked_store;
 mod membership;
 pub mod record;
+pub mod replica;
 pub mod search;
 pub mod service;
 pub mod verify;

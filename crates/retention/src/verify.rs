@@ -28,6 +28,9 @@ pub struct VerifyReport {
     /// Records a deletion record names that are still stored (WORM: their
     /// segment is locked until its retention ends); no reader returns them.
     pub deleted_kept: u64,
+    /// The second copy, when verify was given one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::replica::ReplicaReport>,
     /// The bucket's Object Lock settings and versions (S3 archives).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worm: Option<WormReport>,
