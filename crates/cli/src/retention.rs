@@ -45,6 +45,10 @@ pub struct Where {
     /// Why (a matter, ticket or request): recorded in the access log.
     #[arg(long, env = "STRONGROOM_RETENTION_REASON", global = true)]
     reason: Option<String>,
+    /// A reader file (`custody grant-reader`) instead of the retention
+    /// keys: verify --offline, search, export and access-log only.
+    #[arg(long, env = "STRONGROOM_RETENTION_READER", global = true)]
+    reader: Option<PathBuf>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -135,6 +139,10 @@ pub enum RetentionCommand {
     /// Legal holds: records they cover are never deleted.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Custody of the keys: a KMS-wrapped recovery file, recovery on a
+    /// fresh host, and read-only reader files for a designated third party.
+    #[command(subcommand)]
+    Custody(CustodyCommand),
     /// Who searched, exported, placed or released holds or purged, when and
     /// why: the archive's own access log (signed like every record).
     AccessLog,
@@ -150,6 +158,41 @@ pub enum RetentionCommand {
         /// archive verified still applies.
         #[arg(long)]
         offline: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CustodyCommand {
+    /// Wrap this device's keys with a KMS key into a recovery file, to keep
+    /// away from this host (AWS_* settings name the KMS).
+    KmsWrap {
+        /// The KMS key (id, ARN or alias).
+        #[arg(long)]
+        kms_key_id: String,
+        /// The recovery file to write (new).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On a fresh host: unwrap a recovery file with KMS and save the keys
+    /// in --dir under a new passphrase (STRONGROOM_RETENTION_PASSPHRASE).
+    Recover {
+        /// The recovery file.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Give a designated third party read-only access: a reader file with
+    /// the archive key alone, wrapped by their KMS key or a passphrase
+    /// (STRONGROOM_READER_PASSPHRASE). Recorded in the access log.
+    GrantReader {
+        /// Who it is for ("Acme D3P LLC").
+        #[arg(long)]
+        name: String,
+        /// The reader file to write (new).
+        #[arg(long)]
+        out: PathBuf,
+        /// Wrap with this KMS key instead of a passphrase.
+        #[arg(long)]
+        kms_key_id: Option<String>,
     },
 }
 
@@ -271,7 +314,18 @@ fn progress(label: &'static str, json: bool) -> impl Fn(u64, u64) + Send + Sync 
 }
 
 pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
+    let reads = matches!(
+        cmd,
+        RetentionCommand::Verify { .. }
+            | RetentionCommand::Search { .. }
+            | RetentionCommand::Export { .. }
+            | RetentionCommand::AccessLog
+    );
+    if w.reader.is_some() && !reads {
+        bail!("a reader file allows verify --offline, search, export and access-log only");
+    }
     match cmd {
+        RetentionCommand::Custody(cmd) => custody(&w, cmd).await?,
         RetentionCommand::Init { server, network, fingerprint, name } => {
             let network = NetworkId::parse_hex(&network).context("a network id is 32 hex digits")?;
             let info: strongroom_wire::NetworkInfo =
@@ -373,21 +427,18 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
         }
         RetentionCommand::Verify { skip_files, offline, predecessor } => {
-            let keys = load_keys(&w.dir)?;
+            let a = access(&w).await?;
             let store = destination(&archive_spec(&w))?;
-            let sealer = Sealer::new(&keys.archive_key, keys.network()?, keys.device_id()?)?;
-            let trusted = Trusted {
-                network: keys.network()?,
-                device: keys.device_id()?,
-                signing_key: keys.signing.verifying_key(),
-                sealer: &sealer,
-            };
+            let sealer = Sealer::new(&a.archive_key, a.network, a.device)?;
+            let trusted =
+                Trusted { network: a.network, device: a.device, signing_key: a.signing_public, sealer: &sealer };
             // The relay's account first: whatever `retention run` archives
             // and acknowledges meanwhile is then in the archive when read.
             let coverage = if offline {
                 None
             } else {
-                Some(strongroom_retention::service::fetch_coverage(&keys).await.context(
+                let keys = a.keys.as_ref().context("a reader key verifies the archive alone: add --offline")?;
+                Some(strongroom_retention::service::fetch_coverage(keys).await.context(
                     "cannot ask the relay what it queued for this device (is it reachable, and does the current policy name this device?); --offline checks the archive alone",
                 )?)
             };
@@ -429,12 +480,14 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                report.merge_predecessor(&theirs, &keys.device_id()?.to_string());
+                report.merge_predecessor(&theirs, &a.device.to_string());
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let last = serde_json::json!({"at": now, "ok": report.ok(), "records": report.records, "problem_count": report.problem_count});
-            std::fs::write(w.dir.join("last-verify.json"), last.to_string())
-                .context("cannot record the verify result")?;
+            if a.keys.is_some() {
+                std::fs::write(w.dir.join("last-verify.json"), last.to_string())
+                    .context("cannot record the verify result")?;
+            }
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -487,8 +540,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
         }
         RetentionCommand::Export { out, format, filter } => {
-            let keys = load_keys(&w.dir)?;
-            let mut archive = open_archive(&w, &keys).await?;
+            let (mut archive, reader) = open_for_reading(&w).await?;
             let mut formats = Formats { jsonl: false, eml: false, csv: false };
             for f in &format {
                 match f.as_str() {
@@ -502,7 +554,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let f = filter.filter(None)?;
             let manifest = strongroom_retention::export::export(&archive, &f, formats, &out, &bar).await?;
             let detail = serde_json::json!({"filter": f, "formats": format, "counts": manifest.counts});
-            log_access(&w, &mut archive, "export", detail).await?;
+            log_access(&w, &mut archive, reader.as_deref(), "export", detail).await?;
             if w.json {
                 println!("{}", serde_json::json!({"out": out.display().to_string(), "counts": manifest.counts}));
             } else {
@@ -514,11 +566,11 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
         }
         RetentionCommand::Search { query, filter } => {
-            let keys = load_keys(&w.dir)?;
-            let mut archive = open_archive(&w, &keys).await?;
+            let (mut archive, reader) = open_for_reading(&w).await?;
             let f = filter.filter(query)?;
             let hits = strongroom_retention::search::search(&archive, &f).await?;
-            log_access(&w, &mut archive, "search", serde_json::json!({"filter": f, "results": hits.len()})).await?;
+            let detail = serde_json::json!({"filter": f, "results": hits.len()});
+            log_access(&w, &mut archive, reader.as_deref(), "search", detail).await?;
             if w.json {
                 let list: Vec<_> = hits
                     .iter()
@@ -561,7 +613,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     let hold =
                         Hold { name, user_id: f.user, conversation_id: f.conversation, from: f.from, until: f.until };
                     strongroom_retention::holds::place(&mut archive, hold.clone()).await?;
-                    log_access(&w, &mut archive, "hold_place", serde_json::json!({"hold": hold})).await?;
+                    log_access(&w, &mut archive, None, "hold_place", serde_json::json!({"hold": hold})).await?;
                     println!(
                         "{}",
                         if w.json { serde_json::json!({"placed": true}).to_string() } else { "Hold placed.".into() }
@@ -569,7 +621,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 }
                 HoldCommand::Release { name } => {
                     strongroom_retention::holds::release(&mut archive, &name).await?;
-                    log_access(&w, &mut archive, "hold_release", serde_json::json!({"hold": name})).await?;
+                    log_access(&w, &mut archive, None, "hold_release", serde_json::json!({"hold": name})).await?;
                     println!(
                         "{}",
                         if w.json {
@@ -592,8 +644,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             }
         }
         RetentionCommand::AccessLog => {
-            let keys = load_keys(&w.dir)?;
-            let archive = open_archive(&w, &keys).await?;
+            let (archive, _) = open_for_reading(&w).await?;
             let mut entries = Vec::new();
             archive
                 .for_each(|index, r| {
@@ -671,7 +722,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
             let report = strongroom_retention::holds::purge(&mut archive, &periods, now).await?;
             let detail = serde_json::json!({"period_days": period_days, "offline": offline, "report": report});
-            log_access(&w, &mut archive, "purge", detail).await?;
+            log_access(&w, &mut archive, None, "purge", detail).await?;
             if w.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -685,9 +736,147 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn custody(w: &Where, cmd: CustodyCommand) -> anyhow::Result<()> {
+    use strongroom_retention::custody;
+    match cmd {
+        CustodyCommand::KmsWrap { kms_key_id, out } => {
+            let keys = load_keys(&w.dir)?;
+            custody::kms_wrap(&keys, &kms_key_id, &out).await.context("cannot wrap the keys with KMS")?;
+            let mut archive = open_archive(w, &keys).await?;
+            let detail = serde_json::json!({"kms_key_id": kms_key_id});
+            log_access(w, &mut archive, None, "recovery_wrapped", detail).await?;
+            if w.json {
+                println!("{}", serde_json::json!({"recovery_file": out.display().to_string()}));
+            } else {
+                println!(
+                    "Recovery file written to {}: keep it away from this host; KMS key {kms_key_id} opens it.",
+                    out.display()
+                );
+            }
+        }
+        CustodyCommand::Recover { from } => {
+            let keys = custody::recover(&from, &w.dir, &passphrase()?)
+                .await
+                .with_context(|| format!("cannot recover the keys from {}", from.display()))?;
+            // Say so in the archive when it can be reached now.
+            let logged = match open_archive(w, &keys).await {
+                Ok(mut archive) => {
+                    let detail = serde_json::json!({"from": from.display().to_string()});
+                    log_access(w, &mut archive, None, "keys_recovered", detail).await.is_ok()
+                }
+                Err(_) => false,
+            };
+            if !logged {
+                eprintln!("note: the archive could not be reached; the recovery is not in its access log yet");
+            }
+            if w.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"device_id": keys.device.device_id, "dir": w.dir.display().to_string()})
+                );
+            } else {
+                println!("Keys of retention device {} recovered into {}.", keys.device.device_id, w.dir.display());
+            }
+        }
+        CustodyCommand::GrantReader { name, out, kms_key_id } => {
+            let keys = load_keys(&w.dir)?;
+            let passphrase = match &kms_key_id {
+                Some(_) => None,
+                None => Some(crate::user::secret_from(
+                    "STRONGROOM_READER_PASSPHRASE",
+                    "Passphrase for the reader file (12+ characters; give it to the reader apart from the file)",
+                )?),
+            };
+            let mut archive = open_archive(w, &keys).await?;
+            custody::grant_reader(&keys, &name, kms_key_id.as_deref(), passphrase.as_deref(), &out)
+                .await
+                .context("cannot write the reader file")?;
+            let detail = serde_json::json!({"holder": name, "wrapped_by": if kms_key_id.is_some() { "kms" } else { "passphrase" }});
+            log_access(w, &mut archive, None, "reader_granted", detail).await?;
+            if w.json {
+                println!("{}", serde_json::json!({"reader_file": out.display().to_string(), "holder": name}));
+            } else {
+                println!("Reader file for {name:?} written to {}.", out.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The archive's identity and key: from the retention keys, or from a
+/// reader file (`--reader`).
+struct Access {
+    network: NetworkId,
+    device: strongroom_crypto::ids::DeviceId,
+    signing_public: VerifyingKey,
+    archive_key: strongroom_crypto::keys::SecretBytes<32>,
+    keys: Option<RetentionKeys>,
+}
+
+async fn access(w: &Where) -> anyhow::Result<Access> {
+    if w.reader.is_some() {
+        let r = reader_keys(w).await?;
+        return Ok(Access {
+            network: r.network,
+            device: r.device,
+            signing_public: r.signing_public,
+            archive_key: r.archive_key,
+            keys: None,
+        });
+    }
+    let keys = load_keys(&w.dir)?;
+    Ok(Access {
+        network: keys.network()?,
+        device: keys.device_id()?,
+        signing_public: keys.signing.verifying_key(),
+        archive_key: keys.archive_key.clone(),
+        keys: Some(keys),
+    })
+}
+
+async fn reader_keys(w: &Where) -> anyhow::Result<strongroom_retention::custody::ReaderKeys> {
+    let path = w.reader.as_deref().context("no --reader file")?;
+    let passphrase = if strongroom_retention::custody::is_kms_wrapped(path) {
+        None
+    } else {
+        Some(crate::user::secret_from("STRONGROOM_READER_PASSPHRASE", "Passphrase of the reader file")?)
+    };
+    strongroom_retention::custody::open_reader(path, passphrase.as_deref())
+        .await
+        .with_context(|| format!("cannot open the reader file {}", path.display()))
+}
+
+/// The archive for searching, exporting or listing: writable with the
+/// retention keys, read-only with a reader file (then the holder's name).
+async fn open_for_reading(w: &Where) -> anyhow::Result<(Archive, Option<String>)> {
+    if w.reader.is_none() {
+        let keys = load_keys(&w.dir)?;
+        return Ok((open_archive(w, &keys).await?, None));
+    }
+    let r = reader_keys(w).await?;
+    let store = destination(&archive_spec(w)).context("cannot open the archive destination")?;
+    let archive = Archive::open_reader(store, &r.archive_key, r.signing_public, r.network, r.device)
+        .await
+        .context("cannot open the archive")?;
+    Ok((archive, Some(r.holder)))
+}
+
 /// Appends an `access` record (who, what, why) for a search, export, hold
-/// or purge, and brings `status.json` up to date.
-async fn log_access(w: &Where, archive: &mut Archive, action: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+/// or purge, and brings `status.json` up to date. A reader cannot add to
+/// the archive: its access is said on stderr, to be kept with the export.
+async fn log_access(
+    w: &Where,
+    archive: &mut Archive,
+    reader: Option<&str>,
+    action: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    if let Some(holder) = reader {
+        eprintln!(
+            "note: read with the reader key of {holder:?}: a reader cannot add to the archive, so this {action} is not in its access log"
+        );
+        return Ok(());
+    }
     let actor = w
         .operator
         .clone()

@@ -200,3 +200,116 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
         );
     }
 }
+
+/// `strongroom retention ARGS` with moto's settings and these extra variables.
+fn retention_env(moto: &Moto, args: &[impl AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).envs(moto.envs());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(out: std::process::Output) -> Value {
+    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn refused(out: std::process::Output, says: &str) {
+    assert!(!out.status.success(), "should have failed: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(says), "expected {says:?} in: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_host_recovers_the_keys_from_kms_and_a_third_party_reader_exports() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = temp_dir("retention-custody");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+    // The archive outlives the host (a bucket in real life; a directory here).
+    let store = dir.join("archive-store");
+    let archive = s(&store);
+    let c = alice.create_conversation("group", &["bob"]).await.unwrap();
+    for i in 0..3 {
+        alice.send_text(c.id, &format!("kept for the regulator {i}")).await.unwrap();
+    }
+    retention_ok(&moto, &rdir, archive, &["run", "--once"]);
+
+    let kms = strongroom_retention::aws::Kms::new(moto.config()).unwrap();
+    let key = kms.create_key("strongroom retention recovery").await.unwrap();
+    let recovery = dir.join("recovery.json");
+    retention_ok(&moto, &rdir, archive, &["custody", "kms-wrap", "--kms-key-id", &key, "--out", s(&recovery)]);
+    let text = std::fs::read_to_string(&recovery).unwrap();
+    assert!(!text.contains("archive_key") && !text.contains("signing_seed"), "no secret in the clear: {text}");
+
+    // The retention host is lost with its key file.
+    std::fs::remove_dir_all(&rdir).unwrap();
+    let fresh = dir.join("fresh-host");
+    let new_pass = [("STRONGROOM_RETENTION_PASSPHRASE", "a brand new host passphrase")];
+    let base = ["retention", "--dir", s(&fresh), "--archive", archive, "--json"];
+    let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|a| a.to_string()).collect() };
+    let got = ok(retention_env(&moto, &with(&["custody", "recover", "--from", s(&recovery)]), &new_pass));
+    assert!(got["device_id"].is_string());
+    let exported = ok(retention_env(&moto, &with(&["export", "--out", s(&dir.join("export"))]), &new_pass));
+    let v = ok(retention_env(&moto, &with(&["verify", "--offline"]), &new_pass));
+    assert_eq!(v["problem_count"], 0, "{v}");
+    let log = ok(retention_env(&moto, &with(&["access-log"]), &new_pass));
+    let actions: Vec<_> = log["entries"].as_array().unwrap().iter().map(|e| e["what"]["action"].clone()).collect();
+    assert!(actions.contains(&"recovery_wrapped".into()) && actions.contains(&"keys_recovered".into()), "{log}");
+    // The archive goes on: the recovered keys run the service.
+    alice.send_text(c.id, "after the recovery").await.unwrap();
+    let run = ok(retention_env(&moto, &with(&["run", "--once"]), &new_pass));
+    assert_eq!(run["run"]["archived"], 1, "{run}");
+
+    // Hostile or mistaken inputs: each refused with the reason.
+    let mut forged: Value = serde_json::from_str(&text).unwrap();
+    let ct = forged["wrap"]["ciphertext"].as_str().unwrap().to_owned();
+    let flipped = format!("{}{}", if ct.starts_with('A') { 'B' } else { 'A' }, ct.get(1..).unwrap());
+    forged["wrap"]["ciphertext"] = flipped.into();
+    let forged_path = dir.join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let other = dir.join("other-host");
+    let args = ["retention", "--dir", s(&other), "--archive", archive, "custody", "recover", "--from", s(&forged_path)];
+    refused(retention_env(&moto, &args, &new_pass), "KMS Decrypt refused");
+    let mut swapped: Value = serde_json::from_str(&text).unwrap();
+    swapped["device"]["device_id"] = "00".repeat(16).into();
+    std::fs::write(&forged_path, swapped.to_string()).unwrap();
+    refused(retention_env(&moto, &args, &new_pass), "KMS Decrypt refused");
+    std::fs::write(&forged_path, b"{not json").unwrap();
+    refused(retention_env(&moto, &args, &new_pass), "is not a Strongroom custody file");
+    let args = ["retention", "--dir", s(&fresh), "--archive", archive, "custody", "recover", "--from", s(&recovery)];
+    refused(retention_env(&moto, &args, &new_pass), "already exists");
+
+    // A designated third party: read-only.
+    let reader = dir.join("reader.json");
+    let reader_pass = ("STRONGROOM_READER_PASSPHRASE", "the third party's passphrase");
+    let env = [new_pass[0], reader_pass];
+    ok(retention_env(&moto, &with(&["custody", "grant-reader", "--name", "Acme D3P LLC", "--out", s(&reader)]), &env));
+    let as_reader = ["retention", "--reader", s(&reader), "--archive", archive, "--json"];
+    let reader_with =
+        |extra: &[&str]| -> Vec<String> { as_reader.iter().chain(extra).map(|a| a.to_string()).collect() };
+    let out = retention_env(&moto, &reader_with(&["export", "--out", s(&dir.join("export-d3p"))]), &[reader_pass]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Acme D3P LLC"), "the reader is named");
+    let theirs = ok(out);
+    assert_eq!(theirs["counts"]["messages"].as_u64().unwrap(), exported["counts"]["messages"].as_u64().unwrap() + 1);
+    let v = ok(retention_env(&moto, &reader_with(&["verify", "--offline"]), &[reader_pass]));
+    assert_eq!(v["problem_count"], 0, "{v}");
+    refused(retention_env(&moto, &reader_with(&["verify"]), &[reader_pass]), "add --offline");
+    refused(retention_env(&moto, &reader_with(&["run", "--once"]), &[reader_pass]), "allows verify --offline, search");
+    refused(retention_env(&moto, &reader_with(&["purge", "--period-days", "1"]), &[reader_pass]), "allows verify");
+    refused(
+        retention_env(
+            &moto,
+            &reader_with(&["search", "kept"]),
+            &[("STRONGROOM_READER_PASSPHRASE", "not the passphrase")],
+        ),
+        "cannot unlock",
+    );
+    let as_recovery = ["retention", "--reader", s(&recovery), "--archive", archive, "search", "kept"];
+    refused(retention_env(&moto, &as_recovery, &[reader_pass]), "not a reader file");
+    let log = ok(retention_env(&moto, &with(&["access-log"]), &new_pass));
+    assert!(log.to_string().contains("reader_granted") && log.to_string().contains("Acme D3P LLC"), "{log}");
+}

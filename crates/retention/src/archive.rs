@@ -428,7 +428,8 @@ async fn put_witness(witness: &dyn ObjectStore, path: &ObjPath, bytes: bytes::By
 pub struct Archive {
     store: Arc<dyn ObjectStore>,
     sealer: Sealer,
-    signer: SigningKey,
+    /// `None` for a reader: nothing can be added.
+    signer: Option<SigningKey>,
     network: NetworkId,
     device: DeviceId,
     acc: Accumulator,
@@ -464,12 +465,37 @@ impl Archive {
         network: NetworkId,
         device: DeviceId,
     ) -> Result<Self, RetentionError> {
+        let public = signer.verifying_key();
+        Self::open_as(store, archive_key, Some(signer), public, network, device).await
+    }
+
+    /// Opens an existing archive read-only (a designated third party's
+    /// reader key: the archive key without the device's signing key).
+    /// Search and export work; anything that would add a record is refused.
+    pub async fn open_reader(
+        store: Arc<dyn ObjectStore>,
+        archive_key: &SecretBytes<32>,
+        signing_public: VerifyingKey,
+        network: NetworkId,
+        device: DeviceId,
+    ) -> Result<Self, RetentionError> {
+        Self::open_as(store, archive_key, None, signing_public, network, device).await
+    }
+
+    async fn open_as(
+        store: Arc<dyn ObjectStore>,
+        archive_key: &SecretBytes<32>,
+        signer: Option<SigningKey>,
+        signing_public: VerifyingKey,
+        network: NetworkId,
+        device: DeviceId,
+    ) -> Result<Self, RetentionError> {
         let header_path = ObjPath::from("archive.json");
         let expected = ArchiveHeader {
             format: FORMAT.into(),
             network_id: network.to_string(),
             device_id: device.to_string(),
-            signing_key: hex(signer.verifying_key().as_bytes()),
+            signing_key: hex(signing_public.as_bytes()),
             created_at: crate::now_ms(),
         };
         match store.get(&header_path).await {
@@ -491,6 +517,9 @@ impl Archive {
                             .into(),
                     ));
                 }
+            }
+            Err(object_store::Error::NotFound { .. }) if signer.is_none() => {
+                return Err(RetentionError::Usage("no archive here (archive.json is missing); check --archive".into()))
             }
             Err(object_store::Error::NotFound { .. }) => {
                 let json = serde_json::to_vec_pretty(&expected).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
@@ -517,7 +546,7 @@ impl Archive {
             synced: Default::default(),
         };
         archive.replay().await?;
-        if archive.checkpointed < archive.acc.size() {
+        if archive.checkpointed < archive.acc.size() && archive.signer.is_some() {
             archive.checkpoint().await?;
         }
         Ok(archive)
@@ -630,6 +659,11 @@ impl Archive {
         if records.is_empty() {
             return Ok(());
         }
+        if self.signer.is_none() {
+            return Err(RetentionError::Usage(
+                "a reader key can search, export and verify but cannot add to the archive".into(),
+            ));
+        }
         // Segments are written create-only: another writer (a hold or purge
         // beside the running service) that took this position first is read,
         // and the records go after it; nothing is ever overwritten.
@@ -675,7 +709,10 @@ impl Archive {
             timestamp: crate::now_ms(),
             signature: Signature::from_bytes([0; 64]),
         };
-        cp.signature = cp.statement(self.network, self.device).sign(&self.signer);
+        let Some(signer) = &self.signer else {
+            return Err(RetentionError::Usage("a reader key cannot sign checkpoints".into()));
+        };
+        cp.signature = cp.statement(self.network, self.device).sign(signer);
         self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
         self.fsync(&checkpoint_name(cp.tree_size)).await?;
         if let Some(w) = &self.witness {

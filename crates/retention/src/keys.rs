@@ -158,19 +158,27 @@ impl RetentionKeys {
             agreement_key_id: AGREEMENT_KEY_ID,
             network_fingerprint: NetworkFingerprint::of(&network_public).to_string(),
         };
-        let secrets = Zeroizing::new(
-            serde_json::to_vec(&Secrets {
-                signing_seed: hex(signing.expose_seed().expose()),
-                agreement: hex(agreement.expose_bytes().expose()),
-                archive_key: hex(archive_key.expose()),
-            })
-            .map_err(|e| RetentionError::Corrupt(e.to_string()))?,
-        );
+        let keys = Self { server_url: server_url.into(), network_public, device, signing, agreement, archive_key };
+        keys.save(dir, passphrase)?;
+        Ok(keys)
+    }
+
+    /// Writes `retention.key` (sealed under `passphrase`) and
+    /// `retention-device.json` into `dir`, refusing to overwrite.
+    pub fn save(&self, dir: &Path, passphrase: &str) -> Result<(), RetentionError> {
+        strongroom_client::private_fs::private_dir(dir).map_err(io(dir))?;
+        if key_path(dir).exists() {
+            return Err(RetentionError::Usage(format!(
+                "{} already exists: this directory already holds a retention device",
+                key_path(dir).display()
+            )));
+        }
+        let secrets = self.secrets_json()?;
         let file = KeyFile {
             format: FORMAT.into(),
-            server_url: server_url.into(),
-            network_public: hex(network_public.as_bytes()),
-            device: device.clone(),
+            server_url: self.server_url.clone(),
+            network_public: hex(self.network_public.as_bytes()),
+            device: self.device.clone(),
             secrets: SealedSecret::seal(passphrase, 12, FORMAT.as_bytes(), &secrets).map_err(|e| match e {
                 SecretError::TooShort(n) => {
                     RetentionError::Usage(format!("the retention key passphrase must be at least {n} characters"))
@@ -180,9 +188,43 @@ impl RetentionKeys {
         };
         let json = serde_json::to_vec_pretty(&file).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
         write_private(&key_path(dir), &json)?;
-        let public = serde_json::to_vec_pretty(&device).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
+        let public = serde_json::to_vec_pretty(&self.device).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
         std::fs::write(device_path(dir), public).map_err(io(&device_path(dir)))?;
-        Ok(Self { server_url: server_url.into(), network_public, device, signing, agreement, archive_key })
+        Ok(())
+    }
+
+    /// The three secrets as JSON (for sealing or wrapping).
+    pub(crate) fn secrets_json(&self) -> Result<Zeroizing<Vec<u8>>, RetentionError> {
+        Ok(Zeroizing::new(
+            serde_json::to_vec(&Secrets {
+                signing_seed: hex(self.signing.expose_seed().expose()),
+                agreement: hex(self.agreement.expose_bytes().expose()),
+                archive_key: hex(self.archive_key.expose()),
+            })
+            .map_err(|e| RetentionError::Corrupt(e.to_string()))?,
+        ))
+    }
+
+    /// Keys from their public parts and [`RetentionKeys::secrets_json`].
+    pub(crate) fn from_secrets(
+        server_url: String,
+        network_public: VerifyingKey,
+        device: DeviceFile,
+        plain: &[u8],
+    ) -> Result<Self, RetentionError> {
+        let s: Secrets = serde_json::from_slice(plain).map_err(|_| RetentionError::Corrupt("key secrets".into()))?;
+        let bad = || RetentionError::Corrupt("key secrets".into());
+        let signing =
+            SigningKey::from_seed(SecretBytes::new(unhex(&s.signing_seed).ok_or_else(bad)?)).map_err(|_| bad())?;
+        let agreement =
+            AgreementSecret::from_bytes(SecretBytes::new(unhex(&s.agreement).ok_or_else(bad)?)).map_err(|_| bad())?;
+        let archive_key = SecretBytes::new(unhex(&s.archive_key).ok_or_else(bad)?);
+        if hex(signing.verifying_key().as_bytes()) != device.signing_key
+            || hex(agreement.public().as_bytes()) != device.agreement_key
+        {
+            return Err(RetentionError::Corrupt("the key file's public and private halves differ".into()));
+        }
+        Ok(Self { server_url, network_public, device, signing, agreement, archive_key })
     }
 
     /// Unlocks `dir/retention.key`.
@@ -198,19 +240,10 @@ impl RetentionKeys {
             SecretError::Unlock => RetentionError::Unlock(path.display().to_string()),
             other => RetentionError::Corrupt(format!("{}: {other}", path.display())),
         })?;
-        let s: Secrets = serde_json::from_slice(&plain).map_err(|_| RetentionError::Corrupt("key secrets".into()))?;
         let bad = || RetentionError::Corrupt("key secrets".into());
-        let signing =
-            SigningKey::from_seed(SecretBytes::new(unhex(&s.signing_seed).ok_or_else(bad)?)).map_err(|_| bad())?;
-        let agreement =
-            AgreementSecret::from_bytes(SecretBytes::new(unhex(&s.agreement).ok_or_else(bad)?)).map_err(|_| bad())?;
-        let archive_key = SecretBytes::new(unhex(&s.archive_key).ok_or_else(bad)?);
         let network_public =
             VerifyingKey::from_bytes(unhex(&file.network_public).ok_or_else(bad)?).map_err(|_| bad())?;
-        if hex(signing.verifying_key().as_bytes()) != file.device.signing_key {
-            return Err(RetentionError::Corrupt("the key file's public and private halves differ".into()));
-        }
-        Ok(Self { server_url: file.server_url, network_public, device: file.device, signing, agreement, archive_key })
+        Self::from_secrets(file.server_url, network_public, file.device, &plain)
     }
 
     /// The network.

@@ -15,6 +15,7 @@
 
 pub mod archive;
 pub mod aws;
+pub mod custody;
 mod error;
 pub mod export;
 pub mod health;
