@@ -20,6 +20,8 @@ use strongroom_retention::aws::{AwsConfig, Retention, S3Bucket};
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    /// A KMS key every write is to be encrypted under (SSE-KMS).
+    pub sse_key: Option<String>,
 }
 
 impl Moto {
@@ -47,18 +49,23 @@ impl Moto {
             assert!(std::time::Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Some(Self { child, endpoint: format!("http://127.0.0.1:{port}") })
+        Some(Self { child, endpoint: format!("http://127.0.0.1:{port}"), sse_key: None })
     }
 
     fn envs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let sse = self
+            .sse_key
+            .iter()
+            .flat_map(|k| [("AWS_SERVER_SIDE_ENCRYPTION", "aws:kms".to_owned()), ("AWS_SSE_KMS_KEY_ID", k.clone())]);
+        sse.chain([
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
             ("AWS_ENDPOINT", self.endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".into()),
-        ]
+        ])
+        .collect()
     }
 
     fn config(&self) -> AwsConfig {
@@ -98,7 +105,10 @@ fn retention_ok(moto: &Moto, rdir: &Path, archive: &str, args: &[&str]) -> Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second_version() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(mut moto) = Moto::start() else { return };
+    // Every object is also encrypted at rest under a KMS key (SSE-KMS).
+    let kms = strongroom_retention::aws::Kms::new(moto.config()).unwrap();
+    moto.sse_key = Some(kms.create_key("archive at rest").await.unwrap());
     let dir = temp_dir("retention-worm");
     let server = ServerProc::start(&dir.join("data"), &[]);
     let (alice, _bob) = two_clients(&dir, &server).await;
@@ -134,6 +144,11 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     let v = retention_ok(&moto, &rdir, archive, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
     assert_eq!(v["records"], 7, "{v}");
+    let bucket = S3Bucket::new(archive, moto.config()).unwrap();
+    for version in bucket.versions().await.unwrap() {
+        let (_, sse) = bucket.head(&version.key, &version.version_id).await.unwrap();
+        assert_eq!(sse.as_deref(), Some("aws:kms"), "{} is not encrypted under the KMS key", version.key);
+    }
     assert_eq!(v["files"], 1, "{v}");
     assert_eq!(v["worm"]["mode"], "COMPLIANCE", "{v}");
     assert_eq!(v["worm"]["default_days"], 1, "{v}");
@@ -148,7 +163,6 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     assert_eq!(purge["deleted"], 6, "{purge}");
     assert_eq!(purge["held"], 1, "{purge}");
     assert_eq!(purge["files"], 1, "{purge}");
-    let bucket = S3Bucket::new(archive, moto.config()).unwrap();
     let versions = bucket.versions().await.unwrap();
     let segment0 = "segments/0000000000000000.seg";
     let segment4 = "segments/0000000000000005.seg";

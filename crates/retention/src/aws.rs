@@ -31,6 +31,10 @@ pub struct AwsConfig {
     session_token: Option<Zeroizing<String>>,
     endpoint_s3: Option<String>,
     endpoint_kms: Option<String>,
+    /// Server-side encryption for writes made here, as object_store reads
+    /// it: `AWS_SERVER_SIDE_ENCRYPTION` (`aws:kms`, `aws:kms:dsse`,
+    /// `AES256`) and `AWS_SSE_KMS_KEY_ID`.
+    sse: Option<(String, Option<String>)>,
 }
 
 impl std::fmt::Debug for AwsConfig {
@@ -55,7 +59,15 @@ impl AwsConfig {
             session_token: None,
             endpoint_s3: endpoint.map(str::to_owned),
             endpoint_kms: endpoint.map(str::to_owned),
+            sse: None,
         }
+    }
+
+    /// Writes made here ask for server-side encryption `mode` (`aws:kms`)
+    /// under `kms_key_id`.
+    pub fn with_sse(mut self, mode: &str, kms_key_id: Option<&str>) -> Self {
+        self.sse = Some((mode.into(), kms_key_id.map(str::to_owned)));
+        self
     }
 
     /// From the environment.
@@ -74,6 +86,7 @@ impl AwsConfig {
             session_token: var("AWS_SESSION_TOKEN").map(Zeroizing::new),
             endpoint_s3: var("AWS_ENDPOINT_URL_S3").or_else(|| generic.clone()),
             endpoint_kms: var("AWS_ENDPOINT_URL_KMS").or(generic),
+            sse: var("AWS_SERVER_SIDE_ENCRYPTION").map(|m| (m, var("AWS_SSE_KMS_KEY_ID"))),
         })
     }
 }
@@ -86,6 +99,7 @@ struct Reply {
     e_tag: Option<String>,
     lock_mode: Option<String>,
     lock_until: Option<String>,
+    sse: Option<String>,
 }
 
 /// What a write did.
@@ -156,8 +170,9 @@ async fn send(
     let header = |k: &str| resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (version_id, e_tag) = (header("x-amz-version-id"), header("etag"));
     let (lock_mode, lock_until) = (header("x-amz-object-lock-mode"), header("x-amz-object-lock-retain-until-date"));
+    let sse = header("x-amz-server-side-encryption");
     let body = resp.bytes().await?;
-    Ok(Reply { status, body, version_id, e_tag, lock_mode, lock_until })
+    Ok(Reply { status, body, version_id, e_tag, lock_mode, lock_until, sse })
 }
 
 /// An error reply as one line: the service's code and message.
@@ -457,15 +472,25 @@ impl S3Bucket {
     /// A version's retention (from its HEAD, which S3 answers with the
     /// lock to a caller allowed `s3:GetObjectRetention`); `None` if it has none.
     pub async fn retention(&self, key: &str, version_id: &str) -> Result<Option<Retention>, RetentionError> {
+        Ok(self.head(key, version_id).await?.0)
+    }
+
+    /// A version's retention and server-side encryption (`aws:kms`…).
+    pub async fn head(
+        &self,
+        key: &str,
+        version_id: &str,
+    ) -> Result<(Option<Retention>, Option<String>), RetentionError> {
         let query = format!("versionId={}", strongroom_wire::time::urlencode(version_id));
         let reply = self.call("HEAD", Some(key), &query, &[], vec![]).await?;
         if reply.status != 200 {
             return Err(refusal(&format!("reading the retention of {key}"), &reply));
         }
-        Ok(match (reply.lock_mode, reply.lock_until.as_deref().and_then(parse_time)) {
+        let lock = match (reply.lock_mode, reply.lock_until.as_deref().and_then(parse_time)) {
             (Some(mode), Some(until)) => Some(Retention { mode, until }),
             _ => None,
-        })
+        };
+        Ok((lock, reply.sse))
     }
 
     /// One version's bytes.
@@ -492,6 +517,12 @@ impl S3Bucket {
         let mut headers = checksum(&body);
         if create_only {
             headers.push(("if-none-match", "*".into()));
+        }
+        if let Some((mode, key)) = &self.cfg.sse {
+            headers.push(("x-amz-server-side-encryption", mode.clone()));
+            if let Some(key) = key {
+                headers.push(("x-amz-server-side-encryption-aws-kms-key-id", key.clone()));
+            }
         }
         let reply = self.call("PUT", Some(key), "", &headers, body).await?;
         match reply.status {
