@@ -262,9 +262,12 @@ fn archive_spec(w: &Where) -> String {
 }
 
 async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive> {
-    let (mut store, worm) = open_destination(&archive_spec(w)).await.context("cannot open the archive destination")?;
+    let (mut store, lock) = open_destination(&archive_spec(w)).await.context("cannot open the archive destination")?;
+    // A locked replica is never rewritten either.
+    let mut worm = lock.is_some();
     if let Some(spec) = &w.replica {
-        let (replica, _) = open_destination(spec).await.context("cannot open the replica destination")?;
+        let (replica, replica_lock) = open_destination(spec).await.context("cannot open the replica destination")?;
+        worm |= replica_lock.is_some();
         let both = strongroom_retention::replica::ReplicatedStore::new(store, replica);
         let copied = both.catch_up().await.context("cannot bring the replica up to date")?;
         if copied > 0 {
@@ -291,6 +294,9 @@ async fn open_archive(w: &Where, keys: &RetentionKeys) -> anyhow::Result<Archive
     if let Some(w) = &w.witness {
         let witness = destination(w).context("cannot open the witness destination")?;
         archive.set_witness(witness).await.context("cannot write to the witness")?;
+    }
+    if let Some((mode, days)) = lock.as_ref().and_then(|l| Some((l.mode.clone().unwrap_or_default(), l.days?))) {
+        archive.record_lock(&mode, days, &actor(w)).await.context("cannot record the bucket's Object Lock")?;
     }
     Ok(archive)
 }
@@ -376,6 +382,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
             // Fault injection for the durability test: die like a power cut
             // with the batch durable in the archive but not acknowledged.
+            #[cfg(debug_assertions)]
             if std::env::var("STRONGROOM_FAULT").as_deref() == Ok("abort-before-ack") {
                 service.before_ack(Box::new(|| std::process::abort()));
             }
@@ -877,15 +884,19 @@ async fn log_access(
         );
         return Ok(());
     }
-    let actor = w
-        .operator
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let actor = actor(w);
     let record = strongroom_retention::record::Record::access(action, &actor, w.reason.as_deref(), detail);
     archive.append(&[record]).await.context("cannot record this access in the archive")?;
     refresh_status(w, archive)
+}
+
+/// Who is acting: `--operator`, else `$USER`.
+fn actor(w: &Where) -> String {
+    w.operator
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `status.json` after a command that appended records (a hold, a purge), so

@@ -114,7 +114,7 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     let (alice, _bob) = two_clients(&dir, &server).await;
     let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
     let archive = "s3://strongroom-worm/acme";
-    let created = retention_ok(&moto, &rdir, archive, &["bucket-create", "--lock-days", "1"]);
+    let created = retention_ok(&moto, &rdir, archive, &["bucket-create", "--lock-days", "3"]);
     assert_eq!(created["mode"], "COMPLIANCE");
     // Not a bucket, or no lock at all: refused with what to do.
     let local = retention_out(&moto, &rdir, s(&dir.join("local")), &["bucket-create", "--lock-days", "1"]);
@@ -143,7 +143,9 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     retention_ok(&moto, &rdir, archive, &["run", "--once"]);
     let v = retention_ok(&moto, &rdir, archive, &["verify"]);
     assert_eq!(v["problem_count"], 0, "{v}");
-    assert_eq!(v["records"], 7, "{v}");
+    // The bucket's lock (recorded first, in a segment of its own), a
+    // creation and six messages.
+    assert_eq!(v["records"], 8, "{v}");
     let bucket = S3Bucket::new(archive, moto.config()).unwrap();
     for version in bucket.versions().await.unwrap() {
         let (_, sse) = bucket.head(&version.key, &version.version_id).await.unwrap();
@@ -151,7 +153,12 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     }
     assert_eq!(v["files"], 1, "{v}");
     assert_eq!(v["worm"]["mode"], "COMPLIANCE", "{v}");
-    assert_eq!(v["worm"]["default_days"], 1, "{v}");
+    assert_eq!(v["worm"]["default_days"], 3, "{v}");
+    let log = retention_ok(&moto, &rdir, archive, &["access-log"]);
+    let locked: Vec<_> =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["what"]["action"] == "storage_locked").collect();
+    assert_eq!(locked.len(), 1, "the bucket's lock is recorded once: {log}");
+    assert_eq!(locked[0]["what"]["days"], 3);
     assert!(v["worm"]["retention_checked"].as_u64().unwrap() >= 5, "{v}");
 
     // Purge everything past a zero-day period but the creation, under a
@@ -164,13 +171,13 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     assert_eq!(purge["held"], 1, "{purge}");
     assert_eq!(purge["files"], 1, "{purge}");
     let versions = bucket.versions().await.unwrap();
-    let segment0 = "segments/0000000000000000.seg";
-    let segment4 = "segments/0000000000000005.seg";
+    let segment0 = "segments/0000000000000001.seg";
+    let segment4 = "segments/0000000000000006.seg";
     let count = |key: &str, marker: bool| versions.iter().filter(|v| v.key == key && v.delete_marker == marker).count();
     assert_eq!(count(segment0, false), 1, "never rewritten: {versions:?}");
     assert_eq!(count(segment4, false), 1, "the locked version stays: {versions:?}");
     assert_eq!(count(segment4, true), 1, "retired behind a delete marker: {versions:?}");
-    assert_eq!(count("retired/0000000000000005.leaves", false), 1, "{versions:?}");
+    assert_eq!(count("retired/0000000000000006.leaves", false), 1, "{versions:?}");
     let file_key = versions.iter().find(|v| v.key.starts_with("files/")).unwrap().key.clone();
     assert_eq!(count(&file_key, false), 1, "the file's locked version stays: {versions:?}");
     assert_eq!(count(&file_key, true), 1, "{versions:?}");
@@ -207,6 +214,18 @@ async fn a_worm_archive_cannot_be_deleted_or_rewritten_and_verify_names_a_second
     assert!(problems.contains(&format!("{segment0} has 2 versions")), "{v}");
     assert!(problems.contains(&original_v), "names the original version: {v}");
     assert_eq!(v["worm"]["overwritten"][0], segment0, "{v}");
+    // The archive moved to a bucket locked for less (or its default lowered:
+    // compliance mode allows that for new objects; moto only on an empty
+    // bucket) is named against the default the archive recorded.
+    let weak = "s3://strongroom-weak/acme";
+    retention_ok(&moto, &rdir, weak, &["bucket-create", "--lock-days", "1"]);
+    let to = S3Bucket::new(weak, moto.config()).unwrap();
+    for v in versions.iter().filter(|v| !versions.iter().any(|d| d.delete_marker && d.key == v.key)) {
+        to.put(&v.key, bucket.get_version(&v.key, &v.version_id).await.unwrap().to_vec()).await.unwrap();
+    }
+    let out = retention_out(&moto, &rdir, weak, &["verify", "--offline"]);
+    let moved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(moved["problems"].to_string().contains("default retention was lowered: 1 days now, 3 when"), "{moved}");
     if shorten.is_ok() {
         assert!(
             problems.contains(&format!("{} (version {}): its retention ends", checkpoint.key, checkpoint.version_id)),
@@ -291,6 +310,12 @@ async fn a_fresh_host_recovers_the_keys_from_kms_and_a_third_party_reader_export
     let mut swapped: Value = serde_json::from_str(&text).unwrap();
     swapped["device"]["device_id"] = "00".repeat(16).into();
     std::fs::write(&forged_path, swapped.to_string()).unwrap();
+    refused(retention_env(&moto, &args, &new_pass), "KMS Decrypt refused");
+    // Every public field is bound: a recovery file pointed at another relay
+    // (or network key) does not open.
+    let mut redirected: Value = serde_json::from_str(&text).unwrap();
+    redirected["server_url"] = "https://relay.attacker.example".into();
+    std::fs::write(&forged_path, redirected.to_string()).unwrap();
     refused(retention_env(&moto, &args, &new_pass), "KMS Decrypt refused");
     std::fs::write(&forged_path, b"{not json").unwrap();
     refused(retention_env(&moto, &args, &new_pass), "is not a Strongroom custody file");

@@ -83,6 +83,7 @@ pub(crate) mod label {
     pub const LINK: &[u8] = b"strongroom/v2/link-transfer";
     pub const RETENTION_LOGIN: &[u8] = b"strongroom/v2/retention-login";
     pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v2/archive-checkpoint";
+    pub const ARCHIVE_SEGMENT: &[u8] = b"strongroom/v2/archive-segment";
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@
 //!
 //! Segment entries: `0x01 | len u32 | salt 32 | AES-256-GCM(record JSON)`,
 //! leaf data `index u64 | salt | ciphertext`; or, once deleted under a
-//! retention period, `0x02 | leaf hash 32` (the log stays provable).
+//! retention period, `0x02 | leaf hash 32` (the log stays provable). Then
+//! `0x03 | signature 64`: the device's Ed25519 signature over the entries
+//! (`strongroom/v2/archive-segment`: network, device, first index, their
+//! SHA-256), so only the device adds segments; a reader holds the archive
+//! key, which seals records, but not this key.
 //!
 //! Each record has its own key, `HKDF-SHA256(salt = 32 fresh random bytes,
 //! IKM = archive key, info = "strongroom/v2/archive-record" 0x00 | network |
@@ -43,7 +47,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutPayload};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
-use strongroom_crypto::certs::ArchiveCheckpoint;
+use strongroom_crypto::certs::{ArchiveCheckpoint, ArchiveSegment};
 use strongroom_crypto::ids::{DeviceId, NetworkId};
 use strongroom_crypto::keys::{SecretBytes, Signature, SigningKey, VerifyingKey};
 use strongroom_crypto::merkle::{leaf_hash, Accumulator, Hash};
@@ -56,6 +60,8 @@ const RECORD_LABEL: &[u8] = b"strongroom/v2/archive-record";
 pub const FORMAT: &str = "strongroom-archive-v2";
 const TAG_SEALED: u8 = 1;
 const TAG_REDACTED: u8 = 2;
+/// The segment's signature, last: `0x03 | Ed25519 64` ([`ArchiveSegment`]).
+const TAG_SIGNATURE: u8 = 3;
 /// Checkpoint encoding length.
 pub const CHECKPOINT_LEN: usize = 8 + 32 + 8 + 64;
 /// Largest record accepted in a segment (a record holds at most one message).
@@ -87,12 +93,29 @@ pub fn destination(spec: &str) -> Result<Arc<dyn ObjectStore>, RetentionError> {
 /// [`destination`], and whether it is WORM: on an S3 bucket with Object
 /// Lock, whole-object writes carry the checksum headers the lock requires
 /// ([`crate::locked_store::LockedStore`]) and purges never rewrite.
-pub async fn open_destination(spec: &str) -> Result<(Arc<dyn ObjectStore>, bool), RetentionError> {
+pub async fn open_destination(
+    spec: &str,
+) -> Result<(Arc<dyn ObjectStore>, Option<crate::aws::ObjectLock>), RetentionError> {
     let store = destination(spec)?;
-    let Some(bucket) = crate::aws::S3Bucket::for_destination(spec)? else { return Ok((store, false)) };
-    match bucket.lock().await? {
-        Some(lock) => Ok((Arc::new(crate::locked_store::LockedStore::new(store, bucket, lock.days)), true)),
-        None => Ok((store, false)),
+    let bucket = match crate::aws::S3Bucket::for_destination(spec) {
+        Ok(Some(bucket)) => bucket,
+        Ok(None) => return Ok((store, None)),
+        // Credentials from an instance role or SSO serve object_store, but
+        // not the signed requests here: an ordinary bucket works as before;
+        // a locked one refuses the writes (they lack its checksum header).
+        Err(RetentionError::Usage(why)) => {
+            tracing::warn!(%why, "cannot check the archive bucket for Object Lock; treating it as an ordinary bucket");
+            return Ok((store, None));
+        }
+        Err(e) => return Err(e),
+    };
+    match bucket.lock().await.map_err(|e| {
+        RetentionError::Cloud(format!(
+            "cannot read the bucket's Object Lock settings (the credentials need s3:GetBucketObjectLockConfiguration): {e}"
+        ))
+    })? {
+        Some(lock) => Ok((Arc::new(crate::locked_store::LockedStore::new(store, bucket, lock.days)), Some(lock))),
+        None => Ok((store, None)),
     }
 }
 
@@ -162,13 +185,31 @@ impl Entry {
     }
 }
 
-/// Parses a segment; the error says at which byte and why.
+/// Parses a segment (its signature, if any, is not checked here); the
+/// error says at which byte and why.
 pub fn parse_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    parse_signed_segment(bytes).map(|(entries, _)| entries)
+}
+
+/// A segment's signature and the bytes it covers.
+pub type SegmentSignature<'a> = Option<(Signature, &'a [u8])>;
+
+/// A segment's entries and its signature with the bytes it covers.
+pub fn parse_signed_segment(bytes: &[u8]) -> Result<(Vec<Entry>, SegmentSignature<'_>), String> {
     let mut entries = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let tag = bytes.get(at).copied().ok_or("truncated")?;
         match tag {
+            TAG_SIGNATURE => {
+                let sig: [u8; 64] = bytes
+                    .get(at + 1..)
+                    .filter(|rest| rest.len() == 64)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| format!("at byte {at}: a signature that is not the segment's last 65 bytes"))?;
+                let body = bytes.get(..at).unwrap_or_default();
+                return Ok((entries, Some((Signature::from_bytes(sig), body))));
+            }
             TAG_SEALED => {
                 let len_bytes: [u8; 4] = bytes
                     .get(at + 1..at + 5)
@@ -197,7 +238,15 @@ pub fn parse_segment(bytes: &[u8]) -> Result<Vec<Entry>, String> {
             other => return Err(format!("entry {} at byte {at}: unknown entry type {other}", entries.len())),
         }
     }
-    Ok(entries)
+    Ok((entries, None))
+}
+
+/// The statement a segment's signature covers.
+pub fn segment_statement(network: NetworkId, device: DeviceId, first: u64, body: &[u8]) -> ArchiveSegment {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let mut d = [0u8; 32];
+    d.copy_from_slice(digest.as_ref());
+    ArchiveSegment { network_id: network, device_id: device, first, digest: d }
 }
 
 /// Encodes entries into a segment.
@@ -430,6 +479,8 @@ pub struct Archive {
     sealer: Sealer,
     /// `None` for a reader: nothing can be added.
     signer: Option<SigningKey>,
+    /// The device's checkpoint and segment key.
+    public: VerifyingKey,
     network: NetworkId,
     device: DeviceId,
     acc: Accumulator,
@@ -442,6 +493,9 @@ pub struct Archive {
     deleted: HashSet<u64>,
     /// On a WORM bucket: purge never rewrites a segment.
     worm: bool,
+    /// The longest default retention (days) the archive recorded its bucket
+    /// as having (`storage_locked` records): `verify` holds the bucket to it.
+    worm_days: Option<u64>,
     /// Where every checkpoint is also written (another directory or bucket):
     /// removing the newest records and checkpoints from the archive then
     /// leaves a newer signed checkpoint there (`verify --witness`).
@@ -532,6 +586,7 @@ impl Archive {
             store,
             sealer,
             signer,
+            public: signing_public,
             network,
             device,
             acc: Accumulator::new(),
@@ -541,20 +596,31 @@ impl Archive {
             last_checkpoint: None,
             deleted: HashSet::new(),
             worm: false,
+            worm_days: None,
             witness: None,
             fsync_roots: Vec::new(),
             synced: Default::default(),
         };
         archive.replay().await?;
         if archive.checkpointed < archive.acc.size() && archive.signer.is_some() {
-            archive.checkpoint().await?;
+            // A damaged checkpoint already at that size is left for verify to
+            // name (nothing is overwritten); the next append signs a newer one.
+            match archive.checkpoint().await {
+                Ok(()) | Err(RetentionError::Corrupt(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(archive)
     }
 
     /// Reads the segments after what this process has read (all of them at
-    /// open; at an append, what another writer added meanwhile).
+    /// open; at an append, what another writer added meanwhile). Only what
+    /// this device wrote is taken: segments up to the newest signed
+    /// checkpoint must reach its root, and every later one must carry the
+    /// device's signature, so a holder of the archive key alone cannot add
+    /// records (a deletion record, say) that this device would then sign.
     async fn replay(&mut self) -> Result<(), RetentionError> {
+        let signed = self.newest_checkpoint().await?;
         for (first, path, retired) in segment_list(self.store.as_ref()).await? {
             if first < self.acc.size() {
                 continue;
@@ -565,7 +631,24 @@ impl Archive {
                     self.acc.size()
                 )));
             }
-            for entry in load_entries(self.store.as_ref(), &path, retired).await? {
+            let covered = signed.is_some_and(|cp| cp.tree_size > first);
+            let entries = if retired || covered {
+                load_entries(self.store.as_ref(), &path, retired).await?
+            } else {
+                let bytes = self.store.get(&path).await?.bytes().await?;
+                let (entries, sig) =
+                    parse_signed_segment(&bytes).map_err(|e| RetentionError::Corrupt(format!("{path}: {e}")))?;
+                let authentic = sig.is_some_and(|(sig, body)| {
+                    segment_statement(self.network, self.device, first, body).verify(&self.public, &sig).is_ok()
+                });
+                if !authentic {
+                    return Err(RetentionError::Corrupt(format!(
+                        "segment {path} is not signed by this retention device and no signed checkpoint covers it: someone else wrote it (a holder of the archive key alone?); run `strongroom retention verify`"
+                    )));
+                }
+                entries
+            };
+            for entry in entries {
                 let index = self.acc.size();
                 if let Entry::Sealed { salt, ciphertext } = &entry {
                     let record = self.sealer.open(index, salt, ciphertext).ok_or_else(|| {
@@ -576,12 +659,44 @@ impl Archive {
                     self.note(&record);
                 }
                 self.acc.push(entry.leaf(index));
+                if let Some(cp) = signed.filter(|cp| cp.tree_size == self.acc.size()) {
+                    if self.acc.root() != Some(cp.root) {
+                        return Err(RetentionError::Corrupt(format!(
+                            "the records do not match the signed checkpoint at size {}: altered, inserted or removed; run `strongroom retention verify`",
+                            cp.tree_size
+                        )));
+                    }
+                }
             }
         }
-        if let Some((size, _)) = numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.last() {
-            self.checkpointed = *size;
+        if let Some(cp) = signed.filter(|cp| cp.tree_size > self.acc.size()) {
+            return Err(RetentionError::Corrupt(format!(
+                "a signed checkpoint covers {} records but the archive holds {}: records were removed; run `strongroom retention verify`",
+                cp.tree_size,
+                self.acc.size()
+            )));
+        }
+        if let Some(cp) = signed {
+            self.checkpointed = self.checkpointed.max(cp.tree_size);
         }
         Ok(())
+    }
+
+    /// The newest checkpoint this device signed (stored under its own size).
+    /// A damaged or forged newer one is passed over, not trusted: `verify`
+    /// names it, and segments after the one taken must be signed.
+    async fn newest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, RetentionError> {
+        for (size, path) in numbered(self.store.as_ref(), "checkpoints", "ckpt").await?.into_iter().rev() {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let cp = StoredCheckpoint::decode(&bytes)
+                .filter(|cp| cp.tree_size == size)
+                .filter(|cp| cp.statement(self.network, self.device).verify(&self.public, &cp.signature).is_ok());
+            match cp {
+                Some(cp) => return Ok(Some(cp)),
+                None => tracing::warn!(%path, "a checkpoint this device did not sign is passed over; run verify"),
+            }
+        }
+        Ok(None)
     }
 
     /// Writes every checkpoint from now on to `witness` as well, starting
@@ -613,6 +728,9 @@ impl Archive {
         }
         self.statements.extend(record.statement());
         self.deleted.extend(record.deleted.iter().map(|d| d.index));
+        if let Some(days) = record.locked_days() {
+            self.worm_days = self.worm_days.max(Some(days));
+        }
         self.statements
             .extend(record.deleted.iter().filter_map(|d| d.statement.as_deref().and_then(crate::unhex::<32>)));
     }
@@ -628,9 +746,26 @@ impl Archive {
         self.worm = worm;
     }
 
+    /// Records the bucket's Object Lock (`mode`, default `days`) when it is
+    /// longer than any recorded before: from then on `verify` names a
+    /// bucket whose default was lowered, or a version locked for less.
+    pub async fn record_lock(&mut self, mode: &str, days: u64, actor: &str) -> Result<(), RetentionError> {
+        if self.signer.is_none() || self.worm_days.is_some_and(|d| d >= days) {
+            return Ok(());
+        }
+        let detail = serde_json::json!({"mode": mode, "days": days});
+        self.append(&[Record::access("storage_locked", actor, Some("the archive bucket's Object Lock"), detail)]).await
+    }
+
     /// Whether this archive is on a WORM bucket.
     pub fn worm(&self) -> bool {
         self.worm
+    }
+
+    /// Whether a message or membership record is in the archive already.
+    fn already_archived(&self, r: &Record) -> bool {
+        r.message_id.as_deref().and_then(crate::unhex::<16>).is_some_and(|id| self.archived.contains(&id))
+            || r.statement().is_some_and(|d| self.statements.contains(&d))
     }
 
     /// Whether a membership statement (by SHA-256) was archived.
@@ -668,13 +803,14 @@ impl Archive {
         // beside the running service) that took this position first is read,
         // and the records go after it; nothing is ever overwritten.
         let mut attempts = 0;
+        let mut records: Vec<&Record> = records.iter().collect();
         let (first, entries) = loop {
             let first = self.acc.size();
             let mut entries = Vec::with_capacity(records.len());
             for (i, r) in records.iter().enumerate() {
                 entries.push(self.sealer.seal(first + i as u64, r)?);
             }
-            let bytes = bytes::Bytes::from(encode_segment(&entries));
+            let bytes = bytes::Bytes::from(self.signed_segment(first, &entries)?);
             match self
                 .store
                 .put_opts(&segment_name(first), bytes.clone().into(), object_store::PutMode::Create.into())
@@ -684,6 +820,13 @@ impl Archive {
                 Err(object_store::Error::AlreadyExists { .. }) if attempts < 8 => {
                     attempts += 1;
                     self.replay().await?;
+                    // What an earlier try of this same append wrote (it
+                    // failed after the write: a replica, an fsync, a
+                    // timeout) is not written again.
+                    records.retain(|r| !self.already_archived(r));
+                    if records.is_empty() {
+                        return if self.checkpointed < self.acc.size() { self.checkpoint().await } else { Ok(()) };
+                    }
                 }
                 // A store without create-only writes.
                 Err(object_store::Error::NotImplemented) => {
@@ -701,6 +844,18 @@ impl Archive {
         self.checkpoint().await
     }
 
+    /// A segment's bytes: its entries, then the device's signature over them.
+    fn signed_segment(&self, first: u64, entries: &[Entry]) -> Result<Vec<u8>, RetentionError> {
+        let Some(signer) = &self.signer else {
+            return Err(RetentionError::Usage("a reader key cannot sign segments".into()));
+        };
+        let mut bytes = encode_segment(entries);
+        let sig = segment_statement(self.network, self.device, first, &bytes).sign(signer);
+        bytes.push(TAG_SIGNATURE);
+        bytes.extend_from_slice(sig.as_bytes());
+        Ok(bytes)
+    }
+
     async fn checkpoint(&mut self) -> Result<(), RetentionError> {
         let Some(root) = self.acc.root() else { return Ok(()) };
         let mut cp = StoredCheckpoint {
@@ -713,7 +868,30 @@ impl Archive {
             return Err(RetentionError::Usage("a reader key cannot sign checkpoints".into()));
         };
         cp.signature = cp.statement(self.network, self.device).sign(signer);
-        self.store.put(&checkpoint_name(cp.tree_size), PutPayload::from(cp.encode())).await?;
+        let name = checkpoint_name(cp.tree_size);
+        match self.store.put_opts(&name, PutPayload::from(cp.encode()), object_store::PutMode::Create.into()).await {
+            Ok(_) => {}
+            // Signed by an earlier try, or by another writer of this device
+            // over the same records: the same root, or the log forked.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let there = StoredCheckpoint::decode(&self.store.get(&name).await?.bytes().await?);
+                match there.filter(|t| {
+                    t.root == cp.root
+                        && t.statement(self.network, self.device).verify(&self.public, &t.signature).is_ok()
+                }) {
+                    Some(t) => cp = t,
+                    None => {
+                        return Err(RetentionError::Corrupt(format!(
+                            "{name} already holds a different checkpoint: run `strongroom retention verify`"
+                        )))
+                    }
+                }
+            }
+            Err(object_store::Error::NotImplemented) => {
+                self.store.put(&name, PutPayload::from(cp.encode())).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.fsync(&checkpoint_name(cp.tree_size)).await?;
         if let Some(w) = &self.witness {
             put_witness(w.as_ref(), &witness_checkpoint_name(self.device, cp.tree_size), cp.encode().into()).await?;
@@ -727,6 +905,13 @@ impl Archive {
     pub async fn put_file(&self, blob_id: &str, local: &std::path::Path) -> Result<(), RetentionError> {
         use object_store::WriteMultipart;
         use tokio::io::AsyncReadExt;
+        // Stored already (a retried batch): files are written whole, and
+        // writing again would leave a second version on a WORM bucket.
+        match self.store.head(&file_name(blob_id)).await {
+            Ok(_) => return self.fsync(&file_name(blob_id)).await,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut f = tokio::fs::File::open(local).await.map_err(crate::error::io(local))?;
         let upload = self.store.put_multipart(&file_name(blob_id)).await?;
         let mut writer = WriteMultipart::new(upload);
@@ -808,7 +993,7 @@ impl Archive {
                 }
             }
             if changed {
-                self.store.put(&path, PutPayload::from(encode_segment(&entries))).await?;
+                self.store.put(&path, PutPayload::from(self.signed_segment(first, &entries)?)).await?;
             }
         }
         Ok(())
@@ -836,8 +1021,17 @@ impl Archive {
                 leaves.extend_from_slice(&e.leaf(first + i as u64));
             }
             let name = retired_name(first);
-            match self.store.put_opts(&name, leaves.into(), object_store::PutMode::Create.into()).await {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            match self.store.put_opts(&name, leaves.clone().into(), object_store::PutMode::Create.into()).await {
+                Ok(_) => {}
+                // Written by a purge that stopped before deleting the
+                // segment: the segment goes only if it says the same.
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    if self.store.get(&name).await?.bytes().await?.as_ref() != leaves.as_slice() {
+                        return Err(RetentionError::Corrupt(format!(
+                            "{name} does not hold {path}'s leaf hashes: someone else wrote it; run `strongroom retention verify`"
+                        )));
+                    }
+                }
                 Err(e) => return Err(e.into()),
             }
             match self.store.delete(&path).await {

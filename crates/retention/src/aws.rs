@@ -165,13 +165,21 @@ async fn send(
     for (k, v) in instructions.headers() {
         req = req.header(k, v);
     }
-    let resp = req.body(body).send().await?;
+    let resp = req.body(body).send().await.map_err(|e| cloud(service, e))?;
     let status = resp.status().as_u16();
+    // Listings and KMS replies are small: a reply past this is not S3's.
+    const MAX_REPLY: u64 = 64 << 20;
+    if resp.content_length().is_some_and(|n| n > MAX_REPLY) {
+        return Err(RetentionError::Cloud(format!("{service} sent a reply over {MAX_REPLY} bytes")));
+    }
     let header = |k: &str| resp.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (version_id, e_tag) = (header("x-amz-version-id"), header("etag"));
     let (lock_mode, lock_until) = (header("x-amz-object-lock-mode"), header("x-amz-object-lock-retain-until-date"));
     let sse = header("x-amz-server-side-encryption");
-    let body = resp.bytes().await?;
+    let body = resp.bytes().await.map_err(|e| cloud(service, e))?;
+    if body.len() as u64 > MAX_REPLY {
+        return Err(RetentionError::Cloud(format!("{service} sent a reply over {MAX_REPLY} bytes")));
+    }
     Ok(Reply { status, body, version_id, e_tag, lock_mode, lock_until, sse })
 }
 
@@ -189,65 +197,88 @@ fn refusal(what: &str, reply: &Reply) -> RetentionError {
     RetentionError::Cloud(format!("{what} refused ({}): {code} {message}", reply.status).trim().to_owned())
 }
 
-/// The text of the first `<tag>` in `xml`.
-fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    xml_elements(xml, tag).into_iter().next().and_then(|e| e.into_iter().find(|(k, _)| k == "$text").map(|(_, v)| v))
-}
-
 /// Each `<tag>` element in `xml` as its direct children's texts (and its
-/// own text under `$text`): S3's replies are this flat.
-fn xml_elements(xml: &str, tag: &str) -> Vec<Vec<(String, String)>> {
+/// own text under `$text`): S3's replies are this flat. Malformed XML is an
+/// error, never a shorter answer.
+fn xml_elements(xml: &str, tag: &str) -> Result<Vec<Vec<(String, String)>>, RetentionError> {
     use quick_xml::events::Event;
+    let bad = |e: &dyn std::fmt::Display| RetentionError::Cloud(format!("a malformed XML reply: {e}"));
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
     let mut depth_in: Option<usize> = None;
     let mut depth = 0usize;
     let mut current: Vec<(String, String)> = Vec::new();
     let mut child: Option<String> = None;
+    let mut text = String::new();
     loop {
-        match reader.read_event() {
-            Ok(Event::Start(e)) => {
+        match reader.read_event().map_err(|e| bad(&e))? {
+            Event::Start(e) => {
                 depth += 1;
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 match depth_in {
                     None if name == tag => {
                         depth_in = Some(depth);
                         current = Vec::new();
+                        text.clear();
                     }
-                    Some(d) if depth == d + 1 => child = Some(name),
+                    Some(d) if depth == d + 1 => {
+                        child = Some(name);
+                        text.clear();
+                    }
                     _ => {}
                 }
             }
-            Ok(Event::Empty(e)) => {
+            Event::Empty(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 if depth_in.is_none() && name == tag {
                     out.push(Vec::new());
                 }
             }
-            Ok(Event::Text(t)) => {
-                let text = t.decode().map(|s| s.into_owned()).unwrap_or_default();
-                match (depth_in, &child) {
-                    (Some(d), Some(c)) if depth == d + 1 => current.push((c.clone(), text)),
-                    (Some(d), None) if depth == d => current.push(("$text".into(), text)),
-                    _ => {}
+            Event::Text(t) => text.push_str(&t.decode().map_err(|e| bad(&e))?),
+            Event::CData(t) => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::GeneralRef(r) => match r.resolve_char_ref().map_err(|e| bad(&e))? {
+                Some(c) => text.push(c),
+                None => {
+                    let name = r.decode().map_err(|e| bad(&e))?;
+                    let c = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| bad(&format!("unknown entity &{name};")))?;
+                    text.push_str(c);
                 }
-            }
-            Ok(Event::End(_)) => {
+            },
+            Event::End(_) => {
                 if let Some(d) = depth_in {
                     if depth == d {
+                        let own = std::mem::take(&mut text);
+                        if !own.trim().is_empty() {
+                            current.push(("$text".into(), own));
+                        }
                         out.push(std::mem::take(&mut current));
                         depth_in = None;
                     } else if depth == d + 1 {
-                        child = None;
+                        if let Some(c) = child.take() {
+                            current.push((c, std::mem::take(&mut text)));
+                        }
                     }
                 }
-                depth = depth.saturating_sub(1);
+                depth = depth.checked_sub(1).ok_or_else(|| bad(&"an end tag with no start"))?;
             }
-            Ok(Event::Eof) | Err(_) => break,
-            Ok(_) => {}
+            Event::Eof => break,
+            _ => {}
         }
     }
-    out
+    if depth != 0 {
+        return Err(bad(&"truncated"));
+    }
+    Ok(out)
+}
+
+/// The text of the first `<tag>` in `xml`, if it parses.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    xml_elements(xml, tag)
+        .ok()?
+        .into_iter()
+        .next()
+        .and_then(|e| e.into_iter().find(|(k, _)| k == "$text").map(|(_, v)| v))
 }
 
 fn field<'a>(e: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -260,7 +291,8 @@ pub fn parse_time(s: &str) -> Option<u64> {
     let t = s.get(11..19)?;
     let mut it = t.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (h, m, sec) = (it.next()??, it.next()??, it.next()??);
-    if s.get(10..11)? != "T" || h > 23 || m > 59 || sec > 60 {
+    // S3 writes UTC; an offset would be misread, so it is refused.
+    if s.get(10..11)? != "T" || !s.ends_with('Z') || h > 23 || m > 59 || sec > 60 {
         return None;
     }
     u64::try_from(days + (h * 3600 + m * 60 + sec) * 1000).ok()
@@ -355,6 +387,8 @@ impl S3Bucket {
         }
         let base = match &cfg.endpoint_s3 {
             Some(e) => format!("{}/{bucket}", e.trim_end_matches('/')),
+            // A dotted name does not match S3's wildcard certificate as a host.
+            None if bucket.contains('.') => format!("https://s3.{}.amazonaws.com/{bucket}", cfg.region),
             None => format!("https://{bucket}.s3.{}.amazonaws.com", cfg.region),
         };
         let prefix = prefix.trim_matches('/');
@@ -390,10 +424,26 @@ impl S3Bucket {
     /// Creates the bucket with Object Lock on and a default retention of
     /// `days` in compliance mode (what `retention bucket-create` does).
     pub async fn create_locked(&self, days: u64) -> Result<(), RetentionError> {
-        let create = self.call("PUT", None, "", &[("x-amz-bucket-object-lock-enabled", "true".into())], vec![]).await?;
+        // Outside us-east-1 the region is named in the body.
+        let body = if self.cfg.region == "us-east-1" {
+            vec![]
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.cfg.region
+            )
+            .into_bytes()
+        };
+        let create = self.call("PUT", None, "", &[("x-amz-bucket-object-lock-enabled", "true".into())], body).await?;
         if create.status != 200 {
             return Err(refusal("creating the bucket", &create));
         }
+        self.put_default_retention(days).await
+    }
+
+    /// Sets the bucket's default retention in compliance mode (raising it is
+    /// what an operator does; lowering it is what `verify` names).
+    pub async fn put_default_retention(&self, days: u64) -> Result<(), RetentionError> {
         let xml = format!(
             "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days>{days}</Days></DefaultRetention></Rule></ObjectLockConfiguration>"
         )
@@ -418,10 +468,14 @@ impl S3Bucket {
             return Err(refusal("reading the bucket's Object Lock settings", &reply));
         }
         let xml = String::from_utf8_lossy(&reply.body);
-        if xml_text(&xml, "ObjectLockEnabled").as_deref() != Some("Enabled") {
+        let config = xml_elements(&xml, "ObjectLockConfiguration")?;
+        let Some(config) = config.first() else {
+            return Err(RetentionError::Cloud("the Object Lock reply holds no ObjectLockConfiguration".into()));
+        };
+        if field(config, "ObjectLockEnabled") != Some("Enabled") {
             return Ok(None);
         }
-        let rule = xml_elements(&xml, "DefaultRetention").into_iter().next().unwrap_or_default();
+        let rule = xml_elements(&xml, "DefaultRetention")?.into_iter().next().unwrap_or_default();
         let num = |k: &str| field(&rule, k).and_then(|v| v.trim().parse::<u64>().ok()).filter(|n| *n > 0);
         let days = num("Days").or_else(|| num("Years").map(|y| y.saturating_mul(365)));
         Ok(Some(ObjectLock { mode: field(&rule, "Mode").map(str::to_owned), days }))
@@ -447,23 +501,38 @@ impl S3Bucket {
                 return Err(refusal("listing object versions", &reply));
             }
             let xml = String::from_utf8_lossy(&reply.body);
+            let Some(result) = xml_elements(&xml, "ListVersionsResult")?.into_iter().next() else {
+                return Err(RetentionError::Cloud("the version listing holds no ListVersionsResult".into()));
+            };
             for (tag, delete_marker) in [("Version", false), ("DeleteMarker", true)] {
-                for e in xml_elements(&xml, tag) {
-                    let (Some(key), Some(version_id)) = (field(&e, "Key"), field(&e, "VersionId")) else { continue };
+                for e in xml_elements(&xml, tag)? {
+                    let (Some(key), Some(version_id), Some(modified)) =
+                        (field(&e, "Key"), field(&e, "VersionId"), field(&e, "LastModified").and_then(parse_time))
+                    else {
+                        return Err(RetentionError::Cloud(format!(
+                            "the version listing has a {tag} without a key, version id or time"
+                        )));
+                    };
                     out.push(ObjectVersion {
                         key: key.strip_prefix(&self.prefix).unwrap_or(key).to_owned(),
                         version_id: version_id.to_owned(),
-                        last_modified: field(&e, "LastModified").and_then(parse_time).unwrap_or(0),
+                        last_modified: modified,
                         delete_marker,
                     });
                 }
             }
-            if xml_text(&xml, "IsTruncated").as_deref() != Some("true") {
+            if field(&result, "IsTruncated") != Some("true") {
                 return Ok(out);
             }
-            match (xml_text(&xml, "NextKeyMarker"), xml_text(&xml, "NextVersionIdMarker")) {
-                (Some(k), Some(v)) => marker = Some((k, v)),
-                _ => return Err(RetentionError::Cloud("a truncated version listing without a marker".into())),
+            match (field(&result, "NextKeyMarker"), field(&result, "NextVersionIdMarker")) {
+                (Some(k), Some(v)) if marker.as_ref().is_none_or(|(mk, mv)| (mk.as_str(), mv.as_str()) != (k, v)) => {
+                    marker = Some((k.to_owned(), v.to_owned()))
+                }
+                _ => {
+                    return Err(RetentionError::Cloud(
+                        "a truncated version listing whose marker does not move on".into(),
+                    ))
+                }
             }
         }
         Err(RetentionError::Cloud("more than 100 million object versions".into()))
@@ -631,13 +700,18 @@ impl Kms {
             .ok_or_else(|| RetentionError::Cloud("KMS Encrypt returned no ciphertext".into()))
     }
 
-    /// Decrypts what [`Kms::encrypt`] made, under the same context.
-    pub async fn decrypt(&self, blob: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>, RetentionError> {
+    /// Decrypts what [`Kms::encrypt`] made under `key_id`, with the same context.
+    pub async fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &str,
+        key_id: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, RetentionError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let v = self
             .call(
                 "Decrypt",
-                serde_json::json!({"CiphertextBlob": b64.encode(blob), "EncryptionContext": {"strongroom": context}}),
+                serde_json::json!({"CiphertextBlob": b64.encode(blob), "EncryptionContext": {"strongroom": context}, "KeyId": key_id}),
             )
             .await?;
         let plain = v
@@ -658,16 +732,20 @@ mod tests {
         let xml = r#"<?xml version="1.0"?><ListVersionsResult><IsTruncated>true</IsTruncated><NextKeyMarker>a/b</NextKeyMarker>
 <Version><Key>p/segments/1.seg</Key><VersionId>v1</VersionId><LastModified>2026-12-01T23:01:50.000Z</LastModified><Owner><ID>x</ID></Owner></Version>
 <DeleteMarker><Key>p/k</Key><VersionId>v2</VersionId></DeleteMarker><Version><Key>p/segments/1.seg</Key><VersionId>v3</VersionId></Version></ListVersionsResult>"#;
-        let v = xml_elements(xml, "Version");
+        let v = xml_elements(xml, "Version").unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(field(&v[0], "VersionId"), Some("v1"));
         assert_eq!(field(&v[0], "ID"), None, "only direct children");
-        assert_eq!(xml_elements(xml, "DeleteMarker").len(), 1);
+        assert_eq!(xml_elements(xml, "DeleteMarker").unwrap().len(), 1);
         assert_eq!(xml_text(xml, "IsTruncated").as_deref(), Some("true"));
         assert_eq!(xml_text(xml, "Absent"), None);
-        // Malformed input: whatever was read before the fault, no panic.
-        assert!(xml_elements("<Version><Key>a</Key", "Version").is_empty());
-        assert!(xml_elements("\u{0}<<>>", "Version").is_empty());
+        // Entities are resolved, not cut short.
+        let e = xml_elements("<R><Version><Key>a&amp;b&#x2F;c</Key></Version></R>", "Version").unwrap();
+        assert_eq!(field(&e[0], "Key"), Some("a&b/c"));
+        // Malformed input is an error, never a shorter answer, and never a panic.
+        for bad in ["<Version><Key>a</Key", "<<>>", "<R><Version><Key>&bogus;</Key></Version></R>", "</R>"] {
+            assert!(xml_elements(bad, "Version").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -675,7 +753,14 @@ mod tests {
         let t = parse_time("2026-12-01T23:01:50.000Z").unwrap();
         assert_eq!(format_time(t), "2026-12-01T23:01:50Z");
         assert_eq!(parse_time(&format_time(t)), Some(t));
-        for bad in ["", "2026-12-01", "2026-12-01 23:01:50Z", "2026-12-01T25:00:00Z", "2026-13-01T00:00:00Z"] {
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-12-01 23:01:50Z",
+            "2026-12-01T25:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T23:01:50+02:00",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }

@@ -53,8 +53,21 @@ struct CustodyFile {
     wrap: Wrap,
 }
 
-fn context(purpose: &str, device: &DeviceFile) -> String {
-    format!("{purpose}:{}", device.device_id)
+/// What a wrap is bound to: the purpose, the device, and the SHA-256 of
+/// every public field of the file (relay, network key, device description,
+/// holder, time), so none can be edited without the unwrap failing.
+fn context(purpose: &str, file: &CustodyFile) -> Result<String, RetentionError> {
+    let public = serde_json::to_vec(&(
+        &file.format,
+        &file.server_url,
+        &file.network_public,
+        &file.device,
+        &file.holder,
+        file.created_at,
+    ))
+    .map_err(|e| RetentionError::Corrupt(e.to_string()))?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public);
+    Ok(format!("{purpose}:{}:{}", file.device.device_id, hex(digest.as_ref())))
 }
 
 fn write_new(path: &Path, file: &CustodyFile) -> Result<(), RetentionError> {
@@ -86,16 +99,16 @@ async fn unwrap(
     passphrase: Option<&str>,
 ) -> Result<Zeroizing<Vec<u8>>, RetentionError> {
     match &file.wrap {
-        Wrap::Kms { ciphertext, .. } => {
+        Wrap::Kms { key_id, ciphertext } => {
             let blob = base64::engine::general_purpose::STANDARD
                 .decode(ciphertext)
                 .map_err(|_| RetentionError::Corrupt("the custody file's ciphertext is not base64".into()))?;
-            Kms::from_env()?.decrypt(&blob, &context(purpose, &file.device)).await
+            Kms::from_env()?.decrypt(&blob, &context(purpose, file)?, key_id).await
         }
         Wrap::Passphrase { sealed } => {
             let passphrase = passphrase
                 .ok_or_else(|| RetentionError::Usage("this file is sealed by a passphrase: give it".into()))?;
-            sealed.open(passphrase, purpose.as_bytes()).map_err(|e| match e {
+            sealed.open(passphrase, context(purpose, file)?.as_bytes()).map_err(|e| match e {
                 SecretError::Unlock => RetentionError::Unlock("the reader file".into()),
                 other => RetentionError::Corrupt(other.to_string()),
             })
@@ -106,22 +119,19 @@ async fn unwrap(
 /// Writes a recovery file: the device's keys wrapped by KMS key `key_id`.
 pub async fn kms_wrap(keys: &RetentionKeys, key_id: &str, out: &Path) -> Result<(), RetentionError> {
     let secrets = keys.secrets_json()?;
-    let ciphertext = Kms::from_env()?.encrypt(key_id, &secrets, &context(RECOVERY, &keys.device)).await?;
-    write_new(
-        out,
-        &CustodyFile {
-            format: RECOVERY.into(),
-            server_url: keys.server_url.clone(),
-            network_public: hex(keys.network_public.as_bytes()),
-            device: keys.device.clone(),
-            holder: None,
-            created_at: crate::now_ms(),
-            wrap: Wrap::Kms {
-                key_id: key_id.into(),
-                ciphertext: base64::engine::general_purpose::STANDARD.encode(ciphertext),
-            },
-        },
-    )
+    let mut file = CustodyFile {
+        format: RECOVERY.into(),
+        server_url: keys.server_url.clone(),
+        network_public: hex(keys.network_public.as_bytes()),
+        device: keys.device.clone(),
+        holder: None,
+        created_at: crate::now_ms(),
+        wrap: Wrap::Kms { key_id: key_id.into(), ciphertext: String::new() },
+    };
+    let ciphertext = Kms::from_env()?.encrypt(key_id, &secrets, &context(RECOVERY, &file)?).await?;
+    file.wrap =
+        Wrap::Kms { key_id: key_id.into(), ciphertext: base64::engine::general_purpose::STANDARD.encode(ciphertext) };
+    write_new(out, &file)
 }
 
 /// Unwraps a recovery file with KMS and saves the keys in `dir` under a
@@ -157,16 +167,26 @@ pub async fn grant_reader(
         serde_json::to_vec(&ReaderSecret { archive_key: hex(keys.archive_key.expose()) })
             .map_err(|e| RetentionError::Corrupt(e.to_string()))?,
     );
-    let wrap = match (kms_key_id, passphrase) {
+    let mut file = CustodyFile {
+        format: READER.into(),
+        server_url: keys.server_url.clone(),
+        network_public: hex(keys.network_public.as_bytes()),
+        device: keys.device.clone(),
+        holder: Some(holder.into()),
+        created_at: crate::now_ms(),
+        wrap: Wrap::Kms { key_id: String::new(), ciphertext: String::new() },
+    };
+    let bound = context(READER, &file)?;
+    file.wrap = match (kms_key_id, passphrase) {
         (Some(key_id), _) => {
-            let ciphertext = Kms::from_env()?.encrypt(key_id, &secret, &context(READER, &keys.device)).await?;
+            let ciphertext = Kms::from_env()?.encrypt(key_id, &secret, &bound).await?;
             Wrap::Kms {
                 key_id: key_id.into(),
                 ciphertext: base64::engine::general_purpose::STANDARD.encode(ciphertext),
             }
         }
         (None, Some(p)) => Wrap::Passphrase {
-            sealed: SealedSecret::seal(p, 12, READER.as_bytes(), &secret).map_err(|e| match e {
+            sealed: SealedSecret::seal(p, 12, bound.as_bytes(), &secret).map_err(|e| match e {
                 SecretError::TooShort(n) => {
                     RetentionError::Usage(format!("the reader passphrase must be at least {n} characters"))
                 }
@@ -177,18 +197,7 @@ pub async fn grant_reader(
             return Err(RetentionError::Usage("a reader file is wrapped by a KMS key or a passphrase: give one".into()))
         }
     };
-    write_new(
-        out,
-        &CustodyFile {
-            format: READER.into(),
-            server_url: keys.server_url.clone(),
-            network_public: hex(keys.network_public.as_bytes()),
-            device: keys.device.clone(),
-            holder: Some(holder.into()),
-            created_at: crate::now_ms(),
-            wrap,
-        },
-    )
+    write_new(out, &file)
 }
 
 /// What a reader file unlocks.

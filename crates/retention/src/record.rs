@@ -192,6 +192,12 @@ pub struct Record {
 }
 
 impl Record {
+    /// The default retention a `storage_locked` access record states (days).
+    pub fn locked_days(&self) -> Option<u64> {
+        let c = self.control.as_ref().filter(|_| self.kind == "access")?;
+        (c.get("action")?.as_str()? == "storage_locked").then(|| c.get("days")?.as_u64()).flatten()
+    }
+
     /// An `access` record: who did what to the archive, and why. `detail`
     /// holds the filter used and how many records it touched.
     pub fn access(action: &str, actor: &str, why: Option<&str>, detail: serde_json::Value) -> Record {

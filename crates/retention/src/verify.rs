@@ -11,7 +11,9 @@ use strongroom_crypto::ids::{DeviceId, NetworkId};
 use strongroom_crypto::keys::VerifyingKey;
 use strongroom_crypto::merkle::{Accumulator, Hash};
 
-use crate::archive::{load_entries, numbered, segment_list, Entry, Sealer, StoredCheckpoint};
+use crate::archive::{
+    load_entries, numbered, parse_signed_segment, segment_list, segment_statement, Entry, Sealer, StoredCheckpoint,
+};
 pub use crate::worm::WormReport;
 use crate::{hex, RetentionError};
 
@@ -28,6 +30,9 @@ pub struct VerifyReport {
     /// Records a deletion record names that are still stored (WORM: their
     /// segment is locked until its retention ends); no reader returns them.
     pub deleted_kept: u64,
+    /// The longest bucket default retention the archive recorded (days).
+    #[serde(skip)]
+    pub worm_recorded_days: Option<u64>,
     /// The second copy, when verify was given one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<crate::replica::ReplicaReport>,
@@ -243,13 +248,34 @@ pub async fn verify(
                 ));
             }
         }
-        let entries = match load_entries(store, &path, retired).await {
-            Ok(e) => e,
-            Err(RetentionError::Corrupt(e)) => {
-                report.problem(format!("segment {e}"));
-                continue;
+        let entries = if retired {
+            match load_entries(store, &path, true).await {
+                Ok(e) => e,
+                Err(RetentionError::Corrupt(e)) => {
+                    report.problem(format!("segment {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        } else {
+            let bytes = store.get(&path).await?.bytes().await?;
+            match parse_signed_segment(&bytes) {
+                Ok((entries, signature)) => {
+                    if let Some((sig, body)) = signature {
+                        let statement = segment_statement(trusted.network, trusted.device, first, body);
+                        if statement.verify(&trusted.signing_key, &sig).is_err() {
+                            report.problem(format!(
+                                "segment {path}: its signature does not verify (altered, or written by someone without this device's key)"
+                            ));
+                        }
+                    }
+                    entries
+                }
+                Err(e) => {
+                    report.problem(format!("segment {path}: {e}"));
+                    continue;
+                }
+            }
         };
         // Records are opened at the position their segment declares, so one
         // missing or extra entry is named precisely instead of every later
@@ -289,6 +315,9 @@ pub async fn verify(
                     if let Some((at, record)) = found {
                         sealed_indices.insert(at);
                         began = began.min(record.archived_at);
+                        if let Some(days) = record.locked_days() {
+                            report.worm_recorded_days = report.worm_recorded_days.max(Some(days));
+                        }
                         if record.kind == "access" {
                             report.access_records += 1;
                             let what = record.control.as_ref().and_then(|c| c.get("action")).and_then(|a| a.as_str());

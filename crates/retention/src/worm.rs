@@ -42,9 +42,16 @@ impl VerifyReport {
     /// version locked at least as long as the default from when it was written.
     pub async fn check_bucket(&mut self, bucket: &S3Bucket) -> Result<(), RetentionError> {
         let mut worm = WormReport::default();
+        let recorded = self.worm_recorded_days;
         match bucket.lock().await? {
-            // An ordinary bucket: nothing to check here (verify says so).
+            // An ordinary bucket: nothing to check here (verify says so),
+            // unless the archive recorded it as locked.
             None => {
+                if let Some(days) = recorded {
+                    self.problem(format!(
+                        "the archive recorded its bucket as locked ({days} days by default), but the bucket reports no Object Lock now"
+                    ));
+                }
                 self.worm = Some(worm);
                 return Ok(());
             }
@@ -57,6 +64,12 @@ impl VerifyReport {
                 }
                 if lock.days.is_none() {
                     self.problem("the bucket has no default retention: new records are not locked".into());
+                }
+                if let Some(days) = recorded.filter(|d| lock.days.is_none_or(|now| now < *d)) {
+                    self.problem(format!(
+                        "the bucket's default retention was lowered: {} days now, {days} when the archive recorded it; versions written since are locked for less",
+                        lock.days.unwrap_or(0)
+                    ));
                 }
                 worm.mode = lock.mode;
                 worm.default_days = lock.days;
@@ -85,7 +98,8 @@ impl VerifyReport {
             }
             for v in &versions {
                 worm.retention_checked += 1;
-                let expected = worm.default_days.map(|d| v.last_modified.saturating_add(d.saturating_mul(86_400_000)));
+                let days = worm.default_days.max(recorded);
+                let expected = days.map(|d| v.last_modified.saturating_add(d.saturating_mul(86_400_000)));
                 match bucket.retention(&key, &v.version_id).await? {
                     None => self.problem(format!("{key} (version {}) is not locked", v.version_id)),
                     Some(r) => {
@@ -100,7 +114,7 @@ impl VerifyReport {
                                 "{key} (version {}): its retention ends {}, before the bucket's default of {} days from when it was written ({}): shortened, or written before the default was raised",
                                 v.version_id,
                                 format_time(r.until),
-                                worm.default_days.unwrap_or(0),
+                                days.unwrap_or(0),
                                 format_time(expected)
                             ));
                         }

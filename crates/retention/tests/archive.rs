@@ -541,3 +541,69 @@ async fn an_access_record_must_say_who_and_what() {
     let all = search(&a, &Filter::default()).await.unwrap();
     assert!(all.iter().all(|(_, r)| r.kind != "access"), "searches never return the access log");
 }
+
+/// Someone with the archive key alone (a reader, or a thief of the key)
+/// seals a deletion record into a new segment: the device will not take it
+/// as its own (it is not signed), so it neither hides the records it names
+/// nor signs a checkpoint over it, and verify names it.
+#[tokio::test]
+async fn a_segment_sealed_with_the_archive_key_alone_is_refused() {
+    let f = Fixture::new("forged-tail").await;
+    let sealer = Sealer::new(&f.key, f.network, f.device).unwrap();
+    let forged = Record {
+        kind: "deletion".into(),
+        archived_at: 2_000,
+        deleted: vec![strongroom_retention::record::Deleted {
+            index: 3,
+            leaf: "00".repeat(32),
+            conversation_id: None,
+            seq: None,
+            statement: None,
+        }],
+        ..Record::default()
+    };
+    std::fs::write(f.segment(15), encode_segment(&[sealer.seal(15, &forged).unwrap()])).unwrap();
+    let signer = SigningKey::from_seed(SecretBytes::new(f.seed)).unwrap();
+    let store = destination(f.dir.to_str().unwrap()).unwrap();
+    let err = Archive::open(store.clone(), &f.key, signer, f.network, f.device).await.err().unwrap();
+    assert!(err.to_string().contains("is not signed by this retention device"), "{err}");
+    assert!(!f.dir.join("checkpoints/0000000000000016.ckpt").exists(), "signed a checkpoint over it");
+    let r = f.verify().await;
+    assert!(has(&r, "come after the last signed checkpoint"), "{:?}", r.problems);
+
+    // Signed, but by another key: verify says the signature is wrong.
+    let mut bytes = encode_segment(&[sealer.seal(15, &forged).unwrap()]);
+    let other = SigningKey::generate(&mut OsRng);
+    let sig = strongroom_retention::archive::segment_statement(f.network, f.device, 15, &bytes).sign(&other);
+    bytes.push(3);
+    bytes.extend_from_slice(sig.as_bytes());
+    std::fs::write(f.segment(15), &bytes).unwrap();
+    let signer = SigningKey::from_seed(SecretBytes::new(f.seed)).unwrap();
+    assert!(Archive::open(store.clone(), &f.key, signer, f.network, f.device).await.is_err());
+    let r = f.verify().await;
+    assert!(has(&r, "segments/0000000000000015.seg: its signature does not verify"), "{:?}", r.problems);
+
+    // An old checkpoint copied under a larger size does not vouch for it either.
+    std::fs::copy(f.dir.join("checkpoints/0000000000000015.ckpt"), f.dir.join("checkpoints/0000000000000016.ckpt"))
+        .unwrap();
+    let signer = SigningKey::from_seed(SecretBytes::new(f.seed)).unwrap();
+    let err = Archive::open(store, &f.key, signer, f.network, f.device).await.err().unwrap();
+    assert!(err.to_string().contains("is not signed by this retention device"), "{err}");
+}
+
+/// A batch retried after its segment landed (the write returned an error
+/// afterwards: a replica, an fsync, a timeout) is not archived twice.
+#[tokio::test]
+async fn a_retried_append_after_its_segment_landed_archives_nothing_twice() {
+    let f = Fixture::new("retry").await;
+    // `stale` has not seen the segment its own earlier try wrote.
+    let mut stale = f.open().await;
+    let mut first_try = f.open().await;
+    let batch: Vec<Record> = (15..18u64).map(|i| record(i, 2, i - 9, 2_000 + i)).collect();
+    first_try.append(&batch).await.unwrap();
+    stale.append(&batch).await.unwrap();
+    assert_eq!(stale.size(), 18);
+    let r = f.verify().await;
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.records, 18, "nothing archived twice");
+}

@@ -90,6 +90,41 @@ impl ArchiveCheckpoint {
     }
 }
 
+/// A signed archive segment: `network 16 | device 16 | first index u64 |
+/// SHA-256 of the segment's entries 32` under the label
+/// `strongroom/v2/archive-segment`. Only the retention device can add a
+/// segment: a holder of the archive key alone (a reader) can seal records
+/// but not sign them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveSegment {
+    /// The network.
+    pub network_id: NetworkId,
+    /// The retention device that keeps the archive.
+    pub device_id: DeviceId,
+    /// The segment's first leaf index.
+    pub first: u64,
+    /// SHA-256 of its entries as stored (before the signature).
+    pub digest: [u8; 32],
+}
+
+impl ArchiveSegment {
+    fn body(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(72);
+        w.raw(self.network_id.as_bytes()).raw(self.device_id.as_bytes()).u64(self.first).raw(&self.digest);
+        signing_input(label::ARCHIVE_SEGMENT, &w.finish())
+    }
+
+    /// Signs with the retention device's key.
+    pub fn sign(&self, key: &SigningKey) -> Signature {
+        key.sign(&self.body())
+    }
+
+    /// Checks the signature.
+    pub fn verify(&self, key: &VerifyingKey, signature: &Signature) -> Result<(), CertError> {
+        key.verify(&self.body(), signature).map_err(|_| CertError::BadSignature { what: "archive segment" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
