@@ -105,14 +105,19 @@ pub enum RetentionCommand {
         #[arg(long)]
         predecessor: Option<PathBuf>,
     },
-    /// Export records (JSON Lines, EML, CSV load file) with a manifest.
+    /// Export records with a signed manifest and a proof per record: JSON
+    /// Lines, EML, a CSV, Concordance DAT + OPT, EDRM XML and RSMF.
     Export {
         /// Output directory (new or empty).
         #[arg(long)]
         out: PathBuf,
-        /// Formats: any of jsonl, eml, csv.
-        #[arg(long, value_delimiter = ',', default_value = "jsonl,eml,csv")]
+        /// Formats: any of jsonl, eml, csv, dat, edrm, rsmf, or all.
+        #[arg(long, value_delimiter = ',', default_value = "all")]
         format: Vec<String>,
+        /// Give people's addresses in this e-mail domain (alice@example.org)
+        /// [default: <user id>@strongroom.invalid].
+        #[arg(long)]
+        email_domain: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -546,29 +551,23 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 println!("Verified: every record, checkpoint, signature and sequence is intact.");
             }
         }
-        RetentionCommand::Export { out, format, filter } => {
+        RetentionCommand::Export { out, format, email_domain, filter } => {
             let (mut archive, reader) = open_for_reading(&w).await?;
-            let mut formats = Formats { jsonl: false, eml: false, csv: false };
-            for f in &format {
-                match f.as_str() {
-                    "jsonl" => formats.jsonl = true,
-                    "eml" => formats.eml = true,
-                    "csv" => formats.csv = true,
-                    other => bail!("unknown export format {other:?}: use jsonl, eml or csv"),
-                }
-            }
+            let formats = Formats::parse(&format)?;
             let bar = progress("exporting", w.json);
             let f = filter.filter(None)?;
-            let manifest = strongroom_retention::export::export(&archive, &f, formats, &out, &bar).await?;
+            let options = strongroom_retention::export::ExportOptions { formats, email_domain };
+            let manifest = strongroom_retention::export::export(&archive, &f, &options, &out, &bar).await?;
             let detail = serde_json::json!({"filter": f, "formats": format, "counts": manifest.counts});
             log_access(&w, &mut archive, reader.as_deref(), "export", detail).await?;
             if w.json {
                 println!("{}", serde_json::json!({"out": out.display().to_string(), "counts": manifest.counts}));
             } else {
                 println!(
-                    "Exported to {}: {:?}; manifest.json lists every file with its SHA-256.",
+                    "Exported to {}: {:?}; manifest.json lists every file with its SHA-256{}, and proofs.jsonl proves each record against the archive's signed checkpoint.",
                     out.display(),
-                    manifest.counts
+                    manifest.counts,
+                    if reader.is_some() { "" } else { " (signed in manifest.sig)" }
                 );
             }
         }

@@ -186,7 +186,7 @@ async fn retention_archives_everything_and_proves_it() {
     for path in &emls {
         let raw = std::fs::read(path).unwrap();
         let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
-        assert!(msg.from().unwrap().first().unwrap().address().unwrap().ends_with(".strongroom.invalid"));
+        assert!(msg.from().unwrap().first().unwrap().address().unwrap().ends_with("@strongroom.invalid"));
         assert_eq!(msg.to().unwrap().iter().count(), 2, "both members by full identity");
         assert!(msg.header("X-Strongroom-Conversation").is_some());
         assert!(msg.header("X-Strongroom-Sender-Identity-Key").is_some());

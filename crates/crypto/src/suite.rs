@@ -84,6 +84,7 @@ pub(crate) mod label {
     pub const RETENTION_LOGIN: &[u8] = b"strongroom/v2/retention-login";
     pub const ARCHIVE_CHECKPOINT: &[u8] = b"strongroom/v2/archive-checkpoint";
     pub const ARCHIVE_SEGMENT: &[u8] = b"strongroom/v2/archive-segment";
+    pub const EXPORT_MANIFEST: &[u8] = b"strongroom/v2/export-manifest";
 }
 
 #[cfg(test)]

@@ -322,7 +322,7 @@ impl Sealer {
 
     /// `"strongroom/v2/archive-record" 0x00 | network | device | index u64`:
     /// both the HKDF info and the associated data.
-    fn context(&self, index: u64) -> Vec<u8> {
+    pub fn context(&self, index: u64) -> Vec<u8> {
         let mut a = Vec::with_capacity(RECORD_LABEL.len() + 41);
         a.extend_from_slice(RECORD_LABEL);
         a.push(0);
@@ -333,6 +333,13 @@ impl Sealer {
     }
 
     fn record_key(&self, salt: &[u8; 32], context: &[u8]) -> Option<LessSafeKey> {
+        let key = self.record_key_bytes(salt, context)?;
+        Some(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_slice()).ok()?))
+    }
+
+    /// The key of the record sealed with `salt` under `context` (its own:
+    /// disclosing it, as an export's proof does, opens that record alone).
+    pub fn record_key_bytes(&self, salt: &[u8; 32], context: &[u8]) -> Option<zeroize::Zeroizing<[u8; 32]>> {
         struct Len;
         impl hkdf::KeyType for Len {
             fn len(&self) -> usize {
@@ -345,7 +352,7 @@ impl Sealer {
             .expand(&[context], Len)
             .and_then(|okm| okm.fill(key.as_mut_slice()))
             .ok()?;
-        Some(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.as_slice()).ok()?))
+        Some(key)
     }
 
     /// Seals a record as leaf `index`, under a key of its own.
@@ -733,6 +740,28 @@ impl Archive {
         }
         self.statements
             .extend(record.deleted.iter().filter_map(|d| d.statement.as_deref().and_then(crate::unhex::<32>)));
+    }
+
+    /// The network, the device and the key its checkpoints are signed with.
+    pub fn identity(&self) -> (NetworkId, DeviceId, VerifyingKey) {
+        (self.network, self.device, self.public)
+    }
+
+    /// The newest checkpoint this device signed.
+    pub async fn signed_head(&self) -> Result<Option<StoredCheckpoint>, RetentionError> {
+        self.newest_checkpoint().await
+    }
+
+    /// Signs an export's `manifest.json`; `None` for a reader.
+    pub fn sign_export(&self, manifest: &[u8]) -> Option<Signature> {
+        let signer = self.signer.as_ref()?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, manifest);
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.as_ref());
+        Some(
+            strongroom_crypto::certs::ExportManifest { network_id: self.network, device_id: self.device, digest: d }
+                .sign(signer),
+        )
     }
 
     /// Whether a deletion record names leaf `index`.

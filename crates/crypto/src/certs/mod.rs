@@ -26,7 +26,7 @@ pub use policy::{
     VerifiedPolicy, MAX_PARTNERS, MAX_RETENTION_DEVICES, MAX_RETENTION_NAME,
 };
 pub use prekey::{PreKeyKind, PreKeyRef, SignedPreKey, VerifiedPreKey};
-pub use retention::{ArchiveCheckpoint, ArchiveSegment, RetentionLogin};
+pub use retention::{ArchiveCheckpoint, ArchiveSegment, ExportManifest, RetentionLogin};
 
 use thiserror::Error;
 

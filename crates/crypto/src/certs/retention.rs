@@ -125,6 +125,36 @@ impl ArchiveSegment {
     }
 }
 
+/// A signed export manifest: `network 16 | device 16 | SHA-256 of
+/// manifest.json 32` under the label `strongroom/v2/export-manifest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportManifest {
+    /// The network.
+    pub network_id: NetworkId,
+    /// The retention device whose archive was exported.
+    pub device_id: DeviceId,
+    /// SHA-256 of `manifest.json` as written.
+    pub digest: [u8; 32],
+}
+
+impl ExportManifest {
+    fn body(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        w.raw(self.network_id.as_bytes()).raw(self.device_id.as_bytes()).raw(&self.digest);
+        signing_input(label::EXPORT_MANIFEST, &w.finish())
+    }
+
+    /// Signs with the retention device's key.
+    pub fn sign(&self, key: &SigningKey) -> Signature {
+        key.sign(&self.body())
+    }
+
+    /// Checks the signature.
+    pub fn verify(&self, key: &VerifyingKey, signature: &Signature) -> Result<(), CertError> {
+        key.verify(&self.body(), signature).map_err(|_| CertError::BadSignature { what: "export manifest" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

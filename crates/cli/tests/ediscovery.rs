@@ -1,0 +1,128 @@
+//! eDiscovery exports read back by an independent reader: a conversation
+//! with a reply, an edit, a reaction, a recall, an image, a document, a
+//! rename and membership changes, exported in every format, then checked by
+//! `fixtures/check_export.py` (Python's csv with þ and 0x14, email, zipfile,
+//! ElementTree; Ed25519 and AES-GCM from `cryptography`): the manifest's
+//! signature, every file's hash, DAT/OPT, EML, EDRM XML and RSMF, and every
+//! record's inclusion proof against the archive's signed checkpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use strongroom_crypto::content::{Content, Control};
+
+fn python_check(out: &std::path::Path, key: &str) -> Option<Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
+    let run = std::process::Command::new("python3").arg(&script).arg(out).arg(key).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    if run.status.code() == Some(3) {
+        assert!(
+            std::env::var_os("STRONGROOM_TEST_REQUIRE_MOTO").is_none(),
+            "the export checker needs Python's cryptography package: {stdout}"
+        );
+        eprintln!("SKIPPED the independent export check: {stdout}");
+        return None;
+    }
+    let v: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|_| panic!("check_export.py: {stdout} {}", String::from_utf8_lossy(&run.stderr)));
+    assert!(run.status.success() && v["ok"] == true, "the independent reader found problems: {v}");
+    Some(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_export_format_reads_back_with_an_independent_reader() {
+    let dir = temp_dir("ediscovery");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
+
+    let c = alice.create_conversation("group", &["bob"]).await.unwrap();
+    alice.send(c.id, &Content::Control(Control::Renamed("Deal room: Project Þor".into())), 0).await.unwrap();
+    let first = alice.send_text(c.id, "Terms attached, see below").await.unwrap().message_id;
+    alice
+        .send(c.id, &Content::Reply { in_reply_to: first, text: "and the, \"final\" þ\r\nnumbers".into() }, 0)
+        .await
+        .unwrap();
+    alice.send(c.id, &Content::Edit { target: first, text: "Terms attached (v2)".into() }, 0).await.unwrap();
+    alice.send(c.id, &Content::Reaction { target: first, emoji: "👍".into(), remove: false }, 0).await.unwrap();
+    let oops = alice.send_text(c.id, "wrong chat").await.unwrap().message_id;
+    alice.send(c.id, &Content::Recall { target: oops }, 0).await.unwrap();
+    let png = dir.join("chart.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n not really a chart").unwrap();
+    alice.send_file(c.id, &png, &|_, _| {}).await.unwrap();
+    let pdf = dir.join("terms.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4 terms").unwrap();
+    alice.send_file(c.id, &pdf, &|_, _| {}).await.unwrap();
+    alice.change_members(c.id, &[], &["bob"], &[], &[]).await.unwrap();
+    alice.send_text(c.id, "bob has left the deal").await.unwrap();
+    ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
+
+    let out = dir.join("export");
+    let got = ok_json(&[
+        "retention",
+        "--dir",
+        s(&rdir),
+        "--json",
+        "export",
+        "--out",
+        s(&out),
+        "--email-domain",
+        "acme.example",
+    ]);
+    let counts = &got["counts"];
+    // 10 messages and the control, 2 membership statements; 2 files.
+    assert_eq!(counts["attachments"], 2, "{got}");
+    assert_eq!(counts["opt_images"], 1, "only the image is in the OPT: {got}");
+    assert_eq!(counts["edrm_relationships"], 2, "{got}");
+    assert_eq!(counts["dat_rows"].as_u64().unwrap(), counts["messages"].as_u64().unwrap() + 2, "{got}");
+    assert_eq!(counts["proofs"], counts["records"], "{got}");
+
+    let device: Value = serde_json::from_slice(&std::fs::read(rdir.join("retention-device.json")).unwrap()).unwrap();
+    let key = device["signing_key"].as_str().unwrap();
+    let Some(read) = python_check(&out, key) else { return };
+    for k in [
+        "dat_rows",
+        "opt_images",
+        "eml",
+        "attachments",
+        "edrm_documents",
+        "edrm_relationships",
+        "rsmf_events",
+        "proofs",
+    ] {
+        assert_eq!(read[k], counts[k], "{k}: {read}");
+    }
+    let features = read["rsmf_features"].to_string();
+    for f in ["edits", "reactions", "deleted", "parent", "attachment", "join", "leave"] {
+        assert!(features.contains(f), "RSMF lacks {f}: {read}");
+    }
+    assert!(
+        read["dat_texts"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().contains("\"final\" þ®numbers")),
+        "the qualifier, a quote and a newline survive the DAT: {read}"
+    );
+
+    // Altered after the fact: the reader says so.
+    let eml = std::fs::read_dir(out.join("eml")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&eml).unwrap();
+    bytes.push(b' ');
+    std::fs::write(&eml, bytes).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
+    let run = std::process::Command::new("python3").arg(&script).arg(&out).arg(key).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stdout).contains(": size"), "{}", String::from_utf8_lossy(&run.stdout));
+
+    // A bad e-mail domain is refused before anything is written.
+    let bad = cli(&[
+        "retention",
+        "--dir",
+        s(&rdir),
+        "export",
+        "--out",
+        s(&dir.join("bad")),
+        "--email-domain",
+        "not a domain",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not an e-mail domain"));
+}
