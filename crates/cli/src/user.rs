@@ -222,6 +222,9 @@ fn describe(content: &Content) -> String {
             format!("(location) {:.6}, {:.6} ±{} m{live}", l.latitude, l.longitude, l.accuracy_m)
         }
         Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
+        Content::Control(strongroom_crypto::content::Control::IdentityVerified { user, safety_number }) => {
+            format!("(verified the safety number with user {user}: {safety_number})")
+        }
         other => format!("({other:?})"),
     }
 }

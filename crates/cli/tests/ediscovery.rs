@@ -55,6 +55,8 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     let pdf = dir.join("terms.pdf");
     std::fs::write(&pdf, b"%PDF-1.4 terms").unwrap();
     alice.send_file(c.id, &pdf, &|_, _| {}).await.unwrap();
+    // Alice compared safety numbers with Bob: on the record, in their direct conversation.
+    alice.mark_verified("bob").await.unwrap();
     alice.change_members(c.id, &[], &["bob"], &[], &[]).await.unwrap();
     alice.send_text(c.id, "bob has left the deal").await.unwrap();
     ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
@@ -98,10 +100,16 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     for f in ["edits", "reactions", "deleted", "parent", "attachment", "join", "leave"] {
         assert!(features.contains(f), "RSMF lacks {f}: {read}");
     }
+    let texts = read["dat_texts"].as_array().unwrap();
     assert!(
-        read["dat_texts"].as_array().unwrap().iter().any(|t| t.as_str().unwrap().contains("\"final\" þ®numbers")),
+        texts.iter().any(|t| t.as_str().unwrap().contains("\"final\" þ®numbers")),
         "the qualifier, a quote and a newline survive the DAT: {read}"
     );
+    assert!(
+        texts.iter().any(|t| t.as_str().unwrap().starts_with("(verified the safety number with bob)")),
+        "the safety-number verification is on the record: {read}"
+    );
+    assert!(texts.iter().any(|t| t.as_str().unwrap().starts_with("(renamed the conversation to")), "{read}");
 
     // Altered after the fact: the reader says so.
     let eml = std::fs::read_dir(out.join("eml")).unwrap().next().unwrap().unwrap().path();

@@ -239,11 +239,26 @@ impl Client {
     /// Marks `username`'s current identity key verified: do this after
     /// comparing the safety number in person or on a call. Any later change
     /// of their identity key undoes it.
+    ///
+    /// Where data retention is on, the verification is also sent to your
+    /// direct conversation with them (`Control::IdentityVerified`, naming
+    /// the safety number), so it is on the record; they see it too.
     pub async fn mark_verified(&mut self, username: &str) -> Result<(), ClientError> {
         let user = self.find_user(username).await?;
         let key = self.device_list(user).await?.identity_key();
+        let number = self.safety_number(username).await?.digits();
         self.state.verified.insert(user.to_string(), hex(key.as_bytes()));
-        self.save().await
+        self.save().await?;
+        if user != self.user_id() && self.retention_enabled().await? {
+            let direct = self.direct_with(username).await?;
+            let note =
+                strongroom_crypto::content::Content::Control(strongroom_crypto::content::Control::IdentityVerified {
+                    user,
+                    safety_number: number,
+                });
+            self.send(direct, &note, 0).await?;
+        }
+        Ok(())
     }
 
     /// Whether `username`'s identity key is the one marked verified.

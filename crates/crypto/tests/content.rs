@@ -35,6 +35,7 @@ pub fn samples() -> Vec<Content> {
         Content::Control(Control::ModeratorsRemoved(vec![u])),
         Content::Control(Control::Renamed("Deal room".into())),
         Content::Control(Control::DefaultTimers { ttl_secs: 3600, burn_on_read_secs: 30 }),
+        Content::Control(Control::IdentityVerified { user: u, safety_number: "12345 67890 ".repeat(5) }),
         Content::Control(Control::Unknown { action: 200, body: vec![1, 2] }),
         Content::Unknown { type_id: 0x7fff, body: vec![9, 9, 9] },
     ]
@@ -68,6 +69,13 @@ fn bad_content_is_refused() {
         Content::Text("x".repeat(MAX_TEXT + 1)),
         Content::Control(Control::MembersAdded(vec![])),
         Content::Control(Control::Unknown { action: 3, body: vec![] }),
+        Content::Control(Control::Unknown { action: 8, body: vec![] }),
+        Content::Control(Control::IdentityVerified { user: UserId::from_bytes([1; 16]), safety_number: String::new() }),
+        Content::Control(Control::IdentityVerified {
+            user: UserId::from_bytes([1; 16]),
+            safety_number: "1".repeat(129),
+        }),
+        Content::Control(Control::IdentityVerified { user: UserId::from_bytes([1; 16]), safety_number: "12ab".into() }),
         Content::Receipt { kind: ReceiptKind::Read, at: 0, message_ids: vec![m; MAX_RECEIPT_IDS + 1] },
     ] {
         assert!(bad.encode().is_err(), "{bad:?} encoded");

@@ -1002,6 +1002,9 @@ fn control_json(c: &Control) -> serde_json::Value {
         Control::ModeratorsAdded(v) => serde_json::json!({"action": "moderators_added", "users": ids(v)}),
         Control::ModeratorsRemoved(v) => serde_json::json!({"action": "moderators_removed", "users": ids(v)}),
         Control::Renamed(name) => serde_json::json!({"action": "renamed", "name": name}),
+        Control::IdentityVerified { user, safety_number } => {
+            serde_json::json!({"action": "identity_verified", "user": user.to_string(), "safety_number": safety_number})
+        }
         Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
             serde_json::json!({"action": "default_timers", "ttl_secs": ttl_secs, "burn_on_read_secs": burn_on_read_secs})
         }

@@ -6,6 +6,8 @@ use crate::ids::UserId;
 pub const MAX_CONTROL_USERS: usize = 4096;
 /// Longest conversation name, in bytes.
 pub const MAX_CONVERSATION_NAME: usize = 256;
+/// Longest safety number a verification names (digits and spaces).
+pub const MAX_SAFETY_NUMBER: usize = 128;
 
 /// Membership and room control, sent in-band so every member (and the
 /// retention archive) has a signed record of who changed what.
@@ -33,6 +35,15 @@ pub enum Control {
         ttl_secs: u32,
         /// Burn after first read.
         burn_on_read_secs: u32,
+    },
+    /// The sender compared the safety number with `user` and marked their
+    /// identity key verified (sent to their direct conversation, so the
+    /// verification is on the record where retention is on).
+    IdentityVerified {
+        /// Whose identity was verified.
+        user: UserId,
+        /// The safety number compared (its digits).
+        safety_number: String,
     },
     /// An action this version does not know.
     Unknown {
@@ -65,6 +76,9 @@ impl Control {
             Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
                 w.u8(7).u32(*ttl_secs).u32(*burn_on_read_secs);
             }
+            Control::IdentityVerified { user, safety_number } => {
+                w.u8(8).raw(&user.0).bytes16(safety_number.as_bytes());
+            }
             Control::Unknown { action, body } => {
                 w.u8(*action).raw(body);
             }
@@ -84,6 +98,10 @@ impl Control {
                 ttl_secs: r.u32("default ttl")?,
                 burn_on_read_secs: r.u32("default burn-on-read")?,
             },
+            8 => Control::IdentityVerified {
+                user: UserId(r.array("verified user")?),
+                safety_number: r.str16("safety number", MAX_SAFETY_NUMBER)?.to_owned(),
+            },
             0 => return Err(ContentError::Invalid("control action 0 is reserved")),
             other => Control::Unknown { action: other, body: r.rest().to_vec() },
         })
@@ -102,7 +120,14 @@ impl Control {
             Control::Renamed(n) if n.len() > MAX_CONVERSATION_NAME => {
                 return Err(ContentError::Invalid("conversation name longer than 256 bytes"));
             }
-            Control::Unknown { action: 0..=7, .. } => {
+            Control::IdentityVerified { safety_number, .. }
+                if safety_number.is_empty()
+                    || safety_number.len() > MAX_SAFETY_NUMBER
+                    || !safety_number.bytes().all(|b| b.is_ascii_digit() || b == b' ') =>
+            {
+                return Err(ContentError::Invalid("a safety number is up to 128 digits and spaces"));
+            }
+            Control::Unknown { action: 0..=8, .. } => {
                 return Err(ContentError::Invalid("unknown control action uses a known action number"));
             }
             _ => {}
@@ -124,6 +149,7 @@ impl std::fmt::Debug for Control {
             Control::DefaultTimers { ttl_secs, burn_on_read_secs } => {
                 write!(f, "DefaultTimers {{ ttl_secs: {ttl_secs}, burn_on_read_secs: {burn_on_read_secs} }}")
             }
+            Control::IdentityVerified { .. } => f.write_str("IdentityVerified"),
             Control::Unknown { action, body } => write!(f, "Unknown(action {action}, {} bytes)", body.len()),
         }
     }
