@@ -222,6 +222,9 @@ fn describe(content: &Content) -> String {
             format!("(location) {:.6}, {:.6} ±{} m{live}", l.latitude, l.longitude, l.accuracy_m)
         }
         Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
+        Content::Forwarded { origin, content } => {
+            format!("(forwarded from user {}, sent {}) {}", origin.sender, when(origin.sent_at), describe(content))
+        }
         Content::Control(strongroom_crypto::content::Control::IdentityVerified { user, safety_number }) => {
             format!("(verified the safety number with user {user}: {safety_number})")
         }
@@ -303,7 +306,11 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         }
         for i in &items {
             let m = &i.message;
-            let id = if matches!(m.content, Content::File(_)) { format!(" ({})", m.message_id) } else { String::new() };
+            let file = match &m.content {
+                Content::Forwarded { content, .. } => matches!(content.as_ref(), Content::File(_)),
+                other => matches!(other, Content::File(_)),
+            };
+            let id = if file { format!(" ({})", m.message_id) } else { String::new() };
             let edited = if i.edited { " (edited)" } else { "" };
             let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", name(u))).collect();
             let read: Vec<String> = i.read_by.iter().map(name).collect();

@@ -51,12 +51,16 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     alice.send(c.id, &Content::Recall { target: oops }, 0).await.unwrap();
     let png = dir.join("chart.png");
     std::fs::write(&png, b"\x89PNG\r\n\x1a\n not really a chart").unwrap();
-    alice.send_file(c.id, &png, &|_, _| {}).await.unwrap();
+    let chart = alice.send_file(c.id, &png, &|_, _| {}).await.unwrap().0.message_id;
     let pdf = dir.join("terms.pdf");
     std::fs::write(&pdf, b"%PDF-1.4 terms").unwrap();
     alice.send_file(c.id, &pdf, &|_, _| {}).await.unwrap();
     // Alice compared safety numbers with Bob: on the record, in their direct conversation.
     alice.mark_verified("bob").await.unwrap();
+    // Forwards carry where they came from: the text and the chart, to Bob directly.
+    let direct = alice.direct_with("bob").await.unwrap();
+    alice.forward(first, direct, &|_, _| {}).await.unwrap();
+    alice.forward(chart, direct, &|_, _| {}).await.unwrap();
     alice.change_members(c.id, &[], &["bob"], &[], &[]).await.unwrap();
     alice.send_text(c.id, "bob has left the deal").await.unwrap();
     ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
@@ -74,11 +78,11 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
         "acme.example",
     ]);
     let counts = &got["counts"];
-    // 10 messages and the control, 2 membership statements; 2 files.
-    assert_eq!(counts["attachments"], 2, "{got}");
-    assert_eq!(counts["opt_images"], 1, "only the image is in the OPT: {got}");
-    assert_eq!(counts["edrm_relationships"], 2, "{got}");
-    assert_eq!(counts["dat_rows"].as_u64().unwrap(), counts["messages"].as_u64().unwrap() + 2, "{got}");
+    // Three files: the chart, the terms and the forwarded chart.
+    assert_eq!(counts["attachments"], 3, "{got}");
+    assert_eq!(counts["opt_images"], 2, "only the images are in the OPT: {got}");
+    assert_eq!(counts["edrm_relationships"], 3, "{got}");
+    assert_eq!(counts["dat_rows"].as_u64().unwrap(), counts["messages"].as_u64().unwrap() + 3, "{got}");
     assert_eq!(counts["proofs"], counts["records"], "{got}");
 
     let device: Value = serde_json::from_slice(&std::fs::read(rdir.join("retention-device.json")).unwrap()).unwrap();
@@ -110,6 +114,23 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
         "the safety-number verification is on the record: {read}"
     );
     assert!(texts.iter().any(|t| t.as_str().unwrap().starts_with("(renamed the conversation to")), "{read}");
+    let forwarded: Vec<_> = texts
+        .iter()
+        .filter(|t| t.as_str().unwrap().starts_with("(forwarded: sent by alice in conversation "))
+        .collect();
+    assert_eq!(forwarded.len(), 2, "both forwards say where they came from: {read}");
+    let jsonl = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
+    let with_origin: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r.get("forwarded_from").is_some())
+        .collect();
+    assert_eq!(with_origin.len(), 2);
+    for r in &with_origin {
+        assert_eq!(r["forwarded_from"]["conversation_id"], c.id.to_string(), "{r}");
+        assert_eq!(r["forwarded_from"]["sender"]["username"], "alice", "{r}");
+    }
+    assert!(with_origin.iter().any(|r| r["file"]["name"] == "chart.png" && r["file"]["stored"] == true));
 
     // Altered after the fact: the reader says so.
     let eml = std::fs::read_dir(out.join("eml")).unwrap().next().unwrap().unwrap().path();

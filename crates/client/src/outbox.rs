@@ -290,7 +290,12 @@ impl Client {
     /// was queued).
     async fn seal_outgoing(&mut self, out: &Outgoing, content: &Content, fresh: bool) -> Result<Sealed, ClientError> {
         let (tag, rules) = self.known_settings().await?;
-        if matches!(content, Content::Location(_)) {
+        // A forwarded location is a location too.
+        let shared = match content {
+            Content::Forwarded { content, .. } => content.as_ref(),
+            other => other,
+        };
+        if matches!(shared, Content::Location(_)) {
             check(&rules, Action::ShareLocation)?;
         }
         if matches!(content, Content::Receipt { .. }) && !crate::rules::group_policy::send_receipts(&rules, true) {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use strongroom_crypto::content::{Content, ReceiptKind, MAX_RECEIPT_IDS};
+use strongroom_crypto::content::{Content, ForwardOrigin, ReceiptKind, MAX_RECEIPT_IDS};
 use strongroom_crypto::ids::{ConversationId, MessageId};
 use strongroom_wire::Accepted;
 
@@ -60,14 +60,29 @@ impl Client {
         let original = crate::rules::view::current(&view, message).cloned().ok_or_else(|| {
             ClientError::Usage(format!("no stored message {message} to forward; run `strongroom read` first"))
         })?;
-        let content = match original.content {
+        // Where it came from goes with it; a forward of a forward keeps the
+        // first origin.
+        let (origin, inner) = match original.content {
+            Content::Forwarded { origin, content } => (origin, *content),
+            other => (
+                ForwardOrigin {
+                    conversation: original.conversation,
+                    message: original.message_id,
+                    sender: original.sender,
+                    sent_at: original.timestamp,
+                },
+                other,
+            ),
+        };
+        let content = match inner {
             Content::Text(t) | Content::Reply { text: t, .. } => Content::Text(t),
             Content::Location(l) => Content::Location(l),
             Content::File(f) => {
                 let plain = crate::files::scratch(self.dir())?;
                 let result = async {
                     self.get_file(&f, &plain, progress).await?;
-                    let (accepted, _) = self.send_file_named(to, &plain, &f.name, &f.media_type, progress).await?;
+                    let (accepted, _) =
+                        self.send_file_as(to, &plain, &f.name, &f.media_type, Some(origin), progress).await?;
                     Ok(accepted)
                 }
                 .await;
@@ -76,7 +91,7 @@ impl Client {
             }
             _ => return Err(ClientError::Usage("only text, files and locations can be forwarded".into())),
         };
-        self.send(to, &content, 0).await
+        self.send(to, &Content::Forwarded { origin, content: Box::new(content) }, 0).await
     }
 
     async fn receipted_up_to(&self, conversation: ConversationId) -> Result<u64, ClientError> {
@@ -92,5 +107,8 @@ impl Client {
 
 /// Receipts are sent for what a person reads, not for bookkeeping messages.
 fn receiptable(content: &Content) -> bool {
-    matches!(content, Content::Text(_) | Content::Reply { .. } | Content::File(_) | Content::Location(_))
+    matches!(
+        content,
+        Content::Text(_) | Content::Reply { .. } | Content::File(_) | Content::Location(_) | Content::Forwarded { .. }
+    )
 }

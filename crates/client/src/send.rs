@@ -215,6 +215,19 @@ impl Client {
         media_type: &str,
         progress: crate::files::Progress<'_>,
     ) -> Result<(Accepted, FileRef), ClientError> {
+        self.send_file_as(conversation, path, name, media_type, None, progress).await
+    }
+
+    /// [`Client::send_file_named`], as a forward from `origin` when given.
+    pub(crate) async fn send_file_as(
+        &mut self,
+        conversation: ConversationId,
+        path: &Path,
+        name: &str,
+        media_type: &str,
+        origin: Option<strongroom_crypto::content::ForwardOrigin>,
+        progress: crate::files::Progress<'_>,
+    ) -> Result<(Accepted, FileRef), ClientError> {
         // Fetched now: the relay cannot see a file's kind or size in a message.
         let rules = self.my_policy().await?;
         check(&rules, Action::SendFile(0))?;
@@ -228,7 +241,11 @@ impl Client {
         });
         let result = match result {
             Ok(file) => {
-                let accepted = self.send(conversation, &Content::File(file.clone()), 0).await;
+                let content = match origin {
+                    Some(origin) => Content::Forwarded { origin, content: Box::new(Content::File(file.clone())) },
+                    None => Content::File(file.clone()),
+                };
+                let accepted = self.send(conversation, &content, 0).await;
                 accepted.map(|a| (a, file))
             }
             Err(e) => Err(e),
@@ -286,6 +303,10 @@ impl Client {
             .find(|m| m.message_id == message)
             .and_then(|m| match m.content {
                 Content::File(f) => Some(f),
+                Content::Forwarded { content, .. } => match *content {
+                    Content::File(f) => Some(f),
+                    _ => None,
+                },
                 _ => None,
             })
             .ok_or_else(|| {

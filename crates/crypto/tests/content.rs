@@ -37,8 +37,27 @@ pub fn samples() -> Vec<Content> {
         Content::Control(Control::DefaultTimers { ttl_secs: 3600, burn_on_read_secs: 30 }),
         Content::Control(Control::IdentityVerified { user: u, safety_number: "12345 67890 ".repeat(5) }),
         Content::Control(Control::Unknown { action: 200, body: vec![1, 2] }),
+        Content::Forwarded { origin: origin(), content: Box::new(Content::Text("as forwarded".into())) },
+        Content::Forwarded {
+            origin: origin(),
+            content: Box::new(Content::Location(Location {
+                latitude: 1.0,
+                longitude: 2.0,
+                accuracy_m: 3.0,
+                live_until: None,
+            })),
+        },
         Content::Unknown { type_id: 0x7fff, body: vec![9, 9, 9] },
     ]
+}
+
+fn origin() -> ForwardOrigin {
+    ForwardOrigin {
+        conversation: ConversationId::from_bytes([3; 16]),
+        message: MessageId::from_bytes([4; 16]),
+        sender: UserId::from_bytes([5; 16]),
+        sent_at: 1_700_000_000_000,
+    }
 }
 
 #[test]
@@ -77,9 +96,29 @@ fn bad_content_is_refused() {
         }),
         Content::Control(Control::IdentityVerified { user: UserId::from_bytes([1; 16]), safety_number: "12ab".into() }),
         Content::Receipt { kind: ReceiptKind::Read, at: 0, message_ids: vec![m; MAX_RECEIPT_IDS + 1] },
+        // Only text, files and locations are forwarded, and never a forward.
+        Content::Forwarded { origin: origin(), content: Box::new(Content::Recall { target: m }) },
+        Content::Forwarded {
+            origin: origin(),
+            content: Box::new(Content::Forwarded { origin: origin(), content: Box::new(Content::Text("x".into())) }),
+        },
+        Content::Forwarded { origin: origin(), content: Box::new(Content::Text("x".repeat(MAX_TEXT + 1))) },
     ] {
         assert!(bad.encode().is_err(), "{bad:?} encoded");
     }
+    // A forward nested in a forward, built by hand: refused.
+    let inner = Content::Forwarded { origin: origin(), content: Box::new(Content::Text("x".into())) }.encode().unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&[3; 16]);
+    body.extend_from_slice(&[4; 16]);
+    body.extend_from_slice(&[5; 16]);
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+    body.extend_from_slice(&inner);
+    let mut nested = vec![1, 0, 10];
+    nested.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    nested.extend_from_slice(&body);
+    assert!(matches!(Content::decode(&nested), Err(ContentError::Invalid(_))), "{:?}", Content::decode(&nested));
     // Invalid UTF-8 text, a bad receipt kind, trailing bytes, truncation.
     assert!(Content::decode(&[1, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1, 0xff]).is_err());
     assert!(Content::decode(&[1, 0, 6, 0, 0, 0, 11, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());

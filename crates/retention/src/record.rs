@@ -62,6 +62,19 @@ pub struct Deleted {
     pub statement: Option<String>,
 }
 
+/// Where a forwarded message came from, as its sender stated it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Provenance {
+    /// The conversation it was forwarded from (hex).
+    pub conversation_id: String,
+    /// Its message id there (hex).
+    pub message_id: String,
+    /// Who sent it there.
+    pub sender: Party,
+    /// When (ms, their clock).
+    pub sent_at: u64,
+}
+
 /// A legal hold: records it matches are never deleted while it stands.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Hold {
@@ -167,6 +180,9 @@ pub struct Record {
     /// Membership and room control.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<serde_json::Value>,
+    /// A forwarded message: where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<Provenance>,
     /// Why an envelope was unreadable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

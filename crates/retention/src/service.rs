@@ -828,6 +828,19 @@ impl Service {
     }
 
     async fn fill(&mut self, r: &mut Record, content: Content, report: &mut RunReport) -> Result<(), RetentionError> {
+        // A forward is recorded as what was forwarded, with its provenance.
+        let content = match content {
+            Content::Forwarded { origin, content } => {
+                r.forwarded_from = Some(crate::record::Provenance {
+                    conversation_id: origin.conversation.to_string(),
+                    message_id: origin.message.to_string(),
+                    sender: self.party(origin.sender).await?,
+                    sent_at: origin.sent_at,
+                });
+                *content
+            }
+            other => other,
+        };
         let id = |m: &MessageId| Some(m.to_string());
         match content {
             Content::Text(t) => (r.kind, r.text) = ("text".into(), Some(t)),

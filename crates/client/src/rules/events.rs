@@ -176,7 +176,14 @@ pub fn for_message(m: &Message) -> EventKind {
 /// someone else (text, replies, files, locations), not bookkeeping.
 pub fn countable(m: &Message, me: UserId) -> bool {
     m.sender != me
-        && matches!(m.content, Content::Text(_) | Content::Reply { .. } | Content::File(_) | Content::Location(_))
+        && matches!(
+            m.content,
+            Content::Text(_)
+                | Content::Reply { .. }
+                | Content::File(_)
+                | Content::Location(_)
+                | Content::Forwarded { .. }
+        )
 }
 
 #[cfg(test)]

@@ -581,6 +581,19 @@ fn party_label(p: &Party) -> String {
 }
 
 pub(crate) fn body_text(r: &Record) -> String {
+    let text = kind_text(r);
+    match &r.forwarded_from {
+        Some(p) => format!(
+            "(forwarded: sent by {} in conversation {} at {}) {text}",
+            p.sender.username,
+            p.conversation_id,
+            iso8601(p.sent_at)
+        ),
+        None => text,
+    }
+}
+
+fn kind_text(r: &Record) -> String {
     match r.kind.as_str() {
         "text" | "reply" | "edit" => r.text.clone().unwrap_or_default(),
         "recall" => format!("(recalled message {})", r.target.as_deref().unwrap_or("?")),
@@ -732,6 +745,12 @@ fn write_eml(
         x.push(("Sender-User", s.user_id.clone()));
         x.push(("Sender-Device", s.device_id.clone().unwrap_or_default()));
         x.push(("Sender-Identity-Key", s.identity_key.clone().unwrap_or_default()));
+    }
+    if let Some(p) = &r.forwarded_from {
+        x.push(("Forwarded-From-Conversation", p.conversation_id.clone()));
+        x.push(("Forwarded-From-Message-Id", p.message_id.clone()));
+        x.push(("Forwarded-From-User", p.sender.user_id.clone()));
+        x.push(("Forwarded-From-Sent-At", p.sent_at.to_string()));
     }
     for (k, v) in [("Target", &r.target), ("Error", &r.error)] {
         if let Some(v) = v {

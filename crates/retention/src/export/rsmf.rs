@@ -120,6 +120,13 @@ pub fn render(t: &Thread<'_>, files: &BTreeMap<u64, Vec<u8>>, domain: &str) -> R
                     "timestamp": when,
                     "custom": [{"name": "ArchiveIndex", "value": index.to_string()}],
                 });
+                if let Some(p) = &r.forwarded_from {
+                    push(
+                        &mut e,
+                        "custom",
+                        json!({"name": "ForwardedFrom", "value": format!("{} {} {}", p.conversation_id, p.message_id, p.sender.user_id)}),
+                    );
+                }
                 if r.kind == "reply" {
                     set(&mut e, "parent", r.target.clone().unwrap_or_default());
                 }
