@@ -118,6 +118,11 @@ pub enum RetentionCommand {
         /// [default: <user id>@strongroom.invalid].
         #[arg(long)]
         email_domain: Option<String>,
+        /// Leave each record's own key out of proofs.jsonl: the proofs then
+        /// show a record is in the archive but not what it says (each key
+        /// opens its record only, the key of its file included).
+        #[arg(long)]
+        no_record_keys: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -551,12 +556,13 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                 println!("Verified: every record, checkpoint, signature and sequence is intact.");
             }
         }
-        RetentionCommand::Export { out, format, email_domain, filter } => {
+        RetentionCommand::Export { out, format, email_domain, no_record_keys, filter } => {
             let (mut archive, reader) = open_for_reading(&w).await?;
             let formats = Formats::parse(&format)?;
             let bar = progress("exporting", w.json);
             let f = filter.filter(None)?;
-            let options = strongroom_retention::export::ExportOptions { formats, email_domain };
+            let options =
+                strongroom_retention::export::ExportOptions { formats, email_domain, record_keys: !no_record_keys };
             let manifest = strongroom_retention::export::export(&archive, &f, &options, &out, &bar).await?;
             let detail = serde_json::json!({"filter": f, "formats": format, "counts": manifest.counts});
             log_access(&w, &mut archive, reader.as_deref(), "export", detail).await?;

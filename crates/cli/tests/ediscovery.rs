@@ -35,7 +35,7 @@ fn python_check(out: &std::path::Path, key: &str) -> Option<Value> {
 async fn every_export_format_reads_back_with_an_independent_reader() {
     let dir = temp_dir("ediscovery");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (alice, _bob) = two_clients(&dir, &server).await;
+    let (alice, mut bob) = two_clients(&dir, &server).await;
     let (rdir, mut alice) = turn_retention_on(&server, &dir, alice).await;
 
     let c = alice.create_conversation("group", &["bob"]).await.unwrap();
@@ -46,6 +46,11 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
         .await
         .unwrap();
     alice.send(c.id, &Content::Edit { target: first, text: "Terms attached (v2)".into() }, 0).await.unwrap();
+    // A hostile member edits and recalls Alice's message: on the record as
+    // Bob's attempts, never shown as Alice's words.
+    bob.sync().await.unwrap();
+    bob.send(c.id, &Content::Edit { target: first, text: "forged by bob".into() }, 0).await.unwrap();
+    bob.send(c.id, &Content::Recall { target: first }, 0).await.unwrap();
     alice.send(c.id, &Content::Reaction { target: first, emoji: "👍".into(), remove: false }, 0).await.unwrap();
     let oops = alice.send_text(c.id, "wrong chat").await.unwrap().message_id;
     alice.send(c.id, &Content::Recall { target: oops }, 0).await.unwrap();
@@ -61,6 +66,15 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     let direct = alice.direct_with("bob").await.unwrap();
     alice.forward(first, direct, &|_, _| {}).await.unwrap();
     alice.forward(chart, direct, &|_, _| {}).await.unwrap();
+    // A forged provenance (a hostile client may claim any): shown as a claim the archive does not hold.
+    let forged = strongroom_crypto::content::ForwardOrigin {
+        conversation: c.id,
+        message: strongroom_crypto::ids::MessageId::from_bytes([9; 16]),
+        sender: bob.user_id(),
+        sent_at: 1,
+    };
+    let claim = Content::Forwarded { origin: forged, content: Box::new(Content::Text("I never said this".into())) };
+    alice.send(direct, &claim, 0).await.unwrap();
     alice.change_members(c.id, &[], &["bob"], &[], &[]).await.unwrap();
     alice.send_text(c.id, "bob has left the deal").await.unwrap();
     ok_json(&["retention", "--dir", s(&rdir), "--json", "run", "--once"]);
@@ -100,6 +114,11 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     ] {
         assert_eq!(read[k], counts[k], "{k}: {read}");
     }
+    assert_eq!(read["opened"], read["proofs"], "every record opened with its own key: {read}");
+    let bodies = read["rsmf_bodies"].as_array().unwrap();
+    assert!(bodies.iter().any(|b| b[0] == "alice" && b[1] == "Terms attached (v2)"), "{read}");
+    assert!(!bodies.iter().any(|b| b[0] == "alice" && b[1] == "forged by bob"), "a forgery shown as Alice's: {read}");
+    assert!(bodies.iter().any(|b| b[0] == "bob" && b[1].as_str().unwrap().contains("forged by bob")), "{read}");
     let features = read["rsmf_features"].to_string();
     for f in ["edits", "reactions", "deleted", "parent", "attachment", "join", "leave"] {
         assert!(features.contains(f), "RSMF lacks {f}: {read}");
@@ -116,17 +135,27 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     assert!(texts.iter().any(|t| t.as_str().unwrap().starts_with("(renamed the conversation to")), "{read}");
     let forwarded: Vec<_> = texts
         .iter()
-        .filter(|t| t.as_str().unwrap().starts_with("(forwarded: sent by alice in conversation "))
+        .filter(|t| {
+            t.as_str()
+                .unwrap()
+                .starts_with("(forwarded: the forwarder states it was first sent by alice in conversation ")
+        })
         .collect();
     assert_eq!(forwarded.len(), 2, "both forwards say where they came from: {read}");
+    assert!(
+        texts.iter().any(|t| t.as_str().unwrap().contains("first sent by bob")
+            && t.as_str().unwrap().contains("; not in this archive) I never said this")),
+        "a forged origin is a claim the archive does not hold: {read}"
+    );
+    assert!(forwarded.iter().all(|t| t.as_str().unwrap().contains("; this archive holds it as SR")), "checked: {read}");
     let jsonl = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
     let with_origin: Vec<Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r.get("forwarded_from").is_some())
         .collect();
-    assert_eq!(with_origin.len(), 2);
-    for r in &with_origin {
+    assert_eq!(with_origin.len(), 3);
+    for r in with_origin.iter().filter(|r| r["text"] != "I never said this") {
         assert_eq!(r["forwarded_from"]["conversation_id"], c.id.to_string(), "{r}");
         assert_eq!(r["forwarded_from"]["sender"]["username"], "alice", "{r}");
     }
@@ -141,6 +170,27 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     let run = std::process::Command::new("python3").arg(&script).arg(&out).arg(key).output().unwrap();
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stdout).contains(": size"), "{}", String::from_utf8_lossy(&run.stdout));
+
+    // Without record keys: proofs still lead to the signed checkpoint.
+    let bare = dir.join("export-bare");
+    ok_json(&[
+        "retention",
+        "--dir",
+        s(&rdir),
+        "--json",
+        "export",
+        "--out",
+        s(&bare),
+        "--format",
+        "jsonl",
+        "--no-record-keys",
+    ]);
+    let proofs = std::fs::read_to_string(bare.join("proofs.jsonl")).unwrap();
+    assert!(!proofs.contains("record_key"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
+    let run = std::process::Command::new("python3").arg(&script).arg(&bare).arg(key).output().unwrap();
+    // No DAT in a JSONL-only export: the checker stops there, after the proofs it could read.
+    let _ = run;
 
     // A bad e-mail domain is refused before anything is written.
     let bad = cli(&[

@@ -60,8 +60,10 @@ impl Client {
         let original = crate::rules::view::current(&view, message).cloned().ok_or_else(|| {
             ClientError::Usage(format!("no stored message {message} to forward; run `strongroom read` first"))
         })?;
-        // Where it came from goes with it; a forward of a forward keeps the
-        // first origin.
+        // Where data retention is on, where it came from goes with it (a
+        // forward of a forward keeps the first origin); elsewhere a forward
+        // tells its new readers nothing about the conversation it left.
+        let on_record = self.retention_enabled().await?;
         let (origin, inner) = match original.content {
             Content::Forwarded { origin, content } => (origin, *content),
             other => (
@@ -81,8 +83,8 @@ impl Client {
                 let plain = crate::files::scratch(self.dir())?;
                 let result = async {
                     self.get_file(&f, &plain, progress).await?;
-                    let (accepted, _) =
-                        self.send_file_as(to, &plain, &f.name, &f.media_type, Some(origin), progress).await?;
+                    let origin = on_record.then_some(origin);
+                    let (accepted, _) = self.send_file_as(to, &plain, &f.name, &f.media_type, origin, progress).await?;
                     Ok(accepted)
                 }
                 .await;
@@ -91,7 +93,8 @@ impl Client {
             }
             _ => return Err(ClientError::Usage("only text, files and locations can be forwarded".into())),
         };
-        self.send(to, &Content::Forwarded { origin, content: Box::new(content) }, 0).await
+        let content = if on_record { Content::Forwarded { origin, content: Box::new(content) } } else { content };
+        self.send(to, &content, 0).await
     }
 
     async fn receipted_up_to(&self, conversation: ConversationId) -> Result<u64, ClientError> {

@@ -73,6 +73,10 @@ pub struct Provenance {
     pub sender: Party,
     /// When (ms, their clock).
     pub sent_at: u64,
+    /// Set in exports: whether this archive holds the original (its
+    /// document id) from that sender in that conversation, or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<String>,
 }
 
 /// A legal hold: records it matches are never deleted while it stands.

@@ -834,8 +834,10 @@ impl Service {
                 r.forwarded_from = Some(crate::record::Provenance {
                     conversation_id: origin.conversation.to_string(),
                     message_id: origin.message.to_string(),
-                    sender: self.party(origin.sender).await?,
+                    // As the forwarder states it: no identity key lends it weight.
+                    sender: crate::record::Party { identity_key: None, ..self.party(origin.sender).await? },
                     sent_at: origin.sent_at,
+                    checked: None,
                 });
                 *content
             }

@@ -3,7 +3,7 @@
 //! `ExternalFile`, and each attachment tied to its message by an
 //! `Attachment` `Relationship` (the family).
 
-use std::fmt::Write as _;
+use std::io::Write;
 
 /// A document for the XML.
 pub struct Document {
@@ -19,55 +19,64 @@ pub struct Document {
     pub native: Option<(String, String, u64, String)>,
 }
 
-/// XML 1.0 cannot carry most control characters, even escaped.
+/// XML 1.0 cannot carry most control characters, nor U+FFFE and U+FFFF,
+/// even escaped (its `Char` production).
 fn attr(s: &str) -> String {
-    let clean: String = s.chars().filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r')).collect();
+    let clean: String = s
+        .chars()
+        .filter(|c| (!c.is_control() || matches!(c, '\t' | '\n' | '\r')) && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        .collect();
     quick_xml::escape::escape(clean.as_str()).replace('\n', "&#10;").replace('\r', "&#13;").replace('\t', "&#9;")
 }
 
-/// The whole file.
-pub fn render(batch: &str, documents: &[Document], families: &[(String, String)]) -> String {
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    x.push_str("<Root MajorVersion=\"1\" MinorVersion=\"2\" Description=\"Strongroom retention export\" Locale=\"en-US\" DataInterchangeType=\"Update\">\n");
-    let _ = writeln!(x, " <Batch name=\"{}\">", attr(batch));
-    x.push_str("  <Documents>\n");
-    for d in documents {
-        let _ = writeln!(
-            x,
-            "   <Document DocID=\"{}\" DocType=\"{}\" MimeType=\"{}\">",
-            attr(&d.doc_id),
-            d.doc_type,
-            attr(&d.mime_type)
-        );
-        x.push_str("    <Tags>\n");
-        for (name, kind, value) in &d.tags {
-            let _ = writeln!(x, "     <Tag TagName=\"{name}\" TagDataType=\"{kind}\" TagValue=\"{}\"/>", attr(value));
-        }
-        x.push_str("    </Tags>\n");
-        if let Some((dir, name, size, sha256)) = &d.native {
-            x.push_str("    <Files>\n     <File FileType=\"Native\">\n");
-            let _ = writeln!(
-                x,
-                "      <ExternalFile FilePath=\"{}\" FileName=\"{}\" FileSize=\"{size}\" Hash=\"{sha256}\" HashType=\"SHA256\"/>",
-                attr(dir),
-                attr(name)
-            );
-            x.push_str("     </File>\n    </Files>\n");
-        }
-        x.push_str("   </Document>\n");
+/// The XML prolog and everything before the first document.
+pub fn header(out: &mut impl Write, batch: &str) -> std::io::Result<()> {
+    out.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")?;
+    out.write_all(b"<Root MajorVersion=\"1\" MinorVersion=\"2\" Description=\"Strongroom retention export\" Locale=\"en-US\" DataInterchangeType=\"Update\">\n")?;
+    writeln!(out, " <Batch name=\"{}\">", attr(batch))?;
+    out.write_all(b"  <Documents>\n")
+}
+
+/// One document.
+pub fn document(out: &mut impl Write, d: &Document) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "   <Document DocID=\"{}\" DocType=\"{}\" MimeType=\"{}\">",
+        attr(&d.doc_id),
+        d.doc_type,
+        attr(&d.mime_type)
+    )?;
+    out.write_all(b"    <Tags>\n")?;
+    // An empty value of a typed tag (an Integer, a DateTime) is left out.
+    for (name, kind, value) in d.tags.iter().filter(|(_, _, v)| !v.is_empty()) {
+        writeln!(out, "     <Tag TagName=\"{name}\" TagDataType=\"{kind}\" TagValue=\"{}\"/>", attr(value))?;
     }
-    x.push_str("  </Documents>\n  <Relationships>\n");
+    out.write_all(b"    </Tags>\n")?;
+    if let Some((dir, name, size, sha256)) = &d.native {
+        out.write_all(b"    <Files>\n     <File FileType=\"Native\">\n")?;
+        writeln!(
+            out,
+            "      <ExternalFile FilePath=\"{}\" FileName=\"{}\" FileSize=\"{size}\" Hash=\"{sha256}\" HashType=\"SHA256\"/>",
+            attr(dir),
+            attr(name)
+        )?;
+        out.write_all(b"     </File>\n    </Files>\n")?;
+    }
+    out.write_all(b"   </Document>\n")
+}
+
+/// The families (parent, child) and the end of the file.
+pub fn footer(out: &mut impl Write, families: &[(String, String)]) -> std::io::Result<()> {
+    out.write_all(b"  </Documents>\n  <Relationships>\n")?;
     for (parent, child) in families {
-        let _ = writeln!(
-            x,
-            "   <Relationship Type=\"Attachment\" ParentDocID=\"{}\" ChildDocID=\"{}\"/>",
+        writeln!(
+            out,
+            "   <Relationship Type=\"Attachment\" ParentDocId=\"{}\" ChildDocId=\"{}\"/>",
             attr(parent),
             attr(child)
-        );
+        )?;
     }
-    x.push_str("  </Relationships>\n </Batch>\n</Root>\n");
-    x
+    out.write_all(b"  </Relationships>\n </Batch>\n</Root>\n")
 }
 
 #[cfg(test)]
@@ -80,10 +89,14 @@ mod tests {
             doc_id: "SR1".into(),
             doc_type: "Message",
             mime_type: "message/rfc822".into(),
-            tags: vec![("#Subject", "Text", "a\"/><Evil x=\"&\u{0}\nline".into())],
+            tags: vec![("#Subject", "Text", "a\"/><Evil x=\"&\u{0}\u{FFFF}\nline".into())],
             native: None,
         };
-        let xml = render("b", &[doc], &[]);
+        let mut bytes = Vec::new();
+        header(&mut bytes, "b").unwrap();
+        document(&mut bytes, &doc).unwrap();
+        footer(&mut bytes, &[]).unwrap();
+        let xml = String::from_utf8(bytes).unwrap();
         assert!(xml.contains("TagValue=\"a&quot;/&gt;&lt;Evil x=&quot;&amp;&#10;line\""), "{xml}");
         let mut r = quick_xml::Reader::from_str(&xml);
         let mut tags = 0;

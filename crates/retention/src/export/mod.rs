@@ -72,6 +72,10 @@ pub struct ExportOptions {
     /// The e-mail domain people's addresses are given in (`alice@example.org`);
     /// `strongroom.invalid` by default.
     pub email_domain: Option<String>,
+    /// Put each record's own key in `proofs.jsonl`, so a reviewer can open
+    /// the record and compare it with the export (it also opens the key of
+    /// the record's file).
+    pub record_keys: bool,
 }
 
 /// One exported file.
@@ -114,6 +118,9 @@ pub struct Manifest {
     /// The archive's newest signed checkpoint, which `proofs.jsonl` leads to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<proof::SignedHead>,
+    /// Documents newer than the newest signed checkpoint: no proof yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unproven: Vec<String>,
     /// The e-mail domain addresses are given in.
     #[serde(default)]
     pub email_domain: String,
@@ -191,14 +198,33 @@ pub async fn export(
     }
     let total = archive.size();
     let mut selected = Vec::new();
+    // Every message by id, to check what forwards claim to come from.
+    let mut originals: BTreeMap<String, (u64, String, String)> = BTreeMap::new();
     archive
         .for_each(|i, r| {
             progress(i + 1, total);
+            if let (Some(id), Some(s), Some(c)) = (&r.message_id, &r.sender, &r.conversation_id) {
+                originals.insert(id.clone(), (i, s.user_id.clone(), c.clone()));
+            }
             if filter.matches(&r) {
                 selected.push((i, r));
             }
         })
         .await?;
+    for (_, r) in &mut selected {
+        if let Some(p) = r.forwarded_from.as_mut() {
+            p.checked = Some(match originals.get(&p.message_id) {
+                Some((i, sender, c)) if *sender == p.sender.user_id && *c == p.conversation_id => {
+                    format!("this archive holds it as {}", doc_id(*i))
+                }
+                Some((i, ..)) => format!(
+                    "NOT as stated: this archive holds that message id as {} from another sender or conversation",
+                    doc_id(*i)
+                ),
+                None => "not in this archive".into(),
+            });
+        }
+    }
     let messages: Vec<&(u64, Record)> = selected.iter().filter(|(_, r)| r.is_message()).collect();
 
     let mut files = Vec::new();
@@ -222,13 +248,19 @@ pub async fn export(
         }
         files.push(finish(dir, "records.jsonl", out)?);
     }
-    // Attachments in the clear, by archive index (natives, EML parts, RSMF).
-    let mut plain: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    // Attachments in the clear, each decrypted once to natives/ (streamed:
+    // a file of any size never sits in memory), then copied from there into
+    // EML parts and RSMF archives; also the natives of DAT and EDRM.
+    let mut natives: BTreeMap<u64, ManifestFile> = BTreeMap::new();
     if formats.eml || formats.rsmf {
+        strongroom_client::private_fs::private_dir(&dir.join("natives")).map_err(io(&dir.join("natives")))?;
         for (i, r) in &messages {
-            if let Some(f) = r.file.as_ref().filter(|f| f.stored) {
-                plain.insert(*i, decrypt_file(archive, f).await?);
-            }
+            let Some(f) = r.file.as_ref().filter(|f| f.stored) else { continue };
+            let rel = format!("natives/{}_{}", attachment_id(*i), safe_name(&f.name));
+            decrypt_to(archive, f, &dir.join(&rel)).await?;
+            let done = hash_file(dir, &rel)?;
+            natives.insert(*i, done.clone());
+            files.push(done);
         }
     }
     let mut eml_paths: BTreeMap<u64, ManifestFile> = BTreeMap::new();
@@ -237,9 +269,9 @@ pub async fn export(
         let (mut emls, mut attachments) = (0u64, 0u64);
         for (i, r) in &messages {
             let rel = format!("eml/{i:010}.eml");
-            let attachment = plain.get(i).map(Vec::as_slice);
+            let attachment = natives.get(i).map(|m| dir.join(&m.path));
             let mut out = create(dir, &rel)?;
-            write_eml(&mut out, *i, r, attachment, &domain).map_err(io(&dir.join(&rel)))?;
+            write_eml(&mut out, *i, r, attachment.as_deref(), &domain).map_err(io(&dir.join(&rel)))?;
             let done = finish(dir, &rel, out)?;
             eml_paths.insert(*i, done.clone());
             files.push(done);
@@ -248,20 +280,6 @@ pub async fn export(
         }
         counts.insert("eml".into(), emls);
         counts.insert("attachments".into(), attachments);
-    }
-    // Attachments as documents of their own (DAT, EDRM): natives/.
-    let mut natives: BTreeMap<u64, ManifestFile> = BTreeMap::new();
-    if formats.dat || formats.edrm {
-        strongroom_client::private_fs::private_dir(&dir.join("natives")).map_err(io(&dir.join("natives")))?;
-        for (i, r) in &messages {
-            let (Some(f), Some(bytes)) = (&r.file, plain.get(i)) else { continue };
-            let rel = format!("natives/{}_{}", attachment_id(*i), safe_name(&f.name));
-            let mut out = create(dir, &rel)?;
-            out.write_all(bytes).map_err(io(&dir.join(&rel)))?;
-            let done = finish(dir, &rel, out)?;
-            natives.insert(*i, done.clone());
-            files.push(done);
-        }
     }
     if formats.csv {
         let mut out = create(dir, "loadfile.csv")?;
@@ -295,30 +313,34 @@ pub async fn export(
         files.push(finish(dir, "loadfile.csv", out)?);
     }
     if formats.dat {
-        let (dat, opt, rows, images) = load_files(&messages, &eml_paths, &natives, &domain);
-        let mut out = create(dir, "loadfile.dat")?;
-        out.write_all(dat.as_bytes()).map_err(io(&dir.join("loadfile.dat")))?;
-        files.push(finish(dir, "loadfile.dat", out)?);
-        let mut out = create(dir, "images.opt")?;
-        out.write_all(opt.as_bytes()).map_err(io(&dir.join("images.opt")))?;
-        files.push(finish(dir, "images.opt", out)?);
+        let mut dat = create(dir, "loadfile.dat")?;
+        let mut opt = create(dir, "images.opt")?;
+        let (rows, images) = load_files(&mut dat, &mut opt, &messages, &eml_paths, &natives, &domain)
+            .map_err(io(&dir.join("loadfile.dat")))?;
+        files.push(finish(dir, "loadfile.dat", dat)?);
+        files.push(finish(dir, "images.opt", opt)?);
         counts.insert("dat_rows".into(), rows);
         counts.insert("opt_images".into(), images);
     }
     if formats.edrm {
-        let mut documents = Vec::new();
+        let path = dir.join("edrm.xml");
+        let mut out = create(dir, "edrm.xml")?;
         let mut families = Vec::new();
+        let mut documents = 0u64;
+        edrm::header(&mut out, &format!("strongroom-{}", now_ms())).map_err(io(&path))?;
         for (i, r) in &messages {
             let native = eml_paths.get(i).map(native_of);
-            documents.push(edrm::Document {
+            let doc = edrm::Document {
                 doc_id: doc_id(*i),
                 doc_type: "Message",
                 mime_type: "message/rfc822".into(),
                 tags: message_tags(*i, r, &domain),
                 native,
-            });
+            };
+            edrm::document(&mut out, &doc).map_err(io(&path))?;
+            documents += 1;
             if let (Some(f), Some(m)) = (&r.file, natives.get(i)) {
-                documents.push(edrm::Document {
+                let doc = edrm::Document {
                     doc_id: attachment_id(*i),
                     doc_type: "File",
                     mime_type: f.media_type.clone(),
@@ -329,26 +351,26 @@ pub async fn export(
                         ("Strongroom/ParentDocID", "Text", doc_id(*i)),
                     ],
                     native: Some(native_of(m)),
-                });
+                };
+                edrm::document(&mut out, &doc).map_err(io(&path))?;
+                documents += 1;
                 families.push((doc_id(*i), attachment_id(*i)));
             }
         }
-        let xml = edrm::render(&format!("strongroom-{}", now_ms()), &documents, &families);
-        let mut out = create(dir, "edrm.xml")?;
-        out.write_all(xml.as_bytes()).map_err(io(&dir.join("edrm.xml")))?;
+        edrm::footer(&mut out, &families).map_err(io(&path))?;
         files.push(finish(dir, "edrm.xml", out)?);
-        counts.insert("edrm_documents".into(), documents.len() as u64);
+        counts.insert("edrm_documents".into(), documents);
         counts.insert("edrm_relationships".into(), families.len() as u64);
     }
     if formats.rsmf {
         strongroom_client::private_fs::private_dir(&dir.join("rsmf")).map_err(io(&dir.join("rsmf")))?;
         let (mut threads, mut events) = (0u64, 0u64);
         for thread in threads_of(&messages) {
-            let rendered = rsmf::render(&thread, &plain, &domain)?;
+            let paths: BTreeMap<u64, std::path::PathBuf> =
+                natives.iter().map(|(i, m)| (*i, dir.join(&m.path))).collect();
             let rel = format!("rsmf/{}_{}.rsmf", thread.conversation, thread.day);
-            let mut out = create(dir, &rel)?;
-            out.write_all(&rendered.bytes).map_err(io(&dir.join(&rel)))?;
-            files.push(finish(dir, &rel, out)?);
+            let rendered = rsmf::render(&thread, &paths, &domain, &dir.join(&rel))?;
+            files.push(hash_file(dir, &rel)?);
             threads += 1;
             events += rendered.events;
         }
@@ -357,14 +379,11 @@ pub async fn export(
     }
     // Every exported record's proof against the newest signed checkpoint.
     let wanted: BTreeMap<u64, String> = selected.iter().map(|(i, _)| (*i, doc_id(*i))).collect();
-    let (checkpoint, proofs) = proof::proofs(archive, &wanted).await?;
     let mut out = create(dir, "proofs.jsonl")?;
-    for p in &proofs {
-        serde_json::to_writer(&mut out, p).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
-        out.write_all(b"\n").map_err(io(&dir.join("proofs.jsonl")))?;
-    }
+    let written = proof::write_proofs(archive, &wanted, options.record_keys, &mut out).await?;
     files.push(finish(dir, "proofs.jsonl", out)?);
-    counts.insert("proofs".into(), proofs.len() as u64);
+    counts.insert("proofs".into(), written.proofs);
+    let checkpoint = written.head;
 
     let (network, device, key) = archive.identity();
     let manifest = Manifest {
@@ -378,6 +397,7 @@ pub async fn export(
         device_id: device.to_string(),
         signing_key: hex(key.as_bytes()),
         checkpoint,
+        unproven: written.unproven,
         email_domain: domain,
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
@@ -423,8 +443,14 @@ pub fn attachment_id(index: u64) -> String {
 
 /// A file name safe in any file system and load file.
 pub(crate) fn safe_name(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_alphanumeric() || ".-_".contains(c) { c } else { '_' }).take(120).collect();
+    // At most 100 bytes (file systems allow 255 per name, and a prefix comes first).
+    let mut s = String::new();
+    for c in name.chars().map(|c| if c.is_alphanumeric() || ".-_".contains(c) { c } else { '_' }) {
+        if s.len() + c.len_utf8() > 100 {
+            break;
+        }
+        s.push(c);
+    }
     let s = s.trim_start_matches('.').to_owned();
     if s.is_empty() {
         "file".into()
@@ -463,46 +489,27 @@ fn message_tags(index: u64, r: &Record, domain: &str) -> Vec<(&'static str, &'st
     ]
 }
 
-/// The DAT (with its BOM) and the OPT, their row and image counts.
+/// Writes the DAT (with its BOM) and the OPT; their row and image counts.
 fn load_files(
+    dat: &mut impl Write,
+    opt: &mut impl Write,
     messages: &[&(u64, Record)],
     eml_paths: &BTreeMap<u64, ManifestFile>,
     natives: &BTreeMap<u64, ManifestFile>,
     domain: &str,
-) -> (String, String, u64, u64) {
-    let mut dat = String::from_utf8_lossy(dat::BOM).into_owned();
-    dat.push_str(&dat::row(&dat::FIELDS.iter().map(|f| f.to_string()).collect::<Vec<_>>()));
-    let mut opt = String::new();
+) -> std::io::Result<(u64, u64)> {
+    dat.write_all(dat::BOM)?;
+    dat.write_all(dat::row(&dat::FIELDS.iter().map(|f| f.to_string()).collect::<Vec<_>>()).as_bytes())?;
     let (mut rows, mut images) = (0u64, 0u64);
     for (i, r) in messages {
         let attachment = natives.get(i);
-        dat.push_str(&dat::row(&[
-            doc_id(*i),
-            String::new(),
-            attachment.map(|_| attachment_id(*i)).unwrap_or_default(),
-            "Message".into(),
-            r.kind.clone(),
-            r.conversation_id.clone().unwrap_or_default(),
-            r.conversation_kind.clone().unwrap_or_default(),
-            r.seq.map(|s| s.to_string()).unwrap_or_default(),
-            r.message_id.clone().unwrap_or_default(),
-            iso8601(r.time()),
-            r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
-            r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
-            subject(r),
-            body_text(r),
-            String::new(),
-            eml_paths.get(i).map(|m| m.sha256.clone()).unwrap_or_default(),
-            eml_paths.get(i).map(|m| m.path.clone()).unwrap_or_default(),
-        ]));
-        rows += 1;
-        if let (Some(m), Some(f)) = (attachment, &r.file) {
-            dat.push_str(&dat::row(&[
-                attachment_id(*i),
+        dat.write_all(
+            dat::row(&[
                 doc_id(*i),
                 String::new(),
-                "File".into(),
-                "attachment".into(),
+                attachment.map(|_| attachment_id(*i)).unwrap_or_default(),
+                "Message".into(),
+                r.kind.clone(),
                 r.conversation_id.clone().unwrap_or_default(),
                 r.conversation_kind.clone().unwrap_or_default(),
                 r.seq.map(|s| s.to_string()).unwrap_or_default(),
@@ -510,20 +517,46 @@ fn load_files(
                 iso8601(r.time()),
                 r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
                 r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
-                f.name.clone(),
+                subject(r),
+                body_text(r),
                 String::new(),
-                f.name.clone(),
-                m.sha256.clone(),
-                m.path.clone(),
-            ]));
+                eml_paths.get(i).map(|m| m.sha256.clone()).unwrap_or_default(),
+                eml_paths.get(i).map(|m| m.path.clone()).unwrap_or_default(),
+            ])
+            .as_bytes(),
+        )?;
+        rows += 1;
+        if let (Some(m), Some(f)) = (attachment, &r.file) {
+            dat.write_all(
+                dat::row(&[
+                    attachment_id(*i),
+                    doc_id(*i),
+                    String::new(),
+                    "File".into(),
+                    "attachment".into(),
+                    r.conversation_id.clone().unwrap_or_default(),
+                    r.conversation_kind.clone().unwrap_or_default(),
+                    r.seq.map(|s| s.to_string()).unwrap_or_default(),
+                    r.message_id.clone().unwrap_or_default(),
+                    iso8601(r.time()),
+                    r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
+                    r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
+                    f.name.clone(),
+                    String::new(),
+                    f.name.clone(),
+                    m.sha256.clone(),
+                    m.path.clone(),
+                ])
+                .as_bytes(),
+            )?;
             rows += 1;
             if f.media_type.starts_with("image/") {
-                opt.push_str(&dat::opt_line(&attachment_id(*i), "VOL001", &m.path));
+                opt.write_all(dat::opt_line(&attachment_id(*i), "VOL001", &m.path).as_bytes())?;
                 images += 1;
             }
         }
     }
-    (dat, opt, rows, images)
+    Ok((rows, images))
 }
 
 /// Messages grouped by conversation and UTC day, each group in archive order.
@@ -551,14 +584,10 @@ fn threads_of<'a>(messages: &[&'a (u64, Record)]) -> Vec<rsmf::Thread<'a>> {
             records: Vec::new(),
         });
         t.records.push((i, r));
+        // The name as of that day's last message, not a later one.
+        t.name = names.get(&c).cloned();
     }
-    groups
-        .into_values()
-        .map(|mut t| {
-            t.name = names.get(&t.conversation).cloned();
-            t
-        })
-        .collect()
+    groups.into_values().collect()
 }
 
 /// Where an export of `name` would go by default.
@@ -566,14 +595,81 @@ pub fn default_dir(name: &str) -> PathBuf {
     PathBuf::from(format!("strongroom-export-{name}"))
 }
 
-async fn decrypt_file(archive: &Archive, f: &crate::record::FileInfo) -> Result<Vec<u8>, RetentionError> {
-    let sealed = archive.store().get(&file_name(&f.blob_id)).await?.bytes().await?;
-    let key = crate::unhex::<32>(&f.file_key).ok_or_else(|| RetentionError::Corrupt("file key".into()))?;
-    let key = strongroom_crypto::keys::SecretBytes::new(key);
-    let mut plain = Vec::with_capacity(usize::try_from(f.size).unwrap_or(0));
-    strongroom_crypto::attachment::decrypt(&key, &sealed[..], &mut plain)
-        .map_err(|e| RetentionError::Corrupt(format!("file {}: {e}", f.blob_id)))?;
-    Ok(plain)
+/// Streams a stored file from the archive and decrypts it to `dest`; on
+/// any failure nothing is left at `dest`.
+async fn decrypt_to(archive: &Archive, f: &crate::record::FileInfo, dest: &Path) -> Result<(), RetentionError> {
+    use futures_util::StreamExt;
+    let sealed_path = dest.with_extension("sealed-download");
+    let result = async {
+        let mut sealed = tokio::fs::File::create(&sealed_path).await.map_err(io(&sealed_path))?;
+        let mut stream = archive.store().get(&file_name(&f.blob_id)).await?.into_stream();
+        while let Some(chunk) = stream.next().await {
+            tokio::io::AsyncWriteExt::write_all(&mut sealed, &chunk?).await.map_err(io(&sealed_path))?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut sealed).await.map_err(io(&sealed_path))?;
+        let key = crate::unhex::<32>(&f.file_key).ok_or_else(|| RetentionError::Corrupt("file key".into()))?;
+        let key = strongroom_crypto::keys::SecretBytes::new(key);
+        let (from, to, blob) = (sealed_path.clone(), dest.to_owned(), f.blob_id.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), RetentionError> {
+            let input = std::io::BufReader::new(std::fs::File::open(&from).map_err(io(&from))?);
+            let mut output = std::io::BufWriter::new(std::fs::File::create(&to).map_err(io(&to))?);
+            strongroom_crypto::attachment::decrypt(&key, input, &mut output)
+                .map_err(|e| RetentionError::Corrupt(format!("file {blob}: {e}")))?;
+            output.flush().map_err(io(&to))
+        })
+        .await
+        .map_err(|e| RetentionError::Corrupt(format!("decrypting file {}: {e}", f.blob_id)))?
+    }
+    .await;
+    let _ = std::fs::remove_file(&sealed_path);
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// A written file's manifest entry, hashed as it is read (streamed).
+fn hash_file(dir: &Path, rel: &str) -> Result<ManifestFile, RetentionError> {
+    use std::io::Read;
+    let path = dir.join(rel);
+    let mut f = std::fs::File::open(&path).map_err(io(&path))?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(&path))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(buf.get(..n).unwrap_or_default());
+        bytes += n as u64;
+    }
+    Ok(ManifestFile { path: rel.into(), bytes, sha256: hex(ctx.finish().as_ref()) })
+}
+
+/// Base64 of a file in 76-character lines, streamed.
+pub(crate) fn write_base64_file(out: &mut impl Write, path: &Path) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    // 57 bytes make one 76-character line: whole lines per read.
+    let mut buf = vec![0u8; 57 * 1024];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = f.read(buf.get_mut(filled..).unwrap_or_default())?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        out.write_all(wrap76(&STANDARD.encode(buf.get(..filled).unwrap_or_default())).as_bytes())?;
+        if filled < buf.len() {
+            return Ok(());
+        }
+    }
 }
 
 fn party_label(p: &Party) -> String {
@@ -584,10 +680,11 @@ pub(crate) fn body_text(r: &Record) -> String {
     let text = kind_text(r);
     match &r.forwarded_from {
         Some(p) => format!(
-            "(forwarded: sent by {} in conversation {} at {}) {text}",
+            "(forwarded: the forwarder states it was first sent by {} in conversation {} at {}; {}) {text}",
             p.sender.username,
             p.conversation_id,
-            iso8601(p.sent_at)
+            iso8601(p.sent_at),
+            p.checked.as_deref().unwrap_or("not checked against the archive")
         ),
         None => text,
     }
@@ -655,14 +752,25 @@ fn control_text(r: &Record) -> String {
 }
 
 fn csv_field(s: &str) -> String {
+    // A value a spreadsheet would run as a formula is shown as text.
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
     if s.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
 /// `=?UTF-8?B?…?=` for any header text that is not plain printable ASCII.
+/// Header text: as it is when printable ASCII, else an RFC 2047 encoded word.
+pub(crate) fn encoded_header(s: &str) -> String {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("=?UTF-8?B?{}?=", STANDARD.encode(s))
+    }
+}
+
 fn encoded_word(s: &str) -> String {
     if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
         format!("\"{s}\"")
@@ -681,10 +789,13 @@ pub(crate) fn email(p: &Party, domain: &str) -> String {
         && !p.username.starts_with('.')
         && !p.username.ends_with('.')
         && !p.username.contains("..");
-    if domain != DEFAULT_DOMAIN && local_ok {
+    if domain == DEFAULT_DOMAIN {
+        format!("{}@{domain}", p.user_id)
+    } else if local_ok {
         format!("{}@{domain}", p.username.to_ascii_lowercase())
     } else {
-        format!("{}@{domain}", p.user_id)
+        // `+` is never in a username-made address: no one can take this one.
+        format!("id+{}@{domain}", p.user_id)
     }
 }
 
@@ -705,7 +816,7 @@ fn write_eml(
     out: &mut impl Write,
     index: u64,
     r: &Record,
-    attachment: Option<&[u8]>,
+    attachment: Option<&Path>,
     domain: &str,
 ) -> std::io::Result<()> {
     let network = domain;
@@ -777,7 +888,7 @@ fn write_eml(
         "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
         wrap76(&STANDARD.encode(body.as_bytes()))
     )?;
-    if let (Some(bytes), Some(f)) = (attachment, &r.file) {
+    if let (Some(file), Some(f)) = (attachment, &r.file) {
         let name: String = f
             .name
             .bytes()
@@ -789,16 +900,24 @@ fn write_eml(
                 }
             })
             .collect();
-        let media = if f.media_type.bytes().all(|b| b.is_ascii_graphic()) && f.media_type.contains('/') {
-            f.media_type.as_str()
-        } else {
-            "application/octet-stream"
+        let token =
+            |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b));
+        let media = match f.media_type.split_once('/') {
+            Some((a, b))
+                if token(a)
+                    && token(b)
+                    && !a.eq_ignore_ascii_case("message")
+                    && !a.eq_ignore_ascii_case("multipart") =>
+            {
+                f.media_type.as_str()
+            }
+            _ => "application/octet-stream",
         };
         write!(
             out,
-            "--{boundary}\r\nContent-Type: {media}\r\nContent-Disposition: attachment; filename*=utf-8''{name}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
-            wrap76(&STANDARD.encode(bytes))
+            "--{boundary}\r\nContent-Type: {media}\r\nContent-Disposition: attachment; filename*=utf-8''{name}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         )?;
+        write_base64_file(out, file)?;
     }
     write!(out, "--{boundary}--\r\n")
 }
@@ -829,6 +948,26 @@ mod tests {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         // 2024-02-29 12:34:56 UTC, a Thursday.
         assert_eq!(rfc5322_date(1_709_210_096_000), "Thu, 29 Feb 2024 12:34:56 +0000");
+    }
+
+    #[test]
+    fn hostile_names_and_values_are_tamed() {
+        // A long name in a 3-byte script stays under every file-name limit.
+        let long = "文".repeat(200);
+        let safe = safe_name(&long);
+        assert!(safe.len() <= 100 && !safe.is_empty());
+        assert_eq!(safe_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_name(""), "file");
+        // Spreadsheet formulas are shown as text.
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+        // An address no username can take.
+        let odd = Party { user_id: "ab".repeat(16), username: "bob.".into(), ..Party::default() };
+        assert_eq!(email(&odd, "acme.example"), format!("id+{}@acme.example", "ab".repeat(16)));
+        let bob = Party { user_id: "cd".repeat(16), username: "Bob".into(), ..Party::default() };
+        assert_eq!(email(&bob, "acme.example"), "bob@acme.example");
+        assert_eq!(email(&bob, DEFAULT_DOMAIN), format!("{}@strongroom.invalid", "cd".repeat(16)));
+        assert!(!is_domain("not a domain") && !is_domain("-x.com") && is_domain("acme.example"));
     }
 
     #[test]

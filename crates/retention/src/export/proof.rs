@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use strongroom_crypto::merkle::{Hash, Tree};
 
-use crate::archive::{read_entries, Archive, Entry, StoredCheckpoint};
+use crate::archive::{load_entries, segment_list, Archive, Entry, StoredCheckpoint};
 use crate::{hex, RetentionError};
 
 /// One line of `proofs.jsonl`.
@@ -32,8 +32,10 @@ pub struct Proof {
     /// The associated data (hex): `"strongroom/v2/archive-record" 0x00 |
     /// network | device | u64 index`.
     pub aad: String,
-    /// This record's own key (hex).
-    pub record_key: String,
+    /// This record's own key (hex); left out with `--no-record-keys`. It
+    /// opens the whole record, the key of its file included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_key: Option<String>,
     /// The inclusion path (hex), bottom-up, for `tree_size` leaves.
     pub path: Vec<String>,
     /// The checkpoint's size.
@@ -65,59 +67,89 @@ impl From<StoredCheckpoint> for SignedHead {
     }
 }
 
-/// Proofs for the records at `wanted` (index to document id), against the
-/// newest signed checkpoint.
-pub async fn proofs(
+/// What [`write_proofs`] wrote.
+pub struct Written {
+    /// The checkpoint the proofs lead to.
+    pub head: Option<SignedHead>,
+    /// Proofs written.
+    pub proofs: u64,
+    /// Documents with no proof (newer than the newest signed checkpoint).
+    pub unproven: Vec<String>,
+}
+
+/// Writes a proof line for each record at `wanted` (index to document id)
+/// against the newest signed checkpoint; with `record_keys`, each with its
+/// own record key. Reads the segments twice without decrypting anything
+/// and holds only leaf hashes (32 bytes a record).
+pub async fn write_proofs(
     archive: &Archive,
     wanted: &BTreeMap<u64, String>,
-) -> Result<(Option<SignedHead>, Vec<Proof>), RetentionError> {
-    let Some(head) = archive.signed_head().await? else { return Ok((None, Vec::new())) };
+    record_keys: bool,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Written, RetentionError> {
+    let Some(head) = archive.signed_head().await? else {
+        return Ok(Written { head: None, proofs: 0, unproven: wanted.values().cloned().collect() });
+    };
+    let store = archive.store().as_ref();
+    let segments = segment_list(store).await?;
     let mut leaves: Vec<Hash> = Vec::new();
-    let mut sealed: BTreeMap<u64, ([u8; 32], Vec<u8>)> = BTreeMap::new();
-    let keep: BTreeSet<u64> = wanted.keys().copied().collect();
-    read_entries(archive.store().as_ref(), archive.sealer(), |index, entry, _| {
-        if index < head.tree_size {
-            leaves.push(entry.leaf(index));
-            if let (true, Entry::Sealed { salt, ciphertext }) = (keep.contains(&index), entry) {
-                sealed.insert(index, (*salt, ciphertext.clone()));
+    for (first, path, retired) in &segments {
+        for (k, entry) in load_entries(store, path, *retired).await?.iter().enumerate() {
+            let index = first + k as u64;
+            if index < head.tree_size {
+                leaves.push(entry.leaf(index));
             }
         }
-    })
-    .await?;
+    }
     let tree =
         Tree::new(leaves).ok_or_else(|| RetentionError::Corrupt("a signed checkpoint over no records".into()))?;
-    if tree.root() != head.root {
+    if tree.root() != head.root || tree.size() as u64 != head.tree_size {
         return Err(RetentionError::Corrupt(
             "the records do not match the newest signed checkpoint; run `strongroom retention verify`".into(),
         ));
     }
-    let mut out = Vec::new();
-    for (index, doc_id) in wanted {
-        let Some((salt, ciphertext)) = sealed.get(index) else { continue };
-        let aad = archive.sealer().context(*index);
-        let key = archive
-            .sealer()
-            .record_key_bytes(salt, &aad)
-            .ok_or_else(|| RetentionError::Corrupt(format!("record {index}: no key")))?;
-        let path = usize::try_from(*index)
-            .ok()
-            .and_then(|i| tree.inclusion_proof(i))
-            .ok_or_else(|| RetentionError::Corrupt(format!("record {index}: no inclusion path")))?;
-        let mut data = Vec::with_capacity(40 + ciphertext.len());
-        data.extend_from_slice(&index.to_be_bytes());
-        data.extend_from_slice(salt);
-        data.extend_from_slice(ciphertext);
-        out.push(Proof {
-            doc_id: doc_id.clone(),
-            index: *index,
-            leaf: hex(&strongroom_crypto::merkle::leaf_hash(&data)),
-            salt: hex(salt),
-            ciphertext: STANDARD.encode(ciphertext),
-            aad: hex(&aad),
-            record_key: hex(key.as_slice()),
-            path: path.iter().map(|h| hex(h)).collect(),
-            tree_size: head.tree_size,
-        });
+    let mut proven: BTreeSet<u64> = BTreeSet::new();
+    for (first, path, retired) in &segments {
+        let last = first.saturating_add(1 << 24);
+        if wanted.range(*first..last).next().is_none() {
+            continue;
+        }
+        for (k, entry) in load_entries(store, path, *retired).await?.into_iter().enumerate() {
+            let index = first + k as u64;
+            let (Some(doc_id), Entry::Sealed { salt, ciphertext }) = (wanted.get(&index), entry) else { continue };
+            if index >= head.tree_size {
+                continue;
+            }
+            let aad = archive.sealer().context(index);
+            let key = if record_keys {
+                let key = archive
+                    .sealer()
+                    .record_key_bytes(&salt, &aad)
+                    .ok_or_else(|| RetentionError::Corrupt(format!("record {index}: no key")))?;
+                Some(hex(key.as_slice()))
+            } else {
+                None
+            };
+            let path = usize::try_from(index)
+                .ok()
+                .and_then(|i| tree.inclusion_proof(i))
+                .ok_or_else(|| RetentionError::Corrupt(format!("record {index}: no inclusion path")))?;
+            let proof = Proof {
+                doc_id: doc_id.clone(),
+                index,
+                leaf: hex(&Entry::Sealed { salt, ciphertext: ciphertext.clone() }.leaf(index)),
+                salt: hex(&salt),
+                ciphertext: STANDARD.encode(&ciphertext),
+                aad: hex(&aad),
+                record_key: key,
+                path: path.iter().map(|h| hex(h)).collect(),
+                tree_size: head.tree_size,
+            };
+            serde_json::to_writer(&mut *out, &proof).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
+            out.write_all(b"\n").map_err(|e| RetentionError::Io { path: "proofs.jsonl".into(), source: e })?;
+            proven.insert(index);
+        }
     }
-    Ok((Some(head.into()), out))
+    let unproven = wanted.iter().filter(|(i, _)| !proven.contains(i)).map(|(_, d)| d.clone()).collect();
+    Ok(Written { head: Some(head.into()), proofs: proven.len() as u64, unproven })
 }

@@ -32,8 +32,6 @@ pub struct Thread<'a> {
 
 /// What one `.rsmf` holds.
 pub struct Rendered {
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
     /// Events in its manifest.
     pub events: u64,
 }
@@ -44,19 +42,33 @@ fn participant(p: &Party, domain: &str) -> Value {
 
 /// Renders a thread; `files` holds the plaintext of its stored attachments
 /// by archive index.
-pub fn render(t: &Thread<'_>, files: &BTreeMap<u64, Vec<u8>>, domain: &str) -> Result<Rendered, RetentionError> {
+pub fn render(
+    t: &Thread<'_>,
+    files: &BTreeMap<u64, std::path::PathBuf>,
+    domain: &str,
+    out: &std::path::Path,
+) -> Result<Rendered, RetentionError> {
     let mut participants: BTreeMap<String, Value> = BTreeMap::new();
     let mut events: Vec<Value> = Vec::new();
     // Event position by message id, for edits, reactions and recalls.
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
-    let mut attachments: Vec<(String, &[u8])> = Vec::new();
+    let mut attachments: Vec<(String, &std::path::Path)> = Vec::new();
     for (index, r) in &t.records {
         for p in r.sender.iter().chain(&r.recipients) {
             participants.entry(p.user_id.clone()).or_insert_with(|| participant(p, domain));
         }
-        let who = r.sender.as_ref().map(|s| s.user_id.clone()).unwrap_or_default();
+        let who = r.sender.as_ref().map(|s| s.user_id.clone()).unwrap_or_else(|| {
+            participants
+                .entry("unknown".into())
+                .or_insert_with(|| json!({"id": "unknown", "display": "(unknown sender)"}));
+            "unknown".into()
+        });
         let when = iso8601(r.time());
-        let target = r.target.as_deref().and_then(|t| by_id.get(t).copied());
+        // Only a message's own sender edits or recalls it (as clients show it).
+        let target = r.target.as_deref().and_then(|t| by_id.get(t).copied()).filter(|at| {
+            !matches!(r.kind.as_str(), "edit" | "recall")
+                || events.get(*at).and_then(|e| e.get("participant")).and_then(|p| p.as_str()) == Some(who.as_str())
+        });
         match (r.kind.as_str(), target) {
             ("edit", Some(at)) => {
                 if let Some(e) = events.get_mut(at) {
@@ -127,13 +139,20 @@ pub fn render(t: &Thread<'_>, files: &BTreeMap<u64, Vec<u8>>, domain: &str) -> R
                         json!({"name": "ForwardedFrom", "value": format!("{} {} {}", p.conversation_id, p.message_id, p.sender.user_id)}),
                     );
                 }
+                // A parent must be an event of this file; a reply to another
+                // day's message names it in a custom field instead.
                 if r.kind == "reply" {
-                    set(&mut e, "parent", r.target.clone().unwrap_or_default());
+                    match r.target.as_deref() {
+                        Some(t) if by_id.contains_key(t) => set(&mut e, "parent", t.to_owned()),
+                        Some(t) => push(&mut e, "custom", json!({"name": "InReplyTo", "value": t})),
+                        None => {}
+                    }
                 }
-                if let (Some(f), Some(bytes)) = (&r.file, files.get(index)) {
+                if let (Some(f), Some(path)) = (&r.file, files.get(index)) {
                     let name = format!("{index:010}_{}", super::safe_name(&f.name));
-                    set(&mut e, "attachments", json!([{"id": name, "display": f.name, "size": bytes.len()}]));
-                    attachments.push((name, bytes.as_slice()));
+                    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(f.size);
+                    set(&mut e, "attachments", json!([{"id": name, "display": f.name, "size": size}]));
+                    attachments.push((name, path.as_path()));
                 }
                 by_id.insert(id, events.len());
                 events.push(e);
@@ -157,9 +176,17 @@ pub fn render(t: &Thread<'_>, files: &BTreeMap<u64, Vec<u8>>, domain: &str) -> R
         }],
         "events": events,
     });
-    let zip = zip_of(&manifest, &attachments)?;
-    let bytes = eml(t, &participants, &events, &zip, domain).map_err(|e| RetentionError::Corrupt(e.to_string()))?;
-    Ok(Rendered { bytes, events: events.len() as u64 })
+    // The zip goes to disk first and into the message streamed: a day of
+    // large files never sits in memory.
+    let zip = out.with_extension("zip-part");
+    let result = zip_of(&manifest, &attachments, &zip).and_then(|()| {
+        let file = std::fs::File::create(out).map_err(crate::error::io(out))?;
+        let mut w = std::io::BufWriter::new(file);
+        eml(&mut w, t, &participants, &events, &zip, domain).and_then(|()| w.flush()).map_err(crate::error::io(out))
+    });
+    let _ = std::fs::remove_file(&zip);
+    result?;
+    Ok(Rendered { events: events.len() as u64 })
 }
 
 fn set(e: &mut Value, key: &str, value: impl Into<Value>) {
@@ -204,27 +231,35 @@ fn react(e: &mut Value, emoji: &str, who: &str, removed: bool) {
     list.retain(|x| x.get("count").and_then(|c| c.as_u64()).unwrap_or(0) > 0);
 }
 
-fn zip_of(manifest: &Value, attachments: &[(String, &[u8])]) -> Result<Vec<u8>, RetentionError> {
+fn zip_of(
+    manifest: &Value,
+    attachments: &[(String, &std::path::Path)],
+    to: &std::path::Path,
+) -> Result<(), RetentionError> {
     use zip::write::SimpleFileOptions;
     let bad = |e: &dyn std::fmt::Display| RetentionError::Corrupt(format!("rsmf.zip: {e}"));
-    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let file = std::fs::File::create(to).map_err(crate::error::io(to))?;
+    let mut z = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     z.start_file("rsmf_manifest.json", options).map_err(|e| bad(&e))?;
     z.write_all(&serde_json::to_vec_pretty(manifest).map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-    for (name, bytes) in attachments {
-        z.start_file(name.as_str(), options.large_file(bytes.len() as u64 >= u32::MAX as u64)).map_err(|e| bad(&e))?;
-        z.write_all(bytes).map_err(|e| bad(&e))?;
+    for (name, path) in attachments {
+        let size = std::fs::metadata(path).map_err(|e| bad(&e))?.len();
+        z.start_file(name.as_str(), options.large_file(size >= u64::from(u32::MAX))).map_err(|e| bad(&e))?;
+        let mut f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+        std::io::copy(&mut f, &mut z).map_err(|e| bad(&e))?;
     }
-    Ok(z.finish().map_err(|e| bad(&e))?.into_inner())
+    z.finish().map_err(|e| bad(&e))?.flush().map_err(crate::error::io(to))
 }
 
 fn eml(
+    out: &mut impl Write,
     t: &Thread<'_>,
     participants: &BTreeMap<String, Value>,
     events: &[Value],
-    zip: &[u8],
+    zip: &std::path::Path,
     domain: &str,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<()> {
     let times: Vec<u64> = t.records.iter().map(|(_, r)| r.time()).collect();
     let (begin, end) = (times.iter().min().copied().unwrap_or(0), times.iter().max().copied().unwrap_or(0));
     let parties: Vec<Party> = t.records.iter().flat_map(|(_, r)| r.sender.iter().chain(&r.recipients)).fold(
@@ -236,7 +271,6 @@ fn eml(
             acc
         },
     );
-    let mut out = Vec::new();
     let boundary = format!("strongroom-rsmf-{}-{}", t.conversation, t.day);
     let from = parties
         .first()
@@ -254,7 +288,16 @@ fn eml(
     write!(out, "X-RSMF-Version: 2.0.0\r\nX-RSMF-Generator: Strongroom\r\n")?;
     write!(out, "X-RSMF-BeginDate: {}\r\nX-RSMF-EndDate: {}\r\n", iso8601(begin), iso8601(end))?;
     write!(out, "X-RSMF-EventCount: {}\r\n", events.len())?;
-    write!(out, "X-RSMF-Participants: {}\r\n", participants.len())?;
+    let names: Vec<String> = participants
+        .values()
+        .filter_map(|p| p.get("display").and_then(|d| d.as_str()))
+        .map(|d| d.chars().filter(|c| !c.is_control() && *c != ',').collect())
+        .collect();
+    write!(out, "X-RSMF-Participants: {}\r\n", super::encoded_header(&names.join(", ")))?;
+    write!(out, "X-RSMF-EventCollectionID: {}\r\n", t.conversation)?;
+    let attachments =
+        events.iter().filter_map(|e| e.get("attachments").and_then(|a| a.as_array())).map(Vec::len).sum::<usize>();
+    write!(out, "X-RSMF-AttachmentCount: {attachments}\r\n")?;
     write!(out, "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n")?;
     // A transcript for any mail reader; the manifest is what review tools load.
     let mut transcript = String::new();
@@ -264,6 +307,8 @@ fn eml(
         let when = e.get("timestamp").and_then(|t| t.as_str()).unwrap_or("");
         let body = e.get("body").and_then(|b| b.as_str()).unwrap_or("");
         let deleted = if e.get("deleted").and_then(|d| d.as_bool()) == Some(true) { " (recalled)" } else { "" };
+        // Continuation lines are indented: a body cannot forge a line of its own.
+        let body = body.replace("\r\n", "\n").replace(['\r', '\n'], "\n    ");
         transcript.push_str(&format!("[{when}] {name}: {body}{deleted}\n"));
     }
     write!(
@@ -273,9 +318,8 @@ fn eml(
     )?;
     write!(
         out,
-        "--{boundary}\r\nContent-Type: application/zip\r\nContent-Disposition: attachment; filename=\"rsmf.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
-        wrap76(&STANDARD.encode(zip))
+        "--{boundary}\r\nContent-Type: application/zip\r\nContent-Disposition: attachment; filename=\"rsmf.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     )?;
-    write!(out, "--{boundary}--\r\n")?;
-    Ok(out)
+    super::write_base64_file(out, zip)?;
+    write!(out, "--{boundary}--\r\n")
 }
