@@ -2,6 +2,7 @@
 //! them. Errors print as one line with a hint.
 
 mod admin;
+mod app;
 mod backup;
 mod bench;
 mod keyfile;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the relay server (SQLite and local files by default).
     Server(server::ServerArgs),
+    /// The app: this profile's own local process, serving a web UI and a
+    /// local API on 127.0.0.1 (keys never leave it).
+    App(app::AppArgs),
     /// Back up a running relay (SQLite): a consistent snapshot, its files and bootstrap secret, into a new data directory.
     Backup(backup::BackupArgs),
     /// Load generator: simulated clients with real keys against a running server.
@@ -178,6 +182,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::App(args) => app::run(args).await,
             Command::Backup(args) => backup::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Admin(cmd) => admin::run(cmd).await,

@@ -207,7 +207,7 @@ pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(content: &Content) -> String {
+pub(crate) fn describe(content: &Content) -> String {
     match content {
         Content::Text(t) => t.clone(),
         Content::Reply { text, .. } => format!("(reply) {text}"),

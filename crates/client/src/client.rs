@@ -116,6 +116,19 @@ impl Client {
             return Err(ClientError::NoProfile(dir.display().to_string()));
         }
         let lock = crate::profile_lock::ProfileLock::acquire(dir)?;
+        Self::open_holding(dir, passphrase, lock).await
+    }
+
+    /// [`Client::open`] with the profile's lock already held (the app takes
+    /// it when it starts, before anyone types the passphrase).
+    pub async fn open_holding(
+        dir: &Path,
+        passphrase: &str,
+        lock: crate::profile_lock::ProfileLock,
+    ) -> Result<Self, ClientError> {
+        if !dir.join("profile.json").exists() {
+            return Err(ClientError::NoProfile(dir.display().to_string()));
+        }
         let mut client = Self::open_unlocked(dir, passphrase).await?;
         if client.state.enrolling {
             client.close().await;

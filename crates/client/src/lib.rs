@@ -19,7 +19,7 @@ mod membership;
 mod outbox;
 mod own_keys;
 pub mod private_fs;
-mod profile_lock;
+pub mod profile_lock;
 mod receipts;
 mod receive;
 pub mod rules;

@@ -10,13 +10,13 @@ use crate::error::ClientError;
 
 /// Held while a [`crate::Client`] (or an enrolment) uses the profile.
 #[derive(Debug)]
-pub(crate) struct ProfileLock {
+pub struct ProfileLock {
     _file: File,
 }
 
 impl ProfileLock {
     /// Takes the profile's lock, or says which profile is busy.
-    pub(crate) fn acquire(dir: &Path) -> Result<Self, ClientError> {
+    pub fn acquire(dir: &Path) -> Result<Self, ClientError> {
         let path = dir.join("lock");
         let file = OpenOptions::new()
             .create(true)

@@ -1,0 +1,415 @@
+//! The local API (`/api/v1/…`) and the UI's files. Every API call names
+//! its caller (the UI's cookie, or a bearer token with scopes); writes from
+//! the UI carry its CSRF token; answers are JSON; message text is data,
+//! never markup (the UI sets it as text).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use strongroom_client::Client;
+use strongroom_crypto::content::Content;
+use strongroom_crypto::ids::ConversationId;
+
+use super::guard::{self, Caller};
+use super::{client_error, internal, App};
+
+const INDEX: &str = include_str!("ui/index.html");
+const SCRIPT: &str = include_str!("ui/app.js");
+const STYLE: &str = include_str!("ui/app.css");
+const OPENAPI: &str = include_str!("ui/openapi.json");
+
+pub fn router(_app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT) }))
+        .route("/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }))
+        .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .route("/api/v1/session", get(session))
+        .route("/api/v1/unlock", post(unlock))
+        .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/{id}/messages", get(messages).post(send))
+        .route("/api/v1/conversations/{id}/read", post(mark_read))
+        .route("/api/v1/direct", post(direct))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/events/ws", get(events_ws))
+        .fallback(|| async { guard::refuse(StatusCode::NOT_FOUND, "not_found", "no such page or API route") })
+}
+
+#[derive(Deserialize)]
+struct Launch {
+    k: Option<String>,
+}
+
+/// `/?k=SECRET` once: the cookie is set and the secret forgotten.
+async fn index(State(app): State<Arc<App>>, Query(q): Query<Launch>) -> Response {
+    if let Some(k) = q.k {
+        return match app.gate.open_session(&k) {
+            Some(id) => {
+                let cookie = format!("{}={id}; HttpOnly; SameSite=Strict; Path=/", guard::COOKIE);
+                ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+            }
+            None => guard::refuse(
+                StatusCode::UNAUTHORIZED,
+                "bad_launch_link",
+                "this sign-in link was used already or is wrong: open the one `strongroom app` printed, or restart it",
+            ),
+        };
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
+}
+
+/// The caller, or the refusal to send: 401 for nobody, 403 for a missing scope or CSRF token.
+fn authorise(app: &App, headers: &HeaderMap, scope: &str, write: bool) -> Result<Caller, Box<Response>> {
+    let caller = app.gate.caller(headers).ok_or_else(|| {
+        Box::new(guard::refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorised",
+            "sign in with the link `strongroom app` printed, or send a bearer token",
+        ))
+    })?;
+    if !caller.may(scope) {
+        return Err(Box::new(guard::refuse(
+            StatusCode::FORBIDDEN,
+            "scope",
+            &format!("this token lacks the {scope:?} scope"),
+        )));
+    }
+    if write && !guard::csrf_ok(&caller, headers) {
+        return Err(Box::new(guard::refuse(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token")));
+    }
+    Ok(caller)
+}
+
+fn locked() -> Response {
+    guard::refuse(StatusCode::LOCKED, "locked", "the profile is locked: unlock it with its passphrase first")
+}
+
+async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let caller = match authorise(&app, &headers, "read", false) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let mut guard = app.client.lock().await;
+    let (unlocked, username, retention) = match guard.as_mut() {
+        Some(c) => (true, Some(c.username().to_owned()), c.retention_enabled().await.ok()),
+        None => (false, None, None),
+    };
+    let csrf = match caller {
+        Caller::Ui { csrf } => Some(csrf),
+        Caller::Token { .. } => None,
+    };
+    Json(json!({"unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Unlock {
+    passphrase: String,
+}
+
+async fn unlock(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<Unlock>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let mut guard = app.client.lock().await;
+    if guard.is_some() {
+        return Json(json!({"unlocked": true})).into_response();
+    }
+    let Some(lock) = app.lock.lock().ok().and_then(|mut l| l.take()) else {
+        return internal("the profile lock is gone");
+    };
+    let passphrase = zeroize::Zeroizing::new(body.passphrase);
+    match Client::open_holding(&app.profile, &passphrase, lock).await {
+        Ok(client) => {
+            *guard = Some(client);
+            Json(json!({"unlocked": true})).into_response()
+        }
+        Err(e) => {
+            // Take the lock again (a failed unlock counted toward the
+            // security group's lockout and let it go).
+            match strongroom_client::profile_lock::ProfileLock::acquire(&app.profile) {
+                Ok(l) => {
+                    if let Ok(mut slot) = app.lock.lock() {
+                        *slot = Some(l);
+                    }
+                }
+                Err(busy) => return internal(format!("the profile was taken by another process: {busy}")),
+            }
+            let status = match &e {
+                strongroom_client::ClientError::WrongPassphrase => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            guard::refuse(status, "unlock_failed", &e.to_string())
+        }
+    }
+}
+
+async fn names(client: &Client, ids: Vec<strongroom_crypto::ids::UserId>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id.to_string()) {
+            e.insert(client.username_of(id).await.unwrap_or_else(|_| id.to_string()));
+        }
+    }
+    out
+}
+
+async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorise(&app, &headers, "read", false) {
+        return *r;
+    }
+    let guard = app.client.lock().await;
+    let Some(client) = guard.as_ref() else { return locked() };
+    let list = match client.conversations().await {
+        Ok(l) => l,
+        Err(e) => return client_error(e),
+    };
+    let states: HashMap<String, (u64, u64)> = client
+        .read_states()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.conversation.to_string(), (s.read_to, s.unread)))
+        .collect();
+    let view = client.view(None).await.unwrap_or_default();
+    let mut last: HashMap<String, &strongroom_client::ViewItem> = HashMap::new();
+    for item in &view {
+        last.insert(item.message.conversation.to_string(), item);
+    }
+    let ids: Vec<_> = list.iter().flat_map(|c| c.members.iter().map(|m| m.user_id)).collect();
+    let people = names(client, ids).await;
+    let me = client.user_id().to_string();
+    let mut out: Vec<Value> = list
+        .iter()
+        .map(|c| {
+            let id = c.id.to_string();
+            let others: Vec<&String> = c
+                .members
+                .iter()
+                .map(|m| m.user_id.to_string())
+                .filter(|u| *u != me)
+                .filter_map(|u| people.get(&u))
+                .collect();
+            let title = if others.is_empty() {
+                "Note to self".to_owned()
+            } else {
+                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            };
+            let l = last.get(&id);
+            json!({
+                "id": id,
+                "kind": c.kind,
+                "title": title,
+                "last_text": l.map(|i| crate::user::describe(&i.message.content)),
+                "last_at": l.map(|i| i.message.timestamp),
+                "unread": states.get(&id).map(|s| s.1).unwrap_or(0),
+            })
+        })
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.get("last_at").and_then(|v| v.as_u64()).unwrap_or(0)));
+    Json(json!({"conversations": out})).into_response()
+}
+
+fn conversation_id(id: &str) -> Result<ConversationId, Box<Response>> {
+    ConversationId::parse_hex(id)
+        .ok_or_else(|| Box::new(guard::refuse(StatusCode::BAD_REQUEST, "bad_id", "a conversation id is 32 hex digits")))
+}
+
+async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let caller = match authorise(&app, &headers, "read", false) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let conversation = match conversation_id(&id) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let guard = app.client.lock().await;
+    let Some(client) = guard.as_ref() else { return locked() };
+    let view = match client.view(Some(conversation)).await {
+        Ok(v) => v,
+        Err(e) => return client_error(e),
+    };
+    // Shown to a person: burn-on-read clocks start now.
+    if matches!(caller, Caller::Ui { .. }) {
+        let ids: Vec<_> = view.iter().map(|i| i.message.message_id).collect();
+        let _ = client.mark_displayed(&ids).await;
+    }
+    let ids: Vec<_> = view.iter().map(|i| i.message.sender).collect();
+    let people = names(client, ids).await;
+    let me = client.user_id();
+    let list: Vec<Value> = view
+        .iter()
+        .map(|i| {
+            let m = &i.message;
+            json!({
+                "id": m.message_id.to_string(),
+                "seq": m.seq,
+                "sender": m.sender.to_string(),
+                "sender_name": people.get(&m.sender.to_string()),
+                "mine": m.sender == me,
+                "at": m.timestamp,
+                "text": crate::user::describe(&m.content),
+                "edited": i.edited,
+                "delivered": m.seq > 0,
+                "read_by": i.read_by.iter().filter(|u| **u != me).count(),
+            })
+        })
+        .collect();
+    Json(json!({"messages": list})).into_response()
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    text: String,
+    #[serde(default)]
+    burn_on_read_secs: u32,
+    #[serde(default)]
+    ttl_secs: u32,
+}
+
+async fn send(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<SendBody>,
+) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let conversation = match conversation_id(&id) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if body.text.trim().is_empty() {
+        return guard::refuse(StatusCode::BAD_REQUEST, "empty", "there is nothing to send");
+    }
+    let mut guard = app.client.lock().await;
+    let Some(client) = guard.as_mut() else { return locked() };
+    match client.send_timed(conversation, &Content::Text(body.text), body.ttl_secs, body.burn_on_read_secs).await {
+        Ok(a) => {
+            app.changed.send_modify(|n| *n += 1);
+            Json(json!({"message_id": a.message_id.to_string(), "seq": a.seq, "queued": a.seq == 0})).into_response()
+        }
+        Err(e) => client_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    up_to: u64,
+}
+
+async fn mark_read(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<ReadBody>,
+) -> Response {
+    if let Err(r) = authorise(&app, &headers, "read", true) {
+        return *r;
+    }
+    let conversation = match conversation_id(&id) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let guard = app.client.lock().await;
+    let Some(client) = guard.as_ref() else { return locked() };
+    match client.mark_read(conversation, body.up_to).await {
+        Ok(at) => Json(json!({"read_to": at})).into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DirectBody {
+    username: String,
+}
+
+async fn direct(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<DirectBody>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let mut guard = app.client.lock().await;
+    let Some(client) = guard.as_mut() else { return locked() };
+    match client.direct_with(body.username.trim()).await {
+        Ok(id) => Json(json!({"conversation": id.to_string()})).into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: u64,
+}
+
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<After>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "read", false) {
+        return *r;
+    }
+    let guard = app.client.lock().await;
+    let Some(client) = guard.as_ref() else { return locked() };
+    match client.events(q.after, 500).await {
+        Ok(list) => Json(
+            json!({"events": list.iter().map(|e| json!({"id": e.id, "at": e.at, "kind": e.kind})).collect::<Vec<_>>()}),
+        )
+        .into_response(),
+        Err(e) => client_error(e),
+    }
+}
+
+/// The event log from a cursor, then each new event as it is logged.
+async fn events_ws(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<After>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !guard::origin_ok(&headers, app.port) {
+        return guard::refuse(StatusCode::FORBIDDEN, "bad_origin", "this WebSocket is for pages this app serves");
+    }
+    if let Err(r) = authorise(&app, &headers, "read", false) {
+        return *r;
+    }
+    ws.on_upgrade(move |socket| stream_events(app, socket, q.after))
+}
+
+async fn stream_events(app: Arc<App>, mut socket: WebSocket, mut after: u64) {
+    let mut changed = app.changed.subscribe();
+    loop {
+        let batch = {
+            let guard = app.client.lock().await;
+            match guard.as_ref() {
+                Some(c) => c.events(after, 500).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        for e in &batch {
+            after = e.id;
+            let text = json!({"id": e.id, "at": e.at, "kind": e.kind}).to_string();
+            if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+            m = socket.recv() => match m {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,149 @@
+// The Strongroom app's page. Everything it shows comes from this process's
+// local API; message text is always set as text, never as markup.
+"use strict";
+
+const state = { csrf: null, current: null, me: null, refreshing: false, again: false };
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  let data = null;
+  try { data = await r.json(); } catch (_) { data = null; }
+  if (!r.ok) { const e = new Error((data && data.message) || r.statusText); e.status = r.status; throw e; }
+  return data;
+}
+
+function show(id) {
+  for (const s of ["signed-out", "locked", "chat"]) $(s).hidden = s !== id;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function day(ms) { return new Date(ms).toLocaleDateString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" }); }
+function time(ms) { return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }); }
+
+async function start() {
+  let s;
+  try { s = await api("GET", "/api/v1/session"); } catch (e) { show("signed-out"); return; }
+  state.csrf = s.csrf;
+  if (!s.unlocked) { show("locked"); $("passphrase").focus(); return; }
+  state.me = s.username;
+  $("me").textContent = s.username ? "— " + s.username : "";
+  $("retention").hidden = s.retention !== true;
+  show("chat");
+  await refresh();
+  listen();
+}
+
+$("unlock-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("unlock-error").textContent = "";
+  $("unlock").disabled = true;
+  try {
+    await api("POST", "/api/v1/unlock", { passphrase: $("passphrase").value });
+    $("passphrase").value = "";
+    await start();
+  } catch (e) {
+    $("unlock-error").textContent = e.message;
+  } finally {
+    $("unlock").disabled = false;
+  }
+});
+
+$("new-chat").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const r = await api("POST", "/api/v1/direct", { username: $("new-chat-user").value });
+    $("new-chat-user").value = "";
+    state.current = r.conversation;
+    await refresh();
+  } catch (e) { $("send-error").textContent = e.message; }
+});
+
+$("composer").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("text").value;
+  if (!text.trim() || !state.current) return;
+  $("send-error").textContent = "";
+  try {
+    await api("POST", "/api/v1/conversations/" + state.current + "/messages", { text, burn_on_read_secs: Number($("burn").value) });
+    $("text").value = "";
+    await refresh();
+  } catch (e) { $("send-error").textContent = e.message; }
+});
+
+async function refresh() {
+  // One refresh at a time; events during one ask for another.
+  if (state.refreshing) { state.again = true; return; }
+  state.refreshing = true;
+  try {
+    do {
+      state.again = false;
+      const list = await api("GET", "/api/v1/conversations");
+      renderList(list.conversations);
+      if (state.current) await renderConversation(list.conversations.find((c) => c.id === state.current));
+    } while (state.again);
+  } catch (e) {
+    $("relay-state").textContent = e.message;
+  } finally {
+    state.refreshing = false;
+  }
+}
+
+function renderList(conversations) {
+  const ul = $("conversations");
+  ul.replaceChildren();
+  for (const c of conversations) {
+    const li = el("li", c.id === state.current ? "active" : "");
+    li.dataset.id = c.id;
+    li.append(el("strong", "", c.title));
+    if (c.unread > 0) li.append(el("span", "unread", String(c.unread)));
+    li.append(el("div", "last", c.last_text || ""));
+    if (c.last_at) li.title = day(c.last_at) + " " + time(c.last_at);
+    li.addEventListener("click", () => { state.current = c.id; refresh(); });
+    ul.append(li);
+  }
+}
+
+async function renderConversation(c) {
+  $("title").textContent = c ? c.title : "";
+  $("composer").hidden = !c;
+  if (!c) return;
+  const r = await api("GET", "/api/v1/conversations/" + c.id + "/messages");
+  const ol = $("timeline");
+  ol.replaceChildren();
+  let lastDay = null;
+  let top = 0;
+  for (const m of r.messages) {
+    const d = day(m.at);
+    if (d !== lastDay) { ol.append(el("li", "day", d)); lastDay = d; }
+    const li = el("li", m.mine ? "mine" : "");
+    li.dataset.id = m.id;
+    li.append(el("div", "meta", (m.mine ? "You" : (m.sender_name || m.sender)) + " · " + time(m.at)));
+    li.append(el("div", "bubble", m.text));
+    let status = "";
+    if (m.mine) status = m.read_by > 0 ? "Read" : m.delivered ? "Delivered" : "Queued: sends when the relay is back";
+    if (m.edited) status = (status ? status + " · " : "") + "edited";
+    if (status) li.append(el("div", "meta status", status));
+    ol.append(li);
+    top = Math.max(top, m.seq);
+  }
+  ol.scrollTop = ol.scrollHeight;
+  if (top > 0) { try { await api("POST", "/api/v1/conversations/" + c.id + "/read", { up_to: top }); } catch (_) { /* shown next refresh */ } }
+}
+
+function listen() {
+  const ws = new WebSocket("ws://" + location.host + "/api/v1/events/ws");
+  ws.onmessage = () => refresh();
+  ws.onopen = () => { $("relay-state").textContent = ""; };
+  ws.onclose = () => { $("relay-state").textContent = "reconnecting…"; setTimeout(listen, 2000); };
+}
+
+start();
