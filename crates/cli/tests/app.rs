@@ -38,7 +38,10 @@ fn start_app(profile: &std::path::Path) -> AppProc {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading whatever else it prints.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let url = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap_or_else(|| panic!("{line}"));
     let rest = url.trim_start_matches("http://127.0.0.1:");
     let (port, query) = rest.split_once('/').unwrap();
@@ -223,4 +226,114 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     drop(app);
     let read = cli(&["read", "--profile", s(&dir.join("alice")), "--json"]);
     assert!(read.status.success(), "the CLI works once the app stops: {}", String::from_utf8_lossy(&read.stderr));
+}
+
+/// Two apps in one headless Chromium, a tab each: Alice enrols from the
+/// app's first page (checking the network's name and fingerprint), Bob
+/// unlocks his; they chat live; a burn-on-read message is gone afterwards
+/// from both pages and from Chromium's profile directory. Screenshots go to
+/// `$CARGO_TARGET_TMPDIR/app-screenshots/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_in_a_real_browser_enrol_unlock_and_chat() {
+    let dir = temp_dir("app-browser");
+    let chromium_profile = dir.join("chromium");
+    let Some(mut b) = common::browser::Browser::start("app-screenshots", Some(&chromium_profile)).await else { return };
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (_, admin_invite) = create_network(&server, &dir, "acme");
+    let bob = strongroom_client::Client::enrol(&dir.join("bob"), "bob passphrase", &admin_invite, "bob", PASSWORD)
+        .await
+        .unwrap();
+    let invite = bob.create_invite(false).await.unwrap().invite;
+    bob.close().await;
+
+    let alice_app = start_app(&dir.join("alice"));
+    let bob_app = start_app(&dir.join("bob"));
+
+    // Alice: the first page enrols her.
+    b.go(&format!("http://127.0.0.1:{}/?k={}", alice_app.port, alice_app.secret)).await;
+    let alice_tab = b.tab().await;
+    b.wait_for("Join your organisation").await;
+    b.typ("#invite", &invite).await;
+    b.click("#check-invite").await;
+    b.wait_for("acme").await;
+    let shown = b.text(&b.find("#network-fingerprint").await).await;
+    assert!(!shown.is_empty(), "the fingerprint is shown before joining");
+    b.shot("enrol").await;
+    b.typ("#enrol-username", "alice").await;
+    b.typ("#enrol-password", PASSWORD).await;
+    b.typ("#enrol-passphrase", "alice passphrase").await;
+    b.click("#enrol-submit").await;
+    b.wait_for("— alice").await;
+
+    // Bob: his tab, his app, locked until his passphrase.
+    let bob_tab = b.new_tab().await;
+    b.go(&format!("http://127.0.0.1:{}/?k={}", bob_app.port, bob_app.secret)).await;
+    b.wait_for("Unlock").await;
+    b.typ("#passphrase", "not bob's passphrase").await;
+    b.click("#unlock").await;
+    b.wait_for("wrong passphrase").await;
+    b.typ("#passphrase", "bob passphrase").await;
+    b.shot("unlock").await;
+    b.click("#unlock").await;
+    b.wait_for("— bob").await;
+
+    // Alice starts the chat and writes; Bob sees it without reloading.
+    b.switch_to(&alice_tab).await;
+    b.typ("#new-chat-user", "bob").await;
+    b.click("#new-chat button").await;
+    b.wait_for("<h2 id=\"title\">bob</h2>").await;
+    b.typ("#text", "<b>hello</b> from Alice's app").await;
+    b.click("#send").await;
+    b.wait_for("Delivered").await;
+    b.switch_to(&bob_tab).await;
+    let chats = b.wait_for("&lt;b&gt;hello&lt;/b&gt; from Alice").await;
+    assert!(!chats.contains("<b>hello</b>"), "markup in a message is shown as text");
+    b.click("#conversations li").await;
+    b.wait_for("<h2 id=\"title\">alice</h2>").await;
+    b.typ("#text", "hi Alice, got it").await;
+    b.click("#send").await;
+    b.shot("bob-chat").await;
+    b.switch_to(&alice_tab).await;
+    b.wait_for("hi Alice, got it").await;
+    b.shot("alice-chat").await;
+
+    // Burn on read: ten seconds after Bob's page shows it, it is gone everywhere.
+    let secret = "the vault code is 7319";
+    let burn = b.find("#burn option[value='10']").await;
+    b.click_el(&burn).await;
+    b.typ("#text", secret).await;
+    b.click("#send").await;
+    b.switch_to(&bob_tab).await;
+    b.wait_for(secret).await;
+    b.shot("burn-shown").await;
+    let gone = |src: &str| !src.contains(secret);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    for tab in [&bob_tab, &alice_tab] {
+        b.switch_to(tab).await;
+        while !gone(&b.source().await) {
+            assert!(std::time::Instant::now() < deadline, "the burnt message is still on the page of tab {tab}");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    b.shot("burnt").await;
+    b.quit().await;
+    drop(b);
+    // Nothing of it in Chromium's files either (no-store: nothing cached).
+    let mut stack = vec![chromium_profile.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "the burnt text is in Chromium's {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    drop(alice_app);
+    drop(bob_app);
 }

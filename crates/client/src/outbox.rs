@@ -341,13 +341,18 @@ impl Client {
         if *stored {
             return Ok(());
         }
+        // The sender's own copy burns too, from its first display here:
+        // every device enforces the timer, the sending one included.
+        let (_, rules) = self.known_settings().await?;
+        let (_, burn_secs) =
+            crate::rules::timers::effective(out.requested, out.defaults, rules.max_ttl_secs, rules.max_bor_secs);
         let row = StoredRow {
             message_id: *out.message_id.as_bytes(),
             conversation: *out.conversation.as_bytes(),
             seq: 0,
             sender: *self.user_id().as_bytes(),
             timestamp: out.timestamp,
-            burn_secs: 0,
+            burn_secs,
             sealed: Vec::new(),
             countable: false,
         };

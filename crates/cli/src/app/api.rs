@@ -34,6 +34,8 @@ pub fn router(_app: Arc<App>) -> Router<Arc<App>> {
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/api/v1/session", get(session))
         .route("/api/v1/unlock", post(unlock))
+        .route("/api/v1/invite", post(preview_invite))
+        .route("/api/v1/enrol", post(enrol))
         .route("/api/v1/conversations", get(conversations))
         .route("/api/v1/conversations/{id}/messages", get(messages).post(send))
         .route("/api/v1/conversations/{id}/read", post(mark_read))
@@ -53,7 +55,7 @@ async fn index(State(app): State<Arc<App>>, Query(q): Query<Launch>) -> Response
     if let Some(k) = q.k {
         return match app.gate.open_session(&k) {
             Some(id) => {
-                let cookie = format!("{}={id}; HttpOnly; SameSite=Strict; Path=/", guard::COOKIE);
+                let cookie = format!("{}={id}; HttpOnly; SameSite=Strict; Path=/", guard::cookie_name(app.port));
                 ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
             }
             None => guard::refuse(
@@ -106,7 +108,11 @@ async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Caller::Ui { csrf } => Some(csrf),
         Caller::Token { .. } => None,
     };
-    Json(json!({"unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf})).into_response()
+    let enrolled = app.profile.join("profile.json").exists();
+    Json(
+        json!({"enrolled": enrolled, "unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf}),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -147,6 +153,99 @@ async fn unlock(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Jso
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             guard::refuse(status, "unlock_failed", &e.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    invite: String,
+}
+
+/// What an invite leads to: the network's name and key fingerprint, as the
+/// server states them and checked against the invite.
+async fn preview_invite(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<InviteBody>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let invite = match strongroom_wire::Invite::parse(&body.invite) {
+        Ok(i) => i,
+        Err(why) => return guard::refuse(StatusCode::BAD_REQUEST, "bad_invite", why),
+    };
+    let network = strongroom_crypto::ids::NetworkId::from_bytes(invite.network_id);
+    let url = format!("{}/v1/networks/{network}", invite.server_url.trim_end_matches('/'));
+    let info: strongroom_wire::NetworkInfo = match reqwest::get(&url).await {
+        Ok(r) if r.status().is_success() => match r.json().await {
+            Ok(i) => i,
+            Err(e) => return guard::refuse(StatusCode::BAD_GATEWAY, "bad_server", &e.to_string()),
+        },
+        Ok(r) => {
+            return guard::refuse(
+                StatusCode::BAD_GATEWAY,
+                "unknown_network",
+                &format!("the server answered {}", r.status()),
+            )
+        }
+        Err(e) => {
+            return guard::refuse(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                &format!("cannot reach {}: {e}", invite.server_url),
+            )
+        }
+    };
+    let key = <[u8; 32]>::try_from(info.network_public.0.as_slice())
+        .ok()
+        .and_then(|k| strongroom_crypto::keys::VerifyingKey::from_bytes(k).ok());
+    let Some(key) = key else {
+        return guard::refuse(StatusCode::BAD_GATEWAY, "bad_key", "the server sent an unusable network key");
+    };
+    let fingerprint = strongroom_crypto::certs::NetworkFingerprint::of(&key);
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(&fingerprint.as_bytes()[..], &invite.network_fingerprint[..])) {
+        return guard::refuse(
+            StatusCode::CONFLICT,
+            "fingerprint_mismatch",
+            "the server's network key does not match the invite: do not use this server",
+        );
+    }
+    Json(json!({"network": info.name, "fingerprint": fingerprint.to_string(), "server": invite.server_url}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct EnrolBody {
+    invite: String,
+    username: String,
+    passphrase: String,
+    password: String,
+}
+
+async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<EnrolBody>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let mut guard = app.client.lock().await;
+    if guard.is_some() {
+        return guard::refuse(StatusCode::CONFLICT, "enrolled", "this profile is enrolled already");
+    }
+    // Enrolment takes the profile's lock itself: handed over, then taken back on failure.
+    if let Ok(mut slot) = app.lock.lock() {
+        slot.take();
+    }
+    let (passphrase, password) = (zeroize::Zeroizing::new(body.passphrase), zeroize::Zeroizing::new(body.password));
+    let result = Client::enrol(&app.profile, &passphrase, body.invite.trim(), body.username.trim(), &password).await;
+    match result {
+        Ok(client) => {
+            *guard = Some(client);
+            Json(json!({"unlocked": true})).into_response()
+        }
+        Err(e) => {
+            if let Ok(l) = strongroom_client::profile_lock::ProfileLock::acquire(&app.profile) {
+                if let Ok(mut slot) = app.lock.lock() {
+                    *slot = Some(l);
+                }
+            }
+            client_error(e)
         }
     }
 }

@@ -15,8 +15,11 @@ use subtle::ConstantTimeEq;
 /// Scopes a bearer token may hold.
 pub const SCOPES: [&str; 2] = ["read", "send"];
 
-/// The session cookie's name.
-pub const COOKIE: &str = "sr_app";
+/// The session cookie's name, per port: browsers keep cookies per host, not
+/// per port, so two apps (two profiles) on 127.0.0.1 must not share one.
+pub fn cookie_name(port: u16) -> String {
+    format!("sr_app_{port}")
+}
 
 pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -133,15 +136,17 @@ pub fn create_token(profile: &Path, name: &str, scopes: &[String]) -> anyhow::Re
 
 /// The launch secret, the sessions it opened, and the profile's tokens.
 pub struct Gate {
+    cookie: String,
     launch: std::sync::Mutex<Option<String>>,
     sessions: std::sync::Mutex<HashMap<String, Session>>,
     profile: PathBuf,
 }
 
 impl Gate {
-    pub fn new(profile: &Path) -> (Self, String) {
+    pub fn new(profile: &Path, port: u16) -> (Self, String) {
         let secret = random_hex(32);
         let gate = Self {
+            cookie: cookie_name(port),
             launch: std::sync::Mutex::new(Some(sha256_hex(&secret))),
             sessions: std::sync::Mutex::new(HashMap::new()),
             profile: profile.to_owned(),
@@ -180,7 +185,7 @@ impl Gate {
         let cookies = headers.get_all(header::COOKIE);
         for c in cookies.iter().filter_map(|c| c.to_str().ok()) {
             for part in c.split(';') {
-                if let Some(id) = part.trim().strip_prefix(&format!("{COOKIE}=")) {
+                if let Some(id) = part.trim().strip_prefix(&format!("{}=", self.cookie)) {
                     let sessions = self.sessions.lock().ok()?;
                     if let Some(s) = sessions.get(&sha256_hex(id)) {
                         return Some(Caller::Ui { csrf: s.csrf.clone() });

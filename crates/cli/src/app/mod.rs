@@ -80,6 +80,9 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
     if let Some(AppCommand::Token(cmd)) = args.cmd {
         return tokens(&args.profile, cmd);
     }
+    // A new profile is enrolled from the app's first page.
+    strongroom_client::private_fs::private_dir(&args.profile)
+        .with_context(|| format!("cannot use {} as a profile directory", args.profile.display()))?;
     let lock = ProfileLock::acquire(&args.profile).map_err(|e| match e {
         strongroom_client::ClientError::ProfileBusy(_) => anyhow::anyhow!(
             "another Strongroom process (an app or a CLI command) is using the profile {}: close it first",
@@ -87,17 +90,11 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
         ),
         other => anyhow::anyhow!(other),
     })?;
-    anyhow::ensure!(
-        args.profile.join("profile.json").exists(),
-        "no profile in {}: enrol first with `strongroom enrol --profile {} --invite CODE --username NAME`",
-        args.profile.display(),
-        args.profile.display()
-    );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let port = listener.local_addr()?.port();
-    let (gate, secret) = guard::Gate::new(&args.profile);
+    let (gate, secret) = guard::Gate::new(&args.profile, port);
     let (changed, _) = tokio::sync::watch::channel(0);
     let app = Arc::new(App {
         profile: args.profile.clone(),
@@ -108,8 +105,14 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
         changed,
     });
     let url = format!("http://127.0.0.1:{port}/?k={secret}");
-    println!("Strongroom app for {} at {url}", args.profile.display());
-    println!("(open it once: the link signs this browser in; anyone else gets 401)");
+    // Whoever reads stdout may stop reading: the app goes on regardless.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "Strongroom app for {} at {url}", args.profile.display());
+        let _ = writeln!(out, "(open it once: the link signs this browser in; anyone else gets 401)");
+        let _ = out.flush();
+    }
     if !args.no_open {
         let _ = std::process::Command::new("xdg-open")
             .arg(&url)

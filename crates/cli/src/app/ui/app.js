@@ -16,7 +16,7 @@ async function api(method, path, body) {
 }
 
 function show(id) {
-  for (const s of ["signed-out", "locked", "chat"]) $(s).hidden = s !== id;
+  for (const s of ["signed-out", "enrol", "locked", "chat"]) $(s).hidden = s !== id;
 }
 
 function el(tag, cls, text) {
@@ -33,6 +33,7 @@ async function start() {
   let s;
   try { s = await api("GET", "/api/v1/session"); } catch (e) { show("signed-out"); return; }
   state.csrf = s.csrf;
+  if (!s.enrolled && !s.unlocked) { show("enrol"); $("invite").focus(); return; }
   if (!s.unlocked) { show("locked"); $("passphrase").focus(); return; }
   state.me = s.username;
   $("me").textContent = s.username ? "— " + s.username : "";
@@ -40,6 +41,8 @@ async function start() {
   show("chat");
   await refresh();
   listen();
+  // Timers run out without an event: look again every few seconds.
+  setInterval(refresh, 3000);
 }
 
 $("unlock-form").addEventListener("submit", async (ev) => {
@@ -55,6 +58,33 @@ $("unlock-form").addEventListener("submit", async (ev) => {
   } finally {
     $("unlock").disabled = false;
   }
+});
+
+$("invite-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("enrol-error").textContent = "";
+  try {
+    const n = await api("POST", "/api/v1/invite", { invite: $("invite").value });
+    $("network-name").textContent = n.network;
+    $("network-fingerprint").textContent = n.fingerprint;
+    $("network").hidden = false;
+    $("enrol-username").focus();
+  } catch (e) { $("network").hidden = true; $("enrol-error").textContent = e.message; }
+});
+
+$("enrol-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("enrol-error").textContent = "";
+  $("enrol-submit").disabled = true;
+  try {
+    await api("POST", "/api/v1/enrol", {
+      invite: $("invite").value, username: $("enrol-username").value,
+      passphrase: $("enrol-passphrase").value, password: $("enrol-password").value,
+    });
+    $("enrol-passphrase").value = ""; $("enrol-password").value = "";
+    await start();
+  } catch (e) { $("enrol-error").textContent = e.message; }
+  finally { $("enrol-submit").disabled = false; }
 });
 
 $("new-chat").addEventListener("submit", async (ev) => {
