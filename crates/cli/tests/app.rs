@@ -295,6 +295,8 @@ async fn two_apps_in_a_real_browser_enrol_unlock_and_chat() {
     b.shot("bob-chat").await;
     b.switch_to(&alice_tab).await;
     b.wait_for("hi Alice, got it").await;
+    // Bob's page showed Alice's message: a read receipt came back.
+    b.wait_for(">Read<").await;
     b.shot("alice-chat").await;
 
     // Burn on read: ten seconds after Bob's page shows it, it is gone everywhere.

@@ -330,16 +330,19 @@ async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let guard = app.client.lock().await;
-    let Some(client) = guard.as_ref() else { return locked() };
+    let mut guard = app.client.lock().await;
+    let Some(client) = guard.as_mut() else { return locked() };
     let view = match client.view(Some(conversation)).await {
         Ok(v) => v,
         Err(e) => return client_error(e),
     };
-    // Shown to a person: burn-on-read clocks start now.
+    // Shown to a person: burn-on-read clocks start now, and the senders get
+    // read receipts (if the security group allows them).
     if matches!(caller, Caller::Ui { .. }) {
         let ids: Vec<_> = view.iter().map(|i| i.message.message_id).collect();
         let _ = client.mark_displayed(&ids).await;
+        let shown: Vec<_> = view.iter().map(|i| i.message.clone()).collect();
+        let _ = client.send_read_receipts(&shown, strongroom_retention::now_ms(), true).await;
     }
     let ids: Vec<_> = view.iter().map(|i| i.message.sender).collect();
     let people = names(client, ids).await;

@@ -116,9 +116,13 @@ async function refresh() {
   try {
     do {
       state.again = false;
-      const list = await api("GET", "/api/v1/conversations");
+      let list = await api("GET", "/api/v1/conversations");
+      if (state.current) {
+        await renderConversation(list.conversations.find((c) => c.id === state.current));
+        // Read now: the list shows it so.
+        list = await api("GET", "/api/v1/conversations");
+      }
       renderList(list.conversations);
-      if (state.current) await renderConversation(list.conversations.find((c) => c.id === state.current));
     } while (state.again);
   } catch (e) {
     $("relay-state").textContent = e.message;
