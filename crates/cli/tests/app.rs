@@ -56,7 +56,7 @@ fn http() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let dir = temp_dir("app");
-    let server = ServerProc::start(&dir.join("data"), &[]);
+    let mut server = ServerProc::start(&dir.join("data"), &[]);
     let (alice, mut bob) = two_clients(&dir, &server).await;
     let to_alice = bob.direct_with("alice").await.unwrap();
     bob.send_text(to_alice, "before the app").await.unwrap();
@@ -211,6 +211,31 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
         }
         assert!(tokio::time::Instant::now() < deadline, "bob's message is not in the timeline: {texts:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The relay goes down: a send is kept and queued, and goes when it is back.
+    server.stop();
+    let r: Value = h
+        .post(format!("{base}/api/v1/conversations/{direct_id}/messages"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({"text": "sent while the relay was down"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["queued"], true, "{r}");
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = bob.sync().await.unwrap();
+        if got.received.iter().any(|m| m.content == Content::Text("sent while the relay was down".into())) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queued message never went out");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     // One process per profile: a second app and the CLI are told why.
