@@ -364,3 +364,68 @@ async fn two_apps_in_a_real_browser_enrol_unlock_and_chat() {
     drop(alice_app);
     drop(bob_app);
 }
+
+/// A new device linked from the app's first page: it shows a code, the
+/// primary device approves it, and the app is that account's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_links_a_new_device_approved_by_the_primary() {
+    let dir = temp_dir("app-link");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, _bob) = two_clients(&dir, &server).await;
+    let app = start_app(&dir.join("alice-laptop"));
+    let base = format!("http://127.0.0.1:{}", app.port);
+    let h = http();
+    let r = h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let session: Value =
+        h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    assert_eq!((session["enrolled"].clone(), session["unlocked"].clone()), (json!(false), json!(false)));
+    let csrf = session["csrf"].as_str().unwrap().to_owned();
+    let body = json!({
+        "server": server.url, "network": alice.network_id().to_string(), "username": "alice",
+        "password": PASSWORD, "passphrase": "laptop passphrase",
+    });
+    let bad = h
+        .post(format!("{base}/api/v1/link"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({"server": server.url, "network": "nothex", "username": "alice", "password": "x", "passphrase": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r: Value = h
+        .post(format!("{base}/api/v1/link"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = r["code"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned();
+    alice.approve_link(&code).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s: Value = h
+            .get(format!("{base}/api/v1/session"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["unlocked"] == true {
+            assert_eq!(s["username"], "alice");
+            break;
+        }
+        assert!(s["link_error"].is_null(), "{s}");
+        assert!(tokio::time::Instant::now() < deadline, "never linked: {s}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let list = h.get(format!("{base}/api/v1/conversations")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(list.status(), 200);
+}

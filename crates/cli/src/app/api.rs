@@ -36,6 +36,7 @@ pub fn router(_app: Arc<App>) -> Router<Arc<App>> {
         .route("/api/v1/unlock", post(unlock))
         .route("/api/v1/invite", post(preview_invite))
         .route("/api/v1/enrol", post(enrol))
+        .route("/api/v1/link", post(link))
         .route("/api/v1/conversations", get(conversations))
         .route("/api/v1/conversations/{id}/messages", get(messages).post(send))
         .route("/api/v1/conversations/{id}/read", post(mark_read))
@@ -109,9 +110,16 @@ async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Caller::Token { .. } => None,
     };
     let enrolled = app.profile.join("profile.json").exists();
-    Json(
-        json!({"enrolled": enrolled, "unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf}),
-    )
+    let linking = app.linking.lock().ok().and_then(|l| l.clone());
+    let (link_code, link_error) = match linking {
+        Some(Ok(code)) if !unlocked => (Some(code), None),
+        Some(Err(why)) => (None, Some(why)),
+        _ => (None, None),
+    };
+    Json(json!({
+        "enrolled": enrolled, "unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf,
+        "link_code": link_code, "link_error": link_error,
+    }))
     .into_response()
 }
 
@@ -248,6 +256,69 @@ async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json
             client_error(e)
         }
     }
+}
+
+#[derive(Deserialize)]
+struct LinkBody {
+    server: String,
+    network: String,
+    username: String,
+    password: String,
+    passphrase: String,
+}
+
+/// Links this new device to an existing account: shows a code for the
+/// account's primary device to approve (`strongroom link approve`), then
+/// waits for it in the background (ten minutes).
+async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<LinkBody>) -> Response {
+    if let Err(r) = authorise(&app, &headers, "send", true) {
+        return *r;
+    }
+    let Some(network) = strongroom_crypto::ids::NetworkId::parse_hex(body.network.trim()) else {
+        return guard::refuse(StatusCode::BAD_REQUEST, "bad_network", "a network id is 32 hex digits");
+    };
+    if app.client.lock().await.is_some() || app.profile.join("profile.json").exists() {
+        return guard::refuse(StatusCode::CONFLICT, "enrolled", "this profile already belongs to a device");
+    }
+    // Linking takes the profile's lock itself.
+    if let Ok(mut slot) = app.lock.lock() {
+        slot.take();
+    }
+    let passphrase = zeroize::Zeroizing::new(body.passphrase);
+    let password = zeroize::Zeroizing::new(body.password);
+    let pending =
+        Client::link_begin(&app.profile, &passphrase, body.server.trim(), network, body.username.trim(), &password)
+            .await;
+    let pending = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            if let Ok(l) = strongroom_client::profile_lock::ProfileLock::acquire(&app.profile) {
+                if let Ok(mut slot) = app.lock.lock() {
+                    *slot = Some(l);
+                }
+            }
+            return client_error(e);
+        }
+    };
+    let code = pending.code().to_string();
+    if let Ok(mut l) = app.linking.lock() {
+        *l = Some(Ok(code.clone()));
+    }
+    let waiting = app.clone();
+    tokio::spawn(async move {
+        match pending.wait(std::time::Duration::from_secs(600)).await {
+            Ok(client) => {
+                *waiting.client.lock().await = Some(client);
+                waiting.changed.send_modify(|n| *n += 1);
+            }
+            Err(e) => {
+                if let Ok(mut l) = waiting.linking.lock() {
+                    *l = Some(Err(e.to_string()));
+                }
+            }
+        }
+    });
+    Json(json!({"code": code})).into_response()
 }
 
 async fn names(client: &Client, ids: Vec<strongroom_crypto::ids::UserId>) -> HashMap<String, String> {

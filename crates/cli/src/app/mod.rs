@@ -74,6 +74,8 @@ pub struct App {
     pub(crate) lock: std::sync::Mutex<Option<ProfileLock>>,
     /// Rung when new events are logged.
     pub(crate) changed: tokio::sync::watch::Sender<u64>,
+    /// A link of this new device waiting for approval: its code, or why it failed.
+    pub(crate) linking: std::sync::Mutex<Option<Result<String, String>>>,
 }
 
 pub async fn run(args: AppArgs) -> anyhow::Result<()> {
@@ -103,6 +105,7 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
         client: tokio::sync::Mutex::new(None),
         lock: std::sync::Mutex::new(Some(lock)),
         changed,
+        linking: std::sync::Mutex::new(None),
     });
     let url = format!("http://127.0.0.1:{port}/?k={secret}");
     // Whoever reads stdout may stop reading: the app goes on regardless.

@@ -33,6 +33,12 @@ async function start() {
   let s;
   try { s = await api("GET", "/api/v1/session"); } catch (e) { show("signed-out"); return; }
   state.csrf = s.csrf;
+  if (s.link_error) { $("enrol-error").textContent = s.link_error; }
+  if (s.link_code) {
+    show("enrol"); $("link-box").open = true; $("link-code").textContent = s.link_code; $("link-wait").hidden = false;
+    setTimeout(start, 1000);
+    return;
+  }
   if (!s.enrolled && !s.unlocked) { show("enrol"); $("invite").focus(); return; }
   if (!s.unlocked) { show("locked"); $("passphrase").focus(); return; }
   state.me = s.username;
@@ -85,6 +91,21 @@ $("enrol-form").addEventListener("submit", async (ev) => {
     await start();
   } catch (e) { $("enrol-error").textContent = e.message; }
   finally { $("enrol-submit").disabled = false; }
+});
+
+$("link-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("enrol-error").textContent = "";
+  $("link-submit").disabled = true;
+  try {
+    await api("POST", "/api/v1/link", {
+      server: $("link-server").value, network: $("link-network").value, username: $("link-username").value,
+      password: $("link-password").value, passphrase: $("link-passphrase").value,
+    });
+    $("link-password").value = ""; $("link-passphrase").value = "";
+    await start();
+  } catch (e) { $("enrol-error").textContent = e.message; }
+  finally { $("link-submit").disabled = false; }
 });
 
 $("new-chat").addEventListener("submit", async (ev) => {
