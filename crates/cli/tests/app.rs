@@ -58,6 +58,8 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let dir = temp_dir("app");
     let mut server = ServerProc::start(&dir.join("data"), &[]);
     let (alice, mut bob) = two_clients(&dir, &server).await;
+    // Retention on: the app says so wherever it applies.
+    let (_rdir, alice) = turn_retention_on(&server, &dir, alice).await;
     let to_alice = bob.direct_with("alice").await.unwrap();
     bob.send_text(to_alice, "before the app").await.unwrap();
     alice.close().await;
@@ -114,6 +116,10 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let wrong = unlock("not it at all", true).await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert_eq!(unlock("alice passphrase", true).await.unwrap().status(), 200);
+    let session: Value =
+        h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    assert_eq!(session["retention"], true, "the banner shows: {session}");
+    assert!(page.contains("Data retention is on"), "the banner's words are in the page");
 
     // Tokens: stored hashed, scoped.
     let out =

@@ -141,7 +141,9 @@ async fn unlock(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Jso
     };
     let passphrase = zeroize::Zeroizing::new(body.passphrase);
     match Client::open_holding(&app.profile, &passphrase, lock).await {
-        Ok(client) => {
+        Ok(mut client) => {
+            // The policy as it is now (whether retention is on), not as last seen.
+            let _ = client.policy().await;
             *guard = Some(client);
             Json(json!({"unlocked": true})).into_response()
         }

@@ -174,10 +174,16 @@ fn tokens(profile: &std::path::Path, cmd: TokenCommand) -> anyhow::Result<()> {
 /// event log grows; an unreachable relay is retried (sends queue meanwhile).
 async fn keep_in_touch(app: Arc<App>) {
     let mut last = 0u64;
+    let mut rounds = 0u64;
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
         let mut guard = app.client.lock().await;
         let Some(client) = guard.as_mut() else { continue };
+        // The network policy (retention on or off) read again every minute or so.
+        rounds += 1;
+        if rounds % 90 == 1 {
+            let _ = client.policy().await;
+        }
         if let Err(e) = client.sync().await {
             if !e.is_transient() {
                 tracing::warn!(error = %e, "fetching messages failed");

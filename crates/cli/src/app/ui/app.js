@@ -15,6 +15,13 @@ async function api(method, path, body) {
   return data;
 }
 
+// The code itself, or the code inside an invite link someone pasted.
+function inviteCode() {
+  const v = $("invite").value.trim();
+  const m = v.match(/sr1-[A-Za-z0-9_-]+/);
+  return m ? m[0] : v;
+}
+
 function show(id) {
   for (const s of ["signed-out", "enrol", "locked", "chat"]) $(s).hidden = s !== id;
 }
@@ -70,7 +77,7 @@ $("invite-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("enrol-error").textContent = "";
   try {
-    const n = await api("POST", "/api/v1/invite", { invite: $("invite").value });
+    const n = await api("POST", "/api/v1/invite", { invite: inviteCode() });
     $("network-name").textContent = n.network;
     $("network-fingerprint").textContent = n.fingerprint;
     $("network").hidden = false;
@@ -84,7 +91,7 @@ $("enrol-form").addEventListener("submit", async (ev) => {
   $("enrol-submit").disabled = true;
   try {
     await api("POST", "/api/v1/enrol", {
-      invite: $("invite").value, username: $("enrol-username").value,
+      invite: inviteCode(), username: $("enrol-username").value,
       passphrase: $("enrol-passphrase").value, password: $("enrol-password").value,
     });
     $("enrol-passphrase").value = ""; $("enrol-password").value = "";
