@@ -89,18 +89,37 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     let cookie = set.split(';').next().unwrap().to_owned();
+    // The session secret comes in the fragment, for the page's sessionStorage.
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let csrf = location.strip_prefix("/#t=").unwrap_or_else(|| panic!("{location}")).to_owned();
+    // The cookie alone (which other ports of 127.0.0.1 also receive) opens nothing.
+    let r = h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 403);
     assert_eq!(h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap().status(), 401, "used once");
     // The page itself: our script only, no inline script.
     let page = h.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<script src=\"/app.js\"") && !page.contains("<script>"));
 
-    let session: Value =
-        h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let session: Value = h
+        .get(format!("{base}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session["unlocked"], false);
-    let csrf = session["csrf"].as_str().unwrap().to_owned();
     // Locked: nothing to read yet.
     assert_eq!(
-        h.get(format!("{base}/api/v1/conversations")).header("Cookie", &cookie).send().await.unwrap().status(),
+        h.get(format!("{base}/api/v1/conversations"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send()
+            .await
+            .unwrap()
+            .status(),
         423
     );
     // A forged write (no CSRF token) is refused.
@@ -116,8 +135,16 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let wrong = unlock("not it at all", true).await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert_eq!(unlock("alice passphrase", true).await.unwrap().status(), 200);
-    let session: Value =
-        h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let session: Value = h
+        .get(format!("{base}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(session["retention"], true, "the banner shows: {session}");
     assert!(page.contains("Data retention is on"), "the banner's words are in the page");
 
@@ -148,23 +175,57 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
     let bad = cli(&["app", "--profile", s(&dir.join("alice")), "token", "create", "--name", "x", "--scope", "admin"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope"));
 
-    // The event WebSocket: a foreign page is refused; ours is served.
+    // Account flows are the page's, never a token's.
+    let r = h
+        .post(format!("{base}/api/v1/unlock"))
+        .bearer_auth(&token)
+        .json(&json!({"passphrase": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The event WebSocket: the cookie alone, or a foreign page, is refused;
+    // a one-time ticket from our page is served once.
     let ws_url = format!("ws://127.0.0.1:{}/api/v1/events/ws", app.port);
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(&ws_url).unwrap();
-    req.headers_mut().insert("Origin", "http://evil.example".parse().unwrap());
-    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "a foreign Origin is refused");
+    let ours = format!("http://127.0.0.1:{}", app.port);
+    let ws = |url: String, origin: &str| {
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+        req.headers_mut().insert("Origin", origin.parse().unwrap());
+        req.headers_mut().insert("Cookie", cookie.parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+    };
+    assert!(ws(ws_url.clone(), &ours).await.is_err(), "the cookie alone opens no socket");
+    let ticket = || async {
+        let v: Value = h
+            .post(format!("{base}/api/v1/events/ticket"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["ticket"].as_str().unwrap().to_owned()
+    };
+    let t = ticket().await;
+    assert!(ws(format!("{ws_url}?ticket={t}"), "http://evil.example").await.is_err(), "a foreign Origin is refused");
     // From the newest event on: what arrives next is news.
-    let log: Value =
-        h.get(format!("{base}/api/v1/events")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let log: Value = h
+        .get(format!("{base}/api/v1/events"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let newest = log["events"].as_array().unwrap().last().map(|e| e["id"].as_u64().unwrap()).unwrap_or(0);
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-        "{ws_url}?after={newest}"
-    ))
-    .unwrap();
-    req.headers_mut().insert("Origin", format!("http://127.0.0.1:{}", app.port).parse().unwrap());
-    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    let (mut events, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let t = ticket().await;
+    let (mut events, _) = ws(format!("{ws_url}?after={newest}&ticket={t}"), &ours).await.unwrap();
+    assert!(ws(format!("{ws_url}?ticket={t}"), &ours).await.is_err(), "a ticket is used once");
 
     // Alice sends HTML from the app; Bob reads it as the text it is.
     let html = "<script>alert(1)</script><b>bold?</b>";
@@ -202,6 +263,7 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
         let msgs: Value = h
             .get(format!("{base}/api/v1/conversations/{direct_id}/messages"))
             .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
             .send()
             .await
             .unwrap()
@@ -383,18 +445,25 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
     let h = http();
     let r = h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let session: Value =
-        h.get(format!("{base}/api/v1/session")).header("Cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    let session: Value = h
+        .get(format!("{base}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!((session["enrolled"].clone(), session["unlocked"].clone()), (json!(false), json!(false)));
-    let csrf = session["csrf"].as_str().unwrap().to_owned();
     let body = json!({
         "server": server.url, "network": alice.network_id().to_string(), "username": "alice",
         "password": PASSWORD, "passphrase": "laptop passphrase",
     });
     let bad = h
         .post(format!("{base}/api/v1/link"))
-        .header("Cookie", &cookie)
-        .header("X-CSRF-Token", &csrf)
+        .header("Cookie", &cookie).header("X-CSRF-Token", &csrf)
         .json(&json!({"server": server.url, "network": "nothex", "username": "alice", "password": "x", "passphrase": "y"}))
         .send()
         .await
@@ -418,6 +487,7 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
         let s: Value = h
             .get(format!("{base}/api/v1/session"))
             .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
             .send()
             .await
             .unwrap()
@@ -432,6 +502,12 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
         assert!(tokio::time::Instant::now() < deadline, "never linked: {s}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let list = h.get(format!("{base}/api/v1/conversations")).header("Cookie", &cookie).send().await.unwrap();
+    let list = h
+        .get(format!("{base}/api/v1/conversations"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.status(), 200);
 }

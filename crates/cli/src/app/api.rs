@@ -43,6 +43,8 @@ pub fn router(_app: Arc<App>) -> Router<Arc<App>> {
         .route("/api/v1/direct", post(direct))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/ws", get(events_ws))
+        .route("/api/v1/events/ticket", post(ticket))
+        .route("/api/v1/conversations/{id}/displayed", post(displayed))
         .fallback(|| async { guard::refuse(StatusCode::NOT_FOUND, "not_found", "no such page or API route") })
 }
 
@@ -55,9 +57,11 @@ struct Launch {
 async fn index(State(app): State<Arc<App>>, Query(q): Query<Launch>) -> Response {
     if let Some(k) = q.k {
         return match app.gate.open_session(&k) {
-            Some(id) => {
+            Some((id, secret)) => {
                 let cookie = format!("{}={id}; HttpOnly; SameSite=Strict; Path=/", guard::cookie_name(app.port));
-                ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+                // The session secret rides in the fragment: never sent to a
+                // server, kept by the page in sessionStorage (this port only).
+                ([(header::SET_COOKIE, cookie)], Redirect::to(&format!("/#t={secret}"))).into_response()
             }
             None => guard::refuse(
                 StatusCode::UNAUTHORIZED,
@@ -69,8 +73,10 @@ async fn index(State(app): State<Arc<App>>, Query(q): Query<Launch>) -> Response
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
 }
 
-/// The caller, or the refusal to send: 401 for nobody, 403 for a missing scope or CSRF token.
-fn authorise(app: &App, headers: &HeaderMap, scope: &str, write: bool) -> Result<Caller, Box<Response>> {
+/// The caller, or the refusal to send: 401 for nobody, 403 for a missing
+/// scope or session secret. The UI sends its secret on every call (`_write`
+/// is kept for the routes' documentation: reads need it too).
+fn authorise(app: &App, headers: &HeaderMap, scope: &str, _write: bool) -> Result<Caller, Box<Response>> {
     let caller = app.gate.caller(headers).ok_or_else(|| {
         Box::new(guard::refuse(
             StatusCode::UNAUTHORIZED,
@@ -85,10 +91,22 @@ fn authorise(app: &App, headers: &HeaderMap, scope: &str, write: bool) -> Result
             &format!("this token lacks the {scope:?} scope"),
         )));
     }
-    if write && !guard::csrf_ok(&caller, headers) {
+    if !guard::csrf_ok(&caller, headers) {
         return Err(Box::new(guard::refuse(StatusCode::FORBIDDEN, "csrf", "missing or wrong X-CSRF-Token")));
     }
     Ok(caller)
+}
+
+/// Account flows (unlock, enrol, link, invite check): the UI only, never a token.
+fn ui_only(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    match authorise(app, headers, "send", true)? {
+        Caller::Ui { .. } => Ok(()),
+        Caller::Token { .. } => Err(Box::new(guard::refuse(
+            StatusCode::FORBIDDEN,
+            "ui_only",
+            "unlocking, enrolling and linking are done in the app's own page, not with a token",
+        ))),
+    }
 }
 
 fn locked() -> Response {
@@ -105,19 +123,17 @@ async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Some(c) => (true, Some(c.username().to_owned()), c.retention_enabled().await.ok()),
         None => (false, None, None),
     };
-    let csrf = match caller {
-        Caller::Ui { csrf } => Some(csrf),
-        Caller::Token { .. } => None,
-    };
+    let ui = matches!(caller, Caller::Ui { .. });
     let enrolled = app.profile.join("profile.json").exists();
-    let linking = app.linking.lock().ok().and_then(|l| l.clone());
+    // The link code shows on this device's own page only.
+    let linking = if ui { app.linking.lock().ok().and_then(|l| l.clone()) } else { None };
     let (link_code, link_error) = match linking {
         Some(Ok(code)) if !unlocked => (Some(code), None),
         Some(Err(why)) => (None, Some(why)),
         _ => (None, None),
     };
     Json(json!({
-        "enrolled": enrolled, "unlocked": unlocked, "username": username, "retention": retention, "csrf": csrf,
+        "enrolled": enrolled, "unlocked": unlocked, "username": username, "retention": retention,
         "link_code": link_code, "link_error": link_error,
     }))
     .into_response()
@@ -129,7 +145,7 @@ struct Unlock {
 }
 
 async fn unlock(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<Unlock>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
+    if let Err(r) = ui_only(&app, &headers) {
         return *r;
     }
     let mut guard = app.client.lock().await;
@@ -175,7 +191,7 @@ struct InviteBody {
 /// What an invite leads to: the network's name and key fingerprint, as the
 /// server states them and checked against the invite.
 async fn preview_invite(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<InviteBody>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
+    if let Err(r) = ui_only(&app, &headers) {
         return *r;
     }
     let invite = match strongroom_wire::Invite::parse(&body.invite) {
@@ -184,7 +200,15 @@ async fn preview_invite(State(app): State<Arc<App>>, headers: HeaderMap, Json(bo
     };
     let network = strongroom_crypto::ids::NetworkId::from_bytes(invite.network_id);
     let url = format!("{}/v1/networks/{network}", invite.server_url.trim_end_matches('/'));
-    let info: strongroom_wire::NetworkInfo = match reqwest::get(&url).await {
+    // The server an invite names is not trusted yet: bounded in time and size.
+    let http = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build() {
+        Ok(h) => h,
+        Err(e) => return internal(e),
+    };
+    let info: strongroom_wire::NetworkInfo = match http.get(&url).send().await {
+        Ok(r) if r.content_length().is_some_and(|n| n > 64 * 1024) => {
+            return guard::refuse(StatusCode::BAD_GATEWAY, "bad_server", "the server's answer is too large")
+        }
         Ok(r) if r.status().is_success() => match r.json().await {
             Ok(i) => i,
             Err(e) => return guard::refuse(StatusCode::BAD_GATEWAY, "bad_server", &e.to_string()),
@@ -231,7 +255,7 @@ struct EnrolBody {
 }
 
 async fn enrol(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<EnrolBody>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
+    if let Err(r) = ui_only(&app, &headers) {
         return *r;
     }
     let mut guard = app.client.lock().await;
@@ -273,7 +297,7 @@ struct LinkBody {
 /// account's primary device to approve (`strongroom link approve`), then
 /// waits for it in the background (ten minutes).
 async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<LinkBody>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
+    if let Err(r) = ui_only(&app, &headers) {
         return *r;
     }
     let Some(network) = strongroom_crypto::ids::NetworkId::parse_hex(body.network.trim()) else {
@@ -323,12 +347,27 @@ async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<
     Json(json!({"code": code})).into_response()
 }
 
-async fn names(client: &Client, ids: Vec<strongroom_crypto::ids::UserId>) -> HashMap<String, String> {
+/// Usernames, looked up once each and then remembered.
+async fn names(app: &App, client: &Client, ids: Vec<strongroom_crypto::ids::UserId>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for id in ids {
-        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id.to_string()) {
-            e.insert(client.username_of(id).await.unwrap_or_else(|_| id.to_string()));
+        if out.contains_key(&id.to_string()) {
+            continue;
         }
+        let known = app.names.lock().ok().and_then(|n| n.get(&id).cloned());
+        let name = match known {
+            Some(n) => n,
+            None => match client.username_of(id).await {
+                Ok(n) => {
+                    if let Ok(mut all) = app.names.lock() {
+                        all.insert(id, n.clone());
+                    }
+                    n
+                }
+                Err(_) => id.to_string(),
+            },
+        };
+        out.insert(id.to_string(), name);
     }
     out
 }
@@ -356,7 +395,7 @@ async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
         last.insert(item.message.conversation.to_string(), item);
     }
     let ids: Vec<_> = list.iter().flat_map(|c| c.members.iter().map(|m| m.user_id)).collect();
-    let people = names(client, ids).await;
+    let people = names(&app, client, ids).await;
     let me = client.user_id().to_string();
     let mut out: Vec<Value> = list
         .iter()
@@ -403,22 +442,15 @@ async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let mut guard = app.client.lock().await;
-    let Some(client) = guard.as_mut() else { return locked() };
+    let _ = caller;
+    let guard = app.client.lock().await;
+    let Some(client) = guard.as_ref() else { return locked() };
     let view = match client.view(Some(conversation)).await {
         Ok(v) => v,
         Err(e) => return client_error(e),
     };
-    // Shown to a person: burn-on-read clocks start now, and the senders get
-    // read receipts (if the security group allows them).
-    if matches!(caller, Caller::Ui { .. }) {
-        let ids: Vec<_> = view.iter().map(|i| i.message.message_id).collect();
-        let _ = client.mark_displayed(&ids).await;
-        let shown: Vec<_> = view.iter().map(|i| i.message.clone()).collect();
-        let _ = client.send_read_receipts(&shown, strongroom_retention::now_ms(), true).await;
-    }
     let ids: Vec<_> = view.iter().map(|i| i.message.sender).collect();
-    let people = names(client, ids).await;
+    let people = names(&app, client, ids).await;
     let me = client.user_id();
     let list: Vec<Value> = view
         .iter()
@@ -439,6 +471,52 @@ async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
         })
         .collect();
     Json(json!({"messages": list})).into_response()
+}
+
+#[derive(Deserialize)]
+struct Displayed {
+    ids: Vec<strongroom_crypto::ids::MessageId>,
+}
+
+/// The page showed these messages to a person (it was visible): their
+/// burn-on-read clocks start, and their senders get read receipts.
+async fn displayed(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Displayed>,
+) -> Response {
+    if let Err(r) = ui_only(&app, &headers) {
+        return *r;
+    }
+    let conversation = match conversation_id(&id) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let mut guard = app.client.lock().await;
+    let Some(client) = guard.as_mut() else { return locked() };
+    let view = match client.view(Some(conversation)).await {
+        Ok(v) => v,
+        Err(e) => return client_error(e),
+    };
+    let shown: Vec<_> = view.iter().map(|i| i.message.clone()).filter(|m| body.ids.contains(&m.message_id)).collect();
+    let ids: Vec<_> = shown.iter().map(|m| m.message_id).collect();
+    if let Err(e) = client.mark_displayed(&ids).await {
+        return client_error(e);
+    }
+    let receipts = client.send_read_receipts(&shown, strongroom_retention::now_ms(), true).await.unwrap_or(0);
+    Json(json!({"displayed": ids.len(), "receipts": receipts})).into_response()
+}
+
+/// A one-time ticket for the event WebSocket (the UI; tokens use their header).
+async fn ticket(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = ui_only(&app, &headers) {
+        return *r;
+    }
+    match app.gate.issue_ticket() {
+        Some(t) => Json(json!({"ticket": t})).into_response(),
+        None => guard::refuse(StatusCode::TOO_MANY_REQUESTS, "tickets", "too many WebSocket tickets outstanding"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -524,6 +602,8 @@ async fn direct(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Jso
 struct After {
     #[serde(default)]
     after: u64,
+    /// The UI's one-time ticket (`POST /api/v1/events/ticket`).
+    ticket: Option<String>,
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<After>) -> Response {
@@ -551,15 +631,39 @@ async fn events_ws(
     if !guard::origin_ok(&headers, app.port) {
         return guard::refuse(StatusCode::FORBIDDEN, "bad_origin", "this WebSocket is for pages this app serves");
     }
-    if let Err(r) = authorise(&app, &headers, "read", false) {
-        return *r;
-    }
-    ws.on_upgrade(move |socket| stream_events(app, socket, q.after))
+    // The UI with a one-time ticket; a script with its bearer token (checked
+    // again as events go, so a revoked token stops streaming).
+    let token = match q.ticket.as_deref() {
+        Some(t) if app.gate.redeem_ticket(t) => None,
+        Some(_) => {
+            return guard::refuse(StatusCode::UNAUTHORIZED, "bad_ticket", "this ticket is used, expired or wrong")
+        }
+        None => match app.gate.caller(&headers) {
+            Some(c @ Caller::Token { .. }) if c.may("read") => Some(headers.clone()),
+            Some(Caller::Token { .. }) => {
+                return guard::refuse(StatusCode::FORBIDDEN, "scope", "this token lacks the \"read\" scope")
+            }
+            _ => {
+                return guard::refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorised",
+                    "the event WebSocket needs a ticket (POST /api/v1/events/ticket) or a bearer token",
+                )
+            }
+        },
+    };
+    ws.on_upgrade(move |socket| stream_events(app, socket, q.after, token))
 }
 
-async fn stream_events(app: Arc<App>, mut socket: WebSocket, mut after: u64) {
+async fn stream_events(app: Arc<App>, mut socket: WebSocket, mut after: u64, token: Option<HeaderMap>) {
     let mut changed = app.changed.subscribe();
     loop {
+        if let Some(h) = &token {
+            if !app.gate.caller(h).is_some_and(|c| c.may("read")) {
+                let _ = socket.send(WsMessage::Close(None)).await;
+                return;
+            }
+        }
         let batch = {
             let guard = app.client.lock().await;
             match guard.as_ref() {

@@ -125,13 +125,19 @@ pub fn create_token(profile: &Path, name: &str, scopes: &[String]) -> anyhow::Re
         sha256: sha256_hex(&token),
         created_at: strongroom_retention::now_ms(),
     });
+    save_tokens(profile, &all)?;
+    Ok(token)
+}
+
+/// Writes the token list whole (a temporary file renamed into place, 0600).
+pub fn save_tokens(profile: &Path, all: &[StoredToken]) -> anyhow::Result<()> {
     let path = tokens_path(profile);
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(all)?)?;
     #[cfg(unix)]
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     std::fs::rename(&tmp, &path)?;
-    Ok(token)
+    Ok(())
 }
 
 /// The launch secret, the sessions it opened, and the profile's tokens.
@@ -139,6 +145,8 @@ pub struct Gate {
     cookie: String,
     launch: std::sync::Mutex<Option<String>>,
     sessions: std::sync::Mutex<HashMap<String, Session>>,
+    /// One-time WebSocket tickets (by hash) and when each stops working (ms).
+    tickets: std::sync::Mutex<HashMap<String, u64>>,
     profile: PathBuf,
 }
 
@@ -149,13 +157,16 @@ impl Gate {
             cookie: cookie_name(port),
             launch: std::sync::Mutex::new(Some(sha256_hex(&secret))),
             sessions: std::sync::Mutex::new(HashMap::new()),
+            tickets: std::sync::Mutex::new(HashMap::new()),
             profile: profile.to_owned(),
         };
         (gate, secret)
     }
 
-    /// Trades the launch secret (once) for a session id and its cookie.
-    pub fn open_session(&self, presented: &str) -> Option<String> {
+    /// Trades the launch secret (once) for a session: its cookie id, and the
+    /// session secret the page keeps in `sessionStorage` (per origin, so per
+    /// port, unlike cookies) and sends as `X-CSRF-Token` on every call.
+    pub fn open_session(&self, presented: &str) -> Option<(String, String)> {
         let mut launch = self.launch.lock().ok()?;
         let ok = launch.as_deref().is_some_and(|h| ct_eq(h, &sha256_hex(presented)));
         if !ok {
@@ -164,8 +175,29 @@ impl Gate {
         *launch = None;
         let id = random_hex(32);
         let session = Session { csrf: random_hex(32) };
+        let secret = session.csrf.clone();
         self.sessions.lock().ok()?.insert(sha256_hex(&id), session);
-        Some(id)
+        Some((id, secret))
+    }
+
+    /// A one-time ticket for the event WebSocket (a browser cannot send
+    /// headers there), good for 60 seconds.
+    pub fn issue_ticket(&self) -> Option<String> {
+        let ticket = random_hex(32);
+        let now = strongroom_retention::now_ms();
+        let mut all = self.tickets.lock().ok()?;
+        all.retain(|_, until| *until > now);
+        if all.len() >= 64 {
+            return None;
+        }
+        all.insert(sha256_hex(&ticket), now + 60_000);
+        Some(ticket)
+    }
+
+    /// Uses a ticket up.
+    pub fn redeem_ticket(&self, ticket: &str) -> bool {
+        let now = strongroom_retention::now_ms();
+        self.tickets.lock().ok().and_then(|mut all| all.remove(&sha256_hex(ticket))).is_some_and(|until| until > now)
     }
 
     /// Who is calling, from the cookie or a bearer token; `None`: nobody we know.
@@ -203,7 +235,8 @@ pub fn refuse(status: StatusCode, code: &str, message: &str) -> axum::response::
     (status, axum::Json(serde_json::json!({"error": code, "message": message}))).into_response()
 }
 
-/// Whether a write from `caller` carries its CSRF token (the UI only).
+/// Whether a call from `caller` carries its session secret (the UI: every
+/// call, reads included — the cookie alone reaches any port of 127.0.0.1).
 pub fn csrf_ok(caller: &Caller, headers: &HeaderMap) -> bool {
     match caller {
         Caller::Token { .. } => true,

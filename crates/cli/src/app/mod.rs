@@ -76,6 +76,19 @@ pub struct App {
     pub(crate) changed: tokio::sync::watch::Sender<u64>,
     /// A link of this new device waiting for approval: its code, or why it failed.
     pub(crate) linking: std::sync::Mutex<Option<Result<String, String>>>,
+    /// Usernames already looked up.
+    pub(crate) names: std::sync::Mutex<std::collections::HashMap<strongroom_crypto::ids::UserId, String>>,
+}
+
+/// `OpenOptions` for a file only this user may read.
+trait PrivateFile {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateFile for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
 }
 
 pub async fn run(args: AppArgs) -> anyhow::Result<()> {
@@ -106,6 +119,7 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
         lock: std::sync::Mutex::new(Some(lock)),
         changed,
         linking: std::sync::Mutex::new(None),
+        names: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let url = format!("http://127.0.0.1:{port}/?k={secret}");
     // Whoever reads stdout may stop reading: the app goes on regardless.
@@ -117,8 +131,20 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
         let _ = out.flush();
     }
     if !args.no_open {
+        // The browser opens a private file that redirects to the link, so
+        // the secret is on no command line another user could read.
+        let opener = args.profile.join("app-open.html");
+        let html = format!("<!doctype html><meta http-equiv=\"refresh\" content=\"0; url={url}\">");
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_private()
+            .open(&opener)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, html.as_bytes()));
+        let target = if written.is_ok() { opener.display().to_string() } else { url.clone() };
         let _ = std::process::Command::new("xdg-open")
-            .arg(&url)
+            .arg(&target)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();
@@ -163,7 +189,7 @@ fn tokens(profile: &std::path::Path, cmd: TokenCommand) -> anyhow::Result<()> {
             let before = all.len();
             all.retain(|t| t.name != name);
             anyhow::ensure!(all.len() < before, "no token named {name:?}");
-            std::fs::write(guard::tokens_path(profile), serde_json::to_vec_pretty(&all)?)?;
+            guard::save_tokens(profile, &all)?;
             println!("Revoked {name}.");
         }
     }
@@ -182,12 +208,12 @@ async fn keep_in_touch(app: Arc<App>) {
         // The network policy (retention on or off) read again every minute or so.
         rounds += 1;
         if rounds % 90 == 1 {
-            let _ = client.policy().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), client.policy()).await;
         }
-        if let Err(e) = client.sync().await {
-            if !e.is_transient() {
-                tracing::warn!(error = %e, "fetching messages failed");
-            }
+        // Bounded: a relay that answers slowly must not hold the app.
+        match tokio::time::timeout(std::time::Duration::from_secs(20), client.sync()).await {
+            Ok(Err(e)) if !e.is_transient() => tracing::warn!(error = %e, "fetching messages failed"),
+            _ => {}
         }
         let newest = client.events(last, strongroom_client::MAX_EVENTS).await.ok().and_then(|e| e.last().map(|e| e.id));
         drop(guard);

@@ -117,9 +117,28 @@ impl Browser {
         self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text}))).await;
     }
 
+    /// Clicks the element `css` finds; again if the page re-rendered it
+    /// between finding and clicking (a live page does).
     pub async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.click_el(&e).await;
+        for _ in 0..20 {
+            let e = self.find(css).await;
+            let v: Value = self
+                .http
+                .post(format!("{}/element/{e}/click", self.base))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match v["value"].get("error").and_then(|e| e.as_str()) {
+                None => return,
+                Some("stale element reference") => tokio::time::sleep(Duration::from_millis(100)).await,
+                Some(_) => panic!("WebDriver click {css}: {}", v["value"]),
+            }
+        }
+        panic!("{css} kept going stale");
     }
 
     pub async fn click_el(&self, e: &str) {

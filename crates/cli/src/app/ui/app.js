@@ -2,12 +2,20 @@
 // local API; message text is always set as text, never as markup.
 "use strict";
 
-const state = { csrf: null, current: null, me: null, refreshing: false, again: false };
+const state = { current: null, me: null, refreshing: false, again: false };
 const $ = (id) => document.getElementById(id);
+
+// The session secret arrives once in the fragment; it is kept for this tab
+// (sessionStorage is per port, unlike the cookie) and sent on every call.
+if (location.hash.startsWith("#t=")) {
+  sessionStorage.setItem("sr_t", location.hash.slice(3));
+  history.replaceState(null, "", "/");
+}
+const secret = () => sessionStorage.getItem("sr_t");
 
 async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  if (secret()) headers["X-CSRF-Token"] = secret();
   const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
   let data = null;
   try { data = await r.json(); } catch (_) { data = null; }
@@ -38,8 +46,8 @@ function time(ms) { return new Date(ms).toLocaleTimeString(undefined, { hour: "2
 
 async function start() {
   let s;
+  if (!secret()) { show("signed-out"); return; }
   try { s = await api("GET", "/api/v1/session"); } catch (e) { show("signed-out"); return; }
-  state.csrf = s.csrf;
   if (s.link_error) { $("enrol-error").textContent = s.link_error; }
   if (s.link_code) {
     show("enrol"); $("link-box").open = true; $("link-code").textContent = s.link_code; $("link-wait").hidden = false;
@@ -65,7 +73,10 @@ $("unlock-form").addEventListener("submit", async (ev) => {
   try {
     await api("POST", "/api/v1/unlock", { passphrase: $("passphrase").value });
     $("passphrase").value = "";
-    await start();
+    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
+
+start();
   } catch (e) {
     $("unlock-error").textContent = e.message;
   } finally {
@@ -95,7 +106,10 @@ $("enrol-form").addEventListener("submit", async (ev) => {
       passphrase: $("enrol-passphrase").value, password: $("enrol-password").value,
     });
     $("enrol-passphrase").value = ""; $("enrol-password").value = "";
-    await start();
+    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
+
+start();
   } catch (e) { $("enrol-error").textContent = e.message; }
   finally { $("enrol-submit").disabled = false; }
 });
@@ -110,7 +124,10 @@ $("link-form").addEventListener("submit", async (ev) => {
       password: $("link-password").value, passphrase: $("link-passphrase").value,
     });
     $("link-password").value = ""; $("link-passphrase").value = "";
-    await start();
+    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
+
+start();
   } catch (e) { $("enrol-error").textContent = e.message; }
   finally { $("link-submit").disabled = false; }
 });
@@ -198,14 +215,26 @@ async function renderConversation(c) {
     top = Math.max(top, m.seq);
   }
   ol.scrollTop = ol.scrollHeight;
-  if (top > 0) { try { await api("POST", "/api/v1/conversations/" + c.id + "/read", { up_to: top }); } catch (_) { /* shown next refresh */ } }
+  // Only what a person can see counts as shown: burn clocks and read
+  // receipts wait while the tab is hidden.
+  if (document.visibilityState === "visible" && r.messages.length > 0) {
+    try {
+      await api("POST", "/api/v1/conversations/" + c.id + "/displayed", { ids: r.messages.map((m) => m.id) });
+      if (top > 0) await api("POST", "/api/v1/conversations/" + c.id + "/read", { up_to: top });
+    } catch (_) { /* shown next refresh */ }
+  }
 }
 
-function listen() {
-  const ws = new WebSocket("ws://" + location.host + "/api/v1/events/ws");
+async function listen() {
+  let ticket;
+  try { ticket = (await api("POST", "/api/v1/events/ticket")).ticket; } catch (_) { setTimeout(listen, 2000); return; }
+  const ws = new WebSocket("ws://" + location.host + "/api/v1/events/ws?ticket=" + encodeURIComponent(ticket));
   ws.onmessage = () => refresh();
   ws.onopen = () => { $("relay-state").textContent = ""; };
   ws.onclose = () => { $("relay-state").textContent = "reconnecting…"; setTimeout(listen, 2000); };
 }
+
+// Coming back to the tab shows (and so marks shown) what arrived meanwhile.
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
 
 start();
