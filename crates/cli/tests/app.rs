@@ -511,3 +511,52 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
         .unwrap();
     assert_eq!(list.status(), 200);
 }
+
+/// Failed unlocks in the app count toward the security group's lockout:
+/// the third erases the device's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_unlocks_in_the_app_count_toward_the_lockout() {
+    let dir = temp_dir("app-lockout");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (alice, mut bob) = two_clients(&dir, &server).await;
+    alice.close().await;
+    let alice_dir = dir.join("alice");
+    for args in [
+        ["admin", "groups", "create", "strict", "--set", "device_lockout=3"].as_slice(),
+        ["admin", "users", "group", "bob", "--group", "strict"].as_slice(),
+    ] {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--json", "--profile", s(&alice_dir)]);
+        let out = cli(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    bob.my_policy().await.unwrap();
+    bob.close().await;
+
+    let app = start_app(&dir.join("bob"));
+    let base = format!("http://127.0.0.1:{}", app.port);
+    let h = http();
+    let r = h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    for attempt in 1..=3 {
+        let r = h
+            .post(format!("{base}/api/v1/unlock"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .json(&json!({"passphrase": "not bob's passphrase"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        match attempt {
+            1 | 2 => assert_eq!(status, 401, "{body}"),
+            _ => {
+                assert_eq!(status, 410, "{body}");
+                assert!(body["message"].as_str().unwrap().contains("3 failed unlocks"), "{body}");
+            }
+        }
+    }
+    assert!(!dir.join("bob/profile.json").exists(), "the device's data is erased");
+}

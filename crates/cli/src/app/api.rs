@@ -163,6 +163,9 @@ async fn unlock(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Jso
             *guard = Some(client);
             Json(json!({"unlocked": true})).into_response()
         }
+        // Too many failed unlocks: the device erased its data, as its
+        // security group requires. Nothing to lock any more.
+        Err(strongroom_client::ClientError::Wiped(why)) => guard::refuse(StatusCode::GONE, "wiped", &why),
         Err(e) => {
             // Take the lock again (a failed unlock counted toward the
             // security group's lockout and let it go).
