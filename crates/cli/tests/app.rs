@@ -518,7 +518,7 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
 async fn failed_unlocks_in_the_app_count_toward_the_lockout() {
     let dir = temp_dir("app-lockout");
     let server = ServerProc::start(&dir.join("data"), &[]);
-    let (alice, mut bob) = two_clients(&dir, &server).await;
+    let (alice, bob) = two_clients(&dir, &server).await;
     alice.close().await;
     let alice_dir = dir.join("alice");
     for args in [
