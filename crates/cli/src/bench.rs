@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// memory and the CPU time they spent per delivered envelope.
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<u32>,
+    /// Spread WebSockets over this many loopback source addresses
+    /// (127.0.0.1 … 127.0.0.N; a plain-HTTP server on loopback only).
+    #[arg(long, default_value_t = 1)]
+    source_addrs: u8,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -203,6 +207,8 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
 
 #[derive(Default)]
 struct Stats {
+    /// WebSockets the server accepted (its 101 answer came back).
+    connected: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
     delivered: AtomicU64,
@@ -211,11 +217,32 @@ struct Stats {
 }
 
 /// Holds a WebSocket for a device: counts pushes, records latency, acknowledges.
-async fn receive(s: &Sim, stats: Arc<Stats>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// With `source`, the socket comes from that loopback address (127.0.0.N),
+/// past the ~28k ephemeral ports one address pair has.
+async fn receive(
+    s: &Sim,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    source: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<()> {
     let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
-    let mut req = url.into_client_request()?;
+    let mut req = url.clone().into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let mut ws = match source {
+        None => tokio_tungstenite::connect_async_with_config(req, None, true).await?.0,
+        Some(ip) => {
+            let host = req.uri().host().context("no host")?.to_owned();
+            let port = req.uri().port_u16().unwrap_or(80);
+            let to = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("no address")?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::from((ip, 0)))?;
+            let stream = socket.connect(to).await?;
+            let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+            tokio_tungstenite::client_async_with_config(req, stream, None).await?.0
+        }
+    };
+    // Counted only now: the server answered the upgrade.
+    stats.connected.fetch_add(1, Ordering::Relaxed);
     let mut pending = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
@@ -362,6 +389,39 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or(0) as f64 / 1000.0
 }
 
+/// CPU seconds the whole machine spent (all cores, not idle), from /proc/stat.
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = cpu.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy = f.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum::<f64>();
+    Some(busy / 100.0)
+}
+
+/// This process's open-files limit (what caps the sockets it can hold).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits.lines().find(|l| l.starts_with("Max open files"))?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Median latency of 20 small fsyncs in `dir` (ms): what durable writes cost there.
+fn fsync_latency_ms(dir: &std::path::Path) -> Option<f64> {
+    use std::io::Write;
+    let path = dir.join(".bench-fsync-probe");
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let mut f = std::fs::File::create(&path).ok()?;
+        f.write_all(&[0u8; 4096]).ok()?;
+        f.sync_all().ok()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(|a, b| a.total_cmp(b));
+    times.get(times.len() / 2).copied()
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -448,10 +508,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let sockets = if a.scenario == Scenario::Idle { a.clients } else { all.len() };
     let failures = Arc::new(AtomicU64::new(0));
+    let sources = a.source_addrs.max(1);
     for (i, s) in all.iter().cycle().take(sockets).enumerate() {
         let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
+        let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = receive(&s, stats, stop).await {
+            if let Err(e) = receive(&s, stats, stop, source).await {
                 if failures.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("receiver: {e}");
                 }
@@ -461,7 +523,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every socket answered (or failed) before anything is measured; bounded.
+    let settle = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < settle
+        && stats.connected.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < sockets as u64
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let text = "x".repeat(a.size);
     // (sender, conversation)
     let mut plan: Vec<(Arc<Sim>, ConversationId)> = Vec::new();
@@ -525,6 +594,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         eprintln!("sealed {count} envelopes in {:.1} s (before the clock starts)", sealing.elapsed().as_secs_f64());
     }
     let cpu_before: Vec<Option<f64>> = a.server_pid.iter().map(|p| cpu_seconds(*p)).collect();
+    let own_before = cpu_seconds(std::process::id());
+    let machine_before = machine_cpu_seconds();
     let started = Instant::now();
     let mut senders = Vec::new();
     let mut shares = shares.into_iter();
@@ -560,6 +631,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let rss: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
     let cpu: Vec<Option<f64>> =
         a.server_pid.iter().zip(&cpu_before).map(|(p, b)| Some(cpu_seconds(*p)? - (*b)?)).collect();
+    let own_cpu = cpu_seconds(std::process::id()).zip(own_before).map(|(a, b)| a - b);
+    // Everything else the machine did meanwhile: a busy neighbour skews the figures.
+    let others_cpu = machine_cpu_seconds()
+        .zip(machine_before)
+        .map(|(a, b)| a - b)
+        .map(|total| (total - own_cpu.unwrap_or(0.0) - cpu.iter().flatten().sum::<f64>()).max(0.0));
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         let _ = s.await;
@@ -571,9 +648,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     lat.sort_unstable();
     let cpu_total: Option<f64> = cpu.iter().copied().sum();
     let cpu_per_delivery_us = cpu_total.filter(|_| delivered > 0).map(|c| c * 1e6 / delivered as f64);
+    let connected = stats.connected.load(Ordering::Relaxed);
+    let fsync_ms = a.data_dir.as_deref().and_then(fsync_latency_ms);
+    let open_files = open_files_limit();
+    if lat.len() < 10_000 && a.scenario != Scenario::Idle {
+        eprintln!("note: {} latency samples (fewer than 10,000): the high percentiles are rough", lat.len());
+    }
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
-        "users": users, "devices": all.len(), "connections": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
+        "users": users, "devices": all.len(), "connections": connected, "connections_asked": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
+        "generator_open_files_limit": open_files, "source_addrs": sources,
+        "generator_cpu_seconds": own_cpu, "other_processes_cpu_seconds": others_cpu,
+        "data_dir_fsync_ms": fsync_ms, "latency_samples": lat.len(),
         "seconds": elapsed,
         "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,
         "rate_target": a.rate,
@@ -588,11 +674,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("{result}");
     } else {
         println!(
-            "{}: {} users / {} devices / {} connections ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms{}",
-            format!("{:?}", a.scenario).to_lowercase(), users, all.len(), sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
+            "{}: {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
+            format!("{:?}", a.scenario).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
             accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
-            percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999),
-            server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us)
+            percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), lat.len(),
+            server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us),
+            own_cpu.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "?".into()),
+            open_files.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            others_cpu.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "?".into()),
+            fsync_ms.map(|m| format!("{m:.2} ms median")).unwrap_or_else(|| "not measured (give --data-dir)".into()),
         );
     }
     Ok(())

@@ -40,6 +40,22 @@ fn a_short_bench_run_reports_real_traffic() {
     assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(60), Some(60)), "{v}");
     assert!(v["server_cpu_seconds"][0].as_f64().unwrap() >= 0.0, "{v}");
     assert!(v["server_rss_mib"][0].as_f64().unwrap() > 1.0, "{v}");
+    // The generator says what it cost and what it met: its own CPU, others',
+    // its open-files limit, the data directory's fsync, how many samples.
+    assert!(v["generator_cpu_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["other_processes_cpu_seconds"].as_f64().is_some(), "{v}");
+    assert!(v["generator_open_files_limit"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["data_dir_fsync_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["latency_samples"], 60, "{v}");
+    // Idle sockets count once the server accepted them, here spread over
+    // three loopback source addresses.
+    let roomy = dir.join("bench.toml");
+    std::fs::write(&roomy, "[limits]\nauth_per_minute = 100000\nmax_connections_per_ip = 100000\n").unwrap();
+    let idle_server = ServerProc::start(&dir.join("data-idle"), &["--config", s(&roomy)]);
+    let v =
+        bench_json(&idle_server, &["--scenario", "idle", "--clients", "30", "--duration", "1", "--source-addrs", "3"]);
+    assert_eq!((v["connections"].as_u64(), v["connections_asked"].as_u64()), (Some(30), Some(30)), "{v}");
+    assert_eq!(v["failed_connections"], 0, "{v}");
     let out = Command::new(bin())
         .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--server-pid", "12,abc"])
         .output()
