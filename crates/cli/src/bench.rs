@@ -45,6 +45,11 @@ pub enum Scenario {
     Room,
     /// N idle WebSocket connections, held for the duration.
     Idle,
+    /// N/2 pairs; each receiver is offline while its sender queues
+    /// `--count`/pairs messages for it; then the receivers connect and the
+    /// drain is measured until every message is delivered and acknowledged,
+    /// and a reconnect counts what the relay pushes again.
+    Backlog,
 }
 
 #[derive(Args)]
@@ -209,6 +214,9 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
 struct Stats {
     /// WebSockets the server accepted (its 101 answer came back).
     connected: AtomicU64,
+    /// Message ids pushed so far, and how many came a second time.
+    seen: Mutex<std::collections::HashSet<MessageId>>,
+    duplicates: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
     delivered: AtomicU64,
@@ -250,7 +258,11 @@ async fn receive(
         match next {
             Ok(Some(Ok(Frame::Text(t)))) => {
                 if let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&t) {
-                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    let fresh = stats.seen.lock().map(|mut s| s.insert(d.message_id)).unwrap_or(true);
+                    if !fresh {
+                        stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats.delivered.fetch_add(u64::from(fresh), Ordering::Relaxed);
                     let sent = stats.sent_at.lock().ok().and_then(|m| m.get(&d.message_id).copied());
                     if let (Some(t0), Ok(mut l)) = (sent, stats.latencies_us.lock()) {
                         l.push(t0.elapsed().as_micros() as u64);
@@ -267,7 +279,34 @@ async fn receive(
             ws.send(Frame::Text(ack.into())).await?;
         }
     }
+    // What was received is acknowledged before the socket goes.
+    if !pending.is_empty() {
+        let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
+        ws.send(Frame::Text(ack.into())).await?;
+    }
+    let _ = ws.close(None).await;
     Ok(())
+}
+
+/// Connects `s` again and counts what the relay pushes within `wait`
+/// (acknowledging nothing): what it would send a client twice.
+async fn pushed_again(s: &Sim, wait: Duration) -> anyhow::Result<u64> {
+    let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let mut n = 0;
+    let until = Instant::now() + wait;
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(until.saturating_duration_since(Instant::now()), ws.next()).await
+    {
+        if let Frame::Text(t) = frame {
+            if matches!(serde_json::from_str::<WsFrame>(&t), Ok(WsFrame::Message(_))) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// A sealed envelope: (message id, encoded).
@@ -428,6 +467,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if a.scenario == Scenario::Backlog && a.count.is_none() {
+        bail!("--scenario backlog needs --count (the messages queued while the receivers are offline)");
+    }
     let nodes: Vec<String> = a.server.split(',').map(|u| u.trim().trim_end_matches('/').to_owned()).collect();
     let base = nodes.first().cloned().context("--server")?;
     // A load generator is not a tool to point at other people's servers.
@@ -506,7 +548,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let all: Vec<Arc<Sim>> = sims.into_iter().flatten().map(Arc::new).collect();
     let mut tasks = Vec::new();
-    let sockets = if a.scenario == Scenario::Idle { a.clients } else { all.len() };
+    let backlog = a.scenario == Scenario::Backlog;
+    // Backlog: the receivers (the second of each pair) connect only later.
+    let late: Vec<Arc<Sim>> = if backlog { all.iter().skip(1).step_by(2).cloned().collect() } else { Vec::new() };
+    let sockets = match a.scenario {
+        Scenario::Idle => a.clients,
+        Scenario::Backlog => 0,
+        _ => all.len(),
+    };
     let failures = Arc::new(AtomicU64::new(0));
     let sources = a.source_addrs.max(1);
     for (i, s) in all.iter().cycle().take(sockets).enumerate() {
@@ -536,7 +585,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut plan: Vec<(Arc<Sim>, ConversationId)> = Vec::new();
     let first_devices: Vec<Arc<Sim>> = all.iter().step_by(devices).cloned().collect();
     match a.scenario {
-        Scenario::Pairs => {
+        Scenario::Pairs | Scenario::Backlog => {
             for pair in first_devices.chunks(2) {
                 let [x, y] = pair else { continue };
                 let c: Conversation = x
@@ -548,7 +597,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     .await?;
                 let id = c.id;
                 plan.push((x.clone(), id));
-                plan.push((y.clone(), id));
+                if !backlog {
+                    plan.push((y.clone(), id));
+                }
             }
         }
         Scenario::Group | Scenario::Room => {
@@ -616,6 +667,42 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let deadline = started + Duration::from_secs(a.duration);
+    // Backlog: every message queued first; the clock restarts when the
+    // receivers connect to drain it.
+    let (mut started, mut cpu_before, mut own_before, mut machine_before) =
+        (started, cpu_before, own_before, machine_before);
+    let mut queued_in = None;
+    if backlog {
+        while Instant::now() < deadline && senders.iter().any(|s| !s.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        queued_in = Some(started.elapsed().as_secs_f64());
+        eprintln!(
+            "queued {} messages for offline receivers in {:.1} s",
+            stats.accepted.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
+        cpu_before = a.server_pid.iter().map(|p| cpu_seconds(*p)).collect();
+        own_before = cpu_seconds(std::process::id());
+        machine_before = machine_cpu_seconds();
+        // Latency here would be time spent queued: the drain rate is the figure.
+        if let Ok(mut m) = stats.sent_at.lock() {
+            m.clear();
+        }
+        started = Instant::now();
+        for (i, s) in late.iter().enumerate() {
+            let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
+            let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = receive(&s, stats, stop, source).await {
+                    if failures.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("receiver: {e}");
+                    }
+                }
+            }));
+        }
+    }
+    let deadline = if backlog { started + Duration::from_secs(a.duration) } else { deadline };
     if a.count.is_some() {
         // Until every copy is delivered (or the time is up).
         while Instant::now() < deadline
@@ -644,6 +731,15 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    // Backlog: whatever the relay pushes again to a receiver reconnecting now.
+    let mut again = None;
+    if backlog {
+        let mut n = 0;
+        for s in &late {
+            n += pushed_again(s, Duration::from_millis(1500)).await.unwrap_or(0);
+        }
+        again = Some(n);
+    }
     let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
     let cpu_total: Option<f64> = cpu.iter().copied().sum();
@@ -660,6 +756,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "generator_open_files_limit": open_files, "source_addrs": sources,
         "generator_cpu_seconds": own_cpu, "other_processes_cpu_seconds": others_cpu,
         "data_dir_fsync_ms": fsync_ms, "latency_samples": lat.len(),
+        "duplicates": stats.duplicates.load(Ordering::Relaxed),
+        "queued_seconds": queued_in, "pushed_again_after_reconnect": again,
         "seconds": elapsed,
         "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,
         "rate_target": a.rate,

@@ -56,6 +56,20 @@ fn a_short_bench_run_reports_real_traffic() {
         bench_json(&idle_server, &["--scenario", "idle", "--clients", "30", "--duration", "1", "--source-addrs", "3"]);
     assert_eq!((v["connections"].as_u64(), v["connections_asked"].as_u64()), (Some(30), Some(30)), "{v}");
     assert_eq!(v["failed_connections"], 0, "{v}");
+    // A backlog queued for offline receivers drains whole, once; a receiver
+    // reconnecting right after is sent again only what was in flight.
+    let v =
+        bench_json(&idle_server, &["--scenario", "backlog", "--clients", "2", "--count", "300", "--duration", "60"]);
+    assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(300), Some(300)), "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    // At most the last batch of acknowledgements (64) was still in flight
+    // when the receiver went: nothing older comes again.
+    assert!(v["pushed_again_after_reconnect"].as_u64().unwrap() <= 64, "{v}");
+    let out = Command::new(bin())
+        .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--scenario", "backlog"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --count"));
     let out = Command::new(bin())
         .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--server-pid", "12,abc"])
         .output()
