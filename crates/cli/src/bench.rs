@@ -747,7 +747,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let connected = stats.connected.load(Ordering::Relaxed);
     let fsync_ms = a.data_dir.as_deref().and_then(fsync_latency_ms);
     let open_files = open_files_limit();
-    if lat.len() < 10_000 && a.scenario != Scenario::Idle {
+    if lat.len() < 10_000 && !matches!(a.scenario, Scenario::Idle | Scenario::Backlog) {
         eprintln!("note: {} latency samples (fewer than 10,000): the high percentiles are rough", lat.len());
     }
     let result = serde_json::json!({
