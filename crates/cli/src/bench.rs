@@ -558,16 +558,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let failures = Arc::new(AtomicU64::new(0));
     let sources = a.source_addrs.max(1);
-    for (i, s) in all.iter().cycle().take(sockets).enumerate() {
+    // The i-th socket's task (from 127.0.0.(1 + i mod sources)).
+    let spawn_receiver = |i: usize, s: &Arc<Sim>| {
         let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
         let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             if let Err(e) = receive(&s, stats, stop, source).await {
                 if failures.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("receiver: {e}");
                 }
             }
-        }));
+        })
+    };
+    for (i, s) in all.iter().cycle().take(sockets).enumerate() {
+        tasks.push(spawn_receiver(i, s));
         if i % 500 == 499 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -691,15 +695,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
         started = Instant::now();
         for (i, s) in late.iter().enumerate() {
-            let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
-            let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = receive(&s, stats, stop, source).await {
-                    if failures.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("receiver: {e}");
-                    }
-                }
-            }));
+            tasks.push(spawn_receiver(i, s));
         }
     }
     let deadline = if backlog { started + Duration::from_secs(a.duration) } else { deadline };

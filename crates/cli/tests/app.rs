@@ -49,6 +49,15 @@ fn start_app(profile: &std::path::Path) -> AppProc {
     AppProc { child, port: port.parse().unwrap(), secret }
 }
 
+/// The launch link once: the session cookie and the session secret the
+/// redirect's fragment hands the page.
+async fn sign_in(h: &reqwest::Client, app: &AppProc) -> (String, String) {
+    let r = h.get(format!("http://127.0.0.1:{}/?k={}", app.port, app.secret)).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    (cookie, csrf)
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
@@ -443,9 +452,7 @@ async fn the_app_links_a_new_device_approved_by_the_primary() {
     let app = start_app(&dir.join("alice-laptop"));
     let base = format!("http://127.0.0.1:{}", app.port);
     let h = http();
-    let r = h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    let (cookie, csrf) = sign_in(&h, &app).await;
     let session: Value = h
         .get(format!("{base}/api/v1/session"))
         .header("Cookie", &cookie)
@@ -536,9 +543,7 @@ async fn failed_unlocks_in_the_app_count_toward_the_lockout() {
     let app = start_app(&dir.join("bob"));
     let base = format!("http://127.0.0.1:{}", app.port);
     let h = http();
-    let r = h.get(format!("{base}/?k={}", app.secret)).send().await.unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    let (cookie, csrf) = sign_in(&h, &app).await;
     for attempt in 1..=3 {
         let r = h
             .post(format!("{base}/api/v1/unlock"))
