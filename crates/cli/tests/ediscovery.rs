@@ -13,9 +13,24 @@ use common::*;
 use serde_json::Value;
 use strongroom_crypto::content::{Content, Control};
 
-fn python_check(out: &std::path::Path, key: &str) -> Option<Value> {
+/// `fixtures/check_export.py OUT KEY`; `None` when there is no python3.
+fn run_checker(out: &std::path::Path, key: &str) -> Option<std::process::Output> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
-    let run = std::process::Command::new("python3").arg(&script).arg(out).arg(key).output().unwrap();
+    match std::process::Command::new("python3").arg(&script).arg(out).arg(key).output() {
+        Ok(run) => Some(run),
+        Err(e) => {
+            assert!(
+                std::env::var_os("STRONGROOM_TEST_REQUIRE_MOTO").is_none(),
+                "the export checker needs python3: {e}"
+            );
+            eprintln!("SKIPPED the independent export check: python3 cannot start ({e})");
+            None
+        }
+    }
+}
+
+fn python_check(out: &std::path::Path, key: &str) -> Option<Value> {
+    let run = run_checker(out, key)?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     if run.status.code() == Some(3) {
         assert!(
@@ -166,8 +181,7 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     let mut bytes = std::fs::read(&eml).unwrap();
     bytes.push(b' ');
     std::fs::write(&eml, bytes).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
-    let run = std::process::Command::new("python3").arg(&script).arg(&out).arg(key).output().unwrap();
+    let run = run_checker(&out, key).unwrap();
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stdout).contains(": size"), "{}", String::from_utf8_lossy(&run.stdout));
 
@@ -187,10 +201,6 @@ async fn every_export_format_reads_back_with_an_independent_reader() {
     ]);
     let proofs = std::fs::read_to_string(bare.join("proofs.jsonl")).unwrap();
     assert!(!proofs.contains("record_key"));
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check_export.py");
-    let run = std::process::Command::new("python3").arg(&script).arg(&bare).arg(key).output().unwrap();
-    // No DAT in a JSONL-only export: the checker stops there, after the proofs it could read.
-    let _ = run;
 
     // A bad e-mail domain is refused before anything is written.
     let bad = cli(&[

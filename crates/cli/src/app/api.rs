@@ -74,9 +74,8 @@ async fn index(State(app): State<Arc<App>>, Query(q): Query<Launch>) -> Response
 }
 
 /// The caller, or the refusal to send: 401 for nobody, 403 for a missing
-/// scope or session secret. The UI sends its secret on every call (`_write`
-/// is kept for the routes' documentation: reads need it too).
-fn authorise(app: &App, headers: &HeaderMap, scope: &str, _write: bool) -> Result<Caller, Box<Response>> {
+/// scope or session secret (the UI sends its secret on every call, reads too).
+fn authorise(app: &App, headers: &HeaderMap, scope: &str) -> Result<Caller, Box<Response>> {
     let caller = app.gate.caller(headers).ok_or_else(|| {
         Box::new(guard::refuse(
             StatusCode::UNAUTHORIZED,
@@ -99,7 +98,7 @@ fn authorise(app: &App, headers: &HeaderMap, scope: &str, _write: bool) -> Resul
 
 /// Account flows (unlock, enrol, link, invite check): the UI only, never a token.
 fn ui_only(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    match authorise(app, headers, "send", true)? {
+    match authorise(app, headers, "send")? {
         Caller::Ui { .. } => Ok(()),
         Caller::Token { .. } => Err(Box::new(guard::refuse(
             StatusCode::FORBIDDEN,
@@ -114,7 +113,7 @@ fn locked() -> Response {
 }
 
 async fn session(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let caller = match authorise(&app, &headers, "read", false) {
+    let caller = match authorise(&app, &headers, "read") {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -376,7 +375,7 @@ async fn names(app: &App, client: &Client, ids: Vec<strongroom_crypto::ids::User
 }
 
 async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorise(&app, &headers, "read", false) {
+    if let Err(r) = authorise(&app, &headers, "read") {
         return *r;
     }
     let guard = app.client.lock().await;
@@ -431,21 +430,22 @@ async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
     Json(json!({"conversations": out})).into_response()
 }
 
+/// [`authorise`] for a route that names a conversation, and its id.
+fn authorise_in(app: &App, headers: &HeaderMap, scope: &str, id: &str) -> Result<ConversationId, Box<Response>> {
+    authorise(app, headers, scope)?;
+    conversation_id(id)
+}
+
 fn conversation_id(id: &str) -> Result<ConversationId, Box<Response>> {
     ConversationId::parse_hex(id)
         .ok_or_else(|| Box::new(guard::refuse(StatusCode::BAD_REQUEST, "bad_id", "a conversation id is 32 hex digits")))
 }
 
 async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let caller = match authorise(&app, &headers, "read", false) {
+    let conversation = match authorise_in(&app, &headers, "read", &id) {
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let conversation = match conversation_id(&id) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let _ = caller;
     let guard = app.client.lock().await;
     let Some(client) = guard.as_ref() else { return locked() };
     let view = match client.view(Some(conversation)).await {
@@ -537,10 +537,7 @@ async fn send(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
-        return *r;
-    }
-    let conversation = match conversation_id(&id) {
+    let conversation = match authorise_in(&app, &headers, "send", &id) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -569,10 +566,7 @@ async fn mark_read(
     Path(id): Path<String>,
     Json(body): Json<ReadBody>,
 ) -> Response {
-    if let Err(r) = authorise(&app, &headers, "read", true) {
-        return *r;
-    }
-    let conversation = match conversation_id(&id) {
+    let conversation = match authorise_in(&app, &headers, "read", &id) {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -590,7 +584,7 @@ struct DirectBody {
 }
 
 async fn direct(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<DirectBody>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "send", true) {
+    if let Err(r) = authorise(&app, &headers, "send") {
         return *r;
     }
     let mut guard = app.client.lock().await;
@@ -610,7 +604,7 @@ struct After {
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<After>) -> Response {
-    if let Err(r) = authorise(&app, &headers, "read", false) {
+    if let Err(r) = authorise(&app, &headers, "read") {
         return *r;
     }
     let guard = app.client.lock().await;

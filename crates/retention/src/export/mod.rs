@@ -503,50 +503,46 @@ fn load_files(
     let (mut rows, mut images) = (0u64, 0u64);
     for (i, r) in messages {
         let attachment = natives.get(i);
+        // The columns a message and its attachment share.
+        let shared = [
+            r.conversation_id.clone().unwrap_or_default(),
+            r.conversation_kind.clone().unwrap_or_default(),
+            r.seq.map(|s| s.to_string()).unwrap_or_default(),
+            r.message_id.clone().unwrap_or_default(),
+            iso8601(r.time()),
+            r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
+            r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
+        ];
+        let row = |head: [String; 5], tail: [String; 5]| {
+            dat::row(&head.into_iter().chain(shared.iter().cloned()).chain(tail).collect::<Vec<_>>())
+        };
+        let eml = eml_paths.get(i);
         dat.write_all(
-            dat::row(&[
-                doc_id(*i),
-                String::new(),
-                attachment.map(|_| attachment_id(*i)).unwrap_or_default(),
-                "Message".into(),
-                r.kind.clone(),
-                r.conversation_id.clone().unwrap_or_default(),
-                r.conversation_kind.clone().unwrap_or_default(),
-                r.seq.map(|s| s.to_string()).unwrap_or_default(),
-                r.message_id.clone().unwrap_or_default(),
-                iso8601(r.time()),
-                r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
-                r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
-                subject(r),
-                body_text(r),
-                String::new(),
-                eml_paths.get(i).map(|m| m.sha256.clone()).unwrap_or_default(),
-                eml_paths.get(i).map(|m| m.path.clone()).unwrap_or_default(),
-            ])
+            row(
+                [
+                    doc_id(*i),
+                    String::new(),
+                    attachment.map(|_| attachment_id(*i)).unwrap_or_default(),
+                    "Message".into(),
+                    r.kind.clone(),
+                ],
+                [
+                    subject(r),
+                    body_text(r),
+                    String::new(),
+                    eml.map(|m| m.sha256.clone()).unwrap_or_default(),
+                    eml.map(|m| m.path.clone()).unwrap_or_default(),
+                ],
+            )
             .as_bytes(),
         )?;
         rows += 1;
         if let (Some(m), Some(f)) = (attachment, &r.file) {
             dat.write_all(
-                dat::row(&[
-                    attachment_id(*i),
-                    doc_id(*i),
-                    String::new(),
-                    "File".into(),
-                    "attachment".into(),
-                    r.conversation_id.clone().unwrap_or_default(),
-                    r.conversation_kind.clone().unwrap_or_default(),
-                    r.seq.map(|s| s.to_string()).unwrap_or_default(),
-                    r.message_id.clone().unwrap_or_default(),
-                    iso8601(r.time()),
-                    r.sender.as_ref().map(|p| address(p, domain)).unwrap_or_default(),
-                    r.recipients.iter().map(|p| address(p, domain)).collect::<Vec<_>>().join("; "),
-                    f.name.clone(),
-                    String::new(),
-                    f.name.clone(),
-                    m.sha256.clone(),
-                    m.path.clone(),
-                ])
+                row(
+                    [attachment_id(*i), doc_id(*i), String::new(), "File".into(), "attachment".into()],
+                    [f.name.clone(), String::new(), f.name.clone(), m.sha256.clone(), m.path.clone()],
+                )
                 .as_bytes(),
             )?;
             rows += 1;
@@ -968,6 +964,14 @@ mod tests {
         assert_eq!(email(&bob, "acme.example"), "bob@acme.example");
         assert_eq!(email(&bob, DEFAULT_DOMAIN), format!("{}@strongroom.invalid", "cd".repeat(16)));
         assert!(!is_domain("not a domain") && !is_domain("-x.com") && is_domain("acme.example"));
+    }
+
+    #[test]
+    fn unknown_formats_are_named() {
+        let e = Formats::parse(&["jsonl".into(), "pdf".into()]).unwrap_err().to_string();
+        assert!(e.contains("\"pdf\"") && e.contains("jsonl, eml, csv, dat, edrm, rsmf or all"), "{e}");
+        let all = Formats::parse(&["all".into()]).unwrap();
+        assert!(all.jsonl && all.eml && all.csv && all.dat && all.edrm && all.rsmf);
     }
 
     #[test]
