@@ -155,6 +155,28 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
         .await
         .unwrap();
     assert_eq!(session["retention"], true, "the banner shows: {session}");
+    // Bad input: a clear JSON refusal, never a panic.
+    let ui = |r: reqwest::RequestBuilder| r.header("Cookie", &cookie).header("X-CSRF-Token", &csrf);
+    let r = ui(h.get(format!("{base}/api/v1/conversations/../../etc/messages"))).send().await.unwrap();
+    assert!(r.status() == 400 || r.status() == 404, "{}", r.status());
+    let r = ui(h.get(format!("{base}/api/v1/conversations/nothex/messages"))).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_id");
+    let r = ui(h.post(format!("{base}/api/v1/direct")).header("Content-Type", "application/json").body("{not json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = ui(h.post(format!("{base}/api/v1/direct")).body("username=bob")).send().await.unwrap();
+    assert_eq!(r.status(), 415, "a form post never reaches a handler");
+    let r = ui(h.post(format!("{base}/api/v1/direct")).json(&json!({"username": "nobody-by-that-name"})))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = ui(h.get(format!("{base}/api/v1/nowhere"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "not_found");
     assert!(page.contains("Data retention is on"), "the banner's words are in the page");
 
     // Tokens: stored hashed, scoped.
