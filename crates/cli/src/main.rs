@@ -7,6 +7,7 @@ mod backup;
 mod bench;
 mod keyfile;
 mod manage;
+mod people;
 mod retention;
 mod server;
 mod user;

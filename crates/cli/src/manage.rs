@@ -19,6 +19,8 @@ pub enum UsersCommand {
         #[arg(long)]
         search: Option<String>,
     },
+    /// Guests: who invited each, last activity, expiry.
+    Guests,
     /// Create invites: --count N, or one per line of a CSV file (first column).
     Invite {
         #[arg(long, conflicts_with = "csv")]
@@ -192,6 +194,20 @@ async fn find_group(c: &Client, name: &str) -> anyhow::Result<SecurityGroup> {
         .with_context(|| format!("no security group {name:?} (see `strongroom admin groups list`)"))
 }
 
+/// One user as a line: id, name, role (guests: who invited them), devices, status.
+fn user_line(u: &AdminUser) -> String {
+    let role = match (&u.invited_by, u.role.as_str()) {
+        (Some(by), "guest") => format!("guest, invited by {by}"),
+        (_, role) => role.to_owned(),
+    };
+    let flags = match (u.expired_at, u.suspended) {
+        (Some(t), _) => format!(" EXPIRED {}", crate::user::when(t)),
+        (None, true) => " SUSPENDED".to_owned(),
+        (None, false) => String::new(),
+    };
+    format!("{} {} ({role}, {} devices){flags}", u.user_id, u.username, u.devices.len())
+}
+
 fn out<T: serde::Serialize>(json: bool, v: &T, human: impl FnOnce(&T)) {
     if json {
         println!("{}", serde_json::to_string(v).unwrap_or_default());
@@ -208,8 +224,20 @@ pub async fn users(p: ProfileArgs, cmd: UsersCommand) -> anyhow::Result<()> {
             let users = c.admin().users(search.as_deref()).await?;
             out(p.json, &users, |users| {
                 for u in users {
-                    let flags = if u.suspended { " SUSPENDED" } else { "" };
-                    println!("{} {} ({}, {} devices){flags}", u.user_id, u.username, u.role, u.devices.len());
+                    println!("{}", user_line(u));
+                }
+            });
+        }
+        UsersCommand::Guests => {
+            let guests = c.admin().guests().await?;
+            out(p.json, &guests, |guests| {
+                if guests.is_empty() {
+                    println!("No guests.");
+                }
+                for u in guests {
+                    let active =
+                        u.last_active_at.map(|t| format!(", last active {}", crate::user::when(t))).unwrap_or_default();
+                    println!("{}{active}", user_line(u));
                 }
             });
         }

@@ -83,7 +83,7 @@ pub struct ReadArgs {
 }
 
 /// A UTC time from milliseconds since the epoch.
-fn when(ms: u64) -> String {
+pub(crate) fn when(ms: u64) -> String {
     let (y, m, d, hh, mm, ss, _) = strongroom_wire::time::utc(ms);
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
@@ -268,21 +268,18 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
             eprintln!("warning: read receipts were not sent: {e}");
         }
     }
-    let mut names = std::collections::HashMap::new();
-    for who in items.iter().flat_map(|i| {
-        std::iter::once(i.message.sender).chain(i.reactions.iter().map(|r| r.0)).chain(i.read_by.iter().copied())
-    }) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(who) {
-            let known = if who == client.user_id() { Some(client.username().to_owned()) } else { None };
-            let looked_up = match known {
-                Some(n) => Ok(n),
-                None if offline => Err(()),
-                None => client.username_of(who).await.map_err(|_| ()),
-            };
-            slot.insert(looked_up.unwrap_or_else(|()| who.to_string()));
-        }
-    }
-    let name = |u: &strongroom_crypto::ids::UserId| names.get(u).cloned().unwrap_or_default();
+    let mut people = crate::people::People::default();
+    let named: Vec<_> = items
+        .iter()
+        .flat_map(|i| {
+            std::iter::once(i.message.sender)
+                .chain(i.reactions.iter().map(|r| r.0))
+                .chain(i.read_by.iter().copied())
+                .chain(crate::people::named_in(&i.message.content))
+        })
+        .collect();
+    people.learn(&client, named, offline).await;
+    let name = |u: &strongroom_crypto::ids::UserId| people.name(u);
     if p.json {
         let list: Vec<_> = items
             .iter()
@@ -290,7 +287,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 let m = &i.message;
                 serde_json::json!({
                     "conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(),
-                    "sender": name(&m.sender), "timestamp": m.timestamp, "text": describe(&m.content), "edited": i.edited,
+                    "sender": name(&m.sender), "timestamp": m.timestamp, "text": people.describe(&m.content), "edited": i.edited,
                     "reactions": i.reactions.iter().map(|(u, e)| serde_json::json!({"user": name(u), "emoji": e})).collect::<Vec<_>>(),
                     "read_by": i.read_by.iter().map(name).collect::<Vec<_>>(),
                 })
@@ -320,7 +317,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 &m.conversation.to_string()[..8],
                 m.seq,
                 name(&m.sender),
-                describe(&m.content)
+                people.describe(&m.content)
             );
             if !read.is_empty() {
                 println!("    {read}");
@@ -352,7 +349,23 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
             } else {
                 let note = if retention { ", data retention on" } else { "" };
                 for c in list {
-                    println!("{} {} ({} members{note})", c.id, c.kind, c.members.len());
+                    let names: Vec<String> = c
+                        .members
+                        .iter()
+                        .map(|m| {
+                            strongroom_client::display_name(&strongroom_wire::UserInfo {
+                                user_id: m.user_id,
+                                username: if m.username.is_empty() {
+                                    m.user_id.to_string()
+                                } else {
+                                    m.username.clone()
+                                },
+                                guest: m.guest,
+                                expired: m.expired,
+                            })
+                        })
+                        .collect();
+                    println!("{} {} ({} members{note}): {}", c.id, c.kind, c.members.len(), names.join(", "));
                 }
             }
         }
@@ -373,15 +386,29 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
 #[derive(Args)]
 pub struct InviteArgs {
     /// Make the new account an administrator.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "guest")]
     admin: bool,
+    /// Invite a guest from outside the organisation: a limited account that
+    /// gets your security group (which must allow guests) and expires after
+    /// its inactivity period. Any member may, where their group allows it.
+    #[arg(long)]
+    guest: bool,
 }
 
 pub async fn invite(p: ProfileArgs, a: InviteArgs) -> anyhow::Result<()> {
     let client = open(&p).await?;
-    let invite = client.create_invite(a.admin).await.context("cannot create an invite")?;
+    let invite = if a.guest {
+        client.create_guest_invite(None).await.context("cannot create a guest invite")?
+    } else {
+        client.create_invite(a.admin).await.context("cannot create an invite")?
+    };
     if p.json {
-        println!("{}", serde_json::json!({"invite": invite.invite, "expires_at": invite.expires_at}));
+        println!("{}", serde_json::json!({"invite": invite.invite, "expires_at": invite.expires_at, "guest": a.guest}));
+    } else if a.guest {
+        println!(
+            "Guest invite (one use, 7 days). Pass it on yourself; the guest runs `strongroom enrol` with it:\n{}",
+            invite.invite
+        );
     } else {
         println!("Invite (one use, 7 days):\n{}", invite.invite);
     }

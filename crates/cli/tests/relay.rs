@@ -242,7 +242,7 @@ async fn networks_are_isolated() {
     assert_eq!(mallory.get("/v1/users?username=alice").await.status(), StatusCode::NOT_FOUND);
     assert_eq!(mallory.get(&format!("/v1/users?id={}", w.alice.user)).await.status(), StatusCode::NOT_FOUND);
     let bob: UserInfo = w.alice.get("/v1/users?username=bob").await.json().await.unwrap();
-    assert_eq!(bob, UserInfo { user_id: w.bob.user, username: "bob".into() });
+    assert_eq!(bob, UserInfo { user_id: w.bob.user, username: "bob".into(), guest: false, expired: false });
     assert_eq!(w.alice.get("/v1/users").await.status(), StatusCode::BAD_REQUEST);
     // Network info is public: a new client checks the key against its invite's fingerprint.
     let info: NetworkInfo =

@@ -76,6 +76,11 @@ impl Admin<'_> {
         self.call(Method::GET, &format!("/v1/admin/users{q}"), None::<&()>).await
     }
 
+    /// The network's guests, with who invited each.
+    pub async fn guests(&self) -> Result<Vec<AdminUser>, ClientError> {
+        self.call(Method::GET, "/v1/admin/guests", None::<&()>).await
+    }
+
     /// One invite per label (at most 1000).
     pub async fn invite(&self, labels: Vec<String>, admin: bool) -> Result<Vec<LabelledInvite>, ClientError> {
         self.call(Method::POST, "/v1/admin/invites", Some(&BulkInvite { labels, admin, ttl_secs: None })).await

@@ -30,6 +30,8 @@ pub(crate) struct Cache {
     pub policy: Option<VerifiedPolicy>,
     /// Verified list and administrator-revoked devices per member.
     pub lists: HashMap<UserId, (VerifiedDeviceList, Vec<DeviceId>)>,
+    /// When this process last looked for expired guests to remove.
+    pub guests_checked: Option<std::time::Instant>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

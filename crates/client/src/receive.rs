@@ -142,6 +142,7 @@ impl Client {
         }
         self.upkeep().await?;
         report.warnings.extend(self.check_commitments().await);
+        self.remove_expired_guests_now(&mut report).await;
         report.notices = self.take_notices();
         Ok(report)
     }

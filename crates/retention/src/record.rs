@@ -17,6 +17,9 @@ pub struct Party {
     /// The sending device (senders only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// A guest from outside the organisation (as the relay said at archive time).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
 }
 
 /// An archived file.

@@ -247,6 +247,8 @@ pub struct Service {
     relay: Relay,
     archive: Archive,
     users: HashMap<UserId, (String, Option<VerifiedDeviceList>)>,
+    /// Users the relay said are guests.
+    guests: std::collections::HashSet<UserId>,
     memberships: crate::membership::Memberships,
     scratch: std::path::PathBuf,
     /// Called with a batch's records durable and not yet acknowledged: a
@@ -281,6 +283,7 @@ impl Service {
             relay,
             archive,
             users: HashMap::new(),
+            guests: std::collections::HashSet::new(),
             memberships: Default::default(),
             scratch,
             before_ack: None,
@@ -590,9 +593,11 @@ impl Service {
                 return Ok(u.clone());
             }
         }
-        let name = definite(self.relay.json::<UserInfo>(&format!("/v1/users?id={user}")).await)?
-            .map(|u| u.username)
-            .unwrap_or_default();
+        let info = definite(self.relay.json::<UserInfo>(&format!("/v1/users?id={user}")).await)?;
+        if info.as_ref().is_some_and(|u| u.guest) {
+            self.guests.insert(user);
+        }
+        let name = info.map(|u| u.username).unwrap_or_default();
         let keys: Option<UserKeys> = definite(self.relay.json(&format!("/v1/keys/{user}")).await)?;
         let list = keys.and_then(|keys| {
             DeviceList::decode(&keys.device_list.0)
@@ -616,6 +621,7 @@ impl Service {
             username,
             identity_key: list.map(|l| hex(l.identity_key().as_bytes())),
             device_id: None,
+            guest: self.guests.contains(&user),
         })
     }
 

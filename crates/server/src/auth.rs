@@ -222,7 +222,9 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         }
-        Ok(Caller { session, token_hash })
+        let caller = Caller { session, token_hash };
+        crate::service::guests::touch(state, &caller).await;
+        Ok(caller)
     }
 }
 

@@ -282,6 +282,9 @@ async fn expiry_loop(state: AppState) {
         if let Err(e) = state.store.purge_sessions(now_ms()).await {
             tracing::warn!(error = %e, "purging expired sessions failed; will retry");
         }
+        if let Err(e) = crate::service::guests::expire_inactive(&state, now_ms()).await {
+            tracing::warn!(error = %e, "expiring inactive guests failed; will retry");
+        }
         if let Err(e) = routes::remove_expired_blobs(&state, now_ms()).await {
             tracing::warn!(error = %e, "removing expired files failed; will retry");
         }

@@ -744,8 +744,12 @@ async fn administration(store: Store) {
     assert!(store.admin_users(&net, Some("alice")).await.unwrap()[0].group_id.is_none(), "members leave with it");
 
     // Lookups by id or name stay inside the network.
-    assert_eq!(store.find_user(&net, Some(&alice), None).await.unwrap(), Some((alice, "alice".to_owned())));
-    assert_eq!(store.find_user(&net, None, Some("bob")).await.unwrap(), Some((bob, "bob".to_owned())));
+    let found = |u: Option<strongroom_wire::UserInfo>| u.map(|u| (*u.user_id.as_bytes(), u.username, u.guest));
+    assert_eq!(
+        found(store.find_user(&net, Some(&alice), None).await.unwrap()),
+        Some((alice, "alice".to_owned(), false))
+    );
+    assert_eq!(found(store.find_user(&net, None, Some("bob")).await.unwrap()), Some((bob, "bob".to_owned(), false)));
     assert_eq!(store.find_user(&other, Some(&alice), None).await.unwrap(), None, "not across networks");
     assert_eq!(store.find_user(&other, None, Some("alice")).await.unwrap(), None);
 

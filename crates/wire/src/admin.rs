@@ -39,8 +39,12 @@ pub struct GroupSettings {
     pub federation: Federation,
     /// Networks allowed when `federation` is `allow_list` (domain names).
     pub federation_allow: Vec<String>,
-    /// Guests may join conversations.
+    /// Members may invite guests and add guests to conversations; guests
+    /// these members invite get this group's settings.
     pub guests_enabled: bool,
+    /// A guest of this group inactive this long (seconds) expires: their
+    /// devices are revoked and members remove them; 0 = never.
+    pub guest_expiry_secs: u32,
     /// Shortest password, characters.
     pub password_min_length: u32,
     /// Failed logins before the account locks; 0 = never.
@@ -70,6 +74,7 @@ impl Default for GroupSettings {
             federation: Federation::None,
             federation_allow: Vec::new(),
             guests_enabled: false,
+            guest_expiry_secs: 30 * 86_400,
             password_min_length: 10,
             lockout_threshold: 5,
             device_lockout: 0,
@@ -254,10 +259,19 @@ pub struct AdminUser {
     pub user_id: UserId,
     /// Username.
     pub username: String,
-    /// `user`, `admin` or `auditor`.
+    /// `user`, `admin`, `auditor` or `guest`.
     pub role: String,
     /// Suspended.
     pub suspended: bool,
+    /// Who invited this guest (username), for guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<String>,
+    /// Last activity (ms), for guests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_at: Option<u64>,
+    /// When this guest's access expired (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<u64>,
     /// Security group (id), if any.
     pub group_id: Option<String>,
     /// Devices: (id, revoked, wipe pending or done).

@@ -80,6 +80,24 @@ pub struct UserInfo {
     pub user_id: UserId,
     /// Username.
     pub username: String,
+    /// A guest: someone from outside the organisation, with a limited
+    /// account (clients show a badge).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
+    /// A guest whose access expired after inactivity: clients stop
+    /// encrypting to them and remove them from conversations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
+}
+
+/// `POST /v1/guests/invites`: a member whose security group allows guests
+/// invites one (the code is passed on by hand; no email is sent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGuestInvite {
+    /// Lifetime in seconds (default 7 days, at most 90).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 /// `POST /v1/invites` (network administrators).
@@ -353,6 +371,15 @@ pub struct Member {
     pub user_id: UserId,
     /// Member or moderator.
     pub role: Role,
+    /// Username (empty from a relay that does not send it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// A guest (see [`UserInfo::guest`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guest: bool,
+    /// A guest whose access expired (see [`UserInfo::expired`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// `GET /v1/conversations/{id}/membership?after=N`: the conversation's

@@ -349,7 +349,9 @@ async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<
     Json(json!({"code": code})).into_response()
 }
 
-/// Usernames, looked up once each and then remembered.
+/// Usernames with the guest badge ("dave (guest)"; usernames hold no
+/// spaces, so the badge cannot be forged by a name), looked up once each
+/// and then remembered.
 async fn names(app: &App, client: &Client, ids: Vec<strongroom_crypto::ids::UserId>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for id in ids {
@@ -359,7 +361,7 @@ async fn names(app: &App, client: &Client, ids: Vec<strongroom_crypto::ids::User
         let known = app.names.lock().ok().and_then(|n| n.get(&id).cloned());
         let name = match known {
             Some(n) => n,
-            None => match client.username_of(id).await {
+            None => match client.user_info(id).await.map(|u| strongroom_client::display_name(&u)) {
                 Ok(n) => {
                     if let Ok(mut all) = app.names.lock() {
                         all.insert(id, n.clone());
@@ -420,6 +422,7 @@ async fn conversations(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
                 "id": id,
                 "kind": c.kind,
                 "title": title,
+                "guests": c.members.iter().filter(|m| m.guest && m.user_id.to_string() != me).count(),
                 "last_text": l.map(|i| crate::user::describe(&i.message.content)),
                 "last_at": l.map(|i| i.message.timestamp),
                 "unread": states.get(&id).map(|s| s.1).unwrap_or(0),
@@ -464,6 +467,7 @@ async fn messages(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
                 "seq": m.seq,
                 "sender": m.sender.to_string(),
                 "sender_name": people.get(&m.sender.to_string()),
+                "sender_guest": people.get(&m.sender.to_string()).is_some_and(|n| n.contains(" (guest")),
                 "mine": m.sender == me,
                 "at": m.timestamp,
                 "text": crate::user::describe(&m.content),

@@ -47,10 +47,13 @@ pub(super) async fn register(
     let mut user = [0u8; 16];
     OsRng.fill_bytes(&mut user);
     match state.store.register(&secret_hash(&invite.secret), &user, &req.username, &hash, now_ms()).await? {
-        LoginOutcome::Registered(network) => Ok((
-            StatusCode::CREATED,
-            Json(Registered { user_id: UserId::from_bytes(user), network_id: NetworkId::from_bytes(network) }),
-        )),
+        LoginOutcome::Registered(network) => {
+            crate::service::guests::enrolled(&state, &user, addr.ip()).await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(Registered { user_id: UserId::from_bytes(user), network_id: NetworkId::from_bytes(network) }),
+            ))
+        }
         LoginOutcome::Reenrolled(network, existing) => Ok((
             StatusCode::CREATED,
             Json(Registered { user_id: UserId::from_bytes(existing), network_id: NetworkId::from_bytes(network) }),
@@ -132,12 +135,17 @@ pub(super) async fn find_user(
     if id.is_none() && q.username.is_none() {
         return Err(ApiError::bad_request("bad_query", "give ?username= or ?id="));
     }
-    let (user, username) = state
+    let unknown = || ApiError::not_found("unknown_user", "no such user in your network");
+    let found = state
         .store
         .find_user(&caller.session.network_id, id.as_ref(), q.username.as_deref())
         .await?
-        .ok_or_else(|| ApiError::not_found("unknown_user", "no such user in your network"))?;
-    Ok(Json(UserInfo { user_id: UserId::from_bytes(user), username }))
+        .ok_or_else(unknown)?;
+    // A guest sees only the people they share a conversation with.
+    if !crate::service::guests::may_see(&state, &caller, found.user_id.as_bytes()).await? {
+        return Err(unknown());
+    }
+    Ok(Json(found))
 }
 
 /// Redeems an administrator's reset code: the user chooses a new password,

@@ -39,6 +39,22 @@ pub(super) async fn list_users(
     Ok(Json(admin::list_users(&state, &caller, q.search.as_deref()).await?))
 }
 
+/// The network's guests and who invited each.
+pub(super) async fn list_guests(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<AdminUser>>> {
+    Ok(Json(admin::list_guests(&state, &caller).await?))
+}
+
+/// A guest invite from a member whose security group allows guests.
+pub(super) async fn guest_invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<strongroom_wire::CreateGuestInvite>,
+) -> ApiResult<(StatusCode, Json<InviteCreated>)> {
+    let made = crate::service::guests::invite(&state, &actor(caller, addr), req.ttl_secs).await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
 pub(super) async fn bulk_invite(
     State(state): State<AppState>,
     caller: Caller,

@@ -81,19 +81,36 @@ pub(crate) async fn issue_invite(
     ttl_secs: u64,
     for_user: Option<&[u8; 16]>,
 ) -> ApiResult<InviteCreated> {
+    let (secret, expires_at) = new_invite_secret(ttl_secs);
+    state.store.create_invite(&secret_hash(&secret), network, admin, expires_at, now_ms()).await?;
+    if let Some(user) = for_user {
+        state.store.bind_invite_user(&secret_hash(&secret), user).await?;
+    }
+    invite_code(state, network, secret, expires_at).await
+}
+
+/// A fresh invite secret and when an invite made now for `ttl_secs`
+/// (at most 90 days) expires (ms).
+pub(crate) fn new_invite_secret(ttl_secs: u64) -> ([u8; 32], i64) {
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let expires_at = now_ms() + i64::try_from(ttl_secs.min(MAX_INVITE_SECS) * 1000).unwrap_or(i64::MAX);
+    (secret, expires_at)
+}
+
+/// The code a stored invite secret is passed on as: the relay's address,
+/// the network and its key's fingerprint, and the secret.
+pub(crate) async fn invite_code(
+    state: &AppState,
+    network: &[u8; 16],
+    secret: [u8; 32],
+    expires_at: i64,
+) -> ApiResult<InviteCreated> {
     let public = state
         .store
         .network_public(network)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_network", "no such network"))?;
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    let now = now_ms();
-    let expires_at = now + i64::try_from(ttl_secs.min(MAX_INVITE_SECS) * 1000).unwrap_or(i64::MAX);
-    state.store.create_invite(&secret_hash(&secret), network, admin, expires_at, now).await?;
-    if let Some(user) = for_user {
-        state.store.bind_invite_user(&secret_hash(&secret), user).await?;
-    }
     let invite = Invite {
         server_url: state.public_url.to_string(),
         network_id: *network,
@@ -185,6 +202,14 @@ pub async fn list_users(state: &AppState, caller: &Caller, search: Option<&str>)
     Ok(state.store.admin_users(&caller.session.network_id, search).await?)
 }
 
+/// The network's guests, with who invited each (administrators and auditors).
+pub async fn list_guests(state: &AppState, caller: &Caller) -> ApiResult<Vec<AdminUser>> {
+    require_reader(caller)?;
+    let mut all = state.store.admin_users(&caller.session.network_id, None).await?;
+    all.retain(|u| u.role == "guest");
+    Ok(all)
+}
+
 fn disconnect_all(state: &AppState, devices: &[[u8; 16]]) {
     for d in devices {
         state.hub.disconnect(d);
@@ -237,6 +262,12 @@ pub async fn set_role(state: &AppState, actor: &Actor, user: &[u8; 16], role: &s
         return Err(ApiError::bad_request("bad_role", "a role is user, admin or auditor"));
     }
     let (user, name) = user_here(state, &actor.caller, user).await?;
+    if !state.store.guests_among(&[user]).await?.is_empty() {
+        return Err(ApiError::bad_request(
+            "guest_role",
+            "a guest keeps the guest role; remove the guest and invite them as a member instead",
+        ));
+    }
     if user == actor.caller.session.user_id && role != "admin" {
         return Err(ApiError::bad_request("self", "you cannot take your own administrator role"));
     }

@@ -20,7 +20,18 @@ pub fn view(c: &ConversationRow) -> Conversation {
     Conversation {
         id: ConversationId::from_bytes(c.id),
         kind: c.kind,
-        members: c.members.iter().map(|(u, r)| Member { user_id: UserId::from_bytes(*u), role: *r }).collect(),
+        members: c
+            .members
+            .iter()
+            .zip(&c.people)
+            .map(|((u, r), p)| Member {
+                user_id: UserId::from_bytes(*u),
+                role: *r,
+                username: p.username.clone(),
+                guest: p.guest,
+                expired: p.expired,
+            })
+            .collect(),
         membership_seq: c.membership_seq,
         last_seq: c.last_seq,
     }
@@ -58,6 +69,9 @@ pub async fn create(
 ) -> ApiResult<Conversation> {
     let me = caller.session.user_id;
     others.retain(|u| *u != me);
+    if kind != Kind::Notes {
+        super::guests::refuse_guest(caller, "start conversations")?;
+    }
     if kind == Kind::Direct && others.len() != 1 {
         return Err(ApiError::bad_request("bad_members", "a direct conversation has exactly one other member"));
     }
@@ -73,6 +87,7 @@ pub async fn create(
         }
     }
     check_in_network(state, &caller.session.network_id, &others).await?;
+    super::guests::check_added(state, caller, &others, &[]).await?;
     let mut members: Vec<([u8; 16], Role)> = others.iter().map(|u| (*u, Role::Member)).collect();
     members.push((me, if kind == Kind::Room { Role::Moderator } else { Role::Member }));
     let mut id = [0u8; 16];
@@ -107,6 +122,12 @@ pub async fn change_members(
     change: MemberChange,
 ) -> ApiResult<Conversation> {
     let c = member_of(state, caller, id).await?;
+    let me = caller.session.user_id;
+    let only_leaving =
+        change.add.is_empty() && change.promote.is_empty() && change.demote.is_empty() && change.remove == [me];
+    if !only_leaving {
+        super::guests::refuse_guest(caller, "change a conversation's members (only leave it)")?;
+    }
     if !state.store.membership_statements(id, 0, 1).await?.is_empty() {
         // Unsigned changes would make the relay's table part from what
         // members signed, and every sender would refuse to send.
@@ -115,7 +136,6 @@ pub async fn change_members(
             "this conversation's members change only by signed statements (POST /v1/conversations/{id}/membership)",
         ));
     }
-    let me = caller.session.user_id;
     let MemberChange { add, remove, promote, demote } = change;
     if add.is_empty() && remove.is_empty() && promote.is_empty() && demote.is_empty() {
         return Err(ApiError::bad_request("empty_change", "nothing to change"));
@@ -139,6 +159,7 @@ pub async fn change_members(
         Kind::Unknown => return Err(ApiError::bad_request("bad_kind", "this conversation's kind is unknown")),
     }
     check_in_network(state, &caller.session.network_id, &add).await?;
+    super::guests::check_added(state, caller, &add, &promote).await?;
     for u in promote.iter().chain(&demote) {
         if c.role(u).is_none() && !add.contains(u) {
             return Err(ApiError::bad_request("not_member", "only members can be promoted or demoted"));
@@ -222,6 +243,9 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
     let me = s.user_id;
     match st.action {
         MembershipAction::Create(kind) => {
+            if kind != ConversationKind::Notes {
+                super::guests::refuse_guest(caller, "start conversations")?;
+            }
             let created = MembershipState::create(&st).map_err(refused)?;
             if state.store.conversation(id).await?.is_some() {
                 return Err(ApiError::conflict(
@@ -242,6 +266,9 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
             }
             let others: Vec<[u8; 16]> = created.members.iter().map(|u| *u.as_bytes()).filter(|u| *u != me).collect();
             check_in_network(state, &s.network_id, &others).await?;
+            let moderators: Vec<[u8; 16]> =
+                created.moderators.iter().map(|u| *u.as_bytes()).filter(|u| *u != me).collect();
+            super::guests::check_added(state, caller, &others, &moderators).await?;
             let members: Vec<([u8; 16], Role)> = created
                 .members
                 .iter()
@@ -250,6 +277,9 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
             state.store.create_conversation(id, &s.network_id, kind, &members, now_ms(), Some(body)).await?;
         }
         action => {
+            if action != MembershipAction::Leave {
+                super::guests::refuse_guest(caller, "change a conversation's members (only leave it)")?;
+            }
             member_of(state, caller, id).await?;
             let mut folded = signed_state(state, id).await?.ok_or_else(|| {
                 ApiError::conflict(
@@ -276,6 +306,7 @@ pub async fn post_statement(state: &AppState, caller: &Caller, id: &[u8; 16], bo
             let leaving = [me];
             let remove: &[[u8; 16]] = if action == MembershipAction::Leave { &leaving } else { remove };
             check_in_network(state, &s.network_id, add).await?;
+            super::guests::check_added(state, caller, add, promote).await?;
             state.store.change_members(id, add, remove, promote, demote, Some((st.sequence, body))).await?;
         }
     }

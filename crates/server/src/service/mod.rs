@@ -15,6 +15,7 @@
 //! | [`delivery`] | an envelope's recipients are exactly the conversation's devices plus the policy's retention devices; fetch and ack of the caller's own queue |
 //! | [`policy`] | signed network policies, and the retention device ids they reserve |
 //! | [`retention`] | the retention device's login, checkpoints, periods and coverage |
+//! | [`guests`] | what a guest may not do (start conversations, change members, moderate, see the directory), guest invites, and expiry after inactivity |
 //! | [`admin`] | administrators' and auditors' actions on their own network, each written to the audit log |
 //!
 //! Every id a request names is checked against the caller's network,
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod conversations;
 pub mod delivery;
 pub mod devices;
+pub mod guests;
 pub mod keys;
 pub mod policy;
 pub mod retention;

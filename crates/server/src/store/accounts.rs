@@ -45,6 +45,8 @@ pub struct SessionRow {
     pub auditor: bool,
     /// Suspended: every request is refused.
     pub suspended: bool,
+    /// A guest: limited to the conversations they were added to.
+    pub guest: bool,
     /// An administrator ordered this device wiped (not yet confirmed).
     pub wipe_pending: bool,
 }
@@ -96,7 +98,7 @@ impl Store {
         let mut tx = self.write().await?;
         let invite = sqlx::query(&self.sql(
             "UPDATE invites SET used_at = $1 WHERE secret_hash = $2 AND used_at IS NULL AND revoked = 0 AND expires_at > $3 \
-             RETURNING network_id, admin, user_id",
+             RETURNING network_id, admin, user_id, guest, invited_by, group_id",
         ))
         .bind(now)
         .bind(invite_hash.to_vec())
@@ -106,6 +108,9 @@ impl Store {
         let Some(invite) = invite else { return Ok(LoginOutcome::BadInvite) };
         let network = id16(&invite, "network_id")?;
         let admin = int(&invite, "admin")?;
+        let guest = int(&invite, "guest")? != 0;
+        let invited_by = invite.try_get::<Option<Vec<u8>>, _>("invited_by")?;
+        let group = invite.try_get::<Option<Vec<u8>>, _>("group_id")?;
         if let Some(existing) = invite.try_get::<Option<Vec<u8>>, _>("user_id")? {
             let n = sqlx::query(
                 &self.sql("UPDATE users SET password_hash = $1 WHERE id = $2 AND username = $3 AND deleted = 0"),
@@ -124,16 +129,23 @@ impl Store {
             return Ok(LoginOutcome::Reenrolled(network, user));
         }
         let inserted = sqlx::query(&self.sql(
-            "INSERT INTO users (id, network_id, username, password_hash, admin, role, failed_logins, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) ON CONFLICT (network_id, username) DO NOTHING",
+            "INSERT INTO users (id, network_id, username, password_hash, admin, role, failed_logins, locked_until, created_at, \
+             invited_by, group_id, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7, $8, $9, $7) ON CONFLICT (network_id, username) DO NOTHING",
         ))
         .bind(user_id.to_vec())
         .bind(network.to_vec())
         .bind(username.to_owned())
         .bind(password_hash.to_owned())
         .bind(admin)
-        .bind(if admin != 0 { "admin" } else { "user" })
+        .bind(match (admin != 0, guest) {
+            (_, true) => "guest",
+            (true, false) => "admin",
+            (false, false) => "user",
+        })
         .bind(now)
+        .bind(invited_by)
+        .bind(group)
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
@@ -237,6 +249,7 @@ impl Store {
                 admin: int(&r, "admin")? != 0,
                 auditor: r.try_get::<String, _>("role")? == "auditor",
                 suspended: int(&r, "suspended")? != 0,
+                guest: r.try_get::<String, _>("role")? == "guest",
                 wipe_pending: int(&r, "wiping")? != 0,
             };
             return Ok(Some((session, int(&r, "expires_at")?)));
@@ -259,6 +272,7 @@ impl Store {
                 admin: false,
                 auditor: false,
                 suspended: false,
+                guest: false,
                 wipe_pending: false,
             };
             Ok((session, int(&r, "expires_at")?))
@@ -380,25 +394,38 @@ impl Store {
         network: &[u8; 16],
         id: Option<&[u8; 16]>,
         username: Option<&str>,
-    ) -> Result<Option<([u8; 16], String)>, StoreError> {
-        let row = match (id, username) {
-            (Some(id), _) => {
-                sqlx::query(&self.sql("SELECT id, username FROM users WHERE network_id = $1 AND id = $2"))
+    ) -> Result<Option<strongroom_wire::UserInfo>, StoreError> {
+        let row =
+            match (id, username) {
+                (Some(id), _) => {
+                    sqlx::query(
+                        &self.sql("SELECT id, username, role, expired_at FROM users WHERE network_id = $1 AND id = $2"),
+                    )
                     .bind(network.to_vec())
                     .bind(id.to_vec())
                     .fetch_optional(&self.pool)
                     .await?
-            }
-            (None, Some(name)) => {
-                sqlx::query(&self.sql("SELECT id, username FROM users WHERE network_id = $1 AND username = $2"))
+                }
+                (None, Some(name)) => {
+                    sqlx::query(&self.sql(
+                        "SELECT id, username, role, expired_at FROM users WHERE network_id = $1 AND username = $2",
+                    ))
                     .bind(network.to_vec())
                     .bind(name.to_owned())
                     .fetch_optional(&self.pool)
                     .await?
-            }
-            (None, None) => None,
-        };
-        row.map(|r| Ok((id16(&r, "id")?, r.try_get("username")?))).transpose()
+                }
+                (None, None) => None,
+            };
+        row.map(|r| {
+            Ok(strongroom_wire::UserInfo {
+                user_id: strongroom_wire::UserId::from_bytes(id16(&r, "id")?),
+                username: r.try_get("username")?,
+                guest: r.try_get::<String, _>("role")? == "guest",
+                expired: r.try_get::<Option<i64>, _>("expired_at")?.is_some(),
+            })
+        })
+        .transpose()
     }
 
     /// The network of a user, if the user exists.

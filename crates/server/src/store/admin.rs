@@ -33,8 +33,9 @@ impl Store {
     pub async fn admin_users(&self, network: &[u8; 16], search: Option<&str>) -> Result<Vec<AdminUser>, StoreError> {
         let pattern = format!("%{}%", search.unwrap_or("").replace(['%', '_'], ""));
         let rows = sqlx::query(&self.sql(
-            "SELECT id, username, role, suspended, group_id, created_at FROM users \
-             WHERE network_id = $1 AND deleted = 0 AND username LIKE $2 ORDER BY username LIMIT 10000",
+            "SELECT u.id, u.username, u.role, u.suspended, u.group_id, u.created_at, u.last_active_at, u.expired_at, \
+             i.username AS inviter FROM users u LEFT JOIN users i ON i.id = u.invited_by \
+             WHERE u.network_id = $1 AND u.deleted = 0 AND u.username LIKE $2 ORDER BY u.username LIMIT 10000",
         ))
         .bind(network.to_vec())
         .bind(pattern)
@@ -67,10 +68,18 @@ impl Store {
                     wipe: wipe.into(),
                 });
             }
+            let role: String = r.try_get("role")?;
+            let guest = role == "guest";
             out.push(AdminUser {
                 user_id: UserId::from_bytes(id),
                 username: r.try_get("username")?,
-                role: r.try_get("role")?,
+                invited_by: r.try_get("inviter")?,
+                last_active_at: guest
+                    .then(|| int(&r, "last_active_at"))
+                    .transpose()?
+                    .map(|t| u64::try_from(t).unwrap_or(0)),
+                expired_at: r.try_get::<Option<i64>, _>("expired_at")?.map(|t| u64::try_from(t).unwrap_or(0)),
+                role,
                 suspended: int(&r, "suspended")? != 0,
                 group_id: r.try_get::<Option<Vec<u8>>, _>("group_id")?.map(|g| hex(&g)),
                 devices: list,
@@ -150,7 +159,7 @@ impl Store {
         tx.commit().await
     }
 
-    async fn drop_devices(&self, tx: &mut super::WriteTx<'_>, user: &[u8; 16]) -> Result<(), StoreError> {
+    pub(super) async fn drop_devices(&self, tx: &mut super::WriteTx<'_>, user: &[u8; 16]) -> Result<(), StoreError> {
         for q in [
             "DELETE FROM queue WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",
             "DELETE FROM prekeys WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",

@@ -1,3 +1,5 @@
+use sqlx::Row;
+
 use super::{id16, int, Store, StoreError};
 
 pub use strongroom_wire::{ConversationKind as Kind, Role};
@@ -47,6 +49,19 @@ pub struct ConversationRow {
     pub membership_seq: u64,
     /// Members and roles, sorted by user id.
     pub members: Vec<([u8; 16], Role)>,
+    /// Who the members are, in the same order.
+    pub people: Vec<Person>,
+}
+
+/// A member as others see them.
+#[derive(Debug, Clone, Default)]
+pub struct Person {
+    /// Username.
+    pub username: String,
+    /// A guest.
+    pub guest: bool,
+    /// A guest whose access expired.
+    pub expired: bool,
 }
 
 impl ConversationRow {
@@ -137,14 +152,24 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let members =
-            sqlx::query(&self.sql("SELECT user_id, role FROM members WHERE conversation_id = $1 ORDER BY user_id"))
-                .bind(id.to_vec())
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| Ok((id16(r, "user_id")?, if int(r, "role")? == 1 { Role::Moderator } else { Role::Member })))
-                .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = sqlx::query(&self.sql(
+            "SELECT m.user_id, m.role, u.username, u.role AS account, u.expired_at FROM members m \
+             LEFT JOIN users u ON u.id = m.user_id WHERE m.conversation_id = $1 ORDER BY m.user_id",
+        ))
+        .bind(id.to_vec())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members = Vec::with_capacity(rows.len());
+        let mut people = Vec::with_capacity(rows.len());
+        for r in &rows {
+            members.push((id16(r, "user_id")?, if int(r, "role")? == 1 { Role::Moderator } else { Role::Member }));
+            let account: Option<String> = r.try_get("account")?;
+            people.push(Person {
+                username: r.try_get::<Option<String>, _>("username")?.unwrap_or_default(),
+                guest: account.as_deref() == Some("guest"),
+                expired: r.try_get::<Option<i64>, _>("expired_at")?.is_some(),
+            });
+        }
         Ok(Some(ConversationRow {
             id: id16(&row, "id")?,
             network_id: id16(&row, "network_id")?,
@@ -152,6 +177,7 @@ impl Store {
             last_seq: u64::try_from(int(&row, "last_seq")?).unwrap_or(0),
             membership_seq: u64::try_from(int(&row, "membership_seq")?).unwrap_or(0),
             members,
+            people,
         }))
     }
 

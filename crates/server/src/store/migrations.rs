@@ -16,6 +16,7 @@ const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/sqlite/0007_relay_limits.sql")),
     (8, include_str!("../../migrations/sqlite/0008_device_list_chain.sql")),
     (9, include_str!("../../migrations/sqlite/0009_membership_statements.sql")),
+    (10, include_str!("../../migrations/sqlite/0010_guests.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -27,6 +28,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/postgres/0007_relay_limits.sql")),
     (8, include_str!("../../migrations/postgres/0008_device_list_chain.sql")),
     (9, include_str!("../../migrations/postgres/0009_membership_statements.sql")),
+    (10, include_str!("../../migrations/postgres/0010_guests.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

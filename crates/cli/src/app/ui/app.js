@@ -183,6 +183,7 @@ function renderList(conversations) {
     const li = el("li", c.id === state.current ? "active" : "");
     li.dataset.id = c.id;
     li.append(el("strong", "", c.title));
+    if (c.guests > 0) li.append(" ", el("span", "badge guest", c.guests === 1 ? "guest" : c.guests + " guests"));
     if (c.unread > 0) li.append(el("span", "unread", String(c.unread)));
     li.append(el("div", "last", c.last_text || ""));
     if (c.last_at) li.title = day(c.last_at) + " " + time(c.last_at);
@@ -205,7 +206,10 @@ async function renderConversation(c) {
     if (d !== lastDay) { ol.append(el("li", "day", d)); lastDay = d; }
     const li = el("li", m.mine ? "mine" : "");
     li.dataset.id = m.id;
-    li.append(el("div", "meta", (m.mine ? "You" : (m.sender_name || m.sender)) + " · " + time(m.at)));
+    const meta = el("div", "meta", (m.mine ? "You" : (m.sender_name || m.sender).replace(/ \(guest(, expired)?\)$/, "")));
+    if (!m.mine && m.sender_guest) meta.append(" ", el("span", "badge guest", "guest"));
+    meta.append(" · " + time(m.at));
+    li.append(meta);
     li.append(el("div", "bubble", m.text));
     let status = "";
     if (m.mine) status = m.read_by > 0 ? "Read" : m.delivered ? "Delivered" : "Queued: sends when the relay is back";

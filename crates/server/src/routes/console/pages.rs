@@ -164,7 +164,20 @@ fn users_page(
     for u in state_users {
         let id = u.user_id.to_string();
         let name = esc(&u.username);
-        let status = if u.suspended { "<span class=\"badge bad\">suspended</span>" } else { "active" };
+        let status = match (u.expired_at, u.suspended) {
+            (Some(_), _) => "<span class=\"badge bad\">expired (inactive)</span>",
+            (None, true) => "<span class=\"badge bad\">suspended</span>",
+            (None, false) => "active",
+        };
+        // Guests carry a badge and who invited them.
+        let role = match (u.role.as_str(), &u.invited_by) {
+            ("guest", Some(by)) => format!(
+                "<span class=\"badge guest\">guest</span><br><span class=\"muted\">invited by {}</span>",
+                esc(by)
+            ),
+            ("guest", None) => "<span class=\"badge guest\">guest</span>".to_owned(),
+            (r, _) => esc(r),
+        };
         let mut devices = String::new();
         for d in &u.devices {
             let state = if d.wipe != "none" {
@@ -202,7 +215,6 @@ fn users_page(
              <form method=\"post\" action=\"/admin/users/{id}/group\">{csrf}<label for=\"g-{id}\" class=\"muted\">Security group of {name}</label>\
              <select id=\"g-{id}\" name=\"group\">{options}</select> <button type=\"submit\">Set</button></form></td><td>{devices}</td><td class=\"actions\">{s}{r}{d}{x}</td></tr>",
             idshort = short_id(&u.user_id.to_string()),
-            role = esc(&u.role),
             group = esc(&group_name(&u.group_id)),
             s = button(suspend.0, suspend.1, suspend.2),
             r = button("reset-password", "Reset password", ""),
@@ -372,7 +384,7 @@ const BOOLS: &[(&str, &str)] = &[
     ("calling_enabled", "Calls"),
     ("video_enabled", "Video in calls"),
     ("screen_share_enabled", "Screen sharing"),
-    ("guests_enabled", "Guests in conversations"),
+    ("guests_enabled", "Members may invite guests and add them to conversations"),
 ];
 
 const NUMBERS: &[(&str, &str)] = &[
@@ -383,6 +395,7 @@ const NUMBERS: &[(&str, &str)] = &[
     ("lockout_threshold", "Failed logins before the account locks (0 = never)"),
     ("device_lockout", "Failed unlocks before a device erases itself (0 = never)"),
     ("retention_days", "Archive retention period (days; 0 = the network's)"),
+    ("guest_expiry_secs", "A guest inactive this long expires (seconds; 0 = never)"),
 ];
 
 fn settings_fields(s: &GroupSettings) -> String {
