@@ -52,6 +52,35 @@ async fn texts(c: &mut Client) -> Vec<String> {
         .collect()
 }
 
+/// Alice's app (`strongroom app`), unlocked: its conversation list and one
+/// conversation's messages, as the page gets them.
+async fn app_view(profile: &Path, conversation: &str) -> (Value, Value) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin())
+        .args(["app", "--profile", s(profile), "--no-open"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap().to_owned();
+    let base = url.split("/?").next().unwrap().to_owned();
+    let h = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = h.get(&url).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = r.headers()["location"].to_str().unwrap().trim_start_matches("/#t=").to_owned();
+    let ui = |r: reqwest::RequestBuilder| r.header("Cookie", &cookie).header("X-CSRF-Token", &csrf);
+    let unlocked = ui(h.post(format!("{base}/api/v1/unlock"))).json(&json!({"passphrase": "alice passphrase"})).send();
+    assert_eq!(unlocked.await.unwrap().status(), 200);
+    let list = ui(h.get(format!("{base}/api/v1/conversations"))).send().await.unwrap().json().await.unwrap();
+    let url = format!("{base}/api/v1/conversations/{conversation}/messages");
+    let messages = ui(h.get(url)).send().await.unwrap().json().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    (list, messages)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_is_limited_by_the_relay_archived_listed_and_expires() {
     let dir = temp_dir("guests");
@@ -79,6 +108,15 @@ async fn a_guest_is_limited_by_the_relay_archived_listed_and_expires() {
     let code = bob.create_guest_invite(None).await.unwrap().invite;
     let mut dave = Client::enrol(&dir.join("dave"), "dave passphrase", &code, "dave", PASSWORD).await.unwrap();
     assert!(Client::enrol(&dir.join("dave2"), "x passphrase", &code, "dave2", PASSWORD).await.is_err(), "one use");
+    // A guest invite is never reissued as a member's.
+    let spare = bob.create_guest_invite(Some(3600)).await.unwrap().invite;
+    let out = cli(&["admin", "users", "reinvite", "--invite", &spare, "--profile", s(&dir.join("alice"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("guest invite is not reissued"), "{out:?}");
+    // At most 100 unused guest invites per member.
+    for _ in 0..99 {
+        bob.create_guest_invite(Some(60)).await.unwrap();
+    }
+    assert_eq!(refused(bob.create_guest_invite(None).await), (429, "rate_limited".into()));
 
     // A direct conversation and a group with the guest.
     let direct = bob.direct_with("dave").await.unwrap();
@@ -207,6 +245,16 @@ async fn a_guest_is_limited_by_the_relay_archived_listed_and_expires() {
     .await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("dave (guest)"), "{out:?}");
     alice.close().await;
+    // And the app: the group carries a guest badge, and so do Dave's messages.
+    let (conversations, messages) = app_view(&dir.join("alice"), &group.id.to_string()).await;
+    let listed = conversations["conversations"].as_array().unwrap().iter().find(|c| c["id"] == group.id.to_string());
+    assert_eq!(listed.unwrap()["guests"], 1, "{conversations}");
+    let from_dave =
+        messages["messages"].as_array().unwrap().iter().find(|m| m["text"] == "hello from outside").unwrap();
+    assert_eq!(
+        (from_dave["sender_guest"].as_bool(), from_dave["sender_name"].as_str()),
+        (Some(true), Some("dave (guest)"))
+    );
 
     // Expiry: the partners' guests expire after 1 s of inactivity.
     admin(&["groups", "edit", "partners", "--set", "guest_expiry_secs=1"], &dir);

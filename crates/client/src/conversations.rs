@@ -60,6 +60,18 @@ impl Client {
             self.resolve(promote).await?,
             self.resolve(demote).await?,
         );
+        self.change_member_ids(id, add, remove, promote, demote).await
+    }
+
+    /// [`Client::change_members`] by user id.
+    pub async fn change_member_ids(
+        &mut self,
+        id: ConversationId,
+        add: Vec<UserId>,
+        remove: Vec<UserId>,
+        promote: Vec<UserId>,
+        demote: Vec<UserId>,
+    ) -> Result<Conversation, ClientError> {
         let leaving = remove == [self.user_id()];
         // One signed statement per kind of change, each following the last.
         let mut state = self.membership(id).await?;

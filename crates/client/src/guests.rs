@@ -47,18 +47,14 @@ impl Client {
                 ConversationKind::Room => c.members.iter().any(|m| m.user_id == me && m.role == Role::Moderator),
                 _ => false,
             };
-            let expired: Vec<String> = c
-                .members
-                .iter()
-                .filter(|m| m.guest && m.expired && !m.username.is_empty())
-                .map(|m| m.username.clone())
-                .collect();
+            let expired: Vec<&strongroom_wire::Member> = c.members.iter().filter(|m| m.guest && m.expired).collect();
             if !may_change || expired.is_empty() {
                 continue;
             }
-            let names: Vec<&str> = expired.iter().map(String::as_str).collect();
-            match self.change_members(c.id, &[], &names, &[], &[]).await {
-                Ok(_) => done.push((c.id, expired)),
+            let ids = expired.iter().map(|m| m.user_id).collect();
+            let names = expired.iter().map(|m| m.username.clone()).collect();
+            match self.change_member_ids(c.id, Vec::new(), ids, Vec::new(), Vec::new()).await {
+                Ok(_) => done.push((c.id, names)),
                 // Another member removed them first, or the relay refused: next pass.
                 Err(ClientError::Refused { .. }) => {}
                 Err(e) => return Err(e),

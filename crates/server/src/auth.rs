@@ -223,7 +223,7 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         let caller = Caller { session, token_hash };
-        crate::service::guests::touch(state, &caller).await;
+        crate::service::guests::touch(state, &caller).await?;
         Ok(caller)
     }
 }

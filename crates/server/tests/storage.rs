@@ -665,18 +665,18 @@ async fn administration(store: Store) {
 
     // Listing and search, per network.
     let names = |v: Vec<strongroom_wire::admin::AdminUser>| v.into_iter().map(|u| u.username).collect::<Vec<_>>();
-    assert_eq!(names(store.admin_users(&net, None).await.unwrap()), vec!["alice", "bob"]);
-    assert_eq!(names(store.admin_users(&net, Some("bo")).await.unwrap()), vec!["bob"]);
+    assert_eq!(names(store.admin_users(&net, None, false).await.unwrap()), vec!["alice", "bob"]);
+    assert_eq!(names(store.admin_users(&net, Some("bo"), false).await.unwrap()), vec!["bob"]);
     assert_eq!(
-        names(store.admin_users(&net, Some("%")).await.unwrap()),
+        names(store.admin_users(&net, Some("%"), false).await.unwrap()),
         vec!["alice", "bob"],
         "wildcards are literal-free"
     );
-    assert_eq!(names(store.admin_users(&other, None).await.unwrap()), vec!["mallory"]);
+    assert_eq!(names(store.admin_users(&other, None, false).await.unwrap()), vec!["mallory"]);
 
     // Roles and suspension.
     store.set_role(&bob, "auditor").await.unwrap();
-    let listed = store.admin_users(&net, Some("bob")).await.unwrap();
+    let listed = store.admin_users(&net, Some("bob"), false).await.unwrap();
     assert_eq!(listed[0].role, "auditor");
     let d = device(&store, &net, &bob, 73).await;
     store.put_device_list(&net, &bob, &[3; 32], 1, &[0; 32], b"l", &[(id(73), false)]).await.unwrap().unwrap();
@@ -741,7 +741,10 @@ async fn administration(store: Store) {
     assert!(!store.delete_group(&other, &id(80)).await.unwrap());
     assert!(store.delete_group(&net, &id(80)).await.unwrap());
     assert!(store.groups(&net).await.unwrap().is_empty());
-    assert!(store.admin_users(&net, Some("alice")).await.unwrap()[0].group_id.is_none(), "members leave with it");
+    assert!(
+        store.admin_users(&net, Some("alice"), false).await.unwrap()[0].group_id.is_none(),
+        "members leave with it"
+    );
 
     // Lookups by id or name stay inside the network.
     let found = |u: Option<strongroom_wire::UserInfo>| u.map(|u| (*u.user_id.as_bytes(), u.username, u.guest));
@@ -822,7 +825,7 @@ async fn administration(store: Store) {
     // Deleting a user ends them everywhere; their name is not taken by a deleted row.
     store.delete_user(&bob).await.unwrap();
     assert_eq!(store.live_user(&bob).await.unwrap(), None);
-    assert_eq!(names(store.admin_users(&net, None).await.unwrap()), vec!["alice"]);
+    assert_eq!(names(store.admin_users(&net, None, false).await.unwrap()), vec!["alice"]);
 
     // Device links: a request, its approval, only for the same account.
     store.request_link(&alice, &id(76), b"sign", b"link", 10).await.unwrap();

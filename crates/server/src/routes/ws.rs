@@ -126,6 +126,8 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 // The session may have ended on another process (logout,
                 // suspension, wipe) while its disconnect was lost.
                 if !still_valid(&state, &caller).await { break; }
+                // A guest listening here is active; an expired one is let go.
+                if crate::service::guests::touch(&state, &caller).await.is_err() { break; }
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
                 // A lost wake-up (another process, a NATS hiccup) costs at most this long.
                 pending = true;

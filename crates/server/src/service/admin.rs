@@ -188,6 +188,12 @@ pub async fn reissue_invite(state: &AppState, actor: &Actor, invite: &str) -> Ap
     require_admin(&actor.caller)?;
     let old = Invite::parse(invite).map_err(|e| ApiError::bad_request("bad_invite", e))?;
     let network = actor.caller.session.network_id;
+    if state.store.invite_is_guest(&secret_hash(&old.secret), &network).await? == Some(true) {
+        return Err(ApiError::bad_request(
+            "guest_invite",
+            "a guest invite is not reissued (it would become a member's); revoke it, and the member who invited makes a new one",
+        ));
+    }
     if !state.store.revoke_invite(&secret_hash(&old.secret), &network).await? {
         return Err(ApiError::not_found("unknown_invite", "no unused invite with that code in your network"));
     }
@@ -199,15 +205,13 @@ pub async fn reissue_invite(state: &AppState, actor: &Actor, invite: &str) -> Ap
 /// The network's users (administrators and auditors).
 pub async fn list_users(state: &AppState, caller: &Caller, search: Option<&str>) -> ApiResult<Vec<AdminUser>> {
     require_reader(caller)?;
-    Ok(state.store.admin_users(&caller.session.network_id, search).await?)
+    Ok(state.store.admin_users(&caller.session.network_id, search, false).await?)
 }
 
 /// The network's guests, with who invited each (administrators and auditors).
 pub async fn list_guests(state: &AppState, caller: &Caller) -> ApiResult<Vec<AdminUser>> {
     require_reader(caller)?;
-    let mut all = state.store.admin_users(&caller.session.network_id, None).await?;
-    all.retain(|u| u.role == "guest");
-    Ok(all)
+    Ok(state.store.admin_users(&caller.session.network_id, None, true).await?)
 }
 
 fn disconnect_all(state: &AppState, devices: &[[u8; 16]]) {

@@ -140,9 +140,8 @@ pub async fn put_prekeys(state: &AppState, caller: &Caller, prekeys: &[B64]) -> 
 /// A user's keys; only within the caller's network (404 otherwise).
 pub async fn user_keys(state: &AppState, caller: &Caller, user: &[u8; 16]) -> ApiResult<UserKeys> {
     let not_found = || ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet");
-    if state.store.user_network(user).await? != Some(caller.session.network_id)
-        || !super::guests::may_see(state, caller, user).await?
-    {
+    let visible = super::guests::may_see(state, caller, Some(user)).await?;
+    if state.store.user_network(user).await? != Some(caller.session.network_id) || !visible {
         return Err(not_found());
     }
     let list = state.store.device_list(user).await?.ok_or_else(not_found)?;
@@ -165,9 +164,8 @@ pub async fn list_history(
     user: &[u8; 16],
     after: u64,
 ) -> ApiResult<DeviceListHistory> {
-    if state.store.user_network(user).await? != Some(caller.session.network_id)
-        || !super::guests::may_see(state, caller, user).await?
-    {
+    let visible = super::guests::may_see(state, caller, Some(user)).await?;
+    if state.store.user_network(user).await? != Some(caller.session.network_id) || !visible {
         return Err(ApiError::not_found("unknown_user", "no such user in your network, or no keys published yet"));
     }
     let lists = state.store.device_list_history(user, after, MAX_LIST_HISTORY).await?;
@@ -196,7 +194,7 @@ pub async fn claim(state: &AppState, caller: &Caller, devices: &[([u8; 16], [u8;
         let unknown = || ApiError::not_found("unknown_device", format!("no active device {pair} in your network"));
         if state.store.user_network(user).await? != Some(target.network)
             || !state.store.device_active(user, device).await?
-            || !super::guests::may_see(state, caller, user).await?
+            || !super::guests::may_see(state, caller, Some(user)).await?
         {
             return Err(unknown());
         }

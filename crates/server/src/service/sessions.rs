@@ -86,10 +86,7 @@ pub async fn password_login(
     };
     state.store.clear_login_failures(network, username, Some(&from)).await?;
     if state.store.find_user(network, Some(&user.id), None).await?.is_some_and(|u| u.expired) {
-        return Err(ApiError::forbidden(
-            "guest_expired",
-            "your guest access expired after a period of inactivity; ask the member who invited you for a new invite",
-        ));
+        return Err(crate::service::guests::expired());
     }
     if state.store.is_suspended(&user.id).await? {
         return Err(ApiError::forbidden(

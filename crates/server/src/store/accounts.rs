@@ -230,7 +230,7 @@ impl Store {
              (SELECT COUNT(*) FROM device_wipes w WHERE w.device_id = s.device_id AND w.user_id = s.user_id \
               AND w.confirmed_at IS NULL) AS wiping \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0 \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted = 0 AND u.expired_at IS NULL \
              AND (s.device_id = $3 OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id \
                   AND d.user_id = s.user_id AND d.network_id = u.network_id AND (d.revoked = 0 OR EXISTS \
                   (SELECT 1 FROM device_wipes w WHERE w.device_id = s.device_id AND w.user_id = s.user_id \

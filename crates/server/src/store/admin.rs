@@ -30,15 +30,22 @@ pub struct AuditQuery {
 
 impl Store {
     /// Users of a network, optionally whose name contains `search`.
-    pub async fn admin_users(&self, network: &[u8; 16], search: Option<&str>) -> Result<Vec<AdminUser>, StoreError> {
+    pub async fn admin_users(
+        &self,
+        network: &[u8; 16],
+        search: Option<&str>,
+        guests_only: bool,
+    ) -> Result<Vec<AdminUser>, StoreError> {
         let pattern = format!("%{}%", search.unwrap_or("").replace(['%', '_'], ""));
         let rows = sqlx::query(&self.sql(
             "SELECT u.id, u.username, u.role, u.suspended, u.group_id, u.created_at, u.last_active_at, u.expired_at, \
              i.username AS inviter FROM users u LEFT JOIN users i ON i.id = u.invited_by \
-             WHERE u.network_id = $1 AND u.deleted = 0 AND u.username LIKE $2 ORDER BY u.username LIMIT 10000",
+             WHERE u.network_id = $1 AND u.deleted = 0 AND u.username LIKE $2 AND (u.role = 'guest' OR $3 = 0) \
+             ORDER BY u.username LIMIT 10000",
         ))
         .bind(network.to_vec())
         .bind(pattern)
+        .bind(i64::from(guests_only))
         .fetch_all(&self.pool)
         .await?;
         let devices = sqlx::query(&self.sql(

@@ -17,9 +17,6 @@ pub struct GuestRow {
     pub last_active_at: i64,
 }
 
-/// Activity is written at most this often per guest (ms).
-const TOUCH_EVERY_MS: i64 = 60_000;
-
 impl Store {
     /// Stores a guest invite by the hash of its secret: who invited, and the
     /// security group (the inviter's) the guest gets.
@@ -48,6 +45,19 @@ impl Store {
         tx.commit().await
     }
 
+    /// Unused, unexpired, unrevoked guest invites a member has made.
+    pub async fn open_guest_invites(&self, invited_by: &[u8; 16], now: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT COUNT(*) AS n FROM invites WHERE invited_by = $1 AND guest = 1 AND used_at IS NULL \
+             AND revoked = 0 AND expires_at > $2",
+        ))
+        .bind(invited_by.to_vec())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        int(&row, "n")
+    }
+
     /// A user's security group, if any.
     pub async fn user_group(&self, user: &[u8; 16]) -> Result<Option<[u8; 16]>, StoreError> {
         let row = sqlx::query(&self.sql("SELECT group_id FROM users WHERE id = $1"))
@@ -61,25 +71,31 @@ impl Store {
         }
     }
 
-    /// Notes a guest's activity (written at most once a minute).
-    pub async fn touch_guest(&self, user: &[u8; 16], now: i64) -> Result<(), StoreError> {
-        let stale = sqlx::query(
-            &self.sql("SELECT 1 AS one FROM users WHERE id = $1 AND role = 'guest' AND last_active_at < $2"),
-        )
+    /// Notes a guest's activity, written only when the last note is older
+    /// than `every` ms (nothing cached reads it, so the cache stays).
+    /// `false` if the guest has expired (or is gone).
+    pub async fn touch_guest(&self, user: &[u8; 16], now: i64, every: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT last_active_at FROM users WHERE id = $1 AND role = 'guest' AND deleted = 0 AND expired_at IS NULL",
+        ))
         .bind(user.to_vec())
-        .bind(now - TOUCH_EVERY_MS)
         .fetch_optional(&self.pool)
         .await?;
-        if stale.is_none() {
-            return Ok(());
+        let Some(row) = row else { return Ok(false) };
+        if int(&row, "last_active_at")? >= now - every {
+            return Ok(true);
         }
-        let mut tx = self.write().await?;
-        sqlx::query(&self.sql("UPDATE users SET last_active_at = $1 WHERE id = $2 AND role = 'guest'"))
-            .bind(now)
-            .bind(user.to_vec())
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.commit().await
+        let mut tx = self.write_queue().await?;
+        let n = sqlx::query(
+            &self.sql("UPDATE users SET last_active_at = $1 WHERE id = $2 AND role = 'guest' AND expired_at IS NULL"),
+        )
+        .bind(now)
+        .bind(user.to_vec())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     /// Every guest not yet expired nor deleted.
@@ -152,16 +168,36 @@ impl Store {
     /// Which of `users` are guests.
     pub async fn guests_among(&self, users: &[[u8; 16]]) -> Result<Vec<[u8; 16]>, StoreError> {
         let mut out = Vec::new();
-        for u in users {
-            let row = sqlx::query(&self.sql("SELECT 1 AS one FROM users WHERE id = $1 AND role = 'guest'"))
-                .bind(u.to_vec())
-                .fetch_optional(&self.pool)
-                .await?;
-            if row.is_some() {
-                out.push(*u);
+        // One query per 500 ids (well under every backend's parameter limit).
+        for chunk in users.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("SELECT id FROM users WHERE role = 'guest' AND id IN ({})", marks.join(", "));
+            let sql = self.sql(&sql).into_owned();
+            let mut q = sqlx::query(&sql);
+            for u in chunk {
+                q = q.bind(u.to_vec());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(id16(&r, "id")?);
             }
         }
         Ok(out)
+    }
+
+    /// Whether an unused invite of `network` is a guest's (`None`: no such unused invite).
+    pub async fn invite_is_guest(
+        &self,
+        secret_hash: &[u8; 32],
+        network: &[u8; 16],
+    ) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query(
+            &self.sql("SELECT guest FROM invites WHERE secret_hash = $1 AND network_id = $2 AND used_at IS NULL"),
+        )
+        .bind(secret_hash.to_vec())
+        .bind(network.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| int(&r, "guest").map(|g| g != 0)).transpose()
     }
 
     /// Who invited a guest (username), if they are one.

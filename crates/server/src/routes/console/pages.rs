@@ -96,7 +96,7 @@ pub(super) async fn logout(State(state): State<AppState>, c: Console, Form(f): F
 
 pub(super) async fn dashboard(State(state): State<AppState>, c: Console) -> Response {
     let network = c.caller.session.network_id;
-    let users = state.store.admin_users(&network, None).await.unwrap_or_default();
+    let users = state.store.admin_users(&network, None, false).await.unwrap_or_default();
     let devices: usize = users.iter().map(|u| u.devices.iter().filter(|d| !d.revoked).count()).sum();
     let suspended = users.iter().filter(|u| u.suspended).count();
     let (device_q, retention_q) = state.store.queue_depth().await.unwrap_or((0, 0));
