@@ -202,7 +202,9 @@ async fn create_network(args: CreateArgs) -> anyhow::Result<()> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let policy = NetworkPolicy::sign(&key, network, 1, now, vec![]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let key_file = args.key_file.clone().unwrap_or_else(|| PathBuf::from(format!("network-{network}.key")));
-    keyfile::save(&key_file, &network, &key, &passphrase()?)?;
+    let new =
+        crate::user::new_secret_from("STRONGROOM_NETWORK_KEY_PASSPHRASE", "a passphrase for the network key file", 12)?;
+    keyfile::save(&key_file, &network, &key, &new)?;
 
     let body = CreateNetwork {
         name: args.name.clone(),

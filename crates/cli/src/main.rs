@@ -8,6 +8,7 @@ mod bench;
 mod keyfile;
 mod manage;
 mod people;
+mod reading;
 mod retention;
 mod server;
 mod user;
@@ -16,11 +17,26 @@ use clap::{Parser, Subcommand};
 
 /// Strongroom: end-to-end encrypted messaging with records retention.
 #[derive(Parser)]
-#[command(name = "strongroom", version, about, propagate_version = true)]
+#[command(name = "strongroom", version, about, propagate_version = true, after_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// Every environment variable that answers a prompt or sets an option
+/// (README lists the same).
+const ENVIRONMENT: &str = "\
+Environment (each answers a prompt or sets an option, for scripts):
+  STRONGROOM_PROFILE                 profile directory (--profile)
+  STRONGROOM_PASSPHRASE              profile passphrase (enrol and link: the new one)
+  STRONGROOM_PASSWORD                account password (enrol, login, link; password: the new one)
+  STRONGROOM_NETWORK_KEY_PASSPHRASE  network key file passphrase (admin network, admin retention)
+  STRONGROOM_RETENTION_PASSPHRASE    retention keys passphrase (retention …)
+  STRONGROOM_READER_PASSPHRASE       a reader file's passphrase (retention custody grant-reader, --reader)
+  STRONGROOM_LINK_CODE               the code a new device shows (link approve)
+  STRONGROOM_SERVER                  relay URL (--server)
+  STRONGROOM_LOG                     log filter, e.g. info or strongroom=debug
+Without them, secrets are asked on the terminal without echo; new ones twice.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -62,7 +78,7 @@ enum Command {
         #[command(flatten)]
         profile: user::ProfileArgs,
         #[command(flatten)]
-        args: user::ReadArgs,
+        args: reading::ReadArgs,
     },
     /// Create an invite for a new person (administrators).
     Invite {
@@ -146,7 +162,7 @@ enum Command {
         #[command(flatten)]
         profile: user::ProfileArgs,
         #[command(flatten)]
-        args: user::WatchArgs,
+        args: reading::WatchArgs,
     },
     /// Show the safety number with someone (and accept a changed identity).
     Verify {
@@ -190,11 +206,11 @@ fn main() -> std::process::ExitCode {
             Command::Retention { at, cmd } => retention::run(at, cmd).await,
             Command::Enrol { profile, args } => user::enrol(profile, args).await,
             Command::Send { profile, args } => user::send(profile, args).await,
-            Command::Read { profile, args } => user::read(profile, args).await,
+            Command::Read { profile, args } => reading::read(profile, args).await,
             Command::Invite { profile, args } => user::invite(profile, args).await,
             Command::File { profile, cmd } => user::file(profile, cmd).await,
             Command::Verify { profile, args } => user::verify(profile, args).await,
-            Command::Watch { profile, args } => user::watch(profile, args).await,
+            Command::Watch { profile, args } => reading::watch(profile, args).await,
             Command::Edit { profile, args } => user::edit(profile, args).await,
             Command::Members { profile, args } => user::members(profile, args).await,
             Command::Devices { profile, args } => user::devices(profile, args).await,

@@ -410,7 +410,13 @@ pub async fn audit(p: ProfileArgs, cmd: AuditCommand) -> anyhow::Result<()> {
                 for e in entries {
                     println!(
                         "#{} {} {} {} {} from {} {}",
-                        e.seq, e.at, e.actor, e.action, e.target, e.source, e.details
+                        e.seq,
+                        crate::user::when(e.at),
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.source,
+                        e.details
                     );
                 }
             });

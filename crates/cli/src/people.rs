@@ -5,16 +5,50 @@ use std::collections::HashMap;
 
 use strongroom_client::{display_name, Client};
 use strongroom_crypto::content::{Content, Control};
-use strongroom_crypto::ids::UserId;
-use strongroom_wire::UserInfo;
+use strongroom_crypto::ids::{ConversationId, UserId};
+use strongroom_wire::{Conversation, UserInfo};
 
 /// Who the users a listing names are, looked up once each.
 #[derive(Default)]
 pub struct People {
     known: HashMap<UserId, UserInfo>,
+    /// Each conversation's members, as the relay lists them.
+    members: HashMap<ConversationId, Vec<UserId>>,
 }
 
 impl People {
+    /// Learns everyone in these conversations from their member lists.
+    pub fn learn_members(&mut self, conversations: &[Conversation]) {
+        for c in conversations {
+            for m in &c.members {
+                if !m.username.is_empty() {
+                    let info = UserInfo {
+                        user_id: m.user_id,
+                        username: m.username.clone(),
+                        guest: m.guest,
+                        expired: m.expired,
+                    };
+                    self.known.insert(m.user_id, info);
+                }
+            }
+            self.members.insert(c.id, c.members.iter().map(|m| m.user_id).collect());
+        }
+    }
+
+    /// A conversation named by its other members ("Note to self" alone).
+    pub fn members_of(&self, conversation: &ConversationId, me: UserId) -> String {
+        let others: Vec<String> = self
+            .members
+            .get(conversation)
+            .map(|list| list.iter().filter(|u| **u != me).map(|u| self.name(u)).collect())
+            .unwrap_or_default();
+        if others.is_empty() {
+            "Note to self".into()
+        } else {
+            others.join(", ")
+        }
+    }
+
     /// Looks up every user not yet known (offline: none; unknown users
     /// show as their id).
     pub async fn learn(&mut self, client: &Client, users: impl IntoIterator<Item = UserId>, offline: bool) {
@@ -54,10 +88,26 @@ impl People {
                 format!("(removed {}{why})", self.names(users))
             }
             Content::Control(Control::Left) => "(left the conversation)".into(),
+            Content::Control(Control::Renamed(name)) => format!("(named the conversation \"{name}\")"),
+            Content::Control(Control::DefaultTimers { ttl_secs, burn_on_read_secs }) => {
+                match (ttl_secs, burn_on_read_secs) {
+                    (0, 0) => "(turned the default timers off)".into(),
+                    (t, b) => format!("(set default timers: disappear after {t} s, burn {b} s after reading; 0 = off)"),
+                }
+            }
             Content::Control(Control::ModeratorsAdded(users)) => format!("(made {} moderators)", self.names(users)),
             Content::Control(Control::ModeratorsRemoved(users)) => {
                 format!("(made {} plain members)", self.names(users))
             }
+            Content::Forwarded { origin, content } if origin.is_withheld() => {
+                format!("(forwarded) {}", self.describe(content))
+            }
+            Content::Forwarded { origin, content } => format!(
+                "(forwarded from {}, sent {}) {}",
+                self.name(&origin.sender),
+                crate::user::when(origin.sent_at),
+                self.describe(content)
+            ),
             other => crate::user::describe(other),
         }
     }

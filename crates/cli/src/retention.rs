@@ -263,6 +263,11 @@ impl FilterArgs {
     }
 }
 
+/// A new passphrase for the retention keys (asked twice on a terminal).
+fn new_passphrase() -> anyhow::Result<String> {
+    crate::user::new_secret_from("STRONGROOM_RETENTION_PASSPHRASE", "a passphrase for the retention keys", 12)
+}
+
 fn passphrase() -> anyhow::Result<String> {
     crate::user::secret_from("STRONGROOM_RETENTION_PASSPHRASE", "Passphrase for the retention keys (12+ characters)")
 }
@@ -365,7 +370,7 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
                     "the server's network key fingerprint is {got}, not the one you were given: do not use this server"
                 );
             }
-            let keys = RetentionKeys::create(&w.dir, &passphrase()?, &server, network, key, &name)?;
+            let keys = RetentionKeys::create(&w.dir, &new_passphrase()?, &server, network, key, &name)?;
             let device = strongroom_retention::keys::device_path(&w.dir);
             if w.json {
                 println!(
@@ -386,7 +391,12 @@ pub async fn run(w: Where, cmd: RetentionCommand) -> anyhow::Result<()> {
             // `STRONGROOM_LOG` filters it like the relay's.
             let filter = std::env::var("STRONGROOM_LOG").unwrap_or_else(|_| "info".into());
             let filter = tracing_subscriber::EnvFilter::try_new(&filter).context("invalid STRONGROOM_LOG filter")?;
-            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .try_init();
             let keys = load_keys(&w.dir)?;
             let archive = open_archive(&w, &keys).await?;
             let mut service = Service::start(keys, archive).await.context("the retention service cannot start")?;
@@ -767,7 +777,7 @@ async fn custody(w: &Where, cmd: CustodyCommand) -> anyhow::Result<()> {
             }
         }
         CustodyCommand::Recover { from } => {
-            let keys = custody::recover(&from, &w.dir, &passphrase()?)
+            let keys = custody::recover(&from, &w.dir, &new_passphrase()?)
                 .await
                 .with_context(|| format!("cannot recover the keys from {}", from.display()))?;
             // Say so in the archive when it can be reached now.

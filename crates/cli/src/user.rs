@@ -72,16 +72,6 @@ fn parse_location(s: &str, accuracy_m: f32, live_for: Option<u64>) -> anyhow::Re
     Ok(location)
 }
 
-#[derive(Args)]
-pub struct ReadArgs {
-    /// Only this conversation (id).
-    #[arg(long)]
-    conversation: Option<String>,
-    /// Do not tell senders you have read their messages.
-    #[arg(long)]
-    no_receipts: bool,
-}
-
 /// A UTC time from milliseconds since the epoch.
 pub(crate) fn when(ms: u64) -> String {
     let (y, m, d, hh, mm, ss, _) = strongroom_wire::time::utc(ms);
@@ -90,19 +80,30 @@ pub(crate) fn when(ms: u64) -> String {
 
 #[derive(Subcommand)]
 pub enum ConversationsCommand {
-    /// List your conversations.
+    /// List your conversations: name, members, unread messages.
     List,
     /// Create a group or room with these usernames.
     Create {
         /// group or room.
         #[arg(long, default_value = "group")]
         kind: String,
+        /// Its name, shown to every member.
+        #[arg(long)]
+        name: Option<String>,
         /// Members (usernames).
         members: Vec<String>,
     },
+    /// Name a conversation (every member sees the new name).
+    Rename {
+        /// The conversation (its id, or the first digits of it).
+        conversation: String,
+        /// The new name.
+        name: String,
+    },
 }
 
-/// A secret from an environment variable, or asked on the terminal.
+/// A secret from an environment variable, or asked on the terminal
+/// without echo.
 pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
     if let Ok(v) = std::env::var(env) {
         return Ok(v);
@@ -111,10 +112,25 @@ pub fn secret_from(env: &str, prompt: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("{prompt} needed: set {env} or run in a terminal");
     }
-    eprint!("{prompt}: ");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("cannot read input")?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    rpassword::prompt_password(format!("{prompt}: ")).context("cannot read the answer from the terminal")
+}
+
+/// A new secret (at least `min` characters): from an environment variable,
+/// or asked twice on the terminal without echo. Too short or not repeated
+/// the same, it is refused.
+pub fn new_secret_from(env: &str, what: &str, min: usize) -> anyhow::Result<String> {
+    let prompt = format!("Choose {what} ({min}+ characters)");
+    let first = secret_from(env, &prompt)?;
+    if first.chars().count() < min {
+        bail!("{what} must be at least {min} characters long");
+    }
+    if std::env::var(env).is_err() {
+        let again = secret_from(env, &format!("Repeat {what}"))?;
+        if again != first {
+            bail!("the two entries of {what} differ; nothing was changed");
+        }
+    }
+    Ok(first)
 }
 
 pub async fn open(p: &ProfileArgs) -> anyhow::Result<Client> {
@@ -136,18 +152,9 @@ async fn open_as(p: &ProfileArgs, shared: bool) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-fn message_id(s: &str) -> anyhow::Result<strongroom_crypto::ids::MessageId> {
-    strongroom_crypto::ids::MessageId::parse_hex(s)
-        .context("a message id is 32 hex digits (see `strongroom read --json`)")
-}
-
-fn conversation_id(s: &str) -> anyhow::Result<ConversationId> {
-    ConversationId::parse_hex(s).context("a conversation id is 32 hex digits (see `strongroom conversations list`)")
-}
-
 pub async fn enrol(p: ProfileArgs, a: EnrolArgs) -> anyhow::Result<()> {
-    let pass = secret_from("STRONGROOM_PASSPHRASE", "Choose a profile passphrase (8+ characters)")?;
-    let password = secret_from("STRONGROOM_PASSWORD", "Choose an account password (10+ characters)")?;
+    let pass = new_secret_from("STRONGROOM_PASSPHRASE", "a profile passphrase", 8)?;
+    let password = new_secret_from("STRONGROOM_PASSWORD", "an account password", 10)?;
     let client =
         Client::enrol(&p.profile, &pass, &a.invite, &a.username, &password).await.context("enrolment failed")?;
     if p.json {
@@ -165,11 +172,14 @@ pub async fn enrol(p: ProfileArgs, a: EnrolArgs) -> anyhow::Result<()> {
 
 pub async fn send(p: ProfileArgs, a: SendArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let reply_to = a.reply_to.as_deref().map(message_id).transpose()?;
+    let reply_to = match a.reply_to.as_deref() {
+        Some(m) => Some(crate::reading::message(&client, m).await?),
+        None => None,
+    };
     let conversation = match (&a.to, &a.conversation, reply_to) {
         (_, _, Some(target)) => client.conversation_of(target).await?,
         (Some(user), _, None) => client.direct_with(user).await.context("cannot find that user")?,
-        (None, Some(c), None) => conversation_id(c)?,
+        (None, Some(c), None) => crate::reading::conversation(&client, c).await?,
         (None, None, None) => bail!("say where: --to USERNAME, --conversation ID or --reply-to MESSAGE_ID"),
     };
     let content = match (reply_to, &a.location) {
@@ -222,6 +232,7 @@ pub(crate) fn describe(content: &Content) -> String {
             format!("(location) {:.6}, {:.6} ±{} m{live}", l.latitude, l.longitude, l.accuracy_m)
         }
         Content::Unknown { type_id, .. } => format!("(a message of type {type_id}: update Strongroom to see it)"),
+        Content::Forwarded { origin, content } if origin.is_withheld() => format!("(forwarded) {}", describe(content)),
         Content::Forwarded { origin, content } => {
             format!("(forwarded from user {}, sent {}) {}", origin.sender, when(origin.sent_at), describe(content))
         }
@@ -232,99 +243,14 @@ pub(crate) fn describe(content: &Content) -> String {
     }
 }
 
-pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
-    let mut client = open(&p).await?;
-    // Stored history is readable with the relay down; new messages wait there.
-    let (report, offline) = match client.sync().await {
-        Ok(r) => (r, false),
-        Err(e) if e.is_transient() => {
-            eprintln!("warning: cannot fetch new messages ({e}); showing the messages stored on this device");
-            (Default::default(), true)
-        }
-        Err(e) => return Err(e).context("cannot fetch messages"),
-    };
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
+/// Names a conversation for every member (a message they all receive).
+async fn rename(client: &mut Client, id: ConversationId, name: &str) -> anyhow::Result<()> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        bail!("a conversation name is 1 to 100 printable characters");
     }
-    for n in &report.notices {
-        eprintln!("notice: {n}");
-    }
-    let filter = a.conversation.as_deref().map(conversation_id).transpose()?;
-    let items = client.view(filter).await?;
-    // Offline, whether retention is on cannot be checked: shown as unknown.
-    let retention = if offline {
-        None
-    } else {
-        Some(client.policy().await.context("the network policy cannot be trusted")?.retention_enabled())
-    };
-    // Shown now: burn-on-read clocks start.
-    let shown: Vec<_> = items.iter().map(|i| i.message.message_id).collect();
-    client.mark_displayed(&shown).await?;
-    if !offline {
-        // The security group may force receipts on or off (the SDK applies it).
-        let messages: Vec<_> = items.iter().map(|i| i.message.clone()).collect();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-        if let Err(e) = client.send_read_receipts(&messages, now, !a.no_receipts).await {
-            eprintln!("warning: read receipts were not sent: {e}");
-        }
-    }
-    let mut people = crate::people::People::default();
-    let named: Vec<_> = items
-        .iter()
-        .flat_map(|i| {
-            std::iter::once(i.message.sender)
-                .chain(i.reactions.iter().map(|r| r.0))
-                .chain(i.read_by.iter().copied())
-                .chain(crate::people::named_in(&i.message.content))
-        })
-        .collect();
-    people.learn(&client, named, offline).await;
-    let name = |u: &strongroom_crypto::ids::UserId| people.name(u);
-    if p.json {
-        let list: Vec<_> = items
-            .iter()
-            .map(|i| {
-                let m = &i.message;
-                serde_json::json!({
-                    "conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(),
-                    "sender": name(&m.sender), "timestamp": m.timestamp, "text": people.describe(&m.content), "edited": i.edited,
-                    "reactions": i.reactions.iter().map(|(u, e)| serde_json::json!({"user": name(u), "emoji": e})).collect::<Vec<_>>(),
-                    "read_by": i.read_by.iter().map(name).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"messages": list, "warnings": report.warnings, "notices": report.notices, "retention": retention, "offline": offline})
-        );
-    } else {
-        if retention == Some(true) {
-            println!("(data retention is on: your organisation archives these conversations)");
-        }
-        for i in &items {
-            let m = &i.message;
-            let file = match &m.content {
-                Content::Forwarded { content, .. } => matches!(content.as_ref(), Content::File(_)),
-                other => matches!(other, Content::File(_)),
-            };
-            let id = if file { format!(" ({})", m.message_id) } else { String::new() };
-            let edited = if i.edited { " (edited)" } else { "" };
-            let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", name(u))).collect();
-            let read: Vec<String> = i.read_by.iter().map(name).collect();
-            let read = if read.is_empty() { String::new() } else { format!(" (read by {})", read.join(", ")) };
-            println!(
-                "[{}] #{} {}{id}: {}{edited}{reactions}",
-                &m.conversation.to_string()[..8],
-                m.seq,
-                name(&m.sender),
-                people.describe(&m.content)
-            );
-            if !read.is_empty() {
-                println!("    {read}");
-            }
-        }
-    }
-    client.close().await;
+    let control = strongroom_crypto::content::Control::Renamed(name.to_owned());
+    client.send(id, &Content::Control(control), 0).await.context("cannot rename the conversation")?;
     Ok(())
 }
 
@@ -332,8 +258,18 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
     let mut client = open(&p).await?;
     match cmd {
         ConversationsCommand::List => {
+            // New messages first, so names and unread counts are current.
+            if let Err(e) = client.sync().await {
+                eprintln!("warning: cannot fetch new messages ({e}); unread counts are as of the last fetch");
+            }
             let list = client.conversations().await?;
             let retention = client.policy().await.context("the network policy cannot be trusted")?.retention_enabled();
+            let titles = crate::reading::names_of(&client.view(None).await?);
+            let unread: std::collections::HashMap<_, _> =
+                client.read_states().await?.into_iter().map(|s| (s.conversation, s.unread)).collect();
+            let mut people = crate::people::People::default();
+            people.learn_members(&list);
+            let me = client.user_id();
             if p.json {
                 let list: Vec<_> = list
                     .iter()
@@ -341,41 +277,53 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
                         let mut v = serde_json::to_value(c).unwrap_or_default();
                         if let Some(o) = v.as_object_mut() {
                             o.insert("retention".into(), retention.into());
+                            o.insert("name".into(), titles.get(&c.id).cloned().into());
+                            o.insert("unread".into(), unread.get(&c.id).copied().unwrap_or(0).into());
                         }
                         v
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
-                let note = if retention { ", data retention on" } else { "" };
-                for c in list {
-                    let names: Vec<String> = c
-                        .members
-                        .iter()
-                        .map(|m| {
-                            strongroom_client::display_name(&strongroom_wire::UserInfo {
-                                user_id: m.user_id,
-                                username: if m.username.is_empty() {
-                                    m.user_id.to_string()
-                                } else {
-                                    m.username.clone()
-                                },
-                                guest: m.guest,
-                                expired: m.expired,
-                            })
-                        })
-                        .collect();
-                    println!("{} {} ({} members{note}): {}", c.id, c.kind, c.members.len(), names.join(", "));
+                if retention {
+                    println!("(data retention is on: your organisation archives these conversations)");
+                }
+                for c in &list {
+                    let short: String = c.id.to_string().chars().take(crate::reading::SHORT).collect();
+                    let mut members: Vec<String> = c.members.iter().map(|m| people.name(&m.user_id)).collect();
+                    members.sort();
+                    let title = titles.get(&c.id).cloned().unwrap_or_else(|| people.members_of(&c.id, me));
+                    let n = unread.get(&c.id).copied().unwrap_or(0);
+                    let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
+                    println!(
+                        "[{short}] {title} — {}, {} members{unread}: {}",
+                        c.kind,
+                        c.members.len(),
+                        members.join(", ")
+                    );
                 }
             }
         }
-        ConversationsCommand::Create { kind, members } => {
+        ConversationsCommand::Create { kind, name, members } => {
             let refs: Vec<&str> = members.iter().map(String::as_str).collect();
             let c = client.create_conversation(&kind, &refs).await?;
+            if let Some(name) = &name {
+                rename(&mut client, c.id, name).await?;
+            }
             if p.json {
                 println!("{}", serde_json::to_string(&c)?);
             } else {
-                println!("Created {} {}", c.kind, c.id);
+                let named = name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                println!("Created {}{named} {}", c.kind, c.id);
+            }
+        }
+        ConversationsCommand::Rename { conversation, name } => {
+            let id = crate::reading::conversation(&client, &conversation).await?;
+            rename(&mut client, id, &name).await?;
+            if p.json {
+                println!("{}", serde_json::json!({"conversation": id.to_string(), "name": name}));
+            } else {
+                println!("Renamed {id} to \"{name}\"");
             }
         }
     }
@@ -472,7 +420,7 @@ pub async fn file(p: ProfileArgs, cmd: FileCommand) -> anyhow::Result<()> {
         FileCommand::Send { to, conversation, path } => {
             let conv = match (&to, &conversation) {
                 (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
-                (None, Some(c)) => conversation_id(c)?,
+                (None, Some(c)) => crate::reading::conversation(&client, c).await?,
                 (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
             };
             let bar = progress_bar("encrypting and uploading");
@@ -487,7 +435,7 @@ pub async fn file(p: ProfileArgs, cmd: FileCommand) -> anyhow::Result<()> {
             }
         }
         FileCommand::Get { message, out } => {
-            let id = strongroom_crypto::ids::MessageId::parse_hex(&message).context("a message id is 32 hex digits")?;
+            let id = crate::reading::message(&client, &message).await?;
             let file = client.file_of(id).await?;
             let dest = out.unwrap_or_else(|| {
                 // Only the final component of the sender's name, never a path.
@@ -560,46 +508,6 @@ pub async fn verify(p: ProfileArgs, a: VerifyArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct WatchArgs {
-    /// Stop after this many messages.
-    #[arg(long)]
-    count: Option<usize>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    timeout: Option<u64>,
-}
-
-pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
-    let mut client = open(&p).await?;
-    let json = p.json;
-    let n = client
-        .watch(
-            a.count,
-            a.timeout.map(std::time::Duration::from_secs),
-            |m| {
-                use std::io::Write;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(), "sender": m.sender.to_string(), "timestamp": m.timestamp, "text": describe(&m.content)})
-                    );
-                } else {
-                    println!("[{}] #{} {}: {}", &m.conversation.to_string()[..8], m.seq, m.sender, describe(&m.content));
-                }
-                let _ = std::io::stdout().flush();
-            },
-            |w| eprintln!("warning: {w}"),
-        )
-        .await
-        .context("watching failed")?;
-    if !json {
-        eprintln!("{n} messages");
-    }
-    client.close().await;
-    Ok(())
-}
-
-#[derive(Args)]
 pub struct EditArgs {
     /// Your message to change (id).
     message: String,
@@ -631,7 +539,7 @@ async fn about(
     make: impl FnOnce(strongroom_crypto::ids::MessageId) -> Content,
 ) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let target = message_id(target)?;
+    let target = crate::reading::message(&client, target).await?;
     let conversation = client.conversation_of(target).await?;
     let accepted = client.send(conversation, &make(target), 0).await.context("sending failed")?;
     if p.json {
@@ -683,7 +591,7 @@ fn str_refs(v: &[String]) -> Vec<&str> {
 
 pub async fn members(p: ProfileArgs, a: MembersArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let id = conversation_id(&a.conversation)?;
+    let id = crate::reading::conversation(&client, &a.conversation).await?;
     if !(a.add.is_empty() && a.remove.is_empty() && a.promote.is_empty() && a.demote.is_empty()) {
         client
             .change_members(id, &str_refs(&a.add), &str_refs(&a.remove), &str_refs(&a.promote), &str_refs(&a.demote))
@@ -802,8 +710,7 @@ pub async fn link(p: ProfileArgs, cmd: LinkCommand) -> anyhow::Result<()> {
         LinkCommand::Start { server, network, username, timeout } => {
             let network =
                 strongroom_crypto::ids::NetworkId::parse_hex(&network).context("a network id is 32 hex digits")?;
-            let pass =
-                secret_from("STRONGROOM_PASSPHRASE", "Choose a profile passphrase for this device (8+ characters)")?;
+            let pass = new_secret_from("STRONGROOM_PASSPHRASE", "a profile passphrase for this device", 8)?;
             let password = secret_from("STRONGROOM_PASSWORD", "Account password")?;
             let pending = Client::link_begin(&p.profile, &pass, &server, network, &username, &password)
                 .await
@@ -864,7 +771,7 @@ pub struct TimersArgs {
 
 pub async fn timers(p: ProfileArgs, a: TimersArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let id = conversation_id(&a.conversation)?;
+    let id = crate::reading::conversation(&client, &a.conversation).await?;
     client.set_default_timers(id, a.ttl, a.burn_on_read).await.context("cannot set the timers")?;
     if p.json {
         println!(
@@ -895,10 +802,10 @@ pub struct ForwardArgs {
 
 pub async fn forward(p: ProfileArgs, a: ForwardArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
-    let message = message_id(&a.message)?;
+    let message = crate::reading::message(&client, &a.message).await?;
     let to = match (&a.to, &a.conversation) {
         (Some(user), _) => client.direct_with(user).await.context("cannot find that user")?,
-        (None, Some(c)) => conversation_id(c)?,
+        (None, Some(c)) => crate::reading::conversation(&client, c).await?,
         (None, None) => bail!("say where: --to USERNAME or --conversation ID"),
     };
     let bar = progress_bar("forwarding");
@@ -926,7 +833,7 @@ pub struct PasswordArgs {
 pub async fn password(p: ProfileArgs, a: PasswordArgs) -> anyhow::Result<()> {
     let pass = secret_from("STRONGROOM_PASSPHRASE", "Profile passphrase")?;
     let mut client = Client::open(&p.profile, &pass).await.context("cannot open the profile")?;
-    let password = secret_from("STRONGROOM_PASSWORD", "Choose a new account password")?;
+    let password = new_secret_from("STRONGROOM_PASSWORD", "a new account password", 10)?;
     client.reset_password(&a.reset_code, &password).await.context("the password was not changed")?;
     if p.json {
         println!("{}", serde_json::json!({"password_changed": true}));

@@ -278,14 +278,18 @@ fn replies_edits_recalls_and_reactions() {
     let bob_view = ok_json(cli(&bob, &["read", "--json"]));
     assert_eq!(
         shown(&bob_view),
-        vec![("alice".into(), "final text".into(), true), ("bob".into(), "(reply) looks good".into(), false)],
-        "edit applied, recalled message gone"
+        vec![
+            ("alice".into(), "final text".into(), true),
+            ("alice".into(), "(message recalled)".into(), false),
+            ("bob".into(), "(reply to alice \"final text\") looks good".into(), false)
+        ],
+        "edit applied, the recalled message a placeholder, the reply says what it answers"
     );
     let alice_view = ok_json(cli(&alice, &["read", "--json"]));
     assert_eq!(shown(&alice_view)[0], ("alice".into(), "final text".into(), true), "bob's forged edit is ignored");
     assert_eq!(alice_view["messages"][0]["reactions"][0]["emoji"], "👍");
     assert_eq!(alice_view["messages"][0]["reactions"][0]["user"], "bob");
-    assert_eq!(shown(&alice_view)[1].1, "(reply) looks good");
+    assert_eq!(shown(&alice_view)[2].1, "(reply to alice \"final text\") looks good");
 }
 
 #[test]
@@ -498,7 +502,7 @@ fn read_receipts_locations_and_forwarding() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no stored message"));
     let carol_view = ok_json(cli(&carol, &["read", "--json"]));
     let msgs = carol_view["messages"].as_array().unwrap();
-    assert_eq!(msgs[0]["text"], "hello bob");
+    assert_eq!(msgs[0]["text"], "(forwarded) hello bob", "marked, with nothing of where it came from");
     assert_eq!(msgs[0]["sender"], "bob");
     let forwarded_file = msgs[1]["message_id"].as_str().unwrap();
     assert!(msgs[1]["text"].as_str().unwrap().contains("minutes.txt"));

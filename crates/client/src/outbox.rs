@@ -303,6 +303,12 @@ impl Client {
         }
         let (ttl_secs, burn_on_read_secs) =
             crate::rules::timers::effective(out.requested, out.defaults, rules.max_ttl_secs, rules.max_bor_secs);
+        let asked = if out.requested == (0, 0) { out.defaults } else { out.requested };
+        for note in crate::rules::timers::clamped(asked, (ttl_secs, burn_on_read_secs)) {
+            if !self.notices.contains(&note) {
+                self.notices.push(note);
+            }
+        }
         let (recipients, notes, signed) = self.recipients(out.conversation, fresh).await?;
         if recipients.is_empty() {
             return Ok(Sealed::Nobody { notes, ttl_secs });

@@ -62,7 +62,8 @@ impl Client {
         })?;
         // Where data retention is on, where it came from goes with it (a
         // forward of a forward keeps the first origin); elsewhere a forward
-        // tells its new readers nothing about the conversation it left.
+        // is marked as one but tells its new readers nothing about the
+        // conversation it left.
         let on_record = self.retention_enabled().await?;
         let (origin, inner) = match original.content {
             Content::Forwarded { origin, content } => (origin, *content),
@@ -83,7 +84,7 @@ impl Client {
                 let plain = crate::files::scratch(self.dir())?;
                 let result = async {
                     self.get_file(&f, &plain, progress).await?;
-                    let origin = on_record.then_some(origin);
+                    let origin = Some(if on_record { origin } else { ForwardOrigin::WITHHELD });
                     let (accepted, _) = self.send_file_as(to, &plain, &f.name, &f.media_type, origin, progress).await?;
                     Ok(accepted)
                 }
@@ -93,7 +94,8 @@ impl Client {
             }
             _ => return Err(ClientError::Usage("only text, files and locations can be forwarded".into())),
         };
-        let content = if on_record { Content::Forwarded { origin, content: Box::new(content) } } else { content };
+        let origin = if on_record { origin } else { ForwardOrigin::WITHHELD };
+        let content = Content::Forwarded { origin, content: Box::new(content) };
         self.send(to, &content, 0).await
     }
 

@@ -19,6 +19,29 @@ pub fn effective(requested: (u32, u32), defaults: (u32, u32), max_ttl: u32, max_
     (ttl, bor)
 }
 
+/// What the sender is told when the group's maxima changed the timers
+/// asked for (`asked`, after conversation defaults) into `applied`.
+pub fn clamped(asked: (u32, u32), applied: (u32, u32)) -> Vec<String> {
+    let mut out = Vec::new();
+    if asked.0 != applied.0 {
+        out.push(if asked.0 == 0 {
+            format!("your security group makes every message disappear: this one expires {} s after sending", applied.0)
+        } else {
+            format!(
+                "your security group allows disappearing timers up to {} s: this message expires after {} s, not {} s",
+                applied.0, applied.0, asked.0
+            )
+        });
+    }
+    if asked.1 != applied.1 {
+        out.push(format!(
+            "your security group allows burn-on-read up to {} s: this message burns {} s after reading, not {} s",
+            applied.1, applied.1, asked.1
+        ));
+    }
+    out
+}
+
 /// When a message sent at `timestamp` with `ttl_secs` expires (ms).
 pub fn expires_at(timestamp: u64, ttl_secs: u32) -> Option<u64> {
     (ttl_secs > 0).then(|| timestamp.saturating_add(u64::from(ttl_secs) * 1000))
@@ -27,6 +50,18 @@ pub fn expires_at(timestamp: u64, ttl_secs: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clamped_timer_is_explained() {
+        assert!(clamped((60, 0), (60, 0)).is_empty());
+        let forced = clamped((0, 0), (3600, 0));
+        assert!(forced.len() == 1 && forced.iter().all(|n| n.contains("every message disappear")), "{forced:?}");
+        let shortened = clamped((86_400, 600), (3600, 60));
+        assert_eq!(shortened.len(), 2, "{shortened:?}");
+        assert!(
+            shortened.iter().any(|n| n.contains("not 86400 s")) && shortened.iter().any(|n| n.contains("not 600 s"))
+        );
+    }
 
     #[test]
     fn explicit_timers_win_over_defaults() {

@@ -76,7 +76,21 @@ pub fn fold(messages: Vec<Message>) -> Vec<ViewItem> {
                     }
                 }
             }
-            Content::Recall { .. } | Content::Receipt { .. } => {}
+            // A recall leaves a placeholder where its sender's message was
+            // (one by anyone else changes nothing).
+            Content::Recall { target } => match index.get(target).and_then(|i| items.get_mut(*i)) {
+                Some(item) if item.message.sender == m.sender => {
+                    item.message.content = m.content.clone();
+                    item.edited = false;
+                    item.reactions.clear();
+                }
+                Some(_) => {}
+                None => {
+                    index.insert(m.message_id, items.len());
+                    items.push(ViewItem { message: m, edited: false, reactions: Vec::new(), read_by: Vec::new() });
+                }
+            },
+            Content::Receipt { .. } => {}
             _ => {
                 index.insert(m.message_id, items.len());
                 items.push(ViewItem { message: m, edited: false, reactions: Vec::new(), read_by: Vec::new() });
@@ -167,8 +181,27 @@ mod tests {
         let view = fold(vec![
             msg(2, 1, Content::Edit { target: id(9), text: "x".into() }),
             msg(3, 1, Content::Reaction { target: id(9), emoji: "x".into(), remove: false }),
-            msg(4, 1, Content::Recall { target: id(9) }),
         ]);
         assert!(view.is_empty());
+    }
+
+    #[test]
+    fn a_recall_leaves_a_placeholder_only_for_its_own_sender() {
+        // The recalled message already deleted (as the store does): the recall stands in.
+        let gone = fold(vec![msg(4, 1, Content::Recall { target: id(9) })]);
+        assert!(matches!(gone[0].message.content, Content::Recall { .. }));
+        let view = fold(vec![
+            msg(1, 1, Content::Text("mine".into())),
+            msg(2, 2, Content::Text("theirs".into())),
+            msg(3, 1, Content::Reaction { target: id(1), emoji: "x".into(), remove: false }),
+            msg(4, 1, Content::Recall { target: id(1) }),
+            msg(5, 1, Content::Recall { target: id(2) }),
+        ]);
+        assert_eq!(view.len(), 2);
+        assert!(matches!(view[0].message.content, Content::Recall { .. }) && view[0].reactions.is_empty());
+        assert!(
+            matches!(&view[1].message.content, Content::Text(t) if t == "theirs"),
+            "a forged recall changes nothing"
+        );
     }
 }

@@ -110,6 +110,23 @@ pub struct ForwardOrigin {
     pub sent_at: u64,
 }
 
+impl ForwardOrigin {
+    /// The origin of a forward made where data retention is off: every
+    /// field zero, so the message is marked forwarded but says nothing of
+    /// where it came from.
+    pub const WITHHELD: ForwardOrigin = ForwardOrigin {
+        conversation: ConversationId::from_bytes([0; 16]),
+        message: MessageId::from_bytes([0; 16]),
+        sender: UserId::from_bytes([0; 16]),
+        sent_at: 0,
+    };
+
+    /// Whether this is [`ForwardOrigin::WITHHELD`].
+    pub fn is_withheld(&self) -> bool {
+        *self == Self::WITHHELD
+    }
+}
+
 /// Which receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptKind {

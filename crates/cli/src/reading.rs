@@ -1,0 +1,330 @@
+//! Reading, as a person does it: conversation by conversation with names,
+//! times and short message ids; an inbox of what is unread; ids typed as
+//! their first few digits.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use strongroom_client::{Client, ViewItem};
+use strongroom_crypto::content::{Content, Control};
+use strongroom_crypto::ids::{ConversationId, MessageId};
+
+use crate::people::People;
+use crate::user::{open, when, ProfileArgs};
+
+/// Digits of a message or conversation id shown in normal output.
+pub const SHORT: usize = 8;
+/// Fewest digits an abbreviated id may have.
+const MIN_PREFIX: usize = 4;
+
+#[derive(Args)]
+pub struct ReadArgs {
+    /// Only this conversation (its id, or the first digits of it).
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// Only what you have not read yet, conversation by conversation.
+    #[arg(long)]
+    pub unread: bool,
+    /// At most this many messages per conversation (the latest).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Do not tell senders you have read their messages.
+    #[arg(long)]
+    pub no_receipts: bool,
+}
+
+fn short(id: &impl ToString) -> String {
+    id.to_string().chars().take(SHORT).collect()
+}
+
+/// An id given in full or as its first digits (at least 4), matched
+/// against `known`; ambiguous or unknown prefixes are refused by name.
+fn by_prefix<T: Copy + ToString>(given: &str, known: impl IntoIterator<Item = T>, what: &str) -> anyhow::Result<T> {
+    let given = given.trim().to_ascii_lowercase();
+    if given.len() < MIN_PREFIX || given.len() > 32 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("a {what} id is 32 hex digits, or its first {MIN_PREFIX} or more (as `strongroom read` shows them)");
+    }
+    let mut found: Vec<T> = known.into_iter().filter(|id| id.to_string().starts_with(&given)).collect();
+    found.sort_by_key(|id| id.to_string());
+    found.dedup_by_key(|id| id.to_string());
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no {what} on this device has an id starting with {given}"),
+        many => bail!(
+            "{} {what}s have ids starting with {given} ({}); give more digits",
+            many.len(),
+            many.iter().map(short).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A message id, in full or abbreviated (matched against the messages on this device).
+pub async fn message(client: &Client, given: &str) -> anyhow::Result<MessageId> {
+    if let Some(id) = MessageId::parse_hex(given.trim()) {
+        return Ok(id);
+    }
+    let stored = client.messages(None).await.context("cannot read the messages on this device")?;
+    by_prefix(given, stored.iter().map(|m| m.message_id), "message")
+}
+
+/// A conversation id, in full or abbreviated (matched against your conversations).
+pub async fn conversation(client: &Client, given: &str) -> anyhow::Result<ConversationId> {
+    if let Some(id) = ConversationId::parse_hex(given.trim()) {
+        return Ok(id);
+    }
+    let mut known: Vec<ConversationId> = client.messages(None).await?.iter().map(|m| m.conversation).collect();
+    if let Ok(listed) = client.conversations().await {
+        known.extend(listed.iter().map(|c| c.id));
+    }
+    by_prefix(given, known, "conversation")
+}
+
+/// Each conversation's name: the last rename its members sent.
+pub fn names_of(items: &[ViewItem]) -> HashMap<ConversationId, String> {
+    let mut out = HashMap::new();
+    for i in items {
+        if let Content::Control(Control::Renamed(name)) = &i.message.content {
+            out.insert(i.message.conversation, name.clone());
+        }
+    }
+    out
+}
+
+/// What a message says, in words: names for people, what a reply answers.
+fn text(people: &People, item: &ViewItem, all: &[ViewItem]) -> String {
+    match &item.message.content {
+        Content::Reply { in_reply_to, text } => {
+            let answered = all.iter().find(|i| i.message.message_id == *in_reply_to).map(|i| {
+                let said = people.describe(&i.message.content);
+                let said: String =
+                    said.chars().take(40).collect::<String>() + if said.chars().count() > 40 { "…" } else { "" };
+                format!("{} \"{said}\"", people.name(&i.message.sender))
+            });
+            let answered = answered.unwrap_or_else(|| format!("message {}", short(in_reply_to)));
+            format!("(reply to {answered}) {text}")
+        }
+        other => people.describe(other),
+    }
+}
+
+pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    // Stored history is readable with the relay down; new messages wait there.
+    let (report, offline) = match client.sync().await {
+        Ok(r) => (r, false),
+        Err(e) if e.is_transient() => {
+            eprintln!("warning: cannot fetch new messages ({e}); showing the messages stored on this device");
+            (Default::default(), true)
+        }
+        Err(e) => return Err(e).context("cannot fetch messages"),
+    };
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for n in &report.notices {
+        eprintln!("notice: {n}");
+    }
+    let filter = match a.conversation.as_deref() {
+        Some(c) => Some(conversation(&client, c).await?),
+        None => None,
+    };
+    let all = client.view(filter).await?;
+    let titles = names_of(&client.view(None).await?);
+    // Offline, whether retention is on cannot be checked: shown as unknown.
+    let retention = if offline {
+        None
+    } else {
+        Some(client.policy().await.context("the network policy cannot be trusted")?.retention_enabled())
+    };
+    let read_to: HashMap<ConversationId, u64> =
+        client.read_states().await?.into_iter().map(|s| (s.conversation, s.read_to)).collect();
+    let me = client.user_id();
+
+    // Conversation by conversation, in the order they were last active;
+    // each message numbered within its conversation (receipts, edits and
+    // reactions are folded in, so the numbers have no gaps).
+    let mut order: Vec<ConversationId> = Vec::new();
+    let mut by_conversation: HashMap<ConversationId, Vec<(usize, &ViewItem)>> = HashMap::new();
+    for item in &all {
+        let c = item.message.conversation;
+        let list = by_conversation.entry(c).or_default();
+        list.push((list.len() + 1, item));
+        order.retain(|x| *x != c);
+        order.push(c);
+    }
+    let mut shown: Vec<(ConversationId, Vec<(usize, &ViewItem)>)> = Vec::new();
+    for c in order {
+        let mut list = by_conversation.remove(&c).unwrap_or_default();
+        if a.unread {
+            let mark = read_to.get(&c).copied().unwrap_or(0);
+            list.retain(|(_, i)| i.message.sender != me && i.message.seq > mark);
+        }
+        if let Some(limit) = a.limit {
+            let skip = list.len().saturating_sub(limit);
+            list.drain(..skip);
+        }
+        if !list.is_empty() {
+            shown.push((c, list));
+        }
+    }
+
+    // Shown now: burn-on-read clocks start, and what was unread is read.
+    let ids: Vec<MessageId> = shown.iter().flat_map(|(_, l)| l.iter().map(|(_, i)| i.message.message_id)).collect();
+    client.mark_displayed(&ids).await?;
+    for (c, list) in &shown {
+        if let Some(top) = list.iter().map(|(_, i)| i.message.seq).max() {
+            client.mark_read(*c, top).await?;
+        }
+    }
+    if !offline {
+        // The security group may force receipts on or off (the SDK applies it).
+        let messages: Vec<_> = shown.iter().flat_map(|(_, l)| l.iter().map(|(_, i)| i.message.clone())).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+        if let Err(e) = client.send_read_receipts(&messages, now, !a.no_receipts).await {
+            eprintln!("warning: read receipts were not sent: {e}");
+        }
+    }
+
+    let mut people = People::default();
+    if let Ok(listed) = client.conversations().await {
+        people.learn_members(&listed);
+    }
+    let named: Vec<_> = all
+        .iter()
+        .flat_map(|i| {
+            std::iter::once(i.message.sender)
+                .chain(i.reactions.iter().map(|r| r.0))
+                .chain(i.read_by.iter().copied())
+                .chain(crate::people::named_in(&i.message.content))
+        })
+        .collect();
+    people.learn(&client, named, offline).await;
+
+    if p.json {
+        let list: Vec<_> = shown
+            .iter()
+            .flat_map(|(_, l)| l.iter())
+            .map(|(n, i)| {
+                let m = &i.message;
+                serde_json::json!({
+                    "conversation": m.conversation.to_string(), "n": n, "seq": m.seq, "message_id": m.message_id.to_string(),
+                    "sender": people.name(&m.sender), "timestamp": m.timestamp, "text": text(&people, i, &all), "edited": i.edited,
+                    "reactions": i.reactions.iter().map(|(u, e)| serde_json::json!({"user": people.name(u), "emoji": e})).collect::<Vec<_>>(),
+                    "read_by": i.read_by.iter().map(|u| people.name(u)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"messages": list, "warnings": report.warnings, "notices": report.notices, "retention": retention, "offline": offline})
+        );
+        client.close().await;
+        return Ok(());
+    }
+    if retention == Some(true) {
+        println!("(data retention is on: your organisation archives these conversations)");
+    }
+    if shown.is_empty() {
+        println!("{}", if a.unread { "Nothing unread." } else { "No messages." });
+    }
+    for (c, list) in &shown {
+        let title = titles.get(c).cloned().unwrap_or_else(|| people.members_of(c, me));
+        println!("== {title} [{}] ==", short(c));
+        for (n, i) in list {
+            let m = &i.message;
+            let edited = if i.edited { " (edited)" } else { "" };
+            let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", people.name(u))).collect();
+            println!(
+                "#{n} {} {} [{}]: {}{edited}{reactions}",
+                when(m.timestamp),
+                people.name(&m.sender),
+                short(&m.message_id),
+                text(&people, i, &all)
+            );
+            let read: Vec<String> = i.read_by.iter().map(|u| people.name(u)).collect();
+            if !read.is_empty() {
+                println!("    (read by {})", read.join(", "));
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
+    let mut client = open(&p).await?;
+    let json = p.json;
+    // Names come from the conversations' member lists, read once.
+    let mut people = People::default();
+    if let Ok(listed) = client.conversations().await {
+        people.learn_members(&listed);
+    }
+    let me = client.user_id();
+    people.learn(&client, [me], false).await;
+    let n = client
+        .watch(
+            a.count,
+            a.timeout.map(std::time::Duration::from_secs),
+            |m| {
+                use std::io::Write;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"conversation": m.conversation.to_string(), "seq": m.seq, "message_id": m.message_id.to_string(), "sender": people.name(&m.sender), "sender_id": m.sender.to_string(), "timestamp": m.timestamp, "text": people.describe(&m.content)})
+                    );
+                } else {
+                    println!(
+                        "[{}] {} {} [{}]: {}",
+                        short(&m.conversation),
+                        when(m.timestamp),
+                        people.name(&m.sender),
+                        short(&m.message_id),
+                        people.describe(&m.content)
+                    );
+                }
+                let _ = std::io::stdout().flush();
+            },
+            |w| eprintln!("warning: {w}"),
+        )
+        .await
+        .context("watching failed")?;
+    if !json {
+        eprintln!("{n} messages");
+    }
+    client.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_must_be_unique_hex_and_long_enough() {
+        let a = MessageId::from_bytes([0xab; 16]);
+        let b = MessageId::from_bytes([0xac; 16]);
+        let known = [a, b];
+        assert_eq!(by_prefix("abab", known, "message").ok(), Some(a));
+        assert_eq!(by_prefix("ABAB", known, "message").ok(), Some(a), "case does not matter");
+        let ambiguous = by_prefix("a", known, "message").map_err(|e| e.to_string());
+        assert!(ambiguous.is_err_and(|e| e.contains("first 4")), "too short");
+        let none = by_prefix("ffff", known, "message").map_err(|e| e.to_string());
+        assert!(none.is_err_and(|e| e.contains("no message")));
+        let dup = [a, MessageId::from_bytes([0xab, 0xab, 0xab, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])];
+        let many = by_prefix("abab", dup, "message").map_err(|e| e.to_string());
+        assert!(many.is_err_and(|e| e.contains("give more digits")));
+        assert!(by_prefix("abzz", known, "message").is_err(), "hex only");
+        assert!(by_prefix("../../", known, "message").is_err());
+    }
+}
