@@ -42,7 +42,10 @@ impl People {
             .get(conversation)
             .map(|list| list.iter().filter(|u| **u != me).map(|u| self.name(u)).collect())
             .unwrap_or_default();
-        if others.is_empty() {
+        if !self.members.contains_key(conversation) {
+            // No member list (offline, or a conversation left): its id.
+            format!("conversation {}", conversation.to_string().chars().take(crate::reading::SHORT).collect::<String>())
+        } else if others.is_empty() {
             "Note to self".into()
         } else {
             others.join(", ")
@@ -113,6 +116,24 @@ impl People {
     }
 }
 
+/// Text from other people made safe for a terminal: control characters
+/// (escape sequences), and bidirectional overrides that reorder what is
+/// shown, become visible `\u{…}` escapes; a line break indents, so no
+/// text can print a line that looks like another message.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\n    "),
+            c if c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c) => {
+                out.push_str(&c.escape_unicode().to_string())
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The users a message's content names (membership changes).
 pub fn named_in(content: &Content) -> Vec<UserId> {
     match content {
@@ -123,5 +144,17 @@ pub fn named_in(content: &Content) -> Vec<UserId> {
             | Control::ModeratorsRemoved(u),
         ) => u.clone(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_from_others_cannot_drive_the_terminal() {
+        assert_eq!(super::clean("plain words, émoji 👍"), "plain words, émoji 👍");
+        assert_eq!(super::clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(super::clean("x\u{202e}gnp.exe"), "x\\u{202e}gnp.exe");
+        assert_eq!(super::clean("one\ntwo"), "one\n    two");
+        assert!(!super::clean("\u{7}\u{9b}\r").chars().any(char::is_control));
     }
 }

@@ -16,7 +16,7 @@ use crate::user::{open, when, ProfileArgs};
 /// Digits of a message or conversation id shown in normal output.
 pub const SHORT: usize = 8;
 /// Fewest digits an abbreviated id may have.
-const MIN_PREFIX: usize = 4;
+const MIN_PREFIX: usize = 6;
 
 #[derive(Args)]
 pub struct ReadArgs {
@@ -54,30 +54,37 @@ fn by_prefix<T: Copy + ToString>(given: &str, known: impl IntoIterator<Item = T>
         many => bail!(
             "{} {what}s have ids starting with {given} ({}); give more digits",
             many.len(),
-            many.iter().map(short).collect::<Vec<_>>().join(", ")
+            many.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
         ),
     }
 }
 
-/// A message id, in full or abbreviated (matched against the messages on this device).
+/// A message id, in full or abbreviated: matched only against the
+/// messages `read` shows (never receipts, edits or reactions, whose ids a
+/// hostile member could choose to collide), and the match is said.
 pub async fn message(client: &Client, given: &str) -> anyhow::Result<MessageId> {
     if let Some(id) = MessageId::parse_hex(given.trim()) {
         return Ok(id);
     }
-    let stored = client.messages(None).await.context("cannot read the messages on this device")?;
-    by_prefix(given, stored.iter().map(|m| m.message_id), "message")
+    let shown = client.view(None).await.context("cannot read the messages on this device")?;
+    let id = by_prefix(given, shown.iter().map(|i| i.message.message_id), "message")?;
+    if let Some(m) = shown.iter().map(|i| &i.message).find(|m| m.message_id == id) {
+        eprintln!("({given}: message {id}, sent {} in conversation {})", when(m.timestamp), short(&m.conversation));
+    }
+    Ok(id)
 }
 
-/// A conversation id, in full or abbreviated (matched against your conversations).
+/// A conversation id, in full or abbreviated (matched against the
+/// conversations the relay lists for you; a full id works offline).
 pub async fn conversation(client: &Client, given: &str) -> anyhow::Result<ConversationId> {
     if let Some(id) = ConversationId::parse_hex(given.trim()) {
         return Ok(id);
     }
-    let mut known: Vec<ConversationId> = client.messages(None).await?.iter().map(|m| m.conversation).collect();
-    if let Ok(listed) = client.conversations().await {
-        known.extend(listed.iter().map(|c| c.id));
-    }
-    by_prefix(given, known, "conversation")
+    let listed = client
+        .conversations()
+        .await
+        .context("cannot list your conversations to match a short id (give the full id to work offline)")?;
+    by_prefix(given, listed.iter().map(|c| c.id), "conversation")
 }
 
 /// Each conversation's name: the last rename its members sent.
@@ -92,7 +99,12 @@ pub fn names_of(items: &[ViewItem]) -> HashMap<ConversationId, String> {
 }
 
 /// What a message says, in words: names for people, what a reply answers.
+/// Safe for a terminal (see [`crate::people::clean`]).
 fn text(people: &People, item: &ViewItem, all: &[ViewItem]) -> String {
+    crate::people::clean(&raw_text(people, item, all))
+}
+
+fn raw_text(people: &People, item: &ViewItem, all: &[ViewItem]) -> String {
     match &item.message.content {
         Content::Reply { in_reply_to, text } => {
             let answered = all.iter().find(|i| i.message.message_id == *in_reply_to).map(|i| {
@@ -153,33 +165,46 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         order.retain(|x| *x != c);
         order.push(c);
     }
-    let mut shown: Vec<(ConversationId, Vec<(usize, &ViewItem)>)> = Vec::new();
+    let mut shown: Vec<(ConversationId, Vec<(usize, &ViewItem)>, Option<u64>)> = Vec::new();
     for c in order {
         let mut list = by_conversation.remove(&c).unwrap_or_default();
+        let mark = read_to.get(&c).copied().unwrap_or(0);
+        let unread = |i: &ViewItem| i.message.sender != me && i.message.seq > mark;
+        // What stays unread because --limit left it out: the read mark stops before it.
+        let mut left_unread = None;
         if a.unread {
-            let mark = read_to.get(&c).copied().unwrap_or(0);
-            list.retain(|(_, i)| i.message.sender != me && i.message.seq > mark);
-        }
-        if let Some(limit) = a.limit {
+            list.retain(|(_, i)| unread(i));
+            // The oldest unread first, so the read mark never passes one unshown.
+            if let Some(limit) = a.limit {
+                left_unread = list.get(limit).map(|(_, i)| i.message.seq);
+                list.truncate(limit);
+            }
+        } else if let Some(limit) = a.limit {
             let skip = list.len().saturating_sub(limit);
+            left_unread = list.iter().take(skip).filter(|(_, i)| unread(i)).map(|(_, i)| i.message.seq).min();
             list.drain(..skip);
         }
         if !list.is_empty() {
-            shown.push((c, list));
+            shown.push((c, list, left_unread));
         }
     }
 
     // Shown now: burn-on-read clocks start, and what was unread is read.
-    let ids: Vec<MessageId> = shown.iter().flat_map(|(_, l)| l.iter().map(|(_, i)| i.message.message_id)).collect();
+    let ids: Vec<MessageId> = shown.iter().flat_map(|(_, l, _)| l.iter().map(|(_, i)| i.message.message_id)).collect();
     client.mark_displayed(&ids).await?;
-    for (c, list) in &shown {
-        if let Some(top) = list.iter().map(|(_, i)| i.message.seq).max() {
+    for (c, list, left_unread) in &shown {
+        let top = list.iter().map(|(_, i)| i.message.seq).max().unwrap_or(0);
+        let top = match left_unread {
+            Some(first_unshown) => top.min(first_unshown.saturating_sub(1)),
+            None => top,
+        };
+        if top > 0 {
             client.mark_read(*c, top).await?;
         }
     }
     if !offline {
         // The security group may force receipts on or off (the SDK applies it).
-        let messages: Vec<_> = shown.iter().flat_map(|(_, l)| l.iter().map(|(_, i)| i.message.clone())).collect();
+        let messages: Vec<_> = shown.iter().flat_map(|(_, l, _)| l.iter().map(|(_, i)| i.message.clone())).collect();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         if let Err(e) = client.send_read_receipts(&messages, now, !a.no_receipts).await {
             eprintln!("warning: read receipts were not sent: {e}");
@@ -204,7 +229,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     if p.json {
         let list: Vec<_> = shown
             .iter()
-            .flat_map(|(_, l)| l.iter())
+            .flat_map(|(_, l, _)| l.iter())
             .map(|(n, i)| {
                 let m = &i.message;
                 serde_json::json!({
@@ -228,13 +253,14 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     if shown.is_empty() {
         println!("{}", if a.unread { "Nothing unread." } else { "No messages." });
     }
-    for (c, list) in &shown {
+    for (c, list, _) in &shown {
         let title = titles.get(c).cloned().unwrap_or_else(|| people.members_of(c, me));
-        println!("== {title} [{}] ==", short(c));
+        println!("== {} [{}] ==", crate::people::clean(&title), short(c));
         for (n, i) in list {
             let m = &i.message;
             let edited = if i.edited { " (edited)" } else { "" };
-            let reactions: String = i.reactions.iter().map(|(u, e)| format!(" [{e} {}]", people.name(u))).collect();
+            let reactions: String =
+                i.reactions.iter().map(|(u, e)| format!(" [{} {}]", crate::people::clean(e), people.name(u))).collect();
             println!(
                 "#{n} {} {} [{}]: {}{edited}{reactions}",
                 when(m.timestamp),
@@ -290,7 +316,7 @@ pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
                         when(m.timestamp),
                         people.name(&m.sender),
                         short(&m.message_id),
-                        people.describe(&m.content)
+                        crate::people::clean(&people.describe(&m.content))
                     );
                 }
                 let _ = std::io::stdout().flush();
@@ -315,16 +341,16 @@ mod tests {
         let a = MessageId::from_bytes([0xab; 16]);
         let b = MessageId::from_bytes([0xac; 16]);
         let known = [a, b];
-        assert_eq!(by_prefix("abab", known, "message").ok(), Some(a));
-        assert_eq!(by_prefix("ABAB", known, "message").ok(), Some(a), "case does not matter");
-        let ambiguous = by_prefix("a", known, "message").map_err(|e| e.to_string());
-        assert!(ambiguous.is_err_and(|e| e.contains("first 4")), "too short");
-        let none = by_prefix("ffff", known, "message").map_err(|e| e.to_string());
+        assert_eq!(by_prefix("ababab", known, "message").ok(), Some(a));
+        assert_eq!(by_prefix("ABABAB", known, "message").ok(), Some(a), "case does not matter");
+        let short = by_prefix("abab", known, "message").map_err(|e| e.to_string());
+        assert!(short.is_err_and(|e| e.contains("first 6")), "too short");
+        let none = by_prefix("ffffff", known, "message").map_err(|e| e.to_string());
         assert!(none.is_err_and(|e| e.contains("no message")));
         let dup = [a, MessageId::from_bytes([0xab, 0xab, 0xab, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])];
-        let many = by_prefix("abab", dup, "message").map_err(|e| e.to_string());
-        assert!(many.is_err_and(|e| e.contains("give more digits")));
-        assert!(by_prefix("abzz", known, "message").is_err(), "hex only");
+        let many = by_prefix("ababab", dup, "message").map_err(|e| e.to_string());
+        assert!(many.is_err_and(|e| e.contains("give more digits") && e.contains(&a.to_string())), "full ids named");
+        assert!(by_prefix("ababzz", known, "message").is_err(), "hex only");
         assert!(by_prefix("../../", known, "message").is_err());
     }
 }

@@ -6,7 +6,6 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use strongroom_client::Client;
 use strongroom_crypto::content::{Content, Location};
-use strongroom_crypto::ids::ConversationId;
 
 /// Where the profile lives and how to unlock it.
 #[derive(Args, Clone)]
@@ -243,17 +242,6 @@ pub(crate) fn describe(content: &Content) -> String {
     }
 }
 
-/// Names a conversation for every member (a message they all receive).
-async fn rename(client: &mut Client, id: ConversationId, name: &str) -> anyhow::Result<()> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        bail!("a conversation name is 1 to 100 printable characters");
-    }
-    let control = strongroom_crypto::content::Control::Renamed(name.to_owned());
-    client.send(id, &Content::Control(control), 0).await.context("cannot rename the conversation")?;
-    Ok(())
-}
-
 pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
     match cmd {
@@ -293,6 +281,7 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
                     let mut members: Vec<String> = c.members.iter().map(|m| people.name(&m.user_id)).collect();
                     members.sort();
                     let title = titles.get(&c.id).cloned().unwrap_or_else(|| people.members_of(&c.id, me));
+                    let title = crate::people::clean(&title);
                     let n = unread.get(&c.id).copied().unwrap_or(0);
                     let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
                     println!(
@@ -305,10 +294,14 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
             }
         }
         ConversationsCommand::Create { kind, name, members } => {
+            if let Some(name) = &name {
+                // Checked before anything is made: a bad name leaves no unnamed group behind.
+                strongroom_client::check_conversation_name(name)?;
+            }
             let refs: Vec<&str> = members.iter().map(String::as_str).collect();
             let c = client.create_conversation(&kind, &refs).await?;
             if let Some(name) = &name {
-                rename(&mut client, c.id, name).await?;
+                client.rename(c.id, name).await.context("created, but not named")?;
             }
             if p.json {
                 println!("{}", serde_json::to_string(&c)?);
@@ -319,7 +312,7 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
         }
         ConversationsCommand::Rename { conversation, name } => {
             let id = crate::reading::conversation(&client, &conversation).await?;
-            rename(&mut client, id, &name).await?;
+            client.rename(id, &name).await.context("cannot rename the conversation")?;
             if p.json {
                 println!("{}", serde_json::json!({"conversation": id.to_string(), "name": name}));
             } else {

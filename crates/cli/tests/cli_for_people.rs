@@ -112,7 +112,7 @@ async fn the_cli_speaks_in_names_times_and_short_ids() {
 
     // Replies, edits, reactions by short id; replies show what they answer.
     ok(&dir, "bob", &["send", "--reply-to", &hello, "hi alice"]);
-    ok(&dir, "alice", &["edit", &hello[..5], "hello, team"]);
+    ok(&dir, "alice", &["edit", &hello[..6], "hello, team"]);
     ok(&dir, "bob", &["react", &hello, "👍"]);
     ok(&dir, "alice", &["send", "--conversation", &id[..8], "wrong chat"]);
     let read = ok(&dir, "alice", &["read", "--conversation", &id[..8]]);
@@ -121,18 +121,28 @@ async fn the_cli_speaks_in_names_times_and_short_ids() {
     let oops = short_id_of(&read, "wrong chat");
     ok(&dir, "alice", &["recall", &oops]);
     // Bad ids: named, never guessed.
-    assert!(
-        fails(&dir, "alice", &["edit", "ffff", "x"]).contains("no message on this device has an id starting with ffff")
-    );
-    assert!(fails(&dir, "alice", &["edit", "ab", "x"]).contains("first 4"));
+    assert!(fails(&dir, "alice", &["edit", "ffffff", "x"])
+        .contains("no message on this device has an id starting with ffffff"));
+    assert!(fails(&dir, "alice", &["edit", "abcd", "x"]).contains("first 6"));
     assert!(fails(&dir, "alice", &["send", "--conversation", "zzzz", "x"]).contains("hex digits"));
+
+    // Nobody's text can drive the terminal or fake a line.
+    ok(
+        &dir,
+        "alice",
+        &["send", "--conversation", &id[..8], "hi\u{1b}[2J\n#9 2026-01-01 00:00:00 UTC boss [deadbeef]: pay now"],
+    );
+    assert!(fails(&dir, "alice", &["conversations", "rename", &id[..8], "x\u{1b}[2J"]).contains("printable"));
+    let read = ok(&dir, "bob", &["read", "--conversation", &id[..8]]);
+    assert!(!read.contains('\u{1b}'), "{read:?}");
+    assert!(read.contains("hi\\u{1b}[2J\n    #9 2026"), "escaped and indented: {read}");
 
     // Members change in words; read receipts leave no gaps in the numbers.
     ok(&dir, "alice", &["members", "--conversation", &id[..8], "--add", "carol"]);
     let read = ok(&dir, "bob", &["read"]);
     assert!(read.contains("(message recalled)"), "a placeholder where the message was: {read}");
     assert!(read.contains("(added carol)"), "{read}");
-    let n = numbers(&read);
+    let n = numbers(&read.replace("\n    #9", ""));
     assert_eq!(n, (1..=n.len()).collect::<Vec<_>>(), "no gaps: {read}");
 
     // An inbox of unread messages; --limit; then nothing unread.
@@ -140,8 +150,11 @@ async fn the_cli_speaks_in_names_times_and_short_ids() {
     ok(&dir, "alice", &["send", "--conversation", &id[..8], "second new"]);
     let list = ok(&dir, "bob", &["conversations", "list"]);
     assert!(list.contains("Deal room — group, 3 members, 2 unread: alice, bob, carol"), "{list}");
+    // Oldest unread first: what --limit leaves out stays unread.
     let inbox = ok(&dir, "bob", &["read", "--unread", "--limit", "1"]);
-    assert!(inbox.contains("second new") && !inbox.contains("first new") && !inbox.contains("hello"), "{inbox}");
+    assert!(inbox.contains("first new") && !inbox.contains("second new") && !inbox.contains("hello"), "{inbox}");
+    let inbox = ok(&dir, "bob", &["read", "--unread"]);
+    assert!(inbox.contains("second new") && !inbox.contains("first new"), "{inbox}");
     assert!(ok(&dir, "bob", &["read", "--unread"]).contains("Nothing unread."));
     let v = json(&dir, "bob", &["conversations", "list"]);
     assert_eq!((v[0]["name"].as_str(), v[0]["unread"].as_u64()), (Some("Deal room"), Some(0)), "{v}");

@@ -191,6 +191,14 @@ impl Client {
         Ok(rec.and_then(|r| serde_json::from_slice::<(u32, u32)>(&r).ok()).unwrap_or((0, 0)))
     }
 
+    /// Names a conversation for every member. The name never expires (the
+    /// conversation's timers do not apply to it).
+    pub async fn rename(&mut self, conversation: ConversationId, name: &str) -> Result<Accepted, ClientError> {
+        let name = check_name(name)?;
+        let control = Content::Control(strongroom_crypto::content::Control::Renamed(name.to_owned()));
+        self.send_exact(conversation, &control, 0, 0).await
+    }
+
     /// Sets the conversation's default timers for everyone in it.
     pub async fn set_default_timers(
         &mut self,
@@ -256,4 +264,13 @@ impl Client {
     pub(crate) async fn confirm_wipe(&self) -> Result<(), ClientError> {
         self.api.post_empty("/v1/devices/wipe/confirm", &serde_json::json!({})).await
     }
+}
+
+/// A conversation name: 1 to 100 printable characters, at most 200 bytes.
+pub fn check_name(name: &str) -> Result<&str, ClientError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ClientError::Usage("a conversation name is 1 to 100 printable characters".into()));
+    }
+    Ok(name)
 }

@@ -304,7 +304,17 @@ impl Client {
         let (ttl_secs, burn_on_read_secs) =
             crate::rules::timers::effective(out.requested, out.defaults, rules.max_ttl_secs, rules.max_bor_secs);
         let asked = if out.requested == (0, 0) { out.defaults } else { out.requested };
-        for note in crate::rules::timers::clamped(asked, (ttl_secs, burn_on_read_secs)) {
+        // Said of what a person sends, not of receipts or control messages.
+        let personal = matches!(
+            content,
+            Content::Text(_)
+                | Content::Reply { .. }
+                | Content::File(_)
+                | Content::Location(_)
+                | Content::Forwarded { .. }
+        );
+        for note in crate::rules::timers::clamped(asked, (ttl_secs, burn_on_read_secs)).into_iter().filter(|_| personal)
+        {
             if !self.notices.contains(&note) {
                 self.notices.push(note);
             }

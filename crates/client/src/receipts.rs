@@ -65,17 +65,17 @@ impl Client {
         // is marked as one but tells its new readers nothing about the
         // conversation it left.
         let on_record = self.retention_enabled().await?;
+        let here = ForwardOrigin {
+            conversation: original.conversation,
+            message: original.message_id,
+            sender: original.sender,
+            sent_at: original.timestamp,
+        };
         let (origin, inner) = match original.content {
+            // What it came from was withheld: this forward is the origin we know.
+            Content::Forwarded { origin, content } if origin.is_withheld() => (here, *content),
             Content::Forwarded { origin, content } => (origin, *content),
-            other => (
-                ForwardOrigin {
-                    conversation: original.conversation,
-                    message: original.message_id,
-                    sender: original.sender,
-                    sent_at: original.timestamp,
-                },
-                other,
-            ),
+            other => (here, other),
         };
         let content = match inner {
             Content::Text(t) | Content::Reply { text: t, .. } => Content::Text(t),

@@ -190,6 +190,10 @@ pub struct Record {
     /// A forwarded message: where it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<Provenance>,
+    /// A forwarded message whose forwarder withheld where it came from (a
+    /// forward made where retention was off, or a client that says nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded_withheld: bool,
     /// Why an envelope was unreadable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -836,6 +836,10 @@ impl Service {
     async fn fill(&mut self, r: &mut Record, content: Content, report: &mut RunReport) -> Result<(), RetentionError> {
         // A forward is recorded as what was forwarded, with its provenance.
         let content = match content {
+            Content::Forwarded { origin, content } if origin.is_withheld() => {
+                r.forwarded_withheld = true;
+                *content
+            }
             Content::Forwarded { origin, content } => {
                 r.forwarded_from = Some(crate::record::Provenance {
                     conversation_id: origin.conversation.to_string(),
