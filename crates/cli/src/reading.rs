@@ -120,6 +120,10 @@ fn raw_text(people: &People, item: &ViewItem, all: &[ViewItem]) -> String {
     }
 }
 
+/// One conversation's messages to show, numbered, and the oldest unread
+/// one `--limit` left out (the read mark stops before it).
+type Shown<'a> = (ConversationId, Vec<(usize, &'a ViewItem)>, Option<u64>);
+
 pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
     let mut client = open(&p).await?;
     // Stored history is readable with the relay down; new messages wait there.
@@ -165,7 +169,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
         order.retain(|x| *x != c);
         order.push(c);
     }
-    let mut shown: Vec<(ConversationId, Vec<(usize, &ViewItem)>, Option<u64>)> = Vec::new();
+    let mut shown: Vec<Shown> = Vec::new();
     for c in order {
         let mut list = by_conversation.remove(&c).unwrap_or_default();
         let mark = read_to.get(&c).copied().unwrap_or(0);
