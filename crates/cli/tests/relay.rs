@@ -85,6 +85,64 @@ async fn offline_queue_then_in_order_and_restart_loses_nothing() {
     assert!(w.bob.receive_all().await.is_empty(), "acknowledged messages are gone");
 }
 
+/// The next text frame, or `None` if none comes within `wait`.
+async fn next_frame<S>(ws: &mut S, wait: Duration) -> Option<WsFrame>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(wait, async {
+        loop {
+            if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+                break serde_json::from_str::<WsFrame>(&t).unwrap();
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_pushed_at_most_its_window_until_it_acknowledges() {
+    let dir = temp_dir("ws-window-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("server.toml");
+    std::fs::write(&config, "[limits]\npush_window = 5\n").unwrap();
+    let mut w = world("ws-window", &["--config", s(&config)]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    for i in 0..12 {
+        w.alice.send_text(&conv.id, &format!("m{i}")).await;
+    }
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(WsFrame::Message(d)) = next_frame(&mut ws, Duration::from_millis(700)).await {
+        got.push(d.message_id);
+    }
+    assert_eq!(got.len(), 5, "the window, and no more until acknowledged");
+    // Acknowledging two makes room for two more.
+    let ack = serde_json::to_string(&WsFrame::Ack { message_ids: got[..2].to_vec() }).unwrap();
+    ws.send(Message::Text(ack.into())).await.unwrap();
+    let mut more = Vec::new();
+    while let Some(WsFrame::Message(d)) = next_frame(&mut ws, Duration::from_millis(700)).await {
+        more.push(d.message_id);
+    }
+    assert_eq!(more.len(), 2, "{more:?}");
+    // Gone without acknowledging: a new connection gets what was in flight (5), then the rest.
+    drop(ws);
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut again = Vec::new();
+    while let Some(WsFrame::Message(d)) = next_frame(&mut ws, Duration::from_millis(700)).await {
+        again.push(d.message_id);
+        let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id] }).unwrap();
+        ws.send(Message::Text(ack.into())).await.unwrap();
+    }
+    assert_eq!(again.len(), 10, "the 10 not acknowledged, each once");
+    assert_eq!(&again[..5], &[&got[2..], &more[..]].concat()[..], "in flight first, in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_pushes_and_takes_acks() {
     let mut w = world("ws", &[]).await;

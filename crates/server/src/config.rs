@@ -101,6 +101,9 @@ pub struct Limits {
     /// Most envelope bytes one fetch (or one WebSocket read of the queue)
     /// loads and returns; at least one message is always returned.
     pub max_fetch_bytes: usize,
+    /// Most messages a WebSocket is pushed and has not yet acknowledged
+    /// (committed); more follow as acknowledgements commit (at least 1).
+    pub push_window: usize,
     /// Request headers, and the next request on a kept-alive connection,
     /// must arrive within this many seconds.
     pub header_timeout_secs: u64,
@@ -158,6 +161,7 @@ impl Default for Limits {
             password_checks_per_minute: 5,
             one_time_claims_per_hour: 30,
             max_fetch_bytes: 4 * 1024 * 1024,
+            push_window: 4096,
             header_timeout_secs: 20,
             body_timeout_secs: 30,
             body_min_bytes_per_sec: 1024,

@@ -53,9 +53,15 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
     let mut pending = true;
     // Acks being committed: the connection keeps pushing meanwhile (a burst
     // of acks from a big room must not stall delivery), up to a bound.
-    let mut acking: FuturesUnordered<BoxFuture<'static, bool>> = FuturesUnordered::new();
+    let mut acking: FuturesUnordered<BoxFuture<'static, (bool, usize)>> = FuturesUnordered::new();
+    // Pushed on this connection and not yet covered by a committed ack. At
+    // most `push_window`: past it, pushing waits for acks, which bounds what
+    // a client that drops the connection is sent again to what it had in
+    // flight, and keeps acks from falling behind pushes.
+    let window = state.config.limits.push_window.max(1);
+    let mut unacked: usize = 0;
     'serve: loop {
-        while pending {
+        while pending && unacked < window {
             // Rows that overflow from here on are read next time.
             conn.missed.store(false, Ordering::Release);
             let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
@@ -63,8 +69,10 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 full_at = tokio::time::Instant::now();
                 force_full = false;
             }
-            match push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact).await {
-                Ok((high, more)) => {
+            let room = window - unacked;
+            match push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room).await {
+                Ok((high, more, sent)) => {
+                    unacked += sent;
                     last = last.max(high.unwrap_or(0));
                     // After a full read, read on past the newest position too.
                     pending = more || full;
@@ -85,11 +93,17 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                     // PostgreSQL: rows come from every process, not always in
                     // queue order; push each once, and read the store too if
                     // one was dropped.
+                    if unacked >= window {
+                        // Read from the store once acks make room.
+                        pending = true;
+                        continue;
+                    }
                     let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
                     if !exact && conn.missed.load(Ordering::Acquire) {
                         pending = true;
                     }
                     if new {
+                        unacked += 1;
                         last = last.max(row.queue_id);
                         let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
                         state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
@@ -97,20 +111,25 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                     }
                 }
             },
-            Some(acked) = acking.next(), if !acking.is_empty() => {
-                if !acked && send(&mut socket, &ack_failed()).await.is_err() { break; }
+            Some((acked, n)) = acking.next(), if !acking.is_empty() => {
+                if acked {
+                    unacked = unacked.saturating_sub(n);
+                } else if send(&mut socket, &ack_failed()).await.is_err() { break; }
             }
             msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT => {
                 match msg {
                     Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
                         Ok(ids) => {
                             let store = state.store.clone();
-                            acking.push(async move { store.ack(&owner, &ids).await.is_ok() }.boxed());
+                            let n = ids.len();
+                            acking.push(async move { (store.ack(&owner, &ids).await.is_ok(), n) }.boxed());
                         }
                         Err(reply) => {
                             // Any answer comes after every earlier ack is committed.
-                            while let Some(acked) = acking.next().await {
-                                if !acked && send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
+                            while let Some((acked, n)) = acking.next().await {
+                                if acked {
+                                    unacked = unacked.saturating_sub(n);
+                                } else if send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
                             }
                             if send(&mut socket, &reply).await.is_err() { break; }
                         }
@@ -144,8 +163,9 @@ async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
 }
 
 /// Pushes queued messages after queue position `after` not yet pushed on
-/// this connection. Returns the highest position read, and whether to read
-/// again at once (a full batch with something new in it).
+/// this connection, at most `room`. Returns the highest position read,
+/// whether to read again at once (a full batch with something new in it),
+/// and how many were pushed.
 async fn push(
     state: &AppState,
     owner: &crate::store::DeviceRef,
@@ -153,9 +173,11 @@ async fn push(
     pushed: &mut HashSet<i64>,
     after: i64,
     exact: bool,
-) -> Result<(Option<i64>, bool), ()> {
+    room: usize,
+) -> Result<(Option<i64>, bool, usize), ()> {
     let max_bytes = state.config.limits.max_fetch_bytes;
-    let (rows, full) = state.store.queued_page(owner, after, BATCH, max_bytes).await.map_err(|_| ())?;
+    let limit = BATCH.min(i64::try_from(room).unwrap_or(BATCH)).max(1);
+    let (rows, full) = state.store.queued_page(owner, after, limit, max_bytes).await.map_err(|_| ())?;
     let high = rows.last().map(|r| r.queue_id);
     if after == 0 {
         let live: HashSet<i64> = rows.iter().map(|r| r.queue_id).collect();
@@ -172,7 +194,7 @@ async fn push(
             send(socket, &WsFrame::Message(delivery(row))).await?;
         }
     }
-    Ok((high, full && new > 0))
+    Ok((high, full && new > 0, new))
 }
 
 /// Whether the connection's session still allows it to receive.
