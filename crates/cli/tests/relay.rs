@@ -112,9 +112,12 @@ async fn a_websocket_is_pushed_at_most_its_window_until_it_acknowledges() {
     for i in 0..12 {
         w.alice.send_text(&conv.id, &format!("m{i}")).await;
     }
-    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
-    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let connect = || async {
+        let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+        req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap().0
+    };
+    let mut ws = connect().await;
     let mut got = Vec::new();
     while let Some(WsFrame::Message(d)) = next_frame(&mut ws, Duration::from_millis(700)).await {
         got.push(d.message_id);
@@ -130,9 +133,7 @@ async fn a_websocket_is_pushed_at_most_its_window_until_it_acknowledges() {
     assert_eq!(more.len(), 2, "{more:?}");
     // Gone without acknowledging: a new connection gets what was in flight (5), then the rest.
     drop(ws);
-    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
-    req.headers_mut().insert("Authorization", format!("Bearer {}", w.bob.token).parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = connect().await;
     let mut again = Vec::new();
     while let Some(WsFrame::Message(d)) = next_frame(&mut ws, Duration::from_millis(700)).await {
         again.push(d.message_id);
