@@ -273,9 +273,8 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
-                if retention {
-                    println!("(data retention is on: your organisation archives these conversations)");
-                }
+                // Said on every line: each conversation is archived.
+                let note = if retention { ", data retention on" } else { "" };
                 for c in &list {
                     let short: String = c.id.to_string().chars().take(crate::reading::SHORT).collect();
                     let mut members: Vec<String> = c.members.iter().map(|m| people.name(&m.user_id)).collect();
@@ -285,7 +284,7 @@ pub async fn conversations(p: ProfileArgs, cmd: ConversationsCommand) -> anyhow:
                     let n = unread.get(&c.id).copied().unwrap_or(0);
                     let unread = if n > 0 { format!(", {n} unread") } else { String::new() };
                     println!(
-                        "[{short}] {title} — {}, {} members{unread}: {}",
+                        "[{short}] {title} — {}, {} members{note}{unread}: {}",
                         c.kind,
                         c.members.len(),
                         members.join(", ")

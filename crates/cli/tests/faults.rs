@@ -365,8 +365,12 @@ async fn notes_to_self_forwarding_offline_history_and_one_process_per_profile() 
     bob.forward(draft, bob_notes, &|_, _| {}).await.unwrap();
     let fwd = bob.view(Some(bob_notes)).await.unwrap();
     assert_eq!(fwd.len(), 1);
-    // Without data retention a forward says nothing of where it came from.
-    assert_eq!(fwd[0].message.content, Content::Text("final".into()));
+    // Without data retention a forward is marked, and says nothing of where it came from.
+    let withheld = strongroom_crypto::content::ForwardOrigin::WITHHELD;
+    assert_eq!(
+        fwd[0].message.content,
+        Content::Forwarded { origin: withheld, content: Box::new(Content::Text("final".into())) }
+    );
 
     // One process per profile: the CLI refuses Bob's profile while it is open here.
     let bob_dir = dir.join("bob");

@@ -302,4 +302,10 @@ async fn a_guest_is_limited_by_the_relay_archived_listed_and_expires() {
         "members see why: {stdout}"
     );
     assert!(stdout.contains("carrying on without dave"), "{stdout}");
+
+    // An administrator removes the guest for good: gone from the guest list, on the record.
+    admin(&["users", "delete", "dave"], &dir);
+    assert_eq!(admin(&["users", "guests"], &dir), json!([]));
+    let audit = admin(&["audit", "list", "--action", "user.delete"], &dir);
+    assert_eq!(audit[0]["target"], "dave", "{audit}");
 }
