@@ -154,6 +154,10 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             }
         }
     }
+    // Acks the client sent before it went are still committed: dropping
+    // them would send those messages again on its next connection. Bounded,
+    // so a store that hangs cannot keep the task forever.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async { while acking.next().await.is_some() {} }).await;
     state.hub.unregister(device, &conn);
 }
 
