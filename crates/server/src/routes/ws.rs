@@ -70,7 +70,11 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                 force_full = false;
             }
             let room = window - unacked;
-            match push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room).await {
+            // Boxed: a read of the queue is a big future, and idle sockets
+            // (most of them) should not carry its state.
+            match Box::pin(push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room))
+                .await
+            {
                 Ok((high, more, sent)) => {
                     unacked += sent;
                     last = last.max(high.unwrap_or(0));
@@ -144,9 +148,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             _ = ping.tick() => {
                 // The session may have ended on another process (logout,
                 // suspension, wipe) while its disconnect was lost.
-                if !still_valid(&state, &caller).await { break; }
+                if !Box::pin(still_valid(&state, &caller)).await { break; }
                 // A guest listening here is active; an expired one is let go.
-                if crate::service::guests::touch(&state, &caller).await.is_err() { break; }
+                if Box::pin(crate::service::guests::touch(&state, &caller)).await.is_err() { break; }
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
                 // A lost wake-up (another process, a NATS hiccup) costs at most this long.
                 pending = true;
