@@ -109,7 +109,7 @@ impl Store {
     }
 
     /// Hands committed rows to the sink, in queue order.
-    fn deliver(&self, jobs: &[&EnvelopeJob], outcomes: &[StoreOutcome], queued: &QueueIds) {
+    pub(super) fn deliver(&self, jobs: &[&EnvelopeJob], outcomes: &[StoreOutcome], queued: &QueueIds) {
         let Some(sink) = self.sink.get() else { return };
         for (j, outcome) in jobs.iter().zip(outcomes) {
             let StoreOutcome::Stored(seq) = outcome else { continue };
@@ -137,10 +137,8 @@ impl Store {
         tx: &mut super::WriteTx<'_>,
         jobs: &[&EnvelopeJob],
     ) -> Result<(Vec<StoreOutcome>, QueueIds), StoreError> {
-        use std::collections::{BTreeMap, HashMap};
-        // Ids already stored: (conversation, sender, seq if stored before this group).
-        type Owner = ([u8; 16], [u8; 16], Option<i64>);
-        let mut known: HashMap<[u8; 16], Owner> = HashMap::new();
+        use std::collections::HashMap;
+        let mut known = Known::new();
         // Ids stored, or delivered to everyone and swept (a replay of one is a
         // duplicate, not a new message to queue again): one statement.
         for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT / 2) {
@@ -161,15 +159,7 @@ impl Store {
                 known.insert(id16(&row, "message_id")?, entry);
             }
         }
-        // New envelopes (index into `jobs`) per conversation, in order; an
-        // id seen twice in the group is the first one's duplicate.
-        let mut fresh: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
-        for (i, j) in jobs.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(v) = known.entry(j.env.message_id) {
-                v.insert((j.env.conversation_id, j.env.sender_device, None));
-                fresh.entry(j.env.conversation_id).or_default().push(i);
-            }
-        }
+        let fresh = fresh_by_conversation(jobs, &mut known);
         let mut seqs: HashMap<usize, i64> = HashMap::new();
         for (conversation, members) in &fresh {
             let n = i64::try_from(members.len()).unwrap_or(i64::MAX);
@@ -236,32 +226,7 @@ impl Store {
             }
         }
         self.cover_retention(tx, jobs, &new).await?;
-        let outcomes = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| {
-                if let Some(seq) = seqs.get(&i) {
-                    return Ok(StoreOutcome::Stored(u64::try_from(*seq).unwrap_or(0)));
-                }
-                let (conversation, sender, seq) =
-                    known.get(&j.env.message_id).ok_or(StoreError::Corrupt("group outcome"))?;
-                if *conversation != j.env.conversation_id || *sender != j.env.sender_device {
-                    return Ok(StoreOutcome::IdConflict);
-                }
-                // Stored before, or by an earlier envelope of this group.
-                let seq = match seq {
-                    Some(s) => *s,
-                    None => jobs
-                        .iter()
-                        .position(|o| o.env.message_id == j.env.message_id)
-                        .and_then(|first| seqs.get(&first))
-                        .copied()
-                        .unwrap_or(0),
-                };
-                Ok(StoreOutcome::Duplicate(u64::try_from(seq).unwrap_or(0)))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((outcomes, queued))
+        Ok((outcomes(jobs, &known, &seqs)?, queued))
     }
 
     /// Records, per retention device and conversation, which sequence
@@ -275,28 +240,7 @@ impl Store {
         jobs: &[&EnvelopeJob],
         new: &[(usize, i64)],
     ) -> Result<(), StoreError> {
-        use std::collections::BTreeMap;
-        // (device, conversation) → (network, first, last, count, last queued at)
-        type Span = ([u8; 16], i64, i64, i64, i64);
-        let mut cover: BTreeMap<([u8; 16], [u8; 16]), Span> = BTreeMap::new();
-        for (i, seq) in new {
-            let Some(j) = jobs.get(*i) else { continue };
-            for (device, _, retention) in &j.tails {
-                if *retention {
-                    let e = cover.entry((*device, j.env.conversation_id)).or_insert((
-                        j.env.network_id,
-                        *seq,
-                        *seq,
-                        0,
-                        j.now,
-                    ));
-                    e.1 = e.1.min(*seq);
-                    e.2 = e.2.max(*seq);
-                    e.3 += 1;
-                    e.4 = e.4.max(j.now);
-                }
-            }
-        }
+        let cover = coverage(jobs, new);
         if cover.is_empty() {
             return Ok(());
         }
@@ -607,24 +551,102 @@ fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize)
 }
 
 /// Queue ids of the rows just inserted: (device, message) → id.
-type QueueIds = std::collections::HashMap<([u8; 16], [u8; 16]), i64>;
+pub(super) type QueueIds = std::collections::HashMap<([u8; 16], [u8; 16]), i64>;
 
 /// A recipient device's part: (device, tail, is a retention device).
 type Tail = ([u8; 16], Vec<u8>, bool);
 
+/// Ids a group names that are stored already (or spent): (conversation,
+/// sender, seq if stored before this group).
+pub(super) type Known = std::collections::HashMap<[u8; 16], ([u8; 16], [u8; 16], Option<i64>)>;
+
+/// Per (retention device, conversation): (network, first seq, last seq,
+/// count, last queued at).
+pub(super) type Coverage = std::collections::BTreeMap<([u8; 16], [u8; 16]), ([u8; 16], i64, i64, i64, i64)>;
+
+/// The new envelopes of a group (index into `jobs`) per conversation, in
+/// order; an id seen twice in the group is the first one's duplicate.
+/// `known` holds the ids stored before; the new ones are added.
+pub(super) fn fresh_by_conversation(
+    jobs: &[&EnvelopeJob],
+    known: &mut Known,
+) -> std::collections::BTreeMap<[u8; 16], Vec<usize>> {
+    let mut fresh: std::collections::BTreeMap<[u8; 16], Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(v) = known.entry(j.env.message_id) {
+            v.insert((j.env.conversation_id, j.env.sender_device, None));
+            fresh.entry(j.env.conversation_id).or_default().push(i);
+        }
+    }
+    fresh
+}
+
+/// What storing each job of a group did, in the order of `jobs`, given the
+/// ids known before it and the sequence numbers of its new envelopes.
+pub(super) fn outcomes(
+    jobs: &[&EnvelopeJob],
+    known: &Known,
+    seqs: &std::collections::HashMap<usize, i64>,
+) -> Result<Vec<StoreOutcome>, StoreError> {
+    jobs.iter()
+        .enumerate()
+        .map(|(i, j)| {
+            if let Some(seq) = seqs.get(&i) {
+                return Ok(StoreOutcome::Stored(u64::try_from(*seq).unwrap_or(0)));
+            }
+            let (conversation, sender, seq) =
+                known.get(&j.env.message_id).ok_or(StoreError::Corrupt("group outcome"))?;
+            if *conversation != j.env.conversation_id || *sender != j.env.sender_device {
+                return Ok(StoreOutcome::IdConflict);
+            }
+            // Stored before, or by an earlier envelope of this group.
+            let seq = match seq {
+                Some(s) => *s,
+                None => jobs
+                    .iter()
+                    .position(|o| o.env.message_id == j.env.message_id)
+                    .and_then(|first| seqs.get(&first))
+                    .copied()
+                    .unwrap_or(0),
+            };
+            Ok(StoreOutcome::Duplicate(u64::try_from(seq).unwrap_or(0)))
+        })
+        .collect()
+}
+
+/// Which sequence numbers a group queued for each retention device, per
+/// conversation (`new`: (index into `jobs`, seq) of each new envelope).
+pub(super) fn coverage(jobs: &[&EnvelopeJob], new: &[(usize, i64)]) -> Coverage {
+    let mut cover = Coverage::new();
+    for (i, seq) in new {
+        let Some(j) = jobs.get(*i) else { continue };
+        for (device, _, retention) in &j.tails {
+            if *retention {
+                let e =
+                    cover.entry((*device, j.env.conversation_id)).or_insert((j.env.network_id, *seq, *seq, 0, j.now));
+                e.1 = e.1.min(*seq);
+                e.2 = e.2.max(*seq);
+                e.3 += 1;
+                e.4 = e.4.max(j.now);
+            }
+        }
+    }
+    cover
+}
+
 /// One envelope waiting for the group committer.
 pub(crate) struct EnvelopeJob {
-    env: StoredEnvelope,
-    tails: Vec<Tail>,
-    now: i64,
+    pub(super) env: StoredEnvelope,
+    pub(super) tails: Vec<Tail>,
+    pub(super) now: i64,
 }
 
 /// One device's acks waiting for the group committer.
 pub(crate) struct AckJob {
-    device: [u8; 16],
+    pub(super) device: [u8; 16],
     /// A retention device's acks remove retention rows only; anyone else's, never.
-    retention: bool,
-    ids: Vec<[u8; 16]>,
+    pub(super) retention: bool,
+    pub(super) ids: Vec<[u8; 16]>,
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StoreError>>;
@@ -654,38 +676,66 @@ impl Job {
 }
 
 /// Takes whatever is waiting (at least one; sends first, then acks up to a
-/// budget), stores it in one transaction, commits once, then answers each.
-/// A database error in the group rolls it back and retries each job alone,
-/// so one bad envelope fails only itself.
+/// budget); `None` once both queues are closed and empty.
+pub(super) async fn next_group(
+    sends: &mut tokio::sync::mpsc::Receiver<Job>,
+    acks: &mut tokio::sync::mpsc::Receiver<Job>,
+) -> Option<Vec<Job>> {
+    let first = tokio::select! {
+        biased;
+        Some(j) = sends.recv() => j,
+        Some(j) = acks.recv() => j,
+        else => return None,
+    };
+    let mut group = vec![first];
+    for (queue, budget) in [(sends, GROUP_ROWS), (acks, GROUP_ACK_ROWS)] {
+        let mut rows = 0;
+        while group.len() < GROUP_MAX && rows < budget {
+            match queue.try_recv() {
+                Ok(j) => {
+                    rows += j.rows();
+                    group.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    Some(group)
+}
+
+/// A group's envelopes and acks, in group order.
+pub(super) fn split(group: &[Job]) -> (Vec<&EnvelopeJob>, Vec<&AckJob>) {
+    let envelopes = group.iter().filter_map(|j| if let Job::Envelope(e, _) = j { Some(&**e) } else { None }).collect();
+    let acks = group.iter().filter_map(|j| if let Job::Ack(a, _) = j { Some(a) } else { None }).collect();
+    (envelopes, acks)
+}
+
+/// Answers every job of a committed group, in order.
+pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>) {
+    let (mut stored, mut acked) = (stored.into_iter(), acked.into_iter());
+    for j in group {
+        match j {
+            Job::Envelope(_, reply) => {
+                let _ = reply.send(stored.next().ok_or(StoreError::Corrupt("group outcome")));
+            }
+            Job::Ack(_, reply) => {
+                let _ = reply.send(acked.next().ok_or(StoreError::Corrupt("group outcome")));
+            }
+        }
+    }
+}
+
+/// Stores each group in one transaction, commits once, then answers each
+/// job (PostgreSQL, and SQLite without a file; a SQLite file has its own
+/// committer, `sqlite_committer.rs`). A database error in the group rolls
+/// it back and retries each job alone, so one bad envelope fails only itself.
 pub(crate) async fn group_commit(
     store: Store,
     mut sends: tokio::sync::mpsc::Receiver<Job>,
     mut acks: tokio::sync::mpsc::Receiver<Job>,
 ) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            Some(j) = sends.recv() => j,
-            Some(j) = acks.recv() => j,
-            else => return,
-        };
-        let mut group = vec![first];
-        for (queue, budget) in [(&mut sends, GROUP_ROWS), (&mut acks, GROUP_ACK_ROWS)] {
-            let mut rows = 0;
-            while group.len() < GROUP_MAX && rows < budget {
-                match queue.try_recv() {
-                    Ok(j) => {
-                        rows += j.rows();
-                        group.push(j);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        let envelopes: Vec<&EnvelopeJob> =
-            group.iter().filter_map(|j| if let Job::Envelope(e, _) = j { Some(&**e) } else { None }).collect();
-        let acks: Vec<&AckJob> =
-            group.iter().filter_map(|j| if let Job::Ack(a, _) = j { Some(a) } else { None }).collect();
+    while let Some(group) = next_group(&mut sends, &mut acks).await {
+        let (envelopes, acks) = split(&group);
         let together = async {
             let mut tx = store.write_queue().await?;
             let (stored, queued) = store.store_many(&mut tx, &envelopes).await?;
@@ -696,19 +746,7 @@ pub(crate) async fn group_commit(
         }
         .await;
         match together {
-            Ok((stored, acked)) => {
-                let (mut stored, mut acked) = (stored.into_iter(), acked.into_iter());
-                for j in group {
-                    match j {
-                        Job::Envelope(_, reply) => {
-                            let _ = reply.send(stored.next().ok_or(StoreError::Corrupt("group outcome")));
-                        }
-                        Job::Ack(_, reply) => {
-                            let _ = reply.send(acked.next().ok_or(StoreError::Corrupt("group outcome")));
-                        }
-                    }
-                }
-            }
+            Ok((stored, acked)) => answer(group, stored, acked),
             Err(e) => {
                 tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
                 for j in group {

@@ -20,6 +20,7 @@ mod messages;
 mod migrations;
 mod networks;
 mod ownership_backfill;
+mod sqlite_committer;
 
 pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
@@ -57,6 +58,9 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The group committer's own SQLite connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The database URL is not SQLite or PostgreSQL.
     #[error("unsupported database URL (use sqlite://PATH or postgres://…)")]
     UnsupportedUrl,
@@ -85,6 +89,8 @@ pub struct Store {
     cache: Arc<cache::Cache>,
     /// Where committed queue rows go (SQLite: straight to connections).
     sink: Arc<std::sync::OnceLock<Sink>>,
+    /// The server's runtime, for checkpoints started from the committer's thread.
+    runtime: tokio::runtime::Handle,
     /// When the last WAL checkpoint ended (ms), and whether one is running.
     checkpointed: Arc<(std::sync::atomic::AtomicI64, std::sync::atomic::AtomicBool)>,
 }
@@ -144,6 +150,7 @@ impl Store {
             acks: None,
             cache: Arc::new(cache::Cache::new()),
             sink: Arc::new(std::sync::OnceLock::new()),
+            runtime: tokio::runtime::Handle::current(),
             checkpointed: Arc::new((std::sync::atomic::AtomicI64::new(0), std::sync::atomic::AtomicBool::new(false))),
         };
         migrations::run(&store).await?;
@@ -151,7 +158,12 @@ impl Store {
         // ends when the last handle is dropped.
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(messages::group_commit(store.clone(), rx, ack_rx));
+        // A file sqlx opened under another spelling (percent-encoded, say)
+        // keeps the sqlx committer rather than open a second database.
+        match sqlite_committer::database_file(url).filter(|f| backend == Backend::Sqlite && f.is_file()) {
+            Some(file) => sqlite_committer::spawn(store.clone(), sqlite_committer::open(file)?, rx, ack_rx)?,
+            None => drop(tokio::spawn(messages::group_commit(store.clone(), rx, ack_rx))),
+        }
         store.envelopes = Some(tx);
         store.acks = Some(ack_tx);
         Ok(store)
@@ -226,7 +238,7 @@ impl Store {
             return;
         }
         let (pool, state) = (self.pool.clone(), self.checkpointed.clone());
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
                 tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
             }
