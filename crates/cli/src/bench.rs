@@ -214,8 +214,10 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
 struct Stats {
     /// WebSockets the server accepted (its 101 answer came back).
     connected: AtomicU64,
-    /// Message ids pushed so far, and how many came a second time.
-    seen: Mutex<std::collections::HashSet<MessageId>>,
+    /// (receiving device, message id) pushed so far, and how many came to
+    /// the same device a second time (a group's message reaches every
+    /// member's device once each).
+    seen: Mutex<std::collections::HashSet<(DeviceId, MessageId)>>,
     duplicates: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -251,6 +253,7 @@ async fn receive(
     };
     // Counted only now: the server answered the upgrade.
     stats.connected.fetch_add(1, Ordering::Relaxed);
+    let device = s.device;
     let mut pending = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
@@ -258,7 +261,7 @@ async fn receive(
         match next {
             Ok(Some(Ok(Frame::Text(t)))) => {
                 if let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&t) {
-                    let fresh = stats.seen.lock().map(|mut s| s.insert(d.message_id)).unwrap_or(true);
+                    let fresh = stats.seen.lock().map(|mut seen| seen.insert((device, d.message_id))).unwrap_or(true);
                     if !fresh {
                         stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     }

@@ -47,6 +47,16 @@ fn a_short_bench_run_reports_real_traffic() {
     assert!(v["generator_open_files_limit"].as_u64().unwrap() > 0, "{v}");
     assert!(v["data_dir_fsync_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["latency_samples"], 60, "{v}");
+    // In a group each message reaches every other member's device once:
+    // 3 recipients per message, none counted as a duplicate, and the run
+    // ends when the last copy arrives, not at --duration.
+    let v = bench_json(
+        &server,
+        &["--scenario", "group", "--clients", "4", "--count", "20", "--duration", "60", "--server-pid", &pid],
+    );
+    assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(20), Some(60)), "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert!(v["seconds"].as_f64().unwrap() < 30.0, "{v}");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");

@@ -331,12 +331,12 @@ async fn conversations_and_delivery(store: Store) {
         expires_at,
     };
     let tails = |m: u8| vec![(id(33), vec![m, 1], false), (id(34), vec![m, 2], false), (id(90), vec![m, 3], true)];
-    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 1000).await.unwrap(), StoreOutcome::Stored(1));
-    assert_eq!(store.store_envelope(&env(41, Some(5000)), &tails(41), 1001).await.unwrap(), StoreOutcome::Stored(2));
-    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 1002).await.unwrap(), StoreOutcome::Duplicate(1));
+    assert_eq!(store.store_envelope(env(40, None), tails(40), 1000).await.unwrap(), StoreOutcome::Stored(1));
+    assert_eq!(store.store_envelope(env(41, Some(5000)), tails(41), 1001).await.unwrap(), StoreOutcome::Stored(2));
+    assert_eq!(store.store_envelope(env(40, None), tails(40), 1002).await.unwrap(), StoreOutcome::Duplicate(1));
     let mut other = env(40, None);
     other.sender_device = id(99);
-    assert_eq!(store.store_envelope(&other, &tails(40), 1003).await.unwrap(), StoreOutcome::IdConflict);
+    assert_eq!(store.store_envelope(other.clone(), tails(40), 1003).await.unwrap(), StoreOutcome::IdConflict);
     assert_eq!(store.conversation(&conv).await.unwrap().unwrap().last_seq, 2);
 
     let q = store.queued(&d33, 0, 10, usize::MAX).await.unwrap();
@@ -415,12 +415,12 @@ async fn conversations_and_delivery(store: Store) {
     assert_eq!(store.blob_usage(&a, &net).await.unwrap(), (7, 57));
     assert_eq!(store.envelope_count().await.unwrap(), 0, "envelopes go once every queue has them acked");
     // Swept, yet a replay is still a duplicate (until the replay window has passed).
-    assert_eq!(store.store_envelope(&env(40, None), &tails(40), 5000).await.unwrap(), StoreOutcome::Duplicate(1));
-    assert_eq!(store.store_envelope(&other, &tails(40), 5000).await.unwrap(), StoreOutcome::IdConflict);
+    assert_eq!(store.store_envelope(env(40, None), tails(40), 5000).await.unwrap(), StoreOutcome::Duplicate(1));
+    assert_eq!(store.store_envelope(other.clone(), tails(40), 5000).await.unwrap(), StoreOutcome::IdConflict);
     assert_eq!(store.envelope_count().await.unwrap(), 0, "nothing stored again");
     store.expire(2_678_700_000 + 1000 + 1, 1000).await.unwrap();
     assert_eq!(
-        store.store_envelope(&env(40, None), &tails(40), 2_678_700_002).await.unwrap(),
+        store.store_envelope(env(40, None), tails(40), 2_678_700_002).await.unwrap(),
         StoreOutcome::Stored(3),
         "forgotten after the window"
     );
@@ -472,7 +472,8 @@ async fn group_commits(store: Store) {
     let mut jobs: Vec<StoredEnvelope> = (0..200u16).map(|m| env(m, if m % 2 == 0 { c1 } else { c2 }, 52)).collect();
     jobs.push(env(0, c1, 52));
     jobs.push(env(1, c2, 57));
-    let outcomes = futures_util::future::join_all(jobs.iter().map(|e| store.store_envelope(e, &tails, 1000))).await;
+    let outcomes =
+        futures_util::future::join_all(jobs.iter().map(|e| store.store_envelope(e.clone(), tails.clone(), 1000))).await;
     let outcomes: Vec<StoreOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
     for conv in [c1, c2] {
         let mut seqs: Vec<u64> = jobs[..200]
@@ -508,6 +509,25 @@ async fn group_commits(store: Store) {
     assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
     assert_eq!(store.envelope_count().await.unwrap(), 0, "fully acknowledged envelopes are gone");
     assert_eq!(store.ack(&d53, &[]).await.unwrap(), 0);
+
+    // An envelope naming a conversation that is not stored fails its group,
+    // which is committed again one by one: only that envelope fails.
+    let ghost = id(58);
+    let mixed: Vec<StoredEnvelope> = (300..310u16).map(|m| env(m, if m == 305 { ghost } else { c1 }, 52)).collect();
+    let outcomes =
+        futures_util::future::join_all(mixed.iter().map(|e| store.store_envelope(e.clone(), tails.clone(), 1000)))
+            .await;
+    let mut seqs = Vec::new();
+    for (e, o) in mixed.iter().zip(&outcomes) {
+        match o {
+            Ok(StoreOutcome::Stored(s)) if e.conversation_id == c1 => seqs.push(*s),
+            Err(_) if e.conversation_id == ghost => {}
+            other => panic!("{:?}: {other:?}", e.message_id),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (101..=109).collect::<Vec<u64>>(), "gapless: the failed one took no number");
+    assert_eq!(store.envelope_count().await.unwrap(), 9);
 }
 on_every_backend!(group_commits_sqlite_and_postgres, group_commits);
 
@@ -540,9 +560,9 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
         })
         .collect();
     let tails = vec![(id(64), vec![1], false), (id(65), vec![2], false)];
-    futures_util::future::join_all(envs.iter().map(|e| store.store_envelope(e, &tails, 1))).await;
+    futures_util::future::join_all(envs.iter().map(|e| store.store_envelope(e.clone(), tails.clone(), 1))).await;
     // A duplicate delivers nothing again.
-    store.store_envelope(&envs[0], &tails, 2).await.unwrap();
+    store.store_envelope(envs[0].clone(), tails.clone(), 2).await.unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 100);
     for owner in owners {

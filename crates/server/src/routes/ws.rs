@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use strongroom_wire::WsFrame;
 
 use super::messages::parse_ack;
@@ -20,14 +20,18 @@ use crate::service::delivery::delivery;
 use crate::state::AppState;
 
 const BATCH: i64 = 500;
+/// Most frames written together before a flush.
+const WRITE_BATCH: usize = 64;
 /// Acks a connection may have waiting for their commit before it stops reading frames.
 const ACKS_IN_FLIGHT: usize = 16;
 /// PostgreSQL: how often a woken connection re-reads its whole queue.
 const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
+    // Clients send only acks: an idle socket keeps a small read buffer
+    // (it grows to a frame's length when one needs more).
     ws.max_message_size(64 * 1024)
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(4096)
         .on_upgrade(move |socket| serve(state, caller, socket))
 }
@@ -85,36 +89,50 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
             }
         }
         tokio::select! {
-            p = conn.rx.recv() => match p {
-                None => break,
-                Some(Push::Wake) => pending = true,
-                Some(Push::Notice(frame)) => {
-                    if send(&mut socket, &frame).await.is_err() { break; }
-                }
-                // SQLite: a row after a dropped one: read the store, which has both.
-                Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
-                Some(Push::Row(row)) => {
-                    // PostgreSQL: rows come from every process, not always in
-                    // queue order; push each once, and read the store too if
-                    // one was dropped.
-                    if unacked >= window {
+            p = conn.rx.recv() => {
+                // Whatever else is already waiting goes out in the same
+                // writes (one flush), not a write per frame.
+                let (mut next, mut fed) = (p, 0usize);
+                loop {
+                    match next {
+                        None => break 'serve,
+                        Some(Push::Wake) => pending = true,
+                        Some(Push::Notice(frame)) => {
+                            if feed(&mut socket, &frame).await.is_err() { break 'serve; }
+                            fed += 1;
+                        }
+                        // SQLite: a row after a dropped one: read the store, which has both.
+                        Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
                         // Read from the store once acks make room.
-                        pending = true;
-                        continue;
+                        Some(Push::Row(_)) if unacked >= window => pending = true,
+                        Some(Push::Row(row)) => {
+                            // PostgreSQL: rows come from every process, not always in
+                            // queue order; push each once, and read the store too if
+                            // one was dropped.
+                            let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
+                            if !exact && conn.missed.load(Ordering::Acquire) {
+                                pending = true;
+                            }
+                            if new {
+                                unacked += 1;
+                                last = last.max(row.queue_id);
+                                let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
+                                state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
+                                if feed(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break 'serve; }
+                                fed += 1;
+                            }
+                        }
                     }
-                    let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
-                    if !exact && conn.missed.load(Ordering::Acquire) {
-                        pending = true;
+                    if fed >= WRITE_BATCH {
+                        break;
                     }
-                    if new {
-                        unacked += 1;
-                        last = last.max(row.queue_id);
-                        let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
-                        state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
-                        if send(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break; }
+                    match conn.rx.try_recv() {
+                        Ok(p) => next = Some(p),
+                        Err(_) => break,
                     }
                 }
-            },
+                if fed > 0 && socket.flush().await.is_err() { break; }
+            }
             Some((acked, n)) = acking.next(), if !acking.is_empty() => {
                 if acked {
                     unacked = unacked.saturating_sub(n);
@@ -170,6 +188,13 @@ async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
     socket.send(Message::Text(text.into())).await.map_err(|_| ())
 }
 
+/// Queues a frame without flushing it (the socket writes once its buffer
+/// fills): the caller flushes after the last of a batch.
+async fn feed(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
+    let text = serde_json::to_string(frame).map_err(|_| ())?;
+    socket.feed(Message::Text(text.into())).await.map_err(|_| ())
+}
+
 /// Pushes queued messages after queue position `after` not yet pushed on
 /// this connection, at most `room`. Returns the highest position read,
 /// whether to read again at once (a full batch with something new in it),
@@ -199,8 +224,11 @@ async fn push(
         if pushed.insert(row.queue_id) {
             new += 1;
             state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
-            send(socket, &WsFrame::Message(delivery(row))).await?;
+            feed(socket, &WsFrame::Message(delivery(row))).await?;
         }
+    }
+    if new > 0 {
+        socket.flush().await.map_err(|_| ())?;
     }
     Ok((high, full && new > 0, new))
 }

@@ -130,7 +130,7 @@ pub async fn send(state: &AppState, caller: &Caller, body: &[u8], settings_tag: 
         expires_at: h.expires_at().map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
     };
     let message_id = h.message_id;
-    match state.store.store_envelope(&stored, &tails, now_ms()).await? {
+    match state.store.store_envelope(stored, tails, now_ms()).await? {
         StoreOutcome::Stored(seq) => {
             // The committer has handed the rows to the sockets (`Store::deliver_to`).
             state.metrics.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -78,33 +78,30 @@ impl Store {
     /// committed together (group commit): one transaction and one fsync for
     /// everything that arrived while the previous commit was in flight.
     /// `tails`: (device, tail, is a retention device).
+    /// Takes the envelope and tails by value: they move to the committer
+    /// without a copy.
     pub async fn store_envelope(
         &self,
-        env: &StoredEnvelope,
-        tails: &[([u8; 16], Vec<u8>, bool)],
+        env: StoredEnvelope,
+        tails: Vec<Tail>,
         now: i64,
     ) -> Result<StoreOutcome, StoreError> {
-        let Some(committer) = &self.envelopes else { return self.store_alone(env, tails, now).await };
+        let job = Box::new(EnvelopeJob { env, tails, now });
+        let Some(committer) = &self.envelopes else { return self.store_alone(&job).await };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job::Envelope(Box::new(EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now }), reply);
-        if committer.send(job).await.is_err() {
-            return self.store_alone(env, tails, now).await;
+        if let Err(e) = committer.send(Job::Envelope(job, reply)).await {
+            let Job::Envelope(job, _) = e.0 else { return Err(StoreError::Corrupt("the committer stopped")) };
+            return self.store_alone(&job).await;
         }
         answer.await.unwrap_or(Err(StoreError::Corrupt("the committer stopped")))
     }
 
     /// One envelope in its own transaction.
-    async fn store_alone(
-        &self,
-        env: &StoredEnvelope,
-        tails: &[([u8; 16], Vec<u8>, bool)],
-        now: i64,
-    ) -> Result<StoreOutcome, StoreError> {
-        let job = EnvelopeJob { env: env.clone(), tails: tails.to_vec(), now };
+    async fn store_alone(&self, job: &EnvelopeJob) -> Result<StoreOutcome, StoreError> {
         let mut tx = self.write_queue().await?;
-        let (outcomes, queued) = self.store_many(&mut tx, &[&job]).await?;
+        let (outcomes, queued) = self.store_many(&mut tx, &[job]).await?;
         tx.commit().await?;
-        self.deliver(&[&job], &outcomes, &queued);
+        self.deliver(&[job], &outcomes, &queued);
         outcomes.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
     }
 
@@ -554,7 +551,7 @@ fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize)
 pub(super) type QueueIds = std::collections::HashMap<([u8; 16], [u8; 16]), i64>;
 
 /// A recipient device's part: (device, tail, is a retention device).
-type Tail = ([u8; 16], Vec<u8>, bool);
+pub type Tail = ([u8; 16], Vec<u8>, bool);
 
 /// Ids a group names that are stored already (or spent): (conversation,
 /// sender, seq if stored before this group).
@@ -752,7 +749,7 @@ pub(crate) async fn group_commit(
                 for j in group {
                     match j {
                         Job::Envelope(e, reply) => {
-                            let _ = reply.send(store.store_alone(&e.env, &e.tails, e.now).await);
+                            let _ = reply.send(store.store_alone(&e).await);
                         }
                         Job::Ack(a, reply) => {
                             let _ = reply.send(store.ack_alone(&a).await);

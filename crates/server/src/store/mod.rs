@@ -30,7 +30,7 @@ pub use devices::{DeviceClaim, DeviceRef, Owner, RESERVED_DEVICE_IDS, RETENTION_
 pub use guests::GuestRow;
 pub use keys::{ClaimedPreKey, DeviceListRefusal};
 pub use links::LinkRow;
-pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope};
+pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope, Tail};
 pub use networks::{PolicyOutcome, PolicyRow};
 pub use ownership_backfill::QUARANTINED;
 
