@@ -572,6 +572,50 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
     }
 }
 
+/// On SQLite the group committer has its own connection to the file the
+/// pool opened (here named with a percent-encoded space, which sqlx
+/// decodes): it commits there, `close` lets it finish and stops it, the
+/// write-ahead log is folded back into the database, and a later write is
+/// refused rather than hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_committer_writes_the_pools_file_and_stops_on_close() {
+    let dir = std::env::temp_dir().join(format!("sr-store-close-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("a b")).unwrap();
+    let store = Store::connect(&format!("sqlite://{}/a%20b/t.db?mode=rwc", dir.display())).await.unwrap();
+    let net = network(&store).await;
+    let (a, b) = (user(&store, &net, 70, "a").await, user(&store, &net, 71, "b").await);
+    let conv = id(72);
+    store
+        .create_conversation(&conv, &net, Kind::Direct, &[(a, Role::Member), (b, Role::Member)], 0, None)
+        .await
+        .unwrap();
+    let env = |m: u8| StoredEnvelope {
+        message_id: [m; 16],
+        network_id: net,
+        conversation_id: conv,
+        sender_device: id(73),
+        prefix: vec![m; 4],
+        signature: vec![0xee; 64],
+        expires_at: None,
+    };
+    let tails = vec![(id(74), vec![1], false)];
+    let stored =
+        futures_util::future::join_all((1..=20u8).map(|m| store.store_envelope(env(m), tails.clone(), 1))).await;
+    assert!(stored.iter().all(|o| matches!(o, Ok(StoreOutcome::Stored(_)))), "{stored:?}");
+    assert!(!dir.join("a%20b").exists(), "no second database under the undecoded name");
+    store.close().await;
+    let wal = dir.join("a b/t.db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0, "the log was checkpointed at close");
+    let late = tokio::time::timeout(std::time::Duration::from_secs(10), store.store_envelope(env(99), tails, 2)).await;
+    assert!(matches!(late, Ok(Err(_))), "{late:?}");
+    // Everything committed before the close is in the file.
+    let again = Store::connect(&format!("sqlite://{}/a%20b/t.db", dir.display())).await.unwrap();
+    assert_eq!(again.envelope_count().await.unwrap(), 20);
+    again.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A device id has one owner for good: another account, another network,
 /// a retention service or a reserved id never gets it; revocation is final
 /// unless a wipe order is pending; device lists, wipes and their

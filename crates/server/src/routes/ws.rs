@@ -20,7 +20,7 @@ use crate::service::delivery::delivery;
 use crate::state::AppState;
 
 const BATCH: i64 = 500;
-/// Most frames written together before a flush.
+/// Most pushes taken from a connection's channel before one flush.
 const WRITE_BATCH: usize = 64;
 /// Acks a connection may have waiting for their commit before it stops reading frames.
 const ACKS_IN_FLIGHT: usize = 16;
@@ -91,8 +91,9 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
         tokio::select! {
             p = conn.rx.recv() => {
                 // Whatever else is already waiting goes out in the same
-                // writes (one flush), not a write per frame.
-                let (mut next, mut fed) = (p, 0usize);
+                // writes (one flush), not a write per frame. Bounded by what
+                // is taken, written or not, so acks and pings get their turn.
+                let (mut next, mut fed, mut taken) = (p, 0usize, 0usize);
                 loop {
                     match next {
                         None => break 'serve,
@@ -123,7 +124,8 @@ async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
                             }
                         }
                     }
-                    if fed >= WRITE_BATCH {
+                    taken += 1;
+                    if taken >= WRITE_BATCH {
                         break;
                     }
                     match conn.rx.try_recv() {

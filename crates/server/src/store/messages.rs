@@ -1,6 +1,6 @@
 use strongroom_crypto::envelope::DeliveryParts;
 
-use super::{blob, id16, int, DeviceRef, Store, StoreError};
+use super::{blob, id16, int, DeviceRef, Sink, Store, StoreError};
 
 /// An accepted envelope, split for storage.
 #[derive(Debug, Clone)]
@@ -98,30 +98,14 @@ impl Store {
 
     /// One envelope in its own transaction.
     async fn store_alone(&self, job: &EnvelopeJob) -> Result<StoreOutcome, StoreError> {
+        // The sink is read once: rows committed without queue ids are not
+        // handed to one set in between.
+        let sink = self.sink.get();
         let mut tx = self.write_queue().await?;
-        let (outcomes, queued) = self.store_many(&mut tx, &[job]).await?;
+        let (outcomes, queued) = self.store_many(&mut tx, &[job], sink.is_some()).await?;
         tx.commit().await?;
-        self.deliver(&[job], &outcomes, &queued);
+        deliver(sink, &[job], &outcomes, &queued);
         outcomes.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
-    }
-
-    /// Hands committed rows to the sink, in queue order.
-    pub(super) fn deliver(&self, jobs: &[&EnvelopeJob], outcomes: &[StoreOutcome], queued: &QueueIds) {
-        let Some(sink) = self.sink.get() else { return };
-        for (j, outcome) in jobs.iter().zip(outcomes) {
-            let StoreOutcome::Stored(seq) = outcome else { continue };
-            for (device, tail, _) in &j.tails {
-                let Some(queue_id) = queued.get(&(*device, j.env.message_id)) else { continue };
-                sink(device, &|| QueuedRow {
-                    queue_id: *queue_id,
-                    message_id: j.env.message_id,
-                    conversation_id: j.env.conversation_id,
-                    seq: *seq,
-                    received_at: u64::try_from(j.now).unwrap_or(0),
-                    envelope: DeliveryParts::join(&j.env.prefix, tail, &j.env.signature),
-                });
-            }
-        }
     }
 
     /// Stores a group of envelopes in a few statements: one lookup of
@@ -133,6 +117,7 @@ impl Store {
         &self,
         tx: &mut super::WriteTx<'_>,
         jobs: &[&EnvelopeJob],
+        want_queue_ids: bool,
     ) -> Result<(Vec<StoreOutcome>, QueueIds), StoreError> {
         use std::collections::HashMap;
         let mut known = Known::new();
@@ -201,7 +186,7 @@ impl Store {
         let rows: Vec<(&EnvelopeJob, &Tail)> =
             new.iter().filter_map(|(i, _)| jobs.get(*i)).flat_map(|j| j.tails.iter().map(move |t| (*j, t))).collect();
         let mut queued = QueueIds::new();
-        let returning = if self.sink.get().is_some() { " RETURNING id, device_id, message_id" } else { "" };
+        let returning = if want_queue_ids { " RETURNING id, device_id, message_id" } else { "" };
         for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
             let sql = format!(
                 "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES {}{returning}",
@@ -512,6 +497,25 @@ impl Store {
     }
 }
 
+/// Hands committed rows to the sink, in queue order.
+pub(super) fn deliver(sink: Option<&Sink>, jobs: &[&EnvelopeJob], outcomes: &[StoreOutcome], queued: &QueueIds) {
+    let Some(sink) = sink else { return };
+    for (j, outcome) in jobs.iter().zip(outcomes) {
+        let StoreOutcome::Stored(seq) = outcome else { continue };
+        for (device, tail, _) in &j.tails {
+            let Some(queue_id) = queued.get(&(*device, j.env.message_id)) else { continue };
+            sink(device, &|| QueuedRow {
+                queue_id: *queue_id,
+                message_id: j.env.message_id,
+                conversation_id: j.env.conversation_id,
+                seq: *seq,
+                received_at: u64::try_from(j.now).unwrap_or(0),
+                envelope: DeliveryParts::join(&j.env.prefix, tail, &j.env.signature),
+            });
+        }
+    }
+}
+
 /// Most rows (or ids) per multi-row statement: well under SQLite's and
 /// PostgreSQL's limits on bound parameters.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
@@ -733,12 +737,13 @@ pub(crate) async fn group_commit(
 ) {
     while let Some(group) = next_group(&mut sends, &mut acks).await {
         let (envelopes, acks) = split(&group);
+        let sink = store.sink.get();
         let together = async {
             let mut tx = store.write_queue().await?;
-            let (stored, queued) = store.store_many(&mut tx, &envelopes).await?;
+            let (stored, queued) = store.store_many(&mut tx, &envelopes, sink.is_some()).await?;
             let acked = store.ack_many(&mut tx, &acks).await?;
             tx.commit().await?;
-            store.deliver(&envelopes, &stored, &queued);
+            deliver(sink, &envelopes, &stored, &queued);
             Ok::<_, StoreError>((stored, acked))
         }
         .await;

@@ -91,6 +91,8 @@ pub struct Store {
     sink: Arc<std::sync::OnceLock<Sink>>,
     /// The server's runtime, for checkpoints started from the committer's thread.
     runtime: tokio::runtime::Handle,
+    /// The SQLite committer's thread, stopped by [`Store::close`].
+    committer: Arc<std::sync::Mutex<Option<sqlite_committer::Running>>>,
     /// When the last WAL checkpoint ended (ms), and whether one is running.
     checkpointed: Arc<(std::sync::atomic::AtomicI64, std::sync::atomic::AtomicBool)>,
 }
@@ -151,6 +153,7 @@ impl Store {
             cache: Arc::new(cache::Cache::new()),
             sink: Arc::new(std::sync::OnceLock::new()),
             runtime: tokio::runtime::Handle::current(),
+            committer: Arc::default(),
             checkpointed: Arc::new((std::sync::atomic::AtomicI64::new(0), std::sync::atomic::AtomicBool::new(false))),
         };
         migrations::run(&store).await?;
@@ -158,10 +161,25 @@ impl Store {
         // ends when the last handle is dropped.
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(4096);
-        // A file sqlx opened under another spelling (percent-encoded, say)
-        // keeps the sqlx committer rather than open a second database.
-        match sqlite_committer::database_file(url).filter(|f| backend == Backend::Sqlite && f.is_file()) {
-            Some(file) => sqlite_committer::spawn(store.clone(), sqlite_committer::open(file)?, rx, ack_rx)?,
+        // On SQLite, the file the pool opened, as SQLite names it (after the
+        // URL's decoding and options); none for a database in memory.
+        let file = match backend {
+            Backend::Sqlite => {
+                let row = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&store.pool)
+                    .await?;
+                Some(row.try_get::<String, _>("file")?).filter(|f| !f.is_empty())
+            }
+            Backend::Postgres => None,
+        };
+        match file {
+            Some(file) => {
+                let conn = sqlite_committer::open(std::path::Path::new(&file))?;
+                let running = sqlite_committer::spawn(store.clone(), conn, rx, ack_rx)?;
+                if let Ok(mut slot) = store.committer.lock() {
+                    *slot = Some(running);
+                }
+            }
             None => drop(tokio::spawn(messages::group_commit(store.clone(), rx, ack_rx))),
         }
         store.envelopes = Some(tx);
@@ -174,8 +192,14 @@ impl Store {
         self.backend
     }
 
-    /// Closes the pool (waits for connections to be returned).
+    /// Stops the SQLite committer once what is queued is committed, then
+    /// closes the pool (waits for connections to be returned). Later
+    /// writes fail.
     pub async fn close(&self) {
+        let running = self.committer.lock().ok().and_then(|mut c| c.take());
+        if let Some(running) = running {
+            running.stop().await;
+        }
         self.pool.close().await;
     }
 
@@ -229,7 +253,7 @@ impl Store {
     /// crossed the log's threshold paid for the checkpoint's fsyncs, which
     /// put each one into some send's latency.
     pub(crate) fn checkpoint_soon(&self) {
-        if self.backend != Backend::Sqlite {
+        if self.backend != Backend::Sqlite || self.pool.is_closed() {
             return;
         }
         use std::sync::atomic::Ordering;

@@ -16,22 +16,15 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::messages::{
-    answer, coverage, fresh_by_conversation, next_group, outcomes, split, AckJob, EnvelopeJob, Job, Known, QueueIds,
+    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, AckJob, EnvelopeJob, Job, Known,
+    QueueIds,
 };
 use super::{Store, StoreError, StoreOutcome};
 
-/// The SQLite file a `sqlite:` URL names, if it names one: an in-memory
-/// database is private to its connection, so it keeps the sqlx committer.
-pub(super) fn database_file(url: &str) -> Option<&Path> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let memory = path.is_empty() || path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory");
-    (!memory).then_some(Path::new(path))
-}
-
-/// Opens the committer's connection to a migrated database.
-pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+/// Opens the committer's connection to the migrated database file the
+/// pool opened (`file`, as SQLite itself names it).
+pub(super) fn open(file: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -44,23 +37,40 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Runs the committer on a thread of its own until both queues close.
+/// The running committer: [`Running::stop`] lets it finish what is queued,
+/// closes its connection and waits for its thread.
+pub(super) struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// Runs the committer on a thread of its own until both queues close or
+/// it is stopped.
 pub(super) fn spawn(
     store: Store,
     conn: Connection,
     sends: tokio::sync::mpsc::Receiver<Job>,
     acks: tokio::sync::mpsc::Receiver<Job>,
-) -> Result<(), StoreError> {
+) -> Result<Running, StoreError> {
     // A runtime of its own only to wait on the queues and the writer lock:
     // the thread blocks in SQLite, which must not stall the server's workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|_| StoreError::Corrupt("could not start the committer's runtime"))?;
-    std::thread::Builder::new()
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
         .name("sqlite-committer".into())
-        .spawn(move || runtime.block_on(run(store, conn, sends, acks)))
+        .spawn(move || runtime.block_on(run(store, conn, sends, acks, stopped)))
         .map_err(|_| StoreError::Corrupt("could not start the committer's thread"))?;
-    Ok(())
+    Ok(Running { stop, thread })
 }
 
 async fn run(
@@ -68,37 +78,54 @@ async fn run(
     mut conn: Connection,
     mut sends: tokio::sync::mpsc::Receiver<Job>,
     mut acks: tokio::sync::mpsc::Receiver<Job>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    while let Some(group) = next_group(&mut sends, &mut acks).await {
-        // The sink is set once, after the store opened.
-        let deliver = store.sink.get().is_some();
+    let mut stopping = false;
+    loop {
+        let group = tokio::select! {
+            biased;
+            group = next_group(&mut sends, &mut acks) => group,
+            _ = &mut stopped, if !stopping => {
+                // Take nothing new; what is queued is still committed.
+                stopping = true;
+                sends.close();
+                acks.close();
+                continue;
+            }
+        };
+        let Some(group) = group else { break };
+        // Read once per group: rows committed without queue ids are never
+        // handed to a sink set in between.
+        let sink = store.sink.get();
         let (envelopes, ack_jobs) = split(&group);
         let together = {
             let _writer = store.write_lock.lock().await;
-            commit(&mut conn, |tx| Ok((store_many(tx, &envelopes, deliver)?, ack_many(tx, &ack_jobs)?)))
+            commit(&mut conn, |tx| Ok((store_many(tx, &envelopes, sink.is_some())?, ack_many(tx, &ack_jobs)?)))
         };
         match together {
             Ok(((stored, queued), acked)) => {
                 store.checkpoint_soon();
-                store.deliver(&envelopes, &stored, &queued);
+                deliver(sink, &envelopes, &stored, &queued);
                 answer(group, stored, acked);
             }
             Err(e) => {
                 tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
                 for j in group {
-                    let _writer = store.write_lock.lock().await;
+                    let writer = store.write_lock.lock().await;
                     match j {
                         Job::Envelope(e, reply) => {
                             let one = [&*e];
-                            let r = commit(&mut conn, |tx| store_many(tx, &one, deliver));
+                            let r = commit(&mut conn, |tx| store_many(tx, &one, sink.is_some()));
+                            drop(writer);
                             let r = r.and_then(|(stored, queued)| {
-                                store.deliver(&one, &stored, &queued);
+                                deliver(sink, &one, &stored, &queued);
                                 stored.into_iter().next().ok_or(StoreError::Corrupt("no outcome"))
                             });
                             let _ = reply.send(r);
                         }
                         Job::Ack(a, reply) => {
                             let r = commit(&mut conn, |tx| ack_many(tx, &[&a]));
+                            drop(writer);
                             let _ =
                                 reply.send(r.and_then(|n| n.first().copied().ok_or(StoreError::Corrupt("no outcome"))));
                         }
@@ -108,6 +135,9 @@ async fn run(
             }
         }
     }
+    // The connection closes here, before the pool: when it is the last one,
+    // SQLite checkpoints the log into the database.
+    drop(conn);
 }
 
 /// Runs `work` in one immediate transaction and commits it (rolled back
@@ -120,11 +150,6 @@ fn commit<T>(
     let out = work(&tx)?;
     tx.commit()?;
     Ok(out)
-}
-
-fn id16(row: &rusqlite::Row<'_>, i: usize) -> Result<[u8; 16], rusqlite::Error> {
-    let v: Vec<u8> = row.get(i)?;
-    v.try_into().map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, 16))
 }
 
 /// [`Store::store_many`](super::Store) on this connection: the same rows,
@@ -146,8 +171,7 @@ fn store_many(
         if known.contains_key(id) {
             continue;
         }
-        let found =
-            find.query_row([&id[..]], |r| Ok((id16(r, 0)?, id16(r, 1)?, Some(r.get::<_, i64>(2)?)))).optional()?;
+        let found = find.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?, Some(r.get::<_, i64>(2)?)))).optional()?;
         if let Some(owner) = found {
             known.insert(*id, owner);
         }
@@ -237,20 +261,4 @@ fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreErr
         sweep.execute([&m[..]])?;
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_file_gets_a_native_committer() {
-        assert_eq!(database_file("sqlite:///var/x/s.db?mode=rwc"), Some(Path::new("/var/x/s.db")));
-        assert_eq!(database_file("sqlite://rel.db"), Some(Path::new("rel.db")));
-        assert_eq!(database_file("sqlite:rel.db"), Some(Path::new("rel.db")));
-        for memory in ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory&cache=shared", "sqlite://"] {
-            assert_eq!(database_file(memory), None, "{memory}");
-        }
-        assert_eq!(database_file("postgres://h/db"), None);
-    }
 }
