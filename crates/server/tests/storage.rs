@@ -82,6 +82,19 @@ fn signed_chain(
     (*identity.verifying_key().as_bytes(), l1, l2)
 }
 
+/// Envelope `m` (id and prefix made of `m`) from `sender` in `conv`.
+fn envelope(m: u8, net: [u8; 16], conv: [u8; 16], sender: [u8; 16]) -> StoredEnvelope {
+    StoredEnvelope {
+        message_id: [m; 16],
+        network_id: net,
+        conversation_id: conv,
+        sender_device: sender,
+        prefix: vec![m; 4],
+        signature: vec![0xee; 64],
+        expires_at: None,
+    }
+}
+
 fn id(n: u8) -> [u8; 16] {
     [n; 16]
 }
@@ -548,17 +561,7 @@ async fn committed_rows_go_to_the_sink_in_queue_order() {
         .await
         .unwrap();
     let owners = [device(&store, &net, &b, 64).await, device(&store, &net, &b, 65).await];
-    let envs: Vec<StoredEnvelope> = (0..50u8)
-        .map(|m| StoredEnvelope {
-            message_id: [m; 16],
-            network_id: net,
-            conversation_id: conv,
-            sender_device: id(63),
-            prefix: vec![m; 4],
-            signature: vec![0xee; 64],
-            expires_at: None,
-        })
-        .collect();
+    let envs: Vec<StoredEnvelope> = (0..50u8).map(|m| envelope(m, net, conv, id(63))).collect();
     let tails = vec![(id(64), vec![1], false), (id(65), vec![2], false)];
     futures_util::future::join_all(envs.iter().map(|e| store.store_envelope(e.clone(), tails.clone(), 1))).await;
     // A duplicate delivers nothing again.
@@ -590,15 +593,7 @@ async fn the_sqlite_committer_writes_the_pools_file_and_stops_on_close() {
         .create_conversation(&conv, &net, Kind::Direct, &[(a, Role::Member), (b, Role::Member)], 0, None)
         .await
         .unwrap();
-    let env = |m: u8| StoredEnvelope {
-        message_id: [m; 16],
-        network_id: net,
-        conversation_id: conv,
-        sender_device: id(73),
-        prefix: vec![m; 4],
-        signature: vec![0xee; 64],
-        expires_at: None,
-    };
+    let env = |m: u8| envelope(m, net, conv, id(73));
     let tails = vec![(id(74), vec![1], false)];
     let stored =
         futures_util::future::join_all((1..=20u8).map(|m| store.store_envelope(env(m), tails.clone(), 1))).await;
