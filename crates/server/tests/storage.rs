@@ -704,6 +704,131 @@ async fn migrations_are_idempotent(store: Store) {
 }
 on_every_backend!(migrations_run_once_sqlite_and_postgres, migrations_are_idempotent);
 
+/// The schema at migration 10, as a relay of that version left it.
+const SQLITE_TO_10: [&str; 10] = [
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+    include_str!("../migrations/sqlite/0002_device_links.sql"),
+    include_str!("../migrations/sqlite/0003_retention_sessions.sql"),
+    include_str!("../migrations/sqlite/0004_administration.sql"),
+    include_str!("../migrations/sqlite/0005_retention_checkpoints.sql"),
+    include_str!("../migrations/sqlite/0006_device_ownership.sql"),
+    include_str!("../migrations/sqlite/0007_relay_limits.sql"),
+    include_str!("../migrations/sqlite/0008_device_list_chain.sql"),
+    include_str!("../migrations/sqlite/0009_membership_statements.sql"),
+    include_str!("../migrations/sqlite/0010_guests.sql"),
+];
+const POSTGRES_TO_10: [&str; 10] = [
+    include_str!("../migrations/postgres/0001_initial.sql"),
+    include_str!("../migrations/postgres/0002_device_links.sql"),
+    include_str!("../migrations/postgres/0003_retention_sessions.sql"),
+    include_str!("../migrations/postgres/0004_administration.sql"),
+    include_str!("../migrations/postgres/0005_retention_checkpoints.sql"),
+    include_str!("../migrations/postgres/0006_device_ownership.sql"),
+    include_str!("../migrations/postgres/0007_relay_limits.sql"),
+    include_str!("../migrations/postgres/0008_device_list_chain.sql"),
+    include_str!("../migrations/postgres/0009_membership_statements.sql"),
+    include_str!("../migrations/postgres/0010_guests.sql"),
+];
+
+/// Migration 11 (queue rows name envelopes by id; delivered envelopes
+/// become tombstones) keeps what a relay at migration 10 held: queued rows
+/// with their tails, in queue order; spent ids, still answered as
+/// duplicates; queue positions never reused.
+async fn upgrade_from_10(url: &str, pg: bool) {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let b = |bytes: [u8; 16]| {
+        let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+        if pg {
+            format!("'\\x{hex}'::bytea")
+        } else {
+            format!("x'{hex}'")
+        }
+    };
+    let (net, user, conv, a, c, sender) = (id(1), id(2), id(3), id(4), id(5), id(6));
+    let (m0, m1, m2) = (id(10), id(11), id(12));
+    let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
+    for sql in if pg { POSTGRES_TO_10 } else { SQLITE_TO_10 } {
+        sqlx::raw_sql(sql).execute(&mut raw).await.unwrap();
+    }
+    let far = 4_000_000_000_000i64;
+    let setup = format!(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+         INSERT INTO schema_migrations (version, applied_at) VALUES (1,0),(2,0),(3,0),(4,0),(5,0),(6,0),(7,0),(8,0),(9,0),(10,0);
+         INSERT INTO networks (id, name, network_public, created_at) VALUES ({net}, 'Acme', {net}, 0);
+         INSERT INTO devices (device_id, network_id, user_id, claimed_at) VALUES ({a}, {net}, {user}, 0);
+         INSERT INTO conversations (id, network_id, kind, last_seq, created_at) VALUES ({conv}, {net}, 1, 3, 0);
+         INSERT INTO spent_messages (message_id, conversation_id, sender_device, seq, forget_at) VALUES ({m0}, {conv}, {sender}, 1, {far});
+         INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at) VALUES
+           ({m1}, {net}, {conv}, 2, {sender}, {m1}, {net}, 100), ({m2}, {net}, {conv}, 3, {sender}, {m2}, {net}, 200);
+         INSERT INTO queue (id, device_id, message_id, tail, retention, enqueued_at) VALUES
+           (5, {a}, {m1}, {a}, 0, 100), (6, {c}, {m1}, {c}, 0, 100), (7, {a}, {m2}, {a}, 0, 200), (9, {c}, {m2}, {c}, 0, 200);
+         DELETE FROM queue WHERE id = 9;",
+        net = b(net), a = b(a), c = b(c), user = b(user), conv = b(conv), sender = b(sender),
+        m0 = b(m0), m1 = b(m1), m2 = b(m2)
+    );
+    sqlx::raw_sql(&setup).execute(&mut raw).await.unwrap();
+    if pg {
+        // As if those rows had taken their ids from the sequence.
+        sqlx::raw_sql("SELECT setval('queue_id_seq', 9)").execute(&mut raw).await.unwrap();
+    }
+    raw.close().await.unwrap();
+
+    let store = Store::connect(url).await.unwrap();
+    let owner = DeviceRef { network: net, user, device: a };
+    let rows = store.queued(&owner, 0, 100, 1 << 20).await.unwrap();
+    assert_eq!(rows.iter().map(|r| (r.queue_id, r.message_id, r.seq)).collect::<Vec<_>>(), [(5, m1, 2), (7, m2, 3)]);
+    assert!(rows.iter().all(|r| r.envelope.windows(16).any(|w| w == a)), "each row keeps its tail");
+    // The spent id is still a duplicate; a new message takes the next
+    // sequence number and a queue position past every earlier one.
+    let env = |m: [u8; 16]| StoredEnvelope { message_id: m, ..envelope(0, net, conv, sender) };
+    assert_eq!(
+        store.store_envelope(env(m0), vec![(a, vec![1], false)], 300).await.unwrap(),
+        StoreOutcome::Duplicate(1)
+    );
+    assert_eq!(
+        store.store_envelope(env(id(13)), vec![(a, vec![1], false)], 300).await.unwrap(),
+        StoreOutcome::Stored(4)
+    );
+    let after = store.queued(&owner, 7, 100, 1 << 20).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].queue_id > 9, "queue position {} reused", after[0].queue_id);
+    // m2 was only a's: acknowledged, it becomes a tombstone, a replay is a duplicate.
+    assert_eq!(store.ack(&owner, &[m1, m2]).await.unwrap(), 2);
+    assert_eq!(
+        store.store_envelope(env(m2), vec![(a, vec![1], false)], 300).await.unwrap(),
+        StoreOutcome::Duplicate(3)
+    );
+    assert_eq!(store.envelope_count().await.unwrap(), 2, "m1 (still c's) and the new one");
+    // Tombstones are forgotten at their time (a month past receipt), not before.
+    let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
+    let month = 2_678_700_000;
+    for (now, left) in [(month + 199, 4), (month + 201, 3), (far - 1, 3), (far + 1, 2)] {
+        assert_eq!(store.expire(now, i64::MAX / 4).await.unwrap(), 0);
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM envelopes").fetch_one(&mut raw).await.unwrap().get("n");
+        assert_eq!(n, left, "envelope rows at {now}");
+    }
+    raw.close().await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_11_keeps_queues_and_spent_ids() {
+    let dir = std::env::temp_dir().join(format!("sr-upgrade-{}", rand_chacha::ChaCha8Rng::from_entropy().next_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    upgrade_from_10(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()), false).await;
+    let Ok(base) = std::env::var("STRONGROOM_TEST_POSTGRES_URL") else {
+        eprintln!("SKIPPED the PostgreSQL run: set STRONGROOM_TEST_POSTGRES_URL");
+        return;
+    };
+    let schema = format!("sr_test_{}", rand_chacha::ChaCha8Rng::from_entropy().next_u64());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+    sqlx::Executor::execute(&mut admin, format!("CREATE SCHEMA {schema}").as_str()).await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    upgrade_from_10(&format!("{base}{sep}options=-c%20search_path%3D{schema}"), true).await;
+    drop_schema(&schema).await;
+}
+
 /// Administration: users, roles, suspension, deletion, device resets,
 /// password resets, security groups and their settings, retention periods
 /// and checkpoints, and the hash-chained audit log (on PostgreSQL appended

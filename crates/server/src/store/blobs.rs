@@ -23,7 +23,7 @@ pub struct BlobRow {
 /// never sent.
 const REMOVABLE: &str = "((b.expires_at IS NOT NULL AND b.expires_at >= 0 AND b.expires_at < $1) \
      OR (b.expires_at IS NULL AND $2 > 0 AND b.created_at < $1 - $2)) \
-     AND NOT EXISTS (SELECT 1 FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+     AND NOT EXISTS (SELECT 1 FROM queue q JOIN envelopes e ON e.id = q.envelope \
          WHERE q.retention = 1 AND e.conversation_id = b.conversation_id AND q.enqueued_at >= b.created_at - 60000) \
      AND (b.retention_fetched = 1 \
          OR NOT EXISTS (SELECT 1 FROM retention_coverage c \

@@ -65,12 +65,25 @@ pub enum StoreOutcome {
     IdConflict,
 }
 
-/// Swept ids are remembered (by the `envelopes_spent` trigger) until no
-/// replay of them could pass the timestamp checks: received + the replay
-/// window + the allowed skew, the constant in migration 0007.
+/// A delivered envelope's id is remembered (its row stays, bytes cleared,
+/// as a tombstone) until no replay of it could pass the timestamp checks:
+/// received + the replay window + the allowed skew.
+const SPENT_FOR_MS: i64 = 2_678_700_000;
 const _SPENT_FOR_MS: () = assert!(
-    strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS == 2_678_700_000
+    strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS
+        == SPENT_FOR_MS as u64
 );
+
+/// Turns the envelopes a statement's `WHERE` picks into tombstones: bytes
+/// cleared, remembered until `forget_at` (`expire` removes them then). The
+/// row stays where it is, so its message-id index entry is not touched.
+pub(super) fn tombstone(empty_blob: &str) -> String {
+    format!(
+        "UPDATE envelopes SET prefix = {empty_blob}, signature = {empty_blob}, \
+         forget_at = received_at + {SPENT_FOR_MS} WHERE forget_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)"
+    )
+}
 
 impl Store {
     /// Stores an envelope once and queues a tail per recipient device: when
@@ -123,18 +136,15 @@ impl Store {
         let mut known = Known::new();
         // Ids stored, or delivered to everyone and swept (a replay of one is a
         // duplicate, not a new message to queue again): one statement.
-        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT / 2) {
+        // (Delivered ones stay as tombstones until `forget_at`.)
+        for chunk in jobs.chunks(MAX_ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({}) \
-                 UNION ALL SELECT message_id, conversation_id, sender_device, seq FROM spent_messages WHERE message_id IN ({})",
+                "SELECT message_id, conversation_id, sender_device, seq FROM envelopes WHERE message_id IN ({})",
                 placeholders(self.backend, chunk.len(), 1, 0),
-                placeholders(self.backend, chunk.len(), 1, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(false);
-            for _ in 0..2 {
-                for j in chunk {
-                    q = q.bind(j.env.message_id.to_vec());
-                }
+            for j in chunk {
+                q = q.bind(j.env.message_id.to_vec());
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 let entry = (id16(&row, "conversation_id")?, id16(&row, "sender_device")?, Some(int(&row, "seq")?));
@@ -161,9 +171,12 @@ impl Store {
         }
         let mut new: Vec<(usize, i64)> = seqs.iter().map(|(i, s)| (*i, *s)).collect();
         new.sort_unstable();
+        // Queue rows name their envelope by its id (in insertion order).
+        let mut envelope_ids: HashMap<[u8; 16], i64> = HashMap::new();
         for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 9) {
             let sql = format!(
-                "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) VALUES {}",
+                "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) VALUES {} \
+                 RETURNING id, message_id",
                 placeholders(self.backend, chunk.len(), 9, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
@@ -181,29 +194,30 @@ impl Store {
                     .bind(j.now)
                     .bind(e.expires_at);
             }
-            q.execute(&mut *tx.tx).await?;
+            for row in q.fetch_all(&mut *tx.tx).await? {
+                envelope_ids.insert(id16(&row, "message_id")?, int(&row, "id")?);
+            }
         }
+        let by_envelope: HashMap<i64, [u8; 16]> = envelope_ids.iter().map(|(m, e)| (*e, *m)).collect();
         let rows: Vec<(&EnvelopeJob, &Tail)> =
             new.iter().filter_map(|(i, _)| jobs.get(*i)).flat_map(|j| j.tails.iter().map(move |t| (*j, t))).collect();
         let mut queued = QueueIds::new();
-        let returning = if want_queue_ids { " RETURNING id, device_id, message_id" } else { "" };
+        let returning = if want_queue_ids { " RETURNING id, device_id, envelope" } else { "" };
         for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
             let sql = format!(
-                "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES {}{returning}",
+                "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES {}{returning}",
                 placeholders(self.backend, chunk.len(), 5, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
             for (j, (device, tail, retention)) in chunk {
-                q = q
-                    .bind(device.to_vec())
-                    .bind(j.env.message_id.to_vec())
-                    .bind(tail.clone())
-                    .bind(i64::from(*retention))
-                    .bind(j.now);
+                let envelope = *envelope_ids.get(&j.env.message_id).ok_or(StoreError::Corrupt("envelope id"))?;
+                q = q.bind(device.to_vec()).bind(envelope).bind(tail.clone()).bind(i64::from(*retention)).bind(j.now);
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 if !returning.is_empty() {
-                    queued.insert((id16(&row, "device_id")?, id16(&row, "message_id")?), int(&row, "id")?);
+                    let message =
+                        *by_envelope.get(&int(&row, "envelope")?).ok_or(StoreError::Corrupt("envelope id"))?;
+                    queued.insert((id16(&row, "device_id")?, message), int(&row, "id")?);
                 }
             }
         }
@@ -272,7 +286,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let queued = sqlx::query(&self.sql(
-            "SELECT e.conversation_id, COUNT(*) AS n FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+            "SELECT e.conversation_id, COUNT(*) AS n FROM queue q JOIN envelopes e ON e.id = q.envelope \
              WHERE q.device_id = $1 AND q.retention = 1 GROUP BY e.conversation_id",
         ))
         .bind(owner.device.to_vec())
@@ -327,7 +341,7 @@ impl Store {
     ) -> Result<(Vec<QueuedRow>, bool), StoreError> {
         let sizes = sqlx::query(&self.sql(
             "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(e.prefix) + LENGTH(e.signature) AS BIGINT) AS size \
-             FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+             FROM queue q JOIN envelopes e ON e.id = q.envelope \
              WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 ORDER BY q.id LIMIT $3",
         ))
         .bind(owner.device.to_vec())
@@ -350,8 +364,8 @@ impl Store {
         let more = sizes.len() as i64 > take || take == limit;
         let limit = take;
         let rows = sqlx::query(&self.sql(
-            "SELECT q.id, q.message_id, q.tail, e.conversation_id, e.seq, e.received_at, e.prefix, e.signature \
-             FROM queue q JOIN envelopes e ON e.message_id = q.message_id \
+            "SELECT q.id, e.message_id, q.tail, e.conversation_id, e.seq, e.received_at, e.prefix, e.signature \
+             FROM queue q JOIN envelopes e ON e.id = q.envelope \
              JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
                   AND e.network_id = d.network_id \
              WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 ORDER BY q.id LIMIT $3",
@@ -413,7 +427,8 @@ impl Store {
             let mut n = 0;
             for chunk in j.ids.chunks(MAX_ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "DELETE FROM queue WHERE device_id = {} AND retention = {} AND message_id IN ({})",
+                    "DELETE FROM queue WHERE device_id = {} AND retention = {} \
+                     AND envelope IN (SELECT id FROM envelopes WHERE message_id IN ({}))",
                     placeholders(self.backend, 1, 1, 0),
                     placeholders(self.backend, 1, 1, 1),
                     placeholders(self.backend, chunk.len(), 1, 2)
@@ -430,10 +445,9 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
-            // The `envelopes_spent` trigger (migration 0007) remembers each id.
             let sql = format!(
-                "DELETE FROM envelopes WHERE message_id IN ({}) \
-                 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)",
+                "{} AND message_id IN ({})",
+                tombstone(self.empty_blob()),
                 placeholders(self.backend, chunk.len(), 1, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
@@ -446,8 +460,9 @@ impl Store {
     }
 
     /// Drops undelivered messages older than the horizon and those whose TTL
-    /// ran out — never from a retention device's queue — then envelopes no
-    /// queue references. Returns the number of queue entries dropped.
+    /// ran out — never from a retention device's queue — turns envelopes no
+    /// queue references into tombstones, and forgets tombstones whose replay
+    /// window has passed. Returns the number of queue entries dropped.
     pub async fn expire(&self, now: i64, horizon_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.write_queue().await?;
         let old = sqlx::query(&self.sql("DELETE FROM queue WHERE retention = 0 AND enqueued_at < $1"))
@@ -456,17 +471,15 @@ impl Store {
             .await?
             .rows_affected();
         let ttl = sqlx::query(&self.sql(
-            "DELETE FROM queue WHERE retention = 0 AND message_id IN \
-             (SELECT message_id FROM envelopes WHERE expires_at IS NOT NULL AND expires_at < $1)",
+            "DELETE FROM queue WHERE retention = 0 AND envelope IN \
+             (SELECT id FROM envelopes WHERE forget_at IS NULL AND expires_at IS NOT NULL AND expires_at < $1)",
         ))
         .bind(now)
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        sqlx::query("DELETE FROM envelopes WHERE NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = envelopes.message_id)")
-            .execute(&mut *tx.tx)
-            .await?;
-        sqlx::query(&self.sql("DELETE FROM spent_messages WHERE forget_at < $1"))
+        sqlx::query(&tombstone(self.empty_blob())).execute(&mut *tx.tx).await?;
+        sqlx::query(&self.sql("DELETE FROM envelopes WHERE forget_at IS NOT NULL AND forget_at < $1"))
             .bind(now)
             .execute(&mut *tx.tx)
             .await?;
@@ -492,7 +505,8 @@ impl Store {
 
     /// Number of stored envelopes.
     pub async fn envelope_count(&self) -> Result<u64, StoreError> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM envelopes").fetch_one(&self.pool).await?;
+        let r =
+            sqlx::query("SELECT COUNT(*) AS n FROM envelopes WHERE forget_at IS NULL").fetch_one(&self.pool).await?;
         Ok(u64::try_from(int(&r, "n")?).unwrap_or(0))
     }
 }

@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_device_list_chain.sql")),
     (9, include_str!("../../migrations/sqlite/0009_membership_statements.sql")),
     (10, include_str!("../../migrations/sqlite/0010_guests.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_queue_in_insertion_order.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_device_list_chain.sql")),
     (9, include_str!("../../migrations/postgres/0009_membership_statements.sql")),
     (10, include_str!("../../migrations/postgres/0010_guests.sql")),
+    (11, include_str!("../../migrations/postgres/0011_queue_in_insertion_order.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

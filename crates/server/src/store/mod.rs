@@ -208,6 +208,14 @@ impl Store {
         migrations::run(self).await
     }
 
+    /// An empty blob literal in this dialect.
+    fn empty_blob(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "'\\x'::bytea",
+            Backend::Sqlite => "x''",
+        }
+    }
+
     fn sql<'q>(&self, q: &'q str) -> Cow<'q, str> {
         match self.backend {
             Backend::Postgres => Cow::Borrowed(q),

@@ -16,8 +16,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::messages::{
-    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, AckJob, EnvelopeJob, Job, Known,
-    QueueIds,
+    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, tombstone, AckJob, EnvelopeJob, Job,
+    Known, QueueIds,
 };
 use super::{Store, StoreError, StoreOutcome};
 
@@ -159,13 +159,11 @@ fn store_many(
     jobs: &[&EnvelopeJob],
     want_queue_ids: bool,
 ) -> Result<(Vec<StoreOutcome>, QueueIds), StoreError> {
-    // Ids stored, or delivered to everyone and swept (a replay of one is a
-    // duplicate, not a new message to queue again).
+    // Ids stored, or delivered to everyone and kept as tombstones (a replay
+    // of one is a duplicate, not a new message to queue again).
     let mut known = Known::new();
-    let mut find = tx.prepare_cached(
-        "SELECT conversation_id, sender_device, seq FROM envelopes WHERE message_id = ?1 \
-         UNION ALL SELECT conversation_id, sender_device, seq FROM spent_messages WHERE message_id = ?1",
-    )?;
+    let mut find =
+        tx.prepare_cached("SELECT conversation_id, sender_device, seq FROM envelopes WHERE message_id = ?1")?;
     for j in jobs {
         let id = &j.env.message_id;
         if known.contains_key(id) {
@@ -197,7 +195,7 @@ fn store_many(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut queue = tx.prepare_cached(
-        "INSERT INTO queue (device_id, message_id, tail, retention, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut queued = QueueIds::new();
     for (i, seq) in &new {
@@ -214,8 +212,9 @@ fn store_many(
             j.now,
             e.expires_at
         ])?;
+        let id = tx.last_insert_rowid();
         for (device, tail, retention) in &j.tails {
-            queue.execute(params![&device[..], &e.message_id[..], &tail[..], i64::from(*retention), j.now])?;
+            queue.execute(params![&device[..], id, &tail[..], i64::from(*retention), j.now])?;
             if want_queue_ids {
                 queued.insert((*device, e.message_id), tx.last_insert_rowid());
             }
@@ -238,10 +237,14 @@ fn store_many(
 
 /// [`Store::ack_many`](super::Store) on this connection: each id's queue row
 /// (of that device, and of its kind: retention rows only for a retention
-/// device), then each envelope no queue references any more.
+/// device), then each envelope no queue references any more becomes a
+/// tombstone. Only the message-id index is read; the pages written are
+/// those of rows in insertion order.
 fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
-    let mut remove =
-        tx.prepare_cached("DELETE FROM queue WHERE device_id = ?1 AND retention = ?2 AND message_id = ?3")?;
+    let mut remove = tx.prepare_cached(
+        "DELETE FROM queue WHERE envelope = (SELECT id FROM envelopes WHERE message_id = ?3) \
+         AND device_id = ?1 AND retention = ?2",
+    )?;
     let mut removed = Vec::with_capacity(jobs.len());
     for j in jobs {
         let mut n = 0u64;
@@ -253,10 +256,7 @@ fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreErr
     let mut ids: Vec<[u8; 16]> = jobs.iter().flat_map(|j| j.ids.iter().copied()).collect();
     ids.sort_unstable();
     ids.dedup();
-    // The `envelopes_spent` trigger (migration 0007) remembers each id.
-    let mut sweep = tx.prepare_cached(
-        "DELETE FROM envelopes WHERE message_id = ?1 AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.message_id = ?1)",
-    )?;
+    let mut sweep = tx.prepare_cached(&format!("{} AND message_id = ?1", tombstone("x''")))?;
     for m in &ids {
         sweep.execute([&m[..]])?;
     }
