@@ -464,6 +464,19 @@ fn fsync_latency_ms(dir: &std::path::Path) -> Option<f64> {
     times.get(times.len() / 2).copied()
 }
 
+/// Server RSS the sockets added, per confirmed socket, summed over the
+/// servers: none without a reading or a socket.
+fn per_socket_kib(before: &[Option<u64>], after: &[Option<u64>], sockets: u64) -> Option<f64> {
+    if sockets == 0 || before.is_empty() || before.len() != after.len() {
+        return None;
+    }
+    let mut added = 0i64;
+    for (b, a) in before.iter().zip(after) {
+        added += i64::try_from((*a)?).ok()? - i64::try_from((*b)?).ok()?;
+    }
+    Some(added as f64 / sockets as f64)
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -561,6 +574,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let failures = Arc::new(AtomicU64::new(0));
     let sources = a.source_addrs.max(1);
+    // After the logins (their Argon2 work areas stay), before any socket:
+    // what the sockets add is measured from here.
+    let rss_before_sockets: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
     // The i-th socket's task (from 127.0.0.(1 + i mod sources)).
     let spawn_receiver = |i: usize, s: &Arc<Sim>| {
         let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
@@ -744,6 +760,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let cpu_total: Option<f64> = cpu.iter().copied().sum();
     let cpu_per_delivery_us = cpu_total.filter(|_| delivered > 0).map(|c| c * 1e6 / delivered as f64);
     let connected = stats.connected.load(Ordering::Relaxed);
+    let per_socket_kib = per_socket_kib(&rss_before_sockets, &rss, connected).filter(|_| a.scenario == Scenario::Idle);
     let fsync_ms = a.data_dir.as_deref().and_then(fsync_latency_ms);
     let open_files = open_files_limit();
     if lat.len() < 10_000 && !matches!(a.scenario, Scenario::Idle | Scenario::Backlog) {
@@ -764,12 +781,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
         "count": a.count,
         "server_rss_mib": rss.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
+        "server_rss_before_sockets_mib": rss_before_sockets.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
+        "server_rss_per_socket_kib": per_socket_kib,
         "server_cpu_seconds": cpu,
         "server_cpu_us_per_delivery": cpu_per_delivery_us,
     });
     if a.json {
         println!("{result}");
     } else {
+        if let Some(k) = per_socket_kib {
+            println!("server RSS added per confirmed socket: {k:.2} KiB (since the logins, before the first socket)");
+        }
         println!(
             "{}: {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
             format!("{:?}", a.scenario).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,

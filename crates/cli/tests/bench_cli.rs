@@ -52,11 +52,16 @@ fn a_short_bench_run_reports_real_traffic() {
     let roomy = dir.join("bench.toml");
     std::fs::write(&roomy, "[limits]\nauth_per_minute = 100000\nmax_connections_per_ip = 100000\n").unwrap();
     let idle_server = ServerProc::start(&dir.join("data-idle"), &["--config", s(&roomy)]);
-    let v =
-        bench_json(&idle_server, &["--scenario", "idle", "--clients", "30", "--duration", "1", "--source-addrs", "3"]);
+    let idle_pid = idle_server.child.id().to_string();
+    let v = bench_json(
+        &idle_server,
+        &["--scenario", "idle", "--clients", "30", "--duration", "1", "--source-addrs", "3", "--server-pid", &idle_pid],
+    );
     assert_eq!((v["connections"].as_u64(), v["connections_asked"].as_u64()), (Some(30), Some(30)), "{v}");
     assert_eq!(v["failed_connections"], 0, "{v}");
-    let idle_pid = idle_server.child.id().to_string();
+    // What the sockets added is measured from after the logins.
+    assert!(v["server_rss_before_sockets_mib"][0].as_f64().unwrap() > 1.0, "{v}");
+    assert!(v["server_rss_per_socket_kib"].is_number(), "{v}");
     // In a group each message reaches every other member's device once:
     // 3 recipients per message, none counted as a duplicate, and the run
     // ends when the last copy arrives, not at --duration.

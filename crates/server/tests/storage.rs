@@ -759,13 +759,13 @@ async fn upgrade_from_10(url: &str, pg: bool) {
          INSERT INTO devices (device_id, network_id, user_id, claimed_at) VALUES ({a}, {net}, {user}, 0);
          INSERT INTO conversations (id, network_id, kind, last_seq, created_at) VALUES ({conv}, {net}, 1, 3, 0);
          INSERT INTO spent_messages (message_id, conversation_id, sender_device, seq, forget_at) VALUES ({m0}, {conv}, {sender}, 1, {far});
-         INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at) VALUES
-           ({m1}, {net}, {conv}, 2, {sender}, {m1}, {net}, 100), ({m2}, {net}, {conv}, 3, {sender}, {m2}, {net}, 200);
+         INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) VALUES
+           ({m1}, {net}, {conv}, 2, {sender}, {m1}, {net}, 100, NULL), ({m2}, {net}, {conv}, 3, {sender}, {m2}, {net}, 200, {never});
          INSERT INTO queue (id, device_id, message_id, tail, retention, enqueued_at) VALUES
            (5, {a}, {m1}, {a}, 0, 100), (6, {c}, {m1}, {c}, 0, 100), (7, {a}, {m2}, {a}, 0, 200), (9, {c}, {m2}, {c}, 0, 200);
          DELETE FROM queue WHERE id = 9;",
         net = b(net), a = b(a), c = b(c), user = b(user), conv = b(conv), sender = b(sender),
-        m0 = b(m0), m1 = b(m1), m2 = b(m2)
+        m0 = b(m0), m1 = b(m1), m2 = b(m2), never = far * 2
     );
     sqlx::raw_sql(&setup).execute(&mut raw).await.unwrap();
     if pg {
@@ -800,8 +800,17 @@ async fn upgrade_from_10(url: &str, pg: bool) {
         StoreOutcome::Duplicate(3)
     );
     assert_eq!(store.envelope_count().await.unwrap(), 2, "m1 (still c's) and the new one");
-    // Tombstones are forgotten at their time (a month past receipt), not before.
+    // A tombstone keeps no bytes and no timer.
     let mut raw = sqlx::AnyConnection::connect(url).await.unwrap();
+    let row = sqlx::query(&format!(
+        "SELECT LENGTH(prefix) + LENGTH(signature) AS n, expires_at FROM envelopes WHERE message_id = {}",
+        b(m2)
+    ))
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!((row.get::<i64, _>("n"), row.get::<Option<i64>, _>("expires_at")), (0, None));
+    // Tombstones are forgotten at their time (a month past receipt), not before.
     let month = 2_678_700_000;
     for (now, left) in [(month + 199, 4), (month + 201, 3), (far - 1, 3), (far + 1, 2)] {
         assert_eq!(store.expire(now, i64::MAX / 4).await.unwrap(), 0);

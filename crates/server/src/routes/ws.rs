@@ -30,159 +30,168 @@ const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
     // Clients send only acks: an idle socket keeps a small read buffer
     // (it grows to a frame's length when one needs more).
-    ws.max_message_size(64 * 1024)
-        .read_buffer_size(512)
-        .write_buffer_size(4096)
-        .on_upgrade(move |socket| serve(state, caller, socket))
+    // The closure is kept beside the socket's task for as long as it runs:
+    // it holds one pointer, not the state and caller themselves.
+    let parts = Box::new((state, caller));
+    ws.max_message_size(64 * 1024).read_buffer_size(512).write_buffer_size(4096).on_upgrade(move |socket| {
+        let (state, caller) = *parts;
+        serve(state, caller, socket)
+    })
 }
 
-async fn serve(state: AppState, caller: Caller, mut socket: WebSocket) {
-    let device = caller.session.device_id;
-    let owner = caller.session.device_ref();
-    let mut conn = state.hub.register(device);
-    // Queue ids pushed on this connection and not yet acknowledged.
-    let mut pushed: HashSet<i64> = HashSet::new();
-    // Reads start past the last queue position pushed. On SQLite (one
-    // writer) positions become visible in increasing order, so that is exact,
-    // and rows the committer hands over are pushed as they come. PostgreSQL
-    // sequences can commit out of order across processes, so there the whole
-    // queue is read again on a wake-up at least FULL_READ_EVERY after the
-    // last full read, and on every ping: a row committed out of order waits
-    // for the next of those (10 s at worst), and is never lost.
-    let exact = state.store.backend() == crate::store::Backend::Sqlite;
-    let mut last = 0i64;
-    let mut full_at = tokio::time::Instant::now();
-    let mut force_full = false;
-    let mut ping = tokio::time::interval(Duration::from_secs(10));
-    let mut pending = true;
-    // Acks being committed: the connection keeps pushing meanwhile (a burst
-    // of acks from a big room must not stall delivery), up to a bound.
-    let mut acking: FuturesUnordered<BoxFuture<'static, (bool, usize)>> = FuturesUnordered::new();
-    // Pushed on this connection and not yet covered by a committed ack. At
-    // most `push_window`: past it, pushing waits for acks, which bounds what
-    // a client that drops the connection is sent again to what it had in
-    // flight, and keeps acks from falling behind pushes.
-    let window = state.config.limits.push_window.max(1);
-    let mut unacked: usize = 0;
-    'serve: loop {
-        while pending && unacked < window {
-            // Rows that overflow from here on are read next time.
-            conn.missed.store(false, Ordering::Release);
-            let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
-            if full {
-                full_at = tokio::time::Instant::now();
-                force_full = false;
-            }
-            let room = window - unacked;
-            // Boxed: a read of the queue is a big future, and idle sockets
-            // (most of them) should not carry its state.
-            match Box::pin(push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room))
-                .await
-            {
-                Ok((high, more, sent)) => {
-                    unacked += sent;
-                    last = last.max(high.unwrap_or(0));
-                    // After a full read, read on past the newest position too.
-                    pending = more || full;
+/// Not an `async fn`: one of those moves its arguments into locals of its
+/// own, so an idle socket's task would hold the socket, the state and the
+/// caller twice (rust-lang/rust#62958). The block uses them in place.
+#[allow(clippy::manual_async_fn)]
+fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let device = caller.session.device_id;
+        let owner = caller.session.device_ref();
+        let mut conn = state.hub.register(device);
+        // Queue ids pushed on this connection and not yet acknowledged.
+        let mut pushed: HashSet<i64> = HashSet::new();
+        // Reads start past the last queue position pushed. On SQLite (one
+        // writer) positions become visible in increasing order, so that is exact,
+        // and rows the committer hands over are pushed as they come. PostgreSQL
+        // sequences can commit out of order across processes, so there the whole
+        // queue is read again on a wake-up at least FULL_READ_EVERY after the
+        // last full read, and on every ping: a row committed out of order waits
+        // for the next of those (10 s at worst), and is never lost.
+        let exact = state.store.backend() == crate::store::Backend::Sqlite;
+        let mut last = 0i64;
+        let mut full_at = tokio::time::Instant::now();
+        let mut force_full = false;
+        let mut ping = tokio::time::interval(Duration::from_secs(10));
+        let mut pending = true;
+        // Acks being committed: the connection keeps pushing meanwhile (a burst
+        // of acks from a big room must not stall delivery), up to a bound.
+        let mut acking: FuturesUnordered<BoxFuture<'static, (bool, usize)>> = FuturesUnordered::new();
+        // Pushed on this connection and not yet covered by a committed ack. At
+        // most `push_window`: past it, pushing waits for acks, which bounds what
+        // a client that drops the connection is sent again to what it had in
+        // flight, and keeps acks from falling behind pushes.
+        let window = state.config.limits.push_window.max(1);
+        let mut unacked: usize = 0;
+        'serve: loop {
+            while pending && unacked < window {
+                // Rows that overflow from here on are read next time.
+                conn.missed.store(false, Ordering::Release);
+                let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
+                if full {
+                    full_at = tokio::time::Instant::now();
+                    force_full = false;
                 }
-                Err(()) => break 'serve,
+                let room = window - unacked;
+                // Boxed: a read of the queue is a big future, and idle sockets
+                // (most of them) should not carry its state.
+                match Box::pin(push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room))
+                    .await
+                {
+                    Ok((high, more, sent)) => {
+                        unacked += sent;
+                        last = last.max(high.unwrap_or(0));
+                        // After a full read, read on past the newest position too.
+                        pending = more || full;
+                    }
+                    Err(()) => break 'serve,
+                }
             }
-        }
-        tokio::select! {
-            p = conn.rx.recv() => {
-                // Whatever else is already waiting goes out in the same
-                // writes (one flush), not a write per frame. Bounded by what
-                // is taken, written or not, so acks and pings get their turn.
-                let (mut next, mut fed, mut taken) = (p, 0usize, 0usize);
-                loop {
-                    match next {
-                        None => break 'serve,
-                        Some(Push::Wake) => pending = true,
-                        Some(Push::Notice(frame)) => {
-                            if feed(&mut socket, &frame).await.is_err() { break 'serve; }
-                            fed += 1;
-                        }
-                        // SQLite: a row after a dropped one: read the store, which has both.
-                        Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
-                        // Read from the store once acks make room.
-                        Some(Push::Row(_)) if unacked >= window => pending = true,
-                        Some(Push::Row(row)) => {
-                            // PostgreSQL: rows come from every process, not always in
-                            // queue order; push each once, and read the store too if
-                            // one was dropped.
-                            let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
-                            if !exact && conn.missed.load(Ordering::Acquire) {
-                                pending = true;
-                            }
-                            if new {
-                                unacked += 1;
-                                last = last.max(row.queue_id);
-                                let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
-                                state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
-                                if feed(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break 'serve; }
+            tokio::select! {
+                p = conn.rx.recv() => {
+                    // Whatever else is already waiting goes out in the same
+                    // writes (one flush), not a write per frame. Bounded by what
+                    // is taken, written or not, so acks and pings get their turn.
+                    let (mut next, mut fed, mut taken) = (p, 0usize, 0usize);
+                    loop {
+                        match next {
+                            None => break 'serve,
+                            Some(Push::Wake) => pending = true,
+                            Some(Push::Notice(frame)) => {
+                                if feed(&mut socket, &frame).await.is_err() { break 'serve; }
                                 fed += 1;
                             }
-                        }
-                    }
-                    taken += 1;
-                    if taken >= WRITE_BATCH {
-                        break;
-                    }
-                    match conn.rx.try_recv() {
-                        Ok(p) => next = Some(p),
-                        Err(_) => break,
-                    }
-                }
-                if fed > 0 && socket.flush().await.is_err() { break; }
-            }
-            Some((acked, n)) = acking.next(), if !acking.is_empty() => {
-                if acked {
-                    unacked = unacked.saturating_sub(n);
-                } else if send(&mut socket, &ack_failed()).await.is_err() { break; }
-            }
-            msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT => {
-                match msg {
-                    Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
-                        Ok(ids) => {
-                            let store = state.store.clone();
-                            let n = ids.len();
-                            acking.push(async move { (store.ack(&owner, &ids).await.is_ok(), n) }.boxed());
-                        }
-                        Err(reply) => {
-                            // Any answer comes after every earlier ack is committed.
-                            while let Some((acked, n)) = acking.next().await {
-                                if acked {
-                                    unacked = unacked.saturating_sub(n);
-                                } else if send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
+                            // SQLite: a row after a dropped one: read the store, which has both.
+                            Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
+                            // Read from the store once acks make room.
+                            Some(Push::Row(_)) if unacked >= window => pending = true,
+                            Some(Push::Row(row)) => {
+                                // PostgreSQL: rows come from every process, not always in
+                                // queue order; push each once, and read the store too if
+                                // one was dropped.
+                                let new = if exact { row.queue_id > last } else { pushed.insert(row.queue_id) };
+                                if !exact && conn.missed.load(Ordering::Acquire) {
+                                    pending = true;
+                                }
+                                if new {
+                                    unacked += 1;
+                                    last = last.max(row.queue_id);
+                                    let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
+                                    state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
+                                    if feed(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break 'serve; }
+                                    fed += 1;
+                                }
                             }
-                            if send(&mut socket, &reply).await.is_err() { break; }
                         }
-                    },
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Binary(_))) => {
-                        let _ = send(&mut socket, &WsFrame::Error { error: "bad_frame".into(), message: "frames are JSON text".into() }).await;
+                        taken += 1;
+                        if taken >= WRITE_BATCH {
+                            break;
+                        }
+                        match conn.rx.try_recv() {
+                            Ok(p) => next = Some(p),
+                            Err(_) => break,
+                        }
                     }
-                    _ => break,
+                    if fed > 0 && socket.flush().await.is_err() { break; }
                 }
-            }
-            _ = ping.tick() => {
-                // The session may have ended on another process (logout,
-                // suspension, wipe) while its disconnect was lost.
-                if !Box::pin(still_valid(&state, &caller)).await { break; }
-                // A guest listening here is active; an expired one is let go.
-                if Box::pin(crate::service::guests::touch(&state, &caller)).await.is_err() { break; }
-                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
-                // A lost wake-up (another process, a NATS hiccup) costs at most this long.
-                pending = true;
-                force_full = true;
+                Some((acked, n)) = acking.next(), if !acking.is_empty() => {
+                    if acked {
+                        unacked = unacked.saturating_sub(n);
+                    } else if send(&mut socket, &ack_failed()).await.is_err() { break; }
+                }
+                msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT => {
+                    match msg {
+                        Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
+                            Ok(ids) => {
+                                let store = state.store.clone();
+                                let n = ids.len();
+                                acking.push(async move { (store.ack(&owner, &ids).await.is_ok(), n) }.boxed());
+                            }
+                            Err(reply) => {
+                                // Any answer comes after every earlier ack is committed.
+                                while let Some((acked, n)) = acking.next().await {
+                                    if acked {
+                                        unacked = unacked.saturating_sub(n);
+                                    } else if send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
+                                }
+                                if send(&mut socket, &reply).await.is_err() { break; }
+                            }
+                        },
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Binary(_))) => {
+                            let _ = send(&mut socket, &WsFrame::Error { error: "bad_frame".into(), message: "frames are JSON text".into() }).await;
+                        }
+                        _ => break,
+                    }
+                }
+                _ = ping.tick() => {
+                    // The session may have ended on another process (logout,
+                    // suspension, wipe) while its disconnect was lost.
+                    if !Box::pin(still_valid(&state, &caller)).await { break; }
+                    // A guest listening here is active; an expired one is let go.
+                    if Box::pin(crate::service::guests::touch(&state, &caller)).await.is_err() { break; }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+                    // A lost wake-up (another process, a NATS hiccup) costs at most this long.
+                    pending = true;
+                    force_full = true;
+                }
             }
         }
+        // Acks the client sent before it went are still committed: dropping
+        // them would send those messages again on its next connection. Bounded,
+        // so a store that hangs cannot keep the task forever.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async { while acking.next().await.is_some() {} }).await;
+        state.hub.unregister(device, &conn);
     }
-    // Acks the client sent before it went are still committed: dropping
-    // them would send those messages again on its next connection. Bounded,
-    // so a store that hangs cannot keep the task forever.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async { while acking.next().await.is_some() {} }).await;
-    state.hub.unregister(device, &conn);
 }
 
 async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {

@@ -75,11 +75,13 @@ const _SPENT_FOR_MS: () = assert!(
 );
 
 /// Turns the envelopes a statement's `WHERE` picks into tombstones: bytes
-/// cleared, remembered until `forget_at` (`expire` removes them then). The
-/// row stays where it is, so its message-id index entry is not touched.
+/// and timer cleared (what is kept is what a spent id kept before: id,
+/// conversation, sender, sequence number, time), remembered until
+/// `forget_at` (`expire` removes them then). The row stays where it is, so
+/// its message-id index entry is not touched.
 pub(super) fn tombstone(empty_blob: &str) -> String {
     format!(
-        "UPDATE envelopes SET prefix = {empty_blob}, signature = {empty_blob}, \
+        "UPDATE envelopes SET prefix = {empty_blob}, signature = {empty_blob}, expires_at = NULL, \
          forget_at = received_at + {SPENT_FOR_MS} WHERE forget_at IS NULL \
          AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)"
     )

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::store::QueuedRow;
 
+mod inbox;
+
 /// What a connection is told.
 #[derive(Debug)]
 pub enum Push {
@@ -35,7 +37,7 @@ const CHANNEL: usize = 256;
 /// One connection's side of the hub.
 pub struct Conn {
     /// Pushes for it.
-    pub rx: mpsc::Receiver<Push>,
+    pub rx: inbox::Receiver,
     /// Set when a push could not be queued: read the store before the next row.
     pub missed: Arc<AtomicBool>,
     id: u64,
@@ -43,7 +45,7 @@ pub struct Conn {
 
 struct Waker {
     id: u64,
-    tx: mpsc::Sender<Push>,
+    tx: inbox::Sender,
     missed: Arc<AtomicBool>,
 }
 
@@ -96,7 +98,7 @@ impl Hub {
     /// Registers a connection of `device`.
     pub fn register(&self, device: [u8; 16]) -> Conn {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(CHANNEL);
+        let (tx, rx) = inbox::inbox(CHANNEL);
         let missed = Arc::new(AtomicBool::new(false));
         if let Ok(mut c) = self.conns.lock() {
             let conns = c.entry(device).or_default();

@@ -1,0 +1,161 @@
+//! A connection's bounded queue of pushes. tokio's bounded channel
+//! allocates a block of 32 slots and its bookkeeping (about 1 KiB) when it
+//! is made; most sockets are idle, and this holds nothing until a push
+//! arrives (and gives back what a burst grew once it has drained).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::Push;
+
+/// Capacity kept after a burst drains: a few pushes' worth.
+const KEEP: usize = 8;
+
+struct Slots {
+    items: VecDeque<Push>,
+    /// The sender is gone: the receiver ends once `items` are taken.
+    closed: bool,
+}
+
+struct Shared {
+    slots: Mutex<Slots>,
+    notify: Notify,
+    capacity: usize,
+}
+
+/// The hub's end: one per connection.
+pub struct Sender(Arc<Shared>);
+
+/// The connection's end.
+pub struct Receiver(Arc<Shared>);
+
+/// Nothing is waiting (or the sender is gone and everything was taken).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Empty;
+
+/// A queue of at most `capacity` pushes.
+pub fn inbox(capacity: usize) -> (Sender, Receiver) {
+    let shared = Arc::new(Shared {
+        slots: Mutex::new(Slots { items: VecDeque::new(), closed: false }),
+        notify: Notify::new(),
+        capacity,
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+impl Sender {
+    /// Queues `push`, or gives it back when the queue is full.
+    pub fn try_send(&self, push: Push) -> Result<(), Push> {
+        {
+            let Ok(mut s) = self.0.slots.lock() else { return Err(push) };
+            if s.items.len() >= self.0.capacity {
+                return Err(push);
+            }
+            s.items.push_back(push);
+        }
+        // A permit is kept if the receiver is not waiting yet: no lost wake-up.
+        self.0.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.slots.lock() {
+            s.closed = true;
+        }
+        self.0.notify.notify_one();
+    }
+}
+
+impl Receiver {
+    /// The next push; `None` once the sender is gone and all were taken.
+    pub async fn recv(&mut self) -> Option<Push> {
+        loop {
+            match self.take() {
+                Some(Ok(p)) => return Some(p),
+                Some(Err(Empty)) => return None,
+                None => self.0.notify.notified().await,
+            }
+        }
+    }
+
+    /// The next push if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Push, Empty> {
+        self.take().unwrap_or(Err(Empty))
+    }
+
+    /// `Some(Ok)`: a push; `Some(Err)`: closed and drained; `None`: wait.
+    fn take(&self) -> Option<Result<Push, Empty>> {
+        let Ok(mut s) = self.0.slots.lock() else { return Some(Err(Empty)) };
+        match s.items.pop_front() {
+            Some(p) => {
+                if s.items.is_empty() && s.items.capacity() > KEEP {
+                    s.items.shrink_to(KEEP);
+                }
+                Some(Ok(p))
+            }
+            None if s.closed => Some(Err(Empty)),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_in_order_and_ends_after_the_sender() {
+        let (tx, mut rx) = inbox(2);
+        assert_eq!(rx.try_recv().err(), Some(Empty));
+        assert!(tx.try_send(Push::Wake).is_ok());
+        assert!(tx.try_send(Push::Wake).is_ok());
+        assert!(tx.try_send(Push::Wake).is_err(), "full");
+        assert!(matches!(rx.recv().await, Some(Push::Wake)));
+        assert!(tx.try_send(Push::Wake).is_ok(), "room again");
+        drop(tx);
+        // What was queued before the sender went is still delivered.
+        assert!(matches!(rx.recv().await, Some(Push::Wake)));
+        assert!(matches!(rx.try_recv(), Ok(Push::Wake)));
+        assert!(rx.recv().await.is_none());
+        assert_eq!(rx.try_recv().err(), Some(Empty));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_receiver_is_woken_and_nothing_is_lost() {
+        let (tx, mut rx) = inbox(64);
+        let reader = tokio::spawn(async move {
+            let mut n = 0u32;
+            while rx.recv().await.is_some() {
+                n += 1;
+            }
+            n
+        });
+        let mut sent = 0u32;
+        for i in 0..10_000u32 {
+            while tx.try_send(Push::Wake).is_err() {
+                tokio::task::yield_now().await;
+            }
+            sent += 1;
+            if i % 97 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(tx);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
+        assert_eq!(got.ok().and_then(Result::ok), Some(sent));
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let (tx, mut rx) = inbox(256);
+        for _ in 0..200 {
+            assert!(tx.try_send(Push::Wake).is_ok());
+        }
+        while rx.try_recv().is_ok() {}
+        assert!(rx.0.slots.lock().map(|s| s.items.capacity()).unwrap_or(usize::MAX) <= KEEP);
+    }
+}
