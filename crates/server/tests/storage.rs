@@ -704,6 +704,57 @@ async fn migrations_are_idempotent(store: Store) {
 }
 on_every_backend!(migrations_run_once_sqlite_and_postgres, migrations_are_idempotent);
 
+/// PostgreSQL: a queue that grows by thousands of rows gets fresh planner
+/// statistics at once (without them each page of a backlog read and sorted
+/// the device's whole queue), not when autovacuum comes round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refreshes_queue_statistics_as_a_backlog_grows() {
+    use sqlx::Row;
+    let Some((store, schema)) = postgres().await else { return };
+    let net = network(&store).await;
+    let (a, b) = (user(&store, &net, 60, "a").await, user(&store, &net, 61, "b").await);
+    let conv = id(62);
+    store
+        .create_conversation(&conv, &net, Kind::Direct, &[(a, Role::Member), (b, Role::Member)], 0, None)
+        .await
+        .unwrap();
+    let base = std::env::var("STRONGROOM_TEST_POSTGRES_URL").unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+    let analyzed = |schema: String| {
+        sqlx::query(
+            "SELECT COALESCE(analyze_count, 0) + COALESCE(autoanalyze_count, 0) AS n FROM pg_stat_user_tables \
+             WHERE schemaname = $1 AND relname = 'queue'",
+        )
+        .bind(schema)
+    };
+    let before: i64 = analyzed(schema.clone()).fetch_one(&mut admin).await.unwrap().get("n");
+    let envs: Vec<StoredEnvelope> = (0..5_200u32)
+        .map(|m| {
+            let mut e = envelope(0, net, conv, id(63));
+            e.message_id[..4].copy_from_slice(&m.to_be_bytes());
+            e
+        })
+        .collect();
+    for chunk in envs.chunks(1_000) {
+        let done = futures_util::future::join_all(
+            chunk.iter().map(|e| store.store_envelope(e.clone(), vec![(id(64), vec![1; 32], false)], 1000)),
+        )
+        .await;
+        assert!(done.iter().all(|r| matches!(r, Ok(StoreOutcome::Stored(_)))));
+    }
+    let mut after = before;
+    for _ in 0..100 {
+        after = analyzed(schema.clone()).fetch_one(&mut admin).await.unwrap().get("n");
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(after > before, "the queue's statistics were not refreshed");
+    store.close().await;
+    drop_schema(&schema).await;
+}
+
 /// The schema at migration 10, as a relay of that version left it.
 const SQLITE_TO_10: [&str; 10] = [
     include_str!("../migrations/sqlite/0001_initial.sql"),

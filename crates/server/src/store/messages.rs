@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use strongroom_crypto::envelope::DeliveryParts;
 
 use super::{blob, id16, int, DeviceRef, Sink, Store, StoreError};
@@ -746,11 +747,20 @@ pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>
 /// job (PostgreSQL, and SQLite without a file; a SQLite file has its own
 /// committer, `sqlite_committer.rs`). A database error in the group rolls
 /// it back and retries each job alone, so one bad envelope fails only itself.
+/// PostgreSQL: the queue's net growth (rows queued less rows acknowledged)
+/// after which its statistics are refreshed at once. Without them the
+/// planner took a device's queue for a few rows and read and sorted all of
+/// it for every page pushed: a 50,000-message backlog drained at a few
+/// hundred a second, and autovacuum only analyzes within a minute or more.
+const ANALYZE_AFTER_GROWTH: i64 = 5_000;
+
 pub(crate) async fn group_commit(
     store: Store,
     mut sends: tokio::sync::mpsc::Receiver<Job>,
     mut acks: tokio::sync::mpsc::Receiver<Job>,
 ) {
+    let mut grown = 0i64;
+    let analyzing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     while let Some(group) = next_group(&mut sends, &mut acks).await {
         let (envelopes, acks) = split(&group);
         let sink = store.sink.get();
@@ -764,7 +774,26 @@ pub(crate) async fn group_commit(
         }
         .await;
         match together {
-            Ok((stored, acked)) => answer(group, stored, acked),
+            Ok((stored, acked)) => {
+                if store.backend == super::Backend::Postgres {
+                    let queued: usize = envelopes
+                        .iter()
+                        .zip(&stored)
+                        .filter(|(_, o)| matches!(o, StoreOutcome::Stored(_)))
+                        .map(|(e, _)| e.tails.len())
+                        .sum();
+                    let removed: u64 = acked.iter().sum();
+                    grown = grown
+                        .saturating_add(i64::try_from(queued).unwrap_or(i64::MAX))
+                        .saturating_sub(i64::try_from(removed).unwrap_or(i64::MAX))
+                        .max(0);
+                    if grown >= ANALYZE_AFTER_GROWTH {
+                        grown = 0;
+                        analyze_queue(&store, &analyzing);
+                    }
+                }
+                answer(group, stored, acked)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
                 for j in group {
@@ -780,6 +809,21 @@ pub(crate) async fn group_commit(
             }
         }
     }
+}
+
+/// Refreshes the queue's statistics beside the committer (one at a time).
+fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if analyzing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (pool, analyzing) = (store.pool.clone(), analyzing.clone());
+    store.runtime.spawn(async move {
+        if let Err(e) = sqlx::query("ANALYZE queue, envelopes").execute(&pool).await {
+            tracing::warn!(error = %e, "refreshing the queue's statistics failed; autovacuum will");
+        }
+        analyzing.store(false, Ordering::Release);
+    });
 }
 
 #[cfg(test)]
