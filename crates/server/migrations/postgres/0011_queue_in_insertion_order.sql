@@ -5,7 +5,7 @@ ALTER TABLE envelopes ADD COLUMN id BIGSERIAL;
 ALTER TABLE envelopes ADD COLUMN forget_at BIGINT;
 DROP TRIGGER envelopes_spent ON envelopes;
 DROP FUNCTION envelopes_spent();
-INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at, forget_at) SELECT s.message_id, c.network_id, s.conversation_id, s.seq, s.sender_device, '\x'::bytea, '\x'::bytea, s.forget_at - 2678700000, NULL, s.forget_at FROM spent_messages s JOIN conversations c ON c.id = s.conversation_id ORDER BY s.forget_at ON CONFLICT (message_id) DO NOTHING;
+INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at, forget_at) SELECT s.message_id, c.network_id, s.conversation_id, s.seq, s.sender_device, ''::bytea, ''::bytea, s.forget_at - 2678700000, NULL, s.forget_at FROM spent_messages s JOIN conversations c ON c.id = s.conversation_id ORDER BY s.forget_at ON CONFLICT (message_id) DO NOTHING;
 DROP TABLE spent_messages;
 ALTER TABLE queue ADD COLUMN envelope BIGINT;
 UPDATE queue SET envelope = e.id FROM envelopes e WHERE e.message_id = queue.message_id;

@@ -15,7 +15,9 @@ const KEEP: usize = 8;
 
 struct Slots {
     items: VecDeque<Push>,
-    /// The sender is gone: the receiver ends once `items` are taken.
+    /// One end is gone: the sender's, so the receiver ends once `items` are
+    /// taken; or the receiver's, so nothing more is queued (a socket task
+    /// that ended without unregistering pins no rows).
     closed: bool,
 }
 
@@ -50,7 +52,7 @@ impl Sender {
     pub fn try_send(&self, push: Push) -> Result<(), Push> {
         {
             let Ok(mut s) = self.0.slots.lock() else { return Err(push) };
-            if s.items.len() >= self.0.capacity {
+            if s.closed || s.items.len() >= self.0.capacity {
                 return Err(push);
             }
             s.items.push_back(push);
@@ -67,6 +69,15 @@ impl Drop for Sender {
             s.closed = true;
         }
         self.0.notify.notify_one();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.slots.lock() {
+            s.closed = true;
+            s.items = VecDeque::new();
+        }
     }
 }
 
@@ -147,6 +158,16 @@ mod tests {
         drop(tx);
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
         assert_eq!(got.ok().and_then(Result::ok), Some(sent));
+    }
+
+    #[test]
+    fn nothing_is_queued_for_a_receiver_that_is_gone() {
+        let (tx, rx) = inbox(4);
+        assert!(tx.try_send(Push::Wake).is_ok());
+        let shared = rx.0.clone();
+        drop(rx);
+        assert!(tx.try_send(Push::Wake).is_err());
+        assert_eq!(shared.slots.lock().map(|s| s.items.len()).unwrap_or(usize::MAX), 0);
     }
 
     #[test]

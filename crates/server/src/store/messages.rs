@@ -78,8 +78,9 @@ const _SPENT_FOR_MS: () = assert!(
 /// Turns the envelopes a statement's `WHERE` picks into tombstones: bytes
 /// and timer cleared (what is kept is what a spent id kept before: id,
 /// conversation, sender, sequence number, time), remembered until
-/// `forget_at` (`expire` removes them then). The row stays where it is, so
-/// its message-id index entry is not touched.
+/// `forget_at` (`expire` removes them then). On SQLite the row stays where
+/// it is, so its message-id index entry is not touched (PostgreSQL writes a
+/// new row version, as its delete and spent-id insert did before).
 pub(super) fn tombstone(empty_blob: &str) -> String {
     format!(
         "UPDATE envelopes SET prefix = {empty_blob}, signature = {empty_blob}, expires_at = NULL, \
@@ -752,6 +753,9 @@ pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>
 /// planner took a device's queue for a few rows and read and sorted all of
 /// it for every page pushed: a 50,000-message backlog drained at a few
 /// hundred a second, and autovacuum only analyzes within a minute or more.
+/// Only rows this process queued and acknowledged are counted (in a cluster
+/// another may commit the acks), so a small queue is analyzed every few
+/// thousand sends: a few milliseconds each.
 const ANALYZE_AFTER_GROWTH: i64 = 5_000;
 
 pub(crate) async fn group_commit(
@@ -787,9 +791,8 @@ pub(crate) async fn group_commit(
                         .saturating_add(i64::try_from(queued).unwrap_or(i64::MAX))
                         .saturating_sub(i64::try_from(removed).unwrap_or(i64::MAX))
                         .max(0);
-                    if grown >= ANALYZE_AFTER_GROWTH {
+                    if grown >= ANALYZE_AFTER_GROWTH && analyze_queue(&store, &analyzing) {
                         grown = 0;
-                        analyze_queue(&store, &analyzing);
                     }
                 }
                 answer(group, stored, acked)
@@ -811,19 +814,25 @@ pub(crate) async fn group_commit(
     }
 }
 
-/// Refreshes the queue's statistics beside the committer (one at a time).
-fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) {
+/// Refreshes the queue's statistics beside the committer, one at a time
+/// and bounded (it may wait behind a vacuum): whether one was started.
+/// The envelopes' statistics do not matter: they are read by key.
+fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) -> bool {
     use std::sync::atomic::Ordering;
     if analyzing.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     let (pool, analyzing) = (store.pool.clone(), analyzing.clone());
     store.runtime.spawn(async move {
-        if let Err(e) = sqlx::query("ANALYZE queue, envelopes").execute(&pool).await {
-            tracing::warn!(error = %e, "refreshing the queue's statistics failed; autovacuum will");
+        let run = sqlx::query("ANALYZE queue").execute(&pool);
+        match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the queue's statistics failed; autovacuum will"),
+            Err(_) => tracing::warn!("refreshing the queue's statistics took over 30 s; autovacuum will"),
         }
         analyzing.store(false, Ordering::Release);
     });
+    true
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ impl Store {
     /// An empty blob literal in this dialect.
     fn empty_blob(&self) -> &'static str {
         match self.backend {
-            Backend::Postgres => "'\\x'::bytea",
+            Backend::Postgres => "''::bytea",
             Backend::Sqlite => "x''",
         }
     }
