@@ -754,8 +754,8 @@ pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>
 /// it for every page pushed: a 50,000-message backlog drained at a few
 /// hundred a second, and autovacuum only analyzes within a minute or more.
 /// Only rows this process queued and acknowledged are counted (in a cluster
-/// another may commit the acks), so a small queue is analyzed every few
-/// thousand sends: a few milliseconds each.
+/// another may commit the acks), so a process may analyze every few
+/// thousand sends; ANALYZE samples a bounded number of rows.
 const ANALYZE_AFTER_GROWTH: i64 = 5_000;
 
 pub(crate) async fn group_commit(
@@ -816,7 +816,8 @@ pub(crate) async fn group_commit(
 
 /// Refreshes the queue's statistics beside the committer, one at a time
 /// and bounded (it may wait behind a vacuum): whether one was started.
-/// The envelopes' statistics do not matter: they are read by key.
+/// The envelopes too: with the queue's alone, the page read joined them
+/// by a worse plan (a 100,000 backlog drained in 19 s instead of 6).
 fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) -> bool {
     use std::sync::atomic::Ordering;
     if analyzing.swap(true, Ordering::AcqRel) {
@@ -824,7 +825,7 @@ fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) 
     }
     let (pool, analyzing) = (store.pool.clone(), analyzing.clone());
     store.runtime.spawn(async move {
-        let run = sqlx::query("ANALYZE queue").execute(&pool);
+        let run = sqlx::query("ANALYZE queue, envelopes").execute(&pool);
         match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the queue's statistics failed; autovacuum will"),
