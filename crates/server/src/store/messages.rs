@@ -744,10 +744,6 @@ pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>
     }
 }
 
-/// Stores each group in one transaction, commits once, then answers each
-/// job (PostgreSQL, and SQLite without a file; a SQLite file has its own
-/// committer, `sqlite_committer.rs`). A database error in the group rolls
-/// it back and retries each job alone, so one bad envelope fails only itself.
 /// PostgreSQL: the queue's net growth (rows queued less rows acknowledged)
 /// after which its statistics are refreshed at once. Without them the
 /// planner took a device's queue for a few rows and read and sorted all of
@@ -758,6 +754,10 @@ pub(super) fn answer(group: Vec<Job>, stored: Vec<StoreOutcome>, acked: Vec<u64>
 /// thousand sends; ANALYZE samples a bounded number of rows.
 const ANALYZE_AFTER_GROWTH: i64 = 5_000;
 
+/// Stores each group in one transaction, commits once, then answers each
+/// job (PostgreSQL, and SQLite without a file; a SQLite file has its own
+/// committer, `sqlite_committer.rs`). A database error in the group rolls
+/// it back and retries each job alone, so one bad envelope fails only itself.
 pub(crate) async fn group_commit(
     store: Store,
     mut sends: tokio::sync::mpsc::Receiver<Job>,
@@ -780,17 +780,7 @@ pub(crate) async fn group_commit(
         match together {
             Ok((stored, acked)) => {
                 if store.backend == super::Backend::Postgres {
-                    let queued: usize = envelopes
-                        .iter()
-                        .zip(&stored)
-                        .filter(|(_, o)| matches!(o, StoreOutcome::Stored(_)))
-                        .map(|(e, _)| e.tails.len())
-                        .sum();
-                    let removed: u64 = acked.iter().sum();
-                    grown = grown
-                        .saturating_add(i64::try_from(queued).unwrap_or(i64::MAX))
-                        .saturating_sub(i64::try_from(removed).unwrap_or(i64::MAX))
-                        .max(0);
+                    grown = grown.saturating_add(net_queued(&envelopes, &stored, &acked)).max(0);
                     if grown >= ANALYZE_AFTER_GROWTH && analyze_queue(&store, &analyzing) {
                         grown = 0;
                     }
@@ -812,6 +802,18 @@ pub(crate) async fn group_commit(
             }
         }
     }
+}
+
+/// Queue rows a committed group added less those its acks removed.
+fn net_queued(envelopes: &[&EnvelopeJob], stored: &[StoreOutcome], acked: &[u64]) -> i64 {
+    let queued: usize = envelopes
+        .iter()
+        .zip(stored)
+        .filter(|(_, o)| matches!(o, StoreOutcome::Stored(_)))
+        .map(|(e, _)| e.tails.len())
+        .sum();
+    let removed: u64 = acked.iter().sum();
+    i64::try_from(queued).unwrap_or(i64::MAX).saturating_sub(i64::try_from(removed).unwrap_or(i64::MAX))
 }
 
 /// Refreshes the queue's statistics beside the committer, one at a time
