@@ -1,6 +1,7 @@
 //! `strongroom bench`: a load generator. Simulated clients with real keys
-//! seal real envelopes, send them over HTTP and receive them over WebSocket
-//! from a running server (or cluster), for a fixed time or a fixed count,
+//! seal real envelopes, send them over their WebSocket (or HTTP, `--sends
+//! http`; a device with no socket open sends over HTTP) and receive them
+//! over WebSocket from a running server (or cluster), for a fixed time or a fixed count,
 //! then report accepted and delivered envelopes per second, end-to-end
 //! latency and the server processes' CPU time per delivered envelope.
 //!
@@ -52,6 +53,15 @@ pub enum Scenario {
     Backlog,
 }
 
+/// How simulated devices send.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Sends {
+    /// Binary send frames on the device's open WebSocket.
+    Websocket,
+    /// `POST /v1/messages`, one request per message.
+    Http,
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// The server URL; several, comma-separated, spread the simulated
@@ -86,6 +96,9 @@ pub struct BenchArgs {
     /// Sends in flight per sender.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// How senders send.
+    #[arg(long, value_enum, default_value = "websocket")]
+    sends: Sends,
     /// Fixed total send rate (messages/s, spread over the senders) instead of
     /// as fast as possible: latency at a known load.
     #[arg(long)]
@@ -116,6 +129,54 @@ struct Sim {
     device: DeviceId,
     identity: Arc<SigningKey>,
     device_key: SigningKey,
+    /// Its open WebSocket, for sends over it (see [`Link`]).
+    link: Link,
+}
+
+/// A device's way to send over its open WebSocket: frames go to the
+/// socket's writer; answers come back by request id.
+#[derive(Default)]
+struct Link {
+    /// The writer's queue while the socket is open.
+    frames: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Frame>>>,
+    /// Sends waiting for their answer: accepted or not.
+    waiting: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
+    next: AtomicU64,
+}
+
+impl Link {
+    /// Sends `body` over the socket and waits for the answer; `None` when
+    /// no socket is open (send over HTTP instead).
+    async fn send(&self, body: &[u8]) -> Option<bool> {
+        let frames = self.frames.lock().ok()?.clone()?;
+        let request = self.next.fetch_add(1, Ordering::Relaxed);
+        let frame = SendFrame { request, settings_tag: None, envelope: body }.encode().ok()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting.lock().ok()?.insert(request, tx);
+        if frames.send(Frame::Binary(frame.into())).is_err() {
+            self.waiting.lock().ok()?.remove(&request);
+            return None;
+        }
+        // A socket that closes first drops the waiting senders: refused.
+        Some(rx.await.unwrap_or(false))
+    }
+
+    /// An answer came.
+    fn answered(&self, request: u64, ok: bool) {
+        if let Some(tx) = self.waiting.lock().ok().and_then(|mut w| w.remove(&request)) {
+            let _ = tx.send(ok);
+        }
+    }
+
+    /// The socket is gone: nothing more goes through it.
+    fn close(&self) {
+        if let Ok(mut f) = self.frames.lock() {
+            *f = None;
+        }
+        if let Ok(mut w) = self.waiting.lock() {
+            w.clear();
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -156,6 +217,7 @@ async fn make_user(
             device,
             identity: identity.clone(),
             device_key: SigningKey::generate(&mut OsRng),
+            link: Link::default(),
         });
     }
     let first = sims.first().context("no device")?;
@@ -234,11 +296,12 @@ async fn receive(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     source: Option<std::net::Ipv4Addr>,
+    sends: Sends,
 ) -> anyhow::Result<()> {
     let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
     let mut req = url.clone().into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
-    let mut ws = match source {
+    let ws = match source {
         None => tokio_tungstenite::connect_async_with_config(req, None, true).await?.0,
         Some(ip) => {
             let host = req.uri().host().context("no host")?.to_owned();
@@ -253,14 +316,37 @@ async fn receive(
     };
     // Counted only now: the server answered the upgrade.
     stats.connected.fetch_add(1, Ordering::Relaxed);
+    // One writer: acks and the device's sends share the socket's writes
+    // (frames waiting together go out in one).
+    let (mut sink, mut ws) = ws.split();
+    let (frames, mut queue) = tokio::sync::mpsc::unbounded_channel::<Frame>();
+    let writer = tokio::spawn(async move {
+        while let Some(f) = queue.recv().await {
+            sink.feed(f).await?;
+            while let Ok(f) = queue.try_recv() {
+                sink.feed(f).await?;
+            }
+            sink.flush().await?;
+        }
+        sink.close().await
+    });
+    if sends == Sends::Websocket {
+        if let Ok(mut f) = s.link.frames.lock() {
+            *f = Some(frames.clone());
+        }
+    }
+    // However this ends, sends waiting on the socket are answered (refused).
+    let _closing = Closing(&s.link);
     let device = s.device;
     let mut pending = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
         let idle = next.is_err();
         match next {
-            Ok(Some(Ok(Frame::Text(t)))) => {
-                if let Ok(WsFrame::Message(d)) = serde_json::from_str::<WsFrame>(&t) {
+            Ok(Some(Ok(Frame::Text(t)))) => match serde_json::from_str::<WsFrame>(&t) {
+                Ok(WsFrame::Sent { request, .. }) => s.link.answered(request, true),
+                Ok(WsFrame::SendFailed { request, .. }) => s.link.answered(request, false),
+                Ok(WsFrame::Message(d)) => {
                     let fresh = stats.seen.lock().map(|mut seen| seen.insert((device, d.message_id))).unwrap_or(true);
                     if !fresh {
                         stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -272,23 +358,34 @@ async fn receive(
                     }
                     pending.push(d.message_id);
                 }
-            }
+                _ => {}
+            },
             Ok(Some(Ok(_))) => {}
             Ok(_) => break,
             Err(_) => {}
         }
         if pending.len() >= 64 || (!pending.is_empty() && idle) {
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
-            ws.send(Frame::Text(ack.into())).await?;
+            frames.send(Frame::Text(ack.into()))?;
         }
     }
     // What was received is acknowledged before the socket goes.
     if !pending.is_empty() {
         let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
-        ws.send(Frame::Text(ack.into())).await?;
+        frames.send(Frame::Text(ack.into()))?;
     }
-    let _ = ws.close(None).await;
+    s.link.close();
+    drop(frames);
+    let _ = writer.await;
     Ok(())
+}
+
+struct Closing<'a>(&'a Link);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Connects `s` again and counts what the relay pushes within `wait`
@@ -359,10 +456,16 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
         if let Ok(mut m) = stats.sent_at.lock() {
             m.insert(id, Instant::now());
         }
-        let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(body).send().await;
-        match r {
-            Ok(r) if r.status().is_success() => stats.accepted.fetch_add(1, Ordering::Relaxed),
-            _ => stats.refused.fetch_add(1, Ordering::Relaxed),
+        let ok = match s.link.send(&body).await {
+            Some(ok) => ok,
+            None => {
+                let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(body).send().await;
+                r.is_ok_and(|r| r.status().is_success())
+            }
+        };
+        match ok {
+            true => stats.accepted.fetch_add(1, Ordering::Relaxed),
+            false => stats.refused.fetch_add(1, Ordering::Relaxed),
         };
     }
 }
@@ -578,11 +681,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     // what the sockets add is measured from here.
     let rss_before_sockets: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
     // The i-th socket's task (from 127.0.0.(1 + i mod sources)).
+    let sends = a.sends;
     let spawn_receiver = |i: usize, s: &Arc<Sim>| {
         let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
         let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
         tokio::spawn(async move {
-            if let Err(e) = receive(&s, stats, stop, source).await {
+            if let Err(e) = receive(&s, stats, stop, source, sends).await {
                 if failures.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("receiver: {e}");
                 }
@@ -768,6 +872,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
+        "sends": format!("{:?}", a.sends).to_lowercase(),
         "users": users, "devices": all.len(), "connections": connected, "connections_asked": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
         "generator_open_files_limit": open_files, "source_addrs": sources,
         "generator_cpu_seconds": own_cpu, "other_processes_cpu_seconds": others_cpu,
@@ -793,8 +898,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             println!("server RSS added per confirmed socket: {k:.2} KiB (since the logins, before the first socket)");
         }
         println!(
-            "{}: {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
-            format!("{:?}", a.scenario).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
+            "{} ({} sends): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
+            format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
             accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
             percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), lat.len(),
             server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us),

@@ -612,3 +612,134 @@ async fn send_rate_limit_logout_and_password_change() {
     assert_eq!(w.bob.get("/v1/messages").await.status(), StatusCode::UNAUTHORIZED);
     let _ = &mut w;
 }
+
+/// A device's socket for `d`.
+async fn socket(
+    w: &World,
+    d: &Device,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", d.token).parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+fn send_frame(request: u64, tag: Option<&str>, envelope: &[u8]) -> Message {
+    Message::Binary(SendFrame { request, settings_tag: tag, envelope }.encode().unwrap().into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_over_the_websocket_are_answered_by_request_and_checked_like_http() {
+    let mut w = world("wssend", &[]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&conv.id).await;
+    let mut alice_ws = socket(&w, &w.alice).await;
+    let mut bob_ws = socket(&w, &w.bob).await;
+
+    // Twenty sends written at once, answered in any order, each once by its request id.
+    let sealed: Vec<Envelope> =
+        (0..20).map(|i| w.alice.seal_to(conv.id, &Content::Text(format!("w{i}")), &recipients)).collect();
+    for (i, env) in sealed.iter().enumerate() {
+        alice_ws.feed(send_frame(100 + i as u64, None, &env.encode())).await.unwrap();
+    }
+    alice_ws.flush().await.unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 20 {
+        match next_frame(&mut alice_ws, Duration::from_secs(10)).await.expect("an answer") {
+            WsFrame::Sent { request, message_id, seq, duplicate } => {
+                assert!(!duplicate);
+                assert_eq!(message_id, sealed[(request - 100) as usize].header().message_id);
+                assert!(answers.insert(request, seq).is_none(), "request {request} answered twice");
+            }
+            other => panic!("expected sent, got {other:?}"),
+        }
+    }
+    let mut seqs: Vec<u64> = answers.values().copied().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    // Bob is pushed all twenty and can open them.
+    let mut texts = Vec::new();
+    while texts.len() < 20 {
+        let Some(WsFrame::Message(d)) = next_frame(&mut bob_ws, Duration::from_secs(10)).await else {
+            panic!("only {} pushed", texts.len())
+        };
+        let Content::Text(t) = w.bob.open(&d).await.unwrap().content else { panic!("text") };
+        texts.push(t);
+    }
+    texts.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+    want.sort();
+    assert_eq!(texts, want);
+
+    // A replayed send frame is a duplicate with the same seq, not a second message.
+    alice_ws.send(send_frame(7, None, &sealed[3].encode())).await.unwrap();
+    match next_frame(&mut alice_ws, Duration::from_secs(10)).await {
+        Some(WsFrame::Sent { request: 7, seq, duplicate: true, .. }) => assert_eq!(seq, answers[&103]),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert!(next_frame(&mut bob_ws, Duration::from_millis(300)).await.is_none(), "nothing pushed twice");
+
+    // Hostile and malformed frames: an answer that says what was wrong, and the socket stays.
+    let other_env = w.alice.seal_to(conv.id, &Content::Text("as alice".into()), &recipients).encode();
+    let missing_device = w.alice.seal_to(conv.id, &Content::Text("short".into()), &recipients[..1]).encode();
+    let cases: Vec<(Message, Option<u64>, u16, &str)> = vec![
+        (Message::Binary(vec![1, 2, 3].into()), None, 0, "bad_frame"),
+        (Message::Binary(vec![9; 40].into()), None, 0, "bad_frame"),
+        (Message::Binary([&[1u8, 0, 0, 0, 0, 0, 0, 0, 42, 200][..], b"x"].concat().into()), Some(42), 400, "bad_frame"),
+        (send_frame(43, None, b"not an envelope"), Some(43), 400, "malformed_envelope"),
+        (send_frame(44, Some("stale"), &other_env), Some(44), 409, "settings_changed"),
+        (send_frame(45, None, &missing_device), Some(45), 409, "recipient_mismatch"),
+    ];
+    for (frame, request, status, code) in cases {
+        alice_ws.send(frame).await.unwrap();
+        match (next_frame(&mut alice_ws, Duration::from_secs(10)).await, request) {
+            (Some(WsFrame::Error { error, message }), None) => {
+                assert_eq!(error, code);
+                assert!(message.contains("0x01"), "{message}");
+            }
+            (Some(WsFrame::SendFailed { request: r, status: s, body }), Some(want)) => {
+                assert_eq!((r, s, body.error.as_str()), (want, status, code), "{}", body.message);
+                if code == "recipient_mismatch" {
+                    assert!(!body.missing.is_empty(), "names the devices it lacks");
+                }
+            }
+            (other, _) => panic!("{code}: got {other:?}"),
+        }
+    }
+    // Someone else's envelope on Bob's socket is refused: a socket sends only as its own device.
+    bob_ws.send(send_frame(1, None, &other_env)).await.unwrap();
+    match next_frame(&mut bob_ws, Duration::from_secs(10)).await {
+        Some(WsFrame::SendFailed { request: 1, status: 403, body }) => assert_eq!(body.error, "sender_mismatch"),
+        other => panic!("expected sender_mismatch, got {other:?}"),
+    }
+    // The socket still sends after all that.
+    alice_ws.send(send_frame(46, None, &other_env)).await.unwrap();
+    assert!(matches!(
+        next_frame(&mut alice_ws, Duration::from_secs(10)).await,
+        Some(WsFrame::Sent { request: 46, duplicate: false, .. })
+    ));
+
+    // A frame past the envelope limit (2 MiB) closes the socket; nothing is stored.
+    let huge = vec![0u8; 2 * 1024 * 1024 + 512];
+    let _ = alice_ws.send(send_frame(47, None, &huge)).await;
+    assert!(closes(&mut alice_ws, Duration::from_secs(10)).await, "an oversized frame ends the connection");
+
+    // Logging out closes the device's socket at once: its token can no longer send on it.
+    assert_eq!(w.bob.post_json("/v1/logout", &serde_json::json!({})).await.status(), StatusCode::NO_CONTENT);
+    assert!(closes(&mut bob_ws, Duration::from_secs(5)).await, "logout closes the socket");
+}
+
+/// Whether the server ends the connection within `wait` (frames before that are skipped).
+async fn closes<S>(ws: &mut S, wait: Duration) -> bool
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(wait, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Close(_) = frame {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

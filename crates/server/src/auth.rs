@@ -190,20 +190,13 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?;
         let token_hash = secret_hash(token.trim().as_bytes());
-        let session = state
-            .store
-            .session(&token_hash, now_ms())
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the session token is unknown or expired; log in again"))?;
+        let session = state.store.session(&token_hash, now_ms()).await?.ok_or_else(session_ended)?;
         if session.device_id == crate::store::CONSOLE_DEVICE {
             // The web console's cookie session is for the console only.
             return Err(ApiError::unauthorized("a web console session cannot call the API; log in as a device"));
         }
         if session.suspended {
-            return Err(ApiError::forbidden(
-                "account_suspended",
-                "this account is suspended; ask your network administrator",
-            ));
+            return Err(suspended());
         }
         let access = parts.extensions.get::<Access>().copied();
         if session.wipe_pending && access != Some(Access::WhileWiping) {
@@ -211,10 +204,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         if session.user_id == RETENTION_USER {
             if access != Some(Access::RetentionReceives) {
-                return Err(ApiError::forbidden(
-                    "retention_read_only",
-                    "a retention device only receives: it cannot send, create or administer",
-                ));
+                return Err(retention_cannot_send());
             }
             if !crate::service::policy::names_retention_device(state, &session.network_id, &session.device_id).await? {
                 return Err(ApiError::unauthorized(
@@ -226,6 +216,11 @@ impl FromRequestParts<AppState> for Caller {
         crate::service::guests::touch(state, &caller).await?;
         Ok(caller)
     }
+}
+
+/// What a retention session hears when it asks for more than receiving.
+pub fn retention_cannot_send() -> ApiError {
+    ApiError::forbidden("retention_read_only", "a retention device only receives: it cannot send, create or administer")
 }
 
 /// The user id retention sessions carry.
@@ -243,7 +238,31 @@ pub enum Access {
     WhileWiping,
 }
 
+fn session_ended() -> ApiError {
+    ApiError::unauthorized("the session token is unknown or expired; log in again")
+}
+
+fn suspended() -> ApiError {
+    ApiError::forbidden("account_suspended", "this account is suspended; ask your network administrator")
+}
+
 impl Caller {
+    /// Checks again, as each request is checked, that this ordinary
+    /// session may still act: a WebSocket checks each send it takes.
+    pub async fn recheck(&self, state: &AppState) -> ApiResult<()> {
+        let session = state.store.session(&self.token_hash, now_ms()).await?.ok_or_else(session_ended)?;
+        if session.suspended {
+            return Err(suspended());
+        }
+        if session.wipe_pending {
+            return Err(ApiError::device_wiped());
+        }
+        if self.is_retention() {
+            return Err(retention_cannot_send());
+        }
+        crate::service::guests::touch(state, self).await
+    }
+
     /// Whether this is a retention device's session.
     pub fn is_retention(&self) -> bool {
         self.session.user_id == RETENTION_USER

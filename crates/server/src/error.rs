@@ -70,6 +70,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+    /// The status and the body, for an answer that is not an HTTP response
+    /// (a send over the WebSocket).
+    pub fn into_parts(self) -> (StatusCode, ErrorBody) {
+        (self.status, self.body)
+    }
 }
 
 impl From<StoreError> for ApiError {

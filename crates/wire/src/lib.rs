@@ -15,12 +15,14 @@ pub mod admin;
 mod b64;
 mod invite;
 pub mod time;
+mod ws_send;
 
 pub use address::DeviceAddress;
 pub use admin::*;
 pub use b64::B64;
 pub use invite::Invite;
 pub use strongroom_crypto::ids::{BlobId, ConversationId, DeviceId, MessageId, NetworkId, UserId};
+pub use ws_send::{SendFrame, SendFrameError, SEND_KIND, SEND_OVERHEAD};
 
 use serde::{Deserialize, Serialize};
 
@@ -457,7 +459,8 @@ pub struct Ack {
     pub message_ids: Vec<MessageId>,
 }
 
-/// Frames on `GET /v1/ws`, in both directions (JSON text frames).
+/// Frames on `GET /v1/ws`, in both directions (JSON text frames; a
+/// device's sends are binary frames, [`SendFrame`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WsFrame {
@@ -473,6 +476,31 @@ pub enum WsFrame {
     PrekeysLow {
         /// One-time pre-keys left.
         remaining: u64,
+    },
+    /// Server → device: a send frame (binary, [`SendFrame`]) was accepted,
+    /// as `POST /v1/messages` answers [`Accepted`]. Answers to sends in
+    /// flight may come in any order: match them by `request`.
+    Sent {
+        /// The send frame's request id.
+        request: u64,
+        /// The message id (hex).
+        message_id: MessageId,
+        /// Its per-conversation sequence number.
+        seq: u64,
+        /// True if this message id had already been accepted (a resend).
+        duplicate: bool,
+    },
+    /// Server → device: a send frame was refused; `status` and `error` are
+    /// what `POST /v1/messages` would have answered (a 5xx or 429 is worth
+    /// retrying, with the same envelope).
+    SendFailed {
+        /// The send frame's request id.
+        request: u64,
+        /// The HTTP status the same send would have had.
+        status: u16,
+        /// Why, as an error response body says it.
+        #[serde(flatten)]
+        body: ErrorBody,
     },
     /// Server → device: an error about the last frame.
     Error {

@@ -1,4 +1,6 @@
-//! `GET /v1/ws`: pushes queued messages as they arrive and takes acks.
+//! `GET /v1/ws`: pushes queued messages as they arrive, takes acks, and
+//! takes sends (binary frames, `strongroom_wire::SendFrame`) as `POST
+//! /v1/messages` would, answering each by its request id.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -11,10 +13,11 @@ use axum::response::Response;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use strongroom_wire::WsFrame;
+use strongroom_wire::{SendFrame, WsFrame};
 
 use super::messages::parse_ack;
 use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::hub::Push;
 use crate::service::delivery::delivery;
 use crate::state::AppState;
@@ -26,14 +29,18 @@ const WRITE_BATCH: usize = 64;
 const ACKS_IN_FLIGHT: usize = 16;
 /// PostgreSQL: how often a woken connection re-reads its whole queue.
 const FULL_READ_EVERY: Duration = Duration::from_secs(1);
+/// Sends a connection may have being stored before it stops reading frames
+/// (as many as a client would have HTTP requests in flight).
+const SENDS_IN_FLIGHT: usize = 32;
 
 pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
-    // Clients send only acks: an idle socket keeps a small read buffer
-    // (it grows to a frame's length when one needs more).
+    // An idle socket keeps a small read buffer (it grows to a frame's length
+    // when one needs more); a frame is at most a send of the largest envelope.
     // The closure is kept beside the socket's task for as long as it runs:
     // it holds one pointer, not the state and caller themselves.
+    let max_frame = state.config.limits.max_envelope_bytes.saturating_add(strongroom_wire::SEND_OVERHEAD);
     let parts = Box::new((state, caller));
-    ws.max_message_size(64 * 1024).read_buffer_size(512).write_buffer_size(4096).on_upgrade(move |socket| {
+    ws.max_message_size(max_frame).read_buffer_size(512).write_buffer_size(4096).on_upgrade(move |socket| {
         let (state, caller) = *parts;
         serve(state, caller, socket)
     })
@@ -66,6 +73,11 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
         // Acks being committed: the connection keeps pushing meanwhile (a burst
         // of acks from a big room must not stall delivery), up to a bound.
         let mut acking: FuturesUnordered<BoxFuture<'static, (bool, usize)>> = FuturesUnordered::new();
+        // Sends being stored, each with its frame's length, and how many
+        // bytes they hold: reading stops at either bound.
+        let mut sending: FuturesUnordered<BoxFuture<'static, (WsFrame, usize)>> = FuturesUnordered::new();
+        let mut sending_bytes = 0usize;
+        let max_sending_bytes = state.config.limits.max_envelope_bytes.saturating_mul(2);
         // Pushed on this connection and not yet covered by a committed ack. At
         // most `push_window`: past it, pushing waits for acks, which bounds what
         // a client that drops the connection is sent again to what it had in
@@ -148,7 +160,17 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                         unacked = unacked.saturating_sub(n);
                     } else if send(&mut socket, &ack_failed()).await.is_err() { break; }
                 }
-                msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT => {
+                Some((answer, len)) = sending.next(), if !sending.is_empty() => {
+                    // Answers already done go out in the same write.
+                    sending_bytes = sending_bytes.saturating_sub(len);
+                    if feed(&mut socket, &answer).await.is_err() { break; }
+                    while let Some(Some((answer, len))) = sending.next().now_or_never() {
+                        sending_bytes = sending_bytes.saturating_sub(len);
+                        if feed(&mut socket, &answer).await.is_err() { break 'serve; }
+                    }
+                    if socket.flush().await.is_err() { break; }
+                }
+                msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT && sending.len() < SENDS_IN_FLIGHT && sending_bytes < max_sending_bytes => {
                     match msg {
                         Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
                             Ok(ids) => {
@@ -167,8 +189,14 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                             }
                         },
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Binary(_))) => {
-                            let _ = send(&mut socket, &WsFrame::Error { error: "bad_frame".into(), message: "frames are JSON text".into() }).await;
+                        Some(Ok(Message::Binary(frame))) => {
+                            match take_send(&state, &caller, frame) {
+                                Ok((job, len)) => {
+                                    sending_bytes = sending_bytes.saturating_add(len);
+                                    sending.push(job);
+                                }
+                                Err(answer) => if send(&mut socket, &answer).await.is_err() { break; },
+                            }
                         }
                         _ => break,
                     }
@@ -176,9 +204,7 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                 _ = ping.tick() => {
                     // The session may have ended on another process (logout,
                     // suspension, wipe) while its disconnect was lost.
-                    if !Box::pin(still_valid(&state, &caller)).await { break; }
-                    // A guest listening here is active; an expired one is let go.
-                    if Box::pin(crate::service::guests::touch(&state, &caller)).await.is_err() { break; }
+                    if !Box::pin(may_go_on(&state, &caller)).await { break; }
                     if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
                     // A lost wake-up (another process, a NATS hiccup) costs at most this long.
                     pending = true;
@@ -189,7 +215,13 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
         // Acks the client sent before it went are still committed: dropping
         // them would send those messages again on its next connection. Bounded,
         // so a store that hangs cannot keep the task forever.
-        let _ = tokio::time::timeout(Duration::from_secs(10), async { while acking.next().await.is_some() {} }).await;
+        // Sends already taken are stored too (their answers are lost with the
+        // socket: the device sends again and hears `duplicate`).
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while acking.next().await.is_some() {}
+            while sending.next().await.is_some() {}
+        })
+        .await;
         state.hub.unregister(device, &conn);
     }
 }
@@ -244,6 +276,12 @@ async fn push(
     Ok((high, full && new > 0, new))
 }
 
+/// Whether the connection's session still allows it to receive (and send).
+/// A guest using the socket is active; an expired one is let go.
+async fn may_go_on(state: &AppState, caller: &Caller) -> bool {
+    still_valid(state, caller).await && crate::service::guests::touch(state, caller).await.is_ok()
+}
+
 /// Whether the connection's session still allows it to receive.
 /// A retention device's, also only while the current policy names it.
 async fn still_valid(state: &AppState, caller: &Caller) -> bool {
@@ -258,6 +296,47 @@ async fn still_valid(state: &AppState, caller: &Caller) -> bool {
         Ok(None) => false,
         Err(_) => true,
     }
+}
+
+type SendJob = BoxFuture<'static, (WsFrame, usize)>;
+
+/// A binary frame from the client: a send to store (with the frame's
+/// length), else the frame to answer with at once.
+fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Result<(SendJob, usize), WsFrame> {
+    let len = frame.len();
+    let send = SendFrame::decode(&frame).map_err(|e| match e.request() {
+        Some(request) => refused(request, ApiError::bad_request("bad_frame", e.to_string())),
+        None => WsFrame::Error { error: "bad_frame".into(), message: e.to_string() },
+    })?;
+    let request = send.request;
+    if caller.is_retention() {
+        return Err(refused(request, crate::auth::retention_cannot_send()));
+    }
+    let tag = send.settings_tag.map(str::to_owned);
+    // A view of the frame's own buffer: the envelope is not copied.
+    let envelope = frame.slice_ref(send.envelope);
+    let (state, caller) = (state.clone(), *caller);
+    let job = async move {
+        // Each send is authorised as a request would be (the session is
+        // remembered in memory, so this is cheap): a session that ended since
+        // the socket opened sends nothing more.
+        let sent = match caller.recheck(&state).await {
+            Ok(()) => crate::service::delivery::send(&state, &caller, &envelope, tag.as_deref()).await,
+            Err(e) => Err(e),
+        };
+        let answer = match sent {
+            Ok(a) => WsFrame::Sent { request, message_id: a.message_id, seq: a.seq, duplicate: a.duplicate },
+            Err(e) => refused(request, e),
+        };
+        (answer, len)
+    };
+    Ok((job.boxed(), len))
+}
+
+/// A send's refusal, as `POST /v1/messages` would have answered it.
+fn refused(request: u64, e: ApiError) -> WsFrame {
+    let (status, body) = e.into_parts();
+    WsFrame::SendFailed { request, status: status.as_u16(), body }
 }
 
 fn ack_failed() -> WsFrame {

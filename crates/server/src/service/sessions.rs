@@ -127,9 +127,12 @@ async fn strictest_lockout(state: &AppState, network: &[u8; 16]) -> ApiResult<u3
     Ok(thresholds.into_iter().filter(|t| *t > 0).min().unwrap_or(0))
 }
 
-/// Ends the caller's session.
+/// Ends the caller's session and closes its device's sockets.
 pub async fn logout(state: &AppState, caller: &Caller) -> ApiResult<()> {
-    Ok(state.store.logout(&caller.token_hash).await?)
+    state.store.logout(&caller.token_hash).await?;
+    // Its sockets were opened with the token that just ended.
+    state.hub.disconnect(&caller.session.device_id);
+    Ok(())
 }
 
 /// Changes the caller's password after checking the current one; the
