@@ -62,6 +62,34 @@ pub enum Sends {
     Http,
 }
 
+/// How simulated devices are pushed messages (`GET /v1/ws?pushes=`).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Pushes {
+    /// Binary push frames: the envelope's own bytes.
+    Binary,
+    /// JSON `message` frames, the envelope in base64.
+    Json,
+}
+
+impl Pushes {
+    fn url(self, base: &str) -> String {
+        let mode = if self == Pushes::Binary { "binary" } else { "json" };
+        format!("{}/v1/ws?pushes={mode}", base.replacen("http", "ws", 1))
+    }
+}
+
+/// The message id of a pushed frame of either form.
+fn pushed_id(frame: &Frame) -> Option<MessageId> {
+    match frame {
+        Frame::Text(t) => match serde_json::from_str::<WsFrame>(t) {
+            Ok(WsFrame::Message(d)) => Some(d.message_id),
+            _ => None,
+        },
+        Frame::Binary(b) => Delivery::from_push_frame(b).ok().map(|d| d.message_id),
+        _ => None,
+    }
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// The server URL; several, comma-separated, spread the simulated
@@ -99,6 +127,9 @@ pub struct BenchArgs {
     /// How senders send.
     #[arg(long, value_enum, default_value = "websocket")]
     sends: Sends,
+    /// How sockets are pushed messages.
+    #[arg(long, value_enum, default_value = "binary")]
+    pushes: Pushes,
     /// Fixed total send rate (messages/s, spread over the senders) instead of
     /// as fast as possible: latency at a known load.
     #[arg(long)]
@@ -157,8 +188,10 @@ impl Link {
             self.waiting.lock().ok()?.remove(&request);
             return None;
         }
-        // A socket that closes first drops the waiting senders: refused.
-        Some(rx.await.unwrap_or(false))
+        // A socket that closes first drops the waiting senders: refused;
+        // so does a relay that never answers (bounded, so the run ends).
+        let answer = tokio::time::timeout(Duration::from_secs(60), rx).await;
+        Some(matches!(answer, Ok(Ok(true))))
     }
 
     /// An answer came.
@@ -283,6 +316,8 @@ struct Stats {
     duplicates: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Sends that went over the sender's socket (the rest over HTTP).
+    over_socket: AtomicU64,
     delivered: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
     sent_at: Mutex<HashMap<MessageId, Instant>>,
@@ -296,9 +331,9 @@ async fn receive(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     source: Option<std::net::Ipv4Addr>,
-    sends: Sends,
+    (sends, pushes): (Sends, Pushes),
 ) -> anyhow::Result<()> {
-    let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
+    let url = pushes.url(&s.base);
     let mut req = url.clone().into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
     let ws = match source {
@@ -342,27 +377,29 @@ async fn receive(
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
         let idle = next.is_err();
-        match next {
-            Ok(Some(Ok(Frame::Text(t)))) => match serde_json::from_str::<WsFrame>(&t) {
+        let frame = match next {
+            Ok(Some(Ok(frame))) => Some(frame),
+            Ok(_) => break,
+            Err(_) => None,
+        };
+        if let Some(Frame::Text(t)) = &frame {
+            match serde_json::from_str::<WsFrame>(t) {
                 Ok(WsFrame::Sent { request, .. }) => s.link.answered(request, true),
                 Ok(WsFrame::SendFailed { request, .. }) => s.link.answered(request, false),
-                Ok(WsFrame::Message(d)) => {
-                    let fresh = stats.seen.lock().map(|mut seen| seen.insert((device, d.message_id))).unwrap_or(true);
-                    if !fresh {
-                        stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
-                    stats.delivered.fetch_add(u64::from(fresh), Ordering::Relaxed);
-                    let sent = stats.sent_at.lock().ok().and_then(|m| m.get(&d.message_id).copied());
-                    if let (Some(t0), Ok(mut l)) = (sent, stats.latencies_us.lock()) {
-                        l.push(t0.elapsed().as_micros() as u64);
-                    }
-                    pending.push(d.message_id);
-                }
                 _ => {}
-            },
-            Ok(Some(Ok(_))) => {}
-            Ok(_) => break,
-            Err(_) => {}
+            }
+        }
+        if let Some(id) = frame.as_ref().and_then(pushed_id) {
+            let fresh = stats.seen.lock().map(|mut seen| seen.insert((device, id))).unwrap_or(true);
+            if !fresh {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            }
+            stats.delivered.fetch_add(u64::from(fresh), Ordering::Relaxed);
+            let sent = stats.sent_at.lock().ok().and_then(|m| m.get(&id).copied());
+            if let (Some(t0), Ok(mut l)) = (sent, stats.latencies_us.lock()) {
+                l.push(t0.elapsed().as_micros() as u64);
+            }
+            pending.push(id);
         }
         if pending.len() >= 64 || (!pending.is_empty() && idle) {
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
@@ -390,8 +427,8 @@ impl Drop for Closing<'_> {
 
 /// Connects `s` again and counts what the relay pushes within `wait`
 /// (acknowledging nothing): what it would send a client twice.
-async fn pushed_again(s: &Sim, wait: Duration) -> anyhow::Result<u64> {
-    let url = format!("{}/v1/ws", s.base.replacen("http", "ws", 1));
+async fn pushed_again(s: &Sim, wait: Duration, pushes: Pushes) -> anyhow::Result<u64> {
+    let url = pushes.url(&s.base);
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
@@ -400,11 +437,7 @@ async fn pushed_again(s: &Sim, wait: Duration) -> anyhow::Result<u64> {
     while let Ok(Some(Ok(frame))) =
         tokio::time::timeout(until.saturating_duration_since(Instant::now()), ws.next()).await
     {
-        if let Frame::Text(t) = frame {
-            if matches!(serde_json::from_str::<WsFrame>(&t), Ok(WsFrame::Message(_))) {
-                n += 1;
-            }
-        }
+        n += u64::from(pushed_id(&frame).is_some());
     }
     Ok(n)
 }
@@ -457,7 +490,10 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
             m.insert(id, Instant::now());
         }
         let ok = match s.link.send(&body).await {
-            Some(ok) => ok,
+            Some(ok) => {
+                stats.over_socket.fetch_add(1, Ordering::Relaxed);
+                ok
+            }
             None => {
                 let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(body).send().await;
                 r.is_ok_and(|r| r.status().is_success())
@@ -665,6 +701,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // Sockets close only after the senders stopped: sends waiting on a
+    // socket for their answers are answered, not cut off.
+    let hang_up = Arc::new(AtomicBool::new(false));
     let all: Vec<Arc<Sim>> = sims.into_iter().flatten().map(Arc::new).collect();
     let mut tasks = Vec::new();
     let backlog = a.scenario == Scenario::Backlog;
@@ -681,12 +720,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     // what the sockets add is measured from here.
     let rss_before_sockets: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
     // The i-th socket's task (from 127.0.0.(1 + i mod sources)).
-    let sends = a.sends;
+    let modes = (a.sends, a.pushes);
     let spawn_receiver = |i: usize, s: &Arc<Sim>| {
-        let (s, stats, stop, failures) = (s.clone(), stats.clone(), stop.clone(), failures.clone());
+        let (s, stats, stop, failures) = (s.clone(), stats.clone(), hang_up.clone(), failures.clone());
         let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
         tokio::spawn(async move {
-            if let Err(e) = receive(&s, stats, stop, source, sends).await {
+            if let Err(e) = receive(&s, stats, stop, source, modes).await {
                 if failures.fetch_add(1, Ordering::Relaxed) < 3 {
                     eprintln!("receiver: {e}");
                 }
@@ -847,6 +886,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     for s in senders {
         let _ = s.await;
     }
+    hang_up.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
@@ -855,7 +895,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if backlog {
         let mut n = 0;
         for s in &late {
-            n += pushed_again(s, Duration::from_millis(1500)).await.unwrap_or(0);
+            n += pushed_again(s, Duration::from_millis(1500), a.pushes).await.unwrap_or(0);
         }
         again = Some(n);
     }
@@ -872,7 +912,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
-        "sends": format!("{:?}", a.sends).to_lowercase(),
+        "sends": format!("{:?}", a.sends).to_lowercase(), "pushes": format!("{:?}", a.pushes).to_lowercase(),
+        "sent_over_websocket": stats.over_socket.load(Ordering::Relaxed),
         "users": users, "devices": all.len(), "connections": connected, "connections_asked": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
         "generator_open_files_limit": open_files, "source_addrs": sources,
         "generator_cpu_seconds": own_cpu, "other_processes_cpu_seconds": others_cpu,
@@ -898,8 +939,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             println!("server RSS added per confirmed socket: {k:.2} KiB (since the logins, before the first socket)");
         }
         println!(
-            "{} ({} sends): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
-            format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
+            "{} ({} sends, {} pushes): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
+            format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), format!("{:?}", a.pushes).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
             accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
             percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), lat.len(),
             server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us),

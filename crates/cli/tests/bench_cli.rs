@@ -47,12 +47,26 @@ fn a_short_bench_run_reports_real_traffic() {
     assert!(v["generator_open_files_limit"].as_u64().unwrap() > 0, "{v}");
     assert!(v["data_dir_fsync_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["latency_samples"], 60, "{v}");
+    // Sent over each sender's socket (the default), pushed as binary frames.
+    assert_eq!((v["sends"].as_str(), v["pushes"].as_str()), (Some("websocket"), Some("binary")), "{v}");
+    assert_eq!(v["sent_over_websocket"], 60, "{v}");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");
     std::fs::write(&roomy, "[limits]\nauth_per_minute = 100000\nmax_connections_per_ip = 100000\n").unwrap();
     let idle_server = ServerProc::start(&dir.join("data-idle"), &["--config", s(&roomy)]);
     let idle_pid = idle_server.child.id().to_string();
+    // The old path still runs: HTTP sends, JSON pushes (on the roomier server:
+    // the first one's login limit is spent).
+    let v = bench_json(
+        &idle_server,
+        &["--clients", "4", "--count", "40", "--duration", "30", "--sends", "http", "--pushes", "json"],
+    );
+    assert_eq!(
+        (v["accepted"].as_u64(), v["delivered"].as_u64(), v["sent_over_websocket"].as_u64()),
+        (Some(40), Some(40), Some(0)),
+        "{v}"
+    );
     let v = bench_json(
         &idle_server,
         &["--scenario", "idle", "--clients", "30", "--duration", "1", "--source-addrs", "3", "--server-pid", &idle_pid],

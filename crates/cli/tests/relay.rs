@@ -613,14 +613,32 @@ async fn send_rate_limit_logout_and_password_change() {
     let _ = &mut w;
 }
 
-/// A device's socket for `d`.
-async fn socket(
-    w: &World,
-    d: &Device,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("{}/v1/ws", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A socket for `d`, with `query` (`""` or `"?pushes=…"`).
+async fn socket_with(w: &World, d: &Device, query: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("{}/v1/ws{query}", w.server.url.replace("http://", "ws://")).into_client_request().unwrap();
     req.headers_mut().insert("Authorization", format!("Bearer {}", d.token).parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+    Ok(tokio_tungstenite::connect_async(req).await?.0)
+}
+
+async fn socket(w: &World, d: &Device) -> Socket {
+    socket_with(w, d, "").await.unwrap()
+}
+
+/// The next binary push, or `None` if none comes within `wait`.
+async fn next_push(ws: &mut Socket, wait: Duration) -> Option<Delivery> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Binary(b) => break Delivery::from_push_frame(&b).unwrap(),
+                Message::Text(t) => panic!("a binary socket was pushed text: {t}"),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .ok()
 }
 
 fn send_frame(request: u64, tag: Option<&str>, envelope: &[u8]) -> Message {
@@ -633,7 +651,12 @@ async fn sends_over_the_websocket_are_answered_by_request_and_checked_like_http(
     let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
     let recipients = w.alice.recipients(&conv.id).await;
     let mut alice_ws = socket(&w, &w.alice).await;
-    let mut bob_ws = socket(&w, &w.bob).await;
+    // Bob reads binary pushes; an unknown push form is refused before the upgrade.
+    let mut bob_ws = socket_with(&w, &w.bob, "?pushes=binary").await.unwrap();
+    match socket_with(&w, &w.bob, "?pushes=xml").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+        other => panic!("expected 400, got {:?}", other.map(|_| ())),
+    }
 
     // Twenty sends written at once, answered in any order, each once by its request id.
     let sealed: Vec<Envelope> =
@@ -656,12 +679,17 @@ async fn sends_over_the_websocket_are_answered_by_request_and_checked_like_http(
     let mut seqs: Vec<u64> = answers.values().copied().collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
-    // Bob is pushed all twenty and can open them.
+    // Bob is pushed all twenty, as binary frames, and can open them.
     let mut texts = Vec::new();
     while texts.len() < 20 {
-        let Some(WsFrame::Message(d)) = next_frame(&mut bob_ws, Duration::from_secs(10)).await else {
+        let Some(d) = next_push(&mut bob_ws, Duration::from_secs(10)).await else {
             panic!("only {} pushed", texts.len())
         };
+        assert_eq!(
+            answers.get(&(100 + sealed.iter().position(|e| e.header().message_id == d.message_id).unwrap() as u64)),
+            Some(&d.seq)
+        );
+        assert!(d.received_at > 0);
         let Content::Text(t) = w.bob.open(&d).await.unwrap().content else { panic!("text") };
         texts.push(t);
     }
@@ -676,7 +704,7 @@ async fn sends_over_the_websocket_are_answered_by_request_and_checked_like_http(
         Some(WsFrame::Sent { request: 7, seq, duplicate: true, .. }) => assert_eq!(seq, answers[&103]),
         other => panic!("expected a duplicate, got {other:?}"),
     }
-    assert!(next_frame(&mut bob_ws, Duration::from_millis(300)).await.is_none(), "nothing pushed twice");
+    assert!(next_push(&mut bob_ws, Duration::from_millis(300)).await.is_none(), "nothing pushed twice");
 
     // Hostile and malformed frames: an answer that says what was wrong, and the socket stays.
     let other_env = w.alice.seal_to(conv.id, &Content::Text("as alice".into()), &recipients).encode();
@@ -688,6 +716,8 @@ async fn sends_over_the_websocket_are_answered_by_request_and_checked_like_http(
         (send_frame(43, None, b"not an envelope"), Some(43), 400, "malformed_envelope"),
         (send_frame(44, Some("stale"), &other_env), Some(44), 409, "settings_changed"),
         (send_frame(45, None, &missing_device), Some(45), 409, "recipient_mismatch"),
+        // Over the envelope limit, within the frame's: refused as HTTP refuses it.
+        (send_frame(48, None, &vec![0u8; 2 * 1024 * 1024 + 100]), Some(48), 413, "too_large"),
     ];
     for (frame, request, status, code) in cases {
         alice_ws.send(frame).await.unwrap();

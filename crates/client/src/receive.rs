@@ -197,7 +197,10 @@ impl Client {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Message as Frame;
-        let url = format!("{}/v1/ws", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
+        // Binary pushes: the envelope's own bytes, no base64 (a relay that
+        // predates them ignores the parameter and pushes JSON; both are read).
+        let url =
+            format!("{}/v1/ws?pushes=binary", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
         let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
         let auth = format!("Bearer {}", self.state.token.expose())
             .parse()
@@ -232,22 +235,29 @@ impl Client {
                 Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
                 Err(_) => continue,
             };
-            let text = match next {
-                Some(Ok(Frame::Text(t))) => t,
+            let d = match next {
+                Some(Ok(Frame::Text(text))) => match serde_json::from_str::<WsFrame>(&text) {
+                    Ok(WsFrame::Message(d)) => d,
+                    // Claims are using up this device's one-time pre-keys: upload more now.
+                    Ok(WsFrame::PrekeysLow { .. }) => {
+                        if let Err(e) = self.top_up().await {
+                            on_warning(&format!("cannot upload more one-time pre-keys: {e}"));
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                },
+                Some(Ok(Frame::Binary(frame))) => match Delivery::from_push_frame(&frame) {
+                    Ok(d) => d,
+                    // Not acknowledged: it stays queued for a fetch.
+                    Err(e) => {
+                        on_warning(&format!("the relay sent a frame this device cannot read: {e}"));
+                        continue;
+                    }
+                },
                 Some(Ok(Frame::Close(_))) | None => break,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ClientError::Usage(format!("live connection lost: {e}"))),
-            };
-            let d = match serde_json::from_str::<WsFrame>(&text) {
-                Ok(WsFrame::Message(d)) => d,
-                // Claims are using up this device's one-time pre-keys: upload more now.
-                Ok(WsFrame::PrekeysLow { .. }) => {
-                    if let Err(e) = self.top_up().await {
-                        on_warning(&format!("cannot upload more one-time pre-keys: {e}"));
-                    }
-                    continue;
-                }
-                _ => continue,
             };
             match self.receive(&d).await {
                 // Receipts are stored (the view shows "read by") but are not messages to show.

@@ -248,8 +248,9 @@ fn suspended() -> ApiError {
 
 impl Caller {
     /// Checks again, as each request is checked, that this ordinary
-    /// session may still act: a WebSocket checks each send it takes.
-    pub async fn recheck(&self, state: &AppState) -> ApiResult<()> {
+    /// session may still act (a WebSocket checks each send it takes), and
+    /// returns the caller as it is now.
+    pub async fn recheck(&self, state: &AppState) -> ApiResult<Caller> {
         let session = state.store.session(&self.token_hash, now_ms()).await?.ok_or_else(session_ended)?;
         if session.suspended {
             return Err(suspended());
@@ -257,10 +258,12 @@ impl Caller {
         if session.wipe_pending {
             return Err(ApiError::device_wiped());
         }
-        if self.is_retention() {
+        let now = Caller { session, token_hash: self.token_hash };
+        if now.is_retention() {
             return Err(retention_cannot_send());
         }
-        crate::service::guests::touch(state, self).await
+        crate::service::guests::touch(state, &now).await?;
+        Ok(now)
     }
 
     /// Whether this is a retention device's session.

@@ -15,6 +15,7 @@ pub mod admin;
 mod b64;
 mod invite;
 pub mod time;
+mod ws_push;
 mod ws_send;
 
 pub use address::DeviceAddress;
@@ -22,6 +23,7 @@ pub use admin::*;
 pub use b64::B64;
 pub use invite::Invite;
 pub use strongroom_crypto::ids::{BlobId, ConversationId, DeviceId, MessageId, NetworkId, UserId};
+pub use ws_push::{PushFrameError, PUSH_KIND};
 pub use ws_send::{SendFrame, SendFrameError, SEND_KIND, SEND_OVERHEAD};
 
 use serde::{Deserialize, Serialize};
@@ -540,6 +542,34 @@ pub struct RetentionLoginRequest {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn send_answers_keep_their_json() {
+        let failed = WsFrame::SendFailed {
+            request: 9,
+            status: 409,
+            body: ErrorBody {
+                error: "recipient_mismatch".into(),
+                message: "refresh".into(),
+                missing: vec![DeviceAddress {
+                    user: UserId::from_bytes([1; 16]),
+                    device: DeviceId::from_bytes([2; 16]),
+                }],
+                extra: vec![],
+            },
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["type"], "send_failed");
+        assert_eq!((json["request"].as_u64(), json["status"].as_u64()), (Some(9), Some(409)));
+        assert_eq!(json["error"], "recipient_mismatch");
+        assert!(json.get("extra").is_none(), "empty lists are left out");
+        assert_eq!(serde_json::from_value::<WsFrame>(json).unwrap(), failed);
+        let sent =
+            WsFrame::Sent { request: u64::MAX, message_id: MessageId::from_bytes([3; 16]), seq: 4, duplicate: true };
+        let text = serde_json::to_string(&sent).unwrap();
+        assert!(text.starts_with(r#"{"type":"sent","request":18446744073709551615,"#), "{text}");
+        assert_eq!(serde_json::from_str::<WsFrame>(&text).unwrap(), sent);
+    }
 
     #[test]
     fn kinds_roles_and_receipt_policies_keep_their_json_and_read_unknown_values_as_unknown() {

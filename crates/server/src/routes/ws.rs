@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::hub::Push;
 use crate::service::delivery::delivery;
 use crate::state::AppState;
+use crate::store::QueuedRow;
 
 const BATCH: i64 = 500;
 /// Most pushes taken from a connection's channel before one flush.
@@ -33,24 +34,53 @@ const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 /// (as many as a client would have HTTP requests in flight).
 const SENDS_IN_FLIGHT: usize = 32;
 
-pub(super) async fn connect(State(state): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Response {
+/// How a device reads pushes: JSON `message` frames, or binary push
+/// frames (`?pushes=binary`, `strongroom_wire::PUSH_KIND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Pushes {
+    #[default]
+    Json,
+    Binary,
+}
+
+/// `GET /v1/ws` query parameters.
+#[derive(serde::Deserialize)]
+pub(super) struct Options {
+    #[serde(default)]
+    pushes: Pushes,
+}
+
+pub(super) async fn connect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(options): Query<Options>,
+    ws: WebSocketUpgrade,
+) -> Response {
     // An idle socket keeps a small read buffer (it grows to a frame's length
     // when one needs more); a frame is at most a send of the largest envelope.
     // The closure is kept beside the socket's task for as long as it runs:
     // it holds one pointer, not the state and caller themselves.
     let max_frame = state.config.limits.max_envelope_bytes.saturating_add(strongroom_wire::SEND_OVERHEAD);
     let parts = Box::new((state, caller));
-    ws.max_message_size(max_frame).read_buffer_size(512).write_buffer_size(4096).on_upgrade(move |socket| {
-        let (state, caller) = *parts;
-        serve(state, caller, socket)
-    })
+    ws.max_message_size(max_frame).max_frame_size(max_frame).read_buffer_size(512).write_buffer_size(4096).on_upgrade(
+        move |socket| {
+            let (state, caller) = *parts;
+            serve(state, caller, socket, options.pushes)
+        },
+    )
 }
 
 /// Not an `async fn`: one of those moves its arguments into locals of its
 /// own, so an idle socket's task would hold the socket, the state and the
 /// caller twice (rust-lang/rust#62958). The block uses them in place.
 #[allow(clippy::manual_async_fn)]
-fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::future::Future<Output = ()> + Send {
+fn serve(
+    state: AppState,
+    caller: Caller,
+    mut socket: WebSocket,
+    pushes: Pushes,
+) -> impl std::future::Future<Output = ()> + Send {
     async move {
         let device = caller.session.device_id;
         let owner = caller.session.device_ref();
@@ -70,22 +100,18 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
         let mut force_full = false;
         let mut ping = tokio::time::interval(Duration::from_secs(10));
         let mut pending = true;
-        // Acks being committed: the connection keeps pushing meanwhile (a burst
-        // of acks from a big room must not stall delivery), up to a bound.
-        let mut acking: FuturesUnordered<BoxFuture<'static, (bool, usize)>> = FuturesUnordered::new();
-        // Sends being stored, each with its frame's length, and how many
-        // bytes they hold: reading stops at either bound.
-        let mut sending: FuturesUnordered<BoxFuture<'static, (WsFrame, usize)>> = FuturesUnordered::new();
-        let mut sending_bytes = 0usize;
-        let max_sending_bytes = state.config.limits.max_envelope_bytes.saturating_mul(2);
-        // Pushed on this connection and not yet covered by a committed ack. At
-        // most `push_window`: past it, pushing waits for acks, which bounds what
-        // a client that drops the connection is sent again to what it had in
-        // flight, and keeps acks from falling behind pushes.
-        let window = state.config.limits.push_window.max(1);
-        let mut unacked: usize = 0;
+        // Acks being committed and sends being stored: the connection keeps
+        // pushing meanwhile (a burst of acks from a big room must not stall
+        // delivery), up to the bounds in `InFlight`. One set for both, so an
+        // idle socket holds one (its allocation is made up front).
+        let mut working: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut flight = InFlight {
+            max_send_bytes: state.config.limits.max_envelope_bytes.saturating_mul(2),
+            window: state.config.limits.push_window.max(1),
+            ..InFlight::default()
+        };
         'serve: loop {
-            while pending && unacked < window {
+            while pending && flight.unacked < flight.window {
                 // Rows that overflow from here on are read next time.
                 conn.missed.store(false, Ordering::Release);
                 let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
@@ -93,14 +119,22 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                     full_at = tokio::time::Instant::now();
                     force_full = false;
                 }
-                let room = window - unacked;
+                let room = flight.window - flight.unacked;
                 // Boxed: a read of the queue is a big future, and idle sockets
                 // (most of them) should not carry its state.
-                match Box::pin(push(&state, &owner, &mut socket, &mut pushed, if full { 0 } else { last }, exact, room))
-                    .await
+                match Box::pin(push(
+                    &state,
+                    &owner,
+                    &mut socket,
+                    &mut pushed,
+                    if full { 0 } else { last },
+                    pushes,
+                    room,
+                ))
+                .await
                 {
                     Ok((high, more, sent)) => {
-                        unacked += sent;
+                        flight.unacked += sent;
                         last = last.max(high.unwrap_or(0));
                         // After a full read, read on past the newest position too.
                         pending = more || full;
@@ -125,7 +159,7 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                             // SQLite: a row after a dropped one: read the store, which has both.
                             Some(Push::Row(_)) if exact && conn.missed.load(Ordering::Acquire) => pending = true,
                             // Read from the store once acks make room.
-                            Some(Push::Row(_)) if unacked >= window => pending = true,
+                            Some(Push::Row(_)) if flight.unacked >= flight.window => pending = true,
                             Some(Push::Row(row)) => {
                                 // PostgreSQL: rows come from every process, not always in
                                 // queue order; push each once, and read the store too if
@@ -135,11 +169,11 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                                     pending = true;
                                 }
                                 if new {
-                                    unacked += 1;
+                                    flight.unacked += 1;
                                     last = last.max(row.queue_id);
                                     let row = Arc::try_unwrap(row).unwrap_or_else(|shared| (*shared).clone());
                                     state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
-                                    if feed(&mut socket, &WsFrame::Message(delivery(row))).await.is_err() { break 'serve; }
+                                    if feed_row(&mut socket, row, pushes).await.is_err() { break 'serve; }
                                     fed += 1;
                                 }
                             }
@@ -155,47 +189,34 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
                     }
                     if fed > 0 && socket.flush().await.is_err() { break; }
                 }
-                Some((acked, n)) = acking.next(), if !acking.is_empty() => {
-                    if acked {
-                        unacked = unacked.saturating_sub(n);
-                    } else if send(&mut socket, &ack_failed()).await.is_err() { break; }
+                Some(done) = working.next(), if !working.is_empty() => {
+                    // Whatever else is done already goes out in the same write.
+                    if Box::pin(settle(&mut socket, &mut working, &mut flight, Some(done))).await.is_err() { break; }
                 }
-                Some((answer, len)) = sending.next(), if !sending.is_empty() => {
-                    // Answers already done go out in the same write.
-                    sending_bytes = sending_bytes.saturating_sub(len);
-                    if feed(&mut socket, &answer).await.is_err() { break; }
-                    while let Some(Some((answer, len))) = sending.next().now_or_never() {
-                        sending_bytes = sending_bytes.saturating_sub(len);
-                        if feed(&mut socket, &answer).await.is_err() { break 'serve; }
-                    }
-                    if socket.flush().await.is_err() { break; }
-                }
-                msg = socket.recv(), if acking.len() < ACKS_IN_FLIGHT && sending.len() < SENDS_IN_FLIGHT && sending_bytes < max_sending_bytes => {
+                msg = socket.recv(), if flight.may_read() => {
                     match msg {
                         Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
                             Ok(ids) => {
                                 let store = state.store.clone();
                                 let n = ids.len();
-                                acking.push(async move { (store.ack(&owner, &ids).await.is_ok(), n) }.boxed());
+                                flight.acks += 1;
+                                working.push(async move { Done::Acked { ok: store.ack(&owner, &ids).await.is_ok(), n } }.boxed());
                             }
                             Err(reply) => {
                                 // Any answer comes after every earlier ack is committed.
-                                while let Some((acked, n)) = acking.next().await {
-                                    if acked {
-                                        unacked = unacked.saturating_sub(n);
-                                    } else if send(&mut socket, &ack_failed()).await.is_err() { break 'serve; }
-                                }
-                                if send(&mut socket, &reply).await.is_err() { break; }
+                                if Box::pin(settle(&mut socket, &mut working, &mut flight, None)).await.is_err() { break; }
+                                if Box::pin(send(&mut socket, *reply)).await.is_err() { break; }
                             }
                         },
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Binary(frame))) => {
                             match take_send(&state, &caller, frame) {
                                 Ok((job, len)) => {
-                                    sending_bytes = sending_bytes.saturating_add(len);
-                                    sending.push(job);
+                                    flight.sends += 1;
+                                    flight.send_bytes = flight.send_bytes.saturating_add(len);
+                                    working.push(job);
                                 }
-                                Err(answer) => if send(&mut socket, &answer).await.is_err() { break; },
+                                Err(answer) => if Box::pin(send(&mut socket, *answer)).await.is_err() { break; },
                             }
                         }
                         _ => break,
@@ -214,21 +235,106 @@ fn serve(state: AppState, caller: Caller, mut socket: WebSocket) -> impl std::fu
         }
         // Acks the client sent before it went are still committed: dropping
         // them would send those messages again on its next connection. Bounded,
-        // so a store that hangs cannot keep the task forever.
-        // Sends already taken are stored too (their answers are lost with the
-        // socket: the device sends again and hears `duplicate`).
-        let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            while acking.next().await.is_some() {}
-            while sending.next().await.is_some() {}
-        })
-        .await;
+        // so a store that hangs cannot keep the task forever. Sends already
+        // taken run on as tasks of their own and are stored; their answers
+        // go with the socket (the device sends again and hears `duplicate`).
+        let _ = tokio::time::timeout(Duration::from_secs(10), async { while working.next().await.is_some() {} }).await;
         state.hub.unregister(device, &conn);
     }
 }
 
-async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
-    let text = serde_json::to_string(frame).map_err(|_| ())?;
+/// Sends one frame now. Takes it by value, boxed by the caller: the
+/// connection's own future then holds neither the frame nor the write.
+async fn send(socket: &mut WebSocket, frame: WsFrame) -> Result<(), ()> {
+    let text = serde_json::to_string(&frame).map_err(|_| ())?;
     socket.send(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+/// What finished beside the connection.
+enum Done {
+    /// An ack of `n` messages was committed, or not.
+    Acked { ok: bool, n: usize },
+    /// A send was stored or refused; its frame held `len` bytes.
+    Answered { answer: Box<WsFrame>, len: usize },
+}
+
+/// What a connection has under way, and its bounds.
+#[derive(Default)]
+struct InFlight {
+    /// Acks being committed.
+    acks: usize,
+    /// Sends being stored, and the bytes of their frames.
+    sends: usize,
+    send_bytes: usize,
+    max_send_bytes: usize,
+    /// Pushed and not yet covered by a committed ack. At most `window`:
+    /// past it, pushing waits for acks, which bounds what a client that
+    /// drops the connection is sent again to what it had in flight, and
+    /// keeps acks from falling behind pushes.
+    unacked: usize,
+    window: usize,
+}
+
+impl InFlight {
+    /// Whether the connection may read another frame.
+    fn may_read(&self) -> bool {
+        self.acks < ACKS_IN_FLIGHT && self.sends < SENDS_IN_FLIGHT && self.send_bytes < self.max_send_bytes
+    }
+
+    /// Counts `done` off; the frame to answer with, if any.
+    fn settle(&mut self, done: Done) -> Option<WsFrame> {
+        match done {
+            Done::Acked { ok, n } => {
+                self.acks = self.acks.saturating_sub(1);
+                if ok {
+                    self.unacked = self.unacked.saturating_sub(n);
+                    None
+                } else {
+                    Some(ack_failed())
+                }
+            }
+            Done::Answered { answer, len } => {
+                self.sends = self.sends.saturating_sub(1);
+                self.send_bytes = self.send_bytes.saturating_sub(len);
+                Some(*answer)
+            }
+        }
+    }
+}
+
+/// Writes the answers for `first` and whatever else is done, in one flush.
+/// Without `first`, waits for everything under way (an error frame must
+/// follow every earlier ack's commit).
+async fn settle(
+    socket: &mut WebSocket,
+    working: &mut FuturesUnordered<BoxFuture<'static, Done>>,
+    flight: &mut InFlight,
+    first: Option<Done>,
+) -> Result<(), ()> {
+    let wait = first.is_none();
+    let mut next = first;
+    let mut fed = false;
+    loop {
+        let done = match next.take() {
+            Some(d) => d,
+            None if wait => match working.next().await {
+                Some(d) => d,
+                None => break,
+            },
+            None => match working.next().now_or_never() {
+                Some(Some(d)) => d,
+                _ => break,
+            },
+        };
+        if let Some(frame) = flight.settle(done) {
+            feed(socket, &frame).await?;
+            fed = true;
+        }
+    }
+    if fed {
+        socket.flush().await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 /// Queues a frame without flushing it (the socket writes once its buffer
@@ -236,6 +342,15 @@ async fn send(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
 async fn feed(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
     let text = serde_json::to_string(frame).map_err(|_| ())?;
     socket.feed(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+/// Queues a row's push, in the form the device asked for, without flushing it.
+async fn feed_row(socket: &mut WebSocket, row: QueuedRow, pushes: Pushes) -> Result<(), ()> {
+    let d = delivery(row);
+    match pushes {
+        Pushes::Json => feed(socket, &WsFrame::Message(d)).await,
+        Pushes::Binary => socket.feed(Message::Binary(d.to_push_frame().into())).await.map_err(|_| ()),
+    }
 }
 
 /// Pushes queued messages after queue position `after` not yet pushed on
@@ -248,9 +363,10 @@ async fn push(
     socket: &mut WebSocket,
     pushed: &mut HashSet<i64>,
     after: i64,
-    exact: bool,
+    pushes: Pushes,
     room: usize,
 ) -> Result<(Option<i64>, bool, usize), ()> {
+    let exact = state.store.backend() == crate::store::Backend::Sqlite;
     let max_bytes = state.config.limits.max_fetch_bytes;
     let limit = BATCH.min(i64::try_from(room).unwrap_or(BATCH)).max(1);
     let (rows, full) = state.store.queued_page(owner, after, limit, max_bytes).await.map_err(|_| ())?;
@@ -267,7 +383,7 @@ async fn push(
         if pushed.insert(row.queue_id) {
             new += 1;
             state.metrics.deliveries_out.fetch_add(1, Ordering::Relaxed);
-            feed(socket, &WsFrame::Message(delivery(row))).await?;
+            feed_row(socket, row, pushes).await?;
         }
     }
     if new > 0 {
@@ -298,39 +414,66 @@ async fn still_valid(state: &AppState, caller: &Caller) -> bool {
     }
 }
 
-type SendJob = BoxFuture<'static, (WsFrame, usize)>;
+type SendJob = BoxFuture<'static, Done>;
 
 /// A binary frame from the client: a send to store (with the frame's
 /// length), else the frame to answer with at once.
-fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Result<(SendJob, usize), WsFrame> {
+fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Result<(SendJob, usize), Box<WsFrame>> {
     let len = frame.len();
     let send = SendFrame::decode(&frame).map_err(|e| match e.request() {
-        Some(request) => refused(request, ApiError::bad_request("bad_frame", e.to_string())),
-        None => WsFrame::Error { error: "bad_frame".into(), message: e.to_string() },
+        Some(request) => Box::new(refused(request, ApiError::bad_request("bad_frame", e.to_string()))),
+        None => Box::new(WsFrame::Error { error: "bad_frame".into(), message: e.to_string() }),
     })?;
     let request = send.request;
     if caller.is_retention() {
-        return Err(refused(request, crate::auth::retention_cannot_send()));
+        return Err(Box::new(refused(request, crate::auth::retention_cannot_send())));
+    }
+    // As `POST /v1/messages` refuses a body over the limit (the frame's
+    // own limit leaves room for the tag).
+    if send.envelope.len() > state.config.limits.max_envelope_bytes {
+        return Err(Box::new(refused(request, too_large(state.config.limits.max_envelope_bytes))));
     }
     let tag = send.settings_tag.map(str::to_owned);
     // A view of the frame's own buffer: the envelope is not copied.
     let envelope = frame.slice_ref(send.envelope);
     let (state, caller) = (state.clone(), *caller);
-    let job = async move {
+    // A task of its own, as an HTTP request has: a send holding a database
+    // connection goes on while this socket's task waits on a slow reader.
+    let stored = tokio::spawn(async move {
         // Each send is authorised as a request would be (the session is
         // remembered in memory, so this is cheap): a session that ended since
         // the socket opened sends nothing more.
         let sent = match caller.recheck(&state).await {
-            Ok(()) => crate::service::delivery::send(&state, &caller, &envelope, tag.as_deref()).await,
+            Ok(now) => crate::service::delivery::send(&state, &now, &envelope, tag.as_deref()).await,
             Err(e) => Err(e),
         };
-        let answer = match sent {
+        match sent {
             Ok(a) => WsFrame::Sent { request, message_id: a.message_id, seq: a.seq, duplicate: a.duplicate },
             Err(e) => refused(request, e),
-        };
-        (answer, len)
+        }
+    });
+    let job = async move {
+        let answer = stored.await.unwrap_or_else(|_| {
+            refused(
+                request,
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the relay could not finish this send; send the same envelope again",
+                ),
+            )
+        });
+        Done::Answered { answer: Box::new(answer), len }
     };
     Ok((job.boxed(), len))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("an envelope is at most {limit} bytes on this relay; send large content as a file"),
+    )
 }
 
 /// A send's refusal, as `POST /v1/messages` would have answered it.
@@ -344,8 +487,9 @@ fn ack_failed() -> WsFrame {
 }
 
 /// A text frame from the client: the ids of a valid ack, else the error frame to answer with.
-fn handle(text: &str) -> Result<Vec<[u8; 16]>, WsFrame> {
-    match serde_json::from_str::<WsFrame>(text) {
+/// (Boxed: the connection's future holds the answer across a write.)
+fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
+    let frame = match serde_json::from_str::<WsFrame>(text) {
         Ok(WsFrame::Ack { message_ids }) => parse_ack(&message_ids).map_err(|_| WsFrame::Error {
             error: "bad_ack".into(),
             message: "message ids are 32 hex digits, at most 1000".into(),
@@ -359,7 +503,8 @@ fn handle(text: &str) -> Result<Vec<[u8; 16]>, WsFrame> {
             error: "bad_frame".into(),
             message: format!("{e}: expected {{\"type\":\"ack\",\"message_ids\":[…]}} with 32-hex-digit ids"),
         }),
-    }
+    };
+    frame.map_err(Box::new)
 }
 
 #[cfg(test)]
@@ -379,7 +524,7 @@ mod tests {
             ("not json".to_owned(), "bad_frame"),
             (too_many, "bad_ack"),
         ] {
-            match handle(&bad) {
+            match handle(&bad).map_err(|e| *e) {
                 Err(WsFrame::Error { error, message }) => {
                     assert_eq!(error, code, "{bad:.80}");
                     assert!(!message.is_empty());

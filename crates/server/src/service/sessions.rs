@@ -130,7 +130,7 @@ async fn strictest_lockout(state: &AppState, network: &[u8; 16]) -> ApiResult<u3
 /// Ends the caller's session and closes its device's sockets.
 pub async fn logout(state: &AppState, caller: &Caller) -> ApiResult<()> {
     state.store.logout(&caller.token_hash).await?;
-    // Its sockets were opened with the token that just ended.
+    // Its sockets close (those opened with another of its tokens reconnect).
     state.hub.disconnect(&caller.session.device_id);
     Ok(())
 }
