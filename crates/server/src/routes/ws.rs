@@ -246,8 +246,8 @@ fn serve(
 /// Sends one frame now. Takes it by value, boxed by the caller: the
 /// connection's own future then holds neither the frame nor the write.
 async fn send(socket: &mut WebSocket, frame: WsFrame) -> Result<(), ()> {
-    let text = serde_json::to_string(&frame).map_err(|_| ())?;
-    socket.send(Message::Text(text.into())).await.map_err(|_| ())
+    feed(socket, &frame).await?;
+    socket.flush().await.map_err(|_| ())
 }
 
 /// What finished beside the connection.
@@ -425,9 +425,6 @@ fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Res
         None => Box::new(WsFrame::Error { error: "bad_frame".into(), message: e.to_string() }),
     })?;
     let request = send.request;
-    if caller.is_retention() {
-        return Err(Box::new(refused(request, crate::auth::retention_cannot_send())));
-    }
     // As `POST /v1/messages` refuses a body over the limit (the frame's
     // own limit leaves room for the tag).
     if send.envelope.len() > state.config.limits.max_envelope_bytes {
@@ -442,7 +439,7 @@ fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Res
     let stored = tokio::spawn(async move {
         // Each send is authorised as a request would be (the session is
         // remembered in memory, so this is cheap): a session that ended since
-        // the socket opened sends nothing more.
+        // the socket opened sends nothing more, and a retention one never sends.
         let sent = match caller.recheck(&state).await {
             Ok(now) => crate::service::delivery::send(&state, &now, &envelope, tag.as_deref()).await,
             Err(e) => Err(e),
