@@ -170,15 +170,15 @@ struct Sim {
 struct Link {
     /// The writer's queue while the socket is open.
     frames: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Frame>>>,
-    /// Sends waiting for their answer: accepted or not.
-    waiting: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<bool>>>,
+    /// Sends waiting for their answer: accepted, or the refusal's status.
+    waiting: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Outcome>>>,
     next: AtomicU64,
 }
 
 impl Link {
     /// Sends `body` over the socket and waits for the answer; `None` when
     /// no socket is open (send over HTTP instead).
-    async fn send(&self, body: &[u8]) -> Option<bool> {
+    async fn send(&self, body: &[u8]) -> Option<Outcome> {
         let frames = self.frames.lock().ok()?.clone()?;
         let request = self.next.fetch_add(1, Ordering::Relaxed);
         let frame = SendFrame { request, settings_tag: None, envelope: body }.encode().ok()?;
@@ -191,13 +191,13 @@ impl Link {
         // A socket that closes first drops the waiting senders: refused;
         // so does a relay that never answers (bounded, so the run ends).
         let answer = tokio::time::timeout(Duration::from_secs(60), rx).await;
-        Some(matches!(answer, Ok(Ok(true))))
+        Some(answer.ok().and_then(Result::ok).unwrap_or(Err(None)))
     }
 
     /// An answer came.
-    fn answered(&self, request: u64, ok: bool) {
+    fn answered(&self, request: u64, outcome: Outcome) {
         if let Some(tx) = self.waiting.lock().ok().and_then(|mut w| w.remove(&request)) {
-            let _ = tx.send(ok);
+            let _ = tx.send(outcome);
         }
     }
 
@@ -211,6 +211,10 @@ impl Link {
         }
     }
 }
+
+/// A send's outcome: accepted, or refused with the relay's status (none
+/// when no answer came).
+type Outcome = Result<(), Option<u16>>;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -316,6 +320,8 @@ struct Stats {
     duplicates: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
+    /// Of those, refused by the relay's sends-per-second limit (429).
+    rate_limited: AtomicU64,
     /// Sends that went over the sender's socket (the rest over HTTP).
     over_socket: AtomicU64,
     delivered: AtomicU64,
@@ -384,8 +390,8 @@ async fn receive(
         };
         if let Some(Frame::Text(t)) = &frame {
             match serde_json::from_str::<WsFrame>(t) {
-                Ok(WsFrame::Sent { request, .. }) => s.link.answered(request, true),
-                Ok(WsFrame::SendFailed { request, .. }) => s.link.answered(request, false),
+                Ok(WsFrame::Sent { request, .. }) => s.link.answered(request, Ok(())),
+                Ok(WsFrame::SendFailed { request, status, .. }) => s.link.answered(request, Err(Some(status))),
                 _ => {}
             }
         }
@@ -489,19 +495,28 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
         if let Ok(mut m) = stats.sent_at.lock() {
             m.insert(id, Instant::now());
         }
-        let ok = match s.link.send(&body).await {
-            Some(ok) => {
+        let outcome = match s.link.send(&body).await {
+            Some(outcome) => {
                 stats.over_socket.fetch_add(1, Ordering::Relaxed);
-                ok
+                outcome
             }
             None => {
                 let r = s.http.post(format!("{}/v1/messages", s.base)).bearer_auth(&s.token).body(body).send().await;
-                r.is_ok_and(|r| r.status().is_success())
+                match r {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(Some(r.status().as_u16())),
+                    Err(_) => Err(None),
+                }
             }
         };
-        match ok {
-            true => stats.accepted.fetch_add(1, Ordering::Relaxed),
-            false => stats.refused.fetch_add(1, Ordering::Relaxed),
+        match outcome {
+            Ok(()) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+            Err(status) => {
+                if status == Some(429) {
+                    stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
+                stats.refused.fetch_add(1, Ordering::Relaxed)
+            }
         };
     }
 }
@@ -910,6 +925,13 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if lat.len() < 10_000 && !matches!(a.scenario, Scenario::Idle | Scenario::Backlog) {
         eprintln!("note: {} latency samples (fewer than 10,000): the high percentiles are rough", lat.len());
     }
+    let rate_limited = stats.rate_limited.load(Ordering::Relaxed);
+    if rate_limited > 0 {
+        eprintln!(
+            "note: the relay refused {rate_limited} sends over its sends-per-second limit (429): raise [limits] \
+             sends_per_second in the server's config to measure throughput (see docs/PERFORMANCE.md)"
+        );
+    }
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
         "sends": format!("{:?}", a.sends).to_lowercase(), "pushes": format!("{:?}", a.pushes).to_lowercase(),
@@ -922,6 +944,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "queued_seconds": queued_in, "pushed_again_after_reconnect": again,
         "seconds": elapsed,
         "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,
+        "refused_rate_limited": stats.rate_limited.load(Ordering::Relaxed),
         "rate_target": a.rate,
         "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},

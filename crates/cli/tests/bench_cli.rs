@@ -25,12 +25,16 @@ fn bench_json(server: &ServerProc, args: &[&str]) -> Value {
 #[test]
 fn a_short_bench_run_reports_real_traffic() {
     let dir = temp_dir("bench");
-    let server = ServerProc::start(&dir.join("data"), &[]);
+    // The relay's default of 200 sends a second per device (burst 2,000) is
+    // within reach of one device for a second on a fast machine.
+    let fast = dir.join("fast.toml");
+    std::fs::write(&fast, "[limits]\nsends_per_second = 1000000\n").unwrap();
+    let server = ServerProc::start(&dir.join("data"), &["--config", s(&fast)]);
     for scenario in ["pairs", "group"] {
         let v = bench_json(&server, &["--scenario", scenario, "--clients", "4", "--duration", "1"]);
         assert!(v["accepted"].as_u64().unwrap() > 0, "{v}");
         assert!(v["delivered"].as_u64().unwrap() >= v["accepted"].as_u64().unwrap() / 2, "{v}");
-        assert_eq!(v["refused"], 0);
+        assert_eq!((&v["refused"], &v["refused_rate_limited"]), (&0.into(), &0.into()), "{v}");
         assert!(v["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     }
     // A fixed count, sealed before the clock starts: every envelope is
@@ -95,6 +99,20 @@ fn a_short_bench_run_reports_real_traffic() {
     // At most the last batch of acknowledgements (64) was still in flight
     // when the receiver went: nothing older comes again.
     assert!(v["pushed_again_after_reconnect"].as_u64().unwrap() <= 64, "{v}");
+    // Refusals by the relay's send limit are told apart, with what to change.
+    let slow = dir.join("slow.toml");
+    std::fs::write(&slow, "[limits]\nsends_per_second = 1\n").unwrap();
+    let limited = ServerProc::start(&dir.join("data-limited"), &["--config", s(&slow)]);
+    let out = Command::new(bin())
+        .args(["bench", "--json", "--server", &limited.url, "--clients", "2", "--duration", "1", "--data-dir"])
+        .arg(&limited.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["refused_rate_limited"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["refused_rate_limited"], v["refused"], "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sends_per_second"));
     let out = Command::new(bin())
         .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--scenario", "backlog"])
         .output()

@@ -313,6 +313,38 @@ async fn device_lists_and_prekeys(store: Store) {
 }
 on_every_backend!(device_lists_and_prekeys_sqlite_and_postgres, device_lists_and_prekeys);
 
+/// A write that changed a row and then was refused (or failed) is rolled
+/// back by the pool after its writer lock is released; the next write must
+/// wait for that rollback, not fail with "database is locked" because it
+/// read first and could not upgrade (a flaky CI run met exactly this).
+async fn a_refused_write_does_not_lock_out_the_next(store: Store) {
+    let net = network(&store).await;
+    // A race: with deferred transactions, 26 of 40 runs failed here with a
+    // second copy of this test loading the machine (1 in 30 alone).
+    for n in 0..300u16 {
+        let [hi, lo] = n.to_be_bytes();
+        let (secret, u) = ([hi, lo, 0x5e].repeat(11)[..32].try_into().unwrap(), [hi, lo, 0xa5, 0xa5].repeat(4));
+        let u: [u8; 16] = u.try_into().unwrap();
+        store.create_invite(&secret, &net, false, i64::MAX, 0).await.unwrap();
+        assert_eq!(
+            store.register(&secret, &u, &format!("u{n}"), "hash", 10).await.unwrap(),
+            LoginOutcome::Registered(net)
+        );
+        let (ik, l1, l2) = signed_chain(&net, &u, lo, &[]);
+        // Pins the identity key, then refuses (the first list is version 1).
+        assert_eq!(
+            store.put_device_list(&net, &u, &ik, 2, &l2.previous, &l2.encode(), &[]).await.unwrap(),
+            Err(DeviceListRefusal::NotNext { current: 0 })
+        );
+        // Reads, then pins the key: must not meet the refused write's lock.
+        assert!(store.put_device_list(&net, &u, &ik, 1, &[0; 32], &l1.encode(), &[]).await.unwrap().is_ok());
+    }
+}
+on_every_backend!(
+    a_refused_write_does_not_lock_out_the_next_sqlite_and_postgres,
+    a_refused_write_does_not_lock_out_the_next
+);
+
 async fn conversations_and_delivery(store: Store) {
     let net = network(&store).await;
     let (a, b) = (user(&store, &net, 30, "a").await, user(&store, &net, 31, "b").await);

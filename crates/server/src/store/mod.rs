@@ -237,7 +237,15 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        // SQLite: take the database's writer lock at BEGIN, where the busy
+        // timeout applies. A write that was refused or failed is rolled back
+        // by its connection's worker after our lock guard is gone; a deferred
+        // transaction that read first could not wait for that rollback and
+        // failed at once with "database is locked".
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx { tx, _guard: guard, store: self, invalidates: false })
     }
 
