@@ -10,6 +10,7 @@ mod accounts;
 mod admin;
 mod blobs;
 mod cache;
+mod checkpoint;
 mod conversations;
 mod devices;
 mod guests;
@@ -93,12 +94,9 @@ pub struct Store {
     runtime: tokio::runtime::Handle,
     /// The SQLite committer's thread, stopped by [`Store::close`].
     committer: Arc<std::sync::Mutex<Option<sqlite_committer::Running>>>,
-    /// When the last WAL checkpoint ended (ms), and whether one is running.
-    checkpointed: Arc<(std::sync::atomic::AtomicI64, std::sync::atomic::AtomicBool)>,
+    /// SQLite's write-ahead log checkpoints (see `checkpoint.rs`).
+    checkpoints: Arc<checkpoint::Checkpoints>,
 }
-
-/// How often the SQLite write-ahead log is checkpointed while writes go on.
-const CHECKPOINT_EVERY_MS: i64 = 250;
 
 /// Takes each committed queue row: (device, row built on demand).
 pub type Sink = Box<dyn Fn(&[u8; 16], &dyn Fn() -> QueuedRow) + Send + Sync>;
@@ -137,6 +135,7 @@ impl Store {
                     // Checkpoints run beside the writer (`checkpoint_soon`),
                     // not inside whichever commit crosses the threshold.
                     conn.execute("PRAGMA wal_autocheckpoint=0").await?;
+                    conn.execute(format!("PRAGMA journal_size_limit={}", checkpoint::LOG_SIZE_LIMIT).as_str()).await?;
                     Ok(())
                 })
             })
@@ -154,7 +153,7 @@ impl Store {
             sink: Arc::new(std::sync::OnceLock::new()),
             runtime: tokio::runtime::Handle::current(),
             committer: Arc::default(),
-            checkpointed: Arc::new((std::sync::atomic::AtomicI64::new(0), std::sync::atomic::AtomicBool::new(false))),
+            checkpoints: Arc::default(),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
@@ -263,28 +262,16 @@ impl Store {
         self.sink.get().is_some()
     }
 
-    /// SQLite: copies the write-ahead log back into the database, without
-    /// blocking the writer (PASSIVE), one at a time and at most every
-    /// `CHECKPOINT_EVERY_MS`. With automatic checkpoints the commit that
-    /// crossed the log's threshold paid for the checkpoint's fsyncs, which
-    /// put each one into some send's latency.
+    /// SQLite: copies the write-ahead log back into the database beside
+    /// the writer, one at a time and at most every 250 ms (`checkpoint.rs`).
+    /// With automatic checkpoints the commit that crossed the log's
+    /// threshold paid for the checkpoint's fsyncs, which put each one into
+    /// some send's latency.
     pub(crate) fn checkpoint_soon(&self) {
         if self.backend != Backend::Sqlite || self.pool.is_closed() {
             return;
         }
-        use std::sync::atomic::Ordering;
-        let (last, running) = &*self.checkpointed;
-        if now_ms() - last.load(Ordering::Relaxed) < CHECKPOINT_EVERY_MS || running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (pool, state) = (self.pool.clone(), self.checkpointed.clone());
-        self.runtime.spawn(async move {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-                tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
-            }
-            state.0.store(now_ms(), Ordering::Relaxed);
-            state.1.store(false, Ordering::Release);
-        });
+        self.checkpoints.soon(&self.runtime, &self.pool, &self.write_lock);
     }
 
     /// Another server process committed a write: forget what was read.

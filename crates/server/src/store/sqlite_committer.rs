@@ -33,6 +33,9 @@ pub(super) fn open(file: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
     // Checkpoints run beside the writer (`Store::checkpoint_soon`).
     let _: i64 = conn.query_row("PRAGMA wal_autocheckpoint=0", [], |r| r.get(0))?;
+    // The writer that starts the log over cuts its file back (`checkpoint.rs`).
+    let _: i64 =
+        conn.query_row(&format!("PRAGMA journal_size_limit={}", super::checkpoint::LOG_SIZE_LIMIT), [], |r| r.get(0))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
