@@ -1243,3 +1243,30 @@ async fn sqlite_and_postgres_schemas_match() {
     }
     assert_eq!(lite_indexes, pg_indexes, "indexes");
 }
+
+/// A write that reads first and finds SQLite's writer lock held by another
+/// connection waits for it (the busy timeout) instead of failing at once:
+/// the deterministic form of the race above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_reads_first_waits_for_the_writer_lock() {
+    let dir =
+        std::env::temp_dir().join(format!("sr-store-held-{}", rand_chacha::ChaCha8Rng::from_entropy().next_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.db");
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+    let net = network(&store).await;
+    let u = user(&store, &net, 20, "erin").await;
+    let (ik, l1, _) = signed_chain(&net, &u, 20, &[]);
+    let mut other =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+    sqlx::Executor::execute(&mut other, "BEGIN IMMEDIATE").await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::Executor::execute(&mut other, "COMMIT").await.unwrap();
+    });
+    // Reads the user's lists, then pins the identity key.
+    assert!(store.put_device_list(&net, &u, &ik, 1, &[0; 32], &l1.encode(), &[]).await.unwrap().is_ok());
+    release.await.unwrap();
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
