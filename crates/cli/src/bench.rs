@@ -536,11 +536,12 @@ fn seal_one(
         device_id: s.device,
         signing_key: &s.device_key,
     };
+    let now = now_ms();
     let meta = MessageMeta {
         host_network_id: network,
         conversation_id: conversation,
-        message_id: MessageId::random(&mut OsRng),
-        timestamp: now_ms(),
+        message_id: MessageId::ordered(&mut OsRng, now),
+        timestamp: now,
         ttl_secs: 0,
         burn_on_read_secs: 0,
         membership: Default::default(),

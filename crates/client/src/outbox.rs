@@ -42,10 +42,12 @@ impl Outgoing {
         requested: (u32, u32),
         defaults: (u32, u32),
     ) -> Result<Self, ClientError> {
+        let timestamp = crate::client::now_ms();
         Ok(Self {
             conversation,
-            message_id: MessageId::random(&mut rand_core::OsRng),
-            timestamp: crate::client::now_ms(),
+            // In time order: the relay's replay-guard index then grows at its end.
+            message_id: MessageId::ordered(&mut rand_core::OsRng, timestamp),
+            timestamp,
             requested,
             defaults,
             content: content.encode().map_err(|e| ClientError::Usage(e.to_string()))?,
