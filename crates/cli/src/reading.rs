@@ -1,6 +1,6 @@
 //! Reading, as a person does it: conversation by conversation with names,
 //! times and short message ids; an inbox of what is unread; ids typed as
-//! their first few digits.
+//! their first few digits (a message's own digits: see [`MESSAGE_TIME_DIGITS`]).
 
 use std::collections::HashMap;
 
@@ -17,6 +17,11 @@ use crate::user::{open, when, ProfileArgs};
 pub const SHORT: usize = 8;
 /// Fewest digits an abbreviated id may have.
 const MIN_PREFIX: usize = 6;
+/// A message id's first 12 digits are the time it was made
+/// (`MessageId::ordered`), alike for every message of the same minute: its
+/// short form is the 8 random digits after them, and abbreviations are
+/// matched there.
+pub const MESSAGE_TIME_DIGITS: usize = 12;
 
 #[derive(Args)]
 pub struct ReadArgs {
@@ -38,21 +43,35 @@ fn short(id: &impl ToString) -> String {
     id.to_string().chars().take(SHORT).collect()
 }
 
-/// An id given in full or as its first digits (at least 4), matched
-/// against `known`; ambiguous or unknown prefixes are refused by name.
-fn by_prefix<T: Copy + ToString>(given: &str, known: impl IntoIterator<Item = T>, what: &str) -> anyhow::Result<T> {
+/// A message id as `read` shows it: the digits after its time.
+pub fn short_message(id: &MessageId) -> String {
+    id.to_string().chars().skip(MESSAGE_TIME_DIGITS).take(SHORT).collect()
+}
+
+/// An id given as the first digits (at least [`MIN_PREFIX`]) of its
+/// digits from `skip` on (its short form's), matched against `known`;
+/// ambiguous or unknown abbreviations are refused by name.
+fn by_prefix<T: Copy + ToString>(
+    given: &str,
+    known: impl IntoIterator<Item = T>,
+    what: &str,
+    skip: usize,
+) -> anyhow::Result<T> {
     let given = given.trim().to_ascii_lowercase();
-    if given.len() < MIN_PREFIX || given.len() > 32 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("a {what} id is 32 hex digits, or its first {MIN_PREFIX} or more (as `strongroom read` shows them)");
+    if given.len() < MIN_PREFIX || given.len() > 32 - skip || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "a {what} id is 32 hex digits, or the first {MIN_PREFIX} or more of the short id `strongroom read` shows"
+        );
     }
-    let mut found: Vec<T> = known.into_iter().filter(|id| id.to_string().starts_with(&given)).collect();
+    let mut found: Vec<T> =
+        known.into_iter().filter(|id| id.to_string().get(skip..).is_some_and(|d| d.starts_with(&given))).collect();
     found.sort_by_key(|id| id.to_string());
     found.dedup_by_key(|id| id.to_string());
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => bail!("no {what} on this device has an id starting with {given}"),
+        [] => bail!("no {what} on this device has a short id starting with {given}"),
         many => bail!(
-            "{} {what}s have ids starting with {given} ({}); give more digits",
+            "{} {what}s have short ids starting with {given} ({}); give more digits",
             many.len(),
             many.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
         ),
@@ -67,7 +86,7 @@ pub async fn message(client: &Client, given: &str) -> anyhow::Result<MessageId> 
         return Ok(id);
     }
     let shown = client.view(None).await.context("cannot read the messages on this device")?;
-    let id = by_prefix(given, shown.iter().map(|i| i.message.message_id), "message")?;
+    let id = by_prefix(given, shown.iter().map(|i| i.message.message_id), "message", MESSAGE_TIME_DIGITS)?;
     if let Some(m) = shown.iter().map(|i| &i.message).find(|m| m.message_id == id) {
         eprintln!("({given}: message {id}, sent {} in conversation {})", when(m.timestamp), short(&m.conversation));
     }
@@ -84,7 +103,7 @@ pub async fn conversation(client: &Client, given: &str) -> anyhow::Result<Conver
         .conversations()
         .await
         .context("cannot list your conversations to match a short id (give the full id to work offline)")?;
-    by_prefix(given, listed.iter().map(|c| c.id), "conversation")
+    by_prefix(given, listed.iter().map(|c| c.id), "conversation", 0)
 }
 
 /// Each conversation's name: the last rename its members sent.
@@ -113,7 +132,7 @@ fn raw_text(people: &People, item: &ViewItem, all: &[ViewItem]) -> String {
                     said.chars().take(40).collect::<String>() + if said.chars().count() > 40 { "…" } else { "" };
                 format!("{} \"{said}\"", people.name(&i.message.sender))
             });
-            let answered = answered.unwrap_or_else(|| format!("message {}", short(in_reply_to)));
+            let answered = answered.unwrap_or_else(|| format!("message {}", short_message(in_reply_to)));
             format!("(reply to {answered}) {text}")
         }
         other => people.describe(other),
@@ -269,7 +288,7 @@ pub async fn read(p: ProfileArgs, a: ReadArgs) -> anyhow::Result<()> {
                 "#{n} {} {} [{}]: {}{edited}{reactions}",
                 when(m.timestamp),
                 people.name(&m.sender),
-                short(&m.message_id),
+                short_message(&m.message_id),
                 text(&people, i, &all)
             );
             let read: Vec<String> = i.read_by.iter().map(|u| people.name(u)).collect();
@@ -319,7 +338,7 @@ pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
                         short(&m.conversation),
                         when(m.timestamp),
                         people.name(&m.sender),
-                        short(&m.message_id),
+                        short_message(&m.message_id),
                         crate::people::clean(&people.describe(&m.content))
                     );
                 }
@@ -338,23 +357,46 @@ pub async fn watch(p: ProfileArgs, a: WatchArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing)]
     use super::*;
 
     #[test]
     fn prefixes_must_be_unique_hex_and_long_enough() {
-        let a = MessageId::from_bytes([0xab; 16]);
-        let b = MessageId::from_bytes([0xac; 16]);
+        let a = ConversationId::from_bytes([0xab; 16]);
+        let b = ConversationId::from_bytes([0xac; 16]);
         let known = [a, b];
-        assert_eq!(by_prefix("ababab", known, "message").ok(), Some(a));
-        assert_eq!(by_prefix("ABABAB", known, "message").ok(), Some(a), "case does not matter");
-        let short = by_prefix("abab", known, "message").map_err(|e| e.to_string());
+        assert_eq!(by_prefix("ababab", known, "conversation", 0).ok(), Some(a));
+        assert_eq!(by_prefix("ABABAB", known, "conversation", 0).ok(), Some(a), "case does not matter");
+        let short = by_prefix("abab", known, "conversation", 0).map_err(|e| e.to_string());
         assert!(short.is_err_and(|e| e.contains("first 6")), "too short");
-        let none = by_prefix("ffffff", known, "message").map_err(|e| e.to_string());
-        assert!(none.is_err_and(|e| e.contains("no message")));
-        let dup = [a, MessageId::from_bytes([0xab, 0xab, 0xab, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])];
-        let many = by_prefix("ababab", dup, "message").map_err(|e| e.to_string());
+        let none = by_prefix("ffffff", known, "conversation", 0).map_err(|e| e.to_string());
+        assert!(none.is_err_and(|e| e.contains("no conversation")));
+        let dup = [a, ConversationId::from_bytes([0xab, 0xab, 0xab, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])];
+        let many = by_prefix("ababab", dup, "conversation", 0).map_err(|e| e.to_string());
         assert!(many.is_err_and(|e| e.contains("give more digits") && e.contains(&a.to_string())), "full ids named");
-        assert!(by_prefix("ababzz", known, "message").is_err(), "hex only");
-        assert!(by_prefix("../../", known, "message").is_err());
+        assert!(by_prefix("ababzz", known, "conversation", 0).is_err(), "hex only");
+        assert!(by_prefix("../../", known, "conversation", 0).is_err());
+    }
+
+    /// Messages made in the same minute share their first digits (the
+    /// time): they are told apart, and typed, by the random digits after.
+    #[test]
+    fn messages_of_one_minute_have_distinct_short_ids() {
+        let now = 1_764_600_000_000;
+        let ids: Vec<MessageId> = (0..50).map(|i| MessageId::ordered(&mut rand_core::OsRng, now + i * 1000)).collect();
+        let shorts: std::collections::HashSet<String> = ids.iter().map(short_message).collect();
+        assert_eq!(shorts.len(), ids.len(), "50 messages within a minute, 50 short ids");
+        for id in &ids {
+            let shown = short_message(id);
+            assert_eq!(shown.len(), SHORT);
+            assert_eq!(by_prefix(&shown, ids.iter().copied(), "message", MESSAGE_TIME_DIGITS).ok(), Some(*id));
+            assert_eq!(by_prefix(&shown[..6], ids.iter().copied(), "message", MESSAGE_TIME_DIGITS).ok(), Some(*id));
+        }
+        // The time digits are not the short id: typing them finds nothing.
+        let time: String = ids[0].to_string().chars().take(8).collect();
+        let wrong = by_prefix(&time, ids.iter().copied(), "message", MESSAGE_TIME_DIGITS).map_err(|e| e.to_string());
+        assert!(wrong.is_err_and(|e| e.contains("no message")), "{time}");
+        // At most the 20 digits after the time.
+        assert!(by_prefix(&"a".repeat(21), ids.iter().copied(), "message", MESSAGE_TIME_DIGITS).is_err());
     }
 }

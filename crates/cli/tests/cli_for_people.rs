@@ -122,7 +122,7 @@ async fn the_cli_speaks_in_names_times_and_short_ids() {
     ok(&dir, "alice", &["recall", &oops]);
     // Bad ids: named, never guessed.
     assert!(fails(&dir, "alice", &["edit", "ffffff", "x"])
-        .contains("no message on this device has an id starting with ffffff"));
+        .contains("no message on this device has a short id starting with ffffff"));
     assert!(fails(&dir, "alice", &["edit", "abcd", "x"]).contains("first 6"));
     assert!(fails(&dir, "alice", &["send", "--conversation", "zzzz", "x"]).contains("hex digits"));
 
