@@ -693,3 +693,17 @@ async fn stream_events(app: Arc<App>, mut socket: WebSocket, mut after: u64, tok
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The page's script: each account flow awaits `start()` (so its errors
+    /// reach the form), and the tab's visibility is watched once, not once
+    /// more per unlock (a text replacement once left `await // …` before a
+    /// listener in every flow).
+    #[test]
+    fn the_script_starts_once_per_flow_and_watches_visibility_once() {
+        assert_eq!(super::SCRIPT.matches("addEventListener(\"visibilitychange\"").count(), 1);
+        assert_eq!(super::SCRIPT.matches("await start();").count(), 3, "unlock, enrol, link");
+        assert!(!super::SCRIPT.lines().any(|l| l.trim_end().ends_with("await") || l.contains("await //")));
+    }
+}

@@ -73,10 +73,7 @@ $("unlock-form").addEventListener("submit", async (ev) => {
   try {
     await api("POST", "/api/v1/unlock", { passphrase: $("passphrase").value });
     $("passphrase").value = "";
-    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
-document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
-
-start();
+    await start();
   } catch (e) {
     $("unlock-error").textContent = e.message;
   } finally {
@@ -106,10 +103,7 @@ $("enrol-form").addEventListener("submit", async (ev) => {
       passphrase: $("enrol-passphrase").value, password: $("enrol-password").value,
     });
     $("enrol-passphrase").value = ""; $("enrol-password").value = "";
-    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
-document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
-
-start();
+    await start();
   } catch (e) { $("enrol-error").textContent = e.message; }
   finally { $("enrol-submit").disabled = false; }
 });
@@ -124,10 +118,7 @@ $("link-form").addEventListener("submit", async (ev) => {
       password: $("link-password").value, passphrase: $("link-passphrase").value,
     });
     $("link-password").value = ""; $("link-passphrase").value = "";
-    await // Coming back to the tab shows (and so marks shown) what arrived meanwhile.
-document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible" && state.me) refresh(); });
-
-start();
+    await start();
   } catch (e) { $("enrol-error").textContent = e.message; }
   finally { $("link-submit").disabled = false; }
 });
