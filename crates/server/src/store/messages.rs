@@ -343,15 +343,18 @@ impl Store {
         limit: i64,
         max_bytes: usize,
     ) -> Result<(Vec<QueuedRow>, bool), StoreError> {
+        // Rows written but not yet on disk are not read (`durable_queue`).
+        let durable = self.durable_queue.load(std::sync::atomic::Ordering::Acquire);
         let sizes = sqlx::query(&self.sql(
             "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(e.prefix) + LENGTH(e.signature) AS BIGINT) AS size \
              FROM queue q JOIN envelopes e ON e.id = q.envelope \
-             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 ORDER BY q.id LIMIT $3",
+             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 AND q.id <= $5 ORDER BY q.id LIMIT $3",
         ))
         .bind(owner.device.to_vec())
         .bind(after)
         .bind(limit)
         .bind(i64::from(owner.is_retention()))
+        .bind(durable)
         .fetch_all(&self.pool)
         .await?;
         let (mut total, mut take) = (0usize, 0i64);
@@ -372,7 +375,7 @@ impl Store {
              FROM queue q JOIN envelopes e ON e.id = q.envelope \
              JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
                   AND e.network_id = d.network_id \
-             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 ORDER BY q.id LIMIT $3",
+             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 AND q.id <= $7 ORDER BY q.id LIMIT $3",
         ))
         .bind(owner.device.to_vec())
         .bind(after)
@@ -380,6 +383,7 @@ impl Store {
         .bind(owner.user.to_vec())
         .bind(owner.network.to_vec())
         .bind(i64::from(owner.is_retention()))
+        .bind(durable)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -1,5 +1,6 @@
 //! Storage: one [`Store`] over sqlx's `Any` driver, with a migration set per
-//! dialect. SQLite (WAL, `synchronous=FULL`) is the embedded default;
+//! dialect. SQLite (WAL; a write is answered once it is on disk: `synchronous=FULL`
+//! on the pool, the committer syncs its log itself) is the embedded default;
 //! PostgreSQL serves several server processes. Handlers never see SQL: each
 //! domain has its own file of methods on `Store`.
 //!
@@ -96,6 +97,13 @@ pub struct Store {
     committer: Arc<std::sync::Mutex<Option<sqlite_committer::Running>>>,
     /// SQLite's write-ahead log checkpoints (see `checkpoint.rs`).
     checkpoints: Arc<checkpoint::Checkpoints>,
+    /// Queue positions up to this one are on disk: the SQLite committer
+    /// writes a group before the log is synced (`sqlite_committer.rs`), and
+    /// readers must not push a row a power cut could take back.
+    durable_queue: Arc<std::sync::atomic::AtomicI64>,
+    /// Tests: a slower disk (ms added to each of the committer's syncs).
+    #[cfg(test)]
+    sync_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Takes each committed queue row: (device, row built on demand).
@@ -154,6 +162,9 @@ impl Store {
             runtime: tokio::runtime::Handle::current(),
             committer: Arc::default(),
             checkpoints: Arc::default(),
+            durable_queue: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            #[cfg(test)]
+            sync_delay_ms: Arc::default(),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
@@ -174,7 +185,12 @@ impl Store {
         match file {
             Some(file) => {
                 let conn = sqlite_committer::open(std::path::Path::new(&file))?;
-                let running = sqlite_committer::spawn(store.clone(), conn, rx, ack_rx)?;
+                let log = sqlite_committer::log_file(std::path::Path::new(&file))?;
+                // What a crash left in the log may be only in the page cache:
+                // on disk before any reader counts on it (before the listener).
+                let mark = sqlite_committer::sync_now(&conn, &log)?;
+                store.durable_queue.store(mark, std::sync::atomic::Ordering::Release);
+                let running = sqlite_committer::spawn(store.clone(), conn, log, rx, ack_rx)?;
                 if let Ok(mut slot) = store.committer.lock() {
                     *slot = Some(running);
                 }
