@@ -142,9 +142,37 @@ pub struct BenchArgs {
     /// (127.0.0.1 … 127.0.0.N; a plain-HTTP server on loopback only).
     #[arg(long, default_value_t = 1)]
     source_addrs: u8,
+    /// Also run against a server on a private address (10/8, 172.16/12,
+    /// 192.168/16, fd00::/8): a second host or network namespace of your own,
+    /// where the server's machine does not also run the generator's receive
+    /// path (docs/PERFORMANCE.md, "Two hosts on one machine").
+    #[arg(long)]
+    private_host: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Where `--server` points.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Loopback,
+    /// A private (RFC 1918, unique-local) address: taken with `--private-host`.
+    Private,
+    Elsewhere,
+}
+
+/// Names are not resolved: only `localhost` and literal addresses are known.
+fn target(host: &str) -> Target {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Target::Loopback;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Target::Loopback,
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_private() => Target::Private,
+        Ok(std::net::IpAddr::V6(v6)) if matches!(v6.octets(), [0xfd, ..]) => Target::Private,
+        _ => Target::Elsewhere,
+    }
 }
 
 const PASSWORD: &str = "bench password 0123456789";
@@ -648,8 +676,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let host = n.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
         let host =
             n.split("://").nth(1).and_then(|r| r.strip_prefix('[')).and_then(|r| r.split(']').next()).unwrap_or(host);
-        if !["127.0.0.1", "localhost", "::1"].contains(&host) {
-            bail!("the load generator only runs against loopback servers (127.0.0.1, localhost, ::1), not {n}");
+        match target(host) {
+            Target::Loopback => {}
+            Target::Private if a.private_host => {
+                if a.source_addrs > 1 {
+                    bail!("--source-addrs spreads sockets over loopback addresses; it works only against a loopback server, not {n}");
+                }
+            }
+            Target::Private => bail!(
+                "the load generator runs against loopback servers (127.0.0.1, localhost, ::1); {n} is a private address: add --private-host if it is a host of your own"
+            ),
+            Target::Elsewhere => bail!(
+                "the load generator only runs against loopback servers (127.0.0.1, localhost, ::1) or, with --private-host, private addresses (10/8, 172.16/12, 192.168/16, fd00::/8), not {n}"
+            ),
         }
     }
     if a.duration == 0 || a.duration > 600 || a.clients > 20_000 || a.devices > 1000 || a.concurrency > 64 {
@@ -975,4 +1014,32 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{target, Target};
+
+    #[test]
+    fn the_generator_points_only_at_loopback_or_private_hosts() {
+        for h in ["127.0.0.1", "127.0.0.9", "localhost", "LOCALHOST", "::1"] {
+            assert_eq!(target(h), Target::Loopback, "{h}");
+        }
+        for h in ["10.23.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "fd00::1"] {
+            assert_eq!(target(h), Target::Private, "{h}");
+        }
+        for h in [
+            "192.0.2.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "fe80::1",
+            "2001:db8::1",
+            "example.com",
+            "10.0.0.1.evil",
+            "",
+            "0.0.0.0",
+        ] {
+            assert_eq!(target(h), Target::Elsewhere, "{h}");
+        }
+    }
 }

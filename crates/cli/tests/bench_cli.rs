@@ -138,4 +138,30 @@ fn a_short_bench_run_reports_real_traffic() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&far.stderr).contains("only runs against loopback"));
+    // A private address is a host of one's own only when the user says so.
+    let private = Command::new(bin())
+        .args(["bench", "--server", "http://10.23.0.1:8080", "--bootstrap-secret", "x"])
+        .output()
+        .unwrap();
+    assert!(!private.status.success());
+    assert!(String::from_utf8_lossy(&private.stderr).contains("add --private-host"));
+    let far = Command::new(bin())
+        .args(["bench", "--server", "http://192.0.2.1:8080", "--private-host", "--bootstrap-secret", "x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&far.stderr).contains("only runs against loopback"));
+    let spread = Command::new(bin())
+        .args([
+            "bench",
+            "--server",
+            "http://10.23.0.1:8080",
+            "--private-host",
+            "--source-addrs",
+            "2",
+            "--bootstrap-secret",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&spread.stderr).contains("--source-addrs"));
 }

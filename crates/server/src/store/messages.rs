@@ -69,24 +69,29 @@ pub enum StoreOutcome {
 /// A delivered envelope's id is remembered (its row stays, bytes cleared,
 /// as a tombstone) until no replay of it could pass the timestamp checks:
 /// received + the replay window + the allowed skew.
-const SPENT_FOR_MS: i64 = 2_678_700_000;
+pub(super) const SPENT_FOR_MS: i64 = 2_678_700_000;
 const _SPENT_FOR_MS: () = assert!(
     strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS
         == SPENT_FOR_MS as u64
 );
 
-/// Turns the envelopes a statement's `WHERE` picks into tombstones: bytes
-/// and timer cleared (what is kept is what a spent id kept before: id,
-/// conversation, sender, sequence number, time), remembered until
-/// `forget_at` (`expire` removes them then). On SQLite the row stays where
-/// it is, so its message-id index entry is not touched (PostgreSQL writes a
-/// new row version, as its delete and spent-id insert did before).
-pub(super) fn tombstone(empty_blob: &str) -> String {
-    format!(
-        "UPDATE envelopes SET prefix = {empty_blob}, signature = {empty_blob}, expires_at = NULL, \
-         forget_at = received_at + {SPENT_FOR_MS} WHERE forget_at IS NULL \
-         AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)"
-    )
+/// Turns the envelopes that `pick` (more of a `WHERE`, starting with `AND`)
+/// names and no queue references any more into tombstones, in two
+/// statements run in this order in one transaction: their bytes are
+/// deleted (`envelope_bodies`; deleted rows free their pages, which SQLite
+/// merges and reuses), then their rows keep what a spent id kept (id,
+/// conversation, sender, sequence number, time) with no timer, remembered
+/// until `forget_at` (`expire` removes them then). On SQLite the row stays
+/// where it is, so its message-id index entry is not touched.
+pub(super) fn tombstone(pick: &str) -> [String; 2] {
+    const UNREFERENCED: &str =
+        "forget_at IS NULL AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)";
+    [
+        format!("DELETE FROM envelope_bodies WHERE envelope IN (SELECT id FROM envelopes WHERE {UNREFERENCED} {pick})"),
+        format!(
+            "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {SPENT_FOR_MS} WHERE {UNREFERENCED} {pick}"
+        ),
+    ]
 }
 
 impl Store {
@@ -177,11 +182,11 @@ impl Store {
         new.sort_unstable();
         // Queue rows name their envelope by its id (in insertion order).
         let mut envelope_ids: HashMap<[u8; 16], i64> = HashMap::new();
-        for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 9) {
+        for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 7) {
             let sql = format!(
-                "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) VALUES {} \
+                "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, received_at, expires_at) VALUES {} \
                  RETURNING id, message_id",
-                placeholders(self.backend, chunk.len(), 9, 0)
+                placeholders(self.backend, chunk.len(), 7, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
             for (i, seq) in chunk {
@@ -193,14 +198,26 @@ impl Store {
                     .bind(e.conversation_id.to_vec())
                     .bind(*seq)
                     .bind(e.sender_device.to_vec())
-                    .bind(e.prefix.clone())
-                    .bind(e.signature.clone())
                     .bind(j.now)
                     .bind(e.expires_at);
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 envelope_ids.insert(id16(&row, "message_id")?, int(&row, "id")?);
             }
+        }
+        // Their bytes, in a table of their own (deleted at delivery).
+        for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 3) {
+            let sql = format!(
+                "INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES {}",
+                placeholders(self.backend, chunk.len(), 3, 0)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for (i, _) in chunk {
+                let e = &jobs.get(*i).ok_or(StoreError::Corrupt("group index"))?.env;
+                let id = *envelope_ids.get(&e.message_id).ok_or(StoreError::Corrupt("envelope id"))?;
+                q = q.bind(id).bind(e.prefix.clone()).bind(e.signature.clone());
+            }
+            q.execute(&mut *tx.tx).await?;
         }
         let by_envelope: HashMap<i64, [u8; 16]> = envelope_ids.iter().map(|(m, e)| (*e, *m)).collect();
         let rows: Vec<(&EnvelopeJob, &Tail)> =
@@ -346,8 +363,8 @@ impl Store {
         // Rows written but not yet on disk are not read (`durable_queue`).
         let durable = self.durable_queue.load(std::sync::atomic::Ordering::Acquire);
         let sizes = sqlx::query(&self.sql(
-            "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(e.prefix) + LENGTH(e.signature) AS BIGINT) AS size \
-             FROM queue q JOIN envelopes e ON e.id = q.envelope \
+            "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(b.prefix) + LENGTH(b.signature) AS BIGINT) AS size \
+             FROM queue q JOIN envelope_bodies b ON b.envelope = q.envelope \
              WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 AND q.id <= $5 ORDER BY q.id LIMIT $3",
         ))
         .bind(owner.device.to_vec())
@@ -371,8 +388,8 @@ impl Store {
         let more = sizes.len() as i64 > take || take == limit;
         let limit = take;
         let rows = sqlx::query(&self.sql(
-            "SELECT q.id, e.message_id, q.tail, e.conversation_id, e.seq, e.received_at, e.prefix, e.signature \
-             FROM queue q JOIN envelopes e ON e.id = q.envelope \
+            "SELECT q.id, e.message_id, q.tail, e.conversation_id, e.seq, e.received_at, b.prefix, b.signature \
+             FROM queue q JOIN envelopes e ON e.id = q.envelope JOIN envelope_bodies b ON b.envelope = e.id \
              JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
                   AND e.network_id = d.network_id \
              WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 AND q.id <= $7 ORDER BY q.id LIMIT $3",
@@ -453,16 +470,14 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{} AND message_id IN ({})",
-                tombstone(self.empty_blob()),
-                placeholders(self.backend, chunk.len(), 1, 0)
-            );
-            let mut q = sqlx::query(&sql).persistent(false);
-            for m in chunk {
-                q = q.bind(m.to_vec());
+            let pick = format!("AND message_id IN ({})", placeholders(self.backend, chunk.len(), 1, 0));
+            for sql in tombstone(&pick) {
+                let mut q = sqlx::query(&sql).persistent(false);
+                for m in chunk {
+                    q = q.bind(m.to_vec());
+                }
+                q.execute(&mut *tx.tx).await?;
             }
-            q.execute(&mut *tx.tx).await?;
         }
         Ok(removed)
     }
@@ -486,7 +501,9 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        sqlx::query(&tombstone(self.empty_blob())).execute(&mut *tx.tx).await?;
+        for sql in tombstone("") {
+            sqlx::query(&sql).execute(&mut *tx.tx).await?;
+        }
         sqlx::query(&self.sql("DELETE FROM envelopes WHERE forget_at IS NOT NULL AND forget_at < $1"))
             .bind(now)
             .execute(&mut *tx.tx)

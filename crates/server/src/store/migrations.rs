@@ -18,6 +18,7 @@ const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_membership_statements.sql")),
     (10, include_str!("../../migrations/sqlite/0010_guests.sql")),
     (11, include_str!("../../migrations/sqlite/0011_queue_in_insertion_order.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_envelope_bodies.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -31,6 +32,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/postgres/0009_membership_statements.sql")),
     (10, include_str!("../../migrations/postgres/0010_guests.sql")),
     (11, include_str!("../../migrations/postgres/0011_queue_in_insertion_order.sql")),
+    (12, include_str!("../../migrations/postgres/0012_envelope_bodies.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

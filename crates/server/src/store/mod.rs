@@ -139,6 +139,8 @@ impl Store {
                     conn.execute("PRAGMA journal_mode=WAL").await?;
                     conn.execute("PRAGMA synchronous=FULL").await?;
                     conn.execute("PRAGMA foreign_keys=ON").await?;
+                    // Deleted rows (delivered envelopes' bytes) are overwritten.
+                    conn.execute("PRAGMA secure_delete=ON").await?;
                     conn.execute("PRAGMA busy_timeout=10000").await?;
                     // Checkpoints run beside the writer (`checkpoint_soon`),
                     // not inside whichever commit crosses the threshold.
@@ -221,14 +223,6 @@ impl Store {
     /// Applies pending migrations (a no-op when up to date).
     pub async fn migrate_again(&self) -> Result<(), StoreError> {
         migrations::run(self).await
-    }
-
-    /// An empty blob literal in this dialect.
-    fn empty_blob(&self) -> &'static str {
-        match self.backend {
-            Backend::Postgres => "''::bytea",
-            Backend::Sqlite => "x''",
-        }
     }
 
     fn sql<'q>(&self, q: &'q str) -> Cow<'q, str> {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::messages::{
-    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, tombstone, AckJob, EnvelopeJob, Job,
-    Known, QueueIds,
+    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, AckJob, EnvelopeJob, Job, Known,
+    QueueIds,
 };
 use super::{Store, StoreError, StoreOutcome};
 
@@ -48,6 +48,9 @@ pub(super) fn open(file: &Path) -> Result<Connection, StoreError> {
     // connection writes the message tables and nothing else does on the hot
     // path, so what it keeps stays valid (a write elsewhere starts it over).
     conn.execute_batch(&format!("PRAGMA cache_size=-{};", CACHE_KIB))?;
+    // A delivered envelope's bytes are overwritten where they were deleted,
+    // pages that fall free included, not left for whoever reads the file.
+    conn.execute_batch("PRAGMA secure_delete=ON;")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -378,9 +381,11 @@ fn store_many(
     let mut new: Vec<(usize, i64)> = seqs.iter().map(|(i, s)| (*i, *s)).collect();
     new.sort_unstable();
     let mut envelope = tx.prepare_cached(
-        "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, prefix, signature, received_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, received_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    let mut body =
+        tx.prepare_cached("INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES (?1, ?2, ?3)")?;
     let mut queue = tx.prepare_cached(
         "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -394,12 +399,11 @@ fn store_many(
             &e.conversation_id[..],
             seq,
             &e.sender_device[..],
-            &e.prefix[..],
-            &e.signature[..],
             j.now,
             e.expires_at
         ])?;
         let id = tx.last_insert_rowid();
+        body.execute(params![id, &e.prefix[..], &e.signature[..]])?;
         for (device, tail, retention) in &j.tails {
             queue.execute(params![&device[..], id, &tail[..], i64::from(*retention), j.now])?;
             if want_queue_ids {
@@ -425,27 +429,38 @@ fn store_many(
 /// [`Store::ack_many`](super::Store) on this connection: each id's queue row
 /// (of that device, and of its kind: retention rows only for a retention
 /// device), then each envelope no queue references any more becomes a
-/// tombstone. Only the message-id index is read; the pages written are
-/// those of rows in insertion order.
+/// tombstone (`messages::tombstone`: its bytes deleted, its row marked).
+/// The message-id index is read once per id; everything after goes by the
+/// envelope's id, to pages of rows in insertion order.
 fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
-    let mut remove = tx.prepare_cached(
-        "DELETE FROM queue WHERE envelope = (SELECT id FROM envelopes WHERE message_id = ?3) \
-         AND device_id = ?1 AND retention = ?2",
-    )?;
+    let mut find = tx.prepare_cached("SELECT id FROM envelopes WHERE message_id = ?1")?;
+    let mut remove =
+        tx.prepare_cached("DELETE FROM queue WHERE envelope = ?3 AND device_id = ?1 AND retention = ?2")?;
     let mut removed = Vec::with_capacity(jobs.len());
+    let mut touched: Vec<i64> = Vec::new();
     for j in jobs {
         let mut n = 0u64;
         for m in &j.ids {
-            n += remove.execute(params![&j.device[..], i64::from(j.retention), &m[..]])? as u64;
+            let Some(envelope) = find.query_row([&m[..]], |r| r.get::<_, i64>(0)).optional()? else { continue };
+            n += remove.execute(params![&j.device[..], i64::from(j.retention), envelope])? as u64;
+            touched.push(envelope);
         }
         removed.push(n);
     }
-    let mut ids: Vec<[u8; 16]> = jobs.iter().flat_map(|j| j.ids.iter().copied()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut sweep = tx.prepare_cached(&format!("{} AND message_id = ?1", tombstone("x''")))?;
-    for m in &ids {
-        sweep.execute([&m[..]])?;
+    touched.sort_unstable();
+    touched.dedup();
+    let mut waiting = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM queue WHERE envelope = ?1)")?;
+    let mut clear = tx.prepare_cached("DELETE FROM envelope_bodies WHERE envelope = ?1")?;
+    let mut mark = tx.prepare_cached(&format!(
+        "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {} WHERE id = ?1 AND forget_at IS NULL",
+        super::messages::SPENT_FOR_MS
+    ))?;
+    for envelope in touched {
+        if waiting.query_row([envelope], |r| r.get::<_, bool>(0))? {
+            continue;
+        }
+        clear.execute([envelope])?;
+        mark.execute([envelope])?;
     }
     Ok(removed)
 }
@@ -476,6 +491,7 @@ mod tests {
         assert_eq!(get("synchronous"), "1", "NORMAL: the committer syncs the log itself");
         assert_eq!(get("wal_autocheckpoint"), "0");
         assert_eq!(get("cache_size"), format!("-{}", super::CACHE_KIB));
+        assert_eq!(get("secure_delete"), "1");
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
