@@ -5,9 +5,12 @@
 -- wrote its envelope's page twice. The bytes now live in a table of their
 -- own whose rows are deleted at delivery (their pages merged, freed and
 -- reused); a tombstone is the small row left in `envelopes`.
+-- No foreign key: a body is written with its envelope and deleted when the
+-- envelope becomes a tombstone, before any envelope row is deleted
+-- (`messages::tombstone`, `expire`); a key would cost a check per row.
 CREATE TABLE envelopes_new (id INTEGER PRIMARY KEY, message_id BLOB NOT NULL UNIQUE, network_id BLOB NOT NULL, conversation_id BLOB NOT NULL REFERENCES conversations(id), seq INTEGER NOT NULL, sender_device BLOB NOT NULL, received_at INTEGER NOT NULL, expires_at INTEGER, forget_at INTEGER);
 INSERT INTO envelopes_new (id, message_id, network_id, conversation_id, seq, sender_device, received_at, expires_at, forget_at) SELECT id, message_id, network_id, conversation_id, seq, sender_device, received_at, expires_at, forget_at FROM envelopes ORDER BY id;
-CREATE TABLE envelope_bodies (envelope INTEGER PRIMARY KEY REFERENCES envelopes_new(id), prefix BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE envelope_bodies (envelope INTEGER PRIMARY KEY, prefix BLOB NOT NULL, signature BLOB NOT NULL);
 INSERT INTO envelope_bodies (envelope, prefix, signature) SELECT id, prefix, signature FROM envelopes WHERE forget_at IS NULL ORDER BY id;
 CREATE TABLE queue_new (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id BLOB NOT NULL, envelope INTEGER NOT NULL REFERENCES envelopes_new(id), tail BLOB NOT NULL, retention INTEGER NOT NULL, enqueued_at INTEGER NOT NULL);
 INSERT INTO queue_new (id, device_id, envelope, tail, retention, enqueued_at) SELECT id, device_id, envelope, tail, retention, enqueued_at FROM queue ORDER BY id;
