@@ -443,19 +443,26 @@ fn store_many(
 /// device), then each envelope no queue references any more becomes a
 /// tombstone (`messages::tombstone`: its bytes deleted, its row marked).
 /// The message-id index is read once per id; everything after goes by the
-/// envelope's id, to pages of rows in insertion order.
+/// envelope's id, to pages of rows in insertion order. An envelope whose
+/// last queue row went some other way (a device revoked) is left to the
+/// expiry pass, which makes tombstones of every unreferenced envelope.
 fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
-    let mut find = tx.prepare_cached("SELECT id FROM envelopes WHERE message_id = ?1")?;
-    let mut remove =
-        tx.prepare_cached("DELETE FROM queue WHERE envelope = ?3 AND device_id = ?1 AND retention = ?2")?;
+    // One statement per id (a room's message is acknowledged by every
+    // device): it names the envelope whose row it removed.
+    let mut remove = tx.prepare_cached(
+        "DELETE FROM queue WHERE envelope = (SELECT id FROM envelopes WHERE message_id = ?3) \
+         AND device_id = ?1 AND retention = ?2 RETURNING envelope",
+    )?;
     let mut removed = Vec::with_capacity(jobs.len());
     let mut touched: Vec<i64> = Vec::new();
     for j in jobs {
         let mut n = 0u64;
         for m in &j.ids {
-            let Some(envelope) = find.query_row([&m[..]], |r| r.get::<_, i64>(0)).optional()? else { continue };
-            n += remove.execute(params![&j.device[..], i64::from(j.retention), envelope])? as u64;
-            touched.push(envelope);
+            let mut rows = remove.query(params![&j.device[..], i64::from(j.retention), &m[..]])?;
+            while let Some(row) = rows.next()? {
+                touched.push(row.get(0)?);
+                n += 1;
+            }
         }
         removed.push(n);
     }
