@@ -442,44 +442,41 @@ fn store_many(
 /// (of that device, and of its kind: retention rows only for a retention
 /// device), then each envelope no queue references any more becomes a
 /// tombstone (`messages::tombstone`: its bytes deleted, its row marked).
-/// The message-id index is read once per id; everything after goes by the
-/// envelope's id, to pages of rows in insertion order. An envelope whose
-/// last queue row went some other way (a device revoked) is left to the
-/// expiry pass, which makes tombstones of every unreferenced envelope.
+/// The pages written are those of rows in insertion order; the random
+/// message-id index is only read.
 fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
-    // One statement per id (a room's message is acknowledged by every
-    // device): it names the envelope whose row it removed.
+    // One plain statement per id: a room's message is acknowledged by every
+    // device (`RETURNING` would open a temporary b-tree each time).
     let mut remove = tx.prepare_cached(
         "DELETE FROM queue WHERE envelope = (SELECT id FROM envelopes WHERE message_id = ?3) \
-         AND device_id = ?1 AND retention = ?2 RETURNING envelope",
+         AND device_id = ?1 AND retention = ?2",
     )?;
     let mut removed = Vec::with_capacity(jobs.len());
-    let mut touched: Vec<i64> = Vec::new();
     for j in jobs {
         let mut n = 0u64;
         for m in &j.ids {
-            let mut rows = remove.query(params![&j.device[..], i64::from(j.retention), &m[..]])?;
-            while let Some(row) = rows.next()? {
-                touched.push(row.get(0)?);
-                n += 1;
-            }
+            n += remove.execute(params![&j.device[..], i64::from(j.retention), &m[..]])? as u64;
         }
         removed.push(n);
     }
-    touched.sort_unstable();
-    touched.dedup();
-    let mut waiting = tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM queue WHERE envelope = ?1)")?;
+    let mut ids: Vec<[u8; 16]> = jobs.iter().flat_map(|j| j.ids.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Once per id and group; only an envelope's last ack goes further.
+    let mut unreferenced = tx.prepare_cached(
+        "SELECT id FROM envelopes WHERE message_id = ?1 AND forget_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)",
+    )?;
     let mut clear = tx.prepare_cached("DELETE FROM envelope_bodies WHERE envelope = ?1")?;
     let mut mark = tx.prepare_cached(&format!(
-        "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {} WHERE id = ?1 AND forget_at IS NULL",
+        "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {} WHERE id = ?1",
         super::messages::SPENT_FOR_MS
     ))?;
-    for envelope in touched {
-        if waiting.query_row([envelope], |r| r.get::<_, bool>(0))? {
-            continue;
+    for m in &ids {
+        if let Some(envelope) = unreferenced.query_row([&m[..]], |r| r.get::<_, i64>(0)).optional()? {
+            clear.execute([envelope])?;
+            mark.execute([envelope])?;
         }
-        clear.execute([envelope])?;
-        mark.execute([envelope])?;
     }
     Ok(removed)
 }
