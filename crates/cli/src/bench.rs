@@ -162,12 +162,21 @@ enum Target {
     Elsewhere,
 }
 
-/// Names are not resolved: only `localhost` and literal addresses are known.
-fn target(host: &str) -> Target {
-    if host.eq_ignore_ascii_case("localhost") {
+/// Where the URL `server` points, as the HTTP client will read it (a user
+/// name before an `@` would otherwise hide the real host). Names are not
+/// resolved: only `localhost` and literal addresses are known.
+fn target(server: &str) -> Target {
+    let Ok(url) = reqwest::Url::parse(server) else { return Target::Elsewhere };
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return Target::Elsewhere;
+    }
+    // The parsed host: lower-cased, IPv4 in dotted form, IPv6 in brackets.
+    let host = url.host_str().unwrap_or("");
+    if host == "localhost" {
         return Target::Loopback;
     }
-    match host.parse::<std::net::IpAddr>() {
+    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match literal.parse::<std::net::IpAddr>() {
         Ok(ip) if ip.is_loopback() => Target::Loopback,
         Ok(std::net::IpAddr::V4(v4)) if v4.is_private() => Target::Private,
         Ok(std::net::IpAddr::V6(v6)) if matches!(v6.octets(), [0xfd, ..]) => Target::Private,
@@ -673,10 +682,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let base = nodes.first().cloned().context("--server")?;
     // A load generator is not a tool to point at other people's servers.
     for n in &nodes {
-        let host = n.split("://").nth(1).unwrap_or("").split(['/', ':']).next().unwrap_or("");
-        let host =
-            n.split("://").nth(1).and_then(|r| r.strip_prefix('[')).and_then(|r| r.split(']').next()).unwrap_or(host);
-        match target(host) {
+        match target(n) {
             Target::Loopback => {}
             Target::Private if a.private_host => {
                 if a.source_addrs > 1 {
@@ -687,7 +693,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 "the load generator runs against loopback servers (127.0.0.1, localhost, ::1); {n} is a private address: add --private-host if it is a host of your own"
             ),
             Target::Elsewhere => bail!(
-                "the load generator only runs against loopback servers (127.0.0.1, localhost, ::1) or, with --private-host, private addresses (10/8, 172.16/12, 192.168/16, fd00::/8), not {n}"
+                "the load generator only runs against loopback servers (127.0.0.1, localhost, ::1) or, with --private-host, private addresses (10/8, 172.16/12, 192.168/16, fd00::/8), given as http(s)://address[:port] with no user name; not {n}"
             ),
         }
     }
@@ -707,7 +713,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .to_owned(),
         (None, None) => bail!("the bench creates its own network: pass --data-dir or --bootstrap-secret"),
     };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    // No redirects: a host of one's own must not send the load elsewhere.
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(256).redirect(reqwest::redirect::Policy::none()).build()?;
     let network = NetworkId::random(&mut OsRng);
     let key = SigningKey::generate(&mut OsRng);
     let policy = NetworkPolicy::sign(&key, network, 1, now_ms(), vec![]).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1022,24 +1030,40 @@ mod tests {
 
     #[test]
     fn the_generator_points_only_at_loopback_or_private_hosts() {
-        for h in ["127.0.0.1", "127.0.0.9", "localhost", "LOCALHOST", "::1"] {
-            assert_eq!(target(h), Target::Loopback, "{h}");
+        for u in
+            ["http://127.0.0.1:8080", "http://127.0.0.9", "http://localhost:1", "http://LOCALHOST", "http://[::1]:80/"]
+        {
+            assert_eq!(target(u), Target::Loopback, "{u}");
         }
-        for h in ["10.23.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "fd00::1"] {
-            assert_eq!(target(h), Target::Private, "{h}");
-        }
-        for h in [
-            "192.0.2.1",
-            "8.8.8.8",
-            "172.32.0.1",
-            "fe80::1",
-            "2001:db8::1",
-            "example.com",
-            "10.0.0.1.evil",
-            "",
-            "0.0.0.0",
+        for u in [
+            "http://10.23.0.1:18181",
+            "https://172.16.0.1",
+            "http://172.31.255.255",
+            "http://192.168.1.1/",
+            "http://[fd00::1]:9",
         ] {
-            assert_eq!(target(h), Target::Elsewhere, "{h}");
+            assert_eq!(target(u), Target::Private, "{u}");
+        }
+        for u in [
+            "http://192.0.2.1:8080",
+            "http://8.8.8.8",
+            "http://172.32.0.1",
+            "http://[fe80::1]",
+            "http://[2001:db8::1]",
+            "http://example.com",
+            "http://10.0.0.1.evil",
+            "http://localhost.",
+            "http://0.0.0.0",
+            // The host is what follows the user name.
+            "http://10.0.0.1:80@evil.com",
+            "http://127.0.0.1:1@evil.com",
+            "http://[fd00::1]@evil.com",
+            "http://user@127.0.0.1",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            assert_eq!(target(u), Target::Elsewhere, "{u}");
         }
     }
 }

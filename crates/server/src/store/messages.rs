@@ -77,22 +77,34 @@ const _SPENT_FOR_MS: () = assert!(
 
 /// Turns the envelopes that `pick` (more of a `WHERE`, starting with `AND`)
 /// names and no queue references any more into tombstones, in two
-/// statements run in this order in one transaction: their bytes are
-/// deleted (`envelope_bodies`; deleted rows free their pages, which SQLite
-/// merges and reuses), then their rows keep what a spent id kept (id,
-/// conversation, sender, sequence number, time) with no timer, remembered
-/// until `forget_at` (`expire` removes them then). On SQLite the row stays
-/// where it is, so its message-id index entry is not touched.
+/// statements run in this order in one transaction: their rows keep what a
+/// spent id kept (id, conversation, sender, sequence number, time) with no
+/// timer, remembered until `forget_at` (`expire` removes them then); then
+/// the bytes of every tombstone `pick` names are deleted (`envelope_bodies`;
+/// deleted rows free their pages, which SQLite merges and reuses). Marking
+/// first: on PostgreSQL each statement sees what committed before it, so a
+/// transaction that marks an envelope always deletes its bytes too. On
+/// SQLite the row stays where it is, so its message-id index entry is not
+/// touched.
 pub(super) fn tombstone(pick: &str) -> [String; 2] {
-    const UNREFERENCED: &str =
-        "forget_at IS NULL AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)";
     [
-        format!("DELETE FROM envelope_bodies WHERE envelope IN (SELECT id FROM envelopes WHERE {UNREFERENCED} {pick})"),
         format!(
-            "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {SPENT_FOR_MS} WHERE {UNREFERENCED} {pick}"
+            "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {SPENT_FOR_MS} \
+             WHERE forget_at IS NULL AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id) {pick}"
         ),
+        format!("DELETE FROM envelope_bodies WHERE envelope IN (SELECT id FROM envelopes WHERE forget_at IS NOT NULL {pick})"),
     ]
 }
+
+/// A body left under a reused envelope id (SQLite reuses the highest id
+/// once its tombstone is forgotten) gives way to the new one.
+pub(super) const BODY_CONFLICT: &str =
+    "ON CONFLICT (envelope) DO UPDATE SET prefix = excluded.prefix, signature = excluded.signature";
+
+/// Deletes the bytes of every envelope that is not live: what a tombstone
+/// left behind in any way (the expiry pass runs it).
+const ORPHANED_BODIES: &str = "DELETE FROM envelope_bodies WHERE NOT EXISTS \
+     (SELECT 1 FROM envelopes e WHERE e.id = envelope_bodies.envelope AND e.forget_at IS NULL)";
 
 impl Store {
     /// Stores an envelope once and queues a tail per recipient device: when
@@ -208,7 +220,7 @@ impl Store {
         // Their bytes, in a table of their own (deleted at delivery).
         for chunk in new.chunks(MAX_ROWS_PER_STATEMENT / 3) {
             let sql = format!(
-                "INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES {}",
+                "INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES {} {BODY_CONFLICT}",
                 placeholders(self.backend, chunk.len(), 3, 0)
             );
             let mut q = sqlx::query(&sql).persistent(false);
@@ -501,9 +513,11 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?
         .rows_affected();
-        for sql in tombstone("") {
-            sqlx::query(&sql).execute(&mut *tx.tx).await?;
-        }
+        // Every unreferenced envelope becomes a tombstone; then every body
+        // not of a live envelope goes (not a scan of a month of tombstones).
+        let [mark, _] = tombstone("");
+        sqlx::query(&mark).execute(&mut *tx.tx).await?;
+        sqlx::query(ORPHANED_BODIES).execute(&mut *tx.tx).await?;
         sqlx::query(&self.sql("DELETE FROM envelopes WHERE forget_at IS NOT NULL AND forget_at < $1"))
             .bind(now)
             .execute(&mut *tx.tx)
@@ -848,7 +862,7 @@ fn analyze_queue(store: &Store, analyzing: &Arc<std::sync::atomic::AtomicBool>) 
     }
     let (pool, analyzing) = (store.pool.clone(), analyzing.clone());
     store.runtime.spawn(async move {
-        let run = sqlx::query("ANALYZE queue, envelopes").execute(&pool);
+        let run = sqlx::query("ANALYZE queue, envelopes, envelope_bodies").execute(&pool);
         match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the queue's statistics failed; autovacuum will"),

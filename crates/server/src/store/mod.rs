@@ -192,7 +192,8 @@ impl Store {
                 // on disk before any reader counts on it (before the listener).
                 let mark = sqlite_committer::sync_now(&conn, &log)?;
                 store.durable_queue.store(mark, std::sync::atomic::Ordering::Release);
-                let running = sqlite_committer::spawn(store.clone(), conn, log, rx, ack_rx)?;
+                let running =
+                    sqlite_committer::spawn(store.clone(), conn, std::path::Path::new(&file), log, rx, ack_rx)?;
                 if let Ok(mut slot) = store.committer.lock() {
                     *slot = Some(running);
                 }

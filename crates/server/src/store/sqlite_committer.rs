@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -101,10 +100,19 @@ pub(super) fn sync_now(conn: &Connection, log: &std::fs::File) -> Result<i64, St
 pub(super) fn spawn(
     store: Store,
     conn: Connection,
+    file: &Path,
     log: std::fs::File,
     sends: tokio::sync::mpsc::Receiver<Job>,
     acks: tokio::sync::mpsc::Receiver<Job>,
 ) -> Result<Running, StoreError> {
+    // A handle of its own per sync under way: Linux reports a failed
+    // write-back once per open file, to whichever sync checks first, so
+    // syncs sharing one could see the error land on a later sync while an
+    // earlier one, whose pages were lost, returned success.
+    let mut logs = vec![log];
+    for _ in 1..SYNCS_IN_FLIGHT {
+        logs.push(log_file(file)?);
+    }
     // A runtime of its own only to wait on the queues, the writer lock and
     // the log's syncs: the thread blocks in SQLite, which must not stall the
     // server's workers.
@@ -114,7 +122,7 @@ pub(super) fn spawn(
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("sqlite-committer".into())
-        .spawn(move || runtime.block_on(run(store, conn, Arc::new(log), sends, acks, stopped)))
+        .spawn(move || runtime.block_on(run(store, conn, logs, sends, acks, stopped)))
         .map_err(|_| StoreError::Corrupt("could not start the committer's thread"))?;
     Ok(Running { stop, thread })
 }
@@ -124,16 +132,15 @@ pub(super) fn spawn(
 /// job; with `false` (the sync failed) it fails each job.
 type Finish<'a> = Box<dyn FnOnce(bool) + 'a>;
 
-/// A sync of the log under way: the groups it covers, and the highest
-/// queue position they wrote.
-type Syncing<'a> = (tokio::task::JoinHandle<std::io::Result<()>>, Vec<Finish<'a>>, i64);
+/// A sync of the log under way (it hands its file back): the groups it
+/// covers, and the highest queue position they wrote.
+type Syncing<'a> = (tokio::task::JoinHandle<(std::fs::File, std::io::Result<()>)>, Vec<Finish<'a>>, i64);
 
 /// Most syncs of the log under way at once. A group written while one runs
 /// starts its own at once instead of waiting for that one to end first:
 /// on a disk whose flush takes 4 ms, a send then waits one flush, not one
-/// and a half on average. They finish in the order they began, and each
-/// one's result counts: an error from writing back the log may be reported
-/// to only one of them.
+/// and a half on average. They finish in the order they began, each on its
+/// own handle of the log (see [`spawn`]), and each one's result counts.
 const SYNCS_IN_FLIGHT: usize = 4;
 
 /// Group commit, pipelined. A group is written with `synchronous=NORMAL`
@@ -156,7 +163,7 @@ const SYNCS_IN_FLIGHT: usize = 4;
 async fn run(
     store: Store,
     mut conn: Connection,
-    log: Arc<std::fs::File>,
+    mut logs: Vec<std::fs::File>,
     mut sends: tokio::sync::mpsc::Receiver<Job>,
     mut acks: tokio::sync::mpsc::Receiver<Job>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
@@ -167,16 +174,24 @@ async fn run(
     let mut waiting_mark = 0i64;
     let mut syncing: std::collections::VecDeque<Syncing<'_>> = std::collections::VecDeque::new();
     loop {
-        if syncing.len() < SYNCS_IN_FLIGHT && !waiting.is_empty() {
-            let file = log.clone();
-            #[cfg(test)]
-            let delay = store.sync_delay_ms.load(Ordering::Relaxed);
-            let handle = tokio::task::spawn_blocking(move || {
+        if failed {
+            // Nothing written since a failed sync is known to be on disk.
+            for finish in waiting.drain(..) {
+                finish(false);
+            }
+        }
+        if !waiting.is_empty() {
+            if let Some(file) = logs.pop() {
                 #[cfg(test)]
-                std::thread::sleep(std::time::Duration::from_millis(delay));
-                file.sync_data()
-            });
-            syncing.push_back((handle, std::mem::take(&mut waiting), waiting_mark));
+                let delay = store.sync_delay_ms.load(Ordering::Relaxed);
+                let handle = tokio::task::spawn_blocking(move || {
+                    #[cfg(test)]
+                    std::thread::sleep(std::time::Duration::from_millis(delay));
+                    let done = file.sync_data();
+                    (file, done)
+                });
+                syncing.push_back((handle, std::mem::take(&mut waiting), waiting_mark));
+            }
         }
         if !open && syncing.is_empty() {
             break;
@@ -186,6 +201,10 @@ async fn run(
             done = synced(&mut syncing), if !syncing.is_empty() => {
                 // The oldest sync: groups wait for every sync before theirs.
                 let Some((_, finishes, mark)) = syncing.pop_front() else { continue };
+                let done = done.map(|(file, done)| {
+                    logs.push(file);
+                    done
+                });
                 let ok = matches!(done, Ok(Ok(()))) && !failed;
                 if ok {
                     // Readers may push these rows now, before the sockets are handed them.
@@ -225,7 +244,7 @@ async fn run(
 /// The result of the oldest sync under way (never ready when there is none).
 async fn synced(
     syncing: &mut std::collections::VecDeque<Syncing<'_>>,
-) -> Result<std::io::Result<()>, tokio::task::JoinError> {
+) -> Result<(std::fs::File, std::io::Result<()>), tokio::task::JoinError> {
     match syncing.front_mut() {
         Some((handle, _, _)) => handle.await,
         None => std::future::pending().await,
@@ -396,8 +415,10 @@ fn store_many(
         "INSERT INTO envelopes (message_id, network_id, conversation_id, seq, sender_device, received_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    let mut body =
-        tx.prepare_cached("INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES (?1, ?2, ?3)")?;
+    let mut body = tx.prepare_cached(&format!(
+        "INSERT INTO envelope_bodies (envelope, prefix, signature) VALUES (?1, ?2, ?3) {}",
+        super::messages::BODY_CONFLICT
+    ))?;
     let mut queue = tx.prepare_cached(
         "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
