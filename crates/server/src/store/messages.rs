@@ -69,7 +69,7 @@ pub enum StoreOutcome {
 /// A delivered envelope's id is remembered (its row stays, bytes cleared,
 /// as a tombstone) until no replay of it could pass the timestamp checks:
 /// received + the replay window + the allowed skew.
-pub(super) const SPENT_FOR_MS: i64 = 2_678_700_000;
+const SPENT_FOR_MS: i64 = 2_678_700_000;
 const _SPENT_FOR_MS: () = assert!(
     strongroom_crypto::envelope::DEFAULT_REPLAY_WINDOW_MS + strongroom_crypto::envelope::MAX_SKEW_MS
         == SPENT_FOR_MS as u64
@@ -89,8 +89,8 @@ const _SPENT_FOR_MS: () = assert!(
 pub(super) fn tombstone(pick: &str) -> [String; 2] {
     [
         format!(
-            "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {SPENT_FOR_MS} \
-             WHERE forget_at IS NULL AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id) {pick}"
+            "UPDATE envelopes SET {} WHERE forget_at IS NULL AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id) {pick}",
+            tombstone_set()
         ),
         format!("DELETE FROM envelope_bodies WHERE envelope IN (SELECT id FROM envelopes WHERE forget_at IS NOT NULL {pick})"),
     ]
@@ -100,6 +100,12 @@ pub(super) fn tombstone(pick: &str) -> [String; 2] {
 /// once its tombstone is forgotten) gives way to the new one.
 pub(super) const BODY_CONFLICT: &str =
     "ON CONFLICT (envelope) DO UPDATE SET prefix = excluded.prefix, signature = excluded.signature";
+
+/// What marking an envelope as a tombstone sets: no timer, and when it is
+/// forgotten.
+pub(super) fn tombstone_set() -> String {
+    format!("expires_at = NULL, forget_at = received_at + {SPENT_FOR_MS}")
+}
 
 /// Deletes the bytes of every envelope that is not live: what a tombstone
 /// left behind in any way (the expiry pass runs it).

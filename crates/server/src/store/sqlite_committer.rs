@@ -489,10 +489,8 @@ fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreErr
          AND NOT EXISTS (SELECT 1 FROM queue WHERE queue.envelope = envelopes.id)",
     )?;
     let mut clear = tx.prepare_cached("DELETE FROM envelope_bodies WHERE envelope = ?1")?;
-    let mut mark = tx.prepare_cached(&format!(
-        "UPDATE envelopes SET expires_at = NULL, forget_at = received_at + {} WHERE id = ?1",
-        super::messages::SPENT_FOR_MS
-    ))?;
+    let mut mark =
+        tx.prepare_cached(&format!("UPDATE envelopes SET {} WHERE id = ?1", super::messages::tombstone_set()))?;
     for m in &ids {
         if let Some(envelope) = unreferenced.query_row([&m[..]], |r| r.get::<_, i64>(0)).optional()? {
             clear.execute([envelope])?;
