@@ -71,6 +71,28 @@ pub enum Pushes {
     Json,
 }
 
+/// When simulated devices acknowledge what they were pushed.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Acks {
+    /// One frame per 64 messages, or for what was read once the socket was
+    /// quiet for 200 ms: close to the app, and the least work for the relay.
+    Batched,
+    /// One frame per message as soon as it is read, as `strongroom watch`
+    /// does (the app fetches every 0.7 s and acknowledges a page at a time):
+    /// a room's message brings a frame from every device.
+    Each,
+}
+
+impl Acks {
+    /// Pending ids that make a frame.
+    fn batch(self) -> usize {
+        match self {
+            Acks::Batched => 64,
+            Acks::Each => 1,
+        }
+    }
+}
+
 impl Pushes {
     fn url(self, base: &str) -> String {
         let mode = if self == Pushes::Binary { "binary" } else { "json" };
@@ -130,6 +152,9 @@ pub struct BenchArgs {
     /// How sockets are pushed messages.
     #[arg(long, value_enum, default_value = "binary")]
     pushes: Pushes,
+    /// When devices acknowledge.
+    #[arg(long, value_enum, default_value = "batched")]
+    acks: Acks,
     /// Fixed total send rate (messages/s, spread over the senders) instead of
     /// as fast as possible: latency at a known load.
     #[arg(long)]
@@ -374,7 +399,7 @@ async fn receive(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     source: Option<std::net::Ipv4Addr>,
-    (sends, pushes): (Sends, Pushes),
+    (sends, pushes, acks): (Sends, Pushes, Acks),
 ) -> anyhow::Result<()> {
     let url = pushes.url(&s.base);
     let mut req = url.clone().into_client_request()?;
@@ -444,7 +469,7 @@ async fn receive(
             }
             pending.push(id);
         }
-        if pending.len() >= 64 || (!pending.is_empty() && idle) {
+        if pending.len() >= acks.batch() || (!pending.is_empty() && idle) {
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
             frames.send(Frame::Text(ack.into()))?;
         }
@@ -783,7 +808,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     // what the sockets add is measured from here.
     let rss_before_sockets: Vec<Option<u64>> = a.server_pid.iter().map(|p| rss_kib(*p)).collect();
     // The i-th socket's task (from 127.0.0.(1 + i mod sources)).
-    let modes = (a.sends, a.pushes);
+    let modes = (a.sends, a.pushes, a.acks);
     let spawn_receiver = |i: usize, s: &Arc<Sim>| {
         let (s, stats, stop, failures) = (s.clone(), stats.clone(), hang_up.clone(), failures.clone());
         let source = (sources > 1).then(|| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8));
@@ -982,7 +1007,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
-        "sends": format!("{:?}", a.sends).to_lowercase(), "pushes": format!("{:?}", a.pushes).to_lowercase(),
+        "sends": format!("{:?}", a.sends).to_lowercase(), "pushes": format!("{:?}", a.pushes).to_lowercase(), "acks": format!("{:?}", a.acks).to_lowercase(),
         "sent_over_websocket": stats.over_socket.load(Ordering::Relaxed),
         "users": users, "devices": all.len(), "connections": connected, "connections_asked": sockets, "failed_connections": failures.load(Ordering::Relaxed), "senders": plan.len(), "concurrency": a.concurrency,
         "generator_open_files_limit": open_files, "source_addrs": sources,
@@ -1010,8 +1035,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             println!("server RSS added per confirmed socket: {k:.2} KiB (since the logins, before the first socket)");
         }
         println!(
-            "{} ({} sends, {} pushes): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
-            format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), format!("{:?}", a.pushes).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
+            "{} ({} sends, {} pushes, {} acks): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
+            format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), format!("{:?}", a.pushes).to_lowercase(), format!("{:?}", a.acks).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
             accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
             percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), lat.len(),
             server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us),

@@ -54,6 +54,18 @@ fn a_short_bench_run_reports_real_traffic() {
     // Sent over each sender's socket (the default), pushed as binary frames.
     assert_eq!((v["sends"].as_str(), v["pushes"].as_str()), (Some("websocket"), Some("binary")), "{v}");
     assert_eq!(v["sent_over_websocket"], 60, "{v}");
+    assert_eq!(v["acks"].as_str(), Some("batched"), "{v}");
+    // Acknowledging each message as `strongroom watch` does: all delivered, once each.
+    let v = bench_json(
+        &server,
+        &["--scenario", "group", "--clients", "4", "--count", "30", "--duration", "30", "--acks", "each"],
+    );
+    assert_eq!(
+        (v["accepted"].as_u64(), v["delivered"].as_u64(), v["duplicates"].as_u64()),
+        (Some(30), Some(90), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["acks"].as_str(), Some("each"), "{v}");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");
@@ -124,6 +136,13 @@ fn a_short_bench_run_reports_real_traffic() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--server-pid"));
+    let out = Command::new(bin())
+        .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--acks", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--acks") && err.contains("batched") && err.contains("each"), "{err}");
     for bad in ["0", "2000000", "x"] {
         let out = Command::new(bin())
             .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--count", bad])

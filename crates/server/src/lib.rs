@@ -111,7 +111,7 @@ impl Server {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let limits = &config.limits;
-        let hub: Arc<hub::Hub> = Arc::default();
+        let hub = Arc::new(hub::Hub::counting(store.unpushed()));
         let to_hub = hub.clone();
         store.deliver_to(Box::new(move |device, row| to_hub.deliver(device, row)));
         let state = AppState {

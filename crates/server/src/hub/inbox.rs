@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::Push;
+use crate::store::Unpushed;
 
 /// Capacity kept after a burst drains: a few pushes' worth.
 const KEEP: usize = 8;
@@ -25,6 +26,8 @@ struct Shared {
     slots: Mutex<Slots>,
     notify: Notify,
     capacity: usize,
+    /// Every connection's queue counts into this (the committer reads it).
+    unpushed: Arc<Unpushed>,
 }
 
 /// The hub's end: one per connection.
@@ -37,12 +40,13 @@ pub struct Receiver(Arc<Shared>);
 #[derive(Debug, PartialEq, Eq)]
 pub struct Empty;
 
-/// A queue of at most `capacity` pushes.
-pub fn inbox(capacity: usize) -> (Sender, Receiver) {
+/// A queue of at most `capacity` pushes, counted in `unpushed`.
+pub fn inbox(capacity: usize, unpushed: Arc<Unpushed>) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         slots: Mutex::new(Slots { items: VecDeque::new(), closed: false }),
         notify: Notify::new(),
         capacity,
+        unpushed,
     });
     (Sender(shared.clone()), Receiver(shared))
 }
@@ -56,6 +60,7 @@ impl Sender {
                 return Err(push);
             }
             s.items.push_back(push);
+            self.0.unpushed.queued(1);
         }
         // A permit is kept if the receiver is not waiting yet: no lost wake-up.
         self.0.notify.notify_one();
@@ -76,6 +81,7 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         if let Ok(mut s) = self.0.slots.lock() {
             s.closed = true;
+            self.0.unpushed.taken(s.items.len());
             s.items = VecDeque::new();
         }
     }
@@ -103,6 +109,7 @@ impl Receiver {
         let Ok(mut s) = self.0.slots.lock() else { return Some(Err(Empty)) };
         match s.items.pop_front() {
             Some(p) => {
+                self.0.unpushed.taken(1);
                 if s.items.is_empty() && s.items.capacity() > KEEP {
                     s.items.shrink_to(KEEP);
                 }
@@ -120,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_in_order_and_ends_after_the_sender() {
-        let (tx, mut rx) = inbox(2);
+        let (tx, mut rx) = inbox(2, Arc::default());
         assert_eq!(rx.try_recv().err(), Some(Empty));
         assert!(tx.try_send(Push::Wake).is_ok());
         assert!(tx.try_send(Push::Wake).is_ok());
@@ -137,7 +144,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_receiver_is_woken_and_nothing_is_lost() {
-        let (tx, mut rx) = inbox(64);
+        let (tx, mut rx) = inbox(64, Arc::default());
         let reader = tokio::spawn(async move {
             let mut n = 0u32;
             while rx.recv().await.is_some() {
@@ -162,7 +169,7 @@ mod tests {
 
     #[test]
     fn nothing_is_queued_for_a_receiver_that_is_gone() {
-        let (tx, rx) = inbox(4);
+        let (tx, rx) = inbox(4, Arc::default());
         assert!(tx.try_send(Push::Wake).is_ok());
         let shared = rx.0.clone();
         drop(rx);
@@ -170,9 +177,32 @@ mod tests {
         assert_eq!(shared.slots.lock().map(|s| s.items.len()).unwrap_or(usize::MAX), 0);
     }
 
+    /// Queued pushes count until taken, or until their connection goes.
+    #[test]
+    fn every_queue_counts_into_the_shared_gauge() {
+        let unpushed = Arc::new(Unpushed::default());
+        let (a, mut ra) = inbox(8, unpushed.clone());
+        let (b, rb) = inbox(8, unpushed.clone());
+        for _ in 0..3 {
+            assert!(a.try_send(Push::Wake).is_ok());
+            assert!(b.try_send(Push::Wake).is_ok());
+        }
+        assert_eq!(unpushed.waiting(), 6);
+        assert!(ra.try_recv().is_ok());
+        assert_eq!(unpushed.waiting(), 5);
+        drop(a);
+        assert_eq!(unpushed.waiting(), 5, "a gone sender leaves its pushes to be taken");
+        drop(rb);
+        assert_eq!(unpushed.waiting(), 2, "a gone connection's pushes no longer wait");
+        assert!(b.try_send(Push::Wake).is_err());
+        assert_eq!(unpushed.waiting(), 2, "a refused push is not counted");
+        while ra.try_recv().is_ok() {}
+        assert_eq!(unpushed.waiting(), 0);
+    }
+
     #[test]
     fn a_drained_burst_gives_its_memory_back() {
-        let (tx, mut rx) = inbox(256);
+        let (tx, mut rx) = inbox(256, Arc::default());
         for _ in 0..200 {
             assert!(tx.try_send(Push::Wake).is_ok());
         }

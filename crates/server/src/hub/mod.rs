@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::store::QueuedRow;
+use crate::store::{QueuedRow, Unpushed};
 
 mod inbox;
 
@@ -67,6 +67,8 @@ pub struct Hub {
     conns: Mutex<Wakers>,
     /// The other server processes (cluster mode).
     cluster: std::sync::OnceLock<ClusterLink>,
+    /// Pushes waiting in every connection's queue.
+    unpushed: Arc<Unpushed>,
 }
 
 /// A device's first connection here opened, or its last one closed.
@@ -95,10 +97,16 @@ pub struct ClusterLink {
 pub const MAX_ROW_BYTES: usize = 256 * 1024;
 
 impl Hub {
+    /// A hub whose connections count their waiting pushes into `unpushed`
+    /// (the store's, which its committer reads).
+    pub fn counting(unpushed: Arc<Unpushed>) -> Self {
+        Self { unpushed, ..Self::default() }
+    }
+
     /// Registers a connection of `device`.
     pub fn register(&self, device: [u8; 16]) -> Conn {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = inbox::inbox(CHANNEL);
+        let (tx, rx) = inbox::inbox(CHANNEL, self.unpushed.clone());
         let missed = Arc::new(AtomicBool::new(false));
         if let Ok(mut c) = self.conns.lock() {
             let conns = c.entry(device).or_default();

@@ -748,19 +748,38 @@ pub(super) async fn next_group(
         else => return None,
     };
     let mut group = vec![first];
-    for (queue, budget) in [(sends, GROUP_ROWS), (acks, GROUP_ACK_ROWS)] {
-        let mut rows = 0;
-        while group.len() < GROUP_MAX && rows < budget {
-            match queue.try_recv() {
-                Ok(j) => {
-                    rows += j.rows();
-                    group.push(j);
-                }
-                Err(_) => break,
+    top_up(sends, &mut group, GROUP_ROWS, 0);
+    top_up(acks, &mut group, GROUP_ACK_ROWS, 0);
+    Some(group)
+}
+
+/// Sends only (at least one, then whatever waits, up to the budget);
+/// `None` once their queue is closed and empty.
+pub(super) async fn next_sends(sends: &mut tokio::sync::mpsc::Receiver<Job>) -> Option<Vec<Job>> {
+    let mut group = vec![sends.recv().await?];
+    top_up(sends, &mut group, GROUP_ROWS, 0);
+    Some(group)
+}
+
+/// Adds waiting acks to `group`, a group of acks alone, up to the budget.
+pub(super) fn more_acks(acks: &mut tokio::sync::mpsc::Receiver<Job>, group: &mut Vec<Job>) {
+    let rows = group.iter().map(Job::rows).sum();
+    top_up(acks, group, GROUP_ACK_ROWS, rows);
+}
+
+/// Takes jobs from `queue` while the group has room and `rows` (counted
+/// from `from`) stay under `budget`. Never waits.
+fn top_up(queue: &mut tokio::sync::mpsc::Receiver<Job>, group: &mut Vec<Job>, budget: usize, from: usize) {
+    let mut rows = from;
+    while group.len() < GROUP_MAX && rows < budget {
+        match queue.try_recv() {
+            Ok(j) => {
+                rows += j.rows();
+                group.push(j);
             }
+            Err(_) => break,
         }
     }
-    Some(group)
 }
 
 /// A group's envelopes and acks, in group order.

@@ -23,6 +23,7 @@ mod migrations;
 mod networks;
 mod ownership_backfill;
 mod sqlite_committer;
+mod unpushed;
 
 pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
@@ -35,6 +36,7 @@ pub use links::LinkRow;
 pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope, Tail};
 pub use networks::{PolicyOutcome, PolicyRow};
 pub use ownership_backfill::QUARANTINED;
+pub use unpushed::Unpushed;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -101,9 +103,15 @@ pub struct Store {
     /// writes a group before the log is synced (`sqlite_committer.rs`), and
     /// readers must not push a row a power cut could take back.
     durable_queue: Arc<std::sync::atomic::AtomicI64>,
+    /// Pushes waiting for their sockets (the hub counts them): the SQLite
+    /// committer holds acks back while a big fan-out goes out.
+    unpushed: Arc<Unpushed>,
     /// Tests: a slower disk (ms added to each of the committer's syncs).
     #[cfg(test)]
     sync_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Tests: how long the committer holds acks back (ms; 0: the default).
+    #[cfg(test)]
+    ack_hold_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Takes each committed queue row: (device, row built on demand).
@@ -165,8 +173,11 @@ impl Store {
             committer: Arc::default(),
             checkpoints: Arc::default(),
             durable_queue: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            unpushed: Arc::default(),
             #[cfg(test)]
             sync_delay_ms: Arc::default(),
+            #[cfg(test)]
+            ack_hold_ms: Arc::default(),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it
@@ -266,6 +277,11 @@ impl Store {
     /// `routes/ws.rs`). Returns whether it was set (only once).
     pub fn deliver_to(&self, sink: Sink) -> bool {
         self.sink.set(sink).is_ok()
+    }
+
+    /// The count of pushes waiting for their sockets, for the hub to keep.
+    pub fn unpushed(&self) -> Arc<Unpushed> {
+        self.unpushed.clone()
     }
 
     /// Whether committed rows reach connections without a wake-up.

@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::messages::{
-    answer, coverage, deliver, fresh_by_conversation, next_group, outcomes, split, AckJob, EnvelopeJob, Job, Known,
-    QueueIds,
+    answer, coverage, deliver, fresh_by_conversation, more_acks, next_group, next_sends, outcomes, split, AckJob,
+    EnvelopeJob, Job, Known, QueueIds,
 };
 use super::{Store, StoreError, StoreOutcome};
 
@@ -117,6 +117,7 @@ pub(super) fn spawn(
     // the log's syncs: the thread blocks in SQLite, which must not stall the
     // server's workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .map_err(|_| StoreError::Corrupt("could not start the committer's runtime"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -160,6 +161,16 @@ const SYNCS_IN_FLIGHT: usize = 4;
 /// covered and every later one: after a failed fsync the kernel may have
 /// dropped the pages, so nothing written since is known to be on disk
 /// (restart the relay: SQLite recovers the log as it finds it).
+///
+/// Acknowledgements wait while a big fan-out goes out: a group of acks
+/// alone, taken while [`Unpushed::busy`](super::Unpushed::busy), is held
+/// until the pushes have gone out or [`ACK_HOLD_MAX`] passed, whichever
+/// is first; sends are written meanwhile as they come. The pushes and this
+/// thread share the CPU, an ack loses nothing by waiting, and each push
+/// behind an ack group adds to a message's latency. After a hold that ran
+/// out its time, acks are not held again for [`NO_HOLD_AFTER_TIMEOUT`]
+/// times as long, so pushes that never drain hold them a sixth of the time
+/// at most.
 async fn run(
     store: Store,
     mut conn: Connection,
@@ -173,12 +184,18 @@ async fn run(
     let mut waiting: Vec<Finish<'_>> = Vec::new();
     let mut waiting_mark = 0i64;
     let mut syncing: std::collections::VecDeque<Syncing<'_>> = std::collections::VecDeque::new();
+    // Acks taken while a fan-out went out, and until when they wait.
+    let mut held: Vec<Job> = Vec::new();
+    let mut hold_until = tokio::time::Instant::now();
+    let mut no_hold_until = hold_until;
+    let unpushed = store.unpushed.clone();
     loop {
         if failed {
             // Nothing written since a failed sync is known to be on disk.
             for finish in waiting.drain(..) {
                 finish(false);
             }
+            fail(std::mem::take(&mut held));
         }
         if !waiting.is_empty() {
             if let Some(file) = logs.pop() {
@@ -217,15 +234,41 @@ async fn run(
                     finish(ok);
                 }
             }
-            group = next_group(&mut sends, &mut acks), if open => {
+            // While acks are held, sends only: they do not wait behind them.
+            group = next_work(&mut sends, &mut acks, !held.is_empty()), if open => {
                 let Some(group) = group else {
-                    open = false;
+                    if held.is_empty() {
+                        open = false;
+                    } else {
+                        // Sends are closed (stopping): acks may still be
+                        // queued, and the held ones are written first.
+                        let group = std::mem::take(&mut held);
+                        write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+                    }
                     continue;
                 };
                 if failed {
                     fail(group);
                     continue;
                 }
+                let now = tokio::time::Instant::now();
+                if held.is_empty()
+                    && now >= no_hold_until
+                    && unpushed.busy()
+                    && group.iter().all(|j| matches!(j, Job::Ack(..)))
+                {
+                    held = group;
+                    hold_until = now + hold_max(&store);
+                    continue;
+                }
+                write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+            }
+            calm = release(&unpushed, hold_until), if !held.is_empty() => {
+                if !calm {
+                    no_hold_until = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(&store);
+                }
+                let mut group = std::mem::take(&mut held);
+                more_acks(&mut acks, &mut group);
                 write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
             }
             _ = &mut stopped, if !stopping => {
@@ -239,6 +282,50 @@ async fn run(
     // The connection closes here, before the pool: when it is the last one,
     // SQLite checkpoints the log into the database.
     drop(conn);
+}
+
+/// The next group: sends and acks, or with `sends_only` sends alone.
+async fn next_work(
+    sends: &mut tokio::sync::mpsc::Receiver<Job>,
+    acks: &mut tokio::sync::mpsc::Receiver<Job>,
+    sends_only: bool,
+) -> Option<Vec<Job>> {
+    if sends_only {
+        next_sends(sends).await
+    } else {
+        next_group(sends, acks).await
+    }
+}
+
+/// Longest an ack waits for a fan-out to go out (see [`run`]).
+const ACK_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// After a hold that ran out its time, acks are not held for this many
+/// times as long: pushes that never drain below the mark (a saturated
+/// group) are not a fan-out to wait for, and acks held there stall the
+/// connections that send them.
+const NO_HOLD_AFTER_TIMEOUT: u32 = 5;
+
+/// [`ACK_HOLD_MAX`] (tests: what they set).
+fn hold_max(store: &Store) -> std::time::Duration {
+    #[cfg(test)]
+    {
+        let ms = store.ack_hold_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            return std::time::Duration::from_millis(ms);
+        }
+    }
+    let _ = store;
+    ACK_HOLD_MAX
+}
+
+/// Returns `true` once the pushes under way have gone out, `false` at `until`.
+async fn release(unpushed: &super::Unpushed, until: tokio::time::Instant) -> bool {
+    tokio::select! {
+        biased;
+        () = unpushed.calm() => true,
+        () = tokio::time::sleep_until(until) => false,
+    }
 }
 
 /// The result of the oldest sync under way (never ready when there is none).
@@ -538,43 +625,15 @@ mod tests {
     /// at once, not after the first one ended.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nothing_is_answered_or_read_before_the_log_is_on_disk() {
-        use super::super::{DeviceRef, Kind, PolicyRow, Role, SessionDevice, Store, StoreOutcome, StoredEnvelope};
+        use super::super::{Store, StoreOutcome};
         use std::time::{Duration, Instant};
         let dir = std::env::temp_dir().join(format!("sr-synced-{}-{}", std::process::id(), super::super::now_ms()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("s.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
-        let id = |n: u8| [n; 16];
-        let net = id(1);
-        let policy = PolicyRow { version: 1, body: b"policy", retention: &[] };
-        assert!(store.create_network(&net, "Acme", &[7; 32], &policy, 0).await.unwrap());
-        for (n, name) in [(30, "a"), (31, "b")] {
-            store.create_invite(&[n; 32], &net, false, i64::MAX, 0).await.unwrap();
-            store.register(&[n; 32], &id(n), name, "hash", 10).await.unwrap();
-        }
-        let device = |user: u8, n: u8| DeviceRef { network: net, user: id(user), device: id(n) };
-        for (user, n) in [(30, 32), (31, 33)] {
-            let token = [n; 32];
-            let claim = store.login_succeeded(&token, SessionDevice::Device(device(user, n)), 1, i64::MAX).await;
-            assert!(claim.unwrap().allowed());
-        }
-        let members = [(id(30), Role::Member), (id(31), Role::Member)];
-        store.create_conversation(&id(35), &net, Kind::Group, &members, 0, None).await.unwrap();
-        let send = |m: u8| {
-            let store = store.clone();
-            let env = StoredEnvelope {
-                message_id: id(m),
-                network_id: net,
-                conversation_id: id(35),
-                sender_device: id(32),
-                prefix: vec![m; 10],
-                signature: vec![0xee; 64],
-                expires_at: None,
-            };
-            tokio::spawn(async move { store.store_envelope(env, vec![(id(33), vec![m, 1], false)], 1000).await })
-        };
+        let store = two_devices(&file).await;
+        let send = |m: u8| send(&store, m);
         let queued =
-            |store: Store| async move { store.queued_page(&device(31, 33), 0, 10, usize::MAX).await.unwrap().0.len() };
+            |store: Store| async move { store.queued_page(&receiver(), 0, 10, usize::MAX).await.unwrap().0.len() };
         let written = || -> i64 {
             let raw = rusqlite::Connection::open(&file).unwrap();
             raw.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0)).unwrap()
@@ -615,5 +674,110 @@ mod tests {
         assert_eq!(*handed.lock().unwrap(), vec![id(40), id(41)], "in commit order");
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// While a fan-out goes out, acks wait (sends do not wait behind them)
+    /// until the pushes went out, or at most the longest hold, after which
+    /// acks are not held again for as long; and closing the store writes
+    /// what was held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_wait_for_a_fan_out_and_sends_never_wait_for_acks() {
+        use super::super::StoreOutcome;
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("sr-held-{}-{}", std::process::id(), super::super::now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = two_devices(&dir.join("h.db")).await;
+        for m in 40..44 {
+            assert!(matches!(send(&store, m).await.unwrap(), Ok(StoreOutcome::Stored(_))));
+        }
+        let ack = |m: u8| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ack(&receiver(), &[id(m)]).await })
+        };
+        let within = |d: u64| Duration::from_secs(d);
+        let unpushed = store.unpushed();
+
+        store.ack_hold_ms.store(60_000, Relaxed);
+        unpushed.queued(1000);
+        let held = ack(40);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "an ack was written while a fan-out went out");
+        let sent = tokio::time::timeout(within(10), send(&store, 44)).await;
+        assert!(matches!(sent, Ok(Ok(Ok(StoreOutcome::Stored(_))))), "a send waited behind held acks: {sent:?}");
+        assert!(!held.is_finished());
+        unpushed.taken(1000);
+        let acked = tokio::time::timeout(within(10), held).await;
+        assert_eq!(acked.unwrap().unwrap().unwrap(), 1, "written once the pushes went out");
+
+        // A fan-out that does not end: held no longer than the longest hold…
+        store.ack_hold_ms.store(400, Relaxed);
+        unpushed.queued(1000);
+        let start = Instant::now();
+        assert_eq!(tokio::time::timeout(within(10), ack(41)).await.unwrap().unwrap().unwrap(), 1);
+        assert!(start.elapsed() >= Duration::from_millis(350), "released early: {:?}", start.elapsed());
+        // …and the next ack right after is not held at all.
+        let start = Instant::now();
+        assert_eq!(tokio::time::timeout(within(10), ack(42)).await.unwrap().unwrap().unwrap(), 1);
+        assert!(start.elapsed() < Duration::from_millis(300), "held again at once: {:?}", start.elapsed());
+
+        // Closing writes what is held (once acks may be held again).
+        tokio::time::sleep(Duration::from_millis(u64::from(super::NO_HOLD_AFTER_TIMEOUT) * 400 + 100)).await;
+        store.ack_hold_ms.store(60_000, Relaxed);
+        let last = ack(43);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!last.is_finished(), "held");
+        store.close().await;
+        assert_eq!(tokio::time::timeout(within(10), last).await.unwrap().unwrap().unwrap(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn id(n: u8) -> [u8; 16] {
+        [n; 16]
+    }
+
+    /// The receiving device of [`two_devices`].
+    fn receiver() -> super::super::DeviceRef {
+        super::super::DeviceRef { network: id(1), user: id(31), device: id(33) }
+    }
+
+    /// A store at `file` with a network, two users with a device each (32
+    /// sends, 33 receives) and a conversation between them.
+    async fn two_devices(file: &std::path::Path) -> super::super::Store {
+        use super::super::{DeviceRef, Kind, PolicyRow, Role, SessionDevice, Store};
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+        let net = id(1);
+        let policy = PolicyRow { version: 1, body: b"policy", retention: &[] };
+        assert!(store.create_network(&net, "Acme", &[7; 32], &policy, 0).await.unwrap());
+        for (n, name) in [(30, "a"), (31, "b")] {
+            store.create_invite(&[n; 32], &net, false, i64::MAX, 0).await.unwrap();
+            store.register(&[n; 32], &id(n), name, "hash", 10).await.unwrap();
+        }
+        for (user, n) in [(30, 32), (31, 33)] {
+            let device = DeviceRef { network: net, user: id(user), device: id(n) };
+            let claim = store.login_succeeded(&[n; 32], SessionDevice::Device(device), 1, i64::MAX).await;
+            assert!(claim.unwrap().allowed());
+        }
+        let members = [(id(30), Role::Member), (id(31), Role::Member)];
+        store.create_conversation(&id(35), &net, Kind::Group, &members, 0, None).await.unwrap();
+        store
+    }
+
+    /// Message `m` from device 32 to device 33, stored on a task of its own.
+    fn send(
+        store: &super::super::Store,
+        m: u8,
+    ) -> tokio::task::JoinHandle<Result<super::super::StoreOutcome, super::super::StoreError>> {
+        let store = store.clone();
+        let env = super::super::StoredEnvelope {
+            message_id: id(m),
+            network_id: id(1),
+            conversation_id: id(35),
+            sender_device: id(32),
+            prefix: vec![m; 10],
+            signature: vec![0xee; 64],
+            expires_at: None,
+        };
+        tokio::spawn(async move { store.store_envelope(env, vec![(id(33), vec![m, 1], false)], 1000).await })
     }
 }
