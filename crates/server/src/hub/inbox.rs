@@ -20,6 +20,11 @@ struct Slots {
     /// taken; or the receiver's, so nothing more is queued (a socket task
     /// that ended without unregistering pins no rows).
     closed: bool,
+    /// Whether `items` count in the shared gauge: not from the first push
+    /// refused for want of room until the queue has drained. A socket that
+    /// stopped taking writes is not a fan-out going out, and its full
+    /// queue must not keep the committer holding acks.
+    counted: bool,
 }
 
 struct Shared {
@@ -43,7 +48,7 @@ pub struct Empty;
 /// A queue of at most `capacity` pushes, counted in `unpushed`.
 pub fn inbox(capacity: usize, unpushed: Arc<Unpushed>) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
-        slots: Mutex::new(Slots { items: VecDeque::new(), closed: false }),
+        slots: Mutex::new(Slots { items: VecDeque::new(), closed: false, counted: true }),
         notify: Notify::new(),
         capacity,
         unpushed,
@@ -56,11 +61,20 @@ impl Sender {
     pub fn try_send(&self, push: Push) -> Result<(), Push> {
         {
             let Ok(mut s) = self.0.slots.lock() else { return Err(push) };
-            if s.closed || s.items.len() >= self.0.capacity {
+            if s.closed {
+                return Err(push);
+            }
+            if s.items.len() >= self.0.capacity {
+                if s.counted {
+                    s.counted = false;
+                    self.0.unpushed.taken(s.items.len());
+                }
                 return Err(push);
             }
             s.items.push_back(push);
-            self.0.unpushed.queued(1);
+            if s.counted {
+                self.0.unpushed.queued(1);
+            }
         }
         // A permit is kept if the receiver is not waiting yet: no lost wake-up.
         self.0.notify.notify_one();
@@ -81,7 +95,9 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         if let Ok(mut s) = self.0.slots.lock() {
             s.closed = true;
-            self.0.unpushed.taken(s.items.len());
+            if s.counted {
+                self.0.unpushed.taken(s.items.len());
+            }
             s.items = VecDeque::new();
         }
     }
@@ -109,7 +125,12 @@ impl Receiver {
         let Ok(mut s) = self.0.slots.lock() else { return Some(Err(Empty)) };
         match s.items.pop_front() {
             Some(p) => {
-                self.0.unpushed.taken(1);
+                if s.counted {
+                    self.0.unpushed.taken(1);
+                }
+                if s.items.is_empty() {
+                    s.counted = true;
+                }
                 if s.items.is_empty() && s.items.capacity() > KEEP {
                     s.items.shrink_to(KEEP);
                 }
@@ -197,6 +218,29 @@ mod tests {
         assert!(b.try_send(Push::Wake).is_err());
         assert_eq!(unpushed.waiting(), 2, "a refused push is not counted");
         while ra.try_recv().is_ok() {}
+        assert_eq!(unpushed.waiting(), 0);
+    }
+
+    /// A queue that filled up (its socket stopped taking writes) no longer
+    /// counts, until it has drained.
+    #[test]
+    fn a_full_queue_stops_counting_until_it_drains() {
+        let unpushed = Arc::new(Unpushed::default());
+        let (tx, mut rx) = inbox(4, unpushed.clone());
+        for _ in 0..4 {
+            assert!(tx.try_send(Push::Wake).is_ok());
+        }
+        assert_eq!(unpushed.waiting(), 4);
+        assert!(tx.try_send(Push::Wake).is_err(), "full");
+        assert_eq!(unpushed.waiting(), 0, "a stalled queue does not count");
+        assert!(rx.try_recv().is_ok());
+        assert!(tx.try_send(Push::Wake).is_ok());
+        assert_eq!(unpushed.waiting(), 0, "not before it drained");
+        while rx.try_recv().is_ok() {}
+        assert_eq!(unpushed.waiting(), 0);
+        assert!(tx.try_send(Push::Wake).is_ok());
+        assert_eq!(unpushed.waiting(), 1, "counted again once drained");
+        drop(rx);
         assert_eq!(unpushed.waiting(), 0);
     }
 

@@ -112,6 +112,9 @@ pub struct Store {
     /// Tests: how long the committer holds acks back (ms; 0: the default).
     #[cfg(test)]
     ack_hold_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Tests: how many ack groups the committer held.
+    #[cfg(test)]
+    holds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Takes each committed queue row: (device, row built on demand).
@@ -178,6 +181,8 @@ impl Store {
             sync_delay_ms: Arc::default(),
             #[cfg(test)]
             ack_hold_ms: Arc::default(),
+            #[cfg(test)]
+            holds: Arc::default(),
         };
         migrations::run(&store).await?;
         // The committer holds a store without a sender of its own, so it

@@ -234,6 +234,16 @@ async fn run(
                     finish(ok);
                 }
             }
+            // Before the sends: a stream of them must not keep held acks waiting
+            // past their time.
+            calm = release(&unpushed, hold_until), if !held.is_empty() => {
+                if !calm {
+                    no_hold_until = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(&store);
+                }
+                let mut group = std::mem::take(&mut held);
+                more_acks(&mut acks, &mut group);
+                write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+            }
             // While acks are held, sends only: they do not wait behind them.
             group = next_work(&mut sends, &mut acks, !held.is_empty()), if open => {
                 let Some(group) = group else {
@@ -259,16 +269,10 @@ async fn run(
                 {
                     held = group;
                     hold_until = now + hold_max(&store);
+                    #[cfg(test)]
+                    store.holds.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
-            }
-            calm = release(&unpushed, hold_until), if !held.is_empty() => {
-                if !calm {
-                    no_hold_until = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(&store);
-                }
-                let mut group = std::mem::take(&mut held);
-                more_acks(&mut acks, &mut group);
                 write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
             }
             _ = &mut stopped, if !stopping => {
@@ -678,7 +682,7 @@ mod tests {
 
     /// While a fan-out goes out, acks wait (sends do not wait behind them)
     /// until the pushes went out, or at most the longest hold, after which
-    /// acks are not held again for as long; and closing the store writes
+    /// acks are not held again for a while; and closing the store writes
     /// what was held.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn acks_wait_for_a_fan_out_and_sends_never_wait_for_acks() {
@@ -691,45 +695,91 @@ mod tests {
         for m in 40..44 {
             assert!(matches!(send(&store, m).await.unwrap(), Ok(StoreOutcome::Stored(_))));
         }
-        let ack = |m: u8| {
-            let store = store.clone();
-            tokio::spawn(async move { store.ack(&receiver(), &[id(m)]).await })
-        };
-        let within = |d: u64| Duration::from_secs(d);
+        let within = Duration::from_secs(20);
         let unpushed = store.unpushed();
+        let holds = |n: u64| {
+            let store = store.clone();
+            async move {
+                let until = Instant::now() + within;
+                while store.holds.load(Relaxed) < n {
+                    assert!(Instant::now() < until, "the ack was never held");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
 
         store.ack_hold_ms.store(60_000, Relaxed);
         unpushed.queued(1000);
-        let held = ack(40);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!held.is_finished(), "an ack was written while a fan-out went out");
-        let sent = tokio::time::timeout(within(10), send(&store, 44)).await;
+        let held = ack(&store, 40);
+        holds(1).await;
+        let sent = tokio::time::timeout(within, send(&store, 44)).await;
         assert!(matches!(sent, Ok(Ok(Ok(StoreOutcome::Stored(_))))), "a send waited behind held acks: {sent:?}");
-        assert!(!held.is_finished());
+        assert!(!held.is_finished(), "an ack was written while a fan-out went out");
         unpushed.taken(1000);
-        let acked = tokio::time::timeout(within(10), held).await;
+        let acked = tokio::time::timeout(within, held).await;
         assert_eq!(acked.unwrap().unwrap().unwrap(), 1, "written once the pushes went out");
 
-        // A fan-out that does not end: held no longer than the longest hold…
-        store.ack_hold_ms.store(400, Relaxed);
+        // A fan-out that does not end, and sends streaming in once the ack
+        // is held: held no longer than the longest hold…
+        store.ack_hold_ms.store(1500, Relaxed);
         unpushed.queued(1000);
         let start = Instant::now();
-        assert_eq!(tokio::time::timeout(within(10), ack(41)).await.unwrap().unwrap().unwrap(), 1);
-        assert!(start.elapsed() >= Duration::from_millis(350), "released early: {:?}", start.elapsed());
+        let held = ack(&store, 41);
+        holds(2).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let streams: Vec<_> = (0..8u8)
+            .map(|k| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u16;
+                    while !stop.load(Relaxed) {
+                        let mut m = [k; 16];
+                        m[..2].copy_from_slice(&n.to_be_bytes());
+                        m[2] = 0xa0;
+                        assert!(send_id(&store, m).await.unwrap().is_ok());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let acked = tokio::time::timeout(within, held).await;
+        let waited = start.elapsed();
+        stop.store(true, Relaxed);
+        let mut streamed = 0;
+        for s in streams {
+            streamed += s.await.unwrap();
+        }
+        assert_eq!(acked.unwrap().unwrap().unwrap(), 1);
+        assert!(waited >= Duration::from_millis(1400), "released early: {waited:?}");
+        assert!(waited < Duration::from_secs(10), "sends kept a held ack waiting: {waited:?}");
+        assert!(streamed > 8, "the sends did not stream ({streamed})");
         // …and the next ack right after is not held at all.
         let start = Instant::now();
-        assert_eq!(tokio::time::timeout(within(10), ack(42)).await.unwrap().unwrap().unwrap(), 1);
-        assert!(start.elapsed() < Duration::from_millis(300), "held again at once: {:?}", start.elapsed());
-
-        // Closing writes what is held (once acks may be held again).
-        tokio::time::sleep(Duration::from_millis(u64::from(super::NO_HOLD_AFTER_TIMEOUT) * 400 + 100)).await;
-        store.ack_hold_ms.store(60_000, Relaxed);
-        let last = ack(43);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!last.is_finished(), "held");
+        assert_eq!(tokio::time::timeout(within, ack(&store, 42)).await.unwrap().unwrap().unwrap(), 1);
+        assert!(start.elapsed() < Duration::from_millis(1000), "held again at once: {:?}", start.elapsed());
         store.close().await;
-        assert_eq!(tokio::time::timeout(within(10), last).await.unwrap().unwrap().unwrap(), 1);
+
+        // Closing writes what is held.
+        let store = two_devices(&dir.join("c.db")).await;
+        assert!(matches!(send(&store, 40).await.unwrap(), Ok(StoreOutcome::Stored(_))));
+        store.ack_hold_ms.store(60_000, Relaxed);
+        store.unpushed().queued(1000);
+        let last = ack(&store, 40);
+        let until = Instant::now() + within;
+        while store.holds.load(Relaxed) < 1 {
+            assert!(Instant::now() < until, "the ack was never held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.close().await;
+        assert_eq!(tokio::time::timeout(within, last).await.unwrap().unwrap().unwrap(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Device 33 acknowledges message `m`, on a task of its own.
+    fn ack(store: &super::super::Store, m: u8) -> tokio::task::JoinHandle<Result<u64, super::super::StoreError>> {
+        let store = store.clone();
+        tokio::spawn(async move { store.ack(&receiver(), &[id(m)]).await })
     }
 
     fn id(n: u8) -> [u8; 16] {
@@ -768,9 +818,18 @@ mod tests {
         store: &super::super::Store,
         m: u8,
     ) -> tokio::task::JoinHandle<Result<super::super::StoreOutcome, super::super::StoreError>> {
+        send_id(store, id(m))
+    }
+
+    /// [`send`] with a message id of any 16 bytes.
+    fn send_id(
+        store: &super::super::Store,
+        message: [u8; 16],
+    ) -> tokio::task::JoinHandle<Result<super::super::StoreOutcome, super::super::StoreError>> {
+        let m = message[15];
         let store = store.clone();
         let env = super::super::StoredEnvelope {
-            message_id: id(m),
+            message_id: message,
             network_id: id(1),
             conversation_id: id(35),
             sender_device: id(32),

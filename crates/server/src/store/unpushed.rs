@@ -5,10 +5,9 @@
 //! ack loses nothing by waiting a few milliseconds, where every push
 //! behind it adds to a message's latency.
 //!
-//! A connection whose socket stopped taking writes keeps up to its queue's
-//! 256 pushes counted here until it closes: with such sockets about, acks
-//! may be held when no fan-out is under way, for at most 50 ms a sixth of
-//! the time (`sqlite_committer.rs`) and never lost.
+//! A queue stops counting at its first push refused for want of room
+//! (`hub/inbox.rs`) until it has drained: a socket that stopped taking
+//! writes is not a fan-out going out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
