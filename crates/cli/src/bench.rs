@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
 use strongroom_client::rules::keys;
 use strongroom_client::RelayApi;
 use strongroom_crypto::certs::{DeviceList, DeviceListExpectation, NetworkPolicy, PreKeyKind};
@@ -35,6 +35,8 @@ use strongroom_crypto::keys::SigningKey;
 use strongroom_wire::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Frame;
+
+mod yardstick;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Scenario {
@@ -81,14 +83,23 @@ pub enum Acks {
     /// does (the app fetches every 0.7 s and acknowledges a page at a time):
     /// a room's message brings a frame from every device.
     Each,
+    /// What was read since the last tick, every 0.7 s from a phase of the
+    /// device's own, as the app acknowledges each page it fetches every
+    /// 0.7 s: a room's devices do not all acknowledge at the same moment.
+    Timed,
 }
 
+/// How often `--acks timed` acknowledges, as the app fetches.
+const ACK_TICK: Duration = Duration::from_millis(700);
+
 impl Acks {
-    /// Pending ids that make a frame.
+    /// Pending ids that make a frame (timed: at the tick, or at this many,
+    /// well within the relay's push window).
     fn batch(self) -> usize {
         match self {
             Acks::Batched => 64,
             Acks::Each => 1,
+            Acks::Timed => 1024,
         }
     }
 }
@@ -173,6 +184,11 @@ pub struct BenchArgs {
     /// path (docs/PERFORMANCE.md, "Two hosts on one machine").
     #[arg(long)]
     private_host: bool,
+    /// After the run, this many seconds each of static responses and of
+    /// one-query requests, with the server's CPU for each: a yardstick
+    /// measured on the same machine in the same run (0: none).
+    #[arg(long, default_value_t = 0)]
+    yardstick: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -442,8 +458,11 @@ async fn receive(
     let _closing = Closing(&s.link);
     let device = s.device;
     let mut pending = Vec::new();
+    let timed = acks == Acks::Timed;
+    let mut tick = Instant::now() + ACK_TICK.mul_f64(f64::from(OsRng.next_u32()) / f64::from(u32::MAX));
     while !stop.load(Ordering::Relaxed) {
-        let next = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
+        let wait = if timed { tick.saturating_duration_since(Instant::now()) } else { Duration::from_millis(200) };
+        let next = tokio::time::timeout(wait, ws.next()).await;
         let idle = next.is_err();
         let frame = match next {
             Ok(Some(Ok(frame))) => Some(frame),
@@ -469,7 +488,15 @@ async fn receive(
             }
             pending.push(id);
         }
-        if pending.len() >= acks.batch() || (!pending.is_empty() && idle) {
+        // Timed: the tick has come (whether or not a frame came with it).
+        let due = timed && Instant::now() >= tick;
+        if due {
+            while tick <= Instant::now() {
+                tick += ACK_TICK;
+            }
+        }
+        let quiet = idle && !timed;
+        if pending.len() >= acks.batch() || (!pending.is_empty() && (quiet || due)) {
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
             frames.send(Frame::Text(ack.into()))?;
         }
@@ -724,6 +751,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.duration == 0 || a.duration > 600 || a.clients > 20_000 || a.devices > 1000 || a.concurrency > 64 {
         bail!("bounds: --duration 1..=600 s, --clients up to 20000, --devices up to 1000, --concurrency up to 64");
+    }
+    if a.yardstick > 60 {
+        bail!("bounds: --yardstick 0..=60 s (each of its two kinds of request)");
     }
     // Sealed envelopes are held in memory: about 2 KiB plus 100 bytes per recipient each.
     let per_message = 2048 + 100 * (a.clients * a.devices) as u64;
@@ -1005,7 +1035,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
              sends_per_second in the server's config to measure throughput (see docs/PERFORMANCE.md)"
         );
     }
-    let result = serde_json::json!({
+    // The yardstick, once the run's sockets are gone: a static response and
+    // a request that reads one row (the network's public key).
+    let mut yardstick = None;
+    if a.yardstick > 0 {
+        let fixed = yardstick::measure(&format!("{base}/admin/static/console.css"), &a.server_pid, a.yardstick).await?;
+        let query = yardstick::measure(&format!("{base}/v1/networks/{network}"), &a.server_pid, a.yardstick).await?;
+        yardstick = Some((fixed, query));
+    }
+    let in_static =
+        yardstick.as_ref().and_then(|(f, _)| f.server_cpu_us_per_request).zip(cpu_per_delivery_us).map(|(f, d)| d / f);
+    let mut result = serde_json::json!({
         "scenario": format!("{:?}", a.scenario).to_lowercase(),
         "sends": format!("{:?}", a.sends).to_lowercase(), "pushes": format!("{:?}", a.pushes).to_lowercase(), "acks": format!("{:?}", a.acks).to_lowercase(),
         "sent_over_websocket": stats.over_socket.load(Ordering::Relaxed),
@@ -1028,6 +1068,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "server_cpu_seconds": cpu,
         "server_cpu_us_per_delivery": cpu_per_delivery_us,
     });
+    if let (Some((fixed, query)), Some(map)) = (&yardstick, result.as_object_mut()) {
+        map.insert("yardstick".into(), serde_json::json!({"static": fixed.json(), "one_query": query.json()}));
+        map.insert("delivery_in_static_requests".into(), serde_json::json!(in_static));
+    }
     if a.json {
         println!("{result}");
     } else {
@@ -1045,6 +1089,21 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             others_cpu.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "?".into()),
             fsync_ms.map(|m| format!("{m:.2} ms median")).unwrap_or_else(|| "not measured (give --data-dir)".into()),
         );
+        if let Some((fixed, query)) = &yardstick {
+            let us = |r: &yardstick::Reading| {
+                r.server_cpu_us_per_request
+                    .map(|u| format!("{u:.0} µs"))
+                    .unwrap_or_else(|| "? (give --server-pid)".into())
+            };
+            println!(
+                "  yardstick: server CPU per static response {}, per one-query request {} ({} and {} requests){}",
+                us(fixed),
+                us(query),
+                fixed.requests,
+                query.requests,
+                in_static.map(|r| format!("; a delivery costs {r:.2} static responses")).unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

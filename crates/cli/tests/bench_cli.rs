@@ -41,7 +41,10 @@ fn a_short_bench_run_reports_real_traffic() {
     // A fixed count, sealed before the clock starts: every envelope is
     // delivered once, and the server's CPU per delivery is reported.
     let pid = server.child.id().to_string();
-    let v = bench_json(&server, &["--clients", "4", "--count", "60", "--duration", "30", "--server-pid", &pid]);
+    let v = bench_json(
+        &server,
+        &["--clients", "4", "--count", "60", "--duration", "30", "--server-pid", &pid, "--yardstick", "1"],
+    );
     assert_eq!((v["accepted"].as_u64(), v["delivered"].as_u64()), (Some(60), Some(60)), "{v}");
     assert!(v["server_cpu_seconds"][0].as_f64().unwrap() >= 0.0, "{v}");
     assert!(v["server_rss_mib"][0].as_f64().unwrap() > 1.0, "{v}");
@@ -52,6 +55,14 @@ fn a_short_bench_run_reports_real_traffic() {
     assert!(v["generator_open_files_limit"].as_u64().unwrap() > 0, "{v}");
     assert!(v["data_dir_fsync_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["latency_samples"], 60, "{v}");
+    // The yardstick beside it: static responses and one-query requests,
+    // every one answered, with the server's CPU for each.
+    for kind in ["static", "one_query"] {
+        let y = &v["yardstick"][kind];
+        assert!(y["requests"].as_u64().unwrap() > 0, "{v}");
+        assert!(y["server_cpu_us_per_request"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    assert!(v["delivery_in_static_requests"].as_f64().unwrap() > 0.0, "{v}");
     // Sent over each sender's socket (the default), pushed as binary frames.
     assert_eq!((v["sends"].as_str(), v["pushes"].as_str()), (Some("websocket"), Some("binary")), "{v}");
     assert_eq!(v["sent_over_websocket"], 60, "{v}");
@@ -67,6 +78,17 @@ fn a_short_bench_run_reports_real_traffic() {
         "{v}"
     );
     assert_eq!(v["acks"].as_str(), Some("each"), "{v}");
+    // And on a timer, as the app does: all delivered, once each.
+    let v = bench_json(
+        &server,
+        &["--scenario", "group", "--clients", "4", "--count", "30", "--duration", "30", "--acks", "timed"],
+    );
+    assert_eq!(
+        (v["accepted"].as_u64(), v["delivered"].as_u64(), v["duplicates"].as_u64()),
+        (Some(30), Some(90), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["acks"].as_str(), Some("timed"), "{v}");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");
@@ -143,7 +165,16 @@ fn a_short_bench_run_reports_real_traffic() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--acks") && err.contains("batched") && err.contains("each"), "{err}");
+    assert!(
+        err.contains("--acks") && err.contains("batched") && err.contains("each") && err.contains("timed"),
+        "{err}"
+    );
+    let out = Command::new(bin())
+        .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--yardstick", "61"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yardstick 0..=60"));
     for bad in ["0", "2000000", "x"] {
         let out = Command::new(bin())
             .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--count", bad])
