@@ -168,7 +168,9 @@ impl Store {
 
     pub(super) async fn drop_devices(&self, tx: &mut super::WriteTx<'_>, user: &[u8; 16]) -> Result<(), StoreError> {
         for q in [
-            "DELETE FROM queue WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",
+            // By the devices' numbers, which the queue's per-device index is keyed by.
+            "DELETE FROM queue WHERE device_no IN (SELECT n.no FROM device_numbers n \
+             JOIN devices d ON d.device_id = n.device_id WHERE d.user_id = $1)",
             "DELETE FROM prekeys WHERE device_id IN (SELECT device_id FROM devices WHERE user_id = $1)",
             "DELETE FROM device_links WHERE user_id = $1",
             "UPDATE user_devices SET revoked = 1 WHERE user_id = $1",
@@ -261,8 +263,11 @@ impl Store {
                 .await?;
         }
         // The device is this account's (checked above): its queue and keys go.
-        for q in ["DELETE FROM queue WHERE device_id = $1", "DELETE FROM prekeys WHERE device_id = $1"] {
-            sqlx::query(&self.sql(q)).bind(target.device.to_vec()).execute(&mut *tx.tx).await?;
+        for q in [
+            self.queue_sql("DELETE FROM queue WHERE {device}", "", "$1"),
+            self.sql("DELETE FROM prekeys WHERE device_id = $1").into_owned(),
+        ] {
+            sqlx::query(&q).bind(target.device.to_vec()).execute(&mut *tx.tx).await?;
         }
         tx.commit().await?;
         Ok(true)

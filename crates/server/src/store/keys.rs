@@ -173,7 +173,7 @@ impl Store {
                     .bind(device.to_vec())
                     .execute(&mut *tx.tx)
                     .await?;
-                sqlx::query(&self.sql("DELETE FROM queue WHERE device_id = $1"))
+                sqlx::query(&self.queue_sql("DELETE FROM queue WHERE {device}", "", "$1"))
                     .bind(device.to_vec())
                     .execute(&mut *tx.tx)
                     .await?;

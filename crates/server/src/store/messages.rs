@@ -242,10 +242,28 @@ impl Store {
             new.iter().filter_map(|(i, _)| jobs.get(*i)).flat_map(|j| j.tails.iter().map(move |t| (*j, t))).collect();
         let mut queued = QueueIds::new();
         let returning = if want_queue_ids { " RETURNING id, device_id, envelope" } else { "" };
+        // Each device's number (migration 0013), given first if it has none;
+        // in one order everywhere, so two nodes' groups cannot deadlock on them.
+        let mut devices: Vec<[u8; 16]> = rows.iter().map(|(_, (d, _, _))| *d).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for chunk in devices.chunks(MAX_ROWS_PER_STATEMENT) {
+            let rows: Vec<String> =
+                placeholders(self.backend, chunk.len(), 1, 0).split(", ").map(|p| format!("({p})")).collect();
+            let sql = format!(
+                "INSERT INTO device_numbers (device_id) VALUES {} ON CONFLICT (device_id) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for device in chunk {
+                q = q.bind(device.to_vec());
+            }
+            q.execute(&mut *tx.tx).await?;
+        }
         for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
             let sql = format!(
-                "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES {}{returning}",
-                placeholders(self.backend, chunk.len(), 5, 0)
+                "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at, device_no) VALUES {}{returning}",
+                queue_values(self.backend, chunk.len())
             );
             let mut q = sqlx::query(&sql).persistent(false);
             for (j, (device, tail, retention)) in chunk {
@@ -324,9 +342,11 @@ impl Store {
         .bind(owner.network.to_vec())
         .fetch_all(&self.pool)
         .await?;
-        let queued = sqlx::query(&self.sql(
+        let queued = sqlx::query(&self.queue_sql(
             "SELECT e.conversation_id, COUNT(*) AS n FROM queue q JOIN envelopes e ON e.id = q.envelope \
-             WHERE q.device_id = $1 AND q.retention = 1 GROUP BY e.conversation_id",
+             WHERE {device} AND q.retention = 1 GROUP BY e.conversation_id",
+            "q.",
+            "$1",
         ))
         .bind(owner.device.to_vec())
         .fetch_all(&self.pool)
@@ -380,18 +400,14 @@ impl Store {
     ) -> Result<(Vec<QueuedRow>, bool), StoreError> {
         // Rows written but not yet on disk are not read (`durable_queue`).
         let durable = self.durable_queue.load(std::sync::atomic::Ordering::Acquire);
-        let sizes = sqlx::query(&self.sql(
-            "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(b.prefix) + LENGTH(b.signature) AS BIGINT) AS size \
-             FROM queue q JOIN envelope_bodies b ON b.envelope = q.envelope \
-             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $4 AND q.id <= $5 ORDER BY q.id LIMIT $3",
-        ))
-        .bind(owner.device.to_vec())
-        .bind(after)
-        .bind(limit)
-        .bind(i64::from(owner.is_retention()))
-        .bind(durable)
-        .fetch_all(&self.pool)
-        .await?;
+        let sizes = sqlx::query(&self.queue_sql(PAGE_SIZES, "q.", "$1"))
+            .bind(owner.device.to_vec())
+            .bind(after)
+            .bind(limit)
+            .bind(i64::from(owner.is_retention()))
+            .bind(durable)
+            .fetch_all(&self.pool)
+            .await?;
         let (mut total, mut take) = (0usize, 0i64);
         for r in &sizes {
             total = total.saturating_add(usize::try_from(int(r, "size")?).unwrap_or(usize::MAX));
@@ -405,22 +421,16 @@ impl Store {
         }
         let more = sizes.len() as i64 > take || take == limit;
         let limit = take;
-        let rows = sqlx::query(&self.sql(
-            "SELECT q.id, e.message_id, q.tail, e.conversation_id, e.seq, e.received_at, b.prefix, b.signature \
-             FROM queue q JOIN envelopes e ON e.id = q.envelope JOIN envelope_bodies b ON b.envelope = e.id \
-             JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
-                  AND e.network_id = d.network_id \
-             WHERE q.device_id = $1 AND q.id > $2 AND q.retention = $6 AND q.id <= $7 ORDER BY q.id LIMIT $3",
-        ))
-        .bind(owner.device.to_vec())
-        .bind(after)
-        .bind(limit)
-        .bind(owner.user.to_vec())
-        .bind(owner.network.to_vec())
-        .bind(i64::from(owner.is_retention()))
-        .bind(durable)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&self.queue_sql(PAGE_ROWS, "q.", "$1"))
+            .bind(owner.device.to_vec())
+            .bind(after)
+            .bind(limit)
+            .bind(owner.user.to_vec())
+            .bind(owner.network.to_vec())
+            .bind(i64::from(owner.is_retention()))
+            .bind(durable)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(QueuedRow {
@@ -582,6 +592,38 @@ const MAX_ROWS_PER_STATEMENT: usize = 500;
 /// `rows` groups of `width` placeholders after the first `skip`:
 /// `($1, $2), ($3, $4)`, or `$1, $2` for one column. On SQLite plain `?`
 /// (bound in order): numbered ones make binding quadratic in their count.
+/// The sizes of a device's queued rows after a position (`queued_page`).
+const PAGE_SIZES: &str =
+    "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(b.prefix) + LENGTH(b.signature) AS BIGINT) AS size \
+     FROM queue q JOIN envelope_bodies b ON b.envelope = q.envelope \
+     WHERE {device} AND q.id > $2 AND q.retention = $4 AND q.id <= $5 ORDER BY q.id LIMIT $3";
+
+/// A device's queued rows after a position, with their envelopes (`queued_page`).
+const PAGE_ROWS: &str =
+    "SELECT q.id, e.message_id, q.tail, e.conversation_id, e.seq, e.received_at, b.prefix, b.signature \
+     FROM queue q JOIN envelopes e ON e.id = q.envelope JOIN envelope_bodies b ON b.envelope = e.id \
+     JOIN devices d ON d.device_id = q.device_id AND d.user_id = $4 AND d.network_id = $5 \
+          AND e.network_id = d.network_id \
+     WHERE {device} AND q.id > $2 AND q.retention = $6 AND q.id <= $7 ORDER BY q.id LIMIT $3";
+
+/// `rows` rows of queue values: device, envelope, tail, retention, time,
+/// then the device's number, read by the first of them (numbered
+/// parameters, so each row binds five).
+fn queue_values(backend: super::Backend, rows: usize) -> String {
+    let mark = if backend == super::Backend::Postgres { '$' } else { '?' };
+    (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=5).map(|c| format!("{mark}{}", r * 5 + c)).collect();
+            format!(
+                "({}, (SELECT no FROM device_numbers WHERE device_id = {}))",
+                p.join(", "),
+                p.first().map(String::as_str).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize) -> String {
     let numbered = backend == super::Backend::Postgres;
     let mut out = String::with_capacity(rows * width * 6);
@@ -909,5 +951,108 @@ mod tests {
         assert_eq!(placeholders(Postgres, 3, 1, 1), "$2, $3, $4");
         assert_eq!(placeholders(Sqlite, 2, 2, 1), "(?, ?), (?, ?)");
         assert_eq!(placeholders(Sqlite, 0, 3, 0), "");
+        assert_eq!(
+            queue_values(Postgres, 2),
+            "($1, $2, $3, $4, $5, (SELECT no FROM device_numbers WHERE device_id = $1)), \
+             ($6, $7, $8, $9, $10, (SELECT no FROM device_numbers WHERE device_id = $6))"
+        );
+        assert_eq!(
+            queue_values(Sqlite, 1),
+            "(?1, ?2, ?3, ?4, ?5, (SELECT no FROM device_numbers WHERE device_id = ?1))"
+        );
+    }
+
+    /// A device's queue is read through the index keyed by its number: a
+    /// plan that scans the queue (or reads it by envelope) would read every
+    /// device's rows to find one device's.
+    #[tokio::test]
+    async fn a_devices_queue_is_read_through_its_number() {
+        use sqlx::Row;
+        let dir = std::env::temp_dir().join(format!("sr-plan-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store =
+            crate::store::Store::connect(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display())).await.unwrap();
+        for (name, sql) in [("sizes", PAGE_SIZES), ("rows", PAGE_ROWS)] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", store.queue_sql(sql, "q.", "$1")))
+                .bind(vec![1u8; 16])
+                .bind(0i64)
+                .bind(10i64)
+                .bind(vec![2u8; 16])
+                .bind(vec![3u8; 16])
+                .bind(0i64)
+                .bind(100i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap())
+                .collect();
+            assert!(
+                plan.iter().any(|d| d.contains("SEARCH q USING INDEX queue_by_device (device_no=? AND id>? AND id<?)")),
+                "{name}: {plan:?}"
+            );
+        }
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without the committer (a database in memory, or one whose committer
+    /// stopped) rows are queued by multi-row statements: each device gets
+    /// its number there too, and its reads find its rows and no one else's.
+    #[tokio::test]
+    async fn the_statement_path_numbers_devices_too() {
+        use sqlx::Row;
+        let store =
+            crate::store::Store::connect(&format!("sqlite:file:sr-numbers-{}?mode=memory&cache=shared", uuid_like()))
+                .await
+                .unwrap();
+        let (net, user, conv, a, b) = ([1u8; 16], [2u8; 16], [3u8; 16], [4u8; 16], [5u8; 16]);
+        let mut c = store.pool.acquire().await.unwrap();
+        for sql in [
+            "INSERT INTO networks (id, name, network_public, created_at) VALUES (?1, 'n', ?1, 0)",
+            "INSERT INTO conversations (id, network_id, kind, last_seq, created_at) VALUES (?3, ?1, 1, 0, 0)",
+            "INSERT INTO devices (device_id, network_id, user_id, claimed_at) VALUES (?4, ?1, ?2, 0)",
+            "INSERT INTO devices (device_id, network_id, user_id, claimed_at) VALUES (?5, ?1, ?2, 0)",
+        ] {
+            sqlx::query(sql)
+                .bind(net.to_vec())
+                .bind(user.to_vec())
+                .bind(conv.to_vec())
+                .bind(a.to_vec())
+                .bind(b.to_vec())
+                .execute(&mut *c)
+                .await
+                .unwrap();
+        }
+        drop(c);
+        for m in 0..3u8 {
+            let env = StoredEnvelope {
+                message_id: [10 + m; 16],
+                network_id: net,
+                conversation_id: conv,
+                sender_device: a,
+                prefix: vec![m],
+                signature: vec![0; 64],
+                expires_at: None,
+            };
+            // b gets every message, a only the first.
+            let tails = if m == 0 { vec![(a, vec![1], false), (b, vec![2], false)] } else { vec![(b, vec![2], false)] };
+            assert!(matches!(store.store_envelope(env, tails, 1).await.unwrap(), StoreOutcome::Stored(_)));
+        }
+        let numbers = sqlx::query("SELECT COUNT(*) AS n FROM device_numbers").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(numbers.get::<i64, _>("n"), 2);
+        let mine = |d: [u8; 16]| crate::store::DeviceRef { network: net, user, device: d };
+        let ids = |rows: Vec<QueuedRow>| rows.iter().map(|r| r.message_id[0]).collect::<Vec<_>>();
+        assert_eq!(ids(store.queued(&mine(a), 0, 100, 1 << 20).await.unwrap()), [10]);
+        assert_eq!(ids(store.queued(&mine(b), 0, 100, 1 << 20).await.unwrap()), [10, 11, 12]);
+        assert_eq!(store.ack(&mine(b), &[[10; 16], [11; 16]]).await.unwrap(), 2);
+        assert_eq!(ids(store.queued(&mine(b), 0, 100, 1 << 20).await.unwrap()), [12]);
+        assert_eq!(ids(store.queued(&mine(a), 0, 100, 1 << 20).await.unwrap()), [10]);
+        store.close().await;
+    }
+
+    fn uuid_like() -> String {
+        use rand_core::RngCore;
+        format!("{:016x}", rand_core::OsRng.next_u64())
     }
 }

@@ -19,6 +19,7 @@ const SQLITE: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/sqlite/0010_guests.sql")),
     (11, include_str!("../../migrations/sqlite/0011_queue_in_insertion_order.sql")),
     (12, include_str!("../../migrations/sqlite/0012_envelope_bodies.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_device_numbers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_initial.sql")),
@@ -33,6 +34,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/postgres/0010_guests.sql")),
     (11, include_str!("../../migrations/postgres/0011_queue_in_insertion_order.sql")),
     (12, include_str!("../../migrations/postgres/0012_envelope_bodies.sql")),
+    (13, include_str!("../../migrations/postgres/0013_device_numbers.sql")),
 ];
 
 /// A migration's statements: each ends with `;` at the end of a line, so a

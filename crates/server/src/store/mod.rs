@@ -13,6 +13,7 @@ mod blobs;
 mod cache;
 mod checkpoint;
 mod conversations;
+mod device_numbers;
 mod devices;
 mod guests;
 mod keys;
@@ -247,6 +248,17 @@ impl Store {
             Backend::Postgres => Cow::Borrowed(q),
             Backend::Sqlite => Cow::Owned(q.replace('$', "?")),
         }
+    }
+
+    /// `q` with every `{device}` replaced by the condition that a queue row
+    /// (of `alias`, e.g. `q.`) is device `param`'s: through the device's
+    /// number, which the queue's per-device index is keyed by (migration
+    /// 0013), and its id too.
+    fn queue_sql(&self, q: &str, alias: &str, param: &str) -> String {
+        let device = format!(
+            "{alias}device_no = (SELECT no FROM device_numbers WHERE device_id = {param}) AND {alias}device_id = {param}"
+        );
+        self.sql(&q.replace("{device}", &device)).into_owned()
     }
 
     /// A write transaction whose commit invalidates the cache.

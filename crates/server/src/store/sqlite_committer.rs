@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::device_numbers::DeviceNumbers;
 use super::messages::{
     answer, coverage, deliver, fresh_by_conversation, more_acks, next_group, next_sends, outcomes, split, AckJob,
     EnvelopeJob, Job, Known, QueueIds,
@@ -183,6 +184,7 @@ async fn run(
     let (mut stopping, mut open, mut failed) = (false, true, false);
     let mut waiting: Vec<Finish<'_>> = Vec::new();
     let mut waiting_mark = 0i64;
+    let mut numbers = DeviceNumbers::default();
     let mut syncing: std::collections::VecDeque<Syncing<'_>> = std::collections::VecDeque::new();
     // Acks taken while a fan-out went out, and until when they wait.
     let mut held: Vec<Job> = Vec::new();
@@ -242,7 +244,7 @@ async fn run(
                 }
                 let mut group = std::mem::take(&mut held);
                 more_acks(&mut acks, &mut group);
-                write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+                write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
             }
             // While acks are held, sends only: they do not wait behind them.
             group = next_work(&mut sends, &mut acks, !held.is_empty()), if open => {
@@ -253,7 +255,7 @@ async fn run(
                         // Sends are closed (stopping): acks may still be
                         // queued, and the held ones are written first.
                         let group = std::mem::take(&mut held);
-                        write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+                        write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
                     }
                     continue;
                 };
@@ -273,7 +275,7 @@ async fn run(
                     store.holds.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                write_group(&store, &mut conn, group, &mut waiting, &mut waiting_mark).await;
+                write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
             }
             _ = &mut stopped, if !stopping => {
                 // Take nothing new; what is queued is still committed.
@@ -347,6 +349,7 @@ async fn synced(
 async fn write_group<'a>(
     store: &'a Store,
     conn: &mut Connection,
+    numbers: &mut DeviceNumbers,
     group: Vec<Job>,
     waiting: &mut Vec<Finish<'a>>,
     waiting_mark: &mut i64,
@@ -357,10 +360,11 @@ async fn write_group<'a>(
     let together = {
         let (envelopes, ack_jobs) = split(&group);
         let _writer = store.write_lock.lock().await;
-        commit(conn, |tx| {
-            let stored = store_many(tx, &envelopes, sink.is_some())?;
+        let r = commit(conn, |tx| {
+            let stored = store_many(tx, numbers, &envelopes, sink.is_some())?;
             Ok((stored, ack_many(tx, &ack_jobs)?, queue_mark(tx)?))
-        })
+        });
+        numbered(numbers, r)
     };
     match together {
         Ok(((stored, queued), acked, mark)) => {
@@ -383,7 +387,9 @@ async fn write_group<'a>(
                 match j {
                     Job::Envelope(e, reply) => {
                         let one = [&*e];
-                        let r = commit(conn, |tx| Ok((store_many(tx, &one, sink.is_some())?, queue_mark(tx)?)));
+                        let r =
+                            commit(conn, |tx| Ok((store_many(tx, numbers, &one, sink.is_some())?, queue_mark(tx)?)));
+                        let r = numbered(numbers, r);
                         drop(writer);
                         match r {
                             Ok(((stored, queued), mark)) => {
@@ -452,6 +458,15 @@ fn queue_mark(conn: &Connection) -> Result<i64, StoreError> {
     Ok(q.query_row([], |r| r.get(0))?)
 }
 
+/// `result` of a transaction that gave out device numbers: they hold if it committed.
+fn numbered<T>(numbers: &mut DeviceNumbers, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match &result {
+        Ok(_) => numbers.committed(),
+        Err(_) => numbers.rolled_back(),
+    }
+    result
+}
+
 /// Runs `work` in one immediate transaction and commits it (rolled back
 /// when `work` fails).
 fn commit<T>(
@@ -468,6 +483,7 @@ fn commit<T>(
 /// one prepared statement per row instead of multi-row statements.
 fn store_many(
     tx: &Transaction<'_>,
+    numbers: &mut DeviceNumbers,
     jobs: &[&EnvelopeJob],
     want_queue_ids: bool,
 ) -> Result<(Vec<StoreOutcome>, QueueIds), StoreError> {
@@ -511,7 +527,7 @@ fn store_many(
         super::messages::BODY_CONFLICT
     ))?;
     let mut queue = tx.prepare_cached(
-        "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at, device_no) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut queued = QueueIds::new();
     for (i, seq) in &new {
@@ -529,7 +545,8 @@ fn store_many(
         let id = tx.last_insert_rowid();
         body.execute(params![id, &e.prefix[..], &e.signature[..]])?;
         for (device, tail, retention) in &j.tails {
-            queue.execute(params![&device[..], id, &tail[..], i64::from(*retention), j.now])?;
+            let no = numbers.get(tx, device)?;
+            queue.execute(params![&device[..], id, &tail[..], i64::from(*retention), j.now, no])?;
             if want_queue_ids {
                 queued.insert((*device, e.message_id), tx.last_insert_rowid());
             }
