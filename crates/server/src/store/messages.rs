@@ -248,19 +248,15 @@ impl Store {
         devices.sort_unstable();
         devices.dedup();
         for chunk in devices.chunks(MAX_ROWS_PER_STATEMENT) {
-            let rows: Vec<String> =
-                placeholders(self.backend, chunk.len(), 1, 0).split(", ").map(|p| format!("({p})")).collect();
-            let sql = format!(
-                "INSERT INTO device_numbers (device_id) VALUES {} ON CONFLICT (device_id) DO NOTHING",
-                rows.join(", ")
-            );
+            let sql = number_devices(self.backend, chunk.len());
             let mut q = sqlx::query(&sql).persistent(false);
             for device in chunk {
                 q = q.bind(device.to_vec());
             }
             q.execute(&mut *tx.tx).await?;
         }
-        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 5) {
+        let sqlite = self.backend == super::Backend::Sqlite;
+        for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT / 6) {
             let sql = format!(
                 "INSERT INTO queue (device_id, envelope, tail, retention, enqueued_at, device_no) VALUES {}{returning}",
                 queue_values(self.backend, chunk.len())
@@ -269,6 +265,9 @@ impl Store {
             for (j, (device, tail, retention)) in chunk {
                 let envelope = *envelope_ids.get(&j.env.message_id).ok_or(StoreError::Corrupt("envelope id"))?;
                 q = q.bind(device.to_vec()).bind(envelope).bind(tail.clone()).bind(i64::from(*retention)).bind(j.now);
+                if sqlite {
+                    q = q.bind(device.to_vec());
+                }
             }
             for row in q.fetch_all(&mut *tx.tx).await? {
                 if !returning.is_empty() {
@@ -589,9 +588,6 @@ pub(super) fn deliver(sink: Option<&Sink>, jobs: &[&EnvelopeJob], outcomes: &[St
 /// PostgreSQL's limits on bound parameters.
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
-/// `rows` groups of `width` placeholders after the first `skip`:
-/// `($1, $2), ($3, $4)`, or `$1, $2` for one column. On SQLite plain `?`
-/// (bound in order): numbered ones make binding quadratic in their count.
 /// The sizes of a device's queued rows after a position (`queued_page`).
 const PAGE_SIZES: &str =
     "SELECT q.id, CAST(LENGTH(q.tail) + LENGTH(b.prefix) + LENGTH(b.signature) AS BIGINT) AS size \
@@ -607,23 +603,44 @@ const PAGE_ROWS: &str =
      WHERE {device} AND q.id > $2 AND q.retention = $6 AND q.id <= $7 ORDER BY q.id LIMIT $3";
 
 /// `rows` rows of queue values: device, envelope, tail, retention, time,
-/// then the device's number, read by the first of them (numbered
-/// parameters, so each row binds five).
+/// then the device's number, read by its id: on PostgreSQL the first
+/// parameter again (each row binds five), on SQLite a sixth (plain `?`,
+/// see [`placeholders`]; each row binds the device twice).
 fn queue_values(backend: super::Backend, rows: usize) -> String {
-    let mark = if backend == super::Backend::Postgres { '$' } else { '?' };
+    let number = "(SELECT no FROM device_numbers WHERE device_id = ";
     (0..rows)
-        .map(|r| {
-            let p: Vec<String> = (1..=5).map(|c| format!("{mark}{}", r * 5 + c)).collect();
-            format!(
-                "({}, (SELECT no FROM device_numbers WHERE device_id = {}))",
-                p.join(", "),
-                p.first().map(String::as_str).unwrap_or_default()
-            )
+        .map(|r| match backend {
+            super::Backend::Postgres => {
+                let p: Vec<String> = (1..=5).map(|c| format!("${}", r * 5 + c)).collect();
+                format!("({}, {number}${}))", p.join(", "), r * 5 + 1)
+            }
+            super::Backend::Sqlite => format!("(?, ?, ?, ?, ?, {number}?))"),
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// Gives each of `rows` device ids (parameters) a number if it has none.
+/// On PostgreSQL only the missing ones are inserted: a conflicting insert
+/// would still draw a value from the sequence, a thousand for a room.
+fn number_devices(backend: super::Backend, rows: usize) -> String {
+    match backend {
+        super::Backend::Postgres => format!(
+            "INSERT INTO device_numbers (device_id) SELECT v.d FROM (VALUES {}) AS v(d) \
+             WHERE NOT EXISTS (SELECT 1 FROM device_numbers n WHERE n.device_id = v.d) ORDER BY v.d \
+             ON CONFLICT (device_id) DO NOTHING",
+            (1..=rows).map(|i| format!("(${i}::bytea)")).collect::<Vec<_>>().join(", ")
+        ),
+        super::Backend::Sqlite => format!(
+            "INSERT INTO device_numbers (device_id) VALUES {} ON CONFLICT (device_id) DO NOTHING",
+            vec!["(?)"; rows].join(", ")
+        ),
+    }
+}
+
+/// `rows` groups of `width` placeholders after the first `skip`:
+/// `($1, $2), ($3, $4)`, or `$1, $2` for one column. On SQLite plain `?`
+/// (bound in order): numbered ones make binding quadratic in their count.
 fn placeholders(backend: super::Backend, rows: usize, width: usize, skip: usize) -> String {
     let numbered = backend == super::Backend::Postgres;
     let mut out = String::with_capacity(rows * width * 6);
@@ -956,9 +973,12 @@ mod tests {
             "($1, $2, $3, $4, $5, (SELECT no FROM device_numbers WHERE device_id = $1)), \
              ($6, $7, $8, $9, $10, (SELECT no FROM device_numbers WHERE device_id = $6))"
         );
+        assert_eq!(queue_values(Sqlite, 1), "(?, ?, ?, ?, ?, (SELECT no FROM device_numbers WHERE device_id = ?))");
         assert_eq!(
-            queue_values(Sqlite, 1),
-            "(?1, ?2, ?3, ?4, ?5, (SELECT no FROM device_numbers WHERE device_id = ?1))"
+            number_devices(Postgres, 2),
+            "INSERT INTO device_numbers (device_id) SELECT v.d FROM (VALUES ($1::bytea), ($2::bytea)) AS v(d) \
+             WHERE NOT EXISTS (SELECT 1 FROM device_numbers n WHERE n.device_id = v.d) ORDER BY v.d \
+             ON CONFLICT (device_id) DO NOTHING"
         );
     }
 
