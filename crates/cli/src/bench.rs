@@ -77,15 +77,18 @@ pub enum Pushes {
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Acks {
     /// One frame per 64 messages, or for what was read once the socket was
-    /// quiet for 200 ms: close to the app, and the least work for the relay.
+    /// quiet for 200 ms: close to `strongroom watch` (one frame for what
+    /// arrived together) and the app (one request per fetched page), and
+    /// the least work for the relay.
     Batched,
     /// One frame per message as soon as it is read, as `strongroom watch`
-    /// does (the app fetches every 0.7 s and acknowledges a page at a time):
-    /// a room's message brings a frame from every device.
+    /// did before it acknowledged bursts together: a room's message brings
+    /// a frame from every device.
     Each,
     /// What was read since the last tick, every 0.7 s from a phase of the
-    /// device's own, as the app acknowledges each page it fetches every
-    /// 0.7 s: a room's devices do not all acknowledge at the same moment.
+    /// device's own, as the app acknowledged each page it fetched while it
+    /// polled every 0.7 s: a room's devices do not all acknowledge at the
+    /// same moment.
     Timed,
 }
 

@@ -312,6 +312,21 @@ async fn the_app_lets_only_its_owner_in_and_chats_live() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Idle, the app waits on its doorbell (a notice-only socket) instead of
+    // polling: the relay answers next to no requests while nothing happens
+    // (polling every 0.7 s, it answered at least one a poll), and Bob's
+    // message above came at once, not at the 30 s safety-net fetch.
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    };
+    let before = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(metric(&before, "strongroom_connections ") >= 1, "the doorbell is open: {before}");
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let after = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let answered =
+        metric(&after, "strongroom_http_responses_total") - metric(&before, "strongroom_http_responses_total");
+    assert!(answered <= 2, "an idle app made {answered} requests in 4.2 s");
+
     // The relay goes down: a send is kept and queued, and goes when it is back.
     server.stop();
     let r: Value = h

@@ -773,3 +773,65 @@ where
     .await
     .is_ok()
 }
+
+/// The frames a socket receives within `wait`: the JSON text frames, and how
+/// many were binary.
+async fn frames_within(ws: &mut Socket, wait: Duration) -> (Vec<WsFrame>, usize) {
+    let (mut text, mut binary) = (Vec::new(), 0);
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            match frame {
+                Message::Text(t) => text.push(serde_json::from_str::<WsFrame>(&t).unwrap()),
+                Message::Binary(_) => binary += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    (text, binary)
+}
+
+/// `?pushes=notice`, the app's doorbell: the socket of a device that fetches
+/// over HTTP is told only that something is queued (one notice for what the
+/// connection takes at once), never the message; what it fetches is all
+/// there; an acknowledged queue rings no more; logout closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_socket_is_told_that_something_is_queued_and_never_what() {
+    let mut w = world("wsnotice", &[]).await;
+    let conv = w.alice.create_conversation("direct", &[w.bob.user]).await;
+    let recipients = w.alice.recipients(&conv.id).await;
+    // Queued before the socket opened: no notice (the device fetches after opening).
+    let early = w.alice.seal_to(conv.id, &Content::Text("early".into()), &recipients);
+    assert!(w.alice.post_envelope(early.encode()).await.status().is_success());
+    let mut bell = socket_with(&w, &w.bob, "?pushes=notice").await.unwrap();
+    let (frames, binary) = frames_within(&mut bell, Duration::from_millis(400)).await;
+    assert!(frames.is_empty() && binary == 0, "{frames:?}");
+
+    for i in 0..5 {
+        let env = w.alice.seal_to(conv.id, &Content::Text(format!("n{i}")), &recipients);
+        assert!(w.alice.post_envelope(env.encode()).await.status().is_success());
+    }
+    assert_eq!(next_frame(&mut bell, Duration::from_secs(10)).await, Some(WsFrame::Queued));
+    let (frames, binary) = frames_within(&mut bell, Duration::from_millis(500)).await;
+    assert_eq!(binary, 0, "no message is pushed");
+    assert!(frames.iter().all(|f| *f == WsFrame::Queued), "{frames:?}");
+    assert!(frames.len() < 5, "at most a notice a message: {}", frames.len() + 1);
+
+    let queued: Deliveries = w.bob.get("/v1/messages").await.json().await.unwrap();
+    assert_eq!(queued.messages.len(), 6, "everything is fetched over HTTP");
+    let ids: Vec<_> = queued.messages.iter().map(|d| d.message_id).collect();
+    assert_eq!(w.bob.post_json("/v1/messages/ack", &Ack { message_ids: ids }).await.status(), StatusCode::NO_CONTENT);
+    let (frames, binary) = frames_within(&mut bell, Duration::from_millis(400)).await;
+    assert!(frames.is_empty() && binary == 0, "nothing rings after the ack: {frames:?}");
+
+    // Acks and sends on the socket still work as on any other.
+    let to = w.bob.recipients(&conv.id).await;
+    let env = w.bob.seal_to(conv.id, &Content::Text("from the bell".into()), &to);
+    bell.send(send_frame(9, None, &env.encode())).await.unwrap();
+    match next_frame(&mut bell, Duration::from_secs(10)).await {
+        Some(WsFrame::Sent { request: 9, duplicate: false, .. }) => {}
+        other => panic!("expected sent, got {other:?}"),
+    }
+    assert_eq!(w.bob.post_json("/v1/logout", &serde_json::json!({})).await.status(), StatusCode::NO_CONTENT);
+    assert!(closes(&mut bell, Duration::from_secs(5)).await, "logout closes the doorbell");
+}

@@ -14,6 +14,9 @@ use strongroom_crypto::envelope::*;
 use strongroom_crypto::ids::*;
 use strongroom_wire::*;
 
+/// Most messages `watch` acknowledges in one frame.
+const ACK_BATCH: usize = 64;
+
 impl Client {
     /// Fetches, verifies, decrypts, stores and acknowledges everything queued
     /// for this device. Envelopes that fail verification become warnings,
@@ -194,24 +197,18 @@ impl Client {
         mut on_message: impl FnMut(&Message),
         mut on_warning: impl FnMut(&str),
     ) -> Result<usize, ClientError> {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use futures_util::{FutureExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message as Frame;
         // Binary pushes: the envelope's own bytes, no base64 (a relay that
         // predates them ignores the parameter and pushes JSON; both are read).
-        let url =
-            format!("{}/v1/ws?pushes=binary", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
-        let mut req = url.into_client_request().map_err(|e| ClientError::Usage(format!("bad server URL: {e}")))?;
-        let auth = format!("Bearer {}", self.state.token.expose())
-            .parse()
-            .map_err(|_| ClientError::Corrupt("session token"))?;
-        req.headers_mut().insert("Authorization", auth);
-        // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-            .await
-            .map_err(|e| ClientError::Usage(format!("cannot open the live connection: {e}")))?;
+        let mut ws = self.open_socket("binary", "the live connection").await?;
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut count = 0;
+        // Stored and not yet acknowledged: one ack frame (one commit at the
+        // relay) for everything that arrived together, sent before waiting.
+        let mut unacked: Vec<MessageId> = Vec::new();
+        // A frame taken while looking for more of a burst.
+        let mut ready = None;
         // Upkeep at once, then every UPKEEP_EVERY: a device that only
         // watches must not run out of pre-keys or keep expired messages.
         let mut upkeep_at = tokio::time::Instant::now();
@@ -229,11 +226,17 @@ impl Client {
                 }
                 upkeep_at = tokio::time::Instant::now() + UPKEEP_EVERY;
             }
-            let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
-            let next = match tokio::time::timeout_at(wake, ws.next()).await {
-                Ok(n) => n,
-                Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
-                Err(_) => continue,
+            let next = match ready.take() {
+                Some(n) => n,
+                None => {
+                    self.acknowledge(&mut ws, &mut unacked).await?;
+                    let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
+                    match tokio::time::timeout_at(wake, ws.next()).await {
+                        Ok(n) => n,
+                        Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
+                        Err(_) => continue,
+                    }
+                }
             };
             let d = match next {
                 Some(Ok(Frame::Text(text))) => match serde_json::from_str::<WsFrame>(&text) {
@@ -278,15 +281,38 @@ impl Client {
                     self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &[]).await?;
                 }
             }
-            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id] })
-                .map_err(|_| ClientError::Corrupt("ack"))?;
-            ws.send(Frame::Text(ack.into()))
-                .await
-                .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
-            self.store.mark_acked(&[d_id(&d)?]).await?;
+            unacked.push(d.message_id);
+            if unacked.len() < ACK_BATCH {
+                ready = ws.next().now_or_never();
+            }
+        }
+        // A socket the relay closed takes no ack: those come again and are
+        // acknowledged then (stored already, they are not shown twice).
+        match self.acknowledge(&mut ws, &mut unacked).await {
+            Err(_) if !unacked.is_empty() => {}
+            r => r?,
         }
         let _ = ws.close(None).await;
         Ok(count)
+    }
+
+    /// Acknowledges what `watch` stored, in one frame, and notes it.
+    async fn acknowledge<S>(&self, ws: &mut S, unacked: &mut Vec<MessageId>) -> Result<(), ClientError>
+    where
+        S: futures_util::Sink<tokio_tungstenite::tungstenite::Message> + Unpin,
+        S::Error: std::fmt::Display,
+    {
+        use futures_util::SinkExt;
+        if unacked.is_empty() {
+            return Ok(());
+        }
+        let ack = serde_json::to_string(&WsFrame::Ack { message_ids: unacked.clone() })
+            .map_err(|_| ClientError::Corrupt("ack"))?;
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(ack.into()))
+            .await
+            .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+        let ids: Vec<[u8; 16]> = unacked.drain(..).map(|m| *m.as_bytes()).collect();
+        self.store.mark_acked(&ids).await
     }
 
     pub(crate) async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
@@ -425,6 +451,12 @@ impl Client {
                 })
             })
             .collect()
+    }
+
+    /// Deletes stored messages past their expiry now, as every sync does:
+    /// for a process that syncs only when the relay rings. Returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, ClientError> {
+        self.store.purge_expired(now_ms()).await
     }
 
     /// Starts the burn-on-read clock of messages the user has now seen.

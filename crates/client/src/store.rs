@@ -334,10 +334,11 @@ impl LocalStore {
         let rows = sqlx::query(
             "SELECT c.conversation, COALESCE(r.read_to, 0) AS read_to, COALESCE(r.muted, 0) AS muted, \
              (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.conversation AND m.countable = 1 \
-              AND m.seq > COALESCE(r.read_to, 0)) AS unread \
+              AND m.seq > COALESCE(r.read_to, 0) AND (m.expires_at IS NULL OR m.expires_at > ?1)) AS unread \
              FROM (SELECT DISTINCT conversation FROM messages UNION SELECT conversation FROM read_state) c \
              LEFT JOIN read_state r ON r.conversation = c.conversation ORDER BY c.conversation",
         )
+        .bind(i64::try_from(crate::client::now_ms()).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -438,15 +439,28 @@ impl LocalStore {
     }
 
     /// Messages, oldest first by (conversation, seq); one conversation or all.
+    /// Never one past its expiry, whether or not the purge has run yet.
     pub(crate) async fn messages(&self, conversation: Option<&[u8; 16]>) -> Result<Vec<StoredRow>, ClientError> {
+        let now = i64::try_from(crate::client::now_ms()).unwrap_or(i64::MAX);
         let rows = match conversation {
             Some(c) => {
-                sqlx::query("SELECT * FROM messages WHERE conversation = ?1 ORDER BY seq, timestamp")
-                    .bind(c.to_vec())
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(
+                    "SELECT * FROM messages WHERE conversation = ?1 AND (expires_at IS NULL OR expires_at > ?2) \
+                     ORDER BY seq, timestamp",
+                )
+                .bind(c.to_vec())
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?
             }
-            None => sqlx::query("SELECT * FROM messages ORDER BY timestamp, seq").fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query(
+                    "SELECT * FROM messages WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY timestamp, seq",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?
+            }
         };
         rows.into_iter()
             .map(|r| {

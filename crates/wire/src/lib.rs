@@ -504,6 +504,10 @@ pub enum WsFrame {
         #[serde(flatten)]
         body: ErrorBody,
     },
+    /// Server → device, on a `?pushes=notice` socket: something may be
+    /// queued for this device; fetch it (`GET /v1/messages`). Several may
+    /// come for what one fetch returns.
+    Queued,
     /// Server → device: an error about the last frame.
     Error {
         /// Code.

@@ -7,6 +7,7 @@
 
 mod api;
 mod guard;
+mod touch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -149,7 +150,7 @@ pub async fn run(args: AppArgs) -> anyhow::Result<()> {
             .stderr(std::process::Stdio::null())
             .spawn();
     }
-    tokio::spawn(keep_in_touch(app.clone()));
+    tokio::spawn(touch::keep_in_touch(app.clone()));
     let router = api::router(app.clone())
         .layer(axum::middleware::from_fn_with_state(app.clone(), gatekeeper))
         .with_state(app.clone());
@@ -194,34 +195,6 @@ fn tokens(profile: &std::path::Path, cmd: TokenCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Fetches from the relay while the app runs and rings `changed` when the
-/// event log grows; an unreachable relay is retried (sends queue meanwhile).
-async fn keep_in_touch(app: Arc<App>) {
-    let mut last = 0u64;
-    let mut rounds = 0u64;
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        let mut guard = app.client.lock().await;
-        let Some(client) = guard.as_mut() else { continue };
-        // The network policy (retention on or off) read again every minute or so.
-        rounds += 1;
-        if rounds % 90 == 1 {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), client.policy()).await;
-        }
-        // Bounded: a relay that answers slowly must not hold the app.
-        match tokio::time::timeout(std::time::Duration::from_secs(20), client.sync()).await {
-            Ok(Err(e)) if !e.is_transient() => tracing::warn!(error = %e, "fetching messages failed"),
-            _ => {}
-        }
-        let newest = client.events(last, strongroom_client::MAX_EVENTS).await.ok().and_then(|e| e.last().map(|e| e.id));
-        drop(guard);
-        if let Some(id) = newest {
-            last = id;
-            let _ = app.changed.send(id);
-        }
-    }
 }
 
 /// Every request: the right `Host`, then the hardening headers.

@@ -34,14 +34,17 @@ const FULL_READ_EVERY: Duration = Duration::from_secs(1);
 /// (as many as a client would have HTTP requests in flight).
 const SENDS_IN_FLIGHT: usize = 32;
 
-/// How a device reads pushes: JSON `message` frames, or binary push
-/// frames (`?pushes=binary`, `strongroom_wire::PUSH_KIND`).
+/// How a device reads pushes: JSON `message` frames, binary push frames
+/// (`?pushes=binary`, `strongroom_wire::PUSH_KIND`), or only a `queued`
+/// notice when something may be queued, fetched then over HTTP
+/// (`?pushes=notice`: the app, which would otherwise poll).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum Pushes {
     #[default]
     Json,
     Binary,
+    Notice,
 }
 
 /// `GET /v1/ws` query parameters.
@@ -99,7 +102,9 @@ fn serve(
         let mut full_at = tokio::time::Instant::now();
         let mut force_full = false;
         let mut ping = tokio::time::interval(Duration::from_secs(10));
-        let mut pending = true;
+        // A notice-only socket never reads the queue: its device fetches.
+        let reads = pushes != Pushes::Notice;
+        let mut pending = reads;
         // Acks being committed and sends being stored: the connection keeps
         // pushing meanwhile (a burst of acks from a big room must not stall
         // delivery), up to the bounds in `InFlight`. One set for both, so an
@@ -111,7 +116,7 @@ fn serve(
             ..InFlight::default()
         };
         'serve: loop {
-            while pending && flight.unacked < flight.window {
+            while pending && reads && flight.unacked < flight.window {
                 // Rows that overflow from here on are read next time.
                 conn.missed.store(false, Ordering::Release);
                 let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);
@@ -147,10 +152,12 @@ fn serve(
                     // Whatever else is already waiting goes out in the same
                     // writes (one flush), not a write per frame. Bounded by what
                     // is taken, written or not, so acks and pings get their turn.
-                    let (mut next, mut fed, mut taken) = (p, 0usize, 0usize);
+                    let (mut next, mut fed, mut taken, mut ring) = (p, 0usize, 0usize, false);
                     loop {
                         match next {
                             None => break 'serve,
+                            // One notice for all that is taken at once.
+                            Some(Push::Wake | Push::Row(_)) if !reads => ring = true,
                             Some(Push::Wake) => pending = true,
                             Some(Push::Notice(frame)) => {
                                 if feed(&mut socket, &frame).await.is_err() { break 'serve; }
@@ -186,6 +193,10 @@ fn serve(
                             Ok(p) => next = Some(p),
                             Err(_) => break,
                         }
+                    }
+                    if ring {
+                        if feed(&mut socket, &WsFrame::Queued).await.is_err() { break; }
+                        fed += 1;
                     }
                     if fed > 0 && socket.flush().await.is_err() { break; }
                 }
@@ -348,7 +359,7 @@ async fn feed(socket: &mut WebSocket, frame: &WsFrame) -> Result<(), ()> {
 async fn feed_row(socket: &mut WebSocket, row: QueuedRow, pushes: Pushes) -> Result<(), ()> {
     let d = delivery(row);
     match pushes {
-        Pushes::Json => feed(socket, &WsFrame::Message(d)).await,
+        Pushes::Json | Pushes::Notice => feed(socket, &WsFrame::Message(d)).await,
         Pushes::Binary => socket.feed(Message::Binary(d.to_push_frame().into())).await.map_err(|_| ()),
     }
 }
