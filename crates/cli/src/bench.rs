@@ -78,12 +78,12 @@ pub enum Pushes {
 pub enum Acks {
     /// One frame per 64 messages, or for what was read once the socket was
     /// quiet for 200 ms: close to `strongroom watch` (one frame for what
-    /// arrived together) and the app (one request per fetched page), and
-    /// the least work for the relay.
+    /// arrived within 200 ms of the first, at most 64) and the app (one
+    /// request per fetched page), and the least work for the relay.
     Batched,
     /// One frame per message as soon as it is read, as `strongroom watch`
-    /// did before it acknowledged bursts together: a room's message brings
-    /// a frame from every device.
+    /// did before it held acks for 200 ms: a room's message brings a frame
+    /// from every device.
     Each,
     /// What was read since the last tick, every 0.7 s from a phase of the
     /// device's own, as the app acknowledged each page it fetched while it

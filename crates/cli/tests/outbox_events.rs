@@ -293,3 +293,51 @@ async fn a_wipe_order_is_the_last_event_before_the_profile_is_erased() {
     bob.erase_after_wipe().await.unwrap();
     assert!(!bob_dir.exists(), "the profile, its event log included, is erased");
 }
+
+/// Bots watch: a burst is shown once each, in order, and acknowledged (the
+/// acks are held for a moment and sent together, the last ones as the
+/// watch ends): the relay's queue is empty afterwards and a second watch
+/// shows nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_burst_is_shown_once_and_all_of_it_acknowledged() {
+    let dir = temp_dir("watch-burst");
+    let server = ServerProc::start(&dir.join("data"), &[]);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let to_bob = alice.direct_with("bob").await.unwrap();
+    for i in 0..150 {
+        alice.send_text(to_bob, &format!("burst {i}")).await.unwrap();
+    }
+    let mut shown = Vec::new();
+    let n = bob
+        .watch(
+            Some(150),
+            Some(std::time::Duration::from_secs(60)),
+            |m| match &m.content {
+                Content::Text(t) => shown.push(t.clone()),
+                other => panic!("{other:?}"),
+            },
+            |w| panic!("warning: {w}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 150);
+    assert_eq!(shown, (0..150).map(|i| format!("burst {i}")).collect::<Vec<_>>());
+    let depth = || async {
+        let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("strongroom_queue_depth{kind=\"device\"} "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while depth().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{} still queued after the watch", depth().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let again = bob
+        .watch(None, Some(std::time::Duration::from_millis(1500)), |m| panic!("shown twice: {m:?}"), |w| panic!("{w}"))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}

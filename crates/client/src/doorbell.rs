@@ -11,7 +11,12 @@
 use crate::client::Client;
 use crate::error::ClientError;
 use futures_util::{FutureExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
+
+/// The largest frame a doorbell takes (a notice is 17 bytes; an error or a
+/// `prekeys_low` frame a few hundred).
+const NOTICE_MAX: usize = 16 * 1024;
 
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -33,12 +38,19 @@ impl Client {
     /// queued between the two goes unrung. A relay that predates notices
     /// refuses it (an error): poll instead.
     pub async fn doorbell(&self) -> Result<Doorbell, ClientError> {
-        let socket = self.open_socket("notice", "the relay's notice connection").await?;
+        // A notice is a few bytes: a relay that sends megabytes gets the socket closed.
+        let small = WebSocketConfig::default().max_message_size(Some(NOTICE_MAX)).max_frame_size(Some(NOTICE_MAX));
+        let socket = self.open_socket("notice", "the relay's notice connection", Some(small)).await?;
         Ok(Doorbell { socket, closed: false })
     }
 
     /// `GET /v1/ws?pushes=…` as this device (`what` names it in errors).
-    pub(crate) async fn open_socket(&self, pushes: &str, what: &str) -> Result<Socket, ClientError> {
+    pub(crate) async fn open_socket(
+        &self,
+        pushes: &str,
+        what: &str,
+        config: Option<WebSocketConfig>,
+    ) -> Result<Socket, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url =
             format!("{}/v1/ws?pushes={pushes}", self.state.server_url.trim_end_matches('/')).replacen("http", "ws", 1);
@@ -48,7 +60,7 @@ impl Client {
             .map_err(|_| ClientError::Corrupt("session token"))?;
         req.headers_mut().insert("Authorization", auth);
         // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(req, config, true)
             .await
             .map_err(|e| ClientError::Usage(format!("cannot open {what}: {e}")))?;
         Ok(socket)

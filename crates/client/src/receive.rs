@@ -16,6 +16,10 @@ use strongroom_wire::*;
 
 /// Most messages `watch` acknowledges in one frame.
 const ACK_BATCH: usize = 64;
+/// How long `watch` holds an ack for more of a burst: one frame and one
+/// commit at the relay for all of it. A crash meanwhile costs only their
+/// delivery again (stored already, they are not shown twice).
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Client {
     /// Fetches, verifies, decrypts, stores and acknowledges everything queued
@@ -197,18 +201,17 @@ impl Client {
         mut on_message: impl FnMut(&Message),
         mut on_warning: impl FnMut(&str),
     ) -> Result<usize, ClientError> {
-        use futures_util::{FutureExt, StreamExt};
+        use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message as Frame;
         // Binary pushes: the envelope's own bytes, no base64 (a relay that
         // predates them ignores the parameter and pushes JSON; both are read).
-        let mut ws = self.open_socket("binary", "the live connection").await?;
+        let mut ws = self.open_socket("binary", "the live connection", None).await?;
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut count = 0;
-        // Stored and not yet acknowledged: one ack frame (one commit at the
-        // relay) for everything that arrived together, sent before waiting.
+        // Stored and not yet acknowledged, and when they must be (ACK_DELAY
+        // after the first of them).
         let mut unacked: Vec<MessageId> = Vec::new();
-        // A frame taken while looking for more of a burst.
-        let mut ready = None;
+        let mut ack_by = tokio::time::Instant::now();
         // Upkeep at once, then every UPKEEP_EVERY: a device that only
         // watches must not run out of pre-keys or keep expired messages.
         let mut upkeep_at = tokio::time::Instant::now();
@@ -226,17 +229,18 @@ impl Client {
                 }
                 upkeep_at = tokio::time::Instant::now() + UPKEEP_EVERY;
             }
-            let next = match ready.take() {
-                Some(n) => n,
-                None => {
+            let mut wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
+            if !unacked.is_empty() {
+                if tokio::time::Instant::now() >= ack_by {
                     self.acknowledge(&mut ws, &mut unacked).await?;
-                    let wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
-                    match tokio::time::timeout_at(wake, ws.next()).await {
-                        Ok(n) => n,
-                        Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
-                        Err(_) => continue,
-                    }
+                } else {
+                    wake = wake.min(ack_by);
                 }
+            }
+            let next = match tokio::time::timeout_at(wake, ws.next()).await {
+                Ok(n) => n,
+                Err(_) if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) => break,
+                Err(_) => continue,
             };
             let d = match next {
                 Some(Ok(Frame::Text(text))) => match serde_json::from_str::<WsFrame>(&text) {
@@ -281,9 +285,12 @@ impl Client {
                     self.store.put_batch(&self.vault, &[], std::slice::from_ref(&r), &[]).await?;
                 }
             }
+            if unacked.is_empty() {
+                ack_by = tokio::time::Instant::now() + ACK_DELAY;
+            }
             unacked.push(d.message_id);
-            if unacked.len() < ACK_BATCH {
-                ready = ws.next().now_or_never();
+            if unacked.len() >= ACK_BATCH {
+                self.acknowledge(&mut ws, &mut unacked).await?;
             }
         }
         // A socket the relay closed takes no ack: those come again and are
