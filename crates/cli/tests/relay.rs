@@ -597,14 +597,7 @@ async fn send_rate_limit_logout_and_password_change() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = w
-        .alice
-        .post_json(
-            "/v1/password",
-            &ChangePassword { old_password: PASSWORD.into(), new_password: "another long password".into() },
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(new_password(&w.alice, PASSWORD).await, StatusCode::NO_CONTENT);
     assert_eq!(w.alice2.get("/v1/conversations").await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(w.alice.get("/v1/conversations").await.status(), StatusCode::OK);
     // Logout ends this session.
@@ -834,4 +827,29 @@ async fn a_notice_socket_is_told_that_something_is_queued_and_never_what() {
     }
     assert_eq!(w.bob.post_json("/v1/logout", &serde_json::json!({})).await.status(), StatusCode::NO_CONTENT);
     assert!(closes(&mut bell, Duration::from_secs(5)).await, "logout closes the doorbell");
+}
+
+/// A session can end with no disconnect: a password change ends the
+/// account's other sessions. Their sockets close at the next sweep of open
+/// sockets (every 10 s, a statement per 200 sockets, instead of a query per
+/// socket per ping); the socket of the session that changed it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_whose_session_ended_closes_at_the_next_sweep() {
+    let w = world("wssweep", &[]).await;
+    let mut other = socket(&w, &w.alice2).await;
+    let mut own = socket(&w, &w.alice).await;
+    assert_eq!(new_password(&w.alice, PASSWORD).await, StatusCode::NO_CONTENT);
+    assert!(closes(&mut other, Duration::from_secs(25)).await, "the ended session's socket is closed");
+    // The sweep has run since: the changing session's socket still answers.
+    own.send(Message::Text("not json".into())).await.unwrap();
+    match next_frame(&mut own, Duration::from_secs(10)).await {
+        Some(WsFrame::Error { error, .. }) => assert_eq!(error, "bad_frame"),
+        other => panic!("expected an error frame on a live socket, got {other:?}"),
+    }
+}
+
+/// Changes `d`'s account password from `old` to another.
+async fn new_password(d: &Device, old: &str) -> StatusCode {
+    let change = ChangePassword { old_password: old.into(), new_password: "another long password".into() };
+    d.post_json("/v1/password", &change).await.status()
 }

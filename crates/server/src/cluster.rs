@@ -437,8 +437,8 @@ mod tests {
     async fn rows_wakes_changes_and_disconnects_reach_the_other_process() {
         let Some(url) = test_nats() else { return };
         let [(a, _, a_changes), (b, b_invalidated, _b_changes)] = pair(&nats(&url)).await;
-        let mut conn = b.register([7; 16]);
-        let mut doomed = b.register([5; 16]);
+        let mut conn = b.register([7; 16], None);
+        let mut doomed = b.register([5; 16], None);
         assert!(delivered(&a, [7; 16], row(11), &mut conn).await, "a row committed on A is pushed by B");
         let before = b_invalidated.load(Ordering::SeqCst);
         a_changes.send(()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -453,7 +453,7 @@ mod tests {
         // A row for a device that left B is not delivered there any more.
         b.unregister([7; 16], &conn);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut again = b.register([9; 16]);
+        let mut again = b.register([9; 16], None);
         assert!(delivered(&a, [9; 16], row(12), &mut again).await);
     }
 
@@ -544,7 +544,7 @@ mod tests {
             ..nats(&format!("tls://strongroom:s3cret-pass@127.0.0.1:{port}"))
         };
         let [(a, _, _a_changes), (b, _, _b_changes)] = pair(&good).await;
-        let mut conn = b.register([3; 16]);
+        let mut conn = b.register([3; 16], None);
         let got = delivered(&a, [3; 16], row(21), &mut conn).await;
         // A link with the wrong password never gets a row.
         let bad = NatsConfig {

@@ -171,6 +171,7 @@ impl Server {
             state.store.announce_changes(changes);
         }
         let expiry = tokio::spawn(expiry_loop(state.clone()));
+        let sweep = tokio::spawn(service::socket_sweep::sweep_loop(state.clone()));
         let limits = &state.config.limits;
         let gate = Arc::new(connections::Gate::new(limits, state.config.trusted_proxies.clone()));
         tracing::info!(
@@ -180,6 +181,7 @@ impl Server {
         );
         connections::serve(self.listener, router(state.clone()), limits, gate, shutdown).await;
         expiry.abort();
+        sweep.abort();
         state.store.close().await;
         Ok(())
     }

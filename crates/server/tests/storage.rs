@@ -192,10 +192,25 @@ async fn accounts_and_invites(store: Store) {
     let s = store.session(&[5; 32], 300).await.unwrap().unwrap();
     assert_eq!((s.user_id, s.device_id, s.network_id, s.admin), (alice.id, id(50), net, true));
     assert!(store.session(&[5; 32], 10_001).await.unwrap().is_none(), "expired session");
+    // The sweep of open sockets asks about many at once, and agrees.
+    let live = |hashes: Vec<[u8; 32]>, at: i64| {
+        let store = store.clone();
+        async move { store.live_sessions(&hashes, at).await.unwrap() }
+    };
+    assert_eq!(live(vec![[5; 32], [9; 32]], 300).await, [[5; 32]].into_iter().collect());
+    assert!(live(vec![[5; 32]], 10_001).await.is_empty(), "expired");
+    let unknown = (0..450u32).map(|i| {
+        let mut h = [1u8; 32];
+        h[..4].copy_from_slice(&i.to_be_bytes());
+        h
+    });
+    let many: Vec<[u8; 32]> = unknown.chain([[5; 32]]).collect();
+    assert_eq!(live(many, 300).await.len(), 1, "past one statement's worth");
     assert_eq!(store.login_succeeded(&[4; 32], claim(51), 200, 10_000).await.unwrap(), DeviceClaim::Claimed);
     store.set_password(&alice.id, "new", &[4; 32]).await.unwrap();
     assert!(store.session(&[5; 32], 300).await.unwrap().is_none(), "other sessions end on password change");
     assert!(store.session(&[4; 32], 300).await.unwrap().is_some());
+    assert_eq!(live(vec![[5; 32], [4; 32]], 300).await, [[4; 32]].into_iter().collect(), "the sweep sees it too");
     store.logout(&[4; 32]).await.unwrap();
     assert!(store.session(&[4; 32], 300).await.unwrap().is_none());
     // Expired sessions are purged, live ones kept.

@@ -47,6 +47,9 @@ struct Waker {
     id: u64,
     tx: inbox::Sender,
     missed: Arc<AtomicBool>,
+    /// The session's token hash, for a connection the sweep checks
+    /// (`service/socket_sweep.rs`); none for one that checks itself.
+    swept: Option<[u8; 32]>,
 }
 
 impl Waker {
@@ -103,14 +106,15 @@ impl Hub {
         Self { unpushed, ..Self::default() }
     }
 
-    /// Registers a connection of `device`.
-    pub fn register(&self, device: [u8; 16]) -> Conn {
+    /// Registers a connection of `device`; with `swept`, its session's
+    /// token hash, the sweep checks its session (`service/socket_sweep.rs`).
+    pub fn register(&self, device: [u8; 16], swept: Option<[u8; 32]>) -> Conn {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = inbox::inbox(CHANNEL, self.unpushed.clone());
         let missed = Arc::new(AtomicBool::new(false));
         if let Ok(mut c) = self.conns.lock() {
             let conns = c.entry(device).or_default();
-            conns.push(Waker { id, tx, missed: missed.clone() });
+            conns.push(Waker { id, tx, missed: missed.clone(), swept });
             if conns.len() == 1 {
                 self.presence(Presence::Up(device));
             }
@@ -120,15 +124,7 @@ impl Hub {
 
     /// Removes a connection.
     pub fn unregister(&self, device: [u8; 16], conn: &Conn) {
-        if let Ok(mut c) = self.conns.lock() {
-            if let Some(v) = c.get_mut(&device) {
-                v.retain(|w| w.id != conn.id);
-                if v.is_empty() {
-                    c.remove(&device);
-                    self.presence(Presence::Down(device));
-                }
-            }
-        }
+        self.close(&device, conn.id);
     }
 
     /// Sends `frame` to every connection of `device` on this process; a
@@ -222,6 +218,26 @@ impl Hub {
         }
     }
 
+    /// The connections the sweep checks: (device, connection, token hash).
+    pub fn swept(&self) -> Vec<([u8; 16], u64, [u8; 32])> {
+        let Ok(c) = self.conns.lock() else { return Vec::new() };
+        c.iter().flat_map(|(d, v)| v.iter().filter_map(move |w| w.swept.map(|t| (*d, w.id, t)))).collect()
+    }
+
+    /// Closes one connection of `device` on this process (dropping its
+    /// waker ends its loop).
+    pub fn close(&self, device: &[u8; 16], id: u64) {
+        if let Ok(mut c) = self.conns.lock() {
+            if let Some(v) = c.get_mut(device) {
+                v.retain(|w| w.id != id);
+                if v.is_empty() {
+                    c.remove(device);
+                    self.presence(Presence::Down(*device));
+                }
+            }
+        }
+    }
+
     /// Connects this hub to the other processes' (set once, at start).
     pub fn set_cluster(&self, link: ClusterLink) {
         let _ = self.cluster.set(link);
@@ -258,7 +274,7 @@ mod tests {
         });
         assert_eq!(built.get(), 0, "no row is built for a device not connected here");
 
-        let mut conn = hub.register([9; 16]);
+        let mut conn = hub.register([9; 16], None);
         for i in 0..CHANNEL as i64 {
             hub.deliver(&[9; 16], &|| row(i));
         }

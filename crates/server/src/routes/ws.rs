@@ -87,7 +87,11 @@ fn serve(
     async move {
         let device = caller.session.device_id;
         let owner = caller.session.device_ref();
-        let mut conn = state.hub.register(device);
+        // Guests (whose activity is noted) and retention devices (named by
+        // the current policy) check their session at each ping; everyone
+        // else's is checked by the sweep, many at once (`service/socket_sweep.rs`).
+        let checks_itself = caller.session.guest || caller.is_retention();
+        let mut conn = state.hub.register(device, (!checks_itself).then_some(caller.token_hash));
         // Queue ids pushed on this connection and not yet acknowledged.
         let mut pushed: HashSet<i64> = HashSet::new();
         // Reads start past the last queue position pushed. On SQLite (one
@@ -96,7 +100,8 @@ fn serve(
         // sequences can commit out of order across processes, so there the whole
         // queue is read again on a wake-up at least FULL_READ_EVERY after the
         // last full read, and on every ping: a row committed out of order waits
-        // for the next of those (10 s at worst), and is never lost.
+        // for the next of those (10 s at worst), and is never lost. On SQLite
+        // a push is lost only past a full channel, which sets `missed`.
         let exact = state.store.backend() == crate::store::Backend::Sqlite;
         let mut last = 0i64;
         let mut full_at = tokio::time::Instant::now();
@@ -194,6 +199,10 @@ fn serve(
                             Err(_) => break,
                         }
                     }
+                    // A push dropped behind whatever was taken: read the store.
+                    if reads && conn.missed.load(Ordering::Acquire) {
+                        pending = true;
+                    }
                     if ring {
                         if feed(&mut socket, &WsFrame::Queued).await.is_err() { break; }
                         fed += 1;
@@ -236,11 +245,17 @@ fn serve(
                 _ = ping.tick() => {
                     // The session may have ended on another process (logout,
                     // suspension, wipe) while its disconnect was lost.
-                    if !Box::pin(may_go_on(&state, &caller)).await { break; }
+                    if checks_itself && !Box::pin(may_go_on(&state, &caller)).await { break; }
                     if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
-                    // A lost wake-up (another process, a NATS hiccup) costs at most this long.
-                    pending = true;
-                    force_full = true;
+                    // PostgreSQL: a lost wake-up (another process, a NATS
+                    // hiccup) costs at most this long. SQLite has one process,
+                    // whose pushes are lost only past a full channel, which
+                    // the connection notices itself (`missed`): an idle socket
+                    // reads nothing.
+                    if !exact {
+                        pending = true;
+                        force_full = true;
+                    }
                 }
             }
         }

@@ -30,6 +30,7 @@ pub mod keys;
 pub mod policy;
 pub mod retention;
 pub mod sessions;
+pub mod socket_sweep;
 
 use std::net::IpAddr;
 

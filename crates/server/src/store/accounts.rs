@@ -1,9 +1,14 @@
+use std::collections::HashSet;
+
 use sqlx::Row;
 
 use super::{blob, id16, int, DeviceClaim, DeviceRef, Store, StoreError, RETENTION_OWNER};
 
 /// The device id web console sessions carry (reserved: no device can claim it).
 pub const CONSOLE_DEVICE: [u8; 16] = [0xcc; 16];
+
+/// Token hashes asked about in one statement by [`Store::live_sessions`].
+const LIVE_SESSIONS_CHUNK: usize = 200;
 
 /// What a new session is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +283,38 @@ impl Store {
             Ok((session, int(&r, "expires_at")?))
         })
         .transpose()
+    }
+
+    /// Of `hashes`, the user sessions a socket may go on with at `now`: not
+    /// ended or expired, the user neither suspended nor deleted, the device
+    /// neither removed nor being wiped. What [`Store::session`] answers,
+    /// for many at once (the sweep of open sockets, `service/socket_sweep.rs`).
+    pub async fn live_sessions(&self, hashes: &[[u8; 32]], now: i64) -> Result<HashSet<[u8; 32]>, StoreError> {
+        let mut live = HashSet::with_capacity(hashes.len());
+        for chunk in hashes.chunks(LIVE_SESSIONS_CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let q = format!(
+                "SELECT s.token_hash FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash IN ({}) AND s.expires_at > $1 AND u.deleted = 0 AND u.expired_at IS NULL \
+                 AND u.suspended = 0 AND NOT EXISTS (SELECT 1 FROM device_wipes w WHERE w.device_id = s.device_id \
+                  AND w.user_id = s.user_id AND w.confirmed_at IS NULL) \
+                 AND (s.device_id = $2 OR EXISTS (SELECT 1 FROM devices d WHERE d.device_id = s.device_id \
+                  AND d.user_id = s.user_id AND d.network_id = u.network_id AND d.revoked = 0))",
+                list.join(", ")
+            );
+            let sql = self.sql(&q);
+            let mut query = sqlx::query(&sql).bind(now).bind(CONSOLE_DEVICE.to_vec());
+            for h in chunk {
+                query = query.bind(h.to_vec());
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                let hash: Vec<u8> = r.try_get("token_hash")?;
+                if let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) {
+                    live.insert(h);
+                }
+            }
+        }
+        Ok(live)
     }
 
     /// Records a retention device's login nonce (false if it was used

@@ -141,10 +141,15 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let opts = AnyPoolOptions::new().max_connections(match backend {
-            Backend::Sqlite => 8,
-            Backend::Postgres => 16,
-        });
+        let opts = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            // A pooled SQLite connection is a file handle that cannot drop
+            // as a network connection can: pinging it before each use (sqlx's
+            // default) was a second hop to its worker thread on every query.
+            .test_before_acquire(backend == Backend::Postgres);
         let opts = if backend == Backend::Sqlite {
             opts.after_connect(|conn, _| {
                 Box::pin(async move {
