@@ -25,6 +25,8 @@ pub struct Doorbell {
     socket: Socket,
     /// The relay closed it, noticed while draining a ring.
     closed: bool,
+    /// When the relay was last heard from (it pings every 10 s).
+    heard: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Doorbell {
@@ -41,7 +43,7 @@ impl Client {
         // A notice is a few bytes: a relay that sends megabytes gets the socket closed.
         let small = WebSocketConfig::default().max_message_size(Some(NOTICE_MAX)).max_frame_size(Some(NOTICE_MAX));
         let socket = self.open_socket("notice", "the relay's notice connection", Some(small)).await?;
-        Ok(Doorbell { socket, closed: false })
+        Ok(Doorbell { socket, closed: false, heard: tokio::time::Instant::now() })
     }
 
     /// `GET /v1/ws?pushes=…` as this device (`what` names it in errors).
@@ -76,7 +78,9 @@ impl Doorbell {
             return Err(lost("closed by the relay"));
         }
         loop {
-            match self.socket.next().await {
+            let next = self.socket.next().await;
+            self.heard = tokio::time::Instant::now();
+            match next {
                 // Pings are answered by the socket itself.
                 Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
                 // A notice, or any other frame the relay has for this device
@@ -102,6 +106,13 @@ impl Doorbell {
             }
         }
         Ok(())
+    }
+
+    /// How long since the relay was last heard from on this socket. The
+    /// relay pings every 10 s; a connection that died silently (a laptop
+    /// that slept, a NAT that forgot it) hears nothing: reopen it.
+    pub fn silent_for(&self) -> std::time::Duration {
+        self.heard.elapsed()
     }
 }
 

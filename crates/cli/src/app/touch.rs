@@ -20,6 +20,9 @@ const TICK: Duration = Duration::from_millis(700);
 const SAFETY_NET: Duration = Duration::from_secs(30);
 /// After a doorbell that would not open, polling until the next try.
 const DOORBELL_RETRY: Duration = Duration::from_secs(15);
+/// A doorbell that heard nothing this long (the relay pings every 10 s)
+/// died silently: it is opened again.
+const DOORBELL_SILENCE: std::time::Duration = std::time::Duration::from_secs(25);
 /// Fetches at most this often, however fast the relay rings (a burst of
 /// messages rings more than once; a hostile relay could ring without end).
 const MIN_GAP: Duration = Duration::from_millis(200);
@@ -45,7 +48,12 @@ pub(super) async fn keep_in_touch(app: Arc<App>) {
                     bell = None;
                     true
                 }
-                Err(_) => false,
+                Err(_) => {
+                    if b.silent_for() > DOORBELL_SILENCE {
+                        bell = None;
+                    }
+                    false
+                }
             },
             None => {
                 tokio::time::sleep(TICK).await;
