@@ -763,6 +763,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.count.is_some_and(|c| c == 0 || c > 1_000_000 || c.saturating_mul(per_message) > 4 << 30) {
         bail!("bounds: --count 1..=1000000, and at most about 4 GiB of sealed envelopes (fewer with many recipients)");
     }
+    // --rate: what the run can send is sealed before the clock starts too.
+    // Sealing inline took the generator's core for a whole room message at
+    // a time (a thousand key wraps), and its sockets' pushes waited: the
+    // latency measured was the generator's own.
+    let rate = a.rate.filter(|r| *r > 0.0);
+    if let Some(r) = rate {
+        let ahead = (r * a.duration as f64).ceil();
+        if !ahead.is_finite() || ahead > 1e6 || (ahead as u64).saturating_mul(per_message) > 4 << 30 {
+            bail!(
+                "bounds: --rate × --duration envelopes are sealed before the clock starts: at most 1000000, and about 4 GiB (fewer with many recipients)"
+            );
+        }
+    }
     let secret = match (&a.bootstrap_secret, &a.data_dir) {
         (Some(s), _) => s.trim().to_owned(),
         (None, Some(d)) => std::fs::read_to_string(d.join("bootstrap-secret"))
@@ -909,11 +922,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         prepared.push((s.clone(), *conv, Arc::new(recipients(s, network, &conv.to_string()).await?)));
     }
     let loops = prepared.len() * a.concurrency;
-    let pace = a.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(loops as f64 / r));
-    // --count: each loop's share, sealed now (on the blocking pool, in parallel).
+    let pace = rate.map(|r| Duration::from_secs_f64(loops as f64 / r));
+    // --count, or --rate: each loop's share, sealed now (on the blocking
+    // pool, in parallel). A paced loop ticks at most duration / pace + 1 times.
+    let ahead = match (a.count, pace) {
+        (Some(count), _) => Some(count),
+        (None, Some(p)) => Some(loops as u64 * ((a.duration as f64 / p.as_secs_f64()).floor() as u64 + 1)),
+        (None, None) => None,
+    };
     let mut shares: Vec<Option<Vec<Sealed>>> = vec![None; loops];
     let mut expected = 0u64;
-    if let Some(count) = a.count {
+    if let Some(count) = ahead {
         let sealing = Instant::now();
         let mut jobs = Vec::new();
         for (k, (s, conv, recips)) in prepared.iter().flat_map(|p| std::iter::repeat_n(p, a.concurrency)).enumerate() {
@@ -1068,7 +1087,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "rate_target": a.rate,
         "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
-        "count": a.count,
+        "count": a.count, "sealed_before_clock": ahead,
         "server_rss_mib": rss.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
         "server_rss_before_sockets_mib": rss_before_sockets.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
         "server_rss_per_socket_kib": per_socket_kib,

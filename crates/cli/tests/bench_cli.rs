@@ -107,6 +107,13 @@ fn a_short_bench_run_reports_real_traffic() {
     // What the sockets added is measured from after the logins.
     assert!(v["server_rss_before_sockets_mib"][0].as_f64().unwrap() > 1.0, "{v}");
     assert!(v["server_rss_per_socket_kib"].is_number(), "{v}");
+    // A fixed rate: what the run can send is sealed before the clock starts
+    // (8 loops ticking every 0.4 s for 2 s: at most 6 each), and about the
+    // rate is sent.
+    let v = bench_json(&idle_server, &["--clients", "2", "--rate", "20", "--duration", "2"]);
+    assert_eq!(v["sealed_before_clock"], 48, "{v}");
+    let accepted = v["accepted"].as_u64().unwrap();
+    assert!((20..=48).contains(&accepted) && v["refused"] == 0, "{v}");
     // In a group each message reaches every other member's device once:
     // 3 recipients per message, none counted as a duplicate, and the run
     // ends when the last copy arrives, not at --duration.
@@ -176,6 +183,12 @@ fn a_short_bench_run_reports_real_traffic() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--count"), "{err}");
     }
+    let flood = Command::new(bin())
+        .args(["bench", "--server", &server.url, "--bootstrap-secret", "x", "--rate", "1000000", "--duration", "600"])
+        .output()
+        .unwrap();
+    assert!(!flood.status.success());
+    assert!(String::from_utf8_lossy(&flood.stderr).contains("--rate × --duration"));
     let far = Command::new(bin())
         .args(["bench", "--server", "http://192.0.2.1:8080", "--bootstrap-secret", "x"])
         .output()
