@@ -39,6 +39,11 @@ impl DeviceNumbers {
         Ok(n)
     }
 
+    /// `device`'s committed number, if this committer has seen it.
+    pub(super) fn known(&self, device: &[u8; 16]) -> Option<i64> {
+        self.known.get(device).copied()
+    }
+
     /// The transaction committed: what it gave out is for good.
     pub(super) fn committed(&mut self) {
         if self.known.len() + self.fresh.len() > KEEP {

@@ -783,7 +783,7 @@ const GROUP_ROWS: usize = 4096;
 /// Most queue rows one commit deletes for acks. Acks wait, sends do not: a
 /// room's thousand devices acknowledging at once are spread over several
 /// commits, with the sends that arrive meanwhile in each.
-const GROUP_ACK_ROWS: usize = 1024;
+pub(super) const GROUP_ACK_ROWS: usize = 1024;
 
 impl Job {
     fn rows(&self) -> usize {
@@ -812,18 +812,10 @@ pub(super) async fn next_group(
     Some(group)
 }
 
-/// Sends only (at least one, then whatever waits, up to the budget);
-/// `None` once their queue is closed and empty.
-pub(super) async fn next_sends(sends: &mut tokio::sync::mpsc::Receiver<Job>) -> Option<Vec<Job>> {
-    let mut group = vec![sends.recv().await?];
-    top_up(sends, &mut group, GROUP_ROWS, 0);
-    Some(group)
-}
-
-/// Adds waiting acks to `group`, a group of acks alone, up to the budget.
-pub(super) fn more_acks(acks: &mut tokio::sync::mpsc::Receiver<Job>, group: &mut Vec<Job>) {
+/// Adds waiting sends to `group` up to the budget.
+pub(super) fn more_sends(sends: &mut tokio::sync::mpsc::Receiver<Job>, group: &mut Vec<Job>) {
     let rows = group.iter().map(Job::rows).sum();
-    top_up(acks, group, GROUP_ACK_ROWS, rows);
+    top_up(sends, group, GROUP_ROWS, rows);
 }
 
 /// Takes jobs from `queue` while the group has room and `rows` (counted

@@ -8,6 +8,7 @@
 //! rewritten to `?1`, which SQLite binds by number exactly like PostgreSQL.
 
 mod accounts;
+mod ack_wave;
 mod admin;
 mod blobs;
 mod cache;

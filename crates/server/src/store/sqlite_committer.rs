@@ -18,10 +18,11 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::ack_wave::{AckWave, Chunk, Row};
 use super::device_numbers::DeviceNumbers;
 use super::messages::{
-    answer, coverage, deliver, fresh_by_conversation, more_acks, next_group, next_sends, outcomes, split, AckJob,
-    EnvelopeJob, Job, Known, QueueIds,
+    answer, coverage, deliver, fresh_by_conversation, more_sends, outcomes, split, EnvelopeJob, Job, Known, QueueIds,
+    GROUP_ACK_ROWS,
 };
 use super::{Store, StoreError, StoreOutcome};
 
@@ -163,10 +164,12 @@ const SYNCS_IN_FLIGHT: usize = 4;
 /// dropped the pages, so nothing written since is known to be on disk
 /// (restart the relay: SQLite recovers the log as it finds it).
 ///
-/// Acknowledgements wait while a big fan-out goes out: a group of acks
-/// alone, taken while [`Unpushed::busy`](super::Unpushed::busy), is held
-/// until the pushes have gone out or [`ACK_HOLD_MAX`] passed, whichever
-/// is first; sends are written meanwhile as they come. The pushes and this
+/// Acknowledgements are taken apart into the ack wave (`ack_wave.rs`) and
+/// written a chunk at a time, with whatever sends wait, or alone when no
+/// send does. They wait while a big fan-out goes out: a chunk due while
+/// [`Unpushed::busy`](super::Unpushed::busy) is held until the pushes have
+/// gone out or [`ACK_HOLD_MAX`] passed, whichever is first; sends are
+/// written meanwhile as they come. The pushes and this
 /// thread share the CPU, an ack loses nothing by waiting, and each push
 /// behind an ack group adds to a message's latency. After a hold that ran
 /// out its time, acks are not held again for [`NO_HOLD_AFTER_TIMEOUT`]
@@ -186,10 +189,10 @@ async fn run(
     let mut waiting_mark = 0i64;
     let mut numbers = DeviceNumbers::default();
     let mut syncing: std::collections::VecDeque<Syncing<'_>> = std::collections::VecDeque::new();
-    // Acks taken while a fan-out went out, and until when they wait.
-    let mut held: Vec<Job> = Vec::new();
-    let mut hold_until = tokio::time::Instant::now();
-    let mut no_hold_until = hold_until;
+    // Acks taken apart into rows, committed a chunk at a time
+    // (`ack_wave.rs`); held until `hold_until` while a fan-out goes out.
+    let mut wave = AckWave::default();
+    let mut hold = Hold::default();
     let unpushed = store.unpushed.clone();
     loop {
         if failed {
@@ -197,7 +200,7 @@ async fn run(
             for finish in waiting.drain(..) {
                 finish(false);
             }
-            fail(std::mem::take(&mut held));
+            wave.fail_all(not_synced);
         }
         if !waiting.is_empty() {
             if let Some(file) = logs.pop() {
@@ -212,7 +215,7 @@ async fn run(
                 syncing.push_back((handle, std::mem::take(&mut waiting), waiting_mark));
             }
         }
-        if !open && syncing.is_empty() {
+        if !open && syncing.is_empty() && wave.is_empty() {
             break;
         }
         tokio::select! {
@@ -238,44 +241,50 @@ async fn run(
             }
             // Before the sends: a stream of them must not keep held acks waiting
             // past their time.
-            calm = release(&unpushed, hold_until), if !held.is_empty() => {
-                if !calm {
-                    no_hold_until = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(&store);
-                }
-                let mut group = std::mem::take(&mut held);
-                more_acks(&mut acks, &mut group);
-                write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
-            }
-            // While acks are held, sends only: they do not wait behind them.
-            group = next_work(&mut sends, &mut acks, !held.is_empty()), if open => {
-                let Some(group) = group else {
-                    if held.is_empty() {
-                        open = false;
-                    } else {
-                        // Sends are closed (stopping): acks may still be
-                        // queued, and the held ones are written first.
-                        let group = std::mem::take(&mut held);
-                        write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
-                    }
+            calm = release(&unpushed, hold.until), if hold.on => hold.end(calm, &store),
+            first = next_job(&mut sends, &mut acks), if open => {
+                let Some(first) = first else {
+                    // Both queues are closed (stopping): what the wave holds
+                    // is still written, held or not.
+                    open = false;
+                    hold.on = false;
                     continue;
                 };
+                // Sends up to a group's worth; every waiting ack into the wave.
+                let mut group = vec![first];
+                more_sends(&mut sends, &mut group);
+                while wave.has_room() {
+                    match acks.try_recv() {
+                        Ok(j) => group.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let group = route(group, &mut wave, &numbers);
                 if failed {
                     fail(group);
+                    wave.fail_all(not_synced);
                     continue;
                 }
-                let now = tokio::time::Instant::now();
-                if held.is_empty()
-                    && now >= no_hold_until
-                    && unpushed.busy()
-                    && group.iter().all(|j| matches!(j, Job::Ack(..)))
-                {
-                    held = group;
-                    hold_until = now + hold_max(&store);
-                    #[cfg(test)]
-                    store.holds.fetch_add(1, Ordering::Relaxed);
+                if !wave.is_empty() && open {
+                    hold.begin_if_busy(&store, &unpushed);
+                }
+                if group.is_empty() {
+                    // Acks alone: the wave's branch writes them, unless held.
                     continue;
                 }
-                write_group(&store, &mut conn, &mut numbers, group, &mut waiting, &mut waiting_mark).await;
+                // While acks are held, sends alone: they never wait behind them.
+                let chunk = (!hold.on && !wave.is_empty()).then(|| wave.take(GROUP_ACK_ROWS));
+                let queues = (&mut wave, &mut waiting, &mut waiting_mark);
+                write_group(&store, &mut conn, &mut numbers, group, chunk, queues).await;
+            }
+            // Nothing else waiting: the wave's next chunk.
+            () = std::future::ready(()), if !wave.is_empty() && !hold.on && !failed => {
+                if open && hold.begin_if_busy(&store, &unpushed) {
+                    continue;
+                }
+                let chunk = wave.take(GROUP_ACK_ROWS);
+                let queues = (&mut wave, &mut waiting, &mut waiting_mark);
+                write_group(&store, &mut conn, &mut numbers, Vec::new(), Some(chunk), queues).await;
             }
             _ = &mut stopped, if !stopping => {
                 // Take nothing new; what is queued is still committed.
@@ -290,17 +299,67 @@ async fn run(
     drop(conn);
 }
 
-/// The next group: sends and acks, or with `sends_only` sends alone.
-async fn next_work(
+/// Acks held while a fan-out goes out (see [`run`]).
+struct Hold {
+    on: bool,
+    until: tokio::time::Instant,
+    /// No hold starts before this (a hold ran out its time).
+    not_before: tokio::time::Instant,
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        let now = tokio::time::Instant::now();
+        Self { on: false, until: now, not_before: now }
+    }
+}
+
+impl Hold {
+    /// Starts a hold if pushes are under way and none may not; whether one is on.
+    fn begin_if_busy(&mut self, store: &Store, unpushed: &super::Unpushed) -> bool {
+        let now = tokio::time::Instant::now();
+        if !self.on && now >= self.not_before && unpushed.busy() {
+            self.on = true;
+            self.until = now + hold_max(store);
+            #[cfg(test)]
+            store.holds.fetch_add(1, Ordering::Relaxed);
+        }
+        self.on
+    }
+
+    /// The hold is over: the pushes went out (`calm`), or its time ran out.
+    fn end(&mut self, calm: bool, store: &Store) {
+        self.on = false;
+        if !calm {
+            self.not_before = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(store);
+        }
+    }
+}
+
+/// The next job, a send before an ack; `None` once both queues are closed
+/// and empty.
+async fn next_job(
     sends: &mut tokio::sync::mpsc::Receiver<Job>,
     acks: &mut tokio::sync::mpsc::Receiver<Job>,
-    sends_only: bool,
-) -> Option<Vec<Job>> {
-    if sends_only {
-        next_sends(sends).await
-    } else {
-        next_group(sends, acks).await
+) -> Option<Job> {
+    tokio::select! {
+        biased;
+        Some(j) = sends.recv() => Some(j),
+        Some(j) = acks.recv() => Some(j),
+        else => None,
     }
+}
+
+/// Acks go into the wave; the sends are returned, in order.
+fn route(jobs: Vec<Job>, wave: &mut AckWave, numbers: &DeviceNumbers) -> Vec<Job> {
+    let mut sends = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        match j {
+            Job::Ack(a, reply) => wave.absorb(a, reply, numbers),
+            send => sends.push(send),
+        }
+    }
+    sends
 }
 
 /// Longest an ack waits for a fan-out to go out (see [`run`]).
@@ -344,44 +403,57 @@ async fn synced(
     }
 }
 
-/// Writes `group` to the log (one transaction; one per job if that fails)
-/// and queues what to do once a sync covers it.
+/// Writes `group` (sends) and `chunk` (acks) to the log in one
+/// transaction, and queues what to do once a sync covers it. If that
+/// fails, the chunk's jobs fail (the devices send those acks again) and
+/// the sends are written one by one, so one bad envelope fails only itself.
 async fn write_group<'a>(
     store: &'a Store,
     conn: &mut Connection,
     numbers: &mut DeviceNumbers,
     group: Vec<Job>,
-    waiting: &mut Vec<Finish<'a>>,
-    waiting_mark: &mut i64,
+    chunk: Option<Chunk>,
+    (wave, waiting, waiting_mark): (&mut AckWave, &mut Vec<Finish<'a>>, &mut i64),
 ) {
     // Read once per group: rows committed without queue ids are never
     // handed to a sink set in between.
     let sink = store.sink.get();
     let together = {
-        let (envelopes, ack_jobs) = split(&group);
+        let (envelopes, _) = split(&group);
+        let rows = chunk.as_ref().map(|c| &c.rows[..]).unwrap_or_default();
         let _writer = store.write_lock.lock().await;
         let r = commit(conn, |tx| {
             let stored = store_many(tx, numbers, &envelopes, sink.is_some())?;
-            Ok((stored, ack_many(tx, &ack_jobs)?, queue_mark(tx)?))
+            Ok((stored, ack_rows(tx, rows)?, queue_mark(tx)?))
         });
         numbered(numbers, r)
     };
     match together {
-        Ok(((stored, queued), acked, mark)) => {
+        Ok(((stored, queued), removed, mark)) => {
             store.checkpoint_soon();
             *waiting_mark = (*waiting_mark).max(mark);
+            let acked = chunk.map(|c| wave.committed(&c, &removed)).unwrap_or_default();
             waiting.push(Box::new(move |ok| {
                 if ok {
                     let (envelopes, _) = split(&group);
                     deliver(sink, &envelopes, &stored, &queued);
-                    answer(group, stored, acked);
+                    answer(group, stored, Vec::new());
+                    for (reply, n) in acked {
+                        let _ = reply.send(Ok(n));
+                    }
                 } else {
                     fail(group);
+                    for (reply, _) in acked {
+                        let _ = reply.send(Err(not_synced()));
+                    }
                 }
             }));
         }
         Err(e) => {
-            tracing::warn!(error = %e, jobs = group.len(), "group commit failed; committing one by one");
+            tracing::warn!(error = %e, jobs = group.len(), "group commit failed; failing its acks, committing its sends one by one");
+            if let Some(c) = chunk {
+                wave.failed(&c, || same_error(&e));
+            }
             for j in group {
                 let writer = store.write_lock.lock().await;
                 match j {
@@ -410,27 +482,26 @@ async fn write_group<'a>(
                             }
                         }
                     }
-                    Job::Ack(a, reply) => {
-                        let r = commit(conn, |tx| ack_many(tx, &[&a]));
+                    // `route` sent every ack to the wave.
+                    Job::Ack(_, reply) => {
                         drop(writer);
-                        match r {
-                            Ok(n) => waiting.push(Box::new(move |ok| {
-                                let r = if ok {
-                                    n.first().copied().ok_or(StoreError::Corrupt("no outcome"))
-                                } else {
-                                    Err(not_synced())
-                                };
-                                let _ = reply.send(r);
-                            })),
-                            Err(e) => {
-                                let _ = reply.send(Err(e));
-                            }
-                        }
+                        let _ = reply.send(Err(StoreError::Corrupt("an ack reached the committer's send group")));
                     }
                 }
                 store.checkpoint_soon();
             }
         }
+    }
+}
+
+/// `e` again, for each job a failed commit fails (the database's own
+/// error where it is one, which cannot be cloned as such).
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        _ => StoreError::Corrupt("a group of acknowledgements could not be committed"),
     }
 }
 
@@ -567,28 +638,28 @@ fn store_many(
     Ok((outcomes(jobs, &known, &seqs)?, queued))
 }
 
-/// [`Store::ack_many`](super::Store) on this connection: each id's queue row
-/// (of that device, and of its kind: retention rows only for a retention
-/// device), then each envelope no queue references any more becomes a
-/// tombstone (`messages::tombstone`: its bytes deleted, its row marked).
+/// [`Store::ack_many`](super::Store) on this connection, for a chunk of
+/// the ack wave: each row's queue row (of that device, and of its kind:
+/// retention rows only for a retention device), then each envelope no
+/// queue references any more becomes a tombstone (`messages::tombstone`:
+/// its bytes deleted, its row marked). Returns what each row removed.
 /// The pages written are those of rows in insertion order; the random
 /// message-id index is only read.
-fn ack_many(tx: &Transaction<'_>, jobs: &[&AckJob]) -> Result<Vec<u64>, StoreError> {
+fn ack_rows(tx: &Transaction<'_>, rows: &[Row]) -> Result<Vec<u64>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     // One plain statement per id: a room's message is acknowledged by every
     // device (`RETURNING` would open a temporary b-tree each time).
     let mut remove = tx.prepare_cached(
         "DELETE FROM queue WHERE envelope = (SELECT id FROM envelopes WHERE message_id = ?3) \
          AND device_id = ?1 AND retention = ?2",
     )?;
-    let mut removed = Vec::with_capacity(jobs.len());
-    for j in jobs {
-        let mut n = 0u64;
-        for m in &j.ids {
-            n += remove.execute(params![&j.device[..], i64::from(j.retention), &m[..]])? as u64;
-        }
-        removed.push(n);
+    let mut removed = Vec::with_capacity(rows.len());
+    for r in rows {
+        removed.push(remove.execute(params![&r.device[..], i64::from(r.retention), &r.message[..]])? as u64);
     }
-    let mut ids: Vec<[u8; 16]> = jobs.iter().flat_map(|j| j.ids.iter().copied()).collect();
+    let mut ids: Vec<[u8; 16]> = rows.iter().map(|r| r.message).collect();
     ids.sort_unstable();
     ids.dedup();
     // Once per id and group; only an envelope's last ack goes further.
@@ -790,6 +861,50 @@ mod tests {
         }
         store.close().await;
         assert_eq!(tokio::time::timeout(within, last).await.unwrap().unwrap().unwrap(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Many overlapping ack jobs at once go through the wave in chunks:
+    /// each job answered with what it removed, every row removed once, and
+    /// every envelope's bytes gone once its last row is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wave_of_overlapping_acks_is_written_in_chunks_and_each_job_answered() {
+        let dir = std::env::temp_dir().join(format!("sr-wave-{}-{}", std::process::id(), super::super::now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = two_devices(&dir.join("w.db")).await;
+        let ids: Vec<[u8; 16]> = (0..700u16)
+            .map(|n| {
+                let mut m = [0xb0; 16];
+                m[..2].copy_from_slice(&n.to_be_bytes());
+                m
+            })
+            .collect();
+        for part in ids.chunks(100) {
+            let sent: Vec<_> = part.iter().map(|m| send_id(&store, *m)).collect();
+            for s in sent {
+                assert!(matches!(s.await.unwrap(), Ok(super::super::StoreOutcome::Stored(_))));
+            }
+        }
+        // Job k acknowledges messages k, k + 1 and k + 2: 2,100 rows in
+        // all (over two chunks at least), each message in three jobs.
+        let jobs: Vec<_> = (0..ids.len())
+            .map(|k| {
+                let store = store.clone();
+                let mine: Vec<[u8; 16]> = (0..3).map(|d| ids[(k + d) % ids.len()]).collect();
+                tokio::spawn(async move { store.ack(&receiver(), &mine).await })
+            })
+            .collect();
+        let mut removed = 0;
+        for j in jobs {
+            removed += j.await.unwrap().unwrap();
+        }
+        assert_eq!(removed, 700, "each queue row is removed once, by one of its jobs");
+        assert_eq!(store.ack(&receiver(), &ids).await.unwrap(), 0);
+        let bodies: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM envelope_bodies").fetch_one(&store.pool).await.unwrap();
+        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue").fetch_one(&store.pool).await.unwrap();
+        assert_eq!((bodies, queued), (0, 0));
+        store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
