@@ -37,6 +37,10 @@ type Reply = tokio::sync::oneshot::Sender<Result<u64, StoreError>>;
 /// One queue row to delete: `device`'s row of message `message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Row {
+    /// The wave the row came in: rows that come once the committer has
+    /// begun writing a wave's rows wait for the next one, so a stream of
+    /// rows that sort first cannot keep older ones waiting for ever.
+    generation: u64,
     /// Block of the device's number (unnumbered devices last), then the
     /// message (ids are in time order, so in insertion order), then the
     /// device's number: the order chunks are taken in.
@@ -62,6 +66,8 @@ pub(super) struct AckWave {
     rows: BTreeSet<Row>,
     jobs: HashMap<u64, Slot>,
     next_job: u64,
+    /// The generation rows come in now.
+    generation: u64,
 }
 
 /// Rows taken for one commit.
@@ -91,6 +97,7 @@ impl AckWave {
         let mut left = 0;
         for message in job.ids {
             let row = Row {
+                generation: self.generation,
                 block: number >> BLOCK_SHIFT,
                 message,
                 number,
@@ -113,12 +120,17 @@ impl AckWave {
                 None => break,
             }
         }
+        // Writing the current generation has begun: later rows go in the next.
+        if rows.last().is_some_and(|r| r.generation >= self.generation) {
+            self.generation += 1;
+        }
         Chunk { rows }
     }
 
     /// `chunk` was committed, `removed[i]` rows for its i-th row: the jobs
     /// it completed, with their totals, to answer once it is on disk.
     pub(super) fn committed(&mut self, chunk: &Chunk, removed: &[u64]) -> Vec<(Reply, u64)> {
+        debug_assert_eq!(chunk.rows.len(), removed.len());
         let mut done = Vec::new();
         for (row, n) in chunk.rows.iter().zip(removed) {
             let Some(slot) = self.jobs.get_mut(&row.job) else { continue };
@@ -231,6 +243,44 @@ mod tests {
             assert_eq!(rx.try_recv().unwrap().unwrap(), 4);
         }
         assert_eq!(stranger.try_recv().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn rows_that_come_once_a_wave_is_being_written_wait_for_the_next() {
+        let devices: Vec<[u8; 16]> = (0..300).map(device).collect();
+        let numbers = numbers(&devices);
+        let mut wave = AckWave::default();
+        let (tx, mut late) = tokio::sync::oneshot::channel();
+        // The last block's device acknowledges first.
+        wave.absorb(AckJob { device: devices[299], retention: false, ids: vec![message(9)] }, tx, &numbers);
+        let mut chunk = wave.take(1);
+        assert_eq!(chunk.rows.len(), 1);
+        // A stream of rows that sort before it (a lower block, an older
+        // message) cannot keep a waiting row waiting: it goes in the chunk
+        // after the one being written when they came.
+        let (tx, mut waiting) = tokio::sync::oneshot::channel();
+        wave.absorb(AckJob { device: devices[298], retention: false, ids: vec![message(9)] }, tx, &numbers);
+        for round in 0..3u8 {
+            for d in &devices[..10] {
+                let (tx, _rx) = tokio::sync::oneshot::channel();
+                wave.absorb(AckJob { device: *d, retention: false, ids: vec![message(round)] }, tx, &numbers);
+            }
+            for (reply, n) in wave.committed(&chunk, &vec![1; chunk.rows.len()]) {
+                let _ = reply.send(Ok(n));
+            }
+            chunk = wave.take(10);
+        }
+        assert_eq!(late.try_recv().unwrap().unwrap(), 1);
+        assert_eq!(waiting.try_recv().unwrap().unwrap(), 1, "rows that came later went first");
+        // Within one generation, the block-then-message order holds.
+        let _ = wave.take(1024);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        wave.absorb(AckJob { device: devices[299], retention: false, ids: vec![message(0)] }, tx, &numbers);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        wave.absorb(AckJob { device: devices[1], retention: false, ids: vec![message(7)] }, tx, &numbers);
+        let rest = wave.take(1024);
+        let order: Vec<_> = rest.rows.iter().map(|r| (r.device, r.message)).collect();
+        assert_eq!(order, vec![(devices[1], message(7)), (devices[299], message(0))]);
     }
 
     #[test]

@@ -190,10 +190,12 @@ async fn run(
     let mut numbers = DeviceNumbers::default();
     let mut syncing: std::collections::VecDeque<Syncing<'_>> = std::collections::VecDeque::new();
     // Acks taken apart into rows, committed a chunk at a time
-    // (`ack_wave.rs`); held until `hold_until` while a fan-out goes out.
+    // (`ack_wave.rs`); held (`Hold`) while a fan-out goes out.
     let mut wave = AckWave::default();
     let mut hold = Hold::default();
     let unpushed = store.unpushed.clone();
+    // The sends' queue is closed and empty (stopping); acks may remain.
+    let mut sends_done = false;
     loop {
         if failed {
             // Nothing written since a failed sync is known to be on disk.
@@ -242,12 +244,19 @@ async fn run(
             // Before the sends: a stream of them must not keep held acks waiting
             // past their time.
             calm = release(&unpushed, hold.until), if hold.on => hold.end(calm, &store),
-            first = next_job(&mut sends, &mut acks), if open => {
+            // Acks are taken only while the wave has room (the rest wait in
+            // their queue, which holds their connections back).
+            first = next_job(&mut sends, &mut acks, wave.has_room()),
+                if open && (wave.has_room() || !sends_done) => {
                 let Some(first) = first else {
-                    // Both queues are closed (stopping): what the wave holds
-                    // is still written, held or not.
-                    open = false;
-                    hold.on = false;
+                    if wave.has_room() {
+                        // Both queues are closed (stopping): what the wave
+                        // holds is still written, held or not.
+                        open = false;
+                        hold.on = false;
+                    } else {
+                        sends_done = true;
+                    }
                     continue;
                 };
                 // Sends up to a group's worth; every waiting ack into the wave.
@@ -265,14 +274,13 @@ async fn run(
                     wave.fail_all(not_synced);
                     continue;
                 }
-                if !wave.is_empty() && open {
-                    hold.begin_if_busy(&store, &unpushed);
-                }
-                if group.is_empty() {
-                    // Acks alone: the wave's branch writes them, unless held.
+                // Acks alone wait while a fan-out goes out; with sends they go
+                // along (and while acks are held, sends go alone: they never
+                // wait behind them). Either way a chunk is written now when
+                // it may be, so a stream of acks cannot keep the wave unwritten.
+                if group.is_empty() && (wave.is_empty() || (open && hold.begin_if_busy(&store, &unpushed))) {
                     continue;
                 }
-                // While acks are held, sends alone: they never wait behind them.
                 let chunk = (!hold.on && !wave.is_empty()).then(|| wave.take(GROUP_ACK_ROWS));
                 let queues = (&mut wave, &mut waiting, &mut waiting_mark);
                 write_group(&store, &mut conn, &mut numbers, group, chunk, queues).await;
@@ -305,19 +313,26 @@ struct Hold {
     until: tokio::time::Instant,
     /// No hold starts before this (a hold ran out its time).
     not_before: tokio::time::Instant,
+    /// A hold ended: the next chunk is written whatever goes out, so
+    /// back-to-back fan-outs cannot keep acks waiting for ever.
+    owed: bool,
 }
 
 impl Default for Hold {
     fn default() -> Self {
         let now = tokio::time::Instant::now();
-        Self { on: false, until: now, not_before: now }
+        Self { on: false, until: now, not_before: now, owed: false }
     }
 }
 
 impl Hold {
-    /// Starts a hold if pushes are under way and none may not; whether one is on.
+    /// Called before a chunk of acks alone is written: starts a hold if
+    /// pushes are under way and none may not; whether one is on.
     fn begin_if_busy(&mut self, store: &Store, unpushed: &super::Unpushed) -> bool {
         let now = tokio::time::Instant::now();
+        if std::mem::take(&mut self.owed) {
+            return self.on;
+        }
         if !self.on && now >= self.not_before && unpushed.busy() {
             self.on = true;
             self.until = now + hold_max(store);
@@ -330,22 +345,24 @@ impl Hold {
     /// The hold is over: the pushes went out (`calm`), or its time ran out.
     fn end(&mut self, calm: bool, store: &Store) {
         self.on = false;
+        self.owed = true;
         if !calm {
             self.not_before = tokio::time::Instant::now() + NO_HOLD_AFTER_TIMEOUT * hold_max(store);
         }
     }
 }
 
-/// The next job, a send before an ack; `None` once both queues are closed
-/// and empty.
+/// The next job, a send before an ack (acks only with `take_acks`);
+/// `None` once the queues it reads are closed and empty.
 async fn next_job(
     sends: &mut tokio::sync::mpsc::Receiver<Job>,
     acks: &mut tokio::sync::mpsc::Receiver<Job>,
+    take_acks: bool,
 ) -> Option<Job> {
     tokio::select! {
         biased;
         Some(j) = sends.recv() => Some(j),
-        Some(j) = acks.recv() => Some(j),
+        Some(j) = acks.recv(), if take_acks => Some(j),
         else => None,
     }
 }
@@ -451,8 +468,24 @@ async fn write_group<'a>(
         }
         Err(e) => {
             tracing::warn!(error = %e, jobs = group.len(), "group commit failed; failing its acks, committing its sends one by one");
+            // The acks once alone (a bad send must not fail a thousand
+            // devices' acks), then, if that fails too, their jobs.
             if let Some(c) = chunk {
-                wave.failed(&c, || same_error(&e));
+                let writer = store.write_lock.lock().await;
+                let alone = commit(conn, |tx| Ok((ack_rows(tx, &c.rows)?, queue_mark(tx)?)));
+                drop(writer);
+                match alone {
+                    Ok((removed, mark)) => {
+                        *waiting_mark = (*waiting_mark).max(mark);
+                        let acked = wave.committed(&c, &removed);
+                        waiting.push(Box::new(move |ok| {
+                            for (reply, n) in acked {
+                                let _ = reply.send(if ok { Ok(n) } else { Err(not_synced()) });
+                            }
+                        }));
+                    }
+                    Err(e) => wave.failed(&c, || same_error(&e)),
+                }
             }
             for j in group {
                 let writer = store.write_lock.lock().await;
