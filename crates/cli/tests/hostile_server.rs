@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{to_bytes, Body};
@@ -52,6 +53,20 @@ struct Proxy {
     served: Mutex<Vec<Delivery>>,
     first_policy: Mutex<Option<Vec<u8>>>,
     old_policy: Mutex<Option<Vec<u8>>>,
+}
+
+impl Proxy {
+    /// A proxy to `server` that tampers with nothing until told to.
+    fn to(server: &ServerProc) -> Arc<Self> {
+        Arc::new(Proxy {
+            upstream: server.url.clone(),
+            http: reqwest::Client::new(),
+            mode: Mutex::new(Tamper::None),
+            served: Mutex::new(vec![]),
+            first_policy: Mutex::new(None),
+            old_policy: Mutex::new(None),
+        })
+    }
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
@@ -160,14 +175,7 @@ async fn every_tampering_is_refused_visibly() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_url = format!("http://{}", listener.local_addr().unwrap());
     let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
-    let proxy = Arc::new(Proxy {
-        upstream: server.url.clone(),
-        http: reqwest::Client::new(),
-        mode: Mutex::new(Tamper::None),
-        served: Mutex::new(vec![]),
-        first_policy: Mutex::new(None),
-        old_policy: Mutex::new(None),
-    });
+    let proxy = Proxy::to(&server);
     let app = axum::Router::new().fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let set = |m: Tamper| *proxy.mode.lock().unwrap() = m;
@@ -520,4 +528,46 @@ async fn a_forged_link_transfer_is_refused() {
         "{err}"
     );
     assert!(!new_device.join("profile.json").exists(), "nothing of the forged transfer is kept");
+}
+
+/// Set once the test wants the bell to send notices only.
+static BELL_QUIET: AtomicBool = AtomicBool::new(false);
+
+/// A hostile relay's doorbell that sends a 64 KiB frame where a notice is
+/// 17 bytes, then a real notice: the app's doorbell takes frames of 16 KiB
+/// at most, so the big one ends the connection (the app falls back to
+/// polling) instead of being buffered. A relay that sends only notices rings.
+async fn loud_bell(ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Response {
+    use axum::extract::ws::Message;
+    let big = req.uri().query().is_some_and(|q| q.contains("pushes=notice")) && !BELL_QUIET.load(Relaxed);
+    ws.on_upgrade(move |mut socket| async move {
+        if big {
+            let pad = "x".repeat(64 * 1024);
+            let _ = socket.send(Message::Text(format!(r#"{{"type":"queued","pad":"{pad}"}}"#).into())).await;
+        }
+        let _ = socket.send(Message::Text(r#"{"type":"queued"}"#.into())).await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doorbell_takes_no_large_frames() {
+    let dir = temp_dir("loud-bell");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let proxy = Proxy::to(&server);
+    let app = axum::Router::new().route("/v1/ws", axum::routing::get(loud_bell)).fallback(forward).with_state(proxy);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (alice, _bob) = two_clients(&dir, &server).await;
+    let within = std::time::Duration::from_secs(10);
+    let mut bell = alice.doorbell().await.unwrap();
+    let rung = tokio::time::timeout(within, bell.rung()).await.unwrap();
+    let err = rung.expect_err("a 64 KiB frame was taken as a ring");
+    assert!(err.to_string().contains("notice connection ended"), "{err}");
+    assert!(tokio::time::timeout(within, bell.rung()).await.unwrap().is_err(), "closed for good");
+    // The same relay sending only notices: the bell rings.
+    BELL_QUIET.store(true, Relaxed);
+    let mut bell = alice.doorbell().await.unwrap();
+    assert!(tokio::time::timeout(within, bell.rung()).await.unwrap().is_ok());
 }

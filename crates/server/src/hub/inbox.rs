@@ -16,9 +16,11 @@ const KEEP: usize = 8;
 
 struct Slots {
     items: VecDeque<Push>,
-    /// One end is gone: the sender's, so the receiver ends once `items` are
-    /// taken; or the receiver's, so nothing more is queued (a socket task
-    /// that ended without unregistering pins no rows).
+    /// One end is gone: the sender's, so the connection was closed (its
+    /// session ended, its device was suspended or wiped) and pushes nothing
+    /// more, not even what was queued (it stays in the store); or the
+    /// receiver's, so nothing more is queued (a socket task that ended
+    /// without unregistering pins no rows).
     closed: bool,
     /// Whether `items` count in the shared gauge: not from the first push
     /// refused for want of room until the queue has drained. A socket that
@@ -86,6 +88,10 @@ impl Drop for Sender {
     fn drop(&mut self) {
         if let Ok(mut s) = self.0.slots.lock() {
             s.closed = true;
+            if s.counted {
+                self.0.unpushed.taken(s.items.len());
+            }
+            s.items = VecDeque::new();
         }
         self.0.notify.notify_one();
     }
@@ -104,7 +110,13 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// The next push; `None` once the sender is gone and all were taken.
+    /// Whether the connection was closed (the hub let go of it): it must
+    /// push nothing more, nor read the store to push.
+    pub fn is_closed(&self) -> bool {
+        self.0.slots.lock().map(|s| s.closed).unwrap_or(true)
+    }
+
+    /// The next push; `None` once the sender is gone.
     pub async fn recv(&mut self) -> Option<Push> {
         loop {
             match self.take() {
@@ -120,7 +132,7 @@ impl Receiver {
         self.take().unwrap_or(Err(Empty))
     }
 
-    /// `Some(Ok)`: a push; `Some(Err)`: closed and drained; `None`: wait.
+    /// `Some(Ok)`: a push; `Some(Err)`: closed; `None`: wait.
     fn take(&self) -> Option<Result<Push, Empty>> {
         let Ok(mut s) = self.0.slots.lock() else { return Some(Err(Empty)) };
         match s.items.pop_front() {
@@ -155,10 +167,11 @@ mod tests {
         assert!(tx.try_send(Push::Wake).is_err(), "full");
         assert!(matches!(rx.recv().await, Some(Push::Wake)));
         assert!(tx.try_send(Push::Wake).is_ok(), "room again");
+        assert!(!rx.is_closed());
         drop(tx);
-        // What was queued before the sender went is still delivered.
-        assert!(matches!(rx.recv().await, Some(Push::Wake)));
-        assert!(matches!(rx.try_recv(), Ok(Push::Wake)));
+        // A closed connection pushes nothing more, not even what was
+        // queued (it stays in the store).
+        assert!(rx.is_closed());
         assert!(rx.recv().await.is_none());
         assert_eq!(rx.try_recv().err(), Some(Empty));
     }
@@ -182,6 +195,10 @@ mod tests {
             if i % 97 == 0 {
                 tokio::task::yield_now().await;
             }
+        }
+        // Closing drops what is queued: close once all was taken.
+        while tx.0.slots.lock().map(|s| !s.items.is_empty()).unwrap_or(false) {
+            tokio::task::yield_now().await;
         }
         drop(tx);
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), reader).await;
@@ -212,13 +229,12 @@ mod tests {
         assert!(ra.try_recv().is_ok());
         assert_eq!(unpushed.waiting(), 5);
         drop(a);
-        assert_eq!(unpushed.waiting(), 5, "a gone sender leaves its pushes to be taken");
+        assert_eq!(unpushed.waiting(), 3, "a closed connection's pushes no longer wait");
+        assert!(ra.try_recv().is_err());
         drop(rb);
-        assert_eq!(unpushed.waiting(), 2, "a gone connection's pushes no longer wait");
+        assert_eq!(unpushed.waiting(), 0, "a gone connection's pushes no longer wait");
         assert!(b.try_send(Push::Wake).is_err());
-        assert_eq!(unpushed.waiting(), 2, "a refused push is not counted");
-        while ra.try_recv().is_ok() {}
-        assert_eq!(unpushed.waiting(), 0);
+        assert_eq!(unpushed.waiting(), 0, "a refused push is not counted");
     }
 
     /// A queue that filled up (its socket stopped taking writes) no longer

@@ -122,6 +122,11 @@ fn serve(
         };
         'serve: loop {
             while pending && reads && flight.unacked < flight.window {
+                // Closed (the session ended, the device was suspended): no
+                // read of the store pushes anything more.
+                if conn.rx.is_closed() {
+                    break 'serve;
+                }
                 // Rows that overflow from here on are read next time.
                 conn.missed.store(false, Ordering::Release);
                 let full = !exact && (force_full || full_at.elapsed() >= FULL_READ_EVERY);

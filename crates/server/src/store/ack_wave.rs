@@ -12,7 +12,8 @@
 //! block of devices, so it rewrites those messages' pages and the block's
 //! part of the per-device index, and the next chunk mostly other pages.
 //! For 1,000 devices acknowledging 64 messages each: a quarter of the log
-//! frames and 0.6 of the CPU (docs/PERFORMANCE.md, eleventh sitting).
+//! frames and 0.4–0.6 of the CPU (`docs/bench/ackorder.py`;
+//! docs/PERFORMANCE.md, eleventh sitting).
 //!
 //! A job is answered once the chunk holding its last row is on disk; a
 //! chunk that fails fails every job with a row in it (acks are idempotent:
