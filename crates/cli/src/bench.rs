@@ -90,6 +90,10 @@ pub enum Acks {
     /// polled every 0.7 s: a room's devices do not all acknowledge at the
     /// same moment.
     Timed,
+    /// As `batched`, but each frame's size drawn anew between 32 and 64: a
+    /// room's devices, which all reach 64 at the same push, drift apart and
+    /// stop acknowledging in waves (an experiment: not what clients do).
+    Jittered,
 }
 
 /// How often `--acks timed` acknowledges, as the app fetches.
@@ -101,6 +105,7 @@ impl Acks {
     fn batch(self) -> usize {
         match self {
             Acks::Batched => 64,
+            Acks::Jittered => 32 + (OsRng.next_u32() % 33) as usize,
             Acks::Each => 1,
             Acks::Timed => 1024,
         }
@@ -394,10 +399,9 @@ async fn recipients(s: &Sim, network: NetworkId, conversation: &str) -> anyhow::
 struct Stats {
     /// WebSockets the server accepted (its 101 answer came back).
     connected: AtomicU64,
-    /// (receiving device, message id) pushed so far, and how many came to
-    /// the same device a second time (a group's message reaches every
-    /// member's device once each).
-    seen: Mutex<std::collections::HashSet<(DeviceId, MessageId)>>,
+    /// Pushes that came to the same device a second time (a group's message
+    /// reaches every member's device once each; each receiver keeps what it
+    /// has seen itself, so no lock or one big set's growth is shared).
     duplicates: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -407,8 +411,20 @@ struct Stats {
     over_socket: AtomicU64,
     delivered: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
-    sent_at: Mutex<HashMap<MessageId, Instant>>,
+    sent_at: Mutex<HashMap<MessageId, Sent>>,
 }
+
+/// When a message was sent, and when its first and last copies came (µs
+/// after): a group's or a room's fan-out, apart from the relay's commit.
+struct Sent {
+    at: Instant,
+    first_us: u64,
+    last_us: u64,
+    copies: u32,
+}
+
+/// Most latency samples room is made for before the clock starts (128 MiB).
+const LATENCIES_RESERVED: u64 = 1 << 24;
 
 /// Holds a WebSocket for a device: counts pushes, records latency, acknowledges.
 /// With `source`, the socket comes from that loopback address (127.0.0.N),
@@ -424,7 +440,9 @@ async fn receive(
     let mut req = url.clone().into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
     let ws = match source {
-        None => tokio_tungstenite::connect_async_with_config(req, None, true).await?.0,
+        None => {
+            tokio_tungstenite::connect_async_with_config(req, Some(strongroom_client::socket_config()), true).await?.0
+        }
         Some(ip) => {
             let host = req.uri().host().context("no host")?.to_owned();
             let port = req.uri().port_u16().unwrap_or(80);
@@ -433,7 +451,7 @@ async fn receive(
             socket.bind(std::net::SocketAddr::from((ip, 0)))?;
             let stream = socket.connect(to).await?;
             let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-            tokio_tungstenite::client_async_with_config(req, stream, None).await?.0
+            tokio_tungstenite::client_async_with_config(req, stream, Some(strongroom_client::socket_config())).await?.0
         }
     };
     // Counted only now: the server answered the upgrade.
@@ -459,8 +477,9 @@ async fn receive(
     }
     // However this ends, sends waiting on the socket are answered (refused).
     let _closing = Closing(&s.link);
-    let device = s.device;
+    let mut seen: std::collections::HashSet<MessageId> = std::collections::HashSet::new();
     let mut pending = Vec::new();
+    let mut batch = acks.batch();
     let timed = acks == Acks::Timed;
     let mut tick = Instant::now() + ACK_TICK.mul_f64(f64::from(OsRng.next_u32()) / f64::from(u32::MAX));
     while !stop.load(Ordering::Relaxed) {
@@ -480,14 +499,21 @@ async fn receive(
             }
         }
         if let Some(id) = frame.as_ref().and_then(pushed_id) {
-            let fresh = stats.seen.lock().map(|mut seen| seen.insert((device, id))).unwrap_or(true);
+            let fresh = seen.insert(id);
             if !fresh {
                 stats.duplicates.fetch_add(1, Ordering::Relaxed);
             }
             stats.delivered.fetch_add(u64::from(fresh), Ordering::Relaxed);
-            let sent = stats.sent_at.lock().ok().and_then(|m| m.get(&id).copied());
-            if let (Some(t0), Ok(mut l)) = (sent, stats.latencies_us.lock()) {
-                l.push(t0.elapsed().as_micros() as u64);
+            let took = stats.sent_at.lock().ok().and_then(|mut m| {
+                let sent = m.get_mut(&id)?;
+                let us = u64::try_from(sent.at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                sent.first_us = if sent.copies == 0 { us } else { sent.first_us.min(us) };
+                sent.last_us = sent.last_us.max(us);
+                sent.copies += 1;
+                Some(us)
+            });
+            if let (Some(us), Ok(mut l)) = (took, stats.latencies_us.lock()) {
+                l.push(us);
             }
             pending.push(id);
         }
@@ -499,7 +525,8 @@ async fn receive(
             }
         }
         let quiet = idle && !timed;
-        if pending.len() >= acks.batch() || (!pending.is_empty() && (quiet || due)) {
+        if pending.len() >= batch || (!pending.is_empty() && (quiet || due)) {
+            batch = acks.batch();
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
             frames.send(Frame::Text(ack.into()))?;
         }
@@ -529,7 +556,8 @@ async fn pushed_again(s: &Sim, wait: Duration, pushes: Pushes) -> anyhow::Result
     let url = pushes.url(&s.base);
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("Authorization", format!("Bearer {}", s.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(req, Some(strongroom_client::socket_config()), true).await?;
     let mut n = 0;
     let until = Instant::now() + wait;
     while let Ok(Some(Ok(frame))) =
@@ -585,7 +613,7 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
             },
         };
         if let Ok(mut m) = stats.sent_at.lock() {
-            m.insert(id, Instant::now());
+            m.insert(id, Sent { at: Instant::now(), first_us: 0, last_us: 0, copies: 0 });
         }
         let outcome = match s.link.send(&body).await {
             Some(outcome) => {
@@ -668,6 +696,38 @@ fn server_lines(pids: &[u32], rss: &[Option<u64>], cpu: &[Option<f64>], per_deli
         out.push_str(&format!("\n  server CPU per delivered envelope: {us:.0} µs"));
     }
     out
+}
+
+/// Of messages that reached more than one device: when their first copy
+/// came (the relay's commit and one push) and how long after it the last
+/// (pushing to the rest, and the generator reading them), in ms.
+struct FanOut {
+    messages: usize,
+    first: (f64, f64),
+    spread: (f64, f64),
+}
+
+impl FanOut {
+    fn of(stats: &Stats) -> Option<Self> {
+        let m = stats.sent_at.lock().ok()?;
+        let (mut first, mut spread): (Vec<u64>, Vec<u64>) =
+            m.values().filter(|s| s.copies > 1).map(|s| (s.first_us, s.last_us - s.first_us)).unzip();
+        if first.is_empty() {
+            return None;
+        }
+        first.sort_unstable();
+        spread.sort_unstable();
+        let p = |v: &[u64]| (percentile(v, 0.50), percentile(v, 0.99));
+        Some(FanOut { messages: first.len(), first: p(&first), spread: p(&spread) })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "messages": self.messages,
+            "first_ms": {"p50": self.first.0, "p99": self.first.1},
+            "spread_ms": {"p50": self.spread.0, "p99": self.spread.1},
+        })
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -949,6 +1009,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }
         eprintln!("sealed {count} envelopes in {:.1} s (before the clock starts)", sealing.elapsed().as_secs_f64());
+        // Grown now, not while receivers wait on the lock: a doubling of
+        // millions of entries stalled every receiver behind it.
+        if let Ok(mut l) = stats.latencies_us.lock() {
+            l.reserve(usize::try_from(expected.min(LATENCIES_RESERVED)).unwrap_or(0));
+        }
+        if let Ok(mut m) = stats.sent_at.lock() {
+            m.reserve(usize::try_from(count).unwrap_or(0));
+        }
     }
     let cpu_before: Vec<Option<f64>> = a.server_pid.iter().map(|p| cpu_seconds(*p)).collect();
     let own_before = cpu_seconds(std::process::id());
@@ -1041,6 +1109,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
+    let fan_out = FanOut::of(&stats);
     let cpu_total: Option<f64> = cpu.iter().copied().sum();
     let cpu_per_delivery_us = cpu_total.filter(|_| delivered > 0).map(|c| c * 1e6 / delivered as f64);
     let connected = stats.connected.load(Ordering::Relaxed);
@@ -1087,6 +1156,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "rate_target": a.rate,
         "accepted_per_sec": accepted as f64 / elapsed, "delivered_per_sec": delivered as f64 / elapsed,
         "latency_ms": {"p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "p999": percentile(&lat, 0.999)},
+        "fan_out": fan_out.as_ref().map(FanOut::json),
         "count": a.count, "sealed_before_clock": ahead,
         "server_rss_mib": rss.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
         "server_rss_before_sockets_mib": rss_before_sockets.iter().map(|r| r.map(|k| k as f64 / 1024.0)).collect::<Vec<_>>(),
@@ -1115,6 +1185,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             others_cpu.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "?".into()),
             fsync_ms.map(|m| format!("{m:.2} ms median")).unwrap_or_else(|| "not measured (give --data-dir)".into()),
         );
+        if let Some(f) = &fan_out {
+            println!(
+                "  fan-out ({} messages): first copy p50 {:.1} ms, p99 {:.1} ms; the last came p50 {:.1} ms, p99 {:.1} ms after it",
+                f.messages, f.first.0, f.first.1, f.spread.0, f.spread.1
+            );
+        }
         if let Some((fixed, query)) = &yardstick {
             let us = |r: &yardstick::Reading| {
                 r.server_cpu_us_per_request

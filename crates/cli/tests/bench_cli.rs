@@ -55,6 +55,8 @@ fn a_short_bench_run_reports_real_traffic() {
     assert!(v["generator_open_files_limit"].as_u64().unwrap() > 0, "{v}");
     assert!(v["data_dir_fsync_ms"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["latency_samples"], 60, "{v}");
+    // Each message reached one device: no fan-out to report.
+    assert!(v["fan_out"].is_null(), "{v}");
     // The yardstick beside it: static responses and one-query requests,
     // every one answered, with the server's CPU for each.
     for kind in ["static", "one_query"] {
@@ -67,9 +69,9 @@ fn a_short_bench_run_reports_real_traffic() {
     assert_eq!((v["sends"].as_str(), v["pushes"].as_str()), (Some("websocket"), Some("binary")), "{v}");
     assert_eq!(v["sent_over_websocket"], 60, "{v}");
     assert_eq!(v["acks"].as_str(), Some("batched"), "{v}");
-    // Acknowledging each message as `strongroom watch` does, and on a timer
-    // as the app does: all delivered, once each.
-    for acks in ["each", "timed"] {
+    // Acknowledging each message, on a timer, and in batches of drawn
+    // sizes: all delivered, once each.
+    for acks in ["each", "timed", "jittered"] {
         let v = bench_json(
             &server,
             &["--scenario", "group", "--clients", "4", "--count", "30", "--duration", "30", "--acks", acks],
@@ -80,6 +82,12 @@ fn a_short_bench_run_reports_real_traffic() {
             "{v}"
         );
         assert_eq!(v["acks"].as_str(), Some(acks), "{v}");
+        // Each message reached three devices: when the first copy came,
+        // and how long the other two took after it.
+        let f = &v["fan_out"];
+        assert_eq!(f["messages"], 30, "{v}");
+        assert!(f["first_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(f["spread_ms"]["p99"].as_f64().unwrap() >= f["spread_ms"]["p50"].as_f64().unwrap(), "{v}");
     }
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.

@@ -18,6 +18,19 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 /// `prekeys_low` frame a few hundred).
 const NOTICE_MAX: usize = 16 * 1024;
 
+/// How much a socket to the relay reads at a time. tungstenite zero-fills
+/// its whole read buffer before every read (128 KiB by default), so with a
+/// 2 KiB push per read most of a receiver's CPU went on the fill (48 % of the
+/// load generator's in a busy room). 16 KiB takes a typical push in one
+/// read and a large one in a few.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The settings for a WebSocket to the relay: the live connection, the
+/// doorbell (which narrows them further) and the load generator's sockets.
+pub fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_CHUNK)
+}
+
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// An open doorbell; see the module documentation.
@@ -41,8 +54,8 @@ impl Client {
     /// refuses it (an error): poll instead.
     pub async fn doorbell(&self) -> Result<Doorbell, ClientError> {
         // A notice is a few bytes: a relay that sends megabytes gets the socket closed.
-        let small = WebSocketConfig::default().max_message_size(Some(NOTICE_MAX)).max_frame_size(Some(NOTICE_MAX));
-        let socket = self.open_socket("notice", "the relay's notice connection", Some(small)).await?;
+        let small = socket_config().max_message_size(Some(NOTICE_MAX)).max_frame_size(Some(NOTICE_MAX));
+        let socket = self.open_socket("notice", "the relay's notice connection", small).await?;
         Ok(Doorbell { socket, closed: false, heard: tokio::time::Instant::now() })
     }
 
@@ -51,7 +64,7 @@ impl Client {
         &self,
         pushes: &str,
         what: &str,
-        config: Option<WebSocketConfig>,
+        config: WebSocketConfig,
     ) -> Result<Socket, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url =
@@ -62,7 +75,7 @@ impl Client {
             .map_err(|_| ClientError::Corrupt("session token"))?;
         req.headers_mut().insert("Authorization", auth);
         // No Nagle: acks are small frames that must not wait for the server's delayed ACK.
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(req, config, true)
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
             .await
             .map_err(|e| ClientError::Usage(format!("cannot open {what}: {e}")))?;
         Ok(socket)
