@@ -530,6 +530,17 @@ async fn a_forged_link_transfer_is_refused() {
     assert!(!new_device.join("profile.json").exists(), "nothing of the forged transfer is kept");
 }
 
+/// The real server behind a proxy that serves `/v1/ws` with `socket` and
+/// passes everything else on (invites carry the proxy's URL).
+async fn behind_proxy(dir: &std::path::Path, socket: axum::routing::MethodRouter<Arc<Proxy>>) -> ServerProc {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
+    let app = axum::Router::new().route("/v1/ws", socket).fallback(forward).with_state(Proxy::to(&server));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    server
+}
+
 /// Set once the test wants the bell to send notices only.
 static BELL_QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -553,12 +564,7 @@ async fn loud_bell(ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_doorbell_takes_no_large_frames() {
     let dir = temp_dir("loud-bell");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
-    let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
-    let proxy = Proxy::to(&server);
-    let app = axum::Router::new().route("/v1/ws", axum::routing::get(loud_bell)).fallback(forward).with_state(proxy);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let server = behind_proxy(&dir, axum::routing::get(loud_bell)).await;
     let (alice, _bob) = two_clients(&dir, &server).await;
     let within = std::time::Duration::from_secs(10);
     let mut bell = alice.doorbell().await.unwrap();
@@ -570,4 +576,90 @@ async fn a_doorbell_takes_no_large_frames() {
     BELL_QUIET.store(true, Relaxed);
     let mut bell = alice.doorbell().await.unwrap();
     assert!(tokio::time::timeout(within, bell.rung()).await.unwrap().is_ok());
+}
+
+/// What the relay below heard: each ack frame's ids, in order.
+static ACKS_HEARD: Mutex<Vec<Vec<strongroom_crypto::ids::MessageId>>> = Mutex::new(Vec::new());
+
+/// A relay whose storage fails the first ack: it pushes what the real
+/// relay queued for the device, answers the first ack frame `ack_failed`
+/// with its ids and one the device never acknowledged, and passes every
+/// later ack on to the real relay.
+async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Response {
+    use axum::extract::ws::Message;
+    use futures_util::StreamExt;
+    use strongroom_wire::WsFrame;
+    let auth = req.headers().get("authorization").unwrap().clone();
+    ws.on_upgrade(move |mut socket| async move {
+        let queued: Deliveries = p
+            .http
+            .get(format!("{}/v1/messages", p.upstream))
+            .header("authorization", auth.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for d in queued.messages {
+            let frame = serde_json::to_string(&WsFrame::Message(d)).unwrap();
+            socket.send(Message::Text(frame.into())).await.unwrap();
+        }
+        while let Some(Ok(Message::Text(text))) = socket.next().await {
+            let Ok(WsFrame::Ack { message_ids }) = serde_json::from_str::<WsFrame>(&text) else { continue };
+            let first = {
+                let mut heard = ACKS_HEARD.lock().unwrap();
+                heard.push(message_ids.clone());
+                heard.len() == 1
+            };
+            if first {
+                let mut ids = message_ids;
+                ids.push(strongroom_crypto::ids::MessageId::from_bytes([0xee; 16]));
+                let failed = WsFrame::AckFailed {
+                    message_ids: ids,
+                    error: "storage_unavailable".into(),
+                    message: "down".into(),
+                };
+                socket.send(Message::Text(serde_json::to_string(&failed).unwrap().into())).await.unwrap();
+            } else {
+                let ack = strongroom_wire::Ack { message_ids };
+                let r = p
+                    .http
+                    .post(format!("{}/v1/messages/ack", p.upstream))
+                    .header("authorization", auth.clone())
+                    .json(&ack)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        }
+    })
+}
+
+/// `watch` sends an ack the relay could not store again, and only the ids
+/// it acknowledged itself (the relay cannot make it acknowledge others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
+    let dir = temp_dir("ack-failed");
+    let server = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    for n in 0..3 {
+        alice.send_text(conv, &format!("m{n}")).await.unwrap();
+    }
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(2)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 3);
+    let heard = ACKS_HEARD.lock().unwrap().clone();
+    // The first frame failed; its ids came again, each once, with the rest.
+    let mut later: Vec<_> = heard.iter().skip(1).flatten().copied().collect();
+    later.sort();
+    assert_eq!(later.len(), 3, "{heard:?}");
+    later.dedup();
+    assert_eq!(later.len(), 3, "an id acknowledged twice after the failure: {heard:?}");
+    assert!(heard[0].iter().all(|m| later.contains(m)), "{heard:?}");
+    let stranger = strongroom_crypto::ids::MessageId::from_bytes([0xee; 16]);
+    assert!(!later.contains(&stranger), "acknowledged an id the relay made up: {heard:?}");
+    // Stored upstream now: nothing is queued for Bob any more.
+    assert!(bob.sync().await.unwrap().received.is_empty());
 }

@@ -21,6 +21,37 @@ const ACK_BATCH: usize = 64;
 /// delivery again (stored already, they are not shown twice).
 const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// How many of the ids `watch` acknowledged it remembers, for a relay's
+/// `ack_failed` (a few ack frames' worth: the relay answers within seconds).
+const SENT_ACKS_KEPT: usize = 4096;
+
+/// Ids `watch` acknowledged lately, oldest first. A relay's `ack_failed` is
+/// honoured for these only.
+#[derive(Default)]
+struct SentAcks {
+    order: std::collections::VecDeque<MessageId>,
+    ids: std::collections::HashSet<MessageId>,
+}
+
+impl SentAcks {
+    fn note(&mut self, ids: &[MessageId]) {
+        for id in ids {
+            if self.ids.insert(*id) {
+                self.order.push_back(*id);
+            }
+        }
+        while self.order.len() > SENT_ACKS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &MessageId) -> bool {
+        self.ids.contains(id)
+    }
+}
+
 impl Client {
     /// Fetches, verifies, decrypts, stores and acknowledges everything queued
     /// for this device. Envelopes that fail verification become warnings,
@@ -205,13 +236,14 @@ impl Client {
         use tokio_tungstenite::tungstenite::Message as Frame;
         // Binary pushes: the envelope's own bytes, no base64 (a relay that
         // predates them ignores the parameter and pushes JSON; both are read).
-        let mut ws = self.open_socket("binary", "the live connection", None).await?;
+        let mut ws = self.open_socket("binary", "the live connection", crate::doorbell::socket_config()).await?;
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut count = 0;
         // Stored and not yet acknowledged, and when they must be (ACK_DELAY
         // after the first of them).
         let mut unacked: Vec<MessageId> = Vec::new();
         let mut ack_by = tokio::time::Instant::now();
+        let mut sent = SentAcks::default();
         // Upkeep at once, then every UPKEEP_EVERY: a device that only
         // watches must not run out of pre-keys or keep expired messages.
         let mut upkeep_at = tokio::time::Instant::now();
@@ -232,7 +264,7 @@ impl Client {
             let mut wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
             if !unacked.is_empty() {
                 if tokio::time::Instant::now() >= ack_by {
-                    self.acknowledge(&mut ws, &mut unacked).await?;
+                    self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
                 } else {
                     wake = wake.min(ack_by);
                 }
@@ -250,6 +282,19 @@ impl Client {
                         if let Err(e) = self.top_up().await {
                             on_warning(&format!("cannot upload more one-time pre-keys: {e}"));
                         }
+                        continue;
+                    }
+                    // The relay could not store an ack: those ids go out
+                    // again with the next one (they stay queued there, and
+                    // fill its push window, until they do).
+                    // Only ids this device acknowledged: a relay cannot make
+                    // it acknowledge what it never stored.
+                    Ok(WsFrame::AckFailed { message_ids, .. }) => {
+                        let again: Vec<MessageId> = message_ids.into_iter().filter(|m| sent.contains(m)).collect();
+                        if unacked.is_empty() {
+                            ack_by = tokio::time::Instant::now() + ACK_DELAY;
+                        }
+                        unacked.extend(again);
                         continue;
                     }
                     _ => continue,
@@ -290,12 +335,12 @@ impl Client {
             }
             unacked.push(d.message_id);
             if unacked.len() >= ACK_BATCH {
-                self.acknowledge(&mut ws, &mut unacked).await?;
+                self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
             }
         }
         // A socket the relay closed takes no ack: those come again and are
         // acknowledged then (stored already, they are not shown twice).
-        match self.acknowledge(&mut ws, &mut unacked).await {
+        match self.acknowledge(&mut ws, &mut unacked, &mut sent).await {
             Err(_) if !unacked.is_empty() => {}
             r => r?,
         }
@@ -304,7 +349,12 @@ impl Client {
     }
 
     /// Acknowledges what `watch` stored, in one frame, and notes it.
-    async fn acknowledge<S>(&self, ws: &mut S, unacked: &mut Vec<MessageId>) -> Result<(), ClientError>
+    async fn acknowledge<S>(
+        &self,
+        ws: &mut S,
+        unacked: &mut Vec<MessageId>,
+        sent: &mut SentAcks,
+    ) -> Result<(), ClientError>
     where
         S: futures_util::Sink<tokio_tungstenite::tungstenite::Message> + Unpin,
         S::Error: std::fmt::Display,
@@ -318,6 +368,7 @@ impl Client {
         ws.send(tokio_tungstenite::tungstenite::Message::Text(ack.into()))
             .await
             .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+        sent.note(unacked);
         let ids: Vec<[u8; 16]> = unacked.drain(..).map(|m| *m.as_bytes()).collect();
         self.store.mark_acked(&ids).await
     }

@@ -508,6 +508,17 @@ pub enum WsFrame {
     /// queued for this device; fetch it (`GET /v1/messages`). Several may
     /// come for what one fetch returns.
     Queued,
+    /// Server → device: an `ack` frame was not committed (the relay's
+    /// storage failed). Those messages stay queued, and count against the
+    /// socket's push window, until the device acknowledges them again.
+    AckFailed {
+        /// The ack frame's ids (hex).
+        message_ids: Vec<MessageId>,
+        /// Code (`storage_unavailable`).
+        error: String,
+        /// Explanation.
+        message: String,
+    },
     /// Server → device: an error about the last frame.
     Error {
         /// Code.

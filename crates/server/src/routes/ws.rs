@@ -13,7 +13,7 @@ use axum::response::Response;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use strongroom_wire::{SendFrame, WsFrame};
+use strongroom_wire::{MessageId, SendFrame, WsFrame};
 
 use super::messages::parse_ack;
 use crate::auth::Caller;
@@ -223,9 +223,11 @@ fn serve(
                         Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
                             Ok(ids) => {
                                 let store = state.store.clone();
-                                let n = ids.len();
                                 flight.acks += 1;
-                                working.push(async move { Done::Acked { ok: store.ack(&owner, &ids).await.is_ok(), n } }.boxed());
+                                working.push(async move {
+                                    let ok = store.ack(&owner, &ids).await.is_ok();
+                                    Done::Acked { n: ids.len(), failed: (!ok).then_some(ids) }
+                                }.boxed());
                             }
                             Err(reply) => {
                                 // Any answer comes after every earlier ack is committed.
@@ -283,8 +285,9 @@ async fn send(socket: &mut WebSocket, frame: WsFrame) -> Result<(), ()> {
 
 /// What finished beside the connection.
 enum Done {
-    /// An ack of `n` messages was committed, or not.
-    Acked { ok: bool, n: usize },
+    /// An ack of `n` messages was committed, or not (`failed`: its ids,
+    /// for the device to send again).
+    Acked { n: usize, failed: Option<Vec<[u8; 16]>> },
     /// A send was stored or refused; its frame held `len` bytes.
     Answered { answer: Box<WsFrame>, len: usize },
 }
@@ -315,13 +318,14 @@ impl InFlight {
     /// Counts `done` off; the frame to answer with, if any.
     fn settle(&mut self, done: Done) -> Option<WsFrame> {
         match done {
-            Done::Acked { ok, n } => {
+            Done::Acked { n, failed } => {
                 self.acks = self.acks.saturating_sub(1);
-                if ok {
-                    self.unacked = self.unacked.saturating_sub(n);
-                    None
-                } else {
-                    Some(ack_failed())
+                match failed {
+                    None => {
+                        self.unacked = self.unacked.saturating_sub(n);
+                        None
+                    }
+                    Some(ids) => Some(ack_failed(ids)),
                 }
             }
             Done::Answered { answer, len } => {
@@ -510,8 +514,12 @@ fn refused(request: u64, e: ApiError) -> WsFrame {
     WsFrame::SendFailed { request, status: status.as_u16(), body }
 }
 
-fn ack_failed() -> WsFrame {
-    WsFrame::Error { error: "storage_unavailable".into(), message: "ack failed; resend it".into() }
+fn ack_failed(ids: Vec<[u8; 16]>) -> WsFrame {
+    WsFrame::AckFailed {
+        message_ids: ids.into_iter().map(MessageId::from_bytes).collect(),
+        error: "storage_unavailable".into(),
+        message: "the relay could not store this acknowledgement; send these ids again".into(),
+    }
 }
 
 /// A text frame from the client: the ids of a valid ack, else the error frame to answer with.
@@ -538,6 +546,23 @@ fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed ack names its ids, so the device can send exactly those
+    /// again, and leaves them counted against the window until it does.
+    #[test]
+    fn a_failed_ack_names_its_ids_and_keeps_them_in_the_window() {
+        let mut flight = InFlight { window: 8, unacked: 5, acks: 2, ..InFlight::default() };
+        let frame = flight.settle(Done::Acked { n: 2, failed: Some(vec![[1; 16], [2; 16]]) });
+        let Some(WsFrame::AckFailed { message_ids, error, .. }) = frame else { panic!("{frame:?}") };
+        assert_eq!(message_ids, vec![MessageId::from_bytes([1; 16]), MessageId::from_bytes([2; 16])]);
+        assert_eq!(error, "storage_unavailable");
+        assert_eq!((flight.unacked, flight.acks), (5, 1));
+        // Sent again and committed: out of the window, nothing to answer.
+        assert!(flight.settle(Done::Acked { n: 2, failed: None }).is_none());
+        assert_eq!((flight.unacked, flight.acks), (3, 0));
+        let json = serde_json::to_string(&ack_failed(vec![[0xab; 16]])).unwrap();
+        assert!(json.starts_with(r#"{"type":"ack_failed","message_ids":["abab"#), "{json}");
+    }
 
     #[test]
     fn acks_read_typed_ids_and_anything_else_gets_an_error_frame() {
