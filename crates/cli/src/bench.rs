@@ -420,7 +420,9 @@ struct Sent {
     at: Instant,
     first_us: u64,
     last_us: u64,
-    copies: u32,
+    copies: usize,
+    /// Devices it was sealed for.
+    expected: usize,
 }
 
 /// Most latency samples room is made for before the clock starts (128 MiB).
@@ -507,9 +509,12 @@ async fn receive(
             let took = stats.sent_at.lock().ok().and_then(|mut m| {
                 let sent = m.get_mut(&id)?;
                 let us = u64::try_from(sent.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-                sent.first_us = if sent.copies == 0 { us } else { sent.first_us.min(us) };
-                sent.last_us = sent.last_us.max(us);
-                sent.copies += 1;
+                // A copy pushed again is not part of the fan-out.
+                if fresh {
+                    sent.first_us = if sent.copies == 0 { us } else { sent.first_us.min(us) };
+                    sent.last_us = sent.last_us.max(us);
+                    sent.copies += 1;
+                }
                 Some(us)
             });
             if let (Some(us), Ok(mut l)) = (took, stats.latencies_us.lock()) {
@@ -613,7 +618,7 @@ async fn send_loop(s: Arc<Sim>, l: Loop) {
             },
         };
         if let Ok(mut m) = stats.sent_at.lock() {
-            m.insert(id, Sent { at: Instant::now(), first_us: 0, last_us: 0, copies: 0 });
+            m.insert(id, Sent { at: Instant::now(), first_us: 0, last_us: 0, copies: 0, expected: recips.len() });
         }
         let outcome = match s.link.send(&body).await {
             Some(outcome) => {
@@ -698,11 +703,14 @@ fn server_lines(pids: &[u32], rss: &[Option<u64>], cpu: &[Option<f64>], per_deli
     out
 }
 
-/// Of messages that reached more than one device: when their first copy
-/// came (the relay's commit and one push) and how long after it the last
-/// (pushing to the rest, and the generator reading them), in ms.
+/// Of messages that reached every device they were sealed for, when more
+/// than one: when their first copy came (the relay's commit and one push)
+/// and how long after it the last (pushing to the rest, and the generator
+/// reading them), in ms. Messages still arriving when the run stopped are
+/// counted apart, not in the spread.
 struct FanOut {
     messages: usize,
+    incomplete: usize,
     first: (f64, f64),
     spread: (f64, f64),
 }
@@ -710,20 +718,25 @@ struct FanOut {
 impl FanOut {
     fn of(stats: &Stats) -> Option<Self> {
         let m = stats.sent_at.lock().ok()?;
-        let (mut first, mut spread): (Vec<u64>, Vec<u64>) =
-            m.values().filter(|s| s.copies > 1).map(|s| (s.first_us, s.last_us - s.first_us)).unzip();
+        let fanned = || m.values().filter(|s| s.expected > 1 && s.copies > 0);
+        let incomplete = fanned().filter(|s| s.copies < s.expected).count();
+        let (mut first, mut spread): (Vec<u64>, Vec<u64>) = fanned()
+            .filter(|s| s.copies >= s.expected)
+            .map(|s| (s.first_us, s.last_us.saturating_sub(s.first_us)))
+            .unzip();
         if first.is_empty() {
             return None;
         }
         first.sort_unstable();
         spread.sort_unstable();
         let p = |v: &[u64]| (percentile(v, 0.50), percentile(v, 0.99));
-        Some(FanOut { messages: first.len(), first: p(&first), spread: p(&spread) })
+        Some(FanOut { messages: first.len(), incomplete, first: p(&first), spread: p(&spread) })
     }
 
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "messages": self.messages,
+            "incomplete": self.incomplete,
             "first_ms": {"p50": self.first.0, "p99": self.first.1},
             "spread_ms": {"p50": self.spread.0, "p99": self.spread.1},
         })
@@ -1187,8 +1200,8 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         );
         if let Some(f) = &fan_out {
             println!(
-                "  fan-out ({} messages): first copy p50 {:.1} ms, p99 {:.1} ms; the last came p50 {:.1} ms, p99 {:.1} ms after it",
-                f.messages, f.first.0, f.first.1, f.spread.0, f.spread.1
+                "  fan-out ({} messages, {} still arriving when the run stopped): first copy p50 {:.1} ms, p99 {:.1} ms; the last came p50 {:.1} ms, p99 {:.1} ms after it",
+                f.messages, f.incomplete, f.first.0, f.first.1, f.spread.0, f.spread.1
             );
         }
         if let Some((fixed, query)) = &yardstick {

@@ -64,7 +64,8 @@ fn a_short_bench_run_reports_real_traffic() {
         assert!(y["requests"].as_u64().unwrap() > 0, "{v}");
         assert!(y["server_cpu_us_per_request"].as_f64().unwrap() > 0.0, "{v}");
     }
-    assert!(v["delivery_in_static_requests"].as_f64().unwrap() > 0.0, "{v}");
+    // Present; zero when 60 deliveries took less than one CPU tick (10 ms).
+    assert!(v["delivery_in_static_requests"].as_f64().unwrap() >= 0.0, "{v}");
     // Sent over each sender's socket (the default), pushed as binary frames.
     assert_eq!((v["sends"].as_str(), v["pushes"].as_str()), (Some("websocket"), Some("binary")), "{v}");
     assert_eq!(v["sent_over_websocket"], 60, "{v}");
@@ -85,7 +86,7 @@ fn a_short_bench_run_reports_real_traffic() {
         // Each message reached three devices: when the first copy came,
         // and how long the other two took after it.
         let f = &v["fan_out"];
-        assert_eq!(f["messages"], 30, "{v}");
+        assert_eq!((f["messages"].as_u64(), f["incomplete"].as_u64()), (Some(30), Some(0)), "{v}");
         assert!(f["first_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
         assert!(f["spread_ms"]["p99"].as_f64().unwrap() >= f["spread_ms"]["p50"].as_f64().unwrap(), "{v}");
     }

@@ -583,8 +583,8 @@ static ACKS_HEARD: Mutex<Vec<Vec<strongroom_crypto::ids::MessageId>>> = Mutex::n
 
 /// A relay whose storage fails the first ack: it pushes what the real
 /// relay queued for the device, answers the first ack frame `ack_failed`
-/// with its ids and one the device never acknowledged, and passes every
-/// later ack on to the real relay.
+/// with its ids (each twice) and one the device never acknowledged, and
+/// passes every later ack on to the real relay.
 async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Response {
     use axum::extract::ws::Message;
     use futures_util::StreamExt;
@@ -613,7 +613,9 @@ async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSoc
                 heard.len() == 1
             };
             if first {
-                let mut ids = message_ids;
+                // Each id twice, and one the device never acknowledged.
+                let mut ids = message_ids.clone();
+                ids.extend(message_ids);
                 ids.push(strongroom_crypto::ids::MessageId::from_bytes([0xee; 16]));
                 let failed = WsFrame::AckFailed {
                     message_ids: ids,

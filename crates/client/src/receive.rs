@@ -7,7 +7,7 @@ use crate::error::ClientError;
 use crate::rules::delivery::{on_failure, Known, OnFailure};
 use crate::state::ONE_TIME;
 use crate::store::{hex, StoredRow};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use strongroom_crypto::certs::*;
 use strongroom_crypto::content::Content;
 use strongroom_crypto::envelope::*;
@@ -22,33 +22,42 @@ const ACK_BATCH: usize = 64;
 const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How many of the ids `watch` acknowledged it remembers, for a relay's
-/// `ack_failed` (a few ack frames' worth: the relay answers within seconds).
+/// `ack_failed`: the relay's default push window, so every id a socket can
+/// have in flight (the relay answers within seconds).
 const SENT_ACKS_KEPT: usize = 4096;
+
+/// Longest wait before acks the relay failed go again (doubling from
+/// `ACK_DELAY` while it keeps failing them).
+const ACK_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(6400);
 
 /// Ids `watch` acknowledged lately, oldest first. A relay's `ack_failed` is
 /// honoured for these only.
 #[derive(Default)]
 struct SentAcks {
-    order: std::collections::VecDeque<MessageId>,
-    ids: std::collections::HashSet<MessageId>,
+    /// Each id with the count of its latest noting: an id noted again
+    /// (sent again after a failure) moves to the back.
+    order: std::collections::VecDeque<(MessageId, u64)>,
+    ids: HashMap<MessageId, u64>,
+    noted: u64,
 }
 
 impl SentAcks {
     fn note(&mut self, ids: &[MessageId]) {
         for id in ids {
-            if self.ids.insert(*id) {
-                self.order.push_back(*id);
-            }
+            self.noted += 1;
+            self.ids.insert(*id, self.noted);
+            self.order.push_back((*id, self.noted));
         }
-        while self.order.len() > SENT_ACKS_KEPT {
-            if let Some(old) = self.order.pop_front() {
+        while self.ids.len() > SENT_ACKS_KEPT || self.order.len() > 2 * SENT_ACKS_KEPT {
+            let Some((old, at)) = self.order.pop_front() else { break };
+            if self.ids.get(&old) == Some(&at) {
                 self.ids.remove(&old);
             }
         }
     }
 
     fn contains(&self, id: &MessageId) -> bool {
-        self.ids.contains(id)
+        self.ids.contains_key(id)
     }
 }
 
@@ -244,10 +253,17 @@ impl Client {
         let mut unacked: Vec<MessageId> = Vec::new();
         let mut ack_by = tokio::time::Instant::now();
         let mut sent = SentAcks::default();
+        // Ack frames the relay failed: each waits longer before going again.
+        let mut ack_failures = 0u32;
         // Upkeep at once, then every UPKEEP_EVERY: a device that only
         // watches must not run out of pre-keys or keep expired messages.
         let mut upkeep_at = tokio::time::Instant::now();
         while max.is_none_or(|m| count < m) {
+            // Checked here too: a relay that keeps sending frames never
+            // lets the wait below run out.
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
             if tokio::time::Instant::now() >= upkeep_at {
                 match self.flush_outbox().await {
                     Ok(warnings) => warnings.iter().for_each(|w| on_warning(w)),
@@ -287,12 +303,23 @@ impl Client {
                     // The relay could not store an ack: those ids go out
                     // again with the next one (they stay queued there, and
                     // fill its push window, until they do).
-                    // Only ids this device acknowledged: a relay cannot make
-                    // it acknowledge what it never stored.
+                    // Only ids this device acknowledged, each once: a relay
+                    // cannot make it acknowledge what it never stored, nor
+                    // swell its acks. Noted as not acknowledged meanwhile, so
+                    // a later re-delivery is an honest one, not a replay.
                     Ok(WsFrame::AckFailed { message_ids, .. }) => {
-                        let again: Vec<MessageId> = message_ids.into_iter().filter(|m| sent.contains(m)).collect();
+                        let mut have: HashSet<MessageId> = unacked.iter().copied().collect();
+                        let again: Vec<MessageId> =
+                            message_ids.into_iter().filter(|m| sent.contains(m) && have.insert(*m)).collect();
+                        if again.is_empty() {
+                            continue;
+                        }
+                        let ids: Vec<[u8; 16]> = again.iter().map(|m| *m.as_bytes()).collect();
+                        self.store.set_acked(&ids, false).await?;
+                        ack_failures = ack_failures.saturating_add(1);
+                        let retry = ACK_DELAY.saturating_mul(1 << ack_failures.min(5)).min(ACK_RETRY_MAX);
                         if unacked.is_empty() {
-                            ack_by = tokio::time::Instant::now() + ACK_DELAY;
+                            ack_by = tokio::time::Instant::now() + retry;
                         }
                         unacked.extend(again);
                         continue;
@@ -363,11 +390,15 @@ impl Client {
         if unacked.is_empty() {
             return Ok(());
         }
-        let ack = serde_json::to_string(&WsFrame::Ack { message_ids: unacked.clone() })
-            .map_err(|_| ClientError::Corrupt("ack"))?;
-        ws.send(tokio_tungstenite::tungstenite::Message::Text(ack.into()))
-            .await
-            .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+        // Frames of ACK_BATCH at most (ids a relay failed can pile up).
+        for chunk in unacked.chunks(ACK_BATCH) {
+            let ack = serde_json::to_string(&WsFrame::Ack { message_ids: chunk.to_vec() })
+                .map_err(|_| ClientError::Corrupt("ack"))?;
+            ws.feed(tokio_tungstenite::tungstenite::Message::Text(ack.into()))
+                .await
+                .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
+        }
+        ws.flush().await.map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
         sent.note(unacked);
         let ids: Vec<[u8; 16]> = unacked.drain(..).map(|m| *m.as_bytes()).collect();
         self.store.mark_acked(&ids).await
@@ -521,5 +552,40 @@ impl Client {
     pub async fn mark_displayed(&self, ids: &[MessageId]) -> Result<(), ClientError> {
         let raw: Vec<[u8; 16]> = ids.iter().map(|m| *m.as_bytes()).collect();
         self.store.mark_displayed(&raw, now_ms()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn id(n: u32) -> MessageId {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        MessageId::from_bytes(b)
+    }
+
+    /// The ids a relay's `ack_failed` may name: the last SENT_ACKS_KEPT
+    /// acknowledged, an id sent again counting from its latest sending.
+    #[test]
+    fn sent_acks_keep_the_latest_ids_and_an_id_sent_again_moves_back() {
+        let mut sent = SentAcks::default();
+        let first: Vec<MessageId> = (0..SENT_ACKS_KEPT as u32).map(id).collect();
+        sent.note(&first);
+        assert!(first.iter().all(|m| sent.contains(m)));
+        // Id 0 sent again (its ack failed), then one more new id: id 1,
+        // now the oldest, goes; id 0 stays.
+        sent.note(&[id(0)]);
+        sent.note(&[id(u32::MAX)]);
+        assert!(sent.contains(&id(0)) && sent.contains(&id(u32::MAX)));
+        assert!(!sent.contains(&id(1)));
+        assert_eq!(sent.ids.len(), SENT_ACKS_KEPT);
+        // Re-noting the same ids over and over keeps the memory bounded.
+        for _ in 0..10 {
+            sent.note(&first[..1000]);
+        }
+        assert!(sent.ids.len() <= SENT_ACKS_KEPT && sent.order.len() <= 2 * SENT_ACKS_KEPT);
+        assert!(first[..1000].iter().all(|m| sent.contains(m)));
     }
 }

@@ -430,9 +430,19 @@ impl LocalStore {
 
     /// Records that the server was told these messages are stored.
     pub(crate) async fn mark_acked(&self, ids: &[[u8; 16]]) -> Result<(), ClientError> {
+        self.set_acked(ids, true).await
+    }
+
+    /// Notes `ids` as acknowledged to the relay, or (`false`) as not: the
+    /// relay failed the ack, so a re-delivery of them is honest.
+    pub(crate) async fn set_acked(&self, ids: &[[u8; 16]], acked: bool) -> Result<(), ClientError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("UPDATE seen SET acked = 1 WHERE message_id = ?1").bind(id.to_vec()).execute(&mut *tx).await?;
+            sqlx::query("UPDATE seen SET acked = ?2 WHERE message_id = ?1")
+                .bind(id.to_vec())
+                .bind(i64::from(acked))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
