@@ -53,6 +53,10 @@ struct Proxy {
     served: Mutex<Vec<Delivery>>,
     first_policy: Mutex<Option<Vec<u8>>>,
     old_policy: Mutex<Option<Vec<u8>>>,
+    /// `failing_acks`: what it heard (each ack frame's ids), and how many
+    /// ack frames it fails before it passes them on.
+    acks_heard: Mutex<Vec<Vec<strongroom_crypto::ids::MessageId>>>,
+    acks_to_fail: std::sync::atomic::AtomicUsize,
 }
 
 impl Proxy {
@@ -65,6 +69,8 @@ impl Proxy {
             served: Mutex::new(vec![]),
             first_policy: Mutex::new(None),
             old_policy: Mutex::new(None),
+            acks_heard: Mutex::new(vec![]),
+            acks_to_fail: std::sync::atomic::AtomicUsize::new(1),
         })
     }
 }
@@ -532,13 +538,17 @@ async fn a_forged_link_transfer_is_refused() {
 
 /// The real server behind a proxy that serves `/v1/ws` with `socket` and
 /// passes everything else on (invites carry the proxy's URL).
-async fn behind_proxy(dir: &std::path::Path, socket: axum::routing::MethodRouter<Arc<Proxy>>) -> ServerProc {
+async fn behind_proxy(
+    dir: &std::path::Path,
+    socket: axum::routing::MethodRouter<Arc<Proxy>>,
+) -> (ServerProc, Arc<Proxy>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_url = format!("http://{}", listener.local_addr().unwrap());
     let server = ServerProc::start(&dir.join("data"), &["--public-url", &proxy_url]);
-    let app = axum::Router::new().route("/v1/ws", socket).fallback(forward).with_state(Proxy::to(&server));
+    let proxy = Proxy::to(&server);
+    let app = axum::Router::new().route("/v1/ws", socket).fallback(forward).with_state(proxy.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    server
+    (server, proxy)
 }
 
 /// Set once the test wants the bell to send notices only.
@@ -564,7 +574,7 @@ async fn loud_bell(ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_doorbell_takes_no_large_frames() {
     let dir = temp_dir("loud-bell");
-    let server = behind_proxy(&dir, axum::routing::get(loud_bell)).await;
+    let (server, _) = behind_proxy(&dir, axum::routing::get(loud_bell)).await;
     let (alice, _bob) = two_clients(&dir, &server).await;
     let within = std::time::Duration::from_secs(10);
     let mut bell = alice.doorbell().await.unwrap();
@@ -578,12 +588,9 @@ async fn a_doorbell_takes_no_large_frames() {
     assert!(tokio::time::timeout(within, bell.rung()).await.unwrap().is_ok());
 }
 
-/// What the relay below heard: each ack frame's ids, in order.
-static ACKS_HEARD: Mutex<Vec<Vec<strongroom_crypto::ids::MessageId>>> = Mutex::new(Vec::new());
-
-/// A relay whose storage fails the first ack: it pushes what the real
-/// relay queued for the device, answers the first ack frame `ack_failed`
-/// with its ids (each twice) and one the device never acknowledged, and
+/// A relay whose storage fails acks: it pushes what the real relay queued
+/// for the device, answers the first `acks_to_fail` ack frames `ack_failed`
+/// with their ids (each twice) and one the device never acknowledged, and
 /// passes every later ack on to the real relay.
 async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Response {
     use axum::extract::ws::Message;
@@ -607,12 +614,12 @@ async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSoc
         }
         while let Some(Ok(Message::Text(text))) = socket.next().await {
             let Ok(WsFrame::Ack { message_ids }) = serde_json::from_str::<WsFrame>(&text) else { continue };
-            let first = {
-                let mut heard = ACKS_HEARD.lock().unwrap();
+            let fail = {
+                let mut heard = p.acks_heard.lock().unwrap();
                 heard.push(message_ids.clone());
-                heard.len() == 1
+                heard.len() <= p.acks_to_fail.load(Relaxed)
             };
-            if first {
+            if fail {
                 // Each id twice, and one the device never acknowledged.
                 let mut ids = message_ids.clone();
                 ids.extend(message_ids);
@@ -644,7 +651,7 @@ async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSoc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
     let dir = temp_dir("ack-failed");
-    let server = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
     let (mut alice, mut bob) = two_clients(&dir, &server).await;
     let conv = alice.direct_with("bob").await.unwrap();
     for n in 0..3 {
@@ -652,7 +659,7 @@ async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
     }
     let shown = bob.watch(None, Some(std::time::Duration::from_secs(2)), |_| {}, |w| panic!("warning: {w}")).await;
     assert_eq!(shown.unwrap(), 3);
-    let heard = ACKS_HEARD.lock().unwrap().clone();
+    let heard = proxy.acks_heard.lock().unwrap().clone();
     // The first frame failed; its ids came again, each once, with the rest.
     let mut later: Vec<_> = heard.iter().skip(1).flatten().copied().collect();
     later.sort();
@@ -664,4 +671,22 @@ async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
     assert!(!later.contains(&stranger), "acknowledged an id the relay made up: {heard:?}");
     // Stored upstream now: nothing is queued for Bob any more.
     assert!(bob.sync().await.unwrap().received.is_empty());
+}
+
+/// While a relay keeps failing acks, `watch` sends them again less and
+/// less often (0.4 s, 0.8 s, 1.6 s …), not every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_backs_off_while_acks_keep_failing() {
+    let dir = temp_dir("acks-keep-failing");
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    proxy.acks_to_fail.store(usize::MAX, Relaxed);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m").await.unwrap();
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(3)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 1);
+    let heard = proxy.acks_heard.lock().unwrap().clone();
+    // At 0.2 s, then 0.6, 1.4 and 3.0 (past the end): every 200 ms would be 14.
+    assert!((2..=4).contains(&heard.len()), "{heard:?}");
+    assert!(heard.iter().all(|ids| ids.len() == 1), "{heard:?}");
 }

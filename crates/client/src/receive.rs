@@ -255,6 +255,9 @@ impl Client {
         let mut sent = SentAcks::default();
         // Ack frames the relay failed: each waits longer before going again.
         let mut ack_failures = 0u32;
+        // Of `unacked`, ids going again: they wait for the back-off, or go
+        // along with the next frame of new ones, but do not fill one.
+        let mut retrying = 0usize;
         // Upkeep at once, then every UPKEEP_EVERY: a device that only
         // watches must not run out of pre-keys or keep expired messages.
         let mut upkeep_at = tokio::time::Instant::now();
@@ -281,6 +284,7 @@ impl Client {
             if !unacked.is_empty() {
                 if tokio::time::Instant::now() >= ack_by {
                     self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
+                    retrying = 0;
                 } else {
                     wake = wake.min(ack_by);
                 }
@@ -300,13 +304,12 @@ impl Client {
                         }
                         continue;
                     }
-                    // The relay could not store an ack: those ids go out
-                    // again with the next one (they stay queued there, and
-                    // fill its push window, until they do).
-                    // Only ids this device acknowledged, each once: a relay
-                    // cannot make it acknowledge what it never stored, nor
-                    // swell its acks. Noted as not acknowledged meanwhile, so
-                    // a later re-delivery is an honest one, not a replay.
+                    // The relay could not store an ack: those ids go out again
+                    // (they stay queued there, and fill its push window, until
+                    // they do). Only ids this device acknowledged, each once: a
+                    // relay cannot make it acknowledge what it never stored,
+                    // nor swell its acks. Noted as not acknowledged meanwhile,
+                    // so a later re-delivery is an honest one, not a replay.
                     Ok(WsFrame::AckFailed { message_ids, .. }) => {
                         let mut have: HashSet<MessageId> = unacked.iter().copied().collect();
                         let again: Vec<MessageId> =
@@ -321,6 +324,7 @@ impl Client {
                         if unacked.is_empty() {
                             ack_by = tokio::time::Instant::now() + retry;
                         }
+                        retrying += again.len();
                         unacked.extend(again);
                         continue;
                     }
@@ -361,8 +365,9 @@ impl Client {
                 ack_by = tokio::time::Instant::now() + ACK_DELAY;
             }
             unacked.push(d.message_id);
-            if unacked.len() >= ACK_BATCH {
+            if unacked.len().saturating_sub(retrying) >= ACK_BATCH {
                 self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
+                retrying = 0;
             }
         }
         // A socket the relay closed takes no ack: those come again and are
@@ -375,7 +380,8 @@ impl Client {
         Ok(count)
     }
 
-    /// Acknowledges what `watch` stored, in one frame, and notes it.
+    /// Acknowledges what `watch` stored, in frames of `ACK_BATCH` at most,
+    /// and notes it.
     async fn acknowledge<S>(
         &self,
         ws: &mut S,
