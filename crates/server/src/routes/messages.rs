@@ -41,7 +41,11 @@ pub(crate) fn parse_ack(ids: &[MessageId]) -> ApiResult<Vec<[u8; 16]>> {
     if ids.len() > delivery::MAX_ACK {
         return Err(ApiError::bad_request("too_many_ids", "acknowledge at most 1000 messages at a time"));
     }
-    Ok(ids.iter().map(|m| *m.as_bytes()).collect())
+    // Each id once: a socket counts the ids against its push window.
+    let mut ids: Vec<[u8; 16]> = ids.iter().map(|m| *m.as_bytes()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// Acknowledges messages the device has durably stored; they leave its queue.

@@ -568,6 +568,9 @@ mod tests {
     fn acks_read_typed_ids_and_anything_else_gets_an_error_frame() {
         let good = format!(r#"{{"type":"ack","message_ids":["{}"]}}"#, "ab".repeat(16));
         assert_eq!(handle(&good).ok(), Some(vec![[0xab; 16]]));
+        // The same id three times counts once against the window.
+        let thrice = format!(r#"{{"type":"ack","message_ids":["{0}","{0}","{0}"]}}"#, "cd".repeat(16));
+        assert_eq!(handle(&thrice).ok(), Some(vec![[0xcd; 16]]));
         let many: Vec<String> = (0..1001).map(|_| "ab".repeat(16)).collect();
         let too_many = serde_json::json!({"type": "ack", "message_ids": many}).to_string();
         for (bad, code) in [
