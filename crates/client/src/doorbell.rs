@@ -23,7 +23,7 @@ const NOTICE_MAX: usize = 16 * 1024;
 /// 2 KiB push per read most of a receiver's CPU went on the fill (48 % of the
 /// load generator's in a busy room). 16 KiB takes a typical push in one
 /// read and a large one in a few.
-pub const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// The settings for a WebSocket to the relay: the live connection, the
 /// doorbell (which narrows them further) and the load generator's sockets.

@@ -38,7 +38,7 @@ pub use admin::Admin;
 pub use api::Api as RelayApi;
 pub use client::{Client, SyncReport, PROFILE_KDF_KIB};
 pub use conversations::check_name as check_conversation_name;
-pub use doorbell::{socket_config, Doorbell, READ_CHUNK};
+pub use doorbell::{socket_config, Doorbell};
 pub use error::ClientError;
 pub use events::{ReadState, MAX_EVENTS};
 pub use files::Progress;

@@ -716,8 +716,6 @@ fn ack_rows(tx: &Transaction<'_>, rows: &[Row]) -> Result<Vec<u64>, StoreError> 
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    /// The committer's connection: write-ahead log, full sync, no automatic
-    /// checkpoints, and a page cache that holds a big room's index pages.
     /// `.cargo/config.toml` builds SQLite without the page-cache group all
     /// connections share and without allocation statistics: each took a
     /// global mutex per page fetched or allocation made (~6 % of a 1:1
@@ -732,6 +730,8 @@ mod tests {
         assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
     }
 
+    /// The committer's connection: write-ahead log, full sync, no automatic
+    /// checkpoints, and a page cache that holds a big room's index pages.
     #[test]
     fn the_committer_connection_is_set_up_for_its_load() {
         let dir = std::env::temp_dir().join(format!("sr-committer-{}-{}", std::process::id(), super::super::now_ms()));
