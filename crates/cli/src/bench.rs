@@ -76,11 +76,17 @@ pub enum Pushes {
 /// When simulated devices acknowledge what they were pushed.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum Acks {
-    /// One frame per 64 messages, or for what was read once the socket was
-    /// quiet for 200 ms: close to `strongroom watch` (one frame for what
-    /// arrived within 200 ms of the first, at most 64) and the app (one
-    /// request per fetched page), and the least work for the relay.
+    /// As `strongroom watch` acknowledges: one frame for what arrived within
+    /// 200 ms of the first id waiting, or at 64. The app is close to it (one
+    /// request per page it fetches, at most every 200 ms while its doorbell
+    /// rings). A busy room's devices acknowledge every 200 ms, a few ids each.
     Batched,
+    /// One frame per 64 messages, or for what was read once the socket was
+    /// quiet for 200 ms: the fewest frames, and what `batched` did before the
+    /// thirteenth sitting. In a room busier than one message per 200 ms no
+    /// socket is ever quiet, so every device acknowledges at its 64th message,
+    /// all at the same push: bigger waves than clients make.
+    Full,
     /// One frame per message as soon as it is read, as `strongroom watch`
     /// did before it held acks for 200 ms: a room's message brings a frame
     /// from every device.
@@ -90,21 +96,30 @@ pub enum Acks {
     /// polled every 0.7 s: a room's devices do not all acknowledge at the
     /// same moment.
     Timed,
-    /// As `batched`, but each frame's size drawn anew between 32 and 64: a
+    /// As `full`, but each frame's size drawn anew between 32 and 64: a
     /// room's devices, which all reach 64 at the same push, drift apart and
     /// stop acknowledging in waves (an experiment: not what clients do).
     Jittered,
 }
 
+/// How long `--acks batched` holds the first id waiting, as `strongroom watch` does.
+const ACK_DELAY: Duration = Duration::from_millis(200);
+
 /// How often `--acks timed` acknowledges, as the app fetches.
 const ACK_TICK: Duration = Duration::from_millis(700);
 
 impl Acks {
+    /// Acknowledges what waits once the socket was quiet for `ACK_DELAY`,
+    /// not `ACK_DELAY` after the first id waiting.
+    fn when_quiet(self) -> bool {
+        matches!(self, Acks::Full | Acks::Jittered)
+    }
+
     /// Pending ids that make a frame (timed: at the tick, or at this many,
     /// well within the relay's push window).
     fn batch(self) -> usize {
         match self {
-            Acks::Batched => 64,
+            Acks::Batched | Acks::Full => 64,
             Acks::Jittered => 32 + (OsRng.next_u32() % 33) as usize,
             Acks::Each => 1,
             Acks::Timed => 1024,
@@ -403,6 +418,8 @@ struct Stats {
     /// reaches every member's device once each; each receiver keeps what it
     /// has seen itself, so no lock or one big set's growth is shared).
     duplicates: AtomicU64,
+    /// Ack frames the devices sent.
+    ack_frames: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
     /// Of those, refused by the relay's sends-per-second limit (429).
@@ -484,8 +501,14 @@ async fn receive(
     let mut batch = acks.batch();
     let timed = acks == Acks::Timed;
     let mut tick = Instant::now() + ACK_TICK.mul_f64(f64::from(OsRng.next_u32()) / f64::from(u32::MAX));
+    // Batched, jittered, each: when the first id waiting must be acknowledged.
+    let mut ack_by: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        let wait = if timed { tick.saturating_duration_since(Instant::now()) } else { Duration::from_millis(200) };
+        let wait = match (timed, ack_by) {
+            (true, _) => tick.saturating_duration_since(Instant::now()),
+            (false, Some(by)) if !acks.when_quiet() => by.saturating_duration_since(Instant::now()),
+            _ => ACK_DELAY,
+        };
         let next = tokio::time::timeout(wait, ws.next()).await;
         let idle = next.is_err();
         let frame = match next {
@@ -520,6 +543,9 @@ async fn receive(
             if let (Some(us), Ok(mut l)) = (took, stats.latencies_us.lock()) {
                 l.push(us);
             }
+            if pending.is_empty() {
+                ack_by = Some(Instant::now() + ACK_DELAY);
+            }
             pending.push(id);
         }
         // Timed: the tick has come (whether or not a frame came with it).
@@ -529,17 +555,24 @@ async fn receive(
                 tick += ACK_TICK;
             }
         }
-        let quiet = idle && !timed;
-        if pending.len() >= batch || (!pending.is_empty() && (quiet || due)) {
+        let late = match acks {
+            Acks::Timed => due,
+            _ if acks.when_quiet() => idle,
+            _ => ack_by.is_some_and(|by| Instant::now() >= by),
+        };
+        if pending.len() >= batch || (!pending.is_empty() && late) {
             batch = acks.batch();
+            ack_by = None;
             let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
             frames.send(Frame::Text(ack.into()))?;
+            stats.ack_frames.fetch_add(1, Ordering::Relaxed);
         }
     }
     // What was received is acknowledged before the socket goes.
     if !pending.is_empty() {
         let ack = serde_json::to_string(&WsFrame::Ack { message_ids: std::mem::take(&mut pending) })?;
         frames.send(Frame::Text(ack.into()))?;
+        stats.ack_frames.fetch_add(1, Ordering::Relaxed);
     }
     s.link.close();
     drop(frames);
@@ -1161,7 +1194,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "generator_open_files_limit": open_files, "source_addrs": sources,
         "generator_cpu_seconds": own_cpu, "other_processes_cpu_seconds": others_cpu,
         "data_dir_fsync_ms": fsync_ms, "latency_samples": lat.len(),
-        "duplicates": stats.duplicates.load(Ordering::Relaxed),
+        "duplicates": stats.duplicates.load(Ordering::Relaxed), "ack_frames": stats.ack_frames.load(Ordering::Relaxed),
         "queued_seconds": queued_in, "pushed_again_after_reconnect": again,
         "seconds": elapsed,
         "accepted": accepted, "refused": stats.refused.load(Ordering::Relaxed), "delivered": delivered,

@@ -72,7 +72,7 @@ fn a_short_bench_run_reports_real_traffic() {
     assert_eq!(v["acks"].as_str(), Some("batched"), "{v}");
     // Acknowledging each message, on a timer, and in batches of drawn
     // sizes: all delivered, once each.
-    for acks in ["each", "timed", "jittered"] {
+    for acks in ["each", "timed", "jittered", "full"] {
         let v = bench_json(
             &server,
             &["--scenario", "group", "--clients", "4", "--count", "30", "--duration", "30", "--acks", acks],
@@ -90,6 +90,23 @@ fn a_short_bench_run_reports_real_traffic() {
         assert!(f["first_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
         assert!(f["spread_ms"]["p99"].as_f64().unwrap() >= f["spread_ms"]["p50"].as_f64().unwrap(), "{v}");
     }
+    // Messages 50 ms apart for 3 s, 60 to each device: as `watch`, a device
+    // acknowledges 200 ms after the first waiting, about every fourth
+    // message; `full` waits for 64 or a quiet socket, so one frame at the end.
+    let frames = |acks: &str| {
+        let v = bench_json(
+            &server,
+            &["--scenario", "group", "--clients", "4", "--rate", "20", "--duration", "3", "--acks", acks],
+        );
+        assert_eq!(v["duplicates"].as_u64(), Some(0), "{v}");
+        let delivered = v["delivered"].as_u64().unwrap();
+        assert!(delivered >= 90, "{v}");
+        (v["ack_frames"].as_u64().unwrap(), delivered)
+    };
+    let (batched, delivered) = frames("batched");
+    assert!(batched * 8 >= delivered && batched * 2 <= delivered, "{batched} ack frames for {delivered} deliveries");
+    let (full, _) = frames("full");
+    assert!(full <= 8 && full * 4 <= batched, "{full} ack frames at 64 or when quiet, {batched} batched");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");
