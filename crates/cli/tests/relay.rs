@@ -548,6 +548,12 @@ async fn ops_endpoints_and_openapi_match_the_routes() {
     assert!(metrics.contains("strongroom_queue_depth{kind=\"device\"} 2"), "{metrics}");
     assert!(metrics.contains("strongroom_queue_depth{kind=\"retention\"} 0"));
     assert!(metrics.contains("strongroom_http_request_duration_seconds_bucket"));
+    // The write path's steps: the one send, on disk and answered.
+    assert!(metrics.contains("strongroom_store_send_durable_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("strongroom_store_send_wait_seconds_count 1"), "{metrics}");
+    for step in ["commit", "log_sync", "write_lock_wait", "handoff"] {
+        assert!(metrics.contains(&format!("# TYPE strongroom_store_{step}_seconds histogram")), "{metrics}");
+    }
     let doc: serde_json::Value =
         http.get(format!("{url}/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");

@@ -6,8 +6,63 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const BUCKETS_MS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
 
+/// A latency histogram: cumulative counts at each bound (ms), as Prometheus
+/// renders them, and the count and sum of what was observed.
+pub struct Histogram<const N: usize> {
+    bounds_ms: [f64; N],
+    buckets: [AtomicU64; N],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    /// Empty, with these upper bounds (ms, increasing).
+    pub const fn new(bounds_ms: [f64; N]) -> Self {
+        Self {
+            bounds_ms,
+            buckets: [const { AtomicU64::new(0) }; N],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        for (b, limit) in self.buckets.iter().zip(self.bounds_ms) {
+            if ms <= limit {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How many were recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// How many took at most `bound_ms` (one of the bounds; `None` otherwise).
+    pub fn at_most(&self, bound_ms: f64) -> Option<u64> {
+        let i = self.bounds_ms.iter().position(|&b| b == bound_ms)?;
+        self.buckets.get(i).map(|b| b.load(Ordering::Relaxed))
+    }
+
+    /// Appends the histogram `name` (in seconds) in the exposition format.
+    pub fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, limit) in self.buckets.iter().zip(self.bounds_ms) {
+            let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {}", limit / 1000.0, b.load(Ordering::Relaxed));
+        }
+        let count = self.count();
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(s, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(s, "{name}_count {count}");
+    }
+}
+
 /// Counters and a request latency histogram.
-#[derive(Default)]
 pub struct Metrics {
     /// Envelopes accepted.
     pub messages_in: AtomicU64,
@@ -19,25 +74,32 @@ pub struct Metrics {
     pub retention_last_ack: AtomicU64,
     /// The retention backlog is over its alert threshold.
     pub retention_alert: std::sync::atomic::AtomicBool,
-    latency_buckets: [AtomicU64; 10],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    latency: Histogram<10>,
     status_2xx: AtomicU64,
     status_4xx: AtomicU64,
     status_5xx: AtomicU64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            messages_in: AtomicU64::new(0),
+            deliveries_out: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            retention_last_ack: AtomicU64::new(0),
+            retention_alert: std::sync::atomic::AtomicBool::new(false),
+            latency: Histogram::new(BUCKETS_MS),
+            status_2xx: AtomicU64::new(0),
+            status_4xx: AtomicU64::new(0),
+            status_5xx: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Metrics {
     /// Records one request.
     pub fn observe(&self, status: u16, elapsed: std::time::Duration) {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        for (b, limit) in self.latency_buckets.iter().zip(BUCKETS_MS) {
-            if ms <= limit {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.latency.observe(elapsed);
         match status {
             200..=399 => &self.status_2xx,
             400..=499 => &self.status_4xx,
@@ -46,8 +108,14 @@ impl Metrics {
         .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders the exposition text.
-    pub fn render(&self, connections: usize, queue: (u64, u64), envelopes: u64) -> String {
+    /// Renders the exposition text, the store's write timings included.
+    pub fn render(
+        &self,
+        connections: usize,
+        queue: (u64, u64),
+        envelopes: u64,
+        store: &crate::store::WriteTimings,
+    ) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::new();
         let _ = writeln!(s, "# HELP strongroom_connections Open WebSocket connections.\n# TYPE strongroom_connections gauge\nstrongroom_connections {connections}");
@@ -61,15 +129,8 @@ impl Metrics {
         for (class, a) in [("2xx", &self.status_2xx), ("4xx", &self.status_4xx), ("5xx", &self.status_5xx)] {
             let _ = writeln!(s, "strongroom_http_responses_total{{class=\"{class}\"}} {}", g(a));
         }
-        let _ = writeln!(s, "# HELP strongroom_http_request_duration_seconds Request latency.\n# TYPE strongroom_http_request_duration_seconds histogram");
-        for (b, limit) in self.latency_buckets.iter().zip(BUCKETS_MS) {
-            let _ =
-                writeln!(s, "strongroom_http_request_duration_seconds_bucket{{le=\"{}\"}} {}", limit / 1000.0, g(b));
-        }
-        let count = g(&self.latency_count);
-        let _ = writeln!(s, "strongroom_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "strongroom_http_request_duration_seconds_sum {}", g(&self.latency_sum_us) as f64 / 1e6);
-        let _ = writeln!(s, "strongroom_http_request_duration_seconds_count {count}");
+        self.latency.render(&mut s, "strongroom_http_request_duration_seconds", "Request latency.");
+        store.render(&mut s);
         s
     }
 }

@@ -34,7 +34,7 @@ pub(super) async fn metrics(
     }
     let depth = state.store.queue_depth().await?;
     let envelopes = state.store.envelope_count().await?;
-    let body = state.metrics.render(state.hub.connections(), depth, envelopes);
+    let body = state.metrics.render(state.hub.connections(), depth, envelopes, state.store.write_timings());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use strongroom_crypto::envelope::DeliveryParts;
 
-use super::{blob, id16, int, DeviceRef, Sink, Store, StoreError};
+use super::{blob, id16, int, DeviceRef, Sink, Store, StoreError, WriteTimings};
 
 /// An accepted envelope, split for storage.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl Store {
         tails: Vec<Tail>,
         now: i64,
     ) -> Result<StoreOutcome, StoreError> {
-        let job = Box::new(EnvelopeJob { env, tails, now });
+        let job = Box::new(EnvelopeJob { env, tails, now, queued: std::time::Instant::now() });
         let Some(committer) = &self.envelopes else { return self.store_alone(&job).await };
         let (reply, answer) = tokio::sync::oneshot::channel();
         if let Err(e) = committer.send(Job::Envelope(job, reply)).await {
@@ -758,6 +758,8 @@ pub(crate) struct EnvelopeJob {
     pub(super) env: StoredEnvelope,
     pub(super) tails: Vec<Tail>,
     pub(super) now: i64,
+    /// When it reached the committer's queue (`WriteTimings`).
+    pub(super) queued: std::time::Instant,
 }
 
 /// One device's acks waiting for the group committer.
@@ -879,17 +881,22 @@ pub(crate) async fn group_commit(
     while let Some(group) = next_group(&mut sends, &mut acks).await {
         let (envelopes, acks) = split(&group);
         let sink = store.sink.get();
+        let timings = &store.timings;
+        let started = std::time::Instant::now();
+        timings.group_started(envelopes.iter().map(|e| e.queued), started);
         let together = async {
             let mut tx = store.write_queue().await?;
             let (stored, queued) = store.store_many(&mut tx, &envelopes, sink.is_some()).await?;
             let acked = store.ack_many(&mut tx, &acks).await?;
             tx.commit().await?;
+            WriteTimings::step(&timings.commit, started);
             deliver(sink, &envelopes, &stored, &queued);
             Ok::<_, StoreError>((stored, acked))
         }
         .await;
         match together {
             Ok((stored, acked)) => {
+                timings.sends_durable(envelopes.iter().map(|e| e.queued));
                 if store.backend == super::Backend::Postgres {
                     grown = grown.saturating_add(net_queued(&envelopes, &stored, &acked)).max(0);
                     if grown >= ANALYZE_AFTER_GROWTH && analyze_queue(&store, &analyzing) {

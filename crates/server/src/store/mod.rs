@@ -26,6 +26,7 @@ mod networks;
 mod ownership_backfill;
 mod sqlite_committer;
 mod unpushed;
+mod write_timings;
 
 pub use accounts::{LoginOutcome, RetentionLoginOutcome, SessionDevice, SessionRow, UserRow, CONSOLE_DEVICE};
 pub use admin::AuditQuery;
@@ -39,6 +40,7 @@ pub use messages::{CoverageRow, QueuedRow, StoreOutcome, StoredEnvelope, Tail};
 pub use networks::{PolicyOutcome, PolicyRow};
 pub use ownership_backfill::QUARANTINED;
 pub use unpushed::Unpushed;
+pub use write_timings::WriteTimings;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -108,6 +110,8 @@ pub struct Store {
     /// Pushes waiting for their sockets (the hub counts them): the SQLite
     /// committer holds acks back while a big fan-out goes out.
     unpushed: Arc<Unpushed>,
+    /// How long each step of the write path takes (`/metrics`).
+    timings: Arc<WriteTimings>,
     /// Tests: a slower disk (ms added to each of the committer's syncs).
     #[cfg(test)]
     sync_delay_ms: Arc<std::sync::atomic::AtomicU64>,
@@ -184,6 +188,7 @@ impl Store {
             checkpoints: Arc::default(),
             durable_queue: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
             unpushed: Arc::default(),
+            timings: Arc::default(),
             #[cfg(test)]
             sync_delay_ms: Arc::default(),
             #[cfg(test)]
@@ -305,6 +310,11 @@ impl Store {
     /// The count of pushes waiting for their sockets, for the hub to keep.
     pub fn unpushed(&self) -> Arc<Unpushed> {
         self.unpushed.clone()
+    }
+
+    /// How long each step of the write path took (`/metrics`).
+    pub fn write_timings(&self) -> &WriteTimings {
+        &self.timings
     }
 
     /// Whether committed rows reach connections without a wake-up.

@@ -24,7 +24,7 @@ use super::messages::{
     answer, coverage, deliver, fresh_by_conversation, more_sends, outcomes, split, EnvelopeJob, Job, Known, QueueIds,
     GROUP_ACK_ROWS,
 };
-use super::{Store, StoreError, StoreOutcome};
+use super::{Store, StoreError, StoreOutcome, WriteTimings};
 
 /// Opens the committer's connection to the migrated database file the
 /// pool opened (`file`, as SQLite itself names it).
@@ -208,10 +208,13 @@ async fn run(
             if let Some(file) = logs.pop() {
                 #[cfg(test)]
                 let delay = store.sync_delay_ms.load(Ordering::Relaxed);
+                let timings = store.timings.clone();
                 let handle = tokio::task::spawn_blocking(move || {
+                    let began = std::time::Instant::now();
                     #[cfg(test)]
                     std::thread::sleep(std::time::Duration::from_millis(delay));
                     let done = file.sync_data();
+                    WriteTimings::step(&timings.sync, began);
                     (file, done)
                 });
                 syncing.push_back((handle, std::mem::take(&mut waiting), waiting_mark));
@@ -435,14 +438,20 @@ async fn write_group<'a>(
     // Read once per group: rows committed without queue ids are never
     // handed to a sink set in between.
     let sink = store.sink.get();
+    let timings = &store.timings;
     let together = {
         let (envelopes, _) = split(&group);
+        let started = std::time::Instant::now();
+        timings.group_started(envelopes.iter().map(|e| e.queued), started);
         let rows = chunk.as_ref().map(|c| &c.rows[..]).unwrap_or_default();
         let _writer = store.write_lock.lock().await;
+        let locked = std::time::Instant::now();
+        timings.write_lock.observe(locked.saturating_duration_since(started));
         let r = commit(conn, |tx| {
             let stored = store_many(tx, numbers, &envelopes, sink.is_some())?;
             Ok((stored, ack_rows(tx, rows)?, queue_mark(tx)?))
         });
+        WriteTimings::step(&timings.commit, locked);
         numbered(numbers, r)
     };
     match together {
@@ -453,7 +462,12 @@ async fn write_group<'a>(
             waiting.push(Box::new(move |ok| {
                 if ok {
                     let (envelopes, _) = split(&group);
-                    deliver(sink, &envelopes, &stored, &queued);
+                    if sink.is_some() && !queued.is_empty() {
+                        let began = std::time::Instant::now();
+                        deliver(sink, &envelopes, &stored, &queued);
+                        WriteTimings::step(&timings.handoff, began);
+                    }
+                    timings.sends_durable(envelopes.iter().map(|e| e.queued));
                     answer(group, stored, Vec::new());
                     for (reply, n) in acked {
                         let _ = reply.send(Ok(n));
@@ -811,6 +825,15 @@ mod tests {
         assert!(gap < Duration::from_millis(1200), "the second sync waited for the first: {gap:?}");
         assert_eq!(queued(store.clone()).await, 2);
         assert_eq!(*handed.lock().unwrap(), vec![id(40), id(41)], "in commit order");
+        // `/metrics` tells where the time went: each send waited on the
+        // disk's syncs (over a second each), not for its group to start.
+        let t = store.write_timings();
+        assert_eq!((t.send_wait.count(), t.send_durable.count()), (2, 2));
+        assert_eq!(t.send_wait.at_most(1000.0), Some(2), "a send waited for its group to start");
+        assert_eq!(t.send_durable.at_most(1000.0), Some(0), "durable before its log's sync returned");
+        assert!(t.sync.count() >= 2 && t.sync.at_most(1000.0) < Some(t.sync.count()), "syncs of 1.5 s");
+        assert!(t.commit.count() >= 2 && t.write_lock.count() >= 2);
+        assert_eq!(t.handoff.count(), 2, "a row each, handed to the sink");
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
