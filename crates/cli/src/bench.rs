@@ -501,7 +501,7 @@ async fn receive(
     let mut batch = acks.batch();
     let timed = acks == Acks::Timed;
     let mut tick = Instant::now() + ACK_TICK.mul_f64(f64::from(OsRng.next_u32()) / f64::from(u32::MAX));
-    // Batched, jittered, each: when the first id waiting must be acknowledged.
+    // Batched (and each): when the first id waiting must be acknowledged.
     let mut ack_by: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let wait = match (timed, ack_by) {
@@ -1221,9 +1221,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             println!("server RSS added per confirmed socket: {k:.2} KiB (since the logins, before the first socket)");
         }
         println!(
-            "{} ({} sends, {} pushes, {} acks): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {})\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
+            "{} ({} sends, {} pushes, {} acks): {} users / {} devices / {} connections confirmed of {} asked ({} failed), {} senders × {} in flight, {:.1} s\n  accepted {:.0}/s, delivered {:.0}/s (refused {}; {} ack frames)\n  latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} samples){}\n  generator: CPU {}, open-files limit {}; other processes: CPU {}; data dir fsync {}",
             format!("{:?}", a.scenario).to_lowercase(), format!("{:?}", a.sends).to_lowercase(), format!("{:?}", a.pushes).to_lowercase(), format!("{:?}", a.acks).to_lowercase(), users, all.len(), connected, sockets, failures.load(Ordering::Relaxed), plan.len(), a.concurrency, elapsed,
-            accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed),
+            accepted as f64 / elapsed, delivered as f64 / elapsed, stats.refused.load(Ordering::Relaxed), stats.ack_frames.load(Ordering::Relaxed),
             percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 0.999), lat.len(),
             server_lines(&a.server_pid, &rss, &cpu, cpu_per_delivery_us),
             own_cpu.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "?".into()),

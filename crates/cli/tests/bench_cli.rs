@@ -90,9 +90,11 @@ fn a_short_bench_run_reports_real_traffic() {
         assert!(f["first_ms"]["p50"].as_f64().unwrap() > 0.0, "{v}");
         assert!(f["spread_ms"]["p99"].as_f64().unwrap() >= f["spread_ms"]["p50"].as_f64().unwrap(), "{v}");
     }
-    // Messages 50 ms apart for 3 s, 60 to each device: as `watch`, a device
-    // acknowledges 200 ms after the first waiting, about every fourth
-    // message; `full` waits for 64 or a quiet socket, so one frame at the end.
+    // 60 messages in 3 s, about 45 to each device, none more than 100 ms
+    // after the last: as `watch`, a device acknowledges 200 ms after the
+    // first id waiting, about every third or fourth message; `full` waits
+    // for 64 or a quiet socket, so about one frame each at the end (more
+    // only if a stall on a loaded machine quiets the sockets for 200 ms).
     let frames = |acks: &str| {
         let v = bench_json(
             &server,
@@ -106,7 +108,7 @@ fn a_short_bench_run_reports_real_traffic() {
     let (batched, delivered) = frames("batched");
     assert!(batched * 8 >= delivered && batched * 2 <= delivered, "{batched} ack frames for {delivered} deliveries");
     let (full, _) = frames("full");
-    assert!(full <= 8 && full * 4 <= batched, "{full} ack frames at 64 or when quiet, {batched} batched");
+    assert!(full >= 4 && full * 4 <= batched, "{full} ack frames at 64 or when quiet, {batched} batched");
     // Idle sockets count once the server accepted them, here spread over
     // three loopback source addresses.
     let roomy = dir.join("bench.toml");

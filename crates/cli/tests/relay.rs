@@ -549,10 +549,11 @@ async fn ops_endpoints_and_openapi_match_the_routes() {
     assert!(metrics.contains("strongroom_queue_depth{kind=\"retention\"} 0"));
     assert!(metrics.contains("strongroom_http_request_duration_seconds_bucket"));
     // The write path's steps: the one send, on disk and answered.
-    assert!(metrics.contains("strongroom_store_send_durable_seconds_count 1"), "{metrics}");
-    assert!(metrics.contains("strongroom_store_send_wait_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("strongroom_store_send_durable_seconds_count 1\n"), "{metrics}");
+    assert!(metrics.contains("strongroom_store_send_wait_seconds_count 1\n"), "{metrics}");
     for step in ["commit", "log_sync", "write_lock_wait", "handoff"] {
         assert!(metrics.contains(&format!("# TYPE strongroom_store_{step}_seconds histogram")), "{metrics}");
+        assert!(!metrics.contains(&format!("strongroom_store_{step}_seconds_count 0\n")), "{step}: {metrics}");
     }
     let doc: serde_json::Value =
         http.get(format!("{url}/api/openapi.json")).send().await.unwrap().json().await.unwrap();

@@ -29,12 +29,14 @@ impl<const N: usize> Histogram<N> {
     /// Records one duration.
     pub fn observe(&self, elapsed: std::time::Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
-        for (b, limit) in self.buckets.iter().zip(self.bounds_ms) {
+        // The count first and the widest bucket before the narrower ones:
+        // a scrape in between never sees a bucket above a wider one or +Inf.
+        self.count.fetch_add(1, Ordering::Relaxed);
+        for (b, limit) in self.buckets.iter().zip(self.bounds_ms).rev() {
             if ms <= limit {
                 b.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 

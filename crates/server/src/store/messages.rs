@@ -910,7 +910,11 @@ pub(crate) async fn group_commit(
                 for j in group {
                     match j {
                         Job::Envelope(e, reply) => {
-                            let _ = reply.send(store.store_alone(&e).await);
+                            let stored = store.store_alone(&e).await;
+                            if stored.is_ok() {
+                                timings.sends_durable(std::iter::once(e.queued));
+                            }
+                            let _ = reply.send(stored);
                         }
                         Job::Ack(a, reply) => {
                             let _ = reply.send(store.ack_alone(&a).await);

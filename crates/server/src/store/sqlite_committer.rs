@@ -451,7 +451,9 @@ async fn write_group<'a>(
             let stored = store_many(tx, numbers, &envelopes, sink.is_some())?;
             Ok((stored, ack_rows(tx, rows)?, queue_mark(tx)?))
         });
-        WriteTimings::step(&timings.commit, locked);
+        if r.is_ok() {
+            WriteTimings::step(&timings.commit, locked);
+        }
         numbered(numbers, r)
     };
     match together {
@@ -516,6 +518,7 @@ async fn write_group<'a>(
                                 waiting.push(Box::new(move |ok| {
                                     if ok {
                                         deliver(sink, &[&*e], &stored, &queued);
+                                        timings.sends_durable(std::iter::once(e.queued));
                                         let _ = reply
                                             .send(stored.into_iter().next().ok_or(StoreError::Corrupt("no outcome")));
                                     } else {
@@ -838,6 +841,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The committer used without a database file (and on PostgreSQL)
+    /// records the same steps, less those it has not: no log sync, writer
+    /// lock or hand-off of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pooled_committer_records_its_steps_too() {
+        let url =
+            format!("sqlite:file:sr-steps-{}-{}?mode=memory&cache=shared", std::process::id(), super::super::now_ms());
+        let store = two_devices_at(&url).await;
+        assert_eq!(send(&store, 40).await.unwrap().unwrap(), super::super::StoreOutcome::Stored(1));
+        let t = store.write_timings();
+        assert_eq!((t.send_wait.count(), t.send_durable.count()), (1, 1));
+        assert!(t.commit.count() >= 1);
+        assert_eq!((t.sync.count(), t.write_lock.count(), t.handoff.count()), (0, 0, 0));
+        store.close().await;
+    }
+
     /// While a fan-out goes out, acks wait (sends do not wait behind them)
     /// until the pushes went out, or at most the longest hold, after which
     /// acks are not held again for a while; and closing the store writes
@@ -996,8 +1015,13 @@ mod tests {
     /// A store at `file` with a network, two users with a device each (32
     /// sends, 33 receives) and a conversation between them.
     async fn two_devices(file: &std::path::Path) -> super::super::Store {
+        two_devices_at(&format!("sqlite://{}?mode=rwc", file.display())).await
+    }
+
+    /// [`two_devices`] in the database at `url`.
+    async fn two_devices_at(url: &str) -> super::super::Store {
         use super::super::{DeviceRef, Kind, PolicyRow, Role, SessionDevice, Store};
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", file.display())).await.unwrap();
+        let store = Store::connect(url).await.unwrap();
         let net = id(1);
         let policy = PolicyRow { version: 1, body: b"policy", retention: &[] };
         assert!(store.create_network(&net, "Acme", &[7; 32], &policy, 0).await.unwrap());

@@ -13,18 +13,21 @@ type Steps = Histogram<12>;
 
 /// The write path's steps, each a histogram.
 pub struct WriteTimings {
-    /// A send, from reaching the committer's queue to its group's start.
+    /// A send, from being handed to the committer (its bounded queue
+    /// included) to its group's start.
     pub(super) send_wait: Steps,
     /// A group waiting for the store's writer lock (SQLite's committer:
     /// other writers and a checkpoint's final pass hold it).
     pub(super) write_lock: Steps,
-    /// A group's transaction: envelopes, queue rows, acks (on PostgreSQL
-    /// with its commit's own flush; on SQLite's committer without the sync).
+    /// A committed group's transaction: envelopes, queue rows, acks (on
+    /// PostgreSQL from taking a connection to its commit's own flush; on
+    /// SQLite's committer without the sync). Failed ones are not counted.
     pub(super) commit: Steps,
     /// One sync of SQLite's write-ahead log by its committer.
     pub(super) sync: Steps,
-    /// A send, from reaching the committer's queue until it is on disk and
-    /// answered (its rows handed to the sockets).
+    /// A send, from being handed to the committer until it is on disk and
+    /// answered (its rows handed to the sockets), alone after its group
+    /// failed included.
     pub(super) send_durable: Steps,
     /// Handing a synced group's queue rows to the connections (a room's
     /// message: a row per member device).
@@ -48,14 +51,18 @@ impl WriteTimings {
     /// Appends every histogram in the exposition format.
     pub fn render(&self, s: &mut String) {
         let steps: [(&Steps, &str, &str); 6] = [
-            (&self.send_wait, "send_wait", "A send from reaching the committer to the start of its group's write."),
+            (
+                &self.send_wait,
+                "send_wait",
+                "A send from being handed to the committer to the start of its group's write.",
+            ),
             (&self.write_lock, "write_lock_wait", "A group waiting for the store's writer lock (SQLite)."),
-            (&self.commit, "commit", "A group's transaction: envelopes, queue rows and acknowledgements."),
+            (&self.commit, "commit", "A committed group's transaction: envelopes, queue rows and acknowledgements."),
             (&self.sync, "log_sync", "One sync of the write-ahead log by the SQLite committer."),
             (
                 &self.send_durable,
                 "send_durable",
-                "A send from reaching the committer until it is on disk and answered.",
+                "A send from being handed to the committer until it is on disk and answered.",
             ),
             (&self.handoff, "handoff", "Handing a synced group's queue rows to the connections (SQLite)."),
         ];
