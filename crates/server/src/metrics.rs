@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const BUCKETS_MS: [f64; 10] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
 
-/// A latency histogram: cumulative counts at each bound (ms), as Prometheus
-/// renders them, and the count and sum of what was observed.
+/// A latency histogram, rendered as Prometheus does: cumulative counts at
+/// each bound (ms), and the count and sum of what was observed. Each
+/// observation adds to one bucket (the first bound it is within, or past
+/// the last); the cumulative counts and the total are summed when rendered,
+/// so a scrape always sees them in order and `+Inf` equal to the count.
 pub struct Histogram<const N: usize> {
     bounds_ms: [f64; N],
     buckets: [AtomicU64; N],
-    count: AtomicU64,
+    past_last: AtomicU64,
     sum_us: AtomicU64,
 }
 
@@ -21,7 +24,7 @@ impl<const N: usize> Histogram<N> {
         Self {
             bounds_ms,
             buckets: [const { AtomicU64::new(0) }; N],
-            count: AtomicU64::new(0),
+            past_last: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
         }
     }
@@ -29,35 +32,40 @@ impl<const N: usize> Histogram<N> {
     /// Records one duration.
     pub fn observe(&self, elapsed: std::time::Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
-        // The count first and the widest bucket before the narrower ones:
-        // a scrape in between never sees a bucket above a wider one or +Inf.
-        self.count.fetch_add(1, Ordering::Relaxed);
-        for (b, limit) in self.buckets.iter().zip(self.bounds_ms).rev() {
-            if ms <= limit {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let bucket = self.bounds_ms.iter().position(|&limit| ms <= limit).and_then(|i| self.buckets.get(i));
+        bucket.unwrap_or(&self.past_last).fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The cumulative counts at each bound, then the total.
+    fn cumulative(&self) -> ([u64; N], u64) {
+        let mut at = [0u64; N];
+        let mut total = 0u64;
+        for (c, b) in at.iter_mut().zip(&self.buckets) {
+            total = total.saturating_add(b.load(Ordering::Relaxed));
+            *c = total;
+        }
+        (at, total.saturating_add(self.past_last.load(Ordering::Relaxed)))
     }
 
     /// How many were recorded.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.cumulative().1
     }
 
     /// How many took at most `bound_ms` (one of the bounds; `None` otherwise).
     pub fn at_most(&self, bound_ms: f64) -> Option<u64> {
         let i = self.bounds_ms.iter().position(|&b| b == bound_ms)?;
-        self.buckets.get(i).map(|b| b.load(Ordering::Relaxed))
+        self.cumulative().0.get(i).copied()
     }
 
     /// Appends the histogram `name` (in seconds) in the exposition format.
     pub fn render(&self, s: &mut String, name: &str, help: &str) {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, limit) in self.buckets.iter().zip(self.bounds_ms) {
-            let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {}", limit / 1000.0, b.load(Ordering::Relaxed));
+        let (at, count) = self.cumulative();
+        for (n, limit) in at.iter().zip(self.bounds_ms) {
+            let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {n}", limit / 1000.0);
         }
-        let count = self.count();
         let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(s, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(s, "{name}_count {count}");
