@@ -57,6 +57,10 @@ struct Proxy {
     /// ack frames it fails before it passes them on.
     acks_heard: Mutex<Vec<Vec<strongroom_crypto::ids::MessageId>>>,
     acks_to_fail: std::sync::atomic::AtomicUsize,
+    /// `failing_acks`: neither pass acks on nor answer them, and drop the
+    /// socket at a `flush` (an ack that failed after the device stopped
+    /// listening).
+    swallow_acks: AtomicBool,
 }
 
 impl Proxy {
@@ -71,6 +75,7 @@ impl Proxy {
             old_policy: Mutex::new(None),
             acks_heard: Mutex::new(vec![]),
             acks_to_fail: std::sync::atomic::AtomicUsize::new(1),
+            swallow_acks: AtomicBool::new(false),
         })
     }
 }
@@ -589,9 +594,10 @@ async fn a_doorbell_takes_no_large_frames() {
 }
 
 /// A relay whose storage fails acks: it pushes what the real relay queued
-/// for the device, answers the first `acks_to_fail` ack frames `ack_failed`
-/// with their ids (each twice) and one the device never acknowledged, and
-/// passes every later ack on to the real relay.
+/// for the device (noting it as served), answers the first `acks_to_fail`
+/// ack frames `ack_failed` with their ids (each twice) and one the device
+/// never acknowledged, and passes every later ack on to the real relay,
+/// answering a `flush` once it has. With `swallow_acks`, see [`Proxy`].
 async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSocketUpgrade, req: Request) -> Response {
     use axum::extract::ws::Message;
     use futures_util::StreamExt;
@@ -608,17 +614,32 @@ async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSoc
             .json()
             .await
             .unwrap();
+        p.served.lock().unwrap().extend(queued.messages.iter().cloned());
         for d in queued.messages {
             let frame = serde_json::to_string(&WsFrame::Message(d)).unwrap();
             socket.send(Message::Text(frame.into())).await.unwrap();
         }
+        let swallow = p.swallow_acks.load(Relaxed);
         while let Some(Ok(Message::Text(text))) = socket.next().await {
-            let Ok(WsFrame::Ack { message_ids }) = serde_json::from_str::<WsFrame>(&text) else { continue };
+            let message_ids = match serde_json::from_str::<WsFrame>(&text) {
+                Ok(WsFrame::Ack { message_ids }) => message_ids,
+                Ok(WsFrame::Flush) if swallow => break,
+                // Acks are passed on (or failed) as they come: all before it settled.
+                Ok(WsFrame::Flush) => {
+                    let flushed = serde_json::to_string(&WsFrame::Flushed).unwrap();
+                    socket.send(Message::Text(flushed.into())).await.unwrap();
+                    continue;
+                }
+                _ => continue,
+            };
             let fail = {
                 let mut heard = p.acks_heard.lock().unwrap();
                 heard.push(message_ids.clone());
                 heard.len() <= p.acks_to_fail.load(Relaxed)
             };
+            if swallow {
+                continue;
+            }
             if fail {
                 // Each id twice, and one the device never acknowledged.
                 let mut ids = message_ids.clone();
@@ -671,6 +692,49 @@ async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
     assert!(!later.contains(&stranger), "acknowledged an id the relay made up: {heard:?}");
     // Stored upstream now: nothing is queued for Bob any more.
     assert!(bob.sync().await.unwrap().received.is_empty());
+}
+
+/// An ack whose failure the device never heard (the relay failed it as the
+/// socket went) leaves the message queued; its re-delivery on the next fetch
+/// is honest, not a replay: `watch` notes acks as acknowledged only once
+/// the relay confirms them (`flush`, answered `flushed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_failure_the_device_never_heard_is_an_honest_redelivery() {
+    let dir = temp_dir("ack-unheard");
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    proxy.swallow_acks.store(true, Relaxed);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m").await.unwrap();
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 1);
+    assert_eq!(proxy.acks_heard.lock().unwrap().len(), 1, "acknowledged on the socket");
+    // Still queued at the relay: delivered again, taken quietly, acknowledged.
+    let r = bob.sync().await.unwrap();
+    assert!(r.warnings.is_empty(), "a false replay alarm: {:?}", r.warnings);
+    assert!(r.received.is_empty(), "shown twice");
+    assert!(bob.refused().await.unwrap().is_empty(), "kept as evidence of a replay that never was");
+    let served = proxy.served.lock().unwrap().len();
+    assert!(bob.sync().await.unwrap().warnings.is_empty());
+    assert_eq!(proxy.served.lock().unwrap().len(), served, "nothing queued once acknowledged over HTTP");
+}
+
+/// Acks the relay confirmed are noted as acknowledged: serving those
+/// messages again is caught as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_ack_makes_a_later_redelivery_a_replay() {
+    let dir = temp_dir("ack-confirmed");
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    proxy.acks_to_fail.store(0, Relaxed);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m").await.unwrap();
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 1);
+    *proxy.mode.lock().unwrap() = Tamper::ReplayOld;
+    let r = bob.sync().await.unwrap();
+    assert!(r.received.is_empty());
+    assert!(r.warnings.iter().any(|w| w.contains("replay")), "{:?}", r.warnings);
 }
 
 /// While a relay keeps failing acks, `watch` sends them again less and

@@ -171,20 +171,19 @@ async fn websocket_pushes_and_takes_acks() {
     assert_eq!(opened.content, Content::Text("pushed".into()));
     let ack = serde_json::to_string(&WsFrame::Ack { message_ids: vec![d.message_id] }).unwrap();
     ws.send(Message::Text(ack.into())).await.unwrap();
+    // A flush is answered once the ack before it is committed.
+    ws.send(Message::Text(serde_json::to_string(&WsFrame::Flush).unwrap().into())).await.unwrap();
+    assert_eq!(next_frame(&mut ws, Duration::from_secs(10)).await, Some(WsFrame::Flushed));
+    let queued: Deliveries = w.bob.get("/v1/messages").await.json().await.unwrap();
+    assert!(queued.messages.is_empty(), "acknowledged over WebSocket before the flush was answered");
     // A malformed frame gets an error frame, not a dropped connection.
     ws.send(Message::Text("{\"type\":\"nonsense\"}".into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
-                break serde_json::from_str::<WsFrame>(&t).unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert!(matches!(reply, WsFrame::Error { .. }));
-    let queued: Deliveries = w.bob.get("/v1/messages").await.json().await.unwrap();
-    assert!(queued.messages.is_empty(), "acknowledged over WebSocket");
+    let reply = next_frame(&mut ws, Duration::from_secs(10)).await;
+    assert!(matches!(reply, Some(WsFrame::Error { .. })), "{reply:?}");
+    // A device cannot make the relay send it frames only the relay sends.
+    ws.send(Message::Text("{\"type\":\"flushed\"}".into())).await.unwrap();
+    let reply = next_frame(&mut ws, Duration::from_secs(10)).await;
+    assert!(matches!(reply, Some(WsFrame::Error { .. })), "{reply:?}");
 
     // A burst far larger than a connection's push channel, sent concurrently
     // while nobody reads the socket: every message arrives once, in order.

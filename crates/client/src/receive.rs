@@ -26,6 +26,19 @@ const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 /// have in flight (the relay answers within seconds).
 const SENT_ACKS_KEPT: usize = 4096;
 
+/// `watch` asks the relay to confirm its acks (a `flush`) once this many
+/// await it, or `CONFIRM_EVERY` after the first of them, and as it leaves.
+/// Until the relay answers, they are noted as not acknowledged: a relay
+/// whose ack fails after the socket is gone delivers them again, and that
+/// re-delivery is honest, not a replay.
+const CONFIRM_BATCH: usize = 1024;
+const CONFIRM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `watch`, leaving, waits for the relay to confirm its last acks.
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Most ids awaiting confirmation `watch` keeps; older ones stay noted as
+/// not acknowledged (a relay that never answers costs only that).
+const CONFIRM_KEPT: usize = 65_536;
+
 /// Longest wait before acks the relay failed go again (doubling from
 /// `ACK_DELAY` while it keeps failing them).
 const ACK_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(6400);
@@ -59,6 +72,77 @@ impl SentAcks {
     fn contains(&self, id: &MessageId) -> bool {
         self.ids.contains_key(id)
     }
+}
+
+/// Acks `watch` sent, waiting for the relay to confirm them (`flush`,
+/// answered `flushed` once every ack before it settled).
+#[derive(Default)]
+struct Unconfirmed {
+    /// Sent since the last flush.
+    awaiting: Vec<MessageId>,
+    /// When a flush is due for them (`CONFIRM_EVERY` after the first).
+    due: Option<tokio::time::Instant>,
+    /// Each flush sent and not yet answered: the ids it confirms.
+    flushes: std::collections::VecDeque<Vec<MessageId>>,
+}
+
+impl Unconfirmed {
+    fn sent(&mut self, ids: &[MessageId], now: tokio::time::Instant) {
+        if self.awaiting.is_empty() {
+            self.due = Some(now + CONFIRM_EVERY);
+        }
+        self.awaiting.extend_from_slice(ids);
+        let over = self.awaiting.len().saturating_sub(CONFIRM_KEPT);
+        self.awaiting.drain(..over);
+    }
+
+    /// Ids the relay failed: no flush confirms them.
+    fn failed(&mut self, ids: &HashSet<MessageId>) {
+        self.awaiting.retain(|m| !ids.contains(m));
+        for f in &mut self.flushes {
+            f.retain(|m| !ids.contains(m));
+        }
+    }
+
+    /// When the next flush falls due, if one can be sent (none unanswered).
+    fn wake(&self) -> Option<tokio::time::Instant> {
+        if self.flushes.is_empty() && !self.awaiting.is_empty() {
+            self.due
+        } else {
+            None
+        }
+    }
+
+    /// Whether to send a flush now, for everything awaiting: when one is
+    /// due or a batch awaits, and no other is unanswered (one at a time, so
+    /// a relay that never answers gets no more); `leaving`: always.
+    fn flush(&mut self, now: tokio::time::Instant, leaving: bool) -> bool {
+        let due = self.due.is_some_and(|d| now >= d) || self.awaiting.len() >= CONFIRM_BATCH;
+        if self.awaiting.is_empty() || !(leaving || (due && self.flushes.is_empty())) {
+            return false;
+        }
+        self.flushes.push_back(std::mem::take(&mut self.awaiting));
+        self.due = None;
+        true
+    }
+
+    /// The relay answered the oldest flush: the ids it confirms.
+    fn flushed(&mut self) -> Vec<MessageId> {
+        self.flushes.pop_front().unwrap_or_default()
+    }
+}
+
+/// Sends one JSON frame on `watch`'s socket.
+async fn send_text<S>(ws: &mut S, frame: &WsFrame) -> Result<(), ClientError>
+where
+    S: futures_util::Sink<tokio_tungstenite::tungstenite::Message> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    use futures_util::SinkExt;
+    let text = serde_json::to_string(frame).map_err(|_| ClientError::Corrupt("frame"))?;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+        .await
+        .map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))
 }
 
 impl Client {
@@ -253,6 +337,7 @@ impl Client {
         let mut unacked: Vec<MessageId> = Vec::new();
         let mut ack_by = tokio::time::Instant::now();
         let mut sent = SentAcks::default();
+        let mut unconfirmed = Unconfirmed::default();
         // Ack frames the relay failed: each waits longer before going again.
         let mut ack_failures = 0u32;
         // Of `unacked`, ids going again: they wait for the back-off, or go
@@ -283,11 +368,17 @@ impl Client {
             let mut wake = deadline.map_or(upkeep_at, |d| d.min(upkeep_at));
             if !unacked.is_empty() {
                 if tokio::time::Instant::now() >= ack_by {
-                    self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
+                    self.acknowledge(&mut ws, &mut unacked, &mut sent, &mut unconfirmed).await?;
                     retrying = 0;
                 } else {
                     wake = wake.min(ack_by);
                 }
+            }
+            if unconfirmed.flush(tokio::time::Instant::now(), false) {
+                send_text(&mut ws, &WsFrame::Flush).await?;
+            }
+            if let Some(due) = unconfirmed.wake() {
+                wake = wake.min(due);
             }
             let next = match tokio::time::timeout_at(wake, ws.next()).await {
                 Ok(n) => n,
@@ -317,6 +408,7 @@ impl Client {
                         if again.is_empty() {
                             continue;
                         }
+                        unconfirmed.failed(&again.iter().copied().collect());
                         let ids: Vec<[u8; 16]> = again.iter().map(|m| *m.as_bytes()).collect();
                         self.store.set_acked(&ids, false).await?;
                         ack_failures = ack_failures.saturating_add(1);
@@ -326,6 +418,12 @@ impl Client {
                         }
                         retrying += again.len();
                         unacked.extend(again);
+                        continue;
+                    }
+                    // Every ack before the flush is committed: a re-delivery
+                    // of those messages from now on is a replay.
+                    Ok(WsFrame::Flushed) => {
+                        self.confirmed(unconfirmed.flushed()).await?;
                         continue;
                     }
                     _ => continue,
@@ -366,27 +464,76 @@ impl Client {
             }
             unacked.push(d.message_id);
             if unacked.len().saturating_sub(retrying) >= ACK_BATCH {
-                self.acknowledge(&mut ws, &mut unacked, &mut sent).await?;
+                self.acknowledge(&mut ws, &mut unacked, &mut sent, &mut unconfirmed).await?;
                 retrying = 0;
             }
         }
         // A socket the relay closed takes no ack: those come again and are
         // acknowledged then (stored already, they are not shown twice).
-        match self.acknowledge(&mut ws, &mut unacked, &mut sent).await {
+        match self.acknowledge(&mut ws, &mut unacked, &mut sent, &mut unconfirmed).await {
             Err(_) if !unacked.is_empty() => {}
             r => r?,
+        }
+        // What the relay has not confirmed stays noted as not acknowledged.
+        if !unconfirmed.flush(tokio::time::Instant::now(), true) || send_text(&mut ws, &WsFrame::Flush).await.is_ok() {
+            self.await_confirmations(&mut ws, &mut unconfirmed, &sent).await?;
         }
         let _ = ws.close(None).await;
         Ok(count)
     }
 
+    /// Leaving `watch`: waits (at most `CONFIRM_WAIT`) for the relay to
+    /// answer the flushes sent. Pushes meanwhile are left for the next
+    /// connection (neither stored nor acknowledged).
+    async fn await_confirmations<S>(
+        &self,
+        ws: &mut S,
+        unconfirmed: &mut Unconfirmed,
+        sent: &SentAcks,
+    ) -> Result<(), ClientError>
+    where
+        S: futures_util::Stream<
+                Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+            > + Unpin,
+    {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message as Frame;
+        let until = tokio::time::Instant::now() + CONFIRM_WAIT;
+        while !unconfirmed.flushes.is_empty() {
+            let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, ws.next()).await else { break };
+            match frame {
+                Frame::Text(text) => match serde_json::from_str::<WsFrame>(&text) {
+                    Ok(WsFrame::Flushed) => self.confirmed(unconfirmed.flushed()).await?,
+                    Ok(WsFrame::AckFailed { message_ids, .. }) => {
+                        let failed: HashSet<MessageId> = message_ids.into_iter().filter(|m| sent.contains(m)).collect();
+                        unconfirmed.failed(&failed);
+                        let ids: Vec<[u8; 16]> = failed.iter().map(|m| *m.as_bytes()).collect();
+                        self.store.set_acked(&ids, false).await?;
+                    }
+                    _ => {}
+                },
+                Frame::Close(_) => break,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The relay confirmed these acks: noted acknowledged, so a later
+    /// re-delivery is taken as a replay.
+    async fn confirmed(&self, ids: Vec<MessageId>) -> Result<(), ClientError> {
+        let ids: Vec<[u8; 16]> = ids.iter().map(|m| *m.as_bytes()).collect();
+        self.store.mark_acked(&ids).await
+    }
+
     /// Acknowledges what `watch` stored, in frames of `ACK_BATCH` at most,
-    /// and notes it.
+    /// and notes it (acknowledged once the relay confirms it).
     async fn acknowledge<S>(
         &self,
         ws: &mut S,
         unacked: &mut Vec<MessageId>,
         sent: &mut SentAcks,
+        unconfirmed: &mut Unconfirmed,
     ) -> Result<(), ClientError>
     where
         S: futures_util::Sink<tokio_tungstenite::tungstenite::Message> + Unpin,
@@ -406,8 +553,9 @@ impl Client {
         }
         ws.flush().await.map_err(|e| ClientError::Usage(format!("live connection lost: {e}")))?;
         sent.note(unacked);
-        let ids: Vec<[u8; 16]> = unacked.drain(..).map(|m| *m.as_bytes()).collect();
-        self.store.mark_acked(&ids).await
+        unconfirmed.sent(unacked, tokio::time::Instant::now());
+        unacked.clear();
+        Ok(())
     }
 
     pub(crate) async fn receive(&mut self, d: &Delivery) -> Result<Option<Message>, ClientError> {
@@ -570,6 +718,50 @@ mod tests {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&n.to_be_bytes());
         MessageId::from_bytes(b)
+    }
+
+    /// Acks wait for the relay's confirmation: one flush at a time, when
+    /// due or a batch awaits; leaving always flushes; an answer confirms the
+    /// oldest flush's ids except those the relay failed meanwhile.
+    #[test]
+    fn acks_are_confirmed_a_flush_at_a_time_and_failed_ids_never() {
+        let t0 = tokio::time::Instant::now();
+        let mut u = Unconfirmed::default();
+        assert!(!u.flush(t0, true), "nothing to confirm");
+        u.sent(&[id(1), id(2)], t0);
+        assert_eq!(u.wake(), Some(t0 + CONFIRM_EVERY));
+        assert!(!u.flush(t0, false), "not due yet");
+        assert!(u.flush(t0 + CONFIRM_EVERY, false));
+        assert_eq!(u.wake(), None);
+        // A batch awaits, but the first flush is unanswered: no second one.
+        let batch: Vec<MessageId> = (10..10 + CONFIRM_BATCH as u32).map(id).collect();
+        u.sent(&batch, t0);
+        assert!(!u.flush(t0 + 2 * CONFIRM_EVERY, false));
+        assert_eq!(u.wake(), None, "nothing to wake for while a flush is unanswered");
+        // The relay failed id 2 and one of the batch before answering.
+        u.failed(&[id(2), id(10)].into_iter().collect());
+        assert_eq!(u.flushed(), vec![id(1)]);
+        assert!(!u.flush(t0, false), "one short of a batch, not due");
+        assert!(u.flush(t0 + CONFIRM_EVERY, false), "due");
+        assert_eq!(u.flushed(), batch[1..].to_vec());
+        // Leaving flushes whatever awaits, even beside an unanswered flush.
+        u.sent(&[id(3)], t0);
+        assert!(!u.flush(t0, false), "not due");
+        assert!(u.flush(t0, true), "leaving");
+        u.sent(&[id(4)], t0);
+        assert!(u.flush(t0, true), "leaving");
+        assert_eq!((u.flushed(), u.flushed()), (vec![id(3)], vec![id(4)]));
+        // A whole batch is flushed at once, not CONFIRM_EVERY later.
+        let mut b = Unconfirmed::default();
+        b.sent(&batch, t0);
+        assert!(b.flush(t0, false));
+        // An answer to no flush (a confused or hostile relay) confirms nothing.
+        assert!(u.flushed().is_empty());
+        // Bounded: the oldest ids beyond CONFIRM_KEPT stay unconfirmed.
+        let many: Vec<MessageId> = (0..CONFIRM_KEPT as u32 + 5).map(id).collect();
+        u.sent(&many, t0);
+        assert_eq!(u.awaiting.len(), CONFIRM_KEPT);
+        assert_eq!(u.awaiting[0], id(5));
     }
 
     /// The ids a relay's `ack_failed` may name: the last SENT_ACKS_KEPT

@@ -519,6 +519,14 @@ pub enum WsFrame {
         /// Explanation.
         message: String,
     },
+    /// Device → server: answer [`WsFrame::Flushed`] once every earlier
+    /// frame on this socket is settled (each `ack` committed or answered
+    /// `ack_failed`, each send answered).
+    Flush,
+    /// Server → device: the answer to [`WsFrame::Flush`]. An ack sent
+    /// before the flush and not named by an `ack_failed` is committed: a
+    /// later re-delivery of its messages is the relay replaying them.
+    Flushed,
     /// Server → device: an error about the last frame.
     Error {
         /// Code.

@@ -522,7 +522,8 @@ fn ack_failed(ids: Vec<[u8; 16]>) -> WsFrame {
     }
 }
 
-/// A text frame from the client: the ids of a valid ack, else the error frame to answer with.
+/// A text frame from the client: the ids of a valid ack, else the frame to
+/// answer with (`flushed`, or an error) once every earlier frame settled.
 /// (Boxed: the connection's future holds the answer across a write.)
 fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
     let frame = match serde_json::from_str::<WsFrame>(text) {
@@ -530,14 +531,18 @@ fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
             error: "bad_ack".into(),
             message: "message ids are 32 hex digits, at most 1000".into(),
         }),
+        // Answered like every frame that is not an ack: once all before it settled.
+        Ok(WsFrame::Flush) => Err(WsFrame::Flushed),
         Ok(_) => Err(WsFrame::Error {
             error: "bad_frame".into(),
-            message: "expected {\"type\":\"ack\",\"message_ids\":[…]}".into(),
+            message: "expected {\"type\":\"ack\",\"message_ids\":[…]} or {\"type\":\"flush\"}".into(),
         }),
         // serde's text names what was wrong (e.g. an id that is not 32 hex digits).
         Err(e) => Err(WsFrame::Error {
             error: "bad_frame".into(),
-            message: format!("{e}: expected {{\"type\":\"ack\",\"message_ids\":[…]}} with 32-hex-digit ids"),
+            message: format!(
+                "{e}: expected {{\"type\":\"ack\",\"message_ids\":[…]}} with 32-hex-digit ids, or {{\"type\":\"flush\"}}"
+            ),
         }),
     };
     frame.map_err(Box::new)
