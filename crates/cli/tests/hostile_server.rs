@@ -61,6 +61,9 @@ struct Proxy {
     /// socket at a `flush` (an ack that failed after the device stopped
     /// listening).
     swallow_acks: AtomicBool,
+    /// `failing_acks`: answer a `flush` as a relay before flushes did (an
+    /// `error` frame).
+    flush_unknown: AtomicBool,
 }
 
 impl Proxy {
@@ -76,6 +79,7 @@ impl Proxy {
             acks_heard: Mutex::new(vec![]),
             acks_to_fail: std::sync::atomic::AtomicUsize::new(1),
             swallow_acks: AtomicBool::new(false),
+            flush_unknown: AtomicBool::new(false),
         })
     }
 }
@@ -624,6 +628,11 @@ async fn failing_acks(State(p): State<Arc<Proxy>>, ws: axum::extract::ws::WebSoc
             let message_ids = match serde_json::from_str::<WsFrame>(&text) {
                 Ok(WsFrame::Ack { message_ids }) => message_ids,
                 Ok(WsFrame::Flush) if swallow => break,
+                Ok(WsFrame::Flush) if p.flush_unknown.load(Relaxed) => {
+                    let error = WsFrame::Error { error: "bad_frame".into(), message: "expected an ack".into() };
+                    socket.send(Message::Text(serde_json::to_string(&error).unwrap().into())).await.unwrap();
+                    continue;
+                }
                 // Acks are passed on (or failed) as they come: all before it settled.
                 Ok(WsFrame::Flush) => {
                     let flushed = serde_json::to_string(&WsFrame::Flushed).unwrap();
@@ -735,6 +744,27 @@ async fn a_confirmed_ack_makes_a_later_redelivery_a_replay() {
     let r = bob.sync().await.unwrap();
     assert!(r.received.is_empty());
     assert!(r.warnings.iter().any(|w| w.contains("replay")), "{:?}", r.warnings);
+}
+
+/// A relay that predates flushes answers one with an error: `watch` stops
+/// waiting for it, and what it acknowledged stays noted as not
+/// acknowledged (a re-delivery is then taken quietly, not as a replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_flushes_leaves_acks_unconfirmed() {
+    let dir = temp_dir("ack-old-relay");
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    proxy.acks_to_fail.store(0, Relaxed);
+    proxy.flush_unknown.store(true, Relaxed);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m").await.unwrap();
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 1);
+    assert_eq!(proxy.acks_heard.lock().unwrap().len(), 1);
+    *proxy.mode.lock().unwrap() = Tamper::ReplayOld;
+    let r = bob.sync().await.unwrap();
+    assert!(r.received.is_empty(), "shown twice");
+    assert!(r.warnings.iter().all(|w| !w.contains("replay")), "{:?}", r.warnings);
 }
 
 /// While a relay keeps failing acks, `watch` sends them again less and

@@ -402,13 +402,15 @@ impl Client {
                     // nor swell its acks. Noted as not acknowledged meanwhile,
                     // so a later re-delivery is an honest one, not a replay.
                     Ok(WsFrame::AckFailed { message_ids, .. }) => {
+                        // Whatever it names, no flush confirms (withholding the
+                        // mark costs nothing but a quiet re-delivery).
+                        unconfirmed.failed(&message_ids.iter().copied().collect());
                         let mut have: HashSet<MessageId> = unacked.iter().copied().collect();
                         let again: Vec<MessageId> =
                             message_ids.into_iter().filter(|m| sent.contains(m) && have.insert(*m)).collect();
                         if again.is_empty() {
                             continue;
                         }
-                        unconfirmed.failed(&again.iter().copied().collect());
                         let ids: Vec<[u8; 16]> = again.iter().map(|m| *m.as_bytes()).collect();
                         self.store.set_acked(&ids, false).await?;
                         ack_failures = ack_failures.saturating_add(1);
@@ -424,6 +426,13 @@ impl Client {
                     // of those messages from now on is a replay.
                     Ok(WsFrame::Flushed) => {
                         self.confirmed(unconfirmed.flushed()).await?;
+                        continue;
+                    }
+                    // `watch` sends only well-formed acks and flushes: an error
+                    // while a flush is out is a relay that predates flushes
+                    // answering it. Those ids stay noted as not acknowledged.
+                    Ok(WsFrame::Error { .. }) => {
+                        unconfirmed.flushed();
                         continue;
                     }
                     _ => continue,
@@ -484,7 +493,9 @@ impl Client {
 
     /// Leaving `watch`: waits (at most `CONFIRM_WAIT`) for the relay to
     /// answer the flushes sent. Pushes meanwhile are left for the next
-    /// connection (neither stored nor acknowledged).
+    /// connection (neither stored nor acknowledged). A `watch` that ends on
+    /// an error does not wait: its unconfirmed acks stay noted as not
+    /// acknowledged (a re-delivery of them is taken quietly).
     async fn await_confirmations<S>(
         &self,
         ws: &mut S,
@@ -505,11 +516,13 @@ impl Client {
                 Frame::Text(text) => match serde_json::from_str::<WsFrame>(&text) {
                     Ok(WsFrame::Flushed) => self.confirmed(unconfirmed.flushed()).await?,
                     Ok(WsFrame::AckFailed { message_ids, .. }) => {
-                        let failed: HashSet<MessageId> = message_ids.into_iter().filter(|m| sent.contains(m)).collect();
-                        unconfirmed.failed(&failed);
-                        let ids: Vec<[u8; 16]> = failed.iter().map(|m| *m.as_bytes()).collect();
+                        unconfirmed.failed(&message_ids.iter().copied().collect());
+                        let ids: Vec<[u8; 16]> =
+                            message_ids.iter().filter(|m| sent.contains(m)).map(|m| *m.as_bytes()).collect();
                         self.store.set_acked(&ids, false).await?;
                     }
+                    // A relay that predates flushes (see `watch_socket`).
+                    Ok(WsFrame::Error { .. }) => drop(unconfirmed.flushed()),
                     _ => {}
                 },
                 Frame::Close(_) => break,
