@@ -703,20 +703,27 @@ async fn watch_sends_a_failed_ack_again_and_only_its_own_ids() {
     assert!(bob.sync().await.unwrap().received.is_empty());
 }
 
+/// Alice sends Bob one message; Bob watches for a second through a
+/// `failing_acks` relay set up by `setup`, and is shown it.
+async fn watched_once(tag: &str, setup: impl FnOnce(&Proxy)) -> (ServerProc, Arc<Proxy>, strongroom_client::Client) {
+    let dir = temp_dir(tag);
+    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
+    setup(&proxy);
+    let (mut alice, mut bob) = two_clients(&dir, &server).await;
+    let conv = alice.direct_with("bob").await.unwrap();
+    alice.send_text(conv, "m").await.unwrap();
+    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
+    assert_eq!(shown.unwrap(), 1);
+    (server, proxy, bob)
+}
+
 /// An ack whose failure the device never heard (the relay failed it as the
 /// socket went) leaves the message queued; its re-delivery on the next fetch
 /// is honest, not a replay: `watch` notes acks as acknowledged only once
 /// the relay confirms them (`flush`, answered `flushed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_failure_the_device_never_heard_is_an_honest_redelivery() {
-    let dir = temp_dir("ack-unheard");
-    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
-    proxy.swallow_acks.store(true, Relaxed);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let conv = alice.direct_with("bob").await.unwrap();
-    alice.send_text(conv, "m").await.unwrap();
-    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
-    assert_eq!(shown.unwrap(), 1);
+    let (_server, proxy, mut bob) = watched_once("ack-unheard", |p| p.swallow_acks.store(true, Relaxed)).await;
     assert_eq!(proxy.acks_heard.lock().unwrap().len(), 1, "acknowledged on the socket");
     // Still queued at the relay: delivered again, taken quietly, acknowledged.
     let r = bob.sync().await.unwrap();
@@ -732,14 +739,7 @@ async fn an_ack_failure_the_device_never_heard_is_an_honest_redelivery() {
 /// messages again is caught as a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_ack_makes_a_later_redelivery_a_replay() {
-    let dir = temp_dir("ack-confirmed");
-    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
-    proxy.acks_to_fail.store(0, Relaxed);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let conv = alice.direct_with("bob").await.unwrap();
-    alice.send_text(conv, "m").await.unwrap();
-    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
-    assert_eq!(shown.unwrap(), 1);
+    let (_server, proxy, mut bob) = watched_once("ack-confirmed", |p| p.acks_to_fail.store(0, Relaxed)).await;
     *proxy.mode.lock().unwrap() = Tamper::ReplayOld;
     let r = bob.sync().await.unwrap();
     assert!(r.received.is_empty());
@@ -751,15 +751,11 @@ async fn a_confirmed_ack_makes_a_later_redelivery_a_replay() {
 /// acknowledged (a re-delivery is then taken quietly, not as a replay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_without_flushes_leaves_acks_unconfirmed() {
-    let dir = temp_dir("ack-old-relay");
-    let (server, proxy) = behind_proxy(&dir, axum::routing::get(failing_acks)).await;
-    proxy.acks_to_fail.store(0, Relaxed);
-    proxy.flush_unknown.store(true, Relaxed);
-    let (mut alice, mut bob) = two_clients(&dir, &server).await;
-    let conv = alice.direct_with("bob").await.unwrap();
-    alice.send_text(conv, "m").await.unwrap();
-    let shown = bob.watch(None, Some(std::time::Duration::from_secs(1)), |_| {}, |w| panic!("warning: {w}")).await;
-    assert_eq!(shown.unwrap(), 1);
+    let (_server, proxy, mut bob) = watched_once("ack-old-relay", |p| {
+        p.acks_to_fail.store(0, Relaxed);
+        p.flush_unknown.store(true, Relaxed);
+    })
+    .await;
     assert_eq!(proxy.acks_heard.lock().unwrap().len(), 1);
     *proxy.mode.lock().unwrap() = Tamper::ReplayOld;
     let r = bob.sync().await.unwrap();
