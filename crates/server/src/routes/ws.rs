@@ -221,15 +221,22 @@ fn serve(
                 msg = socket.recv(), if flight.may_read() => {
                     match msg {
                         Some(Ok(Message::Text(text))) => match handle(text.as_str()) {
-                            Ok(ids) => {
+                            Text::Ack(ids) => {
                                 let store = state.store.clone();
                                 flight.acks += 1;
+                                let seq = flight.take();
                                 working.push(async move {
                                     let ok = store.ack(&owner, &ids).await.is_ok();
-                                    Done::Acked { n: ids.len(), failed: (!ok).then_some(ids) }
+                                    Done::Acked { n: ids.len(), failed: (!ok).then_some(ids), seq }
                                 }.boxed());
                             }
-                            Err(reply) => {
+                            // Answered once every ack and send before it settled,
+                            // without holding this socket's pushes back meanwhile.
+                            Text::Flush => {
+                                flight.flush();
+                                if Box::pin(flushed(&mut socket, &mut flight)).await.is_err() { break; }
+                            }
+                            Text::Answer(reply) => {
                                 // Any answer comes after every earlier ack is committed.
                                 if Box::pin(settle(&mut socket, &mut working, &mut flight, None)).await.is_err() { break; }
                                 if Box::pin(send(&mut socket, *reply)).await.is_err() { break; }
@@ -237,8 +244,9 @@ fn serve(
                         },
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Binary(frame))) => {
-                            match take_send(&state, &caller, frame) {
+                            match take_send(&state, &caller, frame, flight.taken) {
                                 Ok((job, len)) => {
+                                    flight.take();
                                     flight.sends += 1;
                                     flight.send_bytes = flight.send_bytes.saturating_add(len);
                                     working.push(job);
@@ -283,13 +291,14 @@ async fn send(socket: &mut WebSocket, frame: WsFrame) -> Result<(), ()> {
     socket.flush().await.map_err(|_| ())
 }
 
-/// What finished beside the connection.
+/// What finished beside the connection; `seq`: its place among the acks
+/// and sends the connection took in ([`InFlight::take`]).
 enum Done {
     /// An ack of `n` messages was committed, or not (`failed`: its ids,
     /// for the device to send again).
-    Acked { n: usize, failed: Option<Vec<[u8; 16]>> },
+    Acked { n: usize, failed: Option<Vec<[u8; 16]>>, seq: u64 },
     /// A send was stored or refused; its frame held `len` bytes.
-    Answered { answer: Box<WsFrame>, len: usize },
+    Answered { answer: Box<WsFrame>, len: usize, seq: u64 },
 }
 
 /// What a connection has under way, and its bounds.
@@ -307,6 +316,12 @@ struct InFlight {
     /// keeps acks from falling behind pushes.
     unacked: usize,
     window: usize,
+    /// Acks and sends taken in so far (the next one's `seq`).
+    taken: u64,
+    /// Flushes not answered yet: how many acks and sends were under way
+    /// when each came, of those not settled since. Answered in order, each
+    /// once its count is 0.
+    flushes: std::collections::VecDeque<(u64, usize)>,
 }
 
 impl InFlight {
@@ -315,10 +330,39 @@ impl InFlight {
         self.acks < ACKS_IN_FLIGHT && self.sends < SENDS_IN_FLIGHT && self.send_bytes < self.max_send_bytes
     }
 
+    /// The next ack or send's place in order.
+    fn take(&mut self) -> u64 {
+        self.taken += 1;
+        self.taken - 1
+    }
+
+    /// A flush came: it waits for the acks and sends under way.
+    fn flush(&mut self) {
+        self.flushes.push_back((self.taken, self.acks + self.sends));
+    }
+
+    /// How many flushes may be answered now (taken off, in order).
+    fn flushed(&mut self) -> usize {
+        let mut n = 0;
+        while self.flushes.front().is_some_and(|(_, left)| *left == 0) {
+            self.flushes.pop_front();
+            n += 1;
+        }
+        n
+    }
+
     /// Counts `done` off; the frame to answer with, if any.
     fn settle(&mut self, done: Done) -> Option<WsFrame> {
+        let seq = match &done {
+            Done::Acked { seq, .. } | Done::Answered { seq, .. } => *seq,
+        };
+        for (at, left) in &mut self.flushes {
+            if seq < *at {
+                *left = left.saturating_sub(1);
+            }
+        }
         match done {
-            Done::Acked { n, failed } => {
+            Done::Acked { n, failed, .. } => {
                 self.acks = self.acks.saturating_sub(1);
                 match failed {
                     None => {
@@ -328,7 +372,7 @@ impl InFlight {
                     Some(ids) => Some(ack_failed(ids)),
                 }
             }
-            Done::Answered { answer, len } => {
+            Done::Answered { answer, len, .. } => {
                 self.sends = self.sends.saturating_sub(1);
                 self.send_bytes = self.send_bytes.saturating_sub(len);
                 Some(*answer)
@@ -365,8 +409,25 @@ async fn settle(
             feed(socket, &frame).await?;
             fed = true;
         }
+        // After the frame of what settled: an `ack_failed` comes first.
+        for _ in 0..flight.flushed() {
+            feed(socket, &WsFrame::Flushed).await?;
+            fed = true;
+        }
     }
     if fed {
+        socket.flush().await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Answers the flushes that nothing under way holds back any more.
+async fn flushed(socket: &mut WebSocket, flight: &mut InFlight) -> Result<(), ()> {
+    let n = flight.flushed();
+    for _ in 0..n {
+        feed(socket, &WsFrame::Flushed).await?;
+    }
+    if n > 0 {
         socket.flush().await.map_err(|_| ())?;
     }
     Ok(())
@@ -453,7 +514,12 @@ type SendJob = BoxFuture<'static, Done>;
 
 /// A binary frame from the client: a send to store (with the frame's
 /// length), else the frame to answer with at once.
-fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Result<(SendJob, usize), Box<WsFrame>> {
+fn take_send(
+    state: &AppState,
+    caller: &Caller,
+    frame: axum::body::Bytes,
+    seq: u64,
+) -> Result<(SendJob, usize), Box<WsFrame>> {
     let len = frame.len();
     let send = SendFrame::decode(&frame).map_err(|e| match e.request() {
         Some(request) => Box::new(refused(request, ApiError::bad_request("bad_frame", e.to_string()))),
@@ -495,7 +561,7 @@ fn take_send(state: &AppState, caller: &Caller, frame: axum::body::Bytes) -> Res
                 ),
             )
         });
-        Done::Answered { answer: Box::new(answer), len }
+        Done::Answered { answer: Box::new(answer), len, seq }
     };
     Ok((job.boxed(), len))
 }
@@ -522,17 +588,24 @@ fn ack_failed(ids: Vec<[u8; 16]>) -> WsFrame {
     }
 }
 
-/// A text frame from the client: the ids of a valid ack, else the frame to
-/// answer with (`flushed`, or an error) once every earlier frame settled.
-/// (Boxed: the connection's future holds the answer across a write.)
-fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
+/// A text frame from the client.
+enum Text {
+    /// A valid ack's ids.
+    Ack(Vec<[u8; 16]>),
+    /// Answer `flushed` once every ack and send before it settled.
+    Flush,
+    /// Answer this once every earlier frame settled (boxed: the
+    /// connection's future holds it across a write).
+    Answer(Box<WsFrame>),
+}
+
+fn handle(text: &str) -> Text {
     let frame = match serde_json::from_str::<WsFrame>(text) {
         Ok(WsFrame::Ack { message_ids }) => parse_ack(&message_ids).map_err(|_| WsFrame::Error {
             error: "bad_ack".into(),
             message: "message ids are 32 hex digits, at most 1000".into(),
         }),
-        // Answered like every frame that is not an ack: once all before it settled.
-        Ok(WsFrame::Flush) => Err(WsFrame::Flushed),
+        Ok(WsFrame::Flush) => return Text::Flush,
         Ok(_) => Err(WsFrame::Error {
             error: "bad_frame".into(),
             message: "expected {\"type\":\"ack\",\"message_ids\":[…]} or {\"type\":\"flush\"}".into(),
@@ -545,7 +618,10 @@ fn handle(text: &str) -> Result<Vec<[u8; 16]>, Box<WsFrame>> {
             ),
         }),
     };
-    frame.map_err(Box::new)
+    match frame {
+        Ok(ids) => Text::Ack(ids),
+        Err(reply) => Text::Answer(Box::new(reply)),
+    }
 }
 
 #[cfg(test)]
@@ -554,16 +630,44 @@ mod tests {
 
     /// A failed ack names its ids, so the device can send exactly those
     /// again, and leaves them counted against the window until it does.
+    /// A flush waits for the acks and sends taken before it, whatever
+    /// order they settle in, and for nothing taken after it; flushes are
+    /// answered in order.
+    #[test]
+    fn a_flush_waits_for_what_came_before_it_only() {
+        let mut f = InFlight { window: 8, ..InFlight::default() };
+        f.flush();
+        assert_eq!(f.flushed(), 1, "nothing under way: answered at once");
+        let (a, b) = (f.take(), f.take());
+        f.acks += 2;
+        let c = f.take();
+        f.sends += 1;
+        f.flush();
+        let d = f.take();
+        f.acks += 1;
+        assert_eq!(f.flushed(), 0);
+        assert!(f.settle(Done::Acked { n: 1, failed: None, seq: d }).is_none());
+        assert_eq!(f.flushed(), 0, "an ack after the flush does not answer it");
+        let failed = f.settle(Done::Acked { n: 1, failed: Some(vec![[7; 16]]), seq: b });
+        assert!(matches!(failed, Some(WsFrame::AckFailed { .. })));
+        assert!(f.settle(Done::Answered { answer: Box::new(WsFrame::Queued), len: 10, seq: c }).is_some());
+        assert_eq!(f.flushed(), 0, "one ack before it still under way");
+        f.flush();
+        assert!(f.settle(Done::Acked { n: 1, failed: None, seq: a }).is_none());
+        assert_eq!(f.flushed(), 2, "both flushes, in order");
+        assert_eq!((f.acks, f.sends, f.flushes.len()), (0, 0, 0));
+    }
+
     #[test]
     fn a_failed_ack_names_its_ids_and_keeps_them_in_the_window() {
         let mut flight = InFlight { window: 8, unacked: 5, acks: 2, ..InFlight::default() };
-        let frame = flight.settle(Done::Acked { n: 2, failed: Some(vec![[1; 16], [2; 16]]) });
+        let frame = flight.settle(Done::Acked { n: 2, failed: Some(vec![[1; 16], [2; 16]]), seq: 0 });
         let Some(WsFrame::AckFailed { message_ids, error, .. }) = frame else { panic!("{frame:?}") };
         assert_eq!(message_ids, vec![MessageId::from_bytes([1; 16]), MessageId::from_bytes([2; 16])]);
         assert_eq!(error, "storage_unavailable");
         assert_eq!((flight.unacked, flight.acks), (5, 1));
         // Sent again and committed: out of the window, nothing to answer.
-        assert!(flight.settle(Done::Acked { n: 2, failed: None }).is_none());
+        assert!(flight.settle(Done::Acked { n: 2, failed: None, seq: 1 }).is_none());
         assert_eq!((flight.unacked, flight.acks), (3, 0));
         let json = serde_json::to_string(&ack_failed(vec![[0xab; 16]])).unwrap();
         assert!(json.starts_with(r#"{"type":"ack_failed","message_ids":["abab"#), "{json}");
@@ -572,21 +676,24 @@ mod tests {
     #[test]
     fn acks_read_typed_ids_and_anything_else_gets_an_error_frame() {
         let good = format!(r#"{{"type":"ack","message_ids":["{}"]}}"#, "ab".repeat(16));
-        assert_eq!(handle(&good).ok(), Some(vec![[0xab; 16]]));
+        assert!(matches!(handle(&good), Text::Ack(ids) if ids == vec![[0xab; 16]]));
         // The same id three times counts once against the window.
         let thrice = format!(r#"{{"type":"ack","message_ids":["{0}","{0}","{0}"]}}"#, "cd".repeat(16));
-        assert_eq!(handle(&thrice).ok(), Some(vec![[0xcd; 16]]));
+        assert!(matches!(handle(&thrice), Text::Ack(ids) if ids == vec![[0xcd; 16]]));
+        assert!(matches!(handle(r#"{"type":"flush"}"#), Text::Flush));
         let many: Vec<String> = (0..1001).map(|_| "ab".repeat(16)).collect();
         let too_many = serde_json::json!({"type": "ack", "message_ids": many}).to_string();
         for (bad, code) in [
             (r#"{"type":"ack","message_ids":["ab"]}"#.to_owned(), "bad_frame"),
             (r#"{"type":"ack","message_ids":[12]}"#.to_owned(), "bad_frame"),
             (r#"{"type":"prekeys_low","remaining":1}"#.to_owned(), "bad_frame"),
+            (r#"{"type":"flushed"}"#.to_owned(), "bad_frame"),
             ("not json".to_owned(), "bad_frame"),
             (too_many, "bad_ack"),
         ] {
-            match handle(&bad).map_err(|e| *e) {
-                Err(WsFrame::Error { error, message }) => {
+            let Text::Answer(reply) = handle(&bad) else { panic!("{bad:.80} was taken") };
+            match *reply {
+                WsFrame::Error { error, message } => {
                     assert_eq!(error, code, "{bad:.80}");
                     assert!(!message.is_empty());
                 }
