@@ -318,10 +318,12 @@ struct InFlight {
     window: usize,
     /// Acks and sends taken in so far (the next one's `seq`).
     taken: u64,
-    /// Flushes not answered yet: how many acks and sends were under way
-    /// when each came, of those not settled since. Answered in order, each
-    /// once its count is 0.
-    flushes: std::collections::VecDeque<(u64, usize)>,
+    /// Flushes not answered yet: the `taken` each came at, how many acks
+    /// and sends taken before it are still under way, and how many flushes
+    /// came there (flushes with no ack or send between them wait for the
+    /// same things: one entry, so a device sending nothing but flushes
+    /// cannot grow this). Answered in order, each once its count is 0.
+    flushes: std::collections::VecDeque<(u64, usize, usize)>,
 }
 
 impl InFlight {
@@ -338,15 +340,18 @@ impl InFlight {
 
     /// A flush came: it waits for the acks and sends under way.
     fn flush(&mut self) {
-        self.flushes.push_back((self.taken, self.acks + self.sends));
+        match self.flushes.back_mut() {
+            Some((at, _, n)) if *at == self.taken => *n = n.saturating_add(1),
+            _ => self.flushes.push_back((self.taken, self.acks + self.sends, 1)),
+        }
     }
 
     /// How many flushes may be answered now (taken off, in order).
     fn flushed(&mut self) -> usize {
         let mut n = 0;
-        while self.flushes.front().is_some_and(|(_, left)| *left == 0) {
+        while let Some((_, 0, k)) = self.flushes.front() {
+            n += k;
             self.flushes.pop_front();
-            n += 1;
         }
         n
     }
@@ -356,7 +361,7 @@ impl InFlight {
         let seq = match &done {
             Done::Acked { seq, .. } | Done::Answered { seq, .. } => *seq,
         };
-        for (at, left) in &mut self.flushes {
+        for (at, left, _) in &mut self.flushes {
             if seq < *at {
                 *left = left.saturating_sub(1);
             }
@@ -655,6 +660,15 @@ mod tests {
         f.flush();
         assert!(f.settle(Done::Acked { n: 1, failed: None, seq: a }).is_none());
         assert_eq!(f.flushed(), 2, "both flushes, in order");
+        // Flushes with nothing taken between them share one entry.
+        f.acks += 1;
+        let e = f.take();
+        for _ in 0..100_000 {
+            f.flush();
+        }
+        assert_eq!(f.flushes.len(), 1);
+        assert!(f.settle(Done::Acked { n: 1, failed: None, seq: e }).is_none());
+        assert_eq!(f.flushed(), 100_000);
         assert_eq!((f.acks, f.sends, f.flushes.len()), (0, 0, 0));
     }
 
